@@ -1,0 +1,343 @@
+// Benchmark entry (`npm run bench`): Pillion against the backend itself, nginx, HAProxy and http-proxy on
+// this machine, in ONE run with interleaved rounds, so the noise of a shared 2-core machine hits every target
+// alike. Prints a markdown table per case and the issue's targets as PASS/FAIL lines; writes
+// .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,tcp, --rounds N, --cpu-prof.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ChildGroup, readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
+import { runAutocannon, runFixedRate, runH2load, runTcpStream, runWrk, type LoadResult } from './load.js';
+import {
+  startBackend,
+  startHaproxy,
+  startHttpProxy,
+  startNginx,
+  startPillion,
+  type Target,
+} from './peers.js';
+import {
+  check,
+  checkLine,
+  fmt,
+  markdownTable,
+  summarize,
+  type CaseSpec,
+  type RoundResult,
+  type TargetCheck,
+  type TargetSummary,
+} from './report.js';
+import { ensureTools, type ToolStatus } from './tools.js';
+
+const ALL_CASES = ['small', 'large', 'latency', 'h2', 'tcp'] as const;
+type CaseName = (typeof ALL_CASES)[number];
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    rounds: { type: 'string' },
+    'cpu-prof': { type: 'boolean', default: false },
+    'no-install': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (flags.help) {
+  process.stdout.write(
+    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,tcp] [--rounds N] [--cpu-prof] [--no-install]\n',
+  );
+  process.exit(0);
+}
+
+const quick = flags.quick === true;
+const only = new Set<CaseName>(
+  (flags.only ?? ALL_CASES.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s): s is CaseName => {
+      if (!(ALL_CASES as readonly string[]).includes(s)) {
+        if (s) process.stderr.write(`ignoring unknown case "${s}" (known: ${ALL_CASES.join(', ')})\n`);
+        return false;
+      }
+      return true;
+    }),
+);
+const rounds = flags.rounds ? Math.max(1, Number(flags.rounds)) : quick ? 1 : 3;
+const outDir = resolve(process.cwd(), '.bench-out');
+
+// Durations and counts: every loop is bounded in time and count.
+const P = quick
+  ? { smallSec: 1, largeSec: 1, latencySec: 1, warmSec: 0.5, h2Requests: 2_000, tcpBytes: 8 << 20 }
+  : { smallSec: 4, largeSec: 4, latencySec: 5, warmSec: 1, h2Requests: 40_000, tcpBytes: 64 << 20 };
+const SMALL_CONNS = 50;
+const LARGE_CONNS = 8;
+const RATE = 2000;
+const TCP_CONNS = 4;
+
+const log = (s: string): void => void process.stdout.write(`${s}\n`);
+
+const group = new ChildGroup();
+group.installExitHandlers((sig) => {
+  process.stderr.write(`\n${sig}: stopping every child\n`);
+  void group.close().then(() => process.exit(130));
+});
+process.on('uncaughtException', (err) => {
+  process.stderr.write(`bench: uncaught ${err.stack ?? err.message}\n`);
+  void group.close().then(() => process.exit(1));
+});
+
+interface CaseOutcome {
+  spec: CaseSpec;
+  rounds: RoundResult[];
+  summary: TargetSummary[];
+}
+
+async function main(): Promise<void> {
+  mkdirSync(outDir, { recursive: true });
+  log(`# Pillion benchmark${quick ? ' (quick)' : ''}`);
+  log('');
+  log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; rounds: ${rounds}; cases: ${[...only].join(', ')}`);
+
+  const tools: ToolStatus[] = ensureTools(
+        [
+          { bin: 'nginx', pkg: 'nginx' },
+          { bin: 'haproxy', pkg: 'haproxy' },
+          { bin: 'wrk', pkg: 'wrk' },
+          { bin: 'h2load', pkg: 'nghttp2-client' },
+        ],
+        log,
+        flags['no-install'] !== true,
+      );
+  const have = (bin: string): boolean => tools.some((t) => t.bin === bin && t.path);
+  const skipped: string[] = [];
+  for (const t of tools) if (t.missing) skipped.push(`${t.bin}: ${t.missing}`);
+
+  const dir = group.tempDir('pillion-bench-');
+  const backend = await startBackend(group);
+  log(`backend: http ${backend.ports.http}, h2c ${backend.ports.h2}, tcp sink ${backend.ports.tcp} (pid ${backend.child.pid})`);
+
+  const direct: Target = {
+    name: 'direct',
+    httpPort: backend.ports.http,
+    h2Port: backend.ports.h2,
+    tcpPort: backend.ports.tcp,
+  };
+  const targets: Target[] = [direct];
+  const tryStart = async (name: string, start: () => Promise<Target>): Promise<void> => {
+    try {
+      const t = await start();
+      targets.push(t);
+      log(`${name}: started (pid ${t.pid ?? '?'}${t.httpPort ? `, http ${t.httpPort}` : ''}${t.tcpPort ? `, tcp ${t.tcpPort}` : ''})`);
+    } catch (err) {
+      const msg = (err as Error).message.split('\n').slice(0, 6).join(' / ');
+      skipped.push(`${name}: ${msg}`);
+      log(`${name}: SKIPPED (${msg})`);
+    }
+  };
+  const cpuProfDir = flags['cpu-prof'] ? outDir : undefined;
+  await tryStart('pillion', () =>
+    startPillion(group, dir, backend.ports, { name: 'pillion', accessLog: 'off', ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) }),
+  );
+  await tryStart('pillion+accesslog', () =>
+    startPillion(group, dir, backend.ports, { name: 'pillion+accesslog', accessLog: join(dir, 'access.log') }),
+  );
+  if (have('nginx')) await tryStart('nginx', () => startNginx(group, dir, backend.ports));
+  if (have('haproxy')) await tryStart('haproxy', () => startHaproxy(group, dir, backend.ports));
+  await tryStart('http-proxy', () => startHttpProxy(group, backend.ports));
+  const names = targets.map((t) => t.name);
+  const httpTargets = targets.filter((t) => t.httpPort !== undefined);
+
+  // Warm-up: JIT, pools and keep-alive sockets, not measured.
+  for (const t of httpTargets) {
+    await runAutocannon(httpLoad(t, '/small', SMALL_CONNS, P.warmSec)).catch(() => undefined);
+  }
+
+  const outcomes: CaseOutcome[] = [];
+  const runCase = async (
+    spec: CaseSpec,
+    caseTargets: Target[],
+    run: (t: Target, round: number) => Promise<LoadResult>,
+  ): Promise<void> => {
+    log('');
+    log(`running ${spec.name}: ${rounds} round(s) × [${caseTargets.map((t) => t.name).join(', ')}]`);
+    const results: RoundResult[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      for (const t of caseTargets) {
+        if (t.child && !t.child.running) {
+          results.push({ round, target: t.name, error: `process exited (${t.child.exitCode ?? t.child.exitSignal})` });
+          continue;
+        }
+        try {
+          const result = await run(t, round);
+          results.push({ round, target: t.name, result });
+          log(`  round ${round} ${t.name.padEnd(18)} ${fmt(result.rps, 0).padStart(8)} req/s  p50 ${fmt(result.p50)} ms  p99 ${fmt(result.p99)} ms  ${fmt(result.mbps, 1)} MB/s${result.errors + result.non2xx > 0 ? `  errors ${result.errors} non-2xx ${result.non2xx}` : ''}`);
+        } catch (err) {
+          const msg = (err as Error).message.split('\n')[0] ?? String(err);
+          results.push({ round, target: t.name, error: msg });
+          log(`  round ${round} ${t.name.padEnd(18)} ERROR ${msg}`);
+        }
+        await sleep(200);
+      }
+    }
+    outcomes.push({ spec, rounds: results, summary: summarize(spec, results, names) });
+  };
+
+  if (only.has('small')) {
+    await runCase(
+      { name: 'small', title: `Small responses (~50 B), ${SMALL_CONNS} connections, ${P.smallSec} s per round, autocannon`, metric: 'rps' },
+      httpTargets,
+      (t) => runAutocannon(httpLoad(t, '/small', SMALL_CONNS, P.smallSec)),
+    );
+  }
+  if (only.has('large')) {
+    const useWrk = have('wrk');
+    await runCase(
+      { name: 'large', title: `1 MiB responses, ${LARGE_CONNS} connections, ${P.largeSec} s per round, ${useWrk ? 'wrk' : 'autocannon'}`, metric: 'mbps' },
+      httpTargets,
+      (t) => (useWrk ? runWrk : runAutocannon)(httpLoad(t, '/large', LARGE_CONNS, P.largeSec)),
+    );
+  }
+  if (only.has('latency')) {
+    await runCase(
+      { name: 'latency', title: `Fixed rate ${RATE} req/s, small responses, ${P.latencySec} s per round, open-loop client, µs resolution`, metric: 'rps', addedLatency: true },
+      httpTargets,
+      (t) => {
+        const load = { port: t.httpPort as number, path: '/small', rate: RATE, durationSec: P.latencySec, warmupSec: P.warmSec, maxSockets: 64 };
+        return runFixedRate(t.host ? { ...load, host: t.host } : load);
+      },
+    );
+  }
+  if (only.has('h2')) {
+    if (!have('h2load')) skipped.push('h2 case: h2load unavailable');
+    else {
+      await runCase(
+        { name: 'h2', title: `HTTP/2 (h2c), h2load -c 10 -m 10 -n ${P.h2Requests}, small responses`, metric: 'rps' },
+        targets.filter((t) => t.h2Port !== undefined && (t.name === 'direct' || t.name === 'pillion')),
+        (t, round) => {
+          const load = {
+            port: t.h2Port as number,
+            path: '/small',
+            clients: 10,
+            streams: 10,
+            requests: P.h2Requests,
+            timeoutSec: quick ? 30 : 90,
+            logFile: join(dir, `h2load-${t.name}-${round}.log`),
+          };
+          return runH2load(t.authority ? { ...load, authority: t.authority } : load);
+        },
+      );
+    }
+  }
+  if (only.has('tcp')) {
+    await runCase(
+      { name: 'tcp', title: `TCP stream, ${TCP_CONNS} connections × ${P.tcpBytes >> 20} MiB to a sink`, metric: 'mbps' },
+      targets.filter((t) => t.tcpPort !== undefined),
+      (t) => runTcpStream({ port: t.tcpPort as number, connections: TCP_CONNS, bytesPerConnection: P.tcpBytes, timeoutSec: quick ? 30 : 60 }),
+    );
+  }
+
+  // Memory after the run.
+  const memory: Array<{ target: string; rssMiB: number; peakMiB?: number }> = [];
+  for (const t of targets) {
+    if (t.pid === undefined) continue;
+    const own = readRss(t.pid);
+    const tree = readTreeRssKiB(t.pid);
+    if (!own || tree === undefined) continue;
+    const row: { target: string; rssMiB: number; peakMiB?: number } = { target: t.name, rssMiB: tree / 1024 };
+    if (tree === own.rssKiB) row.peakMiB = own.peakKiB / 1024;
+    memory.push(row);
+  }
+
+  // Report.
+  log('');
+  for (const o of outcomes) {
+    log(`## ${o.spec.title}`);
+    log('');
+    log(markdownTable(o.spec, o.summary));
+    for (const s of o.summary) for (const f of s.failures) log(`  ${s.target} ${f}`);
+    log('');
+  }
+  if (memory.length > 0) {
+    log('## Memory after the run (VmRSS, process tree; peak = VmHWM of a single process)');
+    log('');
+    log('| target | RSS MiB | peak MiB |');
+    log('| --- | ---: | ---: |');
+    for (const m of memory) log(`| ${m.target} | ${fmt(m.rssMiB, 1)} | ${m.peakMiB !== undefined ? fmt(m.peakMiB, 1) : '–'} |`);
+    log('');
+  }
+
+  const get = (c: string, t: string): TargetSummary | undefined =>
+    outcomes.find((o) => o.spec.name === c)?.summary.find((s) => s.target === t);
+  const pSmall = get('small', 'pillion');
+  const hpSmall = get('small', 'http-proxy');
+  const ngSmall = get('small', 'nginx');
+  const pLat = get('latency', 'pillion');
+  const pMem = memory.find((m) => m.target === 'pillion');
+  const checks: TargetCheck[] = [
+    check(
+      'Pillion small-response throughput / http-proxy ≥ 1.5',
+      pSmall && hpSmall ? pSmall.rps / hpSmall.rps : NaN,
+      '>=',
+      1.5,
+      `${fmt(pSmall?.rps ?? NaN, 0)} / ${fmt(hpSmall?.rps ?? NaN, 0)} req/s = ${fmt(pSmall && hpSmall ? pSmall.rps / hpSmall.rps : NaN)}`,
+    ),
+    check(
+      `added p99 at 2,000 req/s ≤ 2 ms`,
+      pLat?.addedP99 ?? NaN,
+      '<=',
+      2,
+      `Pillion p99 ${fmt(pLat?.p99 ?? NaN, 3)} ms, direct p99 ${fmt(get('latency', 'direct')?.p99 ?? NaN, 3)} ms, added (median of per-round differences) ${fmt(pLat?.addedP99 ?? NaN, 3)} ms`,
+    ),
+    check('proxy RSS ≤ 80 MiB', pMem?.rssMiB ?? NaN, '<=', 80, `VmRSS ${fmt(pMem?.rssMiB ?? NaN, 1)} MiB after the run (peak ${fmt(pMem?.peakMiB ?? NaN, 1)} MiB)`),
+    check(
+      'stretch: Pillion small-response throughput ≥ 0.7 × nginx',
+      pSmall && ngSmall ? pSmall.rps / ngSmall.rps : NaN,
+      '>=',
+      0.7,
+      `${fmt(pSmall?.rps ?? NaN, 0)} / ${fmt(ngSmall?.rps ?? NaN, 0)} req/s = ${fmt(pSmall && ngSmall ? pSmall.rps / ngSmall.rps : NaN)}`,
+    ),
+  ];
+  log('## Targets');
+  log('');
+  for (const c of checks) log(checkLine(c));
+  if (skipped.length > 0) {
+    log('');
+    log('## Skipped');
+    for (const s of skipped) log(`- ${s}`);
+  }
+
+  const json = {
+    startedAt: new Date(startedAt).toISOString(),
+    durationSec: (Date.now() - startedAt) / 1000,
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+    options: { quick, rounds, cases: [...only], cpuProf: flags['cpu-prof'] },
+    tools,
+    targets: targets.map((t) => t.name),
+    cases: outcomes.map((o) => ({ name: o.spec.name, title: o.spec.title, metric: o.spec.metric, summary: o.summary, rounds: o.rounds })),
+    memory,
+    checks,
+    skipped,
+  };
+  writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
+  log('');
+  log(`results: ${join(outDir, 'latest.json')}${cpuProfDir ? `; CPU profiles of Pillion: ${cpuProfDir}/*.cpuprofile` : ''}`);
+}
+
+function httpLoad(t: Target, path: string, connections: number, durationSec: number) {
+  const load = { port: t.httpPort as number, path, connections, durationSec };
+  return t.host ? { ...load, host: t.host } : load;
+}
+
+const startedAt = Date.now();
+let exitCode = 0;
+try {
+  await main();
+} catch (err) {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  exitCode = 1;
+} finally {
+  // A longer grace period lets Pillion write its CPU profile on the way out.
+  await group.close(flags['cpu-prof'] ? 10_000 : 3000);
+}
+process.exit(exitCode);

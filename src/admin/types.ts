@@ -1,0 +1,43 @@
+// What the admin server may ask of the running proxy: a narrow view, so the admin module knows no internals.
+import type { Registry } from 'prom-client';
+import type { ConfigSnapshot } from '../config/model.js';
+
+export interface EndpointStatus {
+  address: string;
+  port: number;
+  weight: number;
+  zone: string;
+  healthy: boolean;
+  activeRequests: number;
+  totalRequests: number;
+  failedRequests: number;
+}
+
+export interface ClusterStatus {
+  name: string;
+  lbPolicy: string;
+  protocol: string;
+  endpoints: EndpointStatus[];
+}
+
+export interface ListenerStatus {
+  name: string;
+  address: string;
+  /** The bound port (the configured one, or the one the OS chose for port 0). */
+  port: number;
+  direction: string;
+}
+
+export interface AdminSource {
+  readonly registry: Registry;
+  /** True once listeners are bound and every cluster they reference is known. */
+  isReady(): boolean;
+  snapshot(): ConfigSnapshot;
+  /** Raw xDS resources behind the snapshot, as JSON-friendly objects with their versions (for /config_dump). */
+  configDump(): unknown;
+  clusters(): ClusterStatus[];
+  listeners(): ListenerStatus[];
+  setLogLevel(level: string): boolean;
+  /** Starts draining (stop accepting, finish in-flight), resolves when drained. */
+  drain(): Promise<void>;
+}

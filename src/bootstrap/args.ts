@@ -1,0 +1,84 @@
+// Command-line flags of `pillion proxy` → the proxy's bootstrap: node identity, ports, config source.
+import { parseArgs } from 'node:util';
+import type { NodeInfo } from '../../xds/compiler.js';
+
+export interface ProxyBootstrap {
+  readonly node: NodeInfo;
+  readonly adminPort: number;
+  readonly configFile?: string;
+  readonly xds?: string[];
+  readonly logLevel: string;
+  readonly accessLog: string;
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+function port(flag: string, value: string | undefined, fallback: number | undefined): number | undefined {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--${flag}: expected a port number 0-65535, got "${value}"`);
+  return n;
+}
+
+export const PROXY_USAGE = `usage: pillion proxy --service NAME [--config mesh.yaml | --xds HOST:PORT[,HOST:PORT]]
+                     [--node-id ID] [--namespace default] [--service-account NAME] [--app-port N]
+                     [--admin-port 15000] [--inbound-port 15006] [--outbound-port 15001]
+                     [--log-level info] [--access-log stdout|off|FILE]`;
+
+export function parseProxyArgs(argv: string[]): ProxyBootstrap {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        'node-id': { type: 'string' },
+        service: { type: 'string' },
+        namespace: { type: 'string' },
+        'service-account': { type: 'string' },
+        xds: { type: 'string' },
+        'xds-ca': { type: 'string' },
+        token: { type: 'string' },
+        'app-port': { type: 'string' },
+        'admin-port': { type: 'string' },
+        'inbound-port': { type: 'string' },
+        'outbound-port': { type: 'string' },
+        bootstrap: { type: 'string' },
+        config: { type: 'string' },
+        'log-level': { type: 'string' },
+        'access-log': { type: 'string' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${PROXY_USAGE}`);
+  }
+  const service = values.service;
+  if (service === undefined || service === '') throw new UsageError(`--service is required\n${PROXY_USAGE}`);
+  if (values.config === undefined && values.xds === undefined) {
+    throw new UsageError(`one of --config or --xds is required\n${PROXY_USAGE}`);
+  }
+  if (values.xds !== undefined && values.config === undefined) {
+    throw new UsageError('--xds (the control server) is not available yet in this build: use --config mesh.yaml');
+  }
+  const appPort = port('app-port', values['app-port'], undefined);
+  const node: NodeInfo = {
+    id: values['node-id'] ?? `sidecar~${service}~${process.pid}`,
+    service,
+    namespace: values.namespace ?? 'default',
+    serviceAccount: values['service-account'] ?? service,
+    ...(appPort === undefined ? {} : { appPort }),
+    inboundPort: port('inbound-port', values['inbound-port'], 15006)!,
+    outboundPort: port('outbound-port', values['outbound-port'], 15001)!,
+  };
+  return {
+    node,
+    adminPort: port('admin-port', values['admin-port'], 15000)!,
+    ...(values.config === undefined ? {} : { configFile: values.config }),
+    ...(values.xds === undefined ? {} : { xds: values.xds.split(',') }),
+    logLevel: values['log-level'] ?? 'info',
+    accessLog: values['access-log'] ?? 'stdout',
+  };
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// The `pillion` executable: one binary, several commands (see DESIGN.md §3).
+import { UsageError } from '../bootstrap/args.js';
+import { MeshConfigError } from '../../xds/mesh-config.js';
+
+const USAGE = `usage: pillion <command> [flags]
+
+commands:
+  proxy     run a sidecar proxy (pillion proxy --help)
+  demo      run a whole demo mesh on this machine (npm start)
+`;
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'proxy': {
+      const { runProxyCommand } = await import('./proxy-command.js');
+      return runProxyCommand(rest);
+    }
+    case 'demo': {
+      const { runDemoCommand } = await import('./demo.js');
+      return runDemoCommand(rest);
+    }
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      throw new UsageError(`unknown command "${command}"\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof UsageError || err instanceof MeshConfigError) {
+    process.stderr.write(`pillion: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`pillion: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,120 @@
+// Translates an xDS Cluster into the internal ClusterModel (endpoints come inline for STATIC, from EDS otherwise).
+import { endpointsFromLoadAssignment } from './endpoint.js';
+import { DEFAULTS, type ClusterModel, type LbPolicy, type OutlierDetectionModel } from './model.js';
+import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
+import { durationMs, invalid, wrapped, type Plain } from './values.js';
+
+export interface ClusterTranslation {
+  /** For an EDS cluster, `endpoints` is empty until the snapshot joins in the ClusterLoadAssignment. */
+  readonly model: ClusterModel;
+  /** Name of the ClusterLoadAssignment to read (EDS clusters only). */
+  readonly edsServiceName?: string;
+}
+
+const LB: Record<string, LbPolicy> = {
+  ROUND_ROBIN: 'round_robin',
+  LEAST_REQUEST: 'least_request',
+  RING_HASH: 'ring_hash',
+  RANDOM: 'random',
+};
+
+/** load_balancing_policy names we can honour, first supported wins (as Envoy and grpc-js-xds pick). */
+const POLICY_TYPES: Record<string, LbPolicy> = {
+  'envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin': 'round_robin',
+  'envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest': 'least_request',
+  'envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash': 'ring_hash',
+  'envoy.extensions.load_balancing_policies.random.v3.Random': 'random',
+};
+
+function lbFromPolicyList(c: Plain): { policy: LbPolicy; config: Plain } {
+  for (const p of c.load_balancing_policy?.policies ?? []) {
+    const any = p.typed_extension_config?.typed_config;
+    const name = String(any?.type_url ?? '').split('/').pop() ?? '';
+    const policy = POLICY_TYPES[name];
+    if (policy) return { policy, config: decodeAny<Plain>(any) };
+  }
+  return invalid('load_balancing_policy.policies: none of round_robin, least_request, ring_hash, random');
+}
+
+function http2Upstream(c: Plain): boolean {
+  if (c.http2_protocol_options) return true;
+  const any = c.typed_extension_protocol_options?.['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'];
+  if (!any) return false;
+  if (any.type_url !== TYPE_URLS.HttpProtocolOptions) {
+    invalid(`typed_extension_protocol_options: unexpected type ${any.type_url}`);
+  }
+  const opts = decodeAny<Plain>(any);
+  return Boolean(opts.explicit_http_config?.http2_protocol_options);
+}
+
+function outlier(od: Plain | undefined): OutlierDetectionModel | undefined {
+  if (!od) return undefined;
+  const d = DEFAULTS.outlierDetection;
+  return {
+    consecutive5xx: wrapped<number>(od.consecutive_5xx, d.consecutive5xx),
+    // Envoy enforces this at 0% unless enforcing_consecutive_gateway_failure says otherwise; gateway failures are
+    // 5xx too, so taking the threshold as-is ejects no host that consecutive_5xx would have spared for long.
+    consecutiveGatewayFailure: wrapped<number>(od.consecutive_gateway_failure, d.consecutiveGatewayFailure),
+    intervalMs: durationMs(od.interval, d.intervalMs, 'outlier_detection.interval'),
+    baseEjectionTimeMs: durationMs(od.base_ejection_time, d.baseEjectionTimeMs, 'outlier_detection.base_ejection_time'),
+    maxEjectionPercent: Math.min(100, wrapped<number>(od.max_ejection_percent, d.maxEjectionPercent)),
+  };
+}
+
+/** Decode and validate a Cluster resource; throws ResourceInvalid with the field at fault. */
+export function translateCluster(bytes: Uint8Array): ClusterTranslation {
+  const c = decodeMessage<Plain>(MESSAGE_NAMES.Cluster, bytes);
+  if (!c.name) invalid('name: missing');
+  const type = c.type ?? 'STATIC';
+  if (type !== 'STATIC' && type !== 'EDS') invalid(`type: ${type} is not supported (STATIC or EDS)`);
+
+  let lbPolicy: LbPolicy;
+  let choiceCount: number = DEFAULTS.choiceCount;
+  let minRingSize: number = DEFAULTS.minRingSize;
+  let maxRingSize: number = DEFAULTS.maxRingSize;
+  const lbEnum = c.lb_policy ?? 'ROUND_ROBIN';
+  if (lbEnum === 'LOAD_BALANCING_POLICY_CONFIG' || (c.lb_policy === undefined && c.load_balancing_policy)) {
+    const { policy, config } = lbFromPolicyList(c);
+    lbPolicy = policy;
+    choiceCount = wrapped<number>(config.choice_count, choiceCount);
+    minRingSize = wrapped<number>(config.minimum_ring_size, minRingSize);
+    maxRingSize = wrapped<number>(config.maximum_ring_size, maxRingSize);
+  } else {
+    const p = LB[lbEnum];
+    if (!p) invalid(`lb_policy: ${lbEnum} is not supported (ROUND_ROBIN, LEAST_REQUEST, RING_HASH, RANDOM)`);
+    lbPolicy = p;
+    choiceCount = wrapped<number>(c.least_request_lb_config?.choice_count, choiceCount);
+    minRingSize = wrapped<number>(c.ring_hash_lb_config?.minimum_ring_size, minRingSize);
+    maxRingSize = wrapped<number>(c.ring_hash_lb_config?.maximum_ring_size, maxRingSize);
+  }
+  if (choiceCount < 2) invalid('least_request_lb_config.choice_count: must be at least 2');
+  if (minRingSize < 1 || minRingSize > maxRingSize) invalid('ring_hash_lb_config.minimum_ring_size: must be 1..maximum_ring_size');
+
+  // Envoy reads the DEFAULT priority's thresholds; HIGH priority traffic is not modelled.
+  const th = (c.circuit_breakers?.thresholds ?? []).find((t: Plain) => (t.priority ?? 'DEFAULT') === 'DEFAULT') ?? {};
+  const d = DEFAULTS.circuitBreakers;
+  const connectTimeoutMs = durationMs(c.connect_timeout, DEFAULTS.connectTimeoutMs, 'connect_timeout');
+  if (connectTimeoutMs === 0) invalid('connect_timeout: must be above 0');
+
+  const edsServiceName = type === 'EDS' ? (c.eds_cluster_config?.service_name || c.name) : undefined;
+  const od = outlier(c.outlier_detection);
+  const model: ClusterModel = {
+    name: c.name,
+    connectTimeoutMs,
+    lbPolicy,
+    choiceCount,
+    ringHash: { minRingSize, maxRingSize },
+    protocol: http2Upstream(c) ? 'http2' : 'http1',
+    circuitBreakers: {
+      maxConnections: wrapped<number>(th.max_connections, d.maxConnections),
+      maxPendingRequests: wrapped<number>(th.max_pending_requests, d.maxPendingRequests),
+      maxRequests: wrapped<number>(th.max_requests, d.maxRequests),
+      maxRetries: wrapped<number>(th.max_retries, d.maxRetries),
+    },
+    ...(od ? { outlierDetection: od } : {}),
+    maxIdleConnectionsPerEndpoint: DEFAULTS.maxIdleConnectionsPerEndpoint,
+    ...(edsServiceName !== undefined ? { edsServiceName } : {}),
+    endpoints: type === 'STATIC' ? endpointsFromLoadAssignment(c.load_assignment, 'load_assignment.endpoints') : [],
+  };
+  return edsServiceName !== undefined ? { model, edsServiceName } : { model };
+}

@@ -1,0 +1,126 @@
+// Translates an xDS Listener (HttpConnectionManager and/or TcpProxy chains) into the internal ListenerModel.
+import { DEFAULTS, type Direction, type HttpChainModel, type ListenerModel, type RouteConfigModel, type TcpChainModel } from './model.js';
+import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
+import { routeConfigFromPlain } from './route-config.js';
+import { durationMs, invalid, socketAddress, wrapped, type Plain } from './values.js';
+
+export interface ListenerTranslation {
+  readonly model: ListenerModel;
+  /** RouteConfigurations carried inline by an HttpConnectionManager (they join the snapshot's routeConfigs). */
+  readonly inlineRoutes: readonly RouteConfigModel[];
+}
+
+const HCM_NAME = 'envoy.filters.network.http_connection_manager';
+const TCP_NAME = 'envoy.filters.network.tcp_proxy';
+const ROUTER_NAME = 'envoy.filters.http.router';
+
+function typeOf(filter: Plain): string {
+  return String(filter.typed_config?.type_url ?? '');
+}
+
+function httpChain(filter: Plain, field: string, inline: RouteConfigModel[]): HttpChainModel {
+  const hcm = decodeAny<Plain>(filter.typed_config);
+  let routeConfigName: string;
+  if (hcm.rds) {
+    if (!hcm.rds.route_config_name) invalid(`${field}.rds.route_config_name: missing`);
+    routeConfigName = String(hcm.rds.route_config_name);
+  } else if (hcm.route_config) {
+    const rc = routeConfigFromPlain(hcm.route_config, `${field}.route_config`);
+    inline.push(rc);
+    routeConfigName = rc.name;
+  } else {
+    return invalid(`${field}: no route_config or rds (scoped_routes is not supported)`);
+  }
+  const filters: Plain[] = hcm.http_filters ?? [];
+  // The router must be there and last: it is the filter that forwards; without it no request goes anywhere.
+  filters.forEach((f, i) => {
+    const isRouter = f.name === ROUTER_NAME || typeOf(f) === TYPE_URLS.Router;
+    if (isRouter && i !== filters.length - 1) invalid(`${field}.http_filters[${i}]: the router must be the last filter`);
+    if (!isRouter && !f.is_optional && !f.disabled) invalid(`${field}.http_filters[${i}]: unsupported filter ${f.name || typeOf(f)}`);
+  });
+  const last = filters[filters.length - 1];
+  if (!last || !(last.name === ROUTER_NAME || typeOf(last) === TYPE_URLS.Router)) {
+    invalid(`${field}.http_filters: must end with ${ROUTER_NAME}`);
+  }
+  const codec = hcm.codec_type ?? 'AUTO';
+  if (codec !== 'AUTO' && codec !== 'HTTP1' && codec !== 'HTTP2') invalid(`${field}.codec_type: ${codec} is not supported`);
+  return {
+    statPrefix: String(hcm.stat_prefix ?? ''),
+    routeConfigName,
+    codec: codec === 'AUTO' ? 'auto' : codec === 'HTTP1' ? 'http1' : 'http2',
+    requestTimeoutMs: durationMs(hcm.request_timeout, 0, `${field}.request_timeout`),
+    // Envoy's stream_idle_timeout default is 5 minutes.
+    streamIdleTimeoutMs: durationMs(hcm.stream_idle_timeout, 300_000, `${field}.stream_idle_timeout`),
+    // Envoy's downstream connection idle_timeout default is 1 hour.
+    idleTimeoutMs: durationMs(hcm.common_http_protocol_options?.idle_timeout, 3_600_000, `${field}.common_http_protocol_options.idle_timeout`),
+    maxRequestHeadersKb: wrapped<number>(hcm.max_request_headers_kb, DEFAULTS.maxRequestHeadersKb),
+    generateRequestId: wrapped<boolean>(hcm.generate_request_id, true),
+  };
+}
+
+function tcpChain(filter: Plain, field: string): TcpChainModel {
+  const tp = decodeAny<Plain>(filter.typed_config);
+  let cluster: string | undefined = tp.cluster;
+  if (!cluster && tp.weighted_clusters) {
+    // One cluster is all the TCP model holds: take the heaviest so a 100/0 split still works.
+    const list: Plain[] = [...(tp.weighted_clusters.clusters ?? [])].sort((a, b) => (b.weight ?? 0) - (a.weight ?? 0));
+    if (list.length > 1 && (list[1]!.weight ?? 0) > 0) invalid(`${field}.weighted_clusters: splitting TCP traffic is not supported`);
+    cluster = list[0]?.name;
+  }
+  if (!cluster) invalid(`${field}.cluster: missing`);
+  return {
+    statPrefix: String(tp.stat_prefix ?? ''),
+    cluster,
+    idleTimeoutMs: durationMs(tp.idle_timeout, DEFAULTS.tcpIdleTimeoutMs, `${field}.idle_timeout`),
+  };
+}
+
+/** The terminal filter of a chain, as `http` or `tcp`; other network filters are rejected. */
+function chainKind(chain: Plain, field: string): { kind: 'http' | 'tcp'; filter: Plain; field: string } {
+  const filters: Plain[] = chain.filters ?? [];
+  if (filters.length === 0) invalid(`${field}.filters: empty`);
+  filters.forEach((f, i) => {
+    if (i < filters.length - 1) invalid(`${field}.filters[${i}]: unsupported filter ${f.name || typeOf(f)} (only one terminal filter per chain)`);
+  });
+  const f = filters[filters.length - 1]!;
+  const ff = `${field}.filters[${filters.length - 1}]`;
+  const t = typeOf(f);
+  if (!f.typed_config) invalid(`${ff}.typed_config: missing`);
+  if (t === TYPE_URLS.HttpConnectionManager) return { kind: 'http', filter: f, field: `${ff}.typed_config` };
+  if (t === TYPE_URLS.TcpProxy) return { kind: 'tcp', filter: f, field: `${ff}.typed_config` };
+  return invalid(`${ff}: unsupported filter ${f.name || '?'} (${t || 'no typed_config'})`);
+}
+
+/** Decode and validate a Listener resource; throws ResourceInvalid with the field at fault. */
+export function translateListener(bytes: Uint8Array): ListenerTranslation {
+  const l = decodeMessage<Plain>(MESSAGE_NAMES.Listener, bytes);
+  if (!l.name) invalid('name: missing');
+  if (l.api_listener) invalid('api_listener: a sidecar binds sockets; api_listener is for proxyless clients');
+  const { address, port } = socketAddress(l.address, 'address');
+  const direction: Direction =
+    l.traffic_direction === 'INBOUND' ? 'inbound' : l.traffic_direction === 'OUTBOUND' ? 'outbound'
+      : String(l.name).startsWith('inbound') ? 'inbound' : 'outbound';
+
+  const inlineRoutes: RouteConfigModel[] = [];
+  let http: HttpChainModel | undefined;
+  let tcp: TcpChainModel | undefined;
+  const chains: { chain: Plain; field: string }[] = (l.filter_chains ?? []).map((chain: Plain, i: number) => ({
+    chain,
+    field: `filter_chains[${i}]`,
+  }));
+  if (l.default_filter_chain) chains.push({ chain: l.default_filter_chain, field: 'default_filter_chain' });
+  if (chains.length === 0) invalid('filter_chains: empty and no default_filter_chain');
+  for (const { chain, field } of chains) {
+    const k = chainKind(chain, field);
+    if (k.kind === 'http') {
+      // More HTTP chains (e.g. split by server_names) would need TLS matching the model does not have.
+      if (http) invalid(`${field}: more than one HttpConnectionManager chain is not supported`);
+      http = httpChain(k.filter, k.field, inlineRoutes);
+    } else {
+      if (tcp) invalid(`${field}: more than one TcpProxy chain is not supported`);
+      tcp = tcpChain(k.filter, k.field);
+    }
+  }
+  const model: ListenerModel = { name: l.name, address, port, direction, ...(http ? { http } : {}), ...(tcp ? { tcp } : {}) };
+  return { model, inlineRoutes };
+}

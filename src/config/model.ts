@@ -1,0 +1,187 @@
+// The proxy's internal config model: what the data path reads. Built only by the translators in this
+// folder from xDS resources; immutable once built (a change builds a new snapshot and swaps one reference).
+// Durations are milliseconds; 0 means "no limit" wherever a timeout is concerned.
+
+export type LbPolicy = 'least_request' | 'round_robin' | 'random' | 'ring_hash';
+export type UpstreamProtocol = 'http1' | 'http2';
+export type Direction = 'inbound' | 'outbound';
+
+export interface ListenerModel {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly direction: Direction;
+  /** Chain for HTTP traffic. With `tcp` also set, each connection is sniffed (HTTP/1 method or HTTP/2 preface → http). */
+  readonly http?: HttpChainModel;
+  /** Chain for opaque TCP: the only chain, or the fallback when sniffing finds no HTTP. */
+  readonly tcp?: TcpChainModel;
+}
+
+export interface HttpChainModel {
+  readonly statPrefix: string;
+  /** Name of the RouteConfiguration (RDS or inline; inline ones are also put into the snapshot's routeConfigs). */
+  readonly routeConfigName: string;
+  /** HttpConnectionManager codec_type: AUTO accepts both HTTP/1.1 and HTTP/2 prior knowledge. */
+  readonly codec: 'auto' | 'http1' | 'http2';
+  /** Whole-request timeout from HCM request_timeout (0 = none). */
+  readonly requestTimeoutMs: number;
+  /** Idle timeout of a stream (0 = none). */
+  readonly streamIdleTimeoutMs: number;
+  /** Idle timeout of a downstream connection (HCM common_http_protocol_options.idle_timeout; 0 = none). */
+  readonly idleTimeoutMs: number;
+  /** max_request_headers_kb: larger request heads get 431. */
+  readonly maxRequestHeadersKb: number;
+  /** Set x-request-id when the request has none (HCM generate_request_id, default true). */
+  readonly generateRequestId: boolean;
+}
+
+export interface TcpChainModel {
+  readonly statPrefix: string;
+  readonly cluster: string;
+  /** TcpProxy idle_timeout (Envoy default 1h; 0 = none). */
+  readonly idleTimeoutMs: number;
+}
+
+export interface RouteConfigModel {
+  readonly name: string;
+  readonly virtualHosts: readonly VirtualHostModel[];
+}
+
+export interface VirtualHostModel {
+  readonly name: string;
+  /** Lowercase. Exact names, `*.suffix`, `prefix*` or `*`; an entry without a port also matches the host with any port. */
+  readonly domains: readonly string[];
+  readonly routes: readonly RouteModel[];
+}
+
+export interface RouteModel {
+  readonly name: string;
+  readonly match: RouteMatchModel;
+  readonly action: RouteActionModel;
+}
+
+export interface RouteMatchModel {
+  readonly kind: 'prefix' | 'path';
+  readonly value: string;
+  readonly caseSensitive: boolean;
+  readonly headers: readonly HeaderMatcherModel[];
+}
+
+export interface HeaderMatcherModel {
+  /** Lowercase header name; `:authority`, `:method`, `:path` are matched on the request's values too. */
+  readonly name: string;
+  readonly kind: 'exact' | 'prefix' | 'suffix' | 'contains' | 'present';
+  readonly value: string;
+  readonly invert: boolean;
+}
+
+export interface WeightedClusterModel {
+  readonly name: string;
+  readonly weight: number;
+}
+
+export type HashPolicyModel =
+  | { readonly kind: 'header'; readonly name: string; readonly terminal: boolean }
+  | { readonly kind: 'cookie'; readonly name: string; readonly terminal: boolean }
+  | { readonly kind: 'source_ip'; readonly terminal: boolean };
+
+export interface RetryPolicyModel {
+  readonly numRetries: number;
+  readonly perTryTimeoutMs: number;
+  /** Envoy retry_on conditions: 5xx, gateway-error, reset, connect-failure, retriable-status-codes, ... */
+  readonly retryOn: readonly string[];
+  readonly retriableStatusCodes: readonly number[];
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+}
+
+export interface RouteActionModel {
+  /** One entry for a plain `cluster`, several for weighted_clusters. */
+  readonly clusters: readonly WeightedClusterModel[];
+  readonly totalWeight: number;
+  /** RouteAction.timeout: Envoy's default is 15 s; 0 disables. */
+  readonly timeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly retry?: RetryPolicyModel;
+  readonly hashPolicies: readonly HashPolicyModel[];
+  readonly prefixRewrite?: string;
+  readonly hostRewrite?: string;
+}
+
+export interface CircuitBreakersModel {
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+}
+
+export interface OutlierDetectionModel {
+  readonly consecutive5xx: number;
+  readonly consecutiveGatewayFailure: number;
+  readonly intervalMs: number;
+  readonly baseEjectionTimeMs: number;
+  readonly maxEjectionPercent: number;
+}
+
+export interface EndpointModel {
+  readonly address: string;
+  readonly port: number;
+  readonly weight: number;
+  readonly region: string;
+  readonly zone: string;
+  /** EDS health_status: only HEALTHY and UNKNOWN endpoints take traffic. */
+  readonly healthy: boolean;
+}
+
+export interface ClusterModel {
+  readonly name: string;
+  readonly connectTimeoutMs: number;
+  readonly lbPolicy: LbPolicy;
+  /** least_request choice_count (Envoy default 2). */
+  readonly choiceCount: number;
+  readonly ringHash: { readonly minRingSize: number; readonly maxRingSize: number };
+  /** Protocol spoken to the endpoints for HTTP traffic. */
+  readonly protocol: UpstreamProtocol;
+  readonly circuitBreakers: CircuitBreakersModel;
+  readonly outlierDetection?: OutlierDetectionModel;
+  /** Upstream keep-alive: idle sockets kept per endpoint (HTTP/1.1). */
+  readonly maxIdleConnectionsPerEndpoint: number;
+  /** EDS service name when endpoints come from a ClusterLoadAssignment (defaults to the cluster name). */
+  readonly edsServiceName?: string;
+  readonly endpoints: readonly EndpointModel[];
+}
+
+/** Everything a proxy runs from, at one version. */
+export interface ConfigSnapshot {
+  readonly version: string;
+  readonly listeners: ReadonlyMap<string, ListenerModel>;
+  readonly routeConfigs: ReadonlyMap<string, RouteConfigModel>;
+  readonly clusters: ReadonlyMap<string, ClusterModel>;
+}
+
+export const EMPTY_SNAPSHOT: ConfigSnapshot = {
+  version: '',
+  listeners: new Map(),
+  routeConfigs: new Map(),
+  clusters: new Map(),
+};
+
+/** Defaults that follow Envoy's (documented in the README's config reference). */
+export const DEFAULTS = {
+  connectTimeoutMs: 5_000,
+  routeTimeoutMs: 15_000,
+  tcpIdleTimeoutMs: 3_600_000,
+  maxRequestHeadersKb: 60,
+  choiceCount: 2,
+  minRingSize: 1024,
+  maxRingSize: 8_388_608,
+  maxIdleConnectionsPerEndpoint: 64,
+  circuitBreakers: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 3 },
+  outlierDetection: {
+    consecutive5xx: 5,
+    consecutiveGatewayFailure: 5,
+    intervalMs: 10_000,
+    baseEjectionTimeMs: 30_000,
+    maxEjectionPercent: 10,
+  },
+} as const;

@@ -1,0 +1,151 @@
+// Translates an xDS RouteConfiguration (RDS, or inline in an HttpConnectionManager) into RouteConfigModel.
+import {
+  DEFAULTS,
+  type HashPolicyModel,
+  type HeaderMatcherModel,
+  type RetryPolicyModel,
+  type RouteActionModel,
+  type RouteConfigModel,
+  type RouteModel,
+  type VirtualHostModel,
+} from './model.js';
+import { decodeMessage, MESSAGE_NAMES } from './protos.js';
+import { durationMs, invalid, wrapped, type Plain } from './values.js';
+
+// Envoy's route retry backoff defaults: base 25 ms, max 10 × base.
+const DEFAULT_BACKOFF_BASE_MS = 25;
+
+function headerMatcher(h: Plain, field: string): HeaderMatcherModel {
+  if (!h.name) invalid(`${field}.name: missing`);
+  const name = String(h.name).toLowerCase();
+  const invert = Boolean(h.invert_match);
+  const base = { name, invert };
+  if (h.string_match) {
+    const sm = h.string_match;
+    if (sm.ignore_case) invalid(`${field}.string_match.ignore_case: not supported`);
+    for (const kind of ['exact', 'prefix', 'suffix', 'contains'] as const) {
+      if (sm[kind] !== undefined) return { ...base, kind, value: String(sm[kind]) };
+    }
+    return invalid(`${field}.string_match: no supported pattern (exact, prefix, suffix, contains)`);
+  }
+  if (h.exact_match !== undefined) return { ...base, kind: 'exact', value: String(h.exact_match) };
+  if (h.prefix_match !== undefined) return { ...base, kind: 'prefix', value: String(h.prefix_match) };
+  if (h.suffix_match !== undefined) return { ...base, kind: 'suffix', value: String(h.suffix_match) };
+  if (h.contains_match !== undefined) return { ...base, kind: 'contains', value: String(h.contains_match) };
+  // present_match, or no specifier at all: Envoy treats an empty matcher as "header is present".
+  if (h.present_match === false) return { ...base, kind: 'present', value: '', invert: !invert };
+  return { ...base, kind: 'present', value: '' };
+}
+
+function retryPolicy(r: Plain | undefined, field: string): RetryPolicyModel | undefined {
+  if (!r) return undefined;
+  const retryOn = String(r.retry_on ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const base = durationMs(r.retry_back_off?.base_interval, DEFAULT_BACKOFF_BASE_MS, `${field}.retry_back_off.base_interval`);
+  if (r.retry_back_off && base === 0) invalid(`${field}.retry_back_off.base_interval: must be above 0`);
+  const max = durationMs(r.retry_back_off?.max_interval, base * 10, `${field}.retry_back_off.max_interval`);
+  if (max < base) invalid(`${field}.retry_back_off.max_interval: must be at least base_interval`);
+  return {
+    numRetries: wrapped<number>(r.num_retries, 1),
+    perTryTimeoutMs: durationMs(r.per_try_timeout, 0, `${field}.per_try_timeout`),
+    retryOn,
+    retriableStatusCodes: (r.retriable_status_codes ?? []).map(Number),
+    backoffBaseMs: base,
+    backoffMaxMs: max,
+  };
+}
+
+function hashPolicy(h: Plain, field: string): HashPolicyModel {
+  const terminal = Boolean(h.terminal);
+  if (h.header) {
+    if (!h.header.header_name) invalid(`${field}.header.header_name: missing`);
+    return { kind: 'header', name: String(h.header.header_name).toLowerCase(), terminal };
+  }
+  if (h.cookie) {
+    if (!h.cookie.name) invalid(`${field}.cookie.name: missing`);
+    return { kind: 'cookie', name: String(h.cookie.name), terminal };
+  }
+  if (h.connection_properties?.source_ip) return { kind: 'source_ip', terminal };
+  return invalid(`${field}: no supported policy (header, cookie, connection_properties.source_ip)`);
+}
+
+function routeAction(a: Plain, vhostRetry: Plain | undefined, field: string): RouteActionModel {
+  let clusters: { name: string; weight: number }[];
+  if (a.cluster !== undefined) {
+    if (!a.cluster) invalid(`${field}.cluster: empty`);
+    clusters = [{ name: a.cluster, weight: 1 }];
+  } else if (a.weighted_clusters) {
+    clusters = (a.weighted_clusters.clusters ?? []).map((c: Plain, i: number) => {
+      if (!c.name) invalid(`${field}.weighted_clusters.clusters[${i}].name: missing`);
+      return { name: String(c.name), weight: wrapped<number>(c.weight, 0) };
+    });
+    if (clusters.length === 0) invalid(`${field}.weighted_clusters.clusters: empty`);
+  } else if (a.cluster_header !== undefined) {
+    return invalid(`${field}.cluster_header: not supported`);
+  } else {
+    return invalid(`${field}: no cluster (cluster or weighted_clusters)`);
+  }
+  const totalWeight = clusters.reduce((sum, c) => sum + c.weight, 0);
+  if (totalWeight === 0) invalid(`${field}.weighted_clusters: weights sum to 0`);
+  const retry = retryPolicy(a.retry_policy ?? vhostRetry, `${field}.retry_policy`);
+  return {
+    clusters,
+    totalWeight,
+    timeoutMs: durationMs(a.timeout, DEFAULTS.routeTimeoutMs, `${field}.timeout`),
+    idleTimeoutMs: durationMs(a.idle_timeout, 0, `${field}.idle_timeout`),
+    ...(retry ? { retry } : {}),
+    hashPolicies: (a.hash_policy ?? []).map((h: Plain, i: number) => hashPolicy(h, `${field}.hash_policy[${i}]`)),
+    ...(a.prefix_rewrite ? { prefixRewrite: String(a.prefix_rewrite) } : {}),
+    ...(a.host_rewrite_literal ? { hostRewrite: String(a.host_rewrite_literal) } : {}),
+  };
+}
+
+function route(r: Plain, vhostRetry: Plain | undefined, field: string): RouteModel {
+  const m = r.match;
+  if (!m) invalid(`${field}.match: missing`);
+  let kind: 'prefix' | 'path';
+  if (m.prefix !== undefined) kind = 'prefix';
+  else if (m.path !== undefined) kind = 'path';
+  else return invalid(`${field}.match: no supported path specifier (prefix, path)`);
+  if (!r.route) invalid(`${field}.route: missing (redirect and direct_response are not supported)`);
+  return {
+    name: String(r.name ?? ''),
+    match: {
+      kind,
+      value: String(m[kind]),
+      caseSensitive: wrapped<boolean>(m.case_sensitive, true),
+      headers: (m.headers ?? []).map((h: Plain, i: number) => headerMatcher(h, `${field}.match.headers[${i}]`)),
+    },
+    action: routeAction(r.route, vhostRetry, `${field}.route`),
+  };
+}
+
+/** Translate an already-decoded RouteConfiguration (as found inline in an HttpConnectionManager). */
+export function routeConfigFromPlain(rc: Plain, field = ''): RouteConfigModel {
+  const at = (s: string) => (field ? `${field}.${s}` : s);
+  if (!rc.name) invalid(`${at('name')}: missing`);
+  const virtualHosts: VirtualHostModel[] = (rc.virtual_hosts ?? []).map((vh: Plain, i: number) => {
+    const vf = at(`virtual_hosts[${i}]`);
+    if (!vh.name) invalid(`${vf}.name: missing`);
+    const domains: string[] = (vh.domains ?? []).map((d: string) => String(d).toLowerCase());
+    if (domains.length === 0) invalid(`${vf}.domains: empty`);
+    return {
+      name: String(vh.name),
+      domains,
+      routes: (vh.routes ?? []).map((r: Plain, j: number) => route(r, vh.retry_policy, `${vf}.routes[${j}]`)),
+    };
+  });
+  // Envoy rejects a RouteConfiguration in which one domain appears in two virtual hosts.
+  const seen = new Set<string>();
+  for (const vh of virtualHosts) {
+    for (const d of vh.domains) {
+      if (seen.has(d)) invalid(`${at('virtual_hosts')}: domain ${JSON.stringify(d)} appears in more than one virtual host`);
+      seen.add(d);
+    }
+  }
+  return { name: String(rc.name), virtualHosts };
+}
+
+/** Decode and validate a RouteConfiguration resource; throws ResourceInvalid with the field at fault. */
+export function translateRouteConfiguration(bytes: Uint8Array): RouteConfigModel {
+  return routeConfigFromPlain(decodeMessage<Plain>(MESSAGE_NAMES.RouteConfiguration, bytes));
+}

@@ -1,0 +1,67 @@
+// What the requests of one HTTP filter chain share: the chain's config, the live route table of the current
+// snapshot, the cluster manager, and where stats go. One per listener chain, not per request.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { ConfigSnapshot, Direction, HashPolicyModel, HttpChainModel, RouteActionModel, RouteConfigModel, RouteModel } from '../config/model.js';
+import type { ClusterManager } from '../upstream/cluster-manager.js';
+import type { Random } from '../upstream/types.js';
+import type { Reason } from '../reasons.js';
+import type { HttpExchange } from './exchange.js';
+import { computeRequestHash, headerSourceOf, matchRoute, pickWeightedCluster, routeIndexOf, type RouteIndex } from './route-match.js';
+
+export interface ConfigHolder {
+  readonly current: ConfigSnapshot;
+}
+
+export interface HttpStats {
+  requestStarted(direction: Direction): void;
+  localReply(reason: Reason): void;
+  requestFinished(exchange: HttpExchange, seconds: number): void;
+}
+
+/** A route table bound to one RouteConfigModel (immutable), so requests in flight keep the one they matched on. */
+export class RouteTable {
+  private readonly index: RouteIndex;
+  constructor(readonly config: RouteConfigModel) {
+    this.index = routeIndexOf(config);
+  }
+
+  match(authority: string, method: string, path: string, headers: IncomingHttpHeaders): RouteModel | null {
+    const vh = this.index.select(authority);
+    if (vh === null) return null;
+    return matchRoute(vh, method, path, headerSourceOf(headers as Record<string, string | string[] | undefined>));
+  }
+}
+
+export class HttpContext {
+  draining = false;
+  private tableConfig: RouteConfigModel | null = null;
+  private table: RouteTable | null = null;
+
+  constructor(
+    public chain: HttpChainModel,
+    readonly direction: Direction,
+    private readonly config: ConfigHolder,
+    readonly clusters: ClusterManager,
+    readonly stats: HttpStats,
+    private readonly random: Random = Math.random,
+  ) {}
+
+  /** The route table of the current snapshot (rebuilt only when the RouteConfiguration object changes). */
+  routeTable(): RouteTable | null {
+    const config = this.config.current.routeConfigs.get(this.chain.routeConfigName);
+    if (config === undefined) return null;
+    if (config !== this.tableConfig) {
+      this.tableConfig = config;
+      this.table = new RouteTable(config);
+    }
+    return this.table;
+  }
+
+  pickCluster(action: RouteActionModel): string {
+    return pickWeightedCluster(action, this.random);
+  }
+
+  requestHash(policies: readonly HashPolicyModel[], headers: IncomingHttpHeaders, sourceIp: string): number | undefined {
+    return computeRequestHash(policies, headerSourceOf(headers as Record<string, string | string[] | undefined>), sourceIp);
+  }
+}

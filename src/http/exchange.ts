@@ -1,0 +1,359 @@
+// One HTTP request through the proxy: route it, pick an endpoint, forward it on the cluster's pool and stream
+// the response back, on either downstream codec. The exchange is the handler object of the request: socket
+// and stream events reach it through shared functions and a symbol, so a request allocates no closures.
+import type { IncomingMessage, ServerResponse, IncomingHttpHeaders } from 'node:http';
+import * as http2 from 'node:http2';
+import type { Readable } from 'node:stream';
+import type { RouteModel } from '../config/model.js';
+import type { UpstreamCluster } from '../upstream/cluster-manager.js';
+import type { EndpointState } from '../upstream/types.js';
+import type { UpstreamSink, UpstreamStream, UpstreamRequestSpec } from '../upstream/pool.js';
+import { REASONS, type Reason } from '../reasons.js';
+import { buildUpstreamHeaders, type HeaderMap } from './headers.js';
+import type { HttpContext } from './context.js';
+
+export const kExchange = Symbol('pillion.exchange');
+
+const PROTOCOL_H1 = 'HTTP/1.1';
+const PROTOCOL_H2 = 'HTTP/2';
+const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+
+type H1Response = ServerResponse & { [kExchange]?: HttpExchange };
+type H2Stream = http2.ServerHttp2Stream & { [kExchange]?: HttpExchange };
+
+export class HttpExchange implements UpstreamSink {
+  // Downstream: exactly one of the two codecs is set.
+  private h1res: H1Response | null = null;
+  private h2stream: H2Stream | null = null;
+
+  readonly startMs = Date.now();
+  private readonly startNs = process.hrtime.bigint();
+  method = '';
+  authority = '';
+  path = '';
+  requestId = '';
+  remoteAddress = '';
+  private grpc = false;
+
+  private cluster: UpstreamCluster | null = null;
+  private endpoint: EndpointState | null = null;
+  private upstream: UpstreamStream | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private trailers: HeaderMap | null = null;
+
+  status = 0;
+  bytesReceived = 0;
+  bytesSent = 0;
+  reason: Reason | null = null;
+  private headersSent = false;
+  private finished = false;
+
+  constructor(private readonly ctx: HttpContext) {
+    ctx.stats.requestStarted(ctx.direction);
+  }
+
+  get direction(): string {
+    return this.ctx.direction;
+  }
+
+  // --- downstream entry points ---
+
+  startH1(req: IncomingMessage, res: ServerResponse): void {
+    this.h1res = res as H1Response;
+    this.h1res[kExchange] = this;
+    res.on('close', onH1ResponseClose);
+    this.method = req.method ?? 'GET';
+    let url = req.url ?? '/';
+    let authority = req.headers.host ?? '';
+    // Absolute-form (a client configured with HTTP_PROXY): its authority wins over Host (RFC 9112 §3.2.2).
+    if (url.charCodeAt(0) !== 47 /* '/' */ && url !== '*') {
+      const schemeEnd = url.indexOf('://');
+      if (schemeEnd > 0) {
+        const pathStart = url.indexOf('/', schemeEnd + 3);
+        authority = pathStart < 0 ? url.slice(schemeEnd + 3) : url.slice(schemeEnd + 3, pathStart);
+        url = pathStart < 0 ? '/' : url.slice(pathStart);
+      }
+    }
+    this.authority = authority;
+    this.path = url;
+    this.remoteAddress = req.socket.remoteAddress ?? '';
+    if (this.ctx.draining) res.shouldKeepAlive = false;
+    const te = req.headers['transfer-encoding'];
+    const cl = req.headers['content-length'];
+    const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
+    this.route(req.headers, hasBody ? req : null, 'http');
+  }
+
+  startH2(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void {
+    this.h2stream = stream as H2Stream;
+    this.h2stream[kExchange] = this;
+    stream.on('close', onH2StreamClose);
+    stream.on('error', onH2StreamError);
+    this.method = (headers[':method'] as string | undefined) ?? 'GET';
+    this.path = (headers[':path'] as string | undefined) ?? '/';
+    this.authority = (headers[':authority'] as string | undefined) ?? headers.host ?? '';
+    this.remoteAddress = stream.session?.socket?.remoteAddress ?? '';
+    const contentType = headers['content-type'];
+    this.grpc = contentType !== undefined && contentType.startsWith('application/grpc');
+    const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    this.route(headers, endStream ? null : stream, (headers[':scheme'] as string | undefined) ?? 'http');
+  }
+
+  // --- routing and forwarding ---
+
+  private route(headers: IncomingHttpHeaders, body: Readable | null, scheme: string): void {
+    const ctx = this.ctx;
+    const routes = ctx.routeTable();
+    const route: RouteModel | null = routes === null ? null : routes.match(this.authority, this.method, this.path, headers);
+    if (route === null) return this.localReply(REASONS.noRoute);
+    const action = route.action;
+    const clusterName = ctx.pickCluster(action);
+    const cluster = ctx.clusters.get(clusterName);
+    if (cluster === undefined) return this.localReply(REASONS.noCluster);
+    this.cluster = cluster;
+    const hash = action.hashPolicies.length === 0 ? undefined : ctx.requestHash(action.hashPolicies, headers, this.remoteAddress);
+    const endpoint = cluster.pick(hash);
+    if (endpoint === null) return this.localReply(REASONS.noHealthyUpstream);
+    this.endpoint = endpoint;
+    endpoint.activeRequests++;
+    endpoint.totalRequests++;
+    cluster.stats.requestStarted();
+
+    const upstreamHeaders: HeaderMap = {};
+    this.requestId = buildUpstreamHeaders(
+      headers,
+      { remoteAddress: this.remoteAddress, generateRequestId: ctx.chain.generateRequestId, keepTeTrailers: cluster.model.protocol === 'http2' },
+      upstreamHeaders,
+    );
+    let path = this.path;
+    if (action.prefixRewrite !== undefined && route.match.kind === 'prefix') {
+      path = action.prefixRewrite + path.slice(route.match.value.length);
+    }
+    const spec: UpstreamRequestSpec = {
+      method: this.method,
+      path,
+      authority: action.hostRewrite ?? this.authority,
+      scheme,
+      headers: upstreamHeaders,
+      body,
+    };
+    const timeoutMs = action.timeoutMs;
+    if (timeoutMs > 0) this.timer = setTimeout(onExchangeTimeout, timeoutMs, this);
+    this.upstream = cluster.pool(endpoint).request(spec, this);
+  }
+
+  // --- UpstreamSink ---
+
+  onUpstreamHeaders(status: number, headers: HeaderMap, endStream: boolean): void {
+    if (this.finished) return;
+    this.status = status;
+    this.headersSent = true;
+    const h1 = this.h1res;
+    if (h1 !== null) {
+      h1.writeHead(status, headers);
+      return;
+    }
+    const h2 = this.h2stream!;
+    if (h2.destroyed) return;
+    headers[':status'] = String(status);
+    // gRPC ends with trailers; ask for the chance to send them unless this is a trailers-only response.
+    h2.respond(headers, { endStream, waitForTrailers: !endStream && this.grpc });
+    if (!endStream && this.grpc) h2.once('wantTrailers', onH2WantTrailers);
+  }
+
+  onUpstreamData(chunk: Buffer): boolean {
+    if (this.finished) return true;
+    this.bytesSent += chunk.length;
+    const h1 = this.h1res;
+    if (h1 !== null) {
+      if (h1.write(chunk)) return true;
+      h1.once('drain', onDownstreamDrain);
+      return false;
+    }
+    const h2 = this.h2stream!;
+    if (h2.destroyed) return true;
+    if (h2.write(chunk)) return true;
+    h2.once('drain', onDownstreamDrain);
+    return false;
+  }
+
+  onUpstreamEnd(trailers: HeaderMap | null): void {
+    if (this.finished) return;
+    this.upstream = null;
+    const h1 = this.h1res;
+    if (h1 !== null) {
+      h1.end();
+    } else {
+      const h2 = this.h2stream!;
+      this.trailers = trailers;
+      // Trailers-only and non-gRPC streams end here; gRPC sends its trailers from 'wantTrailers'.
+      if (!h2.destroyed && !h2.headersSent) h2.respond({ ':status': '502' }, { endStream: true });
+      else if (!h2.destroyed && !h2.writableEnded) h2.end();
+    }
+    this.finish();
+  }
+
+  onUpstreamError(err: Error, connectFailed: boolean): void {
+    if (this.finished) return;
+    this.upstream = null;
+    if (connectFailed) this.cluster?.stats.connectFailure();
+    const reason = connectFailed ? REASONS.connectFailure : REASONS.upstreamReset;
+    if (!this.headersSent) {
+      this.localReply(reason, err.message);
+      return;
+    }
+    // Mid-response: the client must see the failure, not a truncated success.
+    this.reason = reason;
+    this.resetDownstream();
+    this.finish();
+  }
+
+  // --- timeouts, aborts and drains ---
+
+  onTimeout(): void {
+    this.timer = null;
+    if (this.finished) return;
+    this.abortUpstream();
+    if (!this.headersSent) {
+      this.localReply(REASONS.upstreamTimeout);
+      return;
+    }
+    this.reason = REASONS.upstreamTimeout;
+    this.resetDownstream();
+    this.finish();
+  }
+
+  /** The client went away before the response was complete: cancel upstream, release everything. */
+  onDownstreamClosed(): void {
+    if (this.finished) return;
+    this.abortUpstream();
+    if (this.reason === null) this.reason = REASONS.downstreamDisconnect;
+    if (this.status === 0) this.status = REASONS.downstreamDisconnect.httpStatus;
+    this.finish();
+  }
+
+  resumeUpstream(): void {
+    this.upstream?.resume();
+  }
+
+  sendTrailers(): void {
+    const h2 = this.h2stream;
+    if (h2 === null || h2.destroyed) return;
+    const trailers = this.trailers ?? {};
+    h2.sendTrailers(trailers);
+  }
+
+  private abortUpstream(): void {
+    const upstream = this.upstream;
+    this.upstream = null;
+    if (upstream !== null) upstream.abort();
+  }
+
+  private resetDownstream(): void {
+    if (this.h1res !== null) this.h1res.destroy();
+    else if (this.h2stream !== null && !this.h2stream.destroyed) this.h2stream.close(NGHTTP2_INTERNAL_ERROR);
+  }
+
+  /** A response the proxy makes itself, tagged with its reason (see src/reasons.ts). */
+  localReply(reason: Reason, detail?: string): void {
+    this.reason = reason;
+    this.ctx.stats.localReply(reason);
+    const body = detail === undefined ? `${reason.message}\n` : `${reason.message}: ${detail}\n`;
+    const h1 = this.h1res;
+    if (h1 !== null) {
+      this.status = reason.httpStatus;
+      if (!h1.headersSent && !h1.destroyed) {
+        h1.writeHead(reason.httpStatus, {
+          'content-type': 'text/plain; charset=utf-8',
+          'content-length': Buffer.byteLength(body),
+          'x-pillion-reason': reason.id,
+        });
+        h1.end(body);
+      }
+    } else {
+      const h2 = this.h2stream!;
+      if (!h2.destroyed && !h2.headersSent) {
+        if (this.grpc) {
+          // gRPC callers read status from grpc-status, so reply trailers-only with HTTP 200 (as Envoy does).
+          this.status = 200;
+          h2.respond(
+            {
+              ':status': '200',
+              'content-type': 'application/grpc',
+              'grpc-status': String(reason.grpcStatus),
+              'grpc-message': encodeURIComponent(body.trimEnd()),
+              'x-pillion-reason': reason.id,
+            },
+            { endStream: true },
+          );
+        } else {
+          this.status = reason.httpStatus;
+          h2.respond({
+            ':status': String(reason.httpStatus),
+            'content-type': 'text/plain; charset=utf-8',
+            'content-length': String(Buffer.byteLength(body)),
+            'x-pillion-reason': reason.id,
+          });
+          h2.end(body);
+        }
+      }
+    }
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const endpoint = this.endpoint;
+    if (endpoint !== null) {
+      endpoint.activeRequests--;
+      const failed = this.reason !== null || this.status >= 500;
+      if (failed) endpoint.failedRequests++;
+      this.cluster!.stats.requestFinished(endpoint.key, this.status);
+    }
+    this.ctx.stats.requestFinished(this, Number(process.hrtime.bigint() - this.startNs) / 1e9);
+  }
+
+  // --- access log fields ---
+  get protocol(): string {
+    return this.h1res !== null ? PROTOCOL_H1 : PROTOCOL_H2;
+  }
+  get upstreamCluster(): string {
+    return this.cluster?.model.name ?? '-';
+  }
+  get upstreamHost(): string {
+    return this.endpoint?.key ?? '-';
+  }
+}
+
+function onH1ResponseClose(this: H1Response): void {
+  const exchange = this[kExchange]!;
+  if (!this.writableFinished) exchange.onDownstreamClosed();
+}
+
+function onH2StreamClose(this: H2Stream): void {
+  const exchange = this[kExchange]!;
+  exchange.onDownstreamClosed();
+}
+
+function onH2StreamError(this: H2Stream): void {
+  // 'close' follows and does the cleanup; this listener keeps the error from being thrown.
+}
+
+function onH2WantTrailers(this: H2Stream): void {
+  this[kExchange]!.sendTrailers();
+}
+
+function onDownstreamDrain(this: H1Response | H2Stream): void {
+  this[kExchange]!.resumeUpstream();
+}
+
+function onExchangeTimeout(exchange: HttpExchange): void {
+  exchange.onTimeout();
+}
+
+export { NGHTTP2_CANCEL };

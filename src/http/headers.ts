@@ -1,0 +1,105 @@
+// Header rules for forwarding: hop-by-hop removal (RFC 9110 §7.6.1), x-forwarded-for, x-request-id, and the
+// conversion of upstream response heads into one plain shape for both downstream codecs.
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+
+export type HeaderMap = Record<string, string | string[]>;
+
+/** Connection-specific headers: never forwarded, in either direction (HTTP/2 forbids them outright). */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect', // the proxy answers 100-continue itself
+  'http2-settings',
+  'host', // carried as the authority instead
+]);
+
+export function isHopByHop(name: string): boolean {
+  return HOP_BY_HOP.has(name);
+}
+
+/** Names listed in a Connection header are hop-by-hop too. */
+function connectionTokens(value: string | undefined): Set<string> | null {
+  if (value === undefined || value === '' || value === 'keep-alive' || value === 'close') return null;
+  const tokens = new Set<string>();
+  for (const raw of value.split(',')) {
+    const token = raw.trim().toLowerCase();
+    if (token !== '') tokens.add(token);
+  }
+  return tokens;
+}
+
+export interface ForwardContext {
+  /** Downstream peer address, appended to x-forwarded-for. */
+  readonly remoteAddress: string;
+  readonly generateRequestId: boolean;
+  /** Keep `te: trailers` (gRPC over HTTP/2 requires it). */
+  readonly keepTeTrailers: boolean;
+}
+
+/**
+ * Builds the upstream request headers from a downstream header object (HTTP/1 `req.headers` or an HTTP/2
+ * header object): drops hop-by-hop and pseudo headers, appends x-forwarded-for, ensures x-request-id.
+ * Returns the request id it used (for the access log).
+ */
+export function buildUpstreamHeaders(
+  incoming: IncomingHttpHeaders,
+  ctx: ForwardContext,
+  out: HeaderMap,
+): string {
+  const dropped = connectionTokens(incoming.connection as string | undefined);
+  let requestId = '';
+  for (const name in incoming) {
+    const value = incoming[name];
+    if (value === undefined) continue;
+    if (name.charCodeAt(0) === 58 /* ':' */) continue;
+    if (HOP_BY_HOP.has(name)) {
+      if (name === 'te' && ctx.keepTeTrailers && value === 'trailers') out.te = 'trailers';
+      continue;
+    }
+    if (dropped !== null && dropped.has(name)) continue;
+    if (name === 'x-forwarded-for') continue;
+    if (name === 'x-request-id') requestId = Array.isArray(value) ? value[0]! : value;
+    out[name] = value;
+  }
+  const xff = incoming['x-forwarded-for'];
+  out['x-forwarded-for'] = xff === undefined || xff === '' ? ctx.remoteAddress : `${xff}, ${ctx.remoteAddress}`;
+  if (requestId === '' && ctx.generateRequestId) {
+    requestId = randomUUID();
+    out['x-request-id'] = requestId;
+  }
+  return requestId;
+}
+
+/** Upstream HTTP/1 response head (undici raw [name, value, ...] buffers) → forwardable header map. */
+export function headersFromRaw(raw: Buffer[] | string[] | null): HeaderMap {
+  const out: HeaderMap = {};
+  if (raw === null) return out;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    if (HOP_BY_HOP.has(name)) continue;
+    const value = raw[i + 1]!.toString('latin1');
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[name] = [prev, value];
+  }
+  return out;
+}
+
+/** Upstream HTTP/2 response head → forwardable header map (pseudo headers and hop-by-hop dropped). */
+export function headersFromH2(headers: Record<string, string | string[] | number | undefined>): HeaderMap {
+  const out: HeaderMap = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || name.charCodeAt(0) === 58) continue;
+    if (HOP_BY_HOP.has(name)) continue;
+    out[name] = typeof value === 'number' ? String(value) : value;
+  }
+  return out;
+}

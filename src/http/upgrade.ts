@@ -1,0 +1,79 @@
+// HTTP/1.1 Upgrade (WebSocket and friends): route the request like any other, then splice the two sockets
+// so the upgraded protocol passes through untouched. The upstream's 101 (or refusal) reaches the client as sent.
+import type { IncomingMessage } from 'node:http';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { REASONS, type Reason } from '../reasons.js';
+import type { HttpContext } from './context.js';
+
+function refuse(ctx: HttpContext, socket: net.Socket, reason: Reason): void {
+  ctx.stats.localReply(reason);
+  const body = `${reason.message}\n`;
+  socket.end(
+    `HTTP/1.1 ${reason.httpStatus} ${http.STATUS_CODES[reason.httpStatus]}\r\n` +
+      `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-pillion-reason: ${reason.id}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+export function proxyUpgrade(ctx: HttpContext, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
+  const table = ctx.routeTable();
+  const authority = req.headers.host ?? '';
+  const path = req.url ?? '/';
+  const route = table === null ? null : table.match(authority, req.method ?? 'GET', path, req.headers);
+  if (route === null) return refuse(ctx, socket, REASONS.noRoute);
+  const cluster = ctx.clusters.get(ctx.pickCluster(route.action));
+  if (cluster === undefined) return refuse(ctx, socket, REASONS.noCluster);
+  const remote = socket.remoteAddress ?? '';
+  const hash = route.action.hashPolicies.length === 0 ? undefined : ctx.requestHash(route.action.hashPolicies, req.headers, remote);
+  const endpoint = cluster.pick(hash);
+  if (endpoint === null) return refuse(ctx, socket, REASONS.noHealthyUpstream);
+
+  endpoint.activeRequests++;
+  endpoint.totalRequests++;
+  const upstream = net.connect({ host: endpoint.address, port: endpoint.port });
+  let connected = false;
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    endpoint.activeRequests--;
+    socket.destroy();
+    upstream.destroy();
+  };
+  const connectTimeoutMs = cluster.model.connectTimeoutMs;
+  if (connectTimeoutMs > 0) upstream.setTimeout(connectTimeoutMs, () => upstream.destroy(new Error('connect timeout')));
+  upstream.once('connect', () => {
+    connected = true;
+    upstream.setTimeout(0);
+    let headText = `${req.method} ${path} HTTP/1.1\r\n`;
+    const raw = req.rawHeaders;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      if (raw[i]!.toLowerCase() === 'x-forwarded-for') continue;
+      headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
+    }
+    const xff = req.headers['x-forwarded-for'];
+    headText += `x-forwarded-for: ${xff === undefined ? remote : `${xff}, ${remote}`}\r\n\r\n`;
+    upstream.write(headText);
+    if (head.length > 0) upstream.write(head);
+    socket.pipe(upstream);
+    upstream.pipe(socket);
+  });
+  upstream.on('error', () => {
+    if (!connected) {
+      endpoint.failedRequests++;
+      cluster.stats.connectFailure();
+      if (!released) {
+        released = true;
+        endpoint.activeRequests--;
+        upstream.destroy();
+        refuse(ctx, socket, REASONS.connectFailure);
+      }
+      return;
+    }
+    release();
+  });
+  upstream.on('close', release);
+  socket.on('error', release);
+  socket.on('close', release);
+}

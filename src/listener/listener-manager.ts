@@ -1,0 +1,267 @@
+// Listener manager: binds each Listener of the current config where its address says, hands every accepted
+// connection to its HTTP or TCP chain (sniffing when the listener has both or an HTTP codec of AUTO), and on
+// a config change binds new listeners, updates changed ones in place and drains removed ones.
+import * as net from 'node:net';
+import type { Direction, ListenerModel } from '../config/model.js';
+import type { ClusterManager } from '../upstream/cluster-manager.js';
+import { HttpConnectionManager } from '../http/connection-manager.js';
+import { HttpContext, type ConfigHolder, type HttpStats } from '../http/context.js';
+import { TcpSession, type TcpContext, type TcpStats } from '../tcp/tcp-proxy.js';
+import { sniff } from './sniff.js';
+import type { ListenerStatus } from '../admin/types.js';
+
+/** How long a connection may stay silent before a listener with a TCP chain stops waiting for HTTP. */
+const SNIFF_TIMEOUT_MS = 1_000;
+const MAX_SNIFF_BYTES = 64;
+
+export interface ListenerStats extends HttpStats, TcpStats {
+  connectionOpened(listener: string): void;
+  connectionClosed(listener: string, bytesReceived: number, bytesSent: number): void;
+}
+
+export interface ListenerDeps {
+  readonly config: ConfigHolder;
+  readonly clusters: ClusterManager;
+  readonly stats: ListenerStats;
+  readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+const kListener = Symbol('pillion.listener');
+type TaggedSocket = net.Socket & { [kListener]: ActiveListener };
+
+function onSocketClose(this: TaggedSocket): void {
+  this[kListener].connectionClosed(this);
+}
+
+class ActiveListener implements TcpContext {
+  readonly server: net.Server;
+  boundPort = 0;
+  private http: HttpConnectionManager | null = null;
+  private httpKey = '';
+  chain: TcpContext['chain'];
+  private readonly sockets = new Set<net.Socket>();
+  private draining = false;
+
+  constructor(
+    public model: ListenerModel,
+    private readonly deps: ListenerDeps,
+  ) {
+    this.chain = model.tcp!;
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false });
+    this.server.on('connection', (socket) => this.accept(socket));
+    this.apply(model);
+  }
+
+  get listenerName(): string {
+    return this.model.name;
+  }
+  get clusters(): ClusterManager {
+    return this.deps.clusters;
+  }
+  get stats(): TcpStats {
+    return this.deps.stats;
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.server.once('error', onError);
+      this.server.listen({ host: this.model.address, port: this.model.port, exclusive: true }, () => {
+        this.server.off('error', onError);
+        this.boundPort = (this.server.address() as net.AddressInfo).port;
+        resolve();
+      });
+    });
+  }
+
+  /** Same address, new chains: new connections and requests see them; connections in flight keep theirs. */
+  apply(model: ListenerModel): void {
+    this.model = model;
+    if (model.tcp !== undefined) this.chain = model.tcp;
+    const chain = model.http;
+    if (chain === undefined) {
+      this.http = null;
+      this.httpKey = '';
+      return;
+    }
+    // Parser limits are fixed per server object: a change in them needs a new connection manager.
+    const key = `${chain.maxRequestHeadersKb}/${chain.idleTimeoutMs}/${chain.requestTimeoutMs}`;
+    if (this.http !== null && key === this.httpKey) {
+      this.http.context.chain = chain;
+      return;
+    }
+    const direction: Direction = model.direction;
+    const context = new HttpContext(chain, direction, this.deps.config, this.deps.clusters, this.deps.stats);
+    this.http = new HttpConnectionManager(context);
+    this.httpKey = key;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.draining) {
+      socket.destroy();
+      return;
+    }
+    const tagged = socket as TaggedSocket;
+    tagged[kListener] = this;
+    this.sockets.add(socket);
+    socket.on('close', onSocketClose);
+    this.deps.stats.connectionOpened(this.model.name);
+    const http = this.http;
+    const tcp = this.model.tcp;
+    if (http !== null && tcp === undefined && http.context.chain.codec === 'http1') {
+      http.handle(socket, false);
+      return;
+    }
+    if (http === null) {
+      new TcpSession(this, socket).start();
+      return;
+    }
+    new Sniffer(this, socket, tcp !== undefined).start();
+  }
+
+  dispatch(socket: net.Socket, first: Buffer | null, kind: 'h1' | 'h2' | 'tcp'): void {
+    if (first !== null) socket.unshift(first);
+    const http = this.http;
+    if (kind === 'tcp' && this.model.tcp !== undefined) {
+      new TcpSession(this, socket).start();
+      return;
+    }
+    if (http === null) {
+      socket.destroy();
+      return;
+    }
+    http.handle(socket, kind === 'h2');
+    // The HTTP/1 parser reads through 'data' listeners; a paused socket would never deliver the unshifted bytes.
+    if (kind !== 'h2') socket.resume();
+  }
+
+  connectionClosed(socket: net.Socket): void {
+    this.sockets.delete(socket);
+    this.deps.stats.connectionClosed(this.model.name, socket.bytesRead, socket.bytesWritten);
+  }
+
+  status(): ListenerStatus {
+    return { name: this.model.name, address: this.model.address, port: this.boundPort, direction: this.model.direction };
+  }
+
+  /** Stops accepting, lets requests in flight finish, and resolves when the last connection closes. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    this.server.close();
+    this.http?.drain();
+    if (this.sockets.size === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        for (const socket of this.sockets) socket.destroy();
+        resolve();
+      }, timeoutMs);
+      const check = setInterval(() => {
+        if (this.sockets.size > 0) return;
+        clearInterval(check);
+        clearTimeout(timer);
+        resolve();
+      }, 50);
+      timer.unref();
+      check.unref();
+    });
+  }
+
+  destroy(): void {
+    this.server.close();
+    for (const socket of this.sockets) socket.destroy();
+  }
+}
+
+/** Reads a connection's first bytes to pick its chain, then pushes them back for the chosen parser. */
+class Sniffer {
+  private buffered: Buffer | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly onData = (chunk: Buffer): void => this.data(chunk);
+
+  constructor(
+    private readonly listener: ActiveListener,
+    private readonly socket: net.Socket,
+    private readonly hasTcp: boolean,
+  ) {}
+
+  start(): void {
+    this.socket.on('data', this.onData);
+    // Server-first protocols (SMTP, MySQL) never speak first: after a while, they must be TCP.
+    if (this.hasTcp) this.timer = setTimeout(() => this.decide('tcp'), SNIFF_TIMEOUT_MS);
+  }
+
+  private data(chunk: Buffer): void {
+    const buf = this.buffered === null ? chunk : Buffer.concat([this.buffered, chunk]);
+    this.buffered = buf;
+    const kind = sniff(buf);
+    if (kind !== 'more') this.decide(kind);
+    else if (buf.length >= MAX_SNIFF_BYTES) this.decide('tcp');
+  }
+
+  private decide(kind: 'h1' | 'h2' | 'tcp'): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.socket.off('data', this.onData);
+    this.socket.pause();
+    // Without a TCP chain, anything that is not HTTP/2 goes to the HTTP/1 parser (which answers 400).
+    const chosen = kind === 'tcp' && !this.hasTcp ? 'h1' : kind;
+    this.listener.dispatch(this.socket, this.buffered, chosen);
+  }
+}
+
+export class ListenerManager {
+  private readonly active = new Map<string, ActiveListener>();
+
+  constructor(private readonly deps: ListenerDeps) {}
+
+  /** Brings the bound listeners in line with `models`. Rejects if a new listener cannot bind. */
+  async update(models: ReadonlyMap<string, ListenerModel>): Promise<void> {
+    const binds: Promise<void>[] = [];
+    for (const [name, model] of models) {
+      const existing = this.active.get(name);
+      if (existing !== undefined && existing.model.address === model.address && existing.model.port === model.port) {
+        existing.apply(model);
+        continue;
+      }
+      if (existing !== undefined) {
+        this.active.delete(name);
+        void existing.drain(DRAIN_TIMEOUT_MS);
+      }
+      const listener = new ActiveListener(model, this.deps);
+      this.active.set(name, listener);
+      binds.push(
+        listener.listen().then(
+          () => this.deps.log.info({ listener: name, address: model.address, port: listener.boundPort }, 'listening'),
+          (err: Error) => {
+            this.active.delete(name);
+            throw new Error(`listener ${name}: cannot bind ${model.address}:${model.port}: ${err.message}`);
+          },
+        ),
+      );
+    }
+    for (const [name, listener] of this.active) {
+      if (models.has(name)) continue;
+      this.active.delete(name);
+      this.deps.log.info({ listener: name }, 'listener removed: draining');
+      void listener.drain(DRAIN_TIMEOUT_MS);
+    }
+    const results = await Promise.allSettled(binds);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
+
+  status(): ListenerStatus[] {
+    return [...this.active.values()].map((l) => l.status());
+  }
+
+  async drain(timeoutMs: number): Promise<void> {
+    await Promise.all([...this.active.values()].map((l) => l.drain(timeoutMs)));
+  }
+
+  destroy(): void {
+    for (const listener of this.active.values()) listener.destroy();
+    this.active.clear();
+  }
+}
+
+/** How long a removed listener's connections get to finish (Envoy's drain time defaults to 600 s; ours is shorter). */
+export const DRAIN_TIMEOUT_MS = 30_000;

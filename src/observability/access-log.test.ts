@@ -1,0 +1,66 @@
+// Access log: one JSON line per entry with type "access", file and stream targets, and "off" as a no-op.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { AccessLog, formatResponseFlags, type AccessLogEntry } from './access-log.js';
+
+function entry(over: Partial<AccessLogEntry> = {}): AccessLogEntry {
+  return {
+    start_time: '2025-01-01T00:00:00.000Z',
+    duration_ms: 12.5,
+    protocol: 'HTTP/1.1',
+    method: 'GET',
+    authority: 'backend:8080',
+    path: '/api',
+    status: 200,
+    bytes_received: 10,
+    bytes_sent: 20,
+    upstream_cluster: 'backend.default:8080',
+    upstream_host: '10.0.0.1:8080',
+    attempts: 1,
+    response_flags: '-',
+    request_id: 'abc',
+    downstream_remote: '127.0.0.1:5555',
+    ...over,
+  };
+}
+
+describe('AccessLog', () => {
+  it('writes one JSON line per entry to a file, tagged type=access', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'pillion-al-')), 'sub', 'access.log');
+    const log = new AccessLog(file);
+    expect(log.enabled).toBe(true);
+    log.log(entry());
+    log.log(entry({ status: 503, response_flags: 'UH', x_pillion_reason: 'no_healthy_upstream', protocol: 'HTTP/2' }));
+    await log.close();
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toEqual({ type: 'access', ...entry() });
+    expect(lines[1]).toMatchObject({ type: 'access', status: 503, response_flags: 'UH', x_pillion_reason: 'no_healthy_upstream' });
+    expect(lines[0]).not.toHaveProperty('level');
+    expect(lines[0]).not.toHaveProperty('time');
+  });
+
+  it('writes to a given stream', () => {
+    const out: string[] = [];
+    const log = new AccessLog('stdout', { stream: { write: (s: string) => void out.push(s) } });
+    log.log(entry({ protocol: 'TCP', method: '', path: '', status: 0 }));
+    expect(out).toHaveLength(1);
+    expect(out[0]!.endsWith('\n')).toBe(true);
+    expect(JSON.parse(out[0]!)).toMatchObject({ type: 'access', protocol: 'TCP' });
+  });
+
+  it('is a no-op when off', async () => {
+    const log = new AccessLog('off');
+    expect(log.enabled).toBe(false);
+    log.log(entry());
+    await log.close();
+  });
+
+  it('formats response flags', () => {
+    expect(formatResponseFlags([])).toBe('-');
+    expect(formatResponseFlags(['UF'])).toBe('UF');
+    expect(formatResponseFlags(['UF', 'URX'])).toBe('UF,URX');
+  });
+});

@@ -1,0 +1,134 @@
+// ProxyMetrics: exact metric names and labels in the exposition text, cached children, version info reset.
+import { describe, expect, it } from 'vitest';
+import { REASONS } from '../reasons.js';
+import { codeClass, ProxyMetrics } from './metrics.js';
+
+async function text(m: ProxyMetrics): Promise<string> {
+  return m.registry.metrics();
+}
+
+describe('codeClass', () => {
+  it('maps statuses to classes', () => {
+    expect([100, 200, 204, 302, 404, 499, 503, 599].map(codeClass)).toEqual(['1xx', '2xx', '2xx', '3xx', '4xx', '4xx', '5xx', '5xx']);
+    expect(codeClass(0)).toBe('other');
+    expect(codeClass(600)).toBe('other');
+    expect(codeClass(-1)).toBe('other');
+  });
+});
+
+describe('ProxyMetrics', () => {
+  it('declares every metric with help text on its own registry', async () => {
+    const m = new ProxyMetrics({ defaultMetrics: false });
+    const names = (await m.registry.getMetricsAsJSON()).map((x) => x.name).sort();
+    expect(names).toEqual(
+      [
+        'pillion_config_updates_total',
+        'pillion_config_version_info',
+        'pillion_downstream_bytes_received_total',
+        'pillion_downstream_bytes_sent_total',
+        'pillion_downstream_connections_active',
+        'pillion_downstream_connections_total',
+        'pillion_downstream_request_duration_seconds',
+        'pillion_downstream_requests_active',
+        'pillion_downstream_requests_total',
+        'pillion_local_replies_total',
+        'pillion_tcp_connections_total',
+        'pillion_upstream_connect_failures_total',
+        'pillion_upstream_connections_active',
+        'pillion_upstream_requests_active',
+        'pillion_upstream_requests_total',
+      ].sort(),
+    );
+    for (const x of await m.registry.getMetricsAsJSON()) expect(x.help.length).toBeGreaterThan(10);
+  });
+
+  it('includes Node default metrics unprefixed, and two instances do not clash', async () => {
+    const a = new ProxyMetrics();
+    const b = new ProxyMetrics();
+    expect(await text(a)).toMatch(/^process_cpu_user_seconds_total /m);
+    expect(await text(b)).toMatch(/^nodejs_eventloop_lag_seconds /m);
+  });
+
+  it('counts downstream requests, durations and active requests', async () => {
+    const m = new ProxyMetrics({ defaultMetrics: false });
+    m.downstreamRequests('outbound', 200);
+    m.downstreamRequests('outbound', 201);
+    m.downstreamRequests('inbound', 503);
+    m.observeDownstreamDuration('outbound', 0.0007);
+    m.downstreamActive('inbound').inc();
+    m.downstreamActive('inbound').inc();
+    m.downstreamActive('inbound').dec();
+    const t = await text(m);
+    expect(t).toContain('pillion_downstream_requests_total{direction="outbound",code_class="2xx"} 2');
+    expect(t).toContain('pillion_downstream_requests_total{direction="inbound",code_class="5xx"} 1');
+    expect(t).toContain('pillion_downstream_request_duration_seconds_bucket{le="0.0005",direction="outbound"} 0');
+    expect(t).toContain('pillion_downstream_request_duration_seconds_bucket{le="0.001",direction="outbound"} 1');
+    expect(t).toContain('pillion_downstream_request_duration_seconds_bucket{le="30",direction="outbound"} 1');
+    expect(t).toContain('pillion_downstream_requests_active{direction="inbound"} 1');
+  });
+
+  it('binds listener and cluster children once and counts per endpoint and class', async () => {
+    const m = new ProxyMetrics({ defaultMetrics: false });
+    expect(m.listenerStats('outbound')).toBe(m.listenerStats('outbound'));
+    const l = m.listenerStats('outbound');
+    l.connections.inc();
+    l.connectionsActive.inc();
+    l.bytesReceived.inc(100);
+    l.bytesSent.inc(250);
+    const c = m.clusterStats('backend.default:8080');
+    expect(m.clusterStats('backend.default:8080')).toBe(c);
+    c.upstreamRequest('10.0.0.1:8080', 200);
+    c.upstreamRequest('10.0.0.1:8080', 200);
+    c.upstreamRequest('10.0.0.1:8080', 502);
+    c.upstreamRequest('10.0.0.2:8080', 200);
+    c.requestsActive.inc();
+    c.connectFailures.inc();
+    c.connectionsActive.set(3);
+    c.tcpConnections.inc();
+    m.localReply(REASONS.noRoute);
+    m.localReply(REASONS.noRoute);
+    m.configUpdate('applied');
+    m.configUpdate('rejected');
+    const t = await text(m);
+    expect(t).toContain('pillion_downstream_connections_total{listener="outbound"} 1');
+    expect(t).toContain('pillion_downstream_connections_active{listener="outbound"} 1');
+    expect(t).toContain('pillion_downstream_bytes_received_total{listener="outbound"} 100');
+    expect(t).toContain('pillion_downstream_bytes_sent_total{listener="outbound"} 250');
+    expect(t).toContain('pillion_upstream_requests_total{cluster="backend.default:8080",endpoint="10.0.0.1:8080",code_class="2xx"} 2');
+    expect(t).toContain('pillion_upstream_requests_total{cluster="backend.default:8080",endpoint="10.0.0.1:8080",code_class="5xx"} 1');
+    expect(t).toContain('pillion_upstream_requests_total{cluster="backend.default:8080",endpoint="10.0.0.2:8080",code_class="2xx"} 1');
+    expect(t).toContain('pillion_upstream_requests_active{cluster="backend.default:8080"} 1');
+    expect(t).toContain('pillion_upstream_connect_failures_total{cluster="backend.default:8080"} 1');
+    expect(t).toContain('pillion_upstream_connections_active{cluster="backend.default:8080"} 3');
+    expect(t).toContain('pillion_tcp_connections_total{cluster="backend.default:8080"} 1');
+    expect(t).toContain('pillion_local_replies_total{reason="no_route"} 2');
+    expect(t).toContain('pillion_config_updates_total{result="applied"} 1');
+    expect(t).toContain('pillion_config_updates_total{result="rejected"} 1');
+  });
+
+  it('forgets endpoints and clusters', async () => {
+    const m = new ProxyMetrics({ defaultMetrics: false });
+    const c = m.clusterStats('a');
+    c.upstreamRequest('e1', 200);
+    c.upstreamRequest('e2', 200);
+    c.forgetEndpoint('e1');
+    let t = await text(m);
+    expect(t).not.toContain('endpoint="e1"');
+    expect(t).toContain('endpoint="e2"');
+    m.forgetCluster('a');
+    t = await text(m);
+    expect(t).not.toContain('cluster="a"');
+    // A new handle after forgetting counts from zero.
+    m.clusterStats('a').upstreamRequest('e2', 200);
+    expect(await text(m)).toContain('pillion_upstream_requests_total{cluster="a",endpoint="e2",code_class="2xx"} 1');
+  });
+
+  it('keeps only the current config version at 1', async () => {
+    const m = new ProxyMetrics({ defaultMetrics: false });
+    m.setConfigVersion('v1');
+    m.setConfigVersion('v2');
+    const t = await text(m);
+    expect(t).toContain('pillion_config_version_info{version="v2"} 1');
+    expect(t).not.toContain('version="v1"');
+  });
+});

@@ -1,0 +1,119 @@
+// Where the data path reports: turns finished requests, TCP sessions and connections into metric updates
+// (through the pre-bound children of ProxyMetrics) and access-log lines.
+import type { Direction } from '../config/model.js';
+import type { Reason } from '../reasons.js';
+import type { HttpExchange } from '../http/exchange.js';
+import type { TcpSession } from '../tcp/tcp-proxy.js';
+import type { ListenerStats } from '../listener/listener-manager.js';
+import type { ClusterStatsSink } from '../upstream/cluster-manager.js';
+import type { ClusterStats, ProxyMetrics } from './metrics.js';
+import type { AccessLog } from './access-log.js';
+
+class ClusterStatsAdapter implements ClusterStatsSink {
+  constructor(private readonly s: ClusterStats) {}
+  onConnectionOpen(): void {
+    this.s.connectionsActive.inc();
+  }
+  onConnectionClose(): void {
+    this.s.connectionsActive.dec();
+  }
+  connectFailure(): void {
+    this.s.connectFailures.inc();
+  }
+  requestStarted(): void {
+    this.s.requestsActive.inc();
+  }
+  requestFinished(endpointKey: string, status: number): void {
+    this.s.requestsActive.dec();
+    this.s.upstreamRequest(endpointKey, status);
+  }
+  tcpConnection(): void {
+    this.s.tcpConnections.inc();
+  }
+}
+
+export class ProxyStats implements ListenerStats {
+  constructor(
+    readonly metrics: ProxyMetrics,
+    private readonly accessLog: AccessLog,
+  ) {}
+
+  clusterSink(cluster: string): ClusterStatsSink {
+    return new ClusterStatsAdapter(this.metrics.clusterStats(cluster));
+  }
+
+  connectionOpened(listener: string): void {
+    const s = this.metrics.listenerStats(listener);
+    s.connections.inc();
+    s.connectionsActive.inc();
+  }
+
+  connectionClosed(listener: string, bytesReceived: number, bytesSent: number): void {
+    const s = this.metrics.listenerStats(listener);
+    s.connectionsActive.dec();
+    s.bytesReceived.inc(bytesReceived);
+    s.bytesSent.inc(bytesSent);
+  }
+
+  requestStarted(direction: Direction): void {
+    this.metrics.downstreamActive(direction).inc();
+  }
+
+  localReply(reason: Reason): void {
+    this.metrics.localReply(reason);
+  }
+
+  requestFinished(ex: HttpExchange, seconds: number): void {
+    const direction = ex.direction as Direction;
+    const m = this.metrics;
+    m.downstreamActive(direction).dec();
+    m.downstreamRequests(direction, ex.status);
+    m.observeDownstreamDuration(direction, seconds);
+    if (!this.accessLog.enabled) return;
+    const reason = ex.reason;
+    this.accessLog.log({
+      start_time: new Date(ex.startMs).toISOString(),
+      duration_ms: Math.round(seconds * 1e6) / 1e3,
+      protocol: ex.protocol as 'HTTP/1.1' | 'HTTP/2',
+      method: ex.method,
+      authority: ex.authority,
+      path: ex.path,
+      status: ex.status,
+      bytes_received: ex.bytesReceived,
+      bytes_sent: ex.bytesSent,
+      upstream_cluster: ex.upstreamCluster,
+      upstream_host: ex.upstreamHost,
+      attempts: ex.upstreamHost === '-' ? 0 : 1,
+      response_flags: reason === null ? '-' : reason.flag,
+      request_id: ex.requestId,
+      downstream_remote: ex.remoteAddress,
+      ...(reason === null ? {} : { x_pillion_reason: reason.id }),
+    });
+  }
+
+  tcpSessionFinished(session: TcpSession): void {
+    const cluster = session.cluster;
+    if (cluster !== null) this.metrics.clusterStats(cluster.model.name).tcpConnections.inc();
+    if (session.reason !== null) this.metrics.localReply(session.reason);
+    if (!this.accessLog.enabled) return;
+    const reason = session.reason;
+    this.accessLog.log({
+      start_time: new Date(session.startMs).toISOString(),
+      duration_ms: Math.round(session.durationSeconds * 1e6) / 1e3,
+      protocol: 'TCP',
+      method: '-',
+      authority: '-',
+      path: '-',
+      status: 0,
+      bytes_received: session.bytesReceived,
+      bytes_sent: session.bytesSent,
+      upstream_cluster: cluster?.model.name ?? '-',
+      upstream_host: session.endpoint?.key ?? '-',
+      attempts: session.attempts,
+      response_flags: reason === null ? '-' : reason.flag,
+      request_id: '-',
+      downstream_remote: session.downstream.remoteAddress ?? '-',
+      ...(reason === null ? {} : { x_pillion_reason: reason.id }),
+    });
+  }
+}

@@ -1,0 +1,173 @@
+// The sidecar: composes config, cluster manager, listeners, stats and admin. A config change builds a new
+// snapshot and swaps one reference; clusters are updated before listeners so new routes find their clusters.
+import type { Logger } from 'pino';
+import type { ConfigSnapshot } from './config/model.js';
+import { EMPTY_SNAPSHOT } from './config/model.js';
+import { buildSnapshot, type ResourceError, type ResourceSet, type RawResource } from './config/snapshot.js';
+import { decodeMessage } from './config/protos.js';
+import { ClusterManager } from './upstream/cluster-manager.js';
+import { ListenerManager } from './listener/listener-manager.js';
+import { ProxyMetrics } from './observability/metrics.js';
+import { AccessLog, type AccessLogTarget } from './observability/access-log.js';
+import { createLogger, setLevel } from './observability/logger.js';
+import { ProxyStats } from './observability/stats.js';
+import { startAdminServer } from './admin/server.js';
+import type { AdminSource, ClusterStatus, ListenerStatus } from './admin/types.js';
+
+export interface ProxyOptions {
+  readonly adminHost?: string;
+  /** 0 picks a free port; -1 runs without an admin server. */
+  readonly adminPort: number;
+  readonly logLevel?: string;
+  readonly accessLog?: AccessLogTarget;
+  /** Give tests their own logger (e.g. silent). */
+  readonly logger?: Logger;
+  /** Skip Node's process metrics (tests that start many proxies in one process). */
+  readonly processMetrics?: boolean;
+  /** How long SIGTERM/drain lets requests in flight finish. */
+  readonly drainTimeoutMs?: number;
+}
+
+export interface ApplyResult {
+  readonly applied: boolean;
+  readonly errors: ResourceError[];
+}
+
+const EMPTY_RESOURCES: ResourceSet = { listeners: [], routes: [], clusters: [], endpoints: [] };
+
+export class Proxy implements AdminSource {
+  current: ConfigSnapshot = EMPTY_SNAPSHOT;
+  private resources: ResourceSet = EMPTY_RESOURCES;
+  readonly logger: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly accessLog: AccessLog;
+  readonly clusterManager: ClusterManager;
+  readonly listenerManager: ListenerManager;
+  private readonly stats: ProxyStats;
+  private admin: { port: number; close(): Promise<void> } | null = null;
+  private warm = false;
+  private draining: Promise<void> | null = null;
+
+  constructor(private readonly options: ProxyOptions) {
+    this.logger = options.logger ?? createLogger(options.logLevel ?? 'info');
+    this.metrics = new ProxyMetrics({ defaultMetrics: options.processMetrics !== false });
+    this.accessLog = new AccessLog(options.accessLog ?? 'stdout');
+    this.stats = new ProxyStats(this.metrics, this.accessLog);
+    this.clusterManager = new ClusterManager((name) => this.stats.clusterSink(name));
+    this.listenerManager = new ListenerManager({
+      config: this,
+      clusters: this.clusterManager,
+      stats: this.stats,
+      log: this.logger,
+    });
+  }
+
+  get registry() {
+    return this.metrics.registry;
+  }
+
+  get adminPort(): number {
+    return this.admin?.port ?? -1;
+  }
+
+  async startAdmin(): Promise<void> {
+    if (this.options.adminPort < 0) return;
+    this.admin = await startAdminServer(this, {
+      host: this.options.adminHost ?? '127.0.0.1',
+      port: this.options.adminPort,
+      logger: this.logger,
+    });
+    this.logger.info({ port: this.admin.port }, 'admin listening');
+  }
+
+  /**
+   * Translates and applies a whole set of resources. Invalid resources are reported and left out; if any
+   * is invalid the set is rejected as a whole and the last good snapshot keeps serving (xDS NACK semantics).
+   */
+  async apply(resources: ResourceSet, version: string): Promise<ApplyResult> {
+    const { snapshot, errors } = buildSnapshot(resources, version);
+    if (errors.length > 0) {
+      this.metrics.configUpdate('rejected');
+      for (const e of errors) this.logger.warn({ type: e.typeUrl, resource: e.name, error: e.message }, 'config rejected');
+      return { applied: false, errors };
+    }
+    await this.swap(snapshot);
+    this.resources = resources;
+    return { applied: true, errors };
+  }
+
+  private async swap(snapshot: ConfigSnapshot): Promise<void> {
+    const previous = this.current;
+    this.clusterManager.update(snapshot.clusters);
+    this.current = snapshot;
+    try {
+      await this.listenerManager.update(snapshot.listeners);
+    } finally {
+      for (const name of previous.clusters.keys()) {
+        if (!snapshot.clusters.has(name)) this.metrics.forgetCluster(name);
+      }
+      this.metrics.setConfigVersion(snapshot.version);
+      this.metrics.configUpdate('applied');
+    }
+    this.warm = true;
+    this.logger.info(
+      { version: snapshot.version, listeners: snapshot.listeners.size, clusters: snapshot.clusters.size },
+      'config applied',
+    );
+  }
+
+  // --- AdminSource ---
+
+  isReady(): boolean {
+    if (!this.warm || this.draining !== null) return false;
+    for (const listener of this.current.listeners.values()) {
+      if (listener.tcp !== undefined && !this.clusterManager.has(listener.tcp.cluster)) return false;
+    }
+    return true;
+  }
+
+  snapshot(): ConfigSnapshot {
+    return this.current;
+  }
+
+  configDump(): unknown {
+    const dump = (list: readonly RawResource[]) =>
+      list.map((r) => ({ name: r.name, type: r.typeUrl, resource: decodeMessage(r.typeUrl.slice(r.typeUrl.lastIndexOf('/') + 1), r.value) }));
+    return {
+      version: this.current.version,
+      listeners: dump(this.resources.listeners),
+      routes: dump(this.resources.routes),
+      clusters: dump(this.resources.clusters),
+      endpoints: dump(this.resources.endpoints),
+      bound: this.listenerManager.status(),
+    };
+  }
+
+  clusters(): ClusterStatus[] {
+    return this.clusterManager.status();
+  }
+
+  listeners(): ListenerStatus[] {
+    return this.listenerManager.status();
+  }
+
+  setLogLevel(level: string): boolean {
+    return setLevel(this.logger, level);
+  }
+
+  /** Stops accepting, lets requests in flight finish (up to the drain timeout), then closes upstream pools. */
+  drain(): Promise<void> {
+    if (this.draining === null) {
+      this.logger.info('draining');
+      this.draining = this.listenerManager.drain(this.options.drainTimeoutMs ?? 20_000);
+    }
+    return this.draining;
+  }
+
+  async stop(): Promise<void> {
+    this.listenerManager.destroy();
+    this.clusterManager.destroy();
+    await this.admin?.close();
+    await this.accessLog.close();
+  }
+}

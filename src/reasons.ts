@@ -1,0 +1,41 @@
+// The one table of local-reply reasons: each reason the proxy answers for itself maps to the HTTP status
+// Envoy would use, the gRPC status for gRPC callers, the x-pillion-reason value, the Envoy response flag
+// for the access log, and the metric label. Nothing else invents these.
+
+export interface Reason {
+  /** Value of the x-pillion-reason header and of the `reason` metric label. */
+  readonly id: string;
+  readonly httpStatus: number;
+  /** grpc-status sent to gRPC callers (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
+  readonly grpcStatus: number;
+  /** Envoy response flag (access log `response_flags`). */
+  readonly flag: string;
+  /** Short text for the reply body and the gRPC message. */
+  readonly message: string;
+}
+
+function reason(id: string, httpStatus: number, grpcStatus: number, flag: string, message: string): Reason {
+  return Object.freeze({ id, httpStatus, grpcStatus, flag, message });
+}
+
+// gRPC codes: 14 UNAVAILABLE, 4 DEADLINE_EXCEEDED, 12 UNIMPLEMENTED, 7 PERMISSION_DENIED, 13 INTERNAL, 3 INVALID_ARGUMENT.
+export const REASONS = {
+  noRoute: reason('no_route', 404, 12, 'NR', 'no route matches this request'),
+  noCluster: reason('cluster_not_found', 503, 14, 'NC', 'the route names a cluster this proxy does not know'),
+  noHealthyUpstream: reason('no_healthy_upstream', 503, 14, 'UH', 'no healthy upstream endpoint'),
+  connectFailure: reason('connect_failure', 503, 14, 'UF', 'upstream connect failure'),
+  upstreamReset: reason('upstream_reset', 503, 14, 'UR', 'upstream reset the connection before responding'),
+  upstreamTimeout: reason('upstream_timeout', 504, 4, 'UT', 'upstream did not respond in time'),
+  overflow: reason('overflow', 503, 14, 'UO', 'upstream circuit breaker is open'),
+  retryLimit: reason('retry_limit_exceeded', 503, 14, 'URX', 'upstream failed after the retry limit'),
+  streamIdleTimeout: reason('stream_idle_timeout', 408, 4, 'SI', 'stream idle timeout'),
+  requestTimeout: reason('request_timeout', 408, 4, 'DT', 'request not received in time'),
+  badRequest: reason('bad_request', 400, 3, 'DPE', 'malformed request'),
+  headersTooLarge: reason('headers_too_large', 431, 3, 'DPE', 'request headers are too large'),
+  upstreamProtocolError: reason('upstream_protocol_error', 502, 13, 'UPE', 'upstream sent an invalid response'),
+  unauthorized: reason('unauthorized', 403, 7, 'UAEX', 'the caller is not allowed'),
+  draining: reason('draining', 503, 14, 'DRAIN', 'the proxy is draining'),
+  downstreamDisconnect: reason('downstream_disconnect', 499, 1, 'DC', 'the client went away'),
+} as const;
+
+export type ReasonKey = keyof typeof REASONS;

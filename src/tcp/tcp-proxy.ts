@@ -1,0 +1,149 @@
+// Opaque TCP proxy (Envoy's tcp_proxy filter): connect to an endpoint of the cluster, retrying another one on
+// connect failure, then pipe both ways with half-close and backpressure until both sides are done.
+import * as net from 'node:net';
+import type { TcpChainModel } from '../config/model.js';
+import type { ClusterManager, UpstreamCluster } from '../upstream/cluster-manager.js';
+import type { EndpointState } from '../upstream/types.js';
+import { REASONS, type Reason } from '../reasons.js';
+
+/** Envoy's max_connect_attempts is 1 by default; a sidecar retrying another endpoint is what users expect. */
+const MAX_CONNECT_ATTEMPTS = 3;
+
+export interface TcpStats {
+  tcpSessionFinished(session: TcpSession): void;
+}
+
+export interface TcpContext {
+  chain: TcpChainModel;
+  readonly listenerName: string;
+  readonly clusters: ClusterManager;
+  readonly stats: TcpStats;
+}
+
+export class TcpSession {
+  readonly startMs = Date.now();
+  private readonly startNs = process.hrtime.bigint();
+  private upstream: net.Socket | null = null;
+  cluster: UpstreamCluster | null = null;
+  endpoint: EndpointState | null = null;
+  attempts = 0;
+  reason: Reason | null = null;
+  bytesReceived = 0;
+  bytesSent = 0;
+  durationSeconds = 0;
+  private connected = false;
+  private finished = false;
+  private downstreamClosed = false;
+  private upstreamClosed = false;
+
+  constructor(
+    private readonly ctx: TcpContext,
+    readonly downstream: net.Socket,
+  ) {}
+
+  start(): void {
+    const downstream = this.downstream;
+    downstream.pause();
+    downstream.on('error', () => downstream.destroy());
+    downstream.on('close', () => {
+      this.downstreamClosed = true;
+      const upstream = this.upstream;
+      if (upstream !== null && !this.upstreamClosed) {
+        // A client that finished cleanly lets the upstream flush what it still has to write; a reset does not.
+        if (this.connected && downstream.readableEnded) upstream.end();
+        else upstream.destroy();
+      }
+      this.maybeFinish();
+    });
+    const idle = this.ctx.chain.idleTimeoutMs;
+    if (idle > 0) downstream.setTimeout(idle, () => this.destroyBoth());
+    const cluster = this.ctx.clusters.get(this.ctx.chain.cluster);
+    if (cluster === undefined) return this.fail(REASONS.noCluster);
+    this.cluster = cluster;
+    this.connectNext();
+  }
+
+  private connectNext(): void {
+    const cluster = this.cluster!;
+    const endpoint = cluster.pick(undefined);
+    if (endpoint === null) return this.fail(REASONS.noHealthyUpstream);
+    this.attempts++;
+    this.endpoint = endpoint;
+    endpoint.activeRequests++;
+    endpoint.totalRequests++;
+    const upstream = net.connect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true, noDelay: true });
+    this.upstream = upstream;
+    const timeoutMs = cluster.model.connectTimeoutMs;
+    if (timeoutMs > 0) upstream.setTimeout(timeoutMs, () => upstream.destroy(new Error('connect timeout')));
+    upstream.once('connect', () => this.onConnected(upstream));
+    upstream.on('error', (err) => this.onUpstreamError(upstream, err));
+    upstream.on('close', () => {
+      if (upstream !== this.upstream) return;
+      this.upstreamClosed = true;
+      if (this.connected && !this.downstreamClosed) {
+        // The upstream is gone both ways; let the client read what was sent, then close.
+        this.downstream.end();
+      }
+      this.maybeFinish();
+    });
+  }
+
+  private onConnected(upstream: net.Socket): void {
+    if (this.downstreamClosed) {
+      upstream.destroy();
+      return;
+    }
+    this.connected = true;
+    upstream.setTimeout(this.ctx.chain.idleTimeoutMs, () => this.destroyBoth());
+    // pipe() ends the other side's writable when one side's readable ends: that is the half-close.
+    this.downstream.pipe(upstream);
+    upstream.pipe(this.downstream);
+    this.downstream.resume();
+  }
+
+  private onUpstreamError(upstream: net.Socket, err: Error): void {
+    if (upstream !== this.upstream) return;
+    if (this.connected) {
+      this.reason = REASONS.upstreamReset;
+      this.downstream.destroy();
+      return;
+    }
+    const endpoint = this.endpoint!;
+    endpoint.activeRequests--;
+    endpoint.failedRequests++;
+    this.endpoint = null;
+    this.upstream = null;
+    upstream.destroy();
+    this.cluster!.stats.connectFailure();
+    void err;
+    const candidates = this.cluster!.endpoints.length;
+    if (this.attempts < Math.min(MAX_CONNECT_ATTEMPTS, candidates) && !this.downstreamClosed) {
+      this.connectNext();
+      return;
+    }
+    this.fail(REASONS.connectFailure);
+  }
+
+  private fail(reason: Reason): void {
+    this.reason = reason;
+    // TCP has no way to say why: close the client's connection, as Envoy does.
+    this.downstream.destroy();
+    this.upstreamClosed = true;
+    this.maybeFinish();
+  }
+
+  private destroyBoth(): void {
+    this.upstream?.destroy();
+    this.downstream.destroy();
+  }
+
+  private maybeFinish(): void {
+    if (this.finished || !this.downstreamClosed || !(this.upstreamClosed || this.upstream === null)) return;
+    this.finished = true;
+    if (this.endpoint !== null) this.endpoint.activeRequests--;
+    this.bytesReceived = this.downstream.bytesRead;
+    this.bytesSent = this.downstream.bytesWritten;
+    this.durationSeconds = Number(process.hrtime.bigint() - this.startNs) / 1e9;
+    this.ctx.stats.tcpSessionFinished(this);
+  }
+}

@@ -1,0 +1,180 @@
+// Cluster manager: the live upstream clusters of the current config, with their endpoints, load balancer
+// and connection pools. Endpoint state (active requests, counters) survives config swaps, keyed by address.
+import type { ClusterModel, EndpointModel } from '../config/model.js';
+import type { ClusterStatus } from '../admin/types.js';
+import type { ConnectionPool, PoolEvents } from './pool.js';
+import type { EndpointState, LoadBalancer, Random } from './types.js';
+import { createLoadBalancer } from './lb/index.js';
+import { Http1Pool } from './http1-pool.js';
+import { Http2Pool } from './http2-pool.js';
+
+/** Per-cluster counters the cluster reports into (bound metric children; see observability/metrics). */
+export interface ClusterStatsSink extends PoolEvents {
+  connectFailure(): void;
+  requestStarted(): void;
+  requestFinished(endpointKey: string, status: number): void;
+}
+
+export type ClusterStatsFactory = (clusterName: string) => ClusterStatsSink;
+
+export function endpointKey(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+function newEndpointState(model: EndpointModel): EndpointState {
+  return {
+    key: endpointKey(model.address, model.port),
+    address: model.address,
+    port: model.port,
+    weight: model.weight,
+    region: model.region,
+    zone: model.zone,
+    healthy: model.healthy,
+    activeRequests: 0,
+    totalRequests: 0,
+    failedRequests: 0,
+  };
+}
+
+export class UpstreamCluster {
+  private endpointsByKey = new Map<string, EndpointState>();
+  private readonly pools = new Map<string, ConnectionPool>();
+  endpoints: readonly EndpointState[] = [];
+  private lb: LoadBalancer;
+
+  constructor(
+    public model: ClusterModel,
+    readonly stats: ClusterStatsSink,
+    private readonly random: Random,
+  ) {
+    this.lb = this.rebuild(model);
+  }
+
+  pick(hash: number | undefined): EndpointState | null {
+    return this.lb.pick(hash);
+  }
+
+  /** The connection pool for an endpoint, created on first use. */
+  pool(endpoint: EndpointState): ConnectionPool {
+    let pool = this.pools.get(endpoint.key);
+    if (pool === undefined) {
+      const origin = `http://${endpoint.key}`;
+      const { circuitBreakers, connectTimeoutMs, maxIdleConnectionsPerEndpoint } = this.model;
+      const options = {
+        connectTimeoutMs,
+        maxConnections: circuitBreakers.maxConnections,
+        maxIdle: maxIdleConnectionsPerEndpoint,
+        events: this.stats,
+      };
+      pool = this.model.protocol === 'http2' ? new Http2Pool(origin, options) : new Http1Pool(origin, options);
+      this.pools.set(endpoint.key, pool);
+    }
+    return pool;
+  }
+
+  /** Applies a new version of this cluster's config; endpoints that remain keep their state. */
+  update(model: ClusterModel): void {
+    const poolShapeChanged =
+      model.protocol !== this.model.protocol ||
+      model.connectTimeoutMs !== this.model.connectTimeoutMs ||
+      model.circuitBreakers.maxConnections !== this.model.circuitBreakers.maxConnections ||
+      model.maxIdleConnectionsPerEndpoint !== this.model.maxIdleConnectionsPerEndpoint;
+    this.model = model;
+    if (poolShapeChanged) this.drainPools(() => true);
+    this.lb = this.rebuild(model);
+  }
+
+  close(): void {
+    this.drainPools(() => true);
+  }
+
+  destroy(): void {
+    for (const pool of this.pools.values()) pool.destroy();
+    this.pools.clear();
+  }
+
+  status(): ClusterStatus {
+    return {
+      name: this.model.name,
+      lbPolicy: this.model.lbPolicy,
+      protocol: this.model.protocol,
+      endpoints: this.endpoints.map((ep) => ({
+        address: ep.address,
+        port: ep.port,
+        weight: ep.weight,
+        zone: ep.zone,
+        healthy: ep.healthy,
+        activeRequests: ep.activeRequests,
+        totalRequests: ep.totalRequests,
+        failedRequests: ep.failedRequests,
+      })),
+    };
+  }
+
+  private rebuild(model: ClusterModel): LoadBalancer {
+    const next = new Map<string, EndpointState>();
+    for (const em of model.endpoints) {
+      const key = endpointKey(em.address, em.port);
+      const state = this.endpointsByKey.get(key) ?? next.get(key) ?? newEndpointState(em);
+      state.weight = Math.max(1, em.weight);
+      state.region = em.region;
+      state.zone = em.zone;
+      state.healthy = em.healthy;
+      next.set(key, state);
+    }
+    this.endpointsByKey = next;
+    this.drainPools((key) => !next.has(key));
+    this.endpoints = [...next.values()];
+    return createLoadBalancer(model, this.endpoints, this.random);
+  }
+
+  private drainPools(which: (key: string) => boolean): void {
+    for (const [key, pool] of this.pools) {
+      if (!which(key)) continue;
+      pool.drain();
+      this.pools.delete(key);
+    }
+  }
+}
+
+export class ClusterManager {
+  private clusters = new Map<string, UpstreamCluster>();
+
+  constructor(
+    private readonly statsFor: ClusterStatsFactory,
+    private readonly random: Random = Math.random,
+  ) {}
+
+  get(name: string): UpstreamCluster | undefined {
+    return this.clusters.get(name);
+  }
+
+  has(name: string): boolean {
+    return this.clusters.has(name);
+  }
+
+  update(models: ReadonlyMap<string, ClusterModel>): void {
+    const next = new Map<string, UpstreamCluster>();
+    for (const [name, model] of models) {
+      const existing = this.clusters.get(name);
+      if (existing !== undefined) {
+        if (existing.model !== model) existing.update(model);
+        next.set(name, existing);
+      } else {
+        next.set(name, new UpstreamCluster(model, this.statsFor(name), this.random));
+      }
+    }
+    // Removed clusters: requests in flight hold their cluster and finish; idle connections close now.
+    for (const [name, cluster] of this.clusters) if (!next.has(name)) cluster.close();
+    this.clusters = next;
+  }
+
+  status(): ClusterStatus[] {
+    return [...this.clusters.values()].map((c) => c.status());
+  }
+
+  destroy(): void {
+    for (const cluster of this.clusters.values()) cluster.destroy();
+    this.clusters.clear();
+  }
+}

@@ -1,0 +1,225 @@
+// HTTP/2 (cleartext, prior knowledge) connection pool for one endpoint: one multiplexed session, more when the
+// peer's SETTINGS_MAX_CONCURRENT_STREAMS is reached, and a FIFO of requests waiting for stream capacity.
+import * as http2 from 'node:http2';
+import type { ConnectionPool, PoolOptions, UpstreamRequestSpec, UpstreamSink, UpstreamStream } from './pool.js';
+import { headersFromH2, type HeaderMap } from '../http/headers.js';
+
+const { NGHTTP2_CANCEL } = http2.constants;
+/** Assumed until the peer's SETTINGS arrive (RFC 9113 recommends at least 100). */
+const INITIAL_STREAM_LIMIT = 100;
+const IDLE_SESSION_TIMEOUT_MS = 60_000;
+const kRequest = Symbol('pillion.h2request');
+
+type StreamWithRequest = http2.ClientHttp2Stream & { [kRequest]: H2Request };
+
+class Session {
+  active = 0;
+  maxStreams = INITIAL_STREAM_LIMIT;
+  connected = false;
+  closing = false;
+  connectTimer: NodeJS.Timeout | null = null;
+
+  constructor(readonly h2: http2.ClientHttp2Session) {}
+
+  get hasCapacity(): boolean {
+    return !this.closing && this.active < this.maxStreams;
+  }
+}
+
+/** One request in flight: the stream's listeners are shared functions that find it through a symbol. */
+class H2Request implements UpstreamStream {
+  stream: StreamWithRequest | null = null;
+  trailers: HeaderMap | null = null;
+  error: Error | null = null;
+  finished = false;
+  aborted = false;
+
+  constructor(
+    readonly pool: Http2Pool,
+    readonly spec: UpstreamRequestSpec,
+    readonly sink: UpstreamSink,
+    public session: Session | null,
+  ) {}
+
+  resume(): void {
+    this.stream?.resume();
+  }
+
+  abort(): void {
+    if (this.finished) return;
+    this.aborted = true;
+    this.finished = true;
+    if (this.stream !== null) this.stream.close(NGHTTP2_CANCEL);
+    else this.pool.cancelWaiting(this);
+  }
+}
+
+function onResponse(this: StreamWithRequest, headers: http2.IncomingHttpHeaders, flags: number): void {
+  const req = this[kRequest];
+  if (req.finished) return;
+  const status = Number(headers[':status']);
+  req.sink.onUpstreamHeaders(status, headersFromH2(headers), (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0);
+}
+
+function onData(this: StreamWithRequest, chunk: Buffer): void {
+  const req = this[kRequest];
+  if (req.finished) return;
+  if (!req.sink.onUpstreamData(chunk)) this.pause();
+}
+
+function onTrailers(this: StreamWithRequest, headers: http2.IncomingHttpHeaders): void {
+  this[kRequest].trailers = headersFromH2(headers);
+}
+
+function onEnd(this: StreamWithRequest): void {
+  const req = this[kRequest];
+  if (req.finished) return;
+  req.finished = true;
+  req.sink.onUpstreamEnd(req.trailers);
+}
+
+function onStreamError(this: StreamWithRequest, err: Error): void {
+  this[kRequest].error = err;
+}
+
+function onStreamClose(this: StreamWithRequest): void {
+  const req = this[kRequest];
+  const session = req.session!;
+  session.active--;
+  req.pool.streamClosed(session);
+  if (req.finished) return;
+  req.finished = true;
+  const err = req.error ?? new Error(`upstream reset the stream (HTTP/2 error code ${this.rstCode})`);
+  req.sink.onUpstreamError(err, !session.connected);
+}
+
+export class Http2Pool implements ConnectionPool {
+  private readonly sessions: Session[] = [];
+  private readonly waiting: H2Request[] = [];
+  private draining = false;
+
+  constructor(
+    private readonly origin: string,
+    private readonly options: PoolOptions,
+  ) {}
+
+  get pending(): number {
+    return this.waiting.length;
+  }
+
+  request(spec: UpstreamRequestSpec, sink: UpstreamSink): UpstreamStream {
+    const req = new H2Request(this, spec, sink, null);
+    const session = this.sessionWithCapacity();
+    if (session === null) this.waiting.push(req);
+    else this.start(req, session);
+    return req;
+  }
+
+  cancelWaiting(req: H2Request): void {
+    const i = this.waiting.indexOf(req);
+    if (i >= 0) this.waiting.splice(i, 1);
+  }
+
+  streamClosed(session: Session): void {
+    while (this.waiting.length > 0 && session.hasCapacity) this.start(this.waiting.shift()!, session);
+    if (session.active === 0 && (this.draining || session.closing)) session.h2.close();
+  }
+
+  drain(): void {
+    this.draining = true;
+    for (const session of this.sessions) {
+      session.closing = true;
+      if (session.active === 0) session.h2.close();
+    }
+  }
+
+  destroy(): void {
+    this.draining = true;
+    const waiting = this.waiting.splice(0);
+    for (const req of waiting) req.sink.onUpstreamError(new Error('connection pool closed'), true);
+    for (const session of this.sessions) session.h2.destroy();
+  }
+
+  private sessionWithCapacity(): Session | null {
+    for (const session of this.sessions) if (session.hasCapacity) return session;
+    if (this.draining || this.sessions.length >= this.options.maxConnections) return null;
+    return this.open();
+  }
+
+  private start(req: H2Request, session: Session): void {
+    const spec = req.spec;
+    req.session = session;
+    session.active++;
+    const headers: http2.OutgoingHttpHeaders = spec.headers;
+    headers[':method'] = spec.method;
+    headers[':path'] = spec.path;
+    headers[':authority'] = spec.authority;
+    headers[':scheme'] = spec.scheme;
+    let stream: StreamWithRequest;
+    try {
+      stream = session.h2.request(headers, { endStream: spec.body === null }) as StreamWithRequest;
+    } catch (err) {
+      // The session died between the capacity check and now (GOAWAY or socket error in the same tick).
+      session.active--;
+      session.closing = true;
+      req.finished = true;
+      req.sink.onUpstreamError(err as Error, !session.connected);
+      return;
+    }
+    stream[kRequest] = req;
+    req.stream = stream;
+    stream.on('response', onResponse);
+    stream.on('data', onData);
+    stream.on('trailers', onTrailers);
+    stream.on('end', onEnd);
+    stream.on('error', onStreamError);
+    stream.on('close', onStreamClose);
+    if (spec.body !== null) spec.body.pipe(stream);
+  }
+
+  private open(): Session {
+    const h2 = http2.connect(this.origin, { settings: { enablePush: false } });
+    const session = new Session(h2);
+    this.sessions.push(session);
+    const { events, connectTimeoutMs } = this.options;
+    if (connectTimeoutMs > 0) {
+      session.connectTimer = setTimeout(() => {
+        const err = Object.assign(new Error(`connect timeout after ${connectTimeoutMs} ms`), { code: 'ETIMEDOUT' });
+        h2.destroy(err);
+      }, connectTimeoutMs);
+    }
+    h2.on('connect', () => {
+      session.connected = true;
+      if (session.connectTimer !== null) clearTimeout(session.connectTimer);
+      events.onConnectionOpen();
+    });
+    h2.on('remoteSettings', (settings) => {
+      session.maxStreams = settings.maxConcurrentStreams ?? INITIAL_STREAM_LIMIT;
+      this.streamClosed(session);
+    });
+    h2.on('goaway', () => {
+      session.closing = true;
+    });
+    h2.on('error', () => {
+      // Streams learn of it through their own 'close'; the session is dropped on 'close'.
+      session.closing = true;
+    });
+    h2.setTimeout(IDLE_SESSION_TIMEOUT_MS, () => {
+      if (session.active === 0) h2.close();
+    });
+    h2.on('close', () => {
+      if (session.connectTimer !== null) clearTimeout(session.connectTimer);
+      session.closing = true;
+      const i = this.sessions.indexOf(session);
+      if (i >= 0) this.sessions.splice(i, 1);
+      if (session.connected) events.onConnectionClose();
+      // A waiting request may now open a fresh session.
+      if (this.waiting.length > 0 && !this.draining) {
+        const next = this.sessionWithCapacity();
+        if (next !== null) this.streamClosed(next);
+      }
+    });
+    h2.unref();
+    return session;
+  }
+}

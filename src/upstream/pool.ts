@@ -1,0 +1,54 @@
+// The contract between a request in flight (the sink) and the connection pool that carries it upstream.
+import type { Readable } from 'node:stream';
+import type { HeaderMap } from '../http/headers.js';
+
+/** What a pool needs to send one request. */
+export interface UpstreamRequestSpec {
+  method: string;
+  /** Origin-form path with query. */
+  path: string;
+  authority: string;
+  scheme: string;
+  headers: HeaderMap;
+  /** Request body stream, or null when the request has none. */
+  body: Readable | null;
+}
+
+/** How a pool reports back; implemented by the HTTP exchange. Methods are called at most once, but data. */
+export interface UpstreamSink {
+  /** Response head (1xx excluded). Returns false to pause the body until resume(). */
+  onUpstreamHeaders(status: number, headers: HeaderMap, endStream: boolean): void;
+  /** Returns false to apply backpressure (the pool pauses until the stream's resume() is called). */
+  onUpstreamData(chunk: Buffer): boolean;
+  onUpstreamEnd(trailers: HeaderMap | null): void;
+  /** `connectFailed` is true when no connection could be made (Envoy's UF); else the stream was reset (UR). */
+  onUpstreamError(err: Error, connectFailed: boolean): void;
+}
+
+/** Handle on a request in flight, for the sink to steer it. */
+export interface UpstreamStream {
+  resume(): void;
+  /** Cancels the request upstream (client went away, timeout). No sink callback follows. */
+  abort(): void;
+}
+
+export interface ConnectionPool {
+  request(spec: UpstreamRequestSpec, sink: UpstreamSink): UpstreamStream;
+  /** Requests waiting for a connection. */
+  readonly pending: number;
+  /** Stops new requests; closes connections once their requests finish. */
+  drain(): void;
+  destroy(): void;
+}
+
+export interface PoolEvents {
+  onConnectionOpen(): void;
+  onConnectionClose(): void;
+}
+
+export interface PoolOptions {
+  readonly connectTimeoutMs: number;
+  readonly maxConnections: number;
+  readonly maxIdle: number;
+  readonly events: PoolEvents;
+}

@@ -1,0 +1,174 @@
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadLocalSnapshot } from '../../src/config/local.js';
+import { buildSnapshot } from '../../src/config/snapshot.js';
+import { compileForNode, nodeInfoFromXdsNode, nodeToXds, type NodeInfo } from '../../xds/compiler.js';
+import { parseMeshConfig } from '../../xds/mesh-config.js';
+import { decodeMessage, encodeMessage, MESSAGE_NAMES } from '../../src/config/protos.js';
+import { MESH_YAML } from './mesh-fixture.js';
+
+const FRONTEND: NodeInfo = {
+  id: 'frontend-1', service: 'frontend', namespace: 'default', serviceAccount: 'frontend',
+  appPort: 8080, inboundPort: 15006, outboundPort: 15001,
+};
+
+function compile(node: NodeInfo = FRONTEND) {
+  const resources = compileForNode(parseMeshConfig(MESH_YAML), node);
+  const { snapshot, errors } = buildSnapshot(resources, 'v1');
+  expect(errors).toEqual([]);
+  return { resources, snapshot };
+}
+
+describe('compile → encode → decode → translate', () => {
+  it('names resources as DESIGN.md §4 says', () => {
+    const { resources } = compile();
+    expect(resources.listeners.map((r) => r.name)).toEqual(['outbound', 'outbound:19080', 'outbound:15432', 'inbound']);
+    expect(resources.routes.map((r) => r.name)).toEqual(['outbound']);
+    expect(resources.clusters.map((r) => r.name)).toEqual([
+      'frontend.default:8080', 'backend.default:8080', 'backend.default:9090', 'backend-v2.default:8080',
+      'sessions.default:7000', 'db.default:5432', 'inbound:8080',
+    ]);
+    expect(resources.endpoints.map((r) => r.name)).toEqual(resources.clusters.map((r) => r.name).filter((n) => !n.startsWith('inbound')));
+    expect(resources.warnings).toEqual([]);
+  });
+
+  it('builds the outbound listener with RDS and the route table with domains, split, timeouts, retries', () => {
+    const { snapshot } = compile();
+    expect(snapshot.listeners.get('outbound')).toEqual({
+      name: 'outbound', address: '127.0.0.1', port: 15001, direction: 'outbound',
+      http: {
+        statPrefix: 'outbound', routeConfigName: 'outbound', codec: 'auto', requestTimeoutMs: 0,
+        streamIdleTimeoutMs: 300_000, idleTimeoutMs: 3_600_000, maxRequestHeadersKb: 60, generateRequestId: true,
+      },
+    });
+    const rc = snapshot.routeConfigs.get('outbound')!;
+    const backend = rc.virtualHosts.find((v) => v.name === 'backend.default:8080')!;
+    expect(backend.domains).toEqual([
+      'backend', 'backend.default', 'backend.default.svc', 'backend.default.svc.cluster.local',
+      'backend:8080', 'backend.default:8080', 'backend.default.svc:8080', 'backend.default.svc.cluster.local:8080',
+    ]);
+    // A second HTTP port only answers with its port, so bare names stay unambiguous.
+    expect(rc.virtualHosts.find((v) => v.name === 'backend.default:9090')!.domains).toEqual([
+      'backend:9090', 'backend.default:9090', 'backend.default.svc:9090', 'backend.default.svc.cluster.local:9090',
+    ]);
+    expect(rc.virtualHosts.some((v) => v.name.startsWith('db.'))).toBe(false);
+    const [api, health, dflt] = backend.routes;
+    expect(api!.match).toEqual({
+      kind: 'prefix', value: '/api', caseSensitive: true,
+      headers: [{ name: 'x-canary', kind: 'exact', value: '1', invert: false }],
+    });
+    expect(api!.action.clusters).toEqual([{ name: 'backend-v2.default:8080', weight: 10 }, { name: 'backend.default:8080', weight: 90 }]);
+    expect(api!.action.totalWeight).toBe(100);
+    expect(api!.action.timeoutMs).toBe(2000);
+    expect(health!.match.kind).toBe('path');
+    expect(health!.action.clusters).toEqual([{ name: 'backend-v2.default:8080', weight: 1 }]);
+    expect(dflt!.match).toMatchObject({ kind: 'prefix', value: '/' });
+    expect(dflt!.action).toMatchObject({ clusters: [{ name: 'backend.default:8080', weight: 1 }], timeoutMs: 5000, hashPolicies: [] });
+    expect(dflt!.action.retry).toEqual({
+      numRetries: 2, perTryTimeoutMs: 1000, retryOn: ['5xx', 'reset', 'connect-failure', 'retriable-status-codes'],
+      retriableStatusCodes: [503], backoffBaseMs: 25, backoffMaxMs: 250,
+    });
+    // No policy.timeout → Envoy's 15 s default.
+    const v2 = rc.virtualHosts.find((v) => v.name === 'backend-v2.default:8080')!;
+    expect(v2.routes[0]!.action.timeoutMs).toBe(15_000);
+    expect(v2.routes[0]!.action.retry).toBeUndefined();
+  });
+
+  it('translates ring hash, least request, circuit breakers, outlier detection, http2 and EDS endpoints', () => {
+    const { snapshot } = compile();
+    const backend = snapshot.clusters.get('backend.default:8080')!;
+    expect(backend).toMatchObject({
+      connectTimeoutMs: 1000, lbPolicy: 'least_request', choiceCount: 3, protocol: 'http1',
+      circuitBreakers: { maxConnections: 100, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 5 },
+      outlierDetection: { consecutive5xx: 7, consecutiveGatewayFailure: 5, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 },
+      edsServiceName: 'backend.default:8080',
+    });
+    expect(backend.endpoints).toEqual([
+      { address: '127.0.0.1', port: 18081, weight: 2, region: 'r1', zone: 'a', healthy: true },
+      { address: '127.0.0.2', port: 18081, weight: 1, region: 'r1', zone: 'b', healthy: true },
+    ]);
+    const sessions = snapshot.clusters.get('sessions.default:7000')!;
+    expect(sessions).toMatchObject({ lbPolicy: 'ring_hash', ringHash: { minRingSize: 2048, maxRingSize: 8_388_608 }, protocol: 'http2' });
+    expect(sessions.outlierDetection).toBeUndefined();
+    expect(snapshot.clusters.get('frontend.default:8080')).toMatchObject({ lbPolicy: 'round_robin', connectTimeoutMs: 5000 });
+    const vh = snapshot.routeConfigs.get('outbound')!.virtualHosts.find((v) => v.name === 'sessions.default:7000')!;
+    expect(vh.routes[0]!.action.hashPolicies).toEqual([{ kind: 'header', name: 'x-user', terminal: false }]);
+  });
+
+  it('offers grpc-js-xds a policy it supports on grpc clusters', () => {
+    const { resources } = compile();
+    const c = decodeMessage<any>(MESSAGE_NAMES.Cluster, resources.clusters.find((r) => r.name === 'sessions.default:7000')!.value);
+    expect(c.load_balancing_policy.policies[0].typed_extension_config.name).toBe('envoy.load_balancing_policies.ring_hash');
+    expect(c.lb_policy).toBe('RING_HASH');
+  });
+
+  it('builds egress listeners (http with inline route, tcp with TcpProxy) and the inbound side', () => {
+    const { snapshot } = compile();
+    const http = snapshot.listeners.get('outbound:19080')!;
+    expect(http).toMatchObject({ address: '127.0.0.1', port: 19080, direction: 'outbound', http: { routeConfigName: 'outbound:19080' } });
+    expect(http.tcp).toBeUndefined();
+    const egressRoute = snapshot.routeConfigs.get('outbound:19080')!;
+    expect(egressRoute.virtualHosts[0]!.domains).toEqual(['*']);
+    expect(egressRoute.virtualHosts[0]!.routes[0]!.action).toMatchObject({ clusters: [{ name: 'backend.default:8080', weight: 1 }], timeoutMs: 5000 });
+    expect(snapshot.listeners.get('outbound:15432')).toEqual({
+      name: 'outbound:15432', address: '127.0.0.1', port: 15432, direction: 'outbound',
+      tcp: { statPrefix: 'outbound:15432', cluster: 'db.default:5432', idleTimeoutMs: 3_600_000 },
+    });
+    const inbound = snapshot.listeners.get('inbound')!;
+    expect(inbound).toMatchObject({ address: '0.0.0.0', port: 15006, direction: 'inbound', http: { routeConfigName: 'inbound' } });
+    const inRoute = snapshot.routeConfigs.get('inbound')!.virtualHosts[0]!;
+    expect(inRoute.domains).toEqual(['*']);
+    expect(inRoute.routes[0]!.action).toMatchObject({ clusters: [{ name: 'inbound:8080', weight: 1 }], timeoutMs: 0 });
+    expect(snapshot.clusters.get('inbound:8080')).toMatchObject({
+      protocol: 'http1', endpoints: [{ address: '127.0.0.1', port: 8080, weight: 1, region: '', zone: '', healthy: true }],
+    });
+    expect(snapshot.clusters.get('inbound:8080')!.edsServiceName).toBeUndefined();
+  });
+
+  it('compiles tcp, grpc and auto inbound sides', () => {
+    const db = compile({ ...FRONTEND, id: 'db-1', service: 'db', appPort: 5432 }).snapshot;
+    expect(db.listeners.get('inbound')).toMatchObject({ tcp: { cluster: 'inbound:5432' } });
+    expect(db.listeners.get('inbound')!.http).toBeUndefined();
+    const grpc = compile({ ...FRONTEND, id: 's-1', service: 'sessions', appPort: 7000 }).snapshot;
+    expect(grpc.clusters.get('inbound:7000')!.protocol).toBe('http2');
+    const auto = parseMeshConfig('services: [{ name: a, ports: [{ port: 80, protocol: auto }] }]');
+    const res = compileForNode(auto, { ...FRONTEND, service: 'a', appPort: 80 });
+    const { snapshot, errors } = buildSnapshot(res, 'v');
+    expect(errors).toEqual([]);
+    expect(snapshot.listeners.get('inbound')).toMatchObject({ http: { routeConfigName: 'inbound' }, tcp: { cluster: 'inbound:80' } });
+    const l = decodeMessage<any>(MESSAGE_NAMES.Listener, res.listeners.find((r) => r.name === 'inbound')!.value);
+    expect(l.listener_filters[0].name).toBe('envoy.filters.listener.http_inspector');
+    expect(l.filter_chains[0].filter_chain_match.application_protocols).toEqual(['http/1.1', 'h2c']);
+  });
+
+  it('still compiles outbound for a node whose service is unknown, with a warning', () => {
+    const res = compileForNode(parseMeshConfig(MESH_YAML), { ...FRONTEND, service: 'ghost' });
+    expect(res.listeners.map((r) => r.name)).toEqual(['outbound']);
+    expect(res.warnings[0]).toMatch(/ghost\.default .* not in the mesh config/);
+    const noApp = compileForNode(parseMeshConfig(MESH_YAML), { ...FRONTEND, appPort: undefined });
+    expect(noApp.listeners.map((r) => r.name)).not.toContain('inbound');
+    expect(noApp.clusters.map((r) => r.name)).not.toContain('inbound:8080');
+  });
+
+  it('round-trips node identity through the xDS Node, numbers or strings', () => {
+    const wire = decodeMessage<any>(MESSAGE_NAMES.Node, encodeMessage(MESSAGE_NAMES.Node, nodeToXds(FRONTEND)));
+    expect(nodeInfoFromXdsNode(wire)).toEqual(FRONTEND);
+    expect(nodeInfoFromXdsNode({
+      id: 'n', metadata: { fields: { service: { stringValue: 'a' }, appPort: { stringValue: '9000' }, inboundPort: { numberValue: 1 } } },
+    })).toEqual({ id: 'n', service: 'a', namespace: 'default', serviceAccount: 'a', appPort: 9000, inboundPort: 1, outboundPort: 15001 });
+  });
+
+  it('loads a snapshot from a mesh file (pillion proxy --config)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pillion-'));
+    const file = join(dir, 'mesh.yaml');
+    writeFileSync(file, MESH_YAML);
+    const { snapshot, errors, resources } = loadLocalSnapshot(file, FRONTEND);
+    expect(errors).toEqual([]);
+    expect(snapshot.version).toBe('local');
+    expect(snapshot.clusters.size).toBe(resources.clusters.length);
+    writeFileSync(file, 'services: [{ name: X }]');
+    expect(() => loadLocalSnapshot(file, FRONTEND)).toThrow(/services\[0\]\.name: expected a DNS label/);
+  });
+});

@@ -1,0 +1,136 @@
+// HTTP/1.1 through the outbound listener: routing by Host, absolute-form, headers, bodies, bad input.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as net from 'node:net';
+import { startHttpBackend, deadPort, type Backend } from '../helpers/backends.js';
+import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { request } from '../helpers/client.js';
+
+let backend: Backend;
+let slow: Backend;
+let proxy: RunningProxy;
+let port: number;
+
+beforeAll(async () => {
+  backend = await startHttpBackend('backend');
+  slow = await startHttpBackend('slow', (_req, res) => {
+    setTimeout(() => res.end('late'), 2_000).unref();
+  });
+  const dead = await deadPort();
+  proxy = await startProxy(
+    `
+services:
+  - name: frontend
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: backend
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${backend.port} }]
+  - name: slow
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${slow.port} }]
+    policy: { timeout: 300ms }
+  - name: dead
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${dead} }]
+    policy: { connectTimeout: 500ms }
+`,
+    { service: 'frontend' },
+  );
+  port = proxy.port('outbound');
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await backend.close();
+  await slow.close();
+});
+
+describe('HTTP/1.1 outbound', () => {
+  it.each(['backend', 'backend.default', 'backend.default.svc.cluster.local', 'backend:8080', 'BACKEND.default.svc:8080'])(
+    'routes Host %s to the service',
+    async (host) => {
+      const reply = await request(port, { host, path: '/hello?x=1' });
+      expect(reply.status).toBe(200);
+      const body = JSON.parse(reply.body);
+      expect(body.name).toBe('backend');
+      expect(body.url).toBe('/hello?x=1');
+    },
+  );
+
+  it('accepts absolute-form requests (HTTP_PROXY style)', async () => {
+    const reply = await request(port, { path: 'http://backend.default:8080/abs', host: 'ignored' });
+    expect(reply.status).toBe(200);
+    expect(JSON.parse(reply.body).url).toBe('/abs');
+  });
+
+  it('adds x-forwarded-for and x-request-id, strips hop-by-hop headers', async () => {
+    const reply = await request(port, {
+      host: 'backend',
+      headers: { connection: 'keep-alive, x-hop', 'x-hop': 'secret', 'keep-alive': 'timeout=5', 'x-keep': 'yes' },
+    });
+    const seen = JSON.parse(reply.body).headers;
+    expect(seen['x-forwarded-for']).toBe('127.0.0.1');
+    expect(seen['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(seen['x-hop']).toBeUndefined();
+    expect(seen['keep-alive']).toBeUndefined();
+    expect(seen['x-keep']).toBe('yes');
+  });
+
+  it('propagates an existing x-request-id', async () => {
+    const reply = await request(port, { host: 'backend', headers: { 'x-request-id': 'abc-123' } });
+    expect(JSON.parse(reply.body).headers['x-request-id']).toBe('abc-123');
+  });
+
+  it('forwards request bodies, fixed-length and chunked', async () => {
+    const fixed = await request(port, { host: 'backend', method: 'POST', body: 'hello body' });
+    expect(JSON.parse(fixed.body).body).toBe('hello body');
+    const chunked = await request(port, {
+      host: 'backend',
+      method: 'POST',
+      headers: { 'transfer-encoding': 'chunked' },
+      body: 'chunked body',
+    });
+    expect(JSON.parse(chunked.body).body).toBe('chunked body');
+  });
+
+  it('answers 404 no_route for an unknown host', async () => {
+    const reply = await request(port, { host: 'nowhere.example' });
+    expect(reply.status).toBe(404);
+    expect(reply.headers['x-pillion-reason']).toBe('no_route');
+  });
+
+  it('answers 503 connect_failure when the upstream refuses', async () => {
+    const reply = await request(port, { host: 'dead' });
+    expect(reply.status).toBe(503);
+    expect(reply.headers['x-pillion-reason']).toBe('connect_failure');
+  });
+
+  it('answers 504 upstream_timeout when the upstream is too slow', async () => {
+    const reply = await request(port, { host: 'slow' });
+    expect(reply.status).toBe(504);
+    expect(reply.headers['x-pillion-reason']).toBe('upstream_timeout');
+  });
+
+  it('answers 400 to a malformed request and closes', async () => {
+    const raw = await rawExchange(port, 'GARBAGE\r\n\r\n');
+    expect(raw).toMatch(/^HTTP\/1.1 400 /);
+    expect(raw).toContain('x-pillion-reason: bad_request');
+  });
+
+  it('answers 431 when request headers exceed the limit', async () => {
+    const big = 'x'.repeat(70 * 1024);
+    const raw = await rawExchange(port, `GET / HTTP/1.1\r\nhost: backend\r\nx-big: ${big}\r\n\r\n`);
+    expect(raw).toMatch(/^HTTP\/1.1 431 /);
+  });
+});
+
+function rawExchange(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(text));
+    let out = '';
+    socket.on('data', (c) => (out += c.toString()));
+    socket.on('end', () => resolve(out));
+    socket.on('close', () => resolve(out));
+    socket.on('error', (err) => (out ? resolve(out) : reject(err)));
+  });
+}

@@ -1,0 +1,441 @@
+// Compiles the mesh config into the xDS v3 resources (encoded protobuf) one proxy needs, from its node identity.
+// Pure: no I/O, the same input gives the same bytes.
+import { DEFAULTS } from '../src/config/model.js';
+import { MESSAGE_NAMES, TYPE_URLS, anyField, encodeMessage } from '../src/config/protos.js';
+import {
+  isHttpProtocol,
+  type MeshConfig,
+  type PortConfig,
+  type PortProtocol,
+  type ServiceConfig,
+  type ServiceRef,
+} from './mesh-config.js';
+
+/** What a proxy tells about itself in the xDS Node (id + metadata). */
+export interface NodeInfo {
+  readonly id: string;
+  readonly service: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly appPort?: number;
+  readonly inboundPort: number;
+  readonly outboundPort: number;
+}
+
+export interface XdsResource {
+  readonly name: string;
+  readonly typeUrl: string;
+  /** The encoded resource message itself (what goes into DiscoveryResponse.resources[].value). */
+  readonly value: Uint8Array;
+}
+
+export interface XdsResources {
+  readonly listeners: XdsResource[];
+  readonly routes: XdsResource[];
+  readonly clusters: XdsResource[];
+  readonly endpoints: XdsResource[];
+  /** Things the operator should know (e.g. the node's service is not in the mesh config). */
+  readonly warnings: string[];
+}
+
+const ADS = { ads: {}, resource_api_version: 'V3' };
+const HCM_FILTER = 'envoy.filters.network.http_connection_manager';
+const TCP_FILTER = 'envoy.filters.network.tcp_proxy';
+const ROUTER_FILTER = 'envoy.filters.http.router';
+const HTTP_INSPECTOR = 'envoy.filters.listener.http_inspector';
+const HTTP_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+export function clusterName(service: string, namespace: string, port: number): string {
+  return `${service}.${namespace}:${port}`;
+}
+
+function duration(ms: number): { seconds: number; nanos: number } {
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 };
+}
+
+function socketAddress(address: string, port: number) {
+  return { socket_address: { address, port_value: port } };
+}
+
+function isHttp2(p: PortProtocol): boolean {
+  return p === 'http2' || p === 'grpc';
+}
+
+// ---- clusters and endpoints --------------------------------------------------------------------------
+
+const LB_ENUM = { least_request: 'LEAST_REQUEST', round_robin: 'ROUND_ROBIN', ring_hash: 'RING_HASH', random: 'RANDOM' } as const;
+
+function serviceCluster(s: ServiceConfig, port: PortConfig): Record<string, unknown> {
+  const lb = s.policy.loadBalancer;
+  const cb = { ...DEFAULTS.circuitBreakers, ...s.policy.circuitBreakers };
+  const cluster: Record<string, unknown> = {
+    name: clusterName(s.name, s.namespace, port.port),
+    type: 'EDS',
+    eds_cluster_config: { eds_config: ADS },
+    connect_timeout: duration(s.policy.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs),
+    lb_policy: LB_ENUM[lb.policy],
+    circuit_breakers: {
+      thresholds: [
+        {
+          priority: 'DEFAULT',
+          max_connections: { value: cb.maxConnections },
+          max_pending_requests: { value: cb.maxPendingRequests },
+          max_requests: { value: cb.maxRequests },
+          max_retries: { value: cb.maxRetries },
+        },
+      ],
+    },
+  };
+  if (lb.policy === 'least_request') {
+    cluster.least_request_lb_config = { choice_count: { value: lb.choiceCount ?? DEFAULTS.choiceCount } };
+  } else if (lb.policy === 'ring_hash') {
+    cluster.ring_hash_lb_config = { minimum_ring_size: { value: lb.minRingSize ?? DEFAULTS.minRingSize } };
+  }
+  const od = s.policy.outlierDetection;
+  if (od) {
+    const d = DEFAULTS.outlierDetection;
+    cluster.outlier_detection = {
+      consecutive_5xx: { value: od.consecutive5xx ?? d.consecutive5xx },
+      consecutive_gateway_failure: { value: od.consecutiveGatewayFailure ?? d.consecutiveGatewayFailure },
+      // Envoy enforces gateway-failure ejections at 0% by default; the operator asked for them, so enforce.
+      enforcing_consecutive_gateway_failure: { value: 100 },
+      interval: duration(od.intervalMs ?? d.intervalMs),
+      base_ejection_time: duration(od.baseEjectionTimeMs ?? d.baseEjectionTimeMs),
+      max_ejection_percent: { value: od.maxEjectionPercent ?? d.maxEjectionPercent },
+    };
+  }
+  if (isHttp2(port.protocol)) {
+    cluster.typed_extension_protocol_options = {
+      [HTTP_OPTIONS_KEY]: anyField(MESSAGE_NAMES.HttpProtocolOptions, { explicit_http_config: { http2_protocol_options: {} } }),
+    };
+  }
+  if (port.protocol === 'grpc') {
+    // Proxyless @grpc/grpc-js-xds takes the first policy it supports and knows only round_robin and ring_hash.
+    cluster.load_balancing_policy = { policies: [{ typed_extension_config: grpcLbPolicy(s) }] };
+  }
+  return cluster;
+}
+
+function grpcLbPolicy(s: ServiceConfig): { name: string; typed_config: unknown } {
+  const lb = s.policy.loadBalancer;
+  if (lb.policy === 'ring_hash') {
+    return {
+      name: 'envoy.load_balancing_policies.ring_hash',
+      typed_config: anyField('envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash', {
+        minimum_ring_size: { value: lb.minRingSize ?? DEFAULTS.minRingSize },
+      }),
+    };
+  }
+  return {
+    name: 'envoy.load_balancing_policies.round_robin',
+    typed_config: anyField('envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin', {}),
+  };
+}
+
+function loadAssignment(s: ServiceConfig, port: PortConfig): Record<string, unknown> {
+  const groups = new Map<string, { region: string; zone: string; eps: ServiceConfig['endpoints'][number][] }>();
+  for (const e of s.endpoints) {
+    const key = `${e.locality.region}\u0000${e.locality.zone}`;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { region: e.locality.region, zone: e.locality.zone, eps: [] }));
+    g.eps.push(e);
+  }
+  return {
+    cluster_name: clusterName(s.name, s.namespace, port.port),
+    endpoints: [...groups.values()].map((g) => ({
+      locality: { region: g.region, zone: g.zone },
+      lb_endpoints: g.eps.map((e) => ({
+        endpoint: { address: socketAddress(e.address, e.port) },
+        health_status: 'HEALTHY',
+        load_balancing_weight: { value: e.weight },
+      })),
+    })),
+  };
+}
+
+// ---- routes ------------------------------------------------------------------------------------------
+
+function serviceDomains(s: ServiceConfig, port: number, withBare: boolean): string[] {
+  const names = [s.name, `${s.name}.${s.namespace}`, `${s.name}.${s.namespace}.svc`, `${s.name}.${s.namespace}.svc.cluster.local`];
+  return [...(withBare ? names : []), ...names.map((n) => `${n}:${port}`)];
+}
+
+function retryPolicy(s: ServiceConfig): Record<string, unknown> | undefined {
+  const r = s.policy.retries;
+  if (!r) return undefined;
+  const out: Record<string, unknown> = { retry_on: r.retryOn.join(','), num_retries: { value: r.attempts } };
+  if (r.perTryTimeoutMs !== undefined) out.per_try_timeout = duration(r.perTryTimeoutMs);
+  if (r.retriableStatusCodes.length > 0) out.retriable_status_codes = [...r.retriableStatusCodes];
+  if (r.backoff) {
+    out.retry_back_off = {
+      base_interval: duration(r.backoff.baseMs),
+      ...(r.backoff.maxMs !== undefined ? { max_interval: duration(r.backoff.maxMs) } : {}),
+    };
+  }
+  return out;
+}
+
+function hashPolicies(target: ServiceConfig | undefined): Record<string, unknown>[] {
+  const h = target?.policy.loadBalancer.policy === 'ring_hash' ? target.policy.loadBalancer.hashOn : undefined;
+  if (!h) return [];
+  if ('header' in h) return [{ header: { header_name: h.header } }];
+  if ('cookie' in h) return [{ cookie: { name: h.cookie } }];
+  return [{ connection_properties: { source_ip: true } }];
+}
+
+/** RouteAction for a service's traffic: timeout, retries and the ring-hash key come from the target's policy. */
+function routeAction(mesh: Index, targets: readonly (ServiceRef & { weight: number })[], policyOf: ServiceConfig, timeoutMs?: number) {
+  const action: Record<string, unknown> = {};
+  if (targets.length === 1) {
+    action.cluster = clusterName(targets[0]!.service, targets[0]!.namespace, targets[0]!.port);
+  } else {
+    action.weighted_clusters = {
+      clusters: targets.map((t) => ({ name: clusterName(t.service, t.namespace, t.port), weight: { value: t.weight } })),
+    };
+  }
+  action.timeout = duration(timeoutMs ?? policyOf.policy.timeoutMs ?? DEFAULTS.routeTimeoutMs);
+  const retry = retryPolicy(policyOf);
+  if (retry) action.retry_policy = retry;
+  // With a split, hash on the first target's key: Envoy computes one hash per request, not per cluster.
+  const hp = hashPolicies(mesh.get(targets[0]!.service, targets[0]!.namespace));
+  if (hp.length > 0) action.hash_policy = hp;
+  return action;
+}
+
+function serviceVirtualHost(mesh: Index, s: ServiceConfig, port: PortConfig, first: boolean): Record<string, unknown> {
+  const routes: Record<string, unknown>[] = s.routes.map((r, i) => ({
+    name: `${s.name}.${s.namespace}:${port.port}/${i}`,
+    match: {
+      [r.match.kind]: r.match.value,
+      ...(r.match.headers.length > 0
+        ? {
+            headers: r.match.headers.map((h) => ({
+              name: h.name,
+              ...(h.kind === 'present' ? { present_match: true } : { string_match: { [h.kind]: h.value } }),
+              ...(h.invert ? { invert_match: true } : {}),
+            })),
+          }
+        : {}),
+    },
+    route: routeAction(mesh, r.split, s, r.timeoutMs),
+  }));
+  routes.push({
+    name: `${s.name}.${s.namespace}:${port.port}/default`,
+    match: { prefix: '/' },
+    route: routeAction(mesh, [{ service: s.name, namespace: s.namespace, port: port.port, weight: 1 }], s),
+  });
+  return { name: clusterName(s.name, s.namespace, port.port), domains: serviceDomains(s, port.port, first), routes };
+}
+
+// ---- listeners ---------------------------------------------------------------------------------------
+
+function hcmFilter(statPrefix: string, routeSpecifier: Record<string, unknown>) {
+  return {
+    name: HCM_FILTER,
+    typed_config: anyField(MESSAGE_NAMES.HttpConnectionManager, {
+      codec_type: 'AUTO',
+      stat_prefix: statPrefix,
+      ...routeSpecifier,
+      http_filters: [{ name: ROUTER_FILTER, typed_config: anyField(MESSAGE_NAMES.Router, {}) }],
+    }),
+  };
+}
+
+function tcpFilter(statPrefix: string, cluster: string) {
+  return {
+    name: TCP_FILTER,
+    typed_config: anyField(MESSAGE_NAMES.TcpProxy, {
+      stat_prefix: statPrefix,
+      cluster,
+      idle_timeout: duration(DEFAULTS.tcpIdleTimeoutMs),
+    }),
+  };
+}
+
+function inlineRoute(name: string, cluster: string, timeoutMs?: number) {
+  return {
+    route_config: {
+      name,
+      virtual_hosts: [
+        {
+          name,
+          domains: ['*'],
+          routes: [{ name: `${name}/default`, match: { prefix: '/' }, route: { cluster, ...(timeoutMs !== undefined ? { timeout: duration(timeoutMs) } : {}) } }],
+        },
+      ],
+    },
+  };
+}
+
+/** A listener whose chains follow a port protocol: HTTP → HCM, tcp → TcpProxy, auto → sniff then either. */
+function protocolListener(
+  name: string,
+  address: string,
+  port: number,
+  protocol: PortProtocol,
+  direction: 'INBOUND' | 'OUTBOUND',
+  cluster: string,
+  timeoutMs?: number,
+): Record<string, unknown> {
+  const listener: Record<string, unknown> = { name, address: socketAddress(address, port), traffic_direction: direction };
+  const hcm = hcmFilter(name, inlineRoute(name, cluster, timeoutMs));
+  const tcp = tcpFilter(name, cluster);
+  if (protocol === 'tcp') {
+    listener.filter_chains = [{ name: `${name}/tcp`, filters: [tcp] }];
+  } else if (protocol === 'auto') {
+    // http_inspector sets the application protocol of plaintext HTTP connections; everything else falls to TCP.
+    listener.listener_filters = [{ name: HTTP_INSPECTOR }];
+    listener.filter_chains = [{ name: `${name}/http`, filter_chain_match: { application_protocols: ['http/1.1', 'h2c'] }, filters: [hcm] }];
+    listener.default_filter_chain = { name: `${name}/tcp`, filters: [tcp] };
+  } else {
+    listener.filter_chains = [{ name: `${name}/http`, filters: [hcm] }];
+  }
+  return listener;
+}
+
+// ---- the node ----------------------------------------------------------------------------------------
+
+class Index {
+  private readonly byKey = new Map<string, ServiceConfig>();
+  constructor(readonly mesh: MeshConfig) {
+    for (const s of mesh.services) this.byKey.set(`${s.name}.${s.namespace}`, s);
+  }
+  get(service: string, namespace: string): ServiceConfig | undefined {
+    return this.byKey.get(`${service}.${namespace}`);
+  }
+}
+
+/** Compile every resource one node needs: outbound to every service, its egress ports, and its inbound. */
+export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
+  const index = new Index(mesh);
+  const warnings: string[] = [];
+  const listeners: Record<string, unknown>[] = [];
+  const routes: Record<string, unknown>[] = [];
+  const clusters: Record<string, unknown>[] = [];
+  const endpoints: Record<string, unknown>[] = [];
+
+  const virtualHosts: Record<string, unknown>[] = [];
+  for (const s of mesh.services) {
+    let firstHttp = true;
+    for (const port of s.ports) {
+      clusters.push(serviceCluster(s, port));
+      endpoints.push(loadAssignment(s, port));
+      if (isHttpProtocol(port.protocol)) {
+        virtualHosts.push(serviceVirtualHost(index, s, port, firstHttp));
+        firstHttp = false;
+      }
+    }
+  }
+  routes.push({ name: 'outbound', virtual_hosts: virtualHosts });
+  listeners.push({
+    name: 'outbound',
+    address: socketAddress('127.0.0.1', node.outboundPort),
+    traffic_direction: 'OUTBOUND',
+    filter_chains: [
+      { name: 'outbound/http', filters: [hcmFilter('outbound', { rds: { config_source: ADS, route_config_name: 'outbound' } })] },
+    ],
+  });
+
+  const own = index.get(node.service, node.namespace);
+  if (!own) {
+    warnings.push(`service ${node.service}.${node.namespace} of node ${node.id} is not in the mesh config: no inbound or egress config`);
+  } else {
+    for (const e of own.egress) {
+      const target = index.get(e.service, e.namespace)!;
+      const port = target.ports.find((p) => p.port === e.port)!;
+      const name = `outbound:${e.localPort}`;
+      listeners.push(
+        protocolListener(name, '127.0.0.1', e.localPort, port.protocol, 'OUTBOUND', clusterName(e.service, e.namespace, e.port), target.policy.timeoutMs),
+      );
+    }
+    if (node.appPort !== undefined) {
+      const protocol = own.ports[0]!.protocol;
+      const name = `inbound:${node.appPort}`;
+      const inbound: Record<string, unknown> = {
+        name,
+        type: 'STATIC',
+        connect_timeout: duration(own.policy.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs),
+        load_assignment: {
+          cluster_name: name,
+          endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress('127.0.0.1', node.appPort) }, health_status: 'HEALTHY' }] }],
+        },
+      };
+      if (isHttp2(protocol)) {
+        inbound.typed_extension_protocol_options = {
+          [HTTP_OPTIONS_KEY]: anyField(MESSAGE_NAMES.HttpProtocolOptions, { explicit_http_config: { http2_protocol_options: {} } }),
+        };
+      }
+      clusters.push(inbound);
+      // Timeout 0 on inbound: the caller's sidecar owns the deadline, a second one here would only race it.
+      const listener = protocolListener('inbound', '0.0.0.0', node.inboundPort, protocol, 'INBOUND', name, 0);
+      listeners.push(listener);
+    } else {
+      warnings.push(`node ${node.id} announced no appPort: no inbound listener`);
+    }
+  }
+
+  const enc = (typeName: string, typeUrl: string) => (m: Record<string, unknown>): XdsResource => ({
+    name: String(m.name ?? m.cluster_name),
+    typeUrl,
+    value: encodeMessage(typeName, m),
+  });
+  return {
+    listeners: listeners.map(enc(MESSAGE_NAMES.Listener, TYPE_URLS.Listener)),
+    routes: routes.map(enc(MESSAGE_NAMES.RouteConfiguration, TYPE_URLS.RouteConfiguration)),
+    clusters: clusters.map(enc(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster)),
+    endpoints: endpoints.map(enc(MESSAGE_NAMES.ClusterLoadAssignment, TYPE_URLS.ClusterLoadAssignment)),
+    warnings,
+  };
+}
+
+// ---- node identity -----------------------------------------------------------------------------------
+
+type StructValue = { nullValue?: unknown; numberValue?: number; stringValue?: string; boolValue?: boolean };
+
+/** google.protobuf.Struct (protobufjs plain shape) for the Node metadata. */
+export function nodeToXds(info: NodeInfo): Record<string, unknown> {
+  const fields: Record<string, StructValue> = {
+    service: { stringValue: info.service },
+    namespace: { stringValue: info.namespace },
+    serviceAccount: { stringValue: info.serviceAccount },
+    inboundPort: { numberValue: info.inboundPort },
+    outboundPort: { numberValue: info.outboundPort },
+  };
+  if (info.appPort !== undefined) fields.appPort = { numberValue: info.appPort };
+  return { id: info.id, cluster: info.service, metadata: { fields }, user_agent_name: 'pillion' };
+}
+
+/**
+ * Read the proxy's identity from a decoded xDS Node. Ports may arrive as numbers or strings (Envoy bootstrap
+ * YAML users often quote them); a missing service falls back to Node.cluster, as Envoy's own convention.
+ */
+export function nodeInfoFromXdsNode(node: {
+  id?: string;
+  cluster?: string;
+  metadata?: { fields?: Record<string, StructValue> } | null;
+}): NodeInfo {
+  const fields = node.metadata?.fields ?? {};
+  const str = (k: string): string | undefined => {
+    const v = fields[k];
+    if (!v) return undefined;
+    if (typeof v.stringValue === 'string' && v.stringValue !== '') return v.stringValue;
+    if (typeof v.numberValue === 'number') return String(v.numberValue);
+    return undefined;
+  };
+  const num = (k: string): number | undefined => {
+    const s = str(k);
+    const n = s === undefined ? NaN : Number(s);
+    return Number.isInteger(n) && n >= 0 && n <= 65_535 ? n : undefined;
+  };
+  const service = str('service') ?? node.cluster ?? '';
+  const appPort = num('appPort');
+  return {
+    id: node.id ?? '',
+    service,
+    namespace: str('namespace') ?? 'default',
+    serviceAccount: str('serviceAccount') ?? service,
+    ...(appPort !== undefined ? { appPort } : {}),
+    inboundPort: num('inboundPort') ?? 15006,
+    outboundPort: num('outboundPort') ?? 15001,
+  };
+}

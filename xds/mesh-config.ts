@@ -1,0 +1,615 @@
+// The operator's mesh config (YAML): parse, validate by hand with an exact path per problem, return typed data.
+import { readFileSync } from 'node:fs';
+import { LineCounter, parseDocument, type Document } from 'yaml';
+
+export { DEFAULTS } from '../src/config/model.js';
+
+export type PortProtocol = 'http' | 'http2' | 'grpc' | 'tcp' | 'auto';
+export type LbPolicyName = 'least_request' | 'round_robin' | 'ring_hash' | 'random';
+export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+
+export interface MeshConfig {
+  readonly trustDomain: string;
+  readonly services: readonly ServiceConfig[];
+}
+
+export interface ServiceConfig {
+  readonly name: string;
+  readonly namespace: string;
+  readonly ports: readonly PortConfig[];
+  readonly endpoints: readonly EndpointConfig[];
+  readonly policy: PolicyConfig;
+  readonly authorization?: AuthorizationConfig;
+  readonly routes: readonly RouteRuleConfig[];
+  readonly egress: readonly EgressConfig[];
+}
+
+export interface PortConfig {
+  readonly port: number;
+  readonly protocol: PortProtocol;
+}
+
+export interface EndpointConfig {
+  readonly address: string;
+  readonly port: number;
+  readonly weight: number;
+  readonly locality: { readonly region: string; readonly zone: string };
+}
+
+export type HashOn = { readonly header: string } | { readonly cookie: string } | { readonly sourceIp: true };
+
+export interface LoadBalancerConfig {
+  readonly policy: LbPolicyName;
+  /** least_request only. */
+  readonly choiceCount?: number;
+  /** ring_hash only. */
+  readonly hashOn?: HashOn;
+  readonly minRingSize?: number;
+}
+
+export interface RetriesConfig {
+  readonly attempts: number;
+  readonly perTryTimeoutMs?: number;
+  readonly retryOn: readonly string[];
+  /** HTTP statuses listed in retryOn (they imply Envoy's `retriable-status-codes`). */
+  readonly retriableStatusCodes: readonly number[];
+  readonly backoff?: { readonly baseMs: number; readonly maxMs?: number };
+  /** Parsed and kept; the internal model has no retry budget yet. */
+  readonly budget?: { readonly percent: number; readonly minPerSecond: number };
+}
+
+export interface OutlierDetectionConfig {
+  readonly consecutive5xx?: number;
+  readonly consecutiveGatewayFailure?: number;
+  readonly intervalMs?: number;
+  readonly baseEjectionTimeMs?: number;
+  readonly maxEjectionPercent?: number;
+}
+
+export interface CircuitBreakersConfig {
+  readonly maxConnections?: number;
+  readonly maxPendingRequests?: number;
+  readonly maxRequests?: number;
+  readonly maxRetries?: number;
+}
+
+export interface PolicyConfig {
+  readonly loadBalancer: LoadBalancerConfig;
+  readonly connectTimeoutMs?: number;
+  readonly timeoutMs?: number;
+  readonly retries?: RetriesConfig;
+  readonly outlierDetection?: OutlierDetectionConfig;
+  readonly circuitBreakers?: CircuitBreakersConfig;
+  readonly mtls: MtlsMode;
+}
+
+export interface AuthorizationConfig {
+  readonly allow: readonly { readonly principals: readonly string[] }[];
+}
+
+export interface HeaderMatchConfig {
+  readonly name: string;
+  readonly kind: 'exact' | 'prefix' | 'present';
+  readonly value: string;
+  readonly invert: boolean;
+}
+
+/** A resolved reference to one port of one service. */
+export interface ServiceRef {
+  readonly service: string;
+  readonly namespace: string;
+  readonly port: number;
+}
+
+export interface RouteRuleConfig {
+  readonly match: { readonly kind: 'prefix' | 'path'; readonly value: string; readonly headers: readonly HeaderMatchConfig[] };
+  /** One entry for `to`, several for `split`. */
+  readonly split: readonly (ServiceRef & { readonly weight: number })[];
+  readonly timeoutMs?: number;
+}
+
+export interface EgressConfig extends ServiceRef {
+  readonly localPort: number;
+}
+
+/** One problem in the mesh config, with the path of the offending value. */
+export interface MeshConfigProblem {
+  readonly path: string;
+  readonly message: string;
+  readonly line?: number;
+}
+
+export class MeshConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: readonly MeshConfigProblem[],
+  ) {
+    super(
+      problems
+        .map((p) => `${file}: ${p.path}: ${p.message}${p.line !== undefined ? ` (line ${p.line})` : ''}`)
+        .join('\n'),
+    );
+    this.name = 'MeshConfigError';
+  }
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+const PROTOCOLS: readonly PortProtocol[] = ['http', 'http2', 'grpc', 'tcp', 'auto'];
+const LB_POLICIES: readonly LbPolicyName[] = ['least_request', 'round_robin', 'ring_hash', 'random'];
+const MTLS: readonly MtlsMode[] = ['STRICT', 'PERMISSIVE', 'DISABLE'];
+/** Envoy's x-envoy-retry-on / x-envoy-retry-grpc-on conditions. */
+const RETRY_ON = new Set([
+  '5xx', 'gateway-error', 'reset', 'reset-before-request', 'connect-failure', 'retriable-4xx', 'refused-stream',
+  'retriable-status-codes', 'retriable-headers', 'envoy-ratelimited', 'http3-post-connect-failure',
+  'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable',
+]);
+
+/** Parse "250ms", "1s", "1.5s", "2m", "1h" into milliseconds; undefined when it is not such a string. */
+export function parseDuration(text: string): number | undefined {
+  const m = DURATION.exec(text.trim());
+  if (!m) return undefined;
+  return Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
+}
+
+/** Protocols whose traffic goes through the HTTP connection manager (auto is sniffed, HTTP when it is HTTP). */
+export function isHttpProtocol(p: PortProtocol): boolean {
+  return p !== 'tcp';
+}
+
+type Path = readonly (string | number)[];
+type Obj = Record<string, unknown>;
+
+function pathText(path: Path): string {
+  let out = '';
+  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out ? `.${seg}` : seg;
+  return out || '(root)';
+}
+
+function describe(v: unknown): string {
+  if (v === null || v === undefined) return 'nothing';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a map';
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+/** Collects problems while walking the raw YAML value; each check returns undefined on failure. */
+class Checker {
+  readonly problems: { path: Path; message: string }[] = [];
+
+  fail(path: Path, message: string): undefined {
+    this.problems.push({ path, message });
+    return undefined;
+  }
+
+  obj(v: unknown, path: Path, keys: readonly string[]): Obj | undefined {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return this.fail(path, `expected a map, got ${describe(v)}`);
+    for (const k of Object.keys(v)) {
+      if (!keys.includes(k)) this.fail([...path, k], `unknown field (expected one of: ${keys.join(', ')})`);
+    }
+    return v as Obj;
+  }
+
+  list(v: unknown, path: Path): unknown[] | undefined {
+    if (!Array.isArray(v)) return this.fail(path, `expected a list, got ${describe(v)}`);
+    return v;
+  }
+
+  str(v: unknown, path: Path): string | undefined {
+    if (typeof v !== 'string' || v === '') return this.fail(path, `expected a non-empty string, got ${describe(v)}`);
+    return v;
+  }
+
+  int(v: unknown, path: Path, min: number, max: number): number | undefined {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      return this.fail(path, `expected an integer from ${min} to ${max}, got ${describe(v)}`);
+    }
+    return v;
+  }
+
+  port(v: unknown, path: Path): number | undefined {
+    return this.int(v, path, 1, 65_535);
+  }
+
+  label(v: unknown, path: Path): string | undefined {
+    const s = this.str(v, path);
+    if (s !== undefined && !DNS_LABEL.test(s)) {
+      return this.fail(path, `expected a DNS label (lowercase letters, digits and "-", at most 63), got ${JSON.stringify(s)}`);
+    }
+    return s;
+  }
+
+  oneOf<T extends string>(v: unknown, path: Path, allowed: readonly T[]): T | undefined {
+    if (typeof v !== 'string' || !allowed.includes(v as T)) {
+      return this.fail(path, `expected one of ${allowed.join(' | ')}, got ${describe(v)}`);
+    }
+    return v as T;
+  }
+
+  duration(v: unknown, path: Path): number | undefined {
+    if (typeof v === 'number') {
+      return this.fail(path, `expected a duration like "250ms", got number ${v} (add a unit: ms, s, m or h)`);
+    }
+    const ms = typeof v === 'string' ? parseDuration(v) : undefined;
+    if (ms === undefined) return this.fail(path, `expected a duration like "250ms", got ${describe(v)}`);
+    return ms;
+  }
+
+  bool(v: unknown, path: Path): boolean | undefined {
+    if (typeof v !== 'boolean') return this.fail(path, `expected true or false, got ${describe(v)}`);
+    return v;
+  }
+}
+
+/** Calls check(value) when the key is present, so optional fields stay undefined. */
+function opt<T>(o: Obj, key: string, check: (v: unknown) => T | undefined): T | undefined {
+  return o[key] === undefined ? undefined : check(o[key]);
+}
+
+function definedOnly<T extends object>(o: T): T {
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+interface RawRef {
+  path: Path;
+  service: string;
+  namespace: string;
+  port?: number;
+}
+
+/** Validate a raw YAML value (already parsed) as a mesh config; problems are returned, not thrown. */
+export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: { path: Path; message: string }[] } {
+  const c = new Checker();
+  const root = c.obj(raw, [], ['trustDomain', 'services']);
+  if (!root) return { problems: c.problems };
+  const trustDomain = root.trustDomain === undefined ? 'cluster.local' : c.str(root.trustDomain, ['trustDomain']);
+  const rawServices = c.list(root.services ?? [], ['services']) ?? [];
+  const services: ServiceConfig[] = [];
+  // References are checked once every service is known (a route may name a service defined later).
+  const refs: RawRef[] = [];
+  rawServices.forEach((rs, i) => {
+    const s = checkService(c, rs, ['services', i], refs);
+    if (s) services.push(s);
+  });
+
+  const byKey = new Map<string, ServiceConfig>();
+  const seen = new Set<string>();
+  rawServices.forEach((rs, i) => {
+    const s = rs as Obj | null;
+    if (!s || typeof s.name !== 'string') return;
+    const key = `${s.name}.${typeof s.namespace === 'string' ? s.namespace : 'default'}`;
+    if (seen.has(key)) c.fail(['services', i, 'name'], `duplicate service ${JSON.stringify(key)} (name.namespace must be unique)`);
+    seen.add(key);
+  });
+  for (const s of services) if (!byKey.has(`${s.name}.${s.namespace}`)) byKey.set(`${s.name}.${s.namespace}`, s);
+
+  for (const ref of refs) {
+    const target = byKey.get(`${ref.service}.${ref.namespace}`);
+    if (!target) {
+      c.fail(ref.path, `unknown service ${JSON.stringify(`${ref.service}.${ref.namespace}`)}`);
+    } else if (ref.port !== undefined && !target.ports.some((p) => p.port === ref.port)) {
+      c.fail(ref.path, `service ${target.name}.${target.namespace} has no port ${ref.port} (ports: ${target.ports.map((p) => p.port).join(', ')})`);
+    }
+  }
+  if (c.problems.length > 0 || trustDomain === undefined) return { problems: c.problems };
+
+  // Resolve default ports now that every reference is known to exist.
+  const resolvePort = (service: string, namespace: string, port: number): number =>
+    port !== 0 ? port : byKey.get(`${service}.${namespace}`)!.ports[0]!.port;
+  const resolved = services.map((s) => ({
+    ...s,
+    routes: s.routes.map((r) => ({ ...r, split: r.split.map((t) => ({ ...t, port: resolvePort(t.service, t.namespace, t.port) })) })),
+    egress: s.egress.map((e) => ({ ...e, port: resolvePort(e.service, e.namespace, e.port) })),
+  }));
+  // A route must land on an HTTP port: TCP ports cannot be routed by path or header.
+  resolved.forEach((s, i) => {
+    s.routes.forEach((r, j) =>
+      r.split.forEach((t) => {
+        const proto = byKey.get(`${t.service}.${t.namespace}`)!.ports.find((p) => p.port === t.port)!.protocol;
+        if (!isHttpProtocol(proto)) c.fail(['services', i, 'routes', j], `target ${t.service}.${t.namespace}:${t.port} is a tcp port; routes need an HTTP port`);
+      }),
+    );
+  });
+  if (c.problems.length > 0) return { problems: c.problems };
+  return { config: { trustDomain, services: resolved }, problems: [] };
+}
+
+function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): ServiceConfig | undefined {
+  const s = c.obj(raw, path, ['name', 'namespace', 'ports', 'endpoints', 'policy', 'authorization', 'routes', 'egress']);
+  if (!s) return undefined;
+  const before = c.problems.length;
+  const name = c.label(s.name, [...path, 'name']);
+  const namespace = s.namespace === undefined ? 'default' : c.label(s.namespace, [...path, 'namespace']);
+
+  const ports: PortConfig[] = [];
+  const rawPorts = c.list(s.ports, [...path, 'ports']);
+  if (rawPorts && rawPorts.length === 0) c.fail([...path, 'ports'], 'expected at least one port');
+  rawPorts?.forEach((rp, i) => {
+    const p = c.obj(rp, [...path, 'ports', i], ['port', 'protocol', 'name']);
+    if (!p) return;
+    const port = c.port(p.port, [...path, 'ports', i, 'port']);
+    const protocol = p.protocol === undefined ? 'http' : c.oneOf(p.protocol, [...path, 'ports', i, 'protocol'], PROTOCOLS);
+    if (port !== undefined && ports.some((q) => q.port === port)) c.fail([...path, 'ports', i, 'port'], `duplicate port ${port}`);
+    if (port !== undefined && protocol) ports.push({ port, protocol });
+  });
+
+  const endpoints: EndpointConfig[] = [];
+  (c.list(s.endpoints ?? [], [...path, 'endpoints']) ?? []).forEach((re, i) => {
+    const p = [...path, 'endpoints', i];
+    const e = c.obj(re, p, ['address', 'port', 'locality', 'weight']);
+    if (!e) return;
+    const address = c.str(e.address, [...p, 'address']);
+    const port = c.port(e.port, [...p, 'port']);
+    const weight = e.weight === undefined ? 1 : c.int(e.weight, [...p, 'weight'], 1, 128 * 1024 * 1024);
+    let locality = { region: '', zone: '' };
+    if (e.locality !== undefined) {
+      const l = c.obj(e.locality, [...p, 'locality'], ['region', 'zone']);
+      if (l) {
+        locality = {
+          region: opt(l, 'region', (v) => c.str(v, [...p, 'locality', 'region'])) ?? '',
+          zone: opt(l, 'zone', (v) => c.str(v, [...p, 'locality', 'zone'])) ?? '',
+        };
+      }
+    }
+    if (address !== undefined && port !== undefined && weight !== undefined) endpoints.push({ address, port, weight, locality });
+  });
+
+  const policy = checkPolicy(c, s.policy ?? {}, [...path, 'policy']);
+  const authorization = opt(s, 'authorization', (v) => checkAuthorization(c, v, [...path, 'authorization']));
+  const ns = namespace ?? 'default';
+
+  const routes: RouteRuleConfig[] = [];
+  (c.list(s.routes ?? [], [...path, 'routes']) ?? []).forEach((rr, i) => {
+    const r = checkRoute(c, rr, [...path, 'routes', i], ns, refs);
+    if (r) routes.push(r);
+  });
+
+  const egress: EgressConfig[] = [];
+  (c.list(s.egress ?? [], [...path, 'egress']) ?? []).forEach((re, i) => {
+    const p = [...path, 'egress', i];
+    const e = c.obj(re, p, ['localPort', 'service', 'namespace', 'port']);
+    if (!e) return;
+    const localPort = c.port(e.localPort, [...p, 'localPort']);
+    if (localPort !== undefined && egress.some((x) => x.localPort === localPort)) c.fail([...p, 'localPort'], `duplicate localPort ${localPort}`);
+    const ref = checkRef(c, e, p, ns, refs);
+    if (localPort !== undefined && ref) egress.push({ localPort, ...ref });
+  });
+
+  if (c.problems.length > before || !name || !policy) return undefined;
+  return definedOnly({ name, namespace: ns, ports, endpoints, policy, authorization, routes, egress });
+}
+
+/** `{ service, namespace?, port? }`: port 0 stands for "the target's first port" until references resolve. */
+function checkRef(c: Checker, o: Obj, path: Path, defaultNs: string, refs: RawRef[]): ServiceRef | undefined {
+  const service = c.label(o.service, [...path, 'service']);
+  const namespace = o.namespace === undefined ? defaultNs : c.label(o.namespace, [...path, 'namespace']);
+  const port = o.port === undefined ? 0 : c.port(o.port, [...path, 'port']);
+  if (service === undefined || namespace === undefined || port === undefined) return undefined;
+  refs.push(definedOnly({ path, service, namespace, port: port === 0 ? undefined : port }));
+  return { service, namespace, port };
+}
+
+function checkRoute(c: Checker, raw: unknown, path: Path, ns: string, refs: RawRef[]): RouteRuleConfig | undefined {
+  const r = c.obj(raw, path, ['match', 'to', 'split', 'timeout']);
+  if (!r) return undefined;
+  const before = c.problems.length;
+  const mp = [...path, 'match'];
+  const m = c.obj(r.match, mp, ['prefix', 'path', 'headers']);
+  let match: RouteRuleConfig['match'] | undefined;
+  if (m) {
+    const headers: HeaderMatchConfig[] = [];
+    (c.list(m.headers ?? [], [...mp, 'headers']) ?? []).forEach((rh, i) => {
+      const hp = [...mp, 'headers', i];
+      const h = c.obj(rh, hp, ['name', 'exact', 'prefix', 'present', 'invert']);
+      if (!h) return;
+      const name = c.str(h.name, [...hp, 'name']);
+      const kinds = (['exact', 'prefix', 'present'] as const).filter((k) => h[k] !== undefined);
+      if (kinds.length > 1) c.fail(hp, `expected at most one of exact, prefix, present; got ${kinds.join(', ')}`);
+      const kind = kinds[0] ?? 'present';
+      let value = '';
+      if (kind === 'present') {
+        if (h.present !== undefined && c.bool(h.present, [...hp, 'present']) === false) {
+          c.fail([...hp, 'present'], 'expected true (use invert: true to match an absent header)');
+        }
+      } else {
+        value = c.str(h[kind], [...hp, kind]) ?? '';
+      }
+      const invert = h.invert === undefined ? false : c.bool(h.invert, [...hp, 'invert']) ?? false;
+      if (name !== undefined) headers.push({ name: name.toLowerCase(), kind, value, invert });
+    });
+    const has = (['prefix', 'path'] as const).filter((k) => m[k] !== undefined);
+    if (has.length !== 1) {
+      c.fail(mp, 'expected exactly one of prefix, path');
+    } else {
+      const kind = has[0]!;
+      const value = c.str(m[kind], [...mp, kind]);
+      if (value !== undefined && !value.startsWith('/')) c.fail([...mp, kind], `expected a path starting with "/", got ${JSON.stringify(value)}`);
+      if (value !== undefined) match = { kind, value, headers };
+    }
+  }
+  const split: (ServiceRef & { weight: number })[] = [];
+  if ((r.to === undefined) === (r.split === undefined)) {
+    c.fail(path, 'expected exactly one of to, split');
+  } else if (r.to !== undefined) {
+    const t = c.obj(r.to, [...path, 'to'], ['service', 'namespace', 'port']);
+    const ref = t && checkRef(c, t, [...path, 'to'], ns, refs);
+    if (ref) split.push({ ...ref, weight: 1 });
+  } else {
+    const list = c.list(r.split, [...path, 'split']) ?? [];
+    if (list.length === 0) c.fail([...path, 'split'], 'expected at least one target');
+    list.forEach((rs, i) => {
+      const sp = [...path, 'split', i];
+      const t = c.obj(rs, sp, ['service', 'namespace', 'port', 'weight']);
+      if (!t) return;
+      const weight = c.int(t.weight, [...sp, 'weight'], 1, 1_000_000);
+      const ref = checkRef(c, t, sp, ns, refs);
+      if (ref && weight !== undefined) split.push({ ...ref, weight });
+    });
+  }
+  const timeoutMs = opt(r, 'timeout', (v) => c.duration(v, [...path, 'timeout']));
+  if (c.problems.length > before || !match) return undefined;
+  return definedOnly({ match, split, timeoutMs });
+}
+
+function checkPolicy(c: Checker, raw: unknown, path: Path): PolicyConfig | undefined {
+  const p = c.obj(raw, path, ['loadBalancer', 'connectTimeout', 'timeout', 'retries', 'outlierDetection', 'circuitBreakers', 'mtls']);
+  if (!p) return undefined;
+  const loadBalancer = p.loadBalancer === undefined ? { policy: 'round_robin' as const } : checkLb(c, p.loadBalancer, [...path, 'loadBalancer']);
+  const connectTimeoutMs = opt(p, 'connectTimeout', (v) => c.duration(v, [...path, 'connectTimeout']));
+  if (connectTimeoutMs === 0) c.fail([...path, 'connectTimeout'], 'expected a duration above 0');
+  const timeoutMs = opt(p, 'timeout', (v) => c.duration(v, [...path, 'timeout']));
+  const retries = opt(p, 'retries', (v) => checkRetries(c, v, [...path, 'retries']));
+  const outlierDetection = opt(p, 'outlierDetection', (v) => {
+    const op = [...path, 'outlierDetection'];
+    const o = c.obj(v, op, ['consecutive5xx', 'consecutiveGatewayFailure', 'interval', 'baseEjectionTime', 'maxEjectionPercent']);
+    if (!o) return undefined;
+    return definedOnly<OutlierDetectionConfig>({
+      consecutive5xx: opt(o, 'consecutive5xx', (x) => c.int(x, [...op, 'consecutive5xx'], 1, 1_000_000)),
+      consecutiveGatewayFailure: opt(o, 'consecutiveGatewayFailure', (x) => c.int(x, [...op, 'consecutiveGatewayFailure'], 1, 1_000_000)),
+      intervalMs: opt(o, 'interval', (x) => c.duration(x, [...op, 'interval'])),
+      baseEjectionTimeMs: opt(o, 'baseEjectionTime', (x) => c.duration(x, [...op, 'baseEjectionTime'])),
+      maxEjectionPercent: opt(o, 'maxEjectionPercent', (x) => c.int(x, [...op, 'maxEjectionPercent'], 0, 100)),
+    });
+  });
+  const circuitBreakers = opt(p, 'circuitBreakers', (v) => {
+    const cp = [...path, 'circuitBreakers'];
+    const o = c.obj(v, cp, ['maxConnections', 'maxPendingRequests', 'maxRequests', 'maxRetries']);
+    if (!o) return undefined;
+    const n = (k: string) => opt(o, k, (x) => c.int(x, [...cp, k], 0, 0xffffffff));
+    return definedOnly<CircuitBreakersConfig>({
+      maxConnections: n('maxConnections'),
+      maxPendingRequests: n('maxPendingRequests'),
+      maxRequests: n('maxRequests'),
+      maxRetries: n('maxRetries'),
+    });
+  });
+  const mtls = p.mtls === undefined ? 'STRICT' : c.oneOf(p.mtls, [...path, 'mtls'], MTLS);
+  if (!loadBalancer || !mtls) return undefined;
+  return definedOnly({ loadBalancer, connectTimeoutMs, timeoutMs, retries, outlierDetection, circuitBreakers, mtls });
+}
+
+function checkLb(c: Checker, raw: unknown, path: Path): LoadBalancerConfig | undefined {
+  const o = c.obj(raw, path, ['policy', 'choiceCount', 'hashOn', 'minRingSize']);
+  if (!o) return undefined;
+  const policy = c.oneOf(o.policy, [...path, 'policy'], LB_POLICIES);
+  if (!policy) return undefined;
+  if (o.choiceCount !== undefined && policy !== 'least_request') c.fail([...path, 'choiceCount'], 'only applies to policy least_request');
+  if (policy !== 'ring_hash') {
+    for (const k of ['hashOn', 'minRingSize']) if (o[k] !== undefined) c.fail([...path, k], 'only applies to policy ring_hash');
+  }
+  const choiceCount = opt(o, 'choiceCount', (v) => c.int(v, [...path, 'choiceCount'], 2, 100));
+  const minRingSize = opt(o, 'minRingSize', (v) => c.int(v, [...path, 'minRingSize'], 1, 8_388_608));
+  const hashOn = opt(o, 'hashOn', (v): HashOn | undefined => {
+    const hp = [...path, 'hashOn'];
+    const h = c.obj(v, hp, ['header', 'cookie', 'sourceIp']);
+    if (!h) return undefined;
+    const keys = Object.keys(h);
+    if (keys.length !== 1) return c.fail(hp, 'expected exactly one of header, cookie, sourceIp');
+    if (h.header !== undefined) {
+      const header = c.str(h.header, [...hp, 'header']);
+      return header === undefined ? undefined : { header: header.toLowerCase() };
+    }
+    if (h.cookie !== undefined) {
+      const cookie = c.str(h.cookie, [...hp, 'cookie']);
+      return cookie === undefined ? undefined : { cookie };
+    }
+    return h.sourceIp === true ? { sourceIp: true } : c.fail([...hp, 'sourceIp'], `expected true, got ${describe(h.sourceIp)}`);
+  });
+  if (policy === 'ring_hash' && o.hashOn === undefined) c.fail([...path, 'hashOn'], 'ring_hash needs hashOn: { header } | { cookie } | { sourceIp: true }');
+  return definedOnly({ policy, choiceCount, hashOn, minRingSize });
+}
+
+function checkRetries(c: Checker, raw: unknown, path: Path): RetriesConfig | undefined {
+  const o = c.obj(raw, path, ['attempts', 'perTryTimeout', 'retryOn', 'backoff', 'budget']);
+  if (!o) return undefined;
+  const attempts = c.int(o.attempts, [...path, 'attempts'], 0, 100);
+  const perTryTimeoutMs = opt(o, 'perTryTimeout', (v) => c.duration(v, [...path, 'perTryTimeout']));
+  const retryOn: string[] = [];
+  const retriableStatusCodes: number[] = [];
+  const rawOn = o.retryOn === undefined ? ['5xx', 'reset', 'connect-failure'] : c.list(o.retryOn, [...path, 'retryOn']) ?? [];
+  rawOn.forEach((v, i) => {
+    // A bare HTTP status (503) is shorthand for Envoy's retriable-status-codes condition with that code.
+    if (typeof v === 'number') {
+      if (c.int(v, [...path, 'retryOn', i], 100, 599) !== undefined) retriableStatusCodes.push(v);
+    } else if (typeof v === 'string' && RETRY_ON.has(v)) {
+      retryOn.push(v);
+    } else {
+      c.fail([...path, 'retryOn', i], `expected an Envoy retry condition (${[...RETRY_ON].join(', ')}) or an HTTP status, got ${describe(v)}`);
+    }
+  });
+  if (retriableStatusCodes.length > 0 && !retryOn.includes('retriable-status-codes')) retryOn.push('retriable-status-codes');
+  const backoff = opt(o, 'backoff', (v) => {
+    const bp = [...path, 'backoff'];
+    const b = c.obj(v, bp, ['base', 'max']);
+    if (!b) return undefined;
+    const baseMs = c.duration(b.base, [...bp, 'base']);
+    const maxMs = opt(b, 'max', (x) => c.duration(x, [...bp, 'max']));
+    if (baseMs === 0) c.fail([...bp, 'base'], 'expected a duration above 0');
+    if (baseMs !== undefined && maxMs !== undefined && maxMs < baseMs) c.fail([...bp, 'max'], 'expected max >= base');
+    return baseMs === undefined ? undefined : definedOnly({ baseMs, maxMs });
+  });
+  const budget = opt(o, 'budget', (v) => {
+    const bp = [...path, 'budget'];
+    const b = c.obj(v, bp, ['percent', 'minPerSecond']);
+    if (!b) return undefined;
+    const percent = c.int(b.percent, [...bp, 'percent'], 0, 100);
+    const minPerSecond = b.minPerSecond === undefined ? 10 : c.int(b.minPerSecond, [...bp, 'minPerSecond'], 0, 1_000_000);
+    return percent === undefined || minPerSecond === undefined ? undefined : { percent, minPerSecond };
+  });
+  if (attempts === undefined) return undefined;
+  return definedOnly({ attempts, perTryTimeoutMs, retryOn, retriableStatusCodes, backoff, budget });
+}
+
+function checkAuthorization(c: Checker, raw: unknown, path: Path): AuthorizationConfig | undefined {
+  const o = c.obj(raw, path, ['allow']);
+  if (!o) return undefined;
+  const allow: { principals: string[] }[] = [];
+  (c.list(o.allow ?? [], [...path, 'allow']) ?? []).forEach((ra, i) => {
+    const a = c.obj(ra, [...path, 'allow', i], ['principals']);
+    if (!a) return;
+    const principals: string[] = [];
+    (c.list(a.principals, [...path, 'allow', i, 'principals']) ?? []).forEach((p, j) => {
+      const s = c.str(p, [...path, 'allow', i, 'principals', j]);
+      if (s !== undefined && !s.startsWith('spiffe://')) c.fail([...path, 'allow', i, 'principals', j], `expected a SPIFFE ID (spiffe://...), got ${JSON.stringify(s)}`);
+      else if (s !== undefined) principals.push(s);
+    });
+    allow.push({ principals });
+  });
+  return { allow };
+}
+
+/** The 1-based line of the YAML node at `path`, or of its nearest existing parent. */
+function lineOf(doc: Document, lines: LineCounter, path: Path): number | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const node = doc.getIn(path.slice(0, n), true) as { range?: [number, number, number] } | undefined;
+    if (node && typeof node === 'object' && node.range) return lines.linePos(node.range[0]).line;
+  }
+  return undefined;
+}
+
+/** Parse and validate mesh config text; throws MeshConfigError listing every problem. */
+export function parseMeshConfig(text: string, file = 'mesh.yaml'): MeshConfig {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new MeshConfigError(
+      file,
+      doc.errors.map((e) => ({ path: '(yaml)', message: e.message.split('\n')[0]!, line: lines.linePos(e.pos[0]).line })),
+    );
+  }
+  const { config, problems } = checkMeshConfig(doc.toJS());
+  if (!config) {
+    throw new MeshConfigError(
+      file,
+      problems.map((p) => definedOnly({ path: pathText(p.path), message: p.message, line: lineOf(doc, lines, p.path) })),
+    );
+  }
+  return config;
+}
+
+/** Read, parse and validate a mesh config file. */
+export function loadMeshConfigFile(file: string): MeshConfig {
+  return parseMeshConfig(readFileSync(file, 'utf8'), file);
+}
