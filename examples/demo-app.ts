@@ -1,13 +1,13 @@
 // The small service the demo mesh runs: one instance per process. It answers with who it is, can fail a
-// share of requests with 503 (--fail-rate) or answer late (--delay-ms), can speak HTTP/2 cleartext as well
-// as HTTP/1.1 on one port (--h2), and can call other services through its sidecar's outbound port by Host
+// share of requests with 503 (--fail-rate) or answer late (--delay-ms), can speak HTTP/2 cleartext instead of
+// HTTP/1.1 (--h2), and can call other services through its sidecar's outbound port by Host
 // header (--via PORT --call backend:8080/work ...), the way an app in a mesh does.
 //
 //   node dist/examples/demo-app.js --name backend-2 --port 0 --fail-rate 0.3
 //   node dist/examples/demo-app.js --name frontend-1 --port 0 --via 15001 --call backend:8080/work --call inventory:8080/items
 import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
@@ -86,20 +86,11 @@ const onRequest = (req: AnyReq, res: AnyRes): void => {
   });
 };
 
-const http1 = createServer({ keepAliveTimeout: 30_000 }, onRequest);
+// --h2: HTTP/2 cleartext with prior knowledge only (what a sidecar speaks to an `http2` service). Node's
+// HTTP/2 session reads the socket's native handle, so one port cannot sniff and hand over to both protocols.
+const http1 = values.h2 ? undefined : createServer({ keepAliveTimeout: 30_000 }, onRequest);
 const http2 = values.h2 ? createH2Server({}, onRequest) : undefined;
-
-// One port for both protocols: an HTTP/2 connection starts with the preface "PRI * HTTP/2.0" (RFC 9113 §3.4).
-const server = createNetServer((sock) => {
-  sock.once('data', (first: Buffer) => {
-    sock.pause();
-    sock.unshift(first);
-    const isH2 = http2 !== undefined && first.subarray(0, 3).toString('latin1') === 'PRI';
-    (isH2 ? (http2 as NonNullable<typeof http2>) : http1).emit('connection', sock);
-    sock.resume();
-  });
-  sock.on('error', () => sock.destroy());
-});
+const server = (http2 ?? http1) as NonNullable<typeof http1> | NonNullable<typeof http2>;
 
 server.listen(Number(values.port), '127.0.0.1', () => {
   const { port } = server.address() as AddressInfo;
@@ -108,8 +99,7 @@ server.listen(Number(values.port), '127.0.0.1', () => {
 
 const stop = (): void => {
   server.close();
-  http1.closeAllConnections();
-  http2?.close();
+  http1?.closeAllConnections();
   agent.destroy();
   setTimeout(() => process.exit(0), 100).unref();
 };

@@ -456,7 +456,7 @@ function checkRoute(c: Checker, raw: unknown, path: Path, ns: string, refs: RawR
 function checkPolicy(c: Checker, raw: unknown, path: Path): PolicyConfig | undefined {
   const p = c.obj(raw, path, ['loadBalancer', 'connectTimeout', 'timeout', 'retries', 'outlierDetection', 'circuitBreakers', 'mtls']);
   if (!p) return undefined;
-  const loadBalancer = p.loadBalancer === undefined ? { policy: 'round_robin' as const } : checkLb(c, p.loadBalancer, [...path, 'loadBalancer']);
+  const loadBalancer = p.loadBalancer === undefined ? { policy: 'least_request' as const } : checkLb(c, p.loadBalancer, [...path, 'loadBalancer']);
   const connectTimeoutMs = opt(p, 'connectTimeout', (v) => c.duration(v, [...path, 'connectTimeout']));
   if (connectTimeoutMs === 0) c.fail([...path, 'connectTimeout'], 'expected a duration above 0');
   const timeoutMs = opt(p, 'timeout', (v) => c.duration(v, [...path, 'timeout']));

@@ -197,7 +197,12 @@ export class HttpExchange implements UpstreamSink {
     if (this.finished) return;
     this.upstream = null;
     if (connectFailed) this.cluster?.stats.connectFailure();
-    const reason = connectFailed ? REASONS.connectFailure : REASONS.upstreamReset;
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason = connectFailed
+      ? REASONS.connectFailure
+      : code !== undefined && code.startsWith('HPE_')
+        ? REASONS.upstreamProtocolError
+        : REASONS.upstreamReset;
     if (!this.headersSent) {
       this.localReply(reason, err.message);
       return;

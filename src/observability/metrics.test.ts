@@ -40,6 +40,14 @@ describe('ProxyMetrics', () => {
       ].sort(),
     );
     for (const x of await m.registry.getMetricsAsJSON()) expect(x.help.length).toBeGreaterThan(10);
+    // Counters read through cells are flushed on every collection, also repeated ones.
+    m.downstreamRequests('inbound', 200);
+    await m.registry.metrics();
+    m.downstreamRequests('inbound', 200);
+    expect(await m.registry.metrics()).toContain('pillion_downstream_requests_total{direction="inbound",code_class="2xx"} 2');
+    const json = await m.registry.getMetricsAsJSON();
+    const counter = json.find((x) => x.name === 'pillion_downstream_requests_total')!;
+    expect(counter.values.find((v) => v.labels.direction === 'inbound' && v.labels.code_class === '2xx')!.value).toBe(2);
   });
 
   it('includes Node default metrics unprefixed, and two instances do not clash', async () => {
@@ -61,9 +69,19 @@ describe('ProxyMetrics', () => {
     const t = await text(m);
     expect(t).toContain('pillion_downstream_requests_total{direction="outbound",code_class="2xx"} 2');
     expect(t).toContain('pillion_downstream_requests_total{direction="inbound",code_class="5xx"} 1');
-    expect(t).toContain('pillion_downstream_request_duration_seconds_bucket{le="0.0005",direction="outbound"} 0');
-    expect(t).toContain('pillion_downstream_request_duration_seconds_bucket{le="0.001",direction="outbound"} 1');
-    expect(t).toContain('pillion_downstream_request_duration_seconds_bucket{le="30",direction="outbound"} 1');
+    m.observeDownstreamDuration('outbound', 45); // beyond the last bucket: only +Inf
+    expect(t).toContain('# TYPE pillion_downstream_request_duration_seconds histogram');
+    expect(t).toContain('pillion_downstream_request_duration_seconds_bucket{direction="outbound",le="0.0005"} 0');
+    expect(t).toContain('pillion_downstream_request_duration_seconds_bucket{direction="outbound",le="0.001"} 1');
+    expect(t).toContain('pillion_downstream_request_duration_seconds_bucket{direction="outbound",le="30"} 1');
+    expect(t).toContain('pillion_downstream_request_duration_seconds_bucket{direction="outbound",le="+Inf"} 1');
+    expect(t).toContain('pillion_downstream_request_duration_seconds_sum{direction="outbound"} 0.0007');
+    expect(t).toContain('pillion_downstream_request_duration_seconds_count{direction="outbound"} 1');
+    expect(t).toContain('pillion_downstream_request_duration_seconds_count{direction="inbound"} 0');
+    const t2 = await text(m);
+    expect(t2).toContain('pillion_downstream_request_duration_seconds_bucket{direction="outbound",le="30"} 1');
+    expect(t2).toContain('pillion_downstream_request_duration_seconds_bucket{direction="outbound",le="+Inf"} 2');
+    expect(t2).toContain('pillion_downstream_request_duration_seconds_count{direction="outbound"} 2');
     expect(t).toContain('pillion_downstream_requests_active{direction="inbound"} 1');
   });
 

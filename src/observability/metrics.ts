@@ -1,13 +1,209 @@
-// Every metric the proxy exports, declared in one place with help text, plus cached label children for the hot path.
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+// Every metric the proxy exports, declared in one place with help text, with per-series cells for the hot path.
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Direction } from '../config/model.js';
 import type { Reason } from '../reasons.js';
 
-type CounterChild = Counter.Internal;
-type GaugeChild = Gauge.Internal<string>;
-type HistogramChild = Histogram.Internal<string>;
+// Why cells: prom-client's bound children still hash their label object on every inc() (~0.5 µs each). A cell
+// is a plain number the hot path adds to; its family pushes the values into prom-client when the registry is
+// collected (a scrape), so per-request cost is one field write.
 
-/** Status → code class by index (status / 100), so no string is built per call; out-of-range → "other". */
+/** One counter series. */
+export class CounterCell {
+  value = 0;
+  /** Value already pushed into prom-client. */
+  flushed = 0;
+  constructor(readonly labels: Record<string, string>) {}
+  inc(n = 1): void {
+    this.value += n;
+  }
+}
+
+/** One gauge series. */
+export class GaugeCell {
+  value = 0;
+  constructor(readonly labels: Record<string, string>) {}
+  inc(n = 1): void {
+    this.value += n;
+  }
+  dec(n = 1): void {
+    this.value -= n;
+  }
+  set(v: number): void {
+    this.value = v;
+  }
+}
+
+/** What Registry reads from a metric's get() (prom-client's typings say an enum; the runtime uses strings). */
+export interface CollectedMetric {
+  name: string;
+  help: string;
+  type: 'histogram';
+  aggregator: 'sum';
+  values: { metricName: string; labels: Record<string, string>; value: number }[];
+}
+
+/** One histogram series: per-bucket counts (not cumulative; cumulated at scrape), sum and count. */
+export class HistogramCell {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(
+    readonly labels: Record<string, string>,
+    private readonly bounds: Float64Array,
+  ) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+  observe(v: number): void {
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && v > b[i]!) i++;
+    this.counts[i]!++;
+    this.sum += v;
+    this.count++;
+  }
+}
+
+/**
+ * A histogram registered straight into the Registry (it accepts any object with `name` and `get()`), because
+ * prom-client's own Histogram hashes labels on every observe. The registry formats it like a native one.
+ */
+export class HistogramFamily<L extends string> {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'histogram' as const;
+  readonly aggregator = 'sum' as const;
+  private readonly bounds: Float64Array;
+  private readonly leLabels: string[];
+  private readonly cells = new Map<string, HistogramCell>();
+
+  constructor(config: FamilyConfig<L> & { readonly buckets: readonly number[] }) {
+    this.name = config.name;
+    this.help = config.help;
+    this.labelNames = config.labelNames;
+    this.bounds = Float64Array.from([...config.buckets].sort((a, b) => a - b));
+    this.leLabels = [...this.bounds].map(String);
+    this.leLabels.push('+Inf');
+    for (const r of config.registers) r.registerMetric(this as never);
+  }
+
+  readonly labelNames: readonly L[];
+
+  cell(...values: string[]): HistogramCell {
+    const key = values.length === 1 ? values[0]! : values.join('\u0000');
+    let c = this.cells.get(key);
+    if (c === undefined) {
+      const labels: Record<string, string> = {};
+      for (let i = 0; i < this.labelNames.length; i++) labels[this.labelNames[i]!] = values[i] ?? '';
+      c = new HistogramCell(labels, this.bounds);
+      this.cells.set(key, c);
+    }
+    return c;
+  }
+
+  reset(): void {
+    for (const c of this.cells.values()) {
+      c.counts.fill(0);
+      c.sum = 0;
+      c.count = 0;
+    }
+  }
+
+  get(): Promise<CollectedMetric> {
+    const values: CollectedMetric['values'] = [];
+    for (const c of this.cells.values()) {
+      let acc = 0;
+      for (let i = 0; i < this.leLabels.length; i++) {
+        acc += c.counts[i]!;
+        values.push({ metricName: `${this.name}_bucket`, labels: { ...c.labels, le: this.leLabels[i]! }, value: acc });
+      }
+      values.push({ metricName: `${this.name}_sum`, labels: c.labels, value: c.sum });
+      values.push({ metricName: `${this.name}_count`, labels: c.labels, value: c.count });
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
+  }
+}
+
+interface FamilyConfig<L extends string> {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly L[];
+  readonly registers: Registry[];
+}
+
+/** Cells of one labelled metric, keyed by label values; built once per series, never per request. */
+abstract class CellFamily<L extends string, C extends CounterCell | GaugeCell> {
+  protected readonly cells = new Map<string, C>();
+  constructor(readonly labelNames: readonly L[]) {}
+
+  protected abstract create(labels: Record<string, string>): C;
+  protected abstract dropSeries(labels: Record<string, string>): void;
+
+  cell(...values: string[]): C {
+    const key = values.length === 1 ? values[0]! : values.join('\u0000');
+    let c = this.cells.get(key);
+    if (c === undefined) {
+      const labels: Record<string, string> = {};
+      for (let i = 0; i < this.labelNames.length; i++) labels[this.labelNames[i]!] = values[i] ?? '';
+      c = this.create(labels);
+      this.cells.set(key, c);
+    }
+    return c;
+  }
+
+  remove(...values: string[]): void {
+    const key = values.length === 1 ? values[0]! : values.join('\u0000');
+    const c = this.cells.get(key);
+    if (c === undefined) return;
+    this.cells.delete(key);
+    this.dropSeries(c.labels);
+  }
+}
+
+export class CounterFamily<L extends string> extends CellFamily<L, CounterCell> {
+  readonly metric: Counter<L>;
+  constructor(config: FamilyConfig<L>) {
+    super(config.labelNames);
+    this.metric = new Counter<L>({ ...config, labelNames: [...config.labelNames], collect: () => this.flush() });
+  }
+  protected create(labels: Record<string, string>): CounterCell {
+    // Materialise the series at 0 so it is scraped before its first event (Prometheus practice).
+    this.metric.inc(labels as Partial<Record<L, string>>, 0);
+    return new CounterCell(labels);
+  }
+  protected dropSeries(labels: Record<string, string>): void {
+    this.metric.remove(labels as Partial<Record<L, string>>);
+  }
+  private flush(): void {
+    for (const c of this.cells.values()) {
+      const delta = c.value - c.flushed;
+      if (delta > 0) {
+        this.metric.inc(c.labels as Partial<Record<L, string>>, delta);
+        c.flushed = c.value;
+      }
+    }
+  }
+}
+
+export class GaugeFamily<L extends string> extends CellFamily<L, GaugeCell> {
+  readonly metric: Gauge<L>;
+  constructor(config: FamilyConfig<L>) {
+    super(config.labelNames);
+    this.metric = new Gauge<L>({ ...config, labelNames: [...config.labelNames], collect: () => this.flush() });
+  }
+  protected create(labels: Record<string, string>): GaugeCell {
+    this.metric.set(labels as Partial<Record<L, string>>, 0);
+    return new GaugeCell(labels);
+  }
+  protected dropSeries(labels: Record<string, string>): void {
+    this.metric.remove(labels as Partial<Record<L, string>>);
+  }
+  private flush(): void {
+    for (const c of this.cells.values()) this.metric.set(c.labels as Partial<Record<L, string>>, c.value);
+  }
+}
+
+/** Status → code class by index (status / 100), so no string is built per call; out of range (e.g. 0 when no
+ * response arrived) → "other". */
 const CODE_CLASSES = ['other', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 export type CodeClass = (typeof CODE_CLASSES)[number];
 
@@ -30,42 +226,42 @@ const dirIndex = (d: Direction): number => (d === 'inbound' ? 0 : 1);
 
 /** Per-listener children, bound once per listener name. */
 export interface ListenerStats {
-  readonly connections: CounterChild;
-  readonly connectionsActive: GaugeChild;
-  readonly bytesReceived: CounterChild;
-  readonly bytesSent: CounterChild;
+  readonly connections: CounterCell;
+  readonly connectionsActive: GaugeCell;
+  readonly bytesReceived: CounterCell;
+  readonly bytesSent: CounterCell;
 }
 
 /** Per-cluster children, bound once per cluster name; hold it beside the cluster and use it per request. */
 export class ClusterStats {
-  readonly requestsActive: GaugeChild;
-  readonly connectFailures: CounterChild;
-  readonly connectionsActive: GaugeChild;
-  readonly tcpConnections: CounterChild;
+  readonly requestsActive: GaugeCell;
+  readonly connectFailures: CounterCell;
+  readonly connectionsActive: GaugeCell;
+  readonly tcpConnections: CounterCell;
   /** endpointKey → six children indexed by codeClassIndex (filled lazily). */
-  private readonly byEndpoint = new Map<string, (CounterChild | undefined)[]>();
+  private readonly byEndpoint = new Map<string, (CounterCell | undefined)[]>();
 
   constructor(
     private readonly metrics: ProxyMetrics,
     readonly cluster: string,
   ) {
-    this.requestsActive = metrics.upstreamRequestsActive.labels(cluster);
-    this.connectFailures = metrics.upstreamConnectFailures.labels(cluster);
-    this.connectionsActive = metrics.upstreamConnectionsActive.labels(cluster);
-    this.tcpConnections = metrics.tcpConnections.labels(cluster);
+    this.requestsActive = metrics.upstreamRequestsActive.cell(cluster);
+    this.connectFailures = metrics.upstreamConnectFailures.cell(cluster);
+    this.connectionsActive = metrics.upstreamConnectionsActive.cell(cluster);
+    this.tcpConnections = metrics.tcpConnections.cell(cluster);
   }
 
   /** Counts one finished upstream request (one attempt) to `endpointKey` with `status`. */
   upstreamRequest(endpointKey: string, status: number): void {
     let row = this.byEndpoint.get(endpointKey);
     if (row === undefined) {
-      row = new Array<CounterChild | undefined>(CODE_CLASSES.length);
+      row = new Array<CounterCell | undefined>(CODE_CLASSES.length);
       this.byEndpoint.set(endpointKey, row);
     }
     const i = codeClassIndex(status);
     let child = row[i];
     if (child === undefined) {
-      child = this.metrics.upstreamRequests.labels(this.cluster, endpointKey, CODE_CLASSES[i]!);
+      child = this.metrics.upstreamRequests.cell(this.cluster, endpointKey, CODE_CLASSES[i]!);
       row[i] = child;
     }
     child.inc();
@@ -100,109 +296,110 @@ export interface ProxyMetricsOptions {
 export class ProxyMetrics {
   readonly registry = new Registry();
 
-  readonly downstreamRequestsTotal: Counter<'direction' | 'code_class'>;
-  readonly downstreamRequestDuration: Histogram<'direction'>;
-  readonly downstreamRequestsActive: Gauge<'direction'>;
-  readonly downstreamConnections: Counter<'listener'>;
-  readonly downstreamConnectionsActive: Gauge<'listener'>;
-  readonly downstreamBytesReceived: Counter<'listener'>;
-  readonly downstreamBytesSent: Counter<'listener'>;
-  readonly upstreamRequests: Counter<'cluster' | 'endpoint' | 'code_class'>;
-  readonly upstreamRequestsActive: Gauge<'cluster'>;
-  readonly upstreamConnectFailures: Counter<'cluster'>;
-  readonly upstreamConnectionsActive: Gauge<'cluster'>;
-  readonly localReplies: Counter<'reason'>;
-  readonly tcpConnections: Counter<'cluster'>;
+  readonly downstreamRequestsTotal: CounterFamily<'direction' | 'code_class'>;
+  readonly downstreamRequestDuration: HistogramFamily<'direction'>;
+  readonly downstreamRequestsActive: GaugeFamily<'direction'>;
+  readonly downstreamConnections: CounterFamily<'listener'>;
+  readonly downstreamConnectionsActive: GaugeFamily<'listener'>;
+  readonly downstreamBytesReceived: CounterFamily<'listener'>;
+  readonly downstreamBytesSent: CounterFamily<'listener'>;
+  readonly upstreamRequests: CounterFamily<'cluster' | 'endpoint' | 'code_class'>;
+  readonly upstreamRequestsActive: GaugeFamily<'cluster'>;
+  readonly upstreamConnectFailures: CounterFamily<'cluster'>;
+  readonly upstreamConnectionsActive: GaugeFamily<'cluster'>;
+  readonly localReplies: CounterFamily<'reason'>;
+  readonly tcpConnections: CounterFamily<'cluster'>;
+  /** Rare events (config changes): plain prom-client metrics. */
   readonly configVersionInfo: Gauge<'version'>;
   readonly configUpdates: Counter<'result'>;
 
   /** [direction * 6 + codeClassIndex] */
-  private readonly downstreamChildren: CounterChild[] = [];
-  private readonly durationChildren: HistogramChild[];
-  private readonly activeChildren: GaugeChild[];
+  private readonly downstreamChildren: CounterCell[] = [];
+  private readonly durationChildren: HistogramCell[];
+  private readonly activeChildren: GaugeCell[];
   private readonly listeners = new Map<string, ListenerStats>();
   private readonly clusters = new Map<string, ClusterStats>();
-  private readonly reasons = new Map<string, CounterChild>();
+  private readonly reasons = new Map<string, CounterCell>();
   private configVersion: string | undefined;
 
   constructor(opts: ProxyMetricsOptions = {}) {
     const registers = [this.registry];
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
 
-    this.downstreamRequestsTotal = new Counter({
+    this.downstreamRequestsTotal = new CounterFamily({
       name: 'pillion_downstream_requests_total',
       help: 'HTTP requests received from downstream, by direction and response code class.',
       labelNames: ['direction', 'code_class'] as const,
       registers,
     });
-    this.downstreamRequestDuration = new Histogram({
+    this.downstreamRequestDuration = new HistogramFamily({
       name: 'pillion_downstream_request_duration_seconds',
       help: 'Time from the first byte of a downstream request to the end of its response, in seconds.',
       labelNames: ['direction'] as const,
       buckets: DURATION_BUCKETS,
       registers,
     });
-    this.downstreamRequestsActive = new Gauge({
+    this.downstreamRequestsActive = new GaugeFamily({
       name: 'pillion_downstream_requests_active',
       help: 'HTTP requests from downstream in progress.',
       labelNames: ['direction'] as const,
       registers,
     });
-    this.downstreamConnections = new Counter({
+    this.downstreamConnections = new CounterFamily({
       name: 'pillion_downstream_connections_total',
       help: 'Connections accepted by each listener.',
       labelNames: ['listener'] as const,
       registers,
     });
-    this.downstreamConnectionsActive = new Gauge({
+    this.downstreamConnectionsActive = new GaugeFamily({
       name: 'pillion_downstream_connections_active',
       help: 'Open downstream connections per listener.',
       labelNames: ['listener'] as const,
       registers,
     });
-    this.downstreamBytesReceived = new Counter({
+    this.downstreamBytesReceived = new CounterFamily({
       name: 'pillion_downstream_bytes_received_total',
       help: 'Bytes received from downstream per listener.',
       labelNames: ['listener'] as const,
       registers,
     });
-    this.downstreamBytesSent = new Counter({
+    this.downstreamBytesSent = new CounterFamily({
       name: 'pillion_downstream_bytes_sent_total',
       help: 'Bytes sent to downstream per listener.',
       labelNames: ['listener'] as const,
       registers,
     });
-    this.upstreamRequests = new Counter({
+    this.upstreamRequests = new CounterFamily({
       name: 'pillion_upstream_requests_total',
       help: 'Upstream request attempts by cluster, endpoint and response code class.',
       labelNames: ['cluster', 'endpoint', 'code_class'] as const,
       registers,
     });
-    this.upstreamRequestsActive = new Gauge({
+    this.upstreamRequestsActive = new GaugeFamily({
       name: 'pillion_upstream_requests_active',
       help: 'Upstream requests in progress per cluster.',
       labelNames: ['cluster'] as const,
       registers,
     });
-    this.upstreamConnectFailures = new Counter({
+    this.upstreamConnectFailures = new CounterFamily({
       name: 'pillion_upstream_connect_failures_total',
       help: 'Failed upstream connection attempts (refused, timed out, TLS failure) per cluster.',
       labelNames: ['cluster'] as const,
       registers,
     });
-    this.upstreamConnectionsActive = new Gauge({
+    this.upstreamConnectionsActive = new GaugeFamily({
       name: 'pillion_upstream_connections_active',
       help: 'Open upstream connections per cluster.',
       labelNames: ['cluster'] as const,
       registers,
     });
-    this.localReplies = new Counter({
+    this.localReplies = new CounterFamily({
       name: 'pillion_local_replies_total',
       help: 'Responses the proxy made itself, by reason (the x-pillion-reason value).',
       labelNames: ['reason'] as const,
       registers,
     });
-    this.tcpConnections = new Counter({
+    this.tcpConnections = new CounterFamily({
       name: 'pillion_tcp_connections_total',
       help: 'Proxied TCP connections per upstream cluster.',
       labelNames: ['cluster'] as const,
@@ -221,9 +418,9 @@ export class ProxyMetrics {
       registers,
     });
 
-    for (const d of DIRECTIONS) for (const c of CODE_CLASSES) this.downstreamChildren.push(this.downstreamRequestsTotal.labels(d, c));
-    this.durationChildren = DIRECTIONS.map((d) => this.downstreamRequestDuration.labels(d));
-    this.activeChildren = DIRECTIONS.map((d) => this.downstreamRequestsActive.labels(d));
+    for (const d of DIRECTIONS) for (const c of CODE_CLASSES) this.downstreamChildren.push(this.downstreamRequestsTotal.cell(d, c));
+    this.durationChildren = DIRECTIONS.map((d) => this.downstreamRequestDuration.cell(d));
+    this.activeChildren = DIRECTIONS.map((d) => this.downstreamRequestsActive.cell(d));
   }
 
   /** Counts one finished downstream request. */
@@ -236,7 +433,7 @@ export class ProxyMetrics {
   }
 
   /** The pre-bound active-requests gauge of a direction: inc() at request start, dec() at its end. */
-  downstreamActive(direction: Direction): GaugeChild {
+  downstreamActive(direction: Direction): GaugeCell {
     return this.activeChildren[dirIndex(direction)]!;
   }
 
@@ -244,10 +441,10 @@ export class ProxyMetrics {
     let s = this.listeners.get(listener);
     if (s === undefined) {
       s = {
-        connections: this.downstreamConnections.labels(listener),
-        connectionsActive: this.downstreamConnectionsActive.labels(listener),
-        bytesReceived: this.downstreamBytesReceived.labels(listener),
-        bytesSent: this.downstreamBytesSent.labels(listener),
+        connections: this.downstreamConnections.cell(listener),
+        connectionsActive: this.downstreamConnectionsActive.cell(listener),
+        bytesReceived: this.downstreamBytesReceived.cell(listener),
+        bytesSent: this.downstreamBytesSent.cell(listener),
       };
       this.listeners.set(listener, s);
     }
@@ -274,7 +471,7 @@ export class ProxyMetrics {
   localReply(reason: Reason): void {
     let c = this.reasons.get(reason.id);
     if (c === undefined) {
-      c = this.localReplies.labels(reason.id);
+      c = this.localReplies.cell(reason.id);
       this.reasons.set(reason.id, c);
     }
     c.inc();

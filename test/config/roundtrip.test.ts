@@ -92,7 +92,7 @@ describe('compile → encode → decode → translate', () => {
     const sessions = snapshot.clusters.get('sessions.default:7000')!;
     expect(sessions).toMatchObject({ lbPolicy: 'ring_hash', ringHash: { minRingSize: 2048, maxRingSize: 8_388_608 }, protocol: 'http2' });
     expect(sessions.outlierDetection).toBeUndefined();
-    expect(snapshot.clusters.get('frontend.default:8080')).toMatchObject({ lbPolicy: 'round_robin', connectTimeoutMs: 5000 });
+    expect(snapshot.clusters.get('frontend.default:8080')).toMatchObject({ lbPolicy: 'least_request', connectTimeoutMs: 5000 });
     const vh = snapshot.routeConfigs.get('outbound')!.virtualHosts.find((v) => v.name === 'sessions.default:7000')!;
     expect(vh.routes[0]!.action.hashPolicies).toEqual([{ kind: 'header', name: 'x-user', terminal: false }]);
   });

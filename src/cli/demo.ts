@@ -1,0 +1,486 @@
+// `pillion demo`: a whole mesh on this machine, as thin orchestration. A mesh config in a temp dir; services
+// frontend (calls backend and inventory through its sidecar), backend (3 instances: steady, flaky with 30 %
+// 503s, slow with +150 ms) and inventory (HTTP/2); every instance is an examples/demo-app.js process with its
+// own `pillion proxy` sidecar process; a bounded-rate traffic generator sends to frontend's sidecar; a summary
+// of what the mesh is doing is redrawn every second (plain lines when stdout is not a terminal).
+import { writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ChildGroup, freePorts, httpGet, resolveFromHere, waitForHttp, type ManagedChild } from './children.js';
+
+export interface DemoOptions {
+  /** Stop by itself after this many seconds (default: run until SIGINT/SIGTERM, at most 24 h). */
+  durationSec?: number;
+  /** Use ports basePort, basePort+1, ... (each checked free) instead of ports the OS picks. */
+  basePort?: number;
+  /** Requests per second of the traffic generator (default 50, at most 500). */
+  rate?: number;
+  /** Copy every child's output to ours (debugging). */
+  verbose?: boolean;
+}
+
+/** Flags of `pillion demo`: --duration SEC, --base-port N, --rate N, --verbose. For the CLI's dispatcher. */
+export function parseDemoArgs(argv: readonly string[]): DemoOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      duration: { type: 'string' },
+      'base-port': { type: 'string' },
+      rate: { type: 'string' },
+      verbose: { type: 'boolean', default: false },
+    },
+    allowPositionals: true,
+  });
+  const opts: DemoOptions = {};
+  if (values.duration !== undefined) opts.durationSec = Number(values.duration);
+  if (values['base-port'] !== undefined) opts.basePort = Number(values['base-port']);
+  if (values.rate !== undefined) opts.rate = Number(values.rate);
+  if (values.verbose) opts.verbose = true;
+  return opts;
+}
+
+interface Instance {
+  service: 'frontend' | 'backend' | 'inventory';
+  name: string;
+  note: string;
+  appArgs: string[];
+  h2: boolean;
+  appPort: number;
+  inboundPort: number;
+  outboundPort: number;
+  adminPort: number;
+  app?: ManagedChild;
+  sidecar?: ManagedChild;
+}
+
+const SERVICE_PORT = 8080;
+const MAX_DURATION_SEC = 24 * 3600;
+
+export async function runDemo(opts: DemoOptions = {}): Promise<void> {
+  const rate = Math.min(500, Math.max(1, opts.rate ?? 50));
+  const durationSec = Math.min(MAX_DURATION_SEC, opts.durationSec ?? MAX_DURATION_SEC);
+  const tty = process.stdout.isTTY === true;
+  const out = (s: string): void => void process.stdout.write(`${s}\n`);
+
+  const group = new ChildGroup();
+  let stopRequested: (why: string) => void = () => {};
+  const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
+  group.installExitHandlers((sig) => stopRequested(sig));
+
+  try {
+    const instances: Instance[] = [
+      { service: 'frontend', name: 'frontend-1', note: 'calls backend + inventory', appArgs: [], h2: false },
+      { service: 'backend', name: 'backend-1', note: 'steady', appArgs: [], h2: false },
+      { service: 'backend', name: 'backend-2', note: 'flaky: 30% 503', appArgs: ['--fail-rate', '0.3'], h2: false },
+      { service: 'backend', name: 'backend-3', note: 'slow: +150 ms', appArgs: ['--delay-ms', '150'], h2: false },
+      { service: 'inventory', name: 'inventory-1', note: 'HTTP/2', appArgs: ['--h2'], h2: true },
+    ].map((i) => ({ ...i, appPort: 0, inboundPort: 0, outboundPort: 0, adminPort: 0 }) as Instance);
+
+    const ports = await pickPorts(instances.length * 4, opts.basePort);
+    instances.forEach((inst, i) => {
+      [inst.appPort, inst.inboundPort, inst.outboundPort, inst.adminPort] = ports.slice(i * 4, i * 4 + 4) as [
+        number,
+        number,
+        number,
+        number,
+      ];
+    });
+    const frontend = instances[0] as Instance;
+    const backends = instances.filter((i) => i.service === 'backend');
+
+    const dir = group.tempDir('pillion-demo-');
+    const meshPath = join(dir, 'mesh.yaml');
+    writeFileSync(meshPath, meshConfig(instances));
+
+    const appJs = resolveFromHere(import.meta.url, '../../examples/demo-app.js');
+    const mainJs = resolveFromHere(import.meta.url, './main.js');
+    out(`pillion demo: mesh config ${meshPath}`);
+
+    // Apps first, then sidecars (a sidecar's inbound needs its app; frontend's outbound needs the peers).
+    for (const inst of instances) {
+      const args = [appJs, '--name', inst.name, '--port', String(inst.appPort), ...inst.appArgs];
+      if (inst.service === 'frontend') {
+        args.push('--via', String(inst.outboundPort), '--call', `backend:${SERVICE_PORT}/work`, '--call', `inventory:${SERVICE_PORT}/items`);
+      }
+      inst.app = group.spawn({ name: inst.name, command: process.execPath, args, echo: opts.verbose === true });
+    }
+    await Promise.all(instances.map((i) => (i.app as ManagedChild).waitForJson({ msg: 'demo-app listening' }, 10_000)));
+
+    for (const inst of instances) {
+      inst.sidecar = group.spawn({
+        name: `${inst.name}-sidecar`,
+        command: process.execPath,
+        args: [
+          mainJs,
+          'proxy',
+          '--config',
+          meshPath,
+          '--service',
+          inst.service,
+          '--node-id',
+          inst.name,
+          '--namespace',
+          'default',
+          '--app-port',
+          String(inst.appPort),
+          '--admin-port',
+          String(inst.adminPort),
+          '--inbound-port',
+          String(inst.inboundPort),
+          '--outbound-port',
+          String(inst.outboundPort),
+          '--log-level',
+          'warn',
+          '--access-log',
+          'off',
+        ],
+        echo: opts.verbose === true,
+      });
+    }
+    await Promise.all(instances.map((i) => waitForHttp(i.adminPort, '/ready', 20_000, { child: i.sidecar as ManagedChild })));
+
+    out('');
+    out('instance      app    inbound outbound admin  note');
+    for (const i of instances) {
+      out(`${i.name.padEnd(13)} ${String(i.appPort).padEnd(6)} ${String(i.inboundPort).padEnd(7)} ${String(i.outboundPort).padEnd(8)} ${String(i.adminPort).padEnd(6)} ${i.note}`);
+    }
+    out('');
+    out(`traffic: ${rate} req/s to frontend via its sidecar's inbound port ${frontend.inboundPort}; ${opts.durationSec ? `stops after ${durationSec} s` : 'Ctrl-C stops'}`);
+    out(`try: curl -s -H 'Host: frontend:${SERVICE_PORT}' http://127.0.0.1:${frontend.inboundPort}/   ·   curl -s http://127.0.0.1:${frontend.adminPort}/clusters`);
+    out('');
+
+    const traffic = new TrafficGenerator(frontend.inboundPort, `frontend:${SERVICE_PORT}`, rate);
+    const view = new MeshView(instances, frontend, backends);
+    traffic.start();
+    const startedAt = Date.now();
+    const endTimer = setTimeout(() => stopRequested('duration'), durationSec * 1000);
+    let drawing = false;
+    const ticker = setInterval(() => {
+      if (drawing) return;
+      drawing = true;
+      void view
+        .render(traffic, (Date.now() - startedAt) / 1000, tty)
+        .then((text) => {
+          if (tty) process.stdout.write(`\x1b[H\x1b[2J${text}\n`);
+          else out(text);
+        })
+        .finally(() => (drawing = false));
+    }, 1000);
+
+    const why = await stopped;
+    clearInterval(ticker);
+    clearTimeout(endTimer);
+    await traffic.stop();
+    const final = await view.render(traffic, (Date.now() - startedAt) / 1000, false);
+    out('');
+    out(`stopping (${why}); final: ${final}`);
+  } finally {
+    await group.close(5000);
+  }
+}
+
+async function pickPorts(n: number, basePort: number | undefined): Promise<number[]> {
+  if (basePort === undefined) return freePorts(n);
+  const ports: number[] = [];
+  for (let p = basePort; ports.length < n && p < 65536; p++) if (await isFree(p)) ports.push(p);
+  if (ports.length < n) throw new Error(`not enough free ports from ${basePort}`);
+  return ports;
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+function meshConfig(instances: readonly Instance[]): string {
+  const eps = (service: string): string =>
+    instances
+      .filter((i) => i.service === service)
+      .map((i) => `      - { address: 127.0.0.1, port: ${i.inboundPort}, weight: 1 }`)
+      .join('\n');
+  // mTLS is off so the demo needs no CA; everything else shows the resilience features at work.
+  return `trustDomain: cluster.local
+services:
+  - name: frontend
+    namespace: default
+    ports: [{ port: ${SERVICE_PORT}, protocol: http }]
+    endpoints:
+${eps('frontend')}
+    policy:
+      connectTimeout: 1s
+      timeout: 5s
+      mtls: DISABLE
+  - name: backend
+    namespace: default
+    ports: [{ port: ${SERVICE_PORT}, protocol: http }]
+    endpoints:
+${eps('backend')}
+    policy:
+      loadBalancer: { policy: least_request, choiceCount: 2 }
+      connectTimeout: 1s
+      timeout: 3s
+      retries: { attempts: 2, perTryTimeout: 1s, retryOn: [5xx, reset, connect-failure], backoff: { base: 25ms, max: 250ms } }
+      outlierDetection: { consecutive5xx: 3, interval: 5s, baseEjectionTime: 15s, maxEjectionPercent: 50 }
+      mtls: DISABLE
+  - name: inventory
+    namespace: default
+    ports: [{ port: ${SERVICE_PORT}, protocol: http2 }]
+    endpoints:
+${eps('inventory')}
+    policy:
+      connectTimeout: 1s
+      timeout: 3s
+      mtls: DISABLE
+`;
+}
+
+/** Sends GETs at a fixed rate (open loop, bounded in-flight) and counts outcomes per second. */
+class TrafficGenerator {
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight = 0;
+  private readonly maxInFlight = 256;
+  total = { sent: 0, ok: 0, failed: 0, errors: 0, dropped: 0 };
+  /** Completed-request counts by second, for the last-second rate. */
+  private window: Array<{ at: number; ok: number; failed: number }> = [];
+
+  constructor(
+    private readonly port: number,
+    private readonly host: string,
+    private readonly rate: number,
+  ) {}
+
+  start(): void {
+    const started = performance.now();
+    let sent = 0;
+    this.timer = setInterval(() => {
+      const due = Math.floor(((performance.now() - started) / 1000) * this.rate);
+      while (sent < due) {
+        sent++;
+        if (this.inFlight >= this.maxInFlight) this.total.dropped++;
+        else this.fire();
+      }
+    }, 5);
+  }
+
+  private fire(): void {
+    this.inFlight++;
+    this.total.sent++;
+    const req = request({ host: '127.0.0.1', port: this.port, path: '/', agent: this.agent, headers: { host: this.host } }, (res) => {
+      res.resume();
+      res.on('end', () => this.done((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300 ? 'ok' : 'failed'));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+    req.on('error', () => this.done('error'));
+    req.end();
+  }
+
+  private done(outcome: 'ok' | 'failed' | 'error'): void {
+    this.inFlight--;
+    if (outcome === 'ok') this.total.ok++;
+    else if (outcome === 'failed') this.total.failed++;
+    else this.total.errors++;
+    const now = Math.floor(Date.now() / 1000);
+    let last = this.window[this.window.length - 1];
+    if (!last || last.at !== now) {
+      last = { at: now, ok: 0, failed: 0 };
+      this.window.push(last);
+      if (this.window.length > 10) this.window.shift();
+    }
+    if (outcome === 'ok') last.ok++;
+    else last.failed++;
+  }
+
+  /** Completions per second and success share over the last `seconds` full seconds. */
+  recent(seconds: number): { rps: number; success: number } {
+    const now = Math.floor(Date.now() / 1000);
+    const slots = this.window.filter((w) => w.at < now && w.at >= now - seconds);
+    const ok = slots.reduce((a, w) => a + w.ok, 0);
+    const all = slots.reduce((a, w) => a + w.ok + w.failed, 0);
+    return { rps: all / Math.max(1, seconds), success: all > 0 ? ok / all : NaN };
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    const deadline = Date.now() + 3000;
+    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    this.agent.destroy();
+  }
+}
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Prometheus text exposition → samples (comments skipped). */
+export function parsePrometheus(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const lm of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[lm[1] as string] = (lm[2] as string).replace(/\\(.)/g, '$1');
+    out.push({ name: m[1] as string, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** A quantile from cumulative histogram buckets ({le, count}), interpolating inside the bucket. */
+export function histogramQuantile(q: number, buckets: ReadonlyArray<{ le: number; count: number }>): number {
+  const sorted = [...buckets].sort((a, b) => a.le - b.le);
+  const total = sorted[sorted.length - 1]?.count ?? 0;
+  if (total <= 0) return NaN;
+  const rank = q * total;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const b of sorted) {
+    if (b.count >= rank) {
+      if (!Number.isFinite(b.le)) return prevLe;
+      const inBucket = b.count - prevCount;
+      return inBucket > 0 ? prevLe + ((b.le - prevLe) * (rank - prevCount)) / inBucket : b.le;
+    }
+    prevLe = b.le;
+    prevCount = b.count;
+  }
+  return prevLe;
+}
+
+/** Reads the sidecars' admin endpoints and renders the summary. */
+class MeshView {
+  /** Recent frontend-inbound histogram snapshots, for a p99 over the last few seconds. */
+  private readonly histHistory: Array<Map<number, number>> = [];
+  private readonly endpointNames = new Map<string, string>();
+
+  constructor(
+    private readonly instances: readonly Instance[],
+    private readonly frontend: Instance,
+    private readonly backends: readonly Instance[],
+  ) {
+    for (const b of backends) this.endpointNames.set(`127.0.0.1:${b.inboundPort}`, `${b.name} (${b.note})`);
+  }
+
+  private async scrape(port: number): Promise<Sample[]> {
+    try {
+      const r = await httpGet(port, '/metrics', 800);
+      return r.status === 200 ? parsePrometheus(r.body) : [];
+    } catch {
+      return [];
+    }
+  }
+
+  async render(traffic: TrafficGenerator, elapsedSec: number, tty: boolean): Promise<string> {
+    const [frontendSamples, ...others] = await Promise.all([
+      this.scrape(this.frontend.adminPort),
+      ...this.instances.filter((i) => i !== this.frontend).map((i) => this.scrape(i.adminPort)),
+    ]);
+    const fe = frontendSamples ?? [];
+    let clusters: unknown;
+    try {
+      const r = await httpGet(this.frontend.adminPort, '/clusters', 800);
+      clusters = r.status === 200 ? JSON.parse(r.body) : undefined;
+    } catch {
+      clusters = undefined;
+    }
+
+    // p99 of requests entering the mesh (frontend sidecar, inbound), over the last ~5 s.
+    const buckets = new Map<number, number>();
+    for (const s of fe) {
+      if (s.name === 'pillion_downstream_request_duration_seconds_bucket' && s.labels.direction === 'inbound') {
+        const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
+        buckets.set(le, (buckets.get(le) ?? 0) + s.value);
+      }
+    }
+    this.histHistory.push(buckets);
+    if (this.histHistory.length > 6) this.histHistory.shift();
+    const oldest = this.histHistory[0] as Map<number, number>;
+    const delta = [...buckets].map(([le, count]) => ({ le, count: count - (oldest === buckets ? 0 : (oldest.get(le) ?? 0)) }));
+    const useDelta = delta.some((d) => !Number.isFinite(d.le) && d.count > 0);
+    const p99 = histogramQuantile(0.99, useDelta ? delta : [...buckets].map(([le, count]) => ({ le, count })));
+
+    // Backend traffic as frontend's sidecar sent it: attempts per endpoint, and their 5xx.
+    const perEndpoint = new Map<string, { total: number; failed: number }>();
+    let retries = 0;
+    for (const s of fe) {
+      if (s.name === 'pillion_upstream_requests_total' && (s.labels.cluster ?? '').startsWith('backend.')) {
+        const ep = s.labels.endpoint ?? '?';
+        const e = perEndpoint.get(ep) ?? { total: 0, failed: 0 };
+        e.total += s.value;
+        if (s.labels.code_class === '5xx' || s.labels.code_class === 'error') e.failed += s.value;
+        perEndpoint.set(ep, e);
+      }
+      if (/^pillion_.*retr(y|ies).*_total$/.test(s.name) && (s.labels.cluster ?? 'backend.').startsWith('backend.')) retries += s.value;
+    }
+    const backendTotal = [...perEndpoint.values()].reduce((a, e) => a + e.total, 0);
+
+    // Local replies by reason, over every sidecar.
+    const reasons = new Map<string, number>();
+    for (const s of [...fe, ...others.flat()]) {
+      if (s.name === 'pillion_local_replies_total' && s.value > 0) {
+        const r = s.labels.reason ?? '?';
+        reasons.set(r, (reasons.get(r) ?? 0) + s.value);
+      }
+    }
+    const ejected = ejectedEndpoints(clusters);
+
+    const recent = traffic.recent(3);
+    const t = traffic.total;
+    const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : '–');
+    const ms = (x: number): string => (Number.isFinite(x) ? `${(x * 1000).toFixed(0)} ms` : '–');
+    const reasonText = [...reasons].map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
+    const share = (ep: string): string => pct(backendTotal > 0 ? (perEndpoint.get(ep)?.total ?? 0) / backendTotal : NaN);
+
+    if (!tty) {
+      const eps = this.backends.map((b) => `${b.name}=${share(`127.0.0.1:${b.inboundPort}`)}`).join(' ');
+      return `t=${elapsedSec.toFixed(0)}s rps=${recent.rps.toFixed(1)} success=${pct(recent.success)} total=${t.sent} ok=${t.ok} failed=${t.failed + t.errors} p99=${ms(p99)} backend[${eps}]${retries ? ` retries=${retries}` : ''} ejected=[${ejected.join(',')}] local_replies[${reasonText}]`;
+    }
+    const lines: string[] = [];
+    lines.push(`Pillion demo mesh — ${elapsedSec.toFixed(0)} s   (Ctrl-C stops)`);
+    lines.push('');
+    lines.push(`traffic      ${recent.rps.toFixed(1)} req/s, success ${pct(recent.success)} (last 3 s)`);
+    lines.push(`total        ${t.sent} sent, ${t.ok} ok, ${t.failed} failed, ${t.errors} errors${t.dropped ? `, ${t.dropped} not sent (too many in flight)` : ''}; success ${pct(t.ok / Math.max(1, t.ok + t.failed + t.errors))}`);
+    lines.push(`p99          ${ms(p99)} (frontend sidecar, inbound, last ~5 s)`);
+    lines.push('');
+    lines.push('backend endpoints as frontend\'s sidecar sees them:');
+    for (const b of this.backends) {
+      const ep = `127.0.0.1:${b.inboundPort}`;
+      const e = perEndpoint.get(ep);
+      const state = ejected.includes(ep) ? 'EJECTED' : 'healthy';
+      lines.push(`  ${b.name.padEnd(11)} ${b.note.padEnd(16)} share ${share(ep).padStart(6)}   attempts ${String(e?.total ?? 0).padStart(6)}   5xx ${String(e?.failed ?? 0).padStart(5)}   ${state}`);
+    }
+    for (const [ep, e] of perEndpoint) {
+      if (!this.endpointNames.has(ep)) lines.push(`  ${ep.padEnd(28)} attempts ${e.total}`);
+    }
+    if (retries) lines.push(`retries      ${retries}`);
+    lines.push('');
+    lines.push(`local replies (all sidecars): ${reasonText}`);
+    return lines.join('\n');
+  }
+}
+
+/** `host:port` of every endpoint /clusters marks unhealthy (ejected or failing health checks). */
+function ejectedEndpoints(clusters: unknown): string[] {
+  const list = Array.isArray(clusters)
+    ? clusters
+    : clusters && typeof clusters === 'object' && Array.isArray((clusters as { clusters?: unknown }).clusters)
+      ? (clusters as { clusters: unknown[] }).clusters
+      : [];
+  const out: string[] = [];
+  for (const c of list as Array<{ name?: string; endpoints?: Array<{ address?: string; port?: number; healthy?: boolean }> }>) {
+    if (!c.name?.startsWith('backend.')) continue;
+    for (const e of c.endpoints ?? []) if (e.healthy === false) out.push(`${e.address}:${e.port}`);
+  }
+  return out;
+}
+
+/** Entry for `pillion demo [--duration SEC] [--base-port N] [--rate N] [--verbose]`. */
+export function runDemoCommand(argv: readonly string[]): Promise<void> {
+  return runDemo(parseDemoArgs(argv));
+}

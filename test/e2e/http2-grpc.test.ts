@@ -1,0 +1,154 @@
+// HTTP/2 prior knowledge and gRPC (unary and bidirectional streaming) through the outbound listener.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as http2 from 'node:http2';
+import { startH2Backend, startHttpBackend, type Backend } from '../helpers/backends.js';
+import { startEchoServer, echoClient, grpc, type EchoServer } from '../helpers/grpc.js';
+import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { h2request } from '../helpers/client.js';
+
+let h2backend: Backend;
+let h1backend: Backend;
+let echo: EchoServer;
+let proxy: RunningProxy;
+let port: number;
+
+beforeAll(async () => {
+  h2backend = await startH2Backend('h2');
+  h1backend = await startHttpBackend('h1');
+  echo = await startEchoServer('echo');
+  proxy = await startProxy(
+    `
+services:
+  - name: client
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: h2svc
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${h2backend.port} }]
+  - name: h1svc
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${h1backend.port} }]
+  - name: greeter
+    ports: [{ port: 50051, protocol: grpc }]
+    endpoints: [{ address: 127.0.0.1, port: ${echo.port} }]
+`,
+    { service: 'client' },
+  );
+  port = proxy.port('outbound');
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await h2backend.close();
+  await h1backend.close();
+  await echo.close();
+});
+
+describe('HTTP/2', () => {
+  it('multiplexes concurrent streams on one connection to an HTTP/2 upstream', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => h2request(session, { ':path': `/s/${i}`, ':authority': 'h2svc' })),
+      );
+      replies.forEach((r, i) => {
+        expect(r.headers[':status']).toBe(200);
+        expect(JSON.parse(r.body).path).toBe(`/s/${i}`);
+      });
+    } finally {
+      session.close();
+    }
+  });
+
+  it('carries a request body to the upstream', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const r = await h2request(session, { ':path': '/post', ':method': 'POST', ':authority': 'h2svc' }, 'payload');
+      expect(JSON.parse(r.body).body).toBe('payload');
+    } finally {
+      session.close();
+    }
+  });
+
+  it('translates an HTTP/2 client to an HTTP/1.1 upstream', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const r = await h2request(session, { ':path': '/down', ':authority': 'h1svc' });
+      expect(r.headers[':status']).toBe(200);
+      expect(JSON.parse(r.body).headers.host).toBe('h1svc');
+    } finally {
+      session.close();
+    }
+  });
+
+  it('answers 404 no_route with the reason header over HTTP/2', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const r = await h2request(session, { ':path': '/', ':authority': 'unknown' });
+      expect(r.headers[':status']).toBe(404);
+      expect(r.headers['x-pillion-reason']).toBe('no_route');
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('gRPC', () => {
+  it('unary call with response metadata', async () => {
+    const client = echoClient(port, 'greeter.default:50051');
+    try {
+      const reply = await new Promise<{ text: string; served: unknown }>((resolve, reject) => {
+        let served: unknown;
+        const call = client.Unary({ text: 'hi' }, (err: Error | null, res: { text: string }) =>
+          err ? reject(err) : resolve({ text: res.text, served }),
+        );
+        call.on('metadata', (md: grpc.Metadata) => (served = md.get('x-served-by')[0]));
+      });
+      expect(reply.text).toBe('echo:hi');
+      expect(reply.served).toBe('echo');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('carries grpc-status and grpc-message from the server through trailers', async () => {
+    const client = echoClient(port, 'greeter:50051');
+    try {
+      const err = await new Promise<grpc.ServiceError>((resolve) => client.Unary({ text: 'fail' }, (e: grpc.ServiceError) => resolve(e)));
+      expect(err.code).toBe(grpc.status.NOT_FOUND);
+      expect(err.details).toBe('no such thing');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('bidirectional streaming keeps order and half-close', async () => {
+    const client = echoClient(port, 'greeter.default.svc.cluster.local:50051');
+    try {
+      const call = client.Chat();
+      const got: string[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        call.on('data', (m: { text: string }) => got.push(m.text));
+        call.on('end', resolve);
+        call.on('error', reject);
+      });
+      for (let i = 0; i < 5; i++) call.write({ text: `m${i}` });
+      call.end();
+      await done;
+      expect(got).toEqual(['echo:m0', 'echo:m1', 'echo:m2', 'echo:m3', 'echo:m4']);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('a gRPC call to an unknown service gets UNIMPLEMENTED from the proxy', async () => {
+    const client = echoClient(port, 'nobody:50051');
+    try {
+      const err = await new Promise<grpc.ServiceError>((resolve) => client.Unary({ text: 'x' }, (e: grpc.ServiceError) => resolve(e)));
+      expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
+      expect(err.metadata.get('x-pillion-reason')[0]).toBe('no_route');
+    } finally {
+      client.close();
+    }
+  });
+});

@@ -1,0 +1,58 @@
+// A real @grpc/grpc-js Echo server and client for tests (unary + bidirectional streaming).
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+
+const PROTO = fileURLToPath(new URL('../fixtures/echo.proto', import.meta.url));
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loaded = any;
+
+function echoPackage(): Loaded {
+  const def = protoLoader.loadSync(PROTO, { keepCase: true });
+  return (grpc.loadPackageDefinition(def) as Loaded).pillion.test;
+}
+
+export interface EchoServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Unary replies `name:text`; a text of "fail" answers NOT_FOUND with a message. Chat echoes each message. */
+export async function startEchoServer(name: string): Promise<EchoServer> {
+  const pkg = echoPackage();
+  const server = new grpc.Server();
+  server.addService(pkg.Echo.service, {
+    Unary(call: Loaded, cb: Loaded) {
+      if (call.request.text === 'fail') {
+        cb({ code: grpc.status.NOT_FOUND, details: 'no such thing' });
+        return;
+      }
+      const md = new grpc.Metadata();
+      md.set('x-served-by', name);
+      call.sendMetadata(md);
+      cb(null, { text: `${name}:${call.request.text}` });
+    },
+    Chat(call: Loaded) {
+      call.on('data', (msg: { text: string }) => call.write({ text: `${name}:${msg.text}` }));
+      call.on('end', () => call.end());
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return {
+    port,
+    close: () => new Promise((resolve) => server.tryShutdown(() => resolve())),
+  };
+}
+
+/** A client that reaches `authority` through a proxy listening on `proxyPort`. */
+export function echoClient(proxyPort: number, authority: string): Loaded {
+  const pkg = echoPackage();
+  return new pkg.Echo(`127.0.0.1:${proxyPort}`, grpc.credentials.createInsecure(), {
+    'grpc.default_authority': authority,
+  });
+}
+
+export { grpc };
