@@ -1,0 +1,87 @@
+// `pillion proxy` as a real process: bad config fails fast and names the field; SIGTERM drains in-flight
+// requests before exiting 0; the admin endpoints answer; the access log has one line per request.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startHttpBackend, type Backend } from '../helpers/backends.js';
+import { request } from '../helpers/client.js';
+import { runPillion } from '../helpers/process.js';
+
+let dir: string;
+let slow: Backend;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'pillion-cli-'));
+  slow = await startHttpBackend('slow', (_req, res) => {
+    setTimeout(() => res.end('finished'), 400);
+  });
+});
+
+afterAll(async () => {
+  await slow.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('pillion proxy (process)', () => {
+  it('exits non-zero on a bad mesh config, naming the file, the field path and the problem', async () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'services:\n  - name: web\n    ports: [{ port: 8080, protocol: http }]\n    policy: { timeout: 5 }\n');
+    const proc = runPillion(['proxy', '--config', file, '--service', 'web', '--admin-port', '0']);
+    const code = await proc.exited;
+    expect(code).not.toBe(0);
+    expect(proc.stderr).toContain(file);
+    expect(proc.stderr).toContain('services[0].policy.timeout');
+    expect(proc.stderr).toMatch(/duration/);
+  });
+
+  it('rejects unknown flags with usage', async () => {
+    const proc = runPillion(['proxy', '--bogus']);
+    expect(await proc.exited).toBe(2);
+    expect(proc.stderr).toContain('usage: pillion proxy');
+  });
+
+  it('serves, answers admin endpoints, logs access lines, and drains on SIGTERM', async () => {
+    const file = join(dir, 'mesh.yaml');
+    writeFileSync(
+      file,
+      `services:
+  - name: web
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: slow
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${slow.port} }]
+`,
+    );
+    const proc = runPillion(['proxy', '--config', file, '--service', 'web', '--admin-port', '0', '--outbound-port', '0', '--inbound-port', '0']);
+    try {
+      const outbound = Number((await proc.waitForLine((l) => l.msg === 'listening' && l.listener === 'outbound')).port);
+      const admin = Number((await proc.waitForLine((l) => l.msg === 'admin listening')).port);
+      await proc.waitForLine((l) => l.msg === 'proxy ready');
+
+      expect((await fetch(`http://127.0.0.1:${admin}/ready`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${admin}/healthz`)).status).toBe(200);
+      const clusters = (await (await fetch(`http://127.0.0.1:${admin}/clusters`)).json()) as { name: string }[];
+      expect(clusters.map((c) => c.name)).toContain('slow.default:8080');
+      const dump = (await (await fetch(`http://127.0.0.1:${admin}/config_dump`)).json()) as Record<string, unknown>;
+      expect(JSON.stringify(dump)).toContain('slow.default:8080');
+
+      const first = await request(outbound, { host: 'slow', path: '/one' });
+      expect(first.body).toBe('finished');
+      const access = await proc.waitForLine((l) => l.type === 'access' && l.path === '/one');
+      expect(access).toMatchObject({ method: 'GET', status: 200, upstream_cluster: 'slow.default:8080', response_flags: '-' });
+
+      // A request in flight when SIGTERM arrives still completes; then the process exits 0.
+      const inFlight = request(outbound, { host: 'slow', path: '/two' });
+      await new Promise((r) => setTimeout(r, 100));
+      proc.child.kill('SIGTERM');
+      const second = await inFlight;
+      expect(second.status).toBe(200);
+      expect(second.body).toBe('finished');
+      expect(await proc.exited).toBe(0);
+    } finally {
+      proc.child.kill('SIGKILL');
+    }
+  });
+});
