@@ -1,7 +1,8 @@
 // HTTP/1.1 connection pool for one endpoint: keep-alive connections (undici Clients, one request at a time
 // each), a cap on idle connections, and a FIFO of requests waiting for a free connection.
-import { Client } from 'undici';
 import type { Dispatcher } from 'undici';
+// The Client module alone (see src/types/undici-client.d.ts): pinned to undici 7's file layout.
+import Client from 'undici/lib/dispatcher/client.js';
 import type { ConnectionPool, PoolOptions, UpstreamRequestSpec, UpstreamSink, UpstreamStream } from './pool.js';
 import { headersFromRaw } from '../http/headers.js';
 
@@ -20,7 +21,7 @@ class Slot implements UpstreamStream {
 
   constructor(
     readonly pool: Http1Pool,
-    readonly client: Client,
+    readonly client: InstanceType<typeof Client>,
   ) {
     // undici's legacy handler interface is what its core calls directly (the newer one is wrapped per request).
     this.handler = this as unknown as Dispatcher.DispatchHandler;
