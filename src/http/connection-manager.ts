@@ -8,6 +8,7 @@ import { REASONS, type Reason } from '../reasons.js';
 import { HttpExchange } from './exchange.js';
 import type { HttpContext } from './context.js';
 import { proxyUpgrade } from './upgrade.js';
+import { rawLocalReply } from './raw-reply.js';
 
 const kContext = Symbol('pillion.httpContext');
 type WithContext<T> = T & { [kContext]: HttpContext };
@@ -44,13 +45,8 @@ function onH1ClientError(this: WithContext<http.Server>, err: NodeJS.ErrnoExcept
         ? REASONS.requestTimeout
         : REASONS.badRequest;
   this[kContext].stats.localReply(reason);
-  const body = `${reason.message}\n`;
   // The parser is in an unknown state after an error: answer and close (RFC 9112 §9.6 lets us).
-  socket.end(
-    `HTTP/1.1 ${reason.httpStatus} ${http.STATUS_CODES[reason.httpStatus]}\r\n` +
-      `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `x-pillion-reason: ${reason.id}\r\nconnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawLocalReply(reason));
 }
 
 function onH2SessionError(): void {

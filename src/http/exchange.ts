@@ -16,7 +16,7 @@ export const kExchange = Symbol('pillion.exchange');
 
 const PROTOCOL_H1 = 'HTTP/1.1';
 const PROTOCOL_H2 = 'HTTP/2';
-const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
 type H1Response = ServerResponse & { [kExchange]?: HttpExchange };
 type H2Stream = http2.ServerHttp2Stream & { [kExchange]?: HttpExchange };
@@ -81,6 +81,7 @@ export class HttpExchange implements UpstreamSink {
     const te = req.headers['transfer-encoding'];
     const cl = req.headers['content-length'];
     const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
+    if (cl !== undefined) this.bytesReceived = Number(cl) || 0;
     this.route(req.headers, hasBody ? req : null, 'http');
   }
 
@@ -96,6 +97,8 @@ export class HttpExchange implements UpstreamSink {
     const contentType = headers['content-type'];
     this.grpc = contentType !== undefined && contentType.startsWith('application/grpc');
     const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    const cl = headers['content-length'];
+    if (cl !== undefined) this.bytesReceived = Number(cl) || 0;
     this.route(headers, endStream ? null : stream, (headers[':scheme'] as string | undefined) ?? 'http');
   }
 
@@ -360,5 +363,3 @@ function onDownstreamDrain(this: H1Response | H2Stream): void {
 function onExchangeTimeout(exchange: HttpExchange): void {
   exchange.onTimeout();
 }
-
-export { NGHTTP2_CANCEL };

@@ -1,19 +1,14 @@
 // HTTP/1.1 Upgrade (WebSocket and friends): route the request like any other, then splice the two sockets
 // so the upgraded protocol passes through untouched. The upstream's 101 (or refusal) reaches the client as sent.
 import type { IncomingMessage } from 'node:http';
-import * as http from 'node:http';
 import * as net from 'node:net';
 import { REASONS, type Reason } from '../reasons.js';
 import type { HttpContext } from './context.js';
+import { rawLocalReply } from './raw-reply.js';
 
 function refuse(ctx: HttpContext, socket: net.Socket, reason: Reason): void {
   ctx.stats.localReply(reason);
-  const body = `${reason.message}\n`;
-  socket.end(
-    `HTTP/1.1 ${reason.httpStatus} ${http.STATUS_CODES[reason.httpStatus]}\r\n` +
-      `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `x-pillion-reason: ${reason.id}\r\nconnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawLocalReply(reason));
 }
 
 export function proxyUpgrade(ctx: HttpContext, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
