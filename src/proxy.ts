@@ -46,6 +46,8 @@ export class Proxy implements AdminSource {
   private readonly stats: ProxyStats;
   private admin: { port: number; close(): Promise<void> } | null = null;
   private warm = false;
+  /** Extra readiness condition from the config source (the xDS client: first config warm). */
+  private readinessGate: (() => boolean) | null = null;
   private draining: Promise<void> | null = null;
 
   constructor(private readonly options: ProxyOptions) {
@@ -116,10 +118,19 @@ export class Proxy implements AdminSource {
     );
   }
 
+  /**
+   * Make /ready also wait for `gate` (the xDS client says when listeners and every RDS/EDS resource they name
+   * have arrived: Envoy's initialization warming). Listeners may be applied before that; /ready stays 503.
+   */
+  setReadinessGate(gate: (() => boolean) | null): void {
+    this.readinessGate = gate;
+  }
+
   // --- AdminSource ---
 
   isReady(): boolean {
     if (!this.warm || this.draining !== null) return false;
+    if (this.readinessGate !== null && !this.readinessGate()) return false;
     for (const listener of this.current.listeners.values()) {
       if (listener.tcp !== undefined && !this.clusterManager.has(listener.tcp.cluster)) return false;
     }

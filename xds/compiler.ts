@@ -144,6 +144,9 @@ function loadAssignment(s: ServiceConfig, port: PortConfig): Record<string, unkn
     cluster_name: clusterName(s.name, s.namespace, port.port),
     endpoints: [...groups.values()].map((g) => ({
       locality: { region: g.region, zone: g.zone },
+      // gRFC A27: proxyless gRPC clients ignore a locality without a weight; Envoy ignores it unless
+      // locality-weighted balancing is on. The sum of the endpoint weights keeps both right.
+      load_balancing_weight: { value: Math.max(1, g.eps.reduce((sum, e) => sum + e.weight, 0)) },
       lb_endpoints: g.eps.map((e) => ({
         endpoint: { address: socketAddress(e.address, e.port) },
         health_status: 'HEALTHY',

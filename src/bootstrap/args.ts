@@ -22,6 +22,19 @@ function port(flag: string, value: string | undefined, fallback: number | undefi
   return n;
 }
 
+/** `--xds HOST:PORT[,HOST:PORT]`: the control servers, tried in order on each reconnect. */
+function xdsServers(value: string): string[] {
+  const servers = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (servers.length === 0) throw new UsageError('--xds: expected HOST:PORT[,HOST:PORT]');
+  for (const server of servers) {
+    // HOST:PORT or [IPv6]:PORT; gRPC would take a bare host and dial 443, which is never a control server.
+    const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):(\d+)$/.exec(server);
+    const n = m === null ? NaN : Number(m[2]);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`--xds: expected HOST:PORT, got "${server}"`);
+  }
+  return servers;
+}
+
 export const PROXY_USAGE = `usage: pillion proxy --service NAME [--config mesh.yaml | --xds HOST:PORT[,HOST:PORT]]
                      [--node-id ID] [--namespace default] [--service-account NAME] [--app-port N]
                      [--admin-port 15000] [--inbound-port 15006] [--outbound-port 15001]
@@ -60,8 +73,13 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   if (values.config === undefined && values.xds === undefined) {
     throw new UsageError(`one of --config or --xds is required\n${PROXY_USAGE}`);
   }
-  if (values.xds !== undefined && values.config === undefined) {
-    throw new UsageError('--xds (the control server) is not available yet in this build: use --config mesh.yaml');
+  if (values.xds !== undefined && values.config !== undefined) {
+    throw new UsageError(`use one of --config (compile locally) or --xds (a control server), not both\n${PROXY_USAGE}`);
+  }
+  const xds = values.xds === undefined ? undefined : xdsServers(values.xds);
+  if (values['xds-ca'] !== undefined || values.token !== undefined) {
+    // Refuse rather than silently talk plaintext to a control server the operator meant to reach over TLS.
+    throw new UsageError('--xds-ca/--token (xDS over TLS) are not available yet in this build: use a plaintext --xds HOST:PORT');
   }
   const appPort = port('app-port', values['app-port'], undefined);
   const node: NodeInfo = {
@@ -77,7 +95,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     node,
     adminPort: port('admin-port', values['admin-port'], 15000)!,
     ...(values.config === undefined ? {} : { configFile: values.config }),
-    ...(values.xds === undefined ? {} : { xds: values.xds.split(',') }),
+    ...(xds === undefined ? {} : { xds }),
     logLevel: values['log-level'] ?? 'info',
     accessLog: values['access-log'] ?? 'stdout',
   };

@@ -2,11 +2,11 @@
 // process group, watch their output line by line, and make sure every one of them (and its own children,
 // e.g. nginx workers) is gone when we exit: normal end, error, Ctrl-C or SIGTERM.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative as relativePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export interface SpawnSpec {
@@ -375,7 +375,20 @@ function childPids(pid: number): number[] {
   }
 }
 
-/** Where the built CLI lives, relative to a module in dist/ (`import.meta.url` of the caller). */
+/**
+ * Path of a built file relative to the calling module (`import.meta.url`). When the caller runs from its
+ * TypeScript source (vitest), the sibling .js does not exist: then the same path under the package's dist/
+ * is used, e.g. src/cli/main.js → dist/src/cli/main.js.
+ */
 export function resolveFromHere(metaUrl: string, relative: string): string {
-  return fileURLToPath(new URL(relative, metaUrl));
+  const direct = fileURLToPath(new URL(relative, metaUrl));
+  if (existsSync(direct)) return direct;
+  let dir = dirname(fileURLToPath(metaUrl));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) return direct;
+    dir = up;
+  }
+  const built = join(dir, 'dist', relativePath(dir, direct));
+  return existsSync(built) ? built : direct;
 }

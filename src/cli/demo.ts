@@ -141,15 +141,20 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
     }
     await Promise.all(instances.map((i) => waitForHttp(i.adminPort, '/ready', 20_000, { child: i.sidecar as ManagedChild })));
 
-    out('');
-    out('instance      app    inbound outbound admin  note');
-    for (const i of instances) {
-      out(`${i.name.padEnd(13)} ${String(i.appPort).padEnd(6)} ${String(i.inboundPort).padEnd(7)} ${String(i.outboundPort).padEnd(8)} ${String(i.adminPort).padEnd(6)} ${i.note}`);
-    }
-    out('');
-    out(`traffic: ${rate} req/s to frontend via its sidecar's inbound port ${frontend.inboundPort}; ${opts.durationSec ? `stops after ${durationSec} s` : 'Ctrl-C stops'}`);
-    out(`try: curl -s -H 'Host: frontend:${SERVICE_PORT}' http://127.0.0.1:${frontend.inboundPort}/   ·   curl -s http://127.0.0.1:${frontend.adminPort}/clusters`);
-    out('');
+    const header = [
+      'instance      app    inbound outbound admin  note',
+      ...instances.map(
+        (i) =>
+          `${i.name.padEnd(13)} ${String(i.appPort).padEnd(6)} ${String(i.inboundPort).padEnd(7)} ${String(i.outboundPort).padEnd(8)} ${String(i.adminPort).padEnd(6)} ${i.note}`,
+      ),
+      '',
+      `traffic: ${rate} req/s to frontend via its sidecar's inbound port ${frontend.inboundPort}; ${opts.durationSec ? `stops after ${durationSec} s` : 'Ctrl-C stops'}`,
+      `try: curl -s -H 'Host: frontend:${SERVICE_PORT}' http://127.0.0.1:${frontend.inboundPort}/   ·   curl -s http://127.0.0.1:${frontend.adminPort}/clusters`,
+      '',
+    ].join('\n');
+    // On a terminal the header is part of every redraw (the screen is cleared once); otherwise printed once.
+    if (tty) process.stdout.write('\x1b[2J');
+    else out(`\n${header}`);
 
     const traffic = new TrafficGenerator(frontend.inboundPort, `frontend:${SERVICE_PORT}`, rate);
     const view = new MeshView(instances, frontend, backends);
@@ -163,7 +168,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
       void view
         .render(traffic, (Date.now() - startedAt) / 1000, tty)
         .then((text) => {
-          if (tty) process.stdout.write(`\x1b[H\x1b[2J${text}\n`);
+          // Home, then each line cleared to its end, then the rest of the screen: no flicker.
+          if (tty) process.stdout.write(`\x1b[H${`${header}\n${text}`.replace(/\n/g, '\x1b[K\n')}\x1b[K\n\x1b[J`);
           else out(text);
         })
         .finally(() => (drawing = false));

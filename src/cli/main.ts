@@ -8,6 +8,7 @@ const USAGE = `usage: pillion <command> [flags]
 
 commands:
   proxy     run a sidecar proxy (pillion proxy --help)
+  control   run the xDS control server for a mesh config (pillion control --help)
   demo      run a whole demo mesh on this machine (npm start)
 `;
 
@@ -20,6 +21,10 @@ async function main(argv: string[]): Promise<void> {
       if (!process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) setFlagsFromString('--max-semi-space-size=2');
       const { runProxyCommand } = await import('./proxy-command.js');
       return runProxyCommand(rest);
+    }
+    case 'control': {
+      const { runControlCommand } = await import('./control-command.js');
+      return runControlCommand(rest);
     }
     case 'demo': {
       const { runDemoCommand } = await import('./demo.js');

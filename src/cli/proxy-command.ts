@@ -1,10 +1,36 @@
 // `pillion proxy`: run one sidecar from flags until SIGTERM/SIGINT, then drain and exit.
-import { parseProxyArgs } from '../bootstrap/args.js';
+import { parseProxyArgs, type ProxyBootstrap } from '../bootstrap/args.js';
 import { loadLocalSnapshot } from '../config/local.js';
 import { Proxy } from '../proxy.js';
+import { AdsClient } from '../xds/ads-client.js';
 
 export async function runProxyCommand(argv: string[]): Promise<void> {
   const boot = parseProxyArgs(argv);
+  const running = boot.xds !== undefined ? await runFromXds(boot, boot.xds) : await runFromFile(boot);
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    running.proxy.logger.info({ signal }, 'shutting down: draining requests in flight');
+    // The ADS stream goes first: no config change may land while listeners drain.
+    void running
+      .beforeDrain()
+      .then(() => running.proxy.drain())
+      .then(() => running.proxy.stop())
+      .then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+interface Running {
+  readonly proxy: Proxy;
+  beforeDrain(): Promise<void>;
+}
+
+/** `--config mesh.yaml`: compile the mesh config in process, no control server. */
+async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
   // Validate the mesh config before binding anything: a bad file must fail fast, naming the field.
   const local = loadLocalSnapshot(boot.configFile!, boot.node);
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog });
@@ -16,17 +42,21 @@ export async function runProxyCommand(argv: string[]): Promise<void> {
     throw new Error(`the compiled config was rejected:\n${lines}`);
   }
   proxy.logger.info({ node: boot.node.id, service: boot.node.service, config: boot.configFile }, 'proxy ready');
+  return { proxy, beforeDrain: () => Promise.resolve() };
+}
 
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    proxy.logger.info({ signal }, 'shutting down: draining requests in flight');
-    void proxy
-      .drain()
-      .then(() => proxy.stop())
-      .then(() => process.exit(0));
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+/**
+ * `--xds HOST:PORT[,...]`: admin first (so /ready answers 503 while warming), then the ADS stream. The proxy
+ * keeps serving whatever it last accepted while no control server answers; it never gives up reconnecting.
+ */
+async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Running> {
+  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog });
+  const ads = new AdsClient({ servers, node: boot.node, target: proxy });
+  proxy.setReadinessGate(() => ads.isWarm());
+  await proxy.startAdmin();
+  ads.start();
+  void ads.whenWarm().then(() => {
+    proxy.logger.info({ node: boot.node.id, service: boot.node.service, xds: servers }, 'proxy ready');
+  });
+  return { proxy, beforeDrain: () => ads.stop() };
 }

@@ -189,7 +189,8 @@ export class Http1Pool implements ConnectionPool {
     const client = new Client(this.origin, {
       connect: { timeout: this.options.connectTimeoutMs },
       pipelining: 1,
-      keepAliveTimeout: 30_000,
+      // undici's 4 s idle timeout, shortened further by the server's Keep-Alive hint: reusing a socket the
+      // server is about to close is the classic cause of spurious 503s.
     });
     const slot = new Slot(this, client);
     this.all.add(slot);

@@ -41,7 +41,8 @@ export class Backoff {
 
   /** The delay before the next attempt, in [0, window()); advances the attempt count. */
   next(): number {
-    const r = Math.min(Math.max(this.random(), 0), 1);
+    // Clamp into [0, 1) so a sloppy random source cannot exceed the window.
+    const r = Math.min(Math.max(this.random(), 0), 1 - 1e-9);
     const delay = Math.floor(r * this.window());
     this.attempt++;
     return delay;

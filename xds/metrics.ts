@@ -1,0 +1,53 @@
+// Every metric the control server exports, declared in one place with help text, on its own prom-client Registry.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Short, bounded label values for the xDS resource types (never a raw type URL or node id). */
+export type XdsTypeLabel = 'lds' | 'rds' | 'cds' | 'eds';
+
+export class ControlMetrics {
+  readonly registry = new Registry();
+
+  readonly connectedProxies = new Gauge({
+    name: 'pillion_control_connected_proxies',
+    help: 'ADS streams open now that have announced their node',
+    registers: [this.registry],
+  });
+
+  readonly pushes = new Counter({
+    name: 'pillion_control_pushes_total',
+    help: 'DiscoveryResponses sent, by resource type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+
+  readonly pushDuration = new Histogram({
+    name: 'pillion_control_push_duration_seconds',
+    help: 'Time from a config change being detected to a DiscoveryResponse carrying it being written to a stream',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
+  readonly nacks = new Counter({
+    name: 'pillion_control_nacks_total',
+    help: 'DiscoveryRequests that rejected (NACKed) the version last sent, by resource type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+
+  readonly configValid = new Gauge({
+    name: 'pillion_control_config_valid',
+    help: '1 when the mesh config file as last read is valid, 0 when it is not (the last good config keeps serving)',
+    registers: [this.registry],
+  });
+
+  readonly configErrors = new Counter({
+    name: 'pillion_control_config_errors_total',
+    help: 'Edits of the mesh config file that failed to load or validate',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    this.configValid.set(1);
+    this.connectedProxies.set(0);
+  }
+}

@@ -1,0 +1,463 @@
+// The xDS control server: ADS (state of the world) over gRPC, a pure per-stream ACK/NACK state machine, config reloads.
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { pino, type Logger } from 'pino';
+import { PROTO_DIR } from '../src/config/protos.js';
+import { startControlAdmin, type ControlAdmin } from './admin.js';
+import { nodeInfoFromXdsNode, type NodeInfo } from './compiler.js';
+import type { MeshConfigProblem } from './mesh-config.js';
+import { ControlMetrics } from './metrics.js';
+import {
+  SERVED_TYPES,
+  SnapshotCache,
+  isServedType,
+  meshVersion,
+  resourcesVersion,
+  selectResources,
+  typeLabel,
+  type NodeSnapshot,
+  type ServedType,
+  type SnapshotResource,
+  type Subscription,
+} from './snapshot-cache.js';
+import { ConfigWatcher, loadConfigFile, type ConfigLoadResult } from './watch.js';
+
+// ==== per-stream state machine (pure: no sockets, no timers; clock and nonces injected) ====================
+
+/** The fields of a DiscoveryRequest the state machine reads (proto-loader's keepCase shape). */
+export interface DiscoveryRequestLike {
+  readonly type_url?: string;
+  readonly resource_names?: readonly string[];
+  readonly version_info?: string;
+  readonly response_nonce?: string;
+  readonly error_detail?: { readonly code?: number; readonly message?: string } | null;
+}
+
+/** A DiscoveryResponse the stream should send now. */
+export interface PlannedResponse {
+  readonly typeUrl: ServedType;
+  readonly version: string;
+  readonly nonce: string;
+  readonly resources: readonly SnapshotResource[];
+}
+
+export interface NackRecord {
+  readonly version: string;
+  readonly error: string;
+  /** ms since the epoch */
+  readonly at: number;
+}
+
+export interface TypeStatus {
+  readonly subscription: Subscription;
+  readonly sentVersion?: string;
+  readonly sentNonce?: string;
+  readonly ackedVersion?: string;
+  readonly lastNack?: NackRecord;
+}
+
+/**
+ * What a request was: the first of its type on the stream, an ACK or NACK of the last response, a request
+ * carrying an older nonce (stale), or a type this server does not serve.
+ */
+export type RequestKind = 'initial' | 'ack' | 'nack' | 'stale' | 'unknown-type';
+
+export interface RequestDecision {
+  readonly kind: RequestKind;
+  readonly response?: PlannedResponse;
+  readonly nack?: NackRecord;
+}
+
+interface TypeState {
+  subscription: Subscription;
+  /** The subscription the last response was computed for. */
+  sentSubscription?: Subscription;
+  sentVersion?: string;
+  sentNonce?: string;
+  ackedVersion?: string;
+  lastNack?: NackRecord;
+}
+
+/** resource_names → subscription. An empty list, or the explicit wildcard name "*", subscribes to all. */
+export function toSubscription(names: readonly string[] | undefined): Subscription {
+  if (!names || names.length === 0 || names.includes('*')) return '*';
+  return [...new Set(names)].sort();
+}
+
+function sameSubscription(a: Subscription | undefined, b: Subscription | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  if (a === '*' || b === '*') return a === b;
+  return a.length === b.length && a.every((n, i) => n === b[i]);
+}
+
+/**
+ * The ADS state of one stream, per resource type: what the client subscribed to, what was sent (version,
+ * nonce), what it ACKed, and its last NACK. Rules (xDS protocol spec, "ACK/NACK and resource type instance
+ * version" and "When to send an update"):
+ * - a request whose response_nonce is the nonce of the last response is an ACK, or a NACK if it carries
+ *   error_detail; a NACK is recorded and the rejected version is never resent: only a config change that
+ *   yields another version sends again (DESIGN.md §5);
+ * - a request with any other nonce is stale: the server must not answer it, but its resource_names are the
+ *   client's current subscription and are kept;
+ * - a request whose subscription differs from the one the last response was computed for gets a response
+ *   at once (even at the same version: a client learns from it which names do not exist);
+ * - a new snapshot sends, per subscribed type, only when that type's version for this subscription changed.
+ */
+export class AdsStreamState {
+  private readonly types = new Map<ServedType, TypeState>();
+
+  constructor(private readonly opts: { readonly nonce: () => string; readonly now: () => number }) {}
+
+  onRequest(req: DiscoveryRequestLike, snapshot: NodeSnapshot): RequestDecision {
+    const typeUrl = req.type_url ?? '';
+    if (!isServedType(typeUrl)) return { kind: 'unknown-type' };
+    const subscription = toSubscription(req.resource_names);
+    let st = this.types.get(typeUrl);
+    if (!st) {
+      // The first request of a type on this stream always gets the current state of the world.
+      st = { subscription };
+      this.types.set(typeUrl, st);
+      return { kind: 'initial', response: this.plan(typeUrl, st, snapshot, true) };
+    }
+    st.subscription = subscription;
+    if ((req.response_nonce ?? '') !== st.sentNonce) return { kind: 'stale' };
+
+    let kind: RequestKind;
+    let nack: NackRecord | undefined;
+    if (req.error_detail) {
+      kind = 'nack';
+      const e = req.error_detail;
+      nack = { version: st.sentVersion ?? '', error: e.message || `status code ${e.code ?? 0}`, at: this.opts.now() };
+      st.lastNack = nack;
+    } else {
+      kind = 'ack';
+      st.ackedVersion = st.sentVersion;
+    }
+    const response = sameSubscription(subscription, st.sentSubscription) ? undefined : this.plan(typeUrl, st, snapshot, true);
+    return { kind, ...(response ? { response } : {}), ...(nack ? { nack } : {}) };
+  }
+
+  /** A new snapshot for this stream's node: the responses to send, in CDS, EDS, LDS, RDS order. */
+  onSnapshot(snapshot: NodeSnapshot): PlannedResponse[] {
+    const out: PlannedResponse[] = [];
+    for (const typeUrl of SERVED_TYPES) {
+      const st = this.types.get(typeUrl);
+      if (!st) continue;
+      const r = this.plan(typeUrl, st, snapshot, false);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  status(): ReadonlyMap<ServedType, TypeStatus> {
+    return this.types;
+  }
+
+  private plan(typeUrl: ServedType, st: TypeState, snapshot: NodeSnapshot, force: boolean): PlannedResponse | undefined {
+    const resources = selectResources(snapshot, typeUrl, st.subscription);
+    const version = resourcesVersion(resources);
+    // The last sent version is either ACKed, in flight, or NACKed: in every case sending it again is wrong.
+    if (!force && version === st.sentVersion && sameSubscription(st.subscription, st.sentSubscription)) return undefined;
+    const nonce = this.opts.nonce();
+    st.sentVersion = version;
+    st.sentNonce = nonce;
+    st.sentSubscription = st.subscription;
+    return { typeUrl, version, nonce, resources };
+  }
+}
+
+// ==== gRPC I/O shell ===================================================================================
+
+export interface ControlServerOptions {
+  readonly configFile: string;
+  readonly host?: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  readonly adminPort: number;
+  readonly logger?: Logger;
+  /** Quiet time after a file event before the config is read again (default 50 ms). */
+  readonly debounceMs?: number;
+}
+
+export interface ControlServer {
+  readonly port: number;
+  readonly adminPort: number;
+  /** Read the config file now (as if it had changed) and push what changed. */
+  reload(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ConfigErrorInfo {
+  readonly message: string;
+  readonly problems: readonly MeshConfigProblem[];
+  readonly at: string;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loaded = any;
+type AdsCall = grpc.ServerDuplexStream<Loaded, Loaded>;
+
+let adsService: grpc.ServiceDefinition | undefined;
+
+function adsServiceDefinition(): grpc.ServiceDefinition {
+  if (adsService) return adsService;
+  const def = protoLoader.loadSync('envoy/service/discovery/v3/ads.proto', {
+    keepCase: true,
+    includeDirs: [PROTO_DIR],
+    longs: Number,
+    enums: String,
+    defaults: true,
+    arrays: true,
+    oneofs: true,
+  });
+  adsService = (grpc.loadPackageDefinition(def) as Loaded).envoy.service.discovery.v3.AggregatedDiscoveryService.service;
+  return adsService!;
+}
+
+/** One open ADS stream: its node, its state machine, and the gRPC call it writes to. */
+class AdsStream {
+  readonly state: AdsStreamState;
+  readonly connectedAt = new Date();
+  node: NodeInfo | undefined;
+  key: string | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly control: Control,
+    readonly call: AdsCall,
+    nonce: () => string,
+  ) {
+    this.state = new AdsStreamState({ nonce, now: Date.now });
+    call.on('data', (req: Loaded) => this.onRequest(req));
+    call.on('end', () => this.close(true));
+    call.on('cancelled', () => this.close(false));
+    call.on('error', () => this.close(false));
+  }
+
+  private onRequest(req: Loaded): void {
+    if (this.closed) return;
+    const log = this.control.logger;
+    if (!this.node) {
+      // xDS spec: the first request of a stream carries the Node; later ones may omit it.
+      if (!req.node) {
+        this.call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'the first DiscoveryRequest of a stream must carry node' });
+        return;
+      }
+      this.node = nodeInfoFromXdsNode(req.node);
+      this.key = this.control.attach(this);
+    }
+    const snapshot = this.control.cache.get(this.key!)!;
+    const decision = this.state.onRequest(req, snapshot);
+    const typeUrl = String(req.type_url ?? '');
+    switch (decision.kind) {
+      case 'unknown-type':
+        log.debug({ node: this.node.id, typeUrl }, 'request for a type this server does not serve: ignored');
+        return;
+      case 'nack':
+        this.control.metrics.nacks.inc({ type: typeLabel(typeUrl as ServedType) });
+        log.warn({ node: this.node.id, typeUrl, version: decision.nack!.version, error: decision.nack!.error }, 'proxy rejected (NACKed) a config version');
+        break;
+      case 'ack':
+        log.debug({ node: this.node.id, typeUrl, version: req.version_info }, 'ACK');
+        break;
+      case 'stale':
+        log.debug({ node: this.node.id, typeUrl, nonce: req.response_nonce }, 'stale nonce: ignored');
+        break;
+      case 'initial':
+        break;
+    }
+    if (decision.response) this.send(decision.response);
+  }
+
+  /** Write a response; `changedAt` (ms) is when the config change it carries was detected. */
+  send(r: PlannedResponse, changedAt?: number): void {
+    if (this.closed) return;
+    try {
+      this.call.write({
+        version_info: r.version,
+        type_url: r.typeUrl,
+        nonce: r.nonce,
+        resources: r.resources.map((res) => ({ type_url: r.typeUrl, value: res.value })),
+      });
+    } catch (err) {
+      this.control.logger.warn({ node: this.node?.id, err: (err as Error).message }, 'cannot write to ADS stream');
+      this.close(false);
+      return;
+    }
+    this.control.metrics.pushes.inc({ type: typeLabel(r.typeUrl) });
+    if (changedAt !== undefined) this.control.metrics.pushDuration.observe((Date.now() - changedAt) / 1000);
+  }
+
+  close(endCall: boolean): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (endCall) {
+      try {
+        this.call.end();
+      } catch {
+        // already finished
+      }
+    }
+    this.control.detach(this);
+  }
+}
+
+/** The server's shared state: config, snapshots, metrics, open streams. */
+class Control {
+  readonly metrics = new ControlMetrics();
+  readonly streams = new Set<AdsStream>();
+  readonly cache: SnapshotCache;
+  configVersion: string;
+  configError: ConfigErrorInfo | null = null;
+  private readonly noncePrefix = randomBytes(4).toString('hex');
+  private nonceCounter = 0;
+
+  constructor(
+    readonly logger: Logger,
+    readonly file: string,
+    initial: Extract<ConfigLoadResult, { ok: true }>,
+  ) {
+    this.cache = new SnapshotCache(initial.mesh);
+    this.configVersion = meshVersion(initial.mesh);
+  }
+
+  /** Nonces are unique per response across the server's life (and, by the random prefix, across servers). */
+  readonly nonce = (): string => `${this.noncePrefix}-${++this.nonceCounter}`;
+
+  handle(call: AdsCall): void {
+    new AdsStream(this, call, this.nonce);
+  }
+
+  attach(stream: AdsStream): string {
+    const { key, snapshot } = this.cache.acquire(stream.node!);
+    this.streams.add(stream);
+    this.metrics.connectedProxies.set(this.streams.size);
+    this.logger.info({ node: stream.node!.id, service: stream.node!.service, peer: stream.call.getPeer() }, 'proxy connected');
+    for (const w of snapshot.warnings) this.logger.warn({ node: stream.node!.id }, w);
+    return key;
+  }
+
+  detach(stream: AdsStream): void {
+    if (!this.streams.delete(stream)) return;
+    this.cache.release(stream.key!);
+    this.metrics.connectedProxies.set(this.streams.size);
+    this.logger.info({ node: stream.node!.id }, 'proxy disconnected');
+  }
+
+  /** A settled edit of the config file: swap snapshots and push, or record the error and keep serving. */
+  apply(result: ConfigLoadResult, detectedAt: number): void {
+    if (!result.ok) {
+      this.configError = { message: result.error.message, problems: result.error.problems, at: new Date().toISOString() };
+      this.metrics.configValid.set(0);
+      this.metrics.configErrors.inc();
+      this.logger.error(
+        { file: this.file, problems: result.error.problems },
+        `mesh config rejected, still serving version ${this.configVersion}:\n${result.error.message}`,
+      );
+      return;
+    }
+    this.configError = null;
+    this.metrics.configValid.set(1);
+    const version = meshVersion(result.mesh);
+    this.cache.setMesh(result.mesh);
+    this.configVersion = version;
+    let pushes = 0;
+    for (const stream of this.streams) {
+      const snapshot = this.cache.get(stream.key!)!;
+      for (const r of stream.state.onSnapshot(snapshot)) {
+        stream.send(r, detectedAt);
+        pushes++;
+      }
+    }
+    this.logger.info({ file: this.file, configVersion: version, proxies: this.streams.size, pushes }, 'mesh config applied');
+  }
+
+  proxies(): unknown {
+    return {
+      configVersion: this.configVersion,
+      configError: this.configError,
+      proxies: [...this.streams].map((s) => ({
+        nodeId: s.node!.id,
+        service: s.node!.service,
+        namespace: s.node!.namespace,
+        proxyless: this.cache.get(s.key!)?.proxyless ?? false,
+        peer: s.call.getPeer(),
+        connectedSince: s.connectedAt.toISOString(),
+        types: Object.fromEntries(
+          [...s.state.status()].map(([typeUrl, st]) => [
+            typeLabel(typeUrl),
+            {
+              typeUrl,
+              subscribed: st.subscription,
+              versionSent: st.sentVersion ?? null,
+              versionAcked: st.ackedVersion ?? null,
+              lastNack: st.lastNack ? { version: st.lastNack.version, error: st.lastNack.error, at: new Date(st.lastNack.at).toISOString() } : null,
+            },
+          ]),
+        ),
+      })),
+    };
+  }
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * Start the control server: load and validate the config (rejects with its MeshConfigError when it is bad),
+ * serve ADS on host:port and the admin endpoints on host:adminPort, and watch the config file.
+ */
+export async function startControlServer(opts: ControlServerOptions): Promise<ControlServer> {
+  const logger = opts.logger ?? pino({ level: 'silent' });
+  const host = opts.host ?? '127.0.0.1';
+  const initial = await loadConfigFile(opts.configFile);
+  if (!initial.ok) throw initial.error;
+  const control = new Control(logger, opts.configFile, initial);
+
+  const server = new grpc.Server();
+  server.addService(adsServiceDefinition(), { StreamAggregatedResources: (call: AdsCall) => control.handle(call) });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(hostPort(host, opts.port), grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  logger.info({ host, port }, 'xds listening');
+
+  let admin: ControlAdmin;
+  try {
+    admin = await startControlAdmin({
+      host,
+      port: opts.adminPort,
+      registry: control.metrics.registry,
+      proxies: () => control.proxies(),
+    });
+  } catch (err) {
+    server.forceShutdown();
+    throw err;
+  }
+  logger.info({ host, port: admin.port }, 'control admin listening');
+
+  const watcher = new ConfigWatcher({
+    file: opts.configFile,
+    debounceMs: opts.debounceMs ?? 50,
+    initialText: initial.text,
+    onChange: (result, detectedAt) => control.apply(result, detectedAt),
+    onWatchError: (err) => logger.error({ file: opts.configFile, err: err.message }, 'config watch failed'),
+  });
+  watcher.start();
+  logger.info({ file: opts.configFile, configVersion: control.configVersion }, 'mesh config loaded');
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    adminPort: admin.port,
+    reload: () => watcher.check(Date.now(), true),
+    close: () =>
+      (closing ??= (async () => {
+        watcher.close();
+        for (const s of [...control.streams]) s.close(true);
+        server.forceShutdown();
+        await admin.close();
+      })()),
+  };
+}

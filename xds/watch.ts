@@ -1,0 +1,108 @@
+// Watches the mesh config file and reports each settled edit as a validated MeshConfig or a MeshConfigError.
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import { MeshConfigError, parseMeshConfig, type MeshConfig } from './mesh-config.js';
+
+export type ConfigLoadResult =
+  | { readonly ok: true; readonly mesh: MeshConfig; readonly text: string }
+  | { readonly ok: false; readonly error: MeshConfigError; readonly text?: string };
+
+/** Parse and validate config text; never throws (pure apart from the error object). */
+export function validateConfigText(text: string, file: string): ConfigLoadResult {
+  try {
+    return { ok: true, mesh: parseMeshConfig(text, file), text };
+  } catch (err) {
+    if (err instanceof MeshConfigError) return { ok: false, error: err, text };
+    const error = new MeshConfigError(file, [{ path: '(file)', message: err instanceof Error ? err.message : String(err) }]);
+    return { ok: false, error, text };
+  }
+}
+
+/** Read and validate the file; a read failure (missing, unreadable) is a config error too. */
+export async function loadConfigFile(file: string): Promise<ConfigLoadResult> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const error = new MeshConfigError(file, [{ path: '(file)', message: `cannot read: ${(err as Error).message}` }]);
+    return { ok: false, error };
+  }
+  return validateConfigText(text, file);
+}
+
+export interface ConfigWatcherOptions {
+  readonly file: string;
+  /** Quiet time after the last file event before the file is read (editors write in several steps). */
+  readonly debounceMs: number;
+  /** Called once per settled edit whose text differs from the last one reported; `detectedAt` is the first event's time (ms). */
+  readonly onChange: (result: ConfigLoadResult, detectedAt: number) => void | Promise<void>;
+  readonly onWatchError?: (err: Error) => void;
+  /** Text already loaded at startup, so the first event that does not change it reports nothing. */
+  readonly initialText?: string;
+}
+
+/**
+ * Watches the file's directory rather than the file: editors that save by writing a new file and renaming it
+ * over the old one (vim, many IDEs, `kubectl`'s ConfigMap symlink swap) replace the inode, and a watch on the
+ * old inode would go silent. Events for other names in the directory are ignored.
+ */
+export class ConfigWatcher {
+  private readonly file: string;
+  private readonly name: string;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private firstEventAt: number | undefined;
+  private lastText: string | undefined;
+  private closed = false;
+  /** Serializes reads: a slow read never overtakes a later one. */
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(private readonly opts: ConfigWatcherOptions) {
+    this.file = resolve(opts.file);
+    this.name = basename(this.file);
+    this.lastText = opts.initialText;
+  }
+
+  start(): void {
+    this.watcher = watch(dirname(this.file), { persistent: false }, (_event, filename) => {
+      // filename may be null on some platforms: then any event in the directory may be ours.
+      if (filename !== null && filename !== undefined && filename.toString() !== this.name) return;
+      this.schedule();
+    });
+    this.watcher.on('error', (err) => this.opts.onWatchError?.(err));
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    this.firstEventAt ??= Date.now();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const detectedAt = this.firstEventAt ?? Date.now();
+      this.firstEventAt = undefined;
+      void this.check(detectedAt, false);
+    }, this.opts.debounceMs);
+  }
+
+  /** Read the file now. `force` reports even when the text is unchanged (an explicit reload). */
+  check(detectedAt = Date.now(), force = true): Promise<void> {
+    const run = async (): Promise<void> => {
+      if (this.closed) return;
+      const result = await loadConfigFile(this.file);
+      // Mid-rename the file can be briefly missing: the rename's own event brings us back here.
+      if (!result.ok && result.text === undefined && !force) return;
+      if (!force && result.text !== undefined && result.text === this.lastText) return;
+      if (result.text !== undefined) this.lastText = result.text;
+      await this.opts.onChange(result, detectedAt);
+    };
+    this.chain = this.chain.then(run, run);
+    return this.chain;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.watcher?.close();
+  }
+}
