@@ -3,7 +3,7 @@
 // alike. Prints a markdown table per case and the issue's targets as PASS/FAIL lines; writes
 // .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,tcp, --rounds N, --cpu-prof.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ChildGroup, readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
@@ -98,6 +98,8 @@ async function main(): Promise<void> {
   log(`# Pillion benchmark${quick ? ' (quick)' : ''}`);
   log('');
   log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; rounds: ${rounds}; cases: ${[...only].join(', ')}`);
+  const loadAtStart = loadavg();
+  log(`load average at start: ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} (other work on this machine skews every figure; compare ratios within this run)`);
 
   const tools: ToolStatus[] = ensureTools(
         [
@@ -298,6 +300,9 @@ async function main(): Promise<void> {
       `${fmt(pSmall?.rps ?? NaN, 0)} / ${fmt(ngSmall?.rps ?? NaN, 0)} req/s = ${fmt(pSmall && ngSmall ? pSmall.rps / ngSmall.rps : NaN)}`,
     ),
   ];
+  const loadAtEnd = loadavg();
+  log(`load average at end: ${loadAtEnd.map((l) => l.toFixed(2)).join(' ')}`);
+  log('');
   log('## Targets');
   log('');
   for (const c of checks) log(checkLine(c));
@@ -310,7 +315,7 @@ async function main(): Promise<void> {
   const json = {
     startedAt: new Date(startedAt).toISOString(),
     durationSec: (Date.now() - startedAt) / 1000,
-    machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, loadAtStart, loadAtEnd },
     options: { quick, rounds, cases: [...only], cpuProf: flags['cpu-prof'] },
     tools,
     targets: targets.map((t) => t.name),
