@@ -324,5 +324,5 @@ export async function runTcpStream(load: TcpLoad): Promise<LoadResult> {
   );
   const elapsed = (performance.now() - start) / 1000;
   if (acked !== load.connections * load.bytesPerConnection) errors += 1;
-  return { rps: 0, p50: NaN, p99: NaN, mbps: acked / elapsed / 1e6, requests: load.connections, errors, non2xx: 0, tool: 'tcp-stream' };
+  return { rps: NaN, p50: NaN, p99: NaN, mbps: acked / elapsed / 1e6, requests: load.connections, errors, non2xx: 0, tool: 'tcp-stream' };
 }

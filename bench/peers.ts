@@ -26,6 +26,7 @@ export interface Target {
 }
 
 const NODE = process.execPath;
+export const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 
 export async function startBackend(group: ChildGroup): Promise<{ ports: BackendPorts; child: ManagedChild }> {
   const child = group.spawn({
@@ -127,7 +128,7 @@ services:
 
 export async function startNginx(group: ChildGroup, dir: string, backend: BackendPorts): Promise<Target> {
   const [port, tcpPort] = await freePorts(2);
-  const streamModule = '/usr/lib/nginx/modules/ngx_stream_module.so';
+  const streamModule = NGINX_STREAM_MODULE;
   const hasStream = existsSync(streamModule);
   // Buffers hold a whole 1 MiB response in memory and never spill to a temp file (no disk in the path).
   const conf = `user root;
@@ -161,7 +162,7 @@ http {
     }
   }
 }
-${hasStream ? `stream { server { listen 127.0.0.1:${tcpPort}; proxy_pass 127.0.0.1:${backend.tcp}; } }` : ''}
+${hasStream ? `stream { server { listen 127.0.0.1:${tcpPort}; proxy_half_close on; proxy_pass 127.0.0.1:${backend.tcp}; } }` : ''}
 `;
   const confPath = join(dir, 'nginx.conf');
   writeFileSync(confPath, conf);

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { ChildGroup, readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
 import { runAutocannon, runFixedRate, runH2load, runTcpStream, runWrk, type LoadResult } from './load.js';
 import {
+  NGINX_STREAM_MODULE,
   startBackend,
   startHaproxy,
   startHttpProxy,
@@ -27,7 +28,7 @@ import {
   type TargetCheck,
   type TargetSummary,
 } from './report.js';
-import { ensureTools, type ToolStatus } from './tools.js';
+import { ensurePackageFile, ensureTools, type ToolStatus } from './tools.js';
 
 const ALL_CASES = ['small', 'large', 'latency', 'h2', 'tcp'] as const;
 type CaseName = (typeof ALL_CASES)[number];
@@ -114,6 +115,10 @@ async function main(): Promise<void> {
   const have = (bin: string): boolean => tools.some((t) => t.bin === bin && t.path);
   const skipped: string[] = [];
   for (const t of tools) if (t.missing) skipped.push(`${t.bin}: ${t.missing}`);
+  // nginx's TCP (stream) proxy is a separate Debian package; without it nginx has no row in the TCP case.
+  if (have('nginx') && only.has('tcp') && !ensurePackageFile(NGINX_STREAM_MODULE, 'libnginx-mod-stream', log, flags['no-install'] !== true)) {
+    skipped.push('nginx TCP row: libnginx-mod-stream unavailable');
+  }
 
   const dir = group.tempDir('pillion-bench-');
   const backend = await startBackend(group);

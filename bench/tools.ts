@@ -83,3 +83,28 @@ export function ensureTools(
   }
   return out;
 }
+
+/** Makes a file that a package provides exist (e.g. nginx's dynamic stream module); false when it cannot. */
+export function ensurePackageFile(path: string, pkg: string, log: (s: string) => void, install = true): boolean {
+  try {
+    accessSync(path, constants.R_OK);
+    return true;
+  } catch {
+    /* install below */
+  }
+  if (!install || which('apt-get') === undefined || process.getuid?.() !== 0) return false;
+  log(`installing ${pkg} (for ${path}) with apt-get`);
+  let ok = aptGet(['install', '-y', '--no-install-recommends', pkg], log);
+  if (!ok && !updated) {
+    updated = true;
+    log('running apt-get update once, then retrying');
+    aptGet(['update'], log);
+    ok = aptGet(['install', '-y', '--no-install-recommends', pkg], log);
+  }
+  try {
+    accessSync(path, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
