@@ -177,6 +177,9 @@ class Sniffer {
   private buffered: Buffer | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly onData = (chunk: Buffer): void => this.data(chunk);
+  // Listeners allow half-open sockets (TCP needs them), so a client that hangs up before we have decided
+  // would otherwise leave a socket that never closes.
+  private readonly onEnd = (): void => this.abandon();
 
   constructor(
     private readonly listener: ActiveListener,
@@ -186,6 +189,7 @@ class Sniffer {
 
   start(): void {
     this.socket.on('data', this.onData);
+    this.socket.once('end', this.onEnd);
     // Server-first protocols (SMTP, MySQL) never speak first: after a while, they must be TCP.
     if (this.hasTcp) this.timer = setTimeout(() => this.decide('tcp'), SNIFF_TIMEOUT_MS);
   }
@@ -198,9 +202,15 @@ class Sniffer {
     else if (buf.length >= MAX_SNIFF_BYTES) this.decide('tcp');
   }
 
+  private abandon(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.socket.destroy();
+  }
+
   private decide(kind: 'h1' | 'h2' | 'tcp'): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.socket.off('data', this.onData);
+    this.socket.off('end', this.onEnd);
     this.socket.pause();
     // Without a TCP chain, anything that is not HTTP/2 goes to the HTTP/1 parser (which answers 400).
     const chosen = kind === 'tcp' && !this.hasTcp ? 'h1' : kind;

@@ -131,6 +131,20 @@ describe('inbound listener', () => {
 });
 
 describe('protocol sniffing on an auto port', () => {
+  it('closes a connection that hangs up before sending anything', async () => {
+    const closed = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ port: autoServer.port('inbound'), host: '127.0.0.1', allowHalfOpen: true }, () => socket.end());
+      socket.on('close', () => resolve(true));
+      socket.on('error', () => resolve(true));
+      socket.resume();
+    });
+    expect(closed).toBe(true);
+    // Nothing is left open on the proxy's side either.
+    await expect
+      .poll(async () => (await (await fetch(`http://127.0.0.1:${autoServer.adminPort}/metrics`)).text()).match(/pillion_downstream_connections_active\{listener="inbound"\} (\d+)/)?.[1])
+      .toBe('0');
+  });
+
   it('sends non-HTTP bytes through as TCP', async () => {
     const back = await tcpRoundTrip(autoServer.port('inbound'), Buffer.from('\x00\x01binary hello'));
     expect(back.toString('latin1')).toBe('\x00\x01binary hello');
