@@ -78,7 +78,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
       { service: 'inventory', name: 'inventory-1', note: 'HTTP/2', appArgs: ['--h2'], h2: true },
     ].map((i) => ({ ...i, appPort: 0, inboundPort: 0, outboundPort: 0, adminPort: 0 }) as Instance);
 
-    const ports = await pickPorts(instances.length * 4, opts.basePort);
+    const ports = await pickPorts(instances.length * 4 + 2, opts.basePort);
+    const [xdsPort, controlAdminPort] = ports.splice(instances.length * 4, 2) as [number, number];
     instances.forEach((inst, i) => {
       [inst.appPort, inst.inboundPort, inst.outboundPort, inst.adminPort] = ports.slice(i * 4, i * 4 + 4) as [
         number,
@@ -98,6 +99,15 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
     const mainJs = resolveFromHere(import.meta.url, './main.js');
     out(`pillion demo: mesh config ${meshPath}`);
 
+    // The control server compiles the mesh file for every sidecar and pushes edits to it live.
+    const control = group.spawn({
+      name: 'control',
+      command: process.execPath,
+      args: [mainJs, 'control', '--config', meshPath, '--port', String(xdsPort), '--admin-port', String(controlAdminPort), '--log-level', 'warn'],
+      echo: opts.verbose === true,
+    });
+    await waitForHttp(controlAdminPort, '/healthz', 20_000, { child: control });
+
     // Apps first, then sidecars (a sidecar's inbound needs its app; frontend's outbound needs the peers).
     for (const inst of instances) {
       const args = [appJs, '--name', inst.name, '--port', String(inst.appPort), ...inst.appArgs];
@@ -115,8 +125,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
         args: [
           mainJs,
           'proxy',
-          '--config',
-          meshPath,
+          '--xds',
+          `127.0.0.1:${xdsPort}`,
           '--service',
           inst.service,
           '--node-id',
@@ -150,6 +160,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
       '',
       `traffic: ${rate} req/s to frontend via its sidecar's inbound port ${frontend.inboundPort}; ${opts.durationSec ? `stops after ${durationSec} s` : 'Ctrl-C stops'}`,
       `try: curl -s -H 'Host: frontend:${SERVICE_PORT}' http://127.0.0.1:${frontend.inboundPort}/   ·   curl -s http://127.0.0.1:${frontend.adminPort}/clusters`,
+      `live config: edit ${meshPath} (e.g. give backend-2's endpoint weight: 5); the control server (xDS :${xdsPort}, admin :${controlAdminPort}/proxies) pushes it to every sidecar`,
       '',
     ].join('\n');
     // On a terminal the header is part of every redraw (the screen is cleared once); otherwise printed once.
