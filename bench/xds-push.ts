@@ -11,7 +11,8 @@
 //    --import; it only prints process.memoryUsage()), plus a few push rounds at that size (informative).
 //
 // Prints markdown tables and PASS/FAIL for "p99 < 200 ms"; writes .bench-out/xds-push.json.
-// Flags: --quick (6 rounds, 5 proxies), --rounds N, --proxies N, --no-memory. Exit code 1 when the target fails.
+// Flags: --quick (6 rounds, 5 proxies), --rounds N, --proxies N, --no-memory, --cpu-prof (control servers and the first
+// proxy of each set write .cpuprofile files to .bench-out/xds-cpu/). Exit code 1 when the target fails.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -35,11 +36,12 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string' },
     proxies: { type: 'string' },
     'no-memory': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
-  process.stdout.write('usage: node dist/bench/xds-push.js [--quick] [--rounds N] [--proxies N] [--no-memory]\n');
+  process.stdout.write('usage: node dist/bench/xds-push.js [--quick] [--rounds N] [--proxies N] [--no-memory] [--cpu-prof]\n');
   process.exit(0);
 }
 
@@ -101,6 +103,7 @@ process.on('SIGUSR2', () => {
 
 async function startControl(name: string, configFile: string, memoryHook: boolean): Promise<Control> {
   const nodeArgs = memoryHook ? ['--expose-gc', '--import', `data:text/javascript,${encodeURIComponent(MEMORY_HOOK)}`] : [];
+  if (flags['cpu-prof']) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', join(outDir, 'xds-cpu'), '--cpu-prof-name', `${name}.cpuprofile`);
   const child = group.spawn({
     name,
     command: process.execPath,
@@ -127,6 +130,10 @@ async function startProxies(prefix: string, control: Control, count: number): Pr
       name: `${prefix}-${i}`,
       command: process.execPath,
       args: [
+        // --cpu-prof: the first proxy of each set is profiled too (the others share the CPU with it).
+        ...(flags['cpu-prof'] && i === 0
+          ? ['--cpu-prof', '--cpu-prof-dir', join(outDir, 'xds-cpu'), '--cpu-prof-name', `${prefix}-${i}.cpuprofile`]
+          : []),
         MAIN, 'proxy',
         '--xds', `127.0.0.1:${control.xdsPort}`,
         '--service', `svc-${i}`,
@@ -168,11 +175,30 @@ interface RoundResult {
   savedAt: number;
   /** Per proxy: ms from save to its ACK line, or null (failure). */
   latenciesMs: (number | null)[];
+  /** ms from save to the control server's "mesh config applied" log line (debounce + parse + compile + write). */
+  controlAppliedMs: number | null;
   failures: { proxy: string; why: string }[];
+}
+
+/** The pino `time` of the control server's first "mesh config applied" line logged at or after `since`. */
+async function controlAppliedAt(control: Control, since: number, timeoutMs: number): Promise<number | undefined> {
+  const parse = (line: string): number | undefined => {
+    if (!line.includes('"mesh config applied"')) return undefined;
+    try {
+      const rec = JSON.parse(line) as { msg?: unknown; time?: unknown };
+      return rec.msg === 'mesh config applied' && typeof rec.time === 'number' && rec.time >= since ? rec.time : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  // The line may still be in the pipe when the proxies' ACKs have arrived: wait for it (bounded).
+  const line = await control.child.waitForLine((l) => parse(l) !== undefined, timeoutMs).catch(() => undefined);
+  return line === undefined ? undefined : parse(line);
 }
 
 async function runRounds(
   label: string,
+  control: Control,
   mesh: BenchMesh,
   file: string,
   proxies: BenchProxy[],
@@ -206,11 +232,14 @@ async function runRounds(
     });
     const ok = latenciesMs.filter((v): v is number => v !== null);
     const s = latencyStats(ok);
+    const appliedAt = await controlAppliedAt(control, savedAt, 2000);
+    const controlAppliedMs = appliedAt === undefined ? null : appliedAt - savedAt;
     log(
-      `  ${label} round ${String(round).padStart(2)} ${kind.padEnd(9)} ${change}: ` +
-        `first ${fmtMs(s.min)}, last ${fmtMs(s.max)}${failures.length ? `, ${failures.length} FAILED (${failures[0]!.why})` : ''}`,
+      `  ${label} round ${String(round).padStart(2)} ${kind.padEnd(9)} ${change}: control pushed at ` +
+        `${controlAppliedMs === null ? 'n/a' : fmtMs(controlAppliedMs)}, first ACK ${fmtMs(s.min)}, last ACK ${fmtMs(s.max)}` +
+        `${failures.length ? `, ${failures.length} FAILED (${failures[0]!.why})` : ''}`,
     );
-    results.push({ round, kind, change, savedAt, latenciesMs, failures });
+    results.push({ round, kind, change, savedAt, latenciesMs, controlAppliedMs, failures });
     await sleep(P.pauseMs);
   }
   return results;
@@ -223,6 +252,8 @@ interface PushSummary {
   samplesExpected: number;
   controlPushMeanMs: number | undefined;
   controlPushes: number | undefined;
+  /** Per round: save → control server's "mesh config applied" log line. */
+  controlApplied: LatencyStats;
 }
 
 function summarize(results: RoundResult[], proxies: number, metricsBefore: string, metricsAfter: string): PushSummary {
@@ -238,6 +269,7 @@ function summarize(results: RoundResult[], proxies: number, metricsBefore: strin
     samplesExpected: results.length * proxies,
     controlPushMeanMs: Number.isFinite(dSum) && dCount > 0 ? (dSum / dCount) * 1000 : undefined,
     controlPushes: Number.isFinite(dCount) ? dCount : undefined,
+    controlApplied: latencyStats(results.map((r) => r.controlAppliedMs).filter((v): v is number => v !== null)),
   };
 }
 
@@ -293,6 +325,7 @@ function pushTable(title: string, s: PushSummary): string {
     row('all', s.all),
     row('endpoints (EDS)', s.byKind.endpoints),
     row('routes (RDS)', s.byKind.routes),
+    row('↳ of which: save → control pushed ("mesh config applied", per round)', s.controlApplied),
     '',
     `failures (no ACK of a new version within the round timeout, or a NACK): ${s.failures} of ${s.samplesExpected}`,
     `control server, fs event → DiscoveryResponse written (pillion_control_push_duration_seconds, mean over ` +
@@ -342,7 +375,7 @@ async function main(): Promise<boolean> {
   const proxies = await startProxies('proxy', control, P.proxies);
   await sleep(1000); // let the start-up burst settle on a small machine
   const mBefore = await metricsText(control);
-  const results = await runRounds('push', mesh, file, proxies, P.rounds, P.roundTimeoutMs);
+  const results = await runRounds('push', control, mesh, file, proxies, P.rounds, P.roundTimeoutMs);
   const mAfter = await metricsText(control);
   const push = summarize(results, P.proxies, mBefore, mAfter);
   const exited = [control, ...proxies].filter((c) => !c.child.running).map((c) => c.child.name);
@@ -368,7 +401,7 @@ async function main(): Promise<boolean> {
     await sleep(1000);
     memory.push(await sampleMemory(bigControl, `${P.memProxies} proxies connected (snapshots compiled)`));
     const bBefore = await metricsText(bigControl);
-    bigResults = await runRounds('push@1000', bigMesh, bigFile, bigProxies, P.memRounds, P.memRoundTimeoutMs);
+    bigResults = await runRounds('push@1000', bigControl, bigMesh, bigFile, bigProxies, P.memRounds, P.memRoundTimeoutMs);
     const bAfter = await metricsText(bigControl);
     bigPush = summarize(bigResults, P.memProxies, bBefore, bAfter);
     memory.push(await sampleMemory(bigControl, `after ${P.memRounds} pushes`));
