@@ -5,7 +5,7 @@
 //    processes. K rounds: edit the file (alternately one service's endpoints → EDS, and one extra route →
 //    RDS), note Date.now() just before the save, and wait (≤ 5 s) until every proxy logs `xds ACK` of a new
 //    version of that type; latency = the ACK line's pino `time` − save time (same machine clock). The control
-//    server's file-watch debounce (50 ms, xds/server.ts → xds/watch.ts) is inside the measured latency.
+//    server's file-watch debounce (25 ms, xds/server.ts → xds/watch.ts) is inside the measured latency.
 // 2. Memory: `pillion control` with a 1,000-service mesh and a few proxies connected (so per-node snapshots are
 //    compiled): VmRSS / VmHWM from /proc and the V8 heap after a forced GC (a SIGUSR2 hook preloaded with
 //    --import; it only prints process.memoryUsage()), plus a few push rounds at that size (informative).
@@ -70,7 +70,7 @@ const P = {
   targetP99Ms: 200,
 };
 /** The control server's file-watch debounce when started by `pillion control` (xds/server.ts default). */
-const WATCH_DEBOUNCE_MS = 50;
+const WATCH_DEBOUNCE_MS = 25;
 
 const MAIN = resolveFromHere(import.meta.url, '../src/cli/main.js');
 const outDir = resolve(process.cwd(), '.bench-out');

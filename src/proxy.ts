@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { ConfigSnapshot } from './config/model.js';
 import { EMPTY_SNAPSHOT } from './config/model.js';
-import { buildSnapshot, type ResourceError, type ResourceSet, type RawResource } from './config/snapshot.js';
+import { buildSnapshot, TranslationCache, type ResourceError, type ResourceSet, type RawResource } from './config/snapshot.js';
 import { decodeMessage } from './config/protos.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import { ListenerManager } from './listener/listener-manager.js';
@@ -38,6 +38,7 @@ const EMPTY_RESOURCES: ResourceSet = { listeners: [], routes: [], clusters: [], 
 export class Proxy implements AdminSource {
   current: ConfigSnapshot = EMPTY_SNAPSHOT;
   private resources: ResourceSet = EMPTY_RESOURCES;
+  private readonly translations = new TranslationCache();
   readonly logger: Logger;
   readonly metrics: ProxyMetrics;
   readonly accessLog: AccessLog;
@@ -87,7 +88,7 @@ export class Proxy implements AdminSource {
    * is invalid the set is rejected as a whole and the last good snapshot keeps serving (xDS NACK semantics).
    */
   async apply(resources: ResourceSet, version: string): Promise<ApplyResult> {
-    const { snapshot, errors } = buildSnapshot(resources, version);
+    const { snapshot, errors } = buildSnapshot(resources, version, this.translations);
     if (errors.length > 0) {
       this.metrics.configUpdate('rejected');
       for (const e of errors) this.logger.warn({ type: e.typeUrl, resource: e.name, error: e.message }, 'config rejected');

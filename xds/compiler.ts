@@ -308,15 +308,25 @@ class Index {
   }
 }
 
-/** Compile every resource one node needs: outbound to every service, its egress ports, and its inbound. */
-export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
+interface SharedResources {
+  readonly index: Index;
+  readonly routes: readonly XdsResource[];
+  readonly clusters: readonly XdsResource[];
+  readonly endpoints: readonly XdsResource[];
+}
+
+/**
+ * What every node of a mesh gets alike (service clusters, their endpoints, the outbound route table), encoded
+ * once per MeshConfig object: a config edit then costs one compile, not one per connected proxy.
+ */
+const sharedByMesh = new WeakMap<MeshConfig, SharedResources>();
+
+function sharedResources(mesh: MeshConfig): SharedResources {
+  const cached = sharedByMesh.get(mesh);
+  if (cached !== undefined) return cached;
   const index = new Index(mesh);
-  const warnings: string[] = [];
-  const listeners: Record<string, unknown>[] = [];
-  const routes: Record<string, unknown>[] = [];
   const clusters: Record<string, unknown>[] = [];
   const endpoints: Record<string, unknown>[] = [];
-
   const virtualHosts: Record<string, unknown>[] = [];
   for (const s of mesh.services) {
     let firstHttp = true;
@@ -329,7 +339,28 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
       }
     }
   }
-  routes.push({ name: 'outbound', virtual_hosts: virtualHosts });
+  const shared: SharedResources = {
+    index,
+    routes: [{ name: 'outbound', virtual_hosts: virtualHosts }].map(encoder(MESSAGE_NAMES.RouteConfiguration, TYPE_URLS.RouteConfiguration)),
+    clusters: clusters.map(encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster)),
+    endpoints: endpoints.map(encoder(MESSAGE_NAMES.ClusterLoadAssignment, TYPE_URLS.ClusterLoadAssignment)),
+  };
+  sharedByMesh.set(mesh, shared);
+  return shared;
+}
+
+function encoder(typeName: string, typeUrl: string): (m: Record<string, unknown>) => XdsResource {
+  return (m) => ({ name: String(m.name ?? m.cluster_name), typeUrl, value: encodeMessage(typeName, m) });
+}
+
+/** Compile every resource one node needs: outbound to every service, its egress ports, and its inbound. */
+export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
+  const shared = sharedResources(mesh);
+  const index = shared.index;
+  const warnings: string[] = [];
+  const listeners: Record<string, unknown>[] = [];
+  const clusters: Record<string, unknown>[] = [];
+
   listeners.push({
     name: 'outbound',
     address: socketAddress('127.0.0.1', node.outboundPort),
@@ -377,16 +408,11 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
     }
   }
 
-  const enc = (typeName: string, typeUrl: string) => (m: Record<string, unknown>): XdsResource => ({
-    name: String(m.name ?? m.cluster_name),
-    typeUrl,
-    value: encodeMessage(typeName, m),
-  });
   return {
-    listeners: listeners.map(enc(MESSAGE_NAMES.Listener, TYPE_URLS.Listener)),
-    routes: routes.map(enc(MESSAGE_NAMES.RouteConfiguration, TYPE_URLS.RouteConfiguration)),
-    clusters: clusters.map(enc(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster)),
-    endpoints: endpoints.map(enc(MESSAGE_NAMES.ClusterLoadAssignment, TYPE_URLS.ClusterLoadAssignment)),
+    listeners: listeners.map(encoder(MESSAGE_NAMES.Listener, TYPE_URLS.Listener)),
+    routes: [...shared.routes],
+    clusters: [...shared.clusters, ...clusters.map(encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster))],
+    endpoints: [...shared.endpoints],
     warnings,
   };
 }

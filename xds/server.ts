@@ -439,7 +439,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
 
   const watcher = new ConfigWatcher({
     file: opts.configFile,
-    debounceMs: opts.debounceMs ?? 50,
+    debounceMs: opts.debounceMs ?? 25,
     initialText: initial.text,
     onChange: (result, detectedAt) => control.apply(result, detectedAt),
     onWatchError: (err) => logger.error({ file: opts.configFile, err: err.message }, 'config watch failed'),

@@ -144,10 +144,21 @@ export function selectResources(snapshot: NodeSnapshot, typeUrl: ServedType, sub
 export function resourcesVersion(resources: readonly { name: string; value: Uint8Array }[]): string {
   const h = createHash('sha256');
   for (const r of [...resources].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-    h.update(`${r.name.length}:${r.name}\u0000${r.value.length}:`);
-    h.update(r.value);
+    h.update(`${r.name.length}:${r.name}\u0000${digestOf(r.value)}\u0000`);
   }
   return h.digest('hex').slice(0, 16);
+}
+
+/** Per-resource digests, kept as long as the bytes live: every node shares most resources of a compile. */
+const digests = new WeakMap<Uint8Array, string>();
+
+function digestOf(bytes: Uint8Array): string {
+  let d = digests.get(bytes);
+  if (d === undefined) {
+    d = createHash('sha256').update(bytes).digest('base64');
+    digests.set(bytes, d);
+  }
+  return d;
 }
 
 /** Version of a whole mesh config (what /proxies shows as configVersion): the hash of its parsed form. */

@@ -31,15 +31,20 @@ export interface ResourceError {
  * Translate every resource; an invalid one is left out and reported, the valid ones are used. A resource whose
  * decoded name differs from the name it was sent under is invalid too (the xDS client keys by that name).
  */
-export function buildSnapshot(resources: ResourceSet, version: string): { snapshot: ConfigSnapshot; errors: ResourceError[] } {
+export function buildSnapshot(
+  resources: ResourceSet,
+  version: string,
+  cache: TranslationCache = new TranslationCache(),
+): { snapshot: ConfigSnapshot; errors: ResourceError[] } {
   const errors: ResourceError[] = [];
+  cache.begin();
   const each = <T>(list: readonly RawResource[], typeUrl: string, translate: (b: Uint8Array) => T, nameOf: (t: T) => string): T[] => {
     const out: T[] = [];
     const seen = new Set<string>();
     for (const r of list) {
       try {
         if (r.typeUrl !== typeUrl) throw new ResourceInvalid(`type ${r.typeUrl} where ${typeUrl} was expected`);
-        const t = translate(r.value);
+        const t = cache.translate(typeUrl, r.name, r.value, translate);
         if (r.name && nameOf(t) !== r.name) throw new ResourceInvalid(`name: ${JSON.stringify(nameOf(t))} does not match the resource name`);
         if (seen.has(nameOf(t))) throw new ResourceInvalid('duplicate resource name');
         seen.add(nameOf(t));
@@ -66,10 +71,53 @@ export function buildSnapshot(resources: ResourceSet, version: string): { snapsh
   }
   const clusters = new Map<string, ClusterModel>();
   for (const ct of each(resources.clusters, TYPE_URLS.Cluster, translateCluster, (t: ClusterTranslation) => t.model.name)) {
-    const model = ct.edsServiceName !== undefined
-      ? { ...ct.model, endpoints: assignments.get(ct.edsServiceName)?.endpoints ?? [] }
-      : ct.model;
+    const model = ct.edsServiceName !== undefined ? cache.withEndpoints(ct, assignments.get(ct.edsServiceName)) : ct.model;
     clusters.set(model.name, model);
   }
+  cache.end();
   return { snapshot: { version, listeners, routeConfigs, clusters }, errors };
+}
+
+/**
+ * Remembers translations by resource bytes, so an update re-translates only the resources that changed and
+ * unchanged ones keep the very same model objects (the cluster manager then leaves their state untouched).
+ */
+export class TranslationCache {
+  private previous = new Map<string, { bytes: Uint8Array; value: unknown }>();
+  private current = new Map<string, { bytes: Uint8Array; value: unknown }>();
+  private previousMerged = new Map<ClusterTranslation, { assignment: LoadAssignmentModel | undefined; model: ClusterModel }>();
+  private currentMerged = new Map<ClusterTranslation, { assignment: LoadAssignmentModel | undefined; model: ClusterModel }>();
+
+  begin(): void {
+    this.current = new Map();
+    this.currentMerged = new Map();
+  }
+
+  end(): void {
+    this.previous = this.current;
+    this.previousMerged = this.currentMerged;
+  }
+
+  translate<T>(typeUrl: string, name: string, bytes: Uint8Array, translate: (b: Uint8Array) => T): T {
+    const key = `${typeUrl} ${name}`;
+    const hit = this.previous.get(key) ?? this.current.get(key);
+    if (hit !== undefined && Buffer.compare(hit.bytes, bytes) === 0) {
+      this.current.set(key, hit);
+      return hit.value as T;
+    }
+    const value = translate(bytes);
+    this.current.set(key, { bytes, value });
+    return value;
+  }
+
+  withEndpoints(ct: ClusterTranslation, assignment: LoadAssignmentModel | undefined): ClusterModel {
+    const hit = this.previousMerged.get(ct);
+    if (hit !== undefined && hit.assignment === assignment) {
+      this.currentMerged.set(ct, hit);
+      return hit.model;
+    }
+    const model = { ...ct.model, endpoints: assignment?.endpoints ?? [] };
+    this.currentMerged.set(ct, { assignment, model });
+    return model;
+  }
 }
