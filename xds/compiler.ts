@@ -196,7 +196,10 @@ function routeAction(mesh: Index, targets: readonly (ServiceRef & { weight: numb
       clusters: targets.map((t) => ({ name: clusterName(t.service, t.namespace, t.port), weight: { value: t.weight } })),
     };
   }
-  action.timeout = duration(timeoutMs ?? policyOf.policy.timeoutMs ?? DEFAULTS.routeTimeoutMs);
+  // gRPC streams live as long as the call does and carry their own deadline (grpc-timeout): a default route
+  // timeout would cut long streams, so gRPC targets get none unless the operator sets one (as Istio does).
+  const grpcOnly = targets.every((t) => mesh.get(t.service, t.namespace)?.ports.find((p) => p.port === t.port)?.protocol === 'grpc');
+  action.timeout = duration(timeoutMs ?? policyOf.policy.timeoutMs ?? (grpcOnly ? 0 : DEFAULTS.routeTimeoutMs));
   const retry = retryPolicy(policyOf);
   if (retry) action.retry_policy = retry;
   // With a split, hash on the first target's key: Envoy computes one hash per request, not per cluster.

@@ -74,6 +74,9 @@ describe('compile → encode → decode → translate', () => {
     const v2 = rc.virtualHosts.find((v) => v.name === 'backend-v2.default:8080')!;
     expect(v2.routes[0]!.action.timeoutMs).toBe(15_000);
     expect(v2.routes[0]!.action.retry).toBeUndefined();
+    // gRPC ports get no default timeout: a long-lived stream must not be cut at 15 s.
+    const sessions = rc.virtualHosts.find((v) => v.name === 'sessions.default:7000')!;
+    expect(sessions.routes[0]!.action.timeoutMs).toBe(0);
   });
 
   it('translates ring hash, least request, circuit breakers, outlier detection, http2 and EDS endpoints', () => {
