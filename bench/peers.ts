@@ -1,5 +1,6 @@
 // The targets the benchmark compares: the backend itself (direct), Pillion, nginx, HAProxy and http-proxy,
 // each started as a child process with an equivalent single-upstream config on 127.0.0.1.
+import { NODE_FLAGS } from '../src/cli/node-flags.js';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ChildGroup, freePorts, resolveFromHere, waitForHttp, waitForPort, type ManagedChild } from '../src/cli/children.js';
@@ -78,7 +79,7 @@ services:
 `;
   const configPath = join(dir, `${opts.name}.mesh.yaml`);
   writeFileSync(configPath, config);
-  const nodeArgs = opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf] : [];
+  const nodeArgs = [...NODE_FLAGS, ...(opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf] : [])];
   const child = group.spawn({
     name: opts.name,
     command: NODE,

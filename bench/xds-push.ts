@@ -13,6 +13,7 @@
 // Prints markdown tables and PASS/FAIL for "p99 < 200 ms"; writes .bench-out/xds-push.json.
 // Flags: --quick (6 rounds, 5 proxies), --rounds N, --proxies N, --no-memory, --cpu-prof (control servers and the first
 // proxy of each set write .cpuprofile files to .bench-out/xds-cpu/). Exit code 1 when the target fails.
+import { NODE_FLAGS } from '../src/cli/node-flags.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -102,7 +103,7 @@ process.on('SIGUSR2', () => {
 });`;
 
 async function startControl(name: string, configFile: string, memoryHook: boolean): Promise<Control> {
-  const nodeArgs = memoryHook ? ['--expose-gc', '--import', `data:text/javascript,${encodeURIComponent(MEMORY_HOOK)}`] : [];
+  const nodeArgs = [...NODE_FLAGS, ...(memoryHook ? ['--expose-gc', '--import', `data:text/javascript,${encodeURIComponent(MEMORY_HOOK)}`] : [])];
   if (flags['cpu-prof']) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', join(outDir, 'xds-cpu'), '--cpu-prof-name', `${name}.cpuprofile`);
   const child = group.spawn({
     name,
@@ -130,6 +131,7 @@ async function startProxies(prefix: string, control: Control, count: number): Pr
       name: `${prefix}-${i}`,
       command: process.execPath,
       args: [
+        ...NODE_FLAGS,
         // --cpu-prof: the first proxy of each set is profiled too (the others share the CPU with it).
         ...(flags['cpu-prof'] && i === 0
           ? ['--cpu-prof', '--cpu-prof-dir', join(outDir, 'xds-cpu'), '--cpu-prof-name', `${prefix}-${i}.cpuprofile`]

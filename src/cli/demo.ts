@@ -3,6 +3,7 @@
 // 503s, slow with +150 ms) and inventory (HTTP/2); every instance is an examples/demo-app.js process with its
 // own `pillion proxy` sidecar process; a bounded-rate traffic generator sends to frontend's sidecar; a summary
 // of what the mesh is doing is redrawn every second (plain lines when stdout is not a terminal).
+import { NODE_FLAGS } from './node-flags.js';
 import { writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
@@ -103,7 +104,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
     const control = group.spawn({
       name: 'control',
       command: process.execPath,
-      args: [mainJs, 'control', '--config', meshPath, '--port', String(xdsPort), '--admin-port', String(controlAdminPort), '--log-level', 'warn'],
+      args: [...NODE_FLAGS, mainJs, 'control', '--config', meshPath, '--port', String(xdsPort), '--admin-port', String(controlAdminPort), '--log-level', 'warn'],
       echo: opts.verbose === true,
     });
     await waitForHttp(controlAdminPort, '/healthz', 20_000, { child: control });
@@ -123,6 +124,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
         name: `${inst.name}-sidecar`,
         command: process.execPath,
         args: [
+          ...NODE_FLAGS,
           mainJs,
           'proxy',
           '--xds',

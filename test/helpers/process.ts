@@ -1,4 +1,5 @@
 // Runs the built `pillion` executable as a real child process and reads its JSON log lines.
+import { NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -15,7 +16,7 @@ export interface PillionProcess {
 }
 
 export function runPillion(args: string[]): PillionProcess {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   const proc: PillionProcess = {
