@@ -175,6 +175,10 @@ export class AdsClient {
     const client = new Ctor(server, this.options.credentials ?? grpc.credentials.createInsecure(), {
       // Envoy-sized configs exceed gRPC's 4 MiB default.
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      // A control server whose host vanished leaves the TCP connection silent, not closed: HTTP/2 pings
+      // notice within ~40 s and the stream fails over, as Envoy's xDS keepalive does.
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
     });
     const call = client.StreamAggregatedResources();
     const stream: Stream = { server, client, call, first: true, connected: false, ended: false };
