@@ -4,7 +4,7 @@ import * as http2 from 'node:http2';
 import { startH2Backend, startHttpBackend, type Backend } from '../helpers/backends.js';
 import { startEchoServer, echoClient, grpc, type EchoServer } from '../helpers/grpc.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
-import { h2request } from '../helpers/client.js';
+import { h2request, request } from '../helpers/client.js';
 
 let h2backend: Backend;
 let h1backend: Backend;
@@ -79,6 +79,23 @@ describe('HTTP/2', () => {
     } finally {
       session.close();
     }
+  });
+
+  it('carries an HTTP/2 request body to an HTTP/1.1 upstream', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const r = await h2request(session, { ':path': '/up', ':method': 'POST', ':authority': 'h1svc' }, 'h2 body to h1');
+      expect(r.headers[':status']).toBe(200);
+      expect(JSON.parse(r.body).body).toBe('h2 body to h1');
+    } finally {
+      session.close();
+    }
+  });
+
+  it('carries an HTTP/1.1 request body to an HTTP/2 upstream', async () => {
+    const r = await request(port, { host: 'h2svc', path: '/from-h1', method: 'POST', body: 'h1 body to h2' });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toMatchObject({ path: '/from-h1', body: 'h1 body to h2' });
   });
 
   it('answers 404 no_route with the reason header over HTTP/2', async () => {
