@@ -1,9 +1,8 @@
 // The xDS control server: ADS (state of the world) over gRPC, a pure per-stream ACK/NACK state machine, config reloads.
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { pino, type Logger } from 'pino';
-import { PROTO_DIR } from '../src/config/protos.js';
+import { adsService } from '../src/xds/ads-proto.js';
 import { startControlAdmin, type ControlAdmin } from './admin.js';
 import { nodeInfoFromXdsNode, type NodeInfo } from './compiler.js';
 import type { MeshConfigProblem } from './mesh-config.js';
@@ -198,21 +197,8 @@ export interface ConfigErrorInfo {
 type Loaded = any;
 type AdsCall = grpc.ServerDuplexStream<Loaded, Loaded>;
 
-let adsService: grpc.ServiceDefinition | undefined;
-
 function adsServiceDefinition(): grpc.ServiceDefinition {
-  if (adsService) return adsService;
-  const def = protoLoader.loadSync('envoy/service/discovery/v3/ads.proto', {
-    keepCase: true,
-    includeDirs: [PROTO_DIR],
-    longs: Number,
-    enums: String,
-    defaults: true,
-    arrays: true,
-    oneofs: true,
-  });
-  adsService = (grpc.loadPackageDefinition(def) as Loaded).envoy.service.discovery.v3.AggregatedDiscoveryService.service;
-  return adsService!;
+  return adsService().service;
 }
 
 /** One open ADS stream: its node, its state machine, and the gRPC call it writes to. */

@@ -2,11 +2,10 @@
 // proxy in order, ACK/NACK sent back, reconnect with backoff across the list of control servers. All protocol
 // decisions live in subscriptions.ts; this file owns the channel, the call and the reconnect timer.
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { nodeToXds, type NodeInfo } from '../../xds/compiler.js';
-import { PROTO_DIR } from '../config/protos.js';
+import { adsService } from './ads-proto.js';
 import type { ResourceSet } from '../config/snapshot.js';
 import type { ApplyResult } from '../proxy.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
@@ -41,25 +40,6 @@ interface WireResponse {
 
 type AdsCall = grpc.ClientDuplexStream<Record<string, unknown>, WireResponse>;
 type AdsStub = grpc.Client & { StreamAggregatedResources(): AdsCall };
-
-let serviceCtor: (new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => AdsStub) | undefined;
-
-function adsServiceCtor(): NonNullable<typeof serviceCtor> {
-  if (serviceCtor === undefined) {
-    const def = protoLoader.loadSync('envoy/service/discovery/v3/ads.proto', {
-      keepCase: true,
-      includeDirs: [PROTO_DIR],
-      longs: String,
-      enums: String,
-      defaults: false,
-      oneofs: true,
-    });
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const pkg = grpc.loadPackageDefinition(def) as any;
-    serviceCtor = pkg.envoy.service.discovery.v3.AggregatedDiscoveryService;
-  }
-  return serviceCtor!;
-}
 
 interface Stream {
   readonly server: string;
@@ -171,7 +151,7 @@ export class AdsClient {
     const { servers } = this.options;
     this.serverIndex = (this.serverIndex + 1) % servers.length;
     const server = servers[this.serverIndex]!;
-    const Ctor = adsServiceCtor();
+    const Ctor = adsService() as unknown as new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => AdsStub;
     const client = new Ctor(server, this.options.credentials ?? grpc.credentials.createInsecure(), {
       // Envoy-sized configs exceed gRPC's 4 MiB default.
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
