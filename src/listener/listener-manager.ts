@@ -38,7 +38,6 @@ class ActiveListener implements TcpContext {
   boundPort = 0;
   private http: HttpConnectionManager | null = null;
   private httpKey = '';
-  chain: TcpContext['chain'];
   private readonly sockets = new Set<net.Socket>();
   private draining = false;
 
@@ -46,10 +45,14 @@ class ActiveListener implements TcpContext {
     public model: ListenerModel,
     private readonly deps: ListenerDeps,
   ) {
-    this.chain = model.tcp!;
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false });
     this.server.on('connection', (socket) => this.accept(socket));
     this.apply(model);
+  }
+
+  /** The TCP chain; only read by TCP sessions, which exist only on listeners that have one. */
+  get chain(): TcpContext['chain'] {
+    return this.model.tcp!;
   }
 
   get listenerName(): string {
@@ -77,7 +80,6 @@ class ActiveListener implements TcpContext {
   /** Same address, new chains: new connections and requests see them; connections in flight keep theirs. */
   apply(model: ListenerModel): void {
     this.model = model;
-    if (model.tcp !== undefined) this.chain = model.tcp;
     const chain = model.http;
     if (chain === undefined) {
       this.http = null;

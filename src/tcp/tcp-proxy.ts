@@ -14,7 +14,7 @@ export interface TcpStats {
 }
 
 export interface TcpContext {
-  chain: TcpChainModel;
+  readonly chain: TcpChainModel;
   readonly listenerName: string;
   readonly clusters: ClusterManager;
   readonly stats: TcpStats;
@@ -76,7 +76,7 @@ export class TcpSession {
     const timeoutMs = cluster.model.connectTimeoutMs;
     if (timeoutMs > 0) upstream.setTimeout(timeoutMs, () => upstream.destroy(new Error('connect timeout')));
     upstream.once('connect', () => this.onConnected(upstream));
-    upstream.on('error', (err) => this.onUpstreamError(upstream, err));
+    upstream.on('error', () => this.onUpstreamError(upstream));
     upstream.on('close', () => {
       if (upstream !== this.upstream) return;
       this.upstreamClosed = true;
@@ -101,7 +101,7 @@ export class TcpSession {
     this.downstream.resume();
   }
 
-  private onUpstreamError(upstream: net.Socket, err: Error): void {
+  private onUpstreamError(upstream: net.Socket): void {
     if (upstream !== this.upstream) return;
     if (this.connected) {
       this.reason = REASONS.upstreamReset;
@@ -115,7 +115,6 @@ export class TcpSession {
     this.upstream = null;
     upstream.destroy();
     this.cluster!.stats.connectFailure();
-    void err;
     const candidates = this.cluster!.endpoints.length;
     if (this.attempts < Math.min(MAX_CONNECT_ATTEMPTS, candidates) && !this.downstreamClosed) {
       this.connectNext();
