@@ -1,6 +1,6 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
 // The `pillion` executable: one binary, several commands (see DESIGN.md §3).
-import { UsageError } from '../bootstrap/args.js';
+import { PROXY_USAGE, UsageError } from '../bootstrap/args.js';
 import { MeshConfigError } from '../../xds/mesh-config.js';
 
 const USAGE = `usage: pillion <command> [flags]
@@ -11,10 +11,16 @@ commands:
   demo      run a whole demo mesh on this machine (npm start)
 `;
 
+const DEMO_USAGE = `usage: pillion demo [--duration SEC] [--rate REQ_PER_SEC] [--base-port N] [--verbose]
+`;
+
+const wantsHelp = (args: string[]): boolean => args.includes('--help') || args.includes('-h');
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'proxy': {
+      if (wantsHelp(rest)) return void process.stdout.write(`${PROXY_USAGE}\n`);
       const { runProxyCommand } = await import('./proxy-command.js');
       return runProxyCommand(rest);
     }
@@ -23,8 +29,14 @@ async function main(argv: string[]): Promise<void> {
       return runControlCommand(rest);
     }
     case 'demo': {
+      if (wantsHelp(rest)) return void process.stdout.write(DEMO_USAGE);
       const { runDemoCommand } = await import('./demo.js');
-      return runDemoCommand(rest);
+      try {
+        return await runDemoCommand(rest);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`${(err as Error).message}\n${DEMO_USAGE}`);
+        throw err;
+      }
     }
     case undefined:
     case '-h':

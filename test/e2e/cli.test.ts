@@ -35,6 +35,11 @@ describe('pillion proxy (process)', () => {
     expect(proc.stderr).toMatch(/duration/);
   });
 
+  it('prints usage for --help and exits 0', async () => {
+    const proc = runPillion(['proxy', '--help']);
+    expect(await proc.exited).toBe(0);
+  });
+
   it('rejects unknown flags with usage', async () => {
     const proc = runPillion(['proxy', '--bogus']);
     expect(await proc.exited).toBe(2);
