@@ -1,6 +1,6 @@
 // Control server admin HTTP (DESIGN.md §3): GET /metrics, /healthz, /proxies (connected proxies, ACKed and NACKed versions).
 import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenAdmin } from '../src/admin/listen.js';
 import type { Registry } from 'prom-client';
 
 export interface ControlAdminOptions {
@@ -46,21 +46,5 @@ export async function startControlAdmin(opts: ControlAdminOptions): Promise<Cont
         send(res, 404, 'text/plain', 'not found: try /metrics, /healthz or /proxies\n');
     }
   });
-  // Admin connections are operator traffic: never let an idle keep-alive one hold up close().
-  server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return listenAdmin(server, opts.host, opts.port);
 }

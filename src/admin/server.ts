@@ -1,6 +1,6 @@
 // Proxy admin HTTP server (DESIGN.md §3): metrics, readiness, config dump, clusters, listeners, logging, drain.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenAdmin } from './listen.js';
 import type { AdminSource } from './types.js';
 
 /** The few logger methods the admin server uses (a pino Logger fits). */
@@ -44,25 +44,9 @@ export async function startAdminServer(source: AdminSource, opts: AdminServerOpt
   const server: Server = createServer((req, res) => {
     void handle(source, req, res, logger);
   });
-  // Admin connections are operator traffic: never let an idle keep-alive one hold up close().
-  server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  logger.info({ host: opts.host, port }, 'admin server listening');
-  return {
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  const listening = await listenAdmin(server, opts.host, opts.port);
+  logger.info({ host: opts.host, port: listening.port }, 'admin server listening');
+  return listening;
 }
 
 async function handle(source: AdminSource, req: IncomingMessage, res: ServerResponse, logger: AdminLogger): Promise<void> {
