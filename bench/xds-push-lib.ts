@@ -86,6 +86,8 @@ export interface XdsEvent {
   /** pino `time` of the log line (epoch ms, the child's clock = our clock). */
   readonly time: number;
   readonly reason?: string;
+  /** The proxy's own time from receiving the response to ACKing it (`applyMs` of the log line). */
+  readonly applyMs?: number;
 }
 
 type EventWaiter = { test: (e: XdsEvent) => boolean; resolve: (e: XdsEvent) => void };
@@ -136,6 +138,7 @@ export class AckTracker {
       version: String(rec.version),
       time: typeof rec.time === 'number' ? rec.time : Date.now(),
       ...(typeof rec.reason === 'string' ? { reason: rec.reason } : {}),
+      ...(typeof rec.applyMs === 'number' ? { applyMs: rec.applyMs } : {}),
     };
     if (ev.ack) {
       this.ackCount++;

@@ -179,6 +179,8 @@ interface RoundResult {
   latenciesMs: (number | null)[];
   /** ms from save to the control server's "mesh config applied" log line (debounce + parse + compile + write). */
   controlAppliedMs: number | null;
+  /** Per proxy: its own response-received → ACK time, when it logs one. */
+  applyMs: number[];
   failures: { proxy: string; why: string }[];
 }
 
@@ -241,7 +243,8 @@ async function runRounds(
         `${controlAppliedMs === null ? 'n/a' : fmtMs(controlAppliedMs)}, first ACK ${fmtMs(s.min)}, last ACK ${fmtMs(s.max)}` +
         `${failures.length ? `, ${failures.length} FAILED (${failures[0]!.why})` : ''}`,
     );
-    results.push({ round, kind, change, savedAt, latenciesMs, controlAppliedMs, failures });
+    const applyMs = events.flatMap((e) => (e?.applyMs === undefined ? [] : [e.applyMs]));
+    results.push({ round, kind, change, savedAt, latenciesMs, controlAppliedMs, applyMs, failures });
     await sleep(P.pauseMs);
   }
   return results;
@@ -256,6 +259,8 @@ interface PushSummary {
   controlPushes: number | undefined;
   /** Per round: save → control server's "mesh config applied" log line. */
   controlApplied: LatencyStats;
+  /** Per proxy and round: response received → applied and ACKed, inside the proxy. */
+  proxyApply: LatencyStats;
 }
 
 function summarize(results: RoundResult[], proxies: number, metricsBefore: string, metricsAfter: string): PushSummary {
@@ -272,6 +277,7 @@ function summarize(results: RoundResult[], proxies: number, metricsBefore: strin
     controlPushMeanMs: Number.isFinite(dSum) && dCount > 0 ? (dSum / dCount) * 1000 : undefined,
     controlPushes: Number.isFinite(dCount) ? dCount : undefined,
     controlApplied: latencyStats(results.map((r) => r.controlAppliedMs).filter((v): v is number => v !== null)),
+    proxyApply: latencyStats(results.flatMap((r) => r.applyMs)),
   };
 }
 
@@ -328,6 +334,7 @@ function pushTable(title: string, s: PushSummary): string {
     row('endpoints (EDS)', s.byKind.endpoints),
     row('routes (RDS)', s.byKind.routes),
     row('↳ of which: save → control pushed ("mesh config applied", per round)', s.controlApplied),
+    row('↳ inside each proxy: response received → applied and ACKed (applyMs)', s.proxyApply),
     '',
     `failures (no ACK of a new version within the round timeout, or a NACK): ${s.failures} of ${s.samplesExpected}`,
     `control server, fs event → DiscoveryResponse written (pillion_control_push_duration_seconds, mean over ` +

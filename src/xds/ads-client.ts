@@ -164,7 +164,10 @@ export class AdsClient {
     const stream: Stream = { server, client, call, first: true, connected: false, ended: false };
     this.stream = stream;
     this.log.debug({ server }, 'xds: opening ADS stream');
-    call.on('data', (msg: WireResponse) => this.enqueue(() => this.onResponse(stream, msg)));
+    call.on('data', (msg: WireResponse) => {
+      const receivedAt = performance.now();
+      this.enqueue(() => this.onResponse(stream, msg, receivedAt));
+    });
     // 'status' comes exactly once when the call ends, after any 'error'; the error listener only keeps an
     // emitted error from becoming an uncaught exception.
     call.on('error', () => {});
@@ -235,7 +238,7 @@ export class AdsClient {
     stream.call.write(wire);
   }
 
-  private async onResponse(stream: Stream, msg: WireResponse): Promise<void> {
+  private async onResponse(stream: Stream, msg: WireResponse, receivedAt: number): Promise<void> {
     // A response of a stream that has since died is dropped: the server sends its state again on the new stream.
     if (stream.ended || this.stopped) return;
     this.markConnected(stream);
@@ -262,12 +265,14 @@ export class AdsClient {
       outcome = { thrown: err instanceof Error ? err.message : String(err) };
     }
     const verdict = this.state.settle(pending, outcome);
+    // Response received → applied (or rejected): what an operator checks when pushes feel slow.
+    const applyMs = Math.round((performance.now() - receivedAt) * 100) / 100;
     this.metrics.updates.labels(verdict.kind, verdict.ack ? 'ack' : 'nack').inc();
     if (verdict.ack) {
-      this.log.info({ server: stream.server, type: verdict.kind, version: verdict.version, resources: pending.list.length }, 'xds ACK');
+      this.log.info({ server: stream.server, type: verdict.kind, version: verdict.version, resources: pending.list.length, applyMs }, 'xds ACK');
     } else {
       this.log.warn(
-        { server: stream.server, type: verdict.kind, version: verdict.rejectedVersion, keeping: verdict.version, reason: verdict.message },
+        { server: stream.server, type: verdict.kind, version: verdict.rejectedVersion, keeping: verdict.version, reason: verdict.message, applyMs },
         'xds NACK',
       );
     }
