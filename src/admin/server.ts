@@ -35,6 +35,8 @@ const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
   ['/config_dump', { method: 'GET', handler: configDump }],
   ['/clusters', { method: 'GET', handler: (s, _q, res) => json(res, 200, s.clusters()) }],
   ['/listeners', { method: 'GET', handler: (s, _q, res) => json(res, 200, s.listeners()) }],
+  // The route tables as the data path reads them (inline ones included), for `pillion ctl routes`.
+  ['/routes', { method: 'GET', handler: (s, _q, res) => json(res, 200, [...s.snapshot().routeConfigs.values()]) }],
   ['/logging', { method: 'POST', handler: logging }],
   ['/drain', { method: 'POST', handler: drain }],
 ]);

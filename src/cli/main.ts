@@ -9,6 +9,7 @@ commands:
   proxy     run a sidecar proxy (pillion proxy --help)
   control   run the xDS control server for a mesh config (pillion control --help)
   demo      run a whole demo mesh on this machine (npm start)
+  ctl       show a running proxy's clusters, listeners, routes, config or stats (pillion ctl --help)
 `;
 
 const DEMO_USAGE = `usage: pillion demo [--duration SEC] [--rate REQ_PER_SEC] [--base-port N] [--verbose]
@@ -27,6 +28,11 @@ async function main(argv: string[]): Promise<void> {
     case 'control': {
       const { runControlCommand } = await import('./control-command.js');
       return runControlCommand(rest);
+    }
+    case 'ctl': {
+      const { runCtlCommand, CTL_USAGE } = await import('./ctl.js');
+      if (wantsHelp(rest)) return void process.stdout.write(CTL_USAGE);
+      return runCtlCommand(rest);
     }
     case 'demo': {
       if (wantsHelp(rest)) return void process.stdout.write(DEMO_USAGE);

@@ -1,0 +1,96 @@
+// `pillion ctl`: an operator's view of one running proxy, read from its admin server and printed as tables.
+import { parseArgs } from 'node:util';
+import { UsageError } from '../bootstrap/args.js';
+import type { ClusterStatus, ListenerStatus } from '../admin/types.js';
+import type { RouteConfigModel } from '../config/model.js';
+
+export const CTL_USAGE = `usage: pillion ctl <clusters|listeners|routes|config-dump|stats> [--admin HOST:PORT]   (default 127.0.0.1:15000)
+`;
+
+/** Left-aligned columns, two spaces apart: what `kubectl get` users expect. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}
+
+export function formatClusters(clusters: readonly ClusterStatus[]): string {
+  const rows: string[][] = [];
+  for (const c of clusters) {
+    if (c.endpoints.length === 0) rows.push([c.name, c.lbPolicy, c.protocol, '(no endpoints)', '', '', '', '', '']);
+    for (const e of c.endpoints) {
+      const host = e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+      rows.push([c.name, c.lbPolicy, c.protocol, host, String(e.weight), e.healthy ? 'healthy' : 'unhealthy', String(e.activeRequests), String(e.totalRequests), String(e.failedRequests)]);
+    }
+  }
+  return table(['CLUSTER', 'LB', 'PROTOCOL', 'ENDPOINT', 'WEIGHT', 'HEALTH', 'ACTIVE', 'TOTAL', 'FAILED'], rows);
+}
+
+export function formatListeners(listeners: readonly ListenerStatus[]): string {
+  return table(['LISTENER', 'ADDRESS', 'DIRECTION'], listeners.map((l) => [l.name, `${l.address}:${l.port}`, l.direction]));
+}
+
+export function formatRoutes(configs: readonly RouteConfigModel[]): string {
+  const rows: string[][] = [];
+  for (const rc of configs) {
+    for (const vh of rc.virtualHosts) {
+      const domains = vh.domains.length > 3 ? `${vh.domains.slice(0, 3).join(',')},+${vh.domains.length - 3}` : vh.domains.join(',');
+      for (const r of vh.routes) {
+        const m = r.match;
+        const headers = m.headers.map((h) => `${h.invert ? '!' : ''}${h.name}${h.kind === 'present' ? '' : `~${h.kind}:${h.value}`}`).join(' ');
+        const match = `${m.kind === 'path' ? '=' : ''}${m.value}${headers ? ` [${headers}]` : ''}`;
+        const to = r.action.clusters.map((c) => (r.action.clusters.length > 1 ? `${c.name}(${c.weight})` : c.name)).join(' ');
+        rows.push([rc.name, domains, match, to, r.action.timeoutMs > 0 ? `${r.action.timeoutMs}ms` : 'none']);
+      }
+    }
+  }
+  return table(['ROUTE CONFIG', 'DOMAINS', 'MATCH', 'CLUSTERS', 'TIMEOUT'], rows);
+}
+
+/** Pillion's own samples from Prometheus text, without HELP/TYPE lines, histogram buckets or zeros. */
+export function formatStats(metrics: string): string {
+  return (
+    metrics
+      .split('\n')
+      .filter((l) => l.startsWith('pillion_') && !l.includes('_bucket{') && !l.endsWith(' 0'))
+      .sort()
+      .join('\n') + '\n'
+  );
+}
+
+export async function runCtlCommand(argv: readonly string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: [...argv], options: { admin: { type: 'string', default: '127.0.0.1:15000' } }, allowPositionals: true });
+  const [what] = positionals;
+  const base = `http://${values.admin}`;
+  const get = async (path: string): Promise<string> => {
+    let res: Response;
+    try {
+      res = await fetch(base + path);
+    } catch (err) {
+      throw new Error(`cannot reach the proxy's admin server at ${values.admin}: ${(err as Error).cause ?? (err as Error).message}`);
+    }
+    if (!res.ok) throw new Error(`${base}${path}: HTTP ${res.status}`);
+    return res.text();
+  };
+  let out: string;
+  switch (what) {
+    case 'clusters':
+      out = formatClusters(JSON.parse(await get('/clusters')) as ClusterStatus[]);
+      break;
+    case 'listeners':
+      out = formatListeners(JSON.parse(await get('/listeners')) as ListenerStatus[]);
+      break;
+    case 'routes':
+      out = formatRoutes(JSON.parse(await get('/routes')) as RouteConfigModel[]);
+      break;
+    case 'config-dump':
+      out = await get('/config_dump');
+      break;
+    case 'stats':
+      out = formatStats(await get('/metrics'));
+      break;
+    default:
+      throw new UsageError(`${what === undefined ? 'what to show?' : `unknown view "${what}"`}\n${CTL_USAGE}`);
+  }
+  process.stdout.write(out);
+}

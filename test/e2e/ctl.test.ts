@@ -1,0 +1,73 @@
+// `pillion ctl` against a running proxy's admin server: what an operator reads.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { startHttpBackend, type Backend } from '../helpers/backends.js';
+import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { request } from '../helpers/client.js';
+import { MAIN } from '../helpers/process.js';
+
+let backend: Backend;
+let proxy: RunningProxy;
+
+function ctl(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [MAIN, 'ctl', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code) => resolve({ code, out, err }));
+  });
+}
+
+beforeAll(async () => {
+  backend = await startHttpBackend('backend');
+  proxy = await startProxy(
+    `
+services:
+  - name: client
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: backend
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${backend.port} }]
+    routes:
+      - match: { prefix: /beta, headers: [{ name: x-beta, present: true }] }
+        split: [{ service: backend, weight: 3 }, { service: client, weight: 1 }]
+`,
+    { service: 'client' },
+  );
+  expect((await request(proxy.port('outbound'), { host: 'backend' })).status).toBe(200);
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await backend.close();
+});
+
+describe('pillion ctl', () => {
+  const admin = (): string => `127.0.0.1:${proxy.adminPort}`;
+
+  it('clusters: one row per endpoint with its counters', async () => {
+    const { code, out } = await ctl('clusters', '--admin', admin());
+    expect(code).toBe(0);
+    expect(out.split('\n')[0]).toMatch(/^CLUSTER\s+LB\s+PROTOCOL\s+ENDPOINT/);
+    expect(out).toMatch(new RegExp(`backend\\.default:8080\\s+least_request\\s+http1\\s+127\\.0\\.0\\.1:${backend.port}\\s+1\\s+healthy\\s+0\\s+1\\s+0`));
+  });
+
+  it('routes: matches, weighted targets and timeouts', async () => {
+    const { out } = await ctl('routes', '--admin', admin());
+    expect(out).toMatch(/\/beta \[x-beta\]\s+backend\.default:8080\(3\) client\.default:8080\(1\)\s+15000ms/);
+  });
+
+  it('listeners and stats', async () => {
+    expect((await ctl('listeners', '--admin', admin())).out).toMatch(new RegExp(`outbound\\s+127\\.0\\.0\\.1:${proxy.port('outbound')}\\s+outbound`));
+    expect((await ctl('stats', '--admin', admin())).out).toMatch(/pillion_downstream_requests_total\{direction="outbound",code_class="2xx"\} 1/);
+  });
+
+  it('says which admin server it cannot reach', async () => {
+    const { code, err } = await ctl('clusters', '--admin', '127.0.0.1:9');
+    expect(code).toBe(1);
+    expect(err).toContain("cannot reach the proxy's admin server at 127.0.0.1:9");
+  });
+});
