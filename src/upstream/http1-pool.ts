@@ -1,6 +1,7 @@
 // HTTP/1.1 connection pool for one endpoint: keep-alive connections (undici Clients, one request at a time
 // each), a cap on idle connections, and a FIFO of requests waiting for a free connection.
-import type { Dispatcher } from 'undici';
+import * as net from 'node:net';
+import type { Dispatcher, buildConnector } from 'undici';
 // The Client module alone (see src/types/undici-client.d.ts): pinned to undici 7's file layout.
 import Client from 'undici/lib/dispatcher/client.js';
 import type { ConnectionPool, PoolOptions, UpstreamRequestSpec, UpstreamSink, UpstreamStream } from './pool.js';
@@ -106,6 +107,35 @@ function isConnectError(err: Error): boolean {
   );
 }
 
+/**
+ * Opens upstream TCP connections with a connect timeout that means what it says: undici's own timer ticks in
+ * ~1 s steps, so a 250 ms connectTimeout would fire at 1 s.
+ */
+function connector(timeoutMs: number): buildConnector.connector {
+  return (opts, callback) => {
+    const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
+    const socket = net.connect({ host, port: Number(opts.port), noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
+    let timer: NodeJS.Timeout | null = null;
+    const onError = (err: Error): void => {
+      if (timer !== null) clearTimeout(timer);
+      socket.off('connect', onConnect);
+      callback(err, null);
+    };
+    const onConnect = (): void => {
+      if (timer !== null) clearTimeout(timer);
+      socket.off('error', onError);
+      callback(null, socket);
+    };
+    socket.once('error', onError);
+    socket.once('connect', onConnect);
+    if (timeoutMs > 0) {
+      timer = setTimeout(() => {
+        socket.destroy(Object.assign(new Error(`connect timeout after ${timeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
+      }, timeoutMs);
+    }
+  };
+}
+
 interface Waiting {
   spec: UpstreamRequestSpec;
   sink: UpstreamSink;
@@ -187,7 +217,7 @@ export class Http1Pool implements ConnectionPool {
   private open(): Slot {
     this.connections++;
     const client = new Client(this.origin, {
-      connect: { timeout: this.options.connectTimeoutMs },
+      connect: connector(this.options.connectTimeoutMs),
       pipelining: 1,
       // undici's 4 s idle timeout, shortened further by the server's Keep-Alive hint: reusing a socket the
       // server is about to close is the classic cause of spurious 503s.
