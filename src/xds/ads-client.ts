@@ -26,6 +26,12 @@ export interface AdsClientOptions {
   readonly backoff?: BackoffOptions;
   /** Defaults to plaintext (the control server's 15010 port). */
   readonly credentials?: grpc.ChannelCredentials;
+  /**
+   * Envoy's initial_fetch_timeout: once listeners and clusters are in, how long to wait for the route tables and
+   * endpoint sets they name before calling the config warm anyway (what is missing is logged and answers
+   * no_route / no_healthy_upstream). Default 15 s, as Envoy; 0 waits forever.
+   */
+  readonly initialFetchTimeoutMs?: number;
   /** Injected so tests can drive reconnects without waiting. */
   readonly timers?: { setTimeout(fn: () => void, ms: number): unknown; clearTimeout(handle: unknown): void };
 }
@@ -108,13 +114,28 @@ export class AdsClient {
 
   /** True once the first config is warm: what the proxy's /ready waits for. */
   isWarm(): boolean {
-    return this.state.isWarm();
+    return this.state.isWarm() || this.warmByTimeout;
   }
 
   /** Resolves once the first config is warm (never, if the client is stopped before). */
   whenWarm(): Promise<void> {
-    if (this.state.isWarm()) return Promise.resolve();
+    if (this.isWarm()) return Promise.resolve();
     return new Promise((resolve) => this.warmWaiters.push(resolve));
+  }
+
+  private warmByTimeout = false;
+  private fetchTimer: unknown = null;
+
+  /** Started when listeners and clusters are first in; gives up waiting on what they name (see the option). */
+  private armInitialFetchTimeout(): void {
+    const ms = this.options.initialFetchTimeoutMs ?? 15_000;
+    if (ms <= 0 || this.fetchTimer !== null || this.isWarm() || !this.state.coreAccepted()) return;
+    this.fetchTimer = this.timers.setTimeout(() => {
+      if (this.isWarm() || this.stopped) return;
+      this.warmByTimeout = true;
+      this.log.warn({ missing: this.state.missing(), afterMs: ms }, 'xds: initial fetch timed out: ready without these');
+      for (const resolve of this.warmWaiters.splice(0)) resolve();
+    }, ms);
   }
 
   /** The server of the stream that is up, or null. */
@@ -133,6 +154,10 @@ export class AdsClient {
     if (this.reconnectTimer !== null) {
       this.timers.clearTimeout(this.reconnectTimer);
       this.reconnectTimer = null;
+    }
+    if (this.fetchTimer !== null) {
+      this.timers.clearTimeout(this.fetchTimer);
+      this.fetchTimer = null;
     }
     const stream = this.stream;
     if (stream !== null) this.end(stream, 'client stopped');
@@ -282,6 +307,7 @@ export class AdsClient {
       }
       this.send(stream, request);
     }
+    this.armInitialFetchTimeout();
     if (this.state.isWarm() && this.warmWaiters.length > 0) {
       for (const resolve of this.warmWaiters.splice(0)) resolve();
     }

@@ -186,6 +186,22 @@ export class SubscriptionState {
     return this.warm;
   }
 
+  /** Listeners and clusters accepted: only route tables or endpoint sets they name may still be missing. */
+  coreAccepted(): boolean {
+    return this.get('listeners').accepted && this.get('clusters').accepted;
+  }
+
+  /** Subscribed route and endpoint names that no accepted response has carried yet. */
+  missing(): string[] {
+    const out: string[] = [];
+    for (const kind of ['routes', 'endpoints'] as const) {
+      const s = this.get(kind);
+      const got = new Set(s.good.map((r) => r.name));
+      for (const n of s.names) if (!got.has(n)) out.push(`${kind}/${n}`);
+    }
+    return out;
+  }
+
   /** Names currently subscribed for a non-wildcard type ([] for wildcard types). */
   names(kind: ResourceKind): readonly string[] {
     return this.get(kind).names;
