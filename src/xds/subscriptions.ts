@@ -100,6 +100,7 @@ export class SubscriptionState {
     ORDER.map((k) => [k, { names: [], version: '', nonce: '', good: [], accepted: false }]),
   );
   private warm = false;
+  private readonly edsNames = new Map<string, { bytes: Uint8Array; eds: string | undefined }>();
 
   /**
    * A new stream: forget nonces (they belong to the old stream) and return the requests that (re)subscribe every
@@ -172,7 +173,7 @@ export class SubscriptionState {
     s.accepted = true;
     const requests: XdsRequest[] = [this.request(pending.kind)];
     if (pending.kind === 'listeners') this.resubscribe('routes', routeNamesOf(pending.list), requests);
-    if (pending.kind === 'clusters') this.resubscribe('endpoints', edsNamesOf(pending.list), requests);
+    if (pending.kind === 'clusters') this.resubscribe('endpoints', edsNamesOf(pending.list, this.edsNames), requests);
     this.updateWarm();
     return { kind: pending.kind, ack: true, version: s.version, requests };
   }
@@ -270,16 +271,30 @@ export function routeNamesOf(listeners: readonly RawResource[]): string[] {
   return [...names].sort();
 }
 
-/** ClusterLoadAssignment names of EDS clusters. Sorted, unique. */
-export function edsNamesOf(clusters: readonly RawResource[]): string[] {
+/**
+ * ClusterLoadAssignment names of EDS clusters. Sorted, unique. `seen` remembers each cluster's answer by its
+ * bytes, so a CDS update decodes only the clusters that changed.
+ */
+export function edsNamesOf(clusters: readonly RawResource[], seen?: Map<string, { bytes: Uint8Array; eds: string | undefined }>): string[] {
   const names = new Set<string>();
   for (const r of clusters) {
-    try {
-      const eds = translateCluster(r.value).edsServiceName;
-      if (eds !== undefined) names.add(eds);
-    } catch {
-      // Only accepted (hence valid) clusters get here.
+    let eds: string | undefined;
+    const hit = seen?.get(r.name);
+    if (hit !== undefined && Buffer.compare(hit.bytes, r.value) === 0) {
+      eds = hit.eds;
+    } else {
+      try {
+        eds = translateCluster(r.value).edsServiceName;
+      } catch {
+        // Only accepted (hence valid) clusters get here.
+      }
+      seen?.set(r.name, { bytes: r.value, eds });
     }
+    if (eds !== undefined) names.add(eds);
+  }
+  if (seen !== undefined && seen.size > clusters.length) {
+    const current = new Set(clusters.map((r) => r.name));
+    for (const name of seen.keys()) if (!current.has(name)) seen.delete(name);
   }
   return [...names].sort();
 }
