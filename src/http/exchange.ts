@@ -156,7 +156,14 @@ export class HttpExchange implements UpstreamSink {
     this.headersSent = true;
     const h1 = this.h1res;
     if (h1 !== null) {
-      h1.writeHead(status, headers);
+      try {
+        h1.writeHead(status, headers);
+      } catch {
+        // A head Node refuses to send (say, a header value with control characters) is the upstream's fault.
+        this.headersSent = false;
+        this.abortUpstream();
+        this.localReply(REASONS.upstreamProtocolError, 'the upstream sent a response head that cannot be forwarded');
+      }
       return;
     }
     const h2 = this.h2stream!;
