@@ -100,7 +100,7 @@ export function markdownTable(spec: CaseSpec, rows: readonly TargetSummary[]): s
   const head = ['target', 'req/s', 'p50 ms', 'p99 ms', 'MB/s'];
   if (spec.addedLatency) head.push('added p99 ms');
   head.push(`${spec.metric === 'rps' ? 'req/s' : 'MB/s'} × direct`, 'Pillion ÷ this', 'rounds', 'errors/non-2xx', 'tool');
-  const lines = [`| ${head.join(' | ')} |`, `|${head.map((h, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_h, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
   for (const r of rows) {
     const cells = [r.target, fmt(r.rps, 0), fmt(r.p50), fmt(r.p99), fmt(r.mbps, 1)];
     if (spec.addedLatency) cells.push(r.target === 'direct' ? '0' : fmt(r.addedP99, 3));

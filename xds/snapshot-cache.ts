@@ -1,6 +1,6 @@
 // Per-node compiled snapshots (compiler output plus proxyless gRPC resources), resource selection and content versions.
 import { createHash } from 'node:crypto';
-import { MESSAGE_NAMES, TYPE_URLS, anyField, decodeMessage, encodeMessage } from '../src/config/protos.js';
+import { MESSAGE_NAMES, TYPE_URLS, anyField, encodeMessage } from '../src/config/protos.js';
 import { clusterName, compileForNode, type NodeInfo } from './compiler.js';
 import type { MeshConfig } from './mesh-config.js';
 

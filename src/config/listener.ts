@@ -10,8 +10,6 @@ export interface ListenerTranslation {
   readonly inlineRoutes: readonly RouteConfigModel[];
 }
 
-const HCM_NAME = 'envoy.filters.network.http_connection_manager';
-const TCP_NAME = 'envoy.filters.network.tcp_proxy';
 const ROUTER_NAME = 'envoy.filters.http.router';
 
 function typeOf(filter: Plain): string {

@@ -3,7 +3,7 @@
 // and stream events reach it through shared functions and a symbol, so a request allocates no closures.
 import type { IncomingMessage, ServerResponse, IncomingHttpHeaders } from 'node:http';
 import * as http2 from 'node:http2';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { RouteModel } from '../config/model.js';
 import type { UpstreamCluster } from '../upstream/cluster-manager.js';
 import type { EndpointState } from '../upstream/types.js';
@@ -132,9 +132,6 @@ export class HttpExchange implements UpstreamSink {
     if (action.prefixRewrite !== undefined && route.match.kind === 'prefix') {
       path = action.prefixRewrite + path.slice(route.match.value.length);
     }
-    // undici destroys a stream body it is done with, and destroying an HTTP/2 stream would also kill the
-    // response we are about to write on it: hand it a pipe instead.
-    if (body !== null && this.h2stream !== null && cluster.model.protocol === 'http1') body = body.pipe(new PassThrough());
     const spec: UpstreamRequestSpec = {
       method: this.method,
       path,

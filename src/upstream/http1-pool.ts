@@ -1,6 +1,8 @@
 // HTTP/1.1 connection pool for one endpoint: keep-alive connections (undici Clients, one request at a time
 // each), a cap on idle connections, and a FIFO of requests waiting for a free connection.
+import { IncomingMessage } from 'node:http';
 import * as net from 'node:net';
+import { PassThrough } from 'node:stream';
 import type { Dispatcher, buildConnector } from 'undici';
 // The Client module alone (see src/types/undici-client.d.ts): pinned to undici 7's file layout.
 import Client from 'undici/lib/dispatcher/client.js';
@@ -42,8 +44,12 @@ class Slot implements UpstreamStream {
     this.resumeFn = null;
     const headers = spec.headers;
     headers.host = spec.authority;
+    // undici destroys a stream body it is done with. That is harmless for an HTTP/1 request (already read), but
+    // destroying an HTTP/2 stream would also kill the response still to be written on it: hand undici a pipe.
+    let body = spec.body;
+    if (body !== null && !(body instanceof IncomingMessage)) body = body.pipe(new PassThrough());
     this.client.dispatch(
-      { path: spec.path, method: spec.method, headers, body: spec.body, bodyTimeout: 0, headersTimeout: 0 },
+      { path: spec.path, method: spec.method, headers, body, bodyTimeout: 0, headersTimeout: 0 },
       this.handler,
     );
   }

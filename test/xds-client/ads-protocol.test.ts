@@ -2,13 +2,12 @@
 // requests it sends (Node, versions, nonces, names, NACK details), warming, and traffic through the config it
 // accepted, before, during and after a NACK, while the control server is gone, and after it comes back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pino } from 'pino';
 import { TYPE_URLS } from '../../src/config/protos.js';
 import { Proxy } from '../../src/proxy.js';
-import { AdsClient } from '../../src/xds/ads-client.js';
 import { startHttpBackend, deadPort, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { badCluster, compile, listenerWithoutAddress, meshYaml, NODE } from './fixtures.js';
+import { startXdsProxy as startXdsProxyWith, type XdsProxy } from './xds-proxy.js';
 import { startScriptedAds, type ScriptedAds, type WireRequest } from './scripted-ads.js';
 
 const LDS = TYPE_URLS.Listener;
@@ -16,28 +15,8 @@ const CDS = TYPE_URLS.Cluster;
 const RDS = TYPE_URLS.RouteConfiguration;
 const EDS = TYPE_URLS.ClusterLoadAssignment;
 
-interface XdsProxy {
-  proxy: Proxy;
-  ads: AdsClient;
-  close(): Promise<void>;
-}
-
-async function startXdsProxy(servers: string[]): Promise<XdsProxy> {
-  const proxy = new Proxy({ adminPort: 0, logger: pino({ level: 'silent' }), accessLog: 'off', processMetrics: false, drainTimeoutMs: 1_000 });
-  // Short backoff so reconnect tests take milliseconds; the bounds themselves are unit-tested.
-  const ads = new AdsClient({ servers, node: NODE, target: proxy, backoff: { baseMs: 20, maxMs: 200 } });
-  proxy.setReadinessGate(() => ads.isWarm());
-  await proxy.startAdmin();
-  ads.start();
-  return {
-    proxy,
-    ads,
-    async close() {
-      await ads.stop();
-      await proxy.stop();
-    },
-  };
-}
+// Short backoff so reconnect tests take milliseconds; the bounds themselves are unit-tested.
+const startXdsProxy = (servers: string[]): Promise<XdsProxy> => startXdsProxyWith(servers, { backoff: { baseMs: 20, maxMs: 200 } });
 
 const is = (type: string, nonce?: string) => (r: WireRequest) =>
   r.type_url === type && (nonce === undefined || (r.response_nonce ?? '') === nonce);

@@ -4,13 +4,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pino } from 'pino';
 import { startControlServer, type ControlServer } from '../../xds/server.js';
-import { Proxy } from '../../src/proxy.js';
-import { AdsClient } from '../../src/xds/ads-client.js';
+import type { Proxy } from '../../src/proxy.js';
+import type { AdsClient } from '../../src/xds/ads-client.js';
+import { startXdsProxy } from './xds-proxy.js';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
-import { meshYaml, NODE } from './fixtures.js';
+import { meshYaml } from './fixtures.js';
 
 async function eventually<T>(probe: () => Promise<T>, ok: (t: T) => boolean, timeoutMs = 5_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -37,11 +37,7 @@ describe('proxy fed by the real control server', () => {
     extra = await startHttpBackend('extra');
     writeFileSync(file, meshYaml(backend.port));
     control = await startControlServer({ configFile: file, port: 0, adminPort: 0 });
-    proxy = new Proxy({ adminPort: 0, logger: pino({ level: 'silent' }), accessLog: 'off', processMetrics: false, drainTimeoutMs: 1_000 });
-    ads = new AdsClient({ servers: [`127.0.0.1:${control.port}`], node: NODE, target: proxy });
-    proxy.setReadinessGate(() => ads.isWarm());
-    await proxy.startAdmin();
-    ads.start();
+    ({ proxy, ads } = await startXdsProxy([`127.0.0.1:${control.port}`]));
   });
 
   afterAll(async () => {

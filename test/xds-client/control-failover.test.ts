@@ -8,11 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import * as http from 'node:http';
 import { startControlServer, type ControlServer } from '../../xds/server.js';
-import { Proxy } from '../../src/proxy.js';
-import { AdsClient } from '../../src/xds/ads-client.js';
+import type { Proxy } from '../../src/proxy.js';
+import type { AdsClient } from '../../src/xds/ads-client.js';
+import { startXdsProxy } from './xds-proxy.js';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
-import { meshYaml, NODE } from './fixtures.js';
+import { meshYaml } from './fixtures.js';
 
 async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 8_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -45,9 +46,7 @@ describe('control server failover', () => {
     first = await startControlServer({ configFile: file, port: 0, adminPort: 0, logger: pino({ level: 'silent' }) });
     firstPort = first.port;
     second = await startControlServer({ configFile: file, port: 0, adminPort: 0, logger: pino({ level: 'silent' }) });
-    proxy = new Proxy({ adminPort: -1, logger: pino({ level: 'silent' }), accessLog: 'off', processMetrics: false, drainTimeoutMs: 1_000 });
-    ads = new AdsClient({ servers: [`127.0.0.1:${first.port}`, `127.0.0.1:${second.port}`], node: NODE, target: proxy });
-    ads.start();
+    ({ proxy, ads } = await startXdsProxy([`127.0.0.1:${first.port}`, `127.0.0.1:${second.port}`]));
     await ads.whenWarm();
     const port = proxy.listeners().find((l) => l.name === 'outbound')!.port;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });

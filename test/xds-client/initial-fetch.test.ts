@@ -1,33 +1,25 @@
 // Envoy's initial_fetch_timeout: a control server that names a route table in a Listener but never sends it
 // must not keep the proxy unready forever. After the timeout the proxy is ready and answers no_route.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pino } from 'pino';
 import { TYPE_URLS } from '../../src/config/protos.js';
-import { Proxy } from '../../src/proxy.js';
-import { AdsClient } from '../../src/xds/ads-client.js';
+import { startXdsProxy, type XdsProxy } from './xds-proxy.js';
 import { request } from '../helpers/client.js';
-import { compile, meshYaml, NODE } from './fixtures.js';
+import { compile, meshYaml } from './fixtures.js';
 import { startScriptedAds, type ScriptedAds, type WireRequest } from './scripted-ads.js';
 
 const is = (type: string, nonce: string) => (r: WireRequest) => r.type_url === type && (r.response_nonce ?? '') === nonce;
 
 describe('initial fetch timeout', () => {
   let server: ScriptedAds;
-  let proxy: Proxy;
-  let ads: AdsClient;
+  let x: XdsProxy;
 
   beforeAll(async () => {
     server = await startScriptedAds();
-    proxy = new Proxy({ adminPort: 0, logger: pino({ level: 'silent' }), accessLog: 'off', processMetrics: false, drainTimeoutMs: 500 });
-    ads = new AdsClient({ servers: [server.address], node: NODE, target: proxy, initialFetchTimeoutMs: 1_000 });
-    proxy.setReadinessGate(() => ads.isWarm());
-    await proxy.startAdmin();
-    ads.start();
+    x = await startXdsProxy([server.address], { initialFetchTimeoutMs: 1_000 });
   });
 
   afterAll(async () => {
-    await ads?.stop();
-    await proxy?.stop();
+    await x?.close();
     await server?.close();
   });
 
@@ -41,10 +33,10 @@ describe('initial fetch timeout', () => {
     server.send(TYPE_URLS.Listener, 'v1', 'l1', res.listeners);
     await server.waitFor(is(TYPE_URLS.Listener, 'l1'));
     // The RouteConfiguration "outbound" is never sent.
-    expect((await request(proxy.adminPort, { path: '/ready' })).status).toBe(503);
-    await ads.whenWarm();
-    expect((await request(proxy.adminPort, { path: '/ready' })).status).toBe(200);
-    const port = proxy.listeners().find((l) => l.name === 'outbound')!.port;
+    expect((await request(x.proxy.adminPort, { path: '/ready' })).status).toBe(503);
+    await x.ads.whenWarm();
+    expect((await request(x.proxy.adminPort, { path: '/ready' })).status).toBe(200);
+    const port = x.proxy.listeners().find((l) => l.name === 'outbound')!.port;
     const reply = await request(port, { host: 'backend' });
     expect(reply.status).toBe(404);
     expect(reply.headers['x-pillion-reason']).toBe('no_route');
