@@ -9,6 +9,8 @@ export interface ProxyBootstrap {
   readonly xds?: string[];
   readonly logLevel: string;
   readonly accessLog: string;
+  /** Return unused memory to the kernel when traffic stops (src/process/idle-memory.ts). */
+  readonly idleMemoryRelease: boolean;
 }
 
 export class UsageError extends Error {
@@ -38,7 +40,7 @@ function xdsServers(value: string): string[] {
 export const PROXY_USAGE = `usage: pillion proxy --service NAME [--config mesh.yaml | --xds HOST:PORT[,HOST:PORT]]
                      [--node-id ID] [--namespace default] [--service-account NAME] [--app-port N]
                      [--admin-port 15000] [--inbound-port 15006] [--outbound-port 15001]
-                     [--log-level info] [--access-log stdout|off|FILE]`;
+                     [--log-level info] [--access-log stdout|off|FILE] [--idle-memory-release on|off]`;
 
 export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   let values;
@@ -61,6 +63,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
         config: { type: 'string' },
         'log-level': { type: 'string' },
         'access-log': { type: 'string' },
+        'idle-memory-release': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -81,6 +84,10 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     // Refuse rather than silently talk plaintext to a control server the operator meant to reach over TLS.
     throw new UsageError('--xds-ca/--token (xDS over TLS) are not available yet in this build: use a plaintext --xds HOST:PORT');
   }
+  const idleMemoryRelease = values['idle-memory-release'] ?? 'on';
+  if (idleMemoryRelease !== 'on' && idleMemoryRelease !== 'off') {
+    throw new UsageError(`--idle-memory-release: expected on or off, got "${idleMemoryRelease}"`);
+  }
   const appPort = port('app-port', values['app-port'], undefined);
   const node: NodeInfo = {
     id: values['node-id'] ?? `sidecar~${service}~${process.pid}`,
@@ -98,5 +105,6 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     ...(xds === undefined ? {} : { xds }),
     logLevel: values['log-level'] ?? 'info',
     accessLog: values['access-log'] ?? 'stdout',
+    idleMemoryRelease: idleMemoryRelease === 'on',
   };
 }
