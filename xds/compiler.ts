@@ -324,29 +324,46 @@ interface SharedResources {
  */
 const sharedByMesh = new WeakMap<MeshConfig, SharedResources>();
 
+/**
+ * A service's encoded Cluster and ClusterLoadAssignment per port, keyed by the service's whole config: an edit
+ * re-encodes only the services it touched. Holds the entries of the latest compile only.
+ */
+let encodedByService = new Map<string, { cluster: XdsResource; endpoints: XdsResource }>();
+
 function sharedResources(mesh: MeshConfig): SharedResources {
   const cached = sharedByMesh.get(mesh);
   if (cached !== undefined) return cached;
   const index = new Index(mesh);
-  const clusters: Record<string, unknown>[] = [];
-  const endpoints: Record<string, unknown>[] = [];
+  const clusters: XdsResource[] = [];
+  const endpoints: XdsResource[] = [];
   const virtualHosts: Record<string, unknown>[] = [];
+  const encodedNow = new Map<string, { cluster: XdsResource; endpoints: XdsResource }>();
+  const encodeCluster = encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster);
+  const encodeAssignment = encoder(MESSAGE_NAMES.ClusterLoadAssignment, TYPE_URLS.ClusterLoadAssignment);
   for (const s of mesh.services) {
+    const serviceKey = JSON.stringify(s);
     let firstHttp = true;
     for (const port of s.ports) {
-      clusters.push(serviceCluster(s, port));
-      endpoints.push(loadAssignment(s, port));
+      const key = `${port.port} ${serviceKey}`;
+      let encoded = encodedByService.get(key) ?? encodedNow.get(key);
+      if (encoded === undefined) {
+        encoded = { cluster: encodeCluster(serviceCluster(s, port)), endpoints: encodeAssignment(loadAssignment(s, port)) };
+      }
+      encodedNow.set(key, encoded);
+      clusters.push(encoded.cluster);
+      endpoints.push(encoded.endpoints);
       if (isHttpProtocol(port.protocol)) {
         virtualHosts.push(serviceVirtualHost(index, s, port, firstHttp));
         firstHttp = false;
       }
     }
   }
+  encodedByService = encodedNow;
   const shared: SharedResources = {
     index,
     routes: [{ name: 'outbound', virtual_hosts: virtualHosts }].map(encoder(MESSAGE_NAMES.RouteConfiguration, TYPE_URLS.RouteConfiguration)),
-    clusters: clusters.map(encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster)),
-    endpoints: endpoints.map(encoder(MESSAGE_NAMES.ClusterLoadAssignment, TYPE_URLS.ClusterLoadAssignment)),
+    clusters,
+    endpoints,
   };
   sharedByMesh.set(mesh, shared);
   return shared;

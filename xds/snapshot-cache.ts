@@ -55,12 +55,22 @@ export type Subscription = readonly string[] | '*';
 
 const ADS_SOURCE = { ads: {}, resource_api_version: 'V3' };
 
+interface ProxylessResources {
+  readonly listeners: readonly SnapshotResource[];
+  readonly routes: readonly SnapshotResource[];
+}
+
+/** Alike for every node of a mesh: encoded once per MeshConfig. */
+const proxylessByMesh = new WeakMap<MeshConfig, ProxylessResources>();
+
 /**
  * A Listener `SERVICE.NAMESPACE:PORT` with an api_listener (gRFC A27: a gRPC client resolving
  * `xds:///NAME` asks LDS for NAME and reads an HttpConnectionManager from `api_listener`), routing via RDS
  * over ADS to a RouteConfiguration of the same name, whose virtual host sends everything to the cluster.
  */
-function proxylessResources(mesh: MeshConfig): { listeners: SnapshotResource[]; routes: SnapshotResource[] } {
+function proxylessResources(mesh: MeshConfig): ProxylessResources {
+  const cached = proxylessByMesh.get(mesh);
+  if (cached !== undefined) return cached;
   const listeners: SnapshotResource[] = [];
   const routes: SnapshotResource[] = [];
   for (const s of mesh.services) {
@@ -100,7 +110,9 @@ function proxylessResources(mesh: MeshConfig): { listeners: SnapshotResource[]; 
       });
     }
   }
-  return { listeners, routes };
+  const result = { listeners, routes };
+  proxylessByMesh.set(mesh, result);
+  return result;
 }
 
 /** Compile everything a node may ask for. Pure: the same mesh and node give the same bytes. */
@@ -142,23 +154,23 @@ export function selectResources(snapshot: NodeSnapshot, typeUrl: ServedType, sub
  * that fail over between servers serving the same config see the same version.
  */
 export function resourcesVersion(resources: readonly { name: string; value: Uint8Array }[]): string {
-  const h = createHash('sha256');
-  for (const r of [...resources].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-    h.update(`${r.name.length}:${r.name}\u0000${digestOf(r.value)}\u0000`);
-  }
-  return h.digest('hex').slice(0, 16);
+  const entries = resources.map((r) => entryOf(r.name, r.value));
+  entries.sort();
+  return createHash('sha256').update(entries.join('')).digest('hex').slice(0, 16);
 }
 
-/** Per-resource digests, kept as long as the bytes live: every node shares most resources of a compile. */
-const digests = new WeakMap<Uint8Array, string>();
+/**
+ * Per-resource "name + digest" entries, kept as long as the bytes live: every node shares most resources of a
+ * compile, so each is hashed once. Entries start with the name, so sorting them sorts by name.
+ */
+const entries = new WeakMap<Uint8Array, { name: string; entry: string }>();
 
-function digestOf(bytes: Uint8Array): string {
-  let d = digests.get(bytes);
-  if (d === undefined) {
-    d = createHash('sha256').update(bytes).digest('base64');
-    digests.set(bytes, d);
-  }
-  return d;
+function entryOf(name: string, bytes: Uint8Array): string {
+  const cached = entries.get(bytes);
+  if (cached !== undefined && cached.name === name) return cached.entry;
+  const entry = `${name}\u0000${createHash('sha256').update(bytes).digest('base64')}\u0000`;
+  entries.set(bytes, { name, entry });
+  return entry;
 }
 
 /** Version of a whole mesh config (what /proxies shows as configVersion): the hash of its parsed form. */
