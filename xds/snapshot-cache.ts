@@ -163,13 +163,13 @@ export function resourcesVersion(resources: readonly { name: string; value: Uint
  * Per-resource "name + digest" entries, kept as long as the bytes live: every node shares most resources of a
  * compile, so each is hashed once. Entries start with the name, so sorting them sorts by name.
  */
-const entries = new WeakMap<Uint8Array, { name: string; entry: string }>();
+const entryCache = new WeakMap<Uint8Array, { name: string; entry: string }>();
 
 function entryOf(name: string, bytes: Uint8Array): string {
-  const cached = entries.get(bytes);
+  const cached = entryCache.get(bytes);
   if (cached !== undefined && cached.name === name) return cached.entry;
   const entry = `${name}\u0000${createHash('sha256').update(bytes).digest('base64')}\u0000`;
-  entries.set(bytes, { name, entry });
+  entryCache.set(bytes, { name, entry });
   return entry;
 }
 
