@@ -81,7 +81,6 @@ export class HttpExchange implements UpstreamSink {
     const te = req.headers['transfer-encoding'];
     const cl = req.headers['content-length'];
     const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
-    if (cl !== undefined) this.bytesReceived = Number(cl) || 0;
     this.route(req.headers, hasBody ? req : null, 'http');
   }
 
@@ -97,8 +96,6 @@ export class HttpExchange implements UpstreamSink {
     const contentType = headers['content-type'];
     this.grpc = contentType !== undefined && contentType.startsWith('application/grpc');
     const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-    const cl = headers['content-length'];
-    if (cl !== undefined) this.bytesReceived = Number(cl) || 0;
     this.route(headers, endStream ? null : stream, (headers[':scheme'] as string | undefined) ?? 'http');
   }
 
@@ -203,6 +200,10 @@ export class HttpExchange implements UpstreamSink {
     this.finish();
   }
 
+  onRequestBodyBytes(bytes: number): void {
+    this.bytesReceived += bytes;
+  }
+
   onUpstreamError(err: Error, connectFailed: boolean): void {
     if (this.finished) return;
     this.upstream = null;
@@ -284,6 +285,7 @@ export class HttpExchange implements UpstreamSink {
           'x-pillion-reason': reason.id,
         });
         h1.end(body);
+        this.bytesSent += Buffer.byteLength(body);
       }
     } else {
       const h2 = this.h2stream!;
@@ -310,6 +312,7 @@ export class HttpExchange implements UpstreamSink {
             'x-pillion-reason': reason.id,
           });
           h2.end(body);
+          this.bytesSent += Buffer.byteLength(body);
         }
       }
     }

@@ -80,6 +80,10 @@ class Slot implements UpstreamStream {
     return true;
   }
 
+  onBodySent(chunk: Buffer | string): void {
+    this.sink?.onRequestBodyBytes(typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length);
+  }
+
   onData(chunk: Buffer): boolean {
     const sink = this.sink;
     if (sink === null) return false;

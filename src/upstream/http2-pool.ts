@@ -1,6 +1,7 @@
 // HTTP/2 (cleartext, prior knowledge) connection pool for one endpoint: one multiplexed session, more when the
 // peer's SETTINGS_MAX_CONCURRENT_STREAMS is reached, and a FIFO of requests waiting for stream capacity.
 import * as http2 from 'node:http2';
+import type { Readable } from 'node:stream';
 import type { ConnectionPool, PoolOptions, UpstreamRequestSpec, UpstreamSink, UpstreamStream } from './pool.js';
 import { headersFromH2, type HeaderMap } from '../http/headers.js';
 
@@ -11,6 +12,7 @@ const IDLE_SESSION_TIMEOUT_MS = 60_000;
 const kRequest = Symbol('pillion.h2request');
 
 type StreamWithRequest = http2.ClientHttp2Stream & { [kRequest]: H2Request };
+type BodyWithRequest = Readable & { [kRequest]?: H2Request };
 
 class Session {
   active = 0;
@@ -65,6 +67,11 @@ function onData(this: StreamWithRequest, chunk: Buffer): void {
   const req = this[kRequest];
   if (req.finished) return;
   if (!req.sink.onUpstreamData(chunk)) this.pause();
+}
+
+function onRequestBodyData(this: BodyWithRequest, chunk: Buffer): void {
+  const req = this[kRequest];
+  if (req !== undefined && !req.finished) req.sink.onRequestBodyBytes(chunk.length);
 }
 
 function onTrailers(this: StreamWithRequest, headers: http2.IncomingHttpHeaders): void {
@@ -174,7 +181,12 @@ export class Http2Pool implements ConnectionPool {
     stream.on('end', onEnd);
     stream.on('error', onStreamError);
     stream.on('close', onStreamClose);
-    if (spec.body !== null) spec.body.pipe(stream);
+    if (spec.body !== null) {
+      spec.body.pipe(stream);
+      // Listening after pipe() only observes: the body is already flowing into the stream.
+      (spec.body as BodyWithRequest)[kRequest] = req;
+      spec.body.on('data', onRequestBodyData);
+    }
   }
 
   private open(): Session {

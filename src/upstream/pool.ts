@@ -23,6 +23,8 @@ export interface UpstreamSink {
   onUpstreamEnd(trailers: HeaderMap | null): void;
   /** `connectFailed` is true when no connection could be made (Envoy's UF); else the stream was reset (UR). */
   onUpstreamError(err: Error, connectFailed: boolean): void;
+  /** Request body bytes as they go upstream (the access log's bytes_received; chunked bodies have no length). */
+  onRequestBodyBytes(bytes: number): void;
 }
 
 /** Handle on a request in flight, for the sink to steer it. */

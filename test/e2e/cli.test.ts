@@ -77,6 +77,22 @@ describe('pillion proxy (process)', () => {
       const access = await proc.waitForLine((l) => l.type === 'access' && l.path === '/one');
       expect(access).toMatchObject({ method: 'GET', status: 200, upstream_cluster: 'slow.default:8080', response_flags: '-' });
 
+      // A chunked upload has no length to copy from its headers: bytes_received counts the body that went upstream.
+      const upload = await request(outbound, {
+        host: 'slow',
+        path: '/upload',
+        method: 'POST',
+        headers: { 'transfer-encoding': 'chunked' },
+        body: 'x'.repeat(3000),
+      });
+      expect(upload.status).toBe(200);
+      const uploadLine = await proc.waitForLine((l) => l.type === 'access' && l.path === '/upload');
+      expect(uploadLine).toMatchObject({ method: 'POST', status: 200, bytes_received: 3000, bytes_sent: 8 });
+      const noRoute = await request(outbound, { host: 'nowhere', path: '/lost' });
+      expect(noRoute.status).toBe(404);
+      const noRouteLine = await proc.waitForLine((l) => l.type === 'access' && l.path === '/lost');
+      expect(noRouteLine).toMatchObject({ status: 404, bytes_sent: Buffer.byteLength(noRoute.body), response_flags: 'NR' });
+
       // A request in flight when SIGTERM arrives still completes; then the process exits 0.
       const inFlight = request(outbound, { host: 'slow', path: '/two' });
       await new Promise((r) => setTimeout(r, 100));
