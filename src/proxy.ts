@@ -50,6 +50,7 @@ export class Proxy implements AdminSource {
   /** Extra readiness condition from the config source (the xDS client: first config warm). */
   private readinessGate: (() => boolean) | null = null;
   private draining: Promise<void> | null = null;
+  private versionSource: (() => Record<string, string>) | null = null;
 
   constructor(private readonly options: ProxyOptions) {
     this.logger = options.logger ?? createLogger(options.logLevel ?? 'info');
@@ -127,6 +128,11 @@ export class Proxy implements AdminSource {
     this.readinessGate = gate;
   }
 
+  /** Per-type versions for /config_dump, from a source that versions each type apart (the xDS client). */
+  setVersionSource(source: (() => Record<string, string>) | null): void {
+    this.versionSource = source;
+  }
+
   // --- AdminSource ---
 
   isReady(): boolean {
@@ -145,8 +151,11 @@ export class Proxy implements AdminSource {
   configDump(): unknown {
     const dump = (list: readonly RawResource[]) =>
       list.map((r) => ({ name: r.name, type: r.typeUrl, resource: decodeMessage(r.typeUrl.slice(r.typeUrl.lastIndexOf('/') + 1), r.value) }));
+    const v = this.current.version;
     return {
-      version: this.current.version,
+      version: v,
+      // A local config file versions everything at once; over xDS each type has its own last ACKed version.
+      versions: this.versionSource?.() ?? { listeners: v, routes: v, clusters: v, endpoints: v },
       listeners: dump(this.resources.listeners),
       routes: dump(this.resources.routes),
       clusters: dump(this.resources.clusters),

@@ -64,6 +64,7 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Runn
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog });
   const ads = new AdsClient({ servers, node: boot.node, target: proxy });
   proxy.setReadinessGate(() => ads.isWarm());
+  proxy.setVersionSource(() => ads.versions());
   await proxy.startAdmin();
   ads.start();
   void ads.whenWarm().then(() => {

@@ -117,6 +117,11 @@ export class AdsClient {
     return this.state.isWarm() || this.warmByTimeout;
   }
 
+  /** Last ACKed version per resource type. */
+  versions(): Record<ResourceKind, string> {
+    return this.state.versions();
+  }
+
   /** Resolves once the first config is warm (never, if the client is stopped before). */
   whenWarm(): Promise<void> {
     if (this.isWarm()) return Promise.resolve();

@@ -187,6 +187,16 @@ export class SubscriptionState {
     return this.warm;
   }
 
+  /** The last ACKed version of each type ('' before the first), as Envoy's config_dump shows version_info. */
+  versions(): Record<ResourceKind, string> {
+    return {
+      listeners: this.get('listeners').version,
+      routes: this.get('routes').version,
+      clusters: this.get('clusters').version,
+      endpoints: this.get('endpoints').version,
+    };
+  }
+
   /** Listeners and clusters accepted: only route tables or endpoint sets they name may still be missing. */
   coreAccepted(): boolean {
     return this.get('listeners').accepted && this.get('clusters').accepted;

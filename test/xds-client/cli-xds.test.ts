@@ -56,12 +56,12 @@ describe('pillion proxy --xds (process)', () => {
       expect((await fetch(`http://127.0.0.1:${admin}/ready`)).status).toBe(503);
 
       const res = compile(meshYaml(backend.port));
-      server.send(TYPE_URLS.Cluster, 'v1', 'c1', res.clusters);
-      server.send(TYPE_URLS.Listener, 'v1', 'l1', res.listeners);
+      server.send(TYPE_URLS.Cluster, 'cv1', 'c1', res.clusters);
+      server.send(TYPE_URLS.Listener, 'lv1', 'l1', res.listeners);
       await server.waitFor(is(TYPE_URLS.ClusterLoadAssignment));
       await server.waitFor(is(TYPE_URLS.RouteConfiguration));
-      server.send(TYPE_URLS.ClusterLoadAssignment, 'v1', 'e1', res.endpoints);
-      server.send(TYPE_URLS.RouteConfiguration, 'v1', 'r1', res.routes);
+      server.send(TYPE_URLS.ClusterLoadAssignment, 'ev1', 'e1', res.endpoints);
+      server.send(TYPE_URLS.RouteConfiguration, 'rv1', 'r1', res.routes);
       await proc.waitForLine((l) => l.msg === 'proxy ready');
       expect((await fetch(`http://127.0.0.1:${admin}/ready`)).status).toBe(200);
 
@@ -71,7 +71,10 @@ describe('pillion proxy --xds (process)', () => {
       expect(JSON.parse(reply.body).url).toBe('/via-xds');
 
       expect(await proc.waitForLine((l) => l.msg === 'xds connected')).toMatchObject({ server: server.address });
-      expect(await proc.waitForLine((l) => l.msg === 'xds ACK' && l.type === 'routes')).toMatchObject({ version: 'v1' });
+      expect(await proc.waitForLine((l) => l.msg === 'xds ACK' && l.type === 'routes')).toMatchObject({ version: 'rv1' });
+      // Each type shows its own last ACKed version, as Envoy's config_dump does.
+      const dump = (await (await fetch(`http://127.0.0.1:${admin}/config_dump`)).json()) as { config: { versions: unknown } };
+      expect(dump.config.versions).toEqual({ listeners: 'lv1', routes: 'rv1', clusters: 'cv1', endpoints: 'ev1' });
       expect(proc.lines.some((l) => l.msg === 'xds: cannot reach control server' && l.server === dead)).toBe(true);
 
       proc.child.kill('SIGTERM');
