@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parseControlArgs } from '../cli/control-command.js';
 import { parseProxyArgs, UsageError } from './args.js';
 
 describe('parseProxyArgs --idle-memory-release', () => {
@@ -12,5 +13,13 @@ describe('parseProxyArgs --idle-memory-release', () => {
   it('rejects anything but on or off', () => {
     expect(() => parseProxyArgs([...base, '--idle-memory-release', 'yes'])).toThrow(UsageError);
     expect(() => parseProxyArgs([...base, '--idle-memory-release', 'yes'])).toThrow(/expected on or off, got "yes"/);
+  });
+});
+
+describe('pillion control --idle-memory-release', () => {
+  it('is on unless turned off, and rejects other values', () => {
+    expect(parseControlArgs(['--config', 'mesh.yaml'])).toMatchObject({ idleMemoryRelease: true });
+    expect(parseControlArgs(['--config', 'mesh.yaml', '--idle-memory-release', 'off'])).toMatchObject({ idleMemoryRelease: false });
+    expect(() => parseControlArgs(['--config', 'mesh.yaml', '--idle-memory-release', '1'])).toThrow(/expected on or off, got "1"/);
   });
 });

@@ -24,6 +24,14 @@ function port(flag: string, value: string | undefined, fallback: number | undefi
   return n;
 }
 
+/** An `on|off` flag. */
+export function onOff(flag: string, value: string | undefined, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (value === 'on') return true;
+  if (value === 'off') return false;
+  throw new UsageError(`--${flag}: expected on or off, got "${value}"`);
+}
+
 /** `--xds HOST:PORT[,HOST:PORT]`: the control servers, tried in order on each reconnect. */
 function xdsServers(value: string): string[] {
   const servers = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -84,10 +92,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     // Refuse rather than silently talk plaintext to a control server the operator meant to reach over TLS.
     throw new UsageError('--xds-ca/--token (xDS over TLS) are not available yet in this build: use a plaintext --xds HOST:PORT');
   }
-  const idleMemoryRelease = values['idle-memory-release'] ?? 'on';
-  if (idleMemoryRelease !== 'on' && idleMemoryRelease !== 'off') {
-    throw new UsageError(`--idle-memory-release: expected on or off, got "${idleMemoryRelease}"`);
-  }
+  const idleMemoryRelease = onOff('idle-memory-release', values['idle-memory-release'], true);
   const appPort = port('app-port', values['app-port'], undefined);
   const node: NodeInfo = {
     id: values['node-id'] ?? `sidecar~${service}~${process.pid}`,
@@ -105,6 +110,6 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     ...(xds === undefined ? {} : { xds }),
     logLevel: values['log-level'] ?? 'info',
     accessLog: values['access-log'] ?? 'stdout',
-    idleMemoryRelease: idleMemoryRelease === 'on',
+    idleMemoryRelease,
   };
 }

@@ -1,11 +1,12 @@
 // `pillion control`: run the xDS control server for a mesh config file until SIGTERM/SIGINT.
 import { parseArgs } from 'node:util';
 import { startControlServer } from '../../xds/server.js';
-import { UsageError } from '../bootstrap/args.js';
+import { onOff, UsageError } from '../bootstrap/args.js';
+import { startIdleMemoryRelease } from '../process/idle-memory.js';
 import { createLogger } from '../observability/logger.js';
 
 export const CONTROL_USAGE = `usage: pillion control --config mesh.yaml [--port 15010] [--admin-port 15014] [--host 127.0.0.1]
-                       [--log-level info]
+                       [--log-level info] [--idle-memory-release on|off]
   --port 0 / --admin-port 0 pick a free port; the chosen ports are logged ("xds listening", "control admin listening").`;
 
 export interface ControlArgs {
@@ -14,6 +15,8 @@ export interface ControlArgs {
   readonly port: number;
   readonly adminPort: number;
   readonly logLevel: string;
+  /** Return unused memory to the kernel when pushes stop (src/process/idle-memory.ts). */
+  readonly idleMemoryRelease: boolean;
 }
 
 function port(flag: string, value: string | undefined, fallback: number): number {
@@ -36,6 +39,7 @@ export function parseControlArgs(argv: string[]): ControlArgs | 'help' {
         'admin-port': { type: 'string' },
         host: { type: 'string' },
         'log-level': { type: 'string' },
+        'idle-memory-release': { type: 'string' },
         'secure-port': { type: 'string' },
         'ca-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -57,6 +61,7 @@ export function parseControlArgs(argv: string[]): ControlArgs | 'help' {
     port: port('port', values.port, 15010),
     adminPort: port('admin-port', values['admin-port'], 15014),
     logLevel: values['log-level'] ?? 'info',
+    idleMemoryRelease: onOff('idle-memory-release', values['idle-memory-release'], true),
   };
 }
 
@@ -75,6 +80,7 @@ export async function runControlCommand(argv: string[]): Promise<void> {
     adminPort: args.adminPort,
     logger,
   });
+  if (args.idleMemoryRelease) startIdleMemoryRelease(logger);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

@@ -3,12 +3,12 @@ import { parseProxyArgs, type ProxyBootstrap } from '../bootstrap/args.js';
 import { loadLocalSnapshot } from '../config/local.js';
 import { Proxy } from '../proxy.js';
 import { AdsClient } from '../xds/ads-client.js';
-import { IdleMemoryReleaser, loadNativeMemory } from '../process/idle-memory.js';
+import { startIdleMemoryRelease } from '../process/idle-memory.js';
 
 export async function runProxyCommand(argv: string[]): Promise<void> {
   const boot = parseProxyArgs(argv);
   const running = boot.xds !== undefined ? await runFromXds(boot, boot.xds) : await runFromFile(boot);
-  if (boot.idleMemoryRelease) startIdleMemoryRelease(running.proxy);
+  if (boot.idleMemoryRelease) startIdleMemoryRelease(running.proxy.logger);
 
   let stopping = false;
   const stop = (signal: string): void => {
@@ -24,15 +24,6 @@ export async function runProxyCommand(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-}
-
-function startIdleMemoryRelease(proxy: Proxy): void {
-  const native = loadNativeMemory();
-  if (native === undefined) {
-    proxy.logger.warn('native helper not built (npm install runs node-gyp): memory stays at its peak after traffic bursts');
-    return;
-  }
-  new IdleMemoryReleaser({ logger: proxy.logger, native }).start();
 }
 
 interface Running {

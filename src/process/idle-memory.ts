@@ -112,3 +112,15 @@ export class IdleMemoryReleaser {
 function mib(bytes: number): number {
   return Math.round((bytes / 1048576) * 10) / 10;
 }
+
+/** Starts the release for this process, or warns once and returns undefined when the native helper is missing. */
+export function startIdleMemoryRelease(logger: Logger): IdleMemoryReleaser | undefined {
+  const native = loadNativeMemory();
+  if (native === undefined) {
+    logger.warn('native helper not built (npm install runs node-gyp): memory stays at its peak after traffic bursts');
+    return undefined;
+  }
+  const releaser = new IdleMemoryReleaser({ logger, native });
+  releaser.start();
+  return releaser;
+}
