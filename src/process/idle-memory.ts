@@ -40,7 +40,7 @@ export interface IdleMemoryOptions {
   readonly periodMs?: number;
   /** Event-loop utilization over one period below which the process counts as idle (default 2 %). */
   readonly idleUtilization?: number;
-  /** Growth of resident memory since the last release that makes a release worth a GC (default 8 MiB). */
+  /** Growth of resident memory since the last release that makes a release worth a GC (default 4 MiB). */
   readonly minGrowthBytes?: number;
 }
 
@@ -60,7 +60,7 @@ export class IdleMemoryReleaser {
   constructor(private readonly options: IdleMemoryOptions) {
     this.periodMs = options.periodMs ?? 1000;
     this.idleUtilization = options.idleUtilization ?? 0.02;
-    this.minGrowthBytes = options.minGrowthBytes ?? 8 << 20;
+    this.minGrowthBytes = options.minGrowthBytes ?? 4 << 20;
   }
 
   start(): void {
