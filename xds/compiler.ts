@@ -326,7 +326,9 @@ const sharedByMesh = new WeakMap<MeshConfig, SharedResources>();
 
 /**
  * A service's encoded Cluster and ClusterLoadAssignment per port, keyed by the service's whole config: an edit
- * re-encodes only the services it touched. Holds the entries of the latest compile only.
+ * re-encodes only the services it touched. Holds the entries of the latest compile only. The key must cover every
+ * input of serviceCluster and loadAssignment: today the service and the port; anything mesh-wide they come to
+ * read (a trust domain for mTLS, say) must join the key.
  */
 let encodedByService = new Map<string, { cluster: XdsResource; endpoints: XdsResource }>();
 
