@@ -1,5 +1,6 @@
 // `pillion proxy` as a real process: bad config fails fast and names the field; SIGTERM drains in-flight
-// requests before exiting 0; the admin endpoints answer; the access log has one line per request.
+// requests before exiting 0; the admin endpoints answer; the access log has one line per request; memory grown by a
+// burst of traffic goes back to the kernel once the traffic stops.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -103,6 +104,43 @@ describe('pillion proxy (process)', () => {
       expect(await proc.exited).toBe(0);
     } finally {
       proc.child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('pillion proxy memory after a burst (process)', () => {
+  it('returns memory to the kernel once traffic stops', async () => {
+    // 1 MiB responses: the proxy's socket buffers and heap grow well past the 4 MiB that warrants a release.
+    const big = Buffer.alloc(1 << 20, 'x');
+    const bulk = await startHttpBackend('bulk', (_req, res) => res.end(big));
+    const file = join(dir, 'bulk.yaml');
+    writeFileSync(
+      file,
+      `services:
+  - name: web
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: bulk
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${bulk.port} }]
+`,
+    );
+    const proc = runPillion([
+      'proxy', '--config', file, '--service', 'web', '--admin-port', '0', '--outbound-port', '0', '--inbound-port', '0',
+      '--access-log', 'off', '--log-level', 'debug',
+    ]);
+    try {
+      const outbound = Number((await proc.waitForLine((l) => l.msg === 'listening' && l.listener === 'outbound')).port);
+      await proc.waitForLine((l) => l.msg === 'proxy ready');
+      for (let round = 0; round < 4; round++) {
+        const replies = await Promise.all(Array.from({ length: 8 }, () => request(outbound, { host: 'bulk', path: '/big' })));
+        for (const r of replies) expect(r.body.length).toBe(1 << 20);
+      }
+      const release = await proc.waitForLine((l) => l.msg === 'traffic stopped: returned unused memory to the kernel', 10_000);
+      expect(Number(release.rssAfterMiB)).toBeLessThan(Number(release.rssBeforeMiB));
+    } finally {
+      proc.child.kill('SIGKILL');
+      await bulk.close();
     }
   });
 });
