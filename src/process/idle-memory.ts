@@ -79,11 +79,9 @@ export class IdleMemoryReleaser {
     const now = performance.eventLoopUtilization();
     const { utilization } = performance.eventLoopUtilization(now, this.lastSample);
     this.lastSample = now;
-    if (utilization > this.idleUtilization) {
-      // Traffic is back before the release finished: start over once it stops, measured from the old floor.
-      this.trimsPending = 0;
-      return;
-    }
+    // Busy: nothing now. A release under way finishes on the next idle periods (the GC it started may itself
+    // keep one period just above the threshold).
+    if (utilization > this.idleUtilization) return;
     if (this.trimsPending > 0) {
       this.options.native.trimMalloc();
       if (--this.trimsPending === 0) this.settle();
