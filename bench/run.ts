@@ -6,7 +6,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ChildGroup, readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
+import { readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
+import { benchChildGroup } from './child-group.js';
 import { runAutocannon, runFixedRate, runH2load, runTcpStream, runWrk, type LoadResult } from './load.js';
 import {
   NGINX_STREAM_MODULE,
@@ -87,15 +88,7 @@ const IDLE_MEMORY_WAIT_MS = 5000;
 
 const log = (s: string): void => void process.stdout.write(`${s}\n`);
 
-const group = new ChildGroup();
-group.installExitHandlers((sig) => {
-  process.stderr.write(`\n${sig}: stopping every child\n`);
-  void group.close().then(() => process.exit(130));
-});
-process.on('uncaughtException', (err) => {
-  process.stderr.write(`bench: uncaught ${err.stack ?? err.message}\n`);
-  void group.close().then(() => process.exit(1));
-});
+const group = benchChildGroup('bench');
 
 interface CaseOutcome {
   spec: CaseSpec;
@@ -325,18 +318,14 @@ async function main(): Promise<void> {
       pairedRuns.throughput.length > 0 ? median(pairedRuns.throughput) : pSmall && hpSmall ? pSmall.rps / hpSmall.rps : NaN,
       '>=',
       1.5,
-      `median of ${pairedRuns.throughput.length} paired runs ${fmt(median(pairedRuns.throughput))} ` +
-        `(range ${fmt(Math.min(...pairedRuns.throughput))}–${fmt(Math.max(...pairedRuns.throughput))}); ` +
-        `small case: ${fmt(pSmall?.rps ?? NaN, 0)} / ${fmt(hpSmall?.rps ?? NaN, 0)} req/s = ${fmt(pSmall && hpSmall ? pSmall.rps / hpSmall.rps : NaN)}`,
+      `${pairedSummary(pairedRuns.throughput, 2, '')}small case: ${fmt(pSmall?.rps ?? NaN, 0)} / ${fmt(hpSmall?.rps ?? NaN, 0)} req/s = ${fmt(pSmall && hpSmall ? pSmall.rps / hpSmall.rps : NaN)}`,
     ),
     check(
       `added p99 at 2,000 req/s ≤ 2 ms`,
       pairedRuns.addedP99.length > 0 ? median(pairedRuns.addedP99) : (pLat?.addedP99 ?? NaN),
       '<=',
       2,
-      `median of ${pairedRuns.addedP99.length} paired runs ${fmt(median(pairedRuns.addedP99), 3)} ms ` +
-        `(range ${fmt(Math.min(...pairedRuns.addedP99), 2)}–${fmt(Math.max(...pairedRuns.addedP99), 2)}); latency case: ` +
-        `Pillion p99 ${fmt(pLat?.p99 ?? NaN, 3)} ms, direct p99 ${fmt(get('latency', 'direct')?.p99 ?? NaN, 3)} ms, added (median of per-round differences) ${fmt(pLat?.addedP99 ?? NaN, 3)} ms`,
+      `${pairedSummary(pairedRuns.addedP99, 3, ' ms')}latency case: Pillion p99 ${fmt(pLat?.p99 ?? NaN, 3)} ms, direct p99 ${fmt(get('latency', 'direct')?.p99 ?? NaN, 3)} ms, added (median of per-round differences) ${fmt(pLat?.addedP99 ?? NaN, 3)} ms`,
     ),
     check(
       'proxy RSS ≤ 80 MiB after the run',
@@ -404,6 +393,13 @@ async function paired(
     }
   }
   return out;
+}
+
+/** "median of N paired runs X (range a–b); " or nothing when no pair was run. */
+function pairedSummary(values: readonly number[], digits: number, unit: string): string {
+  if (values.length === 0) return '';
+  const range = `${fmt(Math.min(...values), digits)}–${fmt(Math.max(...values), digits)}`;
+  return `median of ${values.length} paired runs ${fmt(median(values), digits)}${unit} (range ${range}); `;
 }
 
 function median(values: readonly number[]): number {

@@ -14,12 +14,13 @@
 // Prints markdown tables and PASS/FAIL for "p99 < 200 ms"; writes .bench-out/xds-push.json.
 // Flags: --quick (6 + 6 rounds, 5 proxies), --rounds N, --warmup-rounds N (default 40), --proxies N, --no-memory, --cpu-prof (control servers and the first
 // proxy of each set write .cpuprofile files to .bench-out/xds-cpu/). Exit code 1 when the target fails.
+import { benchChildGroup } from './child-group.js';
 import { NODE_FLAGS } from '../src/cli/node-flags.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ChildGroup, freePorts, httpGet, readRss, resolveFromHere, sleep, type ManagedChild } from '../src/cli/children.js';
+import { freePorts, httpGet, readRss, resolveFromHere, sleep, type ManagedChild } from '../src/cli/children.js';
 import {
   AckTracker,
   BenchMesh,
@@ -83,15 +84,7 @@ const MAIN = resolveFromHere(import.meta.url, '../src/cli/main.js');
 const outDir = resolve(process.cwd(), '.bench-out');
 const log = (s: string): void => void process.stdout.write(`${s}\n`);
 
-const group = new ChildGroup();
-group.installExitHandlers((sig) => {
-  process.stderr.write(`\n${sig}: stopping every child\n`);
-  void group.close().then(() => process.exit(130));
-});
-process.on('uncaughtException', (err) => {
-  process.stderr.write(`bench:xds: uncaught ${err.stack ?? err.message}\n`);
-  void group.close().then(() => process.exit(1));
-});
+const group = benchChildGroup('bench:xds');
 
 // ---- children ---------------------------------------------------------------------------------------------
 

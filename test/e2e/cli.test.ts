@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
-import { runPillion } from '../helpers/process.js';
+import { runPillion, type PillionProcess } from '../helpers/process.js';
 
 let dir: string;
 let slow: Backend;
@@ -23,6 +23,26 @@ afterAll(async () => {
   await slow.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** `pillion proxy` for service `web`, whose mesh has one other service on 127.0.0.1:port; ports picked by the OS. */
+function webSidecarFor(service: string, port: number, extraArgs: string[] = []): PillionProcess {
+  const file = join(dir, `${service}.yaml`);
+  writeFileSync(
+    file,
+    `services:
+  - name: web
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: ${service}
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${port} }]
+`,
+  );
+  return runPillion([
+    'proxy', '--config', file, '--service', 'web', '--admin-port', '0', '--outbound-port', '0', '--inbound-port', '0',
+    ...extraArgs,
+  ]);
+}
 
 describe('pillion proxy (process)', () => {
   it('exits non-zero on a bad mesh config, naming the file, the field path and the problem', async () => {
@@ -48,19 +68,7 @@ describe('pillion proxy (process)', () => {
   });
 
   it('serves, answers admin endpoints, logs access lines, and drains on SIGTERM', async () => {
-    const file = join(dir, 'mesh.yaml');
-    writeFileSync(
-      file,
-      `services:
-  - name: web
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-  - name: slow
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: ${slow.port} }]
-`,
-    );
-    const proc = runPillion(['proxy', '--config', file, '--service', 'web', '--admin-port', '0', '--outbound-port', '0', '--inbound-port', '0']);
+    const proc = webSidecarFor('slow', slow.port);
     try {
       const outbound = Number((await proc.waitForLine((l) => l.msg === 'listening' && l.listener === 'outbound')).port);
       const admin = Number((await proc.waitForLine((l) => l.msg === 'admin listening')).port);
@@ -113,22 +121,7 @@ describe('pillion proxy memory after a burst (process)', () => {
     // 1 MiB responses: the proxy's socket buffers and heap grow well past the 4 MiB that warrants a release.
     const big = Buffer.alloc(1 << 20, 'x');
     const bulk = await startHttpBackend('bulk', (_req, res) => res.end(big));
-    const file = join(dir, 'bulk.yaml');
-    writeFileSync(
-      file,
-      `services:
-  - name: web
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-  - name: bulk
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: ${bulk.port} }]
-`,
-    );
-    const proc = runPillion([
-      'proxy', '--config', file, '--service', 'web', '--admin-port', '0', '--outbound-port', '0', '--inbound-port', '0',
-      '--access-log', 'off', '--log-level', 'debug',
-    ]);
+    const proc = webSidecarFor('bulk', bulk.port, ['--access-log', 'off', '--log-level', 'debug']);
     try {
       const outbound = Number((await proc.waitForLine((l) => l.msg === 'listening' && l.listener === 'outbound')).port);
       await proc.waitForLine((l) => l.msg === 'proxy ready');
