@@ -6,7 +6,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 export type HeaderMap = Record<string, string | string[]>;
 
 /** Connection-specific headers: never forwarded, in either direction (HTTP/2 forbids them outright). */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -74,22 +74,6 @@ export function buildUpstreamHeaders(
     out['x-request-id'] = requestId;
   }
   return requestId;
-}
-
-/** Upstream HTTP/1 response head (undici raw [name, value, ...] buffers) → forwardable header map. */
-export function headersFromRaw(raw: Buffer[] | string[] | null): HeaderMap {
-  const out: HeaderMap = {};
-  if (raw === null) return out;
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1').toLowerCase();
-    if (HOP_BY_HOP.has(name)) continue;
-    const value = raw[i + 1]!.toString('latin1');
-    const prev = out[name];
-    if (prev === undefined) out[name] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else out[name] = [prev, value];
-  }
-  return out;
 }
 
 /** Upstream HTTP/2 response head → forwardable header map (pseudo headers and hop-by-hop dropped). */

@@ -66,7 +66,7 @@ export class UpstreamCluster {
         maxIdle: maxIdleConnectionsPerEndpoint,
         events: this.stats,
       };
-      pool = this.model.protocol === 'http2' ? new Http2Pool(origin, options) : new Http1Pool(origin, options);
+      pool = this.model.protocol === 'http2' ? new Http2Pool(origin, options) : new Http1Pool(endpoint.address, endpoint.port, options);
       this.pools.set(endpoint.key, pool);
     }
     return pool;

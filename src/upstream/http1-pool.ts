@@ -1,149 +1,356 @@
-// HTTP/1.1 connection pool for one endpoint: keep-alive connections (undici Clients, one request at a time
-// each), a cap on idle connections, and a FIFO of requests waiting for a free connection.
-import { IncomingMessage } from 'node:http';
+// HTTP/1.1 connection pool for one endpoint: keep-alive connections on raw sockets (one request at a time each,
+// responses read by Node's own parser), a cap on idle connections, and a FIFO of requests waiting for a free
+// connection. Socket, parser and body events reach the connection through shared functions and a symbol, so a
+// request allocates no closures.
 import * as net from 'node:net';
-import { PassThrough } from 'node:stream';
-import type { Dispatcher, buildConnector } from 'undici';
-// The Client module alone (see src/types/undici-client.d.ts): pinned to undici 7's file layout.
-import Client from 'undici/lib/dispatcher/client.js';
+import type { Readable } from 'node:stream';
 import type { ConnectionPool, PoolOptions, UpstreamRequestSpec, UpstreamSink, UpstreamStream } from './pool.js';
-import { headersFromRaw } from '../http/headers.js';
+import { HOP_BY_HOP } from '../http/headers.js';
+import {
+  CRLF,
+  HTTPParser,
+  LAST_CHUNK,
+  SKIP_BODY,
+  chunkHeader,
+  headerMapFromFlat,
+  isParseError,
+  kOnBody,
+  kOnHeaders,
+  kOnHeadersComplete,
+  kOnMessageComplete,
+  serializeHeaders,
+  type FlatHeaders,
+  type NativeParser,
+} from '../http/h1-parser.js';
 
-const ABORTED = new Error('request aborted by the proxy');
+const kConnection = Symbol('pillion.h1connection');
+type SocketOf = net.Socket & { [kConnection]: H1Connection };
+type ParserOf = NativeParser & { [kConnection]: H1Connection };
+type BodyOf = Readable & { [kConnection]?: H1Connection };
 
 /**
- * One connection's request slot. It is the undici handler for whatever request the connection carries now,
- * so a request costs no handler allocation; `sink` tells which request that is.
+ * Idle connections close after this long, or 1 s before the server's own `Keep-Alive: timeout=N`: reusing a
+ * socket the server is about to close is the classic cause of spurious 503s (undici and Node's agent do the same).
  */
-class Slot implements UpstreamStream {
+const DEFAULT_KEEP_ALIVE_MS = 4_000;
+const KEEP_ALIVE_MARGIN_MS = 1_000;
+
+/** One upstream connection, and the handle of the request it carries now (the pool hands it to the sink). */
+class H1Connection implements UpstreamStream {
   sink: UpstreamSink | null = null;
-  private abortFn: ((err: Error) => void) | null = null;
-  private resumeFn: (() => void) | null = null;
-  private connected = false;
-  readonly handler: Dispatcher.DispatchHandler;
+  readonly socket: SocketOf;
+  private readonly parser: ParserOf;
+  connected = false;
+  closed = false;
+  private error: Error | null = null;
+  private connectTimer: NodeJS.Timeout | null = null;
+  private keepAliveMs = DEFAULT_KEEP_ALIVE_MS;
+  /** Reading stopped for backpressure; a response can end while paused, so the next request resumes it. */
+  private paused = false;
+
+  // State of the request in flight.
+  private body: BodyOf | null = null;
+  private chunkedBody = false;
+  private requestWritten = false;
+  private skipBody = false;
+  private informational = false;
+  private reusable = true;
+  /** Header lines the parser hands over early (more than 32 lines) and trailer lines. */
+  private pendingLines: FlatHeaders = [];
 
   constructor(
     readonly pool: Http1Pool,
-    readonly client: InstanceType<typeof Client>,
+    host: string,
+    port: number,
   ) {
-    // undici's legacy handler interface is what its core calls directly (the newer one is wrapped per request).
-    this.handler = this as unknown as Dispatcher.DispatchHandler;
-    client.on('connect', () => {
-      this.connected = true;
-      pool.options.events.onConnectionOpen();
-    });
-    client.on('disconnect', () => {
-      if (this.connected) pool.options.events.onConnectionClose();
-      this.connected = false;
-    });
+    const socket = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }) as SocketOf;
+    socket[kConnection] = this;
+    this.socket = socket;
+    socket.on('connect', onSocketConnect);
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    socket.on('drain', onSocketDrain);
+    socket.on('timeout', onSocketTimeout);
+    socket.setTimeout(this.keepAliveMs);
+    const connectTimeoutMs = pool.options.connectTimeoutMs;
+    if (connectTimeoutMs > 0) this.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, this, connectTimeoutMs);
+
+    const parser = new HTTPParser() as ParserOf;
+    parser.initialize(HTTPParser.RESPONSE, {}, 0, HTTPParser.kLenientNone);
+    parser[kConnection] = this;
+    parser[kOnHeaders] = onParserHeaderLines;
+    parser[kOnHeadersComplete] = onParserHeadersComplete;
+    parser[kOnBody] = onParserBody;
+    parser[kOnMessageComplete] = onParserMessageComplete;
+    this.parser = parser;
   }
 
   start(spec: UpstreamRequestSpec, sink: UpstreamSink): void {
     this.sink = sink;
-    this.abortFn = null;
-    this.resumeFn = null;
+    if (this.paused) this.resume();
+    this.skipBody = spec.method === 'HEAD';
+    this.informational = false;
+    this.reusable = true;
     const headers = spec.headers;
-    headers.host = spec.authority;
-    // undici destroys a stream body it is done with. That is harmless for an HTTP/1 request (already read), but
-    // destroying an HTTP/2 stream would also kill the response still to be written on it: hand undici a pipe.
-    let body = spec.body;
-    if (body !== null && !(body instanceof IncomingMessage)) body = body.pipe(new PassThrough());
-    this.client.dispatch(
-      { path: spec.path, method: spec.method, headers, body, bodyTimeout: 0, headersTimeout: 0 },
-      this.handler,
-    );
+    let head = serializeHeaders(spec.method + ' ' + spec.path + ' HTTP/1.1\r\nhost: ' + spec.authority + '\r\n', headers);
+    const body = spec.body as BodyOf | null;
+    if (body === null) {
+      this.requestWritten = true;
+      this.socket.write(head + CRLF, 'latin1');
+      return;
+    }
+    this.requestWritten = false;
+    // A body of unknown length (HTTP/1 chunked or HTTP/2 without content-length) goes chunked.
+    this.chunkedBody = headers['content-length'] === undefined;
+    if (this.chunkedBody) head += 'transfer-encoding: chunked\r\n';
+    this.socket.write(head + CRLF, 'latin1');
+    this.body = body;
+    body[kConnection] = this;
+    body.on('data', onBodyData);
+    body.on('end', onBodyEnd);
   }
 
-  resume(): void {
-    this.resumeFn?.();
+  writeBody(chunk: Buffer): void {
+    if (chunk.length === 0) return; // a zero-size chunk would end a chunked body
+    this.sink?.onRequestBodyBytes(chunk.length);
+    const socket = this.socket;
+    let flushed: boolean;
+    if (this.chunkedBody) {
+      socket.cork();
+      socket.write(chunkHeader(chunk.length), 'latin1');
+      socket.write(chunk);
+      flushed = socket.write(CRLF, 'latin1');
+      socket.uncork();
+    } else {
+      flushed = socket.write(chunk);
+    }
+    if (!flushed) this.body!.pause();
   }
 
-  abort(): void {
-    const abort = this.abortFn;
+  endBody(): void {
+    if (this.chunkedBody) this.socket.write(LAST_CHUNK, 'latin1');
+    this.requestWritten = true;
+    this.detachBody();
+  }
+
+  resumeBody(): void {
+    this.body?.resume();
+  }
+
+  private detachBody(): void {
+    const body = this.body;
+    if (body === null) return;
+    this.body = null;
+    body.off('data', onBodyData);
+    body.off('end', onBodyEnd);
+    body[kConnection] = undefined;
+  }
+
+  // --- parser events ---
+
+  onHeaderLines(lines: FlatHeaders): void {
+    for (let i = 0; i < lines.length; i++) this.pendingLines.push(lines[i]!);
+  }
+
+  onHeadersComplete(lines: FlatHeaders | undefined, status: number, shouldKeepAlive: boolean): number {
+    if (lines === undefined) {
+      lines = this.pendingLines;
+      this.pendingLines = [];
+    }
+    const sink = this.sink;
+    if (sink === null) return SKIP_BODY;
+    // 1xx (100 Continue, 103 Early Hints): the proxy answered 100-continue itself; the final response follows.
+    if (status < 200) {
+      this.informational = true;
+      return SKIP_BODY;
+    }
+    if (!shouldKeepAlive) this.reusable = false;
+    else this.readKeepAliveHint(lines);
+    sink.onUpstreamHeaders(status, headerMapFromFlat(lines, HOP_BY_HOP), false);
+    return this.skipBody ? SKIP_BODY : 0;
+  }
+
+  onBody(chunk: Buffer): void {
+    const sink = this.sink;
+    if (sink !== null && !sink.onUpstreamData(chunk)) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  onMessageComplete(): void {
+    if (this.informational) {
+      this.informational = false;
+      return;
+    }
+    const sink = this.sink;
+    if (sink === null) return;
     this.sink = null;
-    if (abort !== null) abort(ABORTED);
+    const trailers = this.pendingLines.length === 0 ? null : headerMapFromFlat(this.pendingLines, HOP_BY_HOP);
+    this.pendingLines = [];
+    // A response that ends before its request was fully sent leaves the connection mid-message: not reusable.
+    if (!this.requestWritten) {
+      this.reusable = false;
+      this.detachBody();
+    }
+    if (this.reusable) this.pool.release(this);
+    else this.close();
+    sink.onUpstreamEnd(trailers);
   }
 
-  // --- undici handler ---
-  onConnect(abort: (err: Error) => void): void {
-    this.abortFn = abort;
-    // Aborted while undici still held it in its queue: cancel now that it can be.
-    if (this.sink === null) abort(ABORTED);
+  private readKeepAliveHint(lines: FlatHeaders): void {
+    for (let i = 0; i < lines.length; i += 2) {
+      const name = lines[i]!;
+      if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
+      const value = lines[i + 1]!;
+      const at = value.indexOf('timeout=');
+      if (at < 0) return;
+      const hintMs = Math.max(0, Number.parseInt(value.slice(at + 8), 10) * 1000 - KEEP_ALIVE_MARGIN_MS);
+      if (Number.isNaN(hintMs)) return;
+      if (hintMs === 0) this.reusable = false;
+      else if (hintMs < this.keepAliveMs) {
+        this.keepAliveMs = hintMs;
+        this.socket.setTimeout(hintMs);
+      }
+      return;
+    }
   }
 
-  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
-    if (status < 200) return true;
-    this.resumeFn = resume;
-    const sink = this.sink;
-    if (sink === null) return false;
-    sink.onUpstreamHeaders(status, headersFromRaw(raw), false);
-    return true;
+  // --- socket events ---
+
+  onConnect(): void {
+    this.connected = true;
+    this.clearConnectTimer();
+    this.pool.options.events.onConnectionOpen();
   }
 
-  onBodySent(chunk: Buffer | string): void {
-    this.sink?.onRequestBodyBytes(typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length);
+  onData(data: Buffer): void {
+    const ret = this.parser.execute(data);
+    if (isParseError(ret)) this.fail(ret);
   }
 
-  onData(chunk: Buffer): boolean {
-    const sink = this.sink;
-    if (sink === null) return false;
-    return sink.onUpstreamData(chunk);
-  }
-
-  onComplete(rawTrailers: Buffer[] | null): void {
-    const sink = this.sink;
-    this.sink = null;
-    this.pool.release(this);
-    if (sink !== null) sink.onUpstreamEnd(rawTrailers !== null && rawTrailers.length > 0 ? headersFromRaw(rawTrailers) : null);
+  /** The server closed its side: that ends a close-delimited body, and anything else still in flight. */
+  onEnd(): void {
+    const ret = this.parser.finish();
+    if (isParseError(ret)) this.fail(ret);
+    this.close();
   }
 
   onError(err: Error): void {
+    this.error ??= err;
+  }
+
+  onTimeout(): void {
+    // Only an idle connection times out here; a slow response is the exchange's timeout to enforce.
+    if (this.sink === null) this.close();
+  }
+
+  private fail(err: Error): void {
+    this.error ??= err;
     const sink = this.sink;
     this.sink = null;
-    const connectFailed = !this.connected || isConnectError(err);
-    this.pool.release(this);
-    if (sink !== null && err !== ABORTED) sink.onUpstreamError(err, connectFailed);
+    this.close();
+    if (sink !== null) sink.onUpstreamError(err, !this.connected);
+  }
+
+  /** The socket is gone (or going): report a request still in flight and give the pool its slot back. */
+  onClose(): void {
+    this.clearConnectTimer();
+    const sink = this.sink;
+    this.sink = null;
+    const wasConnected = this.connected;
+    this.close();
+    if (wasConnected) this.pool.options.events.onConnectionClose();
+    if (sink !== null) {
+      const err = this.error ?? Object.assign(new Error('upstream closed the connection before the response completed'), { code: 'ECONNRESET' });
+      sink.onUpstreamError(err, !wasConnected);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.detachBody();
+    this.clearConnectTimer();
+    this.socket.destroy();
+    this.pool.forget(this);
+  }
+
+  private clearConnectTimer(): void {
+    if (this.connectTimer !== null) {
+      clearTimeout(this.connectTimer);
+      this.connectTimer = null;
+    }
+  }
+
+  // --- UpstreamStream ---
+
+  resume(): void {
+    this.paused = false;
+    this.socket.resume();
+  }
+
+  abort(): void {
+    this.sink = null;
+    this.close();
   }
 }
 
-function isConnectError(err: Error): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return (
-    code === 'ECONNREFUSED' ||
-    code === 'UND_ERR_CONNECT_TIMEOUT' ||
-    code === 'EHOSTUNREACH' ||
-    code === 'ENETUNREACH' ||
-    code === 'EADDRNOTAVAIL'
-  );
+function onSocketConnect(this: SocketOf): void {
+  this[kConnection].onConnect();
 }
-
-/**
- * Opens upstream TCP connections with a connect timeout that means what it says: undici's own timer ticks in
- * ~1 s steps, so a 250 ms connectTimeout would fire at 1 s.
- */
-function connector(timeoutMs: number): buildConnector.connector {
-  return (opts, callback) => {
-    const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
-    const socket = net.connect({ host, port: Number(opts.port), noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
-    let timer: NodeJS.Timeout | null = null;
-    const onError = (err: Error): void => {
-      if (timer !== null) clearTimeout(timer);
-      socket.off('connect', onConnect);
-      callback(err, null);
-    };
-    const onConnect = (): void => {
-      if (timer !== null) clearTimeout(timer);
-      socket.off('error', onError);
-      callback(null, socket);
-    };
-    socket.once('error', onError);
-    socket.once('connect', onConnect);
-    if (timeoutMs > 0) {
-      timer = setTimeout(() => {
-        socket.destroy(Object.assign(new Error(`connect timeout after ${timeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
-      }, timeoutMs);
-    }
-  };
+function onSocketData(this: SocketOf, data: Buffer): void {
+  this[kConnection].onData(data);
+}
+function onSocketEnd(this: SocketOf): void {
+  this[kConnection].onEnd();
+}
+function onSocketError(this: SocketOf, err: Error): void {
+  this[kConnection].onError(err);
+}
+function onSocketClose(this: SocketOf): void {
+  this[kConnection].onClose();
+}
+function onSocketDrain(this: SocketOf): void {
+  this[kConnection].resumeBody();
+}
+function onSocketTimeout(this: SocketOf): void {
+  this[kConnection].onTimeout();
+}
+function onConnectTimeout(connection: H1Connection, timeoutMs: number): void {
+  if (connection.connected) return;
+  connection.socket.destroy(Object.assign(new Error(`connect timeout after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+}
+function onParserHeaderLines(this: ParserOf, lines: FlatHeaders): void {
+  this[kConnection].onHeaderLines(lines);
+}
+function onParserHeadersComplete(
+  this: ParserOf,
+  _versionMajor: number,
+  _versionMinor: number,
+  lines: FlatHeaders | undefined,
+  _method: number,
+  _url: string,
+  status: number,
+  _statusMessage: string,
+  _upgrade: boolean,
+  shouldKeepAlive: boolean,
+): number {
+  return this[kConnection].onHeadersComplete(lines, status, shouldKeepAlive);
+}
+function onParserBody(this: ParserOf, chunk: Buffer): void {
+  this[kConnection].onBody(chunk);
+}
+function onParserMessageComplete(this: ParserOf): void {
+  this[kConnection].onMessageComplete();
+}
+function onBodyData(this: BodyOf, chunk: Buffer): void {
+  this[kConnection]?.writeBody(chunk);
+}
+function onBodyEnd(this: BodyOf): void {
+  this[kConnection]?.endBody();
 }
 
 interface Waiting {
@@ -152,28 +359,28 @@ interface Waiting {
   stream: QueuedStream;
 }
 
-/** Stands in for a slot while a request waits in the queue. */
+/** Stands in for a connection while a request waits in the queue. */
 class QueuedStream implements UpstreamStream {
-  slot: Slot | null = null;
+  connection: H1Connection | null = null;
   cancelled = false;
   resume(): void {
-    this.slot?.resume();
+    this.connection?.resume();
   }
   abort(): void {
-    if (this.slot !== null) this.slot.abort();
+    if (this.connection !== null) this.connection.abort();
     else this.cancelled = true;
   }
 }
 
 export class Http1Pool implements ConnectionPool {
-  private readonly idle: Slot[] = [];
-  private readonly all = new Set<Slot>();
+  private readonly idle: H1Connection[] = [];
+  private readonly all = new Set<H1Connection>();
   private readonly waiting: Waiting[] = [];
-  private connections = 0;
   private draining = false;
 
   constructor(
-    private readonly origin: string,
+    private readonly host: string,
+    private readonly port: number,
     readonly options: PoolOptions,
   ) {}
 
@@ -183,63 +390,68 @@ export class Http1Pool implements ConnectionPool {
 
   request(spec: UpstreamRequestSpec, sink: UpstreamSink): UpstreamStream {
     // LIFO: the most recently used connection is the one least likely to have been closed by the server.
-    let slot = this.idle.pop();
-    if (slot === undefined && this.connections < this.options.maxConnections) slot = this.open();
-    if (slot !== undefined) {
-      slot.start(spec, sink);
-      return slot;
+    let connection = this.idle.pop();
+    if (connection === undefined && this.all.size < this.options.maxConnections) connection = this.open();
+    if (connection !== undefined) {
+      connection.start(spec, sink);
+      return connection;
     }
     const stream = new QueuedStream();
     this.waiting.push({ spec, sink, stream });
     return stream;
   }
 
-  release(slot: Slot): void {
-    while (this.waiting.length > 0) {
-      const next = this.waiting.shift()!;
-      if (next.stream.cancelled) continue;
-      next.stream.slot = slot;
-      slot.start(next.spec, next.sink);
-      return;
-    }
+  release(connection: H1Connection): void {
+    if (this.startWaiting(connection)) return;
     if (this.draining || this.idle.length >= this.options.maxIdle) {
-      this.close(slot);
+      connection.close();
       return;
     }
-    this.idle.push(slot);
+    this.idle.push(connection);
+  }
+
+  /** A connection closed: drop it, and let a waiting request have its place. */
+  forget(connection: H1Connection): void {
+    if (!this.all.delete(connection)) return;
+    const i = this.idle.indexOf(connection);
+    if (i >= 0) this.idle.splice(i, 1);
+    if (this.draining || this.all.size >= this.options.maxConnections) return;
+    const next = this.nextWaiting();
+    if (next !== undefined) this.startOn(this.open(), next);
   }
 
   drain(): void {
     this.draining = true;
-    for (const slot of this.idle) this.close(slot);
-    this.idle.length = 0;
+    for (const connection of this.idle.splice(0)) connection.close();
   }
 
   destroy(): void {
     this.draining = true;
-    this.idle.length = 0;
-    for (const waiting of this.waiting) waiting.sink.onUpstreamError(new Error('connection pool closed'), true);
-    this.waiting.length = 0;
-    for (const slot of this.all) slot.client.destroy().catch(() => {});
-    this.all.clear();
+    for (const waiting of this.waiting.splice(0)) waiting.sink.onUpstreamError(new Error('connection pool closed'), true);
+    for (const connection of [...this.all]) connection.abort();
   }
 
-  private open(): Slot {
-    this.connections++;
-    const client = new Client(this.origin, {
-      connect: connector(this.options.connectTimeoutMs),
-      pipelining: 1,
-      // undici's 4 s idle timeout, shortened further by the server's Keep-Alive hint: reusing a socket the
-      // server is about to close is the classic cause of spurious 503s.
-    });
-    const slot = new Slot(this, client);
-    this.all.add(slot);
-    return slot;
+  private startWaiting(connection: H1Connection): boolean {
+    const next = this.nextWaiting();
+    if (next === undefined) return false;
+    this.startOn(connection, next);
+    return true;
   }
 
-  private close(slot: Slot): void {
-    this.connections--;
-    this.all.delete(slot);
-    slot.client.close().catch(() => {});
+  private nextWaiting(): Waiting | undefined {
+    let next = this.waiting.shift();
+    while (next !== undefined && next.stream.cancelled) next = this.waiting.shift();
+    return next;
+  }
+
+  private startOn(connection: H1Connection, waiting: Waiting): void {
+    waiting.stream.connection = connection;
+    connection.start(waiting.spec, waiting.sink);
+  }
+
+  private open(): H1Connection {
+    const connection = new H1Connection(this, this.host, this.port);
+    this.all.add(connection);
+    return connection;
   }
 }
