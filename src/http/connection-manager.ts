@@ -1,24 +1,14 @@
-// HTTP connection manager of one listener chain: parses HTTP/1.1 and HTTP/2 (prior knowledge) on sockets the
-// listener hands it, answers malformed requests itself, and starts an exchange per request.
-import * as http from 'node:http';
+// HTTP connection manager of one listener chain: takes the sockets the listener hands it, HTTP/1.x on our own
+// connection class (src/http/h1-connection.ts), HTTP/2 (prior knowledge) on Node's http2 server, and starts an
+// exchange per request.
 import * as http2 from 'node:http2';
-import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import { REASONS, type Reason } from '../reasons.js';
 import { HttpExchange } from './exchange.js';
 import type { HttpContext } from './context.js';
-import { proxyUpgrade } from './upgrade.js';
-import { rawLocalReply } from './raw-reply.js';
+import { H1Connection } from './h1-connection.js';
 
 const kContext = Symbol('pillion.httpContext');
 type WithContext<T> = T & { [kContext]: HttpContext };
-
-/** Envoy's default downstream idle timeout (1 h) keeps app connection pools from racing our close. */
-const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
-
-function onH1Request(this: WithContext<http.Server>, req: http.IncomingMessage, res: http.ServerResponse): void {
-  new HttpExchange(this[kContext]).startH1(req, res);
-}
 
 function onH2Stream(
   this: WithContext<http2.Http2Server>,
@@ -29,47 +19,20 @@ function onH2Stream(
   new HttpExchange(this[kContext]).startH2(stream, headers, flags);
 }
 
-function onH1Upgrade(this: WithContext<http.Server>, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-  proxyUpgrade(this[kContext], req, socket as Socket, head);
-}
-
-function onH1ClientError(this: WithContext<http.Server>, err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const reason: Reason =
-    err.code === 'HPE_HEADER_OVERFLOW'
-      ? REASONS.headersTooLarge
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? REASONS.requestTimeout
-        : REASONS.badRequest;
-  this[kContext].stats.localReply(reason);
-  // The parser is in an unknown state after an error: answer and close (RFC 9112 §9.6 lets us).
-  socket.end(rawLocalReply(reason));
-}
-
 function onH2SessionError(): void {
   // A protocol error on one connection: nghttp2 already sent GOAWAY; nothing else to do.
 }
 
 export class HttpConnectionManager {
-  private readonly h1: WithContext<http.Server>;
+  private readonly h1Connections = new Set<H1Connection>();
+  private readonly forgetH1 = (connection: H1Connection): void => {
+    this.h1Connections.delete(connection);
+  };
   private readonly h2: WithContext<http2.Http2Server>;
   private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
 
   constructor(readonly context: HttpContext) {
     const chain = context.chain;
-    this.h1 = http.createServer({
-      maxHeaderSize: chain.maxRequestHeadersKb * 1024,
-      keepAliveTimeout: chain.idleTimeoutMs > 0 ? chain.idleTimeoutMs : DEFAULT_IDLE_TIMEOUT_MS,
-      requestTimeout: chain.requestTimeoutMs,
-      noDelay: true,
-    }) as WithContext<http.Server>;
-    this.h1[kContext] = context;
-    this.h1.on('request', onH1Request);
-    this.h1.on('upgrade', onH1Upgrade);
-    this.h1.on('clientError', onH1ClientError);
 
     this.h2 = http2.createServer({
       maxSessionMemory: 64,
@@ -89,13 +52,13 @@ export class HttpConnectionManager {
   /** Takes over a connection whose first bytes (already pushed back with unshift) showed its codec. */
   handle(socket: Socket, http2Preface: boolean): void {
     if (http2Preface) this.h2.emit('connection', socket);
-    else this.h1.emit('connection', socket);
+    else this.h1Connections.add(new H1Connection(this.context, socket, this.forgetH1));
   }
 
   /** Stop keep-alive on HTTP/1 (responses carry `connection: close`), GOAWAY on HTTP/2, close idle sockets. */
   drain(): void {
     this.context.draining = true;
-    this.h1.closeIdleConnections();
+    for (const connection of this.h1Connections) connection.drain();
     for (const session of this.h2Sessions) session.close();
   }
 }

@@ -1,12 +1,14 @@
 // What the requests of one HTTP filter chain share: the chain's config, the live route table of the current
 // snapshot, the cluster manager, and where stats go. One per listener chain, not per request.
-import type { IncomingHttpHeaders } from 'node:http';
 import type { ConfigSnapshot, Direction, HashPolicyModel, HttpChainModel, RouteActionModel, RouteConfigModel, RouteModel } from '../config/model.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { Random } from '../upstream/types.js';
 import type { Reason } from '../reasons.js';
 import type { HttpExchange } from './exchange.js';
 import { computeRequestHash, headerSourceOf, matchRoute, pickWeightedCluster, routeIndexOf, type RouteIndex } from './route-match.js';
+
+/** Request headers by lower-case name, as either codec delivers them. */
+export type RequestHeaders = Record<string, string | string[] | undefined>;
 
 export interface ConfigHolder {
   readonly current: ConfigSnapshot;
@@ -25,10 +27,10 @@ export class RouteTable {
     this.index = routeIndexOf(config);
   }
 
-  match(authority: string, method: string, path: string, headers: IncomingHttpHeaders): RouteModel | null {
+  match(authority: string, method: string, path: string, headers: RequestHeaders): RouteModel | null {
     const vh = this.index.select(authority);
     if (vh === null) return null;
-    return matchRoute(vh, method, path, headerSourceOf(headers as Record<string, string | string[] | undefined>));
+    return matchRoute(vh, method, path, headerSourceOf(headers));
   }
 }
 
@@ -61,7 +63,7 @@ export class HttpContext {
     return pickWeightedCluster(action, this.random);
   }
 
-  requestHash(policies: readonly HashPolicyModel[], headers: IncomingHttpHeaders, sourceIp: string): number | undefined {
-    return computeRequestHash(policies, headerSourceOf(headers as Record<string, string | string[] | undefined>), sourceIp);
+  requestHash(policies: readonly HashPolicyModel[], headers: RequestHeaders, sourceIp: string): number | undefined {
+    return computeRequestHash(policies, headerSourceOf(headers), sourceIp);
   }
 }

@@ -1,7 +1,6 @@
 // One HTTP request through the proxy: route it, pick an endpoint, forward it on the cluster's pool and stream
 // the response back, on either downstream codec. The exchange is the handler object of the request: socket
 // and stream events reach it through shared functions and a symbol, so a request allocates no closures.
-import type { IncomingMessage, ServerResponse, IncomingHttpHeaders } from 'node:http';
 import * as http2 from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { RouteModel } from '../config/model.js';
@@ -10,20 +9,22 @@ import type { EndpointState } from '../upstream/types.js';
 import type { UpstreamSink, UpstreamStream, UpstreamRequestSpec } from '../upstream/pool.js';
 import { REASONS, type Reason } from '../reasons.js';
 import { buildUpstreamHeaders, type HeaderMap } from './headers.js';
-import type { HttpContext } from './context.js';
+import type { HttpContext, RequestHeaders } from './context.js';
+import type { H1Connection, H1Request } from './h1-connection.js';
 
 export const kExchange = Symbol('pillion.exchange');
 
-const PROTOCOL_H1 = 'HTTP/1.1';
+const PROTOCOL_H11 = 'HTTP/1.1';
+const PROTOCOL_H10 = 'HTTP/1.0';
 const PROTOCOL_H2 = 'HTTP/2';
 const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
-type H1Response = ServerResponse & { [kExchange]?: HttpExchange };
 type H2Stream = http2.ServerHttp2Stream & { [kExchange]?: HttpExchange };
 
 export class HttpExchange implements UpstreamSink {
   // Downstream: exactly one of the two codecs is set.
-  private h1res: H1Response | null = null;
+  private h1: H1Connection | null = null;
+  private http11 = true;
   private h2stream: H2Stream | null = null;
 
   readonly startMs = Date.now();
@@ -58,13 +59,13 @@ export class HttpExchange implements UpstreamSink {
 
   // --- downstream entry points ---
 
-  startH1(req: IncomingMessage, res: ServerResponse): void {
-    this.h1res = res as H1Response;
-    this.h1res[kExchange] = this;
-    res.on('close', onH1ResponseClose);
-    this.method = req.method ?? 'GET';
-    let url = req.url ?? '/';
-    let authority = req.headers.host ?? '';
+  startH1(connection: H1Connection, req: H1Request): void {
+    this.h1 = connection;
+    this.http11 = req.http11;
+    this.method = req.method;
+    let url = req.url;
+    const host = req.headers.host;
+    let authority = typeof host === 'string' ? host : '';
     // Absolute-form (a client configured with HTTP_PROXY): its authority wins over Host (RFC 9112 §3.2.2).
     if (url.charCodeAt(0) !== 47 /* '/' */ && url !== '*') {
       const schemeEnd = url.indexOf('://');
@@ -76,12 +77,8 @@ export class HttpExchange implements UpstreamSink {
     }
     this.authority = authority;
     this.path = url;
-    this.remoteAddress = req.socket.remoteAddress ?? '';
-    if (this.ctx.draining) res.shouldKeepAlive = false;
-    const te = req.headers['transfer-encoding'];
-    const cl = req.headers['content-length'];
-    const hasBody = te !== undefined || (cl !== undefined && cl !== '0');
-    this.route(req.headers, hasBody ? req : null, 'http');
+    this.remoteAddress = connection.remoteAddress;
+    this.route(req.headers, req.body, 'http');
   }
 
   startH2(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void {
@@ -101,7 +98,7 @@ export class HttpExchange implements UpstreamSink {
 
   // --- routing and forwarding ---
 
-  private route(headers: IncomingHttpHeaders, body: Readable | null, scheme: string): void {
+  private route(headers: RequestHeaders, body: Readable | null, scheme: string): void {
     const ctx = this.ctx;
     const routes = ctx.routeTable();
     const route: RouteModel | null = routes === null ? null : routes.match(this.authority, this.method, this.path, headers);
@@ -148,16 +145,10 @@ export class HttpExchange implements UpstreamSink {
     if (this.finished) return;
     this.status = status;
     this.headersSent = true;
-    const h1 = this.h1res;
+    const h1 = this.h1;
     if (h1 !== null) {
-      try {
-        h1.writeHead(status, headers);
-      } catch {
-        // A head Node refuses to send (say, a header value with control characters) is the upstream's fault.
-        this.headersSent = false;
-        this.abortUpstream();
-        this.localReply(REASONS.upstreamProtocolError, 'the upstream sent a response head that cannot be forwarded');
-      }
+      // Both parsers (llhttp, nghttp2) reject control characters in what they hand us, so the head is safe.
+      h1.respond(status, headers);
       return;
     }
     const h2 = this.h2stream!;
@@ -171,12 +162,9 @@ export class HttpExchange implements UpstreamSink {
   onUpstreamData(chunk: Buffer): boolean {
     if (this.finished) return true;
     this.bytesSent += chunk.length;
-    const h1 = this.h1res;
-    if (h1 !== null) {
-      if (h1.write(chunk)) return true;
-      h1.once('drain', onDownstreamDrain);
-      return false;
-    }
+    const h1 = this.h1;
+    // On false, the connection's 'drain' calls resumeUpstream().
+    if (h1 !== null) return h1.write(chunk);
     const h2 = this.h2stream!;
     if (h2.destroyed) return true;
     if (h2.write(chunk)) return true;
@@ -187,9 +175,9 @@ export class HttpExchange implements UpstreamSink {
   onUpstreamEnd(trailers: HeaderMap | null): void {
     if (this.finished) return;
     this.upstream = null;
-    const h1 = this.h1res;
+    const h1 = this.h1;
     if (h1 !== null) {
-      h1.end();
+      h1.end(trailers);
     } else {
       const h2 = this.h2stream!;
       this.trailers = trailers;
@@ -239,6 +227,19 @@ export class HttpExchange implements UpstreamSink {
     this.finish();
   }
 
+  /** The downstream connection cannot go on (bad bytes, request too slow): answer if still possible. */
+  failDownstream(reason: Reason): void {
+    if (this.finished) return;
+    this.abortUpstream();
+    if (!this.headersSent) {
+      this.localReply(reason);
+      return;
+    }
+    this.reason = reason;
+    this.resetDownstream();
+    this.finish();
+  }
+
   /** The client went away before the response was complete: cancel upstream, release everything. */
   onDownstreamClosed(): void {
     if (this.finished) return;
@@ -266,7 +267,7 @@ export class HttpExchange implements UpstreamSink {
   }
 
   private resetDownstream(): void {
-    if (this.h1res !== null) this.h1res.destroy();
+    if (this.h1 !== null) this.h1.reset();
     else if (this.h2stream !== null && !this.h2stream.destroyed) this.h2stream.close(NGHTTP2_INTERNAL_ERROR);
   }
 
@@ -275,17 +276,17 @@ export class HttpExchange implements UpstreamSink {
     this.reason = reason;
     this.ctx.stats.localReply(reason);
     const body = detail === undefined ? `${reason.message}\n` : `${reason.message}: ${detail}\n`;
-    const h1 = this.h1res;
+    const h1 = this.h1;
     if (h1 !== null) {
       this.status = reason.httpStatus;
-      if (!h1.headersSent && !h1.destroyed) {
-        h1.writeHead(reason.httpStatus, {
-          'content-type': 'text/plain; charset=utf-8',
-          'content-length': Buffer.byteLength(body),
-          'x-pillion-reason': reason.id,
-        });
-        h1.end(body);
-        this.bytesSent += Buffer.byteLength(body);
+      if (!this.headersSent) {
+        const length = Buffer.byteLength(body);
+        h1.reply(
+          reason.httpStatus,
+          { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(length), 'x-pillion-reason': reason.id },
+          body,
+        );
+        this.bytesSent += length;
       }
     } else {
       const h2 = this.h2stream!;
@@ -338,7 +339,8 @@ export class HttpExchange implements UpstreamSink {
 
   // --- access log fields ---
   get protocol(): string {
-    return this.h1res !== null ? PROTOCOL_H1 : PROTOCOL_H2;
+    if (this.h1 === null) return PROTOCOL_H2;
+    return this.http11 ? PROTOCOL_H11 : PROTOCOL_H10;
   }
   get upstreamCluster(): string {
     return this.cluster?.model.name ?? '-';
@@ -346,11 +348,6 @@ export class HttpExchange implements UpstreamSink {
   get upstreamHost(): string {
     return this.endpoint?.key ?? '-';
   }
-}
-
-function onH1ResponseClose(this: H1Response): void {
-  const exchange = this[kExchange]!;
-  if (!this.writableFinished) exchange.onDownstreamClosed();
 }
 
 function onH2StreamClose(this: H2Stream): void {
@@ -366,7 +363,7 @@ function onH2WantTrailers(this: H2Stream): void {
   this[kExchange]!.sendTrailers();
 }
 
-function onDownstreamDrain(this: H1Response | H2Stream): void {
+function onDownstreamDrain(this: H2Stream): void {
   this[kExchange]!.resumeUpstream();
 }
 

@@ -1,26 +1,38 @@
 // HTTP/1.1 Upgrade (WebSocket and friends): route the request like any other, then splice the two sockets
 // so the upgraded protocol passes through untouched. The upstream's 101 (or refusal) reaches the client as sent.
-import type { IncomingMessage } from 'node:http';
 import * as net from 'node:net';
 import { REASONS, type Reason } from '../reasons.js';
 import type { HttpContext } from './context.js';
+import { headerMapFromFlat, type FlatHeaders } from './h1-parser.js';
 import { rawLocalReply } from './raw-reply.js';
+
+/** An HTTP/1.1 request head that asked for Upgrade (or CONNECT). */
+export interface UpgradeRequest {
+  readonly method: string;
+  readonly url: string;
+  /** Header lines as received, forwarded as they are (but x-forwarded-for). */
+  readonly lines: FlatHeaders;
+}
 
 function refuse(ctx: HttpContext, socket: net.Socket, reason: Reason): void {
   ctx.stats.localReply(reason);
   socket.end(rawLocalReply(reason));
 }
 
-export function proxyUpgrade(ctx: HttpContext, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
+export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.Socket, head: Buffer): void {
+  // CONNECT tunnels need a connect matcher, which the config model has not got (Envoy answers 404 then too).
+  if (req.method === 'CONNECT') return refuse(ctx, socket, REASONS.noRoute);
+  const headers = headerMapFromFlat(req.lines, null);
   const table = ctx.routeTable();
-  const authority = req.headers.host ?? '';
-  const path = req.url ?? '/';
-  const route = table === null ? null : table.match(authority, req.method ?? 'GET', path, req.headers);
+  const host = headers.host;
+  const authority = typeof host === 'string' ? host : '';
+  const path = req.url;
+  const route = table === null ? null : table.match(authority, req.method, path, headers);
   if (route === null) return refuse(ctx, socket, REASONS.noRoute);
   const cluster = ctx.clusters.get(ctx.pickCluster(route.action));
   if (cluster === undefined) return refuse(ctx, socket, REASONS.noCluster);
   const remote = socket.remoteAddress ?? '';
-  const hash = route.action.hashPolicies.length === 0 ? undefined : ctx.requestHash(route.action.hashPolicies, req.headers, remote);
+  const hash = route.action.hashPolicies.length === 0 ? undefined : ctx.requestHash(route.action.hashPolicies, headers, remote);
   const endpoint = cluster.pick(hash);
   if (endpoint === null) return refuse(ctx, socket, REASONS.noHealthyUpstream);
 
@@ -42,12 +54,12 @@ export function proxyUpgrade(ctx: HttpContext, req: IncomingMessage, socket: net
     connected = true;
     upstream.setTimeout(0);
     let headText = `${req.method} ${path} HTTP/1.1\r\n`;
-    const raw = req.rawHeaders;
+    const raw = req.lines;
     for (let i = 0; i + 1 < raw.length; i += 2) {
       if (raw[i]!.toLowerCase() === 'x-forwarded-for') continue;
       headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
     }
-    const xff = req.headers['x-forwarded-for'];
+    const xff = headers['x-forwarded-for'];
     headText += `x-forwarded-for: ${xff === undefined ? remote : `${xff}, ${remote}`}\r\n\r\n`;
     upstream.write(headText);
     if (head.length > 0) upstream.write(head);

@@ -1,0 +1,465 @@
+// One downstream HTTP/1.x connection on a raw socket: Node's parser reads requests, this class writes the
+// responses. Requests are answered in order; pipelined ones wait (reading pauses meanwhile, so at most one
+// socket read of them is buffered). It answers what no exchange can: parse errors (400/431, then close),
+// request timeouts (408), idle keep-alive timeouts and the drain. Events reach it through shared functions
+// and a symbol: a request costs no closure.
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { REASONS, type Reason } from '../reasons.js';
+import type { HttpContext } from './context.js';
+import { HttpExchange } from './exchange.js';
+import type { HeaderMap } from './headers.js';
+import {
+  CRLF,
+  HTTPParser,
+  METHODS,
+  chunkHeader,
+  headerMapFromFlat,
+  isParseError,
+  kOnBody,
+  kOnHeaders,
+  kOnHeadersComplete,
+  kOnMessageComplete,
+  lastChunkWithTrailers,
+  serializeHeaders,
+  type FlatHeaders,
+  type NativeParser,
+  type ParseError,
+} from './h1-parser.js';
+import { rawLocalReply } from './raw-reply.js';
+import { proxyUpgrade, type UpgradeRequest } from './upgrade.js';
+
+const kConnection = Symbol('pillion.h1downstream');
+type SocketOf = Socket & { [kConnection]: H1Connection };
+type ParserOf = NativeParser & { [kConnection]: H1Connection };
+
+/** What `kOnHeadersComplete` returns to hand the rest of the bytes to an Upgrade/CONNECT handler. */
+const UPGRADE = 2;
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+/** A request body as a stream, fed by the parser; reading it lets the socket read on. */
+class RequestBody extends Readable {
+  constructor(private readonly connection: H1Connection) {
+    super();
+  }
+  override _read(): void {
+    this.connection.bodyWantsMore();
+  }
+}
+
+/** One parsed request head, and where its answer stands. */
+export class H1Request {
+  exchange: HttpExchange | null = null;
+  body: RequestBody | null = null;
+  requestDone = false;
+  responseDone = false;
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly headers: HeaderMap,
+    readonly http11: boolean,
+    readonly keepAlive: boolean,
+  ) {}
+}
+
+export class H1Connection {
+  readonly socket: SocketOf;
+  private readonly parser: ParserOf;
+  readonly remoteAddress: string;
+
+  /** The request being answered, and those parsed after it (pipelining). */
+  private active: H1Request | null = null;
+  private readonly queue: H1Request[] = [];
+  /** The request whose body the parser is reading now (the active one or the last queued). */
+  private parsing: H1Request | null = null;
+  private pendingLines: FlatHeaders = [];
+  private upgrade: UpgradeRequest | null = null;
+
+  // Response of the active request.
+  private head: string | null = null;
+  private chunked = false;
+  private noBody = false;
+  private closeAfterResponse = false;
+
+  private bodyBackpressure = false;
+  private reading = true;
+  private closed = false;
+  private requestTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly ctx: HttpContext,
+    socket: Socket,
+    private readonly onClosed: (connection: H1Connection) => void,
+  ) {
+    this.socket = socket as SocketOf;
+    this.socket[kConnection] = this;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    const chain = ctx.chain;
+    const parser = new HTTPParser() as ParserOf;
+    parser.initialize(HTTPParser.REQUEST, {}, chain.maxRequestHeadersKb * 1024, HTTPParser.kLenientNone);
+    parser[kConnection] = this;
+    parser[kOnHeaders] = onParserHeaderLines;
+    parser[kOnHeadersComplete] = onParserHeadersComplete;
+    parser[kOnBody] = onParserBody;
+    parser[kOnMessageComplete] = onParserMessageComplete;
+    if (chain.requestTimeoutMs > 0) parser[HTTPParser.kOnMessageBegin] = onParserMessageBegin;
+    this.parser = parser;
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    socket.on('drain', onSocketDrain);
+    socket.on('timeout', onSocketTimeout);
+    socket.setTimeout(chain.idleTimeoutMs > 0 ? chain.idleTimeoutMs : DEFAULT_IDLE_TIMEOUT_MS);
+  }
+
+  // --- reading requests ---
+
+  onData(data: Buffer): void {
+    // Closing after a response or an error: whatever else the client sends is not read.
+    if (this.closed) return;
+    const ret = this.parser.execute(data);
+    if (isParseError(ret)) {
+      this.onParseError(ret);
+      return;
+    }
+    const upgrade = this.upgrade;
+    if (upgrade !== null) {
+      this.upgrade = null;
+      this.handOver(upgrade, data.subarray(ret));
+    }
+  }
+
+  onHeaderLines(lines: FlatHeaders): void {
+    for (let i = 0; i < lines.length; i++) this.pendingLines.push(lines[i]!);
+  }
+
+  onHeadersComplete(major: number, minor: number, lines: FlatHeaders | undefined, method: number, url: string, upgrade: boolean, keepAlive: boolean): number {
+    if (lines === undefined) {
+      lines = this.pendingLines;
+      this.pendingLines = [];
+    }
+    const methodName = METHODS[method] ?? 'GET';
+    if (upgrade) {
+      this.upgrade = { method: methodName, url, lines };
+      return UPGRADE;
+    }
+    const headers = headerMapFromFlat(lines, null);
+    const request = new H1Request(methodName, url, headers, major === 1 && minor >= 1, keepAlive);
+    const te = headers['transfer-encoding'];
+    const cl = headers['content-length'];
+    if (te !== undefined || (cl !== undefined && cl !== '0')) request.body = new RequestBody(this);
+    else request.requestDone = true;
+    this.parsing = request;
+    if (this.active === null) this.begin(request);
+    else {
+      this.queue.push(request);
+      this.updateReading();
+    }
+    return 0;
+  }
+
+  onBody(chunk: Buffer): void {
+    const body = this.parsing?.body;
+    // No body stream: the answer went out before the body finished arriving; it is read and dropped.
+    if (body === null || body === undefined) return;
+    if (!body.push(chunk) && !this.bodyBackpressure) {
+      this.bodyBackpressure = true;
+      this.updateReading();
+    }
+  }
+
+  onMessageComplete(): void {
+    this.clearRequestTimer();
+    const request = this.parsing;
+    if (request === null) return;
+    this.parsing = null;
+    request.requestDone = true;
+    if (request.body !== null) request.body.push(null);
+    if (request === this.active && request.responseDone) this.next();
+  }
+
+  onMessageBegin(): void {
+    this.clearRequestTimer();
+    this.requestTimer = setTimeout(onRequestTimeout, this.ctx.chain.requestTimeoutMs, this);
+  }
+
+  bodyWantsMore(): void {
+    if (!this.bodyBackpressure) return;
+    this.bodyBackpressure = false;
+    this.updateReading();
+  }
+
+  private updateReading(): void {
+    const shouldRead = !this.bodyBackpressure && this.queue.length === 0;
+    if (shouldRead === this.reading || this.closed) return;
+    this.reading = shouldRead;
+    if (shouldRead) this.socket.resume();
+    else this.socket.pause();
+  }
+
+  private begin(request: H1Request): void {
+    this.active = request;
+    this.head = null;
+    this.chunked = false;
+    this.noBody = request.method === 'HEAD';
+    this.closeAfterResponse = !request.keepAlive;
+    // The proxy answers 100-continue itself, like Node's server did: the client sends, the upstream reads.
+    if (!request.requestDone && request.http11) {
+      const expect = request.headers.expect;
+      if (typeof expect === 'string' && expect.toLowerCase() === '100-continue') this.socket.write(CONTINUE, 'latin1');
+    }
+    const exchange = new HttpExchange(this.ctx);
+    request.exchange = exchange;
+    exchange.startH1(this, request);
+  }
+
+  /** The active request is answered and read: on to the next one, or close. */
+  private next(): void {
+    this.active = null;
+    if (this.closeAfterResponse || this.closed) {
+      this.closeGracefully();
+      return;
+    }
+    const queued = this.queue.shift();
+    if (queued !== undefined) {
+      this.updateReading();
+      this.begin(queued);
+      return;
+    }
+  }
+
+  // --- writing the response of the active request (called by its exchange) ---
+
+  respond(status: number, headers: HeaderMap): void {
+    const request = this.active!;
+    let head = serializeHeaders('HTTP/1.1 ' + status + ' ' + (STATUS_CODES[status] ?? 'Unknown') + CRLF, headers);
+    if (status === 204 || status === 304) this.noBody = true;
+    if (!this.noBody && headers['content-length'] === undefined) {
+      // Unknown length: chunked for HTTP/1.1 clients; an HTTP/1.0 client reads until the connection closes.
+      if (request.http11) {
+        this.chunked = true;
+        head += 'transfer-encoding: chunked\r\n';
+      } else this.closeAfterResponse = true;
+    }
+    if (this.ctx.draining) this.closeAfterResponse = true;
+    if (this.closeAfterResponse) head += 'connection: close\r\n';
+    else if (!request.http11) head += 'connection: keep-alive\r\n';
+    this.head = head + CRLF;
+  }
+
+  /** Writes body bytes (the head goes out with the first); false asks the caller to wait for drain. */
+  write(chunk: Buffer): boolean {
+    if (this.closed) return true;
+    const socket = this.socket;
+    const head = this.head;
+    if (this.noBody) {
+      if (head !== null) this.flushHead();
+      return true;
+    }
+    if (head === null && !this.chunked) return socket.write(chunk);
+    socket.cork();
+    if (head !== null) {
+      this.head = null;
+      socket.write(this.chunked ? head + chunkHeader(chunk.length) : head, 'latin1');
+    } else socket.write(chunkHeader(chunk.length), 'latin1');
+    let flushed = socket.write(chunk);
+    if (this.chunked) flushed = socket.write(CRLF, 'latin1');
+    socket.uncork();
+    return flushed;
+  }
+
+  end(trailers: HeaderMap | null): void {
+    if (this.closed) return;
+    if (this.chunked) {
+      const last = lastChunkWithTrailers(trailers);
+      const head = this.head;
+      this.head = null;
+      this.socket.write(head === null ? last : head + last, 'latin1');
+    } else if (this.head !== null) this.flushHead();
+    this.responseEnded();
+  }
+
+  /** A reply the proxy makes itself (the exchange picked status and text). */
+  reply(status: number, headers: HeaderMap, body: string): void {
+    this.respond(status, headers);
+    this.socket.write(this.head! + body, 'latin1');
+    this.head = null;
+    this.responseEnded();
+  }
+
+  /** The response cannot be completed (upstream failed mid-body, timeout): the client must see a broken one. */
+  reset(): void {
+    this.socket.destroy();
+  }
+
+  private flushHead(): void {
+    const head = this.head!;
+    this.head = null;
+    this.socket.write(head, 'latin1');
+  }
+
+  private responseEnded(): void {
+    const request = this.active!;
+    request.responseDone = true;
+    request.exchange = null;
+    // The body no one will read now (an early answer) is parsed and dropped, so the connection stays usable.
+    if (!request.requestDone && request.body !== null) {
+      request.body = null;
+      this.bodyBackpressure = false;
+      this.updateReading();
+    }
+    if (request.requestDone || this.closeAfterResponse) this.next();
+  }
+
+  // --- connection events ---
+
+  private onParseError(err: ParseError): void {
+    const reason: Reason = err.code === 'HPE_HEADER_OVERFLOW' ? REASONS.headersTooLarge : REASONS.badRequest;
+    this.failRequest(reason);
+  }
+
+  onRequestTimeout(): void {
+    this.requestTimer = null;
+    this.failRequest(REASONS.requestTimeout);
+  }
+
+  /**
+   * The byte stream cannot be trusted any more (bad syntax, request too slow): answer if nothing was sent yet
+   * on this connection's current response, then close. RFC 9112 §9.6 allows closing here.
+   */
+  private failRequest(reason: Reason): void {
+    this.parsing = null;
+    this.queue.length = 0;
+    this.closeAfterResponse = true;
+    const active = this.active;
+    if (active === null) {
+      this.ctx.stats.localReply(reason);
+      this.socket.end(rawLocalReply(reason));
+      this.closed = true;
+    } else if (active.exchange !== null) {
+      active.exchange.failDownstream(reason);
+    } else {
+      // Answered already, and the rest of that request is garbage: nothing more can be said on this connection.
+      this.socket.destroy();
+    }
+  }
+
+  /**
+   * The client closed its sending side. Like Node's server (and Envoy's HTTP/1 codec), that means it is gone:
+   * requests in flight are cancelled upstream. Waiting on a half-open socket would hold upstream work for no one.
+   */
+  onEnd(): void {
+    this.socket.destroy();
+  }
+
+  onTimeout(): void {
+    // Idle keep-alive connections close; a request in flight is its exchange's timeout to enforce.
+    if (this.active === null) this.socket.destroy();
+  }
+
+  onDrain(): void {
+    this.active?.exchange?.resumeUpstream();
+  }
+
+  onClose(): void {
+    this.closed = true;
+    this.clearRequestTimer();
+    const exchange = this.active?.exchange ?? null;
+    this.active = null;
+    this.queue.length = 0;
+    this.parsing = null;
+    if (exchange !== null) exchange.onDownstreamClosed();
+    this.onClosed(this);
+  }
+
+  /** Drain: idle connections close now, busy ones after their current response. */
+  drain(): void {
+    this.closeAfterResponse = true;
+    if (this.active === null) this.closeGracefully();
+  }
+
+  private closeGracefully(): void {
+    this.closed = true;
+    this.socket.end();
+  }
+
+  private clearRequestTimer(): void {
+    if (this.requestTimer !== null) {
+      clearTimeout(this.requestTimer);
+      this.requestTimer = null;
+    }
+  }
+
+  private handOver(upgrade: UpgradeRequest, head: Buffer): void {
+    if (this.active !== null) {
+      // An Upgrade pipelined behind a request still being answered: not worth the complexity; refuse it.
+      this.failRequest(REASONS.badRequest);
+      return;
+    }
+    this.closed = true;
+    this.clearRequestTimer();
+    const socket = this.socket;
+    socket.off('data', onSocketData);
+    socket.off('end', onSocketEnd);
+    socket.off('error', onSocketError);
+    socket.off('close', onSocketClose);
+    socket.off('drain', onSocketDrain);
+    socket.off('timeout', onSocketTimeout);
+    socket.setTimeout(0);
+    this.onClosed(this);
+    proxyUpgrade(this.ctx, upgrade, socket, head);
+  }
+}
+
+/** Envoy's default downstream idle timeout (1 h) keeps app connection pools from racing our close. */
+const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
+
+function onSocketData(this: SocketOf, data: Buffer): void {
+  this[kConnection].onData(data);
+}
+function onSocketEnd(this: SocketOf): void {
+  this[kConnection].onEnd();
+}
+function onSocketError(this: SocketOf): void {
+  // 'close' follows and does the cleanup; this listener keeps the error from being thrown.
+}
+function onSocketClose(this: SocketOf): void {
+  this[kConnection].onClose();
+}
+function onSocketDrain(this: SocketOf): void {
+  this[kConnection].onDrain();
+}
+function onSocketTimeout(this: SocketOf): void {
+  this[kConnection].onTimeout();
+}
+function onRequestTimeout(connection: H1Connection): void {
+  connection.onRequestTimeout();
+}
+function onParserHeaderLines(this: ParserOf, lines: FlatHeaders): void {
+  this[kConnection].onHeaderLines(lines);
+}
+function onParserHeadersComplete(
+  this: ParserOf,
+  major: number,
+  minor: number,
+  lines: FlatHeaders | undefined,
+  method: number,
+  url: string,
+  _status: number,
+  _statusMessage: string,
+  upgrade: boolean,
+  keepAlive: boolean,
+): number {
+  return this[kConnection].onHeadersComplete(major, minor, lines, method, url, upgrade, keepAlive);
+}
+function onParserBody(this: ParserOf, chunk: Buffer): void {
+  this[kConnection].onBody(chunk);
+}
+function onParserMessageComplete(this: ParserOf): void {
+  this[kConnection].onMessageComplete();
+}
+function onParserMessageBegin(this: ParserOf): void {
+  this[kConnection].onMessageBegin();
+}
