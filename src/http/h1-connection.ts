@@ -74,6 +74,7 @@ export class H1Connection {
   /** The request whose body the parser is reading now (the active one or the last queued). */
   private parsing: H1Request | null = null;
   private pendingLines: FlatHeaders = [];
+  private pendingUrl = '';
   private upgrade: UpgradeRequest | null = null;
 
   // Response of the active request.
@@ -131,14 +132,28 @@ export class H1Connection {
     }
   }
 
-  onHeaderLines(lines: FlatHeaders): void {
+  /** A long head arrives in parts: lines (and the URL) the parser flushed before the head completed. */
+  onHeaderLines(lines: FlatHeaders, url: string): void {
     for (let i = 0; i < lines.length; i++) this.pendingLines.push(lines[i]!);
+    this.pendingUrl += url;
   }
 
-  onHeadersComplete(major: number, minor: number, lines: FlatHeaders | undefined, method: number, url: string, upgrade: boolean, keepAlive: boolean): number {
+  onHeadersComplete(
+    major: number,
+    minor: number,
+    lines: FlatHeaders | undefined,
+    method: number,
+    url: string | undefined,
+    upgrade: boolean,
+    keepAlive: boolean,
+  ): number {
     if (lines === undefined) {
       lines = this.pendingLines;
       this.pendingLines = [];
+    }
+    if (!url) {
+      url = this.pendingUrl;
+      this.pendingUrl = '';
     }
     const methodName = METHODS[method] ?? 'GET';
     if (upgrade) {
@@ -437,8 +452,8 @@ function onSocketTimeout(this: SocketOf): void {
 function onRequestTimeout(connection: H1Connection): void {
   connection.onRequestTimeout();
 }
-function onParserHeaderLines(this: ParserOf, lines: FlatHeaders): void {
-  this[kConnection].onHeaderLines(lines);
+function onParserHeaderLines(this: ParserOf, lines: FlatHeaders, url: string): void {
+  this[kConnection].onHeaderLines(lines, url);
 }
 function onParserHeadersComplete(
   this: ParserOf,
@@ -446,7 +461,7 @@ function onParserHeadersComplete(
   minor: number,
   lines: FlatHeaders | undefined,
   method: number,
-  url: string,
+  url: string | undefined,
   _status: number,
   _statusMessage: string,
   upgrade: boolean,

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadLocalSnapshot } from '../../src/config/local.js';
 import { Proxy } from '../../src/proxy.js';
-import type { NodeInfo } from '../../xds/compiler.js';
+import type { NodeInfo, XdsResources } from '../../xds/compiler.js';
+import { anyField, decodeAny, decodeMessage, encodeMessage, MESSAGE_NAMES } from '../../src/config/protos.js';
 
 export interface RunningProxy {
   proxy: Proxy;
@@ -21,6 +22,27 @@ export interface StartProxyOptions {
   appPort?: number;
   admin?: boolean;
   accessLog?: string;
+  /** HttpConnectionManager fields (Envoy's names) set on every HTTP listener, for what the mesh config cannot say. */
+  hcm?: Record<string, unknown>;
+}
+
+interface FilterChain {
+  filters?: { name: string; typed_config?: { type_url: string; value: Uint8Array } }[];
+}
+
+function withHcmFields(resources: XdsResources, fields: Record<string, unknown>): XdsResources {
+  const listeners = resources.listeners.map((resource) => {
+    const listener = decodeMessage<{ filter_chains?: FilterChain[] }>(MESSAGE_NAMES.Listener, resource.value);
+    for (const chain of listener.filter_chains ?? []) {
+      for (const filter of chain.filters ?? []) {
+        if (filter.typed_config === undefined || !filter.typed_config.type_url.endsWith(MESSAGE_NAMES.HttpConnectionManager)) continue;
+        const hcm = decodeAny(filter.typed_config);
+        filter.typed_config = anyField(MESSAGE_NAMES.HttpConnectionManager, { ...hcm, ...fields });
+      }
+    }
+    return { ...resource, value: encodeMessage(MESSAGE_NAMES.Listener, listener) };
+  });
+  return { ...resources, listeners };
 }
 
 export async function startProxy(meshYaml: string, opts: StartProxyOptions): Promise<RunningProxy> {
@@ -45,7 +67,8 @@ export async function startProxy(meshYaml: string, opts: StartProxyOptions): Pro
     drainTimeoutMs: 2_000,
   });
   await proxy.startAdmin();
-  const result = await proxy.apply(local.resources, 'test');
+  const resources = opts.hcm === undefined ? local.resources : withHcmFields(local.resources, opts.hcm);
+  const result = await proxy.apply(resources, 'test');
   if (!result.applied) throw new Error(`config rejected: ${JSON.stringify(result.errors)}`);
   return {
     proxy,

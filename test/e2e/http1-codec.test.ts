@@ -1,0 +1,295 @@
+// The HTTP/1.x codec on raw sockets, both sides: framing (pipelining, HEAD, HTTP/1.0, chunked with trailers),
+// connection reuse after early answers and backpressure, and the timeouts and errors the connection answers.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { startHttpBackend, type Backend } from '../helpers/backends.js';
+import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { request } from '../helpers/client.js';
+
+const BIG = Buffer.alloc(1 << 20, 'b');
+
+let echo: Backend;
+let framing: Backend;
+let proxy: RunningProxy;
+let port: number;
+let timeouts: RunningProxy;
+
+beforeAll(async () => {
+  echo = await startHttpBackend('echo');
+  framing = await startHttpBackend('framing', (req, res) => {
+    if (req.url === '/chunked-trailers') {
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+      res.write('part one, ');
+      res.write('part two');
+      res.addTrailers({ 'x-checksum': 'abc123' });
+      res.end();
+    } else if (req.url === '/stream') {
+      // No content-length: Node sends it chunked to an HTTP/1.1 client (the proxy).
+      res.write('streamed ');
+      setTimeout(() => res.end('body'), 20);
+    } else if (req.url === '/cookies') {
+      res.setHeader('set-cookie', ['a=1', 'b=2']);
+      res.end('two cookies');
+    } else if (req.url === '/many') {
+      for (let i = 0; i < 40; i++) res.setHeader(`x-r${i}`, `v${i}`);
+      res.end('many');
+    } else if (req.url === '/close') {
+      res.setHeader('connection', 'close');
+      res.end(`closing ${req.socket.remotePort}`);
+    } else if (req.url === '/big') {
+      res.end(BIG);
+    } else {
+      res.setHeader('content-length', '5');
+      res.end(req.method === 'HEAD' ? undefined : 'hello');
+    }
+  });
+  const mesh = `
+services:
+  - name: client
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: echo
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${echo.port} }]
+  - name: framing
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${framing.port} }]
+`;
+  proxy = await startProxy(mesh, { service: 'client' });
+  port = proxy.port('outbound');
+  timeouts = await startProxy(mesh, {
+    service: 'client',
+    hcm: { request_timeout: { nanos: 300_000_000 }, common_http_protocol_options: { idle_timeout: { nanos: 400_000_000 } } },
+  });
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await timeouts.close();
+  await echo.close();
+  await framing.close();
+});
+
+/** A raw client connection that collects everything the proxy sends. */
+class RawClient {
+  readonly socket: net.Socket;
+  text = '';
+  readonly closed: Promise<void>;
+  constructor(p: number) {
+    this.socket = net.connect(p, '127.0.0.1');
+    this.socket.setEncoding('latin1');
+    this.socket.on('data', (d: string) => (this.text += d));
+    this.socket.on('error', () => {});
+    this.closed = new Promise((resolve) => this.socket.on('close', () => resolve()));
+  }
+  send(text: string): void {
+    this.socket.write(text);
+  }
+  async until(predicate: (text: string) => boolean, timeoutMs = 3_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate(this.text)) {
+      if (Date.now() > deadline) throw new Error(`timed out; received so far:\n${this.text}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return this.text;
+  }
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+function count(text: string, needle: string): number {
+  return text.split(needle).length - 1;
+}
+
+describe('HTTP/1.1 framing through the proxy', () => {
+  it('answers pipelined requests in order on one connection', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send(
+        'GET /first HTTP/1.1\r\nhost: echo\r\n\r\n' +
+          'POST /second HTTP/1.1\r\nhost: echo\r\ncontent-length: 4\r\n\r\nbody' +
+          'GET /third HTTP/1.1\r\nhost: echo\r\n\r\n',
+      );
+      // Each reply is chunked (the echo backend sets no length): three last-chunks mean three whole replies.
+      const text = await c.until((t) => count(t, '\r\n0\r\n\r\n') === 3);
+      const first = text.indexOf('"/first"');
+      const second = text.indexOf('"/second"');
+      const third = text.indexOf('"/third"');
+      expect(first).toBeGreaterThan(0);
+      expect(second).toBeGreaterThan(first);
+      expect(third).toBeGreaterThan(second);
+      expect(text).toContain('"body":"body"');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('sends no body for HEAD, keeps content-length, and the connection stays usable', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send('HEAD /plain HTTP/1.1\r\nhost: framing\r\n\r\n');
+      const head = await c.until((t) => t.includes('\r\n\r\n'));
+      expect(head).toMatch(/^HTTP\/1.1 200 OK\r\n/);
+      expect(head.toLowerCase()).toContain('content-length: 5\r\n');
+      c.send('GET /plain HTTP/1.1\r\nhost: framing\r\n\r\n');
+      const both = await c.until((t) => t.endsWith('hello'));
+      // Exactly two heads and one body: nothing of the HEAD reply's body leaked onto the wire.
+      expect(count(both, 'HTTP/1.1 200 OK')).toBe(2);
+      expect(count(both, 'hello')).toBe(1);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('forwards a chunked response with its trailers', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send('GET /chunked-trailers HTTP/1.1\r\nhost: framing\r\nte: trailers\r\n\r\n');
+      const text = await c.until((t) => t.includes('x-checksum: abc123\r\n\r\n'));
+      expect(text.toLowerCase()).toContain('transfer-encoding: chunked\r\n');
+      const body = text.slice(text.indexOf('\r\n\r\n') + 4);
+      expect(body).toBe('a\r\npart one, \r\n8\r\npart two\r\n0\r\nx-checksum: abc123\r\n\r\n');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('answers an HTTP/1.0 client with a body delimited by the close', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send('GET /stream HTTP/1.0\r\nhost: framing\r\n\r\n');
+      await c.closed;
+      expect(c.text).toMatch(/^HTTP\/1.1 200 OK\r\n/);
+      expect(c.text.toLowerCase()).not.toContain('transfer-encoding');
+      expect(c.text.toLowerCase()).toContain('connection: close\r\n');
+      expect(c.text.endsWith('\r\n\r\nstreamed body')).toBe(true);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('keeps an HTTP/1.0 keep-alive connection open', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send('GET /plain HTTP/1.0\r\nhost: framing\r\nconnection: keep-alive\r\n\r\n');
+      await c.until((t) => t.endsWith('hello'));
+      expect(c.text.toLowerCase()).toContain('connection: keep-alive\r\n');
+      c.send('GET /plain HTTP/1.0\r\nhost: framing\r\nconnection: keep-alive\r\n\r\n');
+      await c.until((t) => count(t, 'hello') === 2);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('keeps repeated response header lines (set-cookie) and forwards more than 32 header lines each way', async () => {
+    const cookies = await request(port, { host: 'framing', path: '/cookies' });
+    expect(cookies.headers['set-cookie']).toEqual(['a=1', 'b=2']);
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 40; i++) many[`x-h${i}`] = `v${i}`;
+    const reply = await request(port, { host: 'echo', path: '/many', headers: many });
+    const seen = JSON.parse(reply.body).headers as Record<string, string>;
+    for (let i = 0; i < 40; i++) expect(seen[`x-h${i}`]).toBe(`v${i}`);
+    const manyBack = await request(port, { host: 'framing', path: '/many' });
+    for (let i = 0; i < 40; i++) expect(manyBack.headers[`x-r${i}`]).toBe(`v${i}`);
+  });
+});
+
+describe('connection reuse', () => {
+  it('reads and drops the body of a request answered early, and serves the next request', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send('POST /x HTTP/1.1\r\nhost: nowhere\r\ncontent-length: 11\r\n\r\n');
+      await c.until((t) => t.includes('x-pillion-reason: no_route'));
+      c.send('hello world');
+      c.send('GET /after HTTP/1.1\r\nhost: echo\r\n\r\n');
+      const text = await c.until((t) => t.includes('"/after"'));
+      expect(text).toMatch(/^HTTP\/1.1 404 /);
+      expect(text).toContain('HTTP/1.1 200 OK');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('reuses an upstream connection after a response that was read slowly (backpressure)', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const length = await new Promise<number>((resolve, reject) => {
+          http
+            .get({ host: '127.0.0.1', port, path: '/big', headers: { host: 'framing' }, agent }, (res) => {
+              // Read slowly to the end: the proxy pauses its upstream read (backpressure) and must resume it, and
+              // the upstream connection then carries the next request.
+              let n = 0;
+              res.on('data', (d: Buffer) => {
+                n += d.length;
+                res.pause();
+                setTimeout(() => res.resume(), 1);
+              });
+              res.on('end', () => resolve(n));
+            })
+            .on('error', reject);
+        });
+        expect(length).toBe(BIG.length);
+      }
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('opens a new upstream connection when the upstream says connection: close, and keeps the client one', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send('GET /close HTTP/1.1\r\nhost: framing\r\n\r\n');
+      await c.until((t) => /closing \d+$/.test(t));
+      // connection: close is hop-by-hop: it closes the upstream connection, not the client's.
+      expect(c.text.toLowerCase()).not.toContain('connection: close');
+      c.send('GET /close HTTP/1.1\r\nhost: framing\r\n\r\n');
+      const text = await c.until((t) => count(t, 'closing ') === 2 && /closing \d+$/.test(t));
+      const ports = [...text.matchAll(/closing (\d+)/g)].map((m) => m[1]);
+      expect(ports[0]).not.toBe(ports[1]); // a fresh upstream connection (another source port) each time
+    } finally {
+      c.close();
+    }
+  });
+});
+
+describe('errors and timeouts the connection answers', () => {
+  it('answers 400 to a malformed chunked body and closes', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send('POST /x HTTP/1.1\r\nhost: echo\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nnot hex\r\n');
+      await c.closed;
+      expect(c.text).toMatch(/^HTTP\/1.1 400 /);
+      expect(c.text).toContain('x-pillion-reason: bad_request');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('answers 408 request_timeout when a request does not arrive in time', async () => {
+    const c = new RawClient(timeouts.port('outbound'));
+    try {
+      c.send('GET / HTTP/1.1\r\nhost: echo\r\n');
+      await c.closed;
+      expect(c.text).toMatch(/^HTTP\/1.1 408 /);
+      expect(c.text).toContain('x-pillion-reason: request_timeout');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('closes a keep-alive connection that stays idle past the idle timeout', async () => {
+    const c = new RawClient(timeouts.port('outbound'));
+    try {
+      c.send('GET /idle HTTP/1.1\r\nhost: echo\r\n\r\n');
+      await c.until((t) => t.includes('"/idle"'));
+      const started = Date.now();
+      await c.closed;
+      expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    } finally {
+      c.close();
+    }
+  });
+});
