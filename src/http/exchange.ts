@@ -78,6 +78,8 @@ export class HttpExchange implements UpstreamSink {
     this.authority = authority;
     this.path = url;
     this.remoteAddress = connection.remoteAddress;
+    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400.
+    if (authority === '' && req.http11) return this.localReply(REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
     this.route(req.headers, req.body, 'http');
   }
 

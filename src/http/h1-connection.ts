@@ -83,6 +83,10 @@ export class H1Connection {
   private noBody = false;
   private closeAfterResponse = false;
 
+  /** Set after a parse error or request timeout: the rest of the byte stream is not read. */
+  private readStopped = false;
+  /** A reply owed to a bad pipelined request, sent once the active response is done. */
+  private pendingReply: Reason | null = null;
   private bodyBackpressure = false;
   private reading = true;
   private closed = false;
@@ -119,7 +123,7 @@ export class H1Connection {
 
   onData(data: Buffer): void {
     // Closing after a response or an error: whatever else the client sends is not read.
-    if (this.closed) return;
+    if (this.closed || this.readStopped) return;
     const ret = this.parser.execute(data);
     if (isParseError(ret)) {
       this.onParseError(ret);
@@ -234,7 +238,8 @@ export class H1Connection {
   private next(): void {
     this.active = null;
     if (this.closeAfterResponse || this.closed) {
-      this.closeGracefully();
+      if (this.pendingReply !== null) this.replyAndClose(this.pendingReply);
+      else this.closeGracefully();
       return;
     }
     const queued = this.queue.shift();
@@ -341,24 +346,33 @@ export class H1Connection {
   }
 
   /**
-   * The byte stream cannot be trusted any more (bad syntax, request too slow): answer if nothing was sent yet
-   * on this connection's current response, then close. RFC 9112 §9.6 allows closing here.
+   * The byte stream cannot be trusted any more (bad syntax, request too slow): stop reading, answer the request
+   * the bad bytes belong to if nothing was sent for it yet, then close. RFC 9112 §9.6 allows closing here.
    */
   private failRequest(reason: Reason): void {
-    this.parsing = null;
+    this.readStopped = true;
+    this.clearRequestTimer();
     this.queue.length = 0;
     this.closeAfterResponse = true;
     const active = this.active;
     if (active === null) {
-      this.ctx.stats.localReply(reason);
-      this.socket.end(rawLocalReply(reason));
-      this.closed = true;
-    } else if (active.exchange !== null) {
-      active.exchange.failDownstream(reason);
+      this.replyAndClose(reason);
+    } else if (!active.requestDone) {
+      // The bad bytes are the active request's own (its body): its exchange answers, or resets if it cannot.
+      this.parsing = null;
+      if (active.exchange !== null) active.exchange.failDownstream(reason);
+      else this.socket.destroy(); // answered already: nothing more can be said on this connection
     } else {
-      // Answered already, and the rest of that request is garbage: nothing more can be said on this connection.
-      this.socket.destroy();
+      // A request pipelined behind the active one is bad: finish the active answer, then answer it and close.
+      this.parsing = null;
+      this.pendingReply = reason;
     }
+  }
+
+  private replyAndClose(reason: Reason): void {
+    this.ctx.stats.localReply(reason);
+    this.closed = true;
+    this.socket.end(rawLocalReply(reason));
   }
 
   /**
@@ -409,7 +423,7 @@ export class H1Connection {
 
   private handOver(upgrade: UpgradeRequest, head: Buffer): void {
     if (this.active !== null) {
-      // An Upgrade pipelined behind a request still being answered: not worth the complexity; refuse it.
+      // An Upgrade pipelined behind a request still being answered: rare enough to refuse (after that answer).
       this.failRequest(REASONS.badRequest);
       return;
     }

@@ -268,6 +268,30 @@ describe('errors and timeouts the connection answers', () => {
     }
   });
 
+  it('answers a good request, then 400 to the bad one pipelined behind it, then closes', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send('GET /good HTTP/1.1\r\nhost: framing\r\n\r\nGARBAGE\r\n\r\n');
+      await c.closed;
+      expect(c.text).toMatch(/^HTTP\/1.1 200 OK\r\n/);
+      expect(c.text.indexOf('hello')).toBeLessThan(c.text.indexOf('HTTP/1.1 400 '));
+      expect(c.text).toContain('x-pillion-reason: bad_request');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('answers 400 to an HTTP/1.1 request without a Host header', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send('GET /no-host HTTP/1.1\r\n\r\n');
+      const text = await c.until((t) => t.includes('Host header'));
+      expect(text).toMatch(/^HTTP\/1.1 400 /);
+    } finally {
+      c.close();
+    }
+  });
+
   it('answers 408 request_timeout when a request does not arrive in time', async () => {
     const c = new RawClient(timeouts.port('outbound'));
     try {
