@@ -52,7 +52,11 @@ export class HttpConnectionManager {
   /** Takes over a connection whose first bytes (already pushed back with unshift) showed its codec. */
   handle(socket: Socket, http2Preface: boolean): void {
     if (http2Preface) this.h2.emit('connection', socket);
-    else this.h1Connections.add(new H1Connection(this.context, socket, this.forgetH1));
+    else {
+      const connection = new H1Connection(this.context, socket, this.forgetH1);
+      this.h1Connections.add(connection);
+      connection.start();
+    }
   }
 
   /** Stop keep-alive on HTTP/1 (responses carry `connection: close`), GOAWAY on HTTP/2, close idle sockets. */

@@ -15,14 +15,19 @@ import {
   HTTPParser,
   METHODS,
   chunkHeader,
+  consumeSocket,
   headerMapFromFlat,
   isParseError,
   kOnBody,
+  kOnExecute,
   kOnHeaders,
   kOnHeadersComplete,
   kOnMessageComplete,
   lastChunkWithTrailers,
+  pauseReading,
+  resumeReading,
   serializeHeaders,
+  touch,
   type FlatHeaders,
   type NativeParser,
   type ParseError,
@@ -108,9 +113,9 @@ export class H1Connection {
     parser[kOnHeadersComplete] = onParserHeadersComplete;
     parser[kOnBody] = onParserBody;
     parser[kOnMessageComplete] = onParserMessageComplete;
+    parser[kOnExecute] = onParserExecute;
     if (chain.requestTimeoutMs > 0) parser[HTTPParser.kOnMessageBegin] = onParserMessageBegin;
     this.parser = parser;
-    socket.on('data', onSocketData);
     socket.on('end', onSocketEnd);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
@@ -119,12 +124,24 @@ export class H1Connection {
     socket.setTimeout(chain.idleTimeoutMs > 0 ? chain.idleTimeoutMs : DEFAULT_IDLE_TIMEOUT_MS);
   }
 
+  /** Starts reading: first what the listener's sniffer already read (pushed back into the stream), then the rest. */
+  start(): void {
+    const socket = this.socket;
+    const sniffed = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
+    if (!consumeSocket(this.parser, socket)) {
+      socket.destroy();
+      return;
+    }
+    if (sniffed !== null) this.afterExecute(this.parser.execute(sniffed), sniffed);
+  }
+
   // --- reading requests ---
 
-  onData(data: Buffer): void {
-    // Closing after a response or an error: whatever else the client sends is not read.
+  /** After each read the parser took from the socket (`input` given when we fed it ourselves). */
+  afterExecute(ret: number | ParseError, input: Buffer | null): void {
+    touch(this.socket);
+    // Closing after a response or an error: whatever else the client sent is ignored.
     if (this.closed || this.readStopped) return;
-    const ret = this.parser.execute(data);
     if (isParseError(ret)) {
       this.onParseError(ret);
       return;
@@ -132,7 +149,8 @@ export class H1Connection {
     const upgrade = this.upgrade;
     if (upgrade !== null) {
       this.upgrade = null;
-      this.handOver(upgrade, data.subarray(ret));
+      const head = (input ?? this.parser.getCurrentBuffer()).subarray(ret);
+      this.handOver(upgrade, head);
     }
   }
 
@@ -214,8 +232,8 @@ export class H1Connection {
     const shouldRead = !this.bodyBackpressure && this.queue.length === 0;
     if (shouldRead === this.reading || this.closed) return;
     this.reading = shouldRead;
-    if (shouldRead) this.socket.resume();
-    else this.socket.pause();
+    if (shouldRead) resumeReading(this.socket);
+    else pauseReading(this.socket);
   }
 
   private begin(request: H1Request): void {
@@ -429,8 +447,9 @@ export class H1Connection {
     }
     this.closed = true;
     this.clearRequestTimer();
+    // The socket's reads go back to its JS stream, for the upgrade handler to pipe.
+    this.parser.unconsume();
     const socket = this.socket;
-    socket.off('data', onSocketData);
     socket.off('end', onSocketEnd);
     socket.off('error', onSocketError);
     socket.off('close', onSocketClose);
@@ -445,8 +464,8 @@ export class H1Connection {
 /** Envoy's default downstream idle timeout (1 h) keeps app connection pools from racing our close. */
 const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
 
-function onSocketData(this: SocketOf, data: Buffer): void {
-  this[kConnection].onData(data);
+function onParserExecute(this: ParserOf, ret: number | ParseError): void {
+  this[kConnection].afterExecute(ret, null);
 }
 function onSocketEnd(this: SocketOf): void {
   this[kConnection].onEnd();

@@ -132,9 +132,8 @@ class ActiveListener implements TcpContext {
       socket.destroy();
       return;
     }
+    // The HTTP/1 connection reads the pushed-back bytes itself, then takes the socket's reads natively.
     http.handle(socket, kind === 'h2');
-    // The HTTP/1 parser reads through 'data' listeners; a paused socket would never deliver the unshifted bytes.
-    if (kind !== 'h2') socket.resume();
   }
 
   connectionClosed(socket: net.Socket): void {

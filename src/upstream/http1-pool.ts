@@ -12,6 +12,10 @@ import {
   LAST_CHUNK,
   SKIP_BODY,
   chunkHeader,
+  consumeSocket,
+  kOnExecute,
+  pauseReading,
+  resumeReading,
   headerMapFromFlat,
   isParseError,
   kOnBody,
@@ -21,6 +25,7 @@ import {
   serializeHeaders,
   type FlatHeaders,
   type NativeParser,
+  type ParseError,
 } from '../http/h1-parser.js';
 
 const kConnection = Symbol('pillion.h1connection');
@@ -67,7 +72,6 @@ class H1Connection implements UpstreamStream {
     socket[kConnection] = this;
     this.socket = socket;
     socket.on('connect', onSocketConnect);
-    socket.on('data', onSocketData);
     socket.on('end', onSocketEnd);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
@@ -84,6 +88,7 @@ class H1Connection implements UpstreamStream {
     parser[kOnHeadersComplete] = onParserHeadersComplete;
     parser[kOnBody] = onParserBody;
     parser[kOnMessageComplete] = onParserMessageComplete;
+    parser[kOnExecute] = onParserExecute;
     this.parser = parser;
   }
 
@@ -176,7 +181,7 @@ class H1Connection implements UpstreamStream {
     const sink = this.sink;
     if (sink !== null && !sink.onUpstreamData(chunk)) {
       this.paused = true;
-      this.socket.pause();
+      pauseReading(this.socket);
     }
   }
 
@@ -223,11 +228,12 @@ class H1Connection implements UpstreamStream {
   onConnect(): void {
     this.connected = true;
     this.clearConnectTimer();
+    if (!consumeSocket(this.parser, this.socket)) this.socket.destroy(new Error('upstream socket has no stream handle'));
     this.pool.options.events.onConnectionOpen();
   }
 
-  onData(data: Buffer): void {
-    const ret = this.parser.execute(data);
+  /** After each read the parser took from the socket. */
+  onExecute(ret: number | ParseError): void {
     if (isParseError(ret)) this.fail(ret);
   }
 
@@ -289,7 +295,7 @@ class H1Connection implements UpstreamStream {
 
   resume(): void {
     this.paused = false;
-    this.socket.resume();
+    resumeReading(this.socket);
   }
 
   abort(): void {
@@ -300,9 +306,6 @@ class H1Connection implements UpstreamStream {
 
 function onSocketConnect(this: SocketOf): void {
   this[kConnection].onConnect();
-}
-function onSocketData(this: SocketOf, data: Buffer): void {
-  this[kConnection].onData(data);
 }
 function onSocketEnd(this: SocketOf): void {
   this[kConnection].onEnd();
@@ -339,6 +342,9 @@ function onParserHeadersComplete(
   shouldKeepAlive: boolean,
 ): number {
   return this[kConnection].onHeadersComplete(lines, status, shouldKeepAlive);
+}
+function onParserExecute(this: ParserOf, ret: number | ParseError): void {
+  this[kConnection].onExecute(ret);
 }
 function onParserBody(this: ParserOf, chunk: Buffer): void {
   this[kConnection].onBody(chunk);
