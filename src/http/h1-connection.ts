@@ -42,6 +42,8 @@ type ParserOf = NativeParser & { [kConnection]: H1Connection };
 /** What `kOnHeadersComplete` returns to hand the rest of the bytes to an Upgrade/CONNECT handler. */
 const UPGRADE = 2;
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+/** Bodies up to this size go out in the same buffer as the head (Buffer's pool serves up to 4 KiB). */
+const SMALL_BODY_BYTES = 2048;
 
 /** A request body as a stream, fed by the parser; reading it lets the socket read on. */
 class RequestBody extends Readable {
@@ -297,6 +299,14 @@ export class H1Connection {
       return true;
     }
     if (head === null && !this.chunked) return socket.write(chunk);
+    if (head !== null && !this.chunked && chunk.length <= SMALL_BODY_BYTES) {
+      // Head and a small body in one pooled buffer: one plain write instead of a corked writev (fewer objects).
+      this.head = null;
+      const out = Buffer.allocUnsafe(head.length + chunk.length);
+      out.write(head, 0, 'latin1');
+      chunk.copy(out, head.length);
+      return socket.write(out);
+    }
     socket.cork();
     if (head !== null) {
       this.head = null;

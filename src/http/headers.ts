@@ -1,6 +1,6 @@
 // Header rules for forwarding: hop-by-hop removal (RFC 9110 §7.6.1), x-forwarded-for, x-request-id, and the
 // conversion of upstream response heads into one plain shape for both downstream codecs.
-import { randomUUID } from 'node:crypto';
+import { newRequestId } from './request-id.js';
 import type { IncomingHttpHeaders } from 'node:http';
 
 export type HeaderMap = Record<string, string | string[]>;
@@ -70,7 +70,7 @@ export function buildUpstreamHeaders(
   const xff = incoming['x-forwarded-for'];
   out['x-forwarded-for'] = xff === undefined || xff === '' ? ctx.remoteAddress : `${xff}, ${ctx.remoteAddress}`;
   if (requestId === '' && ctx.generateRequestId) {
-    requestId = randomUUID();
+    requestId = newRequestId();
     out['x-request-id'] = requestId;
   }
   return requestId;
