@@ -11,6 +11,7 @@ import { REASONS, type Reason } from '../reasons.js';
 import { buildUpstreamHeaders, type HeaderMap } from './headers.js';
 import type { HttpContext, RequestHeaders } from './context.js';
 import type { H1Connection, H1Request } from './h1-connection.js';
+import { httpDate } from './raw-reply.js';
 
 export const kExchange = Symbol('pillion.exchange');
 
@@ -285,7 +286,7 @@ export class HttpExchange implements UpstreamSink {
         const length = Buffer.byteLength(body);
         h1.reply(
           reason.httpStatus,
-          { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(length), 'x-pillion-reason': reason.id },
+          { date: httpDate(), 'content-type': 'text/plain; charset=utf-8', 'content-length': String(length), 'x-pillion-reason': reason.id },
           body,
         );
         this.bytesSent += length;

@@ -3,10 +3,23 @@
 import { STATUS_CODES } from 'node:http';
 import type { Reason } from '../reasons.js';
 
+let dateValue = '';
+let dateSecond = -1;
+
+/** The `date` header value for replies the proxy makes itself (RFC 9110 §6.6.1), formatted once a second. */
+export function httpDate(): string {
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateValue = new Date(second * 1000).toUTCString();
+  }
+  return dateValue;
+}
+
 export function rawLocalReply(reason: Reason): string {
   const body = `${reason.message}\n`;
   return (
-    `HTTP/1.1 ${reason.httpStatus} ${STATUS_CODES[reason.httpStatus]}\r\n` +
+    `HTTP/1.1 ${reason.httpStatus} ${STATUS_CODES[reason.httpStatus]}\r\ndate: ${httpDate()}\r\n` +
     `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
     `x-pillion-reason: ${reason.id}\r\nconnection: close\r\n\r\n${body}`
   );

@@ -97,6 +97,8 @@ describe('HTTP/1.1 outbound', () => {
     const reply = await request(port, { host: 'nowhere.example' });
     expect(reply.status).toBe(404);
     expect(reply.headers['x-pillion-reason']).toBe('no_route');
+    // The proxy is the origin of its own replies: they carry a Date (RFC 9110 §6.6.1).
+    expect(Math.abs(Date.parse(reply.headers.date ?? '') - Date.now())).toBeLessThan(5_000);
   });
 
   it('answers 503 connect_failure when the upstream refuses', async () => {
@@ -115,6 +117,7 @@ describe('HTTP/1.1 outbound', () => {
     const raw = await rawExchange(port, 'GARBAGE\r\n\r\n');
     expect(raw).toMatch(/^HTTP\/1.1 400 /);
     expect(raw).toContain('x-pillion-reason: bad_request');
+    expect(raw).toMatch(/\r\ndate: \w{3}, \d{2} \w{3} \d{4} /);
   });
 
   it('answers 431 when request headers exceed the limit', async () => {
