@@ -12,17 +12,13 @@ import { HttpExchange } from './exchange.js';
 import type { HeaderMap } from './headers.js';
 import {
   CRLF,
-  HTTPParser,
   METHODS,
+  PendingHead,
   chunkHeader,
   consumeSocket,
+  createParser,
   headerMapFromFlat,
   isParseError,
-  kOnBody,
-  kOnExecute,
-  kOnHeaders,
-  kOnHeadersComplete,
-  kOnMessageComplete,
   lastChunkWithTrailers,
   pauseReading,
   resumeReading,
@@ -31,13 +27,13 @@ import {
   type FlatHeaders,
   type NativeParser,
   type ParseError,
+  type ParserOwner,
 } from './h1-parser.js';
 import { rawLocalReply } from './raw-reply.js';
 import { proxyUpgrade, type UpgradeRequest } from './upgrade.js';
 
 const kConnection = Symbol('pillion.h1downstream');
 type SocketOf = Socket & { [kConnection]: H1Connection };
-type ParserOf = NativeParser & { [kConnection]: H1Connection };
 
 /** What `kOnHeadersComplete` returns to hand the rest of the bytes to an Upgrade/CONNECT handler. */
 const UPGRADE = 2;
@@ -70,9 +66,9 @@ export class H1Request {
   ) {}
 }
 
-export class H1Connection {
+export class H1Connection implements ParserOwner {
   readonly socket: SocketOf;
-  private readonly parser: ParserOf;
+  private readonly parser: NativeParser;
   readonly remoteAddress: string;
 
   /** The request being answered, and those parsed after it (pipelining). */
@@ -80,8 +76,7 @@ export class H1Connection {
   private readonly queue: H1Request[] = [];
   /** The request whose body the parser is reading now (the active one or the last queued). */
   private parsing: H1Request | null = null;
-  private pendingLines: FlatHeaders = [];
-  private pendingUrl = '';
+  private readonly pendingHead = new PendingHead();
   private upgrade: UpgradeRequest | null = null;
 
   // Response of the active request.
@@ -108,16 +103,7 @@ export class H1Connection {
     this.socket[kConnection] = this;
     this.remoteAddress = socket.remoteAddress ?? '';
     const chain = ctx.chain;
-    const parser = new HTTPParser() as ParserOf;
-    parser.initialize(HTTPParser.REQUEST, {}, chain.maxRequestHeadersKb * 1024, HTTPParser.kLenientNone);
-    parser[kConnection] = this;
-    parser[kOnHeaders] = onParserHeaderLines;
-    parser[kOnHeadersComplete] = onParserHeadersComplete;
-    parser[kOnBody] = onParserBody;
-    parser[kOnMessageComplete] = onParserMessageComplete;
-    parser[kOnExecute] = onParserExecute;
-    if (chain.requestTimeoutMs > 0) parser[HTTPParser.kOnMessageBegin] = onParserMessageBegin;
-    this.parser = parser;
+    this.parser = createParser('request', chain.maxRequestHeadersKb * 1024, this, chain.requestTimeoutMs > 0);
     socket.on('end', onSocketEnd);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
@@ -139,8 +125,12 @@ export class H1Connection {
 
   // --- reading requests ---
 
+  onExecute(ret: number | ParseError): void {
+    this.afterExecute(ret, null);
+  }
+
   /** After each read the parser took from the socket (`input` given when we fed it ourselves). */
-  afterExecute(ret: number | ParseError, input: Buffer | null): void {
+  private afterExecute(ret: number | ParseError, input: Buffer | null): void {
     touch(this.socket);
     // Closing after a response or an error: whatever else the client sent is ignored.
     if (this.closed || this.readStopped) return;
@@ -156,29 +146,22 @@ export class H1Connection {
     }
   }
 
-  /** A long head arrives in parts: lines (and the URL) the parser flushed before the head completed. */
   onHeaderLines(lines: FlatHeaders, url: string): void {
-    for (let i = 0; i < lines.length; i++) this.pendingLines.push(lines[i]!);
-    this.pendingUrl += url;
+    this.pendingHead.add(lines, url);
   }
 
   onHeadersComplete(
     major: number,
     minor: number,
-    lines: FlatHeaders | undefined,
+    givenLines: FlatHeaders | undefined,
     method: number,
-    url: string | undefined,
+    givenUrl: string | undefined,
+    _status: number,
     upgrade: boolean,
     keepAlive: boolean,
   ): number {
-    if (lines === undefined) {
-      lines = this.pendingLines;
-      this.pendingLines = [];
-    }
-    if (!url) {
-      url = this.pendingUrl;
-      this.pendingUrl = '';
-    }
+    const lines = this.pendingHead.takeLines(givenLines);
+    const url = this.pendingHead.takeUrl(givenUrl);
     const methodName = METHODS[method] ?? 'GET';
     if (upgrade) {
       this.upgrade = { method: methodName, url, lines };
@@ -474,9 +457,6 @@ export class H1Connection {
 /** Envoy's default downstream idle timeout (1 h) keeps app connection pools from racing our close. */
 const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
 
-function onParserExecute(this: ParserOf, ret: number | ParseError): void {
-  this[kConnection].afterExecute(ret, null);
-}
 function onSocketEnd(this: SocketOf): void {
   this[kConnection].onEnd();
 }
@@ -494,30 +474,4 @@ function onSocketTimeout(this: SocketOf): void {
 }
 function onRequestTimeout(connection: H1Connection): void {
   connection.onRequestTimeout();
-}
-function onParserHeaderLines(this: ParserOf, lines: FlatHeaders, url: string): void {
-  this[kConnection].onHeaderLines(lines, url);
-}
-function onParserHeadersComplete(
-  this: ParserOf,
-  major: number,
-  minor: number,
-  lines: FlatHeaders | undefined,
-  method: number,
-  url: string | undefined,
-  _status: number,
-  _statusMessage: string,
-  upgrade: boolean,
-  keepAlive: boolean,
-): number {
-  return this[kConnection].onHeadersComplete(major, minor, lines, method, url, upgrade, keepAlive);
-}
-function onParserBody(this: ParserOf, chunk: Buffer): void {
-  this[kConnection].onBody(chunk);
-}
-function onParserMessageComplete(this: ParserOf): void {
-  this[kConnection].onMessageComplete();
-}
-function onParserMessageBegin(this: ParserOf): void {
-  this[kConnection].onMessageBegin();
 }

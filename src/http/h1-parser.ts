@@ -50,13 +50,116 @@ interface ParserModule {
 
 const core = createRequire(import.meta.url)('_http_common') as ParserModule;
 
-export const HTTPParser = core.HTTPParser;
+const HTTPParser = core.HTTPParser;
 /** Method names by the index the parser reports. */
 export const METHODS = core.methods;
-export const { kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute, kOnMessageBegin } = HTTPParser;
+const { kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute, kOnMessageBegin } = HTTPParser;
 
 /** What `kOnHeadersComplete` returns to tell the parser there is no body to read (HEAD, 1xx). */
 export const SKIP_BODY = 1;
+
+/** What a parser reports to the object that owns it (a downstream or an upstream connection). */
+export interface ParserOwner {
+  /** A long head arrives in parts: header lines (and URL) flushed before the head completed, or trailers. */
+  onHeaderLines(lines: FlatHeaders, url: string): void;
+  /** Returns 0, SKIP_BODY, or 2 (upgrade: stop parsing after the head). */
+  onHeadersComplete(
+    major: number,
+    minor: number,
+    lines: FlatHeaders | undefined,
+    method: number,
+    url: string | undefined,
+    status: number,
+    upgrade: boolean,
+    keepAlive: boolean,
+  ): number;
+  onBody(chunk: Buffer): void;
+  onMessageComplete(): void;
+  /** After each read the parser took from the socket (consumed mode): bytes parsed, or the parse error. */
+  onExecute(ret: number | ParseError): void;
+  onMessageBegin?(): void;
+}
+
+const kOwner = Symbol('pillion.parserOwner');
+type OwnedParser = NativeParser & { [kOwner]: ParserOwner };
+
+/**
+ * A strict parser (no lenient flags: what llhttp rejects gets a 400/502) whose callbacks are shared functions
+ * that find their owner through a symbol, so a parsed message costs no closure.
+ */
+export function createParser(
+  kind: 'request' | 'response',
+  maxHeaderBytes: number,
+  owner: ParserOwner,
+  withMessageBegin: boolean,
+): NativeParser {
+  const parser = new HTTPParser() as OwnedParser;
+  parser.initialize(kind === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, maxHeaderBytes, HTTPParser.kLenientNone);
+  parser[kOwner] = owner;
+  parser[kOnHeaders] = ownerHeaderLines;
+  parser[kOnHeadersComplete] = ownerHeadersComplete;
+  parser[kOnBody] = ownerBody;
+  parser[kOnMessageComplete] = ownerMessageComplete;
+  parser[kOnExecute] = ownerExecute;
+  if (withMessageBegin) parser[kOnMessageBegin] = ownerMessageBegin;
+  return parser;
+}
+
+function ownerHeaderLines(this: OwnedParser, lines: FlatHeaders, url: string): void {
+  this[kOwner].onHeaderLines(lines, url);
+}
+function ownerHeadersComplete(
+  this: OwnedParser,
+  major: number,
+  minor: number,
+  lines: FlatHeaders | undefined,
+  method: number,
+  url: string | undefined,
+  status: number,
+  _statusMessage: string,
+  upgrade: boolean,
+  keepAlive: boolean,
+): number {
+  return this[kOwner].onHeadersComplete(major, minor, lines, method, url, status, upgrade, keepAlive);
+}
+function ownerBody(this: OwnedParser, chunk: Buffer): void {
+  this[kOwner].onBody(chunk);
+}
+function ownerMessageComplete(this: OwnedParser): void {
+  this[kOwner].onMessageComplete();
+}
+function ownerExecute(this: OwnedParser, ret: number | ParseError): void {
+  this[kOwner].onExecute(ret);
+}
+function ownerMessageBegin(this: OwnedParser): void {
+  this[kOwner].onMessageBegin?.();
+}
+
+/** Header lines (and URL) of a head the parser hands over in parts; also trailer lines. */
+export class PendingHead {
+  lines: FlatHeaders = [];
+  url = '';
+
+  add(lines: FlatHeaders, url: string): void {
+    for (let i = 0; i < lines.length; i++) this.lines.push(lines[i]!);
+    this.url += url;
+  }
+
+  /** The lines of the head: those the parser gave now, else the collected ones (then cleared). */
+  takeLines(given: FlatHeaders | undefined): FlatHeaders {
+    if (given !== undefined) return given;
+    const lines = this.lines;
+    this.lines = [];
+    return lines;
+  }
+
+  takeUrl(given: string | undefined): string {
+    if (given) return given;
+    const url = this.url;
+    this.url = '';
+    return url;
+  }
+}
 
 /** The parts of a net.Socket's native handle that consumed reading needs; node:http's server uses the same. */
 interface StreamHandle {

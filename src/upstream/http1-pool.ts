@@ -8,29 +8,25 @@ import type { ConnectionPool, PoolOptions, UpstreamRequestSpec, UpstreamSink, Up
 import { HOP_BY_HOP } from '../http/headers.js';
 import {
   CRLF,
-  HTTPParser,
   LAST_CHUNK,
+  PendingHead,
   SKIP_BODY,
   chunkHeader,
   consumeSocket,
-  kOnExecute,
+  createParser,
   pauseReading,
   resumeReading,
   headerMapFromFlat,
   isParseError,
-  kOnBody,
-  kOnHeaders,
-  kOnHeadersComplete,
-  kOnMessageComplete,
   serializeHeaders,
   type FlatHeaders,
   type NativeParser,
   type ParseError,
+  type ParserOwner,
 } from '../http/h1-parser.js';
 
 const kConnection = Symbol('pillion.h1connection');
 type SocketOf = net.Socket & { [kConnection]: H1Connection };
-type ParserOf = NativeParser & { [kConnection]: H1Connection };
 type BodyOf = Readable & { [kConnection]?: H1Connection };
 
 /**
@@ -41,10 +37,10 @@ const DEFAULT_KEEP_ALIVE_MS = 4_000;
 const KEEP_ALIVE_MARGIN_MS = 1_000;
 
 /** One upstream connection, and the handle of the request it carries now (the pool hands it to the sink). */
-class H1Connection implements UpstreamStream {
+class H1Connection implements UpstreamStream, ParserOwner {
   sink: UpstreamSink | null = null;
   readonly socket: SocketOf;
-  private readonly parser: ParserOf;
+  private readonly parser: NativeParser;
   connected = false;
   closed = false;
   private error: Error | null = null;
@@ -61,7 +57,7 @@ class H1Connection implements UpstreamStream {
   private informational = false;
   private reusable = true;
   /** Header lines the parser hands over early (more than 32 lines) and trailer lines. */
-  private pendingLines: FlatHeaders = [];
+  private readonly pendingHead = new PendingHead();
 
   constructor(
     readonly pool: Http1Pool,
@@ -81,15 +77,7 @@ class H1Connection implements UpstreamStream {
     const connectTimeoutMs = pool.options.connectTimeoutMs;
     if (connectTimeoutMs > 0) this.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, this, connectTimeoutMs);
 
-    const parser = new HTTPParser() as ParserOf;
-    parser.initialize(HTTPParser.RESPONSE, {}, 0, HTTPParser.kLenientNone);
-    parser[kConnection] = this;
-    parser[kOnHeaders] = onParserHeaderLines;
-    parser[kOnHeadersComplete] = onParserHeadersComplete;
-    parser[kOnBody] = onParserBody;
-    parser[kOnMessageComplete] = onParserMessageComplete;
-    parser[kOnExecute] = onParserExecute;
-    this.parser = parser;
+    this.parser = createParser('response', 0, this, false);
   }
 
   start(spec: UpstreamRequestSpec, sink: UpstreamSink): void {
@@ -155,15 +143,21 @@ class H1Connection implements UpstreamStream {
 
   // --- parser events ---
 
-  onHeaderLines(lines: FlatHeaders): void {
-    for (let i = 0; i < lines.length; i++) this.pendingLines.push(lines[i]!);
+  onHeaderLines(lines: FlatHeaders, url: string): void {
+    this.pendingHead.add(lines, url);
   }
 
-  onHeadersComplete(lines: FlatHeaders | undefined, status: number, shouldKeepAlive: boolean): number {
-    if (lines === undefined) {
-      lines = this.pendingLines;
-      this.pendingLines = [];
-    }
+  onHeadersComplete(
+    _major: number,
+    _minor: number,
+    givenLines: FlatHeaders | undefined,
+    _method: number,
+    _url: string | undefined,
+    status: number,
+    _upgrade: boolean,
+    shouldKeepAlive: boolean,
+  ): number {
+    const lines = this.pendingHead.takeLines(givenLines);
     const sink = this.sink;
     if (sink === null) return SKIP_BODY;
     // 1xx (100 Continue, 103 Early Hints): the proxy answered 100-continue itself; the final response follows.
@@ -193,8 +187,8 @@ class H1Connection implements UpstreamStream {
     const sink = this.sink;
     if (sink === null) return;
     this.sink = null;
-    const trailers = this.pendingLines.length === 0 ? null : headerMapFromFlat(this.pendingLines, HOP_BY_HOP);
-    this.pendingLines = [];
+    const trailerLines = this.pendingHead.takeLines(undefined);
+    const trailers = trailerLines.length === 0 ? null : headerMapFromFlat(trailerLines, HOP_BY_HOP);
     // A response that ends before its request was fully sent leaves the connection mid-message: not reusable.
     if (!this.requestWritten) {
       this.reusable = false;
@@ -325,32 +319,6 @@ function onSocketTimeout(this: SocketOf): void {
 function onConnectTimeout(connection: H1Connection, timeoutMs: number): void {
   if (connection.connected) return;
   connection.socket.destroy(Object.assign(new Error(`connect timeout after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
-}
-function onParserHeaderLines(this: ParserOf, lines: FlatHeaders): void {
-  this[kConnection].onHeaderLines(lines);
-}
-function onParserHeadersComplete(
-  this: ParserOf,
-  _versionMajor: number,
-  _versionMinor: number,
-  lines: FlatHeaders | undefined,
-  _method: number,
-  _url: string,
-  status: number,
-  _statusMessage: string,
-  _upgrade: boolean,
-  shouldKeepAlive: boolean,
-): number {
-  return this[kConnection].onHeadersComplete(lines, status, shouldKeepAlive);
-}
-function onParserExecute(this: ParserOf, ret: number | ParseError): void {
-  this[kConnection].onExecute(ret);
-}
-function onParserBody(this: ParserOf, chunk: Buffer): void {
-  this[kConnection].onBody(chunk);
-}
-function onParserMessageComplete(this: ParserOf): void {
-  this[kConnection].onMessageComplete();
 }
 function onBodyData(this: BodyOf, chunk: Buffer): void {
   this[kConnection]?.writeBody(chunk);
