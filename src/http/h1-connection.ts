@@ -162,6 +162,8 @@ export class H1Connection implements ParserOwner {
   ): number {
     const lines = this.pendingHead.takeLines(givenLines);
     const url = this.pendingHead.takeUrl(givenUrl);
+    // Closing (after `connection: close`, an error or a drain): requests the client still sends are not served.
+    if (this.closed || this.readStopped) return 0;
     const methodName = METHODS[method] ?? 'GET';
     if (upgrade) {
       this.upgrade = { method: methodName, url, lines };
@@ -347,6 +349,11 @@ export class H1Connection implements ParserOwner {
   // --- connection events ---
 
   private onParseError(err: ParseError): void {
+    // Bytes after a request that said `connection: close`: not to be processed (RFC 9112 §9.6), nor answered.
+    if (err.code === 'HPE_CLOSED_CONNECTION') {
+      this.readStopped = true;
+      return;
+    }
     const reason: Reason = err.code === 'HPE_HEADER_OVERFLOW' ? REASONS.headersTooLarge : REASONS.badRequest;
     this.failRequest(reason);
   }
@@ -361,6 +368,7 @@ export class H1Connection implements ParserOwner {
    * the bad bytes belong to if nothing was sent for it yet, then close. RFC 9112 §9.6 allows closing here.
    */
   private failRequest(reason: Reason): void {
+    if (this.readStopped) return;
     this.readStopped = true;
     this.clearRequestTimer();
     this.queue.length = 0;

@@ -170,6 +170,21 @@ describe('HTTP/1.1 framing through the proxy', () => {
     }
   });
 
+  it('serves nothing sent after a request that asked to close the connection', async () => {
+    const c = new RawClient(port);
+    try {
+      const hitsBefore = framing.hits;
+      c.send('GET /plain HTTP/1.1\r\nhost: framing\r\nconnection: close\r\n\r\nGET /plain HTTP/1.1\r\nhost: framing\r\n\r\n');
+      await c.until((t) => t.endsWith('hello'));
+      expect(c.text.toLowerCase()).toContain('connection: close\r\n');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(count(c.text, 'HTTP/1.1 200 OK')).toBe(1);
+      expect(framing.hits - hitsBefore).toBe(1);
+    } finally {
+      c.close();
+    }
+  });
+
   it('keeps an HTTP/1.0 keep-alive connection open', async () => {
     const c = new RawClient(port);
     try {
