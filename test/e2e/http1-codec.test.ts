@@ -11,6 +11,7 @@ const BIG = Buffer.alloc(1 << 20, 'b');
 
 let echo: Backend;
 let framing: Backend;
+let faulty: net.Server;
 let proxy: RunningProxy;
 let port: number;
 let timeouts: RunningProxy;
@@ -44,6 +45,23 @@ beforeAll(async () => {
       res.end(req.method === 'HEAD' ? undefined : 'hello');
     }
   });
+  // A raw TCP upstream that misbehaves on purpose, by request path (a real socket, not a mock of our code).
+  faulty = net.createServer((socket) => {
+    socket.on('error', () => {});
+    let seen = '';
+    socket.on('data', (d: Buffer) => {
+      seen += d.toString('latin1');
+      if (!seen.includes('\r\n\r\n')) return;
+      const path = seen.split(' ')[1];
+      seen = '';
+      if (path === '/garbage') socket.end('NOT HTTP AT ALL\r\n\r\n');
+      else if (path === '/hangup') socket.destroy();
+      else if (path === '/short') socket.end('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part');
+      else if (path === '/until-close') socket.end('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nread until the close');
+    });
+  });
+  await new Promise<void>((r) => faulty.listen(0, '127.0.0.1', () => r()));
+  const faultyPort = (faulty.address() as net.AddressInfo).port;
   const mesh = `
 services:
   - name: client
@@ -55,6 +73,9 @@ services:
   - name: framing
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${framing.port} }]
+  - name: faulty
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${faultyPort} }]
 `;
   proxy = await startProxy(mesh, { service: 'client' });
   port = proxy.port('outbound');
@@ -69,6 +90,7 @@ afterAll(async () => {
   await timeouts.close();
   await echo.close();
   await framing.close();
+  await new Promise<void>((r) => faulty.close(() => r()));
 });
 
 /** A raw client connection that collects everything the proxy sends. */
@@ -264,6 +286,47 @@ describe('connection reuse', () => {
       const text = await c.until((t) => count(t, 'closing ') === 2 && /closing \d+$/.test(t));
       const ports = [...text.matchAll(/closing (\d+)/g)].map((m) => m[1]);
       expect(ports[0]).not.toBe(ports[1]); // a fresh upstream connection (another source port) each time
+    } finally {
+      c.close();
+    }
+  });
+});
+
+describe('an upstream that misbehaves', () => {
+  it('answers 502 upstream_protocol_error to a response that is not HTTP', async () => {
+    const reply = await request(port, { host: 'faulty', path: '/garbage' });
+    expect(reply.status).toBe(502);
+    expect(reply.headers['x-pillion-reason']).toBe('upstream_protocol_error');
+  });
+
+  it('answers 503 upstream_reset when the upstream hangs up before answering', async () => {
+    const reply = await request(port, { host: 'faulty', path: '/hangup' });
+    expect(reply.status).toBe(503);
+    expect(reply.headers['x-pillion-reason']).toBe('upstream_reset');
+  });
+
+  it('breaks the client connection when the upstream body is cut short, instead of passing it off as complete', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send('GET /short HTTP/1.1\r\nhost: faulty\r\n\r\n');
+      await c.closed;
+      expect(c.text).toMatch(/^HTTP\/1.1 200 OK\r\n/);
+      expect(c.text.toLowerCase()).toContain('content-length: 100\r\n');
+      // Fewer bytes than announced, then the close: a client's parser reports the truncation.
+      expect(c.text.endsWith('only part')).toBe(true);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('forwards a body delimited by the upstream closing, as chunked to an HTTP/1.1 client', async () => {
+    const c = new RawClient(port);
+    try {
+      c.send('GET /until-close HTTP/1.1\r\nhost: faulty\r\n\r\n');
+      const text = await c.until((t) => t.endsWith('0\r\n\r\n'));
+      expect(text.toLowerCase()).toContain('transfer-encoding: chunked\r\n');
+      expect(text).toContain('read until the close');
+      expect(text.toLowerCase()).not.toContain('connection: close');
     } finally {
       c.close();
     }
