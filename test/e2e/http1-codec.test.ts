@@ -38,6 +38,8 @@ beforeAll(async () => {
     } else if (req.url === '/close') {
       res.setHeader('connection', 'close');
       res.end(`closing ${req.socket.remotePort}`);
+    } else if (req.url === '/slow') {
+      setTimeout(() => res.end('slow answer'), 200);
     } else if (req.url === '/big') {
       res.end(BIG);
     } else {
@@ -392,6 +394,46 @@ describe('errors and timeouts the connection answers', () => {
       expect(Date.now() - started).toBeGreaterThanOrEqual(300);
     } finally {
       c.close();
+    }
+  });
+});
+
+describe('drain', () => {
+  it('closes idle keep-alive connections at once and busy ones after their answer, which says connection: close', async () => {
+    const draining = await startProxy(
+      `
+services:
+  - name: client
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: framing
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${framing.port} }]
+`,
+      { service: 'client' },
+    );
+    const p = draining.port('outbound');
+    const idle = new RawClient(p);
+    const busy = new RawClient(p);
+    try {
+      idle.send('GET /plain HTTP/1.1\r\nhost: framing\r\n\r\n');
+      await idle.until((t) => t.endsWith('hello'));
+      busy.send('GET /slow HTTP/1.1\r\nhost: framing\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 50));
+      const drained = draining.proxy.drain();
+      await idle.closed;
+      expect(count(idle.text, 'HTTP/1.1 200 OK')).toBe(1);
+      // The idle one went first, while the busy one still waited for its 200 ms answer (not at the drain timeout).
+      expect(busy.text).toBe('');
+      await busy.closed;
+      expect(busy.text).toMatch(/^HTTP\/1.1 200 OK\r\n/);
+      expect(busy.text.toLowerCase()).toContain('connection: close\r\n');
+      expect(busy.text.endsWith('slow answer')).toBe(true);
+      await drained;
+    } finally {
+      idle.close();
+      busy.close();
+      await draining.close();
     }
   });
 });
