@@ -13,7 +13,7 @@ import type { HttpContext, RequestHeaders } from './context.js';
 import type { H1Connection, H1Request } from './h1-connection.js';
 import { httpDate } from './raw-reply.js';
 
-export const kExchange = Symbol('pillion.exchange');
+const kExchange = Symbol('pillion.exchange');
 
 const PROTOCOL_H11 = 'HTTP/1.1';
 const PROTOCOL_H10 = 'HTTP/1.0';

@@ -19,10 +19,6 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'host', // carried as the authority instead
 ]);
 
-export function isHopByHop(name: string): boolean {
-  return HOP_BY_HOP.has(name);
-}
-
 /** Names listed in a Connection header are hop-by-hop too. */
 function connectionTokens(value: string | undefined): Set<string> | null {
   if (value === undefined || value === '' || value === 'keep-alive' || value === 'close') return null;
