@@ -196,6 +196,9 @@ export class H1Connection implements ParserOwner {
 
   onMessageComplete(): void {
     this.clearRequestTimer();
+    // Trailer lines of a chunked request body arrive like header lines; they are not forwarded, and must not
+    // be taken for part of the next request's head.
+    this.pendingHead.clear();
     const request = this.parsing;
     if (request === null) return;
     this.parsing = null;

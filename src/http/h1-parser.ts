@@ -153,6 +153,11 @@ export class PendingHead {
     return lines;
   }
 
+  clear(): void {
+    if (this.lines.length > 0) this.lines = [];
+    this.url = '';
+  }
+
   takeUrl(given: string | undefined): string {
     if (given) return given;
     const url = this.url;

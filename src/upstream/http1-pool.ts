@@ -180,6 +180,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
   }
 
   onMessageComplete(): void {
+    const trailerLines = this.pendingHead.takeLines(undefined);
+    this.pendingHead.clear();
     if (this.informational) {
       this.informational = false;
       return;
@@ -187,7 +189,6 @@ class H1Connection implements UpstreamStream, ParserOwner {
     const sink = this.sink;
     if (sink === null) return;
     this.sink = null;
-    const trailerLines = this.pendingHead.takeLines(undefined);
     const trailers = trailerLines.length === 0 ? null : headerMapFromFlat(trailerLines, HOP_BY_HOP);
     // A response that ends before its request was fully sent leaves the connection mid-message: not reusable.
     if (!this.requestWritten) {

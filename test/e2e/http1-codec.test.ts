@@ -222,6 +222,25 @@ describe('HTTP/1.1 framing through the proxy', () => {
     }
   });
 
+  it('does not let the trailers of a chunked request leak into the next request on the connection', async () => {
+    const c = new RawClient(port);
+    try {
+      let many = '';
+      for (let i = 0; i < 40; i++) many += `x-h${i}: v${i}\r\n`;
+      c.send(
+        'POST /with-trailer HTTP/1.1\r\nhost: echo\r\ntransfer-encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\nx-injected: yes\r\n\r\n' +
+          `GET /long-head HTTP/1.1\r\nhost: echo\r\n${many}\r\n`,
+      );
+      const text = await c.until((t) => count(t, '\r\n0\r\n\r\n') === 2);
+      const second = JSON.parse(text.slice(text.indexOf('{"name"', text.indexOf('"/with-trailer"') + 1)).split('\r\n')[0]!);
+      expect(second.url).toBe('/long-head');
+      expect(second.headers['x-h39']).toBe('v39');
+      expect(second.headers['x-injected']).toBeUndefined();
+    } finally {
+      c.close();
+    }
+  });
+
   it('keeps repeated response header lines (set-cookie) and forwards more than 32 header lines each way', async () => {
     const cookies = await request(port, { host: 'framing', path: '/cookies' });
     expect(cookies.headers['set-cookie']).toEqual(['a=1', 'b=2']);
