@@ -56,6 +56,10 @@ class H1Connection implements UpstreamStream, ParserOwner {
   private skipBody = false;
   private informational = false;
   private reusable = true;
+  /** The response is complete; the pool gets the connection back once the rest of this read is parsed. */
+  private releasePending = false;
+  /** The upstream sent bytes no request asked for: the byte stream is out of step, so it is not reused. */
+  private unsolicited = false;
   /** Header lines the parser hands over early (more than 32 lines) and trailer lines. */
   private readonly pendingHead = new PendingHead();
 
@@ -77,7 +81,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     const connectTimeoutMs = pool.options.connectTimeoutMs;
     if (connectTimeoutMs > 0) this.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, this, connectTimeoutMs);
 
-    this.parser = createParser('response', 0, this, false);
+    this.parser = createParser('response', 0, this, true);
   }
 
   start(spec: UpstreamRequestSpec, sink: UpstreamSink): void {
@@ -195,9 +199,15 @@ class H1Connection implements UpstreamStream, ParserOwner {
       this.reusable = false;
       this.detachBody();
     }
-    if (this.reusable) this.pool.release(this);
+    // Released after the read is parsed, not here: bytes after this response in the same read must not be
+    // taken for the answer to a request the pool would start on this connection now (a response desync).
+    if (this.reusable) this.releasePending = true;
     else this.close();
     sink.onUpstreamEnd(trailers);
+  }
+
+  onMessageBegin(): void {
+    if (this.sink === null) this.unsolicited = true;
   }
 
   private readKeepAliveHint(lines: FlatHeaders): void {
@@ -229,7 +239,17 @@ class H1Connection implements UpstreamStream, ParserOwner {
 
   /** After each read the parser took from the socket. */
   onExecute(ret: number | ParseError): void {
-    if (isParseError(ret)) this.fail(ret);
+    if (isParseError(ret)) {
+      this.fail(ret);
+      return;
+    }
+    if (!this.releasePending) {
+      if (this.unsolicited) this.close();
+      return;
+    }
+    this.releasePending = false;
+    if (this.unsolicited || this.closed) this.close();
+    else this.pool.release(this);
   }
 
   /** The server closed its side: that ends a close-delimited body, and anything else still in flight. */

@@ -60,6 +60,10 @@ beforeAll(async () => {
       else if (path === '/hangup') socket.destroy();
       else if (path === '/short') socket.end('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part');
       else if (path === '/until-close') socket.end('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nread until the close');
+      // A response followed, in the same write, by a second one nobody asked for (a desync attempt).
+      else if (path === '/extra')
+        setTimeout(() => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled'), 50);
+      else if (path === '/port') socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nport ${String(socket.remotePort).padStart(6, '0')}`);
     });
   });
   await new Promise<void>((r) => faulty.listen(0, '127.0.0.1', () => r()));
@@ -78,6 +82,7 @@ services:
   - name: faulty
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${faultyPort} }]
+    policy: { circuitBreakers: { maxConnections: 1 } }
 `;
   proxy = await startProxy(mesh, { service: 'client' });
   port = proxy.port('outbound');
@@ -338,6 +343,18 @@ describe('an upstream that misbehaves', () => {
     } finally {
       c.close();
     }
+  });
+
+  it('does not hand bytes the upstream sent unasked to the next request waiting for the connection', async () => {
+    // One connection at most: the second request waits for the first one's, and would be written on it the
+    // moment the first response ends, before the rest of that read (the unsolicited response) is parsed.
+    const [first, second] = await Promise.all([
+      request(port, { host: 'faulty', path: '/extra' }),
+      new Promise<Awaited<ReturnType<typeof request>>>((r) => setTimeout(() => r(request(port, { host: 'faulty', path: '/port' })), 10)),
+    ]);
+    expect(first.body).toBe('ok');
+    expect(second.status).toBe(200);
+    expect(second.body).toMatch(/^port \d{6}$/);
   });
 
   it('forwards a body delimited by the upstream closing, as chunked to an HTTP/1.1 client', async () => {
