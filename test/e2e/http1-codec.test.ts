@@ -384,6 +384,25 @@ describe('errors and timeouts the connection answers', () => {
     }
   });
 
+  it.each([
+    ['content-length with transfer-encoding', 'POST / HTTP/1.1\r\nhost: echo\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['two different content-lengths', 'POST / HTTP/1.1\r\nhost: echo\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\nbody'],
+    ['a header line ended by a bare LF', 'GET / HTTP/1.1\r\nhost: echo\nx-a: b\r\n\r\n'],
+    ['a space before the colon', 'GET / HTTP/1.1\r\nhost: echo\r\ncontent-length : 4\r\n\r\nbody'],
+    ['an obs-fold continuation line', 'GET / HTTP/1.1\r\nhost: echo\r\nx-a: b\r\n c\r\n\r\n'],
+  ])('refuses a request with %s (request smuggling guards) with 400, and never forwards it', async (_name, text) => {
+    const hitsBefore = echo.hits;
+    const c = new RawClient(port);
+    try {
+      c.send(text);
+      await c.closed;
+      expect(c.text).toMatch(/^HTTP\/1.1 400 /);
+      expect(echo.hits).toBe(hitsBefore);
+    } finally {
+      c.close();
+    }
+  });
+
   it('answers a good request, then 400 to the bad one pipelined behind it, then closes', async () => {
     const c = new RawClient(port);
     try {
