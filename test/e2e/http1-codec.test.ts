@@ -128,14 +128,23 @@ class RawClient {
   }
 }
 
+/** Runs `body` with a fresh raw connection, closed afterwards whatever happens. */
+async function withRawClient(p: number, body: (c: RawClient) => Promise<void>): Promise<void> {
+  const c = new RawClient(p);
+  try {
+    await body(c);
+  } finally {
+    c.close();
+  }
+}
+
 function count(text: string, needle: string): number {
   return text.split(needle).length - 1;
 }
 
 describe('HTTP/1.1 framing through the proxy', () => {
   it('answers pipelined requests in order on one connection', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send(
         'GET /first HTTP/1.1\r\nhost: echo\r\n\r\n' +
           'POST /second HTTP/1.1\r\nhost: echo\r\ncontent-length: 4\r\n\r\nbody' +
@@ -150,14 +159,11 @@ describe('HTTP/1.1 framing through the proxy', () => {
       expect(second).toBeGreaterThan(first);
       expect(third).toBeGreaterThan(second);
       expect(text).toContain('"body":"body"');
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('sends no body for HEAD, keeps content-length, and the connection stays usable', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send('HEAD /plain HTTP/1.1\r\nhost: framing\r\n\r\n');
       const head = await c.until((t) => t.includes('\r\n\r\n'));
       expect(head).toMatch(/^HTTP\/1.1 200 OK\r\n/);
@@ -167,41 +173,32 @@ describe('HTTP/1.1 framing through the proxy', () => {
       // Exactly two heads and one body: nothing of the HEAD reply's body leaked onto the wire.
       expect(count(both, 'HTTP/1.1 200 OK')).toBe(2);
       expect(count(both, 'hello')).toBe(1);
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('forwards a chunked response with its trailers', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send('GET /chunked-trailers HTTP/1.1\r\nhost: framing\r\nte: trailers\r\n\r\n');
       const text = await c.until((t) => t.includes('x-checksum: abc123\r\n\r\n'));
       expect(text.toLowerCase()).toContain('transfer-encoding: chunked\r\n');
       const body = text.slice(text.indexOf('\r\n\r\n') + 4);
       expect(body).toBe('a\r\npart one, \r\n8\r\npart two\r\n0\r\nx-checksum: abc123\r\n\r\n');
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('answers an HTTP/1.0 client with a body delimited by the close', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send('GET /stream HTTP/1.0\r\nhost: framing\r\n\r\n');
       await c.closed;
       expect(c.text).toMatch(/^HTTP\/1.1 200 OK\r\n/);
       expect(c.text.toLowerCase()).not.toContain('transfer-encoding');
       expect(c.text.toLowerCase()).toContain('connection: close\r\n');
       expect(c.text.endsWith('\r\n\r\nstreamed body')).toBe(true);
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('serves nothing sent after a request that asked to close the connection', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       const hitsBefore = framing.hits;
       c.send('GET /plain HTTP/1.1\r\nhost: framing\r\nconnection: close\r\n\r\nGET /plain HTTP/1.1\r\nhost: framing\r\n\r\n');
       await c.until((t) => t.endsWith('hello'));
@@ -209,27 +206,21 @@ describe('HTTP/1.1 framing through the proxy', () => {
       await new Promise((r) => setTimeout(r, 100));
       expect(count(c.text, 'HTTP/1.1 200 OK')).toBe(1);
       expect(framing.hits - hitsBefore).toBe(1);
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('keeps an HTTP/1.0 keep-alive connection open', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send('GET /plain HTTP/1.0\r\nhost: framing\r\nconnection: keep-alive\r\n\r\n');
       await c.until((t) => t.endsWith('hello'));
       expect(c.text.toLowerCase()).toContain('connection: keep-alive\r\n');
       c.send('GET /plain HTTP/1.0\r\nhost: framing\r\nconnection: keep-alive\r\n\r\n');
       await c.until((t) => count(t, 'hello') === 2);
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('does not let the trailers of a chunked request leak into the next request on the connection', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       let many = '';
       for (let i = 0; i < 40; i++) many += `x-h${i}: v${i}\r\n`;
       c.send(
@@ -241,9 +232,7 @@ describe('HTTP/1.1 framing through the proxy', () => {
       expect(second.url).toBe('/long-head');
       expect(second.headers['x-h39']).toBe('v39');
       expect(second.headers['x-injected']).toBeUndefined();
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('keeps repeated response header lines (set-cookie) and forwards more than 32 header lines each way', async () => {
@@ -261,8 +250,7 @@ describe('HTTP/1.1 framing through the proxy', () => {
 
 describe('connection reuse', () => {
   it('reads and drops the body of a request answered early, and serves the next request', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send('POST /x HTTP/1.1\r\nhost: nowhere\r\ncontent-length: 11\r\n\r\n');
       await c.until((t) => t.includes('x-pillion-reason: no_route'));
       c.send('hello world');
@@ -270,9 +258,7 @@ describe('connection reuse', () => {
       const text = await c.until((t) => t.includes('"/after"'));
       expect(text).toMatch(/^HTTP\/1.1 404 /);
       expect(text).toContain('HTTP/1.1 200 OK');
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('reuses an upstream connection after a response that was read slowly (backpressure)', async () => {
@@ -302,8 +288,7 @@ describe('connection reuse', () => {
   });
 
   it('opens a new upstream connection when the upstream says connection: close, and keeps the client one', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send('GET /close HTTP/1.1\r\nhost: framing\r\n\r\n');
       await c.until((t) => /closing \d+$/.test(t));
       // connection: close is hop-by-hop: it closes the upstream connection, not the client's.
@@ -312,9 +297,7 @@ describe('connection reuse', () => {
       const text = await c.until((t) => count(t, 'closing ') === 2 && /closing \d+$/.test(t));
       const ports = [...text.matchAll(/closing (\d+)/g)].map((m) => m[1]);
       expect(ports[0]).not.toBe(ports[1]); // a fresh upstream connection (another source port) each time
-    } finally {
-      c.close();
-    }
+    });
   });
 });
 
@@ -332,17 +315,14 @@ describe('an upstream that misbehaves', () => {
   });
 
   it('breaks the client connection when the upstream body is cut short, instead of passing it off as complete', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send('GET /short HTTP/1.1\r\nhost: faulty\r\n\r\n');
       await c.closed;
       expect(c.text).toMatch(/^HTTP\/1.1 200 OK\r\n/);
       expect(c.text.toLowerCase()).toContain('content-length: 100\r\n');
       // Fewer bytes than announced, then the close: a client's parser reports the truncation.
       expect(c.text.endsWith('only part')).toBe(true);
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('does not hand bytes the upstream sent unasked to the next request waiting for the connection', async () => {
@@ -358,30 +338,24 @@ describe('an upstream that misbehaves', () => {
   });
 
   it('forwards a body delimited by the upstream closing, as chunked to an HTTP/1.1 client', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send('GET /until-close HTTP/1.1\r\nhost: faulty\r\n\r\n');
       const text = await c.until((t) => t.endsWith('0\r\n\r\n'));
       expect(text.toLowerCase()).toContain('transfer-encoding: chunked\r\n');
       expect(text).toContain('read until the close');
       expect(text.toLowerCase()).not.toContain('connection: close');
-    } finally {
-      c.close();
-    }
+    });
   });
 });
 
 describe('errors and timeouts the connection answers', () => {
   it('answers 400 to a malformed chunked body and closes', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send('POST /x HTTP/1.1\r\nhost: echo\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nnot hex\r\n');
       await c.closed;
       expect(c.text).toMatch(/^HTTP\/1.1 400 /);
       expect(c.text).toContain('x-pillion-reason: bad_request');
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it.each([
@@ -392,39 +366,30 @@ describe('errors and timeouts the connection answers', () => {
     ['an obs-fold continuation line', 'GET / HTTP/1.1\r\nhost: echo\r\nx-a: b\r\n c\r\n\r\n'],
   ])('refuses a request with %s (request smuggling guards) with 400, and never forwards it', async (_name, text) => {
     const hitsBefore = echo.hits;
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send(text);
       await c.closed;
       expect(c.text).toMatch(/^HTTP\/1.1 400 /);
       expect(echo.hits).toBe(hitsBefore);
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('answers a good request, then 400 to the bad one pipelined behind it, then closes', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send('GET /good HTTP/1.1\r\nhost: framing\r\n\r\nGARBAGE\r\n\r\n');
       await c.closed;
       expect(c.text).toMatch(/^HTTP\/1.1 200 OK\r\n/);
       expect(c.text.indexOf('hello')).toBeLessThan(c.text.indexOf('HTTP/1.1 400 '));
       expect(c.text).toContain('x-pillion-reason: bad_request');
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('answers 400 to an HTTP/1.1 request without a Host header', async () => {
-    const c = new RawClient(port);
-    try {
+    await withRawClient(port, async (c) => {
       c.send('GET /no-host HTTP/1.1\r\n\r\n');
       const text = await c.until((t) => t.includes('Host header'));
       expect(text).toMatch(/^HTTP\/1.1 400 /);
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('answers 408 request_timeout when a request does not arrive in time', async () => {
