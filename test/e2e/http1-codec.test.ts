@@ -393,28 +393,22 @@ describe('errors and timeouts the connection answers', () => {
   });
 
   it('answers 408 request_timeout when a request does not arrive in time', async () => {
-    const c = new RawClient(timeouts.port('outbound'));
-    try {
+    await withRawClient(timeouts.port('outbound'), async (c) => {
       c.send('GET / HTTP/1.1\r\nhost: echo\r\n');
       await c.closed;
       expect(c.text).toMatch(/^HTTP\/1.1 408 /);
       expect(c.text).toContain('x-pillion-reason: request_timeout');
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('closes a keep-alive connection that stays idle past the idle timeout', async () => {
-    const c = new RawClient(timeouts.port('outbound'));
-    try {
+    await withRawClient(timeouts.port('outbound'), async (c) => {
       c.send('GET /idle HTTP/1.1\r\nhost: echo\r\n\r\n');
       await c.until((t) => t.includes('"/idle"'));
       const started = Date.now();
       await c.closed;
       expect(Date.now() - started).toBeGreaterThanOrEqual(300);
-    } finally {
-      c.close();
-    }
+    });
   });
 });
 
