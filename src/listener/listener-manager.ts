@@ -33,6 +33,13 @@ function onSocketClose(this: TaggedSocket): void {
   this[kListener].connectionClosed(this);
 }
 
+/**
+ * Every accepted socket has an 'error' listener from its first moment to its last, whoever owns it meanwhile
+ * (sniffer, HTTP/1 connection, Upgrade, TCP session): a reset at any point must never be an unhandled 'error'
+ * event, which ends the process. 'close' follows every error and does the cleanup.
+ */
+function onSocketError(): void {}
+
 class ActiveListener implements TcpContext {
   readonly server: net.Server;
   boundPort = 0;
@@ -105,6 +112,7 @@ class ActiveListener implements TcpContext {
     }
     const tagged = socket as TaggedSocket;
     tagged[kListener] = this;
+    socket.on('error', onSocketError);
     this.sockets.add(socket);
     socket.on('close', onSocketClose);
     this.deps.stats.connectionOpened(this.model.name);
