@@ -20,6 +20,8 @@ import {
   headerMapFromFlat,
   isParseError,
   lastChunkWithTrailers,
+  releaseParser,
+  unconsumeSocket,
   pauseReading,
   resumeReading,
   serializeHeaders,
@@ -416,6 +418,7 @@ export class H1Connection implements ParserOwner {
 
   onClose(): void {
     this.closed = true;
+    releaseParser(this.parser);
     this.clearRequestTimer();
     const exchange = this.active?.exchange ?? null;
     this.active = null;
@@ -452,7 +455,8 @@ export class H1Connection implements ParserOwner {
     this.closed = true;
     this.clearRequestTimer();
     // The socket's reads go back to its JS stream, for the upgrade handler to pipe.
-    this.parser.unconsume();
+    unconsumeSocket(this.parser);
+    releaseParser(this.parser);
     const socket = this.socket;
     socket.off('end', onSocketEnd);
     socket.off('error', onSocketError);

@@ -18,6 +18,7 @@ import {
   resumeReading,
   headerMapFromFlat,
   isParseError,
+  releaseParser,
   serializeHeaders,
   type FlatHeaders,
   type NativeParser,
@@ -295,6 +296,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.closed = true;
     this.detachBody();
     this.clearConnectTimer();
+    releaseParser(this.parser);
     this.socket.destroy();
     this.pool.forget(this);
   }
