@@ -17,6 +17,9 @@ class ClusterStatsAdapter implements ClusterStatsSink {
   onConnectionClose(): void {
     this.s.connectionsActive.dec();
   }
+  onResetDeferred(): void {
+    this.s.resetBudgetExhausted.inc();
+  }
   connectFailure(): void {
     this.s.connectFailures.inc();
   }

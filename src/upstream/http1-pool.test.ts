@@ -65,7 +65,7 @@ describe('Http1Pool', () => {
       connectTimeoutMs: 1_000,
       maxConnections: 1,
       maxIdle: 1,
-      events: { onConnectionOpen() {}, onConnectionClose() {} },
+      events: { onConnectionOpen() {}, onConnectionClose() {}, onResetDeferred() {} },
     });
     const before = connections;
     try {

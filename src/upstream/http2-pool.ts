@@ -4,11 +4,14 @@ import * as http2 from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { ConnectionPool, PoolOptions, UpstreamRequestSpec, UpstreamSink, UpstreamStream } from './pool.js';
 import { headersFromH2, type HeaderMap } from '../http/headers.js';
+import { ResetBudget } from './reset-budget.js';
 
 const { NGHTTP2_CANCEL } = http2.constants;
 /** Assumed until the peer's SETTINGS arrive (RFC 9113 recommends at least 100). */
 const INITIAL_STREAM_LIMIT = 100;
 const IDLE_SESSION_TIMEOUT_MS = 60_000;
+/** How often a cancel that the reset budget held back is tried again (the stream may also finish first). */
+const DEFERRED_RESET_RETRY_MS = 1_000;
 const kRequest = Symbol('pillion.h2request');
 
 type StreamWithRequest = http2.ClientHttp2Stream & { [kRequest]: H2Request };
@@ -20,6 +23,7 @@ class Session {
   connected = false;
   closing = false;
   connectTimer: NodeJS.Timeout | null = null;
+  readonly resets = new ResetBudget(performance.now());
 
   constructor(readonly h2: http2.ClientHttp2Session) {}
 
@@ -51,9 +55,16 @@ class H2Request implements UpstreamStream {
     if (this.finished) return;
     this.aborted = true;
     this.finished = true;
-    if (this.stream !== null) this.stream.close(NGHTTP2_CANCEL);
+    if (this.stream !== null) this.pool.cancel(this, this.stream);
     else this.pool.cancelWaiting(this);
   }
+}
+
+/** A cancel the reset budget held back: reset now if the budget allows, else later (unless it finished). */
+function retryDeferredReset(req: H2Request): void {
+  const stream = req.stream;
+  if (stream === null || stream.closed) return;
+  req.pool.cancel(req, stream);
 }
 
 function onResponse(this: StreamWithRequest, headers: http2.IncomingHttpHeaders, flags: number): void {
@@ -120,6 +131,26 @@ export class Http2Pool implements ConnectionPool {
     if (session === null) this.waiting.push(req);
     else this.start(req, session);
     return req;
+  }
+
+  /**
+   * Cancels a stream in flight with RST_STREAM while the connection's reset budget allows. Past it, the stream
+   * is left to finish and its response read and dropped (the upstream does the work no one waits for, the
+   * price of not being taken for a flood), the connection takes no new streams (a fresh one does), and the
+   * reset is retried later for streams that never finish.
+   */
+  cancel(req: H2Request, stream: StreamWithRequest): void {
+    const session = req.session!;
+    if (session.resets.tryTake(performance.now())) {
+      stream.close(NGHTTP2_CANCEL);
+      return;
+    }
+    if (!session.closing) {
+      session.closing = true;
+      this.options.events.onResetDeferred();
+    }
+    stream.resume();
+    setTimeout(retryDeferredReset, DEFERRED_RESET_RETRY_MS, req).unref();
   }
 
   cancelWaiting(req: H2Request): void {

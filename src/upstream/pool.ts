@@ -46,6 +46,8 @@ export interface ConnectionPool {
 export interface PoolEvents {
   onConnectionOpen(): void;
   onConnectionClose(): void;
+  /** An HTTP/2 connection ran out of its reset budget and stopped taking new streams (see reset-budget.ts). */
+  onResetDeferred(): void;
 }
 
 export interface PoolOptions {
