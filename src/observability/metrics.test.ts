@@ -22,6 +22,7 @@ describe('ProxyMetrics', () => {
     const names = (await m.registry.getMetricsAsJSON()).map((x) => x.name).sort();
     expect(names).toEqual(
       [
+        'pillion_access_log_dropped_total',
         'pillion_config_updates_total',
         'pillion_config_version_info',
         'pillion_downstream_bytes_received_total',
@@ -35,6 +36,7 @@ describe('ProxyMetrics', () => {
         'pillion_tcp_connections_total',
         'pillion_upstream_connect_failures_total',
         'pillion_upstream_connections_active',
+        'pillion_upstream_http2_reset_budget_exhausted_total',
         'pillion_upstream_requests_active',
         'pillion_upstream_requests_total',
       ].sort(),

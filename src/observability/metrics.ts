@@ -238,6 +238,7 @@ export class ClusterStats {
   readonly connectFailures: CounterCell;
   readonly connectionsActive: GaugeCell;
   readonly tcpConnections: CounterCell;
+  readonly resetBudgetExhausted: CounterCell;
   /** endpointKey → six children indexed by codeClassIndex (filled lazily). */
   private readonly byEndpoint = new Map<string, (CounterCell | undefined)[]>();
 
@@ -249,6 +250,7 @@ export class ClusterStats {
     this.connectFailures = metrics.upstreamConnectFailures.cell(cluster);
     this.connectionsActive = metrics.upstreamConnectionsActive.cell(cluster);
     this.tcpConnections = metrics.tcpConnections.cell(cluster);
+    this.resetBudgetExhausted = metrics.upstreamResetBudgetExhausted.cell(cluster);
   }
 
   /** Counts one finished upstream request (one attempt) to `endpointKey` with `status`. */
@@ -284,6 +286,7 @@ export class ClusterStats {
     this.metrics.upstreamConnectFailures.remove(this.cluster);
     this.metrics.upstreamConnectionsActive.remove(this.cluster);
     this.metrics.tcpConnections.remove(this.cluster);
+    this.metrics.upstreamResetBudgetExhausted.remove(this.cluster);
   }
 }
 
@@ -307,8 +310,11 @@ export class ProxyMetrics {
   readonly upstreamRequestsActive: GaugeFamily<'cluster'>;
   readonly upstreamConnectFailures: CounterFamily<'cluster'>;
   readonly upstreamConnectionsActive: GaugeFamily<'cluster'>;
+  readonly upstreamResetBudgetExhausted: CounterFamily<'cluster'>;
   readonly localReplies: CounterFamily<'reason'>;
   readonly tcpConnections: CounterFamily<'cluster'>;
+  /** Access log lines dropped because the destination fell behind by more than the log's buffer bound. */
+  readonly accessLogDropped: CounterCell;
   /** Rare events (config changes): plain prom-client metrics. */
   readonly configVersionInfo: Gauge<'version'>;
   readonly configUpdates: Counter<'result'>;
@@ -393,6 +399,14 @@ export class ProxyMetrics {
       labelNames: ['cluster'] as const,
       registers,
     });
+    this.upstreamResetBudgetExhausted = new CounterFamily({
+      name: 'pillion_upstream_http2_reset_budget_exhausted_total',
+      help:
+        'Upstream HTTP/2 connections that used up their stream-reset budget (200, then 20/s): later cancels let the ' +
+        'stream finish unread instead of resetting it, and new streams go to a fresh connection.',
+      labelNames: ['cluster'] as const,
+      registers,
+    });
     this.localReplies = new CounterFamily({
       name: 'pillion_local_replies_total',
       help: 'Responses the proxy made itself, by reason (the x-pillion-reason value).',
@@ -405,6 +419,14 @@ export class ProxyMetrics {
       labelNames: ['cluster'] as const,
       registers,
     });
+    this.accessLogDropped = new CounterFamily({
+      name: 'pillion_access_log_dropped_total',
+      help:
+        'Access log lines dropped, not written: the destination (stdout or file) was slower than the traffic and ' +
+        'the lines waiting for it reached the buffer bound (16 MiB).',
+      labelNames: [] as const,
+      registers,
+    }).cell();
     this.configVersionInfo = new Gauge({
       name: 'pillion_config_version_info',
       help: 'The config version in use (value 1 on the current version).',
