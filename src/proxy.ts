@@ -8,7 +8,7 @@ import { decodeMessage } from './config/protos.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import { ListenerManager } from './listener/listener-manager.js';
 import { ProxyMetrics } from './observability/metrics.js';
-import { AccessLog, type AccessLogTarget } from './observability/access-log.js';
+import { ACCESS_LOG_MAX_BUFFER_BYTES, AccessLog, type AccessLogTarget } from './observability/access-log.js';
 import { createLogger, setLevel } from './observability/logger.js';
 import { ProxyStats } from './observability/stats.js';
 import { startAdminServer } from './admin/server.js';
@@ -55,7 +55,7 @@ export class Proxy implements AdminSource {
   constructor(private readonly options: ProxyOptions) {
     this.logger = options.logger ?? createLogger(options.logLevel ?? 'info');
     this.metrics = new ProxyMetrics({ defaultMetrics: options.processMetrics !== false });
-    this.accessLog = new AccessLog(options.accessLog ?? 'stdout');
+    this.accessLog = new AccessLog(options.accessLog ?? 'stdout', { onDrop: (n) => this.accessLogDropped(n) });
     this.stats = new ProxyStats(this.metrics, this.accessLog);
     this.clusterManager = new ClusterManager((name) => this.stats.clusterSink(name));
     this.listenerManager = new ListenerManager({
@@ -64,6 +64,17 @@ export class Proxy implements AdminSource {
       stats: this.stats,
       log: this.logger,
     });
+  }
+
+  private accessLogDropped(dropped: number): void {
+    this.metrics.accessLogDropped.inc();
+    // Once per process; the counter tells how many more. This goes to the process log, never the access log.
+    if (dropped === 1) {
+      this.logger.warn(
+        { target: this.options.accessLog ?? 'stdout', maxBufferBytes: ACCESS_LOG_MAX_BUFFER_BYTES },
+        'access log: its destination is slower than the traffic; dropping access lines (counted in pillion_access_log_dropped_total)',
+      );
+    }
   }
 
   get registry() {

@@ -1,5 +1,6 @@
 // Access log: one JSON line per entry with type "access", file and stream targets, and "off" as a no-op.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -49,6 +50,35 @@ describe('AccessLog', () => {
     expect(out).toHaveLength(1);
     expect(out[0]!.endsWith('\n')).toBe(true);
     expect(JSON.parse(out[0]!)).toMatchObject({ type: 'access', protocol: 'TCP' });
+  });
+
+  it('holds at most its bound for a file target nobody reads, dropping and counting whole lines', async () => {
+    // A FIFO is a file target whose reader is as slow as we like: here, absent until every line was logged.
+    const fifo = join(mkdtempSync(join(tmpdir(), 'pillion-al-')), 'access.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // Opening either end of a FIFO waits for the other (both in Node's thread pool); nothing is read yet.
+    const reader = createReadStream(fifo);
+    let drops = 0;
+    const bound = 64 * 1024;
+    const log = new AccessLog(fifo, { maxBufferBytes: bound, onDrop: (n) => (drops = n) });
+    const path = '/' + 'p'.repeat(1000);
+    const total = 2000;
+    for (let i = 0; i < total; i++) log.log(entry({ path, request_id: String(i) }));
+    expect(drops).toBeGreaterThan(0);
+    expect(log.dropped).toBe(drops);
+
+    const chunks: Buffer[] = [];
+    reader.on('data', (c) => chunks.push(c as Buffer));
+    const ended = new Promise<void>((resolve) => reader.once('end', () => resolve()));
+    await log.close();
+    await ended;
+    const text = Buffer.concat(chunks).toString();
+    expect(text.length).toBeLessThanOrEqual(bound);
+    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.length + drops).toBe(total);
+    // The lines kept are the first ones, whole and in order.
+    expect(lines.map((l) => l.request_id)).toEqual(lines.map((_l, i) => String(i)));
+    expect(lines.every((l) => l.path === path)).toBe(true);
   });
 
   it('is a no-op when off', async () => {
