@@ -8,6 +8,13 @@ export interface ListeningServer {
   close(): Promise<void>;
 }
 
+/**
+ * Once listening, a server's 'error' events are accept errors: EMFILE/ENFILE at the fd limit when libuv's
+ * reserved-fd trick cannot shed the connection, ECONNABORTED. That connection is lost and the server carries on;
+ * unhandled, the event would end the process.
+ */
+function onAcceptError(): void {}
+
 export async function listenAdmin(server: Server, host: string, port: number): Promise<ListeningServer> {
   // Admin connections are operator traffic: never let an idle keep-alive one hold up close().
   server.keepAliveTimeout = 1000;
@@ -15,6 +22,7 @@ export async function listenAdmin(server: Server, host: string, port: number): P
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
+      server.on('error', onAcceptError);
       resolve();
     });
   });

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import pino from 'pino';
 import { IdleMemoryReleaser, loadNativeMemory } from './idle-memory.js';
 
@@ -35,5 +35,26 @@ describe('IdleMemoryReleaser', () => {
     expect(pinned[0]).toBe(799 & 0xff);
     expect(releaser.releases).toBeGreaterThan(0);
     expect((peak - rss) / MiB).toBeGreaterThan(30);
+  });
+
+  it('keeps going when resident memory cannot be read (out of file descriptors), and warns once', async () => {
+    const lines: { msg: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) });
+    const emfile = Object.assign(new Error('EMFILE: too many open files, uv_resident_set_memory'), { code: 'EMFILE' });
+    const rss = vi.spyOn(process.memoryUsage, 'rss').mockImplementation(() => {
+      throw emfile;
+    });
+    try {
+      releaser = new IdleMemoryReleaser({ logger, native: loadNativeMemory()!, periodMs: 20, idleUtilization: 1 });
+      releaser.start();
+      await sleep(150);
+      expect(releaser.readErrors).toBeGreaterThan(2);
+      expect(lines.filter((l) => l.msg.startsWith('idle memory release: cannot read resident memory'))).toHaveLength(1);
+    } finally {
+      rss.mockRestore();
+    }
+    const errors = releaser.readErrors;
+    await sleep(100);
+    expect(releaser.readErrors).toBe(errors);
   });
 });

@@ -47,8 +47,8 @@ export interface IdleMemoryOptions {
 export class IdleMemoryReleaser {
   private timer: NodeJS.Timeout | null = null;
   private lastSample: EventLoopUtilization = performance.eventLoopUtilization();
-  /** Resident memory right after the last release (or the lowest seen since). */
-  private floorRss = process.memoryUsage.rss();
+  /** Resident memory right after the last release (or the lowest seen since); NaN until first read. */
+  private floorRss = NaN;
   /** Idle periods that still trim after a release, to return what the GC it started frees. */
   private trimsPending = 0;
   private rssBeforeRelease = 0;
@@ -56,6 +56,8 @@ export class IdleMemoryReleaser {
   private readonly idleUtilization: number;
   private readonly minGrowthBytes: number;
   releases = 0;
+  /** Periods skipped because resident memory could not be read (EMFILE: it reads /proc/self/stat). */
+  readErrors = 0;
 
   constructor(private readonly options: IdleMemoryOptions) {
     this.periodMs = options.periodMs ?? 1000;
@@ -66,6 +68,7 @@ export class IdleMemoryReleaser {
   start(): void {
     if (this.timer !== null) return;
     this.lastSample = performance.eventLoopUtilization();
+    this.floorRss = this.rss() ?? NaN;
     this.timer = setInterval(() => this.sample(), this.periodMs);
     this.timer.unref();
   }
@@ -87,8 +90,9 @@ export class IdleMemoryReleaser {
       if (--this.trimsPending === 0) this.settle();
       return;
     }
-    const rss = process.memoryUsage.rss();
-    if (rss < this.floorRss) this.floorRss = rss;
+    const rss = this.rss();
+    if (rss === undefined) return;
+    if (!(rss >= this.floorRss)) this.floorRss = rss;
     if (rss - this.floorRss < this.minGrowthBytes) return;
     this.rssBeforeRelease = rss;
     this.options.native.startGarbageCollection();
@@ -96,12 +100,31 @@ export class IdleMemoryReleaser {
     this.trimsPending = TRIMS_AFTER_GC;
   }
 
+  /**
+   * Resident memory, or undefined when it cannot be read: libuv opens /proc/self/stat for it, which fails with
+   * EMFILE when the process is out of file descriptors. Thrown from this timer it would end the process; the
+   * release just waits for a period when it can read it.
+   */
+  private rss(): number | undefined {
+    try {
+      return process.memoryUsage.rss();
+    } catch (err) {
+      if (this.readErrors++ === 0) {
+        this.options.logger.warn(
+          { err: (err as Error).message },
+          'idle memory release: cannot read resident memory (will retry each second)',
+        );
+      }
+      return undefined;
+    }
+  }
+
   private settle(): void {
-    const rss = process.memoryUsage.rss();
+    const rss = this.rss() ?? NaN;
     this.floorRss = rss;
     this.releases++;
     this.options.logger.debug(
-      { rssBeforeMiB: mib(this.rssBeforeRelease), rssAfterMiB: mib(rss) },
+      { rssBeforeMiB: mib(this.rssBeforeRelease), rssAfterMiB: Number.isNaN(rss) ? null : mib(rss) },
       'traffic stopped: returned unused memory to the kernel',
     );
   }
