@@ -100,7 +100,8 @@ export class Proxy implements AdminSource {
    * is invalid the set is rejected as a whole and the last good snapshot keeps serving (xDS NACK semantics).
    */
   async apply(resources: ResourceSet, version: string): Promise<ApplyResult> {
-    const { snapshot, errors } = buildSnapshot(resources, version, this.translations);
+    const { snapshot, errors, warnings } = buildSnapshot(resources, version, this.translations);
+    for (const w of warnings) this.logger.warn({ type: w.typeUrl, resource: w.name, warning: w.message }, 'config value adjusted');
     if (errors.length > 0) {
       this.metrics.configUpdate('rejected');
       for (const e of errors) this.logger.warn({ type: e.typeUrl, resource: e.name, error: e.message }, 'config rejected');

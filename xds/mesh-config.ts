@@ -1,10 +1,31 @@
 // The operator's mesh config (YAML): parse, validate by hand with an exact path per problem, return typed data.
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import jsYaml from 'js-yaml';
 import type { Document, LineCounter } from 'yaml';
+import { MAX_TIMER_MS } from '../src/config/values.js';
 
 export { DEFAULTS } from '../src/config/model.js';
+
+/** The largest mesh file read (bytes): a bigger one is refused before it is parsed. */
+export const MESH_FILE_MAX_BYTES = 4 * 1024 * 1024;
+/**
+ * The most values (maps, lists and scalars) a mesh file may hold with its YAML aliases expanded, checked before
+ * validation. A 4 MiB file written out in full holds about 300,000; past this it is an alias bomb, whose
+ * expansion (each alias of a list of aliases multiplies) would stall the server or exhaust its heap.
+ */
+export const MESH_MAX_VALUES = 500_000;
+/** The longest duration the mesh config takes: Node's timers turn anything longer into 1 ms. */
+export const MAX_DURATION_MS = MAX_TIMER_MS;
+/** Problems listed in one error; the rest are counted. */
+const MAX_PROBLEMS = 100;
+/**
+ * Line numbers come from a second parse with `yaml`, ten times slower than js-yaml (0.6 s for 228 KiB on a cold
+ * start): only a rejected file up to this size gets them, so a large bad edit does not hold up the server.
+ */
+export const LINE_LOOKUP_MAX_BYTES = 64 * 1024;
+/** Nesting deeper than this (aliases expanded) is refused; the mesh schema needs fewer than 10 levels. */
+const MAX_DEPTH = 100;
 
 export type PortProtocol = 'http' | 'http2' | 'grpc' | 'tcp' | 'auto';
 export type LbPolicyName = 'least_request' | 'round_robin' | 'ring_hash' | 'random';
@@ -148,11 +169,17 @@ const RETRY_ON = new Set([
   'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable',
 ]);
 
-/** Parse "250ms", "1s", "1.5s", "2m", "1h" into milliseconds; undefined when it is not such a string. */
-export function parseDuration(text: string): number | undefined {
+/** "250ms", "1s", "1.5s", "2m", "1h" in milliseconds, unrounded; undefined when it is not such a string. */
+function exactDuration(text: string): number | undefined {
   const m = DURATION.exec(text.trim());
   if (!m) return undefined;
-  return Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
+  return Number(m[1]) * UNIT_MS[m[2]!]!;
+}
+
+/** Parse "250ms", "1s", "1.5s", "2m", "1h" into milliseconds; undefined when it is not such a string. */
+export function parseDuration(text: string): number | undefined {
+  const ms = exactDuration(text);
+  return ms === undefined ? undefined : Math.round(ms);
 }
 
 /** Protocols whose traffic goes through the HTTP connection manager (auto is sniffed, HTTP when it is HTTP). */
@@ -173,15 +200,21 @@ function describe(v: unknown): string {
   if (v === null || v === undefined) return 'nothing';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a map';
-  return `${typeof v} ${JSON.stringify(v)}`;
+  const text = JSON.stringify(v);
+  return `${typeof v} ${text.length > 80 ? `${text.slice(0, 60)}…" (${text.length} characters)` : text}`;
 }
 
-/** Collects problems while walking the raw YAML value; each check returns undefined on failure. */
+/**
+ * Collects problems while walking the raw YAML value; each check returns undefined on failure. Only the first
+ * MAX_PROBLEMS are kept (a file of thousands of bad entries must not make an error of megabytes); `count` has all.
+ */
 class Checker {
   readonly problems: { path: Path; message: string }[] = [];
+  count = 0;
 
   fail(path: Path, message: string): undefined {
-    this.problems.push({ path, message });
+    this.count++;
+    if (this.problems.length < MAX_PROBLEMS) this.problems.push({ path, message });
     return undefined;
   }
 
@@ -229,13 +262,20 @@ class Checker {
     return v as T;
   }
 
-  duration(v: unknown, path: Path): number | undefined {
+  /** A duration in whole milliseconds, from 0 (or 1 ms with `positive`) to MAX_DURATION_MS. */
+  duration(v: unknown, path: Path, positive = false): number | undefined {
     if (typeof v === 'number') {
       return this.fail(path, `expected a duration like "250ms", got number ${v} (add a unit: ms, s, m or h)`);
     }
-    const ms = typeof v === 'string' ? parseDuration(v) : undefined;
-    if (ms === undefined) return this.fail(path, `expected a duration like "250ms", got ${describe(v)}`);
-    return ms;
+    const exact = typeof v === 'string' ? exactDuration(v) : undefined;
+    if (exact === undefined) return this.fail(path, `expected a duration like "250ms", got ${describe(v)}`);
+    if (exact > MAX_DURATION_MS) {
+      return this.fail(path, `expected at most ${MAX_DURATION_MS}ms (about 24.8 days, the longest a timer holds), got ${describe(v)}`);
+    }
+    // Below 1 ms would round to 0, which means "no timeout": not what was written.
+    if (exact > 0 && exact < 1) return this.fail(path, `expected 0 or at least 1ms, got ${describe(v)}`);
+    if (positive && exact === 0) return this.fail(path, 'expected a duration above 0');
+    return Math.round(exact);
   }
 
   bool(v: unknown, path: Path): boolean | undefined {
@@ -254,6 +294,11 @@ function definedOnly<T extends object>(o: T): T {
   return o;
 }
 
+/** The kept problems, and how many more there were. */
+function failed(c: Checker): { problems: { path: Path; message: string }[]; omitted: number } {
+  return { problems: c.problems, omitted: c.count - c.problems.length };
+}
+
 interface RawRef {
   path: Path;
   service: string;
@@ -262,10 +307,10 @@ interface RawRef {
 }
 
 /** Validate a raw YAML value (already parsed) as a mesh config; problems are returned, not thrown. */
-export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: { path: Path; message: string }[] } {
+export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: { path: Path; message: string }[]; omitted?: number } {
   const c = new Checker();
   const root = c.obj(raw, [], ['trustDomain', 'services']);
-  if (!root) return { problems: c.problems };
+  if (!root) return failed(c);
   const trustDomain = root.trustDomain === undefined ? 'cluster.local' : c.str(root.trustDomain, ['trustDomain']);
   const rawServices = c.list(root.services ?? [], ['services']) ?? [];
   const services: ServiceConfig[] = [];
@@ -290,12 +335,13 @@ export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: 
   for (const ref of refs) {
     const target = byKey.get(`${ref.service}.${ref.namespace}`);
     if (!target) {
-      c.fail(ref.path, `unknown service ${JSON.stringify(`${ref.service}.${ref.namespace}`)}`);
+      // A service that is declared but has problems of its own is already reported: no second error per route.
+      if (!seen.has(`${ref.service}.${ref.namespace}`)) c.fail(ref.path, `unknown service ${JSON.stringify(`${ref.service}.${ref.namespace}`)}`);
     } else if (ref.port !== undefined && !target.ports.some((p) => p.port === ref.port)) {
       c.fail(ref.path, `service ${target.name}.${target.namespace} has no port ${ref.port} (ports: ${target.ports.map((p) => p.port).join(', ')})`);
     }
   }
-  if (c.problems.length > 0 || trustDomain === undefined) return { problems: c.problems };
+  if (c.count > 0 || trustDomain === undefined) return failed(c);
 
   // Resolve default ports now that every reference is known to exist.
   const resolvePort = (service: string, namespace: string, port: number): number =>
@@ -314,14 +360,14 @@ export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: 
       }),
     );
   });
-  if (c.problems.length > 0) return { problems: c.problems };
+  if (c.count > 0) return failed(c);
   return { config: { trustDomain, services: resolved }, problems: [] };
 }
 
 function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): ServiceConfig | undefined {
   const s = c.obj(raw, path, ['name', 'namespace', 'ports', 'endpoints', 'policy', 'authorization', 'routes', 'egress']);
   if (!s) return undefined;
-  const before = c.problems.length;
+  const before = c.count;
   const name = c.label(s.name, [...path, 'name']);
   const namespace = s.namespace === undefined ? 'default' : c.label(s.namespace, [...path, 'namespace']);
 
@@ -357,6 +403,9 @@ function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): Ser
     }
     if (address !== undefined && port !== undefined && weight !== undefined) endpoints.push({ address, port, weight, locality });
   });
+  // xDS carries each locality's weight (the sum of its endpoints') as a uint32; Envoy refuses a larger sum.
+  const totalWeight = endpoints.reduce((sum, e) => sum + e.weight, 0);
+  if (totalWeight > 0xffffffff) c.fail([...path, 'endpoints'], `the endpoint weights add up to ${totalWeight}; at most ${0xffffffff}`);
 
   const policy = checkPolicy(c, s.policy ?? {}, [...path, 'policy']);
   const authorization = opt(s, 'authorization', (v) => checkAuthorization(c, v, [...path, 'authorization']));
@@ -379,7 +428,7 @@ function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): Ser
     if (localPort !== undefined && ref) egress.push({ localPort, ...ref });
   });
 
-  if (c.problems.length > before || !name || !policy) return undefined;
+  if (c.count > before || !name || !policy) return undefined;
   return definedOnly({ name, namespace: ns, ports, endpoints, policy, authorization, routes, egress });
 }
 
@@ -396,7 +445,7 @@ function checkRef(c: Checker, o: Obj, path: Path, defaultNs: string, refs: RawRe
 function checkRoute(c: Checker, raw: unknown, path: Path, ns: string, refs: RawRef[]): RouteRuleConfig | undefined {
   const r = c.obj(raw, path, ['match', 'to', 'split', 'timeout']);
   if (!r) return undefined;
-  const before = c.problems.length;
+  const before = c.count;
   const mp = [...path, 'match'];
   const m = c.obj(r.match, mp, ['prefix', 'path', 'headers']);
   let match: RouteRuleConfig['match'] | undefined;
@@ -451,7 +500,7 @@ function checkRoute(c: Checker, raw: unknown, path: Path, ns: string, refs: RawR
     });
   }
   const timeoutMs = opt(r, 'timeout', (v) => c.duration(v, [...path, 'timeout']));
-  if (c.problems.length > before || !match) return undefined;
+  if (c.count > before || !match) return undefined;
   return definedOnly({ match, split, timeoutMs });
 }
 
@@ -459,8 +508,7 @@ function checkPolicy(c: Checker, raw: unknown, path: Path): PolicyConfig | undef
   const p = c.obj(raw, path, ['loadBalancer', 'connectTimeout', 'timeout', 'retries', 'outlierDetection', 'circuitBreakers', 'mtls']);
   if (!p) return undefined;
   const loadBalancer = p.loadBalancer === undefined ? { policy: 'least_request' as const } : checkLb(c, p.loadBalancer, [...path, 'loadBalancer']);
-  const connectTimeoutMs = opt(p, 'connectTimeout', (v) => c.duration(v, [...path, 'connectTimeout']));
-  if (connectTimeoutMs === 0) c.fail([...path, 'connectTimeout'], 'expected a duration above 0');
+  const connectTimeoutMs = opt(p, 'connectTimeout', (v) => c.duration(v, [...path, 'connectTimeout'], true));
   const timeoutMs = opt(p, 'timeout', (v) => c.duration(v, [...path, 'timeout']));
   const retries = opt(p, 'retries', (v) => checkRetries(c, v, [...path, 'retries']));
   const outlierDetection = opt(p, 'outlierDetection', (v) => {
@@ -470,8 +518,8 @@ function checkPolicy(c: Checker, raw: unknown, path: Path): PolicyConfig | undef
     return definedOnly<OutlierDetectionConfig>({
       consecutive5xx: opt(o, 'consecutive5xx', (x) => c.int(x, [...op, 'consecutive5xx'], 1, 1_000_000)),
       consecutiveGatewayFailure: opt(o, 'consecutiveGatewayFailure', (x) => c.int(x, [...op, 'consecutiveGatewayFailure'], 1, 1_000_000)),
-      intervalMs: opt(o, 'interval', (x) => c.duration(x, [...op, 'interval'])),
-      baseEjectionTimeMs: opt(o, 'baseEjectionTime', (x) => c.duration(x, [...op, 'baseEjectionTime'])),
+      intervalMs: opt(o, 'interval', (x) => c.duration(x, [...op, 'interval'], true)),
+      baseEjectionTimeMs: opt(o, 'baseEjectionTime', (x) => c.duration(x, [...op, 'baseEjectionTime'], true)),
       maxEjectionPercent: opt(o, 'maxEjectionPercent', (x) => c.int(x, [...op, 'maxEjectionPercent'], 0, 100)),
     });
   });
@@ -546,9 +594,8 @@ function checkRetries(c: Checker, raw: unknown, path: Path): RetriesConfig | und
     const bp = [...path, 'backoff'];
     const b = c.obj(v, bp, ['base', 'max']);
     if (!b) return undefined;
-    const baseMs = c.duration(b.base, [...bp, 'base']);
+    const baseMs = c.duration(b.base, [...bp, 'base'], true);
     const maxMs = opt(b, 'max', (x) => c.duration(x, [...bp, 'max']));
-    if (baseMs === 0) c.fail([...bp, 'base'], 'expected a duration above 0');
     if (baseMs !== undefined && maxMs !== undefined && maxMs < baseMs) c.fail([...bp, 'max'], 'expected max >= base');
     return baseMs === undefined ? undefined : definedOnly({ baseMs, maxMs });
   });
@@ -602,8 +649,55 @@ function locateLines(text: string): (path: Path) => number | undefined {
   return (path) => lineOf(doc, lines, path);
 }
 
+/** The size of `root` with every YAML alias expanded: how many values, and how deep. */
+interface Expanded {
+  readonly values: number;
+  readonly depth: number;
+}
+
+/**
+ * Measures what validation would walk. js-yaml resolves an alias to the very object of its anchor, so the parsed
+ * value is a graph: sizes are memoized per object, and the cost is linear in the text however far the aliases
+ * multiply. Stops counting past `limit`; a cycle (`&a [*a]`, which js-yaml builds) expands without end.
+ */
+function expandedSize(root: unknown, limit: number): Expanded {
+  const memo = new Map<object, Expanded | 'open'>();
+  const size = (v: unknown): Expanded => {
+    if (v === null || typeof v !== 'object') return { values: 1, depth: 0 };
+    const known = memo.get(v);
+    if (known === 'open') return { values: Infinity, depth: Infinity };
+    if (known !== undefined) return known;
+    memo.set(v, 'open');
+    let values = 1;
+    let depth = 0;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      const s = size(child);
+      values += s.values;
+      depth = Math.max(depth, s.depth + 1);
+      if (values > limit || depth > MAX_DEPTH) break;
+    }
+    const out = { values, depth };
+    memo.set(v, out);
+    return out;
+  };
+  return size(root);
+}
+
+/** A file over MESH_FILE_MAX_BYTES: refused before it is parsed. */
+export function meshFileTooLarge(file: string, bytes: number): MeshConfigError {
+  const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  return new MeshConfigError(file, [
+    { path: '(file)', message: `${bytes} bytes (${mib(bytes)}) is over the limit of ${MESH_FILE_MAX_BYTES} bytes (${mib(MESH_FILE_MAX_BYTES)})` },
+  ]);
+}
+
 /** Parse and validate mesh config text; throws MeshConfigError listing every problem. */
 export function parseMeshConfig(text: string, file = 'mesh.yaml'): MeshConfig {
+  // A text of fewer characters than a quarter of the limit is under it in UTF-8 bytes too.
+  if (text.length > MESH_FILE_MAX_BYTES / 4) {
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > MESH_FILE_MAX_BYTES) throw meshFileTooLarge(file, bytes);
+  }
   let raw: unknown;
   try {
     // The core schema is YAML 1.2's: no timestamps or other implicit types a config never means.
@@ -613,18 +707,57 @@ export function parseMeshConfig(text: string, file = 'mesh.yaml'): MeshConfig {
     const line = e.mark === undefined ? undefined : e.mark.line + 1;
     throw new MeshConfigError(file, [definedOnly({ path: '(yaml)', message: e.reason ?? e.message, line })]);
   }
-  const { config, problems } = checkMeshConfig(raw);
+  // Aliases are bounded here, before validation walks them (js-yaml has no option for it; yaml's maxAliasCount
+  // counts uses per anchor, and 100 uses of a large anchor still multiply a 4 MiB file a hundredfold).
+  const expanded = expandedSize(raw, MESH_MAX_VALUES);
+  if (expanded.values === Infinity) {
+    throw new MeshConfigError(file, [{ path: '(yaml)', message: 'a YAML alias refers to a node that contains it, so it expands without end' }]);
+  }
+  if (expanded.values > MESH_MAX_VALUES) {
+    throw new MeshConfigError(file, [
+      {
+        path: '(yaml)',
+        message: `YAML aliases expand the file to more than ${MESH_MAX_VALUES} values (the limit; an alias bomb?): refused before validation`,
+      },
+    ]);
+  }
+  if (expanded.depth > MAX_DEPTH) {
+    throw new MeshConfigError(file, [{ path: '(yaml)', message: `YAML aliases nest values more than ${MAX_DEPTH} levels deep` }]);
+  }
+  const { config, problems, omitted = 0 } = checkMeshConfig(raw);
   if (!config) {
-    const lineAt = locateLines(text);
-    throw new MeshConfigError(
-      file,
-      problems.map((p) => definedOnly({ path: pathText(p.path), message: p.message, line: lineAt(p.path) })),
-    );
+    const lineAt = text.length <= LINE_LOOKUP_MAX_BYTES ? locateLines(text) : () => undefined;
+    const listed: MeshConfigProblem[] = problems.map((p) => definedOnly({ path: pathText(p.path), message: p.message, line: lineAt(p.path) }));
+    if (omitted > 0) listed.push({ path: '(more)', message: `${omitted} more problem${omitted === 1 ? '' : 's'} not listed` });
+    throw new MeshConfigError(file, listed);
   }
   return config;
 }
 
+/**
+ * Read a mesh file, refusing one over MESH_FILE_MAX_BYTES without reading it all: its size is checked first,
+ * and the read stops past the limit (a file may grow meanwhile, or be a pipe with no size).
+ */
+export function readMeshFileSync(file: string): string {
+  const fd = openSync(file, 'r');
+  try {
+    const { size } = fstatSync(fd);
+    if (size > MESH_FILE_MAX_BYTES) throw meshFileTooLarge(file, size);
+    const buf = Buffer.allocUnsafe(MESH_FILE_MAX_BYTES + 1);
+    let total = 0;
+    for (;;) {
+      const n = readSync(fd, buf, total, buf.length - total, null);
+      if (n === 0) break;
+      total += n;
+      if (total > MESH_FILE_MAX_BYTES) throw meshFileTooLarge(file, Math.max(size, total));
+    }
+    return buf.toString('utf8', 0, total);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Read, parse and validate a mesh config file. */
 export function loadMeshConfigFile(file: string): MeshConfig {
-  return parseMeshConfig(readFileSync(file, 'utf8'), file);
+  return parseMeshConfig(readMeshFileSync(file), file);
 }

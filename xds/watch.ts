@@ -1,8 +1,8 @@
 // Watches the mesh config file and reports each settled edit as a validated MeshConfig or a MeshConfigError.
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
-import { MeshConfigError, parseMeshConfig, type MeshConfig } from './mesh-config.js';
+import { MESH_FILE_MAX_BYTES, MeshConfigError, meshFileTooLarge, parseMeshConfig, type MeshConfig } from './mesh-config.js';
 
 export type ConfigLoadResult =
   | { readonly ok: true; readonly mesh: MeshConfig; readonly text: string }
@@ -19,16 +19,44 @@ export function validateConfigText(text: string, file: string): ConfigLoadResult
   }
 }
 
-/** Read and validate the file; a read failure (missing, unreadable) is a config error too. */
-export async function loadConfigFile(file: string): Promise<ConfigLoadResult> {
-  let text: string;
+/**
+ * The file's text, or its size when it is over MESH_FILE_MAX_BYTES: the size is checked before reading, and the
+ * read stops past the limit (the file may grow meanwhile, or be a pipe with no size).
+ */
+async function readBounded(file: string): Promise<{ text: string } | { tooLarge: number }> {
+  const fh = await open(file, 'r');
   try {
-    text = await readFile(file, 'utf8');
+    const { size } = await fh.stat();
+    if (size > MESH_FILE_MAX_BYTES) return { tooLarge: size };
+    // One read for a regular file (size + 1 sees the end); 64 KiB at a time for a pipe, whose size is 0.
+    const buf = Buffer.allocUnsafe(size > 0 ? Math.min(size, MESH_FILE_MAX_BYTES) + 1 : 64 * 1024);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > MESH_FILE_MAX_BYTES) return { tooLarge: Math.max(size, total) };
+      chunks.push(Buffer.from(buf.subarray(0, bytesRead)));
+    }
+    return { text: Buffer.concat(chunks, total).toString('utf8') };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Read and validate the file; a read failure (missing, unreadable, too large) is a config error too. */
+export async function loadConfigFile(file: string): Promise<ConfigLoadResult> {
+  let read: { text: string } | { tooLarge: number };
+  try {
+    read = await readBounded(file);
   } catch (err) {
     const error = new MeshConfigError(file, [{ path: '(file)', message: `cannot read: ${(err as Error).message}` }]);
     return { ok: false, error };
   }
-  return validateConfigText(text, file);
+  // `text` stands for what was read, so the watcher reports this once and again only when the file changes.
+  if ('tooLarge' in read) return { ok: false, error: meshFileTooLarge(file, read.tooLarge), text: `(${read.tooLarge} bytes, over the limit)` };
+  return validateConfigText(read.text, file);
 }
 
 export interface ConfigWatcherOptions {

@@ -50,14 +50,21 @@ function http2Upstream(c: Plain): boolean {
 function outlier(od: Plain | undefined): OutlierDetectionModel | undefined {
   if (!od) return undefined;
   const d = DEFAULTS.outlierDetection;
+  const intervalMs = durationMs(od.interval, d.intervalMs, 'outlier_detection.interval');
+  const baseEjectionTimeMs = durationMs(od.base_ejection_time, d.baseEjectionTimeMs, 'outlier_detection.base_ejection_time');
+  // Envoy's proto rules: both durations above 0, max_ejection_percent at most 100.
+  if (intervalMs === 0) invalid('outlier_detection.interval: must be above 0');
+  if (baseEjectionTimeMs === 0) invalid('outlier_detection.base_ejection_time: must be above 0');
+  const maxEjectionPercent = wrapped<number>(od.max_ejection_percent, d.maxEjectionPercent);
+  if (maxEjectionPercent > 100) invalid(`outlier_detection.max_ejection_percent: ${maxEjectionPercent} is above 100`);
   return {
     consecutive5xx: wrapped<number>(od.consecutive_5xx, d.consecutive5xx),
     // Envoy enforces this at 0% unless enforcing_consecutive_gateway_failure says otherwise; gateway failures are
     // 5xx too, so taking the threshold as-is ejects no host that consecutive_5xx would have spared for long.
     consecutiveGatewayFailure: wrapped<number>(od.consecutive_gateway_failure, d.consecutiveGatewayFailure),
-    intervalMs: durationMs(od.interval, d.intervalMs, 'outlier_detection.interval'),
-    baseEjectionTimeMs: durationMs(od.base_ejection_time, d.baseEjectionTimeMs, 'outlier_detection.base_ejection_time'),
-    maxEjectionPercent: Math.min(100, wrapped<number>(od.max_ejection_percent, d.maxEjectionPercent)),
+    intervalMs,
+    baseEjectionTimeMs,
+    maxEjectionPercent,
   };
 }
 
@@ -88,6 +95,8 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
     maxRingSize = wrapped<number>(c.ring_hash_lb_config?.maximum_ring_size, maxRingSize);
   }
   if (choiceCount < 2) invalid('least_request_lb_config.choice_count: must be at least 2');
+  // Envoy caps both ring sizes at 8M entries (its proto rules); a larger ring is refused there too.
+  if (maxRingSize > DEFAULTS.maxRingSize) invalid(`ring_hash_lb_config.maximum_ring_size: ${maxRingSize} is above ${DEFAULTS.maxRingSize}`);
   if (minRingSize < 1 || minRingSize > maxRingSize) invalid('ring_hash_lb_config.minimum_ring_size: must be 1..maximum_ring_size');
 
   // Envoy reads the DEFAULT priority's thresholds; HIGH priority traffic is not modelled.

@@ -10,7 +10,7 @@ import {
   type VirtualHostModel,
 } from './model.js';
 import { decodeMessage, MESSAGE_NAMES } from './protos.js';
-import { durationMs, invalid, wrapped, type Plain } from './values.js';
+import { durationMs, invalid, MAX_TIMER_MS, wrapped, type Plain } from './values.js';
 
 // Envoy's route retry backoff defaults: base 25 ms, max 10 × base.
 const DEFAULT_BACKOFF_BASE_MS = 25;
@@ -42,7 +42,8 @@ function retryPolicy(r: Plain | undefined, field: string): RetryPolicyModel | un
   const retryOn = String(r.retry_on ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   const base = durationMs(r.retry_back_off?.base_interval, DEFAULT_BACKOFF_BASE_MS, `${field}.retry_back_off.base_interval`);
   if (r.retry_back_off && base === 0) invalid(`${field}.retry_back_off.base_interval: must be above 0`);
-  const max = durationMs(r.retry_back_off?.max_interval, base * 10, `${field}.retry_back_off.max_interval`);
+  // The default max (10 × base) is ours to bound: a base near the longest timer must not make it overflow.
+  const max = durationMs(r.retry_back_off?.max_interval, Math.min(base * 10, MAX_TIMER_MS), `${field}.retry_back_off.max_interval`);
   if (max < base) invalid(`${field}.retry_back_off.max_interval: must be at least base_interval`);
   return {
     numRetries: wrapped<number>(r.num_retries, 1),

@@ -5,7 +5,7 @@ import { translateListener } from './listener.js';
 import type { ClusterModel, ConfigSnapshot, ListenerModel, RouteConfigModel } from './model.js';
 import { TYPE_URLS } from './protos.js';
 import { translateRouteConfiguration } from './route-config.js';
-import { ResourceInvalid } from './values.js';
+import { collectWarnings, ResourceInvalid } from './values.js';
 
 export interface RawResource {
   readonly name: string;
@@ -27,16 +27,26 @@ export interface ResourceError {
   readonly message: string;
 }
 
+/** A value a resource carried that was adjusted to work (e.g. a duration clamped to the longest timer). */
+export interface ResourceWarning {
+  readonly typeUrl: string;
+  readonly name: string;
+  readonly message: string;
+}
+
 /**
- * Translate every resource; an invalid one is left out and reported, the valid ones are used. A resource whose
+ * Translate every resource; an invalid one is left out and reported, the valid ones are used. Warnings come
+ * from the resources translated this time (a resource unchanged since the last call is not translated again,
+ * so its warnings are not repeated). A resource whose
  * decoded name differs from the name it was sent under is invalid too (the xDS client keys by that name).
  */
 export function buildSnapshot(
   resources: ResourceSet,
   version: string,
   cache: TranslationCache = new TranslationCache(),
-): { snapshot: ConfigSnapshot; errors: ResourceError[] } {
+): { snapshot: ConfigSnapshot; errors: ResourceError[]; warnings: ResourceWarning[] } {
   const errors: ResourceError[] = [];
+  const warnings: ResourceWarning[] = [];
   cache.begin();
   const each = <T>(list: readonly RawResource[], typeUrl: string, translate: (b: Uint8Array) => T, nameOf: (t: T) => string): T[] => {
     const out: T[] = [];
@@ -44,7 +54,8 @@ export function buildSnapshot(
     for (const r of list) {
       try {
         if (r.typeUrl !== typeUrl) throw new ResourceInvalid(`type ${r.typeUrl} where ${typeUrl} was expected`);
-        const t = cache.translate(typeUrl, r.name, r.value, translate);
+        const { value: t, warnings: w } = collectWarnings(() => cache.translate(typeUrl, r.name, r.value, translate));
+        for (const message of w) warnings.push({ typeUrl, name: r.name, message });
         if (r.name && nameOf(t) !== r.name) throw new ResourceInvalid(`name: ${JSON.stringify(nameOf(t))} does not match the resource name`);
         if (seen.has(nameOf(t))) throw new ResourceInvalid('duplicate resource name');
         seen.add(nameOf(t));
@@ -75,7 +86,7 @@ export function buildSnapshot(
     clusters.set(model.name, model);
   }
   cache.end();
-  return { snapshot: { version, listeners, routeConfigs, clusters }, errors };
+  return { snapshot: { version, listeners, routeConfigs, clusters }, errors, warnings };
 }
 
 /**

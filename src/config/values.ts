@@ -9,12 +9,59 @@ export function invalid(message: string): never {
   throw new ResourceInvalid(message);
 }
 
-/** google.protobuf.Duration → milliseconds; `fallback` when unset. Negative durations are invalid. */
+/**
+ * The longest delay a Node timer holds: setTimeout and socket.setTimeout turn anything longer (about 24.8 days)
+ * into 1 ms, so a longer configured duration would fire at once instead of late.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** google.protobuf.Duration's own range (±10,000 years); Envoy refuses anything outside it. */
+const MAX_DURATION_SECONDS = 315_576_000_000;
+
+let warningSink: string[] | null = null;
+
+/**
+ * Runs a translation and collects the warnings it raised (values it had to adjust, such as a clamped
+ * duration). Translators are synchronous, so one sink at a time is enough.
+ */
+export function collectWarnings<T>(fn: () => T): { value: T; warnings: string[] } {
+  const outer = warningSink;
+  const warnings: string[] = [];
+  warningSink = warnings;
+  try {
+    return { value: fn(), warnings };
+  } finally {
+    warningSink = outer;
+  }
+}
+
+function warn(message: string): void {
+  warningSink?.push(message);
+}
+
+/**
+ * google.protobuf.Duration → milliseconds; `fallback` when unset. Negative or malformed durations are invalid.
+ * A duration shorter than 1 ms but above 0 counts as 1 ms (0 means "no timeout" to most readers, which is not
+ * what was written). A duration longer than a Node timer holds is clamped to MAX_TIMER_MS with a warning: Envoy
+ * accepts such durations (up to Duration's own range), so refusing the resource would refuse config Envoy takes,
+ * and a timer of 24.8 days instead of longer is the closest behaviour a Node process can give.
+ */
 export function durationMs(d: Plain | undefined | null, fallback: number, field: string): number {
   if (!d) return fallback;
-  const ms = Number(d.seconds ?? 0) * 1000 + Math.round(Number(d.nanos ?? 0) / 1_000_000);
-  if (!Number.isFinite(ms) || ms < 0) invalid(`${field}: negative or invalid duration`);
-  return ms;
+  const seconds = Number(d.seconds ?? 0);
+  const nanos = Number(d.nanos ?? 0);
+  if (!Number.isInteger(seconds) || !Number.isInteger(nanos) || Math.abs(nanos) > 999_999_999) {
+    invalid(`${field}: invalid duration`);
+  }
+  if (seconds < 0 || nanos < 0) invalid(`${field}: negative duration (seconds ${seconds}, nanos ${nanos})`);
+  if (seconds > MAX_DURATION_SECONDS) invalid(`${field}: ${seconds}s is beyond google.protobuf.Duration's range`);
+  const exact = seconds * 1000 + nanos / 1_000_000;
+  if (exact > MAX_TIMER_MS) {
+    const written = nanos === 0 ? `${seconds}s` : `${seconds}s ${nanos}ns`;
+    warn(`${field}: ${written} is longer than a timer can hold; using ${MAX_TIMER_MS} ms (about 24.8 days)`);
+    return MAX_TIMER_MS;
+  }
+  return exact > 0 && exact < 1 ? 1 : Math.round(exact);
 }
 
 /** google.protobuf.UInt32Value / UInt64Value / BoolValue → its value; `fallback` when unset. */

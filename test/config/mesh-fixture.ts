@@ -39,3 +39,15 @@ services:
     ports: [{ port: 5432, protocol: tcp }]
     endpoints: [{ address: 127.0.0.5, port: 15433 }]
 `;
+
+/**
+ * A "billion laughs" mesh file: `services` holds one anchored service and n-1 aliases of it, that service's
+ * `routes` one anchored route and n-1 aliases, the route's `headers` one anchored header and n-1 aliases.
+ * Validation walks n³ headers from about 12·n bytes: n = 2000 is 24 KB of text and 8·10⁹ headers.
+ */
+export function aliasBomb(n = 2000, header = '{ name: x, exact: 1 }'): string {
+  const list = (first: string, alias: string) => [first, ...Array<string>(n - 1).fill(alias)].join(', ');
+  const headers = list(`&h ${header}`, '*h');
+  const routes = list(`&r { match: { prefix: /, headers: [${headers}] }, to: { service: a } }`, '*r');
+  return `services: [${list(`&s { name: a, ports: [{ port: 80 }], routes: [${routes}] }`, '*s')}]\n`;
+}
