@@ -13,6 +13,7 @@ import { createLogger, setLevel } from './observability/logger.js';
 import { ProxyStats } from './observability/stats.js';
 import { startAdminServer } from './admin/server.js';
 import type { AdminSource, ClusterStatus, ListenerStatus } from './admin/types.js';
+import { OverloadManager, OverloadState, type OverloadThresholds } from './process/overload.js';
 
 export interface ProxyOptions {
   readonly adminHost?: string;
@@ -26,7 +27,15 @@ export interface ProxyOptions {
   readonly processMetrics?: boolean;
   /** How long SIGTERM/drain lets requests in flight finish. */
   readonly drainTimeoutMs?: number;
+  /** Connections open at once per listener (default DEFAULT_MAX_CONNECTIONS; 0 = no limit). */
+  readonly maxConnectionsPerListener?: number;
+  /** Memory thresholds of the overload manager (default: 95 % of V8's heap limit, no RSS bound). */
+  readonly overload?: OverloadThresholds;
 }
+
+/** Per listener; well under a pod's usual fd limit (1,048,576), far over what one app opens to its sidecar. */
+export const DEFAULT_MAX_CONNECTIONS = 16_384;
+export const DEFAULT_HEAP_FRACTION = 0.95;
 
 export interface ApplyResult {
   readonly applied: boolean;
@@ -45,6 +54,8 @@ export class Proxy implements AdminSource {
   readonly clusterManager: ClusterManager;
   readonly listenerManager: ListenerManager;
   private readonly stats: ProxyStats;
+  readonly overload = new OverloadState();
+  private readonly overloadManager: OverloadManager;
   private admin: { port: number; close(): Promise<void> } | null = null;
   private warm = false;
   /** Extra readiness condition from the config source (the xDS client: first config warm). */
@@ -63,7 +74,16 @@ export class Proxy implements AdminSource {
       clusters: this.clusterManager,
       stats: this.stats,
       log: this.logger,
+      overload: this.overload,
+      maxConnections: options.maxConnectionsPerListener ?? DEFAULT_MAX_CONNECTIONS,
     });
+    this.overloadManager = new OverloadManager({
+      thresholds: options.overload ?? { heapFraction: DEFAULT_HEAP_FRACTION, maxRssBytes: 0 },
+      state: this.overload,
+      logger: this.logger,
+      onChange: (active) => this.metrics.overloadActive.set(active ? 1 : 0),
+    });
+    this.overloadManager.start();
   }
 
   private accessLogDropped(dropped: number): void {
@@ -198,6 +218,7 @@ export class Proxy implements AdminSource {
   }
 
   async stop(): Promise<void> {
+    this.overloadManager.stop();
     this.listenerManager.destroy();
     this.clusterManager.destroy();
     await this.admin?.close();

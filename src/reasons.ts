@@ -30,6 +30,8 @@ export const REASONS = {
   retryLimit: reason('retry_limit_exceeded', 503, 14, 'URX', 'upstream failed after the retry limit'),
   streamIdleTimeout: reason('stream_idle_timeout', 408, 4, 'SI', 'stream idle timeout'),
   requestTimeout: reason('request_timeout', 408, 4, 'DT', 'request not received in time'),
+  requestHeaderTimeout: reason('request_header_timeout', 408, 4, 'DT', 'request headers not received in time'),
+  overload: reason('overload', 503, 14, 'OM', 'the proxy is overloaded'),
   badRequest: reason('bad_request', 400, 3, 'DPE', 'malformed request'),
   headersTooLarge: reason('headers_too_large', 431, 3, 'DPE', 'request headers are too large'),
   upstreamProtocolError: reason('upstream_protocol_error', 502, 13, 'UPE', 'upstream sent an invalid response'),

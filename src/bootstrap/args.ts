@@ -11,6 +11,10 @@ export interface ProxyBootstrap {
   readonly accessLog: string;
   /** Return unused memory to the kernel when traffic stops (src/process/idle-memory.ts). */
   readonly idleMemoryRelease: boolean;
+  /** Connections open at once per listener; undefined = the proxy's default. */
+  readonly maxConnections?: number;
+  /** Resident memory past which the overload manager acts, in MiB; undefined = 90 % of the cgroup limit. */
+  readonly overloadRssMb?: number;
 }
 
 export class UsageError extends Error {
@@ -21,6 +25,16 @@ function port(flag: string, value: string | undefined, fallback: number | undefi
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--${flag}: expected a port number 0-65535, got "${value}"`);
+  return n;
+}
+
+/** A whole number flag within [min, max]. */
+function count(flag: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${flag}: expected a whole number ${min}-${max}, got "${value}"`);
+  }
   return n;
 }
 
@@ -48,7 +62,8 @@ function xdsServers(value: string): string[] {
 export const PROXY_USAGE = `usage: pillion proxy --service NAME [--config mesh.yaml | --xds HOST:PORT[,HOST:PORT]]
                      [--node-id ID] [--namespace default] [--service-account NAME] [--app-port N]
                      [--admin-port 15000] [--inbound-port 15006] [--outbound-port 15001]
-                     [--log-level info] [--access-log stdout|off|FILE] [--idle-memory-release on|off]`;
+                     [--log-level info] [--access-log stdout|off|FILE] [--idle-memory-release on|off]
+                     [--max-connections 16384] [--overload-rss-mb N]`;
 
 export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   let values;
@@ -72,6 +87,8 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
         'log-level': { type: 'string' },
         'access-log': { type: 'string' },
         'idle-memory-release': { type: 'string' },
+        'max-connections': { type: 'string' },
+        'overload-rss-mb': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -93,6 +110,8 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     throw new UsageError('--xds-ca/--token (xDS over TLS) are not available yet in this build: use a plaintext --xds HOST:PORT');
   }
   const idleMemoryRelease = onOff('idle-memory-release', values['idle-memory-release'], true);
+  const maxConnections = count('max-connections', values['max-connections'], 0, 1_000_000);
+  const overloadRssMb = count('overload-rss-mb', values['overload-rss-mb'], 0, 1_048_576);
   const appPort = port('app-port', values['app-port'], undefined);
   const node: NodeInfo = {
     id: values['node-id'] ?? `sidecar~${service}~${process.pid}`,
@@ -111,5 +130,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     logLevel: values['log-level'] ?? 'info',
     accessLog: values['access-log'] ?? 'stdout',
     idleMemoryRelease,
+    ...(maxConnections === undefined ? {} : { maxConnections }),
+    ...(overloadRssMb === undefined ? {} : { overloadRssMb }),
   };
 }

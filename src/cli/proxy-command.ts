@@ -2,8 +2,9 @@
 // Each mode loads only what it uses: the gRPC client (~20 MiB of RSS with its modules) only with --xds, the
 // mesh compiler and YAML parsers only with --config.
 import { parseProxyArgs, type ProxyBootstrap } from '../bootstrap/args.js';
-import { Proxy } from '../proxy.js';
+import { DEFAULT_HEAP_FRACTION, Proxy, type ProxyOptions } from '../proxy.js';
 import { startIdleMemoryRelease } from '../process/idle-memory.js';
+import { cgroupMemoryLimitBytes } from '../process/overload.js';
 
 export async function runProxyCommand(argv: string[]): Promise<void> {
   const boot = parseProxyArgs(argv);
@@ -16,14 +17,30 @@ export async function runProxyCommand(argv: string[]): Promise<void> {
     stopping = true;
     running.proxy.logger.info({ signal }, 'shutting down: draining requests in flight');
     // The ADS stream goes first: no config change may land while listeners drain.
-    void running
+    running
       .beforeDrain()
       .then(() => running.proxy.drain())
       .then(() => running.proxy.stop())
-      .then(() => process.exit(0));
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          running.proxy.logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** What the sidecar's limits flags say, as Proxy options. */
+function limitOptions(boot: ProxyBootstrap): Pick<ProxyOptions, 'maxConnectionsPerListener' | 'overload'> {
+  // Without a flag: 90 % of the pod's memory limit, so the proxy sheds load before the OOM killer ends it.
+  const maxRssBytes = boot.overloadRssMb !== undefined ? boot.overloadRssMb * 1048576 : Math.floor(cgroupMemoryLimitBytes() * 0.9);
+  return {
+    ...(boot.maxConnections === undefined ? {} : { maxConnectionsPerListener: boot.maxConnections }),
+    overload: { heapFraction: DEFAULT_HEAP_FRACTION, maxRssBytes },
+  };
 }
 
 interface Running {
@@ -36,7 +53,7 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
   const { loadLocalSnapshot } = await import('../config/local.js');
   // Validate the mesh config before binding anything: a bad file must fail fast, naming the field.
   const local = loadLocalSnapshot(boot.configFile!, boot.node);
-  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog });
+  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot) });
   for (const warning of local.resources.warnings) proxy.logger.warn({ node: boot.node.id }, warning);
   await proxy.startAdmin();
   const result = await proxy.apply(local.resources, local.snapshot.version);
@@ -54,12 +71,13 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
  */
 async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Running> {
   const { AdsClient } = await import('../xds/ads-client.js');
-  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog });
+  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot) });
   const ads = new AdsClient({ servers, node: boot.node, target: proxy });
   proxy.setReadinessGate(() => ads.isWarm());
   proxy.setVersionSource(() => ads.versions());
   await proxy.startAdmin();
   ads.start();
+  // eslint-disable-next-line @typescript-eslint/no-floating-promises -- whenWarm only resolves; logging cannot throw
   void ads.whenWarm().then(() => {
     proxy.logger.info({ node: boot.node.id, service: boot.node.service, xds: servers }, 'proxy ready');
   });

@@ -52,8 +52,17 @@ function httpChain(filter: Plain, field: string, inline: RouteConfigModel[]): Ht
     // Envoy's downstream connection idle_timeout default is 1 hour.
     idleTimeoutMs: durationMs(hcm.common_http_protocol_options?.idle_timeout, 3_600_000, `${field}.common_http_protocol_options.idle_timeout`),
     maxRequestHeadersKb: wrapped<number>(hcm.max_request_headers_kb, DEFAULTS.maxRequestHeadersKb),
+    requestHeadersTimeoutMs: durationMs(hcm.request_headers_timeout, DEFAULTS.requestHeadersTimeoutMs, `${field}.request_headers_timeout`),
+    maxConcurrentStreams: maxConcurrentStreams(hcm.http2_protocol_options, `${field}.http2_protocol_options.max_concurrent_streams`),
     generateRequestId: wrapped<boolean>(hcm.generate_request_id, true),
   };
+}
+
+function maxConcurrentStreams(options: Plain | undefined, field: string): number {
+  const n = wrapped<number>(options?.max_concurrent_streams, DEFAULTS.maxConcurrentStreams);
+  // Envoy's proto rule: 1 .. 2^31-1.
+  if (n < 1 || n > 2_147_483_647) invalid(`${field}: ${n} is not in 1..2147483647`);
+  return n;
 }
 
 function tcpChain(filter: Plain, field: string): TcpChainModel {
@@ -119,6 +128,15 @@ export function translateListener(bytes: Uint8Array): ListenerTranslation {
       tcp = tcpChain(k.filter, k.field);
     }
   }
-  const model: ListenerModel = { name: l.name, address, port, direction, ...(http ? { http } : {}), ...(tcp ? { tcp } : {}) };
+  const firstByteTimeoutMs = durationMs(l.listener_filters_timeout, DEFAULTS.listenerFiltersTimeoutMs, 'listener_filters_timeout');
+  const model: ListenerModel = {
+    name: l.name,
+    address,
+    port,
+    direction,
+    firstByteTimeoutMs,
+    ...(http ? { http } : {}),
+    ...(tcp ? { tcp } : {}),
+  };
   return { model, inlineRoutes };
 }

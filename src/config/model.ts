@@ -15,6 +15,12 @@ export interface ListenerModel {
   readonly http?: HttpChainModel;
   /** Chain for opaque TCP: the only chain, or the fallback when sniffing finds no HTTP. */
   readonly tcp?: TcpChainModel;
+  /**
+   * Listener listener_filters_timeout (Envoy's default 15 s): how long a connection on a listener that sniffs
+   * may stay silent. With a TCP chain, silence means a server-first protocol and TCP takes the connection
+   * after a second; without one, the connection is closed at this deadline (0 = wait for ever).
+   */
+  readonly firstByteTimeoutMs: number;
 }
 
 export interface HttpChainModel {
@@ -31,6 +37,14 @@ export interface HttpChainModel {
   readonly idleTimeoutMs: number;
   /** max_request_headers_kb: larger request heads get 431. */
   readonly maxRequestHeadersKb: number;
+  /**
+   * HCM request_headers_timeout: a request head (and a connection's first one, counted from accept) must arrive
+   * within this (0 = none). Envoy has none by default; ours is 10 s, so a slowloris client cannot hold a
+   * connection with a byte a second.
+   */
+  readonly requestHeadersTimeoutMs: number;
+  /** HCM http2_protocol_options.max_concurrent_streams: SETTINGS_MAX_CONCURRENT_STREAMS per downstream connection. */
+  readonly maxConcurrentStreams: number;
   /** Set x-request-id when the request has none (HCM generate_request_id, default true). */
   readonly generateRequestId: boolean;
 }
@@ -172,6 +186,9 @@ export const DEFAULTS = {
   routeTimeoutMs: 15_000,
   tcpIdleTimeoutMs: 3_600_000,
   maxRequestHeadersKb: 60,
+  requestHeadersTimeoutMs: 10_000,
+  maxConcurrentStreams: 1024,
+  listenerFiltersTimeoutMs: 15_000,
   choiceCount: 2,
   minRingSize: 1024,
   maxRingSize: 8_388_608,

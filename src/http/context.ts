@@ -4,6 +4,7 @@ import type { ConfigSnapshot, Direction, HashPolicyModel, HttpChainModel, RouteA
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { Random } from '../upstream/types.js';
 import type { Reason } from '../reasons.js';
+import type { OverloadState } from '../process/overload.js';
 import type { HttpExchange } from './exchange.js';
 import { computeRequestHash, headerSourceOf, matchRoute, pickWeightedCluster, routeIndexOf, type RouteIndex } from './route-match.js';
 
@@ -45,6 +46,8 @@ export class HttpContext {
     private readonly config: ConfigHolder,
     readonly clusters: ClusterManager,
     readonly stats: HttpStats,
+    /** Past the memory threshold new requests get 503 overload (src/process/overload.ts). */
+    readonly overload: OverloadState,
     private readonly random: Random = Math.random,
   ) {}
 

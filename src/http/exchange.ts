@@ -103,6 +103,7 @@ export class HttpExchange implements UpstreamSink {
 
   private route(headers: RequestHeaders, body: Readable | null, scheme: string): void {
     const ctx = this.ctx;
+    if (ctx.overload.active) return this.localReply(REASONS.overload);
     const routes = ctx.routeTable();
     const route: RouteModel | null = routes === null ? null : routes.match(this.authority, this.method, this.path, headers);
     if (route === null) return this.localReply(REASONS.noRoute);

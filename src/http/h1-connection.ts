@@ -68,7 +68,17 @@ export class H1Request {
   ) {}
 }
 
+/** A coarse clock for head deadlines, refreshed by the connection manager's sweep. */
+export interface HeadClock {
+  readonly nowMs: number;
+}
+
 export class H1Connection implements ParserOwner {
+  /**
+   * performance.now() by which the head of the request being received must be complete (0 = none pending): set
+   * at accept for the first request and at each message's first byte after that; the manager's sweep enforces it.
+   */
+  headDeadlineMs = 0;
   readonly socket: SocketOf;
   private readonly parser: NativeParser;
   readonly remoteAddress: string;
@@ -100,12 +110,16 @@ export class H1Connection implements ParserOwner {
     readonly ctx: HttpContext,
     socket: Socket,
     private readonly onClosed: (connection: H1Connection) => void,
+    private readonly clock: HeadClock,
   ) {
     this.socket = socket as SocketOf;
     this.socket[kConnection] = this;
     this.remoteAddress = socket.remoteAddress ?? '';
     const chain = ctx.chain;
-    this.parser = createParser('request', chain.maxRequestHeadersKb * 1024, this, chain.requestTimeoutMs > 0);
+    const headTimeoutMs = chain.requestHeadersTimeoutMs;
+    this.parser = createParser('request', chain.maxRequestHeadersKb * 1024, this, chain.requestTimeoutMs > 0 || headTimeoutMs > 0);
+    // The first request's head is due from accept: a client that connects and says nothing is not kept for ever.
+    if (headTimeoutMs > 0) this.headDeadlineMs = performance.now() + headTimeoutMs;
     socket.on('end', onSocketEnd);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
@@ -133,9 +147,10 @@ export class H1Connection implements ParserOwner {
 
   /** After each read the parser took from the socket (`input` given when we fed it ourselves). */
   private afterExecute(ret: number | ParseError, input: Buffer | null): void {
-    touch(this.socket);
-    // Closing after a response or an error: whatever else the client sent is ignored.
+    // Closing after a response or an error: whatever else the client sent is ignored, and does not keep the
+    // connection alive (the linger timer runs on).
     if (this.closed || this.readStopped) return;
+    touch(this.socket);
     if (isParseError(ret)) {
       this.onParseError(ret);
       return;
@@ -162,6 +177,7 @@ export class H1Connection implements ParserOwner {
     upgrade: boolean,
     keepAlive: boolean,
   ): number {
+    this.headDeadlineMs = 0;
     const lines = this.pendingHead.takeLines(givenLines);
     const url = this.pendingHead.takeUrl(givenUrl);
     // Closing (after `connection: close`, an error or a drain): requests the client still sends are not served.
@@ -210,8 +226,12 @@ export class H1Connection implements ParserOwner {
   }
 
   onMessageBegin(): void {
-    this.clearRequestTimer();
-    this.requestTimer = setTimeout(onRequestTimeout, this.ctx.chain.requestTimeoutMs, this);
+    const chain = this.ctx.chain;
+    if (chain.requestHeadersTimeoutMs > 0 && this.headDeadlineMs === 0) this.headDeadlineMs = this.clock.nowMs + chain.requestHeadersTimeoutMs;
+    if (chain.requestTimeoutMs > 0) {
+      this.clearRequestTimer();
+      this.requestTimer = setTimeout(onRequestTimeout, chain.requestTimeoutMs, this);
+    }
   }
 
   bodyWantsMore(): void {
@@ -368,6 +388,13 @@ export class H1Connection implements ParserOwner {
     this.failRequest(REASONS.requestTimeout);
   }
 
+  /** The head of the request being received (or the first one, since accept) is overdue: 408, then close. */
+  onHeadersTimeout(): void {
+    this.headDeadlineMs = 0;
+    if (this.closed) return;
+    this.failRequest(REASONS.requestHeaderTimeout);
+  }
+
   /**
    * The byte stream cannot be trusted any more (bad syntax, request too slow): stop reading, answer the request
    * the bad bytes belong to if nothing was sent for it yet, then close. RFC 9112 §9.6 allows closing here.
@@ -395,7 +422,7 @@ export class H1Connection implements ParserOwner {
 
   private replyAndClose(reason: Reason): void {
     this.ctx.stats.localReply(reason);
-    this.closed = true;
+    this.closeSoon();
     this.socket.end(rawLocalReply(reason));
   }
 
@@ -435,8 +462,17 @@ export class H1Connection implements ParserOwner {
   }
 
   private closeGracefully(): void {
-    this.closed = true;
+    this.closeSoon();
     this.socket.end();
+  }
+
+  /**
+   * We have sent our last byte. A client normally closes its side at once; one that does not (or keeps
+   * sending) is cut off after a short linger, as nginx's lingering_timeout does, instead of the idle timeout.
+   */
+  private closeSoon(): void {
+    this.closed = true;
+    this.socket.setTimeout(CLOSE_LINGER_MS);
   }
 
   private clearRequestTimer(): void {
@@ -471,6 +507,8 @@ export class H1Connection implements ParserOwner {
 
 /** Envoy's default downstream idle timeout (1 h) keeps app connection pools from racing our close. */
 const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
+/** How long a connection we closed may wait for the client to close its side (nginx's lingering_timeout). */
+const CLOSE_LINGER_MS = 5_000;
 
 function onSocketEnd(this: SocketOf): void {
   this[kConnection].onEnd();

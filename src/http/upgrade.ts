@@ -22,6 +22,7 @@ function refuse(ctx: HttpContext, socket: net.Socket, reason: Reason): void {
 export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.Socket, head: Buffer): void {
   // CONNECT tunnels need a connect matcher, which the config model has not got (Envoy answers 404 then too).
   if (req.method === 'CONNECT') return refuse(ctx, socket, REASONS.noRoute);
+  if (ctx.overload.active) return refuse(ctx, socket, REASONS.overload);
   const headers = headerMapFromFlat(req.lines, null);
   const table = ctx.routeTable();
   const host = headers.host;

@@ -9,14 +9,19 @@ import { HttpContext, type ConfigHolder, type HttpStats } from '../http/context.
 import { TcpSession, type TcpContext, type TcpStats } from '../tcp/tcp-proxy.js';
 import { sniff } from './sniff.js';
 import type { ListenerStatus } from '../admin/types.js';
+import type { OverloadState } from '../process/overload.js';
 
 /** How long a connection may stay silent before a listener with a TCP chain stops waiting for HTTP. */
 const SNIFF_TIMEOUT_MS = 1_000;
 const MAX_SNIFF_BYTES = 64;
 
+/** Why a connection was closed before it carried anything. */
+export type RejectReason = 'limit' | 'overload' | 'first_byte_timeout';
+
 export interface ListenerStats extends HttpStats, TcpStats {
   connectionOpened(listener: string): void;
   connectionClosed(listener: string, bytesReceived: number, bytesSent: number): void;
+  connectionRejected(listener: string, reason: RejectReason): void;
 }
 
 export interface ListenerDeps {
@@ -24,6 +29,9 @@ export interface ListenerDeps {
   readonly clusters: ClusterManager;
   readonly stats: ListenerStats;
   readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  readonly overload: OverloadState;
+  /** Connections open at once per listener; past it new ones are closed at accept (Node's server.maxConnections). */
+  readonly maxConnections: number;
 }
 
 const kListener = Symbol('pillion.listener');
@@ -40,8 +48,20 @@ function onSocketClose(this: TaggedSocket): void {
  */
 function onSocketError(): void {}
 
+function onServerDrop(this: net.Server & { [kListener]: ActiveListener }): void {
+  this[kListener].rejected('limit');
+}
+
+/**
+ * A listening socket's errors are accept errors (EMFILE/ENFILE at the fd limit, ECONNABORTED): the connection
+ * is lost, the listener carries on. Unhandled, one would end the process.
+ */
+function onServerError(this: net.Server & { [kListener]: ActiveListener }, err: NodeJS.ErrnoException): void {
+  this[kListener].acceptFailed(err);
+}
+
 class ActiveListener implements TcpContext {
-  readonly server: net.Server;
+  readonly server: net.Server & { [kListener]: ActiveListener };
   boundPort = 0;
   private http: HttpConnectionManager | null = null;
   private httpKey = '';
@@ -52,8 +72,11 @@ class ActiveListener implements TcpContext {
     public model: ListenerModel,
     private readonly deps: ListenerDeps,
   ) {
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false });
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false }) as ActiveListener['server'];
+    this.server[kListener] = this;
+    this.server.maxConnections = deps.maxConnections;
     this.server.on('connection', (socket) => this.accept(socket));
+    this.server.on('drop', onServerDrop);
     this.apply(model);
   }
 
@@ -78,6 +101,7 @@ class ActiveListener implements TcpContext {
       this.server.once('error', onError);
       this.server.listen({ host: this.model.address, port: this.model.port, exclusive: true }, () => {
         this.server.off('error', onError);
+        this.server.on('error', onServerError);
         this.boundPort = (this.server.address() as net.AddressInfo).port;
         resolve();
       });
@@ -94,13 +118,13 @@ class ActiveListener implements TcpContext {
       return;
     }
     // Parser limits are fixed per server object: a change in them needs a new connection manager.
-    const key = `${chain.maxRequestHeadersKb}/${chain.idleTimeoutMs}/${chain.requestTimeoutMs}`;
+    const key = `${chain.maxRequestHeadersKb}/${chain.idleTimeoutMs}/${chain.requestTimeoutMs}/${chain.requestHeadersTimeoutMs}/${chain.maxConcurrentStreams}`;
     if (this.http !== null && key === this.httpKey) {
       this.http.context.chain = chain;
       return;
     }
     const direction: Direction = model.direction;
-    const context = new HttpContext(chain, direction, this.deps.config, this.deps.clusters, this.deps.stats);
+    const context = new HttpContext(chain, direction, this.deps.config, this.deps.clusters, this.deps.stats, this.deps.overload);
     this.http = new HttpConnectionManager(context);
     this.httpKey = key;
   }
@@ -108,6 +132,12 @@ class ActiveListener implements TcpContext {
   private accept(socket: net.Socket): void {
     if (this.draining) {
       socket.destroy();
+      return;
+    }
+    if (this.deps.overload.active) {
+      // Envoy's stop_accepting_connections: closed before a byte is read, so the process stops growing.
+      socket.destroy();
+      this.rejected('overload');
       return;
     }
     const tagged = socket as TaggedSocket;
@@ -126,7 +156,23 @@ class ActiveListener implements TcpContext {
       new TcpSession(this, socket).start();
       return;
     }
-    new Sniffer(this, socket, tcp !== undefined).start();
+    new Sniffer(this, socket, tcp !== undefined, this.model.firstByteTimeoutMs).start();
+  }
+
+  rejected(reason: RejectReason): void {
+    this.deps.stats.connectionRejected(this.model.name, reason);
+  }
+
+  private acceptErrorLogged = false;
+
+  acceptFailed(err: NodeJS.ErrnoException): void {
+    // Once per listener: at the fd limit this repeats for every connection attempt.
+    if (this.acceptErrorLogged) return;
+    this.acceptErrorLogged = true;
+    this.deps.log.warn(
+      { listener: this.model.name, code: err.code, error: err.message },
+      'cannot accept connections (the first such error; later ones are not logged): raise the file descriptor limit (ulimit -n) if EMFILE',
+    );
   }
 
   dispatch(socket: net.Socket, first: Buffer | null, kind: 'h1' | 'h2' | 'tcp'): void {
@@ -181,7 +227,11 @@ class ActiveListener implements TcpContext {
   }
 }
 
-/** Reads a connection's first bytes to pick its chain, then pushes them back for the chosen parser. */
+/**
+ * Reads a connection's first bytes to pick its chain, then pushes them back for the chosen parser. With a TCP
+ * chain, silence becomes TCP after a second (server-first protocols); without one, a connection that stays
+ * silent until the listener's first-byte deadline is closed.
+ */
 class Sniffer {
   private buffered: Buffer | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -194,6 +244,7 @@ class Sniffer {
     private readonly listener: ActiveListener,
     private readonly socket: net.Socket,
     private readonly hasTcp: boolean,
+    private readonly firstByteTimeoutMs: number,
   ) {}
 
   start(): void {
@@ -201,6 +252,12 @@ class Sniffer {
     this.socket.once('end', this.onEnd);
     // Server-first protocols (SMTP, MySQL) never speak first: after a while, they must be TCP.
     if (this.hasTcp) this.timer = setTimeout(() => this.decide('tcp'), SNIFF_TIMEOUT_MS);
+    else if (this.firstByteTimeoutMs > 0) this.timer = setTimeout(() => this.timedOut(), this.firstByteTimeoutMs);
+  }
+
+  private timedOut(): void {
+    this.listener.rejected('first_byte_timeout');
+    this.abandon();
   }
 
   private data(chunk: Buffer): void {
@@ -243,7 +300,7 @@ export class ListenerManager {
       }
       if (existing !== undefined) {
         this.active.delete(name);
-        void existing.drain(DRAIN_TIMEOUT_MS);
+        existing.drain(DRAIN_TIMEOUT_MS).catch((err: unknown) => this.drainFailed(name, err));
       }
       const listener = new ActiveListener(model, this.deps);
       this.active.set(name, listener);
@@ -261,11 +318,15 @@ export class ListenerManager {
       if (models.has(name)) continue;
       this.active.delete(name);
       this.deps.log.info({ listener: name }, 'listener removed: draining');
-      void listener.drain(DRAIN_TIMEOUT_MS);
+      listener.drain(DRAIN_TIMEOUT_MS).catch((err: unknown) => this.drainFailed(name, err));
     }
     const results = await Promise.allSettled(binds);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
+  }
+
+  private drainFailed(name: string, err: unknown): void {
+    this.deps.log.warn({ listener: name, err: err instanceof Error ? err.message : String(err) }, 'listener drain failed');
   }
 
   status(): ListenerStatus[] {

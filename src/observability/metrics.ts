@@ -317,6 +317,9 @@ export class ProxyMetrics {
   readonly accessLogDropped: CounterCell;
   /** Rare events (config changes): plain prom-client metrics. */
   readonly configVersionInfo: Gauge<'version'>;
+  /** Rare by nature (refusals, overload transitions): plain prom-client metrics. */
+  readonly downstreamConnectionsRejected: Counter<'listener' | 'reason'>;
+  readonly overloadActive: Gauge;
   readonly configUpdates: Counter<'result'>;
 
   /** [direction * 6 + codeClassIndex] */
@@ -427,6 +430,20 @@ export class ProxyMetrics {
       labelNames: [] as const,
       registers,
     }).cell();
+    this.downstreamConnectionsRejected = new Counter({
+      name: 'pillion_downstream_connections_rejected_total',
+      help:
+        'Connections closed before they carried anything, per listener and reason: limit (the listener was at its ' +
+        'connection limit), overload (the overload manager was active), first_byte_timeout (silent past the ' +
+        "listener's first-byte deadline).",
+      labelNames: ['listener', 'reason'] as const,
+      registers,
+    });
+    this.overloadActive = new Gauge({
+      name: 'pillion_overload_active',
+      help: '1 while the proxy is past its memory threshold: new connections are refused and new requests get 503 overload.',
+      registers,
+    });
     this.configVersionInfo = new Gauge({
       name: 'pillion_config_version_info',
       help: 'The config version in use (value 1 on the current version).',

@@ -4,7 +4,7 @@ import type { Direction } from '../config/model.js';
 import type { Reason } from '../reasons.js';
 import type { HttpExchange } from '../http/exchange.js';
 import type { TcpSession } from '../tcp/tcp-proxy.js';
-import type { ListenerStats } from '../listener/listener-manager.js';
+import type { ListenerStats, RejectReason } from '../listener/listener-manager.js';
 import type { ClusterStatsSink } from '../upstream/cluster-manager.js';
 import type { ClusterStats, ProxyMetrics } from './metrics.js';
 import type { AccessLog } from './access-log.js';
@@ -56,6 +56,10 @@ export class ProxyStats implements ListenerStats {
     s.connectionsActive.dec();
     s.bytesReceived.inc(bytesReceived);
     s.bytesSent.inc(bytesSent);
+  }
+
+  connectionRejected(listener: string, reason: RejectReason): void {
+    this.metrics.downstreamConnectionsRejected.inc({ listener, reason });
   }
 
   requestStarted(direction: Direction): void {

@@ -84,3 +84,24 @@ describe('bad resources are dropped and reported; good ones survive', () => {
     expect(snapshot.clusters.get('h2')).toMatchObject({ protocol: 'http2', connectTimeoutMs: 250, lbPolicy: 'round_robin', endpoints: [] });
   });
 });
+
+describe('listener limits from xDS (Envoy field names)', () => {
+  const listener = (name: string, hcmExtra: object, listenerExtra: object = {}) =>
+    res('Listener', name, { name, address: addr(1), filter_chains: [{ filters: [hcm({ rds: { route_config_name: 'r' }, ...hcmExtra })] }], ...listenerExtra });
+
+  it('reads request_headers_timeout, http2_protocol_options.max_concurrent_streams and listener_filters_timeout', () => {
+    const { snapshot, errors } = buildSnapshot({
+      listeners: [
+        listener('set', { request_headers_timeout: { seconds: 3 }, http2_protocol_options: { max_concurrent_streams: { value: 50 } } }, { listener_filters_timeout: { seconds: 2 } }),
+        listener('off', { request_headers_timeout: { seconds: 0 } }, { listener_filters_timeout: { seconds: 0 } }),
+        listener('zero', { http2_protocol_options: { max_concurrent_streams: { value: 0 } } }),
+      ],
+      routes: [], clusters: [], endpoints: [],
+    }, 'v1');
+    expect(snapshot.listeners.get('set')).toMatchObject({ firstByteTimeoutMs: 2000, http: { requestHeadersTimeoutMs: 3000, maxConcurrentStreams: 50 } });
+    expect(snapshot.listeners.get('off')).toMatchObject({ firstByteTimeoutMs: 0, http: { requestHeadersTimeoutMs: 0, maxConcurrentStreams: 1024 } });
+    expect(errors).toEqual([
+      { typeUrl: TYPE_URLS.Listener, name: 'zero', message: 'filter_chains[0].filters[0].typed_config.http2_protocol_options.max_concurrent_streams: 0 is not in 1..2147483647' },
+    ]);
+  });
+});

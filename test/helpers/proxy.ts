@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadLocalSnapshot } from '../../src/config/local.js';
-import { Proxy } from '../../src/proxy.js';
+import { Proxy, type ProxyOptions } from '../../src/proxy.js';
 import type { NodeInfo, XdsResources } from '../../xds/compiler.js';
 import { anyField, decodeAny, decodeMessage, encodeMessage, MESSAGE_NAMES } from '../../src/config/protos.js';
 
@@ -24,20 +24,25 @@ export interface StartProxyOptions {
   accessLog?: string;
   /** HttpConnectionManager fields (Envoy's names) set on every HTTP listener, for what the mesh config cannot say. */
   hcm?: Record<string, unknown>;
+  /** Listener fields (Envoy's names) set on every listener, e.g. listener_filters_timeout. */
+  listener?: Record<string, unknown>;
+  /** Proxy options beyond what the helper sets (limits, overload thresholds). */
+  proxyOptions?: Partial<ProxyOptions>;
 }
 
 interface FilterChain {
   filters?: { name: string; typed_config?: { type_url: string; value: Uint8Array } }[];
 }
 
-function withHcmFields(resources: XdsResources, fields: Record<string, unknown>): XdsResources {
+function withFields(resources: XdsResources, hcmFields: Record<string, unknown>, listenerFields: Record<string, unknown>): XdsResources {
   const listeners = resources.listeners.map((resource) => {
-    const listener = decodeMessage<{ filter_chains?: FilterChain[] }>(MESSAGE_NAMES.Listener, resource.value);
+    const decoded = decodeMessage<{ filter_chains?: FilterChain[] }>(MESSAGE_NAMES.Listener, resource.value);
+    const listener = { ...decoded, ...listenerFields };
     for (const chain of listener.filter_chains ?? []) {
       for (const filter of chain.filters ?? []) {
         if (filter.typed_config === undefined || !filter.typed_config.type_url.endsWith(MESSAGE_NAMES.HttpConnectionManager)) continue;
         const hcm = decodeAny(filter.typed_config);
-        filter.typed_config = anyField(MESSAGE_NAMES.HttpConnectionManager, { ...hcm, ...fields });
+        filter.typed_config = anyField(MESSAGE_NAMES.HttpConnectionManager, { ...hcm, ...hcmFields });
       }
     }
     return { ...resource, value: encodeMessage(MESSAGE_NAMES.Listener, listener) };
@@ -65,9 +70,11 @@ export async function startProxy(meshYaml: string, opts: StartProxyOptions): Pro
     accessLog: opts.accessLog ?? 'off',
     processMetrics: false,
     drainTimeoutMs: 2_000,
+    ...opts.proxyOptions,
   });
   await proxy.startAdmin();
-  const resources = opts.hcm === undefined ? local.resources : withHcmFields(local.resources, opts.hcm);
+  const resources =
+    opts.hcm === undefined && opts.listener === undefined ? local.resources : withFields(local.resources, opts.hcm ?? {}, opts.listener ?? {});
   const result = await proxy.apply(resources, 'test');
   if (!result.applied) throw new Error(`config rejected: ${JSON.stringify(result.errors)}`);
   return {

@@ -1,0 +1,223 @@
+// The bounds a sidecar keeps by default (README "Limits and overload"): request-head deadline (slowloris),
+// first-byte deadline, a linger for connections we closed, concurrent streams per HTTP/2 connection, connections
+// per listener, and the overload manager. Each case is what a hostile or unlucky client does, on real sockets.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { startHttpBackend, type Backend } from '../helpers/backends.js';
+import { request } from '../helpers/client.js';
+import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+
+let backend: Backend;
+let slowActive = 0;
+let slowMaxActive = 0;
+
+const mesh = (port: number): string => `services:
+  - name: client
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: backend
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${port} }]
+`;
+
+beforeAll(async () => {
+  backend = await startHttpBackend('backend', (req, res) => {
+    if (req.url === '/slow') {
+      slowActive++;
+      slowMaxActive = Math.max(slowMaxActive, slowActive);
+      setTimeout(() => {
+        slowActive--;
+        res.end('slow');
+      }, 300);
+      return;
+    }
+    res.end('ok');
+  });
+});
+
+afterAll(async () => {
+  await backend.close();
+});
+
+/** A raw client: what it received, and when the proxy closed the connection. */
+function rawClient(port: number): { socket: net.Socket; received: () => string; closed: Promise<number> } {
+  const started = Date.now();
+  const socket = net.connect(port, '127.0.0.1');
+  let text = '';
+  socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+  socket.on('error', () => {});
+  const closed = new Promise<number>((resolve) => socket.on('close', () => resolve(Date.now() - started)));
+  return { socket, received: () => text, closed };
+}
+
+async function metricsText(proxy: RunningProxy): Promise<string> {
+  return (await request(proxy.adminPort, { path: '/metrics' })).body;
+}
+
+describe('request-head deadline (HCM request_headers_timeout; 10 s by default)', () => {
+  let proxy: RunningProxy;
+  beforeAll(async () => {
+    // HTTP/1 only: no sniffing, so the head deadline is all that bounds a silent connection (a sniffed listener's
+    // first-byte deadline comes first; see below).
+    proxy = await startProxy(mesh(backend.port), { service: 'client', hcm: { request_headers_timeout: { seconds: 1 }, codec_type: 'HTTP1' } });
+  });
+  afterAll(async () => proxy.close());
+
+  it('answers 408 to a head sent a byte at a time (slowloris) and closes the connection', async () => {
+    const c = rawClient(proxy.port('outbound'));
+    const head = 'GET / HTTP/1.1\r\nHost: backend\r\nX-Slow: ' + 'a'.repeat(40);
+    let i = 0;
+    const drip = setInterval(() => {
+      if (i < head.length && !c.socket.destroyed) c.socket.write(head[i++]!);
+    }, 100);
+    const ms = await c.closed;
+    clearInterval(drip);
+    expect(c.received()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(c.received()).toContain('x-pillion-reason: request_header_timeout');
+    // Within the deadline plus one sweep, plus the linger of a client that keeps sending.
+    expect(ms).toBeLessThan(9_000);
+    expect(backend.hits).toBe(0);
+  });
+
+  it('answers 408 to a connection that never sends a byte, and closes it', async () => {
+    const c = rawClient(proxy.port('outbound'));
+    c.socket.once('end', () => c.socket.end());
+    await c.closed;
+    expect(c.received()).toMatch(/^HTTP\/1\.1 408 /);
+  });
+
+  it('does not cut a keep-alive connection that is idle between requests', async () => {
+    const c = rawClient(proxy.port('outbound'));
+    c.socket.write('GET / HTTP/1.1\r\nHost: backend\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 2_300));
+    c.socket.write('GET / HTTP/1.1\r\nHost: backend\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(c.received().match(/HTTP\/1\.1 200 /g)?.length).toBe(2);
+    expect(c.socket.destroyed).toBe(false);
+    c.socket.destroy();
+  });
+
+  it('counts the 408s as local replies', async () => {
+    expect(await metricsText(proxy)).toMatch(/pillion_local_replies_total\{reason="request_header_timeout"\} [1-9]/);
+  });
+});
+
+describe('first-byte deadline on a sniffed listener (Listener listener_filters_timeout; 15 s by default)', () => {
+  it('closes a connection that stays silent, and counts it', async () => {
+    const proxy = await startProxy(mesh(backend.port), {
+      service: 'client',
+      listener: { listener_filters_timeout: { seconds: 1 } },
+      hcm: { request_headers_timeout: { seconds: 30 } },
+    });
+    try {
+      const c = rawClient(proxy.port('outbound'));
+      const ms = await c.closed;
+      expect(ms).toBeGreaterThanOrEqual(900);
+      expect(ms).toBeLessThan(5_000);
+      expect(await metricsText(proxy)).toMatch(/pillion_downstream_connections_rejected_total\{listener="outbound",reason="first_byte_timeout"\} 1/);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('HTTP/2 concurrent streams per connection (HCM http2_protocol_options.max_concurrent_streams)', () => {
+  it('advertises 1024 by default', async () => {
+    const proxy = await startProxy(mesh(backend.port), { service: 'client', admin: false });
+    const session = http2.connect(`http://127.0.0.1:${proxy.port('outbound')}`);
+    try {
+      await new Promise<void>((resolve) => session.once('remoteSettings', () => resolve()));
+      expect(session.remoteSettings.maxConcurrentStreams).toBe(1024);
+    } finally {
+      session.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('holds a client to the configured limit', async () => {
+    const proxy = await startProxy(mesh(backend.port), {
+      service: 'client',
+      admin: false,
+      hcm: { http2_protocol_options: { max_concurrent_streams: { value: 4 } } },
+    });
+    const session = http2.connect(`http://127.0.0.1:${proxy.port('outbound')}`);
+    session.on('error', () => {});
+    try {
+      await new Promise<void>((resolve) => session.once('remoteSettings', () => resolve()));
+      expect(session.remoteSettings.maxConcurrentStreams).toBe(4);
+      slowMaxActive = 0;
+      // The client queues what the limit does not allow; the backend never sees more than 4 at once.
+      const statuses = await Promise.all(
+        Array.from({ length: 12 }, () =>
+          new Promise<number>((resolve) => {
+            const s = session.request({ ':path': '/slow', ':authority': 'backend' });
+            let status = 0;
+            s.on('response', (h) => (status = Number(h[':status'])));
+            s.on('error', () => resolve(-1));
+            s.on('close', () => resolve(status));
+            s.resume();
+          }),
+        ),
+      );
+      expect(statuses.every((s) => s === 200)).toBe(true);
+      expect(slowMaxActive).toBeLessThanOrEqual(4);
+      expect(slowMaxActive).toBeGreaterThan(1);
+    } finally {
+      session.destroy();
+      await proxy.close();
+    }
+  });
+});
+
+describe('connections per listener', () => {
+  it('closes connections past the limit at accept, counts them, and takes new ones once below it', async () => {
+    const proxy = await startProxy(mesh(backend.port), { service: 'client', proxyOptions: { maxConnectionsPerListener: 3 } });
+    try {
+      const port = proxy.port('outbound');
+      const held = [rawClient(port), rawClient(port), rawClient(port)];
+      await Promise.all(held.map((c) => new Promise((r) => c.socket.once('connect', r))));
+      await new Promise((r) => setTimeout(r, 100));
+      const refused = rawClient(port);
+      await refused.closed;
+      expect(refused.received()).toBe('');
+      expect(await metricsText(proxy)).toMatch(/pillion_downstream_connections_rejected_total\{listener="outbound",reason="limit"\} 1/);
+      held[0]!.socket.destroy();
+      await held[0]!.closed;
+      await new Promise((r) => setTimeout(r, 100));
+      expect((await request(port, { host: 'backend' })).status).toBe(200);
+      for (const c of held) c.socket.destroy();
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('overload manager', () => {
+  it('while overloaded: new requests get 503 overload, new connections are refused; after it, both work again', async () => {
+    const proxy = await startProxy(mesh(backend.port), { service: 'client' });
+    try {
+      const port = proxy.port('outbound');
+      const c = rawClient(port);
+      await new Promise((r) => c.socket.once('connect', r));
+      // The memory thresholds are the manager's (unit-tested with samples in src/process/overload.test.ts, and
+      // end to end with `--overload-rss-mb` in test/abuse/overload-process.test.ts); here, what the data path does.
+      proxy.proxy.overload.active = true;
+      c.socket.write('GET / HTTP/1.1\r\nHost: backend\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(c.received()).toMatch(/^HTTP\/1\.1 503 /);
+      expect(c.received()).toContain('x-pillion-reason: overload');
+      const refused = rawClient(port);
+      await refused.closed;
+      expect(refused.received()).toBe('');
+      const text = await metricsText(proxy);
+      expect(text).toMatch(/pillion_downstream_connections_rejected_total\{listener="outbound",reason="overload"\} 1/);
+      expect(text).toMatch(/pillion_local_replies_total\{reason="overload"\} 1/);
+      proxy.proxy.overload.active = false;
+      expect((await request(port, { host: 'backend' })).status).toBe(200);
+      c.socket.destroy();
+    } finally {
+      await proxy.close();
+    }
+  });
+});
