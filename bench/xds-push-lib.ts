@@ -169,6 +169,7 @@ export class AckTracker {
       const waiter: EventWaiter = { test, resolve: finish };
       const timer = setTimeout(() => finish(undefined), timeoutMs);
       this.waiters.add(waiter);
+      // eslint-disable-next-line @typescript-eslint/no-floating-promises -- exited only resolves; finish cannot throw
       void this.child.exited.then(() => finish(undefined));
     });
   }

@@ -109,7 +109,10 @@ export class ConfigWatcher {
       this.timer = undefined;
       const detectedAt = this.firstEventAt ?? Date.now();
       this.firstEventAt = undefined;
-      void this.check(detectedAt, false);
+      // A read never rejects (a failure is a config error); onChange may throw, and that must not end the process.
+      this.check(detectedAt, false).catch((err: unknown) =>
+        this.opts.onWatchError?.(err instanceof Error ? err : new Error(String(err))),
+      );
     }, this.opts.debounceMs);
   }
 

@@ -44,7 +44,11 @@ const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
 export async function startAdminServer(source: AdminSource, opts: AdminServerOptions): Promise<AdminServer> {
   const { logger } = opts;
   const server: Server = createServer((req, res) => {
-    void handle(source, req, res, logger);
+    // handle() answers its own errors with a 500; this is for a failure while doing so.
+    handle(source, req, res, logger).catch((err: unknown) => {
+      logger.warn({ err, path: req.url }, 'admin request failed');
+      res.destroy();
+    });
   });
   const listening = await listenAdmin(server, opts.host, opts.port);
   logger.info({ host: opts.host, port: listening.port }, 'admin server listening');

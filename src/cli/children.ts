@@ -113,6 +113,7 @@ export class ManagedChild {
       };
       const timer = setTimeout(() => fail(`no expected output within ${timeoutMs} ms`), timeoutMs);
       this.waiters.add(waiter);
+      // eslint-disable-next-line @typescript-eslint/no-floating-promises -- exited only resolves; fail cannot throw
       void this.exited.then(() => {
         if (this.waiters.has(waiter)) fail(`exited (code ${this.exitCode}, signal ${this.exitSignal})`);
       });
@@ -209,7 +210,14 @@ export class ChildGroup {
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]) {
       const h = (): void => {
         if (onSignal) onSignal(sig);
-        else void this.close().then(() => process.exit(0));
+        else
+          this.close().then(
+            () => process.exit(0),
+            (err: unknown) => {
+              process.stderr.write(`stopping the children failed: ${err instanceof Error ? err.message : String(err)}\n`);
+              process.exit(1);
+            },
+          );
       };
       this.onSignalHandlers.push([sig, h]);
       process.once(sig, h);

@@ -178,13 +178,17 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
     const ticker = setInterval(() => {
       if (drawing) return;
       drawing = true;
-      void view
+      view
         .render(traffic, (Date.now() - startedAt) / 1000, tty)
-        .then((text) => {
-          // Home, then each line cleared to its end, then the rest of the screen: no flicker.
-          if (tty) process.stdout.write(`\x1b[H${`${header}\n${text}`.replace(/\n/g, '\x1b[K\n')}\x1b[K\n\x1b[J`);
-          else out(text);
-        })
+        .then(
+          (text) => {
+            // Home, then each line cleared to its end, then the rest of the screen: no flicker.
+            if (tty) process.stdout.write(`\x1b[H${`${header}\n${text}`.replace(/\n/g, '\x1b[K\n')}\x1b[K\n\x1b[J`);
+            else out(text);
+          },
+          // A summary that cannot be read this second (a sidecar restarting) is skipped; the next one tries again.
+          (err: unknown) => out(`(summary unavailable: ${err instanceof Error ? err.message : String(err)})`),
+        )
         .finally(() => (drawing = false));
     }, 1000);
 

@@ -51,6 +51,7 @@ ${opts.backendExtra ?? ''}`,
   const [inbound, outbound] = [await portOf('inbound'), await portOf('outbound')];
   const admin = (await proc.waitForLine((l) => l.msg === 'admin server listening')).port as number;
   let exited = false;
+  // eslint-disable-next-line @typescript-eslint/no-floating-promises -- exited only resolves (on 'exit')
   void proc.exited.then(() => (exited = true));
   return {
     proc,
