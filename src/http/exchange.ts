@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import type { RouteModel } from '../config/model.js';
 import type { UpstreamCluster } from '../upstream/cluster-manager.js';
 import type { EndpointState } from '../upstream/types.js';
-import type { UpstreamSink, UpstreamStream, UpstreamRequestSpec } from '../upstream/pool.js';
+import { PENDING_OVERFLOW, type UpstreamSink, type UpstreamStream, type UpstreamRequestSpec } from '../upstream/pool.js';
 import { REASONS, type Reason } from '../reasons.js';
 import { buildUpstreamHeaders, type HeaderMap } from './headers.js';
 import type { HttpContext, RequestHeaders } from './context.js';
@@ -203,9 +203,13 @@ export class HttpExchange implements UpstreamSink {
     const code = (err as NodeJS.ErrnoException).code;
     const reason = connectFailed
       ? REASONS.connectFailure
-      : code !== undefined && code.startsWith('HPE_')
-        ? REASONS.upstreamProtocolError
-        : REASONS.upstreamReset;
+      : code === undefined
+        ? REASONS.upstreamReset
+        : code.startsWith('HPE_')
+          ? REASONS.upstreamProtocolError
+          : code === PENDING_OVERFLOW
+            ? REASONS.overflow
+            : REASONS.upstreamReset;
     if (!this.headersSent) {
       this.localReply(reason, err.message);
       return;

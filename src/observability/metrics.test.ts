@@ -39,6 +39,7 @@ describe('ProxyMetrics', () => {
         'pillion_upstream_connect_failures_total',
         'pillion_upstream_connections_active',
         'pillion_upstream_http2_reset_budget_exhausted_total',
+        'pillion_upstream_pending_overflow_total',
         'pillion_upstream_requests_active',
         'pillion_upstream_requests_total',
       ].sort(),

@@ -239,6 +239,7 @@ export class ClusterStats {
   readonly connectionsActive: GaugeCell;
   readonly tcpConnections: CounterCell;
   readonly resetBudgetExhausted: CounterCell;
+  readonly pendingOverflow: CounterCell;
   /** endpointKey → six children indexed by codeClassIndex (filled lazily). */
   private readonly byEndpoint = new Map<string, (CounterCell | undefined)[]>();
 
@@ -251,6 +252,7 @@ export class ClusterStats {
     this.connectionsActive = metrics.upstreamConnectionsActive.cell(cluster);
     this.tcpConnections = metrics.tcpConnections.cell(cluster);
     this.resetBudgetExhausted = metrics.upstreamResetBudgetExhausted.cell(cluster);
+    this.pendingOverflow = metrics.upstreamPendingOverflow.cell(cluster);
   }
 
   /** Counts one finished upstream request (one attempt) to `endpointKey` with `status`. */
@@ -287,6 +289,7 @@ export class ClusterStats {
     this.metrics.upstreamConnectionsActive.remove(this.cluster);
     this.metrics.tcpConnections.remove(this.cluster);
     this.metrics.upstreamResetBudgetExhausted.remove(this.cluster);
+    this.metrics.upstreamPendingOverflow.remove(this.cluster);
   }
 }
 
@@ -311,6 +314,7 @@ export class ProxyMetrics {
   readonly upstreamConnectFailures: CounterFamily<'cluster'>;
   readonly upstreamConnectionsActive: GaugeFamily<'cluster'>;
   readonly upstreamResetBudgetExhausted: CounterFamily<'cluster'>;
+  readonly upstreamPendingOverflow: CounterFamily<'cluster'>;
   readonly localReplies: CounterFamily<'reason'>;
   readonly tcpConnections: CounterFamily<'cluster'>;
   /** Access log lines dropped because the destination fell behind by more than the log's buffer bound. */
@@ -407,6 +411,14 @@ export class ProxyMetrics {
       help:
         'Upstream HTTP/2 connections that used up their stream-reset budget (200, then 20/s): later cancels let the ' +
         'stream finish unread instead of resetting it, and new streams go to a fresh connection.',
+      labelNames: ['cluster'] as const,
+      registers,
+    });
+    this.upstreamPendingOverflow = new CounterFamily({
+      name: 'pillion_upstream_pending_overflow_total',
+      help:
+        "Requests refused with 503 overflow because the cluster's queue of requests waiting for an upstream connection " +
+        'was full (max_pending_requests, default 1024).',
       labelNames: ['cluster'] as const,
       registers,
     });

@@ -20,6 +20,9 @@ class ClusterStatsAdapter implements ClusterStatsSink {
   onResetDeferred(): void {
     this.s.resetBudgetExhausted.inc();
   }
+  onPendingOverflow(): void {
+    this.s.pendingOverflow.inc();
+  }
   connectFailure(): void {
     this.s.connectFailures.inc();
   }

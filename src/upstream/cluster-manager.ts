@@ -2,7 +2,7 @@
 // and connection pools. Endpoint state (active requests, counters) survives config swaps, keyed by address.
 import type { ClusterModel, EndpointModel } from '../config/model.js';
 import type { ClusterStatus } from '../admin/types.js';
-import type { ConnectionPool, PoolEvents } from './pool.js';
+import { PendingLimit, type ConnectionPool, type PoolEvents } from './pool.js';
 import type { EndpointState, LoadBalancer, Random } from './types.js';
 import { createLoadBalancer } from './lb/index.js';
 import { Http1Pool } from './http1-pool.js';
@@ -39,6 +39,7 @@ function newEndpointState(model: EndpointModel): EndpointState {
 export class UpstreamCluster {
   private endpointsByKey = new Map<string, EndpointState>();
   private readonly pools = new Map<string, ConnectionPool>();
+  private readonly pending: PendingLimit;
   endpoints: readonly EndpointState[] = [];
   private lb: LoadBalancer;
 
@@ -47,6 +48,7 @@ export class UpstreamCluster {
     readonly stats: ClusterStatsSink,
     private readonly random: Random,
   ) {
+    this.pending = new PendingLimit(model.circuitBreakers.maxPendingRequests);
     this.lb = this.rebuild(model);
   }
 
@@ -65,6 +67,7 @@ export class UpstreamCluster {
         maxConnections: circuitBreakers.maxConnections,
         maxIdle: maxIdleConnectionsPerEndpoint,
         events: this.stats,
+        pending: this.pending,
       };
       pool = this.model.protocol === 'http2' ? new Http2Pool(origin, options) : new Http1Pool(endpoint.address, endpoint.port, options);
       this.pools.set(endpoint.key, pool);
@@ -80,6 +83,7 @@ export class UpstreamCluster {
       model.circuitBreakers.maxConnections !== this.model.circuitBreakers.maxConnections ||
       model.maxIdleConnectionsPerEndpoint !== this.model.maxIdleConnectionsPerEndpoint;
     this.model = model;
+    this.pending.max = model.circuitBreakers.maxPendingRequests;
     if (poolShapeChanged) this.drainPools(() => true);
     this.lb = this.rebuild(model);
   }

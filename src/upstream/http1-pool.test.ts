@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Http1Pool } from './http1-pool.js';
-import type { UpstreamSink } from './pool.js';
+import { PendingLimit, type UpstreamSink } from './pool.js';
 import type { HeaderMap } from '../http/headers.js';
 
 let server: http.Server;
@@ -65,7 +65,8 @@ describe('Http1Pool', () => {
       connectTimeoutMs: 1_000,
       maxConnections: 1,
       maxIdle: 1,
-      events: { onConnectionOpen() {}, onConnectionClose() {}, onResetDeferred() {} },
+      events: { onConnectionOpen() {}, onConnectionClose() {}, onResetDeferred() {}, onPendingOverflow() {} },
+      pending: new PendingLimit(1024),
     });
     const before = connections;
     try {

@@ -4,7 +4,7 @@
 // request allocates no closures.
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
-import type { ConnectionPool, PoolOptions, UpstreamRequestSpec, UpstreamSink, UpstreamStream } from './pool.js';
+import { pendingOverflowError, REFUSED_STREAM, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { HOP_BY_HOP } from '../http/headers.js';
 import {
   CRLF,
@@ -359,13 +359,13 @@ interface Waiting {
 /** Stands in for a connection while a request waits in the queue. */
 class QueuedStream implements UpstreamStream {
   connection: H1Connection | null = null;
-  cancelled = false;
+  constructor(private readonly pool: Http1Pool) {}
   resume(): void {
     this.connection?.resume();
   }
   abort(): void {
     if (this.connection !== null) this.connection.abort();
-    else this.cancelled = true;
+    else this.pool.cancelWaiting(this);
   }
 }
 
@@ -393,9 +393,23 @@ export class Http1Pool implements ConnectionPool {
       connection.start(spec, sink);
       return connection;
     }
-    const stream = new QueuedStream();
+    const pending = this.options.pending;
+    if (!pending.tryAdd()) {
+      this.options.events.onPendingOverflow();
+      sink.onUpstreamError(pendingOverflowError(pending.max), false);
+      return REFUSED_STREAM;
+    }
+    const stream = new QueuedStream(this);
     this.waiting.push({ spec, sink, stream });
     return stream;
+  }
+
+  /** A waiting request was cancelled (client gone, timeout): it leaves the queue now, not when its turn comes. */
+  cancelWaiting(stream: QueuedStream): void {
+    const i = this.waiting.findIndex((w) => w.stream === stream);
+    if (i < 0) return;
+    this.waiting.splice(i, 1);
+    this.options.pending.remove();
   }
 
   release(connection: H1Connection): void {
@@ -424,7 +438,10 @@ export class Http1Pool implements ConnectionPool {
 
   destroy(): void {
     this.draining = true;
-    for (const waiting of this.waiting.splice(0)) waiting.sink.onUpstreamError(new Error('connection pool closed'), true);
+    for (const waiting of this.waiting.splice(0)) {
+      this.options.pending.remove();
+      waiting.sink.onUpstreamError(new Error('connection pool closed'), true);
+    }
     for (const connection of [...this.all]) connection.abort();
   }
 
@@ -436,8 +453,8 @@ export class Http1Pool implements ConnectionPool {
   }
 
   private nextWaiting(): Waiting | undefined {
-    let next = this.waiting.shift();
-    while (next !== undefined && next.stream.cancelled) next = this.waiting.shift();
+    const next = this.waiting.shift();
+    if (next !== undefined) this.options.pending.remove();
     return next;
   }
 

@@ -2,7 +2,7 @@
 // peer's SETTINGS_MAX_CONCURRENT_STREAMS is reached, and a FIFO of requests waiting for stream capacity.
 import * as http2 from 'node:http2';
 import type { Readable } from 'node:stream';
-import type { ConnectionPool, PoolOptions, UpstreamRequestSpec, UpstreamSink, UpstreamStream } from './pool.js';
+import { pendingOverflowError, REFUSED_STREAM, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { headersFromH2, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
 
@@ -126,10 +126,19 @@ export class Http2Pool implements ConnectionPool {
   }
 
   request(spec: UpstreamRequestSpec, sink: UpstreamSink): UpstreamStream {
-    const req = new H2Request(this, spec, sink, null);
     const session = this.sessionWithCapacity();
-    if (session === null) this.waiting.push(req);
-    else this.start(req, session);
+    const req = new H2Request(this, spec, sink, null);
+    if (session !== null) {
+      this.start(req, session);
+      return req;
+    }
+    const pending = this.options.pending;
+    if (!pending.tryAdd()) {
+      this.options.events.onPendingOverflow();
+      sink.onUpstreamError(pendingOverflowError(pending.max), false);
+      return REFUSED_STREAM;
+    }
+    this.waiting.push(req);
     return req;
   }
 
@@ -155,11 +164,16 @@ export class Http2Pool implements ConnectionPool {
 
   cancelWaiting(req: H2Request): void {
     const i = this.waiting.indexOf(req);
-    if (i >= 0) this.waiting.splice(i, 1);
+    if (i < 0) return;
+    this.waiting.splice(i, 1);
+    this.options.pending.remove();
   }
 
   streamClosed(session: Session): void {
-    while (this.waiting.length > 0 && session.hasCapacity) this.start(this.waiting.shift()!, session);
+    while (this.waiting.length > 0 && session.hasCapacity) {
+      this.options.pending.remove();
+      this.start(this.waiting.shift()!, session);
+    }
     if (session.active === 0 && (this.draining || session.closing)) session.h2.close();
   }
 
@@ -174,7 +188,10 @@ export class Http2Pool implements ConnectionPool {
   destroy(): void {
     this.draining = true;
     const waiting = this.waiting.splice(0);
-    for (const req of waiting) req.sink.onUpstreamError(new Error('connection pool closed'), true);
+    for (const req of waiting) {
+      this.options.pending.remove();
+      req.sink.onUpstreamError(new Error('connection pool closed'), true);
+    }
     for (const session of this.sessions) session.h2.destroy();
   }
 

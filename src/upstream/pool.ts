@@ -43,11 +43,46 @@ export interface ConnectionPool {
   destroy(): void;
 }
 
+/**
+ * Requests waiting for an upstream connection (or HTTP/2 stream capacity), across all of a cluster's pools:
+ * Envoy's max_pending_requests circuit breaker. Past it a request fails at once with 503 overflow (UO) instead
+ * of joining a queue that would grow without bound while every connection is busy.
+ */
+export class PendingLimit {
+  count = 0;
+  constructor(public max: number) {}
+
+  /** Takes a place in the queue, or returns false when the queue is full. */
+  tryAdd(): boolean {
+    if (this.count >= this.max) return false;
+    this.count++;
+    return true;
+  }
+
+  remove(): void {
+    this.count--;
+  }
+}
+
+/** The `code` of the error a pool reports when PendingLimit refused a request. */
+export const PENDING_OVERFLOW = 'ERR_PILLION_PENDING_OVERFLOW';
+
+export function pendingOverflowError(max: number): Error {
+  return Object.assign(new Error(`too many requests waiting for an upstream connection (max_pending_requests ${max})`), {
+    code: PENDING_OVERFLOW,
+  });
+}
+
+/** The handle of a request that was refused before it started: nothing to steer. */
+export const REFUSED_STREAM: UpstreamStream = Object.freeze({ resume(): void {}, abort(): void {} });
+
 export interface PoolEvents {
   onConnectionOpen(): void;
   onConnectionClose(): void;
   /** An HTTP/2 connection ran out of its reset budget and stopped taking new streams (see reset-budget.ts). */
   onResetDeferred(): void;
+  /** A request was refused because the cluster's pending queue was full. */
+  onPendingOverflow(): void;
 }
 
 export interface PoolOptions {
@@ -55,4 +90,6 @@ export interface PoolOptions {
   readonly maxConnections: number;
   readonly maxIdle: number;
   readonly events: PoolEvents;
+  /** Shared by every pool of the cluster. */
+  readonly pending: PendingLimit;
 }
