@@ -121,7 +121,7 @@ export class Proxy implements AdminSource {
    */
   async apply(resources: ResourceSet, version: string): Promise<ApplyResult> {
     const { snapshot, errors, warnings } = buildSnapshot(resources, version, this.translations);
-    for (const w of warnings) this.logger.warn({ type: w.typeUrl, resource: w.name, warning: w.message }, 'config value adjusted');
+    for (const w of warnings) this.logger.warn({ type: w.typeUrl, resource: w.name, warning: w.message }, 'config warning: a value was adjusted, or a setting is not enforced yet');
     if (errors.length > 0) {
       this.metrics.configUpdate('rejected');
       for (const e of errors) this.logger.warn({ type: e.typeUrl, resource: e.name, error: e.message }, 'config rejected');

@@ -5,7 +5,8 @@ import { pino, type Logger } from 'pino';
 import { adsService } from '../src/xds/ads-proto.js';
 import { startControlAdmin, type ControlAdmin } from './admin.js';
 import { nodeInfoFromXdsNode, type NodeInfo } from './compiler.js';
-import type { MeshConfigProblem } from './mesh-config.js';
+import type { MeshConfig, MeshConfigProblem } from './mesh-config.js';
+import { notEnforcedWarnings } from './not-enforced.js';
 import { ControlMetrics } from './metrics.js';
 import {
   SERVED_TYPES,
@@ -345,6 +346,7 @@ class Control {
     }
     this.configError = null;
     this.metrics.configValid.set(1);
+    logNotEnforced(this.logger, this.file, result.mesh);
     const version = meshVersion(result.mesh);
     this.cache.setMesh(result.mesh);
     this.configVersion = version;
@@ -395,11 +397,17 @@ function hostPort(host: string, port: number): string {
  * Start the control server: load and validate the config (rejects with its MeshConfigError when it is bad),
  * serve ADS on host:port and the admin endpoints on host:adminPort, and watch the config file.
  */
+/** Each load names the settings that are accepted but not enforced yet (xds/not-enforced.ts). */
+function logNotEnforced(logger: Logger, file: string, mesh: MeshConfig): void {
+  for (const warning of notEnforcedWarnings(mesh)) logger.warn({ file }, `not enforced: ${warning}`);
+}
+
 export async function startControlServer(opts: ControlServerOptions): Promise<ControlServer> {
   const logger = opts.logger ?? pino({ level: 'silent' });
   const host = opts.host ?? '127.0.0.1';
   const initial = await loadConfigFile(opts.configFile);
   if (!initial.ok) throw initial.error;
+  logNotEnforced(logger, opts.configFile, initial.mesh);
   const control = new Control(logger, opts.configFile, initial);
 
   const server = new grpc.Server();

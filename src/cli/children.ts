@@ -53,7 +53,8 @@ export class ManagedChild {
         this.exitSignal = signal;
         resolve();
       });
-      this.proc.once('error', (err) => {
+      // 'on', not 'once': a failed kill() is an 'error' too, and a second one must not end this process.
+      this.proc.on('error', (err) => {
         this.onLine(`spawn error: ${err.message}`, spec.echo === true);
         this.exitCode = -1;
         resolve();
@@ -70,6 +71,8 @@ export class ManagedChild {
           this.onLine(partial.slice(0, nl), spec.echo === true);
           partial = partial.slice(nl + 1);
         }
+        // A child that writes without newlines must not grow this buffer for ever.
+        if (partial.length > MAX_LINE_CHARS) partial = partial.slice(-MAX_LINE_CHARS);
       });
     }
   }
@@ -256,6 +259,9 @@ export class ChildGroup {
 }
 
 /** `n` distinct free TCP ports on 127.0.0.1 (all bound at once, then released: a small race remains). */
+/** Longest line kept from a child's output (what a demo screen or an error message can show). */
+const MAX_LINE_CHARS = 65_536;
+
 export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
     Array.from(

@@ -55,6 +55,7 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
   const local = loadLocalSnapshot(boot.configFile!, boot.node);
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot) });
   for (const warning of local.resources.warnings) proxy.logger.warn({ node: boot.node.id }, warning);
+  for (const warning of local.notEnforced) proxy.logger.warn({ config: boot.configFile }, `not enforced: ${warning}`);
   await proxy.startAdmin();
   const result = await proxy.apply(local.resources, local.snapshot.version);
   if (!result.applied) {

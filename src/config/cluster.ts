@@ -2,7 +2,7 @@
 import { endpointsFromLoadAssignment } from './endpoint.js';
 import { DEFAULTS, type ClusterModel, type LbPolicy, type OutlierDetectionModel } from './model.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
-import { durationMs, invalid, wrapped, type Plain } from './values.js';
+import { durationMs, invalid, notEnforced, wrapped, type Plain } from './values.js';
 
 export interface ClusterTranslation {
   /** For an EDS cluster, `endpoints` is empty until the snapshot joins in the ClusterLoadAssignment. */
@@ -107,6 +107,9 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
 
   const edsServiceName = type === 'EDS' ? (c.eds_cluster_config?.service_name || c.name) : undefined;
   const od = outlier(c.outlier_detection);
+  if (od) notEnforced('outlier_detection', 'no endpoint is ejected');
+  if (th.max_requests !== undefined) notEnforced('circuit_breakers.thresholds.max_requests', 'requests are not limited per cluster');
+  if (th.max_retries !== undefined) notEnforced('circuit_breakers.thresholds.max_retries', 'retries are not made');
   const model: ClusterModel = {
     name: c.name,
     connectTimeoutMs,

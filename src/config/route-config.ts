@@ -10,7 +10,7 @@ import {
   type VirtualHostModel,
 } from './model.js';
 import { decodeMessage, MESSAGE_NAMES } from './protos.js';
-import { durationMs, invalid, MAX_TIMER_MS, wrapped, type Plain } from './values.js';
+import { durationMs, invalid, MAX_TIMER_MS, notEnforced, wrapped, type Plain } from './values.js';
 
 // Envoy's route retry backoff defaults: base 25 ms, max 10 × base.
 const DEFAULT_BACKOFF_BASE_MS = 25;
@@ -88,6 +88,7 @@ function routeAction(a: Plain, vhostRetry: Plain | undefined, field: string): Ro
   const totalWeight = clusters.reduce((sum, c) => sum + c.weight, 0);
   if (totalWeight === 0) invalid(`${field}.weighted_clusters: weights sum to 0`);
   const retry = retryPolicy(a.retry_policy ?? vhostRetry, `${field}.retry_policy`);
+  if (retry !== undefined) notEnforced('retry_policy', 'each request is tried once');
   return {
     clusters,
     totalWeight,

@@ -40,6 +40,16 @@ function warn(message: string): void {
 }
 
 /**
+ * A setting the translator accepts and keeps in the model that the data path does not act on yet: said in a
+ * warning every time a resource carrying it is translated, never silently taken.
+ */
+export function notEnforced(field: string, consequence: string): void {
+  const message = `${field}: accepted but not enforced yet (${consequence})`;
+  // Once per resource: a route table with a retry policy on every route says it once.
+  if (warningSink !== null && !warningSink.includes(message)) warningSink.push(message);
+}
+
+/**
  * google.protobuf.Duration → milliseconds; `fallback` when unset. Negative or malformed durations are invalid.
  * A duration shorter than 1 ms but above 0 counts as 1 ms (0 means "no timeout" to most readers, which is not
  * what was written). A duration longer than a Node timer holds is clamped to MAX_TIMER_MS with a warning: Envoy

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { parseMeshConfig } from './mesh-config.js';
+import { notEnforcedWarnings } from './not-enforced.js';
+
+describe('notEnforcedWarnings', () => {
+  it('names every unenforced setting by path, one warning per kind', () => {
+    const mesh = parseMeshConfig(`services:
+  - name: a
+    ports: [{ port: 80, protocol: http }]
+    policy:
+      retries: { attempts: 2 }
+      outlierDetection: { consecutive5xx: 3 }
+      circuitBreakers: { maxConnections: 10, maxPendingRequests: 5, maxRequests: 7 }
+    authorization: { allow: [{ principals: ["spiffe://cluster.local/ns/default/sa/b"] }] }
+  - name: b
+    ports: [{ port: 80, protocol: http }]
+    policy: { mtls: DISABLE, retries: { attempts: 1 } }
+`);
+    expect(notEnforcedWarnings(mesh)).toEqual([
+      'services[0].policy.retries, services[1].policy.retries: retries are accepted but not enforced yet: each request is tried once',
+      'services[0].policy.outlierDetection: outlier detection is accepted but not enforced yet: no endpoint is ejected',
+      'services[0].policy.circuitBreakers.maxRequests: circuit breakers maxRequests and maxRetries are accepted but not enforced yet (maxConnections and maxPendingRequests are)',
+      'services[0].policy.mtls: mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
+      'services[0].authorization: authorization is accepted but not enforced yet: every caller is allowed',
+    ]);
+  });
+
+  it('says nothing when only enforced settings are used', () => {
+    const mesh = parseMeshConfig(`services:
+  - name: a
+    ports: [{ port: 80, protocol: http }]
+    policy: { mtls: DISABLE, timeout: 2s, circuitBreakers: { maxConnections: 10, maxPendingRequests: 5 } }
+`);
+    expect(notEnforcedWarnings(mesh)).toEqual([]);
+  });
+});

@@ -1,0 +1,43 @@
+// Settings the mesh config accepts and compiles into xDS that the data path does not enforce yet. Every load of
+// a mesh file names them in warnings: an operator who relies on one for safety must hear that it is not there,
+// not learn it from an outage. Remove a line here in the change that makes its setting real.
+import type { MeshConfig } from './mesh-config.js';
+
+interface Unenforced {
+  /** The paths of the settings, e.g. services[0].policy.retries. */
+  readonly paths: string[];
+  readonly message: string;
+}
+
+/** One warning per kind of setting, naming every path where it is set; none when nothing unenforced is set. */
+export function notEnforcedWarnings(mesh: MeshConfig): string[] {
+  const kinds: Unenforced[] = [
+    { paths: [], message: 'retries are accepted but not enforced yet: each request is tried once' },
+    { paths: [], message: 'outlier detection is accepted but not enforced yet: no endpoint is ejected' },
+    { paths: [], message: 'circuit breakers maxRequests and maxRetries are accepted but not enforced yet (maxConnections and maxPendingRequests are)' },
+    {
+      paths: [],
+      message: 'mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
+    },
+    { paths: [], message: 'authorization is accepted but not enforced yet: every caller is allowed' },
+  ];
+  const [retries, outlier, breakers, mtls, authz] = kinds as [Unenforced, Unenforced, Unenforced, Unenforced, Unenforced];
+  mesh.services.forEach((service, i) => {
+    const at = `services[${i}]`;
+    const policy = service.policy;
+    if (policy.retries !== undefined) retries.paths.push(`${at}.policy.retries`);
+    if (policy.outlierDetection !== undefined) outlier.paths.push(`${at}.policy.outlierDetection`);
+    const cb = policy.circuitBreakers;
+    if (cb?.maxRequests !== undefined) breakers.paths.push(`${at}.policy.circuitBreakers.maxRequests`);
+    if (cb?.maxRetries !== undefined) breakers.paths.push(`${at}.policy.circuitBreakers.maxRetries`);
+    if (policy.mtls !== 'DISABLE') mtls.paths.push(`${at}.policy.mtls`);
+    if (service.authorization !== undefined) authz.paths.push(`${at}.authorization`);
+  });
+  return kinds.filter((k) => k.paths.length > 0).map((k) => `${listPaths(k.paths)}: ${k.message}`);
+}
+
+/** Up to five paths, then how many more: a mesh of 500 services must not make a 30 KB log line. */
+function listPaths(paths: string[]): string {
+  const shown = paths.slice(0, 5).join(', ');
+  return paths.length > 5 ? `${shown} and ${paths.length - 5} more` : shown;
+}
