@@ -1,0 +1,382 @@
+// Peers that vanish without a word: a backend process SIGKILLed before and in the middle of its response, an
+// HTTP/2 upstream that closes its TCP connection (FIN, no GOAWAY) mid-stream, upstreams that accept and never
+// answer, and client processes SIGKILLed mid-request. Each answer is the one README's "When the proxy answers
+// for itself" table gives (503 upstream_reset / connect_failure, 504 upstream_timeout; a response that had
+// started is cut, never passed off as complete); after each, nothing is left in flight and a plain request works.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startHttpBackend, type Backend } from '../helpers/backends.js';
+import { request } from '../helpers/client.js';
+import { startAbuseSidecar, type AbuseSidecar, type AbuseSidecarOptions } from './sidecar.js';
+import { baseline, eventually, F, FrameReader, frame, listen, PREFACE, settings, SETTINGS_ACK, settleToBaseline, sleep, T, type Baseline } from './util.js';
+
+const ROUTE_TIMEOUT_MS = 600;
+
+// ==== a backend in its own process, to SIGKILL ============================================================
+
+const KILLABLE = `
+const http = require('node:http');
+const server = http.createServer((req, res) => {
+  if (req.url === '/stream') {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('first chunk\\n');
+    setInterval(() => res.write('more\\n'), 20);
+    return;
+  }
+  if (req.url === '/hang') return;
+  res.end('ok');
+});
+server.listen(Number(process.env.PORT), '127.0.0.1', () => process.stdout.write('ready\\n'));
+`;
+
+function startKillable(port: number): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['-e', KILLABLE], { env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    child.stdout!.once('data', () => resolve(child));
+    child.once('exit', (code) => reject(new Error(`killable backend exited (${code})`)));
+  });
+}
+
+async function sigkill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await gone;
+}
+
+// ==== an HTTP/2 upstream that hangs up (FIN, no GOAWAY) when told to =========================================
+
+type H2FinMode = 'ok' | 'fin-before-response' | 'fin-mid-response';
+
+/** A minimal hand-written HTTP/2 server: SETTINGS, ACKs, and per request what `mode` says. */
+async function startH2Fin(): Promise<{ port: number; mode: H2FinMode; connections: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const state = {
+    port: 0,
+    mode: 'ok' as H2FinMode,
+    connections: 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  const server = net.createServer((socket) => {
+    state.connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    socket.write(settings());
+    const reader = new FrameReader((f) => {
+      if (f.type === T.SETTINGS && (f.flags & F.ACK) === 0) socket.write(SETTINGS_ACK);
+      if (f.type !== T.HEADERS || (f.flags & F.END_HEADERS) === 0) return;
+      const status200 = Buffer.from([0x88]); // HPACK static table entry 8, `:status: 200`
+      switch (state.mode) {
+        case 'ok':
+          socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, f.stream, status200), frame(T.DATA, F.END_STREAM, f.stream, Buffer.from('ok'))]));
+          break;
+        case 'fin-before-response':
+          socket.end();
+          break;
+        case 'fin-mid-response':
+          socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, f.stream, status200), frame(T.DATA, 0, f.stream, Buffer.from('partial'))]));
+          setTimeout(() => socket.end(), 30);
+          break;
+      }
+    }, PREFACE.length);
+    socket.on('data', (d: Buffer) => reader.push(d));
+  });
+  state.port = await listen(server);
+  return state;
+}
+
+// ==== a client in its own process, to SIGKILL ===============================================================
+
+const CLIENT = `
+const port = Number(process.env.PORT);
+if (process.env.PROTO === 'h2') {
+  const s = require('node:http2').connect('http://127.0.0.1:' + port);
+  const st = s.request({ ':method': 'POST', ':path': '/hold', ':authority': 'backend' });
+  st.write('part of a body');
+  st.on('response', () => {});
+} else {
+  const req = require('node:http').request({ host: '127.0.0.1', port, method: 'POST', path: '/hold', headers: { host: 'backend', 'content-length': '1000' } });
+  req.write('part of a body');
+  req.on('error', () => {});
+}
+setInterval(() => {}, 1000);
+`;
+
+// ==== the sidecar ===========================================================================================
+
+let backend: Backend;
+let app: Backend;
+let sidecar: AbuseSidecar;
+let sidecarOptions: AbuseSidecarOptions;
+let killablePort: number;
+let killable: ChildProcess;
+let h2fin: Awaited<ReturnType<typeof startH2Fin>>;
+let silent: net.Server;
+const silentSockets = new Set<net.Socket>();
+/** /hold requests the backend has open: a client that vanishes must have its request cancelled here. */
+let holding = 0;
+let holdsSeen = 0;
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  const port = await listen(s);
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+beforeAll(async () => {
+  backend = await startHttpBackend('backend', (req, res) => {
+    if (req.url === '/hold') {
+      holding++;
+      holdsSeen++;
+      req.resume();
+      res.on('close', () => holding--);
+      return;
+    }
+    req.resume();
+    req.on('end', () => res.end('ok'));
+  });
+  app = await startHttpBackend('app');
+  killablePort = await freePort();
+  killable = await startKillable(killablePort);
+  h2fin = await startH2Fin();
+  silent = net.createServer((s) => {
+    silentSockets.add(s);
+    s.on('close', () => silentSockets.delete(s));
+    s.on('error', () => {});
+    s.resume(); // reads everything, answers nothing
+  });
+  const silentPort = await listen(silent);
+  const timeout = `\n    policy: { timeout: ${ROUTE_TIMEOUT_MS}ms, connectTimeout: 1s }`;
+  const service = (name: string, protocol: string, port: number): string =>
+    `  - name: ${name}\n    ports: [{ port: 8080, protocol: ${protocol} }]\n    endpoints: [{ address: 127.0.0.1, port: ${port} }]${timeout}\n`;
+  const extra = service('killable', 'http', killablePort) + service('h2fin', 'http2', h2fin.port) + service('silent', 'http', silentPort) + service('silent2', 'http2', silentPort);
+  sidecarOptions = { backendPort: backend.port, appPort: app.port, backendExtra: extra };
+  sidecar = await startAbuseSidecar(sidecarOptions);
+});
+
+beforeEach(async () => {
+  // One failed case must not take the next one's backend or sidecar with it.
+  if (killable.killed || killable.exitCode !== null || killable.signalCode !== null) {
+    await sigkill(killable);
+    killable = await startKillable(killablePort);
+  }
+  h2fin.mode = 'ok';
+  if (sidecar.alive()) return;
+  await sidecar.close();
+  sidecar = await startAbuseSidecar(sidecarOptions);
+});
+
+afterAll(async () => {
+  if (killable) await sigkill(killable);
+  await sidecar?.close();
+  await h2fin?.close();
+  for (const s of silentSockets) s.destroy();
+  await new Promise<void>((r) => (silent ? silent.close(() => r()) : r()));
+  await backend?.close();
+  await app?.close();
+});
+
+async function expectRecovered(base: Baseline): Promise<void> {
+  expect(sidecar.alive(), `sidecar exited; stderr: ${sidecar.proc.stderr}`).toBe(true);
+  const after = await settleToBaseline(sidecar, base, { fdSlack: 4, ms: 3_000 });
+  expect(after.gauges).toEqual({ requests: base.requests, connections: base.connections, upstreamRequests: base.upstreamRequests });
+  expect(after.fds, `fds ${base.fds} → ${after.fds}`).toBeLessThanOrEqual(base.fds + 4);
+  expect(await sidecar.get()).toBe(200);
+}
+
+/** An HTTP/1.1 GET through the proxy that reports how its response ended. */
+function getStream(host: string, path: string, onFirstByte?: () => void): Promise<{ status: number; complete: boolean; body: string; reason?: string }> {
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port: sidecar.outbound, path, agent: false, headers: { host } }, (res) => {
+      let body = '';
+      let first = true;
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        body += d;
+        if (first) onFirstByte?.();
+        first = false;
+      });
+      res.on('end', () => resolve({ status: res.statusCode!, complete: res.complete, body, reason: res.headers['x-pillion-reason'] as string | undefined }));
+      res.on('error', () => resolve({ status: res.statusCode!, complete: false, body }));
+      res.on('aborted', () => resolve({ status: res.statusCode!, complete: false, body }));
+    });
+    req.setTimeout(10_000, () => req.destroy());
+    req.on('error', () => resolve({ status: 0, complete: false, body: '' }));
+    req.end();
+  });
+}
+
+describe('a backend process SIGKILLed', () => {
+  it('mid-response: the client sees its response cut (HTTP/1.1), then connect_failure, then service again', async () => {
+    const base = await baseline(sidecar);
+    const r = await getStream('killable', '/stream', () => {
+      sigkill(killable).catch(() => {});
+    });
+    expect(r.status).toBe(200);
+    expect(r.body).toContain('first chunk');
+    expect(r.complete, 'a response cut by the upstream must not look complete').toBe(false);
+    const refused = await request(sidecar.outbound, { host: 'killable', path: '/' });
+    expect(refused.status).toBe(503);
+    expect(refused.headers['x-pillion-reason']).toBe('connect_failure');
+    killable = await startKillable(killablePort);
+    expect((await request(sidecar.outbound, { host: 'killable', path: '/' })).status).toBe(200);
+    await expectRecovered(base);
+  });
+
+  // BUG (src/http/exchange.ts, resetDownstream): a failure after an HTTP/2 client's response has started is
+  // answered with h2stream.close(NGHTTP2_INTERNAL_ERROR); Node's close() first ends the writable side, so when
+  // no written data is still queued (the usual case: the body so far has been flushed) the client gets
+  // END_STREAM, a clean end, and the RST_STREAM that follows is void (client rstCode 0). The truncated body
+  // passes for a complete response, against README ("resets the client's stream (HTTP/2 RST_STREAM)"). The
+  // same path serves a route timeout mid-response. Reproduction: an HTTP/1.1 upstream that sends a chunked
+  // head and one chunk, then dies (SIGKILL); an HTTP/2 client through the proxy sees 200, "first chunk", and a
+  // stream closed with rstCode 0. Should: rstCode 2 (INTERNAL_ERROR). On a bare Node server, close(2) with
+  // nothing queued gives the client rstCode 0, destroy(err) gives 2.
+  it.fails('BUG: mid-response, an HTTP/2 client gets RST_STREAM, not a clean end', async () => {
+    const base = await baseline(sidecar);
+    const session = http2.connect(`http://127.0.0.1:${sidecar.outbound}`);
+    session.on('error', () => {});
+    try {
+      const outcome = await new Promise<{ status: number; rst: number }>((resolve) => {
+        const stream = session.request({ ':path': '/stream', ':authority': 'killable' }, { endStream: true });
+        let status = 0;
+        stream.on('response', (h) => (status = Number(h[':status'])));
+        stream.once('data', () => {
+          sigkill(killable).catch(() => {});
+        });
+        stream.on('data', () => {});
+        stream.on('error', () => {});
+        stream.on('close', () => resolve({ status, rst: stream.rstCode ?? -1 }));
+      });
+      expect(outcome.status).toBe(200);
+      // (Node's client emits 'end' on a reset stream too: the reset code is what tells a cut from a clean end.)
+      expect(outcome.rst, 'RST_STREAM INTERNAL_ERROR, not END_STREAM').toBe(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    } finally {
+      session.close();
+    }
+    killable = await startKillable(killablePort);
+    await expectRecovered(base);
+  });
+
+  it('before responding: 503 upstream_reset', async () => {
+    const base = await baseline(sidecar);
+    const pending = request(sidecar.outbound, { host: 'killable', path: '/hang' });
+    await sleep(150);
+    await sigkill(killable);
+    const r = await pending;
+    expect(r.status).toBe(503);
+    expect(r.headers['x-pillion-reason'], r.body).toBe('upstream_reset');
+    killable = await startKillable(killablePort);
+    await expectRecovered(base);
+  });
+});
+
+describe('an HTTP/2 upstream that closes its connection (FIN, no GOAWAY)', () => {
+  it('before or mid-response: the proxy lives, drops the dead connection and serves the next requests on a fresh one', async () => {
+    const base = await baseline(sidecar);
+    for (const mode of ['fin-before-response', 'fin-mid-response'] as const) {
+      h2fin.mode = mode;
+      const r = await getStream('h2fin', `/${mode}`);
+      expect(r.status === 0 || r.status === 200 || r.status >= 500, `status ${r.status}`).toBe(true);
+      h2fin.mode = 'ok';
+      const before = h2fin.connections;
+      const replies = await Promise.all(Array.from({ length: 5 }, (_, i) => request(sidecar.outbound, { host: 'h2fin', path: `/after-${i}` })));
+      expect(replies.map((x) => x.status)).toEqual([200, 200, 200, 200, 200]);
+      expect(replies.every((x) => x.body === 'ok')).toBe(true);
+      expect(h2fin.connections).toBe(before + 1);
+    }
+    await expectRecovered(base);
+  });
+
+  // BUG (src/upstream/http2-pool.ts, onEnd): when an HTTP/2 upstream's connection closes (FIN, no GOAWAY) with a
+  // stream open, Node's client emits 'end' on that stream (then 'close' with rstCode 8, CANCEL; no 'aborted', no
+  // error), and the pool takes 'end' for END_STREAM: it calls onUpstreamEnd. Mid-response, the client gets the
+  // truncated body as a complete success (HTTP/1.1: the terminating chunk; HTTP/2: END_STREAM), against
+  // README's "a failure after the response has started resets the client's stream". Before any response, the
+  // exchange ends with no head: an HTTP/1.1 client sees the connection closed with no answer ("socket hang
+  // up"), an HTTP/2 client a bare 502 without x-pillion-reason. Reproduction: an upstream (`protocol: http2`)
+  // that answers HEADERS(:status 200) + DATA("partial", no END_STREAM) and then socket.end(): the HTTP/1.1
+  // client gets 200, body "partial", res.complete === true. Should: RST/close the client's stream mid-response,
+  // and 503 upstream_reset before it. At 'end' time the stream already shows rstCode 8 and a destroyed session
+  // (rstCode 0 on a real end), which the pool could check.
+  it.fails('BUG: mid-response, the client sees its response cut, not a complete one', async () => {
+    h2fin.mode = 'fin-mid-response';
+    const r = await getStream('h2fin', '/cut');
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('partial');
+    expect(r.complete, 'a response cut by the upstream must not look complete').toBe(false);
+  });
+
+  it.fails('BUG: before responding, the client gets 503 upstream_reset', async () => {
+    h2fin.mode = 'fin-before-response';
+    const r = await getStream('h2fin', '/none');
+    expect(r.status).toBe(503);
+    expect(r.reason).toBe('upstream_reset');
+  });
+});
+
+describe('an upstream that accepts and never answers', () => {
+  it('HTTP/1.1: 504 upstream_timeout at the route timeout, and the upstream connection is let go', async () => {
+    const base = await baseline(sidecar);
+    const started = Date.now();
+    const replies = await Promise.all(Array.from({ length: 5 }, () => request(sidecar.outbound, { host: 'silent', path: '/' })));
+    const took = Date.now() - started;
+    for (const r of replies) {
+      expect(r.status).toBe(504);
+      expect(r.headers['x-pillion-reason']).toBe('upstream_timeout');
+    }
+    expect(took).toBeGreaterThanOrEqual(ROUTE_TIMEOUT_MS - 50);
+    expect(took).toBeLessThan(ROUTE_TIMEOUT_MS + 1_500);
+    // A connection with a request that never completed is never reused: the proxy closes it.
+    expect(await eventually(() => silentSockets.size, (n) => n === 0, 2_000)).toBe(0);
+    await expectRecovered(base);
+  });
+
+  it('HTTP/2 (no SETTINGS ever): 504 upstream_timeout at the route timeout', async () => {
+    const base = await baseline(sidecar);
+    const started = Date.now();
+    const replies = await Promise.all(Array.from({ length: 3 }, () => request(sidecar.outbound, { host: 'silent2', path: '/' })));
+    const took = Date.now() - started;
+    for (const r of replies) {
+      expect(r.status).toBe(504);
+      expect(r.headers['x-pillion-reason']).toBe('upstream_timeout');
+    }
+    expect(took).toBeLessThan(ROUTE_TIMEOUT_MS + 1_500);
+    await expectRecovered(base);
+  });
+});
+
+describe('a client process SIGKILLed mid-request', () => {
+  for (const proto of ['h1', 'h2'] as const) {
+    const name = `${proto === 'h1' ? 'HTTP/1.1' : 'HTTP/2'}: the upstream request is cancelled at once and nothing stays behind`;
+    const body = async (): Promise<void> => {
+      const base = await baseline(sidecar);
+      const seen = holdsSeen;
+      const child = spawn(process.execPath, ['-e', CLIENT], { env: { ...process.env, PORT: String(sidecar.outbound), PROTO: proto }, stdio: 'ignore' });
+      try {
+        expect(await eventually(() => holdsSeen, (n) => n > seen, 5_000), 'the request reached the backend').toBe(seen + 1);
+        expect(holding).toBe(1);
+        await sigkill(child);
+        expect(await eventually(() => holding, (n) => n === 0, 2_000), 'the backend request was cancelled').toBe(0);
+        await expectRecovered(base);
+      } finally {
+        await sigkill(child);
+      }
+    };
+    // BUG (see http2-floods.test.ts, the FIN case): the kernel closes a killed process's sockets with FIN; the
+    // proxy's HTTP/2 session on an allowHalfOpen socket never learns of it, so the request to the backend stays
+    // open until the route timeout (15 s by default; never on gRPC routes) and the connection until the 1 h idle
+    // timeout. Should: cancel the upstream request at once, as for HTTP/1.1.
+    if (proto === 'h1') it(name, body);
+    else it.fails(`BUG: ${name}`, body);
+  }
+});
