@@ -1,5 +1,6 @@
 // Access log: one JSON line per request or TCP connection, on its own pino instance so it never mixes with app log levels.
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { closeDestination, safeDestination, type SafeDestination } from './destination.js';
 
 export interface AccessLogEntry {
   /** ISO 8601 time the request (or connection) started. */
@@ -75,13 +76,12 @@ export class AccessLog {
     } else {
       // sonic-boom's maxLength: a write that would take the buffer (including the write in flight) past it is
       // dropped whole and reported with 'drop'. pino writes each line with one write, so drops are whole lines.
-      const destination = pino.destination({
-        dest: target === 'stdout' ? 1 : target,
-        sync: opts.sync ?? false,
-        mkdir: target !== 'stdout',
-        maxLength: opts.maxBufferBytes ?? ACCESS_LOG_MAX_BUFFER_BYTES,
-      });
       const onDrop = opts.onDrop;
+      const destination = safeDestination({
+        dest: target === 'stdout' ? 1 : target,
+        maxLength: opts.maxBufferBytes ?? ACCESS_LOG_MAX_BUFFER_BYTES,
+        ...(opts.sync === undefined ? {} : { sync: opts.sync }),
+      });
       destination.on('drop', () => {
         this.dropped++;
         onDrop?.(this.dropped);
@@ -116,27 +116,9 @@ export class AccessLog {
    * connections that close after the proxy stopped) are ignored.
    */
   close(timeoutMs = 5_000): Promise<void> {
-    const d = this.destination as SonicBoomLike | null;
+    const d = this.destination as SafeDestination | null;
     if (d === null || this.external || this.logger === null) return Promise.resolve();
     this.logger = null;
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
-      timer.unref();
-      const done = (): void => {
-        clearTimeout(timer);
-        resolve();
-      };
-      // sonic-boom's end() waits for the write in flight, writes the rest, then emits 'close' (after opening
-      // the file, if it was still opening). It never closes fd 1 or 2, which other loggers share. (flush()
-      // would not wait: without a minLength it calls back at once, and process.exit then loses the write
-      // still in flight.)
-      d.once('close', done);
-      d.once('error', done);
-      d.end();
-    });
+    return closeDestination(d, timeoutMs);
   }
-}
-
-interface SonicBoomLike extends NodeJS.EventEmitter {
-  end(): void;
 }

@@ -34,6 +34,7 @@ describe('ProxyMetrics', () => {
         'pillion_downstream_requests_active',
         'pillion_downstream_requests_total',
         'pillion_local_replies_total',
+        'pillion_log_dropped_total',
         'pillion_overload_active',
         'pillion_tcp_connections_total',
         'pillion_upstream_connect_failures_total',

@@ -2,6 +2,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Direction } from '../config/model.js';
 import type { Reason } from '../reasons.js';
+import { processLogDropped } from './logger.js';
 
 // Why cells: prom-client's bound children still hash their label object on every inc() (~0.5 µs each). A cell
 // is a plain number the hot path adds to; its family pushes the values into prom-client when the registry is
@@ -442,6 +443,17 @@ export class ProxyMetrics {
       labelNames: [] as const,
       registers,
     }).cell();
+    new Counter({
+      name: 'pillion_log_dropped_total',
+      help:
+        'Process log lines (not access lines) dropped because stdout took nothing while 17 MiB of lines were waiting ' +
+        'for it (a stuck log reader): the proxy keeps serving instead of blocking on its log.',
+      registers,
+      collect(): void {
+        this.reset();
+        this.inc(processLogDropped());
+      },
+    });
     this.downstreamConnectionsRejected = new Counter({
       name: 'pillion_downstream_connections_rejected_total',
       help:
