@@ -8,7 +8,7 @@ import type { UpstreamCluster } from '../upstream/cluster-manager.js';
 import type { EndpointState } from '../upstream/types.js';
 import { PENDING_OVERFLOW, type UpstreamSink, type UpstreamStream, type UpstreamRequestSpec } from '../upstream/pool.js';
 import { REASONS, type Reason } from '../reasons.js';
-import { buildUpstreamHeaders, type HeaderMap } from './headers.js';
+import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from './headers.js';
 import type { HttpContext, RequestHeaders } from './context.js';
 import type { H1Connection, H1Request } from './h1-connection.js';
 import { httpDate } from './raw-reply.js';
@@ -120,7 +120,7 @@ export class HttpExchange implements UpstreamSink {
     endpoint.totalRequests++;
     cluster.stats.requestStarted();
 
-    const upstreamHeaders: HeaderMap = {};
+    const upstreamHeaders = newHeaderMap();
     this.requestId = buildUpstreamHeaders(
       headers,
       { remoteAddress: this.remoteAddress, generateRequestId: ctx.chain.generateRequestId, keepTeTrailers: cluster.model.protocol === 'http2' },

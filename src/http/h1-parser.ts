@@ -5,7 +5,7 @@
 // itself builds on; its parser API has been stable since Node 12 (callbacks by index, flat header arrays).
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import type { HeaderMap } from './headers.js';
+import { newHeaderMap, type HeaderMap } from './headers.js';
 
 /** Flat [name, value, name, value, ...] as the parser delivers header lines. */
 export type FlatHeaders = string[];
@@ -246,7 +246,7 @@ export function isParseError(ret: number | ParseError | undefined): ret is Parse
  * survive), names in `drop` left out.
  */
 export function headerMapFromFlat(flat: FlatHeaders, drop: ReadonlySet<string> | null): HeaderMap {
-  const out: HeaderMap = {};
+  const out = newHeaderMap();
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const name = flat[i]!.toLowerCase();
     if (drop !== null && drop.has(name)) continue;

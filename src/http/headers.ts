@@ -5,6 +5,18 @@ import type { IncomingHttpHeaders } from 'node:http';
 
 export type HeaderMap = Record<string, string | string[]>;
 
+/**
+ * Header maps inherit nothing: in a plain `{}`, a header named `constructor` or `toString` found Object's
+ * member and one request crashed the proxy, and `__proto__` rewired the map. Objects made by a constructor
+ * whose prototype is `Object.create(null)` stay in V8's fast mode (a bare `Object.create(null)` does not).
+ */
+const HeaderMapObject = function HeaderMapObject() {} as unknown as new () => HeaderMap;
+HeaderMapObject.prototype = Object.create(null) as object;
+
+export function newHeaderMap(): HeaderMap {
+  return new HeaderMapObject();
+}
+
 /** Connection-specific headers: never forwarded, in either direction (HTTP/2 forbids them outright). */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
@@ -19,13 +31,16 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'host', // carried as the authority instead
 ]);
 
-/** Names listed in a Connection header are hop-by-hop too. */
-function connectionTokens(value: string | undefined): Set<string> | null {
+/** Names listed in Connection headers are hop-by-hop too; several lines are one list (RFC 9110 §5.3). */
+function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined || value === '' || value === 'keep-alive' || value === 'close') return null;
   const tokens = new Set<string>();
-  for (const raw of value.split(',')) {
-    const token = raw.trim().toLowerCase();
-    if (token !== '') tokens.add(token);
+  const lines = typeof value === 'string' ? [value] : value;
+  for (const line of lines) {
+    for (const raw of line.split(',')) {
+      const token = raw.trim().toLowerCase();
+      if (token !== '') tokens.add(token);
+    }
   }
   return tokens;
 }
@@ -48,7 +63,7 @@ export function buildUpstreamHeaders(
   ctx: ForwardContext,
   out: HeaderMap,
 ): string {
-  const dropped = connectionTokens(incoming.connection as string | undefined);
+  const dropped = connectionTokens(incoming.connection as string | string[] | undefined);
   let requestId = '';
   for (const name in incoming) {
     const value = incoming[name];
@@ -74,7 +89,7 @@ export function buildUpstreamHeaders(
 
 /** Upstream HTTP/2 response head → forwardable header map (pseudo headers and hop-by-hop dropped). */
 export function headersFromH2(headers: Record<string, string | string[] | number | undefined>): HeaderMap {
-  const out: HeaderMap = {};
+  const out = newHeaderMap();
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || name.charCodeAt(0) === 58) continue;
