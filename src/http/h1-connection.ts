@@ -222,6 +222,12 @@ export class H1Connection implements ParserOwner {
     this.parsing = null;
     request.requestDone = true;
     if (request.body !== null) request.body.push(null);
+    // The body's reader asks for more through _read, which an ended stream never calls again: a body that filled
+    // its buffer in the read that also ended it would otherwise leave the connection paused for good.
+    if (this.bodyBackpressure) {
+      this.bodyBackpressure = false;
+      this.updateReading();
+    }
     if (request === this.active && request.responseDone) this.next();
   }
 

@@ -135,9 +135,9 @@ const pathArb = fc
   .map(([segments, query]) => '/' + segments.join('/') + (query === undefined ? '' : '?' + query));
 const bytesArb = fc.oneof(
   { weight: 12, arbitrary: fc.uint8Array({ maxLength: 200 }).map((u) => Buffer.from(u)) },
-  // Now and then a body of several KiB. Bodies of 16 KiB and more are left to KNOWN BUG 6's it.fails test:
-  // arriving in one read with their end, they stop the connection reading for good (a hang, not a case).
-  { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 1_000, max: 5_000 }), fc.integer({ min: 0, max: 255 })).map(([n, b]) => Buffer.alloc(n, b)) },
+  // Now and then a body of several KiB, past the body stream's 16 KiB buffer (KNOWN BUG 6: a body that filled it
+  // in the read that ended it left the connection paused for good).
+  { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 1_000, max: 40_000 }), fc.integer({ min: 0, max: 255 })).map(([n, b]) => Buffer.alloc(n, b)) },
 );
 const bodyArb: fc.Arbitrary<Body> = fc.oneof(
   { weight: 3, arbitrary: fc.constant<Body>({ kind: 'none' }) },
@@ -638,7 +638,7 @@ describe('bugs found by the fuzz (it.fails until fixed)', () => {
   // close: the connection stays until the 1 h idle timeout.
   // Minimal input, in one write: 'POST /a HTTP/1.1\r\nhost: echo\r\ncontent-length: 16384\r\n\r\n' + 16384 × 'x'; after
   // its 200, 'GET /b HTTP/1.1\r\nhost: echo\r\n\r\n' gets no answer. Should be: the 200 for /b.
-  it.fails('KNOWN BUG 6: reads on after a large request body (the next request is answered)', async () => {
+  it('KNOWN BUG 6 (fixed): reads on after a large request body (the next request is answered)', async () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 0, max: 120_000 }), fc.boolean(), splitsArb, async (size, chunked, { cuts, pauseMs }) => {
         const body = Buffer.alloc(size, 'b');
