@@ -62,8 +62,15 @@ export class HttpConnectionManager implements HeadClock {
 
   /** Takes over a connection whose first bytes (already pushed back with unshift) showed its codec. */
   handle(socket: Socket, http2Preface: boolean): void {
-    if (http2Preface) this.h2.emit('connection', socket);
-    else {
+    if (http2Preface) {
+      // Listener sockets allow half-open (the TCP proxy needs it), and Node's http2 session never ends on such a
+      // socket's 'end': a client's FIN would leave the socket in CLOSE-WAIT, its session and streams open until
+      // the idle timeout. HTTP/2 has no half-closed connection (GOAWAY is its close), so end ours on the client's
+      // FIN. Set before the session reads the bytes the sniffer pushed back, so an 'end' queued behind them is
+      // seen too.
+      socket.allowHalfOpen = false;
+      this.h2.emit('connection', socket);
+    } else {
       if (this.sweepTimer === null && this.context.chain.requestHeadersTimeoutMs > 0) {
         this.nowMs = performance.now();
         this.sweepTimer = setInterval(sweepHeadDeadlines, HEAD_SWEEP_MS, this);

@@ -298,15 +298,14 @@ describe('HTTP/2 floods against the proxy', () => {
     await end(c);
   });
 
-  // BUG (src/http/connection-manager.ts, listener sockets are allowHalfOpen): an HTTP/2 client that closes its
-  // TCP connection with FIN and no GOAWAY (a killed process, a crashed or simple client) leaves the proxy's
-  // session open for good: the socket sits in CLOSE-WAIT, pillion_downstream_connections_active stays up, and
-  // the fd and session are held until the listener's idle timeout (1 h). Streams on it stay open too: a
-  // zero-window response keeps its upstream request until the route timeout. Node's http2 server never ends
-  // a session on the socket's 'end' when the socket allows half-open (the listener's net.Server is created
-  // with allowHalfOpen: true for TCP); `socket.allowHalfOpen = false` before handing it to the http2 server
-  // fixes it (checked on a bare Node repro). Should: close the connection and release it within moments.
-  it.fails('BUG: a connection the client closes with FIN (no GOAWAY) after a normal request is released', async () => {
+  // Was a bug (src/http/connection-manager.ts, listener sockets are allowHalfOpen): an HTTP/2 client that closes
+  // its TCP connection with FIN and no GOAWAY (a killed process, a crashed or simple client) left the proxy's
+  // session open: the socket sat in CLOSE-WAIT, pillion_downstream_connections_active stayed up, and the fd and
+  // session were held until the listener's idle timeout (1 h), with any stream on it (and its upstream request).
+  // Node's http2 server never ends a session on the socket's 'end' when the socket allows half-open (the
+  // listener's net.Server is created with allowHalfOpen: true for TCP); the connection manager now sets
+  // `socket.allowHalfOpen = false` before handing the socket to the http2 server.
+  it('a connection the client closes with FIN (no GOAWAY) after a normal request is released', async () => {
     expect(await sidecar.get()).toBe(200);
     base = await baseline(sidecar);
     const c = new RawH2Client(sidecar.outbound);
