@@ -35,6 +35,13 @@ type BodyOf = Readable & { [kConnection]?: H1Connection };
  * socket the server is about to close is the classic cause of spurious 503s (undici and Node's agent do the same).
  */
 const DEFAULT_KEEP_ALIVE_MS = 4_000;
+
+/** An HPE_ code, so the exchange answers 502 upstream_protocol_error as for what llhttp itself refuses. */
+function unsolicitedUpgrade(): Error {
+  return Object.assign(new Error('upstream answered 101 Switching Protocols to a request that asked for no upgrade'), {
+    code: 'HPE_UNEXPECTED_UPGRADE',
+  });
+}
 const KEEP_ALIVE_MARGIN_MS = 1_000;
 
 /** One upstream connection, and the handle of the request it carries now (the pool hands it to the sink). */
@@ -165,6 +172,12 @@ class H1Connection implements UpstreamStream, ParserOwner {
     const lines = this.pendingHead.takeLines(givenLines);
     const sink = this.sink;
     if (sink === null) return SKIP_BODY;
+    // Requests on a pooled connection never ask for an upgrade (Upgrade and CONNECT go their own way): a 101 is
+    // the upstream leaving HTTP, and what follows is not a response. 502, not a wait for the route timeout.
+    if (status === 101) {
+      this.fail(unsolicitedUpgrade());
+      return SKIP_BODY;
+    }
     // 1xx (100 Continue, 103 Early Hints): the proxy answered 100-continue itself; the final response follows.
     if (status < 200) {
       this.informational = true;

@@ -489,7 +489,7 @@ describe('bugs found by the fuzz (it.fails until fixed)', () => {
   // closes (503 upstream_reset). RFC 9110 §15.2.2 forbids the switch; the README's table says an invalid
   // response gets 502 upstream_protocol_error. Minimal backend answer: 'HTTP/1.1 101 Switching Protocols\r\n\r\n',
   // connection kept open. Got: 504 upstream_timeout after the route timeout. Should be: 502 at once.
-  it.fails('KNOWN BUG 7: answers 502 to a 101 Switching Protocols the request did not ask for', async () => {
+  it('KNOWN BUG 7 (fixed): answers 502 to a 101 Switching Protocols the request did not ask for', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom('', 'Upgrade: websocket\r\nConnection: upgrade\r\n'),
