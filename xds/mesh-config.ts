@@ -3,7 +3,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import jsYaml from 'js-yaml';
 import type { Document, LineCounter } from 'yaml';
-import { MAX_TIMER_MS } from '../src/config/values.js';
+import { hostProblem, MAX_TIMER_MS } from '../src/config/values.js';
 
 export { DEFAULTS } from '../src/config/model.js';
 
@@ -388,7 +388,10 @@ function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): Ser
     const p = [...path, 'endpoints', i];
     const e = c.obj(re, p, ['address', 'port', 'locality', 'weight']);
     if (!e) return;
-    const address = c.str(e.address, [...p, 'address']);
+    let address = c.str(e.address, [...p, 'address']);
+    // The rule the proxy's translator applies (an IP address or a DNS name): a file accepted here is never NACKed.
+    const bad = address === undefined ? undefined : hostProblem(address);
+    if (bad !== undefined) address = c.fail([...p, 'address'], bad);
     const port = c.port(e.port, [...p, 'port']);
     const weight = e.weight === undefined ? 1 : c.int(e.weight, [...p, 'weight'], 1, 128 * 1024 * 1024);
     let locality = { region: '', zone: '' };

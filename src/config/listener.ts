@@ -51,17 +51,28 @@ function httpChain(filter: Plain, field: string, inline: RouteConfigModel[]): Ht
     streamIdleTimeoutMs: durationMs(hcm.stream_idle_timeout, 300_000, `${field}.stream_idle_timeout`),
     // Envoy's downstream connection idle_timeout default is 1 hour.
     idleTimeoutMs: durationMs(hcm.common_http_protocol_options?.idle_timeout, 3_600_000, `${field}.common_http_protocol_options.idle_timeout`),
-    maxRequestHeadersKb: wrapped<number>(hcm.max_request_headers_kb, DEFAULTS.maxRequestHeadersKb),
+    maxRequestHeadersKb: maxRequestHeadersKb(hcm.max_request_headers_kb, `${field}.max_request_headers_kb`),
     requestHeadersTimeoutMs: durationMs(hcm.request_headers_timeout, DEFAULTS.requestHeadersTimeoutMs, `${field}.request_headers_timeout`),
     maxConcurrentStreams: maxConcurrentStreams(hcm.http2_protocol_options, `${field}.http2_protocol_options.max_concurrent_streams`),
     generateRequestId: wrapped<boolean>(hcm.generate_request_id, true),
   };
 }
 
+/**
+ * Envoy's proto rule: 1..8192 KiB. The value reaches Node APIs that throw outside their range: HTTP/2's
+ * SETTINGS_MAX_HEADER_LIST_SIZE (kb × 1024, a uint32: from 4,194,304 KiB the first HTTP/2 connection threw
+ * ERR_HTTP2_INVALID_SETTING_VALUE, uncaught) and llhttp's max header size.
+ */
+function maxRequestHeadersKb(w: Plain | undefined, field: string): number {
+  const kb = wrapped<number>(w, DEFAULTS.maxRequestHeadersKb);
+  if (!Number.isInteger(kb) || kb < 1 || kb > 8192) invalid(`${field}: ${kb} is not in 1..8192 (KiB)`);
+  return kb;
+}
+
 function maxConcurrentStreams(options: Plain | undefined, field: string): number {
   const n = wrapped<number>(options?.max_concurrent_streams, DEFAULTS.maxConcurrentStreams);
-  // Envoy's proto rule: 1 .. 2^31-1.
-  if (n < 1 || n > 2_147_483_647) invalid(`${field}: ${n} is not in 1..2147483647`);
+  // Envoy's proto rule: 1 .. 2^31-1 (within the uint32 SETTINGS_MAX_CONCURRENT_STREAMS Node accepts).
+  if (!Number.isInteger(n) || n < 1 || n > 2_147_483_647) invalid(`${field}: ${n} is not in 1..2147483647`);
   return n;
 }
 

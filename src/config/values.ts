@@ -1,4 +1,5 @@
 // Small readers for decoded protobuf values (Duration, wrappers) shared by the translators.
+import { isIP } from 'node:net';
 
 export type Plain = Record<string, any>;
 
@@ -84,8 +85,42 @@ export function socketAddress(addr: Plain | undefined, field: string): { address
   const sa = addr?.socket_address;
   if (!sa) invalid(`${field}: missing socket_address`);
   if (!sa.address) invalid(`${field}.socket_address.address: missing`);
+  const problem = hostProblem(String(sa.address));
+  if (problem !== undefined) invalid(`${field}.socket_address.address: ${problem}`);
   if (sa.named_port !== undefined) invalid(`${field}.socket_address.named_port: not supported, use port_value`);
   const port = Number(sa.port_value ?? 0);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) invalid(`${field}.socket_address.port_value: out of range`);
   return { address: String(sa.address), port };
+}
+
+const DNS_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+
+/**
+ * Why `address` cannot be a listener or endpoint address, or undefined when it can: an IP literal, or a DNS name
+ * (labels of letters, digits, '-' and '_', at most 253 characters). Anything else reaches Node APIs that throw
+ * synchronously: an HTTP/2 upstream opens `http2.connect('http://HOST:PORT')`, and a host WHATWG URL cannot
+ * parse (a space, a bracket, '%', a scoped IPv6 address, a name ending in a number like `a.1`) threw
+ * ERR_INVALID_URL on the request path, uncaught: the end of the proxy process. The mesh config validator
+ * applies the same rule.
+ */
+export function hostProblem(address: string): string | undefined {
+  const shown = JSON.stringify(address.length > 64 ? `${address.slice(0, 64)}…` : address);
+  const ip = isIP(address);
+  if (ip !== 0) {
+    if (address.includes('%')) return `${shown}: scoped IPv6 addresses (with a zone) are not supported`;
+    return undefined;
+  }
+  const name = address.endsWith('.') ? address.slice(0, -1) : address;
+  const labels = name.split('.');
+  if (address.length > 253 || !labels.every((l) => DNS_LABEL.test(l))) {
+    return `${shown} is neither an IP address nor a DNS name`;
+  }
+  // WHATWG URL reads a name whose last label is a number as an IPv4 address (and refuses it when it is not one).
+  if (/^(?:[0-9]+|0x[0-9a-f]*)$/i.test(labels[labels.length - 1]!)) return `${shown} is neither an IP address nor a DNS name (it ends in a number)`;
+  try {
+    new URL(`http://${address}:1`);
+  } catch {
+    return `${shown} is not a valid host name`;
+  }
+  return undefined;
 }

@@ -222,3 +222,21 @@ describe('numbers', () => {
     expect(parseMeshConfig(withPolicy('{}', fits)).services[0]!.endpoints).toHaveLength(31);
   });
 });
+
+describe('endpoint addresses', () => {
+  it('refuses an address that is neither an IP address nor a DNS name, as the proxy would (an HTTP/2 upstream threw on it)', () => {
+    for (const [address, reason] of [
+      ['"a b"', '"a b" is neither an IP address nor a DNS name'],
+      ['"[::1"', '"[::1" is neither an IP address nor a DNS name'],
+      ['"fe80::1%eth0"', '"fe80::1%eth0": scoped IPv6 addresses (with a zone) are not supported'],
+      ['"a.1"', '"a.1" is neither an IP address nor a DNS name (it ends in a number)'],
+    ] as const) {
+      expect(problems(withPolicy('{}', `{ address: ${address}, port: 80 }`)).map((l) => l.replace(/ \(line \d+\)$/, ''))).toEqual([
+        `m.yaml: services[0].endpoints[0].address: ${reason}`,
+      ]);
+    }
+    for (const address of ['127.0.0.1', '"::1"', 'localhost', 'db.prod.svc.cluster.local']) {
+      expect(parseMeshConfig(withPolicy('{}', `{ address: ${address}, port: 80 }`)).services[0]!.endpoints).toHaveLength(1);
+    }
+  });
+});
