@@ -158,9 +158,18 @@ function loadAssignment(s: ServiceConfig, port: PortConfig): Record<string, unkn
 
 // ---- routes ------------------------------------------------------------------------------------------
 
-function serviceDomains(s: ServiceConfig, port: number, withBare: boolean): string[] {
-  const names = [s.name, `${s.name}.${s.namespace}`, `${s.name}.${s.namespace}.svc`, `${s.name}.${s.namespace}.svc.cluster.local`];
-  return [...(withBare ? names : []), ...names.map((n) => `${n}:${port}`)];
+/**
+ * The Host/:authority names of a service port. As Kubernetes DNS resolves them: the bare `NAME` (and `NAME:PORT`)
+ * only for a service in the node's own namespace (`local`); `NAME.NAMESPACE`, `.svc` and `.svc.cluster.local`
+ * from everywhere. Names and namespaces are DNS labels (no dots) and a name is unique within its namespace, so
+ * no two virtual hosts share a domain: before, one name in two namespaces gave both the bare `NAME`, and every
+ * proxy NACKed the whole outbound route table. Names without a port only for a service's first HTTP port
+ * (`withoutPort`), so a bare name stays unambiguous too.
+ */
+function serviceDomains(s: ServiceConfig, port: number, withoutPort: boolean, local: boolean): string[] {
+  const qualified = [`${s.name}.${s.namespace}`, `${s.name}.${s.namespace}.svc`, `${s.name}.${s.namespace}.svc.cluster.local`];
+  const names = local ? [s.name, ...qualified] : qualified;
+  return [...(withoutPort ? names : []), ...names.map((n) => `${n}:${port}`)];
 }
 
 function retryPolicy(s: ServiceConfig): Record<string, unknown> | undefined {
@@ -208,7 +217,7 @@ function routeAction(mesh: Index, targets: readonly (ServiceRef & { weight: numb
   return action;
 }
 
-function serviceVirtualHost(mesh: Index, s: ServiceConfig, port: PortConfig, first: boolean): Record<string, unknown> {
+function serviceVirtualHost(mesh: Index, s: ServiceConfig, port: PortConfig, first: boolean, local: boolean): Record<string, unknown> {
   const routes: Record<string, unknown>[] = s.routes.map((r, i) => ({
     name: `${s.name}.${s.namespace}:${port.port}/${i}`,
     match: {
@@ -230,7 +239,7 @@ function serviceVirtualHost(mesh: Index, s: ServiceConfig, port: PortConfig, fir
     match: { prefix: '/' },
     route: routeAction(mesh, [{ service: s.name, namespace: s.namespace, port: port.port, weight: 1 }], s),
   });
-  return { name: clusterName(s.name, s.namespace, port.port), domains: serviceDomains(s, port.port, first), routes };
+  return { name: clusterName(s.name, s.namespace, port.port), domains: serviceDomains(s, port.port, first, local), routes };
 }
 
 // ---- listeners ---------------------------------------------------------------------------------------
@@ -313,14 +322,24 @@ class Index {
 
 interface SharedResources {
   readonly index: Index;
-  readonly routes: readonly XdsResource[];
+  /** The outbound route table's virtual hosts, each encoded as a RouteConfiguration fragment (see outboundRoutes). */
+  readonly virtualHosts: readonly VirtualHostFragments[];
+  /** The encoded outbound route table per namespace that holds services ('' for every other namespace). */
+  readonly routesByNamespace: Map<string, readonly XdsResource[]>;
   readonly clusters: readonly XdsResource[];
   readonly endpoints: readonly XdsResource[];
 }
 
+interface VirtualHostFragments {
+  readonly namespace: string;
+  /** `{ virtual_hosts: [vh] }` encoded with the bare names (for nodes of the service's namespace) and without. */
+  readonly local: Uint8Array;
+  readonly remote: Uint8Array;
+}
+
 /**
- * What every node of a mesh gets alike (service clusters, their endpoints, the outbound route table), encoded
- * once per MeshConfig object: a config edit then costs one compile, not one per connected proxy.
+ * What every node of a mesh gets alike (service clusters, their endpoints; the outbound route table per
+ * namespace), encoded once per MeshConfig object: a config edit then costs one compile, not one per connected proxy.
  */
 const sharedByMesh = new WeakMap<MeshConfig, SharedResources>();
 
@@ -338,7 +357,8 @@ function sharedResources(mesh: MeshConfig): SharedResources {
   const index = new Index(mesh);
   const clusters: XdsResource[] = [];
   const endpoints: XdsResource[] = [];
-  const virtualHosts: Record<string, unknown>[] = [];
+  const virtualHosts: VirtualHostFragments[] = [];
+  const encodeFragment = (vh: Record<string, unknown>) => encodeMessage(MESSAGE_NAMES.RouteConfiguration, { virtual_hosts: [vh] });
   const encodedNow = new Map<string, { cluster: XdsResource; endpoints: XdsResource }>();
   const encodeCluster = encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster);
   const encodeAssignment = encoder(MESSAGE_NAMES.ClusterLoadAssignment, TYPE_URLS.ClusterLoadAssignment);
@@ -355,7 +375,11 @@ function sharedResources(mesh: MeshConfig): SharedResources {
       clusters.push(encoded.cluster);
       endpoints.push(encoded.endpoints);
       if (isHttpProtocol(port.protocol)) {
-        virtualHosts.push(serviceVirtualHost(index, s, port, firstHttp));
+        virtualHosts.push({
+          namespace: s.namespace,
+          local: encodeFragment(serviceVirtualHost(index, s, port, firstHttp, true)),
+          remote: encodeFragment(serviceVirtualHost(index, s, port, firstHttp, false)),
+        });
         firstHttp = false;
       }
     }
@@ -363,12 +387,40 @@ function sharedResources(mesh: MeshConfig): SharedResources {
   encodedByService = encodedNow;
   const shared: SharedResources = {
     index,
-    routes: [{ name: 'outbound', virtual_hosts: virtualHosts }].map(encoder(MESSAGE_NAMES.RouteConfiguration, TYPE_URLS.RouteConfiguration)),
+    virtualHosts,
+    routesByNamespace: new Map(),
     clusters,
     endpoints,
   };
   sharedByMesh.set(mesh, shared);
   return shared;
+}
+
+const OUTBOUND_ROUTES_HEAD = encodeMessage(MESSAGE_NAMES.RouteConfiguration, { name: 'outbound' });
+
+/**
+ * The outbound route table as a node of `namespace` sees it. Protobuf concatenation is a merge that appends
+ * repeated fields, and protobufjs writes fields in number order, so the name followed by each virtual host's
+ * fragment is the very bytes encoding the whole table would give: each virtual host is encoded twice per compile
+ * (with and without its bare names), not once per namespace. One table per namespace that holds services (what
+ * the mesh config names), shared by its nodes; nodes of any other namespace (any string a node announces) share
+ * the table without bare names, so nodes cannot grow this cache.
+ */
+function outboundRoutes(shared: SharedResources, namespace: string): readonly XdsResource[] {
+  const key = shared.virtualHosts.some((v) => v.namespace === namespace) ? namespace : '';
+  let routes = shared.routesByNamespace.get(key);
+  if (routes === undefined) {
+    const parts = [OUTBOUND_ROUTES_HEAD, ...shared.virtualHosts.map((v) => (v.namespace === key ? v.local : v.remote))];
+    const value = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      value.set(p, at);
+      at += p.length;
+    }
+    routes = [{ name: 'outbound', typeUrl: TYPE_URLS.RouteConfiguration, value }];
+    shared.routesByNamespace.set(key, routes);
+  }
+  return routes;
 }
 
 function encoder(typeName: string, typeUrl: string): (m: Record<string, unknown>) => XdsResource {
@@ -432,7 +484,7 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
 
   return {
     listeners: listeners.map(encoder(MESSAGE_NAMES.Listener, TYPE_URLS.Listener)),
-    routes: [...shared.routes],
+    routes: [...outboundRoutes(shared, node.namespace)],
     clusters: [...shared.clusters, ...clusters.map(encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster))],
     endpoints: [...shared.endpoints],
     warnings,

@@ -156,6 +156,49 @@ describe('compile → encode → decode → translate', () => {
     expect(noApp.clusters.map((r) => r.name)).not.toContain('inbound:8080');
   });
 
+  it('gives bare names only to services of the node\'s own namespace, so one name in two namespaces never clashes', () => {
+    // KNOWN BUG 8: before, both `a`s got the bare domains `a` and `a:80`, and every proxy NACKed the route table.
+    const mesh = parseMeshConfig(`
+services:
+  - { name: a, namespace: ns1, ports: [{ port: 80 }, { port: 81 }] }
+  - { name: a, ports: [{ port: 80 }] }
+  - { name: b, namespace: ns1, ports: [{ port: 80 }] }
+`);
+    const domainsFor = (namespace: string) => {
+      const res = compileForNode(mesh, { ...FRONTEND, service: 'a', namespace, appPort: 80 });
+      const { snapshot, errors } = buildSnapshot(res, 'v');
+      expect(errors).toEqual([]);
+      return Object.fromEntries(snapshot.routeConfigs.get('outbound')!.virtualHosts.map((v) => [v.name, v.domains]));
+    };
+    const qualified = (name: string, ns: string, port: number, withoutPort = true) => {
+      const names = [`${name}.${ns}`, `${name}.${ns}.svc`, `${name}.${ns}.svc.cluster.local`];
+      return [...(withoutPort ? names : []), ...names.map((n) => `${n}:${port}`)];
+    };
+    expect(domainsFor('ns1')).toEqual({
+      'a.ns1:80': ['a', ...qualified('a', 'ns1', 80).slice(0, 3), 'a:80', ...qualified('a', 'ns1', 80).slice(3)],
+      'a.ns1:81': ['a:81', ...qualified('a', 'ns1', 81, false)],
+      'a.default:80': qualified('a', 'default', 80),
+      'b.ns1:80': ['b', ...qualified('b', 'ns1', 80).slice(0, 3), 'b:80', ...qualified('b', 'ns1', 80).slice(3)],
+    });
+    const fromDefault = domainsFor('default');
+    expect(fromDefault['a.default:80']).toEqual(['a', ...qualified('a', 'default', 80).slice(0, 3), 'a:80', ...qualified('a', 'default', 80).slice(3)]);
+    expect(fromDefault['a.ns1:80']).toEqual(qualified('a', 'ns1', 80));
+    expect(fromDefault['b.ns1:80']).toEqual(qualified('b', 'ns1', 80));
+    // A namespace the mesh does not name: no bare names at all, and one shared table (nodes cannot grow a cache).
+    const elsewhere = domainsFor('elsewhere');
+    expect(Object.values(elsewhere).flat().filter((d) => !d.includes('.'))).toEqual([]);
+    const table = (namespace: string) => compileForNode(mesh, { ...FRONTEND, service: 'x', namespace }).routes[0]!.value;
+    expect(table('elsewhere')).toBe(table('other'));
+    expect(table('ns1')).toBe(table('ns1'));
+  });
+
+  it('assembles the outbound route table from per-virtual-host fragments into the bytes a whole encode gives', () => {
+    const res = compileForNode(parseMeshConfig(MESH_YAML), FRONTEND);
+    const table = res.routes.find((r) => r.name === 'outbound')!.value;
+    const decoded = decodeMessage<Record<string, unknown>>(MESSAGE_NAMES.RouteConfiguration, table);
+    expect(Buffer.from(encodeMessage(MESSAGE_NAMES.RouteConfiguration, decoded)).equals(Buffer.from(table))).toBe(true);
+  });
+
   it('round-trips node identity through the xDS Node, numbers or strings', () => {
     const wire = decodeMessage<any>(MESSAGE_NAMES.Node, encodeMessage(MESSAGE_NAMES.Node, nodeToXds(FRONTEND)));
     expect(nodeInfoFromXdsNode(wire)).toEqual(FRONTEND);

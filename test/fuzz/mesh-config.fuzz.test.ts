@@ -65,11 +65,6 @@ function checkPaths(raw: unknown): void {
 
 /** An accepted mesh compiles, for each of its services, into resources the translators take whole. */
 function compilesCleanly(mesh: MeshConfig): void {
-  fc.pre(!nameInTwoNamespaces(mesh)); // KNOWN BUG 8, pinned by its it.fails test
-  compilesCleanlyWithTwins(mesh);
-}
-
-function compilesCleanlyWithTwins(mesh: MeshConfig): void {
   for (const s of mesh.services) {
     const node: NodeInfo = {
       id: `fuzz~${s.name}`,
@@ -366,8 +361,6 @@ describe('mesh config validator fuzz', () => {
   it('generated valid meshes are accepted and compile, for every service, into resources no translator refuses', () => {
     fc.assert(
       fc.property(validMeshArb(), (mesh) => {
-        // One name in two namespaces is KNOWN BUG 8's (its it.fails test below).
-        fc.pre(!nameInTwoNamespaces(mesh));
         const text = jsYaml.dump(mesh);
         const out = parse(text);
         expect('config' in out, `rejected a valid mesh:\n${'problems' in out ? out.problems.map((p) => `${p.path}: ${p.message}`).join('\n') : ''}\n${text}`).toBe(true);
@@ -378,23 +371,15 @@ describe('mesh config validator fuzz', () => {
   }, FUZZ_TIMEOUT_MS);
 });
 
-/** True when two services share a name (in different namespaces, the only way the validator allows). */
-function nameInTwoNamespaces(mesh: unknown): boolean {
-  const names = ((mesh as { services: { name: string }[] }).services ?? []).map((x) => x.name);
-  return new Set(names).size !== names.length;
-}
-
-describe('bugs found by the fuzz (it.fails until fixed)', () => {
-  // KNOWN BUG 8. Two services with one name in different namespaces pass validation (README: "unique per
-  // namespace"), but the compiler gives both virtual hosts the bare domains `NAME` and `NAME:PORT`
-  // (xds/compiler.ts serviceDomains ignores the namespace for them), and the translator rejects the whole
-  // outbound RouteConfiguration: `virtual_hosts: domain "a" appears in more than one virtual host`. Every proxy
-  // of the mesh is sent that route table, so every one NACKs it (`pillion control`: no outbound routes, or the
-  // previous ones kept forever), and `pillion proxy --config` refuses the config at start.
-  // Minimal mesh: 'services:\n  - { name: a, namespace: ns1, ports: [{ port: 1 }] }\n  - { name: a, ports: [{ port: 1 }] }\n'.
-  // Should be: accepted and compiled with the bare names for the node's own namespace only (as Kubernetes DNS
-  // resolves them), or refused by the validator with a path.
-  it.fails('KNOWN BUG 8: a mesh with one service name in two namespaces compiles into resources no translator refuses', () => {
+describe('bugs found by the fuzz (fixed; each case fails without its fix)', () => {
+  // KNOWN BUG 8 (fixed). Two services with one name in different namespaces pass validation (README: "unique per
+  // namespace"), but the compiler gave both virtual hosts the bare domains `NAME` and `NAME:PORT`, and the
+  // translator rejected the whole outbound RouteConfiguration: `virtual_hosts: domain "a" appears in more than one
+  // virtual host`. Every proxy of the mesh was sent that route table, so every one NACKed it, and `pillion proxy
+  // --config` refused the config at start. Minimal mesh:
+  // 'services:\n  - { name: a, namespace: ns1, ports: [{ port: 1 }] }\n  - { name: a, ports: [{ port: 1 }] }\n'.
+  // Now the bare names go only to the services of the node's own namespace (as Kubernetes DNS resolves them).
+  it('KNOWN BUG 8: a mesh with one service name in two namespaces compiles into resources no translator refuses', () => {
     fc.assert(
       fc.property(validMeshArb(), fc.nat(), (mesh, which) => {
         // A valid mesh plus a namesake of one of its services in a namespace of its own.
@@ -403,7 +388,7 @@ describe('bugs found by the fuzz (it.fails until fixed)', () => {
         const twin = { name: model.name, namespace: 'other', ports: model.ports };
         const out = parse(jsYaml.dump({ services: [...services, twin] }));
         expect('config' in out, 'the validator accepts it (README: names are unique per namespace)').toBe(true);
-        if ('config' in out) compilesCleanlyWithTwins(out.config);
+        if ('config' in out) compilesCleanly(out.config);
       }),
       { seed: fuzzSeed(SEED + 5), numRuns: fuzzRuns(50), endOnFailure: true },
     );
