@@ -101,6 +101,8 @@ export class H1Connection implements ParserOwner {
   private readStopped = false;
   /** A reply owed to a bad pipelined request, sent once the active response is done. */
   private pendingReply: Reason | null = null;
+  /** The bad request is a HEAD (its body was malformed): its reply has no body. */
+  private pendingReplyToHead = false;
   private bodyBackpressure = false;
   private reading = true;
   private closed = false;
@@ -273,17 +275,18 @@ export class H1Connection implements ParserOwner {
   /** The active request is answered and read: on to the next one, or close. */
   private next(): void {
     this.active = null;
-    if (this.closeAfterResponse || this.closed) {
-      if (this.pendingReply !== null) this.replyAndClose(this.pendingReply);
-      else this.closeGracefully();
-      return;
+    if (!this.closeAfterResponse && !this.closed) {
+      const queued = this.queue.shift();
+      if (queued !== undefined) {
+        this.updateReading();
+        this.begin(queued);
+        return;
+      }
     }
-    const queued = this.queue.shift();
-    if (queued !== undefined) {
-      this.updateReading();
-      this.begin(queued);
-      return;
-    }
+    // A bad request pipelined behind the good ones gets its 400 once they are answered, unless the last answer
+    // said `connection: close` (a drain, or a body the close delimits, which the 400 would be read as part of).
+    if (this.pendingReply !== null && !this.closeAfterResponse && !this.closed) this.replyAndClose(this.pendingReply, this.pendingReplyToHead);
+    else if (this.closeAfterResponse || this.closed || this.pendingReply !== null) this.closeGracefully();
   }
 
   // --- writing the response of the active request (called by its exchange) ---
@@ -348,7 +351,8 @@ export class H1Connection implements ParserOwner {
   /** A reply the proxy makes itself (the exchange picked status and text). */
   reply(status: number, headers: HeaderMap, body: string): void {
     this.respond(status, headers);
-    this.socket.write(this.head! + body, 'latin1');
+    // A HEAD gets the head only (its content-length says what a GET would carry).
+    this.socket.write(this.noBody ? this.head! : this.head! + body, 'latin1');
     this.head = null;
     this.responseEnded();
   }
@@ -409,27 +413,33 @@ export class H1Connection implements ParserOwner {
     if (this.readStopped) return;
     this.readStopped = true;
     this.clearRequestTimer();
-    this.queue.length = 0;
-    this.closeAfterResponse = true;
     const active = this.active;
+    const parsing = this.parsing;
+    this.parsing = null;
     if (active === null) {
+      this.closeAfterResponse = true;
       this.replyAndClose(reason);
-    } else if (!active.requestDone) {
+    } else if (parsing === active) {
       // The bad bytes are the active request's own (its body): its exchange answers, or resets if it cannot.
-      this.parsing = null;
+      this.closeAfterResponse = true;
       if (active.exchange !== null) active.exchange.failDownstream(reason);
       else this.socket.destroy(); // answered already: nothing more can be said on this connection
     } else {
-      // A request pipelined behind the active one is bad: finish the active answer, then answer it and close.
-      this.parsing = null;
+      // The bad bytes come after the active request: it and the complete requests queued behind it are answered
+      // (keep-alive, as they asked), then the bad one gets its 400 and the connection closes (README). A queued
+      // request whose body the bad bytes cut short is the bad one: it is dropped and answered by that 400.
+      if (parsing !== null && this.queue[this.queue.length - 1] === parsing) {
+        this.queue.pop();
+        this.pendingReplyToHead = parsing.method === 'HEAD';
+      }
       this.pendingReply = reason;
     }
   }
 
-  private replyAndClose(reason: Reason): void {
+  private replyAndClose(reason: Reason, toHead = false): void {
     this.ctx.stats.localReply(reason);
     this.closeSoon();
-    this.socket.end(rawLocalReply(reason));
+    this.socket.end(rawLocalReply(reason, toHead));
   }
 
   /**

@@ -16,11 +16,12 @@ export function httpDate(): string {
   return dateValue;
 }
 
-export function rawLocalReply(reason: Reason): string {
+/** `toHead`: the reply answers a HEAD request, so it has no body (its content-length is the body's a GET would get). */
+export function rawLocalReply(reason: Reason, toHead = false): string {
   const body = `${reason.message}\n`;
   return (
     `HTTP/1.1 ${reason.httpStatus} ${STATUS_CODES[reason.httpStatus]}\r\ndate: ${httpDate()}\r\n` +
     `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-    `x-pillion-reason: ${reason.id}\r\nconnection: close\r\n\r\n${body}`
+    `x-pillion-reason: ${reason.id}\r\nconnection: close\r\n\r\n${toHead ? '' : body}`
   );
 }

@@ -481,7 +481,7 @@ describe('upstream HTTP/1 codec fuzz', () => {
   });
 });
 
-describe('bugs found by the fuzz (it.fails until fixed)', () => {
+describe('bugs the fuzz found (each fixed; kept as regression cases)', () => {
   // KNOWN BUG 7. An upstream that answers a plain request (no Upgrade) with `101 Switching Protocols` leaves the
   // request waiting: the pool takes the 101 for an interim response, llhttp stops at the upgrade, the rest of
   // that read is dropped, and the exchange waits for a final response until the route timeout (504 after the
