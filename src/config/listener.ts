@@ -2,7 +2,7 @@
 import { DEFAULTS, type Direction, type HttpChainModel, type ListenerModel, type RouteConfigModel, type TcpChainModel } from './model.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
 import { routeConfigFromPlain } from './route-config.js';
-import { durationMs, invalid, socketAddress, wrapped, type Plain } from './values.js';
+import { durationMs, invalid, notEnforced, socketAddress, wrapped, type Plain } from './values.js';
 
 export interface ListenerTranslation {
   readonly model: ListenerModel;
@@ -48,7 +48,7 @@ function httpChain(filter: Plain, field: string, inline: RouteConfigModel[]): Ht
     codec: codec === 'AUTO' ? 'auto' : codec === 'HTTP1' ? 'http1' : 'http2',
     requestTimeoutMs: durationMs(hcm.request_timeout, 0, `${field}.request_timeout`),
     // Envoy's stream_idle_timeout default is 5 minutes.
-    streamIdleTimeoutMs: durationMs(hcm.stream_idle_timeout, 300_000, `${field}.stream_idle_timeout`),
+    streamIdleTimeoutMs: streamIdleTimeout(hcm.stream_idle_timeout, `${field}.stream_idle_timeout`),
     // Envoy's downstream connection idle_timeout default is 1 hour.
     idleTimeoutMs: durationMs(hcm.common_http_protocol_options?.idle_timeout, 3_600_000, `${field}.common_http_protocol_options.idle_timeout`),
     maxRequestHeadersKb: maxRequestHeadersKb(hcm.max_request_headers_kb, `${field}.max_request_headers_kb`),
@@ -67,6 +67,12 @@ function maxRequestHeadersKb(w: Plain | undefined, field: string): number {
   const kb = wrapped<number>(w, DEFAULTS.maxRequestHeadersKb);
   if (!Number.isInteger(kb) || kb < 1 || kb > 8192) invalid(`${field}: ${kb} is not in 1..8192 (KiB)`);
   return kb;
+}
+
+/** Kept in the model, not enforced yet: said when a resource sets it (Envoy's default, 5 min, is not applied either). */
+function streamIdleTimeout(d: Plain | undefined, field: string): number {
+  if (d) notEnforced(field, 'streams are not timed out for idleness; the route timeout and the connection idle timeout apply');
+  return durationMs(d, 300_000, field);
 }
 
 function maxConcurrentStreams(options: Plain | undefined, field: string): number {
