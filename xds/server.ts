@@ -79,6 +79,26 @@ interface TypeState {
   lastNack?: NackRecord;
 }
 
+/** The longest NACK message kept (for /proxies) and logged, in UTF-8 bytes; the rest is counted, not kept. */
+export const MAX_NACK_MESSAGE_BYTES = 1024;
+
+/**
+ * `s` cut to at most `maxBytes` of UTF-8 (on a character boundary), followed by "… (N more bytes)" when cut. A
+ * client's strings (a NACK's error_detail.message may be megabytes) are stored and logged only through this.
+ */
+export function truncateText(s: string, maxBytes: number = MAX_NACK_MESSAGE_BYTES): string {
+  // A UTF-8 character is at most 4 bytes (a UTF-16 surrogate pair, two code units, is 4 bytes): the first
+  // maxBytes code units hold at least maxBytes bytes, or all of s.
+  if (s.length * 3 <= maxBytes) return s;
+  const total = Buffer.byteLength(s);
+  if (total <= maxBytes) return s;
+  const head = Buffer.from(s.slice(0, maxBytes));
+  let end = Math.min(maxBytes, head.length);
+  // Back up to the start of a character: continuation bytes are 10xxxxxx.
+  if (end < head.length) while (end > 0 && (head[end]! & 0xc0) === 0x80) end--;
+  return `${head.subarray(0, end).toString()}… (${total - end} more bytes)`;
+}
+
 /** resource_names → subscription. An empty list, or the explicit wildcard name "*", subscribes to all. */
 export function toSubscription(names: readonly string[] | undefined): Subscription {
   if (!names || names.length === 0 || names.includes('*')) return '*';
@@ -128,7 +148,8 @@ export class AdsStreamState {
     if (req.error_detail) {
       kind = 'nack';
       const e = req.error_detail;
-      nack = { version: st.sentVersion ?? '', error: e.message || `status code ${e.code ?? 0}`, at: this.opts.now() };
+      const message = typeof e.message === 'string' ? e.message : '';
+      nack = { version: st.sentVersion ?? '', error: message !== '' ? truncateText(message) : `status code ${e.code ?? 0}`, at: this.opts.now() };
       st.lastNack = nack;
     } else {
       kind = 'ack';
@@ -202,6 +223,15 @@ function adsServiceDefinition(): grpc.ServiceDefinition {
   return adsService().service;
 }
 
+/** The largest DiscoveryRequest the server decodes (gRPC's max receive message size). */
+export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+
+/** A NACK warning per type per stream at most this often; the NACKs in between are counted, then summarized. */
+export const NACK_LOG_INTERVAL_MS = 60_000;
+
+/** A client's string in a debug line: short, whatever the client sent. */
+const clip = (v: unknown): string => truncateText(String(v ?? ''), 256);
+
 /** One open ADS stream: its node, its state machine, and the gRPC call it writes to. */
 class AdsStream {
   readonly state: AdsStreamState;
@@ -209,6 +239,8 @@ class AdsStream {
   node: NodeInfo | undefined;
   key: string | undefined;
   private closed = false;
+  /** Per type: when a NACK was last logged, and how many were not logged since. */
+  private readonly nackLog = new Map<ServedType, { at: number; unlogged: number }>();
 
   constructor(
     private readonly control: Control,
@@ -239,22 +271,51 @@ class AdsStream {
     const typeUrl = String(req.type_url ?? '');
     switch (decision.kind) {
       case 'unknown-type':
-        log.debug({ node: this.node.id, typeUrl }, 'request for a type this server does not serve: ignored');
+        log.debug({ node: this.node.id, typeUrl: clip(typeUrl) }, 'request for a type this server does not serve: ignored');
         return;
       case 'nack':
         this.control.metrics.nacks.inc({ type: typeLabel(typeUrl as ServedType) });
-        log.warn({ node: this.node.id, typeUrl, version: decision.nack!.version, error: decision.nack!.error }, 'proxy rejected (NACKed) a config version');
+        this.logNack(typeUrl as ServedType, decision.nack!);
         break;
       case 'ack':
-        log.debug({ node: this.node.id, typeUrl, version: req.version_info }, 'ACK');
+        log.debug({ node: this.node.id, typeUrl, version: clip(req.version_info) }, 'ACK');
         break;
       case 'stale':
-        log.debug({ node: this.node.id, typeUrl, nonce: req.response_nonce }, 'stale nonce: ignored');
+        log.debug({ node: this.node.id, typeUrl, nonce: clip(req.response_nonce) }, 'stale nonce: ignored');
         break;
       case 'initial':
         break;
     }
     if (decision.response) this.send(decision.response);
+  }
+
+  /**
+   * The first NACK of a type on this stream is logged (its message already cut to 1 KiB); after that at most one
+   * per NACK_LOG_INTERVAL_MS, saying how many came in between, and the stream's close says how many were never
+   * logged. Every NACK still counts in pillion_control_nacks_total and shows as lastNack on /proxies.
+   */
+  private logNack(typeUrl: ServedType, nack: NackRecord): void {
+    const now = Date.now();
+    const seen = this.nackLog.get(typeUrl);
+    if (seen !== undefined && now - seen.at < NACK_LOG_INTERVAL_MS) {
+      seen.unlogged++;
+      return;
+    }
+    const notLogged = seen?.unlogged ?? 0;
+    this.nackLog.set(typeUrl, { at: now, unlogged: 0 });
+    this.control.logger.warn(
+      { node: this.node!.id, typeUrl, version: nack.version, error: nack.error, ...(notLogged > 0 ? { nacksNotLogged: notLogged } : {}) },
+      notLogged > 0
+        ? `proxy rejected (NACKed) a config version (and ${notLogged} more NACKs of this type not logged since the last warning)`
+        : 'proxy rejected (NACKed) a config version',
+    );
+  }
+
+  /** NACKs this stream sent that were counted but not logged (rate limit), per type label. */
+  unloggedNacks(): Record<string, number> | undefined {
+    let out: Record<string, number> | undefined;
+    for (const [typeUrl, { unlogged }] of this.nackLog) if (unlogged > 0) (out ??= {})[typeLabel(typeUrl)] = unlogged;
+    return out;
   }
 
   /** Write a response; `changedAt` (ms) is when the config change it carries was detected. */
@@ -329,7 +390,9 @@ class Control {
     if (!this.streams.delete(stream)) return;
     this.cache.release(stream.key!);
     this.metrics.connectedProxies.set(this.streams.size);
-    this.logger.info({ node: stream.node!.id }, 'proxy disconnected');
+    const unlogged = stream.unloggedNacks();
+    if (unlogged) this.logger.warn({ node: stream.node!.id, nacksNotLogged: unlogged }, 'proxy disconnected; it sent NACKs that were counted but not logged (at most one warning a minute per type)');
+    else this.logger.info({ node: stream.node!.id }, 'proxy disconnected');
   }
 
   /** A settled edit of the config file: swap snapshots and push, or record the error and keep serving. */
@@ -410,7 +473,12 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   logNotEnforced(logger, opts.configFile, initial.mesh);
   const control = new Control(logger, opts.configFile, initial);
 
-  const server = new grpc.Server();
+  const server = new grpc.Server({
+    // grpc-js's default, said out loud: a DiscoveryRequest (node, resource names, a NACK's message) over 4 MiB ends
+    // its stream with RESOURCE_EXHAUSTED before it is decoded. Ours are a few KiB; Envoy's NACK messages can run
+    // long when many resources fail, which is why this is not lower.
+    'grpc.max_receive_message_length': MAX_REQUEST_BYTES,
+  });
   server.addService(adsServiceDefinition(), { StreamAggregatedResources: (call: AdsCall) => control.handle(call) });
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(hostPort(host, opts.port), grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { TYPE_URLS, decodeMessage } from '../../src/config/protos.js';
 import { parseMeshConfig } from '../../xds/mesh-config.js';
-import { AdsStreamState, toSubscription } from '../../xds/server.js';
+import { AdsStreamState, MAX_NACK_MESSAGE_BYTES, toSubscription, truncateText } from '../../xds/server.js';
 import { buildNodeSnapshot, resourcesVersion, selectResources } from '../../xds/snapshot-cache.js';
 import { MESH_YAML } from '../config/mesh-fixture.js';
 
@@ -98,6 +98,31 @@ describe('AdsStreamState', () => {
     const meshRoutes = parseMeshConfig(MESH_YAML.replace('attempts: 2', 'attempts: 3').replace('port: 18080', 'port: 18099'));
     expect(s.onSnapshot(buildNodeSnapshot(meshRoutes, sidecar)).map((r) => r.typeUrl)).toEqual([EDS, RDS]);
     expect(s.onSnapshot(buildNodeSnapshot(mesh3, sidecar)).map((r) => r.typeUrl)).toEqual([RDS]);
+  });
+
+  it('keeps at most 1 KiB of a NACK message, saying how much was cut', () => {
+    // Before: a NACK's error_detail.message was kept (and logged) whole: 1 MiB each, 200 NACKs → +224 MiB RSS.
+    const s = newState();
+    const snap = buildNodeSnapshot(mesh1, sidecar);
+    const r1 = s.onRequest({ type_url: CDS }, snap).response!;
+    const huge = 'x'.repeat(1 << 20);
+    const nack = s.onRequest({ type_url: CDS, response_nonce: r1.nonce, error_detail: { code: 3, message: huge } }, snap);
+    expect(nack.nack!.error).toBe(`${'x'.repeat(1024)}… (${(1 << 20) - 1024} more bytes)`);
+    expect(s.status().get(CDS)!.lastNack!.error).toBe(nack.nack!.error);
+  });
+
+  it('truncates text on a UTF-8 character boundary, counting the bytes left out', () => {
+    expect(MAX_NACK_MESSAGE_BYTES).toBe(1024);
+    expect(truncateText('short')).toBe('short');
+    expect(truncateText('a'.repeat(1024))).toBe('a'.repeat(1024));
+    expect(truncateText('a'.repeat(1025))).toBe(`${'a'.repeat(1024)}… (1 more bytes)`);
+    // 'é' is 2 bytes: 512 of them fit exactly, 513 do not; a cut never splits one.
+    expect(truncateText('é'.repeat(512))).toBe('é'.repeat(512));
+    expect(truncateText('é'.repeat(513))).toBe(`${'é'.repeat(512)}… (2 more bytes)`);
+    expect(truncateText(`a${'é'.repeat(600)}`)).toBe(`a${'é'.repeat(511)}… (${1 + 1200 - 1023} more bytes)`);
+    // A 4-byte character (a surrogate pair) across the limit is left out whole.
+    expect(truncateText(`${'a'.repeat(1022)}😀b`)).toBe(`${'a'.repeat(1022)}… (5 more bytes)`);
+    expect(truncateText('abcdef', 4)).toBe('abcd… (2 more bytes)');
   });
 
   it('ignores types it does not serve', () => {
