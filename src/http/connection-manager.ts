@@ -1,7 +1,8 @@
 // HTTP connection manager of one listener chain: takes the sockets the listener hands it, HTTP/1.x on our own
 // connection class (src/http/h1-connection.ts), HTTP/2 (prior knowledge) on Node's http2 server, and starts an
 // exchange per request. It also enforces the request-headers deadline of its HTTP/1 connections, with one
-// sweep a second over them rather than a timer per request (node:http's server does the same).
+// sweep a second over them rather than a timer per request (node:http's server does the same), and in the same
+// sweep closes the HTTP/2 connections that Node's http2 layer has finished with but never closes.
 import * as http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import { HttpExchange } from './exchange.js';
@@ -23,12 +24,41 @@ function onH2Stream(
   new HttpExchange(this[kContext]).startH2(stream, headers, flags);
 }
 
-function sweepHeadDeadlines(manager: HttpConnectionManager): void {
+function sweepConnections(manager: HttpConnectionManager): void {
   manager.sweep();
 }
 
 function onH2SessionError(): void {
-  // A protocol error on one connection: nghttp2 already sent GOAWAY; nothing else to do.
+  // A protocol error on one connection: nghttp2 already sent GOAWAY and Node destroys the session.
+}
+
+/** The native handle's symbol on Node's Http2Session (not exported by Node): looked up once. */
+let kNativeHandle: symbol | undefined | null = null;
+
+/**
+ * True once nghttp2 is done with a session that Node has not closed. When nghttp2 ends a session with a GOAWAY
+ * of its own (rapid reset: INTERNAL_ERROR; a header block it cannot decode: COMPRESSION_ERROR; its flood
+ * limits), Node stops reading the socket and from then on emits nothing and never closes it, not even on the
+ * client's FIN (which it no longer reads). The one sign is the native handle's hasPendingData(), what Node's own
+ * graceful close waits on: false once nghttp2 wants neither to read nor to write. A live session always wants
+ * to read; one that sent or received GOAWAY stops wanting to once its last stream is closed. Where the internal
+ * handle or method is missing (another Node), this says false and the idle timeout stays the backstop.
+ */
+function nghttp2Finished(session: http2.ServerHttp2Session): boolean {
+  if (kNativeHandle === null) kNativeHandle = Object.getOwnPropertySymbols(session).find((s) => s.description === 'kHandle');
+  if (kNativeHandle === undefined) return false;
+  const handle = (session as unknown as Record<symbol, { hasPendingData?: () => boolean } | undefined>)[kNativeHandle];
+  return handle !== undefined && typeof handle.hasPendingData === 'function' && !handle.hasPendingData();
+}
+
+/** A downstream HTTP/2 connection: its session, and the socket under it (a destroyed session forgets it). */
+class H2Connection {
+  /** A sweep found the connection over: the next one cuts it. */
+  ended = false;
+  constructor(
+    readonly session: http2.ServerHttp2Session,
+    readonly socket: Socket,
+  ) {}
 }
 
 export class HttpConnectionManager implements HeadClock {
@@ -40,9 +70,15 @@ export class HttpConnectionManager implements HeadClock {
     this.h1Connections.delete(connection);
   };
   private readonly h2: WithContext<http2.Http2Server>;
-  private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
+  private readonly h2Connections = new Set<H2Connection>();
+  /** The socket being handed to the http2 server, whose 'session' event comes synchronously. */
+  private h2Socket: Socket | null = null;
 
-  constructor(readonly context: HttpContext) {
+  constructor(
+    readonly context: HttpContext,
+    /** Counts an HTTP/2 connection closed because nghttp2 had ended its session (a protocol error or flood). */
+    private readonly onH2ProtocolClose: () => void = () => {},
+  ) {
     const chain = context.chain;
 
     this.h2 = http2.createServer({
@@ -53,8 +89,11 @@ export class HttpConnectionManager implements HeadClock {
     this.h2.on('stream', onH2Stream);
     this.h2.on('sessionError', onH2SessionError);
     this.h2.on('session', (session: http2.ServerHttp2Session) => {
-      this.h2Sessions.add(session);
-      session.once('close', () => this.h2Sessions.delete(session));
+      const socket = this.h2Socket!;
+      const connection = new H2Connection(session, socket);
+      this.h2Connections.add(connection);
+      // The socket's 'close' is the last event of a connection (the session's comes before or with it).
+      socket.once('close', () => this.h2Connections.delete(connection));
       if (context.draining) session.close();
     });
     if (chain.idleTimeoutMs > 0) this.h2.setTimeout(chain.idleTimeoutMs);
@@ -69,29 +108,60 @@ export class HttpConnectionManager implements HeadClock {
       // FIN. Set before the session reads the bytes the sniffer pushed back, so an 'end' queued behind them is
       // seen too.
       socket.allowHalfOpen = false;
+      this.h2Socket = socket;
       this.h2.emit('connection', socket);
+      this.h2Socket = null;
+      this.startSweep();
     } else {
-      if (this.sweepTimer === null && this.context.chain.requestHeadersTimeoutMs > 0) {
-        this.nowMs = performance.now();
-        this.sweepTimer = setInterval(sweepHeadDeadlines, HEAD_SWEEP_MS, this);
-        this.sweepTimer.unref();
-      }
+      if (this.context.chain.requestHeadersTimeoutMs > 0) this.startSweep();
       const connection = new H1Connection(this.context, socket, this.forgetH1, this);
       this.h1Connections.add(connection);
       connection.start();
     }
   }
 
-  /** Connections whose request head is overdue get a 408; the sweep stops while there are no connections. */
+  private startSweep(): void {
+    if (this.sweepTimer !== null) return;
+    this.nowMs = performance.now();
+    this.sweepTimer = setInterval(sweepConnections, HEAD_SWEEP_MS, this);
+    this.sweepTimer.unref();
+  }
+
+  /**
+   * Connections whose request head is overdue get a 408; HTTP/2 connections that are over but still open are
+   * closed (see sweepH2). The sweep stops while there are no connections.
+   */
   sweep(): void {
     const now = performance.now();
     this.nowMs = now;
     for (const connection of this.h1Connections) {
       if (connection.headDeadlineMs !== 0 && now >= connection.headDeadlineMs) connection.onHeadersTimeout();
     }
-    if (this.h1Connections.size === 0 && this.sweepTimer !== null) {
+    for (const connection of this.h2Connections) this.sweepH2(connection);
+    if (this.h1Connections.size === 0 && this.h2Connections.size === 0 && this.sweepTimer !== null) {
       clearInterval(this.sweepTimer);
       this.sweepTimer = null;
+    }
+  }
+
+  /**
+   * An HTTP/2 connection whose session is over must not outlive it. nghttp2 ended the session (GOAWAY sent for a
+   * protocol error or flood, see nghttp2Finished): counted, and our side closed (FIN behind the GOAWAY). Node
+   * destroyed the session (an error, a graceful close done): its socket normally closes at once, but waits for
+   * the peer's FIN (graceful close) or for its last writes to drain (a peer that does not read), and the
+   * session's idle timeout no longer runs. Either way the socket is cut one sweep later (1 s of grace).
+   */
+  private sweepH2(connection: H2Connection): void {
+    if (connection.ended) {
+      connection.socket.destroy();
+      return;
+    }
+    const session = connection.session;
+    if (session.destroyed) connection.ended = true;
+    else if (!session.closed && nghttp2Finished(session)) {
+      connection.ended = true;
+      this.onH2ProtocolClose();
+      connection.socket.end();
     }
   }
 
@@ -99,6 +169,6 @@ export class HttpConnectionManager implements HeadClock {
   drain(): void {
     this.context.draining = true;
     for (const connection of this.h1Connections) connection.drain();
-    for (const session of this.h2Sessions) session.close();
+    for (const connection of this.h2Connections) connection.session.close();
   }
 }

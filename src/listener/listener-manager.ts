@@ -22,6 +22,8 @@ export interface ListenerStats extends HttpStats, TcpStats {
   connectionOpened(listener: string): void;
   connectionClosed(listener: string, bytesReceived: number, bytesSent: number): void;
   connectionRejected(listener: string, reason: RejectReason): void;
+  /** An HTTP/2 connection closed because nghttp2 had ended its session with GOAWAY (a protocol error or flood). */
+  http2ProtocolClose(listener: string): void;
 }
 
 export interface ListenerDeps {
@@ -125,7 +127,7 @@ class ActiveListener implements TcpContext {
     }
     const direction: Direction = model.direction;
     const context = new HttpContext(chain, direction, this.deps.config, this.deps.clusters, this.deps.stats, this.deps.overload);
-    this.http = new HttpConnectionManager(context);
+    this.http = new HttpConnectionManager(context, () => this.deps.stats.http2ProtocolClose(this.model.name));
     this.httpKey = key;
   }
 

@@ -30,6 +30,7 @@ describe('ProxyMetrics', () => {
         'pillion_downstream_bytes_sent_total',
         'pillion_downstream_connections_active',
         'pillion_downstream_connections_total',
+        'pillion_downstream_http2_protocol_closes_total',
         'pillion_downstream_request_duration_seconds',
         'pillion_downstream_requests_active',
         'pillion_downstream_requests_total',

@@ -324,6 +324,7 @@ export class ProxyMetrics {
   readonly configVersionInfo: Gauge<'version'>;
   /** Rare by nature (refusals, overload transitions): plain prom-client metrics. */
   readonly downstreamConnectionsRejected: Counter<'listener' | 'reason'>;
+  readonly downstreamHttp2ProtocolCloses: Counter<'listener'>;
   readonly overloadActive: Gauge;
   readonly configUpdates: Counter<'result'>;
 
@@ -461,6 +462,14 @@ export class ProxyMetrics {
         'connection limit), overload (the overload manager was active), first_byte_timeout (silent past the ' +
         "listener's first-byte deadline).",
       labelNames: ['listener', 'reason'] as const,
+      registers,
+    });
+    this.downstreamHttp2ProtocolCloses = new Counter({
+      name: 'pillion_downstream_http2_protocol_closes_total',
+      help:
+        "HTTP/2 connections the proxy closed because Node's HTTP/2 layer (nghttp2) had ended them with a GOAWAY of " +
+        'its own, for a protocol error or a flood (rapid reset, a header block it cannot decode), per listener.',
+      labelNames: ['listener'] as const,
       registers,
     });
     this.overloadActive = new Gauge({

@@ -65,6 +65,10 @@ export class ProxyStats implements ListenerStats {
     this.metrics.downstreamConnectionsRejected.inc({ listener, reason });
   }
 
+  http2ProtocolClose(listener: string): void {
+    this.metrics.downstreamHttp2ProtocolCloses.inc({ listener });
+  }
+
   requestStarted(direction: Direction): void {
     this.metrics.downstreamActive(direction).inc();
   }
