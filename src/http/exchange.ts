@@ -18,7 +18,6 @@ const kExchange = Symbol('pillion.exchange');
 const PROTOCOL_H11 = 'HTTP/1.1';
 const PROTOCOL_H10 = 'HTTP/1.0';
 const PROTOCOL_H2 = 'HTTP/2';
-const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
 type H2Stream = http2.ServerHttp2Stream & { [kExchange]?: HttpExchange };
 
@@ -276,7 +275,10 @@ export class HttpExchange implements UpstreamSink {
 
   private resetDownstream(): void {
     if (this.h1 !== null) this.h1.reset();
-    else if (this.h2stream !== null && !this.h2stream.destroyed) this.h2stream.close(NGHTTP2_INTERNAL_ERROR);
+    // destroy(err), not close(INTERNAL_ERROR): close() ends the writable side first, so with nothing queued the
+    // client gets END_STREAM, a clean end of a truncated body, and the RST_STREAM after it is void. destroy(err)
+    // sends RST_STREAM INTERNAL_ERROR alone (and drops what is still queued).
+    else if (this.h2stream !== null && !this.h2stream.destroyed) this.h2stream.destroy(new Error(`response cut: ${this.reason?.id ?? 'reset'}`));
   }
 
   /** A response the proxy makes itself, tagged with its reason (see src/reasons.ts). */

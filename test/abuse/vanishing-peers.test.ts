@@ -232,16 +232,13 @@ describe('a backend process SIGKILLed', () => {
     await expectRecovered(base);
   });
 
-  // BUG (src/http/exchange.ts, resetDownstream): a failure after an HTTP/2 client's response has started is
-  // answered with h2stream.close(NGHTTP2_INTERNAL_ERROR); Node's close() first ends the writable side, so when
-  // no written data is still queued (the usual case: the body so far has been flushed) the client gets
-  // END_STREAM, a clean end, and the RST_STREAM that follows is void (client rstCode 0). The truncated body
-  // passes for a complete response, against README ("resets the client's stream (HTTP/2 RST_STREAM)"). The
-  // same path serves a route timeout mid-response. Reproduction: an HTTP/1.1 upstream that sends a chunked
-  // head and one chunk, then dies (SIGKILL); an HTTP/2 client through the proxy sees 200, "first chunk", and a
-  // stream closed with rstCode 0. Should: rstCode 2 (INTERNAL_ERROR). On a bare Node server, close(2) with
-  // nothing queued gives the client rstCode 0, destroy(err) gives 2.
-  it.fails('BUG: mid-response, an HTTP/2 client gets RST_STREAM, not a clean end', async () => {
+  // Was a bug (src/http/exchange.ts, resetDownstream): a failure after an HTTP/2 client's response had started was
+  // answered with h2stream.close(NGHTTP2_INTERNAL_ERROR); Node's close() first ends the writable side, so when no
+  // written data was still queued (the usual case) the client got END_STREAM, a clean end, and the RST_STREAM
+  // that followed was void (client rstCode 0): the truncated body passed for a complete response. The same path
+  // serves a route timeout mid-response. The exchange now destroys the stream with an error, which sends
+  // RST_STREAM INTERNAL_ERROR alone.
+  it('mid-response, an HTTP/2 client gets RST_STREAM, not a clean end', async () => {
     const base = await baseline(sidecar);
     const session = http2.connect(`http://127.0.0.1:${sidecar.outbound}`);
     session.on('error', () => {});
