@@ -1,10 +1,14 @@
 // Benchmark entry (`npm run bench`): Pillion against the backend itself, nginx, HAProxy and http-proxy on
 // this machine, in ONE run with interleaved rounds, so the noise of a shared 2-core machine hits every target
 // alike. Prints a markdown table per case and the issue's targets as PASS/FAIL lines; writes
-// .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,tcp, --rounds N, --cpu-prof.
+// .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,tcp,paired,soak, --rounds N, --cpu-prof.
+// The soak case (bench/soak.ts: 10 minutes of mixed traffic with aborts and endpoint restarts; 1 with --quick)
+// runs last, on its own processes, and prints RSS, fds and heap at its start and end.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join, resolve } from 'node:path';
+import { spawn } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
 import { benchChildGroup } from './child-group.js';
@@ -31,7 +35,7 @@ import {
 } from './report.js';
 import { ensurePackageFile, ensureTools, type ToolStatus } from './tools.js';
 
-const ALL_CASES = ['small', 'large', 'latency', 'h2', 'tcp', 'paired'] as const;
+const ALL_CASES = ['small', 'large', 'latency', 'h2', 'tcp', 'paired', 'soak'] as const;
 type CaseName = (typeof ALL_CASES)[number];
 
 const { values: flags } = parseArgs({
@@ -47,7 +51,7 @@ const { values: flags } = parseArgs({
 
 if (flags.help) {
   process.stdout.write(
-    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,tcp,paired] [--rounds N] [--cpu-prof] [--no-install]\n',
+    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,tcp,paired,soak] [--rounds N] [--cpu-prof] [--no-install]\n',
   );
   process.exit(0);
 }
@@ -431,4 +435,19 @@ try {
   // A longer grace period lets Pillion write its CPU profile on the way out.
   await group.close(flags['cpu-prof'] ? 10_000 : 3000);
 }
+if (exitCode === 0 && only.has('soak')) exitCode = await runSoak(quick ? 1 : 10);
 process.exit(exitCode);
+
+/** The soak, after the other cases' processes are gone: its own proxy and backends, its own report. */
+function runSoak(minutes: number): Promise<number> {
+  process.stdout.write(`\n# Soak: ${minutes} min of mixed traffic (bench/soak.ts)\n`);
+  const soak = join(dirname(fileURLToPath(import.meta.url)), 'soak.js');
+  const child = spawn(process.execPath, [soak, '--minutes', String(minutes)], { stdio: 'inherit' });
+  return new Promise((resolveExit) => {
+    child.once('error', (err) => {
+      process.stderr.write(`soak failed to start: ${err.message}\n`);
+      resolveExit(1);
+    });
+    child.once('exit', (code) => resolveExit(code ?? 1));
+  });
+}
