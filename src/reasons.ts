@@ -32,6 +32,7 @@ export const REASONS = {
   requestTimeout: reason('request_timeout', 408, 4, 'DT', 'request not received in time'),
   requestHeaderTimeout: reason('request_header_timeout', 408, 4, 'DT', 'request headers not received in time'),
   overload: reason('overload', 503, 14, 'OM', 'the proxy is overloaded'),
+  pipelineOverflow: reason('pipeline_overflow', 503, 14, 'DPE', 'too many pipelined requests on this connection; retry on a new one'),
   badRequest: reason('bad_request', 400, 3, 'DPE', 'malformed request'),
   headersTooLarge: reason('headers_too_large', 431, 3, 'DPE', 'request headers are too large'),
   upstreamProtocolError: reason('upstream_protocol_error', 502, 13, 'UPE', 'upstream sent an invalid response'),

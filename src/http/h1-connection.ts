@@ -189,6 +189,11 @@ export class H1Connection implements ParserOwner {
       this.upgrade = { method: methodName, url, lines };
       return UPGRADE;
     }
+    if (this.queue.length >= MAX_PIPELINED_REQUESTS) {
+      // One socket read of tiny pipelined requests is thousands of them: answer those queued, then refuse.
+      this.failRequest(REASONS.pipelineOverflow);
+      return 0;
+    }
     const headers = headerMapFromFlat(lines, null);
     const request = new H1Request(methodName, url, headers, major === 1 && minor >= 1, keepAlive);
     const te = headers['transfer-encoding'];
@@ -523,6 +528,8 @@ export class H1Connection implements ParserOwner {
 
 /** Envoy's default downstream idle timeout (1 h) keeps app connection pools from racing our close. */
 const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
+/** Requests parsed ahead of the one being answered, per connection (each costs its head in memory). */
+const MAX_PIPELINED_REQUESTS = 64;
 /** How long a connection we closed may wait for the client to close its side (nginx's lingering_timeout). */
 const CLOSE_LINGER_MS = 5_000;
 

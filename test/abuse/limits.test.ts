@@ -170,6 +170,25 @@ describe('HTTP/2 concurrent streams per connection (HCM http2_protocol_options.m
   });
 });
 
+describe('pipelined requests per HTTP/1 connection', () => {
+  it('answers the first 65 (one active, 64 queued), then 503 pipeline_overflow and a close', async () => {
+    const proxy = await startProxy(mesh(backend.port), { service: 'client', admin: false });
+    try {
+      const c = rawClient(proxy.port('outbound'));
+      // One write, one read on the proxy's side: 200 heads parsed before any answer comes back.
+      c.socket.write('GET / HTTP/1.1\r\nHost: backend\r\n\r\n'.repeat(200));
+      await c.closed;
+      const text = c.received();
+      expect(text.match(/HTTP\/1\.1 200 /g)?.length).toBe(65);
+      const last = text.slice(text.lastIndexOf('HTTP/1.1 '));
+      expect(last).toMatch(/^HTTP\/1\.1 503 /);
+      expect(last).toContain('x-pillion-reason: pipeline_overflow');
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe('connections per listener', () => {
   it('closes connections past the limit at accept, counts them, and takes new ones once below it', async () => {
     const proxy = await startProxy(mesh(backend.port), { service: 'client', proxyOptions: { maxConnectionsPerListener: 3 } });
