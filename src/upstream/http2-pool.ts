@@ -6,7 +6,7 @@ import { pendingOverflowError, REFUSED_STREAM, type ConnectionPool, type PoolOpt
 import { headersFromH2, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
 
-const { NGHTTP2_CANCEL } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
 /** Assumed until the peer's SETTINGS arrive (RFC 9113 recommends at least 100). */
 const INITIAL_STREAM_LIMIT = 100;
 const IDLE_SESSION_TIMEOUT_MS = 60_000;
@@ -92,6 +92,14 @@ function onTrailers(this: StreamWithRequest, headers: http2.IncomingHttpHeaders)
 function onEnd(this: StreamWithRequest): void {
   const req = this[kRequest];
   if (req.finished) return;
+  // Node also emits 'end' on a stream whose session died under it (the upstream closed the connection, FIN
+  // without GOAWAY): the stream is destroyed by then, with rstCode CANCEL. A real END_STREAM comes while the
+  // stream is still alive (Node destroys it only after this 'end'). Not the end of the response, then: 'close'
+  // follows and reports it as the reset it is.
+  if (this.destroyed || this.rstCode !== NGHTTP2_NO_ERROR) {
+    req.error ??= new Error(`the upstream connection closed before the stream ended (HTTP/2 error code ${this.rstCode})`);
+    return;
+  }
   req.finished = true;
   req.sink.onUpstreamEnd(req.trailers);
 }

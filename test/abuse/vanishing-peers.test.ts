@@ -215,6 +215,28 @@ function getStream(host: string, path: string, onFirstByte?: () => void): Promis
   });
 }
 
+/** An HTTP/2 GET through the proxy on its own connection: status, x-pillion-reason and the stream's reset code. */
+async function h2Get(authority: string, path: string): Promise<{ status: number; reason?: string; rst: number }> {
+  const session = http2.connect(`http://127.0.0.1:${sidecar.outbound}`);
+  session.on('error', () => {});
+  try {
+    return await new Promise((resolve) => {
+      const stream = session.request({ ':path': path, ':authority': authority }, { endStream: true });
+      let status = 0;
+      let reason: string | undefined;
+      stream.on('response', (h) => {
+        status = Number(h[':status']);
+        reason = h['x-pillion-reason'] as string | undefined;
+      });
+      stream.on('data', () => {});
+      stream.on('error', () => {});
+      stream.on('close', () => resolve({ status, reason, rst: stream.rstCode ?? -1 }));
+    });
+  } finally {
+    session.close();
+  }
+}
+
 describe('a backend process SIGKILLed', () => {
   it('mid-response: the client sees its response cut (HTTP/1.1), then connect_failure, then service again', async () => {
     const base = await baseline(sidecar);
@@ -294,30 +316,33 @@ describe('an HTTP/2 upstream that closes its connection (FIN, no GOAWAY)', () =>
     await expectRecovered(base);
   });
 
-  // BUG (src/upstream/http2-pool.ts, onEnd): when an HTTP/2 upstream's connection closes (FIN, no GOAWAY) with a
-  // stream open, Node's client emits 'end' on that stream (then 'close' with rstCode 8, CANCEL; no 'aborted', no
-  // error), and the pool takes 'end' for END_STREAM: it calls onUpstreamEnd. Mid-response, the client gets the
-  // truncated body as a complete success (HTTP/1.1: the terminating chunk; HTTP/2: END_STREAM), against
-  // README's "a failure after the response has started resets the client's stream". Before any response, the
-  // exchange ends with no head: an HTTP/1.1 client sees the connection closed with no answer ("socket hang
-  // up"), an HTTP/2 client a bare 502 without x-pillion-reason. Reproduction: an upstream (`protocol: http2`)
-  // that answers HEADERS(:status 200) + DATA("partial", no END_STREAM) and then socket.end(): the HTTP/1.1
-  // client gets 200, body "partial", res.complete === true. Should: RST/close the client's stream mid-response,
-  // and 503 upstream_reset before it. At 'end' time the stream already shows rstCode 8 and a destroyed session
-  // (rstCode 0 on a real end), which the pool could check.
-  it.fails('BUG: mid-response, the client sees its response cut, not a complete one', async () => {
+  // Was a bug (src/upstream/http2-pool.ts, onEnd): when an HTTP/2 upstream's connection closes (FIN, no GOAWAY)
+  // with a stream open, Node's client emits 'end' on that stream (then 'close' with rstCode 8, CANCEL; no
+  // 'aborted', no error), and the pool took 'end' for END_STREAM. Mid-response, the client got the truncated
+  // body as a complete success (HTTP/1.1: the terminating chunk; HTTP/2: END_STREAM); before any response, the
+  // exchange ended with no head: an HTTP/1.1 client saw the connection closed with no answer ("socket hang
+  // up"), an HTTP/2 client a bare 502 without x-pillion-reason. The pool now takes 'end' for the end of the
+  // response only on a live stream (a real END_STREAM comes before Node destroys it), else waits for 'close',
+  // which reports the reset. Upstream here: HEADERS(:status 200) + DATA("partial", no END_STREAM), socket.end().
+  it('mid-response, the client sees its response cut, not a complete one', async () => {
     h2fin.mode = 'fin-mid-response';
     const r = await getStream('h2fin', '/cut');
     expect(r.status).toBe(200);
     expect(r.body).toBe('partial');
     expect(r.complete, 'a response cut by the upstream must not look complete').toBe(false);
+    const h2 = await h2Get('h2fin', '/cut-h2');
+    expect(h2.status).toBe(200);
+    expect(h2.rst, 'RST_STREAM INTERNAL_ERROR, not END_STREAM').toBe(http2.constants.NGHTTP2_INTERNAL_ERROR);
   });
 
-  it.fails('BUG: before responding, the client gets 503 upstream_reset', async () => {
+  it('before responding, the client gets 503 upstream_reset', async () => {
     h2fin.mode = 'fin-before-response';
     const r = await getStream('h2fin', '/none');
     expect(r.status).toBe(503);
     expect(r.reason).toBe('upstream_reset');
+    const h2 = await h2Get('h2fin', '/none-h2');
+    expect(h2.status).toBe(503);
+    expect(h2.reason).toBe('upstream_reset');
   });
 });
 
