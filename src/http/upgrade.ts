@@ -53,7 +53,11 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   if (connectTimeoutMs > 0) upstream.setTimeout(connectTimeoutMs, () => upstream.destroy(new Error('connect timeout')));
   upstream.once('connect', () => {
     connected = true;
-    upstream.setTimeout(0);
+    // An upgraded connection (a WebSocket) that goes silent both ways is closed after the listener's idle timeout
+    // (1 h by default), as a TCP session is: it must not hold two sockets for ever.
+    const idleMs = ctx.chain.idleTimeoutMs;
+    upstream.setTimeout(idleMs, release);
+    socket.setTimeout(idleMs, release);
     let headText = `${req.method} ${path} HTTP/1.1\r\n`;
     const raw = req.lines;
     for (let i = 0; i + 1 < raw.length; i += 2) {

@@ -2,6 +2,7 @@
 // first-byte deadline, a linger for connections we closed, concurrent streams per HTTP/2 connection, connections
 // per listener, and the overload manager. Each case is what a hostile or unlucky client does, on real sockets.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
@@ -166,6 +167,41 @@ describe('HTTP/2 concurrent streams per connection (HCM http2_protocol_options.m
     } finally {
       session.destroy();
       await proxy.close();
+    }
+  });
+});
+
+describe('an upgraded connection (WebSocket) that goes silent', () => {
+  it('is closed on both sides after the listener idle timeout', async () => {
+    const wsServer = http.createServer();
+    let upstreamEnded = false;
+    const upstreamSockets: net.Socket[] = [];
+    wsServer.on('upgrade', (_req, socket: net.Socket) => {
+      upstreamSockets.push(socket);
+      socket.on('error', () => {});
+      socket.on('end', () => (upstreamEnded = true));
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    });
+    await new Promise<void>((r) => wsServer.listen(0, '127.0.0.1', () => r()));
+    const wsPort = (wsServer.address() as net.AddressInfo).port;
+    const proxy = await startProxy(mesh(wsPort), {
+      service: 'client',
+      admin: false,
+      hcm: { common_http_protocol_options: { idle_timeout: { seconds: 1 } } },
+    });
+    try {
+      const c = rawClient(proxy.port('outbound'));
+      c.socket.write('GET /chat HTTP/1.1\r\nHost: backend\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+      const ms = await c.closed;
+      expect(c.received()).toMatch(/^HTTP\/1\.1 101 /);
+      expect(ms).toBeGreaterThanOrEqual(900);
+      expect(ms).toBeLessThan(5_000);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(upstreamEnded).toBe(true);
+    } finally {
+      await proxy.close();
+      for (const socket of upstreamSockets) socket.destroy();
+      await new Promise<void>((r) => wsServer.close(() => r()));
     }
   });
 });
