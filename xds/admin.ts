@@ -33,9 +33,19 @@ export async function startControlAdmin(opts: ControlAdminOptions): Promise<Cont
       case '/healthz':
         send(res, 200, 'text/plain', 'ok\n');
         return;
-      case '/proxies':
-        send(res, 200, 'application/json', `${JSON.stringify(opts.proxies(), null, 2)}\n`);
+      case '/proxies': {
+        // Each entry is bounded (names summarized past a few dozen, node fields and NACK messages cut), but a
+        // throw here would be an uncaught exception in the request handler: answer 500 instead, always.
+        let body: string;
+        try {
+          body = `${JSON.stringify(opts.proxies(), null, 2)}\n`;
+        } catch (err) {
+          send(res, 500, 'text/plain', `cannot build /proxies: ${(err as Error).message}\n`);
+          return;
+        }
+        send(res, 200, 'application/json', body);
         return;
+      }
       case '/metrics':
         opts.registry.metrics().then(
           (text) => send(res, 200, opts.registry.contentType, text),

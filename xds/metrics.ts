@@ -34,6 +34,13 @@ export class ControlMetrics {
     registers: [this.registry],
   });
 
+  readonly streamsRefused = new Counter({
+    name: 'pillion_control_streams_refused_total',
+    help: 'ADS streams refused or ended for passing a limit (streams open, resource names per type, name length, name characters per stream, node field length), by limit',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
+
   readonly configValid = new Gauge({
     name: 'pillion_control_config_valid',
     help: '1 when the mesh config file as last read is valid, 0 when it is not (the last good config keeps serving)',

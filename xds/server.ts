@@ -61,16 +61,43 @@ export interface TypeStatus {
  * What a request was: the first of its type on the stream, an ACK or NACK of the last response, a request
  * carrying an older nonce (stale), or a type this server does not serve.
  */
-export type RequestKind = 'initial' | 'ack' | 'nack' | 'stale' | 'unknown-type';
+export type RequestKind = 'initial' | 'ack' | 'nack' | 'stale' | 'unknown-type' | 'refused';
+
+/** The limit a refused request (or stream) passed: the `limit` label of pillion_control_streams_refused_total. */
+export type RefusalLimit = 'streams' | 'names_per_type' | 'name_length' | 'name_chars_per_stream' | 'node_field_length';
 
 export interface RequestDecision {
   readonly kind: RequestKind;
+  /** For 'refused': which limit, and why in words (the stream ends with it as its gRPC status details). */
+  readonly refused?: { readonly limit: RefusalLimit; readonly reason: string };
   readonly response?: PlannedResponse;
   readonly nack?: NackRecord;
 }
 
+/**
+ * What one ADS stream may hold. Without these, each stream kept every resource name it sent (a sorted copy, with
+ * no bound but gRPC's 4 MiB per message): 40 streams of 100,000 names took the control server from 66 to 461 MiB
+ * RSS, and /proxies to a 158 MB document built in 3.2 s.
+ */
+export interface SubscriptionLimits {
+  /** Resource names in one type's subscription (Envoy subscribes by name to one per cluster or route table). */
+  readonly maxNamesPerType: number;
+  /** Characters in one resource name (and in the node id and metadata strings a stream announces). */
+  readonly maxNameLength: number;
+  /** Characters of resource names a stream holds over all its types. */
+  readonly maxNameCharsPerStream: number;
+}
+
+export const DEFAULT_SUBSCRIPTION_LIMITS: SubscriptionLimits = {
+  maxNamesPerType: 10_000,
+  maxNameLength: 1_024,
+  maxNameCharsPerStream: 2 * 1024 * 1024,
+};
+
 interface TypeState {
   subscription: Subscription;
+  /** Characters of the names in `subscription` (0 for wildcard). */
+  nameChars: number;
   /** The subscription the last response was computed for. */
   sentSubscription?: Subscription;
   sentVersion?: string;
@@ -111,6 +138,10 @@ function sameSubscription(a: Subscription | undefined, b: Subscription | undefin
   return a.length === b.length && a.every((n, i) => n === b[i]);
 }
 
+function tooManyNames(typeUrl: ServedType, count: number, max: number): string {
+  return `${count} resource names for ${typeLabel(typeUrl).toUpperCase()}; this server takes at most ${max} per type per stream`;
+}
+
 /**
  * The ADS state of one stream, per resource type: what the client subscribed to, what was sent (version,
  * nonce), what it ACKed, and its last NACK. Rules (xDS protocol spec, "ACK/NACK and resource type instance
@@ -122,25 +153,36 @@ function sameSubscription(a: Subscription | undefined, b: Subscription | undefin
  *   client's current subscription and are kept;
  * - a request whose subscription differs from the one the last response was computed for gets a response
  *   at once (even at the same version: a client learns from it which names do not exist);
- * - a new snapshot sends, per subscribed type, only when that type's version for this subscription changed.
+ * - a new snapshot sends, per subscribed type, only when that type's version for this subscription changed;
+ * - a request past a SubscriptionLimits bound is 'refused' and changes nothing (the I/O shell ends the stream).
  */
 export class AdsStreamState {
   private readonly types = new Map<ServedType, TypeState>();
+  private readonly limits: SubscriptionLimits;
 
-  constructor(private readonly opts: { readonly nonce: () => string; readonly now: () => number }) {}
+  constructor(
+    private readonly opts: { readonly nonce: () => string; readonly now: () => number; readonly limits?: Partial<SubscriptionLimits> },
+  ) {
+    this.limits = { ...DEFAULT_SUBSCRIPTION_LIMITS, ...opts.limits };
+  }
 
   onRequest(req: DiscoveryRequestLike, snapshot: NodeSnapshot): RequestDecision {
     const typeUrl = req.type_url ?? '';
     if (!isServedType(typeUrl)) return { kind: 'unknown-type' };
+    // Checked before anything is copied or kept; a refused request changes nothing (the shell ends the stream).
+    const checked = this.checkNames(typeUrl, req.resource_names ?? []);
+    if ('refused' in checked) return { kind: 'refused', refused: checked.refused };
     const subscription = toSubscription(req.resource_names);
+    const nameChars = subscription === '*' ? 0 : checked.chars;
     let st = this.types.get(typeUrl);
     if (!st) {
       // The first request of a type on this stream always gets the current state of the world.
-      st = { subscription };
+      st = { subscription, nameChars };
       this.types.set(typeUrl, st);
       return { kind: 'initial', response: this.plan(typeUrl, st, snapshot, true) };
     }
     st.subscription = subscription;
+    st.nameChars = nameChars;
     if ((req.response_nonce ?? '') !== st.sentNonce) return { kind: 'stale' };
 
     let kind: RequestKind;
@@ -175,6 +217,27 @@ export class AdsStreamState {
     return this.types;
   }
 
+  private checkNames(typeUrl: ServedType, names: readonly string[]): { chars: number } | { refused: { limit: RefusalLimit; reason: string } } {
+    const { maxNamesPerType, maxNameLength, maxNameCharsPerStream } = this.limits;
+    const type = typeLabel(typeUrl).toUpperCase();
+    if (names.length > maxNamesPerType) {
+      return { refused: { limit: 'names_per_type', reason: tooManyNames(typeUrl, names.length, maxNamesPerType) } };
+    }
+    let chars = 0;
+    for (const name of names) {
+      if (name.length > maxNameLength) {
+        return { refused: { limit: 'name_length', reason: `a ${type} resource name of ${name.length} characters; this server takes at most ${maxNameLength}` } };
+      }
+      chars += name.length;
+    }
+    let total = chars;
+    for (const [t, st] of this.types) if (t !== typeUrl) total += st.nameChars;
+    if (total > maxNameCharsPerStream) {
+      return { refused: { limit: 'name_chars_per_stream', reason: `${total} characters of resource names on one stream; this server takes at most ${maxNameCharsPerStream}` } };
+    }
+    return { chars };
+  }
+
   private plan(typeUrl: ServedType, st: TypeState, snapshot: NodeSnapshot, force: boolean): PlannedResponse | undefined {
     const resources = selectResources(snapshot, typeUrl, st.subscription);
     const version = resourcesVersion(resources);
@@ -199,7 +262,30 @@ export interface ControlServerOptions {
   readonly logger?: Logger;
   /** Quiet time after a file event before the config is read again (default 50 ms). */
   readonly debounceMs?: number;
+  /** What ADS streams may hold (DEFAULT_CONTROL_LIMITS); tests lower them. */
+  readonly limits?: Partial<ControlLimits>;
 }
+
+export interface ControlLimits extends SubscriptionLimits {
+  /**
+   * ADS streams open at once, over all connections (grpc-js has no such limit, only a per-connection one): past
+   * it a new stream ends at once with RESOURCE_EXHAUSTED.
+   */
+  readonly maxStreams: number;
+  /** HTTP/2 streams per connection (grpc-js's `grpc.max_concurrent_streams`; Node's default is 2^32-1). */
+  readonly maxStreamsPerConnection: number;
+}
+
+export const DEFAULT_CONTROL_LIMITS: ControlLimits = {
+  ...DEFAULT_SUBSCRIPTION_LIMITS,
+  maxStreams: 10_000,
+  maxStreamsPerConnection: 1_000,
+};
+
+/** Names listed per type on /proxies; past it only their count (subscribedCount) says how many. */
+export const PROXIES_MAX_LISTED_NAMES = 32;
+/** Characters of names listed per type on /proxies, so one entry stays a few KiB whatever the names. */
+const PROXIES_MAX_LISTED_CHARS = 2_048;
 
 export interface ControlServer {
   readonly port: number;
@@ -219,8 +305,78 @@ export interface ConfigErrorInfo {
 type Loaded = any;
 type AdsCall = grpc.ServerDuplexStream<Loaded, Loaded>;
 
-function adsServiceDefinition(): grpc.ServiceDefinition {
-  return adsService().service;
+/** Set on a DiscoveryRequest whose resource_names were counted on the wire and not decoded: how many there were. */
+const NAMES_NOT_DECODED = Symbol('resource names not decoded');
+
+/**
+ * Counts a DiscoveryRequest's resource_names (field 3) and reads its type_url (field 4) from the wire, skipping
+ * every other field; undefined when the bytes are not a plain run of fields (protobufjs then decodes them, and
+ * says what is wrong).
+ */
+export function scanDiscoveryRequest(bytes: Uint8Array): { names: number; typeUrl: string } | undefined {
+  let at = 0;
+  let names = 0;
+  let typeUrl = '';
+  const varint = (): number | undefined => {
+    let value = 0;
+    for (let shift = 0; shift < 35 && at < bytes.length; shift += 7) {
+      const b = bytes[at++]!;
+      value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
+    }
+    return undefined;
+  };
+  while (at < bytes.length) {
+    const tag = varint();
+    if (tag === undefined) return undefined;
+    const field = Math.floor(tag / 8);
+    switch (tag & 7) {
+      case 0:
+        // A varint of up to 10 bytes: skip it without reading its value.
+        while (at < bytes.length && bytes[at]! >= 0x80) at++;
+        at++;
+        break;
+      case 1:
+        at += 8;
+        break;
+      case 5:
+        at += 4;
+        break;
+      case 2: {
+        const length = varint();
+        if (length === undefined || at + length > bytes.length) return undefined;
+        if (field === 3) names++;
+        else if (field === 4) typeUrl = Buffer.from(bytes.buffer, bytes.byteOffset + at, Math.min(length, 256)).toString();
+        at += length;
+        break;
+      }
+      default:
+        return undefined;
+    }
+  }
+  return at === bytes.length ? { names, typeUrl } : undefined;
+}
+
+/**
+ * The ADS service with a request decoder that counts resource_names first: a request with more than the limit is
+ * refused without making its names into strings (100,000 names of a 3 MiB request are ~10 MiB of heap, per
+ * request, garbage or not); the stream is then ended with RESOURCE_EXHAUSTED.
+ */
+function adsServiceDefinition(maxNamesPerType: number): grpc.ServiceDefinition {
+  const service = adsService().service;
+  const method = service.StreamAggregatedResources!;
+  const decode = method.requestDeserialize;
+  return {
+    ...service,
+    StreamAggregatedResources: {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        const scan = scanDiscoveryRequest(bytes);
+        if (scan !== undefined && scan.names > maxNamesPerType) return { type_url: scan.typeUrl, [NAMES_NOT_DECODED]: scan.names };
+        return decode(bytes);
+      },
+    },
+  };
 }
 
 /** The largest DiscoveryRequest the server decodes (gRPC's max receive message size). */
@@ -247,7 +403,7 @@ class AdsStream {
     readonly call: AdsCall,
     nonce: () => string,
   ) {
-    this.state = new AdsStreamState({ nonce, now: Date.now });
+    this.state = new AdsStreamState({ nonce, now: Date.now, limits: control.limits });
     call.on('data', (req: Loaded) => this.onRequest(req));
     call.on('end', () => this.close(true));
     call.on('cancelled', () => this.close(false));
@@ -257,13 +413,30 @@ class AdsStream {
   private onRequest(req: Loaded): void {
     if (this.closed) return;
     const log = this.control.logger;
+    const uncounted = (req as Record<symbol, unknown>)[NAMES_NOT_DECODED];
+    if (typeof uncounted === 'number') {
+      // Too many names to decode (see adsServiceDefinition): refused as the state machine would, node or not.
+      const typeUrl = String(req.type_url);
+      if (!isServedType(typeUrl)) return;
+      const max = this.control.limits.maxNamesPerType;
+      this.refuse('names_per_type', tooManyNames(typeUrl, uncounted, max));
+      return;
+    }
     if (!this.node) {
       // xDS spec: the first request of a stream carries the Node; later ones may omit it.
       if (!req.node) {
         this.call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'the first DiscoveryRequest of a stream must carry node' });
         return;
       }
-      this.node = nodeInfoFromXdsNode(req.node);
+      const node = nodeInfoFromXdsNode(req.node);
+      // The node id and metadata are kept, logged and listed for the stream's life: as bounded as a resource name.
+      const max = this.control.limits.maxNameLength;
+      const long = (['id', 'service', 'namespace', 'serviceAccount'] as const).find((k) => node[k].length > max);
+      if (long !== undefined) {
+        this.refuse('node_field_length', `node ${long} of ${node[long].length} characters; this server takes at most ${max}`, grpc.status.INVALID_ARGUMENT);
+        return;
+      }
+      this.node = node;
       this.key = this.control.attach(this);
     }
     const snapshot = this.control.cache.get(this.key!)!;
@@ -285,8 +458,27 @@ class AdsStream {
         break;
       case 'initial':
         break;
+      case 'refused':
+        this.refuse(decision.refused!.limit, decision.refused!.reason);
+        return;
     }
     if (decision.response) this.send(decision.response);
+  }
+
+  /**
+   * End the stream for passing a limit: one warning (a stream is refused once), the counter, and the reason as
+   * the gRPC status details, so the client sees why. Everything the stream held is released.
+   */
+  refuse(limit: RefusalLimit, reason: string, code: grpc.status = grpc.status.RESOURCE_EXHAUSTED): void {
+    if (this.closed) return;
+    this.control.metrics.streamsRefused.inc({ limit });
+    this.control.logger.warn(
+      { node: this.node?.id, peer: this.call.getPeer(), limit, reason },
+      'ADS stream refused: it passed a limit of this server',
+    );
+    // grpc-js sends an emitted error's code and details as the call's status, then ends it; 'error' closes us.
+    this.call.emit('error', { code, details: reason });
+    this.close(false);
   }
 
   /**
@@ -340,6 +532,7 @@ class AdsStream {
   close(endCall: boolean): void {
     if (this.closed) return;
     this.closed = true;
+    this.control.open--;
     if (endCall) {
       try {
         this.call.end();
@@ -355,6 +548,10 @@ class AdsStream {
 class Control {
   readonly metrics = new ControlMetrics();
   readonly streams = new Set<AdsStream>();
+  /** ADS streams open now, with a node or not yet (`streams` holds those that announced one). */
+  open = 0;
+  /** Refusals for the stream limit: logged at most once a minute, with the count since the last warning. */
+  private streamLimitLog = { at: -Infinity, unlogged: 0 };
   readonly cache: SnapshotCache;
   configVersion: string;
   configError: ConfigErrorInfo | null = null;
@@ -365,6 +562,7 @@ class Control {
     readonly logger: Logger,
     readonly file: string,
     initial: Extract<ConfigLoadResult, { ok: true }>,
+    readonly limits: ControlLimits,
   ) {
     this.cache = new SnapshotCache(initial.mesh);
     this.configVersion = meshVersion(initial.mesh);
@@ -374,6 +572,22 @@ class Control {
   readonly nonce = (): string => `${this.noncePrefix}-${++this.nonceCounter}`;
 
   handle(call: AdsCall): void {
+    if (this.open >= this.limits.maxStreams) {
+      this.metrics.streamsRefused.inc({ limit: 'streams' });
+      const now = Date.now();
+      if (now - this.streamLimitLog.at >= NACK_LOG_INTERVAL_MS) {
+        const notLogged = this.streamLimitLog.unlogged;
+        this.streamLimitLog = { at: now, unlogged: 0 };
+        this.logger.warn(
+          { peer: call.getPeer(), limit: 'streams', maxStreams: this.limits.maxStreams, ...(notLogged > 0 ? { refusedNotLogged: notLogged } : {}) },
+          'ADS stream refused: this server holds its most streams (warned at most once a minute)',
+        );
+      } else this.streamLimitLog.unlogged++;
+      call.on('error', () => undefined);
+      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: `this server holds its most ADS streams (${this.limits.maxStreams})` });
+      return;
+    }
+    this.open++;
     new AdsStream(this, call, this.nonce);
   }
 
@@ -440,7 +654,7 @@ class Control {
             typeLabel(typeUrl),
             {
               typeUrl,
-              subscribed: st.subscription,
+              ...listedSubscription(st.subscription),
               versionSent: st.sentVersion ?? null,
               versionAcked: st.ackedVersion ?? null,
               lastNack: st.lastNack ? { version: st.lastNack.version, error: st.lastNack.error, at: new Date(st.lastNack.at).toISOString() } : null,
@@ -450,6 +664,22 @@ class Control {
       })),
     };
   }
+}
+
+/**
+ * A subscription as /proxies lists it: '*', or the first names (at most PROXIES_MAX_LISTED_NAMES, and
+ * PROXIES_MAX_LISTED_CHARS of them) with the count of all of them, so a proxy's entry stays small.
+ */
+function listedSubscription(sub: Subscription): { subscribed: Subscription; subscribedCount: number | null } {
+  if (sub === '*') return { subscribed: '*', subscribedCount: null };
+  const listed: string[] = [];
+  let chars = 0;
+  for (const name of sub) {
+    if (listed.length >= PROXIES_MAX_LISTED_NAMES || chars + name.length > PROXIES_MAX_LISTED_CHARS) break;
+    listed.push(name);
+    chars += name.length;
+  }
+  return { subscribed: listed, subscribedCount: sub.length };
 }
 
 function hostPort(host: string, port: number): string {
@@ -471,15 +701,19 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const initial = await loadConfigFile(opts.configFile);
   if (!initial.ok) throw initial.error;
   logNotEnforced(logger, opts.configFile, initial.mesh);
-  const control = new Control(logger, opts.configFile, initial);
+  const limits: ControlLimits = { ...DEFAULT_CONTROL_LIMITS, ...opts.limits };
+  const control = new Control(logger, opts.configFile, initial, limits);
 
   const server = new grpc.Server({
     // grpc-js's default, said out loud: a DiscoveryRequest (node, resource names, a NACK's message) over 4 MiB ends
     // its stream with RESOURCE_EXHAUSTED before it is decoded. Ours are a few KiB; Envoy's NACK messages can run
     // long when many resources fail, which is why this is not lower.
     'grpc.max_receive_message_length': MAX_REQUEST_BYTES,
+    // SETTINGS_MAX_CONCURRENT_STREAMS per connection (an xDS client needs one or two); the total over all
+    // connections is ours to bound (maxStreams, in Control.handle): grpc-js has no option for it.
+    'grpc.max_concurrent_streams': limits.maxStreamsPerConnection,
   });
-  server.addService(adsServiceDefinition(), { StreamAggregatedResources: (call: AdsCall) => control.handle(call) });
+  server.addService(adsServiceDefinition(limits.maxNamesPerType), { StreamAggregatedResources: (call: AdsCall) => control.handle(call) });
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(hostPort(host, opts.port), grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TYPE_URLS, decodeMessage } from '../../src/config/protos.js';
+import * as grpc from '@grpc/grpc-js';
 import { startControlServer, type ControlServer } from '../../xds/server.js';
 import { RawAdsClient, type RawResponse } from './ads-client.js';
 
@@ -219,6 +220,70 @@ describe('pillion control (ADS, state of the world)', () => {
       c1.close();
       c2.close();
       await other.close();
+    }
+  });
+
+  it('ends a stream past a limit with its reason, counts it, and keeps /proxies small', async () => {
+    const limited = await startControlServer({ configFile: file, port: 0, adminPort: 0, limits: { maxStreams: 3, maxNamesPerType: 100, maxNameLength: 64 } });
+    const clients: RawAdsClient[] = [];
+    const open = (node: Record<string, unknown> | typeof NODE = NODE) => {
+      const c = new RawAdsClient(limited.port, node);
+      clients.push(c);
+      return c;
+    };
+    const refusals = async (limit: string) => {
+      const text = await (await fetch(`http://127.0.0.1:${limited.adminPort}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`pillion_control_streams_refused_total{limit="${limit}"} `));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    const ended = (c: RawAdsClient) => eventually(async () => c.status, (st) => st !== undefined);
+    try {
+      // 100 names (the limit) are answered, 101 end the stream with RESOURCE_EXHAUSTED and the reason.
+      const a = open();
+      const hundred = Array.from({ length: 100 }, (_, i) => `name-${String(i).padStart(3, '0')}`);
+      a.send({ type_url: EDS, resource_names: hundred });
+      expect((await a.next()).resources).toEqual([]);
+      const b = open();
+      b.send({ type_url: EDS, resource_names: [...hundred, 'one-more'] });
+      expect(await ended(b)).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: '101 resource names for EDS; this server takes at most 100 per type per stream' });
+      expect(await refusals('names_per_type')).toBe(1);
+      const c = open();
+      c.send({ type_url: CDS, resource_names: ['x'.repeat(65)] });
+      expect(await ended(c)).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'a CDS resource name of 65 characters; this server takes at most 64' });
+      // A node id past the name length: INVALID_ARGUMENT, before anything is compiled or kept.
+      const d = open({ ...NODE, id: 'n'.repeat(65) });
+      d.send({ type_url: LDS });
+      expect(await ended(d)).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'node id of 65 characters; this server takes at most 64' });
+      expect(await refusals('node_field_length')).toBe(1);
+
+      // /proxies lists at most 32 names per type, and how many there are.
+      const p = (await (await fetch(`http://127.0.0.1:${limited.adminPort}/proxies`)).json()) as { proxies: { types: { eds: { subscribed: string[]; subscribedCount: number } } }[] };
+      expect(p.proxies).toHaveLength(1);
+      expect(p.proxies[0]!.types.eds.subscribed).toEqual(hundred.slice(0, 32));
+      expect(p.proxies[0]!.types.eds.subscribedCount).toBe(100);
+
+      // Three streams open at most (a is one): the fourth is refused at once, whatever it sends.
+      const e = open();
+      e.send({ type_url: LDS });
+      await e.next();
+      const f = open();
+      f.send({ type_url: LDS });
+      await f.next();
+      const g = open();
+      g.send({ type_url: LDS });
+      expect(await ended(g)).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'this server holds its most ADS streams (3)' });
+      expect(await refusals('streams')).toBe(1);
+      // A slot freed is a slot taken again.
+      f.close();
+      const h = await eventually(async () => {
+        const c2 = open();
+        c2.send({ type_url: LDS });
+        return c2.next(1_000).then(() => c2, () => undefined);
+      }, (v) => v !== undefined);
+      expect(h).toBeDefined();
+    } finally {
+      for (const c of clients) c.close();
+      await limited.close();
     }
   });
 

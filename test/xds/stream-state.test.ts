@@ -2,7 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { TYPE_URLS, decodeMessage } from '../../src/config/protos.js';
 import { parseMeshConfig } from '../../xds/mesh-config.js';
-import { AdsStreamState, MAX_NACK_MESSAGE_BYTES, toSubscription, truncateText } from '../../xds/server.js';
+import { AdsStreamState, DEFAULT_SUBSCRIPTION_LIMITS, MAX_NACK_MESSAGE_BYTES, scanDiscoveryRequest, toSubscription, truncateText, type SubscriptionLimits } from '../../xds/server.js';
+import { encodeMessage, MESSAGE_NAMES } from '../../src/config/protos.js';
+import { nodeToXds } from '../../xds/compiler.js';
 import { buildNodeSnapshot, resourcesVersion, selectResources } from '../../xds/snapshot-cache.js';
 import { MESH_YAML } from '../config/mesh-fixture.js';
 
@@ -18,10 +20,10 @@ const mesh1 = parseMeshConfig(MESH_YAML);
 const mesh2 = parseMeshConfig(MESH_YAML.replace('port: 18080', 'port: 18090'));
 const mesh3 = parseMeshConfig(MESH_YAML.replace('port: 18080', 'port: 18099'));
 
-function newState() {
+function newState(limits?: Partial<SubscriptionLimits>) {
   let n = 0;
   let t = 1_000;
-  return new AdsStreamState({ nonce: () => `n${++n}`, now: () => t++ });
+  return new AdsStreamState({ nonce: () => `n${++n}`, now: () => t++, ...(limits ? { limits } : {}) });
 }
 
 describe('AdsStreamState', () => {
@@ -123,6 +125,61 @@ describe('AdsStreamState', () => {
     // A 4-byte character (a surrogate pair) across the limit is left out whole.
     expect(truncateText(`${'a'.repeat(1022)}😀b`)).toBe(`${'a'.repeat(1022)}… (5 more bytes)`);
     expect(truncateText('abcdef', 4)).toBe('abcd… (2 more bytes)');
+  });
+
+  it('bounds what a stream subscribes to: names per type, name length, name characters per stream', () => {
+    // Before: every name was kept, whatever the count (40 streams of 100,000 names: 66 → 461 MiB RSS).
+    expect(DEFAULT_SUBSCRIPTION_LIMITS).toEqual({ maxNamesPerType: 10_000, maxNameLength: 1_024, maxNameCharsPerStream: 2 * 1024 * 1024 });
+    const snap = buildNodeSnapshot(mesh1, sidecar);
+    const atLimit = Array.from({ length: 10_000 }, (_, i) => `n${i}`);
+    const s = newState();
+    const first = s.onRequest({ type_url: EDS, resource_names: atLimit }, snap);
+    expect(first.kind).toBe('initial');
+    expect(first.response!.resources).toEqual([]);
+    expect((s.status().get(EDS)!.subscription as string[]).length).toBe(10_000);
+    // One more name: refused, and the subscription held is unchanged (stale nonce or not).
+    expect(s.onRequest({ type_url: EDS, resource_names: [...atLimit, 'x'], response_nonce: first.response!.nonce }, snap)).toEqual({
+      kind: 'refused',
+      refused: { limit: 'names_per_type', reason: '10001 resource names for EDS; this server takes at most 10000 per type per stream' },
+    });
+    expect((s.status().get(EDS)!.subscription as string[]).length).toBe(10_000);
+    expect(s.onRequest({ type_url: CDS, resource_names: ['a'.repeat(1_024)] }, snap).kind).toBe('initial');
+    expect(s.onRequest({ type_url: RDS, resource_names: ['ok', 'a'.repeat(1_025)] }, snap)).toEqual({
+      kind: 'refused',
+      refused: { limit: 'name_length', reason: 'a RDS resource name of 1025 characters; this server takes at most 1024' },
+    });
+    expect(s.status().has(RDS)).toBe(false);
+
+    // Characters over all types: each type's own names are replaced, the others' count.
+    const small = newState({ maxNameCharsPerStream: 100 });
+    expect(small.onRequest({ type_url: EDS, resource_names: ['e'.repeat(60)] }, snap).kind).toBe('initial');
+    expect(small.onRequest({ type_url: CDS, resource_names: ['c'.repeat(41)] }, snap)).toEqual({
+      kind: 'refused',
+      refused: { limit: 'name_chars_per_stream', reason: '101 characters of resource names on one stream; this server takes at most 100' },
+    });
+    expect(small.onRequest({ type_url: CDS, resource_names: ['c'.repeat(40)] }, snap).kind).toBe('initial');
+    // Replacing EDS's 60 characters by 60 others fits; a wildcard holds none.
+    expect(small.onRequest({ type_url: EDS, resource_names: ['f'.repeat(60)], response_nonce: 'old' }, snap).kind).toBe('stale');
+    expect(small.onRequest({ type_url: EDS, resource_names: [], response_nonce: 'old' }, snap).kind).toBe('stale');
+    expect(small.onRequest({ type_url: CDS, resource_names: ['c'.repeat(100)], response_nonce: 'old' }, snap).kind).toBe('stale');
+  });
+
+  it('counts resource_names and reads type_url on the wire, so a request past the limit is never decoded', () => {
+    const req = (extra: object) =>
+      encodeMessage(MESSAGE_NAMES.DiscoveryRequest, {
+        version_info: 'v1', node: nodeToXds(sidecar), type_url: EDS, response_nonce: 'n1',
+        error_detail: { code: 3, message: 'no' }, ...extra,
+      });
+    expect(scanDiscoveryRequest(req({}))).toEqual({ names: 0, typeUrl: EDS });
+    const many = Array.from({ length: 20_000 }, (_, i) => `name-${i}`);
+    expect(scanDiscoveryRequest(req({ resource_names: many }))).toEqual({ names: 20_000, typeUrl: EDS });
+    expect(scanDiscoveryRequest(req({ resource_names: ['a', ''] }))).toEqual({ names: 2, typeUrl: EDS });
+    // Bytes that are not a plain run of fields: left to protobufjs.
+    const bytes = req({ resource_names: many });
+    expect(scanDiscoveryRequest(bytes.subarray(0, bytes.length - 3))).toBeUndefined();
+    expect(scanDiscoveryRequest(Uint8Array.from([0x0b, 0x00]))).toBeUndefined();
+    expect(scanDiscoveryRequest(Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]))).toBeUndefined();
+    expect(scanDiscoveryRequest(new Uint8Array(0))).toEqual({ names: 0, typeUrl: '' });
   });
 
   it('ignores types it does not serve', () => {
