@@ -87,6 +87,10 @@ export class HttpExchange implements UpstreamSink {
     this.h2stream = stream as H2Stream;
     this.h2stream[kExchange] = this;
     stream.on('close', onH2StreamClose);
+    // A reset or a dead connection: Node emits 'aborted', then 'end' on the request body as if it were complete
+    // (on a raw RST_STREAM too), then 'close'. The upstream request is cancelled at 'aborted', before a pool can
+    // take that 'end' for END_STREAM and pass the truncated body on as a complete request.
+    stream.on('aborted', onH2StreamClose);
     stream.on('error', onH2StreamError);
     this.method = (headers[':method'] as string | undefined) ?? 'GET';
     this.path = (headers[':path'] as string | undefined) ?? '/';

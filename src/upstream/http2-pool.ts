@@ -1,18 +1,24 @@
 // HTTP/2 (cleartext, prior knowledge) connection pool for one endpoint: one multiplexed session, more when the
 // peer's SETTINGS_MAX_CONCURRENT_STREAMS is reached, and a FIFO of requests waiting for stream capacity.
 import * as http2 from 'node:http2';
-import type { Readable } from 'node:stream';
+import { addAbortSignal, type Readable } from 'node:stream';
 import { pendingOverflowError, REFUSED_STREAM, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { headersFromH2, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
+const { NGHTTP2_NO_ERROR } = http2.constants;
 /** Assumed until the peer's SETTINGS arrive (RFC 9113 recommends at least 100). */
 const INITIAL_STREAM_LIMIT = 100;
 const IDLE_SESSION_TIMEOUT_MS = 60_000;
 /** How often a cancel that the reset budget held back is tried again (the stream may also finish first). */
 const DEFERRED_RESET_RETRY_MS = 1_000;
 const kRequest = Symbol('pillion.h2request');
+/**
+ * Already aborted: addAbortSignal(CANCELLED, stream) destroys the stream with an AbortError, which Node sends as
+ * RST_STREAM CANCEL alone. Not close(NGHTTP2_CANCEL): close() ends the writable side first, so a request whose
+ * body was still coming reached the upstream as complete (END_STREAM, the body truncated), then the reset.
+ */
+const CANCELLED = AbortSignal.abort();
 
 type StreamWithRequest = http2.ClientHttp2Stream & { [kRequest]: H2Request };
 type BodyWithRequest = Readable & { [kRequest]?: H2Request };
@@ -158,8 +164,10 @@ export class Http2Pool implements ConnectionPool {
    */
   cancel(req: H2Request, stream: StreamWithRequest): void {
     const session = req.session!;
+    // No more of the request body, and above all not its end: a cancelled request must never look complete.
+    req.spec.body?.unpipe(stream);
     if (session.resets.tryTake(performance.now())) {
-      stream.close(NGHTTP2_CANCEL);
+      addAbortSignal(CANCELLED, stream);
       return;
     }
     if (!session.closing) {

@@ -11,7 +11,26 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { startAbuseSidecar, type AbuseSidecar, type AbuseSidecarOptions } from './sidecar.js';
-import { baseline, eventually, F, FrameReader, frame, listen, PREFACE, settings, SETTINGS_ACK, settleToBaseline, sleep, T, type Baseline } from './util.js';
+import {
+  baseline,
+  ERR,
+  eventually,
+  F,
+  FrameReader,
+  frame,
+  headersFrames,
+  listen,
+  PREFACE,
+  RawH2Client,
+  requestBlock,
+  rstStream,
+  settings,
+  SETTINGS_ACK,
+  settleToBaseline,
+  sleep,
+  T,
+  type Baseline,
+} from './util.js';
 
 const ROUTE_TIMEOUT_MS = 600;
 
@@ -124,6 +143,13 @@ const silentSockets = new Set<net.Socket>();
 /** /hold requests the backend has open: a client that vanishes must have its request cancelled here. */
 let holding = 0;
 let holdsSeen = 0;
+/** /hold requests the backend saw end ('end': the body complete), which no vanished client's request may. */
+let holdsCompleted = 0;
+/** A stock Node HTTP/2 upstream: its /hold streams open now, and those that saw END_STREAM (a complete request). */
+let h2up: http2.Http2Server;
+const h2upSessions = new Set<http2.ServerHttp2Session>();
+let h2upHolding = 0;
+let h2upCompleted = 0;
 
 async function freePort(): Promise<number> {
   const s = net.createServer();
@@ -138,6 +164,7 @@ beforeAll(async () => {
       holding++;
       holdsSeen++;
       req.resume();
+      req.on('end', () => holdsCompleted++);
       res.on('close', () => holding--);
       return;
     }
@@ -155,10 +182,27 @@ beforeAll(async () => {
     s.resume(); // reads everything, answers nothing
   });
   const silentPort = await listen(silent);
+  h2up = http2.createServer();
+  h2up.on('session', (session) => {
+    h2upSessions.add(session);
+    session.on('close', () => h2upSessions.delete(session));
+    session.on('error', () => {});
+  });
+  h2up.on('stream', (stream) => {
+    stream.on('error', () => {});
+    h2upHolding++;
+    stream.on('close', () => h2upHolding--);
+    stream.resume();
+    // Node emits 'end' on a reset stream too, destroyed by then: only a live stream's 'end' was END_STREAM.
+    stream.on('end', () => {
+      if (!stream.destroyed) h2upCompleted++;
+    });
+  });
+  const h2upPort = await listen(h2up);
   const timeout = `\n    policy: { timeout: ${ROUTE_TIMEOUT_MS}ms, connectTimeout: 1s }`;
   const service = (name: string, protocol: string, port: number): string =>
     `  - name: ${name}\n    ports: [{ port: 8080, protocol: ${protocol} }]\n    endpoints: [{ address: 127.0.0.1, port: ${port} }]${timeout}\n`;
-  const extra = service('killable', 'http', killablePort) + service('h2fin', 'http2', h2fin.port) + service('silent', 'http', silentPort) + service('silent2', 'http2', silentPort);
+  const extra = service('killable', 'http', killablePort) + service('h2fin', 'http2', h2fin.port) + service('silent', 'http', silentPort) + service('silent2', 'http2', silentPort) + service('h2up', 'http2', h2upPort);
   sidecarOptions = { backendPort: backend.port, appPort: app.port, backendExtra: extra };
   sidecar = await startAbuseSidecar(sidecarOptions);
 });
@@ -181,6 +225,8 @@ afterAll(async () => {
   await h2fin?.close();
   for (const s of silentSockets) s.destroy();
   await new Promise<void>((r) => (silent ? silent.close(() => r()) : r()));
+  for (const session of h2upSessions) session.destroy();
+  await new Promise<void>((r) => (h2up ? h2up.close(() => r()) : r()));
   await backend?.close();
   await app?.close();
 });
@@ -383,12 +429,14 @@ describe('a client process SIGKILLed mid-request', () => {
     const body = async (): Promise<void> => {
       const base = await baseline(sidecar);
       const seen = holdsSeen;
+      const completed = holdsCompleted;
       const child = spawn(process.execPath, ['-e', CLIENT], { env: { ...process.env, PORT: String(sidecar.outbound), PROTO: proto }, stdio: 'ignore' });
       try {
         expect(await eventually(() => holdsSeen, (n) => n > seen, 5_000), 'the request reached the backend').toBe(seen + 1);
         expect(holding).toBe(1);
         await sigkill(child);
         expect(await eventually(() => holding, (n) => n === 0, 2_000), 'the backend request was cancelled').toBe(0);
+        expect(holdsCompleted, 'the backend took the truncated body for a complete request').toBe(completed);
         await expectRecovered(base);
       } finally {
         await sigkill(child);
@@ -399,5 +447,38 @@ describe('a client process SIGKILLed mid-request', () => {
     // backend stayed open until the route timeout (15 s by default; never on gRPC routes) and the connection
     // until the 1 h idle timeout.
     it(name, body);
+  }
+});
+
+// Was a bug (src/http/exchange.ts, src/upstream/http2-pool.ts): when an HTTP/2 client's stream went away
+// mid-upload (RST_STREAM, or its connection closed), Node emitted 'end' on the request body as if the client had
+// sent END_STREAM, and the proxy passed that on: an HTTP/1.1 upstream got the terminating chunk of a chunked
+// body, an HTTP/2 upstream END_STREAM (and only then RST_STREAM CANCEL, sent with close(), which ends the
+// writable side first), so both took the truncated upload for a complete request. The exchange now cancels
+// the upstream request at the stream's 'aborted' (before that 'end'), and the HTTP/2 pool cancels with
+// RST_STREAM alone and unpipes the body.
+describe('an HTTP/2 client that goes away mid-upload', () => {
+  for (const upstream of ['backend', 'h2up'] as const) {
+    for (const how of ['RST_STREAM', 'connection closed'] as const) {
+      it(`${how}, ${upstream === 'backend' ? 'HTTP/1.1' : 'HTTP/2'} upstream: the upstream request is cancelled, never completed`, async () => {
+        const base = await baseline(sidecar);
+        const open = (): number => (upstream === 'backend' ? holding : h2upHolding);
+        const done = (): number => (upstream === 'backend' ? holdsCompleted : h2upCompleted);
+        const completed = done();
+        const c = new RawH2Client(sidecar.outbound);
+        try {
+          await c.ready;
+          await c.write(Buffer.concat([headersFrames(1, requestBlock(upstream, '/hold', 'POST'), false), frame(T.DATA, 0, 1, Buffer.from('part of a body'))]));
+          expect(await eventually(open, (n) => n === 1, 3_000), 'the request reached the upstream').toBe(1);
+          if (how === 'RST_STREAM') await c.write(rstStream(1, ERR.CANCEL));
+          else c.destroy();
+          expect(await eventually(open, (n) => n === 0, 2_000), 'the upstream request was cancelled').toBe(0);
+          expect(done(), 'the upstream took the truncated body for a complete request').toBe(completed);
+        } finally {
+          c.destroy();
+        }
+        await expectRecovered(base);
+      });
+    }
   }
 });
