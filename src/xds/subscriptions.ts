@@ -19,6 +19,18 @@ import type { RawResource, ResourceError, ResourceSet } from '../config/snapshot
 
 export type ResourceKind = 'listeners' | 'routes' | 'clusters' | 'endpoints';
 
+/**
+ * A NACK's error_detail names every rejected resource; with thousands of them it could pass the control
+ * server's 4 MiB message limit, and the stream would be cut and reconnect in a loop. 8 KiB tells an operator
+ * what is wrong; the proxy's own log has each error.
+ */
+const MAX_NACK_DETAIL_CHARS = 8192;
+
+function boundedDetail(message: string): string {
+  if (message.length <= MAX_NACK_DETAIL_CHARS) return message;
+  return `${message.slice(0, MAX_NACK_DETAIL_CHARS)}… (${message.length - MAX_NACK_DETAIL_CHARS} more characters)`;
+}
+
 /** google.rpc.Code INVALID_ARGUMENT: what Envoy puts in a NACK's error_detail. */
 export const INVALID_ARGUMENT = 3;
 
@@ -165,6 +177,7 @@ export class SubscriptionState {
       message = shown.length > 0 ? shown.map((e) => `${e.name || '(unnamed)'}: ${e.message}`).join('; ') : 'rejected by the proxy';
     }
     if (message !== undefined) {
+      message = boundedDetail(message);
       const nack: XdsRequest = { ...this.request(pending.kind), errorDetail: { code: INVALID_ARGUMENT, message } };
       return { kind: pending.kind, ack: false, version: s.version, rejectedVersion: pending.version, message, requests: [nack] };
     }

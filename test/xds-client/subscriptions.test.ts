@@ -104,6 +104,17 @@ describe('SubscriptionState', () => {
     expect(state.version('listeners')).toBe('');
   });
 
+  it('bounds the NACK error_detail (thousands of rejected resources must not pass the server message limit)', () => {
+    state.streamStarted();
+    const p = state.prepare(response(LDS, 'v1', 'n1', res.listeners)) as Pending;
+    const errors = Array.from({ length: 5000 }, (_, i) => ({ typeUrl: LDS, name: `l${i}`, message: 'address: missing socket_address' }));
+    const verdict = state.settle(p, { applied: false, errors });
+    const message = verdict.requests[0]!.errorDetail!.message;
+    expect(message.length).toBeLessThan(8300);
+    expect(message).toMatch(/^l0: address: missing socket_address; l1: /);
+    expect(message).toMatch(/… \(\d+ more characters\)$/);
+  });
+
   it('builds each candidate from the new resources of one type and the last good of the others', () => {
     state.streamStarted();
     feed(state, response(CDS, 'v1', 'c1', res.clusters));
