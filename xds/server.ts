@@ -64,7 +64,7 @@ export interface TypeStatus {
 export type RequestKind = 'initial' | 'ack' | 'nack' | 'stale' | 'unknown-type' | 'refused';
 
 /** The limit a refused request (or stream) passed: the `limit` label of pillion_control_streams_refused_total. */
-export type RefusalLimit = 'streams' | 'names_per_type' | 'name_length' | 'name_chars_per_stream' | 'node_field_length';
+export type RefusalLimit = 'streams' | 'names_per_type' | 'name_length' | 'name_chars_per_stream' | 'node_field_length' | 'first_request_timeout';
 
 export interface RequestDecision {
   readonly kind: RequestKind;
@@ -274,12 +274,18 @@ export interface ControlLimits extends SubscriptionLimits {
   readonly maxStreams: number;
   /** HTTP/2 streams per connection (grpc-js's `grpc.max_concurrent_streams`; Node's default is 2^32-1). */
   readonly maxStreamsPerConnection: number;
+  /**
+   * How long a new stream may stay silent before its first DiscoveryRequest (with the node): a stream that never
+   * speaks would otherwise hold one of the `maxStreams` places for ever, and enough of them lock proxies out.
+   */
+  readonly firstRequestTimeoutMs: number;
 }
 
 export const DEFAULT_CONTROL_LIMITS: ControlLimits = {
   ...DEFAULT_SUBSCRIPTION_LIMITS,
   maxStreams: 10_000,
   maxStreamsPerConnection: 1_000,
+  firstRequestTimeoutMs: 30_000,
 };
 
 /** Names listed per type on /proxies; past it only their count (subscribedCount) says how many. */
@@ -395,6 +401,7 @@ class AdsStream {
   node: NodeInfo | undefined;
   key: string | undefined;
   private closed = false;
+  private firstRequestTimer: NodeJS.Timeout | null;
   /** Per type: when a NACK was last logged, and how many were not logged since. */
   private readonly nackLog = new Map<ServedType, { at: number; unlogged: number }>();
 
@@ -404,6 +411,8 @@ class AdsStream {
     nonce: () => string,
   ) {
     this.state = new AdsStreamState({ nonce, now: Date.now, limits: control.limits });
+    this.firstRequestTimer = setTimeout(() => this.silent(), control.limits.firstRequestTimeoutMs);
+    this.firstRequestTimer.unref();
     call.on('data', (req: Loaded) => this.onRequest(req));
     call.on('end', () => this.close(true));
     call.on('cancelled', () => this.close(false));
@@ -437,6 +446,7 @@ class AdsStream {
         return;
       }
       this.node = node;
+      this.clearFirstRequestTimer();
       this.key = this.control.attach(this);
     }
     const snapshot = this.control.cache.get(this.key!)!;
@@ -529,9 +539,26 @@ class AdsStream {
     if (changedAt !== undefined) this.control.metrics.pushDuration.observe((Date.now() - changedAt) / 1000);
   }
 
+  /** No node within the first-request deadline: the stream ends, counted (not logged: they may come by thousands). */
+  private silent(): void {
+    this.firstRequestTimer = null;
+    if (this.closed || this.node !== undefined) return;
+    this.control.metrics.streamsRefused.inc({ limit: 'first_request_timeout' });
+    const ms = this.control.limits.firstRequestTimeoutMs;
+    this.call.emit('error', { code: grpc.status.DEADLINE_EXCEEDED, details: `no DiscoveryRequest with a node within ${ms} ms` });
+    this.close(false);
+  }
+
+  private clearFirstRequestTimer(): void {
+    if (this.firstRequestTimer === null) return;
+    clearTimeout(this.firstRequestTimer);
+    this.firstRequestTimer = null;
+  }
+
   close(endCall: boolean): void {
     if (this.closed) return;
     this.closed = true;
+    this.clearFirstRequestTimer();
     this.control.open--;
     if (endCall) {
       try {

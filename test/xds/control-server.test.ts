@@ -287,6 +287,29 @@ describe('pillion control (ADS, state of the world)', () => {
     }
   });
 
+  it('ends a stream that sends nothing within the first-request deadline, and counts it', async () => {
+    const limited = await startControlServer({ configFile: file, port: 0, adminPort: 0, limits: { maxStreams: 2, firstRequestTimeoutMs: 300 } });
+    const silent = [new RawAdsClient(limited.port, NODE), new RawAdsClient(limited.port, NODE)];
+    try {
+      // Two silent streams hold both places; after the deadline they are gone and a proxy gets its config.
+      for (const c of silent) {
+        expect(await eventually(async () => c.status, (st) => st !== undefined)).toMatchObject({
+          code: grpc.status.DEADLINE_EXCEEDED,
+          details: 'no DiscoveryRequest with a node within 300 ms',
+        });
+      }
+      const text = await (await fetch(`http://127.0.0.1:${limited.adminPort}/metrics`)).text();
+      expect(text).toContain('pillion_control_streams_refused_total{limit="first_request_timeout"} 2');
+      const proxy = new RawAdsClient(limited.port, NODE);
+      silent.push(proxy);
+      proxy.send({ type_url: LDS });
+      expect((await proxy.next()).type_url).toBe(LDS);
+    } finally {
+      for (const c of silent) c.close();
+      await limited.close();
+    }
+  });
+
   it('ends a stream whose first request carries no node with INVALID_ARGUMENT', async () => {
     const client = new RawAdsClient(server.port, null);
     client.send({ type_url: LDS });
