@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import { HttpExchange } from './exchange.js';
 import type { HttpContext } from './context.js';
 import { H1Connection, type HeadClock } from './h1-connection.js';
+import { nghttp2Finished } from './nghttp2-finished.js';
 
 /** A head deadline fires within this much after it passes. */
 const HEAD_SWEEP_MS = 1_000;
@@ -30,25 +31,6 @@ function sweepConnections(manager: HttpConnectionManager): void {
 
 function onH2SessionError(): void {
   // A protocol error on one connection: nghttp2 already sent GOAWAY and Node destroys the session.
-}
-
-/** The native handle's symbol on Node's Http2Session (not exported by Node): looked up once. */
-let kNativeHandle: symbol | undefined | null = null;
-
-/**
- * True once nghttp2 is done with a session that Node has not closed. When nghttp2 ends a session with a GOAWAY
- * of its own (rapid reset: INTERNAL_ERROR; a header block it cannot decode: COMPRESSION_ERROR; its flood
- * limits), Node stops reading the socket and from then on emits nothing and never closes it, not even on the
- * client's FIN (which it no longer reads). The one sign is the native handle's hasPendingData(), what Node's own
- * graceful close waits on: false once nghttp2 wants neither to read nor to write. A live session always wants
- * to read; one that sent or received GOAWAY stops wanting to once its last stream is closed. Where the internal
- * handle or method is missing (another Node), this says false and the idle timeout stays the backstop.
- */
-function nghttp2Finished(session: http2.ServerHttp2Session): boolean {
-  if (kNativeHandle === null) kNativeHandle = Object.getOwnPropertySymbols(session).find((s) => s.description === 'kHandle');
-  if (kNativeHandle === undefined) return false;
-  const handle = (session as unknown as Record<symbol, { hasPendingData?: () => boolean } | undefined>)[kNativeHandle];
-  return handle !== undefined && typeof handle.hasPendingData === 'function' && !handle.hasPendingData();
 }
 
 /** A downstream HTTP/2 connection: its session, and the socket under it (a destroyed session forgets it). */

@@ -5,6 +5,7 @@ import { addAbortSignal, type Readable } from 'node:stream';
 import { pendingOverflowError, REFUSED_STREAM, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { headersFromH2, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
+import { nghttp2Finished } from '../http/nghttp2-finished.js';
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
 /** Assumed until the peer's SETTINGS arrive (RFC 9113 recommends at least 100). */
@@ -12,6 +13,12 @@ const INITIAL_STREAM_LIMIT = 100;
 const IDLE_SESSION_TIMEOUT_MS = 60_000;
 /** How often a cancel that the reset budget held back is tried again (the stream may also finish first). */
 const DEFERRED_RESET_RETRY_MS = 1_000;
+/**
+ * How often a session is checked for one nghttp2 has ended without Node telling (see nghttp2Finished): its
+ * streams would otherwise wait for the route timeout (or for ever), and new ones would be sent to it. One native
+ * call per session per tick; a request also checks the session it is about to use.
+ */
+const SESSION_CHECK_MS = 250;
 const kRequest = Symbol('pillion.h2request');
 /**
  * Already aborted: addAbortSignal(CANCELLED, stream) destroys the stream with an AbortError, which Node sends as
@@ -29,6 +36,7 @@ class Session {
   connected = false;
   closing = false;
   connectTimer: NodeJS.Timeout | null = null;
+  checkTimer: NodeJS.Timeout | null = null;
   readonly resets = new ResetBudget(performance.now());
 
   constructor(readonly h2: http2.ClientHttp2Session) {}
@@ -64,6 +72,10 @@ class H2Request implements UpstreamStream {
     if (this.stream !== null) this.pool.cancel(this, this.stream);
     else this.pool.cancelWaiting(this);
   }
+}
+
+function checkSession(pool: Http2Pool, session: Session): void {
+  if (!session.h2.destroyed && nghttp2Finished(session.h2)) pool.retire(session);
 }
 
 /** A cancel the reset budget held back: reset now if the budget allows, else later (unless it finished). */
@@ -211,8 +223,22 @@ export class Http2Pool implements ConnectionPool {
     for (const session of this.sessions) session.h2.destroy();
   }
 
+  /**
+   * A session nghttp2 has ended (it sent GOAWAY for something the upstream sent: a header block it cannot
+   * decode, a flood) but Node keeps open and silent: destroyed, so its streams fail now (503 upstream_reset, or
+   * the client's stream reset mid-response) and new requests go to a fresh session.
+   */
+  retire(session: Session): void {
+    session.closing = true;
+    session.h2.destroy(new Error('the upstream HTTP/2 connection was ended by a protocol error (GOAWAY sent)'));
+  }
+
   private sessionWithCapacity(): Session | null {
-    for (const session of this.sessions) if (session.hasCapacity) return session;
+    for (const session of this.sessions) {
+      if (!session.hasCapacity) continue;
+      if (!nghttp2Finished(session.h2)) return session;
+      this.retire(session);
+    }
     if (this.draining || this.sessions.length >= this.options.maxConnections) return null;
     return this.open();
   }
@@ -257,6 +283,8 @@ export class Http2Pool implements ConnectionPool {
     const h2 = http2.connect(this.origin, { settings: { enablePush: false } });
     const session = new Session(h2);
     this.sessions.push(session);
+    session.checkTimer = setInterval(checkSession, SESSION_CHECK_MS, this, session);
+    session.checkTimer.unref();
     const { events, connectTimeoutMs } = this.options;
     if (connectTimeoutMs > 0) {
       session.connectTimer = setTimeout(() => {
@@ -285,6 +313,7 @@ export class Http2Pool implements ConnectionPool {
     });
     h2.on('close', () => {
       if (session.connectTimer !== null) clearTimeout(session.connectTimer);
+      if (session.checkTimer !== null) clearInterval(session.checkTimer);
       session.closing = true;
       const i = this.sessions.indexOf(session);
       if (i >= 0) this.sessions.splice(i, 1);

@@ -68,15 +68,19 @@ async function sigkill(child: ChildProcess): Promise<void> {
 
 // ==== an HTTP/2 upstream that hangs up (FIN, no GOAWAY) when told to =========================================
 
-type H2FinMode = 'ok' | 'fin-before-response' | 'fin-mid-response';
+type H2FinMode = 'ok' | 'fin-before-response' | 'fin-mid-response' | 'bad-hpack';
 
 /** A minimal hand-written HTTP/2 server: SETTINGS, ACKs, and per request what `mode` says. */
-async function startH2Fin(): Promise<{ port: number; mode: H2FinMode; connections: number; close(): Promise<void> }> {
+async function startH2Fin(): Promise<{ port: number; mode: H2FinMode; connections: number; readonly open: number; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const state = {
     port: 0,
     mode: 'ok' as H2FinMode,
     connections: 0,
+    /** Connections open now. */
+    get open(): number {
+      return sockets.size;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
@@ -103,6 +107,10 @@ async function startH2Fin(): Promise<{ port: number; mode: H2FinMode; connection
         case 'fin-mid-response':
           socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, f.stream, status200), frame(T.DATA, 0, f.stream, Buffer.from('partial'))]));
           setTimeout(() => socket.end(), 30);
+          break;
+        case 'bad-hpack':
+          // An index past both tables: the proxy's nghttp2 answers GOAWAY(COMPRESSION_ERROR), then nothing.
+          socket.write(frame(T.HEADERS, F.END_HEADERS, f.stream, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])));
           break;
       }
     }, PREFACE.length);
@@ -389,6 +397,31 @@ describe('an HTTP/2 upstream that closes its connection (FIN, no GOAWAY)', () =>
     const h2 = await h2Get('h2fin', '/none-h2');
     expect(h2.status).toBe(503);
     expect(h2.reason).toBe('upstream_reset');
+  });
+});
+
+// Was a bug (src/upstream/http2-pool.ts): when the upstream sends something nghttp2 ends the session for (a header
+// block it cannot decode), the proxy's session sends GOAWAY and from then on Node neither reads nor closes it nor
+// tells anyone: the request waited for the route timeout (for ever without one), and every later request to
+// the endpoint was put on the same dead session (the pool saw capacity) and waited too, until the 60 s idle
+// timeout, which their own streams kept from firing. The pool now checks its sessions (every 250 ms, and
+// before it uses one) and destroys one nghttp2 is done with.
+describe('an HTTP/2 upstream whose response the proxy cannot decode (nghttp2 ends the session)', () => {
+  it('the request gets 503 upstream_reset at once, the dead connection is closed, the next requests use a fresh one', async () => {
+    const base = await baseline(sidecar);
+    h2fin.mode = 'bad-hpack';
+    const started = Date.now();
+    const r = await request(sidecar.outbound, { host: 'h2fin', path: '/bad-hpack' });
+    expect(r.status, r.body).toBe(503);
+    expect(r.headers['x-pillion-reason']).toBe('upstream_reset');
+    expect(Date.now() - started, 'answered before the route timeout').toBeLessThan(ROUTE_TIMEOUT_MS);
+    h2fin.mode = 'ok';
+    const before = h2fin.connections;
+    const replies = await Promise.all(Array.from({ length: 5 }, (_, i) => request(sidecar.outbound, { host: 'h2fin', path: `/after-bad-${i}` })));
+    expect(replies.map((x) => x.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(h2fin.connections).toBe(before + 1);
+    expect(await eventually(() => h2fin.open, (n) => n === 1, 2_000), 'the dead connection was closed').toBe(1);
+    await expectRecovered(base);
   });
 });
 
