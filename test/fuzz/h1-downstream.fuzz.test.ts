@@ -17,24 +17,29 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+import type { RunningProxy } from '../helpers/proxy.js';
 import {
   RawConn,
   FUZZ_TIMEOUT_MS,
   fuzzRuns,
   fuzzSeed,
   clientResponses,
+  fieldValueArb,
   header,
   refParse,
   settleMetric,
   show,
   sleep,
+  splitsArb,
+  startClientProxy,
   stripPort,
+  token,
   values,
   type ClientResponse,
   type RefMessage,
   type RefResult,
 } from './support.js';
+import { byteMutationArbs, insertLine, lineStarts, mutateBytes, type ByteMutation } from './mutations.js';
 
 const SEED = 0x5eed_d0;
 /** The listener's max_request_headers_kb (README: 60 KiB, larger → 431). */
@@ -66,18 +71,7 @@ async function startEcho(): Promise<{ port: number; server: http.Server }> {
 
 beforeAll(async () => {
   echo = await startEcho();
-  proxy = await startProxy(
-    `
-services:
-  - name: client
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-  - name: echo
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: ${echo.port} }]
-`,
-    { service: 'client' },
-  );
+  proxy = await startClientProxy('echo', echo.port);
   port = proxy.port('outbound');
 });
 
@@ -115,16 +109,7 @@ interface ReqSpec {
   expect100: boolean;
 }
 
-const tokenChars = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&\'*+.^_`|~-';
-const token = (min: number, max: number) =>
-  fc.array(fc.constantFrom(...tokenChars), { minLength: min, maxLength: max }).map((a) => a.join(''));
-/** Field values: visible ASCII, inner spaces and tabs, obs-text (0x80-0xff); no leading/trailing whitespace. */
-const fieldValue = fc
-  .array(fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 0x21, max: 0x7e }) }, fc.integer({ min: 0x80, max: 0xff }), fc.constantFrom(0x20, 0x09)), {
-    minLength: 1,
-    maxLength: 40,
-  })
-  .map((codes) => Buffer.from(codes).toString('latin1').replace(/^[ \t]+|[ \t]+$/g, '') || 'v');
+const fieldValue = fieldValueArb(40);
 const pathChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=:@";
 const pathArb = fc
   .tuple(
@@ -197,97 +182,35 @@ function serialize(r: ReqSpec): Buffer {
   return Buffer.concat(parts);
 }
 
-/** Where to cut the bytes into separate writes, and how long to pause between them. */
-const splitsArb = fc.record({
-  cuts: fc.array(fc.nat(), { maxLength: 8 }),
-  pauseMs: fc.constantFrom(0, 0, 1, 3),
-});
-
 type Mutation =
-  | { op: 'flip'; at: number; byte: number }
-  | { op: 'insert'; at: number; bytes: string }
-  | { op: 'delete'; at: number; len: number }
-  | { op: 'dupLine'; line: number }
-  | { op: 'addLine'; line: number; text: string }
-  | { op: 'bareLF'; line: number }
-  | { op: 'truncate'; at: number }
+  | ByteMutation
   | { op: 'hugeLine'; line: number; size: number }
   | { op: 'hugeUrl'; size: number }
   | { op: 'rehost'; which: number; to: string };
 
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ op: fc.constant('flip' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
-  fc.record({
-    op: fc.constant('insert' as const),
-    at: fc.nat(),
-    bytes: fc.oneof(fc.constantFrom('\r', '\n', '\0', ' ', '\t', '\r\n', ':', '\r\n\r\n', '\x7f', '\xff'), fc.string({ minLength: 1, maxLength: 4 })),
-  }),
-  fc.record({ op: fc.constant('delete' as const), at: fc.nat(), len: fc.integer({ min: 1, max: 6 }) }),
-  fc.record({ op: fc.constant('dupLine' as const), line: fc.nat() }),
-  fc.record({
-    op: fc.constant('addLine' as const),
-    line: fc.nat(),
+  ...byteMutationArbs({
+    insertBytes: ['\r', '\n', '\0', ' ', '\t', '\r\n', ':', '\r\n\r\n', '\x7f', '\xff'],
     // Request-smuggling shapes and other framing-relevant lines (README: refused with 400).
-    text: fc.constantFrom(
+    lines: [
       'Transfer-Encoding: chunked', 'Content-Length: 3', 'Content-Length: 0', 'Content-Length: -1', 'Content-Length: 1e3',
       'Content-Length: 99999999999999999999', 'Transfer-Encoding: chunked, identity', 'Transfer-Encoding: gzip',
       'Transfer-Encoding : chunked', 'Host: echo', 'Host: elsewhere', 'Host:', ' folded', '\tfolded', 'Connection: close',
       'Connection: keep-alive, x-f-a', 'Expect: 100-continue', 'x-no-colon', ': no-name', 'x-ctl: a\x01b',
-    ),
+    ],
   }),
-  fc.record({ op: fc.constant('bareLF' as const), line: fc.nat() }),
-  fc.record({ op: fc.constant('truncate' as const), at: fc.nat() }),
   fc.record({ op: fc.constant('hugeLine' as const), line: fc.nat(), size: fc.integer({ min: 50_000, max: 70_000 }) }),
   fc.record({ op: fc.constant('hugeUrl' as const), size: fc.integer({ min: 50_000, max: 70_000 }) }),
   // Another authority: no route (404), the client service whose endpoint refuses (503), or none (400).
   fc.record({ op: fc.constant('rehost' as const), which: fc.nat(), to: fc.constantFrom('nowhere', '', 'client', 'client.default:8080', 'echo.other') }),
 );
 
-/** Offsets just after each CRLF (where a header line could be inserted). */
-function lineStarts(b: Buffer): number[] {
-  const out: number[] = [];
-  for (let i = b.indexOf('\r\n'); i >= 0; i = b.indexOf('\r\n', i + 2)) out.push(i + 2);
-  return out;
-}
-
 function mutate(input: Buffer, m: Mutation): Buffer {
-  const n = input.length;
-  const lines = lineStarts(input);
-  const lineAt = (k: number) => (lines.length === 0 ? 0 : lines[k % lines.length]!);
   switch (m.op) {
-    case 'flip': {
-      if (n === 0) return input;
-      const out = Buffer.from(input);
-      out[m.at % n] = m.byte;
-      return out;
-    }
-    case 'insert':
-      return Buffer.concat([input.subarray(0, m.at % (n + 1)), Buffer.from(m.bytes, 'latin1'), input.subarray(m.at % (n + 1))]);
-    case 'delete':
-      return Buffer.concat([input.subarray(0, m.at % (n + 1)), input.subarray((m.at % (n + 1)) + m.len)]);
-    case 'dupLine': {
-      if (lines.length < 2) return input;
-      const k = m.line % (lines.length - 1);
-      const line = input.subarray(lines[k]!, lines[k + 1]!);
-      return Buffer.concat([input.subarray(0, lines[k + 1]!), line, input.subarray(lines[k + 1]!)]);
-    }
-    case 'addLine': {
-      const at = lineAt(m.line);
-      return Buffer.concat([input.subarray(0, at), Buffer.from(m.text + '\r\n', 'latin1'), input.subarray(at)]);
-    }
-    case 'bareLF': {
-      if (lines.length === 0) return input;
-      const at = lineAt(m.line) - 2;
-      return Buffer.concat([input.subarray(0, at), input.subarray(at + 1)]);
-    }
-    case 'truncate':
-      return input.subarray(0, m.at % (n + 1));
-    case 'hugeLine': {
-      const at = lineAt(m.line);
-      return Buffer.concat([input.subarray(0, at), Buffer.from(`x-huge: ${'h'.repeat(m.size)}\r\n`), input.subarray(at)]);
-    }
+    case 'hugeLine':
+      return insertLine(input, m.line, `x-huge: ${'h'.repeat(m.size)}`);
     case 'rehost': {
-      const hosts = lines.filter((at) => /^host:/i.test(input.subarray(at, at + 5).toString('latin1')));
+      const hosts = lineStarts(input).filter((at) => /^host:/i.test(input.subarray(at, at + 5).toString('latin1')));
       if (hosts.length === 0) return input;
       const at = hosts[m.which % hosts.length]! + 5;
       const end = input.indexOf('\r\n', at);
@@ -298,6 +221,8 @@ function mutate(input: Buffer, m: Mutation): Buffer {
       if (sp < 0) return input;
       return Buffer.concat([input.subarray(0, sp + 2), Buffer.alloc(m.size, 'u'), input.subarray(sp + 2)]);
     }
+    default:
+      return mutateBytes(input, m);
   }
 }
 
@@ -681,18 +606,7 @@ describe('bugs the fuzz found (each fixed; kept as regression cases)', () => {
  * exceptions are trapped so they fail this test rather than the run (in the real process nothing catches them).
  */
 async function survivesOnOwnProxy(requests: fc.Arbitrary<string>, numRuns: number): Promise<void> {
-  const own = await startProxy(
-    `
-services:
-  - name: client
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-  - name: echo
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: ${echo.port} }]
-`,
-    { service: 'client' },
-  );
+  const own = await startClientProxy('echo', echo.port);
   const uncaught: unknown[] = [];
   const trap = (e: unknown) => uncaught.push(e);
   process.prependListener('uncaughtException', trap);

@@ -22,14 +22,18 @@ import {
   FUZZ_TIMEOUT_MS,
   fuzzRuns,
   fuzzSeed,
+  fieldValueArb,
   header,
   refParse,
   settleMetric,
   show,
   sleep,
+  splitsArb,
+  token,
   type RefMessage,
   type RefResult,
 } from './support.js';
+import { byteMutationArbs, insertLine, mutateBytes, type ByteMutation } from './mutations.js';
 
 const SEED = 0x0b5eed;
 /**
@@ -129,15 +133,7 @@ afterAll(async () => {
 
 // --- generators -------------------------------------------------------------------------------------------
 
-const tokenChars = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&\'*+.^_`|~-';
-const token = (min: number, max: number) =>
-  fc.array(fc.constantFrom(...tokenChars), { minLength: min, maxLength: max }).map((a) => a.join(''));
-const fieldValue = fc
-  .array(fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 0x21, max: 0x7e }) }, fc.integer({ min: 0x80, max: 0xff }), fc.constantFrom(0x20, 0x09)), {
-    minLength: 1,
-    maxLength: 30,
-  })
-  .map((codes) => Buffer.from(codes).toString('latin1').replace(/^[ \t]+|[ \t]+$/g, '') || 'v');
+const fieldValue = fieldValueArb(30);
 const bytesArb = fc.oneof(
   { weight: 10, arbitrary: fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)) },
   // Now and then a body that takes several reads (and the downstream write's backpressure).
@@ -215,41 +211,22 @@ function serializeResponse(r: RespSpec): Buffer {
   return Buffer.concat(parts);
 }
 
-const splitsArb = fc.record({ cuts: fc.array(fc.nat(), { maxLength: 8 }), pauseMs: fc.constantFrom(0, 0, 1, 3) });
-
 type Mutation =
-  | { op: 'flip'; at: number; byte: number }
-  | { op: 'insert'; at: number; bytes: string }
-  | { op: 'delete'; at: number; len: number }
-  | { op: 'dupLine'; line: number }
-  | { op: 'addLine'; line: number; text: string }
-  | { op: 'bareLF'; line: number }
-  | { op: 'truncate'; at: number }
+  | ByteMutation
   | { op: 'cutTail'; len: number }
   | { op: 'relength'; delta: number }
   | { op: 'hugeLine'; size: number }
   | { op: 'append'; text: string };
 
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ op: fc.constant('flip' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
-  fc.record({
-    op: fc.constant('insert' as const),
-    at: fc.nat(),
-    bytes: fc.oneof(fc.constantFrom('\r', '\n', '\0', ' ', '\t', '\r\n', ':', '\r\n\r\n', '\xff'), fc.string({ minLength: 1, maxLength: 4 })),
-  }),
-  fc.record({ op: fc.constant('delete' as const), at: fc.nat(), len: fc.integer({ min: 1, max: 6 }) }),
-  fc.record({ op: fc.constant('dupLine' as const), line: fc.nat() }),
-  fc.record({
-    op: fc.constant('addLine' as const),
-    line: fc.nat(),
-    text: fc.constantFrom(
+  ...byteMutationArbs({
+    insertBytes: ['\r', '\n', '\0', ' ', '\t', '\r\n', ':', '\r\n\r\n', '\xff'],
+    lines: [
       'Content-Length: 5', 'Content-Length: 0', 'Content-Length: 99999', 'Content-Length: -3', 'Content-Length: abc',
       'Transfer-Encoding: chunked', 'Transfer-Encoding: gzip', 'Transfer-Encoding: chunked, chunked', ' folded',
       'Connection: close', 'Keep-Alive: timeout=1', 'Keep-Alive: timeout=0', 'HTTP/1.1 200 OK', 'x-ctl: a\x01b', 'no colon',
-    ),
+    ],
   }),
-  fc.record({ op: fc.constant('bareLF' as const), line: fc.nat() }),
-  fc.record({ op: fc.constant('truncate' as const), at: fc.nat() }),
   // Cut near the end: inside the body or the chunked framing, after the head went out.
   fc.record({ op: fc.constant('cutTail' as const), len: fc.integer({ min: 1, max: 40 }) }),
   fc.record({ op: fc.constant('relength' as const), delta: fc.integer({ min: -20, max: 20 }) }),
@@ -261,45 +238,10 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   }),
 );
 
-function lineStarts(b: Buffer): number[] {
-  const out: number[] = [];
-  for (let i = b.indexOf('\r\n'); i >= 0; i = b.indexOf('\r\n', i + 2)) out.push(i + 2);
-  return out;
-}
-
 function mutate(input: Buffer, m: Mutation): Buffer {
-  const n = input.length;
-  const lines = lineStarts(input);
-  const lineAt = (k: number) => (lines.length === 0 ? 0 : lines[k % lines.length]!);
   switch (m.op) {
-    case 'flip': {
-      if (n === 0) return input;
-      const out = Buffer.from(input);
-      out[m.at % n] = m.byte;
-      return out;
-    }
-    case 'insert':
-      return Buffer.concat([input.subarray(0, m.at % (n + 1)), Buffer.from(m.bytes, 'latin1'), input.subarray(m.at % (n + 1))]);
-    case 'delete':
-      return Buffer.concat([input.subarray(0, m.at % (n + 1)), input.subarray((m.at % (n + 1)) + m.len)]);
-    case 'dupLine': {
-      if (lines.length < 2) return input;
-      const k = m.line % (lines.length - 1);
-      return Buffer.concat([input.subarray(0, lines[k + 1]!), input.subarray(lines[k]!, lines[k + 1]!), input.subarray(lines[k + 1]!)]);
-    }
-    case 'addLine': {
-      const at = lineAt(m.line);
-      return Buffer.concat([input.subarray(0, at), Buffer.from(m.text + '\r\n', 'latin1'), input.subarray(at)]);
-    }
-    case 'bareLF': {
-      if (lines.length === 0) return input;
-      const at = lineAt(m.line) - 2;
-      return Buffer.concat([input.subarray(0, at), input.subarray(at + 1)]);
-    }
-    case 'truncate':
-      return input.subarray(0, m.at % (n + 1));
     case 'cutTail':
-      return input.subarray(0, Math.max(0, n - m.len));
+      return input.subarray(0, Math.max(0, input.length - m.len));
     case 'relength': {
       const text = input.toString('latin1');
       const match = /content-length: (\d+)/i.exec(text);
@@ -307,12 +249,12 @@ function mutate(input: Buffer, m: Mutation): Buffer {
       const value = Math.max(0, Number(match[1]) + m.delta);
       return Buffer.from(text.slice(0, match.index) + `Content-Length: ${value}` + text.slice(match.index + match[0].length), 'latin1');
     }
-    case 'hugeLine': {
-      const at = lineAt(0);
-      return Buffer.concat([input.subarray(0, at), Buffer.from(`x-huge: ${'h'.repeat(m.size)}\r\n`), input.subarray(at)]);
-    }
+    case 'hugeLine':
+      return insertLine(input, 0, `x-huge: ${'h'.repeat(m.size)}`);
     case 'append':
       return Buffer.concat([input, Buffer.from(m.text, 'latin1')]);
+    default:
+      return mutateBytes(input, m);
   }
 }
 

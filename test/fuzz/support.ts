@@ -1,5 +1,6 @@
 // Shared pieces of the fuzz suite: a reference HTTP/1 parser (the oracle), a raw socket client whose every wait
-// is bounded, and a metrics reader.
+// is bounded, a metrics reader, the HTTP/1 generators both codec fuzzers use, and a proxy in front of one backend.
+// (The byte-level mutations of HTTP/1 messages are in mutations.ts.)
 //
 // The oracle is Node's llhttp in strict mode, driven directly through `_http_common` here, independently of
 // the proxy's own wrapper (src/http/h1-parser.ts): it is the parser the proxy runs on both sides, so it says
@@ -8,6 +9,8 @@
 import { createRequire } from 'node:module';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import fc from 'fast-check';
+import { startProxy, type RunningProxy, type StartProxyOptions } from '../helpers/proxy.js';
 
 interface NativeParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenientFlags: number): void;
@@ -218,6 +221,25 @@ export function clientResponses(
   return { responses, error: r.error };
 }
 
+/**
+ * A proxy for the mesh's `client` service (whose own endpoint, 127.0.0.1:1, refuses) with one more HTTP service,
+ * `name`, served by the backend on 127.0.0.1:`backendPort`.
+ */
+export function startClientProxy(name: string, backendPort: number, opts: Omit<StartProxyOptions, 'service'> = {}): Promise<RunningProxy> {
+  return startProxy(
+    `
+services:
+  - name: client
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: ${name}
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${backendPort} }]
+`,
+    { service: 'client', ...opts },
+  );
+}
+
 /** GET on the admin server. */
 export function adminGet(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -270,6 +292,30 @@ export function show(b: Buffer | string, max = 600): string {
   const j = JSON.stringify(s.length > max ? s.slice(0, max) + `…(+${s.length - max})` : s);
   return j;
 }
+
+// --- generators (HTTP/1) -----------------------------------------------------------------------------------
+
+const tokenChars = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&\'*+.^_`|~-';
+
+/** Header names: tchar strings of `min` to `max` characters. */
+export const token = (min: number, max: number): fc.Arbitrary<string> =>
+  fc.array(fc.constantFrom(...tokenChars), { minLength: min, maxLength: max }).map((a) => a.join(''));
+
+/** Field values of up to `maxLength` bytes: visible ASCII, inner spaces and tabs, obs-text (0x80-0xff); no
+ * leading/trailing whitespace. */
+export const fieldValueArb = (maxLength: number): fc.Arbitrary<string> =>
+  fc
+    .array(fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 0x21, max: 0x7e }) }, fc.integer({ min: 0x80, max: 0xff }), fc.constantFrom(0x20, 0x09)), {
+      minLength: 1,
+      maxLength,
+    })
+    .map((codes) => Buffer.from(codes).toString('latin1').replace(/^[ \t]+|[ \t]+$/g, '') || 'v');
+
+/** Where to cut the bytes into separate writes, and how long to pause between them. */
+export const splitsArb = fc.record({
+  cuts: fc.array(fc.nat(), { maxLength: 8 }),
+  pauseMs: fc.constantFrom(0, 0, 1, 3),
+});
 
 /**
  * The fixed seed of a property, unless FUZZ_SEED is set (to explore: `FUZZ_SEED=123 FUZZ_RUNS=5 npx vitest run

@@ -24,9 +24,8 @@ import { compileForNode, type NodeInfo } from '../../xds/compiler.js';
 import { parseMeshConfig } from '../../xds/mesh-config.js';
 import { MESH_YAML } from '../config/mesh-fixture.js';
 import { startHttpBackend } from '../helpers/backends.js';
-import { startProxy } from '../helpers/proxy.js';
 import * as http2 from 'node:http2';
-import { FUZZ_TIMEOUT_MS, fuzzRuns, fuzzSeed } from './support.js';
+import { FUZZ_TIMEOUT_MS, fuzzRuns, fuzzSeed, startClientProxy } from './support.js';
 
 const SEED = 0x0d5;
 const CASE_MS = 2_000;
@@ -469,18 +468,7 @@ describe('bugs found by the fuzz (fixed; each case fails without its fix)', () =
 
     // The largest accepted value, end to end: an HTTP/2 prior-knowledge request is answered, nothing is thrown.
     const backend = await startHttpBackend('b');
-    const proxy = await startProxy(
-      `
-services:
-  - name: client
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-  - name: b
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: ${backend.port} }]
-`,
-      { service: 'client', hcm: { max_request_headers_kb: { value: 8192 } } },
-    );
+    const proxy = await startClientProxy('b', backend.port, { hcm: { max_request_headers_kb: { value: 8192 } } });
     const uncaught: unknown[] = [];
     const trap = (e: unknown) => uncaught.push(e);
     process.prependListener('uncaughtException', trap);
