@@ -54,6 +54,7 @@ function httpChain(filter: Plain, field: string, inline: RouteConfigModel[]): Ht
     maxRequestHeadersKb: maxRequestHeadersKb(hcm.max_request_headers_kb, `${field}.max_request_headers_kb`),
     requestHeadersTimeoutMs: durationMs(hcm.request_headers_timeout, DEFAULTS.requestHeadersTimeoutMs, `${field}.request_headers_timeout`),
     maxConcurrentStreams: maxConcurrentStreams(hcm.http2_protocol_options, `${field}.http2_protocol_options.max_concurrent_streams`),
+    maxHeadersCount: maxHeadersCount(hcm.common_http_protocol_options, `${field}.common_http_protocol_options.max_headers_count`),
     generateRequestId: wrapped<boolean>(hcm.generate_request_id, true),
   };
 }
@@ -73,6 +74,13 @@ function maxRequestHeadersKb(w: Plain | undefined, field: string): number {
 function streamIdleTimeout(d: Plain | undefined, field: string): number {
   if (d) notEnforced(field, 'streams are not timed out for idleness; the route timeout and the connection idle timeout apply');
   return durationMs(d, 300_000, field);
+}
+
+function maxHeadersCount(options: Plain | undefined, field: string): number {
+  const n = wrapped<number>(options?.max_headers_count, DEFAULTS.maxHeadersCount);
+  // Envoy's proto rule: at least 1. Above 10,000 a head would pass the size limit long before the count.
+  if (n < 1 || n > 10_000) invalid(`${field}: ${n} is not in 1..10000`);
+  return n;
 }
 
 function maxConcurrentStreams(options: Plain | undefined, field: string): number {

@@ -45,6 +45,8 @@ export interface HttpChainModel {
   readonly requestHeadersTimeoutMs: number;
   /** HCM http2_protocol_options.max_concurrent_streams: SETTINGS_MAX_CONCURRENT_STREAMS per downstream connection. */
   readonly maxConcurrentStreams: number;
+  /** HCM common_http_protocol_options.max_headers_count (Envoy's default 100): more request header lines get 431. */
+  readonly maxHeadersCount: number;
   /** Set x-request-id when the request has none (HCM generate_request_id, default true). */
   readonly generateRequestId: boolean;
 }
@@ -188,6 +190,7 @@ export const DEFAULTS = {
   maxRequestHeadersKb: 60,
   requestHeadersTimeoutMs: 10_000,
   maxConcurrentStreams: 1024,
+  maxHeadersCount: 100,
   listenerFiltersTimeoutMs: 15_000,
   choiceCount: 2,
   minRingSize: 1024,

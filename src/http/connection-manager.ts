@@ -66,6 +66,8 @@ export class HttpConnectionManager implements HeadClock {
     this.h2 = http2.createServer({
       maxSessionMemory: 64,
       settings: { maxHeaderListSize: chain.maxRequestHeadersKb * 1024, maxConcurrentStreams: chain.maxConcurrentStreams },
+      // Header lines per request; the pseudo headers count too (Node's minimum is 4).
+      maxHeaderListPairs: chain.maxHeadersCount + 4,
     }) as WithContext<http2.Http2Server>;
     this.h2[kContext] = context;
     this.h2.on('stream', onH2Stream);

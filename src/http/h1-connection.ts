@@ -189,6 +189,11 @@ export class H1Connection implements ParserOwner {
       this.upgrade = { method: methodName, url, lines };
       return UPGRADE;
     }
+    if (lines.length > 2 * this.ctx.chain.maxHeadersCount) {
+      // Envoy's max_headers_count: thousands of tiny header lines fit the size limit and cost per line.
+      this.failRequest(REASONS.headersTooLarge);
+      return 0;
+    }
     if (this.queue.length >= MAX_PIPELINED_REQUESTS) {
       // One socket read of tiny pipelined requests is thousands of them: answer those queued, then refuse.
       this.failRequest(REASONS.pipelineOverflow);

@@ -120,7 +120,7 @@ class ActiveListener implements TcpContext {
       return;
     }
     // Parser limits are fixed per server object: a change in them needs a new connection manager.
-    const key = `${chain.maxRequestHeadersKb}/${chain.idleTimeoutMs}/${chain.requestTimeoutMs}/${chain.requestHeadersTimeoutMs}/${chain.maxConcurrentStreams}`;
+    const key = `${chain.maxRequestHeadersKb}/${chain.idleTimeoutMs}/${chain.requestTimeoutMs}/${chain.requestHeadersTimeoutMs}/${chain.maxConcurrentStreams}/${chain.maxHeadersCount}`;
     if (this.http !== null && key === this.httpKey) {
       this.http.context.chain = chain;
       return;

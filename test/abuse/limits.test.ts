@@ -225,6 +225,51 @@ describe('pipelined requests per HTTP/1 connection', () => {
   });
 });
 
+describe('header lines per request (HCM common_http_protocol_options.max_headers_count; 100 by default)', () => {
+  const lines = (n: number) => Array.from({ length: n }, (_, i) => `x-h${i}: v`).join('\r\n');
+
+  it('HTTP/1: 100 lines pass (Host among them), 101 get 431 and a close', async () => {
+    const proxy = await startProxy(mesh(backend.port), { service: 'client', admin: false });
+    try {
+      const ok = rawClient(proxy.port('outbound'));
+      ok.socket.write(`GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n${lines(98)}\r\n\r\n`);
+      await ok.closed;
+      expect(ok.received()).toMatch(/^HTTP\/1\.1 200 /);
+      const tooMany = rawClient(proxy.port('outbound'));
+      tooMany.socket.write(`GET / HTTP/1.1\r\nHost: backend\r\n${lines(100)}\r\n\r\n`);
+      await tooMany.closed;
+      expect(tooMany.received()).toMatch(/^HTTP\/1\.1 431 /);
+      expect(tooMany.received()).toContain('x-pillion-reason: headers_too_large');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('HTTP/2: a request with more lines is refused, the connection serves on', async () => {
+    const proxy = await startProxy(mesh(backend.port), { service: 'client', admin: false });
+    const session = http2.connect(`http://127.0.0.1:${proxy.port('outbound')}`);
+    session.on('error', () => {});
+    try {
+      const outcome = (extra: number) =>
+        new Promise<string>((resolve) => {
+          const headers: http2.OutgoingHttpHeaders = { ':path': '/', ':authority': 'backend' };
+          for (let i = 0; i < extra; i++) headers[`x-h${i}`] = 'v';
+          const s = session.request(headers);
+          s.on('response', (h) => resolve(String(h[':status'])));
+          s.on('error', () => resolve('refused'));
+          s.on('close', () => resolve(`closed ${s.rstCode}`));
+          s.resume();
+        });
+      // 110 lines pass Node's own default (128 pairs) but not ours (100 lines + 4 pseudo headers).
+      expect(await outcome(110)).not.toBe('200');
+      expect(await outcome(10)).toBe('200');
+    } finally {
+      session.destroy();
+      await proxy.close();
+    }
+  });
+});
+
 describe('connections per listener', () => {
   it('closes connections past the limit at accept, counts them, and takes new ones once below it', async () => {
     const proxy = await startProxy(mesh(backend.port), { service: 'client', proxyOptions: { maxConnectionsPerListener: 3 } });

@@ -41,7 +41,7 @@ describe('compile → encode → decode → translate', () => {
       http: {
         statPrefix: 'outbound', routeConfigName: 'outbound', codec: 'auto', requestTimeoutMs: 0,
         streamIdleTimeoutMs: 300_000, idleTimeoutMs: 3_600_000, maxRequestHeadersKb: 60, generateRequestId: true,
-        requestHeadersTimeoutMs: 10_000, maxConcurrentStreams: 1024,
+        requestHeadersTimeoutMs: 10_000, maxConcurrentStreams: 1024, maxHeadersCount: 100,
       },
     });
     const rc = snapshot.routeConfigs.get('outbound')!;

@@ -95,13 +95,15 @@ describe('listener limits from xDS (Envoy field names)', () => {
         listener('set', { request_headers_timeout: { seconds: 3 }, http2_protocol_options: { max_concurrent_streams: { value: 50 } } }, { listener_filters_timeout: { seconds: 2 } }),
         listener('off', { request_headers_timeout: { seconds: 0 } }, { listener_filters_timeout: { seconds: 0 } }),
         listener('zero', { http2_protocol_options: { max_concurrent_streams: { value: 0 } } }),
+        listener('headers', { common_http_protocol_options: { max_headers_count: { value: 0 } } }),
       ],
       routes: [], clusters: [], endpoints: [],
     }, 'v1');
     expect(snapshot.listeners.get('set')).toMatchObject({ firstByteTimeoutMs: 2000, http: { requestHeadersTimeoutMs: 3000, maxConcurrentStreams: 50 } });
-    expect(snapshot.listeners.get('off')).toMatchObject({ firstByteTimeoutMs: 0, http: { requestHeadersTimeoutMs: 0, maxConcurrentStreams: 1024 } });
+    expect(snapshot.listeners.get('off')).toMatchObject({ firstByteTimeoutMs: 0, http: { requestHeadersTimeoutMs: 0, maxConcurrentStreams: 1024, maxHeadersCount: 100 } });
     expect(errors).toEqual([
       { typeUrl: TYPE_URLS.Listener, name: 'zero', message: 'filter_chains[0].filters[0].typed_config.http2_protocol_options.max_concurrent_streams: 0 is not in 1..2147483647' },
+      { typeUrl: TYPE_URLS.Listener, name: 'headers', message: 'filter_chains[0].filters[0].typed_config.common_http_protocol_options.max_headers_count: 0 is not in 1..10000' },
     ]);
   });
 });
