@@ -64,7 +64,7 @@ export interface TypeStatus {
 export type RequestKind = 'initial' | 'ack' | 'nack' | 'stale' | 'unknown-type' | 'refused';
 
 /** The limit a refused request (or stream) passed: the `limit` label of pillion_control_streams_refused_total. */
-export type RefusalLimit = 'streams' | 'names_per_type' | 'name_length' | 'name_chars_per_stream' | 'node_field_length' | 'first_request_timeout';
+export type RefusalLimit = 'streams' | 'names_per_type' | 'name_length' | 'name_chars_per_stream' | 'node_field_length' | 'first_request_timeout' | 'unread_responses';
 
 export interface RequestDecision {
   readonly kind: RequestKind;
@@ -279,6 +279,13 @@ export interface ControlLimits extends SubscriptionLimits {
    * speaks would otherwise hold one of the `maxStreams` places for ever, and enough of them lock proxies out.
    */
   readonly firstRequestTimeoutMs: number;
+  /**
+   * Responses a stream's client has not taken yet (what gRPC queues for it once the connection's flow control
+   * and socket buffers are full): a client that stops reading would otherwise grow the server by a whole push
+   * per config edit, for ever. A reading client has at most one per type in flight. Past it the stream ends; a
+   * client that recovers reconnects and resubscribes.
+   */
+  readonly maxUnreadResponsesPerStream: number;
 }
 
 export const DEFAULT_CONTROL_LIMITS: ControlLimits = {
@@ -286,6 +293,7 @@ export const DEFAULT_CONTROL_LIMITS: ControlLimits = {
   maxStreams: 10_000,
   maxStreamsPerConnection: 1_000,
   firstRequestTimeoutMs: 30_000,
+  maxUnreadResponsesPerStream: 64,
 };
 
 /** Names listed per type on /proxies; past it only their count (subscribedCount) says how many. */
@@ -537,6 +545,10 @@ class AdsStream {
     }
     this.control.metrics.pushes.inc({ type: typeLabel(r.typeUrl) });
     if (changedAt !== undefined) this.control.metrics.pushDuration.observe((Date.now() - changedAt) / 1000);
+    // grpc-js streams are in object mode: writableLength counts responses queued behind a client not reading.
+    const unread = this.call.writableLength;
+    const max = this.control.limits.maxUnreadResponsesPerStream;
+    if (unread > max) this.refuse('unread_responses', `the client has not read ${unread} responses; this server holds at most ${max} per stream`);
   }
 
   /** No node within the first-request deadline: the stream ends, counted (not logged: they may come by thousands). */

@@ -92,6 +92,11 @@ export class RawAdsClient {
     return this.queue.splice(0);
   }
 
+  /** Stop reading responses (a client stuck on something else): they pile up on the server's side. */
+  pause(): void {
+    this.call.pause();
+  }
+
   close(): void {
     this.call.end();
     this.client.close();

@@ -310,6 +310,40 @@ describe('pillion control (ADS, state of the world)', () => {
     }
   });
 
+  it('ends the stream of a client that stops reading once its unread responses pass the bound', async () => {
+    // A big mesh (~1.3 MB of clusters a push), so the connection's flow-control window and socket buffers fill
+    // within a few pushes; then each edit queues a whole push on the server for a client that takes nothing.
+    const bigMesh = (timeoutMs: number) =>
+      'services:\n' +
+      Array.from({ length: 4000 }, (_, i) => `  - { name: svc-${i}-${'x'.repeat(40)}, ports: [{ port: 8080, protocol: http }], endpoints: [{ address: 127.0.0.1, port: ${20000 + (i % 1000)} }], policy: { mtls: DISABLE, connectTimeout: ${timeoutMs}ms } }`).join('\n') +
+      '\n';
+    const bigDir = mkdtempSync(join(tmpdir(), 'pillion-control-unread-'));
+    const bigFile = join(bigDir, 'mesh.yaml');
+    writeFileSync(bigFile, bigMesh(1000));
+    const limited = await startControlServer({ configFile: bigFile, port: 0, adminPort: 0, debounceMs: 5, limits: { maxUnreadResponsesPerStream: 4 } });
+    const stuck = new RawAdsClient(limited.port, { ...NODE, id: 'stuck-1', service: 'svc-0-' + 'x'.repeat(40) });
+    try {
+      stuck.send({ type_url: CDS });
+      await stuck.next();
+      stuck.pause();
+      const refused = async () => {
+        const text = await (await fetch(`http://127.0.0.1:${limited.adminPort}/metrics`)).text();
+        return text.includes('pillion_control_streams_refused_total{limit="unread_responses"} 1');
+      };
+      for (let i = 1; i <= 40 && !(await refused()); i++) {
+        writeFileSync(bigFile, bigMesh(1000 + i));
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      expect(await refused()).toBe(true);
+      const listed = (await (await fetch(`http://127.0.0.1:${limited.adminPort}/proxies`)).json()) as { proxies: unknown[] };
+      expect(listed.proxies).toHaveLength(0);
+    } finally {
+      stuck.close();
+      await limited.close();
+      rmSync(bigDir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
   it('ends a stream whose first request carries no node with INVALID_ARGUMENT', async () => {
     const client = new RawAdsClient(server.port, null);
     client.send({ type_url: LDS });
