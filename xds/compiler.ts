@@ -65,15 +65,33 @@ function isHttp2(p: PortProtocol): boolean {
 
 const LB_ENUM = { least_request: 'LEAST_REQUEST', round_robin: 'ROUND_ROBIN', ring_hash: 'RING_HASH', random: 'RANDOM' } as const;
 
-function serviceCluster(s: ServiceConfig, port: PortConfig): Record<string, unknown> {
+/**
+ * The policy a proxyless gRPC client gets for each mesh policy: the nearest one every gRPC implementation takes.
+ * gRPC C-core 1.51 (python3-grpcio on Debian 12) validates the lb_policy enum and knows only ROUND_ROBIN and
+ * RING_HASH (gRFC A27, A42), reading load_balancing_policy only behind an experimental switch; @grpc/grpc-js-xds
+ * knows only round_robin and ring_hash. least_request and random become round_robin (the spread is even either
+ * way; least-request's active-request counts are a sidecar's).
+ */
+const PROXYLESS_LB = { least_request: 'round_robin', round_robin: 'round_robin', ring_hash: 'ring_hash', random: 'round_robin' } as const;
+
+/**
+ * A service port's Cluster. For sidecars (`proxyless` false) it carries the mesh policy as it is; for proxyless
+ * gRPC clients the nearest policy gRPC implements (PROXYLESS_LB) in lb_policy (with ring_hash_lb_config for
+ * RING_HASH), the field every gRPC xDS client reads (gRFC A27, A42), and no load_balancing_policy list:
+ * grpc-js-xds 1.14 prefers the list but NACKs a RingHash entry there (it wants hash_function XX_HASH, not the
+ * proto default, and then reads minimum_ring_size, a uint64, as a string: "min_ring_size must be a number"),
+ * while its lb_policy path reads both right.
+ */
+function serviceCluster(s: ServiceConfig, port: PortConfig, proxyless = false): Record<string, unknown> {
   const lb = s.policy.loadBalancer;
+  const policy = proxyless ? PROXYLESS_LB[lb.policy] : lb.policy;
   const cb = { ...DEFAULTS.circuitBreakers, ...s.policy.circuitBreakers };
   const cluster: Record<string, unknown> = {
     name: clusterName(s.name, s.namespace, port.port),
     type: 'EDS',
     eds_cluster_config: { eds_config: ADS },
     connect_timeout: duration(s.policy.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs),
-    lb_policy: LB_ENUM[lb.policy],
+    lb_policy: LB_ENUM[policy],
     circuit_breakers: {
       thresholds: [
         {
@@ -86,9 +104,9 @@ function serviceCluster(s: ServiceConfig, port: PortConfig): Record<string, unkn
       ],
     },
   };
-  if (lb.policy === 'least_request') {
+  if (policy === 'least_request') {
     cluster.least_request_lb_config = { choice_count: { value: lb.choiceCount ?? DEFAULTS.choiceCount } };
-  } else if (lb.policy === 'ring_hash') {
+  } else if (policy === 'ring_hash') {
     cluster.ring_hash_lb_config = { minimum_ring_size: { value: lb.minRingSize ?? DEFAULTS.minRingSize } };
   }
   const od = s.policy.outlierDetection;
@@ -109,8 +127,9 @@ function serviceCluster(s: ServiceConfig, port: PortConfig): Record<string, unkn
       [HTTP_OPTIONS_KEY]: anyField(MESSAGE_NAMES.HttpProtocolOptions, { explicit_http_config: { http2_protocol_options: {} } }),
     };
   }
-  if (port.protocol === 'grpc') {
-    // Proxyless @grpc/grpc-js-xds takes the first policy it supports and knows only round_robin and ring_hash.
+  if (!proxyless && port.protocol === 'grpc') {
+    // Kept as it was before proxyless clients got Clusters of their own (they get none of this list): grpc-js-xds
+    // takes the first policy it supports from it. Sidecars read lb_policy.
     cluster.load_balancing_policy = { policies: [{ typed_extension_config: grpcLbPolicy(s) }] };
   }
   return cluster;
@@ -394,6 +413,35 @@ function sharedResources(mesh: MeshConfig): SharedResources {
   };
   sharedByMesh.set(mesh, shared);
   return shared;
+}
+
+/** The proxyless form of each service port's Cluster, per service config as encodedByService (latest compile only). */
+let proxylessByService = new Map<string, XdsResource>();
+const proxylessClustersByMesh = new WeakMap<MeshConfig, readonly XdsResource[]>();
+
+/**
+ * Every service port's Cluster as a proxyless gRPC client gets it (serviceCluster with `proxyless`: the nearest
+ * policy gRPC implements), in the order of the sidecars' clusters. Encoded once per MeshConfig, and only the
+ * services an edit touched, when a proxyless client is connected.
+ */
+export function compileProxylessClusters(mesh: MeshConfig): readonly XdsResource[] {
+  const cached = proxylessClustersByMesh.get(mesh);
+  if (cached !== undefined) return cached;
+  const encodeCluster = encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster);
+  const now = new Map<string, XdsResource>();
+  const clusters: XdsResource[] = [];
+  for (const s of mesh.services) {
+    const serviceKey = JSON.stringify(s);
+    for (const port of s.ports) {
+      const key = `${port.port} ${serviceKey}`;
+      const encoded = proxylessByService.get(key) ?? now.get(key) ?? encodeCluster(serviceCluster(s, port, true));
+      now.set(key, encoded);
+      clusters.push(encoded);
+    }
+  }
+  proxylessByService = now;
+  proxylessClustersByMesh.set(mesh, clusters);
+  return clusters;
 }
 
 const OUTBOUND_ROUTES_HEAD = encodeMessage(MESSAGE_NAMES.RouteConfiguration, { name: 'outbound' });

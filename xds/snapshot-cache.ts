@@ -1,8 +1,8 @@
 // Per-node compiled snapshots (compiler output plus proxyless gRPC resources), resource selection and content versions.
 import { createHash } from 'node:crypto';
 import { MESSAGE_NAMES, TYPE_URLS, anyField, encodeMessage } from '../src/config/protos.js';
-import { clusterName, compileForNode, type NodeInfo } from './compiler.js';
-import type { MeshConfig } from './mesh-config.js';
+import { clusterName, compileForNode, compileProxylessClusters, type NodeInfo } from './compiler.js';
+import type { MeshConfig, ServiceConfig } from './mesh-config.js';
 
 /** The four resource types the control server serves, in the order a config change pushes them. */
 // xDS spec, "Eventual consistency considerations": push CDS, then EDS, then LDS, then RDS, so that a
@@ -103,7 +103,7 @@ function proxylessResources(mesh: MeshConfig): ProxylessResources {
               // gRPC matches the virtual host on the target's authority, which is NAME itself; '*' also
               // catches clients that override the authority.
               domains: [name, '*'],
-              routes: [{ name: `${name}/default`, match: { prefix: '/' }, route: { cluster: name } }],
+              routes: [{ name: `${name}/default`, match: { prefix: '/' }, route: { cluster: name, ...proxylessHashPolicy(s) } }],
             },
           ],
         }),
@@ -115,19 +115,33 @@ function proxylessResources(mesh: MeshConfig): ProxylessResources {
   return result;
 }
 
+/**
+ * The ring-hash key of a proxyless route (gRFC A42): gRPC hashes on a request header (a call's metadata) and
+ * ignores cookie and source-IP hash policies, so only `hashOn: { header }` is sent. A call without the header
+ * gets a random hash, as with no hash policy at all.
+ */
+function proxylessHashPolicy(s: ServiceConfig): { hash_policy?: unknown[] } {
+  const lb = s.policy.loadBalancer;
+  if (lb.policy !== 'ring_hash' || lb.hashOn === undefined || !('header' in lb.hashOn)) return {};
+  return { hash_policy: [{ header: { header_name: lb.hashOn.header } }] };
+}
+
 /** Compile everything a node may ask for. Pure: the same mesh and node give the same bytes. */
 export function buildNodeSnapshot(mesh: MeshConfig, node: NodeInfo): NodeSnapshot {
   const compiled = compileForNode(mesh, node);
   const proxyless = proxylessResources(mesh);
+  // A proxyless client announces no service (its Node carries only an id); a sidecar always names its service.
+  const isProxyless = node.service === '';
   const plain = (r: { name: string; value: Uint8Array }): SnapshotResource => ({ name: r.name, value: r.value, proxylessOnly: false });
+  // A proxyless client's Clusters carry a balancing policy every gRPC implementation validates (gRPC C-core
+  // NACKs a LEAST_REQUEST lb_policy); a service-less node has no inbound cluster, so these are all it needs.
+  const clusters = isProxyless ? compileProxylessClusters(mesh) : compiled.clusters;
   const resources = new Map<ServedType, readonly SnapshotResource[]>([
     [TYPE_URLS.Listener, [...compiled.listeners.map(plain), ...proxyless.listeners]],
     [TYPE_URLS.RouteConfiguration, [...compiled.routes.map(plain), ...proxyless.routes]],
-    [TYPE_URLS.Cluster, compiled.clusters.map(plain)],
+    [TYPE_URLS.Cluster, clusters.map(plain)],
     [TYPE_URLS.ClusterLoadAssignment, compiled.endpoints.map(plain)],
   ]);
-  // A proxyless client announces no service (its Node carries only an id); a sidecar always names its service.
-  const isProxyless = node.service === '';
   // The compiler warns that a service-less node gets no inbound config: expected for proxyless clients.
   const warnings = isProxyless ? [] : compiled.warnings;
   return { node, proxyless: isProxyless, resources, warnings };
