@@ -206,6 +206,25 @@ describe('pillion control (ADS, state of the world)', () => {
     }
   });
 
+  it("shows a proxyless client's NACK on /proxies with its error, as a sidecar's", async () => {
+    // What gRPC C-core 1.51 sent for a LEAST_REQUEST Cluster before proxyless clients had Clusters of their own.
+    const error =
+      'xDS response validation errors: [resource index 0: greeter.default:50051: INVALID_ARGUMENT: errors validating Cluster resource: [field:lb_policy error:LB policy is not supported]]';
+    const client = new RawAdsClient(server.port, { id: 'grpc-core-nack', metadata: {} });
+    try {
+      client.send({ type_url: CDS, resource_names: ['greeter.default:50051'] });
+      const cds = await client.next();
+      expect(names(cds)).toEqual(['greeter.default:50051']);
+      client.send({ type_url: CDS, resource_names: ['greeter.default:50051'], response_nonce: cds.nonce, error_detail: { code: 14, message: error } });
+      const p = await eventually(proxies, (v) => v.proxies.some((x: { nodeId: string; types: { cds?: { lastNack: unknown } } }) => x.nodeId === 'grpc-core-nack' && x.types.cds?.lastNack));
+      const me = p.proxies.find((x: { nodeId: string }) => x.nodeId === 'grpc-core-nack');
+      expect(me).toMatchObject({ service: '', proxyless: true });
+      expect(me.types.cds).toMatchObject({ versionSent: cds.version_info, versionAcked: null, lastNack: { version: cds.version_info, error } });
+    } finally {
+      client.close();
+    }
+  });
+
   it('gives equal versions on two control servers serving equal configs', async () => {
     const other = await startControlServer({ configFile: file, port: 0, adminPort: 0 });
     const c1 = new RawAdsClient(server.port, NODE);
