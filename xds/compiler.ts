@@ -127,28 +127,9 @@ function serviceCluster(s: ServiceConfig, port: PortConfig, proxyless = false): 
       [HTTP_OPTIONS_KEY]: anyField(MESSAGE_NAMES.HttpProtocolOptions, { explicit_http_config: { http2_protocol_options: {} } }),
     };
   }
-  if (!proxyless && port.protocol === 'grpc') {
-    // Kept as it was before proxyless clients got Clusters of their own (they get none of this list): grpc-js-xds
-    // takes the first policy it supports from it. Sidecars read lb_policy.
-    cluster.load_balancing_policy = { policies: [{ typed_extension_config: grpcLbPolicy(s) }] };
-  }
+  // No load_balancing_policy list, for either: proxyless clients get their own Clusters (above), and a sidecar
+  // Envoy prefers the list to lb_policy, so a round_robin entry there turned its least-request into round robin.
   return cluster;
-}
-
-function grpcLbPolicy(s: ServiceConfig): { name: string; typed_config: unknown } {
-  const lb = s.policy.loadBalancer;
-  if (lb.policy === 'ring_hash') {
-    return {
-      name: 'envoy.load_balancing_policies.ring_hash',
-      typed_config: anyField('envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash', {
-        minimum_ring_size: { value: lb.minRingSize ?? DEFAULTS.minRingSize },
-      }),
-    };
-  }
-  return {
-    name: 'envoy.load_balancing_policies.round_robin',
-    typed_config: anyField('envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin', {}),
-  };
 }
 
 function loadAssignment(s: ServiceConfig, port: PortConfig): Record<string, unknown> {

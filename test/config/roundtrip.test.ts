@@ -101,10 +101,10 @@ describe('compile → encode → decode → translate', () => {
     expect(vh.routes[0]!.action.hashPolicies).toEqual([{ kind: 'header', name: 'x-user', terminal: false }]);
   });
 
-  it('offers grpc-js-xds a policy it supports on grpc clusters', () => {
+  it('says a sidecar cluster policy in lb_policy alone (an Envoy sidecar would prefer a load_balancing_policy list)', () => {
     const { resources } = compile();
     const c = decodeMessage<any>(MESSAGE_NAMES.Cluster, resources.clusters.find((r) => r.name === 'sessions.default:7000')!.value);
-    expect(c.load_balancing_policy.policies[0].typed_extension_config.name).toBe('envoy.load_balancing_policies.ring_hash');
+    expect(c.load_balancing_policy).toBeUndefined();
     expect(c.lb_policy).toBe('RING_HASH');
   });
 

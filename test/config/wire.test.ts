@@ -71,8 +71,8 @@ describe('wire compatibility with Envoy', () => {
           explicit_http_config: { http2_protocol_options: {} },
         },
       },
-      load_balancing_policy: { policies: [{ typed_extension_config: { name: 'envoy.load_balancing_policies.ring_hash' } }] },
     });
+    expect(cluster.load_balancing_policy).toBeUndefined();
     const L = root.lookupType('envoy.config.listener.v3.Listener');
     const outbound = L.toObject(L.decode(res.listeners[0]!.value), opts);
     expect(outbound).toMatchObject({

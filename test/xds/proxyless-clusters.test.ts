@@ -79,8 +79,8 @@ describe('Clusters of sidecars and proxyless gRPC clients', () => {
         } else {
           expect(p.ring_hash_lb_config).toBeUndefined();
         }
-        // The sidecar's grpc-port Cluster keeps the list it always had.
-        if (name === 'greeter.default:50051') expect(policyList(s)).toHaveLength(1);
+        // No list on the sidecar's Cluster either: an Envoy sidecar would take it over lb_policy.
+        expect(policyList(s)).toHaveLength(0);
         // Everything else is the sidecar's: type, EDS over ADS, timeouts, circuit breakers, outlier detection.
         const rest = (x: Plain) => ({
           ...x, lb_policy: undefined, lb_config: undefined, least_request_lb_config: undefined, ring_hash_lb_config: undefined, load_balancing_policy: undefined,
