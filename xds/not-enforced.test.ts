@@ -19,7 +19,6 @@ describe('notEnforcedWarnings', () => {
     expect(notEnforcedWarnings(mesh)).toEqual([
       'services[0].policy.retries, services[1].policy.retries: retries are accepted but not enforced yet: each request is tried once',
       'services[0].policy.outlierDetection: outlier detection is accepted but not enforced yet: no endpoint is ejected',
-      'services[0].policy.circuitBreakers.maxRequests: circuit breakers maxRequests and maxRetries are accepted but not enforced yet (maxConnections and maxPendingRequests are)',
       'services[0].policy.mtls: mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
       'services[0].authorization: authorization is accepted but not enforced yet: every caller is allowed',
     ]);
@@ -29,7 +28,7 @@ describe('notEnforcedWarnings', () => {
     const mesh = parseMeshConfig(`services:
   - name: a
     ports: [{ port: 80, protocol: http }]
-    policy: { mtls: DISABLE, timeout: 2s, circuitBreakers: { maxConnections: 10, maxPendingRequests: 5 } }
+    policy: { mtls: DISABLE, timeout: 2s, circuitBreakers: { maxConnections: 10, maxPendingRequests: 5, maxRequests: 7 } }
 `);
     expect(notEnforcedWarnings(mesh)).toEqual([]);
   });

@@ -14,7 +14,7 @@ export function notEnforcedWarnings(mesh: MeshConfig): string[] {
   const kinds: Unenforced[] = [
     { paths: [], message: 'retries are accepted but not enforced yet: each request is tried once' },
     { paths: [], message: 'outlier detection is accepted but not enforced yet: no endpoint is ejected' },
-    { paths: [], message: 'circuit breakers maxRequests and maxRetries are accepted but not enforced yet (maxConnections and maxPendingRequests are)' },
+    { paths: [], message: 'circuit breaker maxRetries is accepted but not enforced yet (no retries are made; maxConnections, maxPendingRequests and maxRequests are enforced)' },
     {
       paths: [],
       message: 'mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
@@ -28,7 +28,6 @@ export function notEnforcedWarnings(mesh: MeshConfig): string[] {
     if (policy.retries !== undefined) retries.paths.push(`${at}.policy.retries`);
     if (policy.outlierDetection !== undefined) outlier.paths.push(`${at}.policy.outlierDetection`);
     const cb = policy.circuitBreakers;
-    if (cb?.maxRequests !== undefined) breakers.paths.push(`${at}.policy.circuitBreakers.maxRequests`);
     if (cb?.maxRetries !== undefined) breakers.paths.push(`${at}.policy.circuitBreakers.maxRetries`);
     if (policy.mtls !== 'DISABLE') mtls.paths.push(`${at}.policy.mtls`);
     if (service.authorization !== undefined) authz.paths.push(`${at}.authorization`);

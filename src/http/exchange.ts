@@ -4,7 +4,7 @@
 import * as http2 from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { RouteModel } from '../config/model.js';
-import type { UpstreamCluster } from '../upstream/cluster-manager.js';
+import { CLUSTER_OVERFLOW, type UpstreamCluster } from '../upstream/cluster-manager.js';
 import type { EndpointState } from '../upstream/types.js';
 import { PENDING_OVERFLOW, type UpstreamSink, type UpstreamStream, type UpstreamRequestSpec } from '../upstream/pool.js';
 import { REASONS, type Reason } from '../reasons.js';
@@ -116,11 +116,10 @@ export class HttpExchange implements UpstreamSink {
     if (cluster === undefined) return this.localReply(REASONS.noCluster);
     this.cluster = cluster;
     const hash = action.hashPolicies.length === 0 ? undefined : ctx.requestHash(action.hashPolicies, headers, this.remoteAddress);
-    const endpoint = cluster.pick(hash);
+    const endpoint = cluster.startCall(hash, true);
     if (endpoint === null) return this.localReply(REASONS.noHealthyUpstream);
+    if (endpoint === CLUSTER_OVERFLOW) return this.localReply(REASONS.overflow);
     this.endpoint = endpoint;
-    endpoint.activeRequests++;
-    endpoint.totalRequests++;
     cluster.stats.requestStarted();
 
     const upstreamHeaders = newHeaderMap();
@@ -343,10 +342,9 @@ export class HttpExchange implements UpstreamSink {
     }
     const endpoint = this.endpoint;
     if (endpoint !== null) {
-      endpoint.activeRequests--;
-      const failed = this.reason !== null || this.status >= 500;
-      if (failed) endpoint.failedRequests++;
-      this.cluster!.stats.requestFinished(endpoint.key, this.status);
+      const cluster = this.cluster!;
+      cluster.endCall(endpoint, true, this.reason !== null || this.status >= 500);
+      cluster.stats.requestFinished(endpoint.key, this.status);
     }
     this.ctx.stats.requestFinished(this, Number(process.hrtime.bigint() - this.startNs) / 1e9);
   }

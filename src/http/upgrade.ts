@@ -5,6 +5,7 @@ import { REASONS, type Reason } from '../reasons.js';
 import type { HttpContext } from './context.js';
 import { headerMapFromFlat, type FlatHeaders } from './h1-parser.js';
 import { rawLocalReply } from './raw-reply.js';
+import { CLUSTER_OVERFLOW } from '../upstream/cluster-manager.js';
 
 /** An HTTP/1.1 request head that asked for Upgrade (or CONNECT). */
 export interface UpgradeRequest {
@@ -34,18 +35,17 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   if (cluster === undefined) return refuse(ctx, socket, REASONS.noCluster);
   const remote = socket.remoteAddress ?? '';
   const hash = route.action.hashPolicies.length === 0 ? undefined : ctx.requestHash(route.action.hashPolicies, headers, remote);
-  const endpoint = cluster.pick(hash);
+  const endpoint = cluster.startCall(hash, true);
   if (endpoint === null) return refuse(ctx, socket, REASONS.noHealthyUpstream);
+  if (endpoint === CLUSTER_OVERFLOW) return refuse(ctx, socket, REASONS.overflow);
 
-  endpoint.activeRequests++;
-  endpoint.totalRequests++;
   const upstream = net.connect({ host: endpoint.address, port: endpoint.port });
   let connected = false;
   let released = false;
   const release = (): void => {
     if (released) return;
     released = true;
-    endpoint.activeRequests--;
+    cluster.endCall(endpoint, true, false);
     socket.destroy();
     upstream.destroy();
   };
@@ -73,11 +73,10 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   });
   upstream.on('error', () => {
     if (!connected) {
-      endpoint.failedRequests++;
       cluster.stats.connectFailure();
       if (!released) {
         released = true;
-        endpoint.activeRequests--;
+        cluster.endCall(endpoint, true, true);
         upstream.destroy();
         refuse(ctx, socket, REASONS.connectFailure);
       }

@@ -42,6 +42,7 @@ describe('ProxyMetrics', () => {
         'pillion_upstream_connections_active',
         'pillion_upstream_http2_reset_budget_exhausted_total',
         'pillion_upstream_pending_overflow_total',
+        'pillion_upstream_requests_overflow_total',
         'pillion_upstream_requests_active',
         'pillion_upstream_requests_total',
       ].sort(),

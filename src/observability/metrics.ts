@@ -241,6 +241,7 @@ export class ClusterStats {
   readonly tcpConnections: CounterCell;
   readonly resetBudgetExhausted: CounterCell;
   readonly pendingOverflow: CounterCell;
+  readonly requestOverflow: CounterCell;
   /** endpointKey → six children indexed by codeClassIndex (filled lazily). */
   private readonly byEndpoint = new Map<string, (CounterCell | undefined)[]>();
 
@@ -254,6 +255,7 @@ export class ClusterStats {
     this.tcpConnections = metrics.tcpConnections.cell(cluster);
     this.resetBudgetExhausted = metrics.upstreamResetBudgetExhausted.cell(cluster);
     this.pendingOverflow = metrics.upstreamPendingOverflow.cell(cluster);
+    this.requestOverflow = metrics.upstreamRequestOverflow.cell(cluster);
   }
 
   /** Counts one finished upstream request (one attempt) to `endpointKey` with `status`. */
@@ -291,6 +293,7 @@ export class ClusterStats {
     this.metrics.tcpConnections.remove(this.cluster);
     this.metrics.upstreamResetBudgetExhausted.remove(this.cluster);
     this.metrics.upstreamPendingOverflow.remove(this.cluster);
+    this.metrics.upstreamRequestOverflow.remove(this.cluster);
   }
 }
 
@@ -316,6 +319,7 @@ export class ProxyMetrics {
   readonly upstreamConnectionsActive: GaugeFamily<'cluster'>;
   readonly upstreamResetBudgetExhausted: CounterFamily<'cluster'>;
   readonly upstreamPendingOverflow: CounterFamily<'cluster'>;
+  readonly upstreamRequestOverflow: CounterFamily<'cluster'>;
   readonly localReplies: CounterFamily<'reason'>;
   readonly tcpConnections: CounterFamily<'cluster'>;
   /** Access log lines dropped because the destination fell behind by more than the log's buffer bound. */
@@ -421,6 +425,14 @@ export class ProxyMetrics {
       help:
         "Requests refused with 503 overflow because the cluster's queue of requests waiting for an upstream connection " +
         'was full (max_pending_requests, default 1024).',
+      labelNames: ['cluster'] as const,
+      registers,
+    });
+    this.upstreamRequestOverflow = new CounterFamily({
+      name: 'pillion_upstream_requests_overflow_total',
+      help:
+        'Requests refused with 503 overflow because the cluster had its most requests in flight ' +
+        '(circuitBreakers.maxRequests / max_requests, default 1024).',
       labelNames: ['cluster'] as const,
       registers,
     });

@@ -23,6 +23,9 @@ class ClusterStatsAdapter implements ClusterStatsSink {
   onPendingOverflow(): void {
     this.s.pendingOverflow.inc();
   }
+  requestOverflow(): void {
+    this.s.requestOverflow.inc();
+  }
   connectFailure(): void {
     this.s.connectFailures.inc();
   }

@@ -2,7 +2,7 @@
 // connect failure, then pipe both ways with half-close and backpressure until both sides are done.
 import * as net from 'node:net';
 import type { TcpChainModel } from '../config/model.js';
-import type { ClusterManager, UpstreamCluster } from '../upstream/cluster-manager.js';
+import { CLUSTER_OVERFLOW, type ClusterManager, type UpstreamCluster } from '../upstream/cluster-manager.js';
 import type { EndpointState } from '../upstream/types.js';
 import { REASONS, type Reason } from '../reasons.js';
 
@@ -65,12 +65,11 @@ export class TcpSession {
 
   private connectNext(): void {
     const cluster = this.cluster!;
-    const endpoint = cluster.pick(undefined);
-    if (endpoint === null) return this.fail(REASONS.noHealthyUpstream);
+    // A TCP connection is no request: the request bulkhead never refuses it (maxConnections bounds it).
+    const endpoint = cluster.startCall(undefined, false);
+    if (endpoint === null || endpoint === CLUSTER_OVERFLOW) return this.fail(REASONS.noHealthyUpstream);
     this.attempts++;
     this.endpoint = endpoint;
-    endpoint.activeRequests++;
-    endpoint.totalRequests++;
     const upstream = net.connect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true, noDelay: true });
     this.upstream = upstream;
     const timeoutMs = cluster.model.connectTimeoutMs;
@@ -108,9 +107,7 @@ export class TcpSession {
       this.downstream.destroy();
       return;
     }
-    const endpoint = this.endpoint!;
-    endpoint.activeRequests--;
-    endpoint.failedRequests++;
+    this.cluster!.endCall(this.endpoint!, false, true);
     this.endpoint = null;
     this.upstream = null;
     upstream.destroy();
@@ -139,7 +136,7 @@ export class TcpSession {
   private maybeFinish(): void {
     if (this.finished || !this.downstreamClosed || !(this.upstreamClosed || this.upstream === null)) return;
     this.finished = true;
-    if (this.endpoint !== null) this.endpoint.activeRequests--;
+    if (this.endpoint !== null) this.cluster!.endCall(this.endpoint, false, false);
     this.bytesReceived = this.downstream.bytesRead;
     this.bytesSent = this.downstream.bytesWritten;
     this.durationSeconds = Number(process.hrtime.bigint() - this.startNs) / 1e9;

@@ -11,11 +11,16 @@ import { Http2Pool } from './http2-pool.js';
 /** Per-cluster counters the cluster reports into (bound metric children; see observability/metrics). */
 export interface ClusterStatsSink extends PoolEvents {
   connectFailure(): void;
+  /** A request refused because the cluster had circuitBreakers.maxRequests requests in flight. */
+  requestOverflow(): void;
   requestStarted(): void;
   requestFinished(endpointKey: string, status: number): void;
 }
 
 export type ClusterStatsFactory = (clusterName: string) => ClusterStatsSink;
+
+/** What startCall returns when the cluster's request bulkhead is full (503 overflow, flag UO). */
+export const CLUSTER_OVERFLOW = Symbol('pillion.clusterOverflow');
 
 export function endpointKey(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
@@ -52,8 +57,31 @@ export class UpstreamCluster {
     this.lb = this.rebuild(model);
   }
 
-  pick(hash: number | undefined): EndpointState | null {
-    return this.lb.pick(hash);
+  /** Requests (HTTP requests and Upgrades) in flight to this cluster: Envoy's max_requests bulkhead counts these. */
+  activeRequests = 0;
+
+  /**
+   * The one way to use an endpoint, for HTTP requests, Upgrades and TCP connections alike: checks the cluster's
+   * request bulkhead (requests only: TCP connections are bounded by maxConnections), picks an endpoint and
+   * counts the call on it. Every call that returns an endpoint is ended with endCall, exactly once.
+   */
+  startCall(hash: number | undefined, isRequest: boolean): EndpointState | null | typeof CLUSTER_OVERFLOW {
+    if (isRequest && this.activeRequests >= this.model.circuitBreakers.maxRequests) {
+      this.stats.requestOverflow();
+      return CLUSTER_OVERFLOW;
+    }
+    const endpoint = this.lb.pick(hash);
+    if (endpoint === null) return null;
+    endpoint.activeRequests++;
+    endpoint.totalRequests++;
+    if (isRequest) this.activeRequests++;
+    return endpoint;
+  }
+
+  endCall(endpoint: EndpointState, isRequest: boolean, failed: boolean): void {
+    endpoint.activeRequests--;
+    if (failed) endpoint.failedRequests++;
+    if (isRequest) this.activeRequests--;
   }
 
   /** The connection pool for an endpoint, created on first use. */

@@ -1,6 +1,6 @@
-// The queue of requests waiting for an upstream connection is bounded per cluster (max_pending_requests, Envoy's
-// circuit breaker): with every connection busy, requests past it get 503 overflow at once instead of a queue
-// that grows while the upstream is slow. Requests the client cancels while queued leave the queue at once.
+// The cluster bulkheads (Envoy's circuit breakers): requests in flight (max_requests) and the queue of requests
+// waiting for an upstream connection (max_pending_requests) are bounded per cluster. Past either, 503 overflow at
+// once instead of a queue that grows while the upstream is slow; requests cancelled while queued leave at once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as http from 'node:http';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
@@ -8,12 +8,14 @@ import { request } from '../helpers/client.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 
 let backend: Backend;
+let fast: Backend;
 let proxy: RunningProxy;
 
 beforeAll(async () => {
   backend = await startHttpBackend('slow', (_req, res) => {
     setTimeout(() => res.end('done'), 400);
   });
+  fast = await startHttpBackend('fast');
   proxy = await startProxy(
     `services:
   - name: client
@@ -32,6 +34,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy.close();
   await backend.close();
+  await fast.close();
 });
 
 describe('pending request queue', () => {
@@ -48,6 +51,49 @@ describe('pending request queue', () => {
     }
     const metrics = (await request(proxy.adminPort, { path: '/metrics' })).body;
     expect(metrics).toMatch(/pillion_upstream_pending_overflow_total\{cluster="slow.default:8080"\} 5/);
+  });
+
+  it('refuses requests past the cluster bulkhead (maxRequests) at once, and another cluster is not slowed', async () => {
+    const bulk = await startProxy(
+      `services:
+  - name: client
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: slow
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${backend.port} }]
+    policy:
+      circuitBreakers: { maxRequests: 3 }
+  - name: other
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${fast.port} }]
+`,
+      { service: 'client' },
+    );
+    try {
+      const port = bulk.port('outbound');
+      const started = Date.now();
+      const slow = Promise.all(Array.from({ length: 8 }, () => request(port, { host: 'slow' }).then((r) => ({ ...r, ms: Date.now() - started }))));
+      await new Promise((r) => setTimeout(r, 50));
+      // The saturated cluster does not hold up another one on the same proxy.
+      const t0 = Date.now();
+      expect((await request(port, { host: 'other' })).status).toBe(200);
+      expect(Date.now() - t0).toBeLessThan(300);
+      const replies = await slow;
+      expect(replies.filter((r) => r.status === 200)).toHaveLength(3);
+      const overflow = replies.filter((r) => r.status === 503);
+      expect(overflow).toHaveLength(5);
+      for (const r of overflow) {
+        expect(r.headers['x-pillion-reason']).toBe('overflow');
+        expect(r.ms).toBeLessThan(300);
+      }
+      const metrics = (await request(bulk.adminPort, { path: '/metrics' })).body;
+      expect(metrics).toMatch(/pillion_upstream_requests_overflow_total\{cluster="slow.default:8080"\} 5/);
+      // Places come back as requests finish.
+      expect((await request(port, { host: 'slow' })).status).toBe(200);
+    } finally {
+      await bulk.close();
+    }
   });
 
   it('frees a queued place as soon as its client goes away', async () => {
