@@ -410,6 +410,12 @@ export class H1Connection implements ParserOwner {
 
   /** The head of the request being received (or the first one, since accept) is overdue: 408, then close. */
   onHeadersTimeout(): void {
+    // Reading is paused while pipelined requests wait for their turn: the rest of the head cannot come in, and
+    // the client is not the slow one. The deadline runs from when we read again.
+    if (!this.reading && !this.closed) {
+      this.headDeadlineMs = this.clock.nowMs + this.ctx.chain.requestHeadersTimeoutMs;
+      return;
+    }
     this.headDeadlineMs = 0;
     if (this.closed) return;
     this.failRequest(REASONS.requestHeaderTimeout);

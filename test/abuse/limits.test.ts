@@ -24,6 +24,10 @@ const mesh = (port: number): string => `services:
 
 beforeAll(async () => {
   backend = await startHttpBackend('backend', (req, res) => {
+    if (req.url === '/slower') {
+      setTimeout(() => res.end('slower'), 2_500);
+      return;
+    }
     if (req.url === '/slow') {
       slowActive++;
       slowMaxActive = Math.max(slowMaxActive, slowActive);
@@ -96,6 +100,19 @@ describe('request-head deadline (HCM request_headers_timeout; 10 s by default)',
     await new Promise((r) => setTimeout(r, 200));
     expect(c.received().match(/HTTP\/1\.1 200 /g)?.length).toBe(2);
     expect(c.socket.destroyed).toBe(false);
+    c.socket.destroy();
+  });
+
+  it('does not count against a head the time the proxy is not reading it (pipelined requests waiting)', async () => {
+    const c = rawClient(proxy.port('outbound'));
+    // Two requests and the start of a third in one write: the second waits behind the slow first, so the proxy
+    // stops reading, and the third head cannot be completed until both are answered.
+    c.socket.write('GET /slower HTTP/1.1\r\nHost: backend\r\n\r\nGET / HTTP/1.1\r\nHost: backend\r\n\r\nGET / HTTP/1.1\r\nHo');
+    await new Promise((r) => setTimeout(r, 2_800));
+    c.socket.write('st: backend\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(c.received().match(/HTTP\/1\.1 200 /g)?.length).toBe(3);
+    expect(c.received()).not.toContain(' 408 ');
     c.socket.destroy();
   });
 
