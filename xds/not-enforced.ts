@@ -13,7 +13,6 @@ interface Unenforced {
 export function notEnforcedWarnings(mesh: MeshConfig): string[] {
   const kinds: Unenforced[] = [
     { paths: [], message: 'retries are accepted but not enforced yet: each request is tried once' },
-    { paths: [], message: 'outlier detection is accepted but not enforced yet: no endpoint is ejected' },
     { paths: [], message: 'circuit breaker maxRetries is accepted but not enforced yet (no retries are made; maxConnections, maxPendingRequests and maxRequests are enforced)' },
     {
       paths: [],
@@ -21,12 +20,11 @@ export function notEnforcedWarnings(mesh: MeshConfig): string[] {
     },
     { paths: [], message: 'authorization is accepted but not enforced yet: every caller is allowed' },
   ];
-  const [retries, outlier, breakers, mtls, authz] = kinds as [Unenforced, Unenforced, Unenforced, Unenforced, Unenforced];
+  const [retries, breakers, mtls, authz] = kinds as [Unenforced, Unenforced, Unenforced, Unenforced];
   mesh.services.forEach((service, i) => {
     const at = `services[${i}]`;
     const policy = service.policy;
     if (policy.retries !== undefined) retries.paths.push(`${at}.policy.retries`);
-    if (policy.outlierDetection !== undefined) outlier.paths.push(`${at}.policy.outlierDetection`);
     const cb = policy.circuitBreakers;
     if (cb?.maxRetries !== undefined) breakers.paths.push(`${at}.policy.circuitBreakers.maxRetries`);
     if (policy.mtls !== 'DISABLE') mtls.paths.push(`${at}.policy.mtls`);

@@ -11,6 +11,10 @@ export interface EndpointStatus {
   activeRequests: number;
   totalRequests: number;
   failedRequests: number;
+  /** When outlier detection lets the endpoint back in (ISO time), or null when it is not ejected. */
+  ejectedUntil: string | null;
+  /** The ejection-time multiplier: ejections not yet decayed by healthy intervals. */
+  timesEjected: number;
 }
 
 export interface ClusterStatus {

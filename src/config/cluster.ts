@@ -107,7 +107,6 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
 
   const edsServiceName = type === 'EDS' ? (c.eds_cluster_config?.service_name || c.name) : undefined;
   const od = outlier(c.outlier_detection);
-  if (od) notEnforced('outlier_detection', 'no endpoint is ejected');
   if (th.max_retries !== undefined) notEnforced('circuit_breakers.thresholds.max_retries', 'retries are not made');
   const model: ClusterModel = {
     name: c.name,

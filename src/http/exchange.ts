@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import type { RouteModel } from '../config/model.js';
 import { CLUSTER_OVERFLOW, type UpstreamCluster } from '../upstream/cluster-manager.js';
 import type { EndpointState } from '../upstream/types.js';
+import { httpOutcome, type CallOutcome } from '../upstream/outlier.js';
 import { PENDING_OVERFLOW, type UpstreamSink, type UpstreamStream, type UpstreamRequestSpec } from '../upstream/pool.js';
 import { REASONS, type Reason } from '../reasons.js';
 import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from './headers.js';
@@ -343,10 +344,21 @@ export class HttpExchange implements UpstreamSink {
     const endpoint = this.endpoint;
     if (endpoint !== null) {
       const cluster = this.cluster!;
-      cluster.endCall(endpoint, true, this.reason !== null || this.status >= 500);
+      cluster.endCall(endpoint, true, this.outcome());
       cluster.stats.requestFinished(endpoint.key, this.status);
     }
     this.ctx.stats.requestFinished(this, Number(process.hrtime.bigint() - this.startNs) / 1e9);
+  }
+
+  /** The call's outcome for outlier detection: the upstream's status, or the local reason the proxy ended it for. */
+  private outcome(): CallOutcome {
+    const reason = this.reason;
+    if (reason === null) return httpOutcome(this.status, false);
+    if (reason === REASONS.connectFailure || reason === REASONS.upstreamReset || reason === REASONS.upstreamTimeout || reason === REASONS.upstreamProtocolError) {
+      return 'localFailure';
+    }
+    // The client went away, a pending queue overflowed, a deadline of the downstream: not the endpoint's doing.
+    return 'ignored';
   }
 
   // --- access log fields ---

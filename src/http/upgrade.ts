@@ -45,7 +45,7 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   const release = (): void => {
     if (released) return;
     released = true;
-    cluster.endCall(endpoint, true, false);
+    cluster.endCall(endpoint, true, connected ? 'success' : 'ignored');
     socket.destroy();
     upstream.destroy();
   };
@@ -76,7 +76,7 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
       cluster.stats.connectFailure();
       if (!released) {
         released = true;
-        cluster.endCall(endpoint, true, true);
+        cluster.endCall(endpoint, true, 'localFailure');
         upstream.destroy();
         refuse(ctx, socket, REASONS.connectFailure);
       }

@@ -242,6 +242,8 @@ export class ClusterStats {
   readonly resetBudgetExhausted: CounterCell;
   readonly pendingOverflow: CounterCell;
   readonly requestOverflow: CounterCell;
+  readonly ejections: CounterCell;
+  readonly endpointsEjected: GaugeCell;
   /** endpointKey → six children indexed by codeClassIndex (filled lazily). */
   private readonly byEndpoint = new Map<string, (CounterCell | undefined)[]>();
 
@@ -256,6 +258,8 @@ export class ClusterStats {
     this.resetBudgetExhausted = metrics.upstreamResetBudgetExhausted.cell(cluster);
     this.pendingOverflow = metrics.upstreamPendingOverflow.cell(cluster);
     this.requestOverflow = metrics.upstreamRequestOverflow.cell(cluster);
+    this.ejections = metrics.upstreamEjections.cell(cluster);
+    this.endpointsEjected = metrics.upstreamEndpointsEjected.cell(cluster);
   }
 
   /** Counts one finished upstream request (one attempt) to `endpointKey` with `status`. */
@@ -294,6 +298,8 @@ export class ClusterStats {
     this.metrics.upstreamResetBudgetExhausted.remove(this.cluster);
     this.metrics.upstreamPendingOverflow.remove(this.cluster);
     this.metrics.upstreamRequestOverflow.remove(this.cluster);
+    this.metrics.upstreamEjections.remove(this.cluster);
+    this.metrics.upstreamEndpointsEjected.remove(this.cluster);
   }
 }
 
@@ -320,6 +326,8 @@ export class ProxyMetrics {
   readonly upstreamResetBudgetExhausted: CounterFamily<'cluster'>;
   readonly upstreamPendingOverflow: CounterFamily<'cluster'>;
   readonly upstreamRequestOverflow: CounterFamily<'cluster'>;
+  readonly upstreamEjections: CounterFamily<'cluster'>;
+  readonly upstreamEndpointsEjected: GaugeFamily<'cluster'>;
   readonly localReplies: CounterFamily<'reason'>;
   readonly tcpConnections: CounterFamily<'cluster'>;
   /** Access log lines dropped because the destination fell behind by more than the log's buffer bound. */
@@ -433,6 +441,18 @@ export class ProxyMetrics {
       help:
         'Requests refused with 503 overflow because the cluster had its most requests in flight ' +
         '(circuitBreakers.maxRequests / max_requests, default 1024).',
+      labelNames: ['cluster'] as const,
+      registers,
+    });
+    this.upstreamEjections = new CounterFamily({
+      name: 'pillion_upstream_ejections_total',
+      help: 'Endpoints ejected by outlier detection (consecutive 5xx or consecutive gateway failures).',
+      labelNames: ['cluster'] as const,
+      registers,
+    });
+    this.upstreamEndpointsEjected = new GaugeFamily({
+      name: 'pillion_upstream_endpoints_ejected',
+      help: 'Endpoints of the cluster ejected by outlier detection now.',
       labelNames: ['cluster'] as const,
       registers,
     });

@@ -26,6 +26,12 @@ class ClusterStatsAdapter implements ClusterStatsSink {
   requestOverflow(): void {
     this.s.requestOverflow.inc();
   }
+  endpointEjected(): void {
+    this.s.ejections.inc();
+  }
+  endpointsEjected(count: number): void {
+    this.s.endpointsEjected.set(count);
+  }
   connectFailure(): void {
     this.s.connectFailures.inc();
   }

@@ -107,7 +107,7 @@ export class TcpSession {
       this.downstream.destroy();
       return;
     }
-    this.cluster!.endCall(this.endpoint!, false, true);
+    this.cluster!.endCall(this.endpoint!, false, 'localFailure');
     this.endpoint = null;
     this.upstream = null;
     upstream.destroy();
@@ -136,7 +136,7 @@ export class TcpSession {
   private maybeFinish(): void {
     if (this.finished || !this.downstreamClosed || !(this.upstreamClosed || this.upstream === null)) return;
     this.finished = true;
-    if (this.endpoint !== null) this.cluster!.endCall(this.endpoint, false, false);
+    if (this.endpoint !== null) this.cluster!.endCall(this.endpoint, false, this.connected ? 'success' : 'ignored');
     this.bytesReceived = this.downstream.bytesRead;
     this.bytesSent = this.downstream.bytesWritten;
     this.durationSeconds = Number(process.hrtime.bigint() - this.startNs) / 1e9;

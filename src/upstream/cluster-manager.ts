@@ -7,6 +7,7 @@ import type { EndpointState, LoadBalancer, Random } from './types.js';
 import { createLoadBalancer } from './lb/index.js';
 import { Http1Pool } from './http1-pool.js';
 import { Http2Pool } from './http2-pool.js';
+import { ejectedCount, newOutlierState, recordOutcome, tick, type CallOutcome, type OutlierState } from './outlier.js';
 
 /** Per-cluster counters the cluster reports into (bound metric children; see observability/metrics). */
 export interface ClusterStatsSink extends PoolEvents {
@@ -15,6 +16,10 @@ export interface ClusterStatsSink extends PoolEvents {
   requestOverflow(): void;
   requestStarted(): void;
   requestFinished(endpointKey: string, status: number): void;
+  /** Outlier detection ejected an endpoint. */
+  endpointEjected(): void;
+  /** Endpoints ejected now, after an ejection or un-ejection. */
+  endpointsEjected(count: number): void;
 }
 
 export type ClusterStatsFactory = (clusterName: string) => ClusterStatsSink;
@@ -38,6 +43,7 @@ function newEndpointState(model: EndpointModel): EndpointState {
     activeRequests: 0,
     totalRequests: 0,
     failedRequests: 0,
+    outlier: newOutlierState(),
   };
 }
 
@@ -47,14 +53,20 @@ export class UpstreamCluster {
   private readonly pending: PendingLimit;
   endpoints: readonly EndpointState[] = [];
   private lb: LoadBalancer;
+  /** The outlier detection interval timer (unref'd); null when the cluster has no outlierDetection. */
+  private outlierTimer: NodeJS.Timeout | null = null;
+  private outlierIntervalMs = 0;
+  private outliers: OutlierState[] = [];
 
   constructor(
     public model: ClusterModel,
     readonly stats: ClusterStatsSink,
     private readonly random: Random,
+    private readonly now: () => number = Date.now,
   ) {
     this.pending = new PendingLimit(model.circuitBreakers.maxPendingRequests);
     this.lb = this.rebuild(model);
+    this.syncOutlierTimer();
   }
 
   /** Requests (HTTP requests and Upgrades) in flight to this cluster: Envoy's max_requests bulkhead counts these. */
@@ -78,10 +90,50 @@ export class UpstreamCluster {
     return endpoint;
   }
 
-  endCall(endpoint: EndpointState, isRequest: boolean, failed: boolean): void {
+  /** Ends a call startCall began; `outcome` feeds outlier detection when the cluster has it. */
+  endCall(endpoint: EndpointState, isRequest: boolean, outcome: CallOutcome): void {
     endpoint.activeRequests--;
-    if (failed) endpoint.failedRequests++;
+    if (outcome !== 'success' && outcome !== 'ignored') endpoint.failedRequests++;
     if (isRequest) this.activeRequests--;
+    const od = this.model.outlierDetection;
+    // An endpoint removed by a config update while the call was in flight is no longer the detector's concern.
+    if (od === undefined || this.endpointsByKey.get(endpoint.key) !== endpoint) return;
+    if (recordOutcome(od, endpoint.outlier, this.outlierStates(), outcome, this.now())) {
+      this.stats.endpointEjected();
+      this.membershipChanged();
+    }
+  }
+
+  /** The interval tick: un-ejects endpoints whose ejection time is up. */
+  outlierTick(): void {
+    if (tick(this.outlierStates(), this.now())) this.membershipChanged();
+  }
+
+  /** The outlier state of every endpoint, in endpoint order; rebuilt with the endpoint list, not per call. */
+  private outlierStates(): readonly OutlierState[] {
+    return this.outliers;
+  }
+
+  private membershipChanged(): void {
+    this.stats.endpointsEjected(ejectedCount(this.outlierStates()));
+    this.lb = createLoadBalancer(this.model, this.endpoints, this.random);
+  }
+
+  /** One unref'd timer while the cluster has outlierDetection, restarted when its interval changes. */
+  private syncOutlierTimer(): void {
+    const intervalMs = this.model.outlierDetection?.intervalMs ?? 0;
+    if (intervalMs === this.outlierIntervalMs) return;
+    this.stopOutlierTimer();
+    if (intervalMs === 0) return;
+    this.outlierIntervalMs = intervalMs;
+    this.outlierTimer = setInterval(() => this.outlierTick(), intervalMs);
+    this.outlierTimer.unref();
+  }
+
+  private stopOutlierTimer(): void {
+    if (this.outlierTimer !== null) clearInterval(this.outlierTimer);
+    this.outlierTimer = null;
+    this.outlierIntervalMs = 0;
   }
 
   /** The connection pool for an endpoint, created on first use. */
@@ -114,13 +166,16 @@ export class UpstreamCluster {
     this.pending.max = model.circuitBreakers.maxPendingRequests;
     if (poolShapeChanged) this.drainPools(() => true);
     this.lb = this.rebuild(model);
+    this.syncOutlierTimer();
   }
 
   close(): void {
+    this.stopOutlierTimer();
     this.drainPools(() => true);
   }
 
   destroy(): void {
+    this.stopOutlierTimer();
     for (const pool of this.pools.values()) pool.destroy();
     this.pools.clear();
   }
@@ -139,6 +194,8 @@ export class UpstreamCluster {
         activeRequests: ep.activeRequests,
         totalRequests: ep.totalRequests,
         failedRequests: ep.failedRequests,
+        ejectedUntil: ep.outlier.ejectedUntilMs === null ? null : new Date(ep.outlier.ejectedUntilMs).toISOString(),
+        timesEjected: ep.outlier.timesEjected,
       })),
     };
   }
@@ -157,6 +214,12 @@ export class UpstreamCluster {
     this.endpointsByKey = next;
     this.drainPools((key) => !next.has(key));
     this.endpoints = [...next.values()];
+    if (model.outlierDetection === undefined) {
+      // Detection removed: nothing stays ejected (Envoy drops the detector with its state).
+      for (const e of this.endpoints) e.outlier = newOutlierState();
+    }
+    this.outliers = this.endpoints.map((e) => e.outlier);
+    this.stats.endpointsEjected(ejectedCount(this.outlierStates()));
     return createLoadBalancer(model, this.endpoints, this.random);
   }
 

@@ -1,4 +1,5 @@
 // Contracts between the cluster manager, the load balancers and the connection pools.
+import type { OutlierState } from './outlier.js';
 
 /**
  * Runtime state of one endpoint. Lives in the EndpointStore keyed by "address:port" within a cluster, so it
@@ -22,6 +23,8 @@ export interface EndpointState {
   totalRequests: number;
   /** Requests that ended in a 5xx or a connect/reset failure (for /clusters). */
   failedRequests: number;
+  /** Outlier detection counters and ejection (src/upstream/outlier.ts). */
+  outlier: OutlierState;
 }
 
 /** A load balancer over a fixed list of endpoints; rebuilt when the list or the weights change. */

@@ -183,7 +183,7 @@ services:
     const resources = compileForNode(mesh, { id: 'a-1', service: 'a', namespace: 'default', serviceAccount: 'a', appPort: 80, inboundPort: 15006, outboundPort: 15001 });
     const { snapshot, errors, warnings } = buildSnapshot(resources, 'v');
     expect(errors).toEqual([]);
-    // Retries and outlier detection are said to be not enforced yet (a warning of their own); nothing was clamped.
+    // Retries are said to be not enforced yet (a warning of their own); nothing was clamped.
     expect(warnings.filter((w) => !w.message.includes('not enforced yet'))).toEqual([]);
     const cluster = snapshot.clusters.get('a.default:80')!;
     expect(cluster.connectTimeoutMs).toBe(596 * 3_600_000);

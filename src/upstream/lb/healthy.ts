@@ -1,11 +1,20 @@
 // Shared helpers of the load balancers: the healthy candidate list and whether weights are all equal.
 import type { EndpointState } from '../types.js';
 
-/** Endpoints that may take traffic. Health is read when the LB is built: the cluster manager rebuilds on change. */
+/**
+ * Endpoints that may take traffic: healthy and not ejected by outlier detection. Read when the LB is built: the
+ * cluster manager rebuilds on change. When ejection would leave none, balance over every healthy endpoint
+ * (Envoy's panic mode, simplified): better a failing endpoint than none.
+ */
 export function healthyOf(endpoints: readonly EndpointState[]): EndpointState[] {
-  const out: EndpointState[] = [];
-  for (const e of endpoints) if (e.healthy === true) out.push(e);
-  return out;
+  const healthy: EndpointState[] = [];
+  const notEjected: EndpointState[] = [];
+  for (const e of endpoints) {
+    if (e.healthy !== true) continue;
+    healthy.push(e);
+    if (e.outlier.ejectedUntilMs === null) notEjected.push(e);
+  }
+  return notEjected.length > 0 ? notEjected : healthy;
 }
 
 /** Weight as a positive number (the model promises >= 1; be defensive so a bad value never divides by zero). */

@@ -2,6 +2,7 @@
 import type { ClusterModel, LbPolicy } from '../../config/model.js';
 import { DEFAULTS } from '../../config/model.js';
 import type { EndpointState, LoadBalancer } from '../types.js';
+import { newOutlierState } from '../outlier.js';
 
 /** mulberry32: a small seeded PRNG so distributions are the same on every run. */
 export function seeded(seed: number): () => number {
@@ -26,6 +27,7 @@ export function ep(i: number, weight = 1, healthy = true): EndpointState {
     activeRequests: 0,
     totalRequests: 0,
     failedRequests: 0,
+    outlier: newOutlierState(),
   };
 }
 
