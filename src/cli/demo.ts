@@ -488,7 +488,7 @@ class MeshView {
   }
 }
 
-/** `host:port` of every endpoint /clusters marks unhealthy (ejected or failing health checks). */
+/** `host:port` of every endpoint /clusters marks unhealthy or ejected by outlier detection. */
 function ejectedEndpoints(clusters: unknown): string[] {
   const list = Array.isArray(clusters)
     ? clusters
@@ -496,9 +496,10 @@ function ejectedEndpoints(clusters: unknown): string[] {
       ? (clusters as { clusters: unknown[] }).clusters
       : [];
   const out: string[] = [];
-  for (const c of list as Array<{ name?: string; endpoints?: Array<{ address?: string; port?: number; healthy?: boolean }> }>) {
+  type Endpoint = { address?: string; port?: number; healthy?: boolean; ejectedUntil?: string | null };
+  for (const c of list as Array<{ name?: string; endpoints?: Endpoint[] }>) {
     if (!c.name?.startsWith('backend.')) continue;
-    for (const e of c.endpoints ?? []) if (e.healthy === false) out.push(`${e.address}:${e.port}`);
+    for (const e of c.endpoints ?? []) if (e.healthy === false || typeof e.ejectedUntil === 'string') out.push(`${e.address}:${e.port}`);
   }
   return out;
 }
