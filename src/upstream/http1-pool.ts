@@ -70,6 +70,16 @@ class H1Connection implements UpstreamStream, ParserOwner {
   private unsolicited = false;
   /** Header lines the parser hands over early (more than 32 lines) and trailer lines. */
   private readonly pendingHead = new PendingHead();
+  /** The request in flight, kept until its response completes so it can be replayed (see onClose). */
+  private spec: UpstreamRequestSpec | null = null;
+  /** Final responses this connection carried: more than none means it is a reused keep-alive connection. */
+  private served = 0;
+  /** A byte of the response to the request in flight has arrived: the upstream saw the request. */
+  private responseStarted = false;
+  /** The request in flight is itself a replay: it is not replayed again. */
+  private replay = false;
+  /** Where the request went when it was replayed: the sink's handle on this connection steers that one. */
+  private replacement: UpstreamStream | null = null;
 
   constructor(
     readonly pool: Http1Pool,
@@ -92,8 +102,11 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.parser = createParser('response', 0, this, true);
   }
 
-  start(spec: UpstreamRequestSpec, sink: UpstreamSink): void {
+  start(spec: UpstreamRequestSpec, sink: UpstreamSink, replay = false): void {
     this.sink = sink;
+    this.spec = spec;
+    this.responseStarted = false;
+    this.replay = replay;
     if (this.paused) this.resume();
     this.skipBody = spec.method === 'HEAD';
     this.informational = false;
@@ -215,6 +228,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
     }
     // Released after the read is parsed, not here: bytes after this response in the same read must not be
     // taken for the answer to a request the pool would start on this connection now (a response desync).
+    this.spec = null;
+    this.served++;
     if (this.reusable) this.releasePending = true;
     else this.close();
     sink.onUpstreamEnd(trailers);
@@ -222,6 +237,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
 
   onMessageBegin(): void {
     if (this.sink === null) this.unsolicited = true;
+    else this.responseStarted = true;
   }
 
   private readKeepAliveHint(lines: FlatHeaders): void {
@@ -298,10 +314,29 @@ class H1Connection implements UpstreamStream, ParserOwner {
     const wasConnected = this.connected;
     this.close();
     if (wasConnected) this.pool.options.events.onConnectionClose();
+    if (sink !== null && this.replayable(wasConnected)) {
+      // The keep-alive race: the upstream closed this idle connection as the request went out, so it never saw
+      // the request. Sent once more, on another connection, instead of surfacing as a 503 upstream_reset.
+      const spec = this.spec!;
+      this.spec = null;
+      this.replacement = this.pool.replay(spec, sink);
+      return;
+    }
+    this.spec = null;
     if (sink !== null) {
       const err = this.error ?? Object.assign(new Error('upstream closed the connection before the response completed'), { code: 'ECONNRESET' });
       sink.onUpstreamError(err, !wasConnected);
     }
+  }
+
+  /**
+   * Whether the request in flight can be sent again after this connection closed under it: only on a reused
+   * connection (a fresh one failing is the upstream's answer), before any byte of the response, for a request
+   * without a body (a body stream already flowing upstream cannot be replayed whole), and only once.
+   */
+  private replayable(wasConnected: boolean): boolean {
+    const spec = this.spec;
+    return wasConnected && spec !== null && spec.body === null && this.served > 0 && !this.responseStarted && !this.replay;
   }
 
   close(): void {
@@ -324,6 +359,10 @@ class H1Connection implements UpstreamStream, ParserOwner {
   // --- UpstreamStream ---
 
   resume(): void {
+    if (this.replacement !== null) {
+      this.replacement.resume();
+      return;
+    }
     this.paused = false;
     resumeReading(this.socket);
   }
@@ -331,6 +370,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
   abort(): void {
     this.sink = null;
     this.close();
+    this.replacement?.abort();
   }
 }
 
@@ -367,6 +407,7 @@ interface Waiting {
   spec: UpstreamRequestSpec;
   sink: UpstreamSink;
   stream: QueuedStream;
+  replay: boolean;
 }
 
 /** Stands in for a connection while a request waits in the queue. */
@@ -399,11 +440,20 @@ export class Http1Pool implements ConnectionPool {
   }
 
   request(spec: UpstreamRequestSpec, sink: UpstreamSink): UpstreamStream {
+    return this.send(spec, sink, false);
+  }
+
+  /** A request a reused connection lost before the upstream saw it (the keep-alive race), sent once more. */
+  replay(spec: UpstreamRequestSpec, sink: UpstreamSink): UpstreamStream {
+    return this.send(spec, sink, true);
+  }
+
+  private send(spec: UpstreamRequestSpec, sink: UpstreamSink, replay: boolean): UpstreamStream {
     // LIFO: the most recently used connection is the one least likely to have been closed by the server.
     let connection = this.idle.pop();
     if (connection === undefined && this.all.size < this.options.maxConnections) connection = this.open();
     if (connection !== undefined) {
-      connection.start(spec, sink);
+      connection.start(spec, sink, replay);
       return connection;
     }
     const pending = this.options.pending;
@@ -413,7 +463,7 @@ export class Http1Pool implements ConnectionPool {
       return REFUSED_STREAM;
     }
     const stream = new QueuedStream(this);
-    this.waiting.push({ spec, sink, stream });
+    this.waiting.push({ spec, sink, stream, replay });
     return stream;
   }
 
@@ -473,7 +523,7 @@ export class Http1Pool implements ConnectionPool {
 
   private startOn(connection: H1Connection, waiting: Waiting): void {
     waiting.stream.connection = connection;
-    connection.start(waiting.spec, waiting.sink);
+    connection.start(waiting.spec, waiting.sink, waiting.replay);
   }
 
   private open(): H1Connection {
