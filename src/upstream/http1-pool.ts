@@ -36,6 +36,12 @@ type BodyOf = Readable & { [kConnection]?: H1Connection };
  */
 const DEFAULT_KEEP_ALIVE_MS = 4_000;
 
+/**
+ * Methods a lost request may be sent again with (RFC 9110 §9.2.2): the upstream may, after all, have acted on
+ * the first copy before closing, and only for these is a second one harmless.
+ */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
 /** An HPE_ code, so the exchange answers 502 upstream_protocol_error as for what llhttp itself refuses. */
 function unsolicitedUpgrade(): Error {
   return Object.assign(new Error('upstream answered 101 Switching Protocols to a request that asked for no upgrade'), {
@@ -331,12 +337,14 @@ class H1Connection implements UpstreamStream, ParserOwner {
 
   /**
    * Whether the request in flight can be sent again after this connection closed under it: only on a reused
-   * connection (a fresh one failing is the upstream's answer), before any byte of the response, for a request
-   * without a body (a body stream already flowing upstream cannot be replayed whole), and only once.
+   * connection (a fresh one failing is the upstream's answer), before any byte of the response, for an idempotent
+   * request without a body (a body stream already flowing upstream cannot be replayed whole), and only once.
    */
   private replayable(wasConnected: boolean): boolean {
     const spec = this.spec;
-    return wasConnected && spec !== null && spec.body === null && this.served > 0 && !this.responseStarted && !this.replay;
+    return (
+      wasConnected && spec !== null && spec.body === null && IDEMPOTENT.has(spec.method) && this.served > 0 && !this.responseStarted && !this.replay
+    );
   }
 
   close(): void {

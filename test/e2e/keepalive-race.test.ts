@@ -57,7 +57,7 @@ beforeAll(async () => {
 services:
   - name: client
     ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]${service('race-get')}${service('race-post')}${service('fresh')}${service('race-twice')}
+    endpoints: [{ address: 127.0.0.1, port: 1 }]${service('race-get')}${service('race-post')}${service('fresh')}${service('race-twice')}${service('race-post-empty')}
 `;
   proxy = await startProxy(mesh, { service: 'client' });
   port = proxy.port('outbound');
@@ -96,6 +96,14 @@ describe('the keep-alive race upstream', () => {
     expect(reply.status).toBe(503);
     expect(reply.headers['x-pillion-reason']).toBe('upstream_reset');
     expect(seenPaths('/post-2')).toHaveLength(1);
+  });
+
+  it('does not replay a request whose method is not idempotent, even without a body (the upstream may have acted on it)', async () => {
+    expect((await request(port, { host: 'race-post-empty', path: '/empty-1' })).status).toBe(200);
+    const reply = await request(port, { host: 'race-post-empty', path: '/empty-2', method: 'POST' });
+    expect(reply.status).toBe(503);
+    expect(reply.headers['x-pillion-reason']).toBe('upstream_reset');
+    expect(seenPaths('/empty-2')).toHaveLength(1);
   });
 
   it('does not replay a request that failed on a fresh connection: 503 upstream_reset, seen once', async () => {
