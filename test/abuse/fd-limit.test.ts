@@ -5,29 +5,14 @@
 // process died. At the limit a /metrics scrape (prom-client reads /proc too) must answer, and once the clients
 // go, a normal request is served. (libuv sheds connections past the limit itself: it accepts and closes them with
 // a reserved fd, so no 'error' reaches a server here; src/admin/listen.test.ts covers one that does.)
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import * as net from 'node:net';
-import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
-import { settle, startAbuseSidecar, type AbuseSidecar } from './sidecar.js';
+import { settle, useAbuseSidecar } from './sidecar.js';
 
-let backend: Backend;
-let app: Backend;
-let sidecar: AbuseSidecar;
-
-beforeAll(async () => {
-  backend = await startHttpBackend('backend');
-  app = await startHttpBackend('app');
-  sidecar = await startAbuseSidecar({ backendPort: backend.port, appPort: app.port });
-});
-
-afterAll(async () => {
-  await sidecar.close();
-  await backend.close();
-  await app.close();
-});
+const setup = useAbuseSidecar();
 
 const openFds = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
 
@@ -41,46 +26,46 @@ function connect(port: number): Promise<net.Socket> {
   });
 }
 
-describe('a sidecar at its file-descriptor limit', () => {
+describe('a setup.sidecar at its file-descriptor limit', () => {
   it('stays up while clients hold every fd, answers /metrics at the limit, and serves once they go', async () => {
-    const pid = sidecar.proc.child.pid!;
-    expect(await sidecar.get()).toBe(200);
+    const pid = setup.sidecar.proc.child.pid!;
+    expect(await setup.sidecar.get()).toBe(200);
     const limit = openFds(pid) + 12;
     execFileSync('prlimit', [`--pid=${pid}`, `--nofile=${limit}:${limit}`]);
 
     const clients: net.Socket[] = [];
     try {
-      for (let i = 0; i < 40; i++) clients.push(await connect(sidecar.outbound));
+      for (let i = 0; i < 40; i++) clients.push(await connect(setup.sidecar.outbound));
       // The proxy holds all it can; libuv accepts and closes the rest (its reserved-fd trick).
       await settle(200);
       expect(openFds(pid)).toBeGreaterThanOrEqual(limit - 1);
       // Several ticks of every once-a-second timer (idle-memory release, metrics, date header) at the limit.
       await settle(3_000);
-      expect(sidecar.alive(), `sidecar exited; stderr: ${sidecar.proc.stderr}`).toBe(true);
+      expect(setup.sidecar.alive(), `sidecar exited; stderr: ${setup.sidecar.proc.stderr}`).toBe(true);
 
       // One connection goes: its fd is the one the scrape's connection takes, so collecting /metrics runs with
       // no fd to spare (process_open_fds and process_resident_memory_bytes read /proc).
       clients.find((c) => !c.destroyed)!.destroy();
       await settle(200);
-      const scrape = await request(sidecar.admin, { path: '/metrics' });
+      const scrape = await request(setup.sidecar.admin, { path: '/metrics' });
       expect(scrape.status).toBe(200);
       expect(scrape.body).toContain('pillion_downstream_connections_active');
-      expect(sidecar.alive(), `sidecar exited; stderr: ${sidecar.proc.stderr}`).toBe(true);
+      expect(setup.sidecar.alive(), `sidecar exited; stderr: ${setup.sidecar.proc.stderr}`).toBe(true);
 
       // Likewise a proxied request with no fd to spare: the pooled upstream connection if it is still open (200),
       // else the upstream connect fails with EMFILE and the proxy answers for itself (503 connect_failure).
       clients.find((c) => !c.destroyed)!.destroy();
       await settle(200);
-      expect([200, 503]).toContain(await sidecar.get());
-      expect(sidecar.alive(), `sidecar exited; stderr: ${sidecar.proc.stderr}`).toBe(true);
+      expect([200, 503]).toContain(await setup.sidecar.get());
+      expect(setup.sidecar.alive(), `sidecar exited; stderr: ${setup.sidecar.proc.stderr}`).toBe(true);
     } finally {
       for (const c of clients) c.destroy();
     }
     await settle(300);
-    expect(sidecar.alive(), `sidecar exited; stderr: ${sidecar.proc.stderr}`).toBe(true);
-    expect(await sidecar.get()).toBe(200);
+    expect(setup.sidecar.alive(), `sidecar exited; stderr: ${setup.sidecar.proc.stderr}`).toBe(true);
+    expect(await setup.sidecar.get()).toBe(200);
     // It said so, once, on its log.
-    expect(sidecar.proc.lines.filter((l) => l.msg === IDLE_MEMORY_WARNING)).toHaveLength(1);
+    expect(setup.sidecar.proc.lines.filter((l) => l.msg === IDLE_MEMORY_WARNING)).toHaveLength(1);
   });
 });
 

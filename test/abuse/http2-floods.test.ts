@@ -6,9 +6,8 @@
 // is refused (GOAWAY or close) where the shape is an attack, the active gauges and fds return to where they
 // were, and a plain request still works.
 import * as http2 from 'node:http2';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startHttpBackend, type Backend } from '../helpers/backends.js';
-import { startAbuseSidecar, type AbuseSidecar } from './sidecar.js';
+import { describe, expect, it } from 'vitest';
+import { useAbuseSidecar } from './sidecar.js';
 import {
   baseline,
   ERR,
@@ -36,54 +35,35 @@ import {
 /** RSS growth (MiB) the proxy may show during one flood: its working set, never the attacker's volume. */
 const RSS_GROWTH_MIB = 48;
 
-let backend: Backend;
-let app: Backend;
-let sidecar: AbuseSidecar;
 /** Bytes the backend managed to hand to its socket for /big (it writes only as fast as it is read). */
 let bigWritten = 0;
 let bigClosedEarly = 0;
 /** Paths the backend was asked for. */
 const seen = new Set<string>();
 
-beforeAll(async () => {
-  backend = await startHttpBackend('backend', (req, res) => {
-    seen.add(req.url ?? '');
-    if (req.url === '/big') {
-      // 64 MiB in 64 KiB chunks, each written only when the socket has room: what the proxy reads is what it holds.
-      const chunk = Buffer.alloc(64 * 1024, 'b');
-      let left = 1024;
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(left * chunk.length) });
-      const pump = (): void => {
-        while (left > 0) {
-          left--;
-          bigWritten += chunk.length;
-          if (!res.write(chunk)) return void res.once('drain', pump);
-        }
-        res.end();
-      };
-      res.on('close', () => {
-        if (left > 0) bigClosedEarly++;
-      });
-      pump();
-      return;
-    }
-    req.resume();
-    req.on('end', () => res.end('ok'));
-  });
-  app = await startHttpBackend('app');
-  sidecar = await startAbuseSidecar({ backendPort: backend.port, appPort: app.port });
-});
-
-beforeEach(async () => {
-  if (sidecar.alive()) return;
-  await sidecar.close();
-  sidecar = await startAbuseSidecar({ backendPort: backend.port, appPort: app.port });
-});
-
-afterAll(async () => {
-  await sidecar?.close();
-  await backend?.close();
-  await app?.close();
+const setup = useAbuseSidecar((req, res) => {
+  seen.add(req.url ?? '');
+  if (req.url === '/big') {
+    // 64 MiB in 64 KiB chunks, each written only when the socket has room: what the proxy reads is what it holds.
+    const chunk = Buffer.alloc(64 * 1024, 'b');
+    let left = 1024;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(left * chunk.length) });
+    const pump = (): void => {
+      while (left > 0) {
+        left--;
+        bigWritten += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    res.on('close', () => {
+      if (left > 0) bigClosedEarly++;
+    });
+    pump();
+    return;
+  }
+  req.resume();
+  req.on('end', () => res.end('ok'));
 });
 
 /** A well-behaved HTTP/2 client on its own connection, asking every 20 ms until stopped. */
@@ -128,10 +108,10 @@ let watch: RssWatch;
 let good: ReturnType<typeof wellBehaved>;
 
 async function begin(): Promise<void> {
-  expect(await sidecar.get()).toBe(200);
-  base = await baseline(sidecar);
-  watch = new RssWatch(sidecar.proc.child.pid!);
-  good = wellBehaved(sidecar.outbound);
+  expect(await setup.sidecar.get()).toBe(200);
+  base = await baseline(setup.sidecar);
+  watch = new RssWatch(setup.sidecar.proc.child.pid!);
+  good = wellBehaved(setup.sidecar.outbound);
   await sleep(100);
 }
 
@@ -145,12 +125,12 @@ async function end(abuser: RawH2Client | null): Promise<void> {
   const served = await good.stop();
   abuser?.destroy();
   if (process.env.ABUSE_VERBOSE) console.log(expect.getState().currentTestName, rss, served.ok);
-  expect(sidecar.alive(), `sidecar exited; stderr: ${sidecar.proc.stderr}`).toBe(true);
+  expect(setup.sidecar.alive(), `sidecar exited; stderr: ${setup.sidecar.proc.stderr}`).toBe(true);
   expect(rss.max - rss.start, `RSS ${rss.start.toFixed(0)} → max ${rss.max.toFixed(0)} MiB`).toBeLessThan(RSS_GROWTH_MIB);
   expect(served.failed, 'the well-behaved client failed meanwhile').toEqual([]);
   expect(served.ok).toBeGreaterThan(0);
   const after = await eventually(
-    () => gauges(sidecar),
+    () => gauges(setup.sidecar),
     (g) => g.requests === base.requests && g.upstreamRequests === base.upstreamRequests && g.connections === base.connections,
     5_000,
   );
@@ -158,13 +138,13 @@ async function end(abuser: RawH2Client | null): Promise<void> {
   expect(after.upstreamRequests).toBe(base.upstreamRequests);
   // The well-behaved client's connection closed (GOAWAY first, as Node's client does), and the abuser's.
   expect(after.connections).toBe(base.connections);
-  expect(fdCount(sidecar.proc.child.pid!)).toBeLessThanOrEqual(base.fds + 10);
-  expect(await sidecar.get()).toBe(200);
+  expect(fdCount(setup.sidecar.proc.child.pid!)).toBeLessThanOrEqual(base.fds + 10);
+  expect(await setup.sidecar.get()).toBe(200);
 }
 
 /** The proxy let go of a connection: the gauge and the fds are back where they were. */
 async function expectReleased(): Promise<void> {
-  const after = await settleToBaseline(sidecar, base, { ms: 2_000, fdSlack: 2 });
+  const after = await settleToBaseline(setup.sidecar, base, { ms: 2_000, fdSlack: 2 });
   expect(after.gauges.connections, `fds ${base.fds} → ${after.fds}`).toBe(base.connections);
   expect(after.fds).toBeLessThanOrEqual(base.fds + 2);
 }
@@ -184,7 +164,7 @@ async function flood(c: RawH2Client, total: number, batch: number, ms: number, m
 describe('HTTP/2 floods against the proxy', () => {
   it('rapid reset (CVE-2023-44487): thousands of HEADERS + RST_STREAM on one connection', async () => {
     await begin();
-    const c = new RawH2Client(sidecar.outbound);
+    const c = new RawH2Client(setup.sidecar.outbound);
     await c.ready;
     const sent = await flood(c, 10_000, 200, 5_000, (i) => {
       const id = 2 * i + 1;
@@ -200,7 +180,7 @@ describe('HTTP/2 floods against the proxy', () => {
 
   it('CONTINUATION flood: HEADERS without END_HEADERS, then CONTINUATION frames that never end', async () => {
     await begin();
-    const c = new RawH2Client(sidecar.outbound);
+    const c = new RawH2Client(setup.sidecar.outbound);
     await c.ready;
     await c.write(frame(T.HEADERS, F.END_STREAM, 1, requestBlock('backend', '/cont')));
     const field = hpackLiteral('x-flood', 'f'.repeat(100));
@@ -211,7 +191,7 @@ describe('HTTP/2 floods against the proxy', () => {
 
   it('CONTINUATION flood of empty frames (no header bytes: only a frame count can stop it)', async () => {
     await begin();
-    const c = new RawH2Client(sidecar.outbound);
+    const c = new RawH2Client(setup.sidecar.outbound);
     await c.ready;
     await c.write(frame(T.HEADERS, F.END_STREAM, 1, requestBlock('backend', '/cont-empty')));
     const sent = await flood(c, 200_000, 1_000, 4_000, () => frame(T.CONTINUATION, 0, 1));
@@ -221,7 +201,7 @@ describe('HTTP/2 floods against the proxy', () => {
 
   it('SETTINGS flood whose ACKs are never read', async () => {
     await begin();
-    const c = new RawH2Client(sidecar.outbound);
+    const c = new RawH2Client(setup.sidecar.outbound);
     await c.ready;
     await sleep(50);
     c.socket.pause();
@@ -236,7 +216,7 @@ describe('HTTP/2 floods against the proxy', () => {
 
   it('PING flood whose ACKs are never read', async () => {
     await begin();
-    const c = new RawH2Client(sidecar.outbound);
+    const c = new RawH2Client(setup.sidecar.outbound);
     await c.ready;
     await sleep(50);
     c.socket.pause();
@@ -251,7 +231,7 @@ describe('HTTP/2 floods against the proxy', () => {
 
   it('a header block far over the limit (one 200 KiB value, in CONTINUATIONs) is refused, never buffered', async () => {
     await begin();
-    const c = new RawH2Client(sidecar.outbound);
+    const c = new RawH2Client(setup.sidecar.outbound);
     await c.ready;
     await sleep(50);
     const block = requestBlock('backend', '/huge', 'GET', [['x-huge', 'h'.repeat(200 * 1024)]]);
@@ -267,7 +247,7 @@ describe('HTTP/2 floods against the proxy', () => {
 
   it('ten thousand tiny header fields in one block are refused', async () => {
     await begin();
-    const c = new RawH2Client(sidecar.outbound);
+    const c = new RawH2Client(setup.sidecar.outbound);
     await c.ready;
     await sleep(50);
     const many = Array.from({ length: 10_000 }, (_, i) => [`x-${i}`, 'v'] as const);
@@ -284,7 +264,7 @@ describe('HTTP/2 floods against the proxy', () => {
     await begin();
     bigWritten = 0;
     const closedBefore = bigClosedEarly;
-    const c = new RawH2Client(sidecar.outbound, [[S.INITIAL_WINDOW_SIZE, 0]]);
+    const c = new RawH2Client(setup.sidecar.outbound, [[S.INITIAL_WINDOW_SIZE, 0]]);
     await c.ready;
     await c.write(headersFrames(1, requestBlock('backend', '/big'), true));
     await sleep(1_500);
@@ -308,9 +288,9 @@ describe('HTTP/2 floods against the proxy', () => {
   // listener's net.Server is created with allowHalfOpen: true for TCP); the connection manager now sets
   // `socket.allowHalfOpen = false` before handing the socket to the http2 server.
   it('a connection the client closes with FIN (no GOAWAY) after a normal request is released', async () => {
-    expect(await sidecar.get()).toBe(200);
-    base = await baseline(sidecar);
-    const c = new RawH2Client(sidecar.outbound);
+    expect(await setup.sidecar.get()).toBe(200);
+    base = await baseline(setup.sidecar);
+    const c = new RawH2Client(setup.sidecar.outbound);
     await c.ready;
     await c.write(headersFrames(1, requestBlock('backend', '/fin'), true));
     expect(await eventually(() => c.dataBytes, (n) => n > 0, 3_000)).toBeGreaterThan(0);
@@ -331,17 +311,17 @@ describe('HTTP/2 floods against the proxy', () => {
   // pillion_downstream_http2_protocol_closes_total. Reproduction: preface, SETTINGS, then HEADERS +
   // CONTINUATIONs carrying one 200 KiB header value; the proxy answers GOAWAY(9).
   it('a connection the proxy sent GOAWAY for a protocol error is closed by the proxy', async () => {
-    expect(await sidecar.get()).toBe(200);
-    base = await baseline(sidecar);
-    const closes = await sidecar.metric('pillion_downstream_http2_protocol_closes_total');
-    const c = new RawH2Client(sidecar.outbound);
+    expect(await setup.sidecar.get()).toBe(200);
+    base = await baseline(setup.sidecar);
+    const closes = await setup.sidecar.metric('pillion_downstream_http2_protocol_closes_total');
+    const c = new RawH2Client(setup.sidecar.outbound);
     await c.ready;
     await c.write(headersFrames(1, requestBlock('backend', '/huge', 'GET', [['x-huge', 'h'.repeat(200 * 1024)]]), true));
     try {
       expect(await eventually(() => c.goaway, (g) => g !== null, 3_000)).not.toBeNull();
       expect(await eventually(() => c.closed, Boolean, 2_000), 'the proxy closed the connection after its GOAWAY').toBe(true);
       await expectReleased();
-      expect(await sidecar.metric('pillion_downstream_http2_protocol_closes_total')).toBe(closes + 1);
+      expect(await setup.sidecar.metric('pillion_downstream_http2_protocol_closes_total')).toBe(closes + 1);
     } finally {
       c.destroy();
     }

@@ -4,6 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
+import { startHttpBackend, type Backend, type H1Handler } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { runPillion, type PillionProcess } from '../helpers/process.js';
 
@@ -101,4 +103,37 @@ export function connectSendReset(port: number, bytes: string | Buffer, afterMs =
 /** Resolves after `ms`; abuse cases give the proxy a moment to trip over what was sent. */
 export function settle(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** What useAbuseSidecar keeps for a test file: read `sidecar` in each case, it may have been restarted. */
+export interface AbuseSetup {
+  sidecar: AbuseSidecar;
+  backend: Backend;
+  app: Backend;
+}
+
+/**
+ * The usual setup of an abuse test file: a `backend` HTTP server (its handler may be given), an `app` behind the
+ * sidecar's inbound listener, and the sidecar, restarted before a case when an earlier one killed it (so one
+ * case that crashes it does not fail the others); all closed after the file.
+ */
+export function useAbuseSidecar(backendHandler?: H1Handler): AbuseSetup {
+  const setup = {} as AbuseSetup;
+  const start = (): Promise<AbuseSidecar> => startAbuseSidecar({ backendPort: setup.backend.port, appPort: setup.app.port });
+  beforeAll(async () => {
+    setup.backend = await startHttpBackend('backend', backendHandler);
+    setup.app = await startHttpBackend('app');
+    setup.sidecar = await start();
+  });
+  beforeEach(async () => {
+    if (setup.sidecar.alive()) return;
+    await setup.sidecar.close();
+    setup.sidecar = await start();
+  });
+  afterAll(async () => {
+    await setup.sidecar?.close();
+    await setup.backend?.close();
+    await setup.app?.close();
+  });
+  return setup;
 }
