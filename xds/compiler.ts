@@ -100,6 +100,7 @@ function serviceCluster(s: ServiceConfig, port: PortConfig, proxyless = false): 
           max_pending_requests: { value: cb.maxPendingRequests },
           max_requests: { value: cb.maxRequests },
           max_retries: { value: cb.maxRetries },
+          ...retryBudget(s),
         },
       ],
     },
@@ -170,6 +171,13 @@ function serviceDomains(s: ServiceConfig, port: number, withoutPort: boolean, lo
   const qualified = [`${s.name}.${s.namespace}`, `${s.name}.${s.namespace}.svc`, `${s.name}.${s.namespace}.svc.cluster.local`];
   const names = local ? [s.name, ...qualified] : qualified;
   return [...(withoutPort ? names : []), ...names.map((n) => `${n}:${port}`)];
+}
+
+/** The service's retries.budget, on its cluster (a budget bounds retries to the cluster, whatever route sent them). */
+function retryBudget(s: ServiceConfig): Record<string, unknown> {
+  const b = s.policy.retries?.budget;
+  if (b === undefined) return {};
+  return { retry_budget: { budget_percent: { value: b.percent }, min_retry_concurrency: { value: b.minConcurrency } } };
 }
 
 function retryPolicy(s: ServiceConfig): Record<string, unknown> | undefined {

@@ -77,8 +77,11 @@ export interface RetriesConfig {
   /** HTTP statuses listed in retryOn (they imply Envoy's `retriable-status-codes`). */
   readonly retriableStatusCodes: readonly number[];
   readonly backoff?: { readonly baseMs: number; readonly maxMs?: number };
-  /** Parsed and kept; the internal model has no retry budget yet. */
-  readonly budget?: { readonly percent: number; readonly minPerSecond: number };
+  /**
+   * Retries in flight to the service at most `percent` of its active requests, never fewer than `minConcurrency`
+   * (Envoy's retry_budget, defaults 20 and 3). Without it, circuitBreakers.maxRetries (default 3) bounds them.
+   */
+  readonly budget?: { readonly percent: number; readonly minConcurrency: number };
 }
 
 export interface OutlierDetectionConfig {
@@ -604,11 +607,11 @@ function checkRetries(c: Checker, raw: unknown, path: Path): RetriesConfig | und
   });
   const budget = opt(o, 'budget', (v) => {
     const bp = [...path, 'budget'];
-    const b = c.obj(v, bp, ['percent', 'minPerSecond']);
+    const b = c.obj(v, bp, ['percent', 'minConcurrency']);
     if (!b) return undefined;
-    const percent = c.int(b.percent, [...bp, 'percent'], 0, 100);
-    const minPerSecond = b.minPerSecond === undefined ? 10 : c.int(b.minPerSecond, [...bp, 'minPerSecond'], 0, 1_000_000);
-    return percent === undefined || minPerSecond === undefined ? undefined : { percent, minPerSecond };
+    const percent = b.percent === undefined ? 20 : c.int(b.percent, [...bp, 'percent'], 0, 100);
+    const minConcurrency = b.minConcurrency === undefined ? 3 : c.int(b.minConcurrency, [...bp, 'minConcurrency'], 0, 1_000_000);
+    return percent === undefined || minConcurrency === undefined ? undefined : { percent, minConcurrency };
   });
   if (attempts === undefined) return undefined;
   return definedOnly({ attempts, perTryTimeoutMs, retryOn, retriableStatusCodes, backoff, budget });

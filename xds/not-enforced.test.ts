@@ -17,7 +17,6 @@ describe('notEnforcedWarnings', () => {
     policy: { mtls: DISABLE, retries: { attempts: 1 } }
 `);
     expect(notEnforcedWarnings(mesh)).toEqual([
-      'services[0].policy.retries, services[1].policy.retries: retries are accepted but not enforced yet: each request is tried once',
       'services[0].policy.mtls: mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
       'services[0].authorization: authorization is accepted but not enforced yet: every caller is allowed',
     ]);
@@ -27,7 +26,8 @@ describe('notEnforcedWarnings', () => {
     const mesh = parseMeshConfig(`services:
   - name: a
     ports: [{ port: 80, protocol: http }]
-    policy: { mtls: DISABLE, timeout: 2s, circuitBreakers: { maxConnections: 10, maxPendingRequests: 5, maxRequests: 7 }, outlierDetection: { consecutive5xx: 3 } }
+    policy: { mtls: DISABLE, timeout: 2s, circuitBreakers: { maxConnections: 10, maxPendingRequests: 5, maxRequests: 7, maxRetries: 2 }, outlierDetection: { consecutive5xx: 3 },
+              retries: { attempts: 2, budget: { percent: 25 } } }
 `);
     expect(notEnforcedWarnings(mesh)).toEqual([]);
   });

@@ -12,21 +12,16 @@ interface Unenforced {
 /** One warning per kind of setting, naming every path where it is set; none when nothing unenforced is set. */
 export function notEnforcedWarnings(mesh: MeshConfig): string[] {
   const kinds: Unenforced[] = [
-    { paths: [], message: 'retries are accepted but not enforced yet: each request is tried once' },
-    { paths: [], message: 'circuit breaker maxRetries is accepted but not enforced yet (no retries are made; maxConnections, maxPendingRequests and maxRequests are enforced)' },
     {
       paths: [],
       message: 'mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
     },
     { paths: [], message: 'authorization is accepted but not enforced yet: every caller is allowed' },
   ];
-  const [retries, breakers, mtls, authz] = kinds as [Unenforced, Unenforced, Unenforced, Unenforced];
+  const [mtls, authz] = kinds as [Unenforced, Unenforced];
   mesh.services.forEach((service, i) => {
     const at = `services[${i}]`;
     const policy = service.policy;
-    if (policy.retries !== undefined) retries.paths.push(`${at}.policy.retries`);
-    const cb = policy.circuitBreakers;
-    if (cb?.maxRetries !== undefined) breakers.paths.push(`${at}.policy.circuitBreakers.maxRetries`);
     if (policy.mtls !== 'DISABLE') mtls.paths.push(`${at}.policy.mtls`);
     if (service.authorization !== undefined) authz.paths.push(`${at}.authorization`);
   });

@@ -1,8 +1,8 @@
 // Translates an xDS Cluster into the internal ClusterModel (endpoints come inline for STATIC, from EDS otherwise).
 import { endpointsFromLoadAssignment } from './endpoint.js';
-import { DEFAULTS, type ClusterModel, type LbPolicy, type OutlierDetectionModel } from './model.js';
+import { DEFAULTS, type CircuitBreakersModel, type ClusterModel, type LbPolicy, type OutlierDetectionModel } from './model.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
-import { durationMs, invalid, notEnforced, wrapped, type Plain } from './values.js';
+import { durationMs, invalid, wrapped, type Plain } from './values.js';
 
 export interface ClusterTranslation {
   /** For an EDS cluster, `endpoints` is empty until the snapshot joins in the ClusterLoadAssignment. */
@@ -68,6 +68,17 @@ function outlier(od: Plain | undefined): OutlierDetectionModel | undefined {
   };
 }
 
+/** circuit_breakers.thresholds.retry_budget: Envoy's defaults (20 %, at least 3) for what it leaves unset. */
+function budget(b: Plain | undefined): CircuitBreakersModel['retryBudget'] {
+  if (!b) return undefined;
+  const d = DEFAULTS.retryBudget;
+  const budgetPercent = b.budget_percent ? Number(b.budget_percent.value ?? 0) : d.budgetPercent;
+  if (!Number.isFinite(budgetPercent) || budgetPercent < 0 || budgetPercent > 100) {
+    invalid(`circuit_breakers.thresholds.retry_budget.budget_percent: ${budgetPercent} is not in 0..100`);
+  }
+  return { budgetPercent, minRetryConcurrency: wrapped<number>(b.min_retry_concurrency, d.minRetryConcurrency) };
+}
+
 /** Decode and validate a Cluster resource; throws ResourceInvalid with the field at fault. */
 export function translateCluster(bytes: Uint8Array): ClusterTranslation {
   const c = decodeMessage<Plain>(MESSAGE_NAMES.Cluster, bytes);
@@ -107,7 +118,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
 
   const edsServiceName = type === 'EDS' ? (c.eds_cluster_config?.service_name || c.name) : undefined;
   const od = outlier(c.outlier_detection);
-  if (th.max_retries !== undefined) notEnforced('circuit_breakers.thresholds.max_retries', 'retries are not made');
+  const retryBudget = budget(th.retry_budget);
   const model: ClusterModel = {
     name: c.name,
     connectTimeoutMs,
@@ -120,6 +131,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
       maxPendingRequests: wrapped<number>(th.max_pending_requests, d.maxPendingRequests),
       maxRequests: wrapped<number>(th.max_requests, d.maxRequests),
       maxRetries: wrapped<number>(th.max_retries, d.maxRetries),
+      ...(retryBudget ? { retryBudget } : {}),
     },
     ...(od ? { outlierDetection: od } : {}),
     maxIdleConnectionsPerEndpoint: DEFAULTS.maxIdleConnectionsPerEndpoint,

@@ -103,9 +103,17 @@ export type HashPolicyModel =
 
 export interface RetryPolicyModel {
   readonly numRetries: number;
+  /** Each attempt's own deadline (0 = only the route timeout); a per-try timeout counts as a 504. */
   readonly perTryTimeoutMs: number;
   /** Envoy retry_on conditions: 5xx, gateway-error, reset, connect-failure, retriable-status-codes, ... */
   readonly retryOn: readonly string[];
+  /** retryOn as RETRY_ON bits (src/http/retry-policy.ts), parsed once. */
+  readonly conditions: number;
+  /**
+   * Most request-body bytes held so the body can be sent again (Route/VirtualHost per_request_buffer_limit_bytes;
+   * ours defaults to 64 KiB). A longer body goes upstream once: it is never retried.
+   */
+  readonly bufferLimitBytes: number;
   readonly retriableStatusCodes: readonly number[];
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
@@ -129,6 +137,11 @@ export interface CircuitBreakersModel {
   readonly maxPendingRequests: number;
   readonly maxRequests: number;
   readonly maxRetries: number;
+  /**
+   * Envoy's retry_budget: retries in flight at most budgetPercent of the cluster's active requests, and never
+   * fewer than minRetryConcurrency. When set, it replaces maxRetries.
+   */
+  readonly retryBudget?: { readonly budgetPercent: number; readonly minRetryConcurrency: number };
 }
 
 export interface OutlierDetectionModel {
@@ -197,6 +210,10 @@ export const DEFAULTS = {
   maxRingSize: 8_388_608,
   maxIdleConnectionsPerEndpoint: 64,
   circuitBreakers: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 3 },
+  /** Envoy's retry_budget defaults, when a budget is set without them. */
+  retryBudget: { budgetPercent: 20, minRetryConcurrency: 3 },
+  /** Request bytes held for a retry; Envoy holds up to the connection buffer limit (1 MiB), Linkerd 64 KiB. */
+  retryBufferLimitBytes: 65_536,
   outlierDetection: {
     consecutive5xx: 5,
     consecutiveGatewayFailure: 5,

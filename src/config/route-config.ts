@@ -11,6 +11,7 @@ import {
 } from './model.js';
 import { decodeMessage, MESSAGE_NAMES } from './protos.js';
 import { durationMs, invalid, MAX_TIMER_MS, notEnforced, wrapped, type Plain } from './values.js';
+import { parseRetryOn, UNSUPPORTED_RETRY_ON } from '../http/retry-policy.js';
 
 // Envoy's route retry backoff defaults: base 25 ms, max 10 × base.
 const DEFAULT_BACKOFF_BASE_MS = 25;
@@ -37,9 +38,14 @@ function headerMatcher(h: Plain, field: string): HeaderMatcherModel {
   return { ...base, kind: 'present', value: '' };
 }
 
-function retryPolicy(r: Plain | undefined, field: string): RetryPolicyModel | undefined {
+function retryPolicy(r: Plain | undefined, bufferLimitBytes: number, field: string): RetryPolicyModel | undefined {
   if (!r) return undefined;
   const retryOn = String(r.retry_on ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const { conditions, unknown } = parseRetryOn(retryOn);
+  // Envoy ignores conditions it does not know; so do we, but out loud.
+  for (const name of unknown) {
+    notEnforced(`${field}.retry_on: ${name}`, UNSUPPORTED_RETRY_ON.has(name) ? 'this condition never triggers a retry' : 'not a retry_on condition Envoy defines');
+  }
   const base = durationMs(r.retry_back_off?.base_interval, DEFAULT_BACKOFF_BASE_MS, `${field}.retry_back_off.base_interval`);
   if (r.retry_back_off && base === 0) invalid(`${field}.retry_back_off.base_interval: must be above 0`);
   // The default max (10 × base) is ours to bound: a base near the longest timer must not make it overflow.
@@ -49,10 +55,19 @@ function retryPolicy(r: Plain | undefined, field: string): RetryPolicyModel | un
     numRetries: wrapped<number>(r.num_retries, 1),
     perTryTimeoutMs: durationMs(r.per_try_timeout, 0, `${field}.per_try_timeout`),
     retryOn,
+    conditions,
+    bufferLimitBytes,
     retriableStatusCodes: (r.retriable_status_codes ?? []).map(Number),
     backoffBaseMs: base,
     backoffMaxMs: max,
   };
+}
+
+/** per_request_buffer_limit_bytes: what a retry may hold of a request body. 16 MiB at most: it is per request. */
+function bufferLimit(w: Plain | undefined, fallback: number, field: string): number {
+  const bytes = wrapped<number>(w, fallback);
+  if (!Number.isInteger(bytes) || bytes < 0 || bytes > 16 * 1024 * 1024) invalid(`${field}: ${bytes} is not in 0..16777216`);
+  return bytes;
 }
 
 function hashPolicy(h: Plain, field: string): HashPolicyModel {
@@ -69,7 +84,13 @@ function hashPolicy(h: Plain, field: string): HashPolicyModel {
   return invalid(`${field}: no supported policy (header, cookie, connection_properties.source_ip)`);
 }
 
-function routeAction(a: Plain, vhostRetry: Plain | undefined, field: string): RouteActionModel {
+/** What a route inherits from its virtual host. */
+interface VhostDefaults {
+  readonly retryPolicy: Plain | undefined;
+  readonly bufferLimitBytes: number;
+}
+
+function routeAction(a: Plain, vhost: VhostDefaults, bufferLimitBytes: number, field: string): RouteActionModel {
   let clusters: { name: string; weight: number }[];
   if (a.cluster !== undefined) {
     if (!a.cluster) invalid(`${field}.cluster: empty`);
@@ -87,8 +108,7 @@ function routeAction(a: Plain, vhostRetry: Plain | undefined, field: string): Ro
   }
   const totalWeight = clusters.reduce((sum, c) => sum + c.weight, 0);
   if (totalWeight === 0) invalid(`${field}.weighted_clusters: weights sum to 0`);
-  const retry = retryPolicy(a.retry_policy ?? vhostRetry, `${field}.retry_policy`);
-  if (retry !== undefined) notEnforced('retry_policy', 'each request is tried once');
+  const retry = retryPolicy(a.retry_policy ?? vhost.retryPolicy, bufferLimitBytes, `${field}.retry_policy`);
   return {
     clusters,
     totalWeight,
@@ -101,7 +121,7 @@ function routeAction(a: Plain, vhostRetry: Plain | undefined, field: string): Ro
   };
 }
 
-function route(r: Plain, vhostRetry: Plain | undefined, field: string): RouteModel {
+function route(r: Plain, vhost: VhostDefaults, field: string): RouteModel {
   const m = r.match;
   if (!m) invalid(`${field}.match: missing`);
   let kind: 'prefix' | 'path';
@@ -117,7 +137,7 @@ function route(r: Plain, vhostRetry: Plain | undefined, field: string): RouteMod
       caseSensitive: wrapped<boolean>(m.case_sensitive, true),
       headers: (m.headers ?? []).map((h: Plain, i: number) => headerMatcher(h, `${field}.match.headers[${i}]`)),
     },
-    action: routeAction(r.route, vhostRetry, `${field}.route`),
+    action: routeAction(r.route, vhost, bufferLimit(r.per_request_buffer_limit_bytes, vhost.bufferLimitBytes, `${field}.per_request_buffer_limit_bytes`), `${field}.route`),
   };
 }
 
@@ -130,10 +150,14 @@ export function routeConfigFromPlain(rc: Plain, field = ''): RouteConfigModel {
     if (!vh.name) invalid(`${vf}.name: missing`);
     const domains: string[] = (vh.domains ?? []).map((d: string) => String(d).toLowerCase());
     if (domains.length === 0) invalid(`${vf}.domains: empty`);
+    const vhost: VhostDefaults = {
+      retryPolicy: vh.retry_policy,
+      bufferLimitBytes: bufferLimit(vh.per_request_buffer_limit_bytes, DEFAULTS.retryBufferLimitBytes, `${vf}.per_request_buffer_limit_bytes`),
+    };
     return {
       name: String(vh.name),
       domains,
-      routes: (vh.routes ?? []).map((r: Plain, j: number) => route(r, vh.retry_policy, `${vf}.routes[${j}]`)),
+      routes: (vh.routes ?? []).map((r: Plain, j: number) => route(r, vhost, `${vf}.routes[${j}]`)),
     };
   });
   // Envoy rejects a RouteConfiguration in which one domain appears in two virtual hosts.

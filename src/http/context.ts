@@ -48,7 +48,7 @@ export class HttpContext {
     readonly stats: HttpStats,
     /** Past the memory threshold new requests get 503 overload (src/process/overload.ts). */
     readonly overload: OverloadState,
-    private readonly random: Random = Math.random,
+    readonly random: Random = Math.random,
   ) {}
 
   /** The route table of the current snapshot (rebuilt only when the RouteConfiguration object changes). */

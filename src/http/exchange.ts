@@ -3,7 +3,7 @@
 // and stream events reach it through shared functions and a symbol, so a request allocates no closures.
 import * as http2 from 'node:http2';
 import type { Readable } from 'node:stream';
-import type { RouteModel } from '../config/model.js';
+import type { RetryPolicyModel, RouteModel } from '../config/model.js';
 import { CLUSTER_OVERFLOW, type UpstreamCluster } from '../upstream/cluster-manager.js';
 import type { EndpointState } from '../upstream/types.js';
 import { httpOutcome, type CallOutcome } from '../upstream/outlier.js';
@@ -13,6 +13,9 @@ import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from './headers.js
 import type { HttpContext, RequestHeaders } from './context.js';
 import type { H1Connection, H1Request } from './h1-connection.js';
 import { httpDate } from './raw-reply.js';
+import { grpcTimeoutMs } from './grpc-timeout.js';
+import { ReplayableBody } from './replay-body.js';
+import { backoffMs, retriableFailure, retriableResponse, type AttemptFailure } from './retry-policy.js';
 
 const kExchange = Symbol('pillion.exchange');
 
@@ -38,9 +41,23 @@ export class HttpExchange implements UpstreamSink {
   private grpc = false;
 
   private cluster: UpstreamCluster | null = null;
+  /** The endpoint of the latest attempt (a retry avoids it). */
   private endpoint: EndpointState | null = null;
+  private hash: number | undefined = undefined;
+  private spec: UpstreamRequestSpec | null = null;
   private upstream: UpstreamStream | null = null;
+  /** The route timeout, across every attempt. */
   private timer: NodeJS.Timeout | null = null;
+  /** An attempt holds a call on `endpoint` (ended exactly once, by endAttempt). */
+  private attemptOpen = false;
+  /** Attempts made so far (the access log's attempts). */
+  attempts = 0;
+  private retry: RetryPolicyModel | undefined = undefined;
+  private replayBody: ReplayableBody | null = null;
+  private tryTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  /** The request holds one of the cluster's retry slots (tryStartRetry). */
+  private holdsRetry = false;
   private trailers: HeaderMap | null = null;
 
   status = 0;
@@ -116,12 +133,7 @@ export class HttpExchange implements UpstreamSink {
     const cluster = ctx.clusters.get(clusterName);
     if (cluster === undefined) return this.localReply(REASONS.noCluster);
     this.cluster = cluster;
-    const hash = action.hashPolicies.length === 0 ? undefined : ctx.requestHash(action.hashPolicies, headers, this.remoteAddress);
-    const endpoint = cluster.startCall(hash, true);
-    if (endpoint === null) return this.localReply(REASONS.noHealthyUpstream);
-    if (endpoint === CLUSTER_OVERFLOW) return this.localReply(REASONS.overflow);
-    this.endpoint = endpoint;
-    cluster.stats.requestStarted();
+    this.hash = action.hashPolicies.length === 0 ? undefined : ctx.requestHash(action.hashPolicies, headers, this.remoteAddress);
 
     const upstreamHeaders = newHeaderMap();
     this.requestId = buildUpstreamHeaders(
@@ -133,7 +145,15 @@ export class HttpExchange implements UpstreamSink {
     if (action.prefixRewrite !== undefined && route.match.kind === 'prefix') {
       path = action.prefixRewrite + path.slice(route.match.value.length);
     }
-    const spec: UpstreamRequestSpec = {
+    const retry = action.retry;
+    if (retry !== undefined && retry.numRetries > 0) {
+      this.retry = retry;
+      if (body !== null) {
+        this.replayBody = new ReplayableBody(body, retry.bufferLimitBytes);
+        body = this.replayBody.open();
+      }
+    }
+    this.spec = {
       method: this.method,
       path,
       authority: action.hostRewrite ?? this.authority,
@@ -141,15 +161,100 @@ export class HttpExchange implements UpstreamSink {
       headers: upstreamHeaders,
       body,
     };
-    const timeoutMs = action.timeoutMs;
+    // The route timeout spans every attempt; a gRPC caller's own deadline shortens it (504 / DEADLINE_EXCEEDED).
+    let timeoutMs = action.timeoutMs;
+    if (this.grpc) {
+      const deadline = grpcTimeoutMs(headers['grpc-timeout']);
+      if (deadline !== undefined && (timeoutMs === 0 || deadline < timeoutMs)) timeoutMs = deadline;
+    }
     if (timeoutMs > 0) this.timer = setTimeout(onExchangeTimeout, timeoutMs, this);
-    this.upstream = cluster.pool(endpoint).request(spec, this);
+    this.startAttempt();
+  }
+
+  /** Sends the request to an endpoint of the cluster: the first attempt, or a retry (to another endpoint if it can). */
+  startAttempt(): void {
+    this.retryTimer = null;
+    if (this.finished) return;
+    const cluster = this.cluster!;
+    const endpoint = cluster.startCall(this.hash, true, this.endpoint);
+    if (endpoint === null) return this.localReply(REASONS.noHealthyUpstream);
+    if (endpoint === CLUSTER_OVERFLOW) return this.localReply(REASONS.overflow);
+    this.endpoint = endpoint;
+    this.attemptOpen = true;
+    this.attempts++;
+    cluster.stats.requestStarted();
+    const perTryMs = this.retry?.perTryTimeoutMs ?? 0;
+    if (perTryMs > 0) this.tryTimer = setTimeout(onTryTimeout, perTryMs, this);
+    this.upstream = cluster.pool(endpoint).request(this.spec!, this);
+  }
+
+  /** Ends the attempt in flight: its call on the endpoint (outlier detection sees `outcome`) and its stats. */
+  private endAttempt(outcome: CallOutcome, status: number): void {
+    if (!this.attemptOpen) return;
+    this.attemptOpen = false;
+    if (this.tryTimer !== null) {
+      clearTimeout(this.tryTimer);
+      this.tryTimer = null;
+    }
+    const cluster = this.cluster!;
+    const endpoint = this.endpoint!;
+    cluster.endCall(endpoint, true, outcome);
+    cluster.stats.requestFinished(endpoint.key, status);
+  }
+
+  /**
+   * The attempt failed in a way the retry policy names: tries again (after a backoff) if attempts, the cluster's
+   * retry budget and the request body allow. On true the failed attempt is over and a retry is on its way; on
+   * false nothing changed and the caller passes the failure on.
+   */
+  private retryAfter(outcome: CallOutcome, status: number): boolean {
+    const policy = this.retry!;
+    const cluster = this.cluster!;
+    if (this.attempts > policy.numRetries) {
+      cluster.stats.retrySkipped('attempts');
+      return false;
+    }
+    const replayBody = this.replayBody;
+    if (replayBody !== null && !replayBody.replayable) {
+      cluster.stats.retrySkipped('body');
+      return false;
+    }
+    // One slot per request, held from its first retry until it ends.
+    if (!this.holdsRetry) {
+      if (!cluster.tryStartRetry()) {
+        cluster.stats.retrySkipped('budget');
+        return false;
+      }
+      this.holdsRetry = true;
+    }
+    cluster.stats.retried();
+    const upstream = this.upstream;
+    this.upstream = null;
+    if (upstream !== null) upstream.abort();
+    replayBody?.detach();
+    this.endAttempt(outcome, status);
+    if (replayBody !== null) this.spec!.body = replayBody.open();
+    this.retryTimer = setTimeout(onRetryTimer, backoffMs(policy, this.attempts, this.ctx.random), this);
+    return true;
   }
 
   // --- UpstreamSink ---
 
   onUpstreamHeaders(status: number, headers: HeaderMap, endStream: boolean): void {
     if (this.finished) return;
+    const retry = this.retry;
+    if (retry !== undefined) {
+      // A gRPC status in the response head is a trailers-only response: the call ended before any message.
+      const grpcStatus = this.grpc && endStream ? headers['grpc-status'] : undefined;
+      if (retriableResponse(retry, status, typeof grpcStatus === 'string' ? grpcStatus : undefined) && this.retryAfter(httpOutcome(status, false), status)) {
+        return;
+      }
+      // The response is the client's from here on; its own per-try deadline no longer applies (the route's does).
+      if (this.tryTimer !== null) {
+        clearTimeout(this.tryTimer);
+        this.tryTimer = null;
+      }
+    }
     this.status = status;
     this.headersSent = true;
     const h1 = this.h1;
@@ -196,7 +301,8 @@ export class HttpExchange implements UpstreamSink {
   }
 
   onRequestBodyBytes(bytes: number): void {
-    this.bytesReceived += bytes;
+    // A body sent again is counted once, by the replay buffer.
+    if (this.replayBody === null) this.bytesReceived += bytes;
   }
 
   onUpstreamError(err: Error, connectFailed: boolean): void {
@@ -204,6 +310,13 @@ export class HttpExchange implements UpstreamSink {
     this.upstream = null;
     if (connectFailed) this.cluster?.stats.connectFailure();
     const code = (err as NodeJS.ErrnoException).code;
+    const retry = this.retry;
+    if (retry !== undefined && !this.headersSent && code !== PENDING_OVERFLOW) {
+      const failure: AttemptFailure = connectFailed ? 'connect' : err.message.includes('REFUSED_STREAM') ? 'refused' : 'reset';
+      if (retriableFailure(retry, failure) && this.retryAfter('localFailure', connectFailed ? REASONS.connectFailure.httpStatus : REASONS.upstreamReset.httpStatus)) {
+        return;
+      }
+    }
     const reason = connectFailed
       ? REASONS.connectFailure
       : code === undefined
@@ -236,6 +349,15 @@ export class HttpExchange implements UpstreamSink {
     this.reason = REASONS.upstreamTimeout;
     this.resetDownstream();
     this.finish();
+  }
+
+  /** The attempt in flight passed the retry policy's per-try timeout: Envoy's UT, retried as a 504 would be. */
+  onTryTimeout(): void {
+    this.tryTimer = null;
+    if (this.finished || this.headersSent) return;
+    if (retriableFailure(this.retry!, 'perTryTimeout') && this.retryAfter('localFailure', REASONS.upstreamTimeout.httpStatus)) return;
+    this.abortUpstream();
+    this.localReply(REASONS.upstreamTimeout, 'per-try timeout');
   }
 
   /** The downstream connection cannot go on (bad bytes, request too slow): answer if still possible. */
@@ -341,11 +463,16 @@ export class HttpExchange implements UpstreamSink {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    const endpoint = this.endpoint;
-    if (endpoint !== null) {
-      const cluster = this.cluster!;
-      cluster.endCall(endpoint, true, this.outcome());
-      cluster.stats.requestFinished(endpoint.key, this.status);
+    this.endAttempt(this.outcome(), this.status);
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
+    if (this.holdsRetry) this.cluster!.retryEnded();
+    const replayBody = this.replayBody;
+    if (replayBody !== null) {
+      replayBody.release();
+      this.bytesReceived = replayBody.received;
     }
     this.ctx.stats.requestFinished(this, Number(process.hrtime.bigint() - this.startNs) / 1e9);
   }
@@ -393,4 +520,12 @@ function onDownstreamDrain(this: H2Stream): void {
 
 function onExchangeTimeout(exchange: HttpExchange): void {
   exchange.onTimeout();
+}
+
+function onTryTimeout(exchange: HttpExchange): void {
+  exchange.onTryTimeout();
+}
+
+function onRetryTimer(exchange: HttpExchange): void {
+  exchange.startAttempt();
 }

@@ -47,6 +47,8 @@ describe('ProxyMetrics', () => {
         'pillion_upstream_requests_overflow_total',
         'pillion_upstream_requests_active',
         'pillion_upstream_requests_total',
+        'pillion_upstream_retries_skipped_total',
+        'pillion_upstream_retries_total',
       ].sort(),
     );
     for (const x of await m.registry.getMetricsAsJSON()) expect(x.help.length).toBeGreaterThan(10);

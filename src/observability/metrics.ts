@@ -2,6 +2,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Direction } from '../config/model.js';
 import type { Reason } from '../reasons.js';
+import type { RetrySkip } from '../upstream/cluster-manager.js';
 import { processLogDropped } from './logger.js';
 
 // Why cells: prom-client's bound children still hash their label object on every inc() (~0.5 µs each). A cell
@@ -243,6 +244,9 @@ export class ClusterStats {
   readonly pendingOverflow: CounterCell;
   readonly requestOverflow: CounterCell;
   readonly ejections: CounterCell;
+  readonly retries: CounterCell;
+  /** Bound lazily: most clusters never skip a retry. */
+  private readonly skipped = new Map<RetrySkip, CounterCell>();
   readonly endpointsEjected: GaugeCell;
   /** endpointKey → six children indexed by codeClassIndex (filled lazily). */
   private readonly byEndpoint = new Map<string, (CounterCell | undefined)[]>();
@@ -259,7 +263,17 @@ export class ClusterStats {
     this.pendingOverflow = metrics.upstreamPendingOverflow.cell(cluster);
     this.requestOverflow = metrics.upstreamRequestOverflow.cell(cluster);
     this.ejections = metrics.upstreamEjections.cell(cluster);
+    this.retries = metrics.upstreamRetries.cell(cluster);
     this.endpointsEjected = metrics.upstreamEndpointsEjected.cell(cluster);
+  }
+
+  retrySkipped(why: RetrySkip): void {
+    let cell = this.skipped.get(why);
+    if (cell === undefined) {
+      cell = this.metrics.upstreamRetriesSkipped.cell(this.cluster, why);
+      this.skipped.set(why, cell);
+    }
+    cell.inc();
   }
 
   /** Counts one finished upstream request (one attempt) to `endpointKey` with `status`. */
@@ -299,6 +313,8 @@ export class ClusterStats {
     this.metrics.upstreamPendingOverflow.remove(this.cluster);
     this.metrics.upstreamRequestOverflow.remove(this.cluster);
     this.metrics.upstreamEjections.remove(this.cluster);
+    this.metrics.upstreamRetries.remove(this.cluster);
+    for (const why of this.skipped.keys()) this.metrics.upstreamRetriesSkipped.remove(this.cluster, why);
     this.metrics.upstreamEndpointsEjected.remove(this.cluster);
   }
 }
@@ -327,6 +343,8 @@ export class ProxyMetrics {
   readonly upstreamPendingOverflow: CounterFamily<'cluster'>;
   readonly upstreamRequestOverflow: CounterFamily<'cluster'>;
   readonly upstreamEjections: CounterFamily<'cluster'>;
+  readonly upstreamRetries: CounterFamily<'cluster'>;
+  readonly upstreamRetriesSkipped: CounterFamily<'cluster' | 'reason'>;
   readonly upstreamEndpointsEjected: GaugeFamily<'cluster'>;
   readonly localReplies: CounterFamily<'reason'>;
   readonly tcpConnections: CounterFamily<'cluster'>;
@@ -442,6 +460,20 @@ export class ProxyMetrics {
         'Requests refused with 503 overflow because the cluster had its most requests in flight ' +
         '(circuitBreakers.maxRequests / max_requests, default 1024).',
       labelNames: ['cluster'] as const,
+      registers,
+    });
+    this.upstreamRetries = new CounterFamily({
+      name: 'pillion_upstream_retries_total',
+      help: 'Failed attempts tried again by the route retry policy (each retry counted once).',
+      labelNames: ['cluster'] as const,
+      registers,
+    });
+    this.upstreamRetriesSkipped = new CounterFamily({
+      name: 'pillion_upstream_retries_skipped_total',
+      help:
+        'Retries the policy called for that were not made, by reason: attempts (all used), budget (the retry ' +
+        'budget or max_retries was spent), body (the request body was larger than the retry buffer).',
+      labelNames: ['cluster', 'reason'] as const,
       registers,
     });
     this.upstreamEjections = new CounterFamily({

@@ -5,7 +5,7 @@ import type { Reason } from '../reasons.js';
 import type { HttpExchange } from '../http/exchange.js';
 import type { TcpSession } from '../tcp/tcp-proxy.js';
 import type { ListenerStats, RejectReason } from '../listener/listener-manager.js';
-import type { ClusterStatsSink } from '../upstream/cluster-manager.js';
+import type { ClusterStatsSink, RetrySkip } from '../upstream/cluster-manager.js';
 import type { ClusterStats, ProxyMetrics } from './metrics.js';
 import type { AccessLog } from './access-log.js';
 
@@ -34,6 +34,12 @@ class ClusterStatsAdapter implements ClusterStatsSink {
   }
   connectFailure(): void {
     this.s.connectFailures.inc();
+  }
+  retried(): void {
+    this.s.retries.inc();
+  }
+  retrySkipped(why: RetrySkip): void {
+    this.s.retrySkipped(why);
   }
   requestStarted(): void {
     this.s.requestsActive.inc();
@@ -106,7 +112,7 @@ export class ProxyStats implements ListenerStats {
       bytes_sent: ex.bytesSent,
       upstream_cluster: ex.upstreamCluster,
       upstream_host: ex.upstreamHost,
-      attempts: ex.upstreamHost === '-' ? 0 : 1,
+      attempts: ex.attempts,
       response_flags: reason === null ? '-' : reason.flag,
       request_id: ex.requestId,
       downstream_remote: ex.remoteAddress,

@@ -20,12 +20,21 @@ export interface ClusterStatsSink extends PoolEvents {
   endpointEjected(): void;
   /** Endpoints ejected now, after an ejection or un-ejection. */
   endpointsEjected(count: number): void;
+  /** A failed attempt is being tried again. */
+  retried(): void;
+  /** A retry the policy called for was not made: attempts used up, the retry budget spent, or the body not held. */
+  retrySkipped(why: RetrySkip): void;
 }
+
+export type RetrySkip = 'attempts' | 'budget' | 'body';
 
 export type ClusterStatsFactory = (clusterName: string) => ClusterStatsSink;
 
 /** What startCall returns when the cluster's request bulkhead is full (503 overflow, flag UO). */
 export const CLUSTER_OVERFLOW = Symbol('pillion.clusterOverflow');
+
+/** Picks a retry makes to find an endpoint other than the one that failed. */
+const HOST_SELECTION_ATTEMPTS = 3;
 
 export function endpointKey(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
@@ -77,17 +86,43 @@ export class UpstreamCluster {
    * request bulkhead (requests only: TCP connections are bounded by maxConnections), picks an endpoint and
    * counts the call on it. Every call that returns an endpoint is ended with endCall, exactly once.
    */
-  startCall(hash: number | undefined, isRequest: boolean): EndpointState | null | typeof CLUSTER_OVERFLOW {
+  startCall(hash: number | undefined, isRequest: boolean, avoid: EndpointState | null = null): EndpointState | null | typeof CLUSTER_OVERFLOW {
     if (isRequest && this.activeRequests >= this.model.circuitBreakers.maxRequests) {
       this.stats.requestOverflow();
       return CLUSTER_OVERFLOW;
     }
-    const endpoint = this.lb.pick(hash);
+    let endpoint = this.lb.pick(hash);
+    // A retry goes to another endpoint than the one that just failed, when a few picks find one (Envoy's
+    // previous_hosts predicate with its default of a few host selection attempts).
+    for (let i = 0; i < HOST_SELECTION_ATTEMPTS && endpoint !== null && endpoint === avoid; i++) endpoint = this.lb.pick(undefined);
     if (endpoint === null) return null;
     endpoint.activeRequests++;
     endpoint.totalRequests++;
     if (isRequest) this.activeRequests++;
     return endpoint;
+  }
+
+  /** Retries in flight (from the decision to retry until the request ends), for the retry budget. */
+  activeRetries = 0;
+
+  /**
+   * Takes a retry slot if the cluster's limit allows: the retry budget (a percent of the active and pending
+   * requests, never below its floor) when set, else the max_retries circuit breaker. Released with retryEnded.
+   */
+  tryStartRetry(): boolean {
+    const cb = this.model.circuitBreakers;
+    const budget = cb.retryBudget;
+    const limit =
+      budget === undefined
+        ? cb.maxRetries
+        : Math.max(budget.minRetryConcurrency, Math.floor((budget.budgetPercent / 100) * (this.activeRequests + this.pending.count)));
+    if (this.activeRetries >= limit) return false;
+    this.activeRetries++;
+    return true;
+  }
+
+  retryEnded(): void {
+    this.activeRetries--;
   }
 
   /** Ends a call startCall began; `outcome` feeds outlier detection when the cluster has it. */

@@ -18,6 +18,8 @@ function sink(): ClusterStatsSink & { ejections: number; ejectedNow: number } {
     onPendingOverflow() {},
     connectFailure() {},
     requestOverflow() {},
+    retried() {},
+    retrySkipped() {},
     requestStarted() {},
     requestFinished() {},
     endpointEjected() {

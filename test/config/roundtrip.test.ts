@@ -2,6 +2,7 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { RETRY_ON } from '../../src/http/retry-policy.js';
 import { loadLocalSnapshot } from '../../src/config/local.js';
 import { buildSnapshot } from '../../src/config/snapshot.js';
 import { compileForNode, nodeInfoFromXdsNode, nodeToXds, type NodeInfo } from '../../xds/compiler.js';
@@ -70,6 +71,8 @@ describe('compile → encode → decode → translate', () => {
     expect(dflt!.action.retry).toEqual({
       numRetries: 2, perTryTimeoutMs: 1000, retryOn: ['5xx', 'reset', 'connect-failure', 'retriable-status-codes'],
       retriableStatusCodes: [503], backoffBaseMs: 25, backoffMaxMs: 250,
+      conditions: RETRY_ON['5xx'] | RETRY_ON.reset | RETRY_ON['connect-failure'] | RETRY_ON['retriable-status-codes'],
+      bufferLimitBytes: 65_536,
     });
     // No policy.timeout → Envoy's 15 s default.
     const v2 = rc.virtualHosts.find((v) => v.name === 'backend-v2.default:8080')!;

@@ -94,7 +94,7 @@ const yamlText = fc.array(yamlChar, { maxLength: 200 }).map((a) => a.join(''));
 const MESH_KEYS = [
   'trustDomain', 'services', 'name', 'namespace', 'ports', 'port', 'protocol', 'endpoints', 'address', 'weight', 'locality', 'region',
   'zone', 'policy', 'loadBalancer', 'choiceCount', 'hashOn', 'header', 'cookie', 'sourceIp', 'minRingSize', 'connectTimeout', 'timeout',
-  'retries', 'attempts', 'perTryTimeout', 'retryOn', 'backoff', 'base', 'max', 'budget', 'percent', 'minPerSecond', 'outlierDetection',
+  'retries', 'attempts', 'perTryTimeout', 'retryOn', 'backoff', 'base', 'max', 'budget', 'percent', 'minConcurrency', 'outlierDetection',
   'consecutive5xx', 'interval', 'maxEjectionPercent', 'circuitBreakers', 'maxConnections', 'mtls', 'authorization', 'allow',
   'principals', 'routes', 'match', 'prefix', 'path', 'headers', 'exact', 'present', 'invert', 'to', 'split', 'egress', 'localPort',
   '__proto__', 'constructor', 'toString', 'hasOwnProperty',

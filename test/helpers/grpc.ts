@@ -19,10 +19,8 @@ export interface EchoServer {
 }
 
 /** Unary replies `name:text`; a text of "fail" answers NOT_FOUND with a message. Chat echoes each message. */
-export async function startEchoServer(name: string): Promise<EchoServer> {
-  const pkg = echoPackage();
-  const server = new grpc.Server();
-  server.addService(pkg.Echo.service, {
+export function startEchoServer(name: string): Promise<EchoServer> {
+  return startEchoServerWith({
     Unary(call: Loaded, cb: Loaded) {
       if (call.request.text === 'fail') {
         cb({ code: grpc.status.NOT_FOUND, details: 'no such thing' });
@@ -38,6 +36,13 @@ export async function startEchoServer(name: string): Promise<EchoServer> {
       call.on('end', () => call.end());
     },
   });
+}
+
+/** An Echo server with handlers of the test's own (Unary, Chat). */
+export async function startEchoServerWith(handlers: Record<string, Loaded>): Promise<EchoServer> {
+  const pkg = echoPackage();
+  const server = new grpc.Server();
+  server.addService(pkg.Echo.service, handlers);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
