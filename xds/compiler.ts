@@ -123,6 +123,7 @@ function serviceCluster(s: ServiceConfig, port: PortConfig, proxyless = false): 
       max_ejection_percent: { value: od.maxEjectionPercent ?? d.maxEjectionPercent },
     };
   }
+  if (localityWeighted(s)) cluster.common_lb_config = { locality_weighted_lb_config: {} };
   if (isHttp2(port.protocol)) {
     cluster.typed_extension_protocol_options = {
       [HTTP_OPTIONS_KEY]: anyField(MESSAGE_NAMES.HttpProtocolOptions, { explicit_http_config: { http2_protocol_options: {} } }),
@@ -133,12 +134,18 @@ function serviceCluster(s: ServiceConfig, port: PortConfig, proxyless = false): 
   return cluster;
 }
 
+/** The mesh config gave its localities weights (validation makes it all or none): Envoy needs the switch to use them. */
+function localityWeighted(s: ServiceConfig): boolean {
+  return s.endpoints.some((e) => e.locality.weight !== undefined);
+}
+
 function loadAssignment(s: ServiceConfig, port: PortConfig): Record<string, unknown> {
-  const groups = new Map<string, { region: string; zone: string; eps: ServiceConfig['endpoints'][number][] }>();
+  const groups = new Map<string, { region: string; zone: string; priority: number; weight?: number; eps: ServiceConfig['endpoints'][number][] }>();
   for (const e of s.endpoints) {
-    const key = `${e.locality.region}\u0000${e.locality.zone}`;
+    const priority = e.priority ?? 0;
+    const key = `${priority}\u0000${e.locality.region}\u0000${e.locality.zone}`;
     let g = groups.get(key);
-    if (!g) groups.set(key, (g = { region: e.locality.region, zone: e.locality.zone, eps: [] }));
+    if (!g) groups.set(key, (g = { region: e.locality.region, zone: e.locality.zone, priority, weight: e.locality.weight, eps: [] }));
     g.eps.push(e);
   }
   return {
@@ -146,8 +153,9 @@ function loadAssignment(s: ServiceConfig, port: PortConfig): Record<string, unkn
     endpoints: [...groups.values()].map((g) => ({
       locality: { region: g.region, zone: g.zone },
       // gRFC A27: proxyless gRPC clients ignore a locality without a weight; Envoy ignores it unless
-      // locality-weighted balancing is on. The sum of the endpoint weights keeps both right.
-      load_balancing_weight: { value: Math.max(1, g.eps.reduce((sum, e) => sum + e.weight, 0)) },
+      // locality-weighted balancing is on. Without an explicit one, the sum of the endpoint weights keeps both right.
+      load_balancing_weight: { value: g.weight ?? Math.max(1, g.eps.reduce((sum, e) => sum + e.weight, 0)) },
+      ...(g.priority > 0 ? { priority: g.priority } : {}),
       lb_endpoints: g.eps.map((e) => ({
         endpoint: { address: socketAddress(e.address, e.port) },
         health_status: 'HEALTHY',

@@ -56,8 +56,13 @@ export interface EndpointConfig {
   readonly address: string;
   readonly port: number;
   readonly weight: number;
-  readonly locality: { readonly region: string; readonly zone: string };
+  readonly locality: { readonly region: string; readonly zone: string; readonly weight?: number };
+  /** EDS priority (0 = first choice; higher levels take traffic as lower ones lose health). Default 0. */
+  readonly priority?: number;
 }
+
+/** Envoy's proto rule for LocalityLbEndpoints.priority. */
+const MAX_PRIORITY = 128;
 
 export type HashOn = { readonly header: string } | { readonly cookie: string } | { readonly sourceIp: true };
 
@@ -389,7 +394,8 @@ function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): Ser
   const endpoints: EndpointConfig[] = [];
   (c.list(s.endpoints ?? [], [...path, 'endpoints']) ?? []).forEach((re, i) => {
     const p = [...path, 'endpoints', i];
-    const e = c.obj(re, p, ['address', 'port', 'locality', 'weight']);
+    const problemsBefore = c.count;
+    const e = c.obj(re, p, ['address', 'port', 'locality', 'weight', 'priority']);
     if (!e) return;
     let address = c.str(e.address, [...p, 'address']);
     // The rule the proxy's translator applies (an IP address or a DNS name): a file accepted here is never NACKed.
@@ -397,18 +403,23 @@ function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): Ser
     if (bad !== undefined) address = c.fail([...p, 'address'], bad);
     const port = c.port(e.port, [...p, 'port']);
     const weight = e.weight === undefined ? 1 : c.int(e.weight, [...p, 'weight'], 1, 128 * 1024 * 1024);
-    let locality = { region: '', zone: '' };
+    let locality: EndpointConfig['locality'] = { region: '', zone: '' };
     if (e.locality !== undefined) {
-      const l = c.obj(e.locality, [...p, 'locality'], ['region', 'zone']);
+      const l = c.obj(e.locality, [...p, 'locality'], ['region', 'zone', 'weight']);
       if (l) {
-        locality = {
+        locality = definedOnly({
           region: opt(l, 'region', (v) => c.str(v, [...p, 'locality', 'region'])) ?? '',
           zone: opt(l, 'zone', (v) => c.str(v, [...p, 'locality', 'zone'])) ?? '',
-        };
+          weight: opt(l, 'weight', (v) => c.int(v, [...p, 'locality', 'weight'], 1, 0xffffffff)),
+        });
       }
     }
-    if (address !== undefined && port !== undefined && weight !== undefined) endpoints.push({ address, port, weight, locality });
+    const priority = opt(e, 'priority', (v) => c.int(v, [...p, 'priority'], 0, MAX_PRIORITY));
+    if (c.count === problemsBefore && address !== undefined && port !== undefined && weight !== undefined) {
+      endpoints.push(definedOnly({ address, port, weight, locality, priority }));
+    }
   });
+  checkLocalities(c, s.endpoints, endpoints, [...path, 'endpoints']);
   // xDS carries each locality's weight (the sum of its endpoints') as a uint32; Envoy refuses a larger sum.
   const totalWeight = endpoints.reduce((sum, e) => sum + e.weight, 0);
   if (totalWeight > 0xffffffff) c.fail([...path, 'endpoints'], `the endpoint weights add up to ${totalWeight}; at most ${0xffffffff}`);
@@ -436,6 +447,41 @@ function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): Ser
 
   if (c.count > before || !name || !policy) return undefined;
   return definedOnly({ name, namespace: ns, ports, endpoints, policy, authorization, routes, egress });
+}
+
+/**
+ * Priorities and locality weights of a service's endpoints, checked where the compiler turns them into xDS
+ * localities (one per priority, region and zone): priorities run from 0 without gaps (what
+ * LocalityLbEndpoints.priority asks for), endpoints of one locality agree on its weight, and once one locality has
+ * a weight every locality does (locality-weighted balancing gives a locality without one no traffic at all).
+ * Only run when every endpoint was valid, so indices match the raw list.
+ */
+function checkLocalities(c: Checker, raw: unknown, endpoints: readonly EndpointConfig[], path: Path): void {
+  if (!Array.isArray(raw) || raw.length !== endpoints.length || endpoints.length === 0) return;
+  const weights = new Map<string, number | undefined>();
+  const weighted = endpoints.some((e) => e.locality.weight !== undefined);
+  endpoints.forEach((e, i) => {
+    const key = `${e.priority ?? 0}\u0000${e.locality.region}\u0000${e.locality.zone}`;
+    if (weighted && e.locality.weight === undefined) {
+      c.fail([...path, i, 'locality', 'weight'], 'missing: once one locality has a weight, every locality needs one (a locality without one gets no traffic)');
+    } else if (weights.has(key) && weights.get(key) !== e.locality.weight) {
+      c.fail([...path, i, 'locality', 'weight'], `${e.locality.weight} differs from ${weights.get(key)}, the weight an earlier endpoint gave the same locality and priority`);
+    }
+    if (!weights.has(key)) weights.set(key, e.locality.weight);
+  });
+  // Envoy: the locality weights of one priority add up to at most a uint32.
+  const perPriority = new Map<string, number>();
+  for (const [key, w] of weights) {
+    const p = key.slice(0, key.indexOf('\u0000'));
+    perPriority.set(p, (perPriority.get(p) ?? 0) + (w ?? 0));
+  }
+  for (const [p, sum] of perPriority) {
+    if (sum > 0xffffffff) c.fail(path, `the locality weights of priority ${p} add up to ${sum}; at most ${0xffffffff}`);
+  }
+  const used = new Set(endpoints.map((e) => e.priority ?? 0));
+  for (let p = 0; p < used.size; p++) {
+    if (!used.has(p)) c.fail(path, `priorities must run from 0 without gaps: no endpoint has priority ${p} (used: ${[...used].sort((a, b) => a - b).join(', ')})`);
+  }
 }
 
 /** `{ service, namespace?, port? }`: port 0 stands for "the target's first port" until references resolve. */

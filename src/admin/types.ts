@@ -7,6 +7,11 @@ export interface EndpointStatus {
   port: number;
   weight: number;
   zone: string;
+  region: string;
+  /** EDS priority level (0 first; higher levels take traffic as lower ones lose health). */
+  priority: number;
+  /** The locality's load_balancing_weight (0 = none; used only with locality-weighted balancing). */
+  localityWeight: number;
   healthy: boolean;
   activeRequests: number;
   totalRequests: number;

@@ -1,5 +1,5 @@
 // Translates an xDS Cluster into the internal ClusterModel (endpoints come inline for STATIC, from EDS otherwise).
-import { endpointsFromLoadAssignment } from './endpoint.js';
+import { endpointsFromLoadAssignment, overprovisioningFactorOf } from './endpoint.js';
 import { DEFAULTS, type CircuitBreakersModel, type ClusterModel, type LbPolicy, type OutlierDetectionModel } from './model.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
 import { durationMs, invalid, wrapped, type Plain } from './values.js';
@@ -79,6 +79,22 @@ function budget(b: Plain | undefined): CircuitBreakersModel['retryBudget'] {
   return { budgetPercent, minRetryConcurrency: wrapped<number>(b.min_retry_concurrency, d.minRetryConcurrency) };
 }
 
+/**
+ * common_lb_config's panic threshold and locality-weighted switch (zone_aware_lb_config is not read: Pillion has no
+ * local cluster to be zone-aware against). Envoy truncates the percent to a whole one.
+ */
+function commonLb(common: Plain | undefined): { healthyPanicThreshold?: number; localityWeighted?: true } {
+  const out: { healthyPanicThreshold?: number; localityWeighted?: true } = {};
+  if (!common) return out;
+  if (common.healthy_panic_threshold) {
+    const pct = Number(common.healthy_panic_threshold.value ?? 0);
+    if (!(pct >= 0 && pct <= 100)) invalid(`common_lb_config.healthy_panic_threshold.value: ${pct} is not within 0..100`);
+    out.healthyPanicThreshold = Math.floor(pct);
+  }
+  if (common.locality_weighted_lb_config) out.localityWeighted = true;
+  return out;
+}
+
 /** Decode and validate a Cluster resource; throws ResourceInvalid with the field at fault. */
 export function translateCluster(bytes: Uint8Array): ClusterTranslation {
   const c = decodeMessage<Plain>(MESSAGE_NAMES.Cluster, bytes);
@@ -119,6 +135,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
   const edsServiceName = type === 'EDS' ? (c.eds_cluster_config?.service_name || c.name) : undefined;
   const od = outlier(c.outlier_detection);
   const retryBudget = budget(th.retry_budget);
+  const staticFactor = type === 'STATIC' ? overprovisioningFactorOf(c.load_assignment, 'load_assignment.policy') : undefined;
   const model: ClusterModel = {
     name: c.name,
     connectTimeoutMs,
@@ -137,6 +154,8 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
     maxIdleConnectionsPerEndpoint: DEFAULTS.maxIdleConnectionsPerEndpoint,
     ...(edsServiceName !== undefined ? { edsServiceName } : {}),
     endpoints: type === 'STATIC' ? endpointsFromLoadAssignment(c.load_assignment, 'load_assignment.endpoints') : [],
+    ...commonLb(c.common_lb_config),
+    ...(staticFactor !== undefined ? { overprovisioningFactor: staticFactor } : {}),
   };
   return edsServiceName !== undefined ? { model, edsServiceName } : { model };
 }

@@ -160,6 +160,10 @@ export interface EndpointModel {
   readonly zone: string;
   /** EDS health_status: only HEALTHY and UNKNOWN endpoints take traffic. */
   readonly healthy: boolean;
+  /** LocalityLbEndpoints.priority: 0 is used first; higher levels take the spill as lower ones lose health (default 0). */
+  readonly priority?: number;
+  /** LocalityLbEndpoints.load_balancing_weight of the endpoint's locality; 0 or absent = none (default none). */
+  readonly localityWeight?: number;
 }
 
 export interface ClusterModel {
@@ -178,6 +182,12 @@ export interface ClusterModel {
   /** EDS service name when endpoints come from a ClusterLoadAssignment (defaults to the cluster name). */
   readonly edsServiceName?: string;
   readonly endpoints: readonly EndpointModel[];
+  /** ClusterLoadAssignment.policy.overprovisioning_factor in percent (Envoy's default 140). */
+  readonly overprovisioningFactor?: number;
+  /** common_lb_config.healthy_panic_threshold in percent (Envoy's default 50; 0 disables panic). */
+  readonly healthyPanicThreshold?: number;
+  /** common_lb_config.locality_weighted_lb_config is set: pick a locality by its weight, then an endpoint in it. */
+  readonly localityWeighted?: boolean;
 }
 
 /** Everything a proxy runs from, at one version. */
@@ -209,6 +219,8 @@ export const DEFAULTS = {
   minRingSize: 1024,
   maxRingSize: 8_388_608,
   maxIdleConnectionsPerEndpoint: 64,
+  overprovisioningFactor: 140,
+  healthyPanicThreshold: 50,
   circuitBreakers: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 3 },
   /** Envoy's retry_budget defaults, when a budget is set without them. */
   retryBudget: { budgetPercent: 20, minRetryConcurrency: 3 },

@@ -127,7 +127,9 @@ export class TranslationCache {
       this.currentMerged.set(ct, hit);
       return hit.model;
     }
-    const model = { ...ct.model, endpoints: assignment?.endpoints ?? [] };
+    // The overprovisioning factor travels with the endpoints (ClusterLoadAssignment.policy), not the Cluster.
+    const factor = assignment?.overprovisioningFactor;
+    const model = { ...ct.model, endpoints: assignment?.endpoints ?? [], ...(factor !== undefined ? { overprovisioningFactor: factor } : {}) };
     this.currentMerged.set(ct, { assignment, model });
     return model;
   }

@@ -48,6 +48,8 @@ function newEndpointState(model: EndpointModel): EndpointState {
     weight: model.weight,
     region: model.region,
     zone: model.zone,
+    priority: model.priority ?? 0,
+    localityWeight: model.localityWeight ?? 0,
     healthy: model.healthy,
     activeRequests: 0,
     totalRequests: 0,
@@ -225,6 +227,9 @@ export class UpstreamCluster {
         port: ep.port,
         weight: ep.weight,
         zone: ep.zone,
+        region: ep.region,
+        priority: ep.priority,
+        localityWeight: ep.localityWeight,
         healthy: ep.healthy,
         activeRequests: ep.activeRequests,
         totalRequests: ep.totalRequests,
@@ -243,6 +248,8 @@ export class UpstreamCluster {
       state.weight = Math.max(1, em.weight);
       state.region = em.region;
       state.zone = em.zone;
+      state.priority = em.priority ?? 0;
+      state.localityWeight = em.localityWeight ?? 0;
       state.healthy = em.healthy;
       next.set(key, state);
     }

@@ -15,6 +15,10 @@ export interface EndpointState {
   weight: number;
   region: string;
   zone: string;
+  /** EDS priority level of the endpoint's locality (0 = first choice). */
+  priority: number;
+  /** EDS load_balancing_weight of the endpoint's locality; 0 = none. */
+  localityWeight: number;
   /** EDS health status (HEALTHY/UNKNOWN → true). */
   healthy: boolean;
   /** Requests sent and not yet finished: what least_request balances on. */

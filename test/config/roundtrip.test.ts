@@ -93,8 +93,9 @@ describe('compile → encode → decode → translate', () => {
       edsServiceName: 'backend.default:8080',
     });
     expect(backend.endpoints).toEqual([
-      { address: '127.0.0.1', port: 18081, weight: 2, region: 'r1', zone: 'a', healthy: true },
-      { address: '127.0.0.2', port: 18081, weight: 1, region: 'r1', zone: 'b', healthy: true },
+      // Locality weights: the compiler's sum of endpoint weights (no locality-weighted balancing asked for).
+      { address: '127.0.0.1', port: 18081, weight: 2, region: 'r1', zone: 'a', healthy: true, priority: 0, localityWeight: 2 },
+      { address: '127.0.0.2', port: 18081, weight: 1, region: 'r1', zone: 'b', healthy: true, priority: 0, localityWeight: 1 },
     ]);
     const sessions = snapshot.clusters.get('sessions.default:7000')!;
     expect(sessions).toMatchObject({ lbPolicy: 'ring_hash', ringHash: { minRingSize: 2048, maxRingSize: 8_388_608 }, protocol: 'http2' });

@@ -1,20 +1,21 @@
-// Shared helpers of the load balancers: the healthy candidate list and whether weights are all equal.
+// Shared helpers of the load balancers: which endpoints may take traffic (and which panic may use), and weights.
 import type { EndpointState } from '../types.js';
 
 /**
- * Endpoints that may take traffic: healthy and not ejected by outlier detection. Read when the LB is built: the
- * cluster manager rebuilds on change. When ejection would leave none, balance over every healthy endpoint
- * (Envoy's panic mode, simplified): better a failing endpoint than none.
+ * The one rule for "this endpoint may take traffic": EDS says HEALTHY or UNKNOWN, and outlier detection has not
+ * ejected it. Priority health, locality health and every balancer's candidate list come from this predicate, so
+ * another reason to stop using an endpoint (an active health check) is added here and nowhere else.
  */
-export function healthyOf(endpoints: readonly EndpointState[]): EndpointState[] {
-  const healthy: EndpointState[] = [];
-  const notEjected: EndpointState[] = [];
-  for (const e of endpoints) {
-    if (e.healthy !== true) continue;
-    healthy.push(e);
-    if (e.outlier.ejectedUntilMs === null) notEjected.push(e);
-  }
-  return notEjected.length > 0 ? notEjected : healthy;
+export function isUsable(e: EndpointState): boolean {
+  return e.healthy === true && e.outlier.ejectedUntilMs === null;
+}
+
+/**
+ * What panic mode falls back to when too few endpoints are usable. Envoy uses every host; Pillion keeps out those
+ * the control plane itself marked unhealthy or draining (its verdict is deliberate, an ejection is a guess).
+ */
+export function isPanicCandidate(e: EndpointState): boolean {
+  return e.healthy === true;
 }
 
 /** Weight as a positive number (the model promises >= 1; be defensive so a bad value never divides by zero). */

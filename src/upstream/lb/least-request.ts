@@ -1,6 +1,6 @@
 // Least-request load balancer after Envoy's: power-of-N-choices on equal weights, weight/(active+1) otherwise.
 import type { EndpointState, LoadBalancer, Random } from '../types.js';
-import { allWeightsEqual, healthyOf, weightOf } from './healthy.js';
+import { allWeightsEqual, weightOf } from './healthy.js';
 
 export class LeastRequestLoadBalancer implements LoadBalancer {
   private readonly hosts: EndpointState[];
@@ -14,7 +14,7 @@ export class LeastRequestLoadBalancer implements LoadBalancer {
     choiceCount: number,
     private readonly random: Random = Math.random,
   ) {
-    this.hosts = healthyOf(endpoints);
+    this.hosts = [...endpoints];
     this.choiceCount = choiceCount >= 2 ? Math.floor(choiceCount) : 2;
     if (this.hosts.length > 1 && !allWeightsEqual(this.hosts)) {
       this.weights = new Float64Array(this.hosts.length);

@@ -1,6 +1,6 @@
 // Weighted random load balancer: each pick is independent, in proportion to endpoint weight.
 import type { EndpointState, LoadBalancer, Random } from '../types.js';
-import { allWeightsEqual, healthyOf, weightOf } from './healthy.js';
+import { allWeightsEqual, weightOf } from './healthy.js';
 
 export class RandomLoadBalancer implements LoadBalancer {
   private readonly hosts: EndpointState[];
@@ -9,7 +9,7 @@ export class RandomLoadBalancer implements LoadBalancer {
   private readonly total: number;
 
   constructor(endpoints: readonly EndpointState[], private readonly random: Random = Math.random) {
-    this.hosts = healthyOf(endpoints);
+    this.hosts = [...endpoints];
     if (allWeightsEqual(this.hosts)) {
       this.cumulative = null;
       this.total = this.hosts.length;

@@ -1,6 +1,6 @@
 // Consistent-hash ring (Ketama style, after Envoy's ring_hash): sticky picks by request hash, minimal reshuffle on change.
 import type { EndpointState, LoadBalancer, Random } from '../types.js';
-import { healthyOf, weightOf } from './healthy.js';
+import { weightOf } from './healthy.js';
 import { hashString } from './hash.js';
 
 /** Hard cap on entries whatever maxRingSize says (Envoy allows 8M): keeps a rebuild fast and the ring a few MB. */
@@ -20,7 +20,7 @@ export class RingHashLoadBalancer implements LoadBalancer {
   private readonly ringHosts: Uint32Array;
 
   constructor(endpoints: readonly EndpointState[], opts: RingHashOptions, private readonly random: Random = Math.random) {
-    this.hosts = healthyOf(endpoints).slice(0, INDEX_BITS);
+    this.hosts = endpoints.slice(0, INDEX_BITS);
     const n = this.hosts.length;
     const counts = entryCounts(this.hosts, opts);
     let total = 0;

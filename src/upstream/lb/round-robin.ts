@@ -1,6 +1,6 @@
 // Weighted round robin: plain rotation when weights are equal, earliest-deadline-first (as Envoy's EdfScheduler) otherwise.
 import type { EndpointState, LoadBalancer, Random } from '../types.js';
-import { allWeightsEqual, healthyOf, weightOf } from './healthy.js';
+import { allWeightsEqual, weightOf } from './healthy.js';
 
 export class RoundRobinLoadBalancer implements LoadBalancer {
   private readonly hosts: EndpointState[];
@@ -13,7 +13,7 @@ export class RoundRobinLoadBalancer implements LoadBalancer {
   private seq = 0;
 
   constructor(endpoints: readonly EndpointState[], random: Random = Math.random) {
-    this.hosts = healthyOf(endpoints);
+    this.hosts = [...endpoints];
     const n = this.hosts.length;
     // Start at a random offset, as Envoy does, so a fleet of proxies rebuilt together does not hit one host in step.
     this.next = n > 0 ? Math.min(n - 1, Math.floor(random() * n)) : 0;

@@ -23,6 +23,8 @@ export function ep(i: number, weight = 1, healthy = true): EndpointState {
     weight,
     region: '',
     zone: '',
+    priority: 0,
+    localityWeight: 0,
     healthy,
     activeRequests: 0,
     totalRequests: 0,
