@@ -1,5 +1,6 @@
 // Translates an xDS Cluster into the internal ClusterModel (endpoints come inline for STATIC, from EDS otherwise).
 import { endpointsFromLoadAssignment } from './endpoint.js';
+import { healthCheckOf } from './health-check.js';
 import { DEFAULTS, type ClusterModel, type LbPolicy, type OutlierDetectionModel } from './model.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
 import { durationMs, invalid, notEnforced, wrapped, type Plain } from './values.js';
@@ -107,6 +108,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
 
   const edsServiceName = type === 'EDS' ? (c.eds_cluster_config?.service_name || c.name) : undefined;
   const od = outlier(c.outlier_detection);
+  const hc = healthCheckOf(c.health_checks, c.name);
   if (th.max_retries !== undefined) notEnforced('circuit_breakers.thresholds.max_retries', 'retries are not made');
   const model: ClusterModel = {
     name: c.name,
@@ -122,6 +124,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
       maxRetries: wrapped<number>(th.max_retries, d.maxRetries),
     },
     ...(od ? { outlierDetection: od } : {}),
+    ...(hc ? { healthCheck: hc } : {}),
     maxIdleConnectionsPerEndpoint: DEFAULTS.maxIdleConnectionsPerEndpoint,
     ...(edsServiceName !== undefined ? { edsServiceName } : {}),
     endpoints: type === 'STATIC' ? endpointsFromLoadAssignment(c.load_assignment, 'load_assignment.endpoints') : [],
