@@ -244,6 +244,9 @@ export class ClusterStats {
   readonly requestOverflow: CounterCell;
   readonly ejections: CounterCell;
   readonly endpointsEjected: GaugeCell;
+  readonly healthChecksSuccess: CounterCell;
+  readonly healthChecksFailure: CounterCell;
+  readonly endpointsUnhealthy: GaugeCell;
   /** endpointKey → six children indexed by codeClassIndex (filled lazily). */
   private readonly byEndpoint = new Map<string, (CounterCell | undefined)[]>();
 
@@ -260,6 +263,9 @@ export class ClusterStats {
     this.requestOverflow = metrics.upstreamRequestOverflow.cell(cluster);
     this.ejections = metrics.upstreamEjections.cell(cluster);
     this.endpointsEjected = metrics.upstreamEndpointsEjected.cell(cluster);
+    this.healthChecksSuccess = metrics.upstreamHealthChecks.cell(cluster, 'success');
+    this.healthChecksFailure = metrics.upstreamHealthChecks.cell(cluster, 'failure');
+    this.endpointsUnhealthy = metrics.upstreamEndpointsUnhealthy.cell(cluster);
   }
 
   /** Counts one finished upstream request (one attempt) to `endpointKey` with `status`. */
@@ -300,6 +306,9 @@ export class ClusterStats {
     this.metrics.upstreamRequestOverflow.remove(this.cluster);
     this.metrics.upstreamEjections.remove(this.cluster);
     this.metrics.upstreamEndpointsEjected.remove(this.cluster);
+    this.metrics.upstreamHealthChecks.remove(this.cluster, 'success');
+    this.metrics.upstreamHealthChecks.remove(this.cluster, 'failure');
+    this.metrics.upstreamEndpointsUnhealthy.remove(this.cluster);
   }
 }
 
@@ -328,6 +337,8 @@ export class ProxyMetrics {
   readonly upstreamRequestOverflow: CounterFamily<'cluster'>;
   readonly upstreamEjections: CounterFamily<'cluster'>;
   readonly upstreamEndpointsEjected: GaugeFamily<'cluster'>;
+  readonly upstreamHealthChecks: CounterFamily<'cluster' | 'result'>;
+  readonly upstreamEndpointsUnhealthy: GaugeFamily<'cluster'>;
   readonly localReplies: CounterFamily<'reason'>;
   readonly tcpConnections: CounterFamily<'cluster'>;
   /** Access log lines dropped because the destination fell behind by more than the log's buffer bound. */
@@ -453,6 +464,18 @@ export class ProxyMetrics {
     this.upstreamEndpointsEjected = new GaugeFamily({
       name: 'pillion_upstream_endpoints_ejected',
       help: 'Endpoints of the cluster ejected by outlier detection now.',
+      labelNames: ['cluster'] as const,
+      registers,
+    });
+    this.upstreamHealthChecks = new CounterFamily({
+      name: 'pillion_upstream_health_checks_total',
+      help: 'Active health-check probes per cluster, by result (success, failure: refused, timed out, or an unexpected status).',
+      labelNames: ['cluster', 'result'] as const,
+      registers,
+    });
+    this.upstreamEndpointsUnhealthy = new GaugeFamily({
+      name: 'pillion_upstream_endpoints_unhealthy',
+      help: 'Endpoints of the cluster not passing active health checks now (failed, or not probed yet); 0 without health checks.',
       labelNames: ['cluster'] as const,
       registers,
     });
