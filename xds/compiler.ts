@@ -124,6 +124,25 @@ function serviceCluster(s: ServiceConfig, port: PortConfig, proxyless = false): 
     };
   }
   if (localityWeighted(s)) cluster.common_lb_config = { locality_weighted_lb_config: {} };
+  const hc = s.policy.healthCheck;
+  // Sidecars only: a proxyless gRPC client does no Envoy active health checking.
+  if (hc && !proxyless) {
+    const d = DEFAULTS.healthCheck;
+    const intervalMs = hc.intervalMs ?? d.intervalMs;
+    cluster.health_checks = [
+      {
+        timeout: duration(hc.timeoutMs ?? d.timeoutMs),
+        interval: duration(intervalMs),
+        // The mesh config has one interval: probe at it from the start, not at Envoy's 60 s until traffic comes.
+        no_traffic_interval: duration(intervalMs),
+        // Spreads the probes of many sidecars over a tenth of the interval.
+        interval_jitter_percent: 10,
+        unhealthy_threshold: { value: hc.unhealthyThreshold ?? d.unhealthyThreshold },
+        healthy_threshold: { value: hc.healthyThreshold ?? d.healthyThreshold },
+        ...(hc.path !== undefined ? { http_health_check: { path: hc.path } } : { tcp_health_check: {} }),
+      },
+    ];
+  }
   if (isHttp2(port.protocol)) {
     cluster.typed_extension_protocol_options = {
       [HTTP_OPTIONS_KEY]: anyField(MESSAGE_NAMES.HttpProtocolOptions, { explicit_http_config: { http2_protocol_options: {} } }),

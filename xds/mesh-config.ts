@@ -97,6 +97,15 @@ export interface OutlierDetectionConfig {
   readonly maxEjectionPercent?: number;
 }
 
+/** Active health checks: an HTTP GET of `path` when set, else a TCP connect. */
+export interface HealthCheckConfig {
+  readonly path?: string;
+  readonly intervalMs?: number;
+  readonly timeoutMs?: number;
+  readonly healthyThreshold?: number;
+  readonly unhealthyThreshold?: number;
+}
+
 export interface CircuitBreakersConfig {
   readonly maxConnections?: number;
   readonly maxPendingRequests?: number;
@@ -112,6 +121,7 @@ export interface PolicyConfig {
   readonly outlierDetection?: OutlierDetectionConfig;
   readonly circuitBreakers?: CircuitBreakersConfig;
   readonly mtls: MtlsMode;
+  readonly healthCheck?: HealthCheckConfig;
 }
 
 export interface AuthorizationConfig {
@@ -425,6 +435,11 @@ function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): Ser
   if (totalWeight > 0xffffffff) c.fail([...path, 'endpoints'], `the endpoint weights add up to ${totalWeight}; at most ${0xffffffff}`);
 
   const policy = checkPolicy(c, s.policy ?? {}, [...path, 'policy']);
+  // The probe speaks HTTP/1.1: an HTTP/2-only (h2c, gRPC) or TCP port would fail it whatever the service's health.
+  const h1Only = ports.find((p) => p.protocol !== 'http' && p.protocol !== 'auto');
+  if (policy?.healthCheck?.path !== undefined && h1Only !== undefined) {
+    c.fail([...path, 'policy', 'healthCheck', 'path'], `HTTP checks speak HTTP/1.1; port ${h1Only.port} is ${h1Only.protocol} (leave out path for a TCP connect check)`);
+  }
   const authorization = opt(s, 'authorization', (v) => checkAuthorization(c, v, [...path, 'authorization']));
   const ns = namespace ?? 'default';
 
@@ -557,7 +572,7 @@ function checkRoute(c: Checker, raw: unknown, path: Path, ns: string, refs: RawR
 }
 
 function checkPolicy(c: Checker, raw: unknown, path: Path): PolicyConfig | undefined {
-  const p = c.obj(raw, path, ['loadBalancer', 'connectTimeout', 'timeout', 'retries', 'outlierDetection', 'circuitBreakers', 'mtls']);
+  const p = c.obj(raw, path, ['loadBalancer', 'connectTimeout', 'timeout', 'retries', 'outlierDetection', 'circuitBreakers', 'mtls', 'healthCheck']);
   if (!p) return undefined;
   const loadBalancer = p.loadBalancer === undefined ? { policy: 'least_request' as const } : checkLb(c, p.loadBalancer, [...path, 'loadBalancer']);
   const connectTimeoutMs = opt(p, 'connectTimeout', (v) => c.duration(v, [...path, 'connectTimeout'], true));
@@ -588,8 +603,29 @@ function checkPolicy(c: Checker, raw: unknown, path: Path): PolicyConfig | undef
     });
   });
   const mtls = p.mtls === undefined ? 'STRICT' : c.oneOf(p.mtls, [...path, 'mtls'], MTLS);
+  const healthCheck = opt(p, 'healthCheck', (v) => checkHealthCheck(c, v, [...path, 'healthCheck']));
   if (!loadBalancer || !mtls) return undefined;
-  return definedOnly({ loadBalancer, connectTimeoutMs, timeoutMs, retries, outlierDetection, circuitBreakers, mtls });
+  return definedOnly({ loadBalancer, connectTimeoutMs, timeoutMs, retries, outlierDetection, circuitBreakers, mtls, healthCheck });
+}
+
+function checkHealthCheck(c: Checker, raw: unknown, path: Path): HealthCheckConfig | undefined {
+  const o = c.obj(raw, path, ['path', 'interval', 'timeout', 'healthyThreshold', 'unhealthyThreshold']);
+  if (!o) return undefined;
+  const probePath = opt(o, 'path', (v) => {
+    const s = c.str(v, [...path, 'path']);
+    if (s === undefined) return undefined;
+    if (!s.startsWith('/')) return c.fail([...path, 'path'], `expected a path starting with "/", got ${JSON.stringify(s)}`);
+    // The request line is written as is: no spaces or control characters (the translator refuses them too).
+    if (/[\u0000-\u0020\u007f]/.test(s)) return c.fail([...path, 'path'], 'expected no spaces or control characters');
+    return s;
+  });
+  return definedOnly<HealthCheckConfig>({
+    path: probePath,
+    intervalMs: opt(o, 'interval', (v) => c.duration(v, [...path, 'interval'], true)),
+    timeoutMs: opt(o, 'timeout', (v) => c.duration(v, [...path, 'timeout'], true)),
+    healthyThreshold: opt(o, 'healthyThreshold', (v) => c.int(v, [...path, 'healthyThreshold'], 1, 1_000_000)),
+    unhealthyThreshold: opt(o, 'unhealthyThreshold', (v) => c.int(v, [...path, 'unhealthyThreshold'], 1, 1_000_000)),
+  });
 }
 
 function checkLb(c: Checker, raw: unknown, path: Path): LoadBalancerConfig | undefined {

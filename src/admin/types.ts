@@ -20,6 +20,8 @@ export interface EndpointStatus {
   ejectedUntil: string | null;
   /** The ejection-time multiplier: ejections not yet decayed by healthy intervals. */
   timesEjected: number;
+  /** Active health checking: pending (not probed yet), healthy, unhealthy; null when the cluster has none. */
+  healthCheck: 'pending' | 'healthy' | 'unhealthy' | null;
 }
 
 export interface ClusterStatus {

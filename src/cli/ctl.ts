@@ -1,7 +1,7 @@
 // `pillion ctl`: an operator's view of one running proxy, read from its admin server and printed as tables.
 import { parseArgs } from 'node:util';
 import { UsageError } from '../bootstrap/args.js';
-import type { ClusterStatus, ListenerStatus } from '../admin/types.js';
+import type { ClusterStatus, EndpointStatus, ListenerStatus } from '../admin/types.js';
 import type { RouteConfigModel } from '../config/model.js';
 
 export const CTL_USAGE = `usage: pillion ctl <clusters|listeners|routes|config-dump|stats> [--admin HOST:PORT]   (default 127.0.0.1:15000)
@@ -14,13 +14,21 @@ export function table(header: readonly string[], rows: readonly (readonly string
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
+/** EDS health first, then active health checking in Envoy's flag words (as its /clusters text form shows them). */
+function health(e: EndpointStatus): string {
+  if (!e.healthy) return 'unhealthy';
+  if (e.healthCheck === 'unhealthy') return 'failed_active_hc';
+  if (e.healthCheck === 'pending') return 'pending_active_hc';
+  return 'healthy';
+}
+
 export function formatClusters(clusters: readonly ClusterStatus[]): string {
   const rows: string[][] = [];
   for (const c of clusters) {
     if (c.endpoints.length === 0) rows.push([c.name, c.lbPolicy, c.protocol, '(no endpoints)', '', '', '', '', '']);
     for (const e of c.endpoints) {
       const host = e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
-      rows.push([c.name, c.lbPolicy, c.protocol, host, String(e.weight), e.healthy ? 'healthy' : 'unhealthy', String(e.activeRequests), String(e.totalRequests), String(e.failedRequests)]);
+      rows.push([c.name, c.lbPolicy, c.protocol, host, String(e.weight), health(e), String(e.activeRequests), String(e.totalRequests), String(e.failedRequests)]);
     }
   }
   return table(['CLUSTER', 'LB', 'PROTOCOL', 'ENDPOINT', 'WEIGHT', 'HEALTH', 'ACTIVE', 'TOTAL', 'FAILED'], rows);

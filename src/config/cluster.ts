@@ -1,6 +1,7 @@
 // Translates an xDS Cluster into the internal ClusterModel (endpoints come inline for STATIC, from EDS otherwise).
 import { endpointsFromLoadAssignment, overprovisioningFactorOf } from './endpoint.js';
 import { DEFAULTS, type CircuitBreakersModel, type ClusterModel, type LbPolicy, type OutlierDetectionModel } from './model.js';
+import { healthCheckOf } from './health-check.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
 import { durationMs, invalid, wrapped, type Plain } from './values.js';
 
@@ -136,6 +137,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
   const od = outlier(c.outlier_detection);
   const retryBudget = budget(th.retry_budget);
   const staticFactor = type === 'STATIC' ? overprovisioningFactorOf(c.load_assignment, 'load_assignment.policy') : undefined;
+  const hc = healthCheckOf(c.health_checks, c.name);
   const model: ClusterModel = {
     name: c.name,
     connectTimeoutMs,
@@ -151,6 +153,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
       ...(retryBudget ? { retryBudget } : {}),
     },
     ...(od ? { outlierDetection: od } : {}),
+    ...(hc ? { healthCheck: hc } : {}),
     maxIdleConnectionsPerEndpoint: DEFAULTS.maxIdleConnectionsPerEndpoint,
     ...(edsServiceName !== undefined ? { edsServiceName } : {}),
     endpoints: type === 'STATIC' ? endpointsFromLoadAssignment(c.load_assignment, 'load_assignment.endpoints') : [],

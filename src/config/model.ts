@@ -152,6 +152,37 @@ export interface OutlierDetectionModel {
   readonly maxEjectionPercent: number;
 }
 
+/** A half-open range of HTTP statuses [start, end), as Envoy's Int64Range. */
+export interface StatusRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Active health checking of a cluster's endpoints (Envoy's HealthCheck; one per cluster, as Envoy allows). */
+export interface HealthCheckModel {
+  /** Per probe: connect plus, for HTTP, the response's status line. */
+  readonly timeoutMs: number;
+  readonly intervalMs: number;
+  /** Interval while the cluster has carried no traffic yet (Envoy: no_traffic_interval, default 60 s). */
+  readonly noTrafficIntervalMs: number;
+  /** Added to each interval: a random 0..intervalJitterMs, plus a random share of intervalJitterPercent. */
+  readonly intervalJitterMs: number;
+  readonly intervalJitterPercent: number;
+  /** The first probe of an endpoint waits a random 0..initialJitterMs. */
+  readonly initialJitterMs: number;
+  readonly unhealthyThreshold: number;
+  readonly healthyThreshold: number;
+  /** An HTTP GET when set; a TCP connect when absent. */
+  readonly http?: {
+    readonly path: string;
+    /** The Host header: the configured host, or the cluster name (Envoy's default). */
+    readonly host: string;
+    readonly expectedStatuses: readonly StatusRange[];
+    /** Statuses that count toward unhealthyThreshold instead of failing the endpoint at once. */
+    readonly retriableStatuses: readonly StatusRange[];
+  };
+}
+
 export interface EndpointModel {
   readonly address: string;
   readonly port: number;
@@ -177,6 +208,7 @@ export interface ClusterModel {
   readonly protocol: UpstreamProtocol;
   readonly circuitBreakers: CircuitBreakersModel;
   readonly outlierDetection?: OutlierDetectionModel;
+  readonly healthCheck?: HealthCheckModel;
   /** Upstream keep-alive: idle sockets kept per endpoint (HTTP/1.1). */
   readonly maxIdleConnectionsPerEndpoint: number;
   /** EDS service name when endpoints come from a ClusterLoadAssignment (defaults to the cluster name). */
@@ -232,5 +264,16 @@ export const DEFAULTS = {
     intervalMs: 10_000,
     baseEjectionTimeMs: 30_000,
     maxEjectionPercent: 10,
+  },
+  /**
+   * Envoy requires timeout, interval and both thresholds (no defaults); these are the mesh config's, chosen like a
+   * Kubernetes readiness probe with one more success to come back. noTrafficIntervalMs is Envoy's default.
+   */
+  healthCheck: {
+    timeoutMs: 1_000,
+    intervalMs: 10_000,
+    unhealthyThreshold: 3,
+    healthyThreshold: 2,
+    noTrafficIntervalMs: 60_000,
   },
 } as const;

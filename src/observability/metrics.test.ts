@@ -42,6 +42,8 @@ describe('ProxyMetrics', () => {
         'pillion_upstream_connections_active',
         'pillion_upstream_ejections_total',
         'pillion_upstream_endpoints_ejected',
+        'pillion_upstream_endpoints_unhealthy',
+        'pillion_upstream_health_checks_total',
         'pillion_upstream_http2_reset_budget_exhausted_total',
         'pillion_upstream_pending_overflow_total',
         'pillion_upstream_requests_overflow_total',

@@ -248,6 +248,9 @@ export class ClusterStats {
   /** Bound lazily: most clusters never skip a retry. */
   private readonly skipped = new Map<RetrySkip, CounterCell>();
   readonly endpointsEjected: GaugeCell;
+  readonly healthChecksSuccess: CounterCell;
+  readonly healthChecksFailure: CounterCell;
+  readonly endpointsUnhealthy: GaugeCell;
   /** endpointKey → six children indexed by codeClassIndex (filled lazily). */
   private readonly byEndpoint = new Map<string, (CounterCell | undefined)[]>();
 
@@ -265,6 +268,9 @@ export class ClusterStats {
     this.ejections = metrics.upstreamEjections.cell(cluster);
     this.retries = metrics.upstreamRetries.cell(cluster);
     this.endpointsEjected = metrics.upstreamEndpointsEjected.cell(cluster);
+    this.healthChecksSuccess = metrics.upstreamHealthChecks.cell(cluster, 'success');
+    this.healthChecksFailure = metrics.upstreamHealthChecks.cell(cluster, 'failure');
+    this.endpointsUnhealthy = metrics.upstreamEndpointsUnhealthy.cell(cluster);
   }
 
   retrySkipped(why: RetrySkip): void {
@@ -316,6 +322,9 @@ export class ClusterStats {
     this.metrics.upstreamRetries.remove(this.cluster);
     for (const why of this.skipped.keys()) this.metrics.upstreamRetriesSkipped.remove(this.cluster, why);
     this.metrics.upstreamEndpointsEjected.remove(this.cluster);
+    this.metrics.upstreamHealthChecks.remove(this.cluster, 'success');
+    this.metrics.upstreamHealthChecks.remove(this.cluster, 'failure');
+    this.metrics.upstreamEndpointsUnhealthy.remove(this.cluster);
   }
 }
 
@@ -346,6 +355,8 @@ export class ProxyMetrics {
   readonly upstreamRetries: CounterFamily<'cluster'>;
   readonly upstreamRetriesSkipped: CounterFamily<'cluster' | 'reason'>;
   readonly upstreamEndpointsEjected: GaugeFamily<'cluster'>;
+  readonly upstreamHealthChecks: CounterFamily<'cluster' | 'result'>;
+  readonly upstreamEndpointsUnhealthy: GaugeFamily<'cluster'>;
   readonly localReplies: CounterFamily<'reason'>;
   readonly tcpConnections: CounterFamily<'cluster'>;
   /** Access log lines dropped because the destination fell behind by more than the log's buffer bound. */
@@ -485,6 +496,18 @@ export class ProxyMetrics {
     this.upstreamEndpointsEjected = new GaugeFamily({
       name: 'pillion_upstream_endpoints_ejected',
       help: 'Endpoints of the cluster ejected by outlier detection now.',
+      labelNames: ['cluster'] as const,
+      registers,
+    });
+    this.upstreamHealthChecks = new CounterFamily({
+      name: 'pillion_upstream_health_checks_total',
+      help: 'Active health-check probes per cluster, by result (success, failure: refused, timed out, or an unexpected status).',
+      labelNames: ['cluster', 'result'] as const,
+      registers,
+    });
+    this.upstreamEndpointsUnhealthy = new GaugeFamily({
+      name: 'pillion_upstream_endpoints_unhealthy',
+      help: 'Endpoints of the cluster not passing active health checks now (failed, or not probed yet); 0 without health checks.',
       labelNames: ['cluster'] as const,
       registers,
     });

@@ -32,6 +32,12 @@ class ClusterStatsAdapter implements ClusterStatsSink {
   endpointsEjected(count: number): void {
     this.s.endpointsEjected.set(count);
   }
+  healthCheck(success: boolean): void {
+    (success ? this.s.healthChecksSuccess : this.s.healthChecksFailure).inc();
+  }
+  endpointsUnhealthy(count: number): void {
+    this.s.endpointsUnhealthy.set(count);
+  }
   connectFailure(): void {
     this.s.connectFailures.inc();
   }

@@ -8,6 +8,8 @@ import { createLoadBalancer } from './lb/index.js';
 import { Http1Pool } from './http1-pool.js';
 import { Http2Pool } from './http2-pool.js';
 import { ejectedCount, newOutlierState, recordOutcome, tick, type CallOutcome, type OutlierState } from './outlier.js';
+import { HealthChecker, type HealthCheckHost } from './health-check.js';
+import { failingCount, newHealthCheckState } from './health-check-state.js';
 
 /** Per-cluster counters the cluster reports into (bound metric children; see observability/metrics). */
 export interface ClusterStatsSink extends PoolEvents {
@@ -24,6 +26,10 @@ export interface ClusterStatsSink extends PoolEvents {
   retried(): void;
   /** A retry the policy called for was not made: attempts used up, the retry budget spent, or the body not held. */
   retrySkipped(why: RetrySkip): void;
+  /** One active health-check probe finished. */
+  healthCheck(success: boolean): void;
+  /** Endpoints not passing active health checks now (pending or unhealthy). */
+  endpointsUnhealthy(count: number): void;
 }
 
 export type RetrySkip = 'attempts' | 'budget' | 'body';
@@ -55,10 +61,11 @@ function newEndpointState(model: EndpointModel): EndpointState {
     totalRequests: 0,
     failedRequests: 0,
     outlier: newOutlierState(),
+    healthCheck: null,
   };
 }
 
-export class UpstreamCluster {
+export class UpstreamCluster implements HealthCheckHost {
   private endpointsByKey = new Map<string, EndpointState>();
   private readonly pools = new Map<string, ConnectionPool>();
   private readonly pending: PendingLimit;
@@ -68,6 +75,8 @@ export class UpstreamCluster {
   private outlierTimer: NodeJS.Timeout | null = null;
   private outlierIntervalMs = 0;
   private outliers: OutlierState[] = [];
+  /** Active health checking; null when the cluster has no healthCheck. */
+  private healthChecker: HealthChecker | null = null;
 
   constructor(
     public model: ClusterModel,
@@ -78,6 +87,7 @@ export class UpstreamCluster {
     this.pending = new PendingLimit(model.circuitBreakers.maxPendingRequests);
     this.lb = this.rebuild(model);
     this.syncOutlierTimer();
+    this.syncHealthChecker();
   }
 
   /** Requests (HTTP requests and Upgrades) in flight to this cluster: Envoy's max_requests bulkhead counts these. */
@@ -153,7 +163,34 @@ export class UpstreamCluster {
 
   private membershipChanged(): void {
     this.stats.endpointsEjected(ejectedCount(this.outlierStates()));
+    this.stats.endpointsUnhealthy(failingCount(this.endpoints.map((e) => e.healthCheck)));
     this.lb = createLoadBalancer(this.model, this.endpoints, this.random);
+  }
+
+  healthChanged(): void {
+    this.membershipChanged();
+  }
+
+  probed(success: boolean): void {
+    this.stats.healthCheck(success);
+  }
+
+  hadTraffic(): boolean {
+    for (const e of this.endpoints) if (e.totalRequests > 0) return true;
+    return false;
+  }
+
+  /** Starts, follows or stops active health checking with the model and the endpoint list. */
+  private syncHealthChecker(): void {
+    const hc = this.model.healthCheck;
+    if (hc === undefined) return this.stopHealthChecker();
+    this.healthChecker ??= new HealthChecker(hc, this);
+    this.healthChecker.sync(hc, this.endpoints);
+  }
+
+  private stopHealthChecker(): void {
+    this.healthChecker?.stop();
+    this.healthChecker = null;
   }
 
   /** One unref'd timer while the cluster has outlierDetection, restarted when its interval changes. */
@@ -204,15 +241,18 @@ export class UpstreamCluster {
     if (poolShapeChanged) this.drainPools(() => true);
     this.lb = this.rebuild(model);
     this.syncOutlierTimer();
+    this.syncHealthChecker();
   }
 
   close(): void {
     this.stopOutlierTimer();
+    this.stopHealthChecker();
     this.drainPools(() => true);
   }
 
   destroy(): void {
     this.stopOutlierTimer();
+    this.stopHealthChecker();
     for (const pool of this.pools.values()) pool.destroy();
     this.pools.clear();
   }
@@ -236,6 +276,7 @@ export class UpstreamCluster {
         failedRequests: ep.failedRequests,
         ejectedUntil: ep.outlier.ejectedUntilMs === null ? null : new Date(ep.outlier.ejectedUntilMs).toISOString(),
         timesEjected: ep.outlier.timesEjected,
+        healthCheck: ep.healthCheck === null ? null : ep.healthCheck.status,
       })),
     };
   }
@@ -262,6 +303,12 @@ export class UpstreamCluster {
     }
     this.outliers = this.endpoints.map((e) => e.outlier);
     this.stats.endpointsEjected(ejectedCount(this.outlierStates()));
+    // Health checks added: every endpoint starts pending, as Envoy adds hosts failed-active-HC until a probe passes.
+    for (const e of this.endpoints) {
+      if (model.healthCheck === undefined) e.healthCheck = null;
+      else e.healthCheck ??= newHealthCheckState();
+    }
+    this.stats.endpointsUnhealthy(failingCount(this.endpoints.map((e) => e.healthCheck)));
     return createLoadBalancer(model, this.endpoints, this.random);
   }
 

@@ -28,6 +28,8 @@ function sink(): ClusterStatsSink & { ejections: number; ejectedNow: number } {
     endpointsEjected(n: number) {
       s.ejectedNow = n;
     },
+    healthCheck() {},
+    endpointsUnhealthy() {},
   };
   return s;
 }

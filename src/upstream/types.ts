@@ -1,4 +1,5 @@
 // Contracts between the cluster manager, the load balancers and the connection pools.
+import type { HealthCheckState } from './health-check-state.js';
 import type { OutlierState } from './outlier.js';
 
 /**
@@ -29,6 +30,8 @@ export interface EndpointState {
   failedRequests: number;
   /** Outlier detection counters and ejection (src/upstream/outlier.ts). */
   outlier: OutlierState;
+  /** Active health checking's status (src/upstream/health-check-state.ts); null when the cluster has none. */
+  healthCheck: HealthCheckState | null;
 }
 
 /** A load balancer over a fixed list of endpoints; rebuilt when the list or the weights change. */

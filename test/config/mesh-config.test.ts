@@ -77,6 +77,41 @@ services:
     expect(p).toContain('m.yaml: services[2].egress[0]: service ok.default has no port 81 (ports: 80) (line 16)');
   });
 
+  it('checks policy.healthCheck with exact paths, and keeps what was written', () => {
+    const p = problems(`
+services:
+  - name: a
+    ports: [{ port: 80 }]
+    policy: { healthCheck: { path: healthz, interval: 0s, timeout: 5, healthyThreshold: 0, unhealthyThreshold: 2, grace: 1s } }
+  - name: b
+    ports: [{ port: 80 }, { port: 81, protocol: grpc }]
+    policy: { healthCheck: { path: "/ready now" } }
+  - name: c
+    ports: [{ port: 81, protocol: grpc }]
+    policy: { healthCheck: { path: /healthz } }
+`);
+    expect(p).toContain('m.yaml: services[0].policy.healthCheck.path: expected a path starting with "/", got "healthz" (line 5)');
+    expect(p).toContain('m.yaml: services[0].policy.healthCheck.interval: expected a duration above 0 (line 5)');
+    expect(p).toContain('m.yaml: services[0].policy.healthCheck.timeout: expected a duration like "250ms", got number 5 (add a unit: ms, s, m or h) (line 5)');
+    expect(p).toContain('m.yaml: services[0].policy.healthCheck.healthyThreshold: expected an integer from 1 to 1000000, got number 0 (line 5)');
+    expect(p.some((l) => l.startsWith('m.yaml: services[0].policy.healthCheck.grace: unknown field'))).toBe(true);
+    expect(p).toContain('m.yaml: services[1].policy.healthCheck.path: expected no spaces or control characters (line 8)');
+    expect(p.find((l) => l.startsWith('m.yaml: services[2].policy.healthCheck.path'))).toMatch(/HTTP checks speak HTTP\/1\.1; port 81 is grpc/);
+    expect(p.some((l) => l.includes('healthCheck.unhealthyThreshold'))).toBe(false);
+
+    const ok = parseMeshConfig(`
+services:
+  - name: a
+    ports: [{ port: 80 }]
+    policy: { healthCheck: { path: /healthz, interval: 2s, timeout: 250ms, healthyThreshold: 1, unhealthyThreshold: 4 } }
+  - name: t
+    ports: [{ port: 5432, protocol: tcp }]
+    policy: { healthCheck: {} }
+`);
+    expect(ok.services[0]!.policy.healthCheck).toEqual({ path: '/healthz', intervalMs: 2000, timeoutMs: 250, healthyThreshold: 1, unhealthyThreshold: 4 });
+    expect(ok.services[1]!.policy.healthCheck).toEqual({});
+  });
+
   it('checks references once every service is known', () => {
     const p = problems(`
 services:

@@ -1,13 +1,15 @@
 // Shared helpers of the load balancers: which endpoints may take traffic (and which panic may use), and weights.
 import type { EndpointState } from '../types.js';
+import { passesHealthCheck } from '../health-check-state.js';
 
 /**
- * The one rule for "this endpoint may take traffic": EDS says HEALTHY or UNKNOWN, and outlier detection has not
- * ejected it. Priority health, locality health and every balancer's candidate list come from this predicate, so
- * another reason to stop using an endpoint (an active health check) is added here and nowhere else.
+ * The one rule for "this endpoint may take traffic": EDS says HEALTHY or UNKNOWN, outlier detection has not
+ * ejected it, and it passes its active health check when the cluster has one (Envoy's failed_eds_health,
+ * failed_outlier_check and failed_active_hc flags). Priority health, locality health and every balancer's
+ * candidate list come from this predicate, so another reason to stop using an endpoint is added here and nowhere else.
  */
 export function isUsable(e: EndpointState): boolean {
-  return e.healthy === true && e.outlier.ejectedUntilMs === null;
+  return e.healthy === true && e.outlier.ejectedUntilMs === null && passesHealthCheck(e.healthCheck);
 }
 
 /**

@@ -30,6 +30,7 @@ export function ep(i: number, weight = 1, healthy = true): EndpointState {
     totalRequests: 0,
     failedRequests: 0,
     outlier: newOutlierState(),
+    healthCheck: null,
   };
 }
 
