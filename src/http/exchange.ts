@@ -12,24 +12,19 @@ import { REASONS, type Reason } from '../reasons.js';
 import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from './headers.js';
 import type { HttpContext, RequestHeaders } from './context.js';
 import type { H1Connection, H1Request } from './h1-connection.js';
-import { httpDate } from './raw-reply.js';
+import { H2Downstream, NOT_SENT, type Downstream, type H2Owner } from './downstream.js';
 import { grpcTimeoutMs } from './grpc-timeout.js';
 import { ReplayableBody } from './replay-body.js';
 import { backoffMs, retriableFailure, retriableResponse, type AttemptFailure } from './retry-policy.js';
-
-const kExchange = Symbol('pillion.exchange');
 
 const PROTOCOL_H11 = 'HTTP/1.1';
 const PROTOCOL_H10 = 'HTTP/1.0';
 const PROTOCOL_H2 = 'HTTP/2';
 
-type H2Stream = http2.ServerHttp2Stream & { [kExchange]?: HttpExchange };
-
-export class HttpExchange implements UpstreamSink {
-  // Downstream: exactly one of the two codecs is set.
-  private h1: H1Connection | null = null;
-  private http11 = true;
-  private h2stream: H2Stream | null = null;
+export class HttpExchange implements UpstreamSink, H2Owner {
+  /** Where the response goes: the HTTP/1 connection, or the HTTP/2 stream's adapter. */
+  private downstream: Downstream | null = null;
+  protocol: 'HTTP/1.1' | 'HTTP/1.0' | 'HTTP/2' = PROTOCOL_H11;
 
   readonly startMs = Date.now();
   private readonly startNs = process.hrtime.bigint();
@@ -58,7 +53,6 @@ export class HttpExchange implements UpstreamSink {
   private retryTimer: NodeJS.Timeout | null = null;
   /** The request holds one of the cluster's retry slots (tryStartRetry). */
   private holdsRetry = false;
-  private trailers: HeaderMap | null = null;
 
   status = 0;
   bytesReceived = 0;
@@ -78,8 +72,8 @@ export class HttpExchange implements UpstreamSink {
   // --- downstream entry points ---
 
   startH1(connection: H1Connection, req: H1Request): void {
-    this.h1 = connection;
-    this.http11 = req.http11;
+    this.downstream = connection;
+    this.protocol = req.http11 ? PROTOCOL_H11 : PROTOCOL_H10;
     this.method = req.method;
     let url = req.url;
     const host = req.headers.host;
@@ -102,20 +96,14 @@ export class HttpExchange implements UpstreamSink {
   }
 
   startH2(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void {
-    this.h2stream = stream as H2Stream;
-    this.h2stream[kExchange] = this;
-    stream.on('close', onH2StreamClose);
-    // A reset or a dead connection: Node emits 'aborted', then 'end' on the request body as if it were complete
-    // (on a raw RST_STREAM too), then 'close'. The upstream request is cancelled at 'aborted', before a pool can
-    // take that 'end' for END_STREAM and pass the truncated body on as a complete request.
-    stream.on('aborted', onH2StreamClose);
-    stream.on('error', onH2StreamError);
+    this.protocol = PROTOCOL_H2;
+    const contentType = headers['content-type'];
+    this.grpc = contentType !== undefined && contentType.startsWith('application/grpc');
+    this.downstream = new H2Downstream(stream, this, this.grpc);
     this.method = (headers[':method'] as string | undefined) ?? 'GET';
     this.path = (headers[':path'] as string | undefined) ?? '/';
     this.authority = (headers[':authority'] as string | undefined) ?? headers.host ?? '';
     this.remoteAddress = stream.session?.socket?.remoteAddress ?? '';
-    const contentType = headers['content-type'];
-    this.grpc = contentType !== undefined && contentType.startsWith('application/grpc');
     const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
     this.route(headers, endStream ? null : stream, (headers[':scheme'] as string | undefined) ?? 'http');
   }
@@ -257,46 +245,21 @@ export class HttpExchange implements UpstreamSink {
     }
     this.status = status;
     this.headersSent = true;
-    const h1 = this.h1;
-    if (h1 !== null) {
-      // Both parsers (llhttp, nghttp2) reject control characters in what they hand us, so the head is safe.
-      h1.respond(status, headers);
-      return;
-    }
-    const h2 = this.h2stream!;
-    if (h2.destroyed) return;
-    headers[':status'] = String(status);
-    // gRPC ends with trailers; ask for the chance to send them unless this is a trailers-only response.
-    h2.respond(headers, { endStream, waitForTrailers: !endStream && this.grpc });
-    if (!endStream && this.grpc) h2.once('wantTrailers', onH2WantTrailers);
+    // Both parsers (llhttp, nghttp2) reject control characters in what they hand us, so the head is safe.
+    this.downstream!.respond(status, headers, endStream);
   }
 
   onUpstreamData(chunk: Buffer): boolean {
     if (this.finished) return true;
     this.bytesSent += chunk.length;
-    const h1 = this.h1;
-    // On false, the connection's 'drain' calls resumeUpstream().
-    if (h1 !== null) return h1.write(chunk);
-    const h2 = this.h2stream!;
-    if (h2.destroyed) return true;
-    if (h2.write(chunk)) return true;
-    h2.once('drain', onDownstreamDrain);
-    return false;
+    // On false, the downstream's drain calls resumeUpstream().
+    return this.downstream!.write(chunk);
   }
 
   onUpstreamEnd(trailers: HeaderMap | null): void {
     if (this.finished) return;
     this.upstream = null;
-    const h1 = this.h1;
-    if (h1 !== null) {
-      h1.end(trailers);
-    } else {
-      const h2 = this.h2stream!;
-      this.trailers = trailers;
-      // Trailers-only and non-gRPC streams end here; gRPC sends its trailers from 'wantTrailers'.
-      if (!h2.destroyed && !h2.headersSent) h2.respond({ ':status': '502' }, { endStream: true });
-      else if (!h2.destroyed && !h2.writableEnded) h2.end();
-    }
+    this.downstream!.end(trailers);
     this.finish();
   }
 
@@ -386,13 +349,6 @@ export class HttpExchange implements UpstreamSink {
     this.upstream?.resume();
   }
 
-  sendTrailers(): void {
-    const h2 = this.h2stream;
-    if (h2 === null || h2.destroyed) return;
-    const trailers = this.trailers ?? {};
-    h2.sendTrailers(trailers);
-  }
-
   private abortUpstream(): void {
     const upstream = this.upstream;
     this.upstream = null;
@@ -400,11 +356,7 @@ export class HttpExchange implements UpstreamSink {
   }
 
   private resetDownstream(): void {
-    if (this.h1 !== null) this.h1.reset();
-    // destroy(err), not close(INTERNAL_ERROR): close() ends the writable side first, so with nothing queued the
-    // client gets END_STREAM, a clean end of a truncated body, and the RST_STREAM after it is void. destroy(err)
-    // sends RST_STREAM INTERNAL_ERROR alone (and drops what is still queued).
-    else if (this.h2stream !== null && !this.h2stream.destroyed) this.h2stream.destroy(new Error(`response cut: ${this.reason?.id ?? 'reset'}`));
+    this.downstream!.reset(this.reason?.id ?? 'reset');
   }
 
   /** A response the proxy makes itself, tagged with its reason (see src/reasons.ts). */
@@ -412,47 +364,9 @@ export class HttpExchange implements UpstreamSink {
     this.reason = reason;
     this.ctx.stats.localReply(reason);
     const body = detail === undefined ? `${reason.message}\n` : `${reason.message}: ${detail}\n`;
-    const h1 = this.h1;
-    if (h1 !== null) {
-      this.status = reason.httpStatus;
-      if (!this.headersSent) {
-        const length = Buffer.byteLength(body);
-        h1.reply(
-          reason.httpStatus,
-          { date: httpDate(), 'content-type': 'text/plain; charset=utf-8', 'content-length': String(length), 'x-pillion-reason': reason.id },
-          body,
-        );
-        this.bytesSent += length;
-      }
-    } else {
-      const h2 = this.h2stream!;
-      if (!h2.destroyed && !h2.headersSent) {
-        if (this.grpc) {
-          // gRPC callers read status from grpc-status, so reply trailers-only with HTTP 200 (as Envoy does).
-          this.status = 200;
-          h2.respond(
-            {
-              ':status': '200',
-              'content-type': 'application/grpc',
-              'grpc-status': String(reason.grpcStatus),
-              'grpc-message': encodeURIComponent(body.trimEnd()),
-              'x-pillion-reason': reason.id,
-            },
-            { endStream: true },
-          );
-        } else {
-          this.status = reason.httpStatus;
-          h2.respond({
-            ':status': String(reason.httpStatus),
-            'content-type': 'text/plain; charset=utf-8',
-            'content-length': String(Buffer.byteLength(body)),
-            'x-pillion-reason': reason.id,
-          });
-          h2.end(body);
-          this.bytesSent += Buffer.byteLength(body);
-        }
-      }
-    }
+    const sent = this.headersSent ? NOT_SENT : this.downstream!.localReply(reason, body);
+    this.status = sent.status === 0 ? reason.httpStatus : sent.status;
+    this.bytesSent += sent.bytes;
     this.finish();
   }
 
@@ -489,33 +403,12 @@ export class HttpExchange implements UpstreamSink {
   }
 
   // --- access log fields ---
-  get protocol(): string {
-    if (this.h1 === null) return PROTOCOL_H2;
-    return this.http11 ? PROTOCOL_H11 : PROTOCOL_H10;
-  }
   get upstreamCluster(): string {
     return this.cluster?.model.name ?? '-';
   }
   get upstreamHost(): string {
     return this.endpoint?.key ?? '-';
   }
-}
-
-function onH2StreamClose(this: H2Stream): void {
-  const exchange = this[kExchange]!;
-  exchange.onDownstreamClosed();
-}
-
-function onH2StreamError(this: H2Stream): void {
-  // 'close' follows and does the cleanup; this listener keeps the error from being thrown.
-}
-
-function onH2WantTrailers(this: H2Stream): void {
-  this[kExchange]!.sendTrailers();
-}
-
-function onDownstreamDrain(this: H2Stream): void {
-  this[kExchange]!.resumeUpstream();
 }
 
 function onExchangeTimeout(exchange: HttpExchange): void {

@@ -10,6 +10,7 @@ import { REASONS, type Reason } from '../reasons.js';
 import type { HttpContext } from './context.js';
 import { HttpExchange } from './exchange.js';
 import type { HeaderMap } from './headers.js';
+import type { Downstream, LocalReplyResult } from './downstream.js';
 import {
   CRLF,
   METHODS,
@@ -31,7 +32,7 @@ import {
   type ParseError,
   type ParserOwner,
 } from './h1-parser.js';
-import { rawLocalReply } from './raw-reply.js';
+import { httpDate, rawLocalReply } from './raw-reply.js';
 import { proxyUpgrade, type UpgradeRequest } from './upgrade.js';
 
 const kConnection = Symbol('pillion.h1downstream');
@@ -73,7 +74,7 @@ export interface HeadClock {
   readonly nowMs: number;
 }
 
-export class H1Connection implements ParserOwner {
+export class H1Connection implements ParserOwner, Downstream {
   /**
    * performance.now() by which the head of the request being received must be complete (0 = none pending): set
    * at accept for the first request and at each message's first byte after that; the manager's sweep enforces it.
@@ -301,7 +302,7 @@ export class H1Connection implements ParserOwner {
 
   // --- writing the response of the active request (called by its exchange) ---
 
-  respond(status: number, headers: HeaderMap): void {
+  respond(status: number, headers: HeaderMap, _endStream = false): void {
     const request = this.active!;
     let head = serializeHeaders('HTTP/1.1 ' + status + ' ' + (STATUS_CODES[status] ?? 'Unknown') + CRLF, headers);
     if (status === 204 || status === 304) this.noBody = true;
@@ -367,8 +368,18 @@ export class H1Connection implements ParserOwner {
     this.responseEnded();
   }
 
+  localReply(reason: Reason, body: string): LocalReplyResult {
+    const bytes = Buffer.byteLength(body);
+    this.reply(
+      reason.httpStatus,
+      { date: httpDate(), 'content-type': 'text/plain; charset=utf-8', 'content-length': String(bytes), 'x-pillion-reason': reason.id },
+      body,
+    );
+    return { status: reason.httpStatus, bytes };
+  }
+
   /** The response cannot be completed (upstream failed mid-body, timeout): the client must see a broken one. */
-  reset(): void {
+  reset(_why?: string): void {
     this.socket.destroy();
   }
 
