@@ -42,3 +42,28 @@ export const REASONS = {
 } as const;
 
 export type ReasonKey = keyof typeof REASONS;
+
+const faultAborts = new Map<number, Reason>();
+const rateLimits = new Map<number, Reason>();
+
+/** The reply of a fault-injected abort (envoy.filters.http.fault): its configured HTTP or gRPC status, flag FI. */
+export function faultAbort(httpStatus: number, grpcStatus: number): Reason {
+  const key = httpStatus * 100 + grpcStatus;
+  let r = faultAborts.get(key);
+  if (r === undefined) {
+    r = reason('fault_abort', httpStatus, grpcStatus, 'FI', 'fault injected');
+    faultAborts.set(key, r);
+  }
+  return r;
+}
+
+/** The reply of a request the local rate limit refused (envoy.filters.http.local_ratelimit, default 429), flag RL. */
+export function rateLimited(httpStatus: number): Reason {
+  let r = rateLimits.get(httpStatus);
+  if (r === undefined) {
+    // gRPC: UNAVAILABLE, Envoy's mapping of 429 (a caller's retry policy may try again later).
+    r = reason('rate_limited', httpStatus, 14, 'RL', 'rate limited: too many requests');
+    rateLimits.set(httpStatus, r);
+  }
+  return r;
+}

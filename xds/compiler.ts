@@ -4,6 +4,8 @@ import { DEFAULTS } from '../src/config/model.js';
 import { MESSAGE_NAMES, TYPE_URLS, anyField, encodeMessage } from '../src/config/protos.js';
 import {
   isHttpProtocol,
+  type FaultConfig,
+  type RateLimitConfig,
   type MeshConfig,
   type PortConfig,
   type PortProtocol,
@@ -42,6 +44,8 @@ const ADS = { ads: {}, resource_api_version: 'V3' };
 const HCM_FILTER = 'envoy.filters.network.http_connection_manager';
 const TCP_FILTER = 'envoy.filters.network.tcp_proxy';
 const ROUTER_FILTER = 'envoy.filters.http.router';
+const FAULT_FILTER = 'envoy.filters.http.fault';
+const LOCAL_RATELIMIT_FILTER = 'envoy.filters.http.local_ratelimit';
 const HTTP_INSPECTOR = 'envoy.filters.listener.http_inspector';
 const HTTP_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
@@ -268,25 +272,66 @@ function serviceVirtualHost(mesh: Index, s: ServiceConfig, port: PortConfig, fir
         : {}),
     },
     route: routeAction(mesh, r.split, s, r.timeoutMs),
+    ...faultOverride(r.fault),
   }));
   routes.push({
     name: `${s.name}.${s.namespace}:${port.port}/default`,
     match: { prefix: '/' },
     route: routeAction(mesh, [{ service: s.name, namespace: s.namespace, port: port.port, weight: 1 }], s),
   });
-  return { name: clusterName(s.name, s.namespace, port.port), domains: serviceDomains(s, port.port, first, local), routes };
+  return { name: clusterName(s.name, s.namespace, port.port), domains: serviceDomains(s, port.port, first, local), routes, ...faultOverride(s.policy.fault) };
 }
 
 // ---- listeners ---------------------------------------------------------------------------------------
 
-function hcmFilter(statPrefix: string, routeSpecifier: Record<string, unknown>) {
+function hcmFilter(statPrefix: string, routeSpecifier: Record<string, unknown>, httpFilters: readonly Record<string, unknown>[] = []) {
   return {
     name: HCM_FILTER,
     typed_config: anyField(MESSAGE_NAMES.HttpConnectionManager, {
       codec_type: 'AUTO',
       stat_prefix: statPrefix,
       ...routeSpecifier,
-      http_filters: [{ name: ROUTER_FILTER, typed_config: anyField(MESSAGE_NAMES.Router, {}) }],
+      http_filters: [...httpFilters, { name: ROUTER_FILTER, typed_config: anyField(MESSAGE_NAMES.Router, {}) }],
+    }),
+  };
+}
+
+/** A percent as Envoy's FractionalPercent, per million (four decimals of a percent). */
+function fractionalPercent(percent: number): Record<string, unknown> {
+  return { numerator: Math.round(percent * 10_000), denominator: 'MILLION' };
+}
+
+function httpFault(f: FaultConfig): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (f.delay) out.delay = { fixed_delay: duration(f.delay.fixedMs), percentage: fractionalPercent(f.delay.percent) };
+  if (f.abort) {
+    out.abort = {
+      ...(f.abort.grpcStatus !== undefined ? { grpc_status: f.abort.grpcStatus } : { http_status: f.abort.httpStatus }),
+      percentage: fractionalPercent(f.abort.percent),
+    };
+  }
+  return out;
+}
+
+function faultOverride(f: FaultConfig | undefined): Record<string, unknown> {
+  return f === undefined ? {} : { typed_per_filter_config: { [FAULT_FILTER]: anyField(MESSAGE_NAMES.HTTPFault, httpFault(f)) } };
+}
+
+/** The fault filter goes into outbound chains only when some route injects faults (each filter costs a step per request). */
+function meshHasFaults(mesh: MeshConfig): boolean {
+  return mesh.services.some((s) => s.policy.fault !== undefined || s.routes.some((r) => r.fault !== undefined));
+}
+
+/** The service's own rate limit, enforced on its inbound listener for every caller together. */
+function rateLimitFilter(r: RateLimitConfig): Record<string, unknown> {
+  const all = { default_value: fractionalPercent(100) };
+  return {
+    name: LOCAL_RATELIMIT_FILTER,
+    typed_config: anyField(MESSAGE_NAMES.LocalRateLimit, {
+      stat_prefix: 'inbound_rate_limit',
+      token_bucket: { max_tokens: r.burst, tokens_per_fill: { value: r.requests }, fill_interval: duration(r.perMs) },
+      filter_enabled: all,
+      filter_enforced: all,
     }),
   };
 }
@@ -326,9 +371,10 @@ function protocolListener(
   direction: 'INBOUND' | 'OUTBOUND',
   cluster: string,
   timeoutMs?: number,
+  httpFilters: readonly Record<string, unknown>[] = [],
 ): Record<string, unknown> {
   const listener: Record<string, unknown> = { name, address: socketAddress(address, port), traffic_direction: direction };
-  const hcm = hcmFilter(name, inlineRoute(name, cluster, timeoutMs));
+  const hcm = hcmFilter(name, inlineRoute(name, cluster, timeoutMs), httpFilters);
   const tcp = tcpFilter(name, cluster);
   if (protocol === 'tcp') {
     listener.filter_chains = [{ name: `${name}/tcp`, filters: [tcp] }];
@@ -504,7 +550,16 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
     address: socketAddress('127.0.0.1', node.outboundPort),
     traffic_direction: 'OUTBOUND',
     filter_chains: [
-      { name: 'outbound/http', filters: [hcmFilter('outbound', { rds: { config_source: ADS, route_config_name: 'outbound' } })] },
+      {
+        name: 'outbound/http',
+        filters: [
+          hcmFilter(
+            'outbound',
+            { rds: { config_source: ADS, route_config_name: 'outbound' } },
+            meshHasFaults(mesh) ? [{ name: FAULT_FILTER, typed_config: anyField(MESSAGE_NAMES.HTTPFault, {}) }] : [],
+          ),
+        ],
+      },
     ],
   });
 
@@ -539,7 +594,8 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
       }
       clusters.push(inbound);
       // Timeout 0 on inbound: the caller's sidecar owns the deadline, a second one here would only race it.
-      const listener = protocolListener('inbound', '0.0.0.0', node.inboundPort, protocol, 'INBOUND', name, 0);
+      const rateLimit = own.policy.rateLimit;
+      const listener = protocolListener('inbound', '0.0.0.0', node.inboundPort, protocol, 'INBOUND', name, 0, rateLimit ? [rateLimitFilter(rateLimit)] : []);
       listeners.push(listener);
     } else {
       warnings.push(`node ${node.id} announced no appPort: no inbound listener`);

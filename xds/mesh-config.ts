@@ -122,6 +122,23 @@ export interface PolicyConfig {
   readonly circuitBreakers?: CircuitBreakersConfig;
   readonly mtls: MtlsMode;
   readonly healthCheck?: HealthCheckConfig;
+  /** Injected into every route to this service (a route's own `fault` replaces it). */
+  readonly fault?: FaultConfig;
+  /** Enforced by the service's own sidecar on its inbound listener, for all callers together. */
+  readonly rateLimit?: RateLimitConfig;
+}
+
+/** Envoy's HTTP fault filter: a fixed delay and/or an abort, each for a percent of requests. */
+export interface FaultConfig {
+  readonly delay?: { readonly fixedMs: number; readonly percent: number };
+  readonly abort?: { readonly httpStatus?: number; readonly grpcStatus?: number; readonly percent: number };
+}
+
+/** Envoy's local rate limit (a token bucket): `requests` per `perMs`, bursts up to `burst` (default `requests`). */
+export interface RateLimitConfig {
+  readonly requests: number;
+  readonly perMs: number;
+  readonly burst: number;
 }
 
 export interface AuthorizationConfig {
@@ -147,6 +164,7 @@ export interface RouteRuleConfig {
   /** One entry for `to`, several for `split`. */
   readonly split: readonly (ServiceRef & { readonly weight: number })[];
   readonly timeoutMs?: number;
+  readonly fault?: FaultConfig;
 }
 
 export interface EgressConfig extends ServiceRef {
@@ -510,7 +528,7 @@ function checkRef(c: Checker, o: Obj, path: Path, defaultNs: string, refs: RawRe
 }
 
 function checkRoute(c: Checker, raw: unknown, path: Path, ns: string, refs: RawRef[]): RouteRuleConfig | undefined {
-  const r = c.obj(raw, path, ['match', 'to', 'split', 'timeout']);
+  const r = c.obj(raw, path, ['match', 'to', 'split', 'timeout', 'fault']);
   if (!r) return undefined;
   const before = c.count;
   const mp = [...path, 'match'];
@@ -567,12 +585,57 @@ function checkRoute(c: Checker, raw: unknown, path: Path, ns: string, refs: RawR
     });
   }
   const timeoutMs = opt(r, 'timeout', (v) => c.duration(v, [...path, 'timeout']));
+  const fault = opt(r, 'fault', (v) => checkFault(c, v, [...path, 'fault']));
   if (c.count > before || !match) return undefined;
-  return definedOnly({ match, split, timeoutMs });
+  return definedOnly({ match, split, timeoutMs, fault });
+}
+
+/** A percent of requests, 0..100 with up to four decimals (it becomes a share per million). */
+function checkPercent(c: Checker, v: unknown, path: Path): number | undefined {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 100) return c.fail(path, `expected a percent from 0 to 100, got ${describe(v)}`);
+  return v;
+}
+
+function checkFault(c: Checker, raw: unknown, path: Path): FaultConfig | undefined {
+  const o = c.obj(raw, path, ['delay', 'abort']);
+  if (!o) return undefined;
+  if (o.delay === undefined && o.abort === undefined) c.fail(path, 'expected delay, abort or both');
+  const delay = opt(o, 'delay', (v) => {
+    const dp = [...path, 'delay'];
+    const d = c.obj(v, dp, ['fixed', 'percent']);
+    if (!d) return undefined;
+    const fixedMs = c.duration(d.fixed, [...dp, 'fixed'], true);
+    const percent = checkPercent(c, d.percent, [...dp, 'percent']);
+    return fixedMs === undefined || percent === undefined ? undefined : { fixedMs, percent };
+  });
+  const abort = opt(o, 'abort', (v) => {
+    const ap = [...path, 'abort'];
+    const a = c.obj(v, ap, ['status', 'grpcStatus', 'percent']);
+    if (!a) return undefined;
+    // One status, as Envoy's FaultAbort holds one: an HTTP status for HTTP callers or a gRPC status for gRPC ones.
+    if ((a.status === undefined) === (a.grpcStatus === undefined)) c.fail(ap, 'expected exactly one of status (HTTP, 200-599), grpcStatus (0-16)');
+    const httpStatus = opt(a, 'status', (x) => c.int(x, [...ap, 'status'], 200, 599));
+    const grpcStatus = opt(a, 'grpcStatus', (x) => c.int(x, [...ap, 'grpcStatus'], 0, 16));
+    const percent = checkPercent(c, a.percent, [...ap, 'percent']);
+    return percent === undefined ? undefined : definedOnly({ httpStatus, grpcStatus, percent });
+  });
+  return definedOnly({ delay, abort });
+}
+
+function checkRateLimit(c: Checker, raw: unknown, path: Path): RateLimitConfig | undefined {
+  const o = c.obj(raw, path, ['requests', 'per', 'burst']);
+  if (!o) return undefined;
+  const requests = c.int(o.requests, [...path, 'requests'], 1, 0xffffffff);
+  const perMs = o.per === undefined ? 1_000 : c.duration(o.per, [...path, 'per'], true);
+  const burst = o.burst === undefined ? requests : c.int(o.burst, [...path, 'burst'], 1, 0xffffffff);
+  if (requests === undefined || perMs === undefined || burst === undefined) return undefined;
+  return { requests, perMs, burst };
 }
 
 function checkPolicy(c: Checker, raw: unknown, path: Path): PolicyConfig | undefined {
-  const p = c.obj(raw, path, ['loadBalancer', 'connectTimeout', 'timeout', 'retries', 'outlierDetection', 'circuitBreakers', 'mtls', 'healthCheck']);
+  const p = c.obj(raw, path, [
+    'loadBalancer', 'connectTimeout', 'timeout', 'retries', 'outlierDetection', 'circuitBreakers', 'mtls', 'healthCheck', 'fault', 'rateLimit',
+  ]);
   if (!p) return undefined;
   const loadBalancer = p.loadBalancer === undefined ? { policy: 'least_request' as const } : checkLb(c, p.loadBalancer, [...path, 'loadBalancer']);
   const connectTimeoutMs = opt(p, 'connectTimeout', (v) => c.duration(v, [...path, 'connectTimeout'], true));
@@ -604,8 +667,10 @@ function checkPolicy(c: Checker, raw: unknown, path: Path): PolicyConfig | undef
   });
   const mtls = p.mtls === undefined ? 'STRICT' : c.oneOf(p.mtls, [...path, 'mtls'], MTLS);
   const healthCheck = opt(p, 'healthCheck', (v) => checkHealthCheck(c, v, [...path, 'healthCheck']));
+  const fault = opt(p, 'fault', (v) => checkFault(c, v, [...path, 'fault']));
+  const rateLimit = opt(p, 'rateLimit', (v) => checkRateLimit(c, v, [...path, 'rateLimit']));
   if (!loadBalancer || !mtls) return undefined;
-  return definedOnly({ loadBalancer, connectTimeoutMs, timeoutMs, retries, outlierDetection, circuitBreakers, mtls, healthCheck });
+  return definedOnly({ loadBalancer, connectTimeoutMs, timeoutMs, retries, outlierDetection, circuitBreakers, mtls, healthCheck, fault, rateLimit });
 }
 
 function checkHealthCheck(c: Checker, raw: unknown, path: Path): HealthCheckConfig | undefined {

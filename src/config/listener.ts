@@ -1,6 +1,7 @@
 // Translates an xDS Listener (HttpConnectionManager and/or TcpProxy chains) into the internal ListenerModel.
 import { DEFAULTS, type Direction, type HttpChainModel, type ListenerModel, type RouteConfigModel, type TcpChainModel } from './model.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
+import { httpFilters } from './http-filters.js';
 import { routeConfigFromPlain } from './route-config.js';
 import { durationMs, invalid, notEnforced, socketAddress, wrapped, type Plain } from './values.js';
 
@@ -8,12 +9,6 @@ export interface ListenerTranslation {
   readonly model: ListenerModel;
   /** RouteConfigurations carried inline by an HttpConnectionManager (they join the snapshot's routeConfigs). */
   readonly inlineRoutes: readonly RouteConfigModel[];
-}
-
-const ROUTER_NAME = 'envoy.filters.http.router';
-
-function typeOf(filter: Plain): string {
-  return String(filter.typed_config?.type_url ?? '');
 }
 
 function httpChain(filter: Plain, field: string, inline: RouteConfigModel[]): HttpChainModel {
@@ -29,17 +24,7 @@ function httpChain(filter: Plain, field: string, inline: RouteConfigModel[]): Ht
   } else {
     return invalid(`${field}: no route_config or rds (scoped_routes is not supported)`);
   }
-  const filters: Plain[] = hcm.http_filters ?? [];
-  // The router must be there and last: it is the filter that forwards; without it no request goes anywhere.
-  filters.forEach((f, i) => {
-    const isRouter = f.name === ROUTER_NAME || typeOf(f) === TYPE_URLS.Router;
-    if (isRouter && i !== filters.length - 1) invalid(`${field}.http_filters[${i}]: the router must be the last filter`);
-    if (!isRouter && !f.is_optional && !f.disabled) invalid(`${field}.http_filters[${i}]: unsupported filter ${f.name || typeOf(f)}`);
-  });
-  const last = filters[filters.length - 1];
-  if (!last || !(last.name === ROUTER_NAME || typeOf(last) === TYPE_URLS.Router)) {
-    invalid(`${field}.http_filters: must end with ${ROUTER_NAME}`);
-  }
+  const filters = httpFilters(hcm.http_filters ?? [], `${field}.http_filters`);
   const codec = hcm.codec_type ?? 'AUTO';
   if (codec !== 'AUTO' && codec !== 'HTTP1' && codec !== 'HTTP2') invalid(`${field}.codec_type: ${codec} is not supported`);
   return {
@@ -56,6 +41,7 @@ function httpChain(filter: Plain, field: string, inline: RouteConfigModel[]): Ht
     maxConcurrentStreams: maxConcurrentStreams(hcm.http2_protocol_options, `${field}.http2_protocol_options.max_concurrent_streams`),
     maxHeadersCount: maxHeadersCount(hcm.common_http_protocol_options, `${field}.common_http_protocol_options.max_headers_count`),
     generateRequestId: wrapped<boolean>(hcm.generate_request_id, true),
+    httpFilters: filters,
   };
 }
 
@@ -105,6 +91,10 @@ function tcpChain(filter: Plain, field: string): TcpChainModel {
     cluster,
     idleTimeoutMs: durationMs(tp.idle_timeout, DEFAULTS.tcpIdleTimeoutMs, `${field}.idle_timeout`),
   };
+}
+
+function typeOf(filter: Plain): string {
+  return String(filter.typed_config?.type_url ?? '');
 }
 
 /** The terminal filter of a chain, as `http` or `tcp`; other network filters are rejected. */

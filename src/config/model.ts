@@ -49,7 +49,42 @@ export interface HttpChainModel {
   readonly maxHeadersCount: number;
   /** Set x-request-id when the request has none (HCM generate_request_id, default true). */
   readonly generateRequestId: boolean;
+  /** HCM http_filters before the router, in order (the router itself is implied: it is always last). */
+  readonly httpFilters: readonly HttpFilterModel[];
 }
+
+/** Envoy's envoy.filters.http.fault (HTTPFault), for chaos testing. Shares are per million requests. */
+export interface FaultModel {
+  /** Fixed delay before the request goes on (0 = no delay fault). */
+  readonly delayMs: number;
+  readonly delayPerMillion: number;
+  /** Abort with this HTTP status (0 = no HTTP abort), or with this gRPC status for gRPC requests. */
+  readonly abortHttpStatus: number;
+  readonly abortGrpcStatus: number | undefined;
+  readonly abortPerMillion: number;
+  /** max_active_faults: delays in progress at once (0 = no limit). */
+  readonly maxActiveFaults: number;
+}
+
+/** Envoy's envoy.filters.http.local_ratelimit (LocalRateLimit): a token bucket per filter config. */
+export interface LocalRateLimitModel {
+  readonly statPrefix: string;
+  readonly maxTokens: number;
+  readonly tokensPerFill: number;
+  readonly fillIntervalMs: number;
+  /** filter_enabled / filter_enforced shares per million (Envoy: unset means 0, the filter does nothing). */
+  readonly enabledPerMillion: number;
+  readonly enforcedPerMillion: number;
+  /** The status of a limited request (default 429). */
+  readonly status: number;
+}
+
+export type FilterConfigModel =
+  | { readonly kind: 'fault'; readonly config: FaultModel }
+  | { readonly kind: 'local_ratelimit'; readonly config: LocalRateLimitModel | null };
+
+/** One HTTP filter of a chain: its name (per-route configs are keyed by it) and its listener-level config. */
+export type HttpFilterModel = FilterConfigModel & { readonly name: string };
 
 export interface TcpChainModel {
   readonly statPrefix: string;
@@ -74,6 +109,8 @@ export interface RouteModel {
   readonly name: string;
   readonly match: RouteMatchModel;
   readonly action: RouteActionModel;
+  /** typed_per_filter_config of the route (over its virtual host's), by filter name; absent when none. */
+  readonly filterConfigs?: ReadonlyMap<string, FilterConfigModel>;
 }
 
 export interface RouteMatchModel {

@@ -33,6 +33,8 @@ export const TYPE_URLS = {
   TcpProxy: `${PREFIX}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`,
   HttpProtocolOptions: `${PREFIX}envoy.extensions.upstreams.http.v3.HttpProtocolOptions`,
   Router: `${PREFIX}envoy.extensions.filters.http.router.v3.Router`,
+  HTTPFault: `${PREFIX}envoy.extensions.filters.http.fault.v3.HTTPFault`,
+  LocalRateLimit: `${PREFIX}envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`,
 } as const;
 
 /** Full message names, for encodeMessage/decodeMessage. */
@@ -45,6 +47,8 @@ export const MESSAGE_NAMES = {
   TcpProxy: 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
   HttpProtocolOptions: 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
   Router: 'envoy.extensions.filters.http.router.v3.Router',
+  HTTPFault: 'envoy.extensions.filters.http.fault.v3.HTTPFault',
+  LocalRateLimit: 'envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit',
   Node: 'envoy.config.core.v3.Node',
   DiscoveryRequest: 'envoy.service.discovery.v3.DiscoveryRequest',
   DiscoveryResponse: 'envoy.service.discovery.v3.DiscoveryResponse',

@@ -1,6 +1,7 @@
 // Translates an xDS RouteConfiguration (RDS, or inline in an HttpConnectionManager) into RouteConfigModel.
 import {
   DEFAULTS,
+  type FilterConfigModel,
   type HashPolicyModel,
   type HeaderMatcherModel,
   type RetryPolicyModel,
@@ -12,6 +13,7 @@ import {
 import { decodeMessage, MESSAGE_NAMES } from './protos.js';
 import { durationMs, invalid, MAX_TIMER_MS, notEnforced, wrapped, type Plain } from './values.js';
 import { parseRetryOn, UNSUPPORTED_RETRY_ON } from '../http/retry-policy.js';
+import { perFilterConfigs } from './http-filters.js';
 
 // Envoy's route retry backoff defaults: base 25 ms, max 10 × base.
 const DEFAULT_BACKOFF_BASE_MS = 25;
@@ -88,6 +90,7 @@ function hashPolicy(h: Plain, field: string): HashPolicyModel {
 interface VhostDefaults {
   readonly retryPolicy: Plain | undefined;
   readonly bufferLimitBytes: number;
+  readonly filterConfigs: ReadonlyMap<string, FilterConfigModel> | undefined;
 }
 
 function routeAction(a: Plain, vhost: VhostDefaults, bufferLimitBytes: number, field: string): RouteActionModel {
@@ -129,7 +132,9 @@ function route(r: Plain, vhost: VhostDefaults, field: string): RouteModel {
   else if (m.path !== undefined) kind = 'path';
   else return invalid(`${field}.match: no supported path specifier (prefix, path)`);
   if (!r.route) invalid(`${field}.route: missing (redirect and direct_response are not supported)`);
+  const filterConfigs = perFilterConfigs(r.typed_per_filter_config, vhost.filterConfigs, `${field}.typed_per_filter_config`);
   return {
+    ...(filterConfigs !== undefined ? { filterConfigs } : {}),
     name: String(r.name ?? ''),
     match: {
       kind,
@@ -153,6 +158,7 @@ export function routeConfigFromPlain(rc: Plain, field = ''): RouteConfigModel {
     const vhost: VhostDefaults = {
       retryPolicy: vh.retry_policy,
       bufferLimitBytes: bufferLimit(vh.per_request_buffer_limit_bytes, DEFAULTS.retryBufferLimitBytes, `${vf}.per_request_buffer_limit_bytes`),
+      filterConfigs: perFilterConfigs(vh.typed_per_filter_config, undefined, `${vf}.typed_per_filter_config`),
     };
     return {
       name: String(vh.name),

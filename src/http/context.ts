@@ -6,6 +6,8 @@ import type { Random } from '../upstream/types.js';
 import type { Reason } from '../reasons.js';
 import type { OverloadState } from '../process/overload.js';
 import type { HttpExchange } from './exchange.js';
+import { buildFilters } from './filters/chain.js';
+import type { HttpFilter } from './filters/filter.js';
 import { computeRequestHash, headerSourceOf, matchRoute, pickWeightedCluster, routeIndexOf, type RouteIndex } from './route-match.js';
 
 /** Request headers by lower-case name, as either codec delivers them. */
@@ -40,6 +42,9 @@ export class HttpContext {
   private tableConfig: RouteConfigModel | null = null;
   private table: RouteTable | null = null;
 
+  private filtersOf: HttpChainModel | null = null;
+  private builtFilters: readonly HttpFilter[] = [];
+
   constructor(
     public chain: HttpChainModel,
     readonly direction: Direction,
@@ -60,6 +65,16 @@ export class HttpContext {
       this.table = new RouteTable(config);
     }
     return this.table;
+  }
+
+  /** The chain's filters before the router, built again only when the chain's config changes. */
+  filters(): readonly HttpFilter[] {
+    const chain = this.chain;
+    if (chain !== this.filtersOf) {
+      this.filtersOf = chain;
+      this.builtFilters = buildFilters(chain.httpFilters, this.random);
+    }
+    return this.builtFilters;
   }
 
   pickCluster(action: RouteActionModel): string {

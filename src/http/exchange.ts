@@ -9,6 +9,7 @@ import type { EndpointState } from '../upstream/types.js';
 import { httpOutcome, type CallOutcome } from '../upstream/outlier.js';
 import { PENDING_OVERFLOW, type UpstreamSink, type UpstreamStream, type UpstreamRequestSpec } from '../upstream/pool.js';
 import { REASONS, type Reason } from '../reasons.js';
+import type { FilteredRequest, HoldTracker, HttpFilter } from './filters/filter.js';
 import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from './headers.js';
 import type { HttpContext, RequestHeaders } from './context.js';
 import type { H1Connection, H1Request } from './h1-connection.js';
@@ -21,7 +22,7 @@ const PROTOCOL_H11 = 'HTTP/1.1';
 const PROTOCOL_H10 = 'HTTP/1.0';
 const PROTOCOL_H2 = 'HTTP/2';
 
-export class HttpExchange implements UpstreamSink, H2Owner {
+export class HttpExchange implements UpstreamSink, H2Owner, FilteredRequest {
   /** Where the response goes: the HTTP/1 connection, or the HTTP/2 stream's adapter. */
   private downstream: Downstream | null = null;
   protocol: 'HTTP/1.1' | 'HTTP/1.0' | 'HTTP/2' = PROTOCOL_H11;
@@ -33,8 +34,18 @@ export class HttpExchange implements UpstreamSink, H2Owner {
   path = '';
   requestId = '';
   remoteAddress = '';
-  private grpc = false;
+  grpc = false;
 
+  private matched: RouteModel | null = null;
+  // The request head and body, held from routing until the router takes them (filters may hold the request).
+  private requestHeaders: RequestHeaders | null = null;
+  private requestBody: Readable | null = null;
+  private scheme = 'http';
+  private filters: readonly HttpFilter[] | null = null;
+  private filterIndex = 0;
+  private holdTimer: NodeJS.Timeout | null = null;
+  private holdThen: Reason | null = null;
+  private holdTracker: HoldTracker | null = null;
   private cluster: UpstreamCluster | null = null;
   /** The endpoint of the latest attempt (a retry avoids it). */
   private endpoint: EndpointState | null = null;
@@ -116,6 +127,52 @@ export class HttpExchange implements UpstreamSink, H2Owner {
     const routes = ctx.routeTable();
     const route: RouteModel | null = routes === null ? null : routes.match(this.authority, this.method, this.path, headers);
     if (route === null) return this.localReply(REASONS.noRoute);
+    this.matched = route;
+    this.requestHeaders = headers;
+    this.requestBody = body;
+    this.scheme = scheme;
+    const filters = ctx.filters();
+    if (filters.length === 0) return this.forward();
+    this.filters = filters;
+    this.runFilters();
+  }
+
+  /** Runs the chain's filters from where it stands; the router (forward) follows the last. */
+  private runFilters(): void {
+    const filters = this.filters!;
+    const route = this.matched!;
+    while (this.filterIndex < filters.length) {
+      if (!filters[this.filterIndex++]!.onRequest(this, route)) return;
+    }
+    this.forward();
+  }
+
+  /** FilteredRequest.hold: a filter holds the request (a fault delay). */
+  hold(ms: number, then: Reason | null, tracker: HoldTracker): void {
+    this.holdThen = then;
+    this.holdTracker = tracker;
+    this.holdTimer = setTimeout(onHoldEnd, ms, this);
+  }
+
+  endHold(): void {
+    this.holdTimer = null;
+    this.holdTracker!.holdEnded();
+    this.holdTracker = null;
+    if (this.finished) return;
+    const then = this.holdThen;
+    if (then !== null) return this.localReply(then);
+    this.runFilters();
+  }
+
+  /** The router: route → cluster → attempts. */
+  private forward(): void {
+    const ctx = this.ctx;
+    const route = this.matched!;
+    const headers = this.requestHeaders!;
+    let body = this.requestBody;
+    const scheme = this.scheme;
+    this.requestHeaders = null;
+    this.requestBody = null;
     const action = route.action;
     const clusterName = ctx.pickCluster(action);
     const cluster = ctx.clusters.get(clusterName);
@@ -378,6 +435,12 @@ export class HttpExchange implements UpstreamSink, H2Owner {
       this.timer = null;
     }
     this.endAttempt(this.outcome(), this.status);
+    if (this.holdTimer !== null) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = null;
+      this.holdTracker!.holdEnded();
+      this.holdTracker = null;
+    }
     if (this.retryTimer !== null) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
@@ -413,6 +476,10 @@ export class HttpExchange implements UpstreamSink, H2Owner {
 
 function onExchangeTimeout(exchange: HttpExchange): void {
   exchange.onTimeout();
+}
+
+function onHoldEnd(exchange: HttpExchange): void {
+  exchange.endHold();
 }
 
 function onTryTimeout(exchange: HttpExchange): void {

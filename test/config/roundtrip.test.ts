@@ -41,7 +41,7 @@ describe('compile → encode → decode → translate', () => {
       name: 'outbound', address: '127.0.0.1', port: 15001, direction: 'outbound', firstByteTimeoutMs: 15_000,
       http: {
         statPrefix: 'outbound', routeConfigName: 'outbound', codec: 'auto', requestTimeoutMs: 0,
-        streamIdleTimeoutMs: 300_000, idleTimeoutMs: 3_600_000, maxRequestHeadersKb: 60, generateRequestId: true,
+        streamIdleTimeoutMs: 300_000, idleTimeoutMs: 3_600_000, maxRequestHeadersKb: 60, generateRequestId: true, httpFilters: [],
         requestHeadersTimeoutMs: 10_000, maxConcurrentStreams: 1024, maxHeadersCount: 100,
       },
     });

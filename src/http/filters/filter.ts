@@ -1,0 +1,27 @@
+// The HTTP filter chain: filters run in order on each request's head after it was routed, then the router (the
+// exchange's forwarding) takes it. A filter lets the request go on, answers it itself, or holds it for a while.
+// Filters are built once per listener chain and shared by its requests: per-request state lives on the exchange.
+import type { RouteModel } from '../../config/model.js';
+import type { Reason } from '../../reasons.js';
+
+/** Told when a hold a filter asked for ends, whether the request goes on or ended meanwhile (max_active_faults). */
+export interface HoldTracker {
+  holdEnded(): void;
+}
+
+/** What a filter may do with the request it is looking at (implemented by the exchange). */
+export interface FilteredRequest {
+  readonly grpc: boolean;
+  /** Answers the request with `reason` (the router never sees it). */
+  localReply(reason: Reason, detail?: string): void;
+  /**
+   * Holds the request for `ms`, then answers it with `then` if given, else runs the rest of the chain. The client
+   * going away ends the hold early. `tracker` hears when the hold is over either way.
+   */
+  hold(ms: number, then: Reason | null, tracker: HoldTracker): void;
+}
+
+export interface HttpFilter {
+  /** true: go on with the next filter; false: the filter answered or held the request. */
+  onRequest(request: FilteredRequest, route: RouteModel): boolean;
+}
