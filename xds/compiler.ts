@@ -7,6 +7,7 @@ import {
   type FaultConfig,
   type RateLimitConfig,
   type MeshConfig,
+  type OutlierDetectionConfig,
   type PortConfig,
   type PortProtocol,
   type ServiceConfig,
@@ -125,6 +126,7 @@ function serviceCluster(s: ServiceConfig, port: PortConfig, proxyless = false): 
       interval: duration(od.intervalMs ?? d.intervalMs),
       base_ejection_time: duration(od.baseEjectionTimeMs ?? d.baseEjectionTimeMs),
       max_ejection_percent: { value: od.maxEjectionPercent ?? d.maxEjectionPercent },
+      ...outlierExtras(od),
     };
   }
   if (localityWeighted(s)) cluster.common_lb_config = { locality_weighted_lb_config: {} };
@@ -155,6 +157,41 @@ function serviceCluster(s: ServiceConfig, port: PortConfig, proxyless = false): 
   // No load_balancing_policy list, for either: proxyless clients get their own Clusters (above), and a sidecar
   // Envoy prefers the list to lb_policy, so a round_robin entry there turned its least-request into round robin.
   return cluster;
+}
+
+/**
+ * The outlier_detection fields beyond the consecutive counters. Envoy (and gRPC, gRFC A50) run the success-rate
+ * detector unless enforcing_success_rate is 0, and the failure-percentage one only when enforcing_failure_percentage
+ * is above 0: the mesh config turns each on by naming it, so both enforcing fields say what it asked for.
+ * Proxyless gRPC clients read only these interval detectors (with the ejection times and percent), not the
+ * consecutive counters. Every field of a detector that is on is written out, defaults included: grpc-js 1.14
+ * copies an unset field over its own default as undefined (Object.assign), after which its detector never acts.
+ */
+function outlierExtras(od: OutlierDetectionConfig): Record<string, unknown> {
+  const d = DEFAULTS.outlierDetection;
+  const base = od.baseEjectionTimeMs ?? d.baseEjectionTimeMs;
+  const out: Record<string, unknown> = {
+    // Envoy's default when unset is max(300 s, base); gRPC's is 300 s flat, so say it.
+    max_ejection_time: duration(od.maxEjectionTimeMs ?? Math.max(d.maxEjectionTimeMs, base)),
+    enforcing_success_rate: { value: od.successRate ? 100 : 0 },
+  };
+  if (od.splitExternalLocalOriginErrors === true) out.split_external_local_origin_errors = true;
+  if (od.consecutiveLocalOriginFailure !== undefined) out.consecutive_local_origin_failure = { value: od.consecutiveLocalOriginFailure };
+  const sr = od.successRate;
+  if (sr) {
+    out.success_rate_minimum_hosts = { value: sr.minimumHosts ?? d.successRate.minimumHosts };
+    out.success_rate_request_volume = { value: sr.requestVolume ?? d.successRate.requestVolume };
+    // Envoy's factor is in thousandths (1900 = 1.9).
+    out.success_rate_stdev_factor = { value: sr.stdevFactor === undefined ? d.successRate.stdevFactor : Math.round(sr.stdevFactor * 1000) };
+  }
+  const fp = od.failurePercentage;
+  if (fp) {
+    out.enforcing_failure_percentage = { value: 100 };
+    out.failure_percentage_threshold = { value: fp.threshold ?? d.failurePercentage.threshold };
+    out.failure_percentage_minimum_hosts = { value: fp.minimumHosts ?? d.failurePercentage.minimumHosts };
+    out.failure_percentage_request_volume = { value: fp.requestVolume ?? d.failurePercentage.requestVolume };
+  }
+  return out;
 }
 
 /** The mesh config gave its localities weights (validation makes it all or none): Envoy needs the switch to use them. */

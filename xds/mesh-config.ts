@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import jsYaml from 'js-yaml';
 import type { Document, LineCounter } from 'yaml';
 import { hostProblem, MAX_TIMER_MS } from '../src/config/values.js';
+import { DEFAULTS } from '../src/config/model.js';
 
 export { DEFAULTS } from '../src/config/model.js';
 
@@ -95,6 +96,15 @@ export interface OutlierDetectionConfig {
   readonly intervalMs?: number;
   readonly baseEjectionTimeMs?: number;
   readonly maxEjectionPercent?: number;
+  /** Envoy's max_ejection_time; at least baseEjectionTime (default max(300 s, baseEjectionTime)). */
+  readonly maxEjectionTimeMs?: number;
+  /** Envoy's split_external_local_origin_errors: connect failures, resets and timeouts count on their own. */
+  readonly splitExternalLocalOriginErrors?: boolean;
+  readonly consecutiveLocalOriginFailure?: number;
+  /** The interval success-rate detector; on only when given. */
+  readonly successRate?: { readonly minimumHosts?: number; readonly requestVolume?: number; readonly stdevFactor?: number };
+  /** The interval failure-percentage detector; on only when given. */
+  readonly failurePercentage?: { readonly threshold?: number; readonly minimumHosts?: number; readonly requestVolume?: number };
 }
 
 /** Active health checks: an HTTP GET of `path` when set, else a TCP connect. */
@@ -632,6 +642,70 @@ function checkRateLimit(c: Checker, raw: unknown, path: Path): RateLimitConfig |
   return { requests, perMs, burst };
 }
 
+const OUTLIER_KEYS = [
+  'consecutive5xx',
+  'consecutiveGatewayFailure',
+  'consecutiveLocalOriginFailure',
+  'splitExternalLocalOriginErrors',
+  'interval',
+  'baseEjectionTime',
+  'maxEjectionTime',
+  'maxEjectionPercent',
+  'successRate',
+  'failurePercentage',
+];
+
+/** Envoy's success_rate_stdev_factor is in thousandths: the mesh config writes the factor (1.9) with at most 3 decimals. */
+function stdevFactor(c: Checker, v: unknown, path: Path): number | undefined {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1_000 || Math.abs(v * 1000 - Math.round(v * 1000)) > 1e-6) {
+    return c.fail(path, `expected a number from 0 to 1000 with at most 3 decimals (like 1.9), got ${describe(v)}`);
+  }
+  return v;
+}
+
+function checkOutlierDetection(c: Checker, o: Obj, op: Path): OutlierDetectionConfig | undefined {
+  const count = (k: string, base: Path = op, src: Obj = o) => opt(src, k, (x) => c.int(x, [...base, k], 1, 1_000_000));
+  const baseEjectionTimeMs = opt(o, 'baseEjectionTime', (x) => c.duration(x, [...op, 'baseEjectionTime'], true));
+  let maxEjectionTimeMs = opt(o, 'maxEjectionTime', (x) => c.duration(x, [...op, 'maxEjectionTime'], true));
+  // Envoy refuses a max_ejection_time below base_ejection_time (its default 30 s when unset).
+  const base = baseEjectionTimeMs ?? DEFAULTS.outlierDetection.baseEjectionTimeMs;
+  if (maxEjectionTimeMs !== undefined && maxEjectionTimeMs < base) {
+    maxEjectionTimeMs = c.fail([...op, 'maxEjectionTime'], `expected at least baseEjectionTime (${base}ms), got ${maxEjectionTimeMs}ms`);
+  }
+  const successRate = opt(o, 'successRate', (v) => {
+    const sp = [...op, 'successRate'];
+    const s = c.obj(v, sp, ['minimumHosts', 'requestVolume', 'stdevFactor']);
+    if (!s) return undefined;
+    return definedOnly({
+      minimumHosts: count('minimumHosts', sp, s),
+      requestVolume: count('requestVolume', sp, s),
+      stdevFactor: opt(s, 'stdevFactor', (x) => stdevFactor(c, x, [...sp, 'stdevFactor'])),
+    });
+  });
+  const failurePercentage = opt(o, 'failurePercentage', (v) => {
+    const fp = [...op, 'failurePercentage'];
+    const f = c.obj(v, fp, ['threshold', 'minimumHosts', 'requestVolume']);
+    if (!f) return undefined;
+    return definedOnly({
+      threshold: opt(f, 'threshold', (x) => c.int(x, [...fp, 'threshold'], 0, 100)),
+      minimumHosts: count('minimumHosts', fp, f),
+      requestVolume: count('requestVolume', fp, f),
+    });
+  });
+  return definedOnly<OutlierDetectionConfig>({
+    consecutive5xx: count('consecutive5xx'),
+    consecutiveGatewayFailure: count('consecutiveGatewayFailure'),
+    consecutiveLocalOriginFailure: count('consecutiveLocalOriginFailure'),
+    splitExternalLocalOriginErrors: opt(o, 'splitExternalLocalOriginErrors', (x) => c.bool(x, [...op, 'splitExternalLocalOriginErrors'])),
+    intervalMs: opt(o, 'interval', (x) => c.duration(x, [...op, 'interval'], true)),
+    baseEjectionTimeMs,
+    maxEjectionTimeMs,
+    maxEjectionPercent: opt(o, 'maxEjectionPercent', (x) => c.int(x, [...op, 'maxEjectionPercent'], 0, 100)),
+    successRate,
+    failurePercentage,
+  });
+}
+
 function checkPolicy(c: Checker, raw: unknown, path: Path): PolicyConfig | undefined {
   const p = c.obj(raw, path, [
     'loadBalancer', 'connectTimeout', 'timeout', 'retries', 'outlierDetection', 'circuitBreakers', 'mtls', 'healthCheck', 'fault', 'rateLimit',
@@ -643,15 +717,9 @@ function checkPolicy(c: Checker, raw: unknown, path: Path): PolicyConfig | undef
   const retries = opt(p, 'retries', (v) => checkRetries(c, v, [...path, 'retries']));
   const outlierDetection = opt(p, 'outlierDetection', (v) => {
     const op = [...path, 'outlierDetection'];
-    const o = c.obj(v, op, ['consecutive5xx', 'consecutiveGatewayFailure', 'interval', 'baseEjectionTime', 'maxEjectionPercent']);
+    const o = c.obj(v, op, OUTLIER_KEYS);
     if (!o) return undefined;
-    return definedOnly<OutlierDetectionConfig>({
-      consecutive5xx: opt(o, 'consecutive5xx', (x) => c.int(x, [...op, 'consecutive5xx'], 1, 1_000_000)),
-      consecutiveGatewayFailure: opt(o, 'consecutiveGatewayFailure', (x) => c.int(x, [...op, 'consecutiveGatewayFailure'], 1, 1_000_000)),
-      intervalMs: opt(o, 'interval', (x) => c.duration(x, [...op, 'interval'], true)),
-      baseEjectionTimeMs: opt(o, 'baseEjectionTime', (x) => c.duration(x, [...op, 'baseEjectionTime'], true)),
-      maxEjectionPercent: opt(o, 'maxEjectionPercent', (x) => c.int(x, [...op, 'maxEjectionPercent'], 0, 100)),
-    });
+    return checkOutlierDetection(c, o, op);
   });
   const circuitBreakers = opt(p, 'circuitBreakers', (v) => {
     const cp = [...path, 'circuitBreakers'];

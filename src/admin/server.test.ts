@@ -27,7 +27,7 @@ class FakeSource implements AdminSource {
         name: 'backend.default:8080',
         lbPolicy: 'least_request',
         protocol: 'http1',
-        endpoints: [{ address: '10.0.0.1', port: 8080, weight: 1, zone: 'a', region: '', priority: 0, localityWeight: 0, healthy: true, activeRequests: 2, totalRequests: 10, failedRequests: 1, ejectedUntil: null, timesEjected: 0, healthCheck: null }],
+        endpoints: [{ address: '10.0.0.1', port: 8080, weight: 1, zone: 'a', region: '', priority: 0, localityWeight: 0, healthy: true, activeRequests: 2, totalRequests: 10, failedRequests: 1, ejectedUntil: null, timesEjected: 0, ejectionReason: null, successRate: null, healthCheck: null }],
       },
     ];
   }

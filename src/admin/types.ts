@@ -20,6 +20,10 @@ export interface EndpointStatus {
   ejectedUntil: string | null;
   /** The ejection-time multiplier: ejections not yet decayed by healthy intervals. */
   timesEjected: number;
+  /** What ejected the endpoint (the reason label of pillion_upstream_ejections_total); null when it is not ejected. */
+  ejectionReason: 'consecutive_5xx' | 'consecutive_gateway_failure' | 'consecutive_local_origin_failure' | 'success_rate' | 'failure_percentage' | null;
+  /** Percent of the last outlier-detection interval's calls that succeeded; null without calls or detection. */
+  successRate: number | null;
   /** Active health checking: pending (not probed yet), healthy, unhealthy; null when the cluster has none. */
   healthCheck: 'pending' | 'healthy' | 'unhealthy' | null;
 }

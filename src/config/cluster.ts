@@ -48,24 +48,63 @@ function http2Upstream(c: Plain): boolean {
   return Boolean(opts.explicit_http_config?.http2_protocol_options);
 }
 
+/** A UInt32Value percentage of outlier_detection: Envoy's proto allows at most 100. */
+function percent(w: Plain | undefined, fallback: number, field: string): number {
+  const v = wrapped<number>(w, fallback);
+  if (v > 100) invalid(`outlier_detection.${field}: ${v} is above 100`);
+  return v;
+}
+
 function outlier(od: Plain | undefined): OutlierDetectionModel | undefined {
   if (!od) return undefined;
   const d = DEFAULTS.outlierDetection;
   const intervalMs = durationMs(od.interval, d.intervalMs, 'outlier_detection.interval');
   const baseEjectionTimeMs = durationMs(od.base_ejection_time, d.baseEjectionTimeMs, 'outlier_detection.base_ejection_time');
-  // Envoy's proto rules: both durations above 0, max_ejection_percent at most 100.
+  // Envoy's proto rules: interval, base_ejection_time and max_ejection_time above 0, percentages at most 100.
   if (intervalMs === 0) invalid('outlier_detection.interval: must be above 0');
   if (baseEjectionTimeMs === 0) invalid('outlier_detection.base_ejection_time: must be above 0');
-  const maxEjectionPercent = wrapped<number>(od.max_ejection_percent, d.maxEjectionPercent);
-  if (maxEjectionPercent > 100) invalid(`outlier_detection.max_ejection_percent: ${maxEjectionPercent} is above 100`);
+  // Unset, Envoy caps at 300 s or base_ejection_time, whichever is larger; set, it refuses one below the base.
+  const maxEjectionTimeMs = durationMs(od.max_ejection_time, Math.max(d.maxEjectionTimeMs, baseEjectionTimeMs), 'outlier_detection.max_ejection_time');
+  if (od.max_ejection_time && maxEjectionTimeMs === 0) invalid('outlier_detection.max_ejection_time: must be above 0');
+  if (maxEjectionTimeMs < baseEjectionTimeMs) {
+    invalid(`outlier_detection.max_ejection_time: ${maxEjectionTimeMs} ms is below base_ejection_time (${baseEjectionTimeMs} ms)`);
+  }
+  const sr = d.successRate;
+  const fp = d.failurePercentage;
   return {
     consecutive5xx: wrapped<number>(od.consecutive_5xx, d.consecutive5xx),
-    // Envoy enforces this at 0% unless enforcing_consecutive_gateway_failure says otherwise; gateway failures are
-    // 5xx too, so taking the threshold as-is ejects no host that consecutive_5xx would have spared for long.
     consecutiveGatewayFailure: wrapped<number>(od.consecutive_gateway_failure, d.consecutiveGatewayFailure),
     intervalMs,
     baseEjectionTimeMs,
-    maxEjectionPercent,
+    maxEjectionPercent: percent(od.max_ejection_percent, d.maxEjectionPercent, 'max_ejection_percent'),
+    maxEjectionTimeMs,
+    maxEjectionTimeJitterMs: durationMs(od.max_ejection_time_jitter, d.maxEjectionTimeJitterMs, 'outlier_detection.max_ejection_time_jitter'),
+    enforcingConsecutive5xx: percent(od.enforcing_consecutive_5xx, d.enforcingConsecutive5xx, 'enforcing_consecutive_5xx'),
+    // Envoy's default is 0: a raw xDS Cluster that wants gateway-failure ejections says so (the mesh compiler does).
+    enforcingConsecutiveGatewayFailure: percent(
+      od.enforcing_consecutive_gateway_failure,
+      d.enforcingConsecutiveGatewayFailure,
+      'enforcing_consecutive_gateway_failure',
+    ),
+    splitExternalLocalOriginErrors: od.split_external_local_origin_errors === true,
+    consecutiveLocalOriginFailure: wrapped<number>(od.consecutive_local_origin_failure, d.consecutiveLocalOriginFailure),
+    enforcingConsecutiveLocalOriginFailure: percent(
+      od.enforcing_consecutive_local_origin_failure,
+      d.enforcingConsecutiveLocalOriginFailure,
+      'enforcing_consecutive_local_origin_failure',
+    ),
+    successRate: {
+      minimumHosts: wrapped<number>(od.success_rate_minimum_hosts, sr.minimumHosts),
+      requestVolume: wrapped<number>(od.success_rate_request_volume, sr.requestVolume),
+      stdevFactor: wrapped<number>(od.success_rate_stdev_factor, sr.stdevFactor),
+      enforcing: percent(od.enforcing_success_rate, sr.enforcing, 'enforcing_success_rate'),
+    },
+    failurePercentage: {
+      threshold: percent(od.failure_percentage_threshold, fp.threshold, 'failure_percentage_threshold'),
+      minimumHosts: wrapped<number>(od.failure_percentage_minimum_hosts, fp.minimumHosts),
+      requestVolume: wrapped<number>(od.failure_percentage_request_volume, fp.requestVolume),
+      enforcing: percent(od.enforcing_failure_percentage, fp.enforcing, 'enforcing_failure_percentage'),
+    },
   };
 }
 

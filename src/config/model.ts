@@ -187,6 +187,36 @@ export interface OutlierDetectionModel {
   readonly intervalMs: number;
   readonly baseEjectionTimeMs: number;
   readonly maxEjectionPercent: number;
+  /** Envoy's max_ejection_time; the core caps at max(this, baseEjectionTimeMs), as Envoy's default does. */
+  readonly maxEjectionTimeMs: number;
+  /** Envoy's max_ejection_time_jitter: up to this many ms added at random to each ejection. */
+  readonly maxEjectionTimeJitterMs: number;
+  /** The enforcing_* fields: the percent chance a detected outlier is really ejected (0..100). */
+  readonly enforcingConsecutive5xx: number;
+  readonly enforcingConsecutiveGatewayFailure: number;
+  /** Envoy's split_external_local_origin_errors: connect failures, resets and timeouts count on their own. */
+  readonly splitExternalLocalOriginErrors: boolean;
+  readonly consecutiveLocalOriginFailure: number;
+  readonly enforcingConsecutiveLocalOriginFailure: number;
+  readonly successRate: SuccessRateModel;
+  readonly failurePercentage: FailurePercentageModel;
+}
+
+/** The interval success-rate detector: ejects endpoints below mean - stdev × stdevFactor / 1000. */
+export interface SuccessRateModel {
+  readonly minimumHosts: number;
+  readonly requestVolume: number;
+  /** In thousandths, as Envoy's success_rate_stdev_factor (1900 = 1.9). */
+  readonly stdevFactor: number;
+  readonly enforcing: number;
+}
+
+/** The interval failure-percentage detector: ejects endpoints whose failures are >= threshold percent. */
+export interface FailurePercentageModel {
+  readonly threshold: number;
+  readonly minimumHosts: number;
+  readonly requestVolume: number;
+  readonly enforcing: number;
 }
 
 /** A half-open range of HTTP statuses [start, end), as Envoy's Int64Range. */
@@ -301,6 +331,17 @@ export const DEFAULTS = {
     intervalMs: 10_000,
     baseEjectionTimeMs: 30_000,
     maxEjectionPercent: 10,
+    maxEjectionTimeMs: 300_000,
+    maxEjectionTimeJitterMs: 0,
+    enforcingConsecutive5xx: 100,
+    // Envoy's default: gateway-failure runs are detected but not acted on unless enforcing says so.
+    enforcingConsecutiveGatewayFailure: 0,
+    splitExternalLocalOriginErrors: false,
+    consecutiveLocalOriginFailure: 5,
+    enforcingConsecutiveLocalOriginFailure: 100,
+    successRate: { minimumHosts: 5, requestVolume: 100, stdevFactor: 1900, enforcing: 100 },
+    // Envoy's default: off (enforcing 0) unless asked for.
+    failurePercentage: { threshold: 85, minimumHosts: 5, requestVolume: 50, enforcing: 0 },
   },
   /**
    * Envoy requires timeout, interval and both thresholds (no defaults); these are the mesh config's, chosen like a

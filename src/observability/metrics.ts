@@ -3,6 +3,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Direction } from '../config/model.js';
 import type { Reason } from '../reasons.js';
 import type { RetrySkip } from '../upstream/cluster-manager.js';
+import type { EjectionReason } from '../upstream/outlier.js';
 import { processLogDropped } from './logger.js';
 
 // Why cells: prom-client's bound children still hash their label object on every inc() (~0.5 µs each). A cell
@@ -243,7 +244,8 @@ export class ClusterStats {
   readonly resetBudgetExhausted: CounterCell;
   readonly pendingOverflow: CounterCell;
   readonly requestOverflow: CounterCell;
-  readonly ejections: CounterCell;
+  /** Bound lazily per reason: most clusters never eject. */
+  private readonly ejections = new Map<EjectionReason, CounterCell>();
   readonly retries: CounterCell;
   /** Bound lazily: most clusters never skip a retry. */
   private readonly skipped = new Map<RetrySkip, CounterCell>();
@@ -265,7 +267,6 @@ export class ClusterStats {
     this.resetBudgetExhausted = metrics.upstreamResetBudgetExhausted.cell(cluster);
     this.pendingOverflow = metrics.upstreamPendingOverflow.cell(cluster);
     this.requestOverflow = metrics.upstreamRequestOverflow.cell(cluster);
-    this.ejections = metrics.upstreamEjections.cell(cluster);
     this.retries = metrics.upstreamRetries.cell(cluster);
     this.endpointsEjected = metrics.upstreamEndpointsEjected.cell(cluster);
     this.healthChecksSuccess = metrics.upstreamHealthChecks.cell(cluster, 'success');
@@ -278,6 +279,15 @@ export class ClusterStats {
     if (cell === undefined) {
       cell = this.metrics.upstreamRetriesSkipped.cell(this.cluster, why);
       this.skipped.set(why, cell);
+    }
+    cell.inc();
+  }
+
+  ejected(reason: EjectionReason): void {
+    let cell = this.ejections.get(reason);
+    if (cell === undefined) {
+      cell = this.metrics.upstreamEjections.cell(this.cluster, reason);
+      this.ejections.set(reason, cell);
     }
     cell.inc();
   }
@@ -318,7 +328,7 @@ export class ClusterStats {
     this.metrics.upstreamResetBudgetExhausted.remove(this.cluster);
     this.metrics.upstreamPendingOverflow.remove(this.cluster);
     this.metrics.upstreamRequestOverflow.remove(this.cluster);
-    this.metrics.upstreamEjections.remove(this.cluster);
+    for (const reason of this.ejections.keys()) this.metrics.upstreamEjections.remove(this.cluster, reason);
     this.metrics.upstreamRetries.remove(this.cluster);
     for (const why of this.skipped.keys()) this.metrics.upstreamRetriesSkipped.remove(this.cluster, why);
     this.metrics.upstreamEndpointsEjected.remove(this.cluster);
@@ -351,7 +361,7 @@ export class ProxyMetrics {
   readonly upstreamResetBudgetExhausted: CounterFamily<'cluster'>;
   readonly upstreamPendingOverflow: CounterFamily<'cluster'>;
   readonly upstreamRequestOverflow: CounterFamily<'cluster'>;
-  readonly upstreamEjections: CounterFamily<'cluster'>;
+  readonly upstreamEjections: CounterFamily<'cluster' | 'reason'>;
   readonly upstreamRetries: CounterFamily<'cluster'>;
   readonly upstreamRetriesSkipped: CounterFamily<'cluster' | 'reason'>;
   readonly upstreamEndpointsEjected: GaugeFamily<'cluster'>;
@@ -489,8 +499,10 @@ export class ProxyMetrics {
     });
     this.upstreamEjections = new CounterFamily({
       name: 'pillion_upstream_ejections_total',
-      help: 'Endpoints ejected by outlier detection (consecutive 5xx or consecutive gateway failures).',
-      labelNames: ['cluster'] as const,
+      help:
+        'Endpoints ejected by outlier detection, by reason: consecutive_5xx, consecutive_gateway_failure, ' +
+        'consecutive_local_origin_failure, success_rate, failure_percentage.',
+      labelNames: ['cluster', 'reason'] as const,
       registers,
     });
     this.upstreamEndpointsEjected = new GaugeFamily({

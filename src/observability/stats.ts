@@ -6,6 +6,7 @@ import type { HttpExchange } from '../http/exchange.js';
 import type { TcpSession } from '../tcp/tcp-proxy.js';
 import type { ListenerStats, RejectReason } from '../listener/listener-manager.js';
 import type { ClusterStatsSink, RetrySkip } from '../upstream/cluster-manager.js';
+import type { EjectionReason } from '../upstream/outlier.js';
 import type { ClusterStats, ProxyMetrics } from './metrics.js';
 import type { AccessLog } from './access-log.js';
 
@@ -26,8 +27,8 @@ class ClusterStatsAdapter implements ClusterStatsSink {
   requestOverflow(): void {
     this.s.requestOverflow.inc();
   }
-  endpointEjected(): void {
-    this.s.ejections.inc();
+  endpointEjected(reason: EjectionReason): void {
+    this.s.ejected(reason);
   }
   endpointsEjected(count: number): void {
     this.s.endpointsEjected.set(count);

@@ -7,7 +7,8 @@ import type { EndpointState, LoadBalancer, Random } from './types.js';
 import { createLoadBalancer } from './lb/index.js';
 import { Http1Pool } from './http1-pool.js';
 import { Http2Pool } from './http2-pool.js';
-import { ejectedCount, newOutlierState, recordOutcome, tick, type CallOutcome, type OutlierState } from './outlier.js';
+import { ejectedCount, newOutlierState, recordOutcome, tick, type CallOutcome, type EjectionReason, type OutlierState } from './outlier.js';
+import { lastSuccessRate } from './outlier-interval.js';
 import { HealthChecker, type HealthCheckHost } from './health-check.js';
 import { failingCount, newHealthCheckState } from './health-check-state.js';
 
@@ -18,8 +19,8 @@ export interface ClusterStatsSink extends PoolEvents {
   requestOverflow(): void;
   requestStarted(): void;
   requestFinished(endpointKey: string, status: number): void;
-  /** Outlier detection ejected an endpoint. */
-  endpointEjected(): void;
+  /** Outlier detection ejected an endpoint, for `reason`. */
+  endpointEjected(reason: EjectionReason): void;
   /** Endpoints ejected now, after an ejection or un-ejection. */
   endpointsEjected(count: number): void;
   /** A failed attempt is being tried again. */
@@ -145,15 +146,19 @@ export class UpstreamCluster implements HealthCheckHost {
     const od = this.model.outlierDetection;
     // An endpoint removed by a config update while the call was in flight is no longer the detector's concern.
     if (od === undefined || this.endpointsByKey.get(endpoint.key) !== endpoint) return;
-    if (recordOutcome(od, endpoint.outlier, this.outlierStates(), outcome, this.now())) {
-      this.stats.endpointEjected();
+    if (recordOutcome(od, endpoint.outlier, this.outlierStates(), outcome, this.now(), this.random)) {
+      this.stats.endpointEjected(endpoint.outlier.ejectionReason!);
       this.membershipChanged();
     }
   }
 
-  /** The interval tick: un-ejects endpoints whose ejection time is up. */
+  /** The interval tick: un-ejects endpoints whose ejection time is up and runs the interval detectors. */
   outlierTick(): void {
-    if (tick(this.outlierStates(), this.now())) this.membershipChanged();
+    const od = this.model.outlierDetection;
+    if (od === undefined) return;
+    const { unejected, ejected } = tick(od, this.outlierStates(), this.now(), this.random);
+    for (const s of ejected) this.stats.endpointEjected(s.ejectionReason!);
+    if (unejected > 0 || ejected.length > 0) this.membershipChanged();
   }
 
   /** The outlier state of every endpoint, in endpoint order; rebuilt with the endpoint list, not per call. */
@@ -276,6 +281,8 @@ export class UpstreamCluster implements HealthCheckHost {
         failedRequests: ep.failedRequests,
         ejectedUntil: ep.outlier.ejectedUntilMs === null ? null : new Date(ep.outlier.ejectedUntilMs).toISOString(),
         timesEjected: ep.outlier.timesEjected,
+        ejectionReason: ep.outlier.ejectionReason,
+        successRate: lastSuccessRate(ep.outlier),
         healthCheck: ep.healthCheck === null ? null : ep.healthCheck.status,
       })),
     };

@@ -1,8 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import type { OutlierDetectionModel } from '../config/model.js';
-import { ejectedCount, httpOutcome, newOutlierState, recordOutcome, tick, type CallOutcome, type OutlierState } from './outlier.js';
+import { DEFAULTS, type OutlierDetectionModel } from '../config/model.js';
+import { ejectedCount, httpOutcome, newOutlierState, recordOutcome, tick as tickWith, type CallOutcome, type OutlierState } from './outlier.js';
+
+/** Dice that never decide: the enforcing percentages here are 0 or 100 unless a test says otherwise. */
+const noDice = (): number => {
+  throw new Error('no random draw expected');
+};
 
 const cfg = (o: Partial<OutlierDetectionModel> = {}): OutlierDetectionModel => ({
+  ...DEFAULTS.outlierDetection,
+  // As the mesh compiler emits it: gateway-failure runs enforced.
+  enforcingConsecutiveGatewayFailure: 100,
   consecutive5xx: 3,
   consecutiveGatewayFailure: 5,
   intervalMs: 1_000,
@@ -16,7 +24,12 @@ function hosts(n: number): OutlierState[] {
 }
 
 function feed(c: OutlierDetectionModel, s: OutlierState, all: OutlierState[], outcome: CallOutcome, times: number, now = 0): boolean[] {
-  return Array.from({ length: times }, () => recordOutcome(c, s, all, outcome, now));
+  return Array.from({ length: times }, () => recordOutcome(c, s, all, outcome, now, noDice));
+}
+
+/** The interval tick with the default detectors (too few hosts here for the success-rate one to act). */
+function tick(all: OutlierState[], now: number): boolean {
+  return tickWith(cfg(), all, now, noDice).unejected > 0;
 }
 
 describe('outlier detection core', () => {
@@ -31,7 +44,7 @@ describe('outlier detection core', () => {
     const all = hosts(4);
     const c = cfg({ consecutiveGatewayFailure: 3 });
     feed(c, all[0]!, all, 'gatewayFailure', 2);
-    recordOutcome(c, all[0]!, all, 'success', 0);
+    recordOutcome(c, all[0]!, all, 'success', 0, noDice);
     expect(all[0]).toMatchObject({ consecutive5xx: 0, consecutiveGatewayFailure: 0 });
     expect(feed(c, all[0]!, all, 'gatewayFailure', 2)).toEqual([false, false]);
     expect(ejectedCount(all)).toBe(0);
@@ -41,7 +54,7 @@ describe('outlier detection core', () => {
     const all = hosts(4);
     const c = cfg({ consecutive5xx: 100, consecutiveGatewayFailure: 3 });
     feed(c, all[0]!, all, 'localFailure', 2);
-    recordOutcome(c, all[0]!, all, 'http5xx', 0);
+    recordOutcome(c, all[0]!, all, 'http5xx', 0, noDice);
     expect(all[0]).toMatchObject({ consecutive5xx: 3, consecutiveGatewayFailure: 0 });
     expect(feed(c, all[0]!, all, 'localFailure', 1)).toEqual([false]);
     expect(feed(c, all[0]!, all, 'gatewayFailure', 2)).toEqual([false, true]);
@@ -69,7 +82,7 @@ describe('outlier detection core', () => {
     expect(feed(fifty, four[2]!, four, 'http5xx', 3).at(-1)).toBe(false);
     // A refused ejection is retried on the next failure once there is room.
     tick(four, 10_000);
-    expect(recordOutcome(fifty, four[2]!, four, 'http5xx', 10_000)).toBe(true);
+    expect(recordOutcome(fifty, four[2]!, four, 'http5xx', 10_000, noDice)).toBe(true);
   });
 
   it('un-ejects on the tick after the ejection time, with fresh counters', () => {
@@ -109,6 +122,56 @@ describe('outlier detection core', () => {
     tick(big, 400_000);
     feed(c2, big[0]!, big, 'http5xx', 3, 400_000);
     expect(big[0]!.ejectedUntilMs).toBe(800_000);
+  });
+
+  it('with split_external_local_origin_errors, counts local-origin failures on their own run', () => {
+    const all = hosts(4);
+    const c = cfg({ splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailure: 3, consecutiveGatewayFailure: 2 });
+    expect(feed(c, all[0]!, all, 'localFailure', 2)).toEqual([false, false]);
+    // Neither a 5xx nor a gateway failure, and out of the success-rate counts.
+    expect(all[0]).toMatchObject({ consecutive5xx: 0, consecutiveGatewayFailure: 0, consecutiveLocalOriginFailure: 2, intervalTotal: 0 });
+    // Any response, even a 503, means the connection worked: the local-origin run starts again.
+    recordOutcome(c, all[0]!, all, 'gatewayFailure', 0, noDice);
+    expect(all[0]).toMatchObject({ consecutiveLocalOriginFailure: 0, consecutiveGatewayFailure: 1, intervalTotal: 1 });
+    expect(feed(c, all[0]!, all, 'localFailure', 3)).toEqual([false, false, true]);
+    expect(all[0]!.ejectionReason).toBe('consecutive_local_origin_failure');
+    // Without the split the same failures are gateway failures (and 5xx).
+    const plain = hosts(4);
+    expect(feed(cfg({ consecutiveGatewayFailure: 2 }), plain[0]!, plain, 'localFailure', 2)).toEqual([false, true]);
+    expect(plain[0]).toMatchObject({ ejectionReason: 'consecutive_gateway_failure', intervalTotal: 2, intervalSuccess: 0 });
+  });
+
+  it('enforces ejections at their percent chance, and a run not enforced starts again', () => {
+    const all = hosts(4);
+    // Envoy's default enforcing_consecutive_gateway_failure is 0: the gateway run is detected, then the 5xx run ejects.
+    const envoyDefaults = cfg({ enforcingConsecutiveGatewayFailure: DEFAULTS.outlierDetection.enforcingConsecutiveGatewayFailure, consecutive5xx: 5, consecutiveGatewayFailure: 2 });
+    expect(feed(envoyDefaults, all[0]!, all, 'gatewayFailure', 5)).toEqual([false, false, false, false, true]);
+    expect(all[0]!.ejectionReason).toBe('consecutive_5xx');
+    const never = cfg({ enforcingConsecutive5xx: 0 });
+    const other = hosts(4);
+    expect(feed(never, other[0]!, other, 'http5xx', 9)).toEqual(Array(9).fill(false));
+    expect(other[0]!.consecutive5xx).toBe(0);
+    // 50 %: a draw of 0.7 declines, 0.3 ejects.
+    const half = cfg({ enforcingConsecutive5xx: 50 });
+    const h = hosts(4);
+    const draws = [0.7, 0.3];
+    const dice = () => draws.shift()!;
+    const results = Array.from({ length: 6 }, () => recordOutcome(half, h[0]!, h, 'http5xx', 0, dice));
+    expect(results).toEqual([false, false, false, false, false, true]);
+    expect(draws).toEqual([]);
+  });
+
+  it('caps the ejection time at max_ejection_time and adds up to max_ejection_time_jitter', () => {
+    const all = hosts(2);
+    const c = cfg({ baseEjectionTimeMs: 10_000, maxEjectionTimeMs: 15_000, maxEjectionTimeJitterMs: 1_000 });
+    recordOutcome(c, all[0]!, all, 'http5xx', 0, () => 0);
+    recordOutcome(c, all[0]!, all, 'http5xx', 0, () => 0);
+    recordOutcome(c, all[0]!, all, 'http5xx', 0, () => 0.5);
+    // 10 s and floor(0.5 × 1001) ms of jitter.
+    expect(all[0]!.ejectedUntilMs).toBe(10_500);
+    tickWith(c, all, 10_500, noDice);
+    feed(cfg({ ...c, maxEjectionTimeJitterMs: 0 }), all[0]!, all, 'http5xx', 3, 10_500);
+    expect(all[0]!.ejectedUntilMs! - 10_500).toBe(15_000);
   });
 
   it('classifies HTTP outcomes as Envoy does', () => {
