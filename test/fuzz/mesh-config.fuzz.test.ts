@@ -98,6 +98,8 @@ const MESH_KEYS = [
   'consecutive5xx', 'interval', 'maxEjectionPercent', 'circuitBreakers', 'maxConnections', 'mtls', 'authorization', 'allow',
   'principals', 'routes', 'match', 'prefix', 'path', 'headers', 'exact', 'present', 'invert', 'to', 'split', 'egress', 'localPort',
   'fault', 'delay', 'fixed', 'abort', 'status', 'grpcStatus', 'rateLimit', 'requests', 'per', 'burst',
+  'consecutiveLocalOriginFailure', 'splitExternalLocalOriginErrors', 'successRate', 'failurePercentage', 'minimumHosts',
+  'requestVolume', 'stdevFactor', 'threshold', 'maxEjectionTime', 'healthCheck', 'healthyThreshold', 'unhealthyThreshold', 'priority',
   '__proto__', 'constructor', 'toString', 'hasOwnProperty',
 ];
 /** Scalars a mesh file could hold, right and wrong. */
