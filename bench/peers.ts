@@ -23,6 +23,8 @@ export interface Target {
   tcpPort?: number;
   /** Process whose RSS we report. */
   pid?: number;
+  /** Pillion's admin port (/clusters, /metrics). */
+  adminPort?: number;
   child?: ManagedChild;
 }
 
@@ -43,7 +45,19 @@ export interface PillionOptions {
   name: string;
   accessLog: 'off' | string;
   cpuProf?: string;
+  /** HTTP endpoints of the `backend` service (default: the one bench backend's HTTP port). */
+  backendEndpoints?: readonly number[];
+  /**
+   * More policy of the `backend` service, as YAML flow-map entries (`retries: {...}, outlierDetection: {...}`):
+   * the resilient shape the paired and fault cases measure.
+   */
+  backendPolicy?: string;
 }
+
+/** Retries and outlier detection as a user would turn them on (README's example): what the paired case prices. */
+export const RESILIENT_POLICY =
+  'retries: { attempts: 2, retryOn: [5xx, reset, connect-failure] }, ' +
+  'outlierDetection: { consecutive5xx: 5, consecutiveGatewayFailure: 5, interval: 1s, baseEjectionTime: 3s, maxEjectionPercent: 34 }';
 
 /** Pillion as a client-side sidecar: outbound listener (Host-routed) and an explicit TCP egress port. */
 export async function startPillion(
@@ -64,8 +78,8 @@ services:
   - name: backend
     namespace: default
     ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: ${backend.http}, weight: 1 }]
-    policy: { loadBalancer: { policy: least_request }, connectTimeout: 1s, timeout: 30s, mtls: DISABLE }
+    endpoints: [${(opts.backendEndpoints ?? [backend.http]).map((p) => `{ address: 127.0.0.1, port: ${p}, weight: 1 }`).join(', ')}]
+    policy: { loadBalancer: { policy: least_request }, connectTimeout: 1s, timeout: 30s, mtls: DISABLE${opts.backendPolicy ? `, ${opts.backendPolicy}` : ''} }
   - name: backendh2
     namespace: default
     ports: [{ port: 8080, protocol: http2 }]
@@ -121,6 +135,7 @@ services:
     h2Port: port,
     authority: 'backendh2:8080',
     tcpPort: egressPort,
+    adminPort: admin.port as number,
     child,
   };
   if (child.pid !== undefined) target.pid = child.pid;

@@ -1,7 +1,9 @@
 // Benchmark entry (`npm run bench`): Pillion against the backend itself, nginx, HAProxy and http-proxy on
 // this machine, in ONE run with interleaved rounds, so the noise of a shared 2-core machine hits every target
 // alike. Prints a markdown table per case and the issue's targets as PASS/FAIL lines; writes
-// .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,tcp,paired,soak, --rounds N, --cpu-prof.
+// .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,tcp,paired,fault,soak, --rounds N,
+// --cpu-prof. The paired case also prices the resilient shape (retries + outlier detection on); the fault case
+// (bench/fault.ts) kills and restarts one of three endpoints under load, with retries and without.
 // The soak case (bench/soak.ts: 10 minutes of mixed traffic with aborts and endpoint restarts; 1 with --quick)
 // runs last, on its own processes, and prints RSS, fds and heap at its start and end.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -12,9 +14,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
 import { benchChildGroup } from './child-group.js';
+import { FAULT_RUNS, FAULT_TIMELINE, FAULT_TIMELINE_QUICK, faultTable, runFault, type FaultResult } from './fault.js';
 import { runAutocannon, runFixedRate, runH2load, runTcpStream, runWrk, type LoadResult } from './load.js';
 import {
   NGINX_STREAM_MODULE,
+  RESILIENT_POLICY,
   startBackend,
   startHaproxy,
   startHttpProxy,
@@ -35,7 +39,7 @@ import {
 } from './report.js';
 import { ensurePackageFile, ensureTools, type ToolStatus } from './tools.js';
 
-const ALL_CASES = ['small', 'large', 'latency', 'h2', 'tcp', 'paired', 'soak'] as const;
+const ALL_CASES = ['small', 'large', 'latency', 'h2', 'tcp', 'paired', 'fault', 'soak'] as const;
 type CaseName = (typeof ALL_CASES)[number];
 
 const { values: flags } = parseArgs({
@@ -51,7 +55,7 @@ const { values: flags } = parseArgs({
 
 if (flags.help) {
   process.stdout.write(
-    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,tcp,paired,soak] [--rounds N] [--cpu-prof] [--no-install]\n',
+    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,tcp,paired,fault,soak] [--rounds N] [--cpu-prof] [--no-install]\n',
   );
   process.exit(0);
 }
@@ -158,6 +162,18 @@ async function main(): Promise<void> {
   if (have('nginx')) await tryStart('nginx', () => startNginx(group, dir, backend.ports));
   if (have('haproxy')) await tryStart('haproxy', () => startHaproxy(group, dir, backend.ports));
   await tryStart('http-proxy', () => startHttpProxy(group, backend.ports));
+  // The resilient shape is priced in the paired case only: kept out of `targets`, so the other cases' rounds
+  // (and their tables) are as before.
+  let resilient: Target | undefined;
+  if (only.has('paired')) {
+    try {
+      resilient = await startPillion(group, dir, backend.ports, { name: 'pillion+resilient', accessLog: 'off', backendPolicy: RESILIENT_POLICY });
+      log(`pillion+resilient: started (pid ${resilient.pid ?? '?'}, http ${resilient.httpPort}; ${RESILIENT_POLICY})`);
+      await runAutocannon(httpLoad(resilient, '/small', SMALL_CONNS, P.warmSec)).catch(() => undefined);
+    } catch (err) {
+      skipped.push(`pillion+resilient: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
   const names = targets.map((t) => t.name);
   const httpTargets = targets.filter((t) => t.httpPort !== undefined);
 
@@ -250,7 +266,14 @@ async function main(): Promise<void> {
     );
   }
 
-  const pairedRuns: { throughput: number[]; vsNginx: number[]; addedP99: number[] } = { throughput: [], vsNginx: [], addedP99: [] };
+  const pairedRuns = {
+    throughput: [] as number[],
+    vsNginx: [] as number[],
+    addedP99: [] as number[],
+    resilientThroughput: [] as number[],
+    resilientVsNginx: [] as number[],
+    resilientVsPlain: [] as number[],
+  };
   if (only.has('paired')) {
     const pillion = targets.find((t) => t.name === 'pillion');
     const httpProxy = targets.find((t) => t.name === 'http-proxy');
@@ -266,6 +289,25 @@ async function main(): Promise<void> {
       pairedRuns.vsNginx = await paired(pillion, nginx, (t) => runAutocannon(httpLoad(t, '/small', SMALL_CONNS, PAIR_SEC)), (a, b) => a.rps / b.rps);
       log(`  Pillion ÷ nginx per pair: ${pairedRuns.vsNginx.map((v) => fmt(v)).join(' ')}`);
     }
+    if (resilient) {
+      const small = (t: Target) => runAutocannon(httpLoad(t, '/small', SMALL_CONNS, PAIR_SEC));
+      const rps = (a: LoadResult, b: LoadResult): number => a.rps / b.rps;
+      if (httpProxy) {
+        log(`running paired throughput: ${PAIRS} × (pillion+resilient, http-proxy)`);
+        pairedRuns.resilientThroughput = await paired(resilient, httpProxy, small, rps);
+        log(`  Pillion+resilient ÷ http-proxy per pair: ${pairedRuns.resilientThroughput.map((v) => fmt(v)).join(' ')}`);
+      }
+      if (nginx) {
+        log(`running paired throughput: ${PAIRS} × (pillion+resilient, nginx)`);
+        pairedRuns.resilientVsNginx = await paired(resilient, nginx, small, rps);
+        log(`  Pillion+resilient ÷ nginx per pair: ${pairedRuns.resilientVsNginx.map((v) => fmt(v)).join(' ')}`);
+      }
+      if (pillion) {
+        log(`running paired throughput: ${PAIRS} × (pillion+resilient, pillion)`);
+        pairedRuns.resilientVsPlain = await paired(resilient, pillion, small, rps);
+        log(`  Pillion+resilient ÷ Pillion per pair: ${pairedRuns.resilientVsPlain.map((v) => fmt(v)).join(' ')}`);
+      }
+    }
     if (pillion) {
       log(`running paired latency: ${PAIRS} × (pillion, direct) at ${RATE} req/s, 2 s each, order alternating`);
       const fixed = (t: Target) => {
@@ -274,6 +316,27 @@ async function main(): Promise<void> {
       };
       pairedRuns.addedP99 = await paired(pillion, direct, fixed, (a, b) => a.p99 - b.p99);
       log(`  added p99 per pair, ms: ${pairedRuns.addedP99.map((v) => fmt(v, 2)).join(' ')}`);
+    }
+  }
+
+  const faultRuns: FaultResult[] = [];
+  if (only.has('fault')) {
+    const tl = quick ? FAULT_TIMELINE_QUICK : FAULT_TIMELINE;
+    log('');
+    log(
+      `running fault: ${tl.connections} connections to 3 endpoints for ${tl.endAtMs / 1000} s, one SIGKILLed at ${tl.killAtMs / 1000} s and restarted at ${tl.restartAtMs / 1000} s; outlier detection on; retries off, on with the default bound, on with a budget`,
+    );
+    for (const { label, policy } of FAULT_RUNS) {
+      try {
+        const r = await runFault(group, dir, label, policy, tl);
+        faultRuns.push(r);
+        log(`  ${label}: ${r.requests} requests, ${r.failed} failed (${fmt(r.successRate * 100, 3)} % ok), ejection ${fmt(r.ejectionAfterMs, 0)} ms after the kill, p99 during the fault ${fmt(r.p99FaultMs)} ms`);
+      } catch (err) {
+        const msg = (err as Error).message.split('\n')[0] ?? String(err);
+        skipped.push(`fault (${label}): ${msg}`);
+        log(`  ${label}: ERROR ${msg}`);
+      }
+      await sleep(500);
     }
   }
 
@@ -302,6 +365,24 @@ async function main(): Promise<void> {
     log('');
     log(markdownTable(o.spec, o.summary));
     for (const s of o.summary) for (const f of s.failures) log(`  ${s.target} ${f}`);
+    log('');
+  }
+  if (pairedRuns.resilientVsPlain.length + pairedRuns.resilientThroughput.length + pairedRuns.resilientVsNginx.length > 0) {
+    log('## Paired small-response ratios, plain and resilient (retries + outlier detection on)');
+    log('');
+    log('| ratio | plain Pillion | resilient Pillion |');
+    log('| --- | ---: | ---: |');
+    const cell = (v: readonly number[]): string => (v.length > 0 ? `${fmt(median(v))} (${fmt(Math.min(...v))} – ${fmt(Math.max(...v))})` : '–');
+    log(`| ÷ http-proxy (median of ${PAIRS} pairs, range) | ${cell(pairedRuns.throughput)} | ${cell(pairedRuns.resilientThroughput)} |`);
+    log(`| ÷ nginx | ${cell(pairedRuns.vsNginx)} | ${cell(pairedRuns.resilientVsNginx)} |`);
+    log(`| resilient ÷ plain Pillion | | ${cell(pairedRuns.resilientVsPlain)} |`);
+    log('');
+  }
+  if (faultRuns.length > 0) {
+    const tl = quick ? FAULT_TIMELINE_QUICK : FAULT_TIMELINE;
+    log(`## Fault: one of three endpoints SIGKILLed at ${tl.killAtMs / 1000} s, restarted at ${tl.restartAtMs / 1000} s, ${tl.connections} connections, ${tl.endAtMs / 1000} s`);
+    log('');
+    log(faultTable(faultRuns, tl));
     log('');
   }
   if (memory.length > 0) {
@@ -374,6 +455,7 @@ async function main(): Promise<void> {
     cases: outcomes.map((o) => ({ name: o.spec.name, title: o.spec.title, metric: o.spec.metric, summary: o.summary, rounds: o.rounds })),
     memory,
     paired: pairedRuns,
+    fault: faultRuns,
     checks,
     skipped,
   };

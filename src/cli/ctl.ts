@@ -14,24 +14,59 @@ export function table(header: readonly string[], rows: readonly (readonly string
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
-/** EDS health first, then active health checking in Envoy's flag words (as its /clusters text form shows them). */
+/**
+ * EDS health first, then active health checking, then outlier detection, in Envoy's flag words (as its
+ * /clusters text form shows them): an operator greps for the same words in both.
+ */
 function health(e: EndpointStatus): string {
   if (!e.healthy) return 'unhealthy';
   if (e.healthCheck === 'unhealthy') return 'failed_active_hc';
   if (e.healthCheck === 'pending') return 'pending_active_hc';
+  if (e.ejectedUntil !== null) return 'failed_outlier_check';
   return 'healthy';
 }
 
-export function formatClusters(clusters: readonly ClusterStatus[]): string {
+/** Share of this endpoint's finished requests that did not fail; '-' before the first one. */
+function successRate(e: EndpointStatus): string {
+  if (e.totalRequests <= 0) return '-';
+  return `${((100 * Math.max(0, e.totalRequests - e.failedRequests)) / e.totalRequests).toFixed(1)}%`;
+}
+
+/**
+ * When the ejection ends (UTC time of day, and how long from `nowMs`), its multiplier, and its reason when the
+ * proxy reports one (older proxies' /clusters has no `ejectionReason`, so it is optional here).
+ */
+function ejection(e: EndpointStatus & { ejectionReason?: unknown }, nowMs: number): string {
+  if (e.ejectedUntil === null) return '-';
+  const until = Date.parse(e.ejectedUntil);
+  const left = Number.isFinite(until) ? `in ${Math.max(0, Math.ceil((until - nowMs) / 1000))}s` : '';
+  const time = e.ejectedUntil.includes('T') ? e.ejectedUntil.slice(e.ejectedUntil.indexOf('T') + 1) : e.ejectedUntil;
+  const reason = typeof e.ejectionReason === 'string' && e.ejectionReason !== '' ? ` ${e.ejectionReason}` : '';
+  return `${time} (${left ? `${left}, ` : ''}x${e.timesEjected})${reason}`;
+}
+
+export function formatClusters(clusters: readonly ClusterStatus[], nowMs: number = Date.now()): string {
   const rows: string[][] = [];
   for (const c of clusters) {
-    if (c.endpoints.length === 0) rows.push([c.name, c.lbPolicy, c.protocol, '(no endpoints)', '', '', '', '', '']);
+    if (c.endpoints.length === 0) rows.push([c.name, c.lbPolicy, c.protocol, '(no endpoints)', '', '', '', '', '', '', '']);
     for (const e of c.endpoints) {
       const host = e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
-      rows.push([c.name, c.lbPolicy, c.protocol, host, String(e.weight), health(e), String(e.activeRequests), String(e.totalRequests), String(e.failedRequests)]);
+      rows.push([
+        c.name,
+        c.lbPolicy,
+        c.protocol,
+        host,
+        String(e.weight),
+        health(e),
+        String(e.activeRequests),
+        String(e.totalRequests),
+        String(e.failedRequests),
+        successRate(e),
+        ejection(e, nowMs),
+      ]);
     }
   }
-  return table(['CLUSTER', 'LB', 'PROTOCOL', 'ENDPOINT', 'WEIGHT', 'HEALTH', 'ACTIVE', 'TOTAL', 'FAILED'], rows);
+  return table(['CLUSTER', 'LB', 'PROTOCOL', 'ENDPOINT', 'WEIGHT', 'HEALTH', 'ACTIVE', 'TOTAL', 'FAILED', 'SUCCESS', 'EJECTED UNTIL'], rows);
 }
 
 export function formatListeners(listeners: readonly ListenerStatus[]): string {

@@ -2,7 +2,8 @@
 // frontend (calls backend and inventory through its sidecar), backend (3 instances: steady, flaky with 30 %
 // 503s, slow with +150 ms) and inventory (HTTP/2); every instance is an examples/demo-app.js process with its
 // own `pillion proxy` sidecar process; a bounded-rate traffic generator sends to frontend's sidecar; a summary
-// of what the mesh is doing is redrawn every second (plain lines when stdout is not a terminal).
+// of what the mesh is doing is redrawn every second (plain lines when stdout is not a terminal), with the
+// retries, ejections and bulkhead overflows of every sidecar since the last line.
 import { NODE_FLAGS } from './node-flags.js';
 import { writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -381,6 +382,10 @@ class MeshView {
   /** Recent frontend-inbound histogram snapshots, for a p99 over the last few seconds. */
   private readonly histHistory: Array<Map<number, number>> = [];
   private readonly endpointNames = new Map<string, string>();
+  /** Each sidecar's last scraped resilience counters: a scrape that fails keeps them, so no delta goes negative. */
+  private readonly lastCounters = new Map<string, ResilienceCounters>();
+  /** The mesh-wide totals at the previous render, for per-interval deltas. */
+  private previousTotals: ResilienceCounters | undefined;
 
   constructor(
     private readonly instances: readonly Instance[],
@@ -399,12 +404,32 @@ class MeshView {
     }
   }
 
+  /** Mesh-wide totals from every sidecar's samples (frontend first, then the others in instance order). */
+  private resilienceTotals(perSidecar: readonly Sample[][]): ResilienceCounters {
+    const order = [this.frontend, ...this.instances.filter((i) => i !== this.frontend)];
+    const sum: ResilienceCounters = { retries: 0, ejections: 0, overflow: 0 };
+    perSidecar.forEach((samples, i) => {
+      const name = order[i]?.name ?? String(i);
+      const c = samples.length > 0 ? resilienceCounters(samples) : this.lastCounters.get(name);
+      if (c === undefined) return;
+      this.lastCounters.set(name, c);
+      sum.retries += c.retries;
+      sum.ejections += c.ejections;
+      sum.overflow += c.overflow;
+    });
+    return sum;
+  }
+
   async render(traffic: TrafficGenerator, elapsedSec: number, tty: boolean): Promise<string> {
     const [frontendSamples, ...others] = await Promise.all([
       this.scrape(this.frontend.adminPort),
       ...this.instances.filter((i) => i !== this.frontend).map((i) => this.scrape(i.adminPort)),
     ]);
     const fe = frontendSamples ?? [];
+    const totals = this.resilienceTotals([fe, ...others]);
+    const before = this.previousTotals ?? { retries: 0, ejections: 0, overflow: 0 };
+    this.previousTotals = totals;
+    const delta = (k: keyof ResilienceCounters): number => Math.max(0, totals[k] - before[k]);
     let clusters: unknown;
     try {
       const r = await httpGet(this.frontend.adminPort, '/clusters', 800);
@@ -424,13 +449,12 @@ class MeshView {
     this.histHistory.push(buckets);
     if (this.histHistory.length > 6) this.histHistory.shift();
     const oldest = this.histHistory[0] as Map<number, number>;
-    const delta = [...buckets].map(([le, count]) => ({ le, count: count - (oldest === buckets ? 0 : (oldest.get(le) ?? 0)) }));
-    const useDelta = delta.some((d) => !Number.isFinite(d.le) && d.count > 0);
-    const p99 = histogramQuantile(0.99, useDelta ? delta : [...buckets].map(([le, count]) => ({ le, count })));
+    const recentBuckets = [...buckets].map(([le, count]) => ({ le, count: count - (oldest === buckets ? 0 : (oldest.get(le) ?? 0)) }));
+    const useRecent = recentBuckets.some((d) => !Number.isFinite(d.le) && d.count > 0);
+    const p99 = histogramQuantile(0.99, useRecent ? recentBuckets : [...buckets].map(([le, count]) => ({ le, count })));
 
     // Backend traffic as frontend's sidecar sent it: attempts per endpoint, and their 5xx.
     const perEndpoint = new Map<string, { total: number; failed: number }>();
-    let retries = 0;
     for (const s of fe) {
       if (s.name === 'pillion_upstream_requests_total' && (s.labels.cluster ?? '').startsWith('backend.')) {
         const ep = s.labels.endpoint ?? '?';
@@ -439,7 +463,6 @@ class MeshView {
         if (s.labels.code_class === '5xx' || s.labels.code_class === 'error') e.failed += s.value;
         perEndpoint.set(ep, e);
       }
-      if (/^pillion_.*retr(y|ies).*_total$/.test(s.name) && (s.labels.cluster ?? 'backend.').startsWith('backend.')) retries += s.value;
     }
     const backendTotal = [...perEndpoint.values()].reduce((a, e) => a + e.total, 0);
 
@@ -459,10 +482,11 @@ class MeshView {
     const ms = (x: number): string => (Number.isFinite(x) ? `${(x * 1000).toFixed(0)} ms` : '–');
     const reasonText = [...reasons].map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
     const share = (ep: string): string => pct(backendTotal > 0 ? (perEndpoint.get(ep)?.total ?? 0) / backendTotal : NaN);
+    const resilience = (['retries', 'ejections', 'overflow'] as const).map((k) => `${k}=${totals[k]}(+${delta(k)})`).join(' ');
 
     if (!tty) {
       const eps = this.backends.map((b) => `${b.name}=${share(`127.0.0.1:${b.inboundPort}`)}`).join(' ');
-      return `t=${elapsedSec.toFixed(0)}s rps=${recent.rps.toFixed(1)} success=${pct(recent.success)} total=${t.sent} ok=${t.ok} failed=${t.failed + t.errors} p99=${ms(p99)} backend[${eps}]${retries ? ` retries=${retries}` : ''} ejected=[${ejected.join(',')}] local_replies[${reasonText}]`;
+      return `t=${elapsedSec.toFixed(0)}s rps=${recent.rps.toFixed(1)} success=${pct(recent.success)} total=${t.sent} ok=${t.ok} failed=${t.failed + t.errors} p99=${ms(p99)} backend[${eps}] ${resilience} ejected=[${ejected.join(',')}] local_replies[${reasonText}]`;
     }
     const lines: string[] = [];
     lines.push(`Pillion demo mesh — ${elapsedSec.toFixed(0)} s   (Ctrl-C stops)`);
@@ -481,11 +505,31 @@ class MeshView {
     for (const [ep, e] of perEndpoint) {
       if (!this.endpointNames.has(ep)) lines.push(`  ${ep.padEnd(28)} attempts ${e.total}`);
     }
-    if (retries) lines.push(`retries      ${retries}`);
     lines.push('');
+    lines.push(
+      `resilience   retries ${totals.retries} (+${delta('retries')})   ejections ${totals.ejections} (+${delta('ejections')})   overflow ${totals.overflow} (+${delta('overflow')})   (all sidecars; + in the last second)`,
+    );
     lines.push(`local replies (all sidecars): ${reasonText}`);
     return lines.join('\n');
   }
+}
+
+interface ResilienceCounters {
+  retries: number;
+  ejections: number;
+  /** Requests refused by a full bulkhead: in-flight requests (maxRequests) and the pending queue (maxPendingRequests). */
+  overflow: number;
+}
+
+/** The resilience counters of one sidecar's /metrics, summed over its clusters. */
+export function resilienceCounters(samples: readonly Sample[]): ResilienceCounters {
+  const c: ResilienceCounters = { retries: 0, ejections: 0, overflow: 0 };
+  for (const s of samples) {
+    if (s.name === 'pillion_upstream_retries_total') c.retries += s.value;
+    else if (s.name === 'pillion_upstream_ejections_total') c.ejections += s.value;
+    else if (s.name === 'pillion_upstream_requests_overflow_total' || s.name === 'pillion_upstream_pending_overflow_total') c.overflow += s.value;
+  }
+  return c;
 }
 
 /** `host:port` of every endpoint /clusters marks unhealthy or ejected by outlier detection. */
