@@ -34,14 +34,14 @@ function successRate(e: EndpointStatus): string {
 
 /**
  * When the ejection ends (UTC time of day, and how long from `nowMs`), its multiplier, and its reason when the
- * proxy reports one (older proxies' /clusters has no `ejectionReason`, so it is optional here).
+ * proxy reports one (older proxies' /clusters has no `ejectionReason`).
  */
-function ejection(e: EndpointStatus & { ejectionReason?: unknown }, nowMs: number): string {
+function ejection(e: EndpointStatus, nowMs: number): string {
   if (e.ejectedUntil === null) return '-';
   const until = Date.parse(e.ejectedUntil);
   const left = Number.isFinite(until) ? `in ${Math.max(0, Math.ceil((until - nowMs) / 1000))}s` : '';
   const time = e.ejectedUntil.includes('T') ? e.ejectedUntil.slice(e.ejectedUntil.indexOf('T') + 1) : e.ejectedUntil;
-  const reason = typeof e.ejectionReason === 'string' && e.ejectionReason !== '' ? ` ${e.ejectionReason}` : '';
+  const reason = typeof e.ejectionReason === 'string' ? ` ${e.ejectionReason}` : '';
   return `${time} (${left ? `${left}, ` : ''}x${e.timesEjected})${reason}`;
 }
 

@@ -5,6 +5,7 @@ import type { ClusterStatus } from '../admin/types.js';
 import { PendingLimit, type ConnectionPool, type PoolEvents } from './pool.js';
 import type { EndpointState, LoadBalancer, Random } from './types.js';
 import { createLoadBalancer } from './lb/index.js';
+import { isUsable } from './lb/healthy.js';
 import { Http1Pool } from './http1-pool.js';
 import { Http2Pool } from './http2-pool.js';
 import { ejectedCount, newOutlierState, recordOutcome, tick, type CallOutcome, type EjectionReason, type OutlierState } from './outlier.js';
@@ -108,11 +109,26 @@ export class UpstreamCluster implements HealthCheckHost {
     // A retry goes to another endpoint than the one that just failed, when a few picks find one (Envoy's
     // previous_hosts predicate with its default of a few host selection attempts).
     for (let i = 0; i < HOST_SELECTION_ATTEMPTS && endpoint !== null && endpoint === avoid; i++) endpoint = this.lb.pick(undefined);
+    if (endpoint !== null && endpoint === avoid) endpoint = this.leastLoadedExcept(avoid) ?? endpoint;
     if (endpoint === null) return null;
     endpoint.activeRequests++;
     endpoint.totalRequests++;
     if (isRequest) this.activeRequests++;
     return endpoint;
+  }
+
+  /**
+   * The usable endpoint other than `avoid` with the fewest requests in flight, or null when there is none: a retry's
+   * last resort when the balancer keeps picking the endpoint that just failed (least_request favours an endpoint
+   * that fails fast). A scan, but only on that rare path.
+   */
+  private leastLoadedExcept(avoid: EndpointState): EndpointState | null {
+    let best: EndpointState | null = null;
+    for (const e of this.endpoints) {
+      if (e === avoid || !isUsable(e)) continue;
+      if (best === null || e.activeRequests < best.activeRequests) best = e;
+    }
+    return best;
   }
 
   /** Retries in flight (from the decision to retry until the request ends), for the retry budget. */

@@ -71,7 +71,7 @@ describe('pillion ctl', () => {
     // The flaky service: its good endpoint at 100 %, the 503 one at 0 % and ejected for a minute (x1).
     expect(out).toMatch(new RegExp(`flaky\\.default:8080\\s+round_robin\\s+http1\\s+127\\.0\\.0\\.1:${backend.port}\\s+1\\s+healthy\\s+0\\s+2\\s+0\\s+100\\.0%\\s+-\\n`));
     expect(out).toMatch(
-      new RegExp(`flaky\\.default:8080\\s+round_robin\\s+http1\\s+127\\.0\\.0\\.1:${bad.port}\\s+1\\s+failed_outlier_check\\s+0\\s+2\\s+2\\s+0\\.0%\\s+\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z \\(in (59|60)s, x1\\)\\n`),
+      new RegExp(`flaky\\.default:8080\\s+round_robin\\s+http1\\s+127\\.0\\.0\\.1:${bad.port}\\s+1\\s+failed_outlier_check\\s+0\\s+2\\s+2\\s+0\\.0%\\s+\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z \\(in (59|60)s, x1\\) consecutive_5xx\\n`),
     );
   });
 

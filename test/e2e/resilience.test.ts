@@ -104,10 +104,13 @@ async function endpointOf(proxy: RunningProxy, service: string, port: number): P
   return e;
 }
 
+/** A counter of the service's cluster, summed over its other labels (ejections are counted by reason). */
 async function counter(proxy: RunningProxy, name: string, service: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
-  const m = new RegExp(`^${name}\\{cluster="${service}\\.[^"]*"\\} (\\d+)$`, 'm').exec(text);
-  return m === null ? 0 : Number(m[1]);
+  const re = new RegExp(`^${name}\\{cluster="${service}\\.[^"]*"[^}]*\\} (\\d+)$`, 'gm');
+  let sum = 0;
+  for (const m of text.matchAll(re)) sum += Number(m[1]);
+  return sum;
 }
 
 const ok = (o: Outcome): boolean => o.status === 200;
