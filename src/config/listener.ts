@@ -3,7 +3,7 @@ import { DEFAULTS, type Direction, type HttpChainModel, type ListenerModel, type
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
 import { httpFilters } from './http-filters.js';
 import { routeConfigFromPlain } from './route-config.js';
-import { durationMs, invalid, notEnforced, socketAddress, wrapped, type Plain } from './values.js';
+import { durationMs, invalid, socketAddress, wrapped, type Plain } from './values.js';
 
 export interface ListenerTranslation {
   readonly model: ListenerModel;
@@ -56,9 +56,8 @@ function maxRequestHeadersKb(w: Plain | undefined, field: string): number {
   return kb;
 }
 
-/** Kept in the model, not enforced yet: said when a resource sets it (Envoy's default, 5 min, is not applied either). */
+/** Envoy's default is 5 minutes; 0 turns it off. */
 function streamIdleTimeout(d: Plain | undefined, field: string): number {
-  if (d) notEnforced(field, 'streams are not timed out for idleness; the route timeout and the connection idle timeout apply');
   return durationMs(d, 300_000, field);
 }
 

@@ -54,6 +54,10 @@ export class HttpExchange implements UpstreamSink, H2Owner, FilteredRequest {
   private upstream: UpstreamStream | null = null;
   /** The route timeout, across every attempt. */
   private timer: NodeJS.Timeout | null = null;
+  /** The stream idle timeout: armed once, re-armed lazily for what is left after the latest activity. */
+  private idleTimer: NodeJS.Timeout | null = null;
+  private idleMs = 0;
+  private lastActivityMs = 0;
   /** An attempt holds a call on `endpoint` (ended exactly once, by endAttempt). */
   private attemptOpen = false;
   /** Attempts made so far (the access log's attempts). */
@@ -213,6 +217,14 @@ export class HttpExchange implements UpstreamSink, H2Owner, FilteredRequest {
       if (deadline !== undefined && (timeoutMs === 0 || deadline < timeoutMs)) timeoutMs = deadline;
     }
     if (timeoutMs > 0) this.timer = setTimeout(onExchangeTimeout, timeoutMs, this);
+    // The stream idle timeout (the route's idle_timeout, else the HCM's stream_idle_timeout) needs its own timer only
+    // when the route timeout would not end the stream first: long streams, gRPC streams without a deadline.
+    const idleMs = action.idleTimeoutMs > 0 ? action.idleTimeoutMs : ctx.chain.streamIdleTimeoutMs;
+    if (idleMs > 0 && (timeoutMs === 0 || idleMs < timeoutMs)) {
+      this.idleMs = idleMs;
+      this.lastActivityMs = Date.now();
+      this.idleTimer = setTimeout(onIdleCheck, idleMs, this);
+    }
     this.startAttempt();
   }
 
@@ -300,6 +312,7 @@ export class HttpExchange implements UpstreamSink, H2Owner, FilteredRequest {
         this.tryTimer = null;
       }
     }
+    if (this.idleTimer !== null) this.lastActivityMs = Date.now();
     this.status = status;
     this.headersSent = true;
     // Both parsers (llhttp, nghttp2) reject control characters in what they hand us, so the head is safe.
@@ -308,6 +321,7 @@ export class HttpExchange implements UpstreamSink, H2Owner, FilteredRequest {
 
   onUpstreamData(chunk: Buffer): boolean {
     if (this.finished) return true;
+    if (this.idleTimer !== null) this.lastActivityMs = Date.now();
     this.bytesSent += chunk.length;
     // On false, the downstream's drain calls resumeUpstream().
     return this.downstream!.write(chunk);
@@ -321,6 +335,7 @@ export class HttpExchange implements UpstreamSink, H2Owner, FilteredRequest {
   }
 
   onRequestBodyBytes(bytes: number): void {
+    if (this.idleTimer !== null) this.lastActivityMs = Date.now();
     // A body sent again is counted once, by the replay buffer.
     if (this.replayBody === null) this.bytesReceived += bytes;
   }
@@ -367,6 +382,22 @@ export class HttpExchange implements UpstreamSink, H2Owner, FilteredRequest {
       return;
     }
     this.reason = REASONS.upstreamTimeout;
+    this.resetDownstream();
+    this.finish();
+  }
+
+  /** The stream idle timer fired: the stream ends if nothing moved for the whole idle time, else the timer waits on. */
+  onIdleCheck(): void {
+    this.idleTimer = null;
+    if (this.finished) return;
+    const idle = Date.now() - this.lastActivityMs;
+    if (idle < this.idleMs) {
+      this.idleTimer = setTimeout(onIdleCheck, this.idleMs - idle, this);
+      return;
+    }
+    this.abortUpstream();
+    if (!this.headersSent) return this.localReply(REASONS.streamIdleTimeout);
+    this.reason = REASONS.streamIdleTimeout;
     this.resetDownstream();
     this.finish();
   }
@@ -434,6 +465,10 @@ export class HttpExchange implements UpstreamSink, H2Owner, FilteredRequest {
       clearTimeout(this.timer);
       this.timer = null;
     }
+    if (this.idleTimer !== null) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
     this.endAttempt(this.outcome(), this.status);
     if (this.holdTimer !== null) {
       clearTimeout(this.holdTimer);
@@ -476,6 +511,10 @@ export class HttpExchange implements UpstreamSink, H2Owner, FilteredRequest {
 
 function onExchangeTimeout(exchange: HttpExchange): void {
   exchange.onTimeout();
+}
+
+function onIdleCheck(exchange: HttpExchange): void {
+  exchange.onIdleCheck();
 }
 
 function onHoldEnd(exchange: HttpExchange): void {
