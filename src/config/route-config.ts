@@ -12,7 +12,7 @@ import {
 } from './model.js';
 import { decodeMessage, MESSAGE_NAMES } from './protos.js';
 import { durationMs, invalid, MAX_TIMER_MS, notEnforced, wrapped, type Plain } from './values.js';
-import { parseRetryOn, UNSUPPORTED_RETRY_ON } from '../http/retry-policy.js';
+import { parseRetryOn, UNSUPPORTED_RETRY_ON } from '../http/router/retry-policy.js';
 import { perFilterConfigs } from './http-filters.js';
 
 // Envoy's route retry backoff defaults: base 25 ms, max 10 × base.

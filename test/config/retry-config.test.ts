@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildSnapshot, type RawResource } from '../../src/config/snapshot.js';
 import { encodeMessage, MESSAGE_NAMES, TYPE_URLS } from '../../src/config/protos.js';
-import { RETRY_ON } from '../../src/http/retry-policy.js';
+import { RETRY_ON } from '../../src/http/router/retry-policy.js';
 import { compileForNode } from '../../xds/compiler.js';
 import { parseMeshConfig } from '../../xds/mesh-config.js';
 

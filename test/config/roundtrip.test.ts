@@ -2,7 +2,7 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RETRY_ON } from '../../src/http/retry-policy.js';
+import { RETRY_ON } from '../../src/http/router/retry-policy.js';
 import { loadLocalSnapshot } from '../../src/config/local.js';
 import { buildSnapshot } from '../../src/config/snapshot.js';
 import { compileForNode, nodeInfoFromXdsNode, nodeToXds, type NodeInfo } from '../../xds/compiler.js';

@@ -1,7 +1,7 @@
 // When a failed attempt is tried again, as Envoy's retry_on conditions define it (x-envoy-retry-on and
 // x-envoy-retry-grpc-on), and how long to wait first. Pure: the router asks, nothing here holds state.
-import type { RetryPolicyModel } from '../config/model.js';
-import type { Random } from '../upstream/types.js';
+import type { RetryPolicyModel } from '../../config/model.js';
+import type { Random } from '../../upstream/types.js';
 
 /** retry_on conditions as bits, parsed once when the route is translated. */
 export const RETRY_ON = {

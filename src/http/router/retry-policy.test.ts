@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RetryPolicyModel } from '../config/model.js';
+import type { RetryPolicyModel } from '../../config/model.js';
 import { backoffMs, parseRetryOn, retriableFailure, retriableResponse } from './retry-policy.js';
 
 function policy(retryOn: string[], retriableStatusCodes: number[] = []): RetryPolicyModel {
