@@ -1,5 +1,6 @@
 // The sidecar: composes config, cluster manager, listeners, stats and admin. A config change builds a new
 // snapshot and swaps one reference; clusters are updated before listeners so new routes find their clusters.
+import { SecretStore } from './tls/secrets.js';
 import type { Logger } from 'pino';
 import type { ConfigSnapshot } from './config/model.js';
 import { EMPTY_SNAPSHOT } from './config/model.js';
@@ -55,6 +56,8 @@ export class Proxy implements AdminSource {
   readonly listenerManager: ListenerManager;
   private readonly stats: ProxyStats;
   readonly overload = new OverloadState();
+  /** TLS secrets by SDS name (src/tls/secrets.ts): the workload certificate and the trust bundle. */
+  readonly secrets = new SecretStore();
   private readonly overloadManager: OverloadManager;
   private admin: { port: number; close(): Promise<void> } | null = null;
   private warm = false;
