@@ -287,6 +287,7 @@ function routeAction(mesh: Index, targets: readonly (ServiceRef & { weight: numb
   action.timeout = duration(timeoutMs ?? policyOf.policy.timeoutMs ?? (grpcOnly ? 0 : DEFAULTS.routeTimeoutMs));
   const retry = retryPolicy(policyOf);
   if (retry) action.retry_policy = retry;
+  if (policyOf.policy.retries?.hedge === true) action.hedge_policy = { hedge_on_per_try_timeout: true };
   // With a split, hash on the first target's key: Envoy computes one hash per request, not per cluster.
   const hp = hashPolicies(mesh.get(targets[0]!.service, targets[0]!.namespace));
   if (hp.length > 0) action.hash_policy = hp;

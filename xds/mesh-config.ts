@@ -88,6 +88,8 @@ export interface RetriesConfig {
    * (Envoy's retry_budget, defaults 20 and 3). Without it, circuitBreakers.maxRetries (default 3) bounds them.
    */
   readonly budget?: { readonly percent: number; readonly minConcurrency: number };
+  /** At the per-try timeout, send a second try beside the first and take whichever answers first (Envoy's hedging). */
+  readonly hedge?: boolean;
 }
 
 export interface OutlierDetectionConfig {
@@ -793,7 +795,7 @@ function checkLb(c: Checker, raw: unknown, path: Path): LoadBalancerConfig | und
 }
 
 function checkRetries(c: Checker, raw: unknown, path: Path): RetriesConfig | undefined {
-  const o = c.obj(raw, path, ['attempts', 'perTryTimeout', 'retryOn', 'backoff', 'budget']);
+  const o = c.obj(raw, path, ['attempts', 'perTryTimeout', 'retryOn', 'backoff', 'budget', 'hedge']);
   if (!o) return undefined;
   const attempts = c.int(o.attempts, [...path, 'attempts'], 0, 100);
   const perTryTimeoutMs = opt(o, 'perTryTimeout', (v) => c.duration(v, [...path, 'perTryTimeout']));
@@ -828,8 +830,10 @@ function checkRetries(c: Checker, raw: unknown, path: Path): RetriesConfig | und
     const minConcurrency = b.minConcurrency === undefined ? 3 : c.int(b.minConcurrency, [...bp, 'minConcurrency'], 0, 1_000_000);
     return percent === undefined || minConcurrency === undefined ? undefined : { percent, minConcurrency };
   });
+  const hedge = opt(o, 'hedge', (v) => c.bool(v, [...path, 'hedge']));
+  if (hedge === true && perTryTimeoutMs === undefined) c.fail([...path, 'hedge'], 'hedging starts a second try at the per-try timeout: set perTryTimeout too');
   if (attempts === undefined) return undefined;
-  return definedOnly({ attempts, perTryTimeoutMs, retryOn, retriableStatusCodes, backoff, budget });
+  return definedOnly({ attempts, perTryTimeoutMs, retryOn, retriableStatusCodes, backoff, budget, hedge });
 }
 
 function checkAuthorization(c: Checker, raw: unknown, path: Path): AuthorizationConfig | undefined {

@@ -164,6 +164,8 @@ export interface RouteActionModel {
   readonly timeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly retry?: RetryPolicyModel;
+  /** HedgePolicy.hedge_on_per_try_timeout: at the per-try timeout, a second try starts beside the first. */
+  readonly hedgeOnPerTryTimeout: boolean;
   readonly hashPolicies: readonly HashPolicyModel[];
   readonly prefixRewrite?: string;
   readonly hostRewrite?: string;

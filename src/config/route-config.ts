@@ -65,6 +65,14 @@ function retryPolicy(r: Plain | undefined, bufferLimitBytes: number, field: stri
   };
 }
 
+/** HedgePolicy: only hedging on the per-try timeout is implemented; the rest is said, not silently taken. */
+function hedgeOnPerTryTimeout(h: Plain | undefined, field: string): boolean {
+  if (!h) return false;
+  if (wrapped<number>(h.initial_requests, 1) > 1) notEnforced(`${field}.initial_requests`, 'one request is sent at first');
+  if (Number(h.additional_request_chance?.numerator ?? 0) > 0) notEnforced(`${field}.additional_request_chance`, 'no additional request is sent');
+  return Boolean(h.hedge_on_per_try_timeout);
+}
+
 /** per_request_buffer_limit_bytes: what a retry may hold of a request body. 16 MiB at most: it is per request. */
 function bufferLimit(w: Plain | undefined, fallback: number, field: string): number {
   const bytes = wrapped<number>(w, fallback);
@@ -89,6 +97,7 @@ function hashPolicy(h: Plain, field: string): HashPolicyModel {
 /** What a route inherits from its virtual host. */
 interface VhostDefaults {
   readonly retryPolicy: Plain | undefined;
+  readonly hedgePolicy: Plain | undefined;
   readonly bufferLimitBytes: number;
   readonly filterConfigs: ReadonlyMap<string, FilterConfigModel> | undefined;
 }
@@ -116,6 +125,7 @@ function routeAction(a: Plain, vhost: VhostDefaults, bufferLimitBytes: number, f
     clusters,
     totalWeight,
     timeoutMs: durationMs(a.timeout, DEFAULTS.routeTimeoutMs, `${field}.timeout`),
+    hedgeOnPerTryTimeout: hedgeOnPerTryTimeout(a.hedge_policy ?? vhost.hedgePolicy, `${field}.hedge_policy`),
     idleTimeoutMs: durationMs(a.idle_timeout, 0, `${field}.idle_timeout`),
     ...(retry ? { retry } : {}),
     hashPolicies: (a.hash_policy ?? []).map((h: Plain, i: number) => hashPolicy(h, `${field}.hash_policy[${i}]`)),
@@ -157,6 +167,7 @@ export function routeConfigFromPlain(rc: Plain, field = ''): RouteConfigModel {
     if (domains.length === 0) invalid(`${vf}.domains: empty`);
     const vhost: VhostDefaults = {
       retryPolicy: vh.retry_policy,
+      hedgePolicy: vh.hedge_policy,
       bufferLimitBytes: bufferLimit(vh.per_request_buffer_limit_bytes, DEFAULTS.retryBufferLimitBytes, `${vf}.per_request_buffer_limit_bytes`),
       filterConfigs: perFilterConfigs(vh.typed_per_filter_config, undefined, `${vf}.typed_per_filter_config`),
     };

@@ -22,6 +22,7 @@ function action(clusters: [string, number][] = [['c', 1]]): RouteActionModel {
     totalWeight: clusters.reduce((s, [, w]) => s + w, 0),
     timeoutMs: 15_000,
     idleTimeoutMs: 0,
+    hedgeOnPerTryTimeout: false,
     hashPolicies: [],
   };
 }

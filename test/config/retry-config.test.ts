@@ -22,7 +22,7 @@ describe('retry config', () => {
   - name: b
     ports: [{ port: 80, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: 2 }]
-    policy: { mtls: DISABLE, retries: { attempts: 3, retryOn: [gateway-error, unavailable, 429], perTryTimeout: 300ms, budget: { percent: 25 } } }
+    policy: { mtls: DISABLE, retries: { attempts: 3, retryOn: [gateway-error, unavailable, 429], perTryTimeout: 300ms, budget: { percent: 25 }, hedge: true } }
 `);
     const { snapshot, errors, warnings } = buildSnapshot(compileForNode(mesh, node), 'v');
     expect(errors).toEqual([]);
@@ -31,6 +31,7 @@ describe('retry config', () => {
     expect(snapshot.clusters.get('a.default:80')!.circuitBreakers.retryBudget).toBeUndefined();
     const routes = snapshot.routeConfigs.get('outbound')!;
     const vh = routes.virtualHosts.find((v) => v.domains.includes('b.default'))!;
+    expect(vh.routes[0]!.action.hedgeOnPerTryTimeout).toBe(true);
     expect(vh.routes[0]!.action.retry).toMatchObject({
       numRetries: 3,
       perTryTimeoutMs: 300,

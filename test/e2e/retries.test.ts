@@ -15,6 +15,8 @@ let proxy: RunningProxy;
 let port: number;
 let always503: Backend, bodyRefuser: Backend, slow503: Backend;
 let grpcServer: EchoServer;
+let slowHedged: Backend;
+let slowCancelled = 0;
 let unaryCalls = 0;
 let chatCalls = 0;
 
@@ -62,7 +64,22 @@ beforeAll(async () => {
   bodyRefuser = await answering('refuser', 503);
   const echo = await echoing('echo');
   slow503 = await answering('slow503', 503, 50);
-  backends.push(ok1, always503, ok2, hung, fast, bodyRefuser, echo, slow503);
+  // Answers after 400 ms, unless the proxy cancels the request first (a hedge won).
+  slowHedged = await startHttpBackend('slow', (req, res) => {
+    const t = setTimeout(() => {
+      res.writeHead(200, { 'x-backend': 'slow' });
+      res.end('slow');
+    }, 400);
+    res.on('close', () => {
+      if (!res.writableFinished) {
+        clearTimeout(t);
+        slowCancelled++;
+      }
+    });
+  });
+  // Answers after 150 ms: past the 100 ms per-try timeout, but before the other endpoint.
+  const mediumHedge = await answering('medium', 200, 150);
+  backends.push(ok1, always503, ok2, hung, fast, bodyRefuser, echo, slow503, slowHedged, mediumHedge);
   const dead = await deadPort();
 
   grpcServer = await startEchoServerWith({
@@ -109,6 +126,10 @@ services:
     ports: [{ port: 8080, protocol: http }]
     endpoints: [${ep(slow503.port)}]
     policy: { ${rr}, retries: { attempts: 3, retryOn: [5xx], backoff: { base: 2ms }, budget: { percent: 0, minConcurrency: 2 } } }
+  - name: hedged
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [${ep(slowHedged.port)}, ${ep(mediumHedge.port)}]
+    policy: { ${rr}, retries: { attempts: 1, perTryTimeout: 100ms, hedge: true, retryOn: [5xx], backoff: { base: 2ms } } }
   - name: greeter
     ports: [{ port: 50051, protocol: grpc }]
     endpoints: [${ep(grpcServer.port)}]
@@ -146,6 +167,20 @@ describe('retries (HTTP)', () => {
       expect(r.status).toBe(200);
       expect(r.headers['x-backend']).toBe('fast');
     }
+  });
+
+  it('hedges at the per-try timeout: both tries race, the first answer wins and the other is cancelled', async () => {
+    // Every try passes the 100 ms per-try timeout. A retry would cancel the first try and time out again (504);
+    // a hedge keeps it running, so the 150 ms endpoint wins whether it got the first try or the hedge.
+    for (let i = 0; i < 6; i++) {
+      const r = await request(port, { host: 'hedged' });
+      expect(r.status).toBe(200);
+      expect(r.headers['x-backend']).toBe('medium');
+    }
+    // Round robin sent about half of the tries to the 400 ms endpoint; each was cancelled, none answered.
+    expect(slowHedged.hits).toBeGreaterThanOrEqual(2);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(slowCancelled).toBe(slowHedged.hits);
   });
 
   it('replays a request body under the buffer limit byte for byte (fixed length and chunked)', async () => {

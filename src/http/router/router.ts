@@ -35,22 +35,51 @@ export interface RouterOwner {
   onRequestBodyBytes(bytes: number): void;
 }
 
-export class Router implements UpstreamSink {
+/**
+ * One try of the request on one endpoint. The router's callbacks learn which try spoke, so a hedged request (a
+ * second try started at the per-try timeout while the first stays in flight) can take whichever answers first.
+ */
+class Attempt implements UpstreamSink {
+  upstream: UpstreamStream | null = null;
+  tryTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly router: Router,
+    readonly endpoint: EndpointState,
+  ) {}
+
+  onUpstreamHeaders(status: number, headers: HeaderMap, endStream: boolean): void {
+    this.router.attemptHeaders(this, status, headers, endStream);
+  }
+  onUpstreamData(chunk: Buffer): boolean {
+    return this.router.attemptData(chunk);
+  }
+  onUpstreamEnd(trailers: HeaderMap | null): void {
+    this.router.attemptEnd(this, trailers);
+  }
+  onUpstreamError(err: Error, connectFailed: boolean): void {
+    this.router.attemptError(this, err, connectFailed);
+  }
+  onRequestBodyBytes(bytes: number): void {
+    this.router.attemptBodyBytes(bytes);
+  }
+}
+
+export class Router {
   private cluster: UpstreamCluster | null = null;
-  /** The endpoint of the latest attempt (a retry avoids it). */
+  /** The endpoint of the latest try (a retry avoids it), or of the try whose response the client got. */
   private endpoint: EndpointState | null = null;
   private hash: number | undefined = undefined;
   private spec: UpstreamRequestSpec | null = null;
-  private upstream: UpstreamStream | null = null;
+  /** The tries in flight: one, or more while a hedged request races its predecessor. */
+  private live: Attempt[] = [];
   /** The route timeout, across every attempt. */
   private timer: NodeJS.Timeout | null = null;
-  /** An attempt holds a call on `endpoint` (ended exactly once, by endAttempt). */
-  private attemptOpen = false;
   /** Attempts made so far (the access log's attempts). */
   attempts = 0;
   private retry: RetryPolicyModel | undefined = undefined;
+  private hedge = false;
   private replayBody: ReplayableBody | null = null;
-  private tryTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   /** The request holds one of the cluster's retry slots (tryStartRetry). */
   private holdsRetry = false;
@@ -86,6 +115,8 @@ export class Router implements UpstreamSink {
     const retry = action.retry;
     if (retry !== undefined && retry.numRetries > 0) {
       this.retry = retry;
+      // Two tries in flight at once cannot share one body stream: a request with a body is retried, not hedged.
+      this.hedge = action.hedgeOnPerTryTimeout && body === null;
       if (body !== null) {
         this.replayBody = new ReplayableBody(body, retry.bufferLimitBytes);
         body = this.replayBody.open();
@@ -105,40 +136,65 @@ export class Router implements UpstreamSink {
     return deadline !== undefined && (timeoutMs === 0 || deadline < timeoutMs) ? deadline : timeoutMs;
   }
 
-  /** Sends the request to an endpoint of the cluster: the first attempt, or a retry (to another endpoint if it can). */
+  /** Sends the request to an endpoint of the cluster: the first try, a retry or a hedge (to another endpoint if it can). */
   startAttempt(): void {
     this.retryTimer = null;
     if (this.ended) return;
     const cluster = this.cluster!;
     const endpoint = cluster.startCall(this.hash, true, this.endpoint);
-    if (endpoint === null) return this.owner.onRouterFailure(REASONS.noHealthyUpstream);
-    if (endpoint === CLUSTER_OVERFLOW) return this.owner.onRouterFailure(REASONS.overflow);
+    if (endpoint === null || endpoint === CLUSTER_OVERFLOW) {
+      // A hedge that finds no endpoint leaves the try already in flight to answer.
+      if (this.live.length > 0) return;
+      return this.owner.onRouterFailure(endpoint === null ? REASONS.noHealthyUpstream : REASONS.overflow);
+    }
     this.endpoint = endpoint;
-    this.attemptOpen = true;
     this.attempts++;
     cluster.stats.requestStarted();
+    const attempt = new Attempt(this, endpoint);
+    this.live.push(attempt);
     const perTryMs = this.retry?.perTryTimeoutMs ?? 0;
-    if (perTryMs > 0) this.tryTimer = setTimeout(onTryTimeout, perTryMs, this);
-    this.upstream = cluster.pool(endpoint).request(this.spec!, this);
+    if (perTryMs > 0) attempt.tryTimer = setTimeout(onTryTimeout, perTryMs, attempt);
+    attempt.upstream = cluster.pool(endpoint).request(this.spec!, attempt);
   }
 
-  /** Ends the attempt in flight: its call on the endpoint (outlier detection sees `outcome`) and its stats. */
-  private endAttempt(outcome: CallOutcome, status: number): void {
-    if (!this.attemptOpen) return;
-    this.attemptOpen = false;
-    this.clearTryTimer();
+  /** Ends a try: its call on the endpoint (outlier detection sees `outcome`) and its stats; cancels it if asked. */
+  private endAttempt(attempt: Attempt, outcome: CallOutcome, status: number, cancel: boolean): void {
+    const i = this.live.indexOf(attempt);
+    if (i < 0) return;
+    this.live.splice(i, 1);
+    if (attempt.tryTimer !== null) {
+      clearTimeout(attempt.tryTimer);
+      attempt.tryTimer = null;
+    }
+    const upstream = attempt.upstream;
+    attempt.upstream = null;
+    if (cancel && upstream !== null) upstream.abort();
     const cluster = this.cluster!;
-    const endpoint = this.endpoint!;
-    cluster.endCall(endpoint, true, outcome);
-    cluster.stats.requestFinished(endpoint.key, status);
+    cluster.endCall(attempt.endpoint, true, outcome);
+    cluster.stats.requestFinished(attempt.endpoint.key, status);
   }
 
   /**
-   * The attempt failed in a way the retry policy names: tries again (after a backoff) if attempts, the cluster's
-   * retry budget and the request body allow. On true the failed attempt is over and a retry is on its way; on
-   * false nothing changed and the caller passes the failure on.
+   * A try failed in a way the retry policy names. While another try is in flight (a hedge) this one just ends: the
+   * other may still answer. Else tries again (after a backoff) if attempts, the cluster's retry budget and the
+   * request body allow. On true the failed try is over; on false nothing changed and the caller passes the
+   * failure on.
    */
-  private retryAfter(outcome: CallOutcome, status: number): boolean {
+  private retryAfter(attempt: Attempt, outcome: CallOutcome, status: number): boolean {
+    if (this.live.length > 1) {
+      this.endAttempt(attempt, outcome, status, true);
+      return true;
+    }
+    if (!this.mayRetry()) return false;
+    this.replayBody?.detach();
+    this.endAttempt(attempt, outcome, status, true);
+    if (this.replayBody !== null) this.spec!.body = this.replayBody.open();
+    this.retryTimer = setTimeout(onRetryTimer, backoffMs(this.retry!, this.attempts, this.ctx.random), this);
+    return true;
+  }
+
+  /** Whether one more try is allowed (attempts left, the body held, a retry slot); counts the answer. */
+  private mayRetry(): boolean {
     const policy = this.retry!;
     const cluster = this.cluster!;
     if (this.attempts > policy.numRetries) {
@@ -159,58 +215,61 @@ export class Router implements UpstreamSink {
       this.holdsRetry = true;
     }
     cluster.stats.retried();
-    this.abort();
-    replayBody?.detach();
-    this.endAttempt(outcome, status);
-    if (replayBody !== null) this.spec!.body = replayBody.open();
-    this.retryTimer = setTimeout(onRetryTimer, backoffMs(policy, this.attempts, this.ctx.random), this);
     return true;
   }
 
-  // --- UpstreamSink ---
+  // --- what the tries report ---
 
-  onUpstreamHeaders(status: number, headers: HeaderMap, endStream: boolean): void {
+  attemptHeaders(attempt: Attempt, status: number, headers: HeaderMap, endStream: boolean): void {
     if (this.ended) return;
     const retry = this.retry;
     if (retry !== undefined) {
       // A gRPC status in the response head is a trailers-only response: the call ended before any message.
       const grpcStatus = this.owner.grpc && endStream ? headers['grpc-status'] : undefined;
-      if (retriableResponse(retry, status, typeof grpcStatus === 'string' ? grpcStatus : undefined) && this.retryAfter(httpOutcome(status, false), status)) {
+      if (retriableResponse(retry, status, typeof grpcStatus === 'string' ? grpcStatus : undefined) && this.retryAfter(attempt, httpOutcome(status, false), status)) {
         return;
       }
       // The response is the client's from here on; its own per-try deadline no longer applies (the route's does).
-      this.clearTryTimer();
+      if (attempt.tryTimer !== null) {
+        clearTimeout(attempt.tryTimer);
+        attempt.tryTimer = null;
+      }
+      // The first try to answer wins; the others are cancelled.
+      for (let i = this.live.length - 1; i >= 0; i--) {
+        const other = this.live[i]!;
+        if (other !== attempt) this.endAttempt(other, 'ignored', 0, true);
+      }
     }
+    this.endpoint = attempt.endpoint;
     this.responding = true;
     this.owner.onResponseHead(status, headers, endStream);
   }
 
-  onUpstreamData(chunk: Buffer): boolean {
+  attemptData(chunk: Buffer): boolean {
     return this.ended || this.owner.onResponseData(chunk);
   }
 
-  onUpstreamEnd(trailers: HeaderMap | null): void {
+  attemptEnd(attempt: Attempt, trailers: HeaderMap | null): void {
     if (this.ended) return;
-    this.upstream = null;
+    attempt.upstream = null;
     this.owner.onResponseEnd(trailers);
   }
 
-  onRequestBodyBytes(bytes: number): void {
+  attemptBodyBytes(bytes: number): void {
     // Counted again when a body is replayed: end() gives the owner the replay buffer's count, which is the client's.
     this.owner.onRequestBodyBytes(bytes);
   }
 
-  onUpstreamError(err: Error, connectFailed: boolean): void {
+  attemptError(attempt: Attempt, err: Error, connectFailed: boolean): void {
     if (this.ended) return;
-    this.upstream = null;
-    if (connectFailed) this.cluster?.stats.connectFailure();
+    attempt.upstream = null;
+    if (connectFailed) this.cluster!.stats.connectFailure();
     const code = (err as NodeJS.ErrnoException).code;
     const retry = this.retry;
     if (retry !== undefined && !this.responding && code !== PENDING_OVERFLOW) {
       const failure: AttemptFailure = connectFailed ? 'connect' : err.message.includes('REFUSED_STREAM') ? 'refused' : 'reset';
-      if (retriableFailure(retry, failure) && this.retryAfter('localFailure', connectFailed ? REASONS.connectFailure.httpStatus : REASONS.upstreamReset.httpStatus)) {
-        return;
-      }
+      const status = connectFailed ? REASONS.connectFailure.httpStatus : REASONS.upstreamReset.httpStatus;
+      if (retriableFailure(retry, failure) && this.retryAfter(attempt, 'localFailure', status)) return;
     }
     const reason = connectFailed
       ? REASONS.connectFailure
@@ -233,39 +292,47 @@ export class Router implements UpstreamSink {
     this.owner.onRouterFailure(REASONS.upstreamTimeout);
   }
 
-  /** The attempt in flight passed the retry policy's per-try timeout: Envoy's UT, retried as a 504 would be. */
-  onTryTimeout(): void {
-    this.tryTimer = null;
+  /**
+   * A try passed the retry policy's per-try timeout: Envoy's UT, retried as a 504 would be. With hedging the try
+   * stays in flight and another starts beside it (Envoy's hedge_on_per_try_timeout); whichever answers first wins.
+   */
+  onTryTimeout(attempt: Attempt): void {
+    attempt.tryTimer = null;
     if (this.ended || this.responding) return;
-    if (retriableFailure(this.retry!, 'perTryTimeout') && this.retryAfter('localFailure', REASONS.upstreamTimeout.httpStatus)) return;
+    const retry = this.retry!;
+    if (!retriableFailure(retry, 'perTryTimeout')) {
+      this.abort();
+      return this.owner.onRouterFailure(REASONS.upstreamTimeout, 'per-try timeout');
+    }
+    if (this.hedge) {
+      if (this.mayRetry()) this.startAttempt();
+      return;
+    }
+    if (this.retryAfter(attempt, 'localFailure', REASONS.upstreamTimeout.httpStatus)) return;
     this.abort();
     this.owner.onRouterFailure(REASONS.upstreamTimeout, 'per-try timeout');
-  }
-
-  private clearTryTimer(): void {
-    if (this.tryTimer !== null) {
-      clearTimeout(this.tryTimer);
-      this.tryTimer = null;
-    }
   }
 
   // --- steering from the exchange ---
 
   /** The client is ready for more of the response. */
   resume(): void {
-    this.upstream?.resume();
+    for (const attempt of this.live) attempt.upstream?.resume();
   }
 
-  /** Cancels the attempt in flight upstream (the client went away, a timeout, a retry); no callback follows. */
+  /** Cancels every try in flight upstream (the client went away, a timeout); no callback follows. */
   abort(): void {
-    const upstream = this.upstream;
-    this.upstream = null;
-    if (upstream !== null) upstream.abort();
+    for (const attempt of this.live) {
+      const upstream = attempt.upstream;
+      attempt.upstream = null;
+      if (upstream !== null) upstream.abort();
+    }
   }
 
   /**
-   * The request is over: ends the attempt in flight with `outcome`, stops every timer and gives back the retry slot
-   * and the held body. Returns the request body bytes the client sent when the replay buffer counted them, else -1.
+   * The request is over: ends the tries in flight (the one that answered with `outcome`), stops every timer and
+   * gives back the retry slot and the held body. Returns the request body bytes the client sent when the replay
+   * buffer counted them, else -1.
    */
   end(outcome: CallOutcome, status: number): number {
     if (this.ended) return -1;
@@ -274,7 +341,11 @@ export class Router implements UpstreamSink {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    this.endAttempt(outcome, status);
+    for (let i = this.live.length - 1; i >= 0; i--) {
+      const attempt = this.live[i]!;
+      // A try the exchange's end cut short (a timeout, the client leaving) was aborted already: end its call too.
+      this.endAttempt(attempt, attempt.endpoint === this.endpoint ? outcome : 'ignored', status, true);
+    }
     if (this.retryTimer !== null) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
@@ -299,8 +370,8 @@ function onRouteTimeout(router: Router): void {
   router.onRouteTimeout();
 }
 
-function onTryTimeout(router: Router): void {
-  router.onTryTimeout();
+function onTryTimeout(attempt: Attempt): void {
+  attempt.router.onTryTimeout(attempt);
 }
 
 function onRetryTimer(router: Router): void {
