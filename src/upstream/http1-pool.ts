@@ -4,7 +4,7 @@
 // request allocates no closures.
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
-import { pendingOverflowError, REFUSED_STREAM, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
+import { pendingOverflowError, REFUSED_STREAM, UPSTREAM_UNSEEN, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { HOP_BY_HOP } from '../http/headers.js';
 import {
   CRLF,
@@ -40,6 +40,10 @@ const DEFAULT_KEEP_ALIVE_MS = 4_000;
  * Methods a lost request may be sent again with (RFC 9110 §9.2.2): the upstream may, after all, have acted on
  * the first copy before closing, and only for these is a second one harmless.
  */
+function unseenError(): Error {
+  return Object.assign(new Error('the upstream closed a reused connection as the request went out'), { code: UPSTREAM_UNSEEN });
+}
+
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** An HPE_ code, so the exchange answers 502 upstream_protocol_error as for what llhttp itself refuses. */
@@ -321,10 +325,15 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.close();
     if (wasConnected) this.pool.options.events.onConnectionClose();
     if (sink !== null && this.replayable(wasConnected)) {
-      // The keep-alive race: the upstream closed this idle connection as the request went out, so it never saw
-      // the request. Sent once more, on another connection, instead of surfacing as a 503 upstream_reset.
       const spec = this.spec!;
       this.spec = null;
+      if (spec.body !== null) {
+        // A body stream already flowing upstream cannot be sent again from here: the router may hold it whole.
+        sink.onUpstreamError(unseenError(), false);
+        return;
+      }
+      // The keep-alive race: the upstream closed this idle connection as the request went out, so it never saw
+      // the request. Sent once more, on another connection, instead of surfacing as a 503 upstream_reset.
       this.replacement = this.pool.replay(spec, sink);
       return;
     }
@@ -338,13 +347,11 @@ class H1Connection implements UpstreamStream, ParserOwner {
   /**
    * Whether the request in flight can be sent again after this connection closed under it: only on a reused
    * connection (a fresh one failing is the upstream's answer), before any byte of the response, for an idempotent
-   * request without a body (a body stream already flowing upstream cannot be replayed whole), and only once.
+   * request, and only once. With a body, the router does it (see UPSTREAM_UNSEEN).
    */
   private replayable(wasConnected: boolean): boolean {
     const spec = this.spec;
-    return (
-      wasConnected && spec !== null && spec.body === null && IDEMPOTENT.has(spec.method) && this.served > 0 && !this.responseStarted && !this.replay
-    );
+    return wasConnected && spec !== null && IDEMPOTENT.has(spec.method) && this.served > 0 && !this.responseStarted && !this.replay;
   }
 
   close(): void {

@@ -73,6 +73,13 @@ export function pendingOverflowError(max: number): Error {
   });
 }
 
+/**
+ * The `code` of the error an HTTP/1.1 pool reports for an idempotent request with a body that a reused keep-alive
+ * connection lost before any byte of the response (the upstream closed it as the request went out): safe to send
+ * again, but only the router holds the body to do it (a bodyless request is replayed by the pool itself).
+ */
+export const UPSTREAM_UNSEEN = 'ERR_PILLION_UPSTREAM_UNSEEN';
+
 /** The handle of a request that was refused before it started: nothing to steer. */
 export const REFUSED_STREAM: UpstreamStream = Object.freeze({ resume(): void {}, abort(): void {} });
 

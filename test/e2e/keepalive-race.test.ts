@@ -1,6 +1,6 @@
-// The keep-alive race: a pooled upstream connection the upstream closed just as the proxy reused it. A request the
-// upstream never saw is sent once more on another connection; one whose body already went out, or one that failed
-// on a fresh connection (the upstream's answer), is not.
+// The keep-alive race: a pooled upstream connection the upstream closed just as the proxy reused it. An idempotent
+// request the upstream never saw is sent once more on another connection (its body too, held by the router); a POST,
+// or a request that failed on a fresh connection (the upstream's answer), is not.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
@@ -57,7 +57,7 @@ beforeAll(async () => {
 services:
   - name: client
     ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]${service('race-get')}${service('race-post')}${service('fresh')}${service('race-twice')}${service('race-post-empty')}
+    endpoints: [{ address: 127.0.0.1, port: 1 }]${service('race-get')}${service('race-post')}${service('fresh')}${service('race-twice')}${service('race-post-empty')}${service('race-put')}
 `;
   proxy = await startProxy(mesh, { service: 'client' });
   port = proxy.port('outbound');
@@ -89,7 +89,17 @@ describe('the keep-alive race upstream', () => {
     expect(second.body).toBe(`GET /get-2 on ${twice[1]!.connection}`);
   });
 
-  it('does not replay a request whose body already went upstream: 503 upstream_reset', async () => {
+  it('replays an idempotent request with a body (PUT), held whole by the router, on a new connection', async () => {
+    expect((await request(port, { host: 'race-put', path: '/put-1' })).status).toBe(200);
+    const reply = await request(port, { host: 'race-put', path: '/put-2', method: 'PUT', body: 'the new state' });
+    expect(reply.status).toBe(200);
+    const twice = seenPaths('/put-2');
+    expect(twice).toHaveLength(2);
+    expect(twice[1]!.connection).not.toBe(twice[0]!.connection);
+    expect(reply.body).toBe(`PUT /put-2 on ${twice[1]!.connection}`);
+  });
+
+  it('does not replay a POST whose body already went upstream: 503 upstream_reset', async () => {
     const first = await request(port, { host: 'race-post', path: '/post-1' });
     expect(first.status).toBe(200);
     const reply = await request(port, { host: 'race-post', path: '/post-2', method: 'POST', body: 'payload that went out' });

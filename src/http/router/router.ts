@@ -4,17 +4,20 @@
 // that is not retried to its owner, the exchange, which writes it to the client. One router per routed request;
 // its timers and pool callbacks reach it without closures.
 import type { Readable } from 'node:stream';
-import type { RetryPolicyModel, RouteModel } from '../../config/model.js';
+import { DEFAULTS, type RetryPolicyModel, type RouteModel } from '../../config/model.js';
 import { REASONS, type Reason } from '../../reasons.js';
 import { CLUSTER_OVERFLOW, type UpstreamCluster } from '../../upstream/cluster-manager.js';
 import { httpOutcome, type CallOutcome } from '../../upstream/outlier.js';
-import { PENDING_OVERFLOW, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from '../../upstream/pool.js';
+import { PENDING_OVERFLOW, UPSTREAM_UNSEEN, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from '../../upstream/pool.js';
 import type { EndpointState } from '../../upstream/types.js';
 import type { HttpContext, RequestHeaders } from '../context.js';
 import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from '../headers.js';
 import { grpcTimeoutMs } from './grpc-timeout.js';
 import { ReplayableBody } from './replay-body.js';
 import { backoffMs, retriableFailure, retriableResponse, type AttemptFailure } from './retry-policy.js';
+
+/** RFC 9110 §9.2.2: sending these again is safe (the keep-alive race may have lost them). */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** The request the router forwards, and where the response it settles on goes (the exchange). */
 export interface RouterOwner {
@@ -83,6 +86,8 @@ export class Router {
   private retryTimer: NodeJS.Timeout | null = null;
   /** The request holds one of the cluster's retry slots (tryStartRetry). */
   private holdsRetry = false;
+  /** The one replay of a request the upstream never saw was made. */
+  private unseenReplayed = false;
   /** A response head went to the owner: nothing is retried any more. */
   private responding = false;
   private ended = false;
@@ -117,10 +122,12 @@ export class Router {
       this.retry = retry;
       // Two tries in flight at once cannot share one body stream: a request with a body is retried, not hedged.
       this.hedge = action.hedgeOnPerTryTimeout && body === null;
-      if (body !== null) {
-        this.replayBody = new ReplayableBody(body, retry.bufferLimitBytes);
-        body = this.replayBody.open();
-      }
+    }
+    // The body is held for a retry, and for an idempotent request whatever the policy: a reused keep-alive
+    // connection the upstream closed as the request went out loses it, and it is sent again (UPSTREAM_UNSEEN).
+    if (body !== null && (this.retry !== undefined || IDEMPOTENT.has(owner.method))) {
+      this.replayBody = new ReplayableBody(body, retry?.bufferLimitBytes ?? DEFAULTS.retryBufferLimitBytes);
+      body = this.replayBody.open();
     }
     this.spec = { method: owner.method, path, authority: action.hostRewrite ?? owner.authority, scheme, headers: upstreamHeaders, body };
     const timeoutMs = this.timeoutMs(route, headers);
@@ -265,6 +272,7 @@ export class Router {
     attempt.upstream = null;
     if (connectFailed) this.cluster!.stats.connectFailure();
     const code = (err as NodeJS.ErrnoException).code;
+    if (code === UPSTREAM_UNSEEN && this.replayUnseen(attempt)) return;
     const retry = this.retry;
     if (retry !== undefined && !this.responding && code !== PENDING_OVERFLOW) {
       const failure: AttemptFailure = connectFailed ? 'connect' : err.message.includes('REFUSED_STREAM') ? 'refused' : 'reset';
@@ -281,6 +289,22 @@ export class Router {
             ? REASONS.overflow
             : REASONS.upstreamReset;
     this.owner.onRouterFailure(reason, err.message);
+  }
+
+  /**
+   * An idempotent request the upstream never saw (the keep-alive race) is sent again at once, once, whatever the
+   * retry policy says, if its body was held whole. Not a retry: no backoff, no retry slot.
+   */
+  private replayUnseen(attempt: Attempt): boolean {
+    const replayBody = this.replayBody;
+    if (this.unseenReplayed || this.responding || this.live.length > 1 || replayBody === null || !replayBody.replayable) return false;
+    this.unseenReplayed = true;
+    replayBody.detach();
+    // Not the endpoint's failure (outlier detection ignores it), but an attempt that ended without a response.
+    this.endAttempt(attempt, 'ignored', REASONS.upstreamReset.httpStatus, false);
+    this.spec!.body = replayBody.open();
+    this.startAttempt();
+    return true;
   }
 
   // --- timeouts ---
