@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ClusterModel, HealthCheckModel } from '../config/model.js';
 import { UpstreamCluster, type ClusterStatsSink } from './cluster-manager.js';
-import { cluster } from './lb/test-helpers.js';
+import { cluster, quietClusterStats } from './lb/test-helpers.js';
 
 const HC: HealthCheckModel = {
   timeoutMs: 500, intervalMs: 20, noTrafficIntervalMs: 20, intervalJitterMs: 0, intervalJitterPercent: 0, initialJitterMs: 0,
@@ -17,18 +17,7 @@ function sink(): ClusterStatsSink & { probes: boolean[]; unhealthy: number } {
   const s = {
     probes: [] as boolean[],
     unhealthy: -1,
-    onConnectionOpen() {},
-    onConnectionClose() {},
-    onResetDeferred() {},
-    onPendingOverflow() {},
-    connectFailure() {},
-    requestOverflow() {},
-    retried() {},
-    retrySkipped() {},
-    requestStarted() {},
-    requestFinished() {},
-    endpointEjected() {},
-    endpointsEjected() {},
+    ...quietClusterStats(),
     healthCheck(success: boolean) {
       s.probes.push(success);
     },

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DEFAULTS, type ClusterModel, type OutlierDetectionModel } from '../config/model.js';
 import { UpstreamCluster, type ClusterStatsSink } from './cluster-manager.js';
-import { cluster, seeded } from './lb/test-helpers.js';
+import { cluster, quietClusterStats, seeded } from './lb/test-helpers.js';
 import type { EndpointState } from './types.js';
 
 const od: OutlierDetectionModel = { ...DEFAULTS.outlierDetection, consecutive5xx: 2, consecutiveGatewayFailure: 5, intervalMs: 100, baseEjectionTimeMs: 1_000, maxEjectionPercent: 100 };
@@ -13,16 +13,7 @@ function sink(): ClusterStatsSink & { ejections: number; ejectedNow: number; rea
     ejections: 0,
     reasons: [] as string[],
     ejectedNow: 0,
-    onConnectionOpen() {},
-    onConnectionClose() {},
-    onResetDeferred() {},
-    onPendingOverflow() {},
-    connectFailure() {},
-    requestOverflow() {},
-    retried() {},
-    retrySkipped() {},
-    requestStarted() {},
-    requestFinished() {},
+    ...quietClusterStats(),
     endpointEjected(reason: string) {
       s.ejections++;
       s.reasons.push(reason);
@@ -30,8 +21,6 @@ function sink(): ClusterStatsSink & { ejections: number; ejectedNow: number; rea
     endpointsEjected(n: number) {
       s.ejectedNow = n;
     },
-    healthCheck() {},
-    endpointsUnhealthy() {},
   };
   return s;
 }

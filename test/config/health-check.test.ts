@@ -1,16 +1,11 @@
 // Active health checks through the config path: mesh config → compiler → Cluster.health_checks (at Envoy's field
 // numbers, read back with Envoy's own protos) → translator → HealthCheckModel; and the NACKs of bad health_checks.
-import { join } from 'node:path';
-import { accessSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import protobuf from 'protobufjs';
-// Registers google/protobuf/descriptor.proto, which Envoy's validate annotations import.
-import '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
 import { buildSnapshot, type RawResource } from '../../src/config/snapshot.js';
 import { encodeMessage, MESSAGE_NAMES, TYPE_URLS } from '../../src/config/protos.js';
 import { compileForNode, type NodeInfo } from '../../xds/compiler.js';
 import { parseMeshConfig } from '../../xds/mesh-config.js';
+import { envoyRoot } from './envoy-protos.js';
 
 const NODE: NodeInfo = { id: 'f', service: 'client', namespace: 'default', serviceAccount: 'client', inboundPort: 15006, outboundPort: 15001 };
 
@@ -38,31 +33,12 @@ function build(clusters: RawResource[]) {
   return buildSnapshot({ listeners: [], routes: [], clusters, endpoints: [] }, 'v');
 }
 
-function envoyRoot(): protobuf.Root {
-  const require = createRequire(import.meta.url);
-  const deps = join(require.resolve('@grpc/grpc-js-xds/package.json'), '..', 'deps');
-  const dirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
-  const root = new protobuf.Root();
-  root.resolvePath = (_o, t) => {
-    for (const d of dirs) {
-      try {
-        accessSync(join(d, t));
-        return join(d, t);
-      } catch {
-        /* next */
-      }
-    }
-    return t;
-  };
-  root.loadSync(['envoy/config/cluster/v3/cluster.proto'], { keepCase: true });
-  return root;
-}
 
 describe('health checks in the config path', () => {
   const resources = compileForNode(parseMeshConfig(MESH), NODE);
 
   it('compiles policy.healthCheck into health_checks that Envoy reads at its field numbers', () => {
-    const C = envoyRoot().lookupType('envoy.config.cluster.v3.Cluster');
+    const C = envoyRoot(['envoy/config/cluster/v3/cluster.proto']).lookupType('envoy.config.cluster.v3.Cluster');
     const web = C.toObject(C.decode(resources.clusters.find((c) => c.name === 'web.default:8080')!.value), { longs: Number });
     expect(web.health_checks).toEqual([
       {

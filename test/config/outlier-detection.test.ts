@@ -1,12 +1,7 @@
 // Outlier detection through the config path: mesh config validation, the compiled outlier_detection read back
 // with Envoy's own protos, translation into the model with Envoy's defaults, NACK texts, and what a proxyless
 // grpc-js-xds client makes of the same Cluster.
-import { join } from 'node:path';
-import { accessSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import protobuf from 'protobufjs';
-// Registers google/protobuf/descriptor.proto, which Envoy's validate annotations import.
-import '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
 import { buildSnapshot, type RawResource } from '../../src/config/snapshot.js';
 import { encodeMessage, MESSAGE_NAMES, TYPE_URLS } from '../../src/config/protos.js';
@@ -14,6 +9,7 @@ import { DEFAULTS } from '../../src/config/model.js';
 import { compileForNode, type NodeInfo } from '../../xds/compiler.js';
 import { MeshConfigError, parseMeshConfig } from '../../xds/mesh-config.js';
 import { buildNodeSnapshot } from '../../xds/snapshot-cache.js';
+import { envoyRoot } from './envoy-protos.js';
 
 const NODE: NodeInfo = { id: 'f', service: 'client', namespace: 'default', serviceAccount: 'client', inboundPort: 15006, outboundPort: 15001 };
 const PROXYLESS: NodeInfo = { id: 'g', service: '', namespace: 'default', serviceAccount: '', inboundPort: 15006, outboundPort: 15001 };
@@ -48,25 +44,6 @@ function build(clusters: RawResource[]) {
   return buildSnapshot({ listeners: [], routes: [], clusters, endpoints: [] }, 'v');
 }
 
-function envoyRoot(): protobuf.Root {
-  const require = createRequire(import.meta.url);
-  const deps = join(require.resolve('@grpc/grpc-js-xds/package.json'), '..', 'deps');
-  const dirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
-  const root = new protobuf.Root();
-  root.resolvePath = (_o, t) => {
-    for (const d of dirs) {
-      try {
-        accessSync(join(d, t));
-        return join(d, t);
-      } catch {
-        /* next */
-      }
-    }
-    return t;
-  };
-  root.loadSync(['envoy/config/cluster/v3/cluster.proto'], { keepCase: true });
-  return root;
-}
 
 function problems(yaml: string): string[] {
   try {
@@ -90,7 +67,7 @@ describe('outlier detection in the config path', () => {
   const resources = compileForNode(parseMeshConfig(MESH), NODE);
 
   it('compiles the new fields at Envoy field numbers; each interval detector is enforced only when named', () => {
-    const C = envoyRoot().lookupType('envoy.config.cluster.v3.Cluster');
+    const C = envoyRoot(['envoy/config/cluster/v3/cluster.proto']).lookupType('envoy.config.cluster.v3.Cluster');
     const read = (name: string) => C.toObject(C.decode(resources.clusters.find((c) => c.name === name)!.value), { longs: Number }).outlier_detection;
     expect(read('web.default:8080')).toEqual({
       consecutive_5xx: { value: 4 },

@@ -1,14 +1,12 @@
 // Priorities, locality weights and the overprovisioning factor along the config path: mesh config → compiler →
 // xDS bytes (checked against Envoy's own .proto files) → translator → the model the balancer reads.
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { accessSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { buildSnapshot, type RawResource } from '../../src/config/snapshot.js';
 import { encodeMessage, MESSAGE_NAMES, TYPE_URLS } from '../../src/config/protos.js';
 import { compileForNode } from '../../xds/compiler.js';
 import { MeshConfigError, parseMeshConfig } from '../../xds/mesh-config.js';
+import { envoyRoot } from './envoy-protos.js';
 
 const res = (kind: keyof typeof MESSAGE_NAMES & keyof typeof TYPE_URLS, name: string, plain: object): RawResource => ({
   name, typeUrl: TYPE_URLS[kind], value: encodeMessage(MESSAGE_NAMES[kind], plain),
@@ -29,27 +27,6 @@ function fieldNumbers(bytes: Uint8Array): number[] {
 }
 
 /** Envoy's own .proto files, as @grpc/grpc-js-xds ships them. */
-function envoyRoot(): protobuf.Root {
-  const require = createRequire(import.meta.url);
-  const deps = join(require.resolve('@grpc/grpc-js-xds/package.json'), '..', 'deps');
-  const includeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
-  // descriptor.proto (which the validate annotations import) comes with protobufjs itself.
-  includeDirs.push(join(require.resolve('protobufjs/package.json'), '..'));
-  const root = new protobuf.Root();
-  root.resolvePath = (_o, t) => {
-    for (const d of includeDirs) {
-      try {
-        accessSync(join(d, t));
-        return join(d, t);
-      } catch {
-        /* next include dir */
-      }
-    }
-    return t;
-  };
-  root.loadSync(['google/protobuf/descriptor.proto', 'envoy/config/cluster/v3/cluster.proto', 'envoy/config/endpoint/v3/endpoint.proto'], { keepCase: true });
-  return root;
-}
 
 describe('EDS priorities, locality weights and the overprovisioning factor', () => {
   it("puts the fields at Envoy's numbers (policy 4 / overprovisioning_factor 3, priority 5, locality weight 3, common_lb_config 27)", () => {
@@ -57,7 +34,7 @@ describe('EDS priorities, locality weights and the overprovisioning factor', () 
       cluster_name: 'c', endpoints: [{ priority: 1, load_balancing_weight: { value: 3 } }], policy: { overprovisioning_factor: { value: 120 } },
     });
     expect(fieldNumbers(cla)).toEqual([1, 2, 4]);
-    const root = envoyRoot();
+    const root = envoyRoot(['google/protobuf/descriptor.proto', 'envoy/config/cluster/v3/cluster.proto', 'envoy/config/endpoint/v3/endpoint.proto']);
     const E = root.lookupType('envoy.config.endpoint.v3.ClusterLoadAssignment');
     expect(E.toObject(E.decode(cla))).toMatchObject({
       endpoints: [{ priority: 1, load_balancing_weight: { value: 3 } }], policy: { overprovisioning_factor: { value: 120 } },

@@ -3,6 +3,7 @@ import type { ClusterModel, LbPolicy } from '../../config/model.js';
 import { DEFAULTS } from '../../config/model.js';
 import type { EndpointState, LoadBalancer } from '../types.js';
 import { newOutlierState } from '../outlier.js';
+import type { ClusterStatsSink } from '../cluster-manager.js';
 
 /** mulberry32: a small seeded PRNG so distributions are the same on every run. */
 export function seeded(seed: number): () => number {
@@ -58,4 +59,24 @@ export function tally(lb: LoadBalancer, n: number, hash?: (i: number) => number 
     m.set(k, (m.get(k) ?? 0) + 1);
   }
   return m;
+}
+
+/** A cluster stats sink that records nothing; tests spread it and override what they watch. */
+export function quietClusterStats(): ClusterStatsSink {
+  return {
+    onConnectionOpen() {},
+    onConnectionClose() {},
+    onResetDeferred() {},
+    onPendingOverflow() {},
+    connectFailure() {},
+    requestOverflow() {},
+    retried() {},
+    retrySkipped() {},
+    requestStarted() {},
+    requestFinished() {},
+    endpointEjected() {},
+    endpointsEjected() {},
+    healthCheck() {},
+    endpointsUnhealthy() {},
+  };
 }
