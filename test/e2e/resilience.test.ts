@@ -116,6 +116,24 @@ async function counter(proxy: RunningProxy, name: string, service: string): Prom
 const ok = (o: Outcome): boolean => o.status === 200;
 const share = (outs: readonly Outcome[], name: string): number => outs.filter((o) => o.backend === name).length / outs.length;
 
+/** The steady load of the kill tests, with `victim` killed once a third of it is done. */
+async function loadKillingAThird(proxy: RunningProxy, victim: Backend, total: number, clients: number): Promise<Outcome[]> {
+  let killed = false;
+  const outs = await load(proxy.port('outbound'), 'svc', {
+    total,
+    clients,
+    onDone: async (done) => {
+      if (done >= total / 3 && !killed) {
+        killed = true;
+        await victim.close();
+      }
+    },
+  });
+  expect(killed).toBe(true);
+  expect(outs.length).toBe(total);
+  return outs;
+}
+
 describe('an endpoint killed under steady load', () => {
   const CLIENTS = 8;
   const TOTAL = 3000;
@@ -135,19 +153,7 @@ describe('an endpoint killed under steady load', () => {
       circuitBreakers: { maxRetries: ${CLIENTS} }
       outlierDetection: { consecutiveGatewayFailure: 5, interval: 200ms, baseEjectionTime: 30s, maxEjectionPercent: 50 }
 `);
-    let killed = false;
-    const outs = await load(proxy.port('outbound'), 'svc', {
-      total: TOTAL,
-      clients: CLIENTS,
-      onDone: async (done) => {
-        if (done >= TOTAL / 3 && !killed) {
-          killed = true;
-          await victim.close();
-        }
-      },
-    });
-    expect(killed).toBe(true);
-    expect(outs.length).toBe(TOTAL);
+    const outs = await loadKillingAThird(proxy, victim, TOTAL, CLIENTS);
     const failed = outs.filter((o) => !ok(o));
     expect(failed.length, JSON.stringify(failed.slice(0, 5))).toBeLessThanOrEqual(Math.floor(TOTAL * 0.001));
     // The victim took its share before the kill, and the kill was noticed: it is ejected.
@@ -168,19 +174,7 @@ describe('an endpoint killed under steady load', () => {
     policy:
       outlierDetection: { consecutiveGatewayFailure: ${THRESHOLD}, interval: 200ms, baseEjectionTime: 30s, maxEjectionPercent: 50 }
 `);
-    let killed = false;
-    const outs = await load(proxy.port('outbound'), 'svc', {
-      total: TOTAL,
-      clients: CLIENTS,
-      onDone: async (done) => {
-        if (done >= TOTAL / 3 && !killed) {
-          killed = true;
-          await victim.close();
-        }
-      },
-    });
-    expect(killed).toBe(true);
-    expect(outs.length).toBe(TOTAL);
+    const outs = await loadKillingAThird(proxy, victim, TOTAL, CLIENTS);
     expect(share(outs, 'victim')).toBeGreaterThan(0.05);
 
     const dead = await endpointOf(proxy, 'svc', victim.port);
