@@ -39,13 +39,16 @@ function tokenFor(request: FilteredRequest, provider: JwtProviderModel): Found |
   return null;
 }
 
-/** The `iss` of a token before verification, to pick its provider; '' when it cannot be read. */
-function unverifiedIssuer(token: string): string {
+/**
+ * The `iss` of a token before verification, to pick its provider; null when the token cannot be read (then every
+ * provider tries it, and verification says how it is malformed).
+ */
+function unverifiedIssuer(token: string): string | null {
   try {
     const iss = decodeJwt(token).iss;
     return typeof iss === 'string' ? iss : '';
   } catch {
-    return '';
+    return null;
   }
 }
 
@@ -96,7 +99,8 @@ class JwtCheck {
           const found = tokenFor(this.request, p);
           if (found === null) continue;
           present = true;
-          if (p.issuer !== '' && p.issuer !== unverifiedIssuer(found.token)) continue;
+          const iss = unverifiedIssuer(found.token);
+          if (p.issuer !== '' && iss !== null && p.issuer !== iss) continue;
           tried = true;
           if (await this.verifyWith(p, null, false)) return true;
         }
