@@ -28,7 +28,8 @@ export const NO_POLICY_LABEL = '-';
 export interface AuthzSink {
   rbacCounter(protocol: 'http' | 'tcp', decision: RbacDecision, policy: string): CounterLike;
   jwtCounter(provider: string, result: JwtResult): CounterLike;
-  jwksFetch(uri: string, ok: boolean, detail: string): void;
+  /** A load of a JWKS from a URL or file ended (`source`: the URI or path). */
+  jwksFetch(source: string, ok: boolean, detail: string): void;
   /** A warning; the sink logs the first of each `key` and then at most one per interval, counting the rest. */
   warn(key: string, fields: Record<string, unknown>, message: string): void;
 }

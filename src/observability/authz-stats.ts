@@ -40,9 +40,9 @@ export class AuthzStats implements AuthzSink {
     return this.metrics.jwtAuthn.cell(this.bounded(provider), result);
   }
 
-  jwksFetch(uri: string, ok: boolean, detail: string): void {
+  jwksFetch(source: string, ok: boolean, detail: string): void {
     this.metrics.jwksFetches.inc({ result: ok ? 'success' : 'failure' });
-    if (!ok) this.warn(`jwks ${uri}`, { uri, error: detail }, 'jwt_authn: fetching the JWKS failed; tokens of its provider are refused until a fetch succeeds');
+    if (!ok) this.warn(`jwks ${source}`, { source, error: detail }, 'jwt_authn: loading the JWKS failed; tokens of its provider are refused until a load succeeds');
   }
 
   warn(key: string, fields: Record<string, unknown>, message: string): void {

@@ -560,7 +560,7 @@ export class ProxyMetrics {
     });
     this.jwksFetches = new Counter({
       name: 'pillion_jwks_fetches_total',
-      help: 'Fetches of remote JWKS (jwt_authn remote_jwks) by result (success, failure).',
+      help: 'Loads of JWKS from a URL or a file (jwt_authn remote_jwks, local_jwks filename) by result (success, failure).',
       labelNames: ['result'] as const,
       registers,
     });
