@@ -70,7 +70,7 @@ export class Proxy implements AdminSource {
     this.logger = options.logger ?? createLogger(options.logLevel ?? 'info');
     this.metrics = new ProxyMetrics({ defaultMetrics: options.processMetrics !== false });
     this.accessLog = new AccessLog(options.accessLog ?? 'stdout', { onDrop: (n) => this.accessLogDropped(n) });
-    this.stats = new ProxyStats(this.metrics, this.accessLog);
+    this.stats = new ProxyStats(this.metrics, this.accessLog, this.logger);
     this.clusterManager = new ClusterManager((name) => this.stats.clusterSink(name));
     this.listenerManager = new ListenerManager({
       config: this,

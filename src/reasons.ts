@@ -18,7 +18,8 @@ function reason(id: string, httpStatus: number, grpcStatus: number, flag: string
   return Object.freeze({ id, httpStatus, grpcStatus, flag, message });
 }
 
-// gRPC codes: 14 UNAVAILABLE, 4 DEADLINE_EXCEEDED, 12 UNIMPLEMENTED, 7 PERMISSION_DENIED, 13 INTERNAL, 3 INVALID_ARGUMENT.
+// gRPC codes: 14 UNAVAILABLE, 4 DEADLINE_EXCEEDED, 12 UNIMPLEMENTED, 7 PERMISSION_DENIED, 13 INTERNAL, 3 INVALID_ARGUMENT,
+// 16 UNAUTHENTICATED.
 export const REASONS = {
   noRoute: reason('no_route', 404, 12, 'NR', 'no route matches this request'),
   noCluster: reason('cluster_not_found', 503, 14, 'NC', 'the route names a cluster this proxy does not know'),
@@ -36,7 +37,11 @@ export const REASONS = {
   badRequest: reason('bad_request', 400, 3, 'DPE', 'malformed request'),
   headersTooLarge: reason('headers_too_large', 431, 3, 'DPE', 'request headers are too large'),
   upstreamProtocolError: reason('upstream_protocol_error', 502, 13, 'UPE', 'upstream sent an invalid response'),
-  unauthorized: reason('unauthorized', 403, 7, 'UAEX', 'the caller is not allowed'),
+  // Envoy's RBAC filters: 403 with the RBAC response flag (RbacAccessDenied) and its body text.
+  unauthorized: reason('unauthorized', 403, 7, 'RBAC', 'RBAC: access denied'),
+  // Envoy's jwt_authn answers 401 with these bodies and sets no response flag (gRPC 16 UNAUTHENTICATED).
+  jwtMissing: reason('jwt_missing', 401, 16, '-', 'Jwt is missing'),
+  jwtInvalid: reason('jwt_invalid', 401, 16, '-', 'Jwt verification fails'),
   draining: reason('draining', 503, 14, 'DRAIN', 'the proxy is draining'),
   downstreamDisconnect: reason('downstream_disconnect', 499, 1, 'DC', 'the client went away'),
 } as const;

@@ -13,6 +13,7 @@ import {
   type ServiceConfig,
   type ServiceRef,
 } from './mesh-config.js';
+import { inboundAuthFilters, inboundNetworkFilters } from './authz-compiler.js';
 
 /** What a proxy tells about itself in the xDS Node (id + metadata). */
 export interface NodeInfo {
@@ -410,17 +411,18 @@ function protocolListener(
   cluster: string,
   timeoutMs?: number,
   httpFilters: readonly Record<string, unknown>[] = [],
+  networkFilters: readonly Record<string, unknown>[] = [],
 ): Record<string, unknown> {
   const listener: Record<string, unknown> = { name, address: socketAddress(address, port), traffic_direction: direction };
   const hcm = hcmFilter(name, inlineRoute(name, cluster, timeoutMs), httpFilters);
-  const tcp = tcpFilter(name, cluster);
+  const tcp = [...networkFilters, tcpFilter(name, cluster)];
   if (protocol === 'tcp') {
-    listener.filter_chains = [{ name: `${name}/tcp`, filters: [tcp] }];
+    listener.filter_chains = [{ name: `${name}/tcp`, filters: tcp }];
   } else if (protocol === 'auto') {
     // http_inspector sets the application protocol of plaintext HTTP connections; everything else falls to TCP.
     listener.listener_filters = [{ name: HTTP_INSPECTOR }];
     listener.filter_chains = [{ name: `${name}/http`, filter_chain_match: { application_protocols: ['http/1.1', 'h2c'] }, filters: [hcm] }];
-    listener.default_filter_chain = { name: `${name}/tcp`, filters: [tcp] };
+    listener.default_filter_chain = { name: `${name}/tcp`, filters: tcp };
   } else {
     listener.filter_chains = [{ name: `${name}/http`, filters: [hcm] }];
   }
@@ -633,7 +635,9 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
       clusters.push(inbound);
       // Timeout 0 on inbound: the caller's sidecar owns the deadline, a second one here would only race it.
       const rateLimit = own.policy.rateLimit;
-      const listener = protocolListener('inbound', '0.0.0.0', node.inboundPort, protocol, 'INBOUND', name, 0, rateLimit ? [rateLimitFilter(rateLimit)] : []);
+      // Authentication and authorization first: a caller refused there must not drain the rate limit's bucket.
+      const httpFilters = [...inboundAuthFilters(mesh, own), ...(rateLimit ? [rateLimitFilter(rateLimit)] : [])];
+      const listener = protocolListener('inbound', '0.0.0.0', node.inboundPort, protocol, 'INBOUND', name, 0, httpFilters, inboundNetworkFilters(mesh, own));
       listeners.push(listener);
     } else {
       warnings.push(`node ${node.id} announced no appPort: no inbound listener`);

@@ -44,6 +44,7 @@ export interface ServiceConfig {
   readonly endpoints: readonly EndpointConfig[];
   readonly policy: PolicyConfig;
   readonly authorization?: AuthorizationConfig;
+  readonly requestAuthentication?: RequestAuthenticationConfig;
   readonly routes: readonly RouteRuleConfig[];
   readonly egress: readonly EgressConfig[];
 }
@@ -153,8 +154,46 @@ export interface RateLimitConfig {
   readonly burst: number;
 }
 
+/**
+ * One allow or deny rule (Istio's AuthorizationPolicy rule, flattened): every field given must match (AND), any
+ * value of a field will do (OR); a rule with no field matches everything. Principals and paths are exact, or a
+ * prefix with a trailing `*` (paths also a suffix with a leading `*`); `*` alone is any.
+ */
+export interface AuthorizationRule {
+  /** The policy name: the RBAC policy it compiles to and the `policy` label of its counter. */
+  readonly name: string;
+  /** Peer SPIFFE IDs (mTLS). */
+  readonly principals?: readonly string[];
+  /** Peer namespaces (mTLS): spiffe://<trustDomain>/ns/<namespace>/ . */
+  readonly namespaces?: readonly string[];
+  /** Verified JWTs as `<iss>/<sub>`, `<iss>/*` or `*` (Istio's requestPrincipals). */
+  readonly requestPrincipals?: readonly string[];
+  readonly methods?: readonly string[];
+  readonly paths?: readonly string[];
+  readonly ports?: readonly number[];
+}
+
+/** Deny wins; once `allow` is given (even empty), whatever no allow rule matches is denied. */
 export interface AuthorizationConfig {
-  readonly allow: readonly { readonly principals: readonly string[] }[];
+  readonly allow?: readonly AuthorizationRule[];
+  readonly deny?: readonly AuthorizationRule[];
+}
+
+/** One JWT issuer the service accepts (Istio's RequestAuthentication jwtRules). */
+export interface JwtRuleConfig {
+  readonly issuer: string;
+  readonly audiences: readonly string[];
+  readonly jwksFile?: string;
+  readonly jwksUri?: string;
+  /** Remote JWKS: fetch timeout (default 5s) and how long keys are used before a refetch (default 10m). */
+  readonly jwksTimeoutMs?: number;
+  readonly jwksCacheDurationMs?: number;
+  /** Keep the token on the request to the app (default false: removed, as Envoy). */
+  readonly forwardToken?: boolean;
+}
+
+export interface RequestAuthenticationConfig {
+  readonly jwtRules: readonly JwtRuleConfig[];
 }
 
 export interface HeaderMatchConfig {
@@ -413,7 +452,7 @@ export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: 
 }
 
 function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): ServiceConfig | undefined {
-  const s = c.obj(raw, path, ['name', 'namespace', 'ports', 'endpoints', 'policy', 'authorization', 'routes', 'egress']);
+  const s = c.obj(raw, path, ['name', 'namespace', 'ports', 'endpoints', 'policy', 'authorization', 'requestAuthentication', 'routes', 'egress']);
   if (!s) return undefined;
   const before = c.count;
   const name = c.label(s.name, [...path, 'name']);
@@ -471,6 +510,7 @@ function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): Ser
     c.fail([...path, 'policy', 'healthCheck', 'path'], `HTTP checks speak HTTP/1.1; port ${h1Only.port} is ${h1Only.protocol} (leave out path for a TCP connect check)`);
   }
   const authorization = opt(s, 'authorization', (v) => checkAuthorization(c, v, [...path, 'authorization']));
+  const requestAuthentication = opt(s, 'requestAuthentication', (v) => checkRequestAuthentication(c, v, [...path, 'requestAuthentication']));
   const ns = namespace ?? 'default';
 
   const routes: RouteRuleConfig[] = [];
@@ -491,7 +531,7 @@ function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): Ser
   });
 
   if (c.count > before || !name || !policy) return undefined;
-  return definedOnly({ name, namespace: ns, ports, endpoints, policy, authorization, routes, egress });
+  return definedOnly({ name, namespace: ns, ports, endpoints, policy, authorization, requestAuthentication, routes, egress });
 }
 
 /**
@@ -836,22 +876,116 @@ function checkRetries(c: Checker, raw: unknown, path: Path): RetriesConfig | und
   return definedOnly({ attempts, perTryTimeoutMs, retryOn, retriableStatusCodes, backoff, budget, hedge });
 }
 
-function checkAuthorization(c: Checker, raw: unknown, path: Path): AuthorizationConfig | undefined {
-  const o = c.obj(raw, path, ['allow']);
-  if (!o) return undefined;
-  const allow: { principals: string[] }[] = [];
-  (c.list(o.allow ?? [], [...path, 'allow']) ?? []).forEach((ra, i) => {
-    const a = c.obj(ra, [...path, 'allow', i], ['principals']);
-    if (!a) return;
-    const principals: string[] = [];
-    (c.list(a.principals, [...path, 'allow', i, 'principals']) ?? []).forEach((p, j) => {
-      const s = c.str(p, [...path, 'allow', i, 'principals', j]);
-      if (s !== undefined && !s.startsWith('spiffe://')) c.fail([...path, 'allow', i, 'principals', j], `expected a SPIFFE ID (spiffe://...), got ${JSON.stringify(s)}`);
-      else if (s !== undefined) principals.push(s);
-    });
-    allow.push({ principals });
+const HTTP_METHOD = /^[A-Z]+$/;
+
+/** A list of non-empty strings, each passing `check` (which returns a problem, or undefined). */
+function stringList(c: Checker, raw: unknown, path: Path, check: (s: string) => string | undefined): string[] | undefined {
+  const list = c.list(raw, path);
+  if (!list) return undefined;
+  if (list.length === 0) return c.fail(path, 'expected at least one value (leave the field out to match any)');
+  const out: string[] = [];
+  list.forEach((v, i) => {
+    const s = c.str(v, [...path, i]);
+    if (s === undefined) return;
+    const problem = check(s);
+    if (problem !== undefined) c.fail([...path, i], problem);
+    else out.push(s);
   });
-  return { allow };
+  return out;
+}
+
+/** Exact, a prefix with one trailing `*`, or `*`; `suffix` also allows one leading `*`. */
+function wildcardProblem(s: string, suffix: boolean): string | undefined {
+  const stars = s.split('*').length - 1;
+  if (stars === 0 || s === '*') return undefined;
+  if (stars === 1 && (s.endsWith('*') || (suffix && s.startsWith('*')))) return undefined;
+  return `${JSON.stringify(s)}: a "*" may only ${suffix ? 'start or end' : 'end'} the value`;
+}
+
+function checkAuthorizationRule(c: Checker, raw: unknown, path: Path, fallbackName: string): AuthorizationRule | undefined {
+  const r = c.obj(raw, path, ['name', 'principals', 'namespaces', 'requestPrincipals', 'methods', 'paths', 'ports']);
+  if (!r) return undefined;
+  const name = r.name === undefined ? fallbackName : c.str(r.name, [...path, 'name']);
+  const principals = opt(r, 'principals', (v) =>
+    stringList(c, v, [...path, 'principals'], (p) => (p === '*' ? undefined : !p.startsWith('spiffe://') ? `expected a SPIFFE ID (spiffe://...) or "*", got ${JSON.stringify(p)}` : wildcardProblem(p, false))),
+  );
+  const namespaces = opt(r, 'namespaces', (v) =>
+    stringList(c, v, [...path, 'namespaces'], (n) => (DNS_LABEL.test(n) ? undefined : `expected a namespace (a DNS label), got ${JSON.stringify(n)}`)),
+  );
+  const requestPrincipals = opt(r, 'requestPrincipals', (v) =>
+    stringList(c, v, [...path, 'requestPrincipals'], (p) => {
+      if (p === '*') return undefined;
+      const slash = p.lastIndexOf('/');
+      if (slash <= 0 || slash === p.length - 1) return `expected "<issuer>/<subject>", "<issuer>/*" or "*", got ${JSON.stringify(p)}`;
+      const stars = p.split('*').length - 1;
+      if (stars > 1 || (stars === 1 && !p.endsWith('/*'))) return `${JSON.stringify(p)}: "*" may only stand for the whole subject ("<issuer>/*")`;
+      return undefined;
+    }),
+  );
+  const methods = opt(r, 'methods', (v) => stringList(c, v, [...path, 'methods'], (m) => (HTTP_METHOD.test(m) ? undefined : `expected an HTTP method in capitals (GET, POST, ...), got ${JSON.stringify(m)}`)));
+  const paths = opt(r, 'paths', (v) => stringList(c, v, [...path, 'paths'], (p) => (p.startsWith('/') || p.startsWith('*') ? wildcardProblem(p, true) : `expected a path starting with "/" (or "*"), got ${JSON.stringify(p)}`)));
+  const ports = opt(r, 'ports', (v) => {
+    const list = c.list(v, [...path, 'ports']);
+    if (!list) return undefined;
+    if (list.length === 0) return c.fail([...path, 'ports'], 'expected at least one port (leave the field out to match any)');
+    const out: number[] = [];
+    list.forEach((p, i) => {
+      const n = c.port(p, [...path, 'ports', i]);
+      if (n !== undefined) out.push(n);
+    });
+    return out;
+  });
+  if (name === undefined) return undefined;
+  return definedOnly({ name, principals, namespaces, requestPrincipals, methods, paths, ports });
+}
+
+function checkAuthorization(c: Checker, raw: unknown, path: Path): AuthorizationConfig | undefined {
+  const o = c.obj(raw, path, ['allow', 'deny']);
+  if (!o) return undefined;
+  const names = new Set<string>();
+  const rules = (key: 'allow' | 'deny'): AuthorizationRule[] | undefined =>
+    opt(o, key, (v) => {
+      const out: AuthorizationRule[] = [];
+      (c.list(v, [...path, key]) ?? []).forEach((rr, i) => {
+        const r = checkAuthorizationRule(c, rr, [...path, key, i], `${key}[${i}]`);
+        if (!r) return;
+        if (names.has(r.name)) c.fail([...path, key, i, 'name'], `duplicate rule name ${JSON.stringify(r.name)}`);
+        names.add(r.name);
+        out.push(r);
+      });
+      return out;
+    });
+  return definedOnly({ allow: rules('allow'), deny: rules('deny') });
+}
+
+function checkRequestAuthentication(c: Checker, raw: unknown, path: Path): RequestAuthenticationConfig | undefined {
+  const o = c.obj(raw, path, ['jwtRules']);
+  if (!o) return undefined;
+  const jwtRules: JwtRuleConfig[] = [];
+  const list = c.list(o.jwtRules, [...path, 'jwtRules']);
+  if (list && list.length === 0) c.fail([...path, 'jwtRules'], 'expected at least one rule');
+  list?.forEach((rr, i) => {
+    const p = [...path, 'jwtRules', i];
+    const r = c.obj(rr, p, ['issuer', 'audiences', 'jwksFile', 'jwksUri', 'jwksTimeout', 'jwksCacheDuration', 'forwardToken']);
+    if (!r) return;
+    const issuer = c.str(r.issuer, [...p, 'issuer']);
+    if (issuer !== undefined && jwtRules.some((x) => x.issuer === issuer)) c.fail([...p, 'issuer'], `duplicate issuer ${JSON.stringify(issuer)}`);
+    const audiences = opt(r, 'audiences', (v) => stringList(c, v, [...p, 'audiences'], () => undefined)) ?? [];
+    const jwksFile = opt(r, 'jwksFile', (v) => c.str(v, [...p, 'jwksFile']));
+    const jwksUri = opt(r, 'jwksUri', (v) => {
+      const u = c.str(v, [...p, 'jwksUri']);
+      if (u !== undefined && !/^https?:\/\/[^/]/.test(u)) return c.fail([...p, 'jwksUri'], `expected an http:// or https:// URL, got ${JSON.stringify(u)}`);
+      return u;
+    });
+    if ((jwksFile === undefined) === (jwksUri === undefined) && r.jwksFile === undefined && r.jwksUri === undefined) c.fail(p, 'needs jwksFile or jwksUri');
+    if (r.jwksFile !== undefined && r.jwksUri !== undefined) c.fail(p, 'jwksFile and jwksUri: give one');
+    const jwksTimeoutMs = opt(r, 'jwksTimeout', (v) => c.duration(v, [...p, 'jwksTimeout'], true));
+    const jwksCacheDurationMs = opt(r, 'jwksCacheDuration', (v) => c.duration(v, [...p, 'jwksCacheDuration'], true));
+    const forwardToken = opt(r, 'forwardToken', (v) => c.bool(v, [...p, 'forwardToken']));
+    if (issuer === undefined || (jwksFile === undefined && jwksUri === undefined)) return;
+    jwtRules.push(definedOnly({ issuer, audiences, jwksFile, jwksUri, jwksTimeoutMs, jwksCacheDurationMs, forwardToken }));
+  });
+  return { jwtRules };
 }
 
 /** The 1-based line of the YAML node at `path`, or of its nearest existing parent. */

@@ -18,7 +18,8 @@ describe('notEnforcedWarnings', () => {
 `);
     expect(notEnforcedWarnings(mesh)).toEqual([
       'services[0].policy.mtls: mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
-      'services[0].authorization: authorization is accepted but not enforced yet: every caller is allowed',
+      'services[0].authorization.allow[0].principals: principals and namespaces match only peers that mTLS proved, and mTLS is not enforced yet: ' +
+        'they match no caller, so an allow rule that names them admits nobody and a deny rule that names them refuses nobody (methods, paths, ports and requestPrincipals are enforced)',
     ]);
   });
 
@@ -26,6 +27,7 @@ describe('notEnforcedWarnings', () => {
     const mesh = parseMeshConfig(`services:
   - name: a
     ports: [{ port: 80, protocol: http }]
+    authorization: { deny: [{ methods: [DELETE] }], allow: [{ paths: ["/api/*"], requestPrincipals: ["*"] }] }
     policy: { mtls: DISABLE, timeout: 2s, circuitBreakers: { maxConnections: 10, maxPendingRequests: 5, maxRequests: 7, maxRetries: 2 }, outlierDetection: { consecutive5xx: 3 },
               retries: { attempts: 2, budget: { percent: 25 } } }
 `);

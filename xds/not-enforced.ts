@@ -16,14 +16,25 @@ export function notEnforcedWarnings(mesh: MeshConfig): string[] {
       paths: [],
       message: 'mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
     },
-    { paths: [], message: 'authorization is accepted but not enforced yet: every caller is allowed' },
+    {
+      paths: [],
+      message:
+        'principals and namespaces match only peers that mTLS proved, and mTLS is not enforced yet: they match no caller, ' +
+        'so an allow rule that names them admits nobody and a deny rule that names them refuses nobody (methods, paths, ports and requestPrincipals are enforced)',
+    },
   ];
   const [mtls, authz] = kinds as [Unenforced, Unenforced];
   mesh.services.forEach((service, i) => {
     const at = `services[${i}]`;
     const policy = service.policy;
     if (policy.mtls !== 'DISABLE') mtls.paths.push(`${at}.policy.mtls`);
-    if (service.authorization !== undefined) authz.paths.push(`${at}.authorization`);
+    const a = service.authorization;
+    for (const key of ['allow', 'deny'] as const) {
+      a?.[key]?.forEach((rule, j) => {
+        if (rule.principals !== undefined) authz.paths.push(`${at}.authorization.${key}[${j}].principals`);
+        if (rule.namespaces !== undefined) authz.paths.push(`${at}.authorization.${key}[${j}].namespaces`);
+      });
+    }
   });
   return kinds.filter((k) => k.paths.length > 0).map((k) => `${listPaths(k.paths)}: ${k.message}`);
 }

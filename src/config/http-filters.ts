@@ -1,5 +1,8 @@
 // Translates the HTTP filters we run (HCM http_filters, and their per-route typed_per_filter_config) into the model:
-// envoy.filters.http.fault and envoy.filters.http.local_ratelimit. The router is implied (always last).
+// envoy.filters.http.fault, envoy.filters.http.local_ratelimit, envoy.filters.http.jwt_authn and
+// envoy.filters.http.rbac. The router is implied (always last).
+import { JWT_AUTHN_NAME, jwtAuthn } from './jwt-authn.js';
+import { HTTP_RBAC_NAME, rbacFilter } from './rbac.js';
 import type { FaultModel, FilterConfigModel, HttpFilterModel, LocalRateLimitModel } from './model.js';
 import { decodeAny, TYPE_URLS } from './protos.js';
 import { durationMs, invalid, wrapped, type Plain } from './values.js';
@@ -86,6 +89,8 @@ function filterConfig(any: Plain, field: string): FilterConfigModel | undefined 
   const type = typeOf(any);
   if (type === TYPE_URLS.HTTPFault) return { kind: 'fault', config: fault(decodeAny<Plain>(any), field) };
   if (type === TYPE_URLS.LocalRateLimit) return { kind: 'local_ratelimit', config: localRateLimit(decodeAny<Plain>(any), field) };
+  if (type === TYPE_URLS.HttpRBAC) return { kind: 'rbac', config: rbacFilter(decodeAny<Plain>(any), field, false) };
+  if (type === TYPE_URLS.JwtAuthentication) return { kind: 'jwt_authn', config: jwtAuthn(decodeAny<Plain>(any), field) };
   return undefined;
 }
 
@@ -110,7 +115,7 @@ export function httpFilters(filters: readonly Plain[], field: string): HttpFilte
     const config = f.typed_config ? filterConfig(f.typed_config, `${at}.typed_config`) : undefined;
     if (config === undefined) {
       if (f.is_optional) return;
-      invalid(`${at}: unsupported filter ${f.name || typeOf(f.typed_config)} (supported: ${FAULT_NAME}, ${LOCAL_RATELIMIT_NAME}, ${ROUTER_NAME})`);
+      invalid(`${at}: unsupported filter ${f.name || typeOf(f.typed_config)} (supported: ${FAULT_NAME}, ${LOCAL_RATELIMIT_NAME}, ${JWT_AUTHN_NAME}, ${HTTP_RBAC_NAME}, ${ROUTER_NAME})`);
     }
     if (!f.name) invalid(`${at}.name: missing`);
     out.push({ name: String(f.name), ...config });
@@ -133,6 +138,9 @@ export function perFilterConfigs(
   if (names.length === 0) return inherited;
   const out = new Map(inherited);
   for (const name of names) {
+    const t = typeOf(map![name]);
+    // RBACPerRoute and the JWT PerRouteConfig are other message types: they fall through to the refusal below.
+    if (t === TYPE_URLS.HttpRBAC || t === TYPE_URLS.JwtAuthentication) invalid(`${field}[${JSON.stringify(name)}]: a per-route ${t} is not supported`);
     const config = filterConfig(map![name]!, `${field}[${JSON.stringify(name)}]`);
     if (config === undefined) invalid(`${field}[${JSON.stringify(name)}]: unsupported config type ${typeOf(map![name])}`);
     out.set(name, config);

@@ -2,6 +2,7 @@
 import { DEFAULTS, type Direction, type HttpChainModel, type ListenerModel, type RouteConfigModel, type TcpChainModel } from './model.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
 import { httpFilters } from './http-filters.js';
+import { networkRbacFilters } from './rbac.js';
 import { routeConfigFromPlain } from './route-config.js';
 import { durationMs, invalid, socketAddress, wrapped, type Plain } from './values.js';
 
@@ -75,7 +76,7 @@ function maxConcurrentStreams(options: Plain | undefined, field: string): number
   return n;
 }
 
-function tcpChain(filter: Plain, field: string): TcpChainModel {
+function tcpChain(filter: Plain, field: string, chain: Plain, chainField: string): TcpChainModel {
   const tp = decodeAny<Plain>(filter.typed_config);
   let cluster: string | undefined = tp.cluster;
   if (!cluster && tp.weighted_clusters) {
@@ -89,6 +90,7 @@ function tcpChain(filter: Plain, field: string): TcpChainModel {
     statPrefix: String(tp.stat_prefix ?? ''),
     cluster,
     idleTimeoutMs: durationMs(tp.idle_timeout, DEFAULTS.tcpIdleTimeoutMs, `${field}.idle_timeout`),
+    ...networkRbacFilters(chain.filters ?? [], `${chainField}.filters`),
   };
 }
 
@@ -100,12 +102,14 @@ function typeOf(filter: Plain): string {
 function chainKind(chain: Plain, field: string): { kind: 'http' | 'tcp'; filter: Plain; field: string } {
   const filters: Plain[] = chain.filters ?? [];
   if (filters.length === 0) invalid(`${field}.filters: empty`);
-  filters.forEach((f, i) => {
-    if (i < filters.length - 1) invalid(`${field}.filters[${i}]: unsupported filter ${f.name || typeOf(f)} (only one terminal filter per chain)`);
-  });
   const f = filters[filters.length - 1]!;
   const ff = `${field}.filters[${filters.length - 1}]`;
   const t = typeOf(f);
+  // Network RBAC may stand before a tcp_proxy (translated with it); nothing else before the terminal filter.
+  filters.forEach((g, i) => {
+    if (i === filters.length - 1 || (t === TYPE_URLS.TcpProxy && typeOf(g) === TYPE_URLS.NetworkRBAC)) return;
+    invalid(`${field}.filters[${i}]: unsupported filter ${g.name || typeOf(g)} (only envoy.filters.network.rbac before a tcp_proxy, and one terminal filter per chain)`);
+  });
   if (!f.typed_config) invalid(`${ff}.typed_config: missing`);
   if (t === TYPE_URLS.HttpConnectionManager) return { kind: 'http', filter: f, field: `${ff}.typed_config` };
   if (t === TYPE_URLS.TcpProxy) return { kind: 'tcp', filter: f, field: `${ff}.typed_config` };
@@ -139,7 +143,7 @@ export function translateListener(bytes: Uint8Array): ListenerTranslation {
       http = httpChain(k.filter, k.field, inlineRoutes);
     } else {
       if (tcp) invalid(`${field}: more than one TcpProxy chain is not supported`);
-      tcp = tcpChain(k.filter, k.field);
+      tcp = tcpChain(k.filter, k.field, chain, field);
     }
   }
   const firstByteTimeoutMs = durationMs(l.listener_filters_timeout, DEFAULTS.listenerFiltersTimeoutMs, 'listener_filters_timeout');

@@ -1,6 +1,7 @@
 // The proxy's internal config model: what the data path reads. Built only by the translators in this
 // folder from xDS resources; immutable once built (a change builds a new snapshot and swaps one reference).
 // Durations are milliseconds; 0 means "no limit" wherever a timeout is concerned.
+import type { JwtAuthnModel, RbacFilterModel } from '../authz/model.js';
 
 export type LbPolicy = 'least_request' | 'round_robin' | 'random' | 'ring_hash';
 export type UpstreamProtocol = 'http1' | 'http2';
@@ -81,7 +82,9 @@ export interface LocalRateLimitModel {
 
 export type FilterConfigModel =
   | { readonly kind: 'fault'; readonly config: FaultModel }
-  | { readonly kind: 'local_ratelimit'; readonly config: LocalRateLimitModel | null };
+  | { readonly kind: 'local_ratelimit'; readonly config: LocalRateLimitModel | null }
+  | { readonly kind: 'rbac'; readonly config: RbacFilterModel }
+  | { readonly kind: 'jwt_authn'; readonly config: JwtAuthnModel };
 
 /** One HTTP filter of a chain: its name (per-route configs are keyed by it) and its listener-level config. */
 export type HttpFilterModel = FilterConfigModel & { readonly name: string };
@@ -91,6 +94,8 @@ export interface TcpChainModel {
   readonly cluster: string;
   /** TcpProxy idle_timeout (Envoy default 1h; 0 = none). */
   readonly idleTimeoutMs: number;
+  /** envoy.filters.network.rbac filters before the tcp_proxy, in order (absent: none). */
+  readonly rbac?: readonly RbacFilterModel[];
 }
 
 export interface RouteConfigModel {

@@ -35,6 +35,9 @@ export const TYPE_URLS = {
   Router: `${PREFIX}envoy.extensions.filters.http.router.v3.Router`,
   HTTPFault: `${PREFIX}envoy.extensions.filters.http.fault.v3.HTTPFault`,
   LocalRateLimit: `${PREFIX}envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`,
+  HttpRBAC: `${PREFIX}envoy.extensions.filters.http.rbac.v3.RBAC`,
+  NetworkRBAC: `${PREFIX}envoy.extensions.filters.network.rbac.v3.RBAC`,
+  JwtAuthentication: `${PREFIX}envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication`,
 } as const;
 
 /** Full message names, for encodeMessage/decodeMessage. */
@@ -49,6 +52,9 @@ export const MESSAGE_NAMES = {
   Router: 'envoy.extensions.filters.http.router.v3.Router',
   HTTPFault: 'envoy.extensions.filters.http.fault.v3.HTTPFault',
   LocalRateLimit: 'envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit',
+  HttpRBAC: 'envoy.extensions.filters.http.rbac.v3.RBAC',
+  NetworkRBAC: 'envoy.extensions.filters.network.rbac.v3.RBAC',
+  JwtAuthentication: 'envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication',
   Node: 'envoy.config.core.v3.Node',
   DiscoveryRequest: 'envoy.service.discovery.v3.DiscoveryRequest',
   DiscoveryResponse: 'envoy.service.discovery.v3.DiscoveryResponse',

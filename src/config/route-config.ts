@@ -18,7 +18,7 @@ import { perFilterConfigs } from './http-filters.js';
 // Envoy's route retry backoff defaults: base 25 ms, max 10 × base.
 const DEFAULT_BACKOFF_BASE_MS = 25;
 
-function headerMatcher(h: Plain, field: string): HeaderMatcherModel {
+export function headerMatcher(h: Plain, field: string): HeaderMatcherModel {
   if (!h.name) invalid(`${field}.name: missing`);
   const name = String(h.name).toLowerCase();
   const invert = Boolean(h.invert_match);

@@ -2,6 +2,7 @@
 // snapshot, the cluster manager, and where stats go. One per listener chain, not per request.
 import type { ConfigSnapshot, Direction, HashPolicyModel, HttpChainModel, RouteActionModel, RouteConfigModel, RouteModel } from '../config/model.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
+import { NO_AUTHZ_SINK, type AuthzSink } from '../authz/stats.js';
 import type { Random } from '../upstream/types.js';
 import type { Reason } from '../reasons.js';
 import type { OverloadState } from '../process/overload.js';
@@ -18,6 +19,8 @@ export interface ConfigHolder {
 }
 
 export interface HttpStats {
+  /** Where the RBAC and JWT filters count (none: they count nothing). */
+  readonly authz?: AuthzSink;
   requestStarted(direction: Direction): void;
   localReply(reason: Reason): void;
   requestFinished(exchange: HttpExchange, seconds: number): void;
@@ -72,7 +75,7 @@ export class HttpContext {
     const chain = this.chain;
     if (chain !== this.filtersOf) {
       this.filtersOf = chain;
-      this.builtFilters = buildFilters(chain.httpFilters, this.random);
+      this.builtFilters = buildFilters(chain.httpFilters, this.random, this.stats.authz ?? NO_AUTHZ_SINK);
     }
     return this.builtFilters;
   }

@@ -8,6 +8,8 @@ import type { Readable } from 'node:stream';
 import type { RouteModel } from '../config/model.js';
 import { httpOutcome, type CallOutcome } from '../upstream/outlier.js';
 import { REASONS, type Reason } from '../reasons.js';
+import type { FilterMetadata } from '../authz/model.js';
+import type { PeerIdentity } from '../tls/peer.js';
 import type { FilteredRequest, HoldTracker, HttpFilter } from './filters/filter.js';
 import type { HeaderMap } from './headers.js';
 import type { HttpContext, RequestHeaders } from './context.js';
@@ -31,11 +33,17 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
   path = '';
   requestId = '';
   remoteAddress = '';
+  /** The port the request's connection arrived on (RBAC destination_port). */
+  localPort = 0;
   grpc = false;
+  /** The peer mTLS proved; null on plaintext (set by the TLS data path). */
+  peer: PeerIdentity | null = null;
+  /** Written by filters for later ones (the JWT filter's verified payload); null until one does. */
+  filterMetadata: FilterMetadata | null = null;
 
   private matched: RouteModel | null = null;
   // The request head and body, held from routing until the router takes them (filters may hold the request).
-  private requestHeaders: RequestHeaders | null = null;
+  requestHeaders: RequestHeaders | null = null;
   private requestBody: Readable | null = null;
   private scheme = 'http';
   private filters: readonly HttpFilter[] | null = null;
@@ -86,6 +94,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.authority = authority;
     this.path = url;
     this.remoteAddress = connection.remoteAddress;
+    this.localPort = connection.socket.localPort ?? 0;
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400.
     if (authority === '' && req.http11) return this.localReply(REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
     this.route(req.headers, req.body, 'http');
@@ -100,6 +109,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.path = (headers[':path'] as string | undefined) ?? '/';
     this.authority = (headers[':authority'] as string | undefined) ?? headers.host ?? '';
     this.remoteAddress = stream.session?.socket?.remoteAddress ?? '';
+    this.localPort = stream.session?.socket?.localPort ?? 0;
     const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
     this.route(headers, endStream ? null : stream, (headers[':scheme'] as string | undefined) ?? 'http');
   }
@@ -130,6 +140,16 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
       if (!filters[this.filterIndex++]!.onRequest(this, route)) return;
     }
     this.forward();
+  }
+
+  /** FilteredRequest.continueFilters: a filter that returned false for an async check lets the request go on. */
+  continueFilters(): void {
+    if (this.finished) return;
+    this.runFilters();
+  }
+
+  get ended(): boolean {
+    return this.finished;
   }
 
   /** FilteredRequest.hold: a filter holds the request (a fault delay). */
@@ -251,6 +271,8 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
 
   /** A response the proxy makes itself, tagged with its reason (see src/reasons.ts). */
   localReply(reason: Reason, detail?: string): void {
+    // An async filter may answer after the client went away.
+    if (this.finished) return;
     this.reason = reason;
     this.ctx.stats.localReply(reason);
     const body = detail === undefined ? `${reason.message}\n` : `${reason.message}: ${detail}\n`;

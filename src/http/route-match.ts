@@ -205,7 +205,7 @@ function headersMatch(matchers: readonly HeaderMatcherModel[], method: string, p
 }
 
 /** Un-inverted result of one matcher; an absent header matches only `present` (as Envoy's HeaderUtility). */
-function headerMatches(m: HeaderMatcherModel, value: string | undefined): boolean {
+export function headerMatches(m: HeaderMatcherModel, value: string | undefined): boolean {
   if (value === undefined) return false;
   switch (m.kind) {
     case 'present':

@@ -369,6 +369,12 @@ export class ProxyMetrics {
   readonly upstreamEndpointsUnhealthy: GaugeFamily<'cluster'>;
   readonly localReplies: CounterFamily<'reason'>;
   readonly tcpConnections: CounterFamily<'cluster'>;
+  /** RBAC decisions (src/authz) by protocol, decision and the policy that decided ('-' when none matched). */
+  readonly rbacDecisions: CounterFamily<'protocol' | 'decision' | 'policy'>;
+  /** JWT checks (envoy.filters.http.jwt_authn) by provider and result. */
+  readonly jwtAuthn: CounterFamily<'provider' | 'result'>;
+  /** Remote JWKS fetches by result: rare, a plain prom-client counter. */
+  readonly jwksFetches: Counter<'result'>;
   /** Access log lines dropped because the destination fell behind by more than the log's buffer bound. */
   readonly accessLogDropped: CounterCell;
   /** Rare events (config changes): plain prom-client metrics. */
@@ -533,6 +539,29 @@ export class ProxyMetrics {
       name: 'pillion_tcp_connections_total',
       help: 'Proxied TCP connections per upstream cluster.',
       labelNames: ['cluster'] as const,
+      registers,
+    });
+    this.rbacDecisions = new CounterFamily({
+      name: 'pillion_rbac_decisions_total',
+      help:
+        'RBAC decisions (envoy.filters.http.rbac, envoy.filters.network.rbac) by protocol (http, tcp), decision (allowed, ' +
+        'denied, shadow_allowed, shadow_denied) and policy: the policy that matched, or "-" when none did (an allow ' +
+        'list that matched nothing denies; a deny list that matched nothing allows).',
+      labelNames: ['protocol', 'decision', 'policy'] as const,
+      registers,
+    });
+    this.jwtAuthn = new CounterFamily({
+      name: 'pillion_jwt_authn_total',
+      help:
+        'JWT checks by provider and result: verified, or why the token was refused (missing, malformed, alg_not_allowed, ' +
+        'bad_signature, unknown_key, expired, not_yet_valid, no_expiration, wrong_issuer, wrong_audience, jwks_unavailable).',
+      labelNames: ['provider', 'result'] as const,
+      registers,
+    });
+    this.jwksFetches = new Counter({
+      name: 'pillion_jwks_fetches_total',
+      help: 'Loads of JWKS from a URL or a file (jwt_authn remote_jwks, local_jwks filename) by result (success, failure).',
+      labelNames: ['result'] as const,
       registers,
     });
     this.accessLogDropped = new CounterFamily({

@@ -9,6 +9,8 @@ import type { ClusterStatsSink, RetrySkip } from '../upstream/cluster-manager.js
 import type { EjectionReason } from '../upstream/outlier.js';
 import type { ClusterStats, ProxyMetrics } from './metrics.js';
 import type { AccessLog } from './access-log.js';
+import type { Logger } from 'pino';
+import { AuthzStats } from './authz-stats.js';
 
 class ClusterStatsAdapter implements ClusterStatsSink {
   constructor(private readonly s: ClusterStats) {}
@@ -61,10 +63,16 @@ class ClusterStatsAdapter implements ClusterStatsSink {
 }
 
 export class ProxyStats implements ListenerStats {
+  /** RBAC and JWT counters and rate-limited warnings (src/authz). */
+  readonly authz: AuthzStats;
+
   constructor(
     readonly metrics: ProxyMetrics,
     private readonly accessLog: AccessLog,
-  ) {}
+    logger: Logger | null = null,
+  ) {
+    this.authz = new AuthzStats(metrics, logger);
+  }
 
   clusterSink(cluster: string): ClusterStatsSink {
     return new ClusterStatsAdapter(this.metrics.clusterStats(cluster));

@@ -5,11 +5,17 @@ import type { TcpChainModel } from '../config/model.js';
 import { CLUSTER_OVERFLOW, type ClusterManager, type UpstreamCluster } from '../upstream/cluster-manager.js';
 import type { EndpointState } from '../upstream/types.js';
 import { REASONS, type Reason } from '../reasons.js';
+import type { AuthzRequest } from '../authz/model.js';
+import { connectionAllowed } from '../authz/network.js';
+import { NO_AUTHZ_SINK, type AuthzSink } from '../authz/stats.js';
+import type { PeerIdentity } from '../tls/peer.js';
 
 /** Envoy's max_connect_attempts is 1 by default; a sidecar retrying another endpoint is what users expect. */
 const MAX_CONNECT_ATTEMPTS = 3;
 
 export interface TcpStats {
+  /** Where network RBAC counts (none: it counts nothing). */
+  readonly authz?: AuthzSink;
   tcpSessionFinished(session: TcpSession): void;
 }
 
@@ -20,7 +26,14 @@ export interface TcpContext {
   readonly stats: TcpStats;
 }
 
-export class TcpSession {
+export class TcpSession implements AuthzRequest {
+  /** The peer mTLS proved; null on plaintext (set by the TLS data path). */
+  peer: PeerIdentity | null = null;
+  // What network RBAC sees of a connection: no HTTP request, so no method, path, headers or metadata.
+  readonly method = '';
+  readonly path = '';
+  readonly requestHeaders = null;
+  readonly filterMetadata = null;
   readonly startMs = Date.now();
   private readonly startNs = process.hrtime.bigint();
   private upstream: net.Socket | null = null;
@@ -57,10 +70,17 @@ export class TcpSession {
     });
     const idle = this.ctx.chain.idleTimeoutMs;
     if (idle > 0) downstream.setTimeout(idle, () => this.destroyBoth());
+    // envoy.filters.network.rbac: decided before the upstream is dialled; a denied connection is closed.
+    const rbac = this.ctx.chain.rbac;
+    if (rbac !== undefined && !connectionAllowed(rbac, this, this.ctx.stats.authz ?? NO_AUTHZ_SINK)) return this.fail(REASONS.unauthorized);
     const cluster = this.ctx.clusters.get(this.ctx.chain.cluster);
     if (cluster === undefined) return this.fail(REASONS.noCluster);
     this.cluster = cluster;
     this.connectNext();
+  }
+
+  get localPort(): number {
+    return this.downstream.localPort ?? 0;
   }
 
   private connectNext(): void {

@@ -20,6 +20,8 @@ export interface StartProxyOptions {
   service: string;
   namespace?: string;
   appPort?: number;
+  /** The inbound listener's port (default 0: the OS picks), for config that must name it (authorization ports). */
+  inboundPort?: number;
   admin?: boolean;
   accessLog?: string;
   /** HttpConnectionManager fields (Envoy's names) set on every HTTP listener, for what the mesh config cannot say. */
@@ -60,7 +62,7 @@ export async function startProxy(meshYaml: string, opts: StartProxyOptions): Pro
     namespace: opts.namespace ?? 'default',
     serviceAccount: opts.service,
     ...(opts.appPort === undefined ? {} : { appPort: opts.appPort }),
-    inboundPort: 0,
+    inboundPort: opts.inboundPort ?? 0,
     outboundPort: 0,
   };
   const local = loadLocalSnapshot(file, node);

@@ -1,0 +1,215 @@
+// Request authentication (envoy.filters.http.jwt_authn) from outside, with real tokens signed by keys made here:
+// a good token passes (and its `<iss>/<sub>` feeds requestPrincipals), every kind of bad token gets 401
+// jwt_invalid and is counted, and JWKS come from a file or from URLs, including a server that hangs and one that
+// sends a huge body: both are cut at their bound, and the proxy goes on serving.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHttpBackend, type Backend } from '../helpers/backends.js';
+import { h2request, request } from '../helpers/client.js';
+import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+
+const ISSUER = 'https://issuer.test';
+let dir: string;
+let app: Backend;
+let key: CryptoKey;
+let otherKey: CryptoKey;
+let jwk: JWK;
+let fileProxy: RunningProxy;
+let remoteProxy: RunningProxy;
+let hangProxy: RunningProxy;
+let hugeProxy: RunningProxy;
+let jwksServer: http.Server;
+let jwksFetches = 0;
+let hangingSockets = 0;
+let hugeBytesSent = 0;
+
+function serve(handler: http.RequestListener): Promise<http.Server> {
+  const server = http.createServer(handler);
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+function portOf(s: http.Server): number {
+  return (s.address() as AddressInfo).port;
+}
+
+async function token(claims: Record<string, unknown> = {}, opts: { key?: CryptoKey; exp?: number | string; nbf?: number; kid?: string } = {}): Promise<string> {
+  const jwt = new SignJWT({ aud: 'api', sub: 'alice', ...claims }).setProtectedHeader({ alg: 'ES256', kid: opts.kid ?? 'k1' }).setIssuer(ISSUER).setIssuedAt();
+  jwt.setExpirationTime(opts.exp ?? '1h');
+  if (opts.nbf !== undefined) jwt.setNotBefore(opts.nbf);
+  return jwt.sign(opts.key ?? key);
+}
+
+/** A token with alg "none" (no signature), the classic bypass. */
+function unsignedToken(): string {
+  const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ iss: ISSUER, sub: 'alice', aud: 'api', exp: Math.floor(Date.now() / 1000) + 3600 })}.`;
+}
+
+const MESH = (jwks: { file: string; uri: string; hangUri: string; hugeUri: string }) => {
+  const service = (name: string, source: string) => `
+  - name: ${name}
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+    requestAuthentication:
+      jwtRules: [{ issuer: "${ISSUER}", audiences: [api], ${source} }]
+    authorization:
+      allow:
+        - { name: alice, requestPrincipals: ["${ISSUER}/alice"] }
+        - { name: public, paths: ["/public/*"] }`;
+  return `services:${service('file', `jwksFile: "${jwks.file}"`)}${service('remote', `jwksUri: "${jwks.uri}"`)}${service('hang', `jwksUri: "${jwks.hangUri}", jwksTimeout: 300ms`)}${service('huge', `jwksUri: "${jwks.hugeUri}", jwksTimeout: 5s`)}\n`;
+};
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'pillion-jwt-'));
+  // A key the JWKS does not hold, for bad signatures.
+  otherKey = (await generateKeyPair('ES256')).privateKey;
+  // The key whose private half signs good tokens, under kid k1.
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  key = privateKey;
+  jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
+  const file = join(dir, 'jwks.json');
+  writeFileSync(file, JSON.stringify({ keys: [jwk] }));
+  jwksServer = await serve((req, res) => {
+    if (req.url === '/jwks.json') {
+      jwksFetches++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: [jwk] }));
+    } else if (req.url === '/hang') {
+      hangingSockets++;
+      // Never answers: the proxy's fetch timeout must end it.
+    } else if (req.url === '/huge') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const pump = (): void => {
+        while (!res.destroyed && hugeBytesSent < 64 * 1024 * 1024) {
+          hugeBytesSent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  const base = `http://127.0.0.1:${portOf(jwksServer)}`;
+  app = await startHttpBackend('app');
+  const mesh = MESH({ file, uri: `${base}/jwks.json`, hangUri: `${base}/hang`, hugeUri: `${base}/huge` });
+  fileProxy = await startProxy(mesh, { service: 'file', appPort: app.port });
+  remoteProxy = await startProxy(mesh, { service: 'remote', appPort: app.port });
+  hangProxy = await startProxy(mesh, { service: 'hang', appPort: app.port });
+  hugeProxy = await startProxy(mesh, { service: 'huge', appPort: app.port });
+});
+
+afterAll(async () => {
+  await Promise.all([fileProxy, remoteProxy, hangProxy, hugeProxy].map((p) => p?.close()));
+  await app?.close();
+  jwksServer?.closeAllConnections();
+  await new Promise<void>((r) => (jwksServer ? jwksServer.close(() => r()) : r()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function bearer(t: string): Record<string, string> {
+  return { authorization: `Bearer ${t}` };
+}
+
+async function metric(p: RunningProxy, result: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`pillion_jwt_authn_total{provider="jwt-0",result="${result}"}`));
+  return line === undefined ? 0 : Number(line.split(' ').pop());
+}
+
+describe('JWT from a JWKS file', () => {
+  it('accepts a good token, feeds requestPrincipals, and strips the token before the app', async () => {
+    const r = await request(fileProxy.port('inbound'), { host: 'file', path: '/items', headers: bearer(await token()) });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body).headers.authorization).toBeUndefined();
+  });
+
+  it('a good token of another subject is authenticated but not authorized: 403', async () => {
+    const r = await request(fileProxy.port('inbound'), { host: 'file', path: '/items', headers: bearer(await token({ sub: 'bob' })) });
+    expect(r.status).toBe(403);
+    expect(r.headers['x-pillion-reason']).toBe('unauthorized');
+  });
+
+  it('no token: allowed where the policy needs none, 403 where it needs alice', async () => {
+    expect((await request(fileProxy.port('inbound'), { host: 'file', path: '/public/x' })).status).toBe(200);
+    const r = await request(fileProxy.port('inbound'), { host: 'file', path: '/items' });
+    expect(r.status).toBe(403);
+  });
+
+  const bad: [string, () => Promise<string> | string, string][] = [
+    ['alg none', unsignedToken, 'alg_not_allowed'],
+    ['a bad signature (another key, same kid)', () => token({}, { key: otherKey }), 'bad_signature'],
+    ['the wrong audience', () => token({ aud: 'someone-else' }), 'wrong_audience'],
+    ['an expired token', () => token({}, { exp: Math.floor(Date.now() / 1000) - 3600 }), 'expired'],
+    ['a token not valid yet', () => token({}, { nbf: Math.floor(Date.now() / 1000) + 3600 }), 'not_yet_valid'],
+    ['an unknown key id', () => token({}, { kid: 'nope' }), 'unknown_key'],
+    ['garbage', () => 'a.b.c', 'malformed'],
+  ];
+
+  it.each(bad)('refuses %s with 401 jwt_invalid, counted', async (_what, make, result) => {
+    const before = await metric(fileProxy, result);
+    const hits = app.hits;
+    const r = await request(fileProxy.port('inbound'), { host: 'file', path: '/public/x', headers: bearer(await make()) });
+    expect(r.status).toBe(401);
+    expect(r.headers['x-pillion-reason']).toBe('jwt_invalid');
+    expect(r.body).toContain('Jwt verification fails');
+    expect(app.hits).toBe(hits);
+    expect(await metric(fileProxy, result)).toBe(before + 1);
+  });
+
+  it('HTTP/2: good token 200, bad token 401', async () => {
+    const session = http2.connect(`http://127.0.0.1:${fileProxy.port('inbound')}`);
+    try {
+      const good = await h2request(session, { ':path': '/items', ':authority': 'file', ...bearer(await token()) });
+      expect(good.headers[':status']).toBe(200);
+      const badReply = await h2request(session, { ':path': '/items', ':authority': 'file', ...bearer(unsignedToken()) });
+      expect(badReply.headers[':status']).toBe(401);
+      expect(badReply.headers['x-pillion-reason']).toBe('jwt_invalid');
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('JWKS from a URL', () => {
+  it('fetches the keys once and uses them while cached', async () => {
+    for (let i = 0; i < 5; i++) {
+      const r = await request(remoteProxy.port('inbound'), { host: 'remote', path: '/items', headers: bearer(await token()) });
+      expect(r.status).toBe(200);
+    }
+    expect(jwksFetches).toBe(1);
+    expect(await metric(remoteProxy, 'verified')).toBe(5);
+  });
+
+  it('a JWKS server that never answers: 401 within the fetch timeout, then retried later, never a hang', async () => {
+    for (let i = 0; i < 3; i++) {
+      const start = performance.now();
+      const r = await request(hangProxy.port('inbound'), { host: 'hang', path: '/items', headers: bearer(await token()) });
+      expect(r.status).toBe(401);
+      expect(r.headers['x-pillion-reason']).toBe('jwt_invalid');
+      expect(performance.now() - start).toBeLessThan(2_000);
+    }
+    // One fetch (timed out after 300 ms); the next ones wait out the retry pause instead of piling up.
+    expect(hangingSockets).toBeGreaterThanOrEqual(1);
+    expect(hangingSockets).toBeLessThanOrEqual(2);
+    expect(await metric(hangProxy, 'jwks_unavailable')).toBe(3);
+    // The proxy still serves what needs no token.
+    expect((await request(hangProxy.port('inbound'), { host: 'hang', path: '/public/x' })).status).toBe(200);
+  });
+
+  it('a JWKS server that sends a huge body: cut at the size bound, 401, no crash', async () => {
+    const r = await request(hugeProxy.port('inbound'), { host: 'huge', path: '/items', headers: bearer(await token()) });
+    expect(r.status).toBe(401);
+    // Cut soon after 1 MiB, far from the 64 MiB the server would send (the socket buffers hold some more).
+    expect(hugeBytesSent).toBeLessThan(16 * 1024 * 1024);
+    expect((await request(hugeProxy.port('inbound'), { host: 'huge', path: '/public/x' })).status).toBe(200);
+  });
+});
