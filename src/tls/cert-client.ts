@@ -202,7 +202,7 @@ export class CertificateClient {
 
   /** The chain must be for our key and our identity, and chain to the root it carries. */
   private check(response: CreateCertificateResponse, keyPem: string): Held {
-    const chain = response.cert_chain ?? [];
+    const chain = (response.cert_chain ?? []).map((pem) => (pem.endsWith('\n') ? pem : `${pem}\n`));
     if (chain.length < 2) throw new Error(`the CA answered ${chain.length} certificates; expected the certificate and the root`);
     const certs = chain.map((pem) => new X509Certificate(pem));
     const leaf = certs[0]!;

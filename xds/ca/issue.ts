@@ -45,7 +45,13 @@ export async function issueLeaf(ca: MeshAuthority, req: IssueRequest): Promise<s
     signingAlgorithm: ca.signing.algorithm,
     extensions,
   });
-  return cert.toString('pem');
+  return pemOf(cert);
+}
+
+/** PEM with a final newline, so certificates concatenate into a chain file as every TLS stack reads it. */
+function pemOf(cert: x509.X509Certificate): string {
+  const pem = cert.toString('pem').replace(/\r\n/g, '\n');
+  return pem.endsWith('\n') ? pem : `${pem}\n`;
 }
 
 /** A self-signed CA certificate for a new root key. */
@@ -64,5 +70,5 @@ export async function createRootCert(keys: webcrypto.CryptoKeyPair, trustDomain:
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return cert.toString('pem');
+  return pemOf(cert);
 }
