@@ -92,6 +92,8 @@ export class CertificateClient {
   private serverIndex = 0;
   private stopped = false;
   private expiredLogged = false;
+  /** The CA refused our certificate as a credential (say, its root was replaced): use the token until a new one. */
+  private certAuthRefused = false;
   private readonly issuedWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: CertClientOptions) {
@@ -176,7 +178,7 @@ export class CertificateClient {
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: EC_P256 });
     const keyPem = await privateKeyPem(keys.privateKey);
     const metadata = new grpc.Metadata();
-    const current = this.held !== null && this.held.notAfterMs > Date.now() + 1_000 ? this.held : null;
+    const current = this.held !== null && !this.certAuthRefused && this.held.notAfterMs > Date.now() + 1_000 ? this.held : null;
     // With a valid certificate the proxy proves itself with it (mTLS); without one, with the token.
     const credentials = current
       ? grpc.credentials.createSsl(Buffer.from(this.opts.rootPem), Buffer.from(current.keyPem), Buffer.from(current.certChainPem))
@@ -191,7 +193,11 @@ export class CertificateClient {
           { csr: csr.toString('pem') },
           metadata,
           { deadline: Date.now() + (this.opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS) },
-          (err, res) => (err ? reject(describe(err)) : resolve(res ?? {})),
+          (err, res) => {
+            if (err && current !== null && (err.code === grpc.status.UNAUTHENTICATED || err.code === grpc.status.PERMISSION_DENIED)) this.certAuthRefused = true;
+            if (err) reject(describe(err));
+            else resolve(res ?? {});
+          },
         );
       });
     } finally {
@@ -223,6 +229,7 @@ export class CertificateClient {
     const first = this.held === null;
     this.held = held;
     this.expiredLogged = false;
+    this.certAuthRefused = false;
     const { secrets } = this.opts;
     secrets.set(WORKLOAD_CERT_SECRET, { kind: 'tls_certificate', certChainPem: held.certChainPem, privateKeyPem: held.keyPem });
     // The root changes rarely; a new object each time would make every listener rebuild for nothing.
