@@ -65,6 +65,10 @@ export function authenticate(
   };
 }
 
+function isRefusal(v: unknown): v is Refusal {
+  return typeof v === 'object' && v !== null && typeof (v as Refusal).code === 'number' && typeof (v as Refusal).reason === 'string';
+}
+
 export interface CaServiceOptions {
   readonly authority: MeshAuthority;
   readonly tokenKey: Buffer;
@@ -92,7 +96,12 @@ export class CertificateService {
       CreateCertificate: (call: Call, callback: grpc.sendUnaryData<CreateCertificateResponse>) => {
         this.create(call).then(
           (res) => callback(null, res),
-          (refusal: Refusal) => callback({ code: refusal.code, details: refusal.message }),
+          (err: unknown) => {
+            if (isRefusal(err)) return callback({ code: err.code, details: err.message });
+            // A bug, not a refusal: the caller gets INTERNAL, the log gets the error, the process goes on.
+            this.opts.logger.error({ err }, 'certificate service: internal error');
+            callback({ code: grpc.status.INTERNAL, details: 'internal error in the certificate service' });
+          },
         );
       },
     };
