@@ -58,3 +58,41 @@ export class ControlMetrics {
     this.connectedProxies.set(0);
   }
 }
+
+/** Why the mesh CA refused a certificate request: the `reason` label of pillion_control_certificates_refused_total. */
+export type CertRefusalReason =
+  | 'no_credentials'
+  | 'token_malformed'
+  | 'token_bad_signature'
+  | 'token_expired'
+  | 'client_cert_identity'
+  | 'bad_csr'
+  | 'identity_mismatch'
+  | 'signing_failed';
+
+export const CERT_REFUSAL_REASONS: readonly CertRefusalReason[] = [
+  'no_credentials', 'token_malformed', 'token_bad_signature', 'token_expired', 'client_cert_identity', 'bad_csr', 'identity_mismatch', 'signing_failed',
+];
+
+/** The mesh CA's metrics (xds/ca/), on the control server's registry. */
+export class CaMetrics {
+  readonly issued: Counter<'auth'>;
+  readonly refused: Counter<'reason'>;
+
+  constructor(registry: Registry) {
+    this.issued = new Counter({
+      name: 'pillion_control_certificates_issued_total',
+      help: 'Workload certificates the mesh CA issued, by how the caller proved its identity (token or client_cert)',
+      labelNames: ['auth'] as const,
+      registers: [registry],
+    });
+    this.refused = new Counter({
+      name: 'pillion_control_certificates_refused_total',
+      help: 'Certificate requests the mesh CA refused, by reason (no_credentials, token_malformed, token_bad_signature, token_expired, client_cert_identity, bad_csr, identity_mismatch, signing_failed)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    });
+    for (const auth of ['token', 'client_cert']) this.issued.labels(auth).inc(0);
+    for (const reason of CERT_REFUSAL_REASONS) this.refused.labels(reason).inc(0);
+  }
+}

@@ -22,6 +22,8 @@ import {
   type Subscription,
 } from './snapshot-cache.js';
 import { ConfigWatcher, loadConfigFile, type ConfigLoadResult } from './watch.js';
+import { certificateService } from '../src/tls/ca-proto.js';
+import type { MeshCa } from './ca/mesh-ca.js';
 
 // ==== per-stream state machine (pure: no sockets, no timers; clock and nonces injected) ====================
 
@@ -264,6 +266,11 @@ export interface ControlServerOptions {
   readonly debounceMs?: number;
   /** What ADS streams may hold (DEFAULT_CONTROL_LIMITS); tests lower them. */
   readonly limits?: Partial<ControlLimits>;
+  /**
+   * The mesh CA (xds/ca/): with it, a second port serves ADS over TLS and the certificate service. The CSR service
+   * is on that port only, as Istio serves it: a bootstrap token must not cross the network in plaintext.
+   */
+  readonly ca?: { readonly dir: string; readonly securePort: number; readonly certTtlMs: number };
 }
 
 export interface ControlLimits extends SubscriptionLimits {
@@ -304,6 +311,8 @@ const PROXIES_MAX_LISTED_CHARS = 2_048;
 export interface ControlServer {
   readonly port: number;
   readonly adminPort: number;
+  /** The TLS port (ADS and CreateCertificate); -1 without a CA. */
+  readonly securePort: number;
   /** Read the config file now (as if it had changed) and push what changed. */
   reload(): Promise<void>;
   close(): Promise<void>;
@@ -734,6 +743,50 @@ function logNotEnforced(logger: Logger, file: string, mesh: MeshConfig): void {
   for (const warning of notEnforcedWarnings(mesh)) logger.warn({ file }, `not enforced: ${warning}`);
 }
 
+/** A gRPC server with the ADS service, under the limits every ADS port shares. */
+function adsServer(control: Control): grpc.Server {
+  const server = new grpc.Server({
+    // grpc-js's default, said out loud: a DiscoveryRequest (node, resource names, a NACK's message) over 4 MiB ends
+    // its stream with RESOURCE_EXHAUSTED before it is decoded. Ours are a few KiB; Envoy's NACK messages can run
+    // long when many resources fail, which is why this is not lower.
+    'grpc.max_receive_message_length': MAX_REQUEST_BYTES,
+    // SETTINGS_MAX_CONCURRENT_STREAMS per connection (an xDS client needs one or two); the total over all
+    // connections is ours to bound (maxStreams, in Control.handle): grpc-js has no option for it.
+    'grpc.max_concurrent_streams': control.limits.maxStreamsPerConnection,
+  });
+  server.addService(adsServiceDefinition(control.limits.maxNamesPerType), { StreamAggregatedResources: (call: AdsCall) => control.handle(call) });
+  return server;
+}
+
+function bind(server: grpc.Server, host: string, port: number, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise<number>((resolve, reject) => server.bindAsync(hostPort(host, port), credentials, (err, p) => (err ? reject(err) : resolve(p))));
+}
+
+/** The TLS port: ADS (same streams, limits and metrics as the plaintext port) and the mesh CA's certificate service. */
+async function startSecurePort(control: Control, host: string, ca: NonNullable<ControlServerOptions['ca']>): Promise<{ server: grpc.Server; port: number; ca: MeshCa }> {
+  // Loaded only with --ca-dir: the X.509 library is not needed by a plaintext-only control server.
+  const { startMeshCa } = await import('./ca/mesh-ca.js');
+  const meshCa = await startMeshCa({
+    dir: ca.dir,
+    trustDomain: () => control.cache.meshConfig.trustDomain,
+    certTtlMs: ca.certTtlMs,
+    registry: control.metrics.registry,
+    logger: control.logger,
+    listenHost: host,
+  });
+  const server = adsServer(control);
+  server.addService(certificateService().service, meshCa.service.handlers());
+  try {
+    const port = await bind(server, host, ca.securePort, meshCa.credentials);
+    control.logger.info({ host, port, certTtlSeconds: Math.round(ca.certTtlMs / 1000) }, 'xds TLS and certificate service listening');
+    return { server, port, ca: meshCa };
+  } catch (err) {
+    meshCa.close();
+    server.forceShutdown();
+    throw err;
+  }
+}
+
 export async function startControlServer(opts: ControlServerOptions): Promise<ControlServer> {
   const logger = opts.logger ?? pino({ level: 'silent' });
   const host = opts.host ?? '127.0.0.1';
@@ -743,23 +796,14 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const limits: ControlLimits = { ...DEFAULT_CONTROL_LIMITS, ...opts.limits };
   const control = new Control(logger, opts.configFile, initial, limits);
 
-  const server = new grpc.Server({
-    // grpc-js's default, said out loud: a DiscoveryRequest (node, resource names, a NACK's message) over 4 MiB ends
-    // its stream with RESOURCE_EXHAUSTED before it is decoded. Ours are a few KiB; Envoy's NACK messages can run
-    // long when many resources fail, which is why this is not lower.
-    'grpc.max_receive_message_length': MAX_REQUEST_BYTES,
-    // SETTINGS_MAX_CONCURRENT_STREAMS per connection (an xDS client needs one or two); the total over all
-    // connections is ours to bound (maxStreams, in Control.handle): grpc-js has no option for it.
-    'grpc.max_concurrent_streams': limits.maxStreamsPerConnection,
-  });
-  server.addService(adsServiceDefinition(limits.maxNamesPerType), { StreamAggregatedResources: (call: AdsCall) => control.handle(call) });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(hostPort(host, opts.port), grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  const server = adsServer(control);
+  const port = await bind(server, host, opts.port, grpc.ServerCredentials.createInsecure());
   logger.info({ host, port }, 'xds listening');
 
+  let secure: { server: grpc.Server; port: number; ca: MeshCa } | undefined;
   let admin: ControlAdmin;
   try {
+    if (opts.ca !== undefined) secure = await startSecurePort(control, host, opts.ca);
     admin = await startControlAdmin({
       host,
       port: opts.adminPort,
@@ -768,6 +812,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     });
   } catch (err) {
     server.forceShutdown();
+    secure?.server.forceShutdown();
+    secure?.ca.close();
     throw err;
   }
   logger.info({ host, port: admin.port }, 'control admin listening');
@@ -786,12 +832,15 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   return {
     port,
     adminPort: admin.port,
+    securePort: secure?.port ?? -1,
     reload: () => watcher.check(Date.now(), true),
     close: () =>
       (closing ??= (async () => {
         watcher.close();
         for (const s of [...control.streams]) s.close(true);
         server.forceShutdown();
+        secure?.server.forceShutdown();
+        secure?.ca.close();
         await admin.close();
       })()),
   };

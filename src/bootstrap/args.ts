@@ -7,6 +7,10 @@ export interface ProxyBootstrap {
   readonly adminPort: number;
   readonly configFile?: string;
   readonly xds?: string[];
+  /** --xds-ca: the mesh root; with it the xDS channel runs over TLS and the proxy asks the CA for its certificate. */
+  readonly xdsCaFile?: string;
+  /** --token: the bootstrap token's file (`pillion token`), presented for the first certificate. */
+  readonly tokenFile?: string;
   readonly logLevel: string;
   readonly accessLog: string;
   /** Return unused memory to the kernel when traffic stops (src/process/idle-memory.ts). */
@@ -63,7 +67,7 @@ export const PROXY_USAGE = `usage: pillion proxy --service NAME [--config mesh.y
                      [--node-id ID] [--namespace default] [--service-account NAME] [--app-port N]
                      [--admin-port 15000] [--inbound-port 15006] [--outbound-port 15001]
                      [--log-level info] [--access-log stdout|off|FILE] [--idle-memory-release on|off]
-                     [--max-connections 16384] [--overload-rss-mb N]`;
+                     [--max-connections 16384] [--overload-rss-mb N] [--xds-ca root-cert.pem [--token FILE]]`;
 
 export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   let values;
@@ -105,10 +109,10 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     throw new UsageError(`use one of --config (compile locally) or --xds (a control server), not both\n${PROXY_USAGE}`);
   }
   const xds = values.xds === undefined ? undefined : xdsServers(values.xds);
-  if (values['xds-ca'] !== undefined || values.token !== undefined) {
-    // Refuse rather than silently talk plaintext to a control server the operator meant to reach over TLS.
-    throw new UsageError('--xds-ca/--token (xDS over TLS) are not available yet in this build: use a plaintext --xds HOST:PORT');
-  }
+  if (values['xds-ca'] !== undefined && xds === undefined) throw new UsageError('--xds-ca needs --xds: it is the root the control server\'s TLS port is verified with');
+  // A token is a credential: it goes only over TLS (Istio serves CSRs on its TLS port only, as our control server does).
+  if (values.token !== undefined && values['xds-ca'] === undefined) throw new UsageError('--token needs --xds-ca: the token is sent only over TLS, to the control server\'s TLS port');
+  if (values['xds-ca'] === '' || values.token === '') throw new UsageError('--xds-ca and --token: expected a file');
   const idleMemoryRelease = onOff('idle-memory-release', values['idle-memory-release'], true);
   const maxConnections = count('max-connections', values['max-connections'], 0, 1_000_000);
   const overloadRssMb = count('overload-rss-mb', values['overload-rss-mb'], 0, 1_048_576);
@@ -127,6 +131,8 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     adminPort: port('admin-port', values['admin-port'], 15000)!,
     ...(values.config === undefined ? {} : { configFile: values.config }),
     ...(xds === undefined ? {} : { xds }),
+    ...(values['xds-ca'] === undefined ? {} : { xdsCaFile: values['xds-ca'] }),
+    ...(values.token === undefined ? {} : { tokenFile: values.token }),
     logLevel: values['log-level'] ?? 'info',
     accessLog: values['access-log'] ?? 'stdout',
     idleMemoryRelease,

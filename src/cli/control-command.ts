@@ -1,13 +1,22 @@
 // `pillion control`: run the xDS control server for a mesh config file until SIGTERM/SIGINT.
 import { parseArgs } from 'node:util';
 import { startControlServer } from '../../xds/server.js';
+import { parseDuration } from '../../xds/mesh-config.js';
 import { onOff, UsageError } from '../bootstrap/args.js';
 import { startIdleMemoryRelease } from '../process/idle-memory.js';
 import { createLogger } from '../observability/logger.js';
 
 export const CONTROL_USAGE = `usage: pillion control --config mesh.yaml [--port 15010] [--admin-port 15014] [--host 127.0.0.1]
+                       [--ca-dir DIR [--secure-port 15012] [--cert-ttl 24h]]
                        [--log-level info] [--idle-memory-release on|off]
-  --port 0 / --admin-port 0 pick a free port; the chosen ports are logged ("xds listening", "control admin listening").`;
+  --port 0 / --admin-port 0 pick a free port; the chosen ports are logged ("xds listening", "control admin listening").
+  --ca-dir makes this server the mesh CA (root created there on first start) and serves xDS over TLS and the
+  certificate service on --secure-port; --cert-ttl is the workload certificates' lifetime (1s to 2160h, i.e. 90 days).`;
+
+/** Workload certificates live 24 h by default (Istio's default); a compromised key is useful that long at most. */
+export const DEFAULT_CERT_TTL_MS = 24 * 3600_000;
+const MIN_CERT_TTL_MS = 1_000;
+const MAX_CERT_TTL_MS = 90 * 24 * 3600_000;
 
 export interface ControlArgs {
   readonly configFile: string;
@@ -17,6 +26,8 @@ export interface ControlArgs {
   readonly logLevel: string;
   /** Return unused memory to the kernel when pushes stop (src/process/idle-memory.ts). */
   readonly idleMemoryRelease: boolean;
+  /** The mesh CA and the TLS port, with --ca-dir. */
+  readonly ca?: { readonly dir: string; readonly securePort: number; readonly certTtlMs: number };
 }
 
 function port(flag: string, value: string | undefined, fallback: number): number {
@@ -42,6 +53,7 @@ export function parseControlArgs(argv: string[]): ControlArgs | 'help' {
         'idle-memory-release': { type: 'string' },
         'secure-port': { type: 'string' },
         'ca-dir': { type: 'string' },
+        'cert-ttl': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -51,9 +63,11 @@ export function parseControlArgs(argv: string[]): ControlArgs | 'help' {
     throw new UsageError(`${(err as Error).message}\n${CONTROL_USAGE}`);
   }
   if (values.help) return 'help';
-  if (values['secure-port'] !== undefined || values['ca-dir'] !== undefined) {
-    throw new UsageError('--secure-port/--ca-dir (xDS over TLS, the mesh CA) are not available yet in this build');
+  const caDir = values['ca-dir'];
+  if (caDir === undefined && (values['secure-port'] !== undefined || values['cert-ttl'] !== undefined)) {
+    throw new UsageError('--secure-port and --cert-ttl need --ca-dir: the TLS port serves certificates from that CA');
   }
+  if (caDir === '') throw new UsageError('--ca-dir: expected a directory');
   if (values.config === undefined || values.config === '') throw new UsageError(`--config is required\n${CONTROL_USAGE}`);
   return {
     configFile: values.config,
@@ -62,7 +76,19 @@ export function parseControlArgs(argv: string[]): ControlArgs | 'help' {
     adminPort: port('admin-port', values['admin-port'], 15014),
     logLevel: values['log-level'] ?? 'info',
     idleMemoryRelease: onOff('idle-memory-release', values['idle-memory-release'], true),
+    ...(caDir === undefined
+      ? {}
+      : { ca: { dir: caDir, securePort: port('secure-port', values['secure-port'], 15012), certTtlMs: certTtl(values['cert-ttl']) } }),
   };
+}
+
+function certTtl(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_CERT_TTL_MS;
+  const ms = parseDuration(value);
+  if (ms === undefined || ms < MIN_CERT_TTL_MS || ms > MAX_CERT_TTL_MS) {
+    throw new UsageError(`--cert-ttl: expected a duration from 1s to 2160h (90 days) such as "24h" or "30m", got "${value}"`);
+  }
+  return ms;
 }
 
 export async function runControlCommand(argv: string[]): Promise<void> {
@@ -79,6 +105,7 @@ export async function runControlCommand(argv: string[]): Promise<void> {
     port: args.port,
     adminPort: args.adminPort,
     logger,
+    ...(args.ca === undefined ? {} : { ca: args.ca }),
   });
   if (args.idleMemoryRelease) startIdleMemoryRelease(logger);
   let stopping = false;

@@ -8,6 +8,7 @@ const USAGE = `usage: pillion <command> [flags]
 commands:
   proxy     run a sidecar proxy (pillion proxy --help)
   control   run the xDS control server for a mesh config (pillion control --help)
+  token     mint a bootstrap token a proxy uses to get its certificate (pillion token --help)
   demo      run a whole demo mesh on this machine (npm start)
   ctl       show a running proxy's clusters, listeners, routes, config or stats (pillion ctl --help)
 `;
@@ -28,6 +29,10 @@ async function main(argv: string[]): Promise<void> {
     case 'control': {
       const { runControlCommand } = await import('./control-command.js');
       return runControlCommand(rest);
+    }
+    case 'token': {
+      const { runTokenCommand } = await import('./token-command.js');
+      return runTokenCommand(rest);
     }
     case 'ctl': {
       const { runCtlCommand, CTL_USAGE } = await import('./ctl.js');

@@ -1,7 +1,9 @@
 // `pillion proxy`: run one sidecar from flags until SIGTERM/SIGINT, then drain and exit.
 // Each mode loads only what it uses: the gRPC client (~20 MiB of RSS with its modules) only with --xds, the
 // mesh compiler and YAML parsers only with --config.
-import { parseProxyArgs, type ProxyBootstrap } from '../bootstrap/args.js';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { parseProxyArgs, UsageError, type ProxyBootstrap } from '../bootstrap/args.js';
 import { DEFAULT_HEAP_FRACTION, Proxy, type ProxyOptions } from '../proxy.js';
 import { startIdleMemoryRelease } from '../process/idle-memory.js';
 import { cgroupMemoryLimitBytes } from '../process/overload.js';
@@ -72,8 +74,12 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
  */
 async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Running> {
   const { AdsClient } = await import('../xds/ads-client.js');
+  // Read before anything binds: a missing or wrong --xds-ca file fails the start, naming it.
+  const rootPem = boot.xdsCaFile === undefined ? undefined : readRootFile(boot.xdsCaFile);
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot) });
-  const ads = new AdsClient({ servers, node: boot.node, target: proxy });
+  const credentials = rootPem === undefined ? undefined : await xdsTlsCredentials(rootPem);
+  const ads = new AdsClient({ servers, node: boot.node, target: proxy, ...(credentials ? { credentials } : {}) });
+  const certs = rootPem === undefined ? null : await startCertificateClient(boot, servers, rootPem, proxy);
   proxy.setReadinessGate(() => ads.isWarm());
   proxy.setVersionSource(() => ads.versions());
   await proxy.startAdmin();
@@ -82,5 +88,49 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Runn
   void ads.whenWarm().then(() => {
     proxy.logger.info({ node: boot.node.id, service: boot.node.service, xds: servers }, 'proxy ready');
   });
-  return { proxy, beforeDrain: () => ads.stop() };
+  return {
+    proxy,
+    beforeDrain: () => {
+      certs?.stop();
+      return ads.stop();
+    },
+  };
+}
+
+/** --xds-ca: a PEM file of one or more CA certificates, bounded (a root is ~1 KiB). */
+function readRootFile(file: string): string {
+  const size = statSync(file).size;
+  if (size > 256 * 1024) throw new UsageError(`--xds-ca ${file}: ${size} bytes; expected a PEM root certificate`);
+  const pem = readFileSync(file, 'utf8');
+  try {
+    new X509Certificate(pem);
+  } catch (err) {
+    throw new UsageError(`--xds-ca ${file}: not a PEM certificate (${(err as Error).message})`);
+  }
+  return pem;
+}
+
+async function xdsTlsCredentials(rootPem: string): Promise<import('@grpc/grpc-js').ChannelCredentials> {
+  const grpc = await import('@grpc/grpc-js');
+  return grpc.credentials.createSsl(Buffer.from(rootPem));
+}
+
+/** With --token, the proxy obtains its workload certificate from the CA on the same TLS port (src/tls/cert-client.ts). */
+async function startCertificateClient(boot: ProxyBootstrap, servers: string[], rootPem: string, proxy: Proxy): Promise<{ stop(): void } | null> {
+  if (boot.tokenFile === undefined) {
+    proxy.logger.warn('xDS over TLS without --token: this proxy gets no workload certificate (mint a token with `pillion token`)');
+    return null;
+  }
+  const { CertificateClient } = await import('../tls/cert-client.js');
+  const client = new CertificateClient({
+    servers,
+    rootPem,
+    tokenFile: boot.tokenFile,
+    identity: { namespace: boot.node.namespace, serviceAccount: boot.node.serviceAccount },
+    secrets: proxy.secrets,
+    registry: proxy.registry,
+    logger: proxy.logger,
+  });
+  client.start();
+  return client;
 }

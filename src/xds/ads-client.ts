@@ -241,7 +241,9 @@ export class AdsClient {
       this.metrics.connected.set(0);
       this.log.warn({ server: stream.server, reason, code }, 'xds disconnected: serving the last good config');
     } else if (!this.stopped) {
-      this.log.warn({ server: stream.server, reason, code }, 'xds: cannot reach control server');
+      // A TLS failure looks like any other unreachable server in gRPC's words: say which flag to check.
+      const tls = this.options.credentials !== undefined && TLS_FAILURE.test(reason);
+      this.log.warn({ server: stream.server, reason, code, ...(tls ? { hint: TLS_HINT } : {}) }, 'xds: cannot reach control server');
     }
     if (this.stopped) return;
     const delay = this.backoff.next();
@@ -318,6 +320,10 @@ export class AdsClient {
     }
   }
 }
+
+const TLS_FAILURE = /certificate|self.signed|unable to verify|altnames|SSL|TLS/i;
+const TLS_HINT =
+  "the control server's TLS certificate was not accepted: --xds-ca must be the mesh root (root-cert.pem in the control server's --ca-dir) and --xds its TLS port (15012)";
 
 function kindName(typeUrl: string): ResourceKind | string {
   return (Object.keys(KIND_TYPE_URLS) as ResourceKind[]).find((k) => KIND_TYPE_URLS[k] === typeUrl) ?? typeUrl;

@@ -21,10 +21,16 @@ describe('parseProxyArgs --xds', () => {
     [['--xds', 'a:0'], /expected HOST:PORT/],
     [['--xds', ','], /expected HOST:PORT/],
     [['--xds', 'a:1', '--config', 'mesh.yaml'], /not both/],
-    [['--xds', 'a:1', '--xds-ca', 'ca.pem'], /not available yet/],
+    [['--config', 'mesh.yaml', '--xds-ca', 'ca.pem'], /--xds-ca needs --xds/],
+    [['--xds', 'a:1', '--token', 'web.token'], /--token needs --xds-ca/],
   ])('rejects %j', (extra, message) => {
     expect(() => parseProxyArgs(['--service', 'web', ...extra])).toThrow(UsageError);
     expect(() => parseProxyArgs(['--service', 'web', ...extra])).toThrow(message);
+  });
+
+  it('takes --xds-ca and --token together', () => {
+    const boot = parseProxyArgs(['--service', 'web', '--xds', 'cp:15012', '--xds-ca', 'root-cert.pem', '--token', 'web.token']);
+    expect(boot).toMatchObject({ xdsCaFile: 'root-cert.pem', tokenFile: 'web.token' });
   });
 });
 
