@@ -97,6 +97,8 @@ const MESH_KEYS = [
   'retries', 'attempts', 'perTryTimeout', 'retryOn', 'backoff', 'base', 'max', 'budget', 'percent', 'minConcurrency', 'outlierDetection',
   'consecutive5xx', 'interval', 'maxEjectionPercent', 'circuitBreakers', 'maxConnections', 'mtls', 'authorization', 'allow',
   'principals', 'routes', 'match', 'prefix', 'path', 'headers', 'exact', 'present', 'invert', 'to', 'split', 'egress', 'localPort',
+  'deny', 'namespaces', 'requestPrincipals', 'methods', 'paths', 'ports', 'requestAuthentication', 'jwtRules', 'issuer',
+  'audiences', 'jwksFile', 'jwksUri', 'jwksTimeout', 'jwksCacheDuration', 'forwardToken',
   'hedge', 'fault', 'delay', 'fixed', 'abort', 'status', 'grpcStatus', 'rateLimit', 'requests', 'per', 'burst',
   'consecutiveLocalOriginFailure', 'splitExternalLocalOriginErrors', 'successRate', 'failurePercentage', 'minimumHosts',
   'requestVolume', 'stdevFactor', 'threshold', 'maxEjectionTime', 'healthCheck', 'healthyThreshold', 'unhealthyThreshold', 'priority',
