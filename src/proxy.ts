@@ -1,6 +1,9 @@
 // The sidecar: composes config, cluster manager, listeners, stats and admin. A config change builds a new
 // snapshot and swaps one reference; clusters are updated before listeners so new routes find their clusters.
 import { SecretStore } from './tls/secrets.js';
+import { TlsContexts } from './tls/contexts.js';
+import { HandshakeFailureReporter } from './tls/handshake-failures.js';
+import { secretSummaries } from './tls/summary.js';
 import type { Logger } from 'pino';
 import type { ConfigSnapshot } from './config/model.js';
 import { EMPTY_SNAPSHOT } from './config/model.js';
@@ -58,6 +61,9 @@ export class Proxy implements AdminSource {
   readonly overload = new OverloadState();
   /** TLS secrets by SDS name (src/tls/secrets.ts): the workload certificate and the trust bundle. */
   readonly secrets = new SecretStore();
+  /** TLS contexts over `secrets`, rebuilt for new connections when a secret changes. */
+  readonly tlsContexts = new TlsContexts(this.secrets);
+  private readonly handshakeFailures: HandshakeFailureReporter;
   private readonly overloadManager: OverloadManager;
   private admin: { port: number; close(): Promise<void> } | null = null;
   private warm = false;
@@ -71,7 +77,12 @@ export class Proxy implements AdminSource {
     this.metrics = new ProxyMetrics({ defaultMetrics: options.processMetrics !== false });
     this.accessLog = new AccessLog(options.accessLog ?? 'stdout', { onDrop: (n) => this.accessLogDropped(n) });
     this.stats = new ProxyStats(this.metrics, this.accessLog);
-    this.clusterManager = new ClusterManager((name) => this.stats.clusterSink(name));
+    this.handshakeFailures = new HandshakeFailureReporter(
+      (direction, reason) => this.metrics.tlsHandshakeFailures.inc({ direction, reason }),
+      this.logger,
+    );
+    const tls = { contexts: this.tlsContexts, failures: this.handshakeFailures };
+    this.clusterManager = new ClusterManager((name) => this.stats.clusterSink(name), Math.random, tls);
     this.listenerManager = new ListenerManager({
       config: this,
       clusters: this.clusterManager,
@@ -79,6 +90,7 @@ export class Proxy implements AdminSource {
       log: this.logger,
       overload: this.overload,
       maxConnections: options.maxConnectionsPerListener ?? DEFAULT_MAX_CONNECTIONS,
+      tls,
     });
     this.overloadManager = new OverloadManager({
       thresholds: options.overload ?? { heapFraction: DEFAULT_HEAP_FRACTION, maxRssBytes: 0 },
@@ -195,6 +207,8 @@ export class Proxy implements AdminSource {
       routes: dump(this.resources.routes),
       clusters: dump(this.resources.clusters),
       endpoints: dump(this.resources.endpoints),
+      // Certificates by SDS name: subject, SPIFFE ID, validity, serial (never the key).
+      secrets: secretSummaries(this.secrets),
       bound: this.listenerManager.status(),
     };
   }

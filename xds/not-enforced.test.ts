@@ -17,9 +17,18 @@ describe('notEnforcedWarnings', () => {
     policy: { mtls: DISABLE, retries: { attempts: 1 } }
 `);
     expect(notEnforcedWarnings(mesh)).toEqual([
-      'services[0].policy.mtls: mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
+      'services[0].policy.mtls: mtls STRICT and PERMISSIVE (STRICT is the default) are enforced only by proxies with a workload identity (--cert/--key/--ca, or certificates from the mesh CA): without one, traffic between sidecars is plaintext; write mtls: DISABLE to say so',
       'services[0].authorization: authorization is accepted but not enforced yet: every caller is allowed',
     ]);
+  });
+
+  it('says nothing of mtls to a proxy with a workload identity, which enforces it', () => {
+    const mesh = parseMeshConfig(`services:
+  - name: a
+    ports: [{ port: 80, protocol: http }]
+`);
+    expect(notEnforcedWarnings(mesh)).toHaveLength(1);
+    expect(notEnforcedWarnings(mesh, { workloadIdentity: true })).toEqual([]);
   });
 
   it('says nothing when only enforced settings are used', () => {

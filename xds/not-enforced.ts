@@ -10,11 +10,14 @@ interface Unenforced {
 }
 
 /** One warning per kind of setting, naming every path where it is set; none when nothing unenforced is set. */
-export function notEnforcedWarnings(mesh: MeshConfig): string[] {
+export function notEnforcedWarnings(mesh: MeshConfig, opts: { readonly workloadIdentity?: boolean } = {}): string[] {
   const kinds: Unenforced[] = [
     {
       paths: [],
-      message: 'mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
+      // mTLS is enforced by proxies with a workload identity (--cert/--key/--ca, or the mesh CA); a caller that
+      // cannot say whether its proxies have one (the control server) keeps the warning.
+      message: opts.workloadIdentity === true ? '' :
+        'mtls STRICT and PERMISSIVE (STRICT is the default) are enforced only by proxies with a workload identity (--cert/--key/--ca, or certificates from the mesh CA): without one, traffic between sidecars is plaintext; write mtls: DISABLE to say so',
     },
     { paths: [], message: 'authorization is accepted but not enforced yet: every caller is allowed' },
   ];
@@ -25,7 +28,7 @@ export function notEnforcedWarnings(mesh: MeshConfig): string[] {
     if (policy.mtls !== 'DISABLE') mtls.paths.push(`${at}.policy.mtls`);
     if (service.authorization !== undefined) authz.paths.push(`${at}.authorization`);
   });
-  return kinds.filter((k) => k.paths.length > 0).map((k) => `${listPaths(k.paths)}: ${k.message}`);
+  return kinds.filter((k) => k.paths.length > 0 && k.message !== '').map((k) => `${listPaths(k.paths)}: ${k.message}`);
 }
 
 /** Up to five paths, then how many more: a mesh of 500 services must not make a 30 KB log line. */

@@ -35,6 +35,9 @@ export const TYPE_URLS = {
   Router: `${PREFIX}envoy.extensions.filters.http.router.v3.Router`,
   HTTPFault: `${PREFIX}envoy.extensions.filters.http.fault.v3.HTTPFault`,
   LocalRateLimit: `${PREFIX}envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`,
+  Secret: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.Secret`,
+  UpstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`,
+  DownstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`,
 } as const;
 
 /** Full message names, for encodeMessage/decodeMessage. */
@@ -49,6 +52,9 @@ export const MESSAGE_NAMES = {
   Router: 'envoy.extensions.filters.http.router.v3.Router',
   HTTPFault: 'envoy.extensions.filters.http.fault.v3.HTTPFault',
   LocalRateLimit: 'envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit',
+  Secret: 'envoy.extensions.transport_sockets.tls.v3.Secret',
+  UpstreamTlsContext: 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+  DownstreamTlsContext: 'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
   Node: 'envoy.config.core.v3.Node',
   DiscoveryRequest: 'envoy.service.discovery.v3.DiscoveryRequest',
   DiscoveryResponse: 'envoy.service.discovery.v3.DiscoveryResponse',

@@ -87,6 +87,10 @@ export class ProxyStats implements ListenerStats {
     this.metrics.downstreamConnectionsRejected.inc({ listener, reason });
   }
 
+  connectionTransport(listener: string, transport: 'tls' | 'plaintext'): void {
+    this.metrics.downstreamConnectionsByTransport.inc({ listener, transport });
+  }
+
   http2ProtocolClose(listener: string): void {
     this.metrics.downstreamHttp2ProtocolCloses.inc({ listener });
   }
@@ -123,6 +127,7 @@ export class ProxyStats implements ListenerStats {
       response_flags: reason === null ? '-' : reason.flag,
       request_id: ex.requestId,
       downstream_remote: ex.remoteAddress,
+      ...(ex.peer === null ? {} : { downstream_peer_principal: ex.peer.spiffeId }),
       ...(reason === null ? {} : { x_pillion_reason: reason.id }),
     });
   }
@@ -149,6 +154,7 @@ export class ProxyStats implements ListenerStats {
       response_flags: reason === null ? '-' : reason.flag,
       request_id: '-',
       downstream_remote: session.downstream.remoteAddress ?? '-',
+      ...(session.peer === null ? {} : { downstream_peer_principal: session.peer.spiffeId }),
       ...(reason === null ? {} : { x_pillion_reason: reason.id }),
     });
   }

@@ -5,6 +5,9 @@ import type { TcpChainModel } from '../config/model.js';
 import { CLUSTER_OVERFLOW, type ClusterManager, type UpstreamCluster } from '../upstream/cluster-manager.js';
 import type { EndpointState } from '../upstream/types.js';
 import { REASONS, type Reason } from '../reasons.js';
+import type { PeerIdentity } from '../tls/peer.js';
+import { socketPeer } from '../tls/downstream-peer.js';
+import { readyEventOf } from '../tls/upstream-tls.js';
 
 /** Envoy's max_connect_attempts is 1 by default; a sidecar retrying another endpoint is what users expect. */
 const MAX_CONNECT_ATTEMPTS = 3;
@@ -31,6 +34,8 @@ export class TcpSession {
   bytesReceived = 0;
   bytesSent = 0;
   durationSeconds = 0;
+  /** Who mTLS proved the client to be; null on a plaintext connection (authorization reads it). */
+  readonly peer: PeerIdentity | null;
   private connected = false;
   private finished = false;
   private downstreamClosed = false;
@@ -39,7 +44,9 @@ export class TcpSession {
   constructor(
     private readonly ctx: TcpContext,
     readonly downstream: net.Socket,
-  ) {}
+  ) {
+    this.peer = socketPeer(downstream)?.identity ?? null;
+  }
 
   start(): void {
     const downstream = this.downstream;
@@ -70,11 +77,13 @@ export class TcpSession {
     if (endpoint === null || endpoint === CLUSTER_OVERFLOW) return this.fail(REASONS.noHealthyUpstream);
     this.attempts++;
     this.endpoint = endpoint;
-    const upstream = net.connect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true, noDelay: true });
+    const options = { host: endpoint.address, port: endpoint.port, allowHalfOpen: true, noDelay: true };
+    // mTLS when the cluster says so (no ALPN: the peer's inbound sniffs what is inside).
+    const upstream = cluster.tls === null ? net.connect(options) : cluster.tls.connect(endpoint.address, endpoint.port, null, options);
     this.upstream = upstream;
     const timeoutMs = cluster.model.connectTimeoutMs;
     if (timeoutMs > 0) upstream.setTimeout(timeoutMs, () => upstream.destroy(new Error('connect timeout')));
-    upstream.once('connect', () => this.onConnected(upstream));
+    upstream.once(readyEventOf(upstream), () => this.onConnected(upstream));
     upstream.on('error', () => this.onUpstreamError(upstream));
     upstream.on('close', () => {
       if (upstream !== this.upstream) return;
