@@ -70,6 +70,8 @@ export class TlsTerminator {
       this.server.setSecureContext(r.options);
       this.current = r;
     }
+    // The TLS socket takes the listener socket's half-open mode: a peer's FIN ends only its reading side, as on
+    // plaintext (TCP half-close works over mTLS); the owner (HTTP/1 connection, TCP session, Upgrade) closes it.
     this.server.emit('connection', socket);
   }
 

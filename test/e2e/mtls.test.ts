@@ -111,12 +111,14 @@ describe('mTLS STRICT between two sidecars', () => {
     expect(reply.text).toBe('echo:hi');
   });
 
-  it('carries TCP', async () => {
-    const sock = net.connect(egressPort, '127.0.0.1');
+  it('carries TCP, half-close included (the reply to a request sent before FIN still arrives)', async () => {
+    const sock = net.connect({ port: egressPort, host: '127.0.0.1', allowHalfOpen: true });
     const got = await new Promise<string>((resolve, reject) => {
-      sock.once('data', (d) => resolve(String(d)));
+      let data = '';
+      sock.on('data', (d) => (data += String(d)));
+      sock.on('end', () => resolve(data));
       sock.on('error', reject);
-      sock.write('ping');
+      sock.end('ping');
     });
     sock.destroy();
     expect(got).toBe('ping');
