@@ -15,6 +15,8 @@ export interface ProxyBootstrap {
   readonly maxConnections?: number;
   /** Resident memory past which the overload manager acts, in MiB; undefined = 90 % of the cgroup limit. */
   readonly overloadRssMb?: number;
+  /** A static workload identity (--cert/--key/--ca): mTLS without the mesh CA. */
+  readonly identityFiles?: { readonly cert: string; readonly key: string; readonly ca: string };
 }
 
 export class UsageError extends Error {
@@ -63,7 +65,8 @@ export const PROXY_USAGE = `usage: pillion proxy --service NAME [--config mesh.y
                      [--node-id ID] [--namespace default] [--service-account NAME] [--app-port N]
                      [--admin-port 15000] [--inbound-port 15006] [--outbound-port 15001]
                      [--log-level info] [--access-log stdout|off|FILE] [--idle-memory-release on|off]
-                     [--max-connections 16384] [--overload-rss-mb N]`;
+                     [--max-connections 16384] [--overload-rss-mb N]
+                     [--cert FILE --key FILE --ca FILE]`;
 
 export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   let values;
@@ -89,6 +92,9 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
         'idle-memory-release': { type: 'string' },
         'max-connections': { type: 'string' },
         'overload-rss-mb': { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
+        ca: { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -113,6 +119,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   const maxConnections = count('max-connections', values['max-connections'], 0, 1_000_000);
   const overloadRssMb = count('overload-rss-mb', values['overload-rss-mb'], 0, 1_048_576);
   const appPort = port('app-port', values['app-port'], undefined);
+  const identityFiles = identityFlags(values.cert, values.key, values.ca);
   const node: NodeInfo = {
     id: values['node-id'] ?? `sidecar~${service}~${process.pid}`,
     service,
@@ -121,6 +128,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     ...(appPort === undefined ? {} : { appPort }),
     inboundPort: port('inbound-port', values['inbound-port'], 15006)!,
     outboundPort: port('outbound-port', values['outbound-port'], 15001)!,
+    ...(identityFiles === undefined ? {} : { workloadIdentity: true }),
   };
   return {
     node,
@@ -132,5 +140,15 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     idleMemoryRelease,
     ...(maxConnections === undefined ? {} : { maxConnections }),
     ...(overloadRssMb === undefined ? {} : { overloadRssMb }),
+    ...(identityFiles === undefined ? {} : { identityFiles }),
   };
+}
+
+/** --cert, --key and --ca come together: a certificate without the bundle to verify peers is no mTLS. */
+function identityFlags(cert: string | undefined, key: string | undefined, ca: string | undefined): ProxyBootstrap['identityFiles'] {
+  if (cert === undefined && key === undefined && ca === undefined) return undefined;
+  if (cert === undefined || key === undefined || ca === undefined) {
+    throw new UsageError('--cert, --key and --ca go together (the workload certificate, its key, and the trust bundle)');
+  }
+  return { cert, key, ca };
 }

@@ -5,6 +5,7 @@ import { parseProxyArgs, type ProxyBootstrap } from '../bootstrap/args.js';
 import { DEFAULT_HEAP_FRACTION, Proxy, type ProxyOptions } from '../proxy.js';
 import { startIdleMemoryRelease } from '../process/idle-memory.js';
 import { cgroupMemoryLimitBytes } from '../process/overload.js';
+import { loadIdentityFiles } from '../tls/static-identity.js';
 
 export async function runProxyCommand(argv: string[]): Promise<void> {
   const boot = parseProxyArgs(argv);
@@ -43,6 +44,14 @@ function limitOptions(boot: ProxyBootstrap): Pick<ProxyOptions, 'maxConnectionsP
   };
 }
 
+/** --cert/--key/--ca: the workload identity into the SecretStore before any config needs it. */
+function loadIdentity(proxy: Proxy, boot: ProxyBootstrap): void {
+  if (boot.identityFiles === undefined) return;
+  const { spiffeId, notAfter } = loadIdentityFiles(proxy.secrets, boot.identityFiles);
+  proxy.logger.info({ spiffeId, notAfter, cert: boot.identityFiles.cert }, 'workload identity loaded from files: mTLS per the mesh policy');
+  if (spiffeId === null) proxy.logger.warn({ cert: boot.identityFiles.cert }, 'the --cert certificate has no SPIFFE ID (URI SAN): peers with STRICT mTLS refuse it');
+}
+
 interface Running {
   readonly proxy: Proxy;
   beforeDrain(): Promise<void>;
@@ -54,6 +63,7 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
   // Validate the mesh config before binding anything: a bad file must fail fast, naming the field.
   const local = loadLocalSnapshot(boot.configFile!, boot.node);
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot) });
+  loadIdentity(proxy, boot);
   for (const warning of local.resources.warnings) proxy.logger.warn({ node: boot.node.id }, warning);
   for (const warning of local.notEnforced) proxy.logger.warn({ config: boot.configFile }, `not enforced: ${warning}`);
   await proxy.startAdmin();
@@ -73,6 +83,7 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
 async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Running> {
   const { AdsClient } = await import('../xds/ads-client.js');
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot) });
+  loadIdentity(proxy, boot);
   const ads = new AdsClient({ servers, node: boot.node, target: proxy });
   proxy.setReadinessGate(() => ads.isWarm());
   proxy.setVersionSource(() => ads.versions());
