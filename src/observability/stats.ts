@@ -87,8 +87,17 @@ export class ProxyStats implements ListenerStats {
     this.metrics.downstreamConnectionsRejected.inc({ listener, reason });
   }
 
+  /** Bound children per listener and transport: counted per inbound connection, so no label hashing each time. */
+  private readonly transportCounters = new Map<string, { inc(): void }>();
+
   connectionTransport(listener: string, transport: 'tls' | 'plaintext'): void {
-    this.metrics.downstreamConnectionsByTransport.inc({ listener, transport });
+    const key = `${transport} ${listener}`;
+    let counter = this.transportCounters.get(key);
+    if (counter === undefined) {
+      counter = this.metrics.downstreamConnectionsByTransport.labels({ listener, transport });
+      this.transportCounters.set(key, counter);
+    }
+    counter.inc();
   }
 
   http2ProtocolClose(listener: string): void {
