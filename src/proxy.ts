@@ -4,6 +4,7 @@ import { SecretStore, type SecretModel } from './tls/secrets.js';
 import { isUnavailable, TlsContexts } from './tls/contexts.js';
 import { HandshakeFailureReporter } from './tls/handshake-failures.js';
 import { secretSummaries } from './tls/summary.js';
+import { redactTransportSockets } from './tls/redact.js';
 import type { Logger } from 'pino';
 import type { ConfigSnapshot, TlsContextModel } from './config/model.js';
 import { EMPTY_SNAPSHOT } from './config/model.js';
@@ -235,7 +236,11 @@ export class Proxy implements AdminSource {
 
   configDump(): unknown {
     const dump = (list: readonly RawResource[]) =>
-      list.map((r) => ({ name: r.name, type: r.typeUrl, resource: decodeMessage(r.typeUrl.slice(r.typeUrl.lastIndexOf('/') + 1), r.value) }));
+      list.map((r) => ({
+        name: r.name,
+        type: r.typeUrl,
+        resource: redactTransportSockets(decodeMessage(r.typeUrl.slice(r.typeUrl.lastIndexOf('/') + 1), r.value)),
+      }));
     const v = this.current.version;
     return {
       version: v,

@@ -177,6 +177,53 @@ describe('translation', () => {
   });
 });
 
+describe('/config_dump', () => {
+  it('shows a transport socket decoded, with an inline private key redacted', async () => {
+    const { Proxy } = await import('../../src/proxy.js');
+    const { pino } = await import('pino');
+    const proxy = new Proxy({ adminPort: -1, logger: pino({ level: 'silent' }), accessLog: 'off', processMetrics: false });
+    try {
+      const cluster = clusterWith(
+        tlsSocket(MESSAGE_NAMES.UpstreamTlsContext, {
+          common_tls_context: { tls_certificates: [{ certificate_chain: { inline_string: 'CERT' }, private_key: { inline_string: 'SECRET-KEY' } }] },
+        }),
+      );
+      // The inline material does not load (it is not PEM): the cluster is applied and answers tls_not_ready.
+      const applied = await proxy.apply({ listeners: [], routes: [], clusters: [cluster], endpoints: [] }, 'v1');
+      expect(applied.errors).toEqual([]);
+      const text = JSON.stringify(proxy.configDump());
+      expect(text).not.toContain('SECRET-KEY');
+      expect(text).toContain('[redacted]');
+      expect(text).toContain('"certificate_chain":{"inline_string":"CERT"');
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
+describe('mtls on an auto (sniffed) port', () => {
+  it('translates STRICT and PERMISSIVE listeners with both an HTTP and a TCP chain', () => {
+    const mesh = parseMeshConfig(`
+services:
+  - name: mixed
+    ports: [{ port: 9000, protocol: auto }]
+    endpoints: [{ address: 127.0.0.1, port: 15006 }]
+  - name: mixedp
+    ports: [{ port: 9000, protocol: auto }]
+    endpoints: [{ address: 127.0.0.1, port: 15006 }]
+    policy: { mtls: PERMISSIVE }
+`);
+    for (const [service, plaintext] of [['mixed', false], ['mixedp', true]] as const) {
+      const r = buildSnapshot(compileForNode(mesh, node(service)), 'v');
+      expect(r.errors).toEqual([]);
+      const inbound = r.snapshot.listeners.get('inbound')!;
+      expect(inbound.http).toBeDefined();
+      expect(inbound.tcp).toBeDefined();
+      expect(inbound.tls!.plaintext).toBe(plaintext);
+    }
+  });
+});
+
 describe('the SDS subscription', () => {
   it('subscribes to the secrets accepted clusters name, and is not needed for warming', () => {
     const state = new SubscriptionState();
