@@ -109,6 +109,9 @@ interface TypeState {
   accepted: boolean;
 }
 
+/** Per-type versions; `secrets` only once a server has sent Secrets. */
+export type TypeVersions = Record<Exclude<ResourceKind, 'secrets'>, string> & { secrets?: string };
+
 export class SubscriptionState {
   private readonly types = new Map<ResourceKind, TypeState>(
     ORDER.map((k) => [k, { names: [], version: '', nonce: '', good: [], accepted: false }]),
@@ -209,13 +212,15 @@ export class SubscriptionState {
   }
 
   /** The last ACKed version of each type ('' before the first), as Envoy's config_dump shows version_info. */
-  versions(): Record<ResourceKind, string> {
+  versions(): TypeVersions {
+    const secrets = this.get('secrets').version;
     return {
       listeners: this.get('listeners').version,
       routes: this.get('routes').version,
       clusters: this.get('clusters').version,
       endpoints: this.get('endpoints').version,
-      secrets: this.get('secrets').version,
+      // Only once a server has sent Secrets: most control servers (ours) never do.
+      ...(secrets === '' ? {} : { secrets }),
     };
   }
 
