@@ -8,6 +8,7 @@ import { REASONS, type Reason } from '../reasons.js';
 import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer } from '../tls/downstream-peer.js';
 import { readyEventOf } from '../tls/upstream-tls.js';
+import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
 
 /** Envoy's max_connect_attempts is 1 by default; a sidecar retrying another endpoint is what users expect. */
 const MAX_CONNECT_ATTEMPTS = 3;
@@ -84,7 +85,7 @@ export class TcpSession {
     const timeoutMs = cluster.model.connectTimeoutMs;
     if (timeoutMs > 0) upstream.setTimeout(timeoutMs, () => upstream.destroy(new Error('connect timeout')));
     upstream.once(readyEventOf(upstream), () => this.onConnected(upstream));
-    upstream.on('error', () => this.onUpstreamError(upstream));
+    upstream.on('error', (err: NodeJS.ErrnoException) => this.onUpstreamError(upstream, err));
     upstream.on('close', () => {
       if (upstream !== this.upstream) return;
       this.upstreamClosed = true;
@@ -109,12 +110,21 @@ export class TcpSession {
     this.downstream.resume();
   }
 
-  private onUpstreamError(upstream: net.Socket): void {
+  private onUpstreamError(upstream: net.Socket, err: NodeJS.ErrnoException): void {
     if (upstream !== this.upstream) return;
     if (this.connected) {
       this.reason = REASONS.upstreamReset;
       this.downstream.destroy();
       return;
+    }
+    if (err.code === TLS_NOT_READY_ERROR || err.code === PEER_IDENTITY_ERROR) {
+      // Our own secrets missing, or a peer that is not who the service may be: no endpoint's fault, and another
+      // endpoint would not do better (a wrong identity is a config or security problem, not a flaky host).
+      this.cluster!.endCall(this.endpoint!, false, 'ignored');
+      this.endpoint = null;
+      this.upstream = null;
+      upstream.destroy();
+      return this.fail(err.code === TLS_NOT_READY_ERROR ? REASONS.tlsNotReady : REASONS.peerIdentity);
     }
     this.cluster!.endCall(this.endpoint!, false, 'localFailure');
     this.endpoint = null;

@@ -102,8 +102,4 @@ export class TlsTerminator {
     socket.destroy();
     this.failures.report('inbound', reason, { listener: this.owner.listenerName, remote: socket.remoteAddress ?? '?', error: message });
   }
-
-  close(): void {
-    this.server.close();
-  }
 }

@@ -21,6 +21,7 @@ let grpcSide: RunningProxy;
 let db: RunningProxy;
 let frontend: RunningProxy;
 let egressPort: number;
+let impostorEgressPort: number;
 
 function serverMesh(): string {
   return `
@@ -51,7 +52,9 @@ services:
   - name: frontend
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: 1 }]
-    egress: [{ localPort: ${egressPort}, service: db, port: 5432 }]
+    egress:
+      - { localPort: ${egressPort}, service: db, port: 5432 }
+      - { localPort: ${impostorEgressPort}, service: dbimpostor, port: 5432 }
   - name: backend
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${backend.port('inbound')} }]
@@ -70,6 +73,10 @@ services:
   - name: db
     ports: [{ port: 5432, protocol: tcp }]
     endpoints: [{ address: 127.0.0.1, port: ${db.port('inbound')} }]
+  - name: dbimpostor
+    serviceAccount: payments
+    ports: [{ port: 5432, protocol: tcp }]
+    endpoints: [{ address: 127.0.0.1, port: ${db.port('inbound')} }]
 `;
 }
 
@@ -83,6 +90,7 @@ beforeAll(async () => {
   grpcSide = await startMeshProxy(serverMesh(), { service: 'echo', appPort: echo.port, identity: id('echo') });
   db = await startMeshProxy(serverMesh(), { service: 'db', appPort: tcpEcho.port, identity: id('db') });
   egressPort = await freePort();
+  impostorEgressPort = await freePort();
   frontend = await startMeshProxy(clientMesh(), { service: 'frontend', identity: id('frontend') });
 }, 30_000);
 
@@ -129,6 +137,19 @@ describe('mTLS STRICT between two sidecars', () => {
     expect(res.status).toBe(503);
     expect(res.headers['x-pillion-reason']).toBe('peer_identity');
     expect(await metricValue(frontend.proxy, 'pillion_tls_handshake_failures_total', { direction: 'outbound', reason: 'peer_identity' })).toBeGreaterThan(0);
+  });
+
+  it('closes a TCP connection whose upstream proves another SPIFFE ID, with nothing passed through', async () => {
+    const sock = net.connect(impostorEgressPort, '127.0.0.1');
+    sock.on('error', () => {});
+    const got = await new Promise<string>((resolve) => {
+      let data = '';
+      sock.on('data', (d) => (data += String(d)));
+      sock.on('close', () => resolve(data));
+      sock.write('secret');
+    });
+    expect(got).toBe('');
+    expect(await metricValue(frontend.proxy, 'pillion_local_replies_total', { reason: 'peer_identity' })).toBeGreaterThan(0);
   });
 
   it('refuses plaintext on a STRICT inbound port', async () => {
