@@ -7,9 +7,9 @@ import { startHttpBackend, startTcpEcho, type Backend } from '../helpers/backend
 import { request } from '../helpers/client.js';
 import { echoClient, startEchoServer, type EchoServer } from '../helpers/grpc.js';
 import type { RunningProxy } from '../helpers/proxy.js';
-import { metricValue, startMeshProxy } from '../tls/mesh-proxy.js';
+import { metricValue, setIdentity, startMeshProxy } from '../tls/mesh-proxy.js';
 import { TestCa } from '../tls/test-ca.js';
-import { ROOT_CA_SECRET } from '../../src/tls/secrets.js';
+import { ROOT_CA_SECRET, WORKLOAD_CERT_SECRET } from '../../src/tls/secrets.js';
 
 const TD = 'spiffe://cluster.local/ns/default/sa';
 let ca: TestCa;
@@ -63,6 +63,11 @@ services:
     serviceAccount: payments
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${backend.port('inbound')} }]
+  - name: expiring
+    serviceAccount: backend
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${backend.port('inbound')} }]
+    policy: { retries: { attempts: 0 } }
   - name: fresh
     serviceAccount: backend
     ports: [{ port: 8080, protocol: http }]
@@ -150,6 +155,19 @@ describe('mTLS STRICT between two sidecars', () => {
     });
     expect(got).toBe('');
     expect(await metricValue(frontend.proxy, 'pillion_local_replies_total', { reason: 'peer_identity' })).toBeGreaterThan(0);
+  });
+
+  it('refuses an upstream whose certificate has expired (503, counted outbound as certificate_expired)', async () => {
+    const saved = backend.proxy.secrets.get(WORKLOAD_CERT_SECRET)!;
+    setIdentity(backend.proxy, ca.issueExpired(`${TD}/backend`), ca.caPem);
+    try {
+      const res = await request(frontend.port('outbound'), { host: 'expiring:8080', path: '/' });
+      expect(res.status).toBe(503);
+      expect(res.headers['x-pillion-reason']).toBe('connect_failure');
+      expect(await metricValue(frontend.proxy, 'pillion_tls_handshake_failures_total', { direction: 'outbound', reason: 'certificate_expired' })).toBe(1);
+    } finally {
+      backend.proxy.secrets.set(WORKLOAD_CERT_SECRET, saved);
+    }
   });
 
   it('refuses plaintext on a STRICT inbound port', async () => {
