@@ -1,8 +1,12 @@
 // The sidecar: composes config, cluster manager, listeners, stats and admin. A config change builds a new
 // snapshot and swaps one reference; clusters are updated before listeners so new routes find their clusters.
-import { SecretStore } from './tls/secrets.js';
+import { SecretStore, type SecretModel } from './tls/secrets.js';
+import { isUnavailable, TlsContexts } from './tls/contexts.js';
+import { HandshakeFailureReporter } from './tls/handshake-failures.js';
+import { secretSummaries } from './tls/summary.js';
+import { redactTransportSockets } from './tls/redact.js';
 import type { Logger } from 'pino';
-import type { ConfigSnapshot } from './config/model.js';
+import type { ConfigSnapshot, TlsContextModel } from './config/model.js';
 import { EMPTY_SNAPSHOT } from './config/model.js';
 import { buildSnapshot, TranslationCache, type ResourceError, type ResourceSet, type RawResource } from './config/snapshot.js';
 import { decodeMessage } from './config/protos.js';
@@ -58,6 +62,9 @@ export class Proxy implements AdminSource {
   readonly overload = new OverloadState();
   /** TLS secrets by SDS name (src/tls/secrets.ts): the workload certificate and the trust bundle. */
   readonly secrets = new SecretStore();
+  /** TLS contexts over `secrets`, rebuilt for new connections when a secret changes. */
+  readonly tlsContexts = new TlsContexts(this.secrets);
+  private readonly handshakeFailures: HandshakeFailureReporter;
   private readonly overloadManager: OverloadManager;
   private admin: { port: number; close(): Promise<void> } | null = null;
   private warm = false;
@@ -71,7 +78,12 @@ export class Proxy implements AdminSource {
     this.metrics = new ProxyMetrics({ defaultMetrics: options.processMetrics !== false });
     this.accessLog = new AccessLog(options.accessLog ?? 'stdout', { onDrop: (n) => this.accessLogDropped(n) });
     this.stats = new ProxyStats(this.metrics, this.accessLog, this.logger);
-    this.clusterManager = new ClusterManager((name) => this.stats.clusterSink(name));
+    this.handshakeFailures = new HandshakeFailureReporter(
+      (direction, reason) => this.metrics.tlsHandshakeFailures.inc({ direction, reason }),
+      this.logger,
+    );
+    const tls = { contexts: this.tlsContexts, failures: this.handshakeFailures };
+    this.clusterManager = new ClusterManager((name) => this.stats.clusterSink(name), Math.random, tls);
     this.listenerManager = new ListenerManager({
       config: this,
       clusters: this.clusterManager,
@@ -79,6 +91,7 @@ export class Proxy implements AdminSource {
       log: this.logger,
       overload: this.overload,
       maxConnections: options.maxConnectionsPerListener ?? DEFAULT_MAX_CONNECTIONS,
+      tls,
     });
     this.overloadManager = new OverloadManager({
       thresholds: options.overload ?? { heapFraction: DEFAULT_HEAP_FRACTION, maxRssBytes: 0 },
@@ -123,16 +136,54 @@ export class Proxy implements AdminSource {
    * is invalid the set is rejected as a whole and the last good snapshot keeps serving (xDS NACK semantics).
    */
   async apply(resources: ResourceSet, version: string): Promise<ApplyResult> {
-    const { snapshot, errors, warnings } = buildSnapshot(resources, version, this.translations);
+    const { snapshot, errors, warnings, secrets } = buildSnapshot(resources, version, this.translations);
     for (const w of warnings) this.logger.warn({ type: w.typeUrl, resource: w.name, warning: w.message }, 'config warning: a value was adjusted, or a setting is not enforced yet');
     if (errors.length > 0) {
       this.metrics.configUpdate('rejected');
       for (const e of errors) this.logger.warn({ type: e.typeUrl, resource: e.name, error: e.message }, 'config rejected');
       return { applied: false, errors };
     }
+    // Secrets first: listeners and clusters of the new snapshot resolve theirs at their first connection.
+    this.applySdsSecrets(secrets, resources.secrets !== undefined);
     await this.swap(snapshot);
     this.resources = resources;
+    this.warnMissingSecrets(snapshot);
     return { applied: true, errors };
+  }
+
+  /** Names SDS put into the store, so a name SDS stops sending is removed (the CA client's own are left alone). */
+  private sdsSecretNames = new Set<string>();
+
+  private applySdsSecrets(secrets: ReadonlyMap<string, SecretModel>, fromSds: boolean): void {
+    if (!fromSds) return;
+    for (const [name, secret] of secrets) {
+      const old = this.secrets.get(name);
+      // An unchanged secret keeps its object: TLS contexts built on it stay cached.
+      if (old === undefined || JSON.stringify(old) !== JSON.stringify(secret)) this.secrets.set(name, secret);
+    }
+    for (const name of this.sdsSecretNames) if (!secrets.has(name)) this.secrets.set(name, undefined);
+    this.sdsSecretNames = new Set(secrets.keys());
+  }
+
+  private missingSecretsLogged = '';
+
+  /** Said when it changes: a TLS listener or cluster whose secrets are not there refuses connections until they come. */
+  private warnMissingSecrets(snapshot: ConfigSnapshot): void {
+    const missing: string[] = [];
+    const check = (what: string, context: TlsContextModel): void => {
+      const r = this.tlsContexts.resolve(context);
+      if (isUnavailable(r)) missing.push(`${what}: ${r.unavailable}`);
+    };
+    for (const l of snapshot.listeners.values()) if (l.tls !== undefined) check(`listener ${l.name}`, l.tls.context);
+    for (const c of snapshot.clusters.values()) if (c.tls !== undefined) check(`cluster ${c.name}`, c.tls.context);
+    const key = missing.join('\n');
+    if (key === this.missingSecretsLogged) return;
+    this.missingSecretsLogged = key;
+    if (missing.length === 0) return;
+    this.logger.warn(
+      { missing: missing.slice(0, 10), more: Math.max(0, missing.length - 10) },
+      'mTLS is configured but its secrets are not there yet: such listeners refuse connections and such clusters answer 503 tls_not_ready (never plaintext) until the workload certificate and trust bundle arrive (SDS, the mesh CA, or --cert/--key/--ca)',
+    );
   }
 
   private async swap(snapshot: ConfigSnapshot): Promise<void> {
@@ -185,7 +236,11 @@ export class Proxy implements AdminSource {
 
   configDump(): unknown {
     const dump = (list: readonly RawResource[]) =>
-      list.map((r) => ({ name: r.name, type: r.typeUrl, resource: decodeMessage(r.typeUrl.slice(r.typeUrl.lastIndexOf('/') + 1), r.value) }));
+      list.map((r) => ({
+        name: r.name,
+        type: r.typeUrl,
+        resource: redactTransportSockets(decodeMessage(r.typeUrl.slice(r.typeUrl.lastIndexOf('/') + 1), r.value)),
+      }));
     const v = this.current.version;
     return {
       version: v,
@@ -195,6 +250,8 @@ export class Proxy implements AdminSource {
       routes: dump(this.resources.routes),
       clusters: dump(this.resources.clusters),
       endpoints: dump(this.resources.endpoints),
+      // Certificates by SDS name: subject, SPIFFE ID, validity, serial (never the key).
+      secrets: secretSummaries(this.secrets),
       bound: this.listenerManager.status(),
     };
   }

@@ -44,6 +44,9 @@ export const REASONS = {
   jwtInvalid: reason('jwt_invalid', 401, 16, '-', 'Jwt verification fails'),
   draining: reason('draining', 503, 14, 'DRAIN', 'the proxy is draining'),
   downstreamDisconnect: reason('downstream_disconnect', 499, 1, 'DC', 'the client went away'),
+  // mTLS to the upstream (Envoy reports both as UF with an upstream_transport_failure_reason).
+  peerIdentity: reason('peer_identity', 503, 14, 'UF', 'the upstream proved an identity the destination service may not have'),
+  tlsNotReady: reason('tls_not_ready', 503, 14, 'UF', 'no mTLS certificate or trust bundle for this upstream yet (never sent in plaintext)'),
 } as const;
 
 export type ReasonKey = keyof typeof REASONS;

@@ -1,6 +1,8 @@
 // Compiles the mesh config into the xDS v3 resources (encoded protobuf) one proxy needs, from its node identity.
 // Pure: no I/O, the same input gives the same bytes.
 import { DEFAULTS } from '../src/config/model.js';
+import { spiffeIdOf } from '../src/tls/peer.js';
+import { ROOT_CA_SECRET, WORKLOAD_CERT_SECRET } from '../src/tls/secrets.js';
 import { MESSAGE_NAMES, TYPE_URLS, anyField, encodeMessage } from '../src/config/protos.js';
 import {
   isHttpProtocol,
@@ -24,6 +26,12 @@ export interface NodeInfo {
   readonly appPort?: number;
   readonly inboundPort: number;
   readonly outboundPort: number;
+  /**
+   * The proxy holds a workload certificate (flags, or the mesh CA): only then are the mesh's mtls modes compiled
+   * into transport sockets. Without one its traffic stays plaintext (and the proxy says so loudly), so a mesh
+   * whose proxies have no identities yet keeps working.
+   */
+  readonly workloadIdentity?: boolean;
 }
 
 export interface XdsResource {
@@ -49,6 +57,8 @@ const ROUTER_FILTER = 'envoy.filters.http.router';
 const FAULT_FILTER = 'envoy.filters.http.fault';
 const LOCAL_RATELIMIT_FILTER = 'envoy.filters.http.local_ratelimit';
 const HTTP_INSPECTOR = 'envoy.filters.listener.http_inspector';
+const TLS_INSPECTOR = 'envoy.filters.listener.tls_inspector';
+const TLS_SOCKET = 'envoy.transport_sockets.tls';
 const HTTP_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
 export function clusterName(service: string, namespace: string, port: number): string {
@@ -429,6 +439,82 @@ function protocolListener(
   return listener;
 }
 
+// ---- mTLS --------------------------------------------------------------------------------------------
+
+const SDS_CERT = { name: WORKLOAD_CERT_SECRET, sds_config: ADS };
+const SDS_ROOT = { name: ROOT_CA_SECRET, sds_config: ADS };
+
+/**
+ * The transport socket of a cluster to `target`: our workload certificate, the mesh trust bundle, and secure
+ * naming (Istio's shape): the peer must prove the SPIFFE ID of the target's service account.
+ */
+function upstreamMtls(mesh: MeshConfig, target: ServiceConfig): Record<string, unknown> {
+  const spiffeId = spiffeIdOf(mesh.trustDomain, target.namespace, target.serviceAccount);
+  return {
+    name: TLS_SOCKET,
+    typed_config: anyField(MESSAGE_NAMES.UpstreamTlsContext, {
+      common_tls_context: {
+        tls_certificate_sds_secret_configs: [SDS_CERT],
+        combined_validation_context: {
+          default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'URI', matcher: { exact: spiffeId } }] },
+          validation_context_sds_secret_config: SDS_ROOT,
+        },
+      },
+    }),
+  };
+}
+
+const DOWNSTREAM_MTLS = {
+  name: TLS_SOCKET,
+  typed_config: anyField(MESSAGE_NAMES.DownstreamTlsContext, {
+    common_tls_context: { tls_certificate_sds_secret_configs: [SDS_CERT], validation_context_sds_secret_config: SDS_ROOT },
+    require_client_certificate: { value: true },
+  }),
+};
+
+/**
+ * The inbound listener per mtls mode, as Istio writes it: a tls_inspector, chains matching transport_protocol
+ * "tls" with the DownstreamTlsContext and, for PERMISSIVE only, the same chains for "raw_buffer" (plaintext).
+ */
+function withInboundMtls(listener: Record<string, unknown>, mode: 'STRICT' | 'PERMISSIVE'): Record<string, unknown> {
+  type Chain = Record<string, unknown> & { filter_chain_match?: Record<string, unknown> };
+  const chains = [...((listener.filter_chains ?? []) as Chain[])];
+  const fallback = listener.default_filter_chain as Chain | undefined;
+  if (fallback !== undefined) chains.push(fallback);
+  const secured = chains.map((c) => ({
+    ...c,
+    name: `${String(c.name)}/tls`,
+    filter_chain_match: { ...c.filter_chain_match, transport_protocol: 'tls' },
+    transport_socket: DOWNSTREAM_MTLS,
+  }));
+  const listenerFilters = [{ name: TLS_INSPECTOR }, ...((listener.listener_filters ?? []) as unknown[])];
+  if (mode === 'STRICT') {
+    const { default_filter_chain: _dropped, ...rest } = listener;
+    return { ...rest, listener_filters: listenerFilters, filter_chains: secured };
+  }
+  const plain = ((listener.filter_chains ?? []) as Chain[]).map((c) => ({ ...c, filter_chain_match: { ...c.filter_chain_match, transport_protocol: 'raw_buffer' } }));
+  return { ...listener, listener_filters: listenerFilters, filter_chains: [...secured, ...plain] };
+}
+
+/** The clusters of every service with mTLS to the services that have it, for nodes with an identity (once per mesh). */
+const mtlsClustersByMesh = new WeakMap<MeshConfig, readonly XdsResource[]>();
+
+function mtlsClusters(mesh: MeshConfig, shared: SharedResources): readonly XdsResource[] {
+  const cached = mtlsClustersByMesh.get(mesh);
+  if (cached !== undefined) return cached;
+  const encodeCluster = encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster);
+  const out: XdsResource[] = [];
+  let i = 0;
+  for (const s of mesh.services) {
+    for (const port of s.ports) {
+      const plain = shared.clusters[i++]!;
+      out.push(s.policy.mtls === 'DISABLE' ? plain : encodeCluster({ ...serviceCluster(s, port), transport_socket: upstreamMtls(mesh, s) }));
+    }
+  }
+  mtlsClustersByMesh.set(mesh, out);
+  return out;
+}
+
 // ---- the node ----------------------------------------------------------------------------------------
 
 class Index {
@@ -584,6 +670,7 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
   const warnings: string[] = [];
   const listeners: Record<string, unknown>[] = [];
   const clusters: Record<string, unknown>[] = [];
+  const mtls = node.workloadIdentity === true;
 
   listeners.push({
     name: 'outbound',
@@ -638,7 +725,8 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
       // Authentication and authorization first: a caller refused there must not drain the rate limit's bucket.
       const httpFilters = [...inboundAuthFilters(mesh, own), ...(rateLimit ? [rateLimitFilter(rateLimit)] : [])];
       const listener = protocolListener('inbound', '0.0.0.0', node.inboundPort, protocol, 'INBOUND', name, 0, httpFilters, inboundNetworkFilters(mesh, own));
-      listeners.push(listener);
+      const mode = own.policy.mtls;
+      listeners.push(mtls && mode !== 'DISABLE' ? withInboundMtls(listener, mode) : listener);
     } else {
       warnings.push(`node ${node.id} announced no appPort: no inbound listener`);
     }
@@ -647,7 +735,7 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
   return {
     listeners: listeners.map(encoder(MESSAGE_NAMES.Listener, TYPE_URLS.Listener)),
     routes: [...outboundRoutes(shared, node.namespace)],
-    clusters: [...shared.clusters, ...clusters.map(encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster))],
+    clusters: [...(mtls ? mtlsClusters(mesh, shared) : shared.clusters), ...clusters.map(encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster))],
     endpoints: [...shared.endpoints],
     warnings,
   };
@@ -667,6 +755,7 @@ export function nodeToXds(info: NodeInfo): Record<string, unknown> {
     outboundPort: { numberValue: info.outboundPort },
   };
   if (info.appPort !== undefined) fields.appPort = { numberValue: info.appPort };
+  if (info.workloadIdentity === true) fields.workloadIdentity = { boolValue: true };
   return { id: info.id, cluster: info.service, metadata: { fields }, user_agent_name: 'pillion' };
 }
 
@@ -702,5 +791,6 @@ export function nodeInfoFromXdsNode(node: {
     ...(appPort !== undefined ? { appPort } : {}),
     inboundPort: num('inboundPort') ?? 15006,
     outboundPort: num('outboundPort') ?? 15001,
+    ...(fields.workloadIdentity?.boolValue === true ? { workloadIdentity: true } : {}),
   };
 }

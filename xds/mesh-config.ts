@@ -40,6 +40,8 @@ export interface MeshConfig {
 export interface ServiceConfig {
   readonly name: string;
   readonly namespace: string;
+  /** The service account its workloads run as: the sa of their SPIFFE ID (default: the service name). */
+  readonly serviceAccount: string;
   readonly ports: readonly PortConfig[];
   readonly endpoints: readonly EndpointConfig[];
   readonly policy: PolicyConfig;
@@ -452,11 +454,12 @@ export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: 
 }
 
 function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): ServiceConfig | undefined {
-  const s = c.obj(raw, path, ['name', 'namespace', 'ports', 'endpoints', 'policy', 'authorization', 'requestAuthentication', 'routes', 'egress']);
+  const s = c.obj(raw, path, ['name', 'namespace', 'serviceAccount', 'ports', 'endpoints', 'policy', 'authorization', 'requestAuthentication', 'routes', 'egress']);
   if (!s) return undefined;
   const before = c.count;
   const name = c.label(s.name, [...path, 'name']);
   const namespace = s.namespace === undefined ? 'default' : c.label(s.namespace, [...path, 'namespace']);
+  const serviceAccount = s.serviceAccount === undefined ? name : c.label(s.serviceAccount, [...path, 'serviceAccount']);
 
   const ports: PortConfig[] = [];
   const rawPorts = c.list(s.ports, [...path, 'ports']);
@@ -530,8 +533,8 @@ function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): Ser
     if (localPort !== undefined && ref) egress.push({ localPort, ...ref });
   });
 
-  if (c.count > before || !name || !policy) return undefined;
-  return definedOnly({ name, namespace: ns, ports, endpoints, policy, authorization, requestAuthentication, routes, egress });
+  if (c.count > before || !name || !policy || !serviceAccount) return undefined;
+  return definedOnly({ name, namespace: ns, serviceAccount, ports, endpoints, policy, authorization, requestAuthentication, routes, egress });
 }
 
 /**

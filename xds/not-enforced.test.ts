@@ -17,10 +17,19 @@ describe('notEnforcedWarnings', () => {
     policy: { mtls: DISABLE, retries: { attempts: 1 } }
 `);
     expect(notEnforcedWarnings(mesh)).toEqual([
-      'services[0].policy.mtls: mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
-      'services[0].authorization.allow[0].principals: principals and namespaces match only peers that mTLS proved, and mTLS is not enforced yet: ' +
-        'they match no caller, so an allow rule that names them admits nobody and a deny rule that names them refuses nobody (methods, paths, ports and requestPrincipals are enforced)',
+      'services[0].policy.mtls: mtls STRICT and PERMISSIVE (STRICT is the default) are enforced only by proxies with a workload identity (--cert/--key/--ca, or certificates from the mesh CA): without one, traffic between sidecars is plaintext; write mtls: DISABLE to say so',
+      'services[0].authorization.allow[0].principals: principals and namespaces match only peers that mTLS proved: on a proxy without a workload identity (plaintext) they match no caller, ' +
+        'so an allow rule that names them admits nobody and a deny rule that names them refuses nobody (methods, paths, ports and requestPrincipals are enforced)',
     ]);
+  });
+
+  it('says nothing of mtls to a proxy with a workload identity, which enforces it', () => {
+    const mesh = parseMeshConfig(`services:
+  - name: a
+    ports: [{ port: 80, protocol: http }]
+`);
+    expect(notEnforcedWarnings(mesh)).toHaveLength(1);
+    expect(notEnforcedWarnings(mesh, { workloadIdentity: true })).toEqual([]);
   });
 
   it('says nothing when only enforced settings are used', () => {

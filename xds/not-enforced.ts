@@ -10,16 +10,19 @@ interface Unenforced {
 }
 
 /** One warning per kind of setting, naming every path where it is set; none when nothing unenforced is set. */
-export function notEnforcedWarnings(mesh: MeshConfig): string[] {
+export function notEnforcedWarnings(mesh: MeshConfig, opts: { readonly workloadIdentity?: boolean } = {}): string[] {
   const kinds: Unenforced[] = [
     {
       paths: [],
-      message: 'mtls STRICT and PERMISSIVE (STRICT is the default) are not enforced yet: traffic between sidecars is plaintext; write mtls: DISABLE to say so',
+      // mTLS is enforced by proxies with a workload identity (--cert/--key/--ca, or the mesh CA); a caller that
+      // cannot say whether its proxies have one (the control server) keeps the warning.
+      message: opts.workloadIdentity === true ? '' :
+        'mtls STRICT and PERMISSIVE (STRICT is the default) are enforced only by proxies with a workload identity (--cert/--key/--ca, or certificates from the mesh CA): without one, traffic between sidecars is plaintext; write mtls: DISABLE to say so',
     },
     {
       paths: [],
-      message:
-        'principals and namespaces match only peers that mTLS proved, and mTLS is not enforced yet: they match no caller, ' +
+      message: opts.workloadIdentity === true ? '' :
+        'principals and namespaces match only peers that mTLS proved: on a proxy without a workload identity (plaintext) they match no caller, ' +
         'so an allow rule that names them admits nobody and a deny rule that names them refuses nobody (methods, paths, ports and requestPrincipals are enforced)',
     },
   ];
@@ -36,7 +39,7 @@ export function notEnforcedWarnings(mesh: MeshConfig): string[] {
       });
     }
   });
-  return kinds.filter((k) => k.paths.length > 0).map((k) => `${listPaths(k.paths)}: ${k.message}`);
+  return kinds.filter((k) => k.paths.length > 0 && k.message !== '').map((k) => `${listPaths(k.paths)}: ${k.message}`);
 }
 
 /** Up to five paths, then how many more: a mesh of 500 services must not make a 30 KB log line. */

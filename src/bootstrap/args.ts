@@ -19,6 +19,8 @@ export interface ProxyBootstrap {
   readonly maxConnections?: number;
   /** Resident memory past which the overload manager acts, in MiB; undefined = 90 % of the cgroup limit. */
   readonly overloadRssMb?: number;
+  /** A static workload identity (--cert/--key/--ca): mTLS without the mesh CA. */
+  readonly identityFiles?: { readonly cert: string; readonly key: string; readonly ca: string };
 }
 
 export class UsageError extends Error {
@@ -67,7 +69,8 @@ export const PROXY_USAGE = `usage: pillion proxy --service NAME [--config mesh.y
                      [--node-id ID] [--namespace default] [--service-account NAME] [--app-port N]
                      [--admin-port 15000] [--inbound-port 15006] [--outbound-port 15001]
                      [--log-level info] [--access-log stdout|off|FILE] [--idle-memory-release on|off]
-                     [--max-connections 16384] [--overload-rss-mb N] [--xds-ca root-cert.pem [--token FILE]]`;
+                     [--max-connections 16384] [--overload-rss-mb N] [--xds-ca root-cert.pem [--token FILE]]
+                     [--cert FILE --key FILE --ca FILE]`;
 
 export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   let values;
@@ -93,6 +96,9 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
         'idle-memory-release': { type: 'string' },
         'max-connections': { type: 'string' },
         'overload-rss-mb': { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
+        ca: { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -117,6 +123,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   const maxConnections = count('max-connections', values['max-connections'], 0, 1_000_000);
   const overloadRssMb = count('overload-rss-mb', values['overload-rss-mb'], 0, 1_048_576);
   const appPort = port('app-port', values['app-port'], undefined);
+  const identityFiles = identityFlags(values.cert, values.key, values.ca);
   const node: NodeInfo = {
     id: values['node-id'] ?? `sidecar~${service}~${process.pid}`,
     service,
@@ -125,6 +132,8 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     ...(appPort === undefined ? {} : { appPort }),
     inboundPort: port('inbound-port', values['inbound-port'], 15006)!,
     outboundPort: port('outbound-port', values['outbound-port'], 15001)!,
+    // An identity from files, or one the mesh CA will issue (--token): peers get mTLS per the mesh policy.
+    ...(identityFiles === undefined && values.token === undefined ? {} : { workloadIdentity: true }),
   };
   return {
     node,
@@ -138,5 +147,15 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     idleMemoryRelease,
     ...(maxConnections === undefined ? {} : { maxConnections }),
     ...(overloadRssMb === undefined ? {} : { overloadRssMb }),
+    ...(identityFiles === undefined ? {} : { identityFiles }),
   };
+}
+
+/** --cert, --key and --ca come together: a certificate without the bundle to verify peers is no mTLS. */
+function identityFlags(cert: string | undefined, key: string | undefined, ca: string | undefined): ProxyBootstrap['identityFiles'] {
+  if (cert === undefined && key === undefined && ca === undefined) return undefined;
+  if (cert === undefined || key === undefined || ca === undefined) {
+    throw new UsageError('--cert, --key and --ca go together (the workload certificate, its key, and the trust bundle)');
+  }
+  return { cert, key, ca };
 }

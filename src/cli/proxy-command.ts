@@ -1,12 +1,14 @@
 // `pillion proxy`: run one sidecar from flags until SIGTERM/SIGINT, then drain and exit.
 // Each mode loads only what it uses: the gRPC client (~20 MiB of RSS with its modules) only with --xds, the
 // mesh compiler and YAML parsers only with --config.
+import { WORKLOAD_CERT_SECRET } from '../tls/secrets.js';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { parseProxyArgs, UsageError, type ProxyBootstrap } from '../bootstrap/args.js';
 import { DEFAULT_HEAP_FRACTION, Proxy, type ProxyOptions } from '../proxy.js';
 import { startIdleMemoryRelease } from '../process/idle-memory.js';
 import { cgroupMemoryLimitBytes } from '../process/overload.js';
+import { loadIdentityFiles } from '../tls/static-identity.js';
 
 export async function runProxyCommand(argv: string[]): Promise<void> {
   const boot = parseProxyArgs(argv);
@@ -45,6 +47,14 @@ function limitOptions(boot: ProxyBootstrap): Pick<ProxyOptions, 'maxConnectionsP
   };
 }
 
+/** --cert/--key/--ca: the workload identity into the SecretStore before any config needs it. */
+function loadIdentity(proxy: Proxy, boot: ProxyBootstrap): void {
+  if (boot.identityFiles === undefined) return;
+  const { spiffeId, notAfter } = loadIdentityFiles(proxy.secrets, boot.identityFiles);
+  proxy.logger.info({ spiffeId, notAfter, cert: boot.identityFiles.cert }, 'workload identity loaded from files: mTLS per the mesh policy');
+  if (spiffeId === null) proxy.logger.warn({ cert: boot.identityFiles.cert }, 'the --cert certificate has no SPIFFE ID (URI SAN): peers with STRICT mTLS refuse it');
+}
+
 interface Running {
   readonly proxy: Proxy;
   beforeDrain(): Promise<void>;
@@ -56,6 +66,7 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
   // Validate the mesh config before binding anything: a bad file must fail fast, naming the field.
   const local = loadLocalSnapshot(boot.configFile!, boot.node);
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot) });
+  loadIdentity(proxy, boot);
   for (const warning of local.resources.warnings) proxy.logger.warn({ node: boot.node.id }, warning);
   for (const warning of local.notEnforced) proxy.logger.warn({ config: boot.configFile }, `not enforced: ${warning}`);
   await proxy.startAdmin();
@@ -77,10 +88,13 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Runn
   // Read before anything binds: a missing or wrong --xds-ca file fails the start, naming it.
   const rootPem = boot.xdsCaFile === undefined ? undefined : readRootFile(boot.xdsCaFile);
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot) });
+  loadIdentity(proxy, boot);
   const credentials = rootPem === undefined ? undefined : await xdsTlsCredentials(rootPem);
   const ads = new AdsClient({ servers, node: boot.node, target: proxy, ...(credentials ? { credentials } : {}) });
   const certs = rootPem === undefined ? null : await startCertificateClient(boot, servers, rootPem, proxy);
-  proxy.setReadinessGate(() => ads.isWarm());
+  // Ready once the config is warm and, with the mesh CA, the first workload certificate is in: until then STRICT
+  // peers would refuse every connection (tls_not_ready).
+  proxy.setReadinessGate(() => ads.isWarm() && (certs === null || proxy.secrets.get(WORKLOAD_CERT_SECRET) !== undefined));
   proxy.setVersionSource(() => ads.versions());
   await proxy.startAdmin();
   ads.start();

@@ -2,6 +2,7 @@
 import { endpointsFromLoadAssignment, overprovisioningFactorOf } from './endpoint.js';
 import { DEFAULTS, type CircuitBreakersModel, type ClusterModel, type LbPolicy, type OutlierDetectionModel } from './model.js';
 import { healthCheckOf } from './health-check.js';
+import { upstreamTls } from './transport-socket.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
 import { durationMs, invalid, wrapped, type Plain } from './values.js';
 
@@ -177,6 +178,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
   const retryBudget = budget(th.retry_budget);
   const staticFactor = type === 'STATIC' ? overprovisioningFactorOf(c.load_assignment, 'load_assignment.policy') : undefined;
   const hc = healthCheckOf(c.health_checks, c.name);
+  const tls = upstreamTls(c.transport_socket, 'transport_socket');
   const model: ClusterModel = {
     name: c.name,
     connectTimeoutMs,
@@ -198,6 +200,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
     endpoints: type === 'STATIC' ? endpointsFromLoadAssignment(c.load_assignment, 'load_assignment.endpoints') : [],
     ...commonLb(c.common_lb_config),
     ...(staticFactor !== undefined ? { overprovisioningFactor: staticFactor } : {}),
+    ...(tls ? { tls } : {}),
   };
   return edsServiceName !== undefined ? { model, edsServiceName } : { model };
 }

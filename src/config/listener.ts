@@ -1,8 +1,9 @@
 // Translates an xDS Listener (HttpConnectionManager and/or TcpProxy chains) into the internal ListenerModel.
-import { DEFAULTS, type Direction, type HttpChainModel, type ListenerModel, type RouteConfigModel, type TcpChainModel } from './model.js';
+import { DEFAULTS, type Direction, type DownstreamTlsModel, type HttpChainModel, type ListenerModel, type RouteConfigModel, type TcpChainModel } from './model.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
 import { httpFilters } from './http-filters.js';
 import { networkRbacFilters } from './rbac.js';
+import { downstreamTls } from './transport-socket.js';
 import { routeConfigFromPlain } from './route-config.js';
 import { durationMs, invalid, socketAddress, wrapped, type Plain } from './values.js';
 
@@ -116,6 +117,40 @@ function chainKind(chain: Plain, field: string): { kind: 'http' | 'tcp'; filter:
   return invalid(`${ff}: unsupported filter ${f.name || '?'} (${t || 'no typed_config'})`);
 }
 
+interface ChainRef {
+  readonly chain: Plain;
+  readonly field: string;
+}
+
+/**
+ * Splits the chains by transport: those with a TLS transport_socket (filter_chain_match transport_protocol
+ * "tls") and those without ("raw_buffer" or unset). With TLS chains, they are the ones served and the plaintext
+ * chains only say that plaintext is accepted too (PERMISSIVE); without, every chain is plaintext.
+ */
+function transportGroups(chains: readonly ChainRef[]): { tls: DownstreamTlsModel | undefined; primary: ChainRef[]; secondary: ChainRef[] } {
+  const tlsChains: ChainRef[] = [];
+  const plain: ChainRef[] = [];
+  let tls: Omit<DownstreamTlsModel, 'plaintext'> | undefined;
+  let tlsJson = '';
+  for (const ref of chains) {
+    const proto = String(ref.chain.filter_chain_match?.transport_protocol ?? '');
+    const t = downstreamTls(ref.chain.transport_socket, `${ref.field}.transport_socket`);
+    if (t === undefined) {
+      if (proto === 'tls') invalid(`${ref.field}.filter_chain_match.transport_protocol: "tls" needs a TLS transport_socket (TLS passthrough is not supported)`);
+      plain.push(ref);
+      continue;
+    }
+    if (proto !== '' && proto !== 'tls') invalid(`${ref.field}.filter_chain_match.transport_protocol: "${proto}" with a TLS transport_socket`);
+    const json = JSON.stringify(t);
+    if (tls !== undefined && json !== tlsJson) invalid(`${ref.field}.transport_socket: TLS chains with different TLS contexts are not supported`);
+    tls = t;
+    tlsJson = json;
+    tlsChains.push(ref);
+  }
+  if (tls === undefined) return { tls: undefined, primary: plain, secondary: [] };
+  return { tls: { ...tls, plaintext: plain.length > 0 }, primary: tlsChains, secondary: plain };
+}
+
 /** Decode and validate a Listener resource; throws ResourceInvalid with the field at fault. */
 export function translateListener(bytes: Uint8Array): ListenerTranslation {
   const l = decodeMessage<Plain>(MESSAGE_NAMES.Listener, bytes);
@@ -135,15 +170,24 @@ export function translateListener(bytes: Uint8Array): ListenerTranslation {
   }));
   if (l.default_filter_chain) chains.push({ chain: l.default_filter_chain, field: 'default_filter_chain' });
   if (chains.length === 0) invalid('filter_chains: empty and no default_filter_chain');
-  for (const { chain, field } of chains) {
+  const { tls, primary, secondary } = transportGroups(chains);
+  for (const { chain, field } of primary) {
     const k = chainKind(chain, field);
     if (k.kind === 'http') {
-      // More HTTP chains (e.g. split by server_names) would need TLS matching the model does not have.
+      // More HTTP chains (e.g. split by server_names or ALPN) would need matching the model does not have.
       if (http) invalid(`${field}: more than one HttpConnectionManager chain is not supported`);
       http = httpChain(k.filter, k.field, inlineRoutes);
     } else {
       if (tcp) invalid(`${field}: more than one TcpProxy chain is not supported`);
       tcp = tcpChain(k.filter, k.field, chain, field);
+    }
+  }
+  // PERMISSIVE: the plaintext chains must be the TLS ones without TLS; their filters are served by the TLS
+  // chains' config (Istio sends the same filters on both).
+  for (const { chain, field } of secondary) {
+    const k = chainKind(chain, field);
+    if ((k.kind === 'http' && !http) || (k.kind === 'tcp' && !tcp)) {
+      invalid(`${field}: a plaintext chain with a terminal filter (${k.kind}) that no TLS chain has is not supported`);
     }
   }
   const firstByteTimeoutMs = durationMs(l.listener_filters_timeout, DEFAULTS.listenerFiltersTimeoutMs, 'listener_filters_timeout');
@@ -155,6 +199,7 @@ export function translateListener(bytes: Uint8Array): ListenerTranslation {
     firstByteTimeoutMs,
     ...(http ? { http } : {}),
     ...(tcp ? { tcp } : {}),
+    ...(tls ? { tls } : {}),
   };
   return { model, inlineRoutes };
 }

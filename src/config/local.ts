@@ -16,5 +16,5 @@ export function loadLocalSnapshot(
   const mesh = loadMeshConfigFile(meshFile);
   const resources = compileForNode(mesh, node);
   const { snapshot, errors } = buildSnapshot(resources, 'local');
-  return { snapshot, resources, errors, notEnforced: notEnforcedWarnings(mesh) };
+  return { snapshot, resources, errors, notEnforced: notEnforcedWarnings(mesh, { workloadIdentity: node.workloadIdentity === true }) };
 }

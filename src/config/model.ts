@@ -2,6 +2,7 @@
 // folder from xDS resources; immutable once built (a change builds a new snapshot and swaps one reference).
 // Durations are milliseconds; 0 means "no limit" wherever a timeout is concerned.
 import type { JwtAuthnModel, RbacFilterModel } from '../authz/model.js';
+import type { SecretModel } from '../tls/secrets.js';
 
 export type LbPolicy = 'least_request' | 'round_robin' | 'random' | 'ring_hash';
 export type UpstreamProtocol = 'http1' | 'http2';
@@ -22,6 +23,49 @@ export interface ListenerModel {
    * after a second; without one, the connection is closed at this deadline (0 = wait for ever).
    */
   readonly firstByteTimeoutMs: number;
+  /**
+   * TLS termination (filter chains with a DownstreamTlsContext transport_socket); absent = plaintext only. With
+   * `plaintext` also true the port takes both, told apart by the first bytes (Envoy's tls_inspector matching
+   * filter chains on transport_protocol "tls" vs "raw_buffer": Istio's PERMISSIVE).
+   */
+  readonly tls?: DownstreamTlsModel;
+}
+
+/** Where a TLS secret comes from: the SecretStore by SDS name, or inline in the resource. */
+export type SecretSourceModel =
+  | { readonly kind: 'sds'; readonly name: string }
+  | { readonly kind: 'inline'; readonly secret: SecretModel };
+
+/** One match_typed_subject_alt_names entry (Envoy's SubjectAltNameMatcher with its StringMatcher). */
+export interface SanMatcherModel {
+  readonly sanType: 'URI' | 'DNS' | 'EMAIL' | 'IP_ADDRESS';
+  readonly match: 'exact' | 'prefix' | 'suffix' | 'contains';
+  readonly value: string;
+  readonly ignoreCase: boolean;
+}
+
+/** Envoy's CommonTlsContext, as far as Pillion reads it. */
+export interface TlsContextModel {
+  /** The certificate and key presented; null = none (a client without one cannot do mTLS). */
+  readonly certificate: SecretSourceModel | null;
+  /** The CA bundle peers are verified against; null = peers are not verified (Envoy's behaviour too). */
+  readonly validation: SecretSourceModel | null;
+  /** The peer certificate must have a SAN matching one of these (empty = any certificate the CA signed). */
+  readonly sanMatchers: readonly SanMatcherModel[];
+  readonly alpn: readonly string[];
+}
+
+export interface UpstreamTlsModel {
+  readonly context: TlsContextModel;
+  /** SNI to send; '' sends none. */
+  readonly sni: string;
+}
+
+export interface DownstreamTlsModel {
+  readonly context: TlsContextModel;
+  readonly requireClientCertificate: boolean;
+  /** Plaintext is accepted on the same port too (PERMISSIVE). */
+  readonly plaintext: boolean;
 }
 
 export interface HttpChainModel {
@@ -294,6 +338,8 @@ export interface ClusterModel {
   readonly healthyPanicThreshold?: number;
   /** common_lb_config.locality_weighted_lb_config is set: pick a locality by its weight, then an endpoint in it. */
   readonly localityWeighted?: boolean;
+  /** Originate TLS to the endpoints (transport_socket with an UpstreamTlsContext); absent = plaintext. */
+  readonly tls?: UpstreamTlsModel;
 }
 
 /** Everything a proxy runs from, at one version. */

@@ -38,6 +38,9 @@ export const TYPE_URLS = {
   HttpRBAC: `${PREFIX}envoy.extensions.filters.http.rbac.v3.RBAC`,
   NetworkRBAC: `${PREFIX}envoy.extensions.filters.network.rbac.v3.RBAC`,
   JwtAuthentication: `${PREFIX}envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication`,
+  Secret: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.Secret`,
+  UpstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`,
+  DownstreamTlsContext: `${PREFIX}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`,
 } as const;
 
 /** Full message names, for encodeMessage/decodeMessage. */
@@ -55,6 +58,9 @@ export const MESSAGE_NAMES = {
   HttpRBAC: 'envoy.extensions.filters.http.rbac.v3.RBAC',
   NetworkRBAC: 'envoy.extensions.filters.network.rbac.v3.RBAC',
   JwtAuthentication: 'envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication',
+  Secret: 'envoy.extensions.transport_sockets.tls.v3.Secret',
+  UpstreamTlsContext: 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+  DownstreamTlsContext: 'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
   Node: 'envoy.config.core.v3.Node',
   DiscoveryRequest: 'envoy.service.discovery.v3.DiscoveryRequest',
   DiscoveryResponse: 'envoy.service.discovery.v3.DiscoveryResponse',

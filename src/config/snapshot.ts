@@ -6,6 +6,8 @@ import type { ClusterModel, ConfigSnapshot, ListenerModel, RouteConfigModel } fr
 import { TYPE_URLS } from './protos.js';
 import { translateRouteConfiguration } from './route-config.js';
 import { collectWarnings, ResourceInvalid } from './values.js';
+import { translateSecret } from './transport-socket.js';
+import type { SecretModel } from '../tls/secrets.js';
 
 export interface RawResource {
   readonly name: string;
@@ -18,6 +20,8 @@ export interface ResourceSet {
   readonly routes: readonly RawResource[];
   readonly clusters: readonly RawResource[];
   readonly endpoints: readonly RawResource[];
+  /** SDS Secrets (they go to the SecretStore, not the snapshot). */
+  readonly secrets?: readonly RawResource[];
 }
 
 /** One rejected resource: what a NACK's error_detail reports. */
@@ -44,7 +48,7 @@ export function buildSnapshot(
   resources: ResourceSet,
   version: string,
   cache: TranslationCache = new TranslationCache(),
-): { snapshot: ConfigSnapshot; errors: ResourceError[]; warnings: ResourceWarning[] } {
+): { snapshot: ConfigSnapshot; errors: ResourceError[]; warnings: ResourceWarning[]; secrets: Map<string, SecretModel> } {
   const errors: ResourceError[] = [];
   const warnings: ResourceWarning[] = [];
   cache.begin();
@@ -85,8 +89,10 @@ export function buildSnapshot(
     const model = ct.edsServiceName !== undefined ? cache.withEndpoints(ct, assignments.get(ct.edsServiceName)) : ct.model;
     clusters.set(model.name, model);
   }
+  const secrets = new Map<string, SecretModel>();
+  for (const sec of each(resources.secrets ?? [], TYPE_URLS.Secret, translateSecret, (t) => t.name)) secrets.set(sec.name, sec.secret);
   cache.end();
-  return { snapshot: { version, listeners, routeConfigs, clusters }, errors, warnings };
+  return { snapshot: { version, listeners, routeConfigs, clusters }, errors, warnings, secrets };
 }
 
 /**

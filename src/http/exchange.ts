@@ -9,13 +9,14 @@ import type { RouteModel } from '../config/model.js';
 import { httpOutcome, type CallOutcome } from '../upstream/outlier.js';
 import { REASONS, type Reason } from '../reasons.js';
 import type { FilterMetadata } from '../authz/model.js';
-import type { PeerIdentity } from '../tls/peer.js';
 import type { FilteredRequest, HoldTracker, HttpFilter } from './filters/filter.js';
 import type { HeaderMap } from './headers.js';
 import type { HttpContext, RequestHeaders } from './context.js';
 import type { H1Connection, H1Request } from './h1-connection.js';
 import { H2Downstream, NOT_SENT, type Downstream, type H2Owner } from './downstream.js';
 import { Router, type RouterOwner } from './router/router.js';
+import type { PeerIdentity } from '../tls/peer.js';
+import { socketPeer, XFCC_HEADER } from '../tls/downstream-peer.js';
 
 const PROTOCOL_H11 = 'HTTP/1.1';
 const PROTOCOL_H10 = 'HTTP/1.0';
@@ -36,10 +37,12 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
   /** The port the request's connection arrived on (RBAC destination_port). */
   localPort = 0;
   grpc = false;
-  /** The peer mTLS proved; null on plaintext (set by the TLS data path). */
+  /** Who mTLS proved the client to be; null on a plaintext connection (authorization reads it). */
   peer: PeerIdentity | null = null;
   /** Written by filters for later ones (the JWT filter's verified payload); null until one does. */
   filterMetadata: FilterMetadata | null = null;
+  /** The x-forwarded-client-cert value of the connection's peer, set on the request to the app. */
+  private xfcc: string | null = null;
 
   private matched: RouteModel | null = null;
   // The request head and body, held from routing until the router takes them (filters may hold the request).
@@ -95,6 +98,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.path = url;
     this.remoteAddress = connection.remoteAddress;
     this.localPort = connection.socket.localPort ?? 0;
+    this.takePeer(connection.socket);
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400.
     if (authority === '' && req.http11) return this.localReply(REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
     this.route(req.headers, req.body, 'http');
@@ -108,10 +112,19 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.method = (headers[':method'] as string | undefined) ?? 'GET';
     this.path = (headers[':path'] as string | undefined) ?? '/';
     this.authority = (headers[':authority'] as string | undefined) ?? headers.host ?? '';
-    this.remoteAddress = stream.session?.socket?.remoteAddress ?? '';
-    this.localPort = stream.session?.socket?.localPort ?? 0;
+    const socket = stream.session?.socket;
+    this.remoteAddress = socket?.remoteAddress ?? '';
+    this.localPort = socket?.localPort ?? 0;
+    this.takePeer(socket);
     const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
     this.route(headers, endStream ? null : stream, (headers[':scheme'] as string | undefined) ?? 'http');
+  }
+
+  private takePeer(socket: object | undefined): void {
+    const peer = socketPeer(socket);
+    if (peer === null) return;
+    this.peer = peer.identity;
+    this.xfcc = peer.xfcc;
   }
 
   // --- routing and the filter chain ---
@@ -176,6 +189,9 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     const body = this.requestBody;
     this.requestHeaders = null;
     this.requestBody = null;
+    // Envoy's default (SANITIZE): a client's own XFCC is never passed on; ours replaces it on mTLS connections.
+    if (headers[XFCC_HEADER] !== undefined) delete headers[XFCC_HEADER];
+    if (this.xfcc !== null) headers[XFCC_HEADER] = this.xfcc;
     const router = new Router(this.ctx, this);
     this.router = router;
     // Only when the route timeout would not end the stream first: long streams, gRPC streams without a deadline.

@@ -6,6 +6,14 @@ import type { HttpContext } from './context.js';
 import { headerMapFromFlat, type FlatHeaders } from './h1-parser.js';
 import { rawLocalReply } from './raw-reply.js';
 import { CLUSTER_OVERFLOW } from '../upstream/cluster-manager.js';
+import { ALPN_HTTP11, readyEventOf } from '../tls/upstream-tls.js';
+import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
+
+/** Why an upstream connection failed before it carried anything, as the reason the client is answered with. */
+function connectReason(err: Error): Reason {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === PEER_IDENTITY_ERROR ? REASONS.peerIdentity : code === TLS_NOT_READY_ERROR ? REASONS.tlsNotReady : REASONS.connectFailure;
+}
 
 /** An HTTP/1.1 request head that asked for Upgrade (or CONNECT). */
 export interface UpgradeRequest {
@@ -39,7 +47,10 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   if (endpoint === null) return refuse(ctx, socket, REASONS.noHealthyUpstream);
   if (endpoint === CLUSTER_OVERFLOW) return refuse(ctx, socket, REASONS.overflow);
 
-  const upstream = net.connect({ host: endpoint.address, port: endpoint.port });
+  const upstream =
+    cluster.tls === null
+      ? net.connect({ host: endpoint.address, port: endpoint.port })
+      : cluster.tls.connect(endpoint.address, endpoint.port, ALPN_HTTP11, null);
   let connected = false;
   let released = false;
   const release = (): void => {
@@ -51,7 +62,7 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   };
   const connectTimeoutMs = cluster.model.connectTimeoutMs;
   if (connectTimeoutMs > 0) upstream.setTimeout(connectTimeoutMs, () => upstream.destroy(new Error('connect timeout')));
-  upstream.once('connect', () => {
+  upstream.once(readyEventOf(upstream), () => {
     connected = true;
     // An upgraded connection (a WebSocket) that goes silent both ways is closed after the listener's idle timeout
     // (1 h by default), as a TCP session is: it must not hold two sockets for ever.
@@ -71,14 +82,14 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
     socket.pipe(upstream);
     upstream.pipe(socket);
   });
-  upstream.on('error', () => {
+  upstream.on('error', (err: Error) => {
     if (!connected) {
       cluster.stats.connectFailure();
       if (!released) {
         released = true;
         cluster.endCall(endpoint, true, 'localFailure');
         upstream.destroy();
-        refuse(ctx, socket, REASONS.connectFailure);
+        refuse(ctx, socket, connectReason(err));
       }
       return;
     }

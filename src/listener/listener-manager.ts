@@ -7,7 +7,12 @@ import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { HttpConnectionManager } from '../http/connection-manager.js';
 import { HttpContext, type ConfigHolder, type HttpStats } from '../http/context.js';
 import { TcpSession, type TcpContext, type TcpStats } from '../tcp/tcp-proxy.js';
-import { sniff } from './sniff.js';
+import { sniff, sniffTls } from './sniff.js';
+import type * as tls from 'node:tls';
+import type { HttpChainModel } from '../config/model.js';
+import { TlsTerminator, type TerminatorOwner } from '../tls/terminator.js';
+import type { TlsContexts } from '../tls/contexts.js';
+import type { HandshakeFailureReporter } from '../tls/handshake-failures.js';
 import type { ListenerStatus } from '../admin/types.js';
 import type { OverloadState } from '../process/overload.js';
 
@@ -24,6 +29,8 @@ export interface ListenerStats extends HttpStats, TcpStats {
   connectionRejected(listener: string, reason: RejectReason): void;
   /** An HTTP/2 connection closed because nghttp2 had ended its session with GOAWAY (a protocol error or flood). */
   http2ProtocolClose(listener: string): void;
+  /** An inbound connection's transport: mTLS terminated here, or plaintext. */
+  connectionTransport(listener: string, transport: 'tls' | 'plaintext'): void;
 }
 
 export interface ListenerDeps {
@@ -34,6 +41,14 @@ export interface ListenerDeps {
   readonly overload: OverloadState;
   /** Connections open at once per listener; past it new ones are closed at accept (Node's server.maxConnections). */
   readonly maxConnections: number;
+  /** TLS termination for listeners with a DownstreamTlsContext; without it such a listener is refused. */
+  readonly tls?: { readonly contexts: TlsContexts; readonly failures: HandshakeFailureReporter };
+}
+
+/** ALPN a TLS listener offers: what its HTTP chain speaks, nothing for TCP only. */
+function alpnFor(http: HttpChainModel | undefined): string[] {
+  if (http === undefined) return [];
+  return http.codec === 'http1' ? ['http/1.1'] : http.codec === 'http2' ? ['h2'] : ['h2', 'http/1.1'];
 }
 
 const kListener = Symbol('pillion.listener');
@@ -62,11 +77,14 @@ function onServerError(this: net.Server & { [kListener]: ActiveListener }, err: 
   this[kListener].acceptFailed(err);
 }
 
-class ActiveListener implements TcpContext {
+class ActiveListener implements TcpContext, TerminatorOwner {
   readonly server: net.Server & { [kListener]: ActiveListener };
   boundPort = 0;
   private http: HttpConnectionManager | null = null;
   private httpKey = '';
+  /** mTLS termination (STRICT or PERMISSIVE); null = plaintext only. */
+  private terminator: TlsTerminator | null = null;
+  private tlsKey = '';
   private readonly sockets = new Set<net.Socket>();
   private draining = false;
 
@@ -113,6 +131,7 @@ class ActiveListener implements TcpContext {
   /** Same address, new chains: new connections and requests see them; connections in flight keep theirs. */
   apply(model: ListenerModel): void {
     this.model = model;
+    this.applyTls(model);
     const chain = model.http;
     if (chain === undefined) {
       this.http = null;
@@ -129,6 +148,43 @@ class ActiveListener implements TcpContext {
     const context = new HttpContext(chain, direction, this.deps.config, this.deps.clusters, this.deps.stats, this.deps.overload);
     this.http = new HttpConnectionManager(context, () => this.deps.stats.http2ProtocolClose(this.model.name));
     this.httpKey = key;
+  }
+
+  /** A changed TLS context makes a new terminator: connections made with the old one keep it. */
+  private applyTls(model: ListenerModel): void {
+    const t = model.tls;
+    if (t === undefined) {
+      this.terminator = null;
+      this.tlsKey = '';
+      return;
+    }
+    const alpn = alpnFor(model.http);
+    const key = JSON.stringify(t) + alpn.join(',');
+    if (this.terminator !== null && key === this.tlsKey) return;
+    const deps = this.deps.tls;
+    if (deps === undefined) throw new Error(`listener ${model.name}: has a TLS transport socket but the listener manager has no TLS contexts`);
+    this.terminator = new TlsTerminator(t, alpn, deps.contexts, deps.failures, this);
+    this.tlsKey = key;
+  }
+
+  /** The handshake is done and the peer accepted: the decrypted connection goes where ALPN or its bytes say. */
+  secured(socket: tls.TLSSocket): void {
+    this.deps.stats.connectionTransport(this.model.name, 'tls');
+    const http = this.http;
+    const alpn = socket.alpnProtocol;
+    if (http !== null && (alpn === 'h2' || alpn === 'http/1.1')) {
+      http.handle(socket, alpn === 'h2');
+      return;
+    }
+    if (http === null) {
+      new TcpSession(this, socket).start();
+      return;
+    }
+    new Sniffer(this, socket, this.model.tcp !== undefined, this.model.firstByteTimeoutMs, false).start();
+  }
+
+  countPlaintext(): void {
+    this.deps.stats.connectionTransport(this.model.name, 'plaintext');
   }
 
   private accept(socket: net.Socket): void {
@@ -148,6 +204,14 @@ class ActiveListener implements TcpContext {
     this.sockets.add(socket);
     socket.on('close', onSocketClose);
     this.deps.stats.connectionOpened(this.model.name);
+    const terminator = this.terminator;
+    if (terminator !== null) {
+      // STRICT: TLS or nothing (a plaintext client fails the handshake, counted as not_tls). PERMISSIVE: sniffed.
+      if (!terminator.model.plaintext) terminator.terminate(socket);
+      else new Sniffer(this, socket, this.model.tcp !== undefined, this.model.firstByteTimeoutMs, true).start();
+      return;
+    }
+    if (this.model.direction === 'inbound') this.countPlaintext();
     const http = this.http;
     const tcp = this.model.tcp;
     if (http !== null && tcp === undefined && http.context.chain.codec === 'http1') {
@@ -158,7 +222,7 @@ class ActiveListener implements TcpContext {
       new TcpSession(this, socket).start();
       return;
     }
-    new Sniffer(this, socket, tcp !== undefined, this.model.firstByteTimeoutMs).start();
+    new Sniffer(this, socket, tcp !== undefined, this.model.firstByteTimeoutMs, false).start();
   }
 
   rejected(reason: RejectReason): void {
@@ -177,8 +241,13 @@ class ActiveListener implements TcpContext {
     );
   }
 
-  dispatch(socket: net.Socket, first: Buffer | null, kind: 'h1' | 'h2' | 'tcp'): void {
+  dispatch(socket: net.Socket, first: Buffer | null, kind: 'h1' | 'h2' | 'tcp' | 'tls'): void {
     if (first !== null) socket.unshift(first);
+    if (kind === 'tls') {
+      // The terminator is there: only a PERMISSIVE listener's sniffer decides 'tls'.
+      this.terminator!.terminate(socket);
+      return;
+    }
     const http = this.http;
     if (kind === 'tcp' && this.model.tcp !== undefined) {
       new TcpSession(this, socket).start();
@@ -247,6 +316,8 @@ class Sniffer {
     private readonly socket: net.Socket,
     private readonly hasTcp: boolean,
     private readonly firstByteTimeoutMs: number,
+    /** The raw connection on a PERMISSIVE port: a TLS ClientHello goes to the terminator, the rest is plaintext. */
+    private readonly permissive: boolean,
   ) {}
 
   start(): void {
@@ -265,6 +336,11 @@ class Sniffer {
   private data(chunk: Buffer): void {
     const buf = this.buffered === null ? chunk : Buffer.concat([this.buffered, chunk]);
     this.buffered = buf;
+    if (this.permissive) {
+      const t = sniffTls(buf);
+      if (t === 'more') return;
+      if (t === 'tls') return this.decide('tls');
+    }
     const kind = sniff(buf);
     if (kind !== 'more') this.decide(kind);
     else if (buf.length >= MAX_SNIFF_BYTES) this.decide('tcp');
@@ -275,11 +351,12 @@ class Sniffer {
     this.socket.destroy();
   }
 
-  private decide(kind: 'h1' | 'h2' | 'tcp'): void {
+  private decide(kind: 'h1' | 'h2' | 'tcp' | 'tls'): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.socket.off('data', this.onData);
     this.socket.off('end', this.onEnd);
     this.socket.pause();
+    if (this.permissive && kind !== 'tls') this.listener.countPlaintext();
     // Without a TCP chain, anything that is not HTTP/2 goes to the HTTP/1 parser (which answers 400).
     const chosen = kind === 'tcp' && !this.hasTcp ? 'h1' : kind;
     this.listener.dispatch(this.socket, this.buffered, chosen);

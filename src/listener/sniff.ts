@@ -30,3 +30,14 @@ export function sniff(buf: Buffer): Sniffed {
   }
   return undecided ? 'more' : 'tcp';
 }
+
+/**
+ * Whether a connection starts with a TLS handshake record (content type 22, version major 3: what Envoy's
+ * tls_inspector looks for), from its first bytes; 'more' until two bytes are in.
+ */
+export function sniffTls(buf: Buffer): 'tls' | 'other' | 'more' {
+  if (buf.length === 0) return 'more';
+  if (buf[0] !== 0x16) return 'other';
+  if (buf.length < 2) return 'more';
+  return buf[1] === 0x03 ? 'tls' : 'other';
+}

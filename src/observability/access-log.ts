@@ -21,6 +21,8 @@ export interface AccessLogEntry {
   response_flags: string;
   request_id: string;
   downstream_remote: string;
+  /** The client's SPIFFE ID when mTLS proved it (inbound TLS connections only). */
+  downstream_peer_principal?: string;
   x_pillion_reason?: string;
 }
 

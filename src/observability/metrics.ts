@@ -382,6 +382,8 @@ export class ProxyMetrics {
   /** Rare by nature (refusals, overload transitions): plain prom-client metrics. */
   readonly downstreamConnectionsRejected: Counter<'listener' | 'reason'>;
   readonly downstreamHttp2ProtocolCloses: Counter<'listener'>;
+  readonly tlsHandshakeFailures: Counter<'direction' | 'reason'>;
+  readonly downstreamConnectionsByTransport: Counter<'listener' | 'transport'>;
   readonly overloadActive: Gauge;
   readonly configUpdates: Counter<'result'>;
 
@@ -590,6 +592,22 @@ export class ProxyMetrics {
         'connection limit), overload (the overload manager was active), first_byte_timeout (silent past the ' +
         "listener's first-byte deadline).",
       labelNames: ['listener', 'reason'] as const,
+      registers,
+    });
+    this.tlsHandshakeFailures = new Counter({
+      name: 'pillion_tls_handshake_failures_total',
+      help:
+        'TLS connections refused, per direction (inbound: terminated here; outbound: originated here) and reason: ' +
+        'not_tls (plaintext on a TLS-only port), no_client_certificate, untrusted_certificate (another CA), ' +
+        'certificate_expired, certificate_not_yet_valid, no_spiffe_id, peer_identity (a SPIFFE ID the destination ' +
+        'may not have), secrets_missing (no certificate or trust bundle yet), timeout, protocol, other.',
+      labelNames: ['direction', 'reason'] as const,
+      registers,
+    });
+    this.downstreamConnectionsByTransport = new Counter({
+      name: 'pillion_downstream_connections_transport_total',
+      help: 'Connections accepted on inbound listeners, per listener and transport (tls: mTLS terminated here; plaintext).',
+      labelNames: ['listener', 'transport'] as const,
       registers,
     });
     this.downstreamHttp2ProtocolCloses = new Counter({

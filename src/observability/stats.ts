@@ -95,6 +95,19 @@ export class ProxyStats implements ListenerStats {
     this.metrics.downstreamConnectionsRejected.inc({ listener, reason });
   }
 
+  /** Bound children per listener and transport: counted per inbound connection, so no label hashing each time. */
+  private readonly transportCounters = new Map<string, { inc(): void }>();
+
+  connectionTransport(listener: string, transport: 'tls' | 'plaintext'): void {
+    const key = `${transport} ${listener}`;
+    let counter = this.transportCounters.get(key);
+    if (counter === undefined) {
+      counter = this.metrics.downstreamConnectionsByTransport.labels({ listener, transport });
+      this.transportCounters.set(key, counter);
+    }
+    counter.inc();
+  }
+
   http2ProtocolClose(listener: string): void {
     this.metrics.downstreamHttp2ProtocolCloses.inc({ listener });
   }
@@ -131,6 +144,7 @@ export class ProxyStats implements ListenerStats {
       response_flags: reason === null ? '-' : reason.flag,
       request_id: ex.requestId,
       downstream_remote: ex.remoteAddress,
+      ...(ex.peer === null ? {} : { downstream_peer_principal: ex.peer.spiffeId }),
       ...(reason === null ? {} : { x_pillion_reason: reason.id }),
     });
   }
@@ -157,6 +171,7 @@ export class ProxyStats implements ListenerStats {
       response_flags: reason === null ? '-' : reason.flag,
       request_id: '-',
       downstream_remote: session.downstream.remoteAddress ?? '-',
+      ...(session.peer === null ? {} : { downstream_peer_principal: session.peer.spiffeId }),
       ...(reason === null ? {} : { x_pillion_reason: reason.id }),
     });
   }

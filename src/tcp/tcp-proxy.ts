@@ -9,6 +9,9 @@ import type { AuthzRequest } from '../authz/model.js';
 import { connectionAllowed } from '../authz/network.js';
 import { NO_AUTHZ_SINK, type AuthzSink } from '../authz/stats.js';
 import type { PeerIdentity } from '../tls/peer.js';
+import { socketPeer } from '../tls/downstream-peer.js';
+import { readyEventOf } from '../tls/upstream-tls.js';
+import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
 
 /** Envoy's max_connect_attempts is 1 by default; a sidecar retrying another endpoint is what users expect. */
 const MAX_CONNECT_ATTEMPTS = 3;
@@ -27,8 +30,6 @@ export interface TcpContext {
 }
 
 export class TcpSession implements AuthzRequest {
-  /** The peer mTLS proved; null on plaintext (set by the TLS data path). */
-  peer: PeerIdentity | null = null;
   // What network RBAC sees of a connection: no HTTP request, so no method, path, headers or metadata.
   readonly method = '';
   readonly path = '';
@@ -44,6 +45,8 @@ export class TcpSession implements AuthzRequest {
   bytesReceived = 0;
   bytesSent = 0;
   durationSeconds = 0;
+  /** Who mTLS proved the client to be; null on a plaintext connection (authorization reads it). */
+  readonly peer: PeerIdentity | null;
   private connected = false;
   private finished = false;
   private downstreamClosed = false;
@@ -52,7 +55,9 @@ export class TcpSession implements AuthzRequest {
   constructor(
     private readonly ctx: TcpContext,
     readonly downstream: net.Socket,
-  ) {}
+  ) {
+    this.peer = socketPeer(downstream)?.identity ?? null;
+  }
 
   start(): void {
     const downstream = this.downstream;
@@ -90,12 +95,14 @@ export class TcpSession implements AuthzRequest {
     if (endpoint === null || endpoint === CLUSTER_OVERFLOW) return this.fail(REASONS.noHealthyUpstream);
     this.attempts++;
     this.endpoint = endpoint;
-    const upstream = net.connect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true, noDelay: true });
+    const options = { host: endpoint.address, port: endpoint.port, allowHalfOpen: true, noDelay: true };
+    // mTLS when the cluster says so (no ALPN: the peer's inbound sniffs what is inside).
+    const upstream = cluster.tls === null ? net.connect(options) : cluster.tls.connect(endpoint.address, endpoint.port, null, options);
     this.upstream = upstream;
     const timeoutMs = cluster.model.connectTimeoutMs;
     if (timeoutMs > 0) upstream.setTimeout(timeoutMs, () => upstream.destroy(new Error('connect timeout')));
-    upstream.once('connect', () => this.onConnected(upstream));
-    upstream.on('error', () => this.onUpstreamError(upstream));
+    upstream.once(readyEventOf(upstream), () => this.onConnected(upstream));
+    upstream.on('error', (err: NodeJS.ErrnoException) => this.onUpstreamError(upstream, err));
     upstream.on('close', () => {
       if (upstream !== this.upstream) return;
       this.upstreamClosed = true;
@@ -120,12 +127,21 @@ export class TcpSession implements AuthzRequest {
     this.downstream.resume();
   }
 
-  private onUpstreamError(upstream: net.Socket): void {
+  private onUpstreamError(upstream: net.Socket, err: NodeJS.ErrnoException): void {
     if (upstream !== this.upstream) return;
     if (this.connected) {
       this.reason = REASONS.upstreamReset;
       this.downstream.destroy();
       return;
+    }
+    if (err.code === TLS_NOT_READY_ERROR || err.code === PEER_IDENTITY_ERROR) {
+      // Our own secrets missing, or a peer that is not who the service may be: no endpoint's fault, and another
+      // endpoint would not do better (a wrong identity is a config or security problem, not a flaky host).
+      this.cluster!.endCall(this.endpoint!, false, 'ignored');
+      this.endpoint = null;
+      this.upstream = null;
+      upstream.destroy();
+      return this.fail(err.code === TLS_NOT_READY_ERROR ? REASONS.tlsNotReady : REASONS.peerIdentity);
     }
     this.cluster!.endCall(this.endpoint!, false, 'localFailure');
     this.endpoint = null;

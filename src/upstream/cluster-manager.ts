@@ -12,6 +12,15 @@ import { ejectedCount, newOutlierState, recordOutcome, tick, type CallOutcome, t
 import { lastSuccessRate } from './outlier-interval.js';
 import { HealthChecker, type HealthCheckHost } from './health-check.js';
 import { failingCount, newHealthCheckState } from './health-check-state.js';
+import { UpstreamTlsConnector } from '../tls/upstream-tls.js';
+import type { TlsContexts } from '../tls/contexts.js';
+import type { HandshakeFailureReporter } from '../tls/handshake-failures.js';
+
+/** What originating mTLS needs: the contexts over the SecretStore, and where refusals are counted. */
+export interface UpstreamTlsDeps {
+  readonly contexts: TlsContexts;
+  readonly failures: HandshakeFailureReporter;
+}
 
 /** Per-cluster counters the cluster reports into (bound metric children; see observability/metrics). */
 export interface ClusterStatsSink extends PoolEvents {
@@ -79,13 +88,17 @@ export class UpstreamCluster implements HealthCheckHost {
   private outliers: OutlierState[] = [];
   /** Active health checking; null when the cluster has no healthCheck. */
   private healthChecker: HealthChecker | null = null;
+  /** Originates mTLS to the endpoints (the model's transport socket); null = plaintext. */
+  tls: UpstreamTlsConnector | null = null;
 
   constructor(
     public model: ClusterModel,
     readonly stats: ClusterStatsSink,
     private readonly random: Random,
     private readonly now: () => number = Date.now,
+    private readonly tlsDeps: UpstreamTlsDeps | null = null,
   ) {
+    this.syncTls();
     this.pending = new PendingLimit(model.circuitBreakers.maxPendingRequests);
     this.lb = this.rebuild(model);
     this.syncOutlierTimer();
@@ -235,9 +248,10 @@ export class UpstreamCluster implements HealthCheckHost {
   pool(endpoint: EndpointState): ConnectionPool {
     let pool = this.pools.get(endpoint.key);
     if (pool === undefined) {
-      const origin = `http://${endpoint.key}`;
+      const origin = `${this.tls === null ? 'http' : 'https'}://${endpoint.key}`;
       const { circuitBreakers, connectTimeoutMs, maxIdleConnectionsPerEndpoint } = this.model;
       const options = {
+        tls: this.tls,
         connectTimeoutMs,
         maxConnections: circuitBreakers.maxConnections,
         maxIdle: maxIdleConnectionsPerEndpoint,
@@ -256,13 +270,29 @@ export class UpstreamCluster implements HealthCheckHost {
       model.protocol !== this.model.protocol ||
       model.connectTimeoutMs !== this.model.connectTimeoutMs ||
       model.circuitBreakers.maxConnections !== this.model.circuitBreakers.maxConnections ||
-      model.maxIdleConnectionsPerEndpoint !== this.model.maxIdleConnectionsPerEndpoint;
+      model.maxIdleConnectionsPerEndpoint !== this.model.maxIdleConnectionsPerEndpoint ||
+      JSON.stringify(model.tls) !== JSON.stringify(this.model.tls);
     this.model = model;
+    if (poolShapeChanged) this.syncTls();
     this.pending.max = model.circuitBreakers.maxPendingRequests;
     if (poolShapeChanged) this.drainPools(() => true);
     this.lb = this.rebuild(model);
     this.syncOutlierTimer();
     this.syncHealthChecker();
+  }
+
+  /**
+   * A transport socket added, changed or removed: idle connections of the old shape are closed with the pools
+   * (update drains them), and new ones follow the new model. Never a plaintext connection to a TLS cluster.
+   */
+  private syncTls(): void {
+    const model = this.model.tls;
+    if (model === undefined) {
+      this.tls = null;
+      return;
+    }
+    if (this.tlsDeps === null) throw new Error(`cluster ${this.model.name}: has a TLS transport socket but the cluster manager has no TLS contexts`);
+    this.tls = new UpstreamTlsConnector(model, this.tlsDeps.contexts, this.tlsDeps.failures, this.model.name);
   }
 
   close(): void {
@@ -350,6 +380,7 @@ export class ClusterManager {
   constructor(
     private readonly statsFor: ClusterStatsFactory,
     private readonly random: Random = Math.random,
+    private readonly tls: UpstreamTlsDeps | null = null,
   ) {}
 
   get(name: string): UpstreamCluster | undefined {
@@ -368,7 +399,7 @@ export class ClusterManager {
         if (existing.model !== model) existing.update(model);
         next.set(name, existing);
       } else {
-        next.set(name, new UpstreamCluster(model, this.statsFor(name), this.random));
+        next.set(name, new UpstreamCluster(model, this.statsFor(name), this.random, Date.now, this.tls));
       }
     }
     // Removed clusters: requests in flight hold their cluster and finish; idle connections close now.

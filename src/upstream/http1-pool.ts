@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import type { Readable } from 'node:stream';
 import { pendingOverflowError, REFUSED_STREAM, UPSTREAM_UNSEEN, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { HOP_BY_HOP } from '../http/headers.js';
+import { ALPN_HTTP11 } from '../tls/upstream-tls.js';
 import {
   CRLF,
   LAST_CHUNK,
@@ -96,10 +97,13 @@ class H1Connection implements UpstreamStream, ParserOwner {
     host: string,
     port: number,
   ) {
-    const socket = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }) as SocketOf;
+    const tls = pool.options.tls ?? null;
+    const options = { host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 };
+    const socket = (tls === null ? net.connect(options) : tls.connect(host, port, ALPN_HTTP11, options)) as SocketOf;
     socket[kConnection] = this;
     this.socket = socket;
-    socket.on('connect', onSocketConnect);
+    // Over TLS the connection is usable once the handshake and the peer's identity check are done.
+    socket.on(tls === null ? 'connect' : 'secureConnect', onSocketConnect);
     socket.on('end', onSocketEnd);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);

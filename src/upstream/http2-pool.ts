@@ -6,6 +6,13 @@ import { pendingOverflowError, REFUSED_STREAM, type ConnectionPool, type PoolOpt
 import { headersFromH2, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
 import { nghttp2Finished } from '../http/nghttp2-finished.js';
+import { ALPN_H2, isTlsPolicyError } from '../tls/upstream-tls.js';
+
+/** A URL's host as a socket address (IPv6 without its brackets). */
+function hostOf(url: URL): string {
+  const h = url.hostname;
+  return h.startsWith('[') ? h.slice(1, -1) : h;
+}
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
 /** Assumed until the peer's SETTINGS arrive (RFC 9113 recommends at least 100). */
@@ -38,6 +45,8 @@ class Session {
   connectTimer: NodeJS.Timeout | null = null;
   checkTimer: NodeJS.Timeout | null = null;
   readonly resets = new ResetBudget(performance.now());
+  /** Why the session failed (a TLS refusal is answered with its own reason). */
+  error: Error | null = null;
 
   constructor(readonly h2: http2.ClientHttp2Session) {}
 
@@ -133,7 +142,7 @@ function onStreamClose(this: StreamWithRequest): void {
   req.pool.streamClosed(session);
   if (req.finished) return;
   req.finished = true;
-  const err = req.error ?? new Error(`upstream reset the stream (HTTP/2 error code ${this.rstCode})`);
+  const err = (isTlsPolicyError(session.error) ? session.error : req.error) ?? new Error(`upstream reset the stream (HTTP/2 error code ${this.rstCode})`);
   req.sink.onUpstreamError(err, !session.connected);
 }
 
@@ -152,6 +161,15 @@ export class Http2Pool implements ConnectionPool {
   }
 
   request(spec: UpstreamRequestSpec, sink: UpstreamSink): UpstreamStream {
+    const tls = this.options.tls ?? null;
+    if (tls !== null) {
+      // No secrets yet: answered now, not after a session that could never be made.
+      const notReady = tls.notReady();
+      if (notReady !== null) {
+        sink.onUpstreamError(notReady, true);
+        return REFUSED_STREAM;
+      }
+    }
     const session = this.sessionWithCapacity();
     const req = new H2Request(this, spec, sink, null);
     if (session !== null) {
@@ -280,7 +298,11 @@ export class Http2Pool implements ConnectionPool {
   }
 
   private open(): Session {
-    const h2 = http2.connect(this.origin, { settings: { enablePush: false } });
+    const tls = this.options.tls ?? null;
+    const h2 =
+      tls === null
+        ? http2.connect(this.origin, { settings: { enablePush: false } })
+        : http2.connect(this.origin, { settings: { enablePush: false }, createConnection: (url: URL) => tls.connect(hostOf(url), Number(url.port), ALPN_H2, null) });
     const session = new Session(h2);
     this.sessions.push(session);
     session.checkTimer = setInterval(checkSession, SESSION_CHECK_MS, this, session);
@@ -304,9 +326,10 @@ export class Http2Pool implements ConnectionPool {
     h2.on('goaway', () => {
       session.closing = true;
     });
-    h2.on('error', () => {
+    h2.on('error', (err: Error) => {
       // Streams learn of it through their own 'close'; the session is dropped on 'close'.
       session.closing = true;
+      session.error ??= err;
     });
     h2.setTimeout(IDLE_SESSION_TIMEOUT_MS, () => {
       if (session.active === 0) h2.close();

@@ -1,6 +1,7 @@
 // The contract between a request in flight (the sink) and the connection pool that carries it upstream.
 import type { Readable } from 'node:stream';
 import type { HeaderMap } from '../http/headers.js';
+import type { UpstreamTlsConnector } from '../tls/upstream-tls.js';
 
 /** What a pool needs to send one request. */
 export interface UpstreamRequestSpec {
@@ -93,6 +94,8 @@ export interface PoolEvents {
 }
 
 export interface PoolOptions {
+  /** Originates mTLS to the endpoint; null = plaintext. */
+  readonly tls?: UpstreamTlsConnector | null;
   readonly connectTimeoutMs: number;
   readonly maxConnections: number;
   readonly maxIdle: number;

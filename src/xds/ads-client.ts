@@ -9,7 +9,7 @@ import { adsService } from './ads-proto.js';
 import type { ResourceSet } from '../config/snapshot.js';
 import type { ApplyResult } from '../proxy.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { KIND_TYPE_URLS, SubscriptionState, type ApplyOutcome, type ResourceKind, type XdsRequest, type XdsResponse } from './subscriptions.js';
+import { KIND_TYPE_URLS, SubscriptionState, type ApplyOutcome, type ResourceKind, type TypeVersions, type XdsRequest, type XdsResponse } from './subscriptions.js';
 
 /** What the client needs of the proxy: a narrow view, so this module knows no data-path internals. */
 export interface XdsTarget {
@@ -118,7 +118,7 @@ export class AdsClient {
   }
 
   /** Last ACKed version per resource type. */
-  versions(): Record<ResourceKind, string> {
+  versions(): TypeVersions {
     return this.state.versions();
   }
 

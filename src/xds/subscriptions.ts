@@ -16,8 +16,9 @@ import { translateCluster } from '../config/cluster.js';
 import { translateListener } from '../config/listener.js';
 import { TYPE_URLS } from '../config/protos.js';
 import type { RawResource, ResourceError, ResourceSet } from '../config/snapshot.js';
+import type { TlsContextModel } from '../config/model.js';
 
-export type ResourceKind = 'listeners' | 'routes' | 'clusters' | 'endpoints';
+export type ResourceKind = 'listeners' | 'routes' | 'clusters' | 'endpoints' | 'secrets';
 
 /**
  * A NACK's error_detail names every rejected resource; with thousands of them it could pass the control
@@ -39,13 +40,14 @@ export const KIND_TYPE_URLS: Readonly<Record<ResourceKind, string>> = {
   routes: TYPE_URLS.RouteConfiguration,
   clusters: TYPE_URLS.Cluster,
   endpoints: TYPE_URLS.ClusterLoadAssignment,
+  secrets: TYPE_URLS.Secret,
 };
 
 /**
  * Request order on a new stream, as Envoy's: CDS before EDS before LDS before RDS, so by the time listeners and
  * routes arrive the clusters they name are known (fewer no_cluster replies while warming).
  */
-const ORDER: readonly ResourceKind[] = ['clusters', 'endpoints', 'listeners', 'routes'];
+const ORDER: readonly ResourceKind[] = ['clusters', 'endpoints', 'listeners', 'routes', 'secrets'];
 const WILDCARD: ReadonlySet<ResourceKind> = new Set(['listeners', 'clusters']);
 
 export function kindOfTypeUrl(typeUrl: string): ResourceKind | undefined {
@@ -107,12 +109,16 @@ interface TypeState {
   accepted: boolean;
 }
 
+/** Per-type versions; `secrets` only once a server has sent Secrets. */
+export type TypeVersions = Record<Exclude<ResourceKind, 'secrets'>, string> & { secrets?: string };
+
 export class SubscriptionState {
   private readonly types = new Map<ResourceKind, TypeState>(
     ORDER.map((k) => [k, { names: [], version: '', nonce: '', good: [], accepted: false }]),
   );
   private warm = false;
   private readonly edsNames = new Map<string, { bytes: Uint8Array; eds: string | undefined }>();
+  private readonly sdsSeen = new Map<string, { bytes: Uint8Array; names: readonly string[] }>();
 
   /**
    * A new stream: forget nonces (they belong to the old stream) and return the requests that (re)subscribe every
@@ -187,6 +193,11 @@ export class SubscriptionState {
     const requests: XdsRequest[] = [this.request(pending.kind)];
     if (pending.kind === 'listeners') this.resubscribe('routes', routeNamesOf(pending.list), requests);
     if (pending.kind === 'clusters') this.resubscribe('endpoints', edsNamesOf(pending.list, this.edsNames), requests);
+    // SDS: the secrets named by accepted listeners and clusters. Not part of warming: a control server that
+    // does not serve Secrets (ours: the proxy's certificate client fills the store) must not hold readiness.
+    if (pending.kind === 'listeners' || pending.kind === 'clusters') {
+      this.resubscribe('secrets', sdsNamesOf(this.get('listeners').good, this.get('clusters').good, this.sdsSeen), requests);
+    }
     this.updateWarm();
     return { kind: pending.kind, ack: true, version: s.version, requests };
   }
@@ -201,12 +212,15 @@ export class SubscriptionState {
   }
 
   /** The last ACKed version of each type ('' before the first), as Envoy's config_dump shows version_info. */
-  versions(): Record<ResourceKind, string> {
+  versions(): TypeVersions {
+    const secrets = this.get('secrets').version;
     return {
       listeners: this.get('listeners').version,
       routes: this.get('routes').version,
       clusters: this.get('clusters').version,
       endpoints: this.get('endpoints').version,
+      // Only once a server has sent Secrets: most control servers (ours) never do.
+      ...(secrets === '' ? {} : { secrets }),
     };
   }
 
@@ -241,7 +255,13 @@ export class SubscriptionState {
 
   /** The last accepted resources of every type: what the proxy is serving. */
   lastGood(): ResourceSet {
-    return { listeners: this.get('listeners').good, routes: this.get('routes').good, clusters: this.get('clusters').good, endpoints: this.get('endpoints').good };
+    return {
+      listeners: this.get('listeners').good,
+      routes: this.get('routes').good,
+      clusters: this.get('clusters').good,
+      endpoints: this.get('endpoints').good,
+      secrets: this.get('secrets').good,
+    };
   }
 
   private resubscribe(kind: ResourceKind, names: string[], out: XdsRequest[]): void {
@@ -319,6 +339,39 @@ export function edsNamesOf(clusters: readonly RawResource[], seen?: Map<string, 
     const current = new Set(clusters.map((r) => r.name));
     for (const name of seen.keys()) if (!current.has(name)) seen.delete(name);
   }
+  return [...names].sort();
+}
+
+/** SDS secret names the listeners' and clusters' transport sockets name. Sorted, unique. */
+export function sdsNamesOf(
+  listeners: readonly RawResource[],
+  clusters: readonly RawResource[],
+  seen: Map<string, { bytes: Uint8Array; names: readonly string[] }> = new Map(),
+): string[] {
+  const names = new Set<string>();
+  const current = new Set<string>();
+  const visit = (r: RawResource, contextOf: (bytes: Uint8Array) => TlsContextModel | undefined): void => {
+    const key = `${r.typeUrl} ${r.name}`;
+    current.add(key);
+    let hit = seen.get(key);
+    // An update re-reads only the resources whose bytes changed (a CDS update may carry thousands).
+    if (hit === undefined || Buffer.compare(hit.bytes, r.value) !== 0) {
+      const found: string[] = [];
+      try {
+        const context = contextOf(r.value);
+        if (context?.certificate?.kind === 'sds') found.push(context.certificate.name);
+        if (context?.validation?.kind === 'sds') found.push(context.validation.name);
+      } catch {
+        // Only accepted (hence valid) resources get here.
+      }
+      hit = { bytes: r.value, names: found };
+      seen.set(key, hit);
+    }
+    for (const n of hit.names) names.add(n);
+  };
+  for (const r of listeners) visit(r, (b) => translateListener(b).model.tls?.context);
+  for (const r of clusters) visit(r, (b) => translateCluster(b).model.tls?.context);
+  for (const key of seen.keys()) if (!current.has(key)) seen.delete(key);
   return [...names].sort();
 }
 

@@ -13,6 +13,7 @@ import type { EndpointState } from '../../upstream/types.js';
 import type { HttpContext, RequestHeaders } from '../context.js';
 import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from '../headers.js';
 import { grpcTimeoutMs } from './grpc-timeout.js';
+import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../../tls/handshake-failures.js';
 import { ReplayableBody } from './replay-body.js';
 import { backoffMs, retriableFailure, retriableResponse, type AttemptFailure } from './retry-policy.js';
 
@@ -273,6 +274,11 @@ export class Router {
     if (connectFailed) this.cluster!.stats.connectFailure();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === UPSTREAM_UNSEEN && this.replayUnseen(attempt)) return;
+    // mTLS policy: the upstream is not who the destination may be, or our secrets are not there. Not retried.
+    if (code === PEER_IDENTITY_ERROR || code === TLS_NOT_READY_ERROR) {
+      this.owner.onRouterFailure(code === PEER_IDENTITY_ERROR ? REASONS.peerIdentity : REASONS.tlsNotReady, err.message);
+      return;
+    }
     const retry = this.retry;
     if (retry !== undefined && !this.responding && code !== PENDING_OVERFLOW) {
       const failure: AttemptFailure = connectFailed ? 'connect' : err.message.includes('REFUSED_STREAM') ? 'refused' : 'reset';
