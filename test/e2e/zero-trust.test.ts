@@ -1,0 +1,116 @@
+// Zero trust end to end, as real processes: `pillion control --ca-dir` is the mesh CA, each sidecar gets its own
+// certificate with a token (`pillion token`), the sidecars talk mTLS (STRICT, the default), and the backend's
+// authorization admits the frontend's SPIFFE ID and refuses another identity with 403 unauthorized. The app sees
+// who called in x-forwarded-client-cert.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { startHttpBackend, type Backend } from '../helpers/backends.js';
+import { request } from '../helpers/client.js';
+import { MAIN, runPillion, type PillionProcess } from '../helpers/process.js';
+
+let dir: string;
+let app: Backend;
+let securePort: number;
+let backendInbound: number;
+const procs: PillionProcess[] = [];
+const outbound = new Map<string, number>();
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function token(serviceAccount: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(
+      process.execPath,
+      [...NODE_FLAGS, MAIN, 'token', '--ca-dir', join(dir, 'ca'), '--namespace', 'shop', '--service-account', serviceAccount, '--ttl', '10m'],
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    ),
+  );
+}
+
+async function sidecar(service: string, extra: string[]): Promise<PillionProcess> {
+  const file = join(dir, `${service}.token`);
+  writeFileSync(file, await token(service));
+  const p = runPillion([
+    'proxy', '--service', service, '--namespace', 'shop', '--xds', `127.0.0.1:${securePort}`, '--xds-ca', join(dir, 'ca', 'root-cert.pem'),
+    '--token', file, '--admin-port', '0', '--outbound-port', '0', '--access-log', 'off', ...extra,
+  ]);
+  procs.push(p);
+  const port = Number((await p.waitForLine((l) => l.msg === 'listening' && l.listener === 'outbound')).port);
+  outbound.set(service, port);
+  await p.waitForLine((l) => l.msg === 'proxy ready');
+  return p;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'pillion-zero-trust-'));
+  app = await startHttpBackend('app');
+  backendInbound = await freePort();
+  writeFileSync(
+    join(dir, 'mesh.yaml'),
+    `services:
+  - name: frontend
+    namespace: shop
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: intruder
+    namespace: shop
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: backend
+    namespace: shop
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${backendInbound} }]
+    authorization:
+      allow: [{ name: frontend-only, principals: ["spiffe://cluster.local/ns/shop/sa/frontend"] }]
+`,
+  );
+  const control = runPillion(['control', '--config', join(dir, 'mesh.yaml'), '--port', '0', '--admin-port', '0', '--ca-dir', join(dir, 'ca'), '--secure-port', '0']);
+  procs.push(control);
+  securePort = Number((await control.waitForLine((l) => l.msg === 'xds TLS and certificate service listening')).port);
+  await sidecar('backend', ['--app-port', String(app.port), '--inbound-port', String(backendInbound)]);
+  await sidecar('frontend', ['--inbound-port', '0']);
+  await sidecar('intruder', ['--inbound-port', '0']);
+}, 60_000);
+
+afterAll(async () => {
+  for (const p of procs) p.child.kill('SIGKILL');
+  await Promise.all(procs.map((p) => p.exited));
+  await app.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('zero trust with the mesh CA (processes)', () => {
+  it('carries the frontend to the backend over mTLS, and the app sees the caller in x-forwarded-client-cert', async () => {
+    const r = await request(outbound.get('frontend')!, { host: 'backend.shop', path: '/hello' });
+    expect(r.status).toBe(200);
+    const seen = JSON.parse(r.body) as { headers: Record<string, string> };
+    expect(seen.headers['x-forwarded-client-cert']).toMatch(/By=spiffe:\/\/cluster\.local\/ns\/shop\/sa\/backend;Hash=[0-9a-f]{64};URI=spiffe:\/\/cluster\.local\/ns\/shop\/sa\/frontend/);
+  });
+
+  it('refuses another mesh identity by policy: 403 unauthorized', async () => {
+    const before = app.hits;
+    const r = await request(outbound.get('intruder')!, { host: 'backend.shop', path: '/hello' });
+    expect(r.status).toBe(403);
+    expect(r.headers['x-pillion-reason']).toBe('unauthorized');
+    expect(app.hits).toBe(before);
+  });
+
+  it('refuses a caller without mTLS at the STRICT inbound port', async () => {
+    const outcome = await request(backendInbound, { host: 'backend.shop', path: '/hello' }).then(
+      (r) => `status ${r.status}`,
+      () => 'refused',
+    );
+    expect(outcome).toBe('refused');
+  });
+});
