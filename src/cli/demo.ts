@@ -4,6 +4,7 @@
 // own `pillion proxy` sidecar process; a bounded-rate traffic generator sends to frontend's sidecar; a summary
 // of what the mesh is doing is redrawn every second (plain lines when stdout is not a terminal), with the
 // retries, ejections and bulkhead overflows of every sidecar since the last line.
+import { loadOrCreateTokenKey, mintToken } from '../../xds/ca/token.js';
 import { NODE_FLAGS } from './node-flags.js';
 import { writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -80,8 +81,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
       { service: 'inventory', name: 'inventory-1', note: 'HTTP/2', appArgs: ['--h2'], h2: true },
     ].map((i) => ({ ...i, appPort: 0, inboundPort: 0, outboundPort: 0, adminPort: 0 }) as Instance);
 
-    const ports = await pickPorts(instances.length * 4 + 2, opts.basePort);
-    const [xdsPort, controlAdminPort] = ports.splice(instances.length * 4, 2) as [number, number];
+    const ports = await pickPorts(instances.length * 4 + 3, opts.basePort);
+    const [xdsPort, controlAdminPort, secureXdsPort] = ports.splice(instances.length * 4, 3) as [number, number, number];
     instances.forEach((inst, i) => {
       [inst.appPort, inst.inboundPort, inst.outboundPort, inst.adminPort] = ports.slice(i * 4, i * 4 + 4) as [
         number,
@@ -101,14 +102,20 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
     const mainJs = resolveFromHere(import.meta.url, './main.js');
     out(`pillion demo: mesh config ${meshPath}`);
 
-    // The control server compiles the mesh file for every sidecar and pushes edits to it live.
+    // The control server compiles the mesh file for every sidecar and pushes edits to it live; it is also the mesh
+    // CA: each sidecar proves its identity with a token and gets a short-lived certificate over xDS's TLS port.
+    const caDir = join(dir, 'ca');
     const control = group.spawn({
       name: 'control',
       command: process.execPath,
-      args: [...NODE_FLAGS, mainJs, 'control', '--config', meshPath, '--port', String(xdsPort), '--admin-port', String(controlAdminPort), '--log-level', 'warn'],
+      args: [
+        ...NODE_FLAGS, mainJs, 'control', '--config', meshPath, '--port', String(xdsPort), '--admin-port', String(controlAdminPort),
+        '--ca-dir', caDir, '--secure-port', String(secureXdsPort), '--log-level', 'warn',
+      ],
       echo: opts.verbose === true,
     });
     await waitForHttp(controlAdminPort, '/healthz', 20_000, { child: control });
+    const tokenKey = loadOrCreateTokenKey(caDir);
 
     // Apps first, then sidecars (a sidecar's inbound needs its app; frontend's outbound needs the peers).
     for (const inst of instances) {
@@ -121,6 +128,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
     await Promise.all(instances.map((i) => (i.app as ManagedChild).waitForJson({ msg: 'demo-app listening' }, 10_000)));
 
     for (const inst of instances) {
+      const tokenFile = join(dir, `${inst.name}.token`);
+      writeFileSync(tokenFile, mintToken(tokenKey, { namespace: 'default', serviceAccount: inst.service }, 24 * 3600_000, Date.now()), { mode: 0o600 });
       inst.sidecar = group.spawn({
         name: `${inst.name}-sidecar`,
         command: process.execPath,
@@ -129,7 +138,11 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
           mainJs,
           'proxy',
           '--xds',
-          `127.0.0.1:${xdsPort}`,
+          `127.0.0.1:${secureXdsPort}`,
+          '--xds-ca',
+          join(caDir, 'root-cert.pem'),
+          '--token',
+          tokenFile,
           '--service',
           inst.service,
           '--node-id',
@@ -227,7 +240,8 @@ function meshConfig(instances: readonly Instance[]): string {
       .filter((i) => i.service === service)
       .map((i) => `      - { address: 127.0.0.1, port: ${i.inboundPort}, weight: 1 }`)
       .join('\n');
-  // mTLS is off so the demo needs no CA; everything else shows the resilience features at work.
+  // Sidecar to sidecar is mTLS STRICT (the default) with certificates from the control server's CA. The frontend is
+  // PERMISSIVE: the demo's traffic generator stands outside the mesh and calls it in plaintext.
   return `trustDomain: cluster.local
 services:
   - name: frontend
@@ -238,7 +252,7 @@ ${eps('frontend')}
     policy:
       connectTimeout: 1s
       timeout: 5s
-      mtls: DISABLE
+      mtls: PERMISSIVE
   - name: backend
     namespace: default
     ports: [{ port: ${SERVICE_PORT}, protocol: http }]
@@ -250,7 +264,6 @@ ${eps('backend')}
       timeout: 3s
       retries: { attempts: 2, perTryTimeout: 1s, retryOn: [5xx, reset, connect-failure], backoff: { base: 25ms, max: 250ms } }
       outlierDetection: { consecutive5xx: 3, interval: 5s, baseEjectionTime: 15s, maxEjectionPercent: 50 }
-      mtls: DISABLE
   - name: inventory
     namespace: default
     ports: [{ port: ${SERVICE_PORT}, protocol: http2 }]
@@ -259,7 +272,8 @@ ${eps('inventory')}
     policy:
       connectTimeout: 1s
       timeout: 3s
-      mtls: DISABLE
+    authorization:
+      allow: [{ name: frontend-only, principals: ["spiffe://cluster.local/ns/default/sa/frontend"] }]
 `;
 }
 
@@ -407,7 +421,7 @@ class MeshView {
   /** Mesh-wide totals from every sidecar's samples (frontend first, then the others in instance order). */
   private resilienceTotals(perSidecar: readonly Sample[][]): ResilienceCounters {
     const order = [this.frontend, ...this.instances.filter((i) => i !== this.frontend)];
-    const sum: ResilienceCounters = { retries: 0, ejections: 0, overflow: 0 };
+    const sum: ResilienceCounters = { retries: 0, ejections: 0, overflow: 0, mtls: 0, denied: 0 };
     perSidecar.forEach((samples, i) => {
       const name = order[i]?.name ?? String(i);
       const c = samples.length > 0 ? resilienceCounters(samples) : this.lastCounters.get(name);
@@ -416,6 +430,8 @@ class MeshView {
       sum.retries += c.retries;
       sum.ejections += c.ejections;
       sum.overflow += c.overflow;
+      sum.mtls += c.mtls;
+      sum.denied += c.denied;
     });
     return sum;
   }
@@ -427,7 +443,7 @@ class MeshView {
     ]);
     const fe = frontendSamples ?? [];
     const totals = this.resilienceTotals([fe, ...others]);
-    const before = this.previousTotals ?? { retries: 0, ejections: 0, overflow: 0 };
+    const before = this.previousTotals ?? { retries: 0, ejections: 0, overflow: 0, mtls: 0, denied: 0 };
     this.previousTotals = totals;
     const delta = (k: keyof ResilienceCounters): number => Math.max(0, totals[k] - before[k]);
     let clusters: unknown;
@@ -482,7 +498,7 @@ class MeshView {
     const ms = (x: number): string => (Number.isFinite(x) ? `${(x * 1000).toFixed(0)} ms` : '–');
     const reasonText = [...reasons].map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
     const share = (ep: string): string => pct(backendTotal > 0 ? (perEndpoint.get(ep)?.total ?? 0) / backendTotal : NaN);
-    const resilience = (['retries', 'ejections', 'overflow'] as const).map((k) => `${k}=${totals[k]}(+${delta(k)})`).join(' ');
+    const resilience = (['retries', 'ejections', 'overflow', 'mtls', 'denied'] as const).map((k) => `${k}=${totals[k]}(+${delta(k)})`).join(' ');
 
     if (!tty) {
       const eps = this.backends.map((b) => `${b.name}=${share(`127.0.0.1:${b.inboundPort}`)}`).join(' ');
@@ -508,6 +524,7 @@ class MeshView {
     lines.push('');
     lines.push(
       `resilience   retries ${totals.retries} (+${delta('retries')})   ejections ${totals.ejections} (+${delta('ejections')})   overflow ${totals.overflow} (+${delta('overflow')})   (all sidecars; + in the last second)`,
+      `zero trust   mTLS connections ${totals.mtls} (+${delta('mtls')})   denied by authorization ${totals.denied} (+${delta('denied')})`,
     );
     lines.push(`local replies (all sidecars): ${reasonText}`);
     return lines.join('\n');
@@ -519,15 +536,21 @@ interface ResilienceCounters {
   ejections: number;
   /** Requests refused by a full bulkhead: in-flight requests (maxRequests) and the pending queue (maxPendingRequests). */
   overflow: number;
+  /** Connections sidecars accepted over mTLS (their inbound listeners). */
+  mtls: number;
+  /** Requests and connections authorization refused. */
+  denied: number;
 }
 
 /** The resilience counters of one sidecar's /metrics, summed over its clusters. */
 export function resilienceCounters(samples: readonly Sample[]): ResilienceCounters {
-  const c: ResilienceCounters = { retries: 0, ejections: 0, overflow: 0 };
+  const c: ResilienceCounters = { retries: 0, ejections: 0, overflow: 0, mtls: 0, denied: 0 };
   for (const s of samples) {
     if (s.name === 'pillion_upstream_retries_total') c.retries += s.value;
     else if (s.name === 'pillion_upstream_ejections_total') c.ejections += s.value;
     else if (s.name === 'pillion_upstream_requests_overflow_total' || s.name === 'pillion_upstream_pending_overflow_total') c.overflow += s.value;
+    else if (s.name === 'pillion_downstream_connections_transport_total' && s.labels.transport === 'tls') c.mtls += s.value;
+    else if (s.name === 'pillion_rbac_decisions_total' && s.labels.decision === 'denied') c.denied += s.value;
   }
   return c;
 }

@@ -1,5 +1,5 @@
-// `pillion demo` end to end: control server, five apps with their sidecars, traffic, summary (with retries,
-// ejections and overflow), clean exit.
+// `pillion demo` end to end: control server (and mesh CA), five apps with their sidecars talking mTLS, traffic,
+// summary (with retries, ejections, overflow and mTLS connections), clean exit.
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { MAIN } from '../helpers/process.js';
@@ -21,6 +21,8 @@ describe('pillion demo', () => {
     expect(failed).toBeLessThanOrEqual(Math.ceil(ok * 0.02));
     expect(Number(/ retries=(\d+)\(\+\d+\)/.exec(final!)?.[1])).toBeGreaterThan(0);
     expect(final).toMatch(/ ejections=\d+\(\+\d+\) overflow=\d+\(\+\d+\) /);
+    // Sidecar to sidecar is mTLS with certificates from the control server's CA.
+    expect(Number(/ mtls=(\d+)\(\+\d+\)/.exec(final!)?.[1])).toBeGreaterThan(0);
     // Every line carries the counters with the change since the line before.
     expect(out.split('\n').filter((l) => /^t=\d+s .* retries=\d+\(\+\d+\)/.test(l)).length).toBeGreaterThanOrEqual(3);
     // Backend endpoints took traffic through the frontend's sidecar, the slow one (+150 ms) less than the steady
