@@ -242,3 +242,203 @@ export async function startHttpProxy(group: ChildGroup, backend: BackendPorts): 
   if (child.pid !== undefined) target.pid = child.pid;
   return target;
 }
+
+/** A workload identity as files (PEM), as `pillion proxy --cert --key --ca` and nginx read them. */
+export interface IdentityFiles {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
+/** Two sidecars in a row for the mTLS case: the client's outbound, then the server's inbound, then the backend. */
+export interface SidecarChain {
+  /** The client side's plaintext entry (its outbound listener, Host `backend:8080`), as a load target. */
+  client: Target;
+  /** The server side's inbound port: TLS with a client certificate when `tls`, else plaintext HTTP/1.1. */
+  serverPort: number;
+  /** Pillion's server sidecar admin port, for its handshake counters (nginx has none). */
+  serverAdminPort?: number;
+  tls: boolean;
+}
+
+/**
+ * Two `pillion proxy --config` processes (`frontend`'s sidecar calling `backend`'s), as a user runs them: with
+ * identities the hop between them is mTLS STRICT; without, the mesh file says `mtls: DISABLE` and it is plaintext.
+ * Everything else (balancer, timeouts, no access log) is the same, so the pair differs only in the transport.
+ */
+export async function startPillionChain(
+  group: ChildGroup,
+  dir: string,
+  backend: BackendPorts,
+  name: string,
+  identities?: { client: IdentityFiles; server: IdentityFiles },
+): Promise<SidecarChain> {
+  const [serverInbound, unusedPort] = await freePorts(2);
+  const mode = identities ? 'STRICT' : 'DISABLE';
+  const configPath = join(dir, `${name}.mesh.yaml`);
+  writeFileSync(
+    configPath,
+    `trustDomain: cluster.local
+services:
+  - name: frontend
+    namespace: default
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${unusedPort}, weight: 1 }]
+    policy: { mtls: ${mode} }
+  - name: backend
+    namespace: default
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${serverInbound}, weight: 1 }]
+    policy: { loadBalancer: { policy: least_request }, connectTimeout: 1s, timeout: 30s, mtls: ${mode} }
+`,
+  );
+  const identityArgs = (id: IdentityFiles | undefined): string[] => (id ? ['--cert', id.certFile, '--key', id.keyFile, '--ca', id.caFile] : []);
+  const spawnSidecar = (role: 'client' | 'server', extra: string[]): ManagedChild =>
+    group.spawn({
+      name: `${name}-${role}`,
+      command: NODE,
+      args: [
+        ...NODE_FLAGS,
+        resolveFromHere(import.meta.url, '../src/cli/main.js'),
+        'proxy',
+        '--config',
+        configPath,
+        '--node-id',
+        `${name}-${role}`,
+        '--namespace',
+        'default',
+        '--admin-port',
+        '0',
+        '--outbound-port',
+        '0',
+        '--log-level',
+        'info',
+        '--access-log',
+        'off',
+        ...extra,
+        ...identityArgs(identities?.[role]),
+      ],
+      keepLines: 400,
+    });
+  const server = spawnSidecar('server', ['--service', 'backend', '--app-port', String(backend.http), '--inbound-port', String(serverInbound)]);
+  // The client sidecar has no app of its own here: no --app-port, so no inbound listener to start.
+  const client = spawnSidecar('client', ['--service', 'frontend', '--inbound-port', '0']);
+  const ready = async (child: ManagedChild): Promise<number> => {
+    const admin = await child.waitForJson({ msg: 'admin listening' }, 20_000);
+    await waitForHttp(admin.port as number, '/ready', 20_000, { child });
+    return admin.port as number;
+  };
+  const outbound = await client.waitForJson({ msg: 'listening', listener: 'outbound' }, 20_000);
+  const [serverAdmin, clientAdmin] = await Promise.all([ready(server), ready(client)]);
+  const target: Target = { name, httpPort: outbound.port as number, host: 'backend:8080', adminPort: clientAdmin, child: client };
+  if (client.pid !== undefined) target.pid = client.pid;
+  return { client: target, serverPort: serverInbound, serverAdminPort: serverAdmin, tls: identities !== undefined };
+}
+
+/**
+ * The same two hops with nginx (one worker each, upstream keep-alive 64 as in `startNginx`): a client-side nginx
+ * that originates mTLS (`proxy_ssl_certificate`, `proxy_ssl_trusted_certificate`, `proxy_ssl_verify`) to a
+ * server-side nginx that requires a client certificate (`ssl_verify_client on`) and proxies to the backend. Each
+ * nginx also has a plaintext pair of ports, so the plaintext chain runs on the very same two processes.
+ */
+export async function startNginxChains(
+  group: ChildGroup,
+  dir: string,
+  backend: BackendPorts,
+  identities: { client: IdentityFiles; server: IdentityFiles },
+): Promise<{ tls: SidecarChain; plain: SidecarChain }> {
+  const [clientTls, clientPlain, serverTls, serverPlain] = await freePorts(4);
+  const proxyBlock = (upstream: string, extra: string): string => `location / {
+      proxy_pass ${upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffer_size 64k;
+      proxy_buffers 16 64k;
+      proxy_max_temp_file_size 0;${extra}
+    }`;
+  const conf = (role: string, upstreams: string, servers: string): string => {
+    const p = join(dir, `nginx-${role}`);
+    return `user root;
+worker_processes 1;
+pid ${p}.pid;
+error_log ${p}-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${p}-body;
+  proxy_temp_path ${p}-proxy;
+  fastcgi_temp_path ${p}-fastcgi;
+  uwsgi_temp_path ${p}-uwsgi;
+  scgi_temp_path ${p}-scgi;
+  keepalive_requests 1000000;
+${upstreams}
+${servers}
+}
+`;
+  };
+  const upstream = (name: string, port: number): string =>
+    `  upstream ${name} { server 127.0.0.1:${port}; keepalive 64; keepalive_requests 1000000; }`;
+  // The server certificate's only SAN is its SPIFFE URI, which nginx cannot match; with no DNS SAN, OpenSSL's
+  // host check falls back to the subject CN, issued as `backend`, so proxy_ssl_verify still checks a name.
+  const clientConf = conf(
+    'client',
+    [upstream('server_tls', serverTls), upstream('server_plain', serverPlain)].join('\n'),
+    `  server {
+    listen 127.0.0.1:${clientTls};
+    ${proxyBlock(
+      'https://server_tls',
+      `
+      proxy_ssl_certificate ${identities.client.certFile};
+      proxy_ssl_certificate_key ${identities.client.keyFile};
+      proxy_ssl_trusted_certificate ${identities.client.caFile};
+      proxy_ssl_verify on;
+      proxy_ssl_name backend;
+      proxy_ssl_protocols TLSv1.2 TLSv1.3;
+      proxy_ssl_session_reuse on;`,
+    )}
+  }
+  server {
+    listen 127.0.0.1:${clientPlain};
+    ${proxyBlock('http://server_plain', '')}
+  }`,
+  );
+  const serverConf = conf(
+    'server',
+    upstream('app', backend.http),
+    `  server {
+    listen 127.0.0.1:${serverTls} ssl;
+    ssl_certificate ${identities.server.certFile};
+    ssl_certificate_key ${identities.server.keyFile};
+    ssl_client_certificate ${identities.server.caFile};
+    ssl_verify_client on;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ${proxyBlock('http://app', '')}
+  }
+  server {
+    listen 127.0.0.1:${serverPlain};
+    ${proxyBlock('http://app', '')}
+  }`,
+  );
+  const start = async (role: string, text: string, ports: number[]): Promise<ManagedChild> => {
+    const confPath = join(dir, `nginx-${role}.conf`);
+    writeFileSync(confPath, text);
+    const child = group.spawn({
+      name: `nginx-${role}`,
+      command: 'nginx',
+      args: ['-p', dir, '-c', confPath, '-e', join(dir, `nginx-${role}-error.log`), '-g', 'daemon off;'],
+    });
+    for (const port of ports) await waitForPort(port, 10_000, child);
+    return child;
+  };
+  await start('server', serverConf, [serverTls, serverPlain]);
+  const client = await start('client', clientConf, [clientTls, clientPlain]);
+  const target = (name: string, port: number): Target => {
+    const t: Target = { name, httpPort: port, child: client };
+    if (client.pid !== undefined) t.pid = client.pid;
+    return t;
+  };
+  return {
+    tls: { client: target('nginx mTLS', clientTls), serverPort: serverTls, tls: true },
+    plain: { client: target('nginx plaintext', clientPlain), serverPort: serverPlain, tls: false },
+  };
+}

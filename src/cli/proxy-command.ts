@@ -98,8 +98,8 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Runn
   proxy.setVersionSource(() => ads.versions());
   await proxy.startAdmin();
   ads.start();
-  // eslint-disable-next-line @typescript-eslint/no-floating-promises -- whenWarm only resolves; logging cannot throw
-  void ads.whenWarm().then(() => {
+  // eslint-disable-next-line @typescript-eslint/no-floating-promises -- both only resolve; logging cannot throw
+  void Promise.all([ads.whenWarm(), certs === null ? null : firstCertificate(proxy)]).then(() => {
     proxy.logger.info({ node: boot.node.id, service: boot.node.service, xds: servers }, 'proxy ready');
   });
   return {
@@ -130,6 +130,18 @@ async function xdsTlsCredentials(rootPem: string): Promise<import('@grpc/grpc-js
 }
 
 /** With --token, the proxy obtains its workload certificate from the CA on the same TLS port (src/tls/cert-client.ts). */
+/** Resolves once the workload certificate is in the secret store (what /ready waits for too). */
+function firstCertificate(proxy: Proxy): Promise<void> {
+  if (proxy.secrets.get(WORKLOAD_CERT_SECRET) !== undefined) return Promise.resolve();
+  return new Promise((resolve) => {
+    const off = proxy.secrets.onChange((name, secret) => {
+      if (name !== WORKLOAD_CERT_SECRET || secret === undefined) return;
+      off();
+      resolve();
+    });
+  });
+}
+
 async function startCertificateClient(boot: ProxyBootstrap, servers: string[], rootPem: string, proxy: Proxy): Promise<{ stop(): void } | null> {
   if (boot.tokenFile === undefined) {
     proxy.logger.warn('xDS over TLS without --token: this proxy gets no workload certificate (mint a token with `pillion token`)');

@@ -26,7 +26,8 @@ function summarize(pem: string): CertificateSummary[] {
     try {
       const c = new X509Certificate(block);
       out.push({
-        subject: c.subject.replace(/\n/g, ', '),
+        // A workload certificate may carry no subject at all (its identity is the URI SAN): Node gives undefined.
+        subject: (c.subject ?? '').replace(/\n/g, ', '),
         spiffeId: spiffeIdOfSans(parseSubjectAltNames(c.subjectAltName)),
         notBefore: new Date(c.validFrom).toISOString(),
         notAfter: new Date(c.validTo).toISOString(),

@@ -1,0 +1,369 @@
+// The mTLS case of `npm run bench` (`--only mtls`, issue 16): what mutual TLS between two sidecars costs on the
+// hot path, as ratios within one run. Two real `pillion proxy` processes in a row (client sidecar outbound →
+// server sidecar inbound → the bench backend), once with identities (mTLS STRICT) and once without (the mesh
+// file says `mtls: DISABLE`), and beside them nginx in the same two-hop shape (`proxy_ssl_*` to an nginx that
+// requires a client certificate) against the same two nginx processes in plaintext. Each measure runs in
+// back-to-back pairs, the order alternating, and the median of the per-pair ratios is the figure: this
+// machine's speed swings by 2× within tens of seconds, which only a pair of short runs sees as one machine.
+// The CA and the keys are made with openssl at bench time in a temp dir and removed at the end.
+import { createSecureContext, connect as tlsConnect, type PeerCertificate, type SecureContext } from 'node:tls';
+import { connect as netConnect, type Socket } from 'node:net';
+import { httpGet, sleep, type ChildGroup } from '../src/cli/children.js';
+// The test CA is the one the mTLS tests use: openssl in a temp dir, SPIFFE URI SANs, nothing in the repository.
+import { TestCa, type IssuedCert } from '../test/tls/test-ca.js';
+import { runAutocannon, runFixedRate, runWrk, type HttpLoad, type LoadResult } from './load.js';
+import { startNginxChains, startPillionChain, type BackendPorts, type IdentityFiles, type SidecarChain } from './peers.js';
+import { check, fmt, median, type TargetCheck } from './report.js';
+
+export interface MtlsParams {
+  /** Back-to-back pairs per measure and proxy. */
+  pairs: number;
+  /** Seconds of each wrk run (small and 1 MiB). */
+  wrkSec: number;
+  /** Seconds of each fixed-rate run, after its own unmeasured warm-up. */
+  latencySec: number;
+  latencyWarmSec: number;
+  /** Each run of the fresh-connection loop ends at this many seconds or connections, whichever comes first. */
+  connectSec: number;
+  connectMax: number;
+  warmSec: number;
+}
+
+/** ~150 s in all on this machine (two proxies × four measures × pairs × two sides); --quick ~35 s. */
+export const MTLS_FULL: MtlsParams = { pairs: 5, wrkSec: 1.5, latencySec: 1.5, latencyWarmSec: 0.5, connectSec: 1.5, connectMax: 20_000, warmSec: 1 };
+export const MTLS_QUICK: MtlsParams = { pairs: 2, wrkSec: 1, latencySec: 1, latencyWarmSec: 0.3, connectSec: 0.75, connectMax: 5_000, warmSec: 0.5 };
+
+const SMALL_CONNS = 50;
+const LARGE_CONNS = 8;
+const RATE = 2000;
+/** Fresh connections in flight at once: enough to keep a one-threaded server busy while the client waits. */
+const CONNECT_CONCURRENCY = 16;
+/** The throughput target: mTLS may cost at most 20 % of plaintext's small-response throughput. */
+const TARGET_RATIO = 0.8;
+
+const TD = 'spiffe://cluster.local/ns/default/sa';
+
+type Measure = 'small' | 'large' | 'p99' | 'connect';
+
+export interface MtlsRow {
+  measure: Measure;
+  label: string;
+  unit: string;
+  /** Medians of the mTLS side's and the plaintext side's own figures over the pairs. */
+  tls: number;
+  plain: number;
+  /** Per pair: mTLS ÷ plaintext, or for p99 mTLS − plaintext (ms). */
+  perPair: number[];
+  /** Errors, non-2xx and failed connections over all runs, both sides. */
+  errors: number;
+  /** For the connection loop, mTLS side: connections the loop completed, and those Pillion's server sidecar counted. */
+  clientCompleted?: number;
+  serverCounted?: number;
+}
+
+export interface MtlsProxyResult {
+  proxy: string;
+  rows: MtlsRow[];
+}
+
+export interface MtlsOutcome {
+  params: MtlsParams;
+  results: MtlsProxyResult[];
+  checks: TargetCheck[];
+  skipped: string[];
+}
+
+type Log = (s: string) => void;
+
+export async function runMtlsCase(
+  group: ChildGroup,
+  dir: string,
+  backend: BackendPorts,
+  opts: { quick: boolean; haveNginx: boolean; haveWrk: boolean; log: Log },
+): Promise<MtlsOutcome> {
+  const { log } = opts;
+  const params = opts.quick ? MTLS_QUICK : MTLS_FULL;
+  const skipped: string[] = [];
+  const results: MtlsProxyResult[] = [];
+  const ca = new TestCa('pillion-bench-ca');
+  try {
+    const files = (c: IssuedCert): IdentityFiles => ({ certFile: c.certFile, keyFile: c.keyFile, caFile: ca.caFile });
+    // CN = the service name: nginx can check only DNS names or the CN (see startNginxChains).
+    const client = ca.issue({ spiffeId: `${TD}/frontend`, cn: 'frontend' });
+    const server = ca.issue({ spiffeId: `${TD}/backend`, cn: 'backend' });
+    // The fresh-connection loop is a third mesh workload calling the server side directly.
+    const loopCert = ca.issue({ spiffeId: `${TD}/bench-client`, cn: 'bench-client' });
+    const loopContext = createSecureContext({ cert: loopCert.certPem, key: loopCert.keyPem, ca: ca.caPem });
+    const identities = { client: files(client), server: files(server) };
+
+    const chains: Array<{ proxy: string; tls: SidecarChain; plain: SidecarChain }> = [];
+    try {
+      const tls = await startPillionChain(group, dir, backend, 'pillion-mtls', identities);
+      const plain = await startPillionChain(group, dir, backend, 'pillion-plain');
+      log(`pillion chains: mTLS outbound ${tls.client.httpPort} → inbound ${tls.serverPort}; plaintext outbound ${plain.client.httpPort} → inbound ${plain.serverPort}`);
+      chains.push({ proxy: 'Pillion', tls, plain });
+    } catch (err) {
+      skipped.push(`mtls (Pillion): ${firstLine(err)}`);
+      log(`mtls: Pillion chains SKIPPED (${firstLine(err)})`);
+    }
+    if (opts.haveNginx) {
+      try {
+        const nginx = await startNginxChains(group, dir, backend, identities);
+        log(`nginx chains: proxy_ssl ${nginx.tls.client.httpPort} → ssl_verify_client ${nginx.tls.serverPort}; plaintext ${nginx.plain.client.httpPort} → ${nginx.plain.serverPort}`);
+        chains.push({ proxy: 'nginx', ...nginx });
+      } catch (err) {
+        skipped.push(`mtls (nginx): ${firstLine(err)}`);
+        log(`mtls: nginx chains SKIPPED (${firstLine(err)})`);
+      }
+    } else {
+      skipped.push('mtls (nginx): nginx unavailable');
+    }
+
+    const closedLoop = opts.haveWrk ? runWrk : runAutocannon;
+    const tool = opts.haveWrk ? 'wrk' : 'autocannon';
+    const http = (c: SidecarChain, path: string, connections: number, durationSec: number): HttpLoad => {
+      const load: HttpLoad = { port: c.client.httpPort as number, path, connections, durationSec };
+      if (c.client.host) load.host = c.client.host;
+      return load;
+    };
+    // Warm-up, not measured: V8's JIT in the sidecars, the upstream pools and TLS sessions of every chain.
+    for (const c of chains) {
+      for (const side of [c.tls, c.plain]) await closedLoop(http(side, '/small', SMALL_CONNS, params.warmSec)).catch(() => undefined);
+    }
+
+    const measures: Array<{
+      measure: Measure;
+      label: string;
+      unit: string;
+      run: (c: SidecarChain) => Promise<{ value: number; errors: number; count?: number }>;
+    }> = [
+      {
+        measure: 'small',
+        label: `small responses, req/s (${tool}, ${SMALL_CONNS} conns)`,
+        unit: 'req/s',
+        run: async (c) => fromLoad(await closedLoop(http(c, '/small', SMALL_CONNS, params.wrkSec)), (r) => r.rps),
+      },
+      {
+        measure: 'large',
+        label: `1 MiB responses, MB/s (${tool}, ${LARGE_CONNS} conns)`,
+        unit: 'MB/s',
+        run: async (c) => fromLoad(await closedLoop(http(c, '/large', LARGE_CONNS, params.wrkSec)), (r) => r.mbps),
+      },
+      {
+        measure: 'p99',
+        label: `p99 at a fixed ${RATE.toLocaleString('en-US')} req/s, ms (open loop, µs resolution)`,
+        unit: 'ms',
+        run: async (c) => {
+          const load = { port: c.client.httpPort as number, path: '/small', rate: RATE, durationSec: params.latencySec, warmupSec: params.latencyWarmSec, maxSockets: 64 };
+          return fromLoad(await runFixedRate(c.client.host ? { ...load, host: c.client.host } : load), (r) => r.p99);
+        },
+      },
+      {
+        measure: 'connect',
+        label: `new connections/s to the server side (TLS: full handshakes with a client certificate; ${CONNECT_CONCURRENCY} at once, one request each)`,
+        unit: 'conn/s',
+        run: async (c) => {
+          const r = await runConnectLoop({
+            port: c.serverPort,
+            concurrency: CONNECT_CONCURRENCY,
+            durationSec: params.connectSec,
+            maxConnections: params.connectMax,
+            ...(c.tls ? { tls: { context: loopContext, expectUri: `${TD}/backend` } } : {}),
+          });
+          return { value: r.perSec, errors: r.errors, count: r.done };
+        },
+      },
+    ];
+
+    for (const c of chains) {
+      log('');
+      log(`running mtls (${c.proxy}): ${params.pairs} × (mTLS, plaintext) back to back per measure, order alternating`);
+      const rows: MtlsRow[] = [];
+      for (const m of measures) {
+        const before = m.measure === 'connect' ? await serverConnections(c.tls) : undefined;
+        const pairs = await pairedRuns(params.pairs, c.tls, c.plain, m.run, log);
+        const after = m.measure === 'connect' ? await serverConnections(c.tls) : undefined;
+        const perPair = pairs.map(([t, p]) => (m.measure === 'p99' ? t.value - p.value : t.value / p.value));
+        const row: MtlsRow = {
+          measure: m.measure,
+          label: m.label,
+          unit: m.unit,
+          tls: median(pairs.map(([t]) => t.value)),
+          plain: median(pairs.map(([, p]) => p.value)),
+          perPair,
+          errors: pairs.reduce((a, [t, p]) => a + t.errors + p.errors, 0),
+        };
+        if (m.measure === 'connect') row.clientCompleted = pairs.reduce((a, [t]) => a + (t.count ?? 0), 0);
+        if (before !== undefined && after !== undefined) row.serverCounted = after - before;
+        rows.push(row);
+        const digits = m.measure === 'p99' ? 3 : 0;
+        log(
+          `  ${m.measure.padEnd(8)} mTLS ${fmt(row.tls, digits)} ${m.unit}, plaintext ${fmt(row.plain, digits)} ${m.unit}; per pair ${m.measure === 'p99' ? 'mTLS − plaintext, ms' : 'mTLS ÷ plaintext'}: ${perPair.map((v) => fmt(v, m.measure === 'p99' ? 3 : 2)).join(' ')}${row.errors > 0 ? `; errors ${row.errors}` : ''}${row.serverCounted !== undefined ? `; TLS connections: the loop completed ${row.clientCompleted ?? 0}, the server sidecar counted ${row.serverCounted}` : ''}`,
+        );
+      }
+      results.push({ proxy: c.proxy, rows });
+    }
+  } finally {
+    ca.close();
+  }
+
+  const row = (proxy: string, measure: Measure): MtlsRow | undefined => results.find((r) => r.proxy === proxy)?.rows.find((r) => r.measure === measure);
+  const ratioCheck = (name: string, measure: Measure): TargetCheck => {
+    const p = row('Pillion', measure);
+    const n = row('nginx', measure);
+    const v = p && p.perPair.length > 0 ? median(p.perPair) : NaN;
+    return check(
+      name,
+      v,
+      '>=',
+      TARGET_RATIO,
+      `Pillion mTLS ÷ plaintext, median of ${p?.perPair.length ?? 0} pairs ${fmt(v)} (${rangeOf(p?.perPair ?? [])}); ${fmt(p?.tls ?? NaN, 0)} vs ${fmt(p?.plain ?? NaN, 0)} ${p?.unit ?? ''}; nginx proxy_ssl ÷ plaintext ${fmt(n && n.perPair.length > 0 ? median(n.perPair) : NaN)}`,
+    );
+  };
+  const checks = [
+    ratioCheck('mTLS costs ≤ 20 % of small-response throughput (mTLS ÷ plaintext ≥ 0.8)', 'small'),
+    ratioCheck('the same for 1 MiB bodies (mTLS ÷ plaintext ≥ 0.8)', 'large'),
+  ];
+  return { params, results, checks, skipped };
+}
+
+/** The mTLS case's table: absolute figures per side and the paired ratios, Pillion and nginx side by side. */
+export function mtlsTable(outcome: MtlsOutcome): string {
+  const p = outcome.results.find((r) => r.proxy === 'Pillion');
+  const n = outcome.results.find((r) => r.proxy === 'nginx');
+  const lines = [
+    `| measure | Pillion mTLS | Pillion plaintext | Pillion mTLS ÷ plaintext, median of ${outcome.params.pairs} pairs (range) | nginx proxy_ssl | nginx plaintext | nginx mTLS ÷ plaintext |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  const measures = (p ?? n)?.rows ?? [];
+  for (const m of measures) {
+    const pr = p?.rows.find((r) => r.measure === m.measure);
+    const nr = n?.rows.find((r) => r.measure === m.measure);
+    const digits = m.measure === 'p99' ? 2 : 0;
+    const abs = (r: MtlsRow | undefined, side: 'tls' | 'plain'): string => (r ? fmt(r[side], digits) : '–');
+    const cmp = (r: MtlsRow | undefined): string => {
+      if (!r || r.perPair.length === 0) return '–';
+      return m.measure === 'p99' ? `added ${fmt(median(r.perPair), 3)} ms (${rangeOf(r.perPair, 3)})` : `${fmt(median(r.perPair))} (${rangeOf(r.perPair)})`;
+    };
+    lines.push(`| ${m.label} | ${abs(pr, 'tls')} | ${abs(pr, 'plain')} | ${cmp(pr)} | ${abs(nr, 'tls')} | ${abs(nr, 'plain')} | ${cmp(nr)} |`);
+  }
+  return lines.join('\n');
+}
+
+/** Per-run errors of the case (any > 0 is worth reading before the ratios). */
+export function mtlsErrorLines(outcome: MtlsOutcome): string[] {
+  const out: string[] = [];
+  for (const r of outcome.results) for (const row of r.rows) if (row.errors > 0) out.push(`${r.proxy} ${row.measure}: ${row.errors} errors/non-2xx/failed connections over all runs`);
+  return out;
+}
+
+function fromLoad(r: LoadResult, pick: (r: LoadResult) => number): { value: number; errors: number } {
+  return { value: pick(r), errors: r.errors + r.non2xx };
+}
+
+/** `n` back-to-back pairs (a, b), a first on even pairs and b first on odd ones; a failed pair is logged and left out. */
+async function pairedRuns<T>(n: number, a: SidecarChain, b: SidecarChain, run: (c: SidecarChain) => Promise<T>, log: Log): Promise<Array<[T, T]>> {
+  const out: Array<[T, T]> = [];
+  for (let i = 0; i < n; i++) {
+    try {
+      const aFirst = i % 2 === 0;
+      const r1 = await run(aFirst ? a : b);
+      await sleep(100);
+      const r2 = await run(aFirst ? b : a);
+      await sleep(100);
+      out.push(aFirst ? [r1, r2] : [r2, r1]);
+    } catch (err) {
+      log(`  pair ${i + 1}: ERROR ${firstLine(err)}`);
+    }
+  }
+  return out;
+}
+
+/** Connections Pillion's server sidecar has counted on its TLS inbound so far; undefined for nginx or on error. */
+async function serverConnections(chain: SidecarChain): Promise<number | undefined> {
+  if (chain.serverAdminPort === undefined) return undefined;
+  try {
+    const r = await httpGet(chain.serverAdminPort, '/metrics', 2000);
+    let sum = 0;
+    for (const line of r.body.split('\n')) {
+      if (line.startsWith('pillion_downstream_connections_transport_total{') && line.includes('transport="tls"')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return sum;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface ConnectLoad {
+  port: number;
+  /** Present: TLS with this client certificate, and the server must present `expectUri` as its URI SAN. */
+  tls?: { context: SecureContext; expectUri: string };
+  concurrency: number;
+  durationSec: number;
+  maxConnections: number;
+}
+
+const CONNECT_REQUEST = 'GET /small HTTP/1.1\r\nHost: backend:8080\r\nConnection: close\r\n\r\n';
+
+/**
+ * Fresh connections, each carrying one request with `Connection: close`, `concurrency` at a time, until
+ * `durationSec` or `maxConnections`. Over TLS each is a full handshake (no session is offered for resumption),
+ * so the rate is the handshakes per second the server side completes, its client certificate check included.
+ * The request makes sure the server finished its side (it reads the request only after verifying us).
+ */
+export async function runConnectLoop(load: ConnectLoad): Promise<{ perSec: number; done: number; errors: number }> {
+  const start = performance.now();
+  const deadline = start + load.durationSec * 1000;
+  let started = 0;
+  let done = 0;
+  let errors = 0;
+  const one = (): Promise<boolean> =>
+    new Promise((resolve) => {
+      let sock: Socket;
+      if (load.tls) {
+        const expect = load.tls.expectUri;
+        sock = tlsConnect({
+          host: '127.0.0.1',
+          port: load.port,
+          secureContext: load.tls.context,
+          ALPNProtocols: ['http/1.1'],
+          // Node's default check knows DNS names and IPs only; a mesh peer is named by its SPIFFE URI SAN.
+          checkServerIdentity: (_host: string, cert: PeerCertificate) =>
+            (cert.subjectaltname ?? '').split(', ').includes(`URI:${expect}`) ? undefined : new Error(`server is not ${expect}`),
+        });
+        sock.once('secureConnect', () => sock.write(CONNECT_REQUEST));
+      } else {
+        sock = netConnect({ host: '127.0.0.1', port: load.port });
+        sock.once('connect', () => sock.write(CONNECT_REQUEST));
+      }
+      let head = '';
+      const timer = setTimeout(() => sock.destroy(new Error('timeout')), 5000);
+      sock.setEncoding('latin1');
+      sock.on('data', (d: string) => {
+        if (head.length < 16) head += d;
+      });
+      sock.on('error', () => undefined);
+      sock.once('close', () => {
+        clearTimeout(timer);
+        resolve(head.startsWith('HTTP/1.1 200'));
+      });
+    });
+  const worker = async (): Promise<void> => {
+    while (performance.now() < deadline && started < load.maxConnections) {
+      started++;
+      if (await one()) done++;
+      else errors++;
+    }
+  };
+  await Promise.all(Array.from({ length: load.concurrency }, worker));
+  const elapsed = (performance.now() - start) / 1000;
+  return { perSec: done / elapsed, done, errors };
+}
+
+function rangeOf(values: readonly number[], digits = 2): string {
+  return values.length > 0 ? `${fmt(Math.min(...values), digits)} – ${fmt(Math.max(...values), digits)}` : '–';
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+}
