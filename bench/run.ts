@@ -1,9 +1,10 @@
 // Benchmark entry (`npm run bench`): Pillion against the backend itself, nginx, HAProxy and http-proxy on
 // this machine, in ONE run with interleaved rounds, so the noise of a shared 2-core machine hits every target
 // alike. Prints a markdown table per case and the issue's targets as PASS/FAIL lines; writes
-// .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,tcp,paired,fault,soak, --rounds N,
+// .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,tcp,paired,fault,mtls,soak, --rounds N,
 // --cpu-prof. The paired case also prices the resilient shape (retries + outlier detection on); the fault case
-// (bench/fault.ts) kills and restarts one of three endpoints under load, with retries and without.
+// (bench/fault.ts) kills and restarts one of three endpoints under load, with retries and without. The mtls case
+// (bench/mtls.ts) prices mTLS between two sidecars against plaintext between the same two, nginx beside it.
 // The soak case (bench/soak.ts: 10 minutes of mixed traffic with aborts and endpoint restarts; 1 with --quick)
 // runs last, on its own processes, and prints RSS, fds and heap at its start and end.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
 import { benchChildGroup } from './child-group.js';
 import { FAULT_RUNS, FAULT_TIMELINE, FAULT_TIMELINE_QUICK, faultTable, runFault, type FaultResult } from './fault.js';
 import { runAutocannon, runFixedRate, runH2load, runTcpStream, runWrk, type LoadResult } from './load.js';
+import { mtlsErrorLines, mtlsTable, runMtlsCase, type MtlsOutcome } from './mtls.js';
 import {
   NGINX_STREAM_MODULE,
   RESILIENT_POLICY,
@@ -39,7 +41,7 @@ import {
 } from './report.js';
 import { ensurePackageFile, ensureTools, type ToolStatus } from './tools.js';
 
-const ALL_CASES = ['small', 'large', 'latency', 'h2', 'tcp', 'paired', 'fault', 'soak'] as const;
+const ALL_CASES = ['small', 'large', 'latency', 'h2', 'tcp', 'paired', 'fault', 'mtls', 'soak'] as const;
 type CaseName = (typeof ALL_CASES)[number];
 
 const { values: flags } = parseArgs({
@@ -55,7 +57,7 @@ const { values: flags } = parseArgs({
 
 if (flags.help) {
   process.stdout.write(
-    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,tcp,paired,fault,soak] [--rounds N] [--cpu-prof] [--no-install]\n',
+    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,tcp,paired,fault,mtls,soak] [--rounds N] [--cpu-prof] [--no-install]\n',
   );
   process.exit(0);
 }
@@ -74,6 +76,12 @@ const only = new Set<CaseName>(
     }),
 );
 const rounds = flags.rounds ? Math.max(1, Number(flags.rounds)) : quick ? 1 : 3;
+/**
+ * Whether a case that uses the shared targets (Pillion, nginx, HAProxy, http-proxy against one backend) runs.
+ * The mtls case starts its own chains and the soak its own processes: `--only mtls` then skips starting and
+ * warming the shared ones, which would only take memory and a few seconds from a case that does not read them.
+ */
+const shared = ALL_CASES.some((c) => c !== 'mtls' && c !== 'soak' && only.has(c));
 const outDir = resolve(process.cwd(), '.bench-out');
 
 // Durations and counts: every loop is bounded in time and count.
@@ -153,15 +161,17 @@ async function main(): Promise<void> {
     }
   };
   const cpuProfDir = flags['cpu-prof'] ? outDir : undefined;
-  await tryStart('pillion', () =>
-    startPillion(group, dir, backend.ports, { name: 'pillion', accessLog: 'off', ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) }),
-  );
-  await tryStart('pillion+accesslog', () =>
-    startPillion(group, dir, backend.ports, { name: 'pillion+accesslog', accessLog: join(dir, 'access.log') }),
-  );
-  if (have('nginx')) await tryStart('nginx', () => startNginx(group, dir, backend.ports));
-  if (have('haproxy')) await tryStart('haproxy', () => startHaproxy(group, dir, backend.ports));
-  await tryStart('http-proxy', () => startHttpProxy(group, backend.ports));
+  if (shared) {
+    await tryStart('pillion', () =>
+      startPillion(group, dir, backend.ports, { name: 'pillion', accessLog: 'off', ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) }),
+    );
+    await tryStart('pillion+accesslog', () =>
+      startPillion(group, dir, backend.ports, { name: 'pillion+accesslog', accessLog: join(dir, 'access.log') }),
+    );
+    if (have('nginx')) await tryStart('nginx', () => startNginx(group, dir, backend.ports));
+    if (have('haproxy')) await tryStart('haproxy', () => startHaproxy(group, dir, backend.ports));
+    await tryStart('http-proxy', () => startHttpProxy(group, backend.ports));
+  }
   // The resilient shape is priced in the paired case only: kept out of `targets`, so the other cases' rounds
   // (and their tables) are as before.
   let resilient: Target | undefined;
@@ -178,7 +188,7 @@ async function main(): Promise<void> {
   const httpTargets = targets.filter((t) => t.httpPort !== undefined);
 
   // Warm-up: JIT, pools and keep-alive sockets, not measured.
-  for (const t of httpTargets) {
+  for (const t of shared ? httpTargets : []) {
     await runAutocannon(httpLoad(t, '/small', SMALL_CONNS, P.warmSec)).catch(() => undefined);
   }
 
@@ -340,6 +350,21 @@ async function main(): Promise<void> {
     }
   }
 
+  let mtls: MtlsOutcome | undefined;
+  if (only.has('mtls')) {
+    log('');
+    if (!have('wrk')) log('mtls: wrk unavailable, autocannon instead (it saturates near 30k req/s here)');
+    try {
+      mtls = await runMtlsCase(group, dir, backend.ports, { quick, haveNginx: have('nginx'), haveWrk: have('wrk'), log });
+      skipped.push(...mtls.skipped);
+    } catch (err) {
+      // openssl missing, or the CA could not be made: the other cases' results still get reported.
+      const msg = (err as Error).message.split('\n')[0] ?? String(err);
+      skipped.push(`mtls: ${msg}`);
+      log(`mtls: ERROR ${msg}`);
+    }
+  }
+
   // Memory after the run: once as the load ends, once after a quiet spell (Pillion hands freed memory back to
   // the kernel when its event loop goes idle: src/process/idle-memory.ts). Peak = VmHWM, the whole run.
   const readMemory = (): Map<string, { rssMiB: number; peakMiB?: number }> => {
@@ -354,7 +379,7 @@ async function main(): Promise<void> {
     return rows;
   };
   const atEnd = readMemory();
-  await sleep(IDLE_MEMORY_WAIT_MS);
+  if (shared) await sleep(IDLE_MEMORY_WAIT_MS);
   const afterIdle = readMemory();
   const memory = [...afterIdle].map(([target, idle]) => ({ target, rssMiB: idle.rssMiB, atEndMiB: atEnd.get(target)?.rssMiB ?? NaN, peakMiB: idle.peakMiB }));
 
@@ -385,6 +410,13 @@ async function main(): Promise<void> {
     log(faultTable(faultRuns, tl));
     log('');
   }
+  if (mtls && mtls.results.length > 0) {
+    log('## mTLS between two sidecars vs plaintext between the same two (client sidecar → server sidecar → backend)');
+    log('');
+    log(mtlsTable(mtls));
+    for (const line of mtlsErrorLines(mtls)) log(`  ${line}`);
+    log('');
+  }
   if (memory.length > 0) {
     log('## Memory (VmRSS of the process tree; peak = VmHWM of a single process over the run)');
     log('');
@@ -403,7 +435,9 @@ async function main(): Promise<void> {
   const ngSmall = get('small', 'nginx');
   const pLat = get('latency', 'pillion');
   const pMem = memory.find((m) => m.target === 'pillion');
-  const checks: TargetCheck[] = [
+  const checks: TargetCheck[] = [];
+  // Without a shared-target case these four would all read "not measured": left out rather than printed as SKIP.
+  if (shared) checks.push(
     check(
       'Pillion small-response throughput / http-proxy ≥ 1.5',
       pairedRuns.throughput.length > 0 ? median(pairedRuns.throughput) : pSmall && hpSmall ? pSmall.rps / hpSmall.rps : NaN,
@@ -432,7 +466,8 @@ async function main(): Promise<void> {
       0.7,
       `${pairedSummary(pairedRuns.vsNginx, 2, '')}small case: ${fmt(pSmall?.rps ?? NaN, 0)} / ${fmt(ngSmall?.rps ?? NaN, 0)} req/s = ${fmt(pSmall && ngSmall ? pSmall.rps / ngSmall.rps : NaN)}`,
     ),
-  ];
+  );
+  if (mtls) checks.push(...mtls.checks);
   const loadAtEnd = loadavg();
   log(`load average at end: ${loadAtEnd.map((l) => l.toFixed(2)).join(' ')}`);
   log('');
@@ -456,6 +491,7 @@ async function main(): Promise<void> {
     memory,
     paired: pairedRuns,
     fault: faultRuns,
+    mtls,
     checks,
     skipped,
   };

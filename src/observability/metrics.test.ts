@@ -34,6 +34,7 @@ describe('ProxyMetrics', () => {
         'pillion_downstream_http2_protocol_closes_total',
         'pillion_downstream_request_duration_seconds',
         'pillion_downstream_requests_active',
+        'pillion_downstream_peer_requests_total',
         'pillion_downstream_requests_total',
         'pillion_jwks_fetches_total',
         'pillion_jwt_authn_total',

@@ -207,6 +207,9 @@ export class GaugeFamily<L extends string> extends CellFamily<L, GaugeCell> {
 
 /** Status → code class by index (status / 100), so no string is built per call; out of range (e.g. 0 when no
  * response arrived) → "other". */
+/** Distinct caller identities kept as label values: a mesh has far fewer; a flood of identities cannot grow series. */
+export const MAX_PEER_LABELS = 1000;
+
 const CODE_CLASSES = ['other', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 export type CodeClass = (typeof CODE_CLASSES)[number];
 
@@ -368,6 +371,9 @@ export class ProxyMetrics {
   readonly upstreamHealthChecks: CounterFamily<'cluster' | 'result'>;
   readonly upstreamEndpointsUnhealthy: GaugeFamily<'cluster'>;
   readonly localReplies: CounterFamily<'reason'>;
+  /** HTTP requests and TCP connections by the SPIFFE ID mTLS proved (a bounded label). */
+  readonly peerRequests: CounterFamily<'peer' | 'protocol'>;
+  private readonly peerCells = new Map<string, CounterCell>();
   readonly tcpConnections: CounterFamily<'cluster'>;
   /** RBAC decisions (src/authz) by protocol, decision and the policy that decided ('-' when none matched). */
   readonly rbacDecisions: CounterFamily<'protocol' | 'decision' | 'policy'>;
@@ -531,6 +537,14 @@ export class ProxyMetrics {
       labelNames: ['cluster'] as const,
       registers,
     });
+    this.peerRequests = new CounterFamily({
+      name: 'pillion_downstream_peer_requests_total',
+      help:
+        'HTTP requests and TCP connections that arrived over mTLS, by the caller\'s SPIFFE ID (at most ' +
+        `${MAX_PEER_LABELS} distinct values per protocol; the rest count as "other").`,
+      labelNames: ['peer', 'protocol'] as const,
+      registers,
+    });
     this.localReplies = new CounterFamily({
       name: 'pillion_local_replies_total',
       help: 'Responses the proxy made itself, by reason (the x-pillion-reason value).',
@@ -684,6 +698,18 @@ export class ProxyMetrics {
     if (s === undefined) return;
     s.forgetAll();
     this.clusters.delete(cluster);
+  }
+
+  /** One request (http) or connection (tcp) from an mTLS peer; the label set is bounded (MAX_PEER_LABELS). */
+  peerRequest(spiffeId: string, protocol: 'http' | 'tcp'): void {
+    const key = protocol === 'http' ? spiffeId : `tcp ${spiffeId}`;
+    let c = this.peerCells.get(key);
+    if (c === undefined) {
+      const other = this.peerCells.size >= 2 * MAX_PEER_LABELS;
+      c = this.peerRequests.cell(other ? 'other' : spiffeId, protocol);
+      if (!other) this.peerCells.set(key, c);
+    }
+    c.inc();
   }
 
   localReply(reason: Reason): void {

@@ -126,6 +126,7 @@ export class ProxyStats implements ListenerStats {
     m.downstreamActive(direction).dec();
     m.downstreamRequests(direction, ex.status);
     m.observeDownstreamDuration(direction, seconds);
+    if (ex.peer !== null) m.peerRequest(ex.peer.spiffeId, 'http');
     if (!this.accessLog.enabled) return;
     const reason = ex.reason;
     this.accessLog.log({
@@ -153,6 +154,7 @@ export class ProxyStats implements ListenerStats {
     const cluster = session.cluster;
     if (cluster !== null) this.metrics.clusterStats(cluster.model.name).tcpConnections.inc();
     if (session.reason !== null) this.metrics.localReply(session.reason);
+    if (session.peer !== null) this.metrics.peerRequest(session.peer.spiffeId, 'tcp');
     if (!this.accessLog.enabled) return;
     const reason = session.reason;
     this.accessLog.log({

@@ -19,6 +19,7 @@ let securePort: number;
 let backendInbound: number;
 const procs: PillionProcess[] = [];
 const outbound = new Map<string, number>();
+const admin = new Map<string, number>();
 
 async function freePort(): Promise<number> {
   const s = net.createServer();
@@ -46,6 +47,7 @@ async function sidecar(service: string, extra: string[]): Promise<PillionProcess
     '--token', file, '--admin-port', '0', '--outbound-port', '0', '--access-log', 'off', ...extra,
   ]);
   procs.push(p);
+  admin.set(service, Number((await p.waitForLine((l) => l.msg === 'admin listening')).port));
   const port = Number((await p.waitForLine((l) => l.msg === 'listening' && l.listener === 'outbound')).port);
   outbound.set(service, port);
   await p.waitForLine((l) => l.msg === 'proxy ready');
@@ -96,6 +98,9 @@ describe('zero trust with the mesh CA (processes)', () => {
     expect(r.status).toBe(200);
     const seen = JSON.parse(r.body) as { headers: Record<string, string> };
     expect(seen.headers['x-forwarded-client-cert']).toMatch(/By=spiffe:\/\/cluster\.local\/ns\/shop\/sa\/backend;Hash=[0-9a-f]{64};URI=spiffe:\/\/cluster\.local\/ns\/shop\/sa\/frontend/);
+    // The backend's sidecar counts requests by the caller's identity.
+    const metrics = await (await fetch(`http://127.0.0.1:${admin.get('backend')!}/metrics`)).text();
+    expect(metrics).toMatch(/pillion_downstream_peer_requests_total\{peer="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/frontend",protocol="http"\} [1-9]/);
   });
 
   it('refuses another mesh identity by policy: 403 unauthorized', async () => {
