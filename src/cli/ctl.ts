@@ -3,8 +3,9 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../bootstrap/args.js';
 import type { ClusterStatus, EndpointStatus, ListenerStatus } from '../admin/types.js';
 import type { RouteConfigModel } from '../config/model.js';
+import type { SecretSummary } from '../tls/summary.js';
 
-export const CTL_USAGE = `usage: pillion ctl <clusters|listeners|routes|config-dump|stats> [--admin HOST:PORT]   (default 127.0.0.1:15000)
+export const CTL_USAGE = `usage: pillion ctl <clusters|listeners|routes|certs|config-dump|stats> [--admin HOST:PORT]   (default 127.0.0.1:15000)
 `;
 
 /** Left-aligned columns, two spaces apart: what `kubectl get` users expect. */
@@ -101,6 +102,20 @@ export function formatStats(metrics: string): string {
   );
 }
 
+/** /config_dump's certificate summary: one row per certificate of each secret (the key is never there). */
+export function formatCerts(secrets: readonly SecretSummary[], nowMs: number = Date.now()): string {
+  const rows: string[][] = [];
+  for (const s of secrets) {
+    for (const c of s.certificates) {
+      const left = Math.round((Date.parse(c.notAfter) - nowMs) / 1000);
+      const expires = left <= 0 ? `${c.notAfter} (expired)` : `${c.notAfter} (in ${left < 120 ? `${left}s` : left < 7200 ? `${Math.round(left / 60)}m` : `${Math.round(left / 3600)}h`})`;
+      rows.push([s.name, s.kind, c.spiffeId ?? '-', c.subject || '-', expires, c.serial]);
+    }
+  }
+  if (rows.length === 0) return 'no certificates (no workload identity: --cert/--key/--ca, or --token with the mesh CA)\n';
+  return table(['SECRET', 'KIND', 'SPIFFE ID', 'SUBJECT', 'NOT AFTER', 'SERIAL'], rows);
+}
+
 export async function runCtlCommand(argv: readonly string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args: [...argv], options: { admin: { type: 'string', default: '127.0.0.1:15000' } }, allowPositionals: true });
   const [what] = positionals;
@@ -125,6 +140,9 @@ export async function runCtlCommand(argv: readonly string[]): Promise<void> {
       break;
     case 'routes':
       out = formatRoutes(JSON.parse(await get('/routes')) as RouteConfigModel[]);
+      break;
+    case 'certs':
+      out = formatCerts((JSON.parse(await get('/config_dump')) as { config: { secrets?: SecretSummary[] } }).config.secrets ?? []);
       break;
     case 'config-dump':
       out = await get('/config_dump');

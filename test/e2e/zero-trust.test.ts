@@ -103,6 +103,15 @@ describe('zero trust with the mesh CA (processes)', () => {
     expect(metrics).toMatch(/pillion_downstream_peer_requests_total\{peer="spiffe:\/\/cluster\.local\/ns\/shop\/sa\/frontend",protocol="http"\} [1-9]/);
   });
 
+  it('pillion ctl certs shows the sidecar\'s workload certificate and the mesh root', async () => {
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, [...NODE_FLAGS, MAIN, 'ctl', 'certs', '--admin', `127.0.0.1:${admin.get('backend')!}`], (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    );
+    expect(out.split('\n')[0]).toMatch(/^SECRET\s+KIND\s+SPIFFE ID\s+SUBJECT\s+NOT AFTER\s+SERIAL$/);
+    expect(out).toMatch(/default\s+tls_certificate\s+spiffe:\/\/cluster\.local\/ns\/shop\/sa\/backend\s+-\s+\S+Z \(in \d+h\)\s+[0-9A-F]+\n/);
+    expect(out).toMatch(/ROOTCA\s+validation_context\s+-\s+O=cluster\.local, CN=Pillion mesh root CA/);
+  });
+
   it('refuses another mesh identity by policy: 403 unauthorized', async () => {
     const before = app.hits;
     const r = await request(outbound.get('intruder')!, { host: 'backend.shop', path: '/hello' });
