@@ -3,12 +3,12 @@
 // status and a message that say why, and counted by reason.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { ControlServer } from '../../xds/server.js';
 import { loadOrCreateTokenKey, mintToken } from '../../xds/ca/token.js';
-import { createCertificate, makeCsr, opensslVerify, readRoot, startCaControl, tempDir } from './helpers.js';
+import { createCertificate, makeCsr, opensslVerify, readRoot, run, startCaControl, tempDir } from './helpers.js';
 
 let base: string;
 let caDir: string;
@@ -123,5 +123,24 @@ describe('CreateCertificate', () => {
     const { csrPem } = await makeCsr();
     const res = await createCertificate(`127.0.0.1:${control.port}`, { token, csrPem });
     expect(res).toMatchObject({ ok: false, code: grpc.status.UNIMPLEMENTED });
+  });
+  // Last: its refusal moves the refusal counter the tests above read.
+  it('takes a CSR written by openssl req as an independent peer: its own identity issued, another refused', async () => {
+    const dir = join(base, 'openssl-csr');
+    mkdirSync(dir, { recursive: true });
+    const key = join(dir, 'key.pem');
+    await run('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
+    const csrFor = async (uri: string): Promise<string> => {
+      const out = join(dir, 'req.csr');
+      await run('openssl', ['req', '-new', '-key', key, '-subj', '/O=openssl', '-addext', `subjectAltName=URI:${uri}`, '-out', out]);
+      return readFileSync(out, 'utf8');
+    };
+    const mine = await createCertificate(address, { rootPem: root, token, csrPem: await csrFor('spiffe://example.org/ns/shop/sa/web') });
+    if (!mine.ok) throw new Error(mine.details);
+    expect(new X509Certificate(mine.chain[0]!).subjectAltName).toBe('URI:spiffe://example.org/ns/shop/sa/web');
+    expect((await opensslVerify(base, root, mine.chain[0]!)).code).toBe(0);
+    const theirs = await createCertificate(address, { rootPem: root, token, csrPem: await csrFor('spiffe://example.org/ns/shop/sa/admin') });
+    expect(theirs.ok).toBe(false);
+    if (!theirs.ok) expect(theirs.code).toBe(grpc.status.PERMISSION_DENIED);
   });
 });
