@@ -93,6 +93,10 @@ export class Proxy implements AdminSource {
       maxConnections: options.maxConnectionsPerListener ?? DEFAULT_MAX_CONNECTIONS,
       tls,
     });
+    // Byte counters are brought up to date with the live connections when they are read (not per chunk).
+    const reportBytes = (): void => this.listenerManager.reportBytes();
+    this.metrics.downstreamBytesReceived.beforeCollect = reportBytes;
+    this.metrics.downstreamBytesSent.beforeCollect = reportBytes;
     this.overloadManager = new OverloadManager({
       thresholds: options.overload ?? { heapFraction: DEFAULT_HEAP_FRACTION, maxRssBytes: 0 },
       state: this.overload,

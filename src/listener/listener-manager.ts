@@ -25,7 +25,10 @@ export type RejectReason = 'limit' | 'overload' | 'first_byte_timeout';
 
 export interface ListenerStats extends HttpStats, TcpStats {
   connectionOpened(listener: string): void;
+  /** The connection closed; the bytes are those not yet reported by connectionBytes. */
   connectionClosed(listener: string, bytesReceived: number, bytesSent: number): void;
+  /** Bytes a live connection moved since it was last counted (reported when metrics are read). */
+  connectionBytes(listener: string, bytesReceived: number, bytesSent: number): void;
   connectionRejected(listener: string, reason: RejectReason): void;
   /** An HTTP/2 connection closed because nghttp2 had ended its session with GOAWAY (a protocol error or flood). */
   http2ProtocolClose(listener: string): void;
@@ -52,7 +55,10 @@ function alpnFor(http: HttpChainModel | undefined): string[] {
 }
 
 const kListener = Symbol('pillion.listener');
-type TaggedSocket = net.Socket & { [kListener]: ActiveListener };
+/** Bytes of the socket already counted in the listener's byte counters. */
+const kCountedIn = Symbol('pillion.countedIn');
+const kCountedOut = Symbol('pillion.countedOut');
+type TaggedSocket = net.Socket & { [kListener]: ActiveListener; [kCountedIn]: number; [kCountedOut]: number };
 
 function onSocketClose(this: TaggedSocket): void {
   this[kListener].connectionClosed(this);
@@ -200,6 +206,8 @@ class ActiveListener implements TcpContext, TerminatorOwner {
     }
     const tagged = socket as TaggedSocket;
     tagged[kListener] = this;
+    tagged[kCountedIn] = 0;
+    tagged[kCountedOut] = 0;
     socket.on('error', onSocketError);
     this.sockets.add(socket);
     socket.on('close', onSocketClose);
@@ -263,7 +271,27 @@ class ActiveListener implements TcpContext, TerminatorOwner {
 
   connectionClosed(socket: net.Socket): void {
     this.sockets.delete(socket);
-    this.deps.stats.connectionClosed(this.model.name, socket.bytesRead, socket.bytesWritten);
+    const tagged = socket as TaggedSocket;
+    this.deps.stats.connectionClosed(this.model.name, socket.bytesRead - tagged[kCountedIn], socket.bytesWritten - tagged[kCountedOut]);
+  }
+
+  /**
+   * Adds what the live connections moved since last time to the byte counters: called when metrics are read, so
+   * a busy keep-alive connection shows its traffic at every scrape instead of at its close, at no cost per byte.
+   */
+  reportBytes(): void {
+    let received = 0;
+    let sent = 0;
+    for (const socket of this.sockets) {
+      const tagged = socket as TaggedSocket;
+      const read = socket.bytesRead;
+      const written = socket.bytesWritten;
+      received += read - tagged[kCountedIn];
+      sent += written - tagged[kCountedOut];
+      tagged[kCountedIn] = read;
+      tagged[kCountedOut] = written;
+    }
+    if (received > 0 || sent > 0) this.deps.stats.connectionBytes(this.model.name, received, sent);
   }
 
   status(): ListenerStatus {
@@ -365,6 +393,11 @@ class Sniffer {
 
 export class ListenerManager {
   private readonly active = new Map<string, ActiveListener>();
+
+  /** Brings the byte counters up to date with every live connection (see ActiveListener.reportBytes). */
+  reportBytes(): void {
+    for (const listener of this.active.values()) listener.reportBytes();
+  }
 
   constructor(private readonly deps: ListenerDeps) {}
 

@@ -164,9 +164,18 @@ abstract class CellFamily<L extends string, C extends CounterCell | GaugeCell> {
 
 export class CounterFamily<L extends string> extends CellFamily<L, CounterCell> {
   readonly metric: Counter<L>;
+  /** Runs when the metric is read, before its cells are flushed: brings counts taken lazily up to date. */
+  beforeCollect: (() => void) | null = null;
   constructor(config: FamilyConfig<L>) {
     super(config.labelNames);
-    this.metric = new Counter<L>({ ...config, labelNames: [...config.labelNames], collect: () => this.flush() });
+    this.metric = new Counter<L>({
+      ...config,
+      labelNames: [...config.labelNames],
+      collect: () => {
+        this.beforeCollect?.();
+        this.flush();
+      },
+    });
   }
   protected create(labels: Record<string, string>): CounterCell {
     // Materialise the series at 0 so it is scraped before its first event (Prometheus practice).

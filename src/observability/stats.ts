@@ -91,6 +91,12 @@ export class ProxyStats implements ListenerStats {
     s.bytesSent.inc(bytesSent);
   }
 
+  connectionBytes(listener: string, bytesReceived: number, bytesSent: number): void {
+    const s = this.metrics.listenerStats(listener);
+    s.bytesReceived.inc(bytesReceived);
+    s.bytesSent.inc(bytesSent);
+  }
+
   connectionRejected(listener: string, reason: RejectReason): void {
     this.metrics.downstreamConnectionsRejected.inc({ listener, reason });
   }
