@@ -54,6 +54,7 @@ describe('ProxyMetrics', () => {
         'pillion_upstream_pending_overflow_total',
         'pillion_upstream_requests_overflow_total',
         'pillion_upstream_requests_active',
+        'pillion_upstream_request_duration_seconds',
         'pillion_upstream_requests_total',
         'pillion_upstream_retries_skipped_total',
         'pillion_upstream_retries_total',

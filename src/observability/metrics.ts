@@ -103,6 +103,11 @@ export class HistogramFamily<L extends string> {
     return c;
   }
 
+  /** Drops a series (its cluster went away), so labels stay bounded by live config. */
+  remove(...values: string[]): void {
+    this.cells.delete(values.length === 1 ? values[0]! : values.join('\u0000'));
+  }
+
   reset(): void {
     for (const c of this.cells.values()) {
       c.counts.fill(0);
@@ -259,6 +264,8 @@ export class ClusterStats {
   /** Bound lazily per reason: most clusters never eject. */
   private readonly ejections = new Map<EjectionReason, CounterCell>();
   readonly retries: CounterCell;
+  /** Upstream request time per attempt (Envoy's upstream_rq_time). */
+  readonly requestTime: HistogramCell;
   /** Bound lazily: most clusters never skip a retry. */
   private readonly skipped = new Map<RetrySkip, CounterCell>();
   readonly endpointsEjected: GaugeCell;
@@ -280,6 +287,7 @@ export class ClusterStats {
     this.pendingOverflow = metrics.upstreamPendingOverflow.cell(cluster);
     this.requestOverflow = metrics.upstreamRequestOverflow.cell(cluster);
     this.retries = metrics.upstreamRetries.cell(cluster);
+    this.requestTime = metrics.upstreamRequestDuration.cell(cluster);
     this.endpointsEjected = metrics.upstreamEndpointsEjected.cell(cluster);
     this.healthChecksSuccess = metrics.upstreamHealthChecks.cell(cluster, 'success');
     this.healthChecksFailure = metrics.upstreamHealthChecks.cell(cluster, 'failure');
@@ -342,6 +350,7 @@ export class ClusterStats {
     this.metrics.upstreamRequestOverflow.remove(this.cluster);
     for (const reason of this.ejections.keys()) this.metrics.upstreamEjections.remove(this.cluster, reason);
     this.metrics.upstreamRetries.remove(this.cluster);
+    this.metrics.upstreamRequestDuration.remove(this.cluster);
     for (const why of this.skipped.keys()) this.metrics.upstreamRetriesSkipped.remove(this.cluster, why);
     this.metrics.upstreamEndpointsEjected.remove(this.cluster);
     this.metrics.upstreamHealthChecks.remove(this.cluster, 'success');
@@ -375,6 +384,7 @@ export class ProxyMetrics {
   readonly upstreamRequestOverflow: CounterFamily<'cluster'>;
   readonly upstreamEjections: CounterFamily<'cluster' | 'reason'>;
   readonly upstreamRetries: CounterFamily<'cluster'>;
+  readonly upstreamRequestDuration: HistogramFamily<'cluster'>;
   readonly upstreamRetriesSkipped: CounterFamily<'cluster' | 'reason'>;
   readonly upstreamEndpointsEjected: GaugeFamily<'cluster'>;
   readonly upstreamHealthChecks: CounterFamily<'cluster' | 'result'>;
@@ -504,6 +514,13 @@ export class ProxyMetrics {
         'Requests refused with 503 overflow because the cluster had its most requests in flight ' +
         '(circuitBreakers.maxRequests / max_requests, default 1024).',
       labelNames: ['cluster'] as const,
+      registers,
+    });
+    this.upstreamRequestDuration = new HistogramFamily({
+      name: 'pillion_upstream_request_duration_seconds',
+      help: 'Time of each upstream attempt, from its start to the end of its response (or its failure), per cluster (Envoy\'s upstream_rq_time).',
+      labelNames: ['cluster'] as const,
+      buckets: DURATION_BUCKETS,
       registers,
     });
     this.upstreamRetries = new CounterFamily({

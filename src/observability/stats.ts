@@ -53,8 +53,9 @@ class ClusterStatsAdapter implements ClusterStatsSink {
   requestStarted(): void {
     this.s.requestsActive.inc();
   }
-  requestFinished(endpointKey: string, status: number): void {
+  requestFinished(endpointKey: string, status: number, seconds: number): void {
     this.s.requestsActive.dec();
+    this.s.requestTime.observe(seconds);
     this.s.upstreamRequest(endpointKey, status);
   }
   tcpConnection(): void {

@@ -28,7 +28,8 @@ export interface ClusterStatsSink extends PoolEvents {
   /** A request refused because the cluster had circuitBreakers.maxRequests requests in flight. */
   requestOverflow(): void;
   requestStarted(): void;
-  requestFinished(endpointKey: string, status: number): void;
+  /** One attempt ended with `status` after `seconds` (from the attempt's start to its end or its abandonment). */
+  requestFinished(endpointKey: string, status: number, seconds: number): void;
   /** Outlier detection ejected an endpoint, for `reason`. */
   endpointEjected(reason: EjectionReason): void;
   /** Endpoints ejected now, after an ejection or un-ejection. */

@@ -1,5 +1,5 @@
-// The listener byte counters are true at every scrape: a keep-alive connection's bytes show while it is open
-// (before, they were added only when it closed), and closing it later adds only what was not counted yet.
+// Metrics true at every scrape: a keep-alive connection's bytes show while it is open (before, they were added
+// only when it closed), closing it later adds only what was not counted yet; upstream request times per cluster.
 import * as http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
@@ -48,6 +48,9 @@ describe('downstream byte counters', () => {
     // 20 responses of 1 KiB (plus heads) went out on the one connection, which is still open.
     expect(open.sent - before.sent).toBeGreaterThanOrEqual(20 * 1024);
     expect(open.received - before.received).toBeGreaterThan(20 * 30);
+    // And each upstream attempt's time is in the cluster's histogram (Envoy's upstream_rq_time).
+    const metrics = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+    expect(Number(/^pillion_upstream_request_duration_seconds_count\{cluster="b\.default:8080"\} (\d+)$/m.exec(metrics)?.[1])).toBe(20);
     agent.destroy();
     await new Promise((r) => setTimeout(r, 100));
     const closed = await bytes();

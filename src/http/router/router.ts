@@ -45,6 +45,7 @@ export interface RouterOwner {
  */
 class Attempt implements UpstreamSink {
   upstream: UpstreamStream | null = null;
+  readonly startedAt = performance.now();
   tryTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -179,7 +180,7 @@ export class Router {
     if (cancel && upstream !== null) upstream.abort();
     const cluster = this.cluster!;
     cluster.endCall(attempt.endpoint, true, outcome);
-    cluster.stats.requestFinished(attempt.endpoint.key, status);
+    cluster.stats.requestFinished(attempt.endpoint.key, status, (performance.now() - attempt.startedAt) / 1000);
   }
 
   /**
