@@ -73,7 +73,7 @@ interface EndpointView {
 }
 
 async function backendEndpoints(adminPort: number): Promise<EndpointView[]> {
-  const all = (await (await fetch(`http://127.0.0.1:${adminPort}/clusters`)).json()) as Array<{ name: string; endpoints: EndpointView[] }>;
+  const all = (await (await fetch(`http://127.0.0.1:${adminPort}/clusters?format=pillion`)).json()) as Array<{ name: string; endpoints: EndpointView[] }>;
   return all.find((c) => c.name.startsWith('backend.'))?.endpoints ?? [];
 }
 

@@ -17,7 +17,8 @@ import { ACCESS_LOG_MAX_BUFFER_BYTES, AccessLog, type AccessLogTarget } from './
 import { createLogger, setLevel } from './observability/logger.js';
 import { ProxyStats } from './observability/stats.js';
 import { startAdminServer } from './admin/server.js';
-import type { AdminSource, ClusterStatus, ListenerStatus } from './admin/types.js';
+import type { AdminSource, ClusterStatus, ConfigDumpSource, DumpedResource, ListenerStatus, ServerIdentity, ServerState } from './admin/types.js';
+import { ResourceTimes } from './admin/resource-times.js';
 import { OverloadManager, OverloadState, type OverloadThresholds } from './process/overload.js';
 
 export interface ProxyOptions {
@@ -36,6 +37,8 @@ export interface ProxyOptions {
   readonly maxConnectionsPerListener?: number;
   /** Memory thresholds of the overload manager (default: 95 % of V8's heap limit, no RSS bound). */
   readonly overload?: OverloadThresholds;
+  /** Node and command line for /server_info (default: an anonymous node). */
+  readonly identity?: ServerIdentity;
 }
 
 /** Per listener; well under a pod's usual fd limit (1,048,576), far over what one app opens to its sidecar. */
@@ -72,6 +75,9 @@ export class Proxy implements AdminSource {
   private readinessGate: (() => boolean) | null = null;
   private draining: Promise<void> | null = null;
   private versionSource: (() => Record<string, string>) | null = null;
+  /** When each accepted resource's current bytes arrived: Envoy's last_updated in /config_dump. */
+  private readonly resourceTimes = new ResourceTimes();
+  readonly startedAtMs = Date.now();
 
   constructor(private readonly options: ProxyOptions) {
     this.logger = options.logger ?? createLogger(options.logLevel ?? 'info');
@@ -151,6 +157,7 @@ export class Proxy implements AdminSource {
     this.applySdsSecrets(secrets, resources.secrets !== undefined);
     await this.swap(snapshot);
     this.resources = resources;
+    this.resourceTimes.update(resources, Date.now());
     this.warnMissingSecrets(snapshot);
     return { applied: true, errors };
   }
@@ -234,8 +241,37 @@ export class Proxy implements AdminSource {
     return true;
   }
 
+  state(): ServerState {
+    if (this.draining !== null) return 'DRAINING';
+    if (this.isReady()) return 'LIVE';
+    // Envoy: PRE_INITIALIZING until cluster initialization starts. A config source that gates readiness (xDS)
+    // has started fetching; a local file has not been applied yet.
+    return this.warm || this.readinessGate !== null ? 'INITIALIZING' : 'PRE_INITIALIZING';
+  }
+
+  identity(): ServerIdentity {
+    return this.options.identity ?? { node: { id: '', cluster: '', metadata: {} }, commandLineOptions: {} };
+  }
+
   snapshot(): ConfigSnapshot {
     return this.current;
+  }
+
+  configDumpSource(): ConfigDumpSource {
+    const v = this.current.version;
+    const timed = (list: readonly RawResource[]): DumpedResource[] => list.map((r) => ({ ...r, lastUpdatedMs: this.resourceTimes.get(r) }));
+    return {
+      listeners: timed(this.resources.listeners),
+      routes: timed(this.resources.routes),
+      clusters: timed(this.resources.clusters),
+      endpoints: timed(this.resources.endpoints),
+      versions: this.versionSource?.() ?? { listeners: v, routes: v, clusters: v, endpoints: v },
+      secrets: this.secrets.names().flatMap((name) => {
+        const s = this.secrets.get(name);
+        if (s === undefined) return [];
+        return [{ name, kind: s.kind, certificatesPem: s.kind === 'tls_certificate' ? s.certChainPem : s.trustedCaPem }];
+      }),
+    };
   }
 
   configDump(): unknown {

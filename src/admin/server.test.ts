@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_SNAPSHOT } from '../config/model.js';
 import { ProxyMetrics } from '../observability/metrics.js';
 import { startAdminServer, type AdminServer } from './server.js';
-import type { AdminSource, ClusterStatus, ListenerStatus } from './types.js';
+import type { AdminSource, ClusterStatus, ConfigDumpSource, ListenerStatus, ServerIdentity, ServerState } from './types.js';
 
 class FakeSource implements AdminSource {
   readonly metrics = new ProxyMetrics({ defaultMetrics: false });
@@ -12,8 +12,18 @@ class FakeSource implements AdminSource {
   ready = false;
   level = 'info';
   drains = 0;
+  readonly startedAtMs = Date.now() - 12_345;
   isReady(): boolean {
     return this.ready;
+  }
+  state(): ServerState {
+    return this.ready ? 'LIVE' : 'INITIALIZING';
+  }
+  identity(): ServerIdentity {
+    return { node: { id: 'sidecar~web~1', cluster: 'web', metadata: { namespace: 'shop' } }, commandLineOptions: { log_level: 'info' } };
+  }
+  configDumpSource(): ConfigDumpSource {
+    return { listeners: [], routes: [], clusters: [], endpoints: [], versions: { clusters: 'v7' }, secrets: [] };
   }
   snapshot() {
     return { ...EMPTY_SNAPSHOT, version: 'v7' };
@@ -27,7 +37,7 @@ class FakeSource implements AdminSource {
         name: 'backend.default:8080',
         lbPolicy: 'least_request',
         protocol: 'http1',
-        endpoints: [{ address: '10.0.0.1', port: 8080, weight: 1, zone: 'a', region: '', priority: 0, localityWeight: 0, healthy: true, activeRequests: 2, totalRequests: 10, failedRequests: 1, ejectedUntil: null, timesEjected: 0, ejectionReason: null, successRate: null, healthCheck: null }],
+        endpoints: [{ address: '10.0.0.1', port: 8080, weight: 1, zone: 'a', region: '', priority: 0, localityWeight: 0, healthy: true, activeRequests: 2, activeConnections: 1, totalRequests: 10, failedRequests: 1, ejectedUntil: null, timesEjected: 0, ejectionReason: null, successRate: null, healthCheck: null }],
       },
     ];
   }
@@ -76,16 +86,16 @@ describe('admin server', () => {
   it('reports readiness and health', async () => {
     source.ready = false;
     let r = await fetch(`${base}/ready`);
-    expect([r.status, await r.text()]).toEqual([503, 'not ready\n']);
+    expect([r.status, await r.text()]).toEqual([503, 'INITIALIZING\n']);
     source.ready = true;
     r = await fetch(`${base}/ready`);
-    expect([r.status, await r.text()]).toEqual([200, 'ready\n']);
+    expect([r.status, await r.text()]).toEqual([200, 'LIVE\n']);
     r = await fetch(`${base}/healthz`);
     expect([r.status, await r.text()]).toEqual([200, 'ok\n']);
   });
 
-  it('dumps config with its version, pretty-printed', async () => {
-    const r = await fetch(`${base}/config_dump`);
+  it('dumps config (ours, ?format=pillion) with its version, pretty-printed', async () => {
+    const r = await fetch(`${base}/config_dump?format=pillion`);
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toContain('application/json');
     const body = await r.text();
@@ -95,7 +105,7 @@ describe('admin server', () => {
   });
 
   it('lists clusters and listeners', async () => {
-    expect(await (await fetch(`${base}/clusters`)).json()).toEqual(source.clusters());
+    expect(await (await fetch(`${base}/clusters?format=pillion`)).json()).toEqual(source.clusters());
     expect(await (await fetch(`${base}/listeners`)).json()).toEqual(source.listeners());
   });
 
@@ -138,7 +148,7 @@ describe('admin server', () => {
     };
     const s = await startAdminServer(broken, { host: '127.0.0.1', port: 0, logger: quiet });
     try {
-      const r = await fetch(`http://127.0.0.1:${s.port}/clusters`);
+      const r = await fetch(`http://127.0.0.1:${s.port}/clusters?format=pillion`);
       expect(r.status).toBe(500);
       expect(await r.json()).toMatchObject({ error: 'internal', message: 'boom' });
     } finally {

@@ -1,7 +1,13 @@
 // Proxy admin HTTP server (DESIGN.md §3): metrics, readiness, config dump, clusters, listeners, logging, drain.
+// Paths Envoy also has answer in Envoy's shapes, so an Envoy user's scripts run unchanged; ours stay reachable
+// with ?format=pillion.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { listenAdmin } from './listen.js';
 import type { AdminSource } from './types.js';
+import { clustersJson, clustersText, type BreakersOf } from './envoy-clusters.js';
+import { envoyConfigDump } from './envoy-config-dump.js';
+import { envoyStats, statsText } from './envoy-stats.js';
+import { serverInfo } from './server-info.js';
 
 /** The few logger methods the admin server uses (a pino Logger fits). */
 export interface AdminLogger {
@@ -32,8 +38,11 @@ const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
   ['/metrics', { method: 'GET', handler: metrics }],
   ['/ready', { method: 'GET', handler: ready }],
   ['/healthz', { method: 'GET', handler: (_s, _q, res) => text(res, 200, 'ok\n') }],
+  ['/server_info', { method: 'GET', handler: (s, _q, res) => json(res, 200, serverInfo(s, Date.now())) }],
+  ['/stats', { method: 'GET', handler: stats }],
+  ['/stats/prometheus', { method: 'GET', handler: metrics }],
   ['/config_dump', { method: 'GET', handler: configDump }],
-  ['/clusters', { method: 'GET', handler: (s, _q, res) => json(res, 200, s.clusters()) }],
+  ['/clusters', { method: 'GET', handler: clusters }],
   ['/listeners', { method: 'GET', handler: (s, _q, res) => json(res, 200, s.listeners()) }],
   // The route tables as the data path reads them (inline ones included), for `pillion ctl routes`.
   ['/routes', { method: 'GET', handler: (s, _q, res) => json(res, 200, [...s.snapshot().routeConfigs.values()]) }],
@@ -84,13 +93,56 @@ async function metrics(source: AdminSource, _req: IncomingMessage, res: ServerRe
   res.end(body);
 }
 
+/** Envoy's /ready: the server state's name, 200 only for LIVE. */
 function ready(source: AdminSource, _req: IncomingMessage, res: ServerResponse): void {
-  if (source.isReady()) text(res, 200, 'ready\n');
-  else text(res, 503, 'not ready\n');
+  const state = source.state();
+  text(res, state === 'LIVE' ? 200 : 503, `${state}\n`);
 }
 
-function configDump(source: AdminSource, _req: IncomingMessage, res: ServerResponse): void {
-  json(res, 200, { version: source.snapshot().version, config: source.configDump() });
+function configDump(source: AdminSource, _req: IncomingMessage, res: ServerResponse, url: URL): void {
+  const q = url.searchParams;
+  if (q.get('format') === 'pillion') {
+    json(res, 200, { version: source.snapshot().version, config: source.configDump() });
+    return;
+  }
+  const answer = envoyConfigDump(source.configDumpSource(), { resource: q.get('resource'), mask: q.get('mask'), includeEds: q.has('include_eds') });
+  if (answer.status === 200) json(res, 200, answer.body);
+  else text(res, answer.status, `${answer.message}\n`);
+}
+
+/** Envoy's text by default, Envoy's JSON with ?format=json, ours (what `pillion ctl clusters` reads) with ?format=pillion. */
+function clusters(source: AdminSource, _req: IncomingMessage, res: ServerResponse, url: URL): void {
+  const format = url.searchParams.get('format');
+  if (format === 'pillion') {
+    json(res, 200, source.clusters());
+    return;
+  }
+  const snapshot = source.snapshot();
+  const breakers: BreakersOf = (name) => snapshot.clusters.get(name)?.circuitBreakers;
+  if (format === 'json') json(res, 200, clustersJson(source.clusters(), breakers));
+  else text(res, 200, clustersText(source.clusters(), breakers));
+}
+
+/** Envoy's /stats: `name: value` lines, ?format=json, ?format=prometheus, ?filter=<regex> on the names. */
+async function stats(source: AdminSource, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const q = url.searchParams;
+  if (q.get('format') === 'prometheus') {
+    await metrics(source, req, res);
+    return;
+  }
+  let filter: RegExp | null = null;
+  const pattern = q.get('filter');
+  if (pattern !== null && pattern !== '') {
+    try {
+      filter = new RegExp(pattern);
+    } catch (err) {
+      text(res, 400, `invalid regex: ${(err as Error).message}\n`);
+      return;
+    }
+  }
+  const all = await envoyStats(source.registry, filter);
+  if (q.get('format') === 'json') json(res, 200, { stats: all });
+  else text(res, 200, statsText(all));
 }
 
 function logging(source: AdminSource, _req: IncomingMessage, res: ServerResponse, url: URL, logger: AdminLogger): void {

@@ -1,6 +1,7 @@
 // What the admin server may ask of the running proxy: a narrow view, so the admin module knows no internals.
 import type { Registry } from 'prom-client';
 import type { ConfigSnapshot } from '../config/model.js';
+import type { RawResource } from '../config/snapshot.js';
 
 export interface EndpointStatus {
   address: string;
@@ -14,6 +15,8 @@ export interface EndpointStatus {
   localityWeight: number;
   healthy: boolean;
   activeRequests: number;
+  /** Upstream connections open to this endpoint now (Envoy's per-host cx_active). */
+  activeConnections: number;
   totalRequests: number;
   failedRequests: number;
   /** When outlier detection lets the endpoint back in (ISO time), or null when it is not ejected. */
@@ -43,13 +46,54 @@ export interface ListenerStatus {
   direction: string;
 }
 
+/** Envoy's server states (envoy.admin.v3.ServerInfo.State), as /ready and /server_info name them. */
+export type ServerState = 'LIVE' | 'DRAINING' | 'PRE_INITIALIZING' | 'INITIALIZING';
+
+/** Who this proxy is, for /server_info: Envoy's Node and the options it was started with. */
+export interface ServerIdentity {
+  readonly node: { readonly id: string; readonly cluster: string; readonly metadata: Readonly<Record<string, unknown>> };
+  /** The command line's options under Envoy's CommandLineOptions field names where one fits. */
+  readonly commandLineOptions: Readonly<Record<string, unknown>>;
+}
+
+/** One accepted xDS resource as the proxy holds it, with when it took this version of it. */
+export interface DumpedResource extends RawResource {
+  /** Milliseconds since the epoch at which the proxy accepted these bytes (unchanged bytes keep their time). */
+  readonly lastUpdatedMs: number;
+}
+
+/** The raw material of Envoy's /config_dump: accepted resources by type, each type's version, the secrets. */
+export interface ConfigDumpSource {
+  readonly listeners: readonly DumpedResource[];
+  readonly routes: readonly DumpedResource[];
+  readonly clusters: readonly DumpedResource[];
+  readonly endpoints: readonly DumpedResource[];
+  readonly versions: Readonly<Record<string, string>>;
+  /** Certificates and trust bundles by SDS name: their PEM certificates only, never a key. */
+  readonly secrets: readonly DumpedSecret[];
+}
+
+export interface DumpedSecret {
+  readonly name: string;
+  readonly kind: 'tls_certificate' | 'validation_context';
+  /** The certificate chain (tls_certificate) or the trusted CAs (validation_context). */
+  readonly certificatesPem: string;
+}
+
 export interface AdminSource {
   readonly registry: Registry;
   /** True once listeners are bound and every cluster they reference is known. */
   isReady(): boolean;
+  /** LIVE exactly when isReady(); otherwise why not. */
+  state(): ServerState;
+  /** Milliseconds since the epoch at which the process started serving (for uptime). */
+  readonly startedAtMs: number;
+  identity(): ServerIdentity;
   snapshot(): ConfigSnapshot;
   /** Raw xDS resources behind the snapshot, as JSON-friendly objects with their versions (for /config_dump). */
   configDump(): unknown;
+  /** The same resources, raw, for Envoy's /config_dump shape (src/admin/envoy-config-dump.ts). */
+  configDumpSource(): ConfigDumpSource;
   clusters(): ClusterStatus[];
   listeners(): ListenerStatus[];
   setLogLevel(level: string): boolean;

@@ -133,7 +133,7 @@ export async function runCtlCommand(argv: readonly string[]): Promise<void> {
   let out: string;
   switch (what) {
     case 'clusters':
-      out = formatClusters(JSON.parse(await get('/clusters')) as ClusterStatus[]);
+      out = formatClusters(JSON.parse(await get('/clusters?format=pillion')) as ClusterStatus[]);
       break;
     case 'listeners':
       out = formatListeners(JSON.parse(await get('/listeners')) as ListenerStatus[]);
@@ -142,10 +142,10 @@ export async function runCtlCommand(argv: readonly string[]): Promise<void> {
       out = formatRoutes(JSON.parse(await get('/routes')) as RouteConfigModel[]);
       break;
     case 'certs':
-      out = formatCerts((JSON.parse(await get('/config_dump')) as { config: { secrets?: SecretSummary[] } }).config.secrets ?? []);
+      out = formatCerts((JSON.parse(await get('/config_dump?format=pillion')) as { config: { secrets?: SecretSummary[] } }).config.secrets ?? []);
       break;
     case 'config-dump':
-      out = await get('/config_dump');
+      out = await get('/config_dump?format=pillion');
       break;
     case 'stats':
       out = formatStats(await get('/metrics'));

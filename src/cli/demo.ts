@@ -448,7 +448,7 @@ class MeshView {
     const delta = (k: keyof ResilienceCounters): number => Math.max(0, totals[k] - before[k]);
     let clusters: unknown;
     try {
-      const r = await httpGet(this.frontend.adminPort, '/clusters', 800);
+      const r = await httpGet(this.frontend.adminPort, '/clusters?format=pillion', 800);
       clusters = r.status === 200 ? JSON.parse(r.body) : undefined;
     } catch {
       clusters = undefined;

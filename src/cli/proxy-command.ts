@@ -47,6 +47,26 @@ function limitOptions(boot: ProxyBootstrap): Pick<ProxyOptions, 'maxConnectionsP
   };
 }
 
+/** Node and flags for /server_info, under Envoy's Node and CommandLineOptions names (Node.cluster is the service). */
+function identityOption(boot: ProxyBootstrap): Pick<ProxyOptions, 'identity'> {
+  const n = boot.node;
+  return {
+    identity: {
+      node: {
+        id: n.id,
+        cluster: n.service,
+        metadata: { service: n.service, namespace: n.namespace, service_account: n.serviceAccount, inbound_port: n.inboundPort, outbound_port: n.outboundPort },
+      },
+      commandLineOptions: {
+        service_node: n.id,
+        service_cluster: n.service,
+        log_level: boot.logLevel,
+        ...(boot.configFile === undefined ? {} : { config_path: boot.configFile }),
+      },
+    },
+  };
+}
+
 /** --cert/--key/--ca: the workload identity into the SecretStore before any config needs it. */
 function loadIdentity(proxy: Proxy, boot: ProxyBootstrap): void {
   if (boot.identityFiles === undefined) return;
@@ -65,7 +85,7 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
   const { loadLocalSnapshot } = await import('../config/local.js');
   // Validate the mesh config before binding anything: a bad file must fail fast, naming the field.
   const local = loadLocalSnapshot(boot.configFile!, boot.node);
-  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot) });
+  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot), ...identityOption(boot) });
   loadIdentity(proxy, boot);
   for (const warning of local.resources.warnings) proxy.logger.warn({ node: boot.node.id }, warning);
   for (const warning of local.notEnforced) proxy.logger.warn({ config: boot.configFile }, `not enforced: ${warning}`);
@@ -87,7 +107,7 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Runn
   const { AdsClient } = await import('../xds/ads-client.js');
   // Read before anything binds: a missing or wrong --xds-ca file fails the start, naming it.
   const rootPem = boot.xdsCaFile === undefined ? undefined : readRootFile(boot.xdsCaFile);
-  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot) });
+  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot), ...identityOption(boot) });
   loadIdentity(proxy, boot);
   const credentials = rootPem === undefined ? undefined : await xdsTlsCredentials(rootPem);
   const ads = new AdsClient({ servers, node: boot.node, target: proxy, ...(credentials ? { credentials } : {}) });

@@ -324,6 +324,7 @@ export class UpstreamCluster implements HealthCheckHost {
         localityWeight: ep.localityWeight,
         healthy: ep.healthy,
         activeRequests: ep.activeRequests,
+        activeConnections: this.pools.get(ep.key)?.connections ?? 0,
         totalRequests: ep.totalRequests,
         failedRequests: ep.failedRequests,
         ejectedUntil: ep.outlier.ejectedUntilMs === null ? null : new Date(ep.outlier.ejectedUntilMs).toISOString(),

@@ -458,6 +458,10 @@ export class Http1Pool implements ConnectionPool {
     return this.waiting.length;
   }
 
+  get connections(): number {
+    return this.all.size;
+  }
+
   request(spec: UpstreamRequestSpec, sink: UpstreamSink): UpstreamStream {
     return this.send(spec, sink, false);
   }

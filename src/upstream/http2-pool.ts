@@ -160,6 +160,10 @@ export class Http2Pool implements ConnectionPool {
     return this.waiting.length;
   }
 
+  get connections(): number {
+    return this.sessions.length;
+  }
+
   request(spec: UpstreamRequestSpec, sink: UpstreamSink): UpstreamStream {
     const tls = this.options.tls ?? null;
     if (tls !== null) {

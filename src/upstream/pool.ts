@@ -39,6 +39,8 @@ export interface ConnectionPool {
   request(spec: UpstreamRequestSpec, sink: UpstreamSink): UpstreamStream;
   /** Requests waiting for a connection. */
   readonly pending: number;
+  /** Connections open now (for /clusters' per-host cx_active). */
+  readonly connections: number;
   /** Stops new requests; closes connections once their requests finish. */
   drain(): void;
   destroy(): void;

@@ -155,7 +155,7 @@ async function editReachesProxy(): Promise<number> {
 }
 
 async function proxyVersions(): Promise<Record<string, string>> {
-  const r = await request(goodProxyAdmin, { path: '/config_dump' });
+  const r = await request(goodProxyAdmin, { path: '/config_dump?format=pillion' });
   return (JSON.parse(r.body) as { config: { versions: Record<string, string> } }).config.versions;
 }
 

@@ -51,7 +51,7 @@ async function sidecar(service: string, extra: string[]): Promise<{ proc: Pillio
 }
 
 async function serial(admin: number): Promise<string> {
-  const dump = (await (await fetch(`http://127.0.0.1:${admin}/config_dump`)).json()) as {
+  const dump = (await (await fetch(`http://127.0.0.1:${admin}/config_dump?format=pillion`)).json()) as {
     config: { secrets: { name: string; certificates: { serial: string }[] }[] };
   };
   return dump.config.secrets.find((s) => s.name === 'default')!.certificates[0]!.serial;

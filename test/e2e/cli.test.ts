@@ -76,9 +76,9 @@ describe('pillion proxy (process)', () => {
 
       expect((await fetch(`http://127.0.0.1:${admin}/ready`)).status).toBe(200);
       expect((await fetch(`http://127.0.0.1:${admin}/healthz`)).status).toBe(200);
-      const clusters = (await (await fetch(`http://127.0.0.1:${admin}/clusters`)).json()) as { name: string }[];
+      const clusters = (await (await fetch(`http://127.0.0.1:${admin}/clusters?format=pillion`)).json()) as { name: string }[];
       expect(clusters.map((c) => c.name)).toContain('slow.default:8080');
-      const dump = (await (await fetch(`http://127.0.0.1:${admin}/config_dump`)).json()) as Record<string, unknown>;
+      const dump = (await (await fetch(`http://127.0.0.1:${admin}/config_dump?format=pillion`)).json()) as Record<string, unknown>;
       expect(JSON.stringify(dump)).toContain('slow.default:8080');
 
       const first = await request(outbound, { host: 'slow', path: '/one' });

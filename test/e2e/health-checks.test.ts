@@ -66,7 +66,7 @@ let good: Checked, flappy: Checked, tcpA: Checked, tcpB: Checked, steady: Checke
 let endless: Awaited<ReturnType<typeof rawServer>>, silent: Awaited<ReturnType<typeof rawServer>>, garbage: Awaited<ReturnType<typeof rawServer>>;
 
 async function clusterOf(service: string): Promise<ClusterStatus> {
-  const all = (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/clusters`)).json()) as ClusterStatus[];
+  const all = (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/clusters?format=pillion`)).json()) as ClusterStatus[];
   const found = all.find((c) => c.name.startsWith(`${service}.`));
   if (found === undefined) throw new Error(`no cluster for ${service}`);
   return found;

@@ -235,7 +235,7 @@ describe('Upgrade through mTLS', () => {
 
 describe('certificates in /config_dump', () => {
   it('summarizes the workload certificate and the trust bundle (never the key)', async () => {
-    const res = await request(frontend.adminPort, { path: '/config_dump' });
+    const res = await request(frontend.adminPort, { path: '/config_dump?format=pillion' });
     expect(res.body).not.toContain('PRIVATE KEY');
     const { config: dump } = JSON.parse(res.body) as { config: { secrets: { name: string; certificates: { spiffeId: string | null; serial: string; notAfter: string }[] }[] } };
     const cert = dump.secrets.find((s) => s.name === 'default')!;

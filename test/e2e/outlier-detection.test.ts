@@ -27,7 +27,7 @@ function answering(name: string, status: number): Promise<Backend> {
 }
 
 async function clusterOf(service: string): Promise<ClusterStatus> {
-  const all = (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/clusters`)).json()) as ClusterStatus[];
+  const all = (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/clusters?format=pillion`)).json()) as ClusterStatus[];
   const found = all.find((c) => c.name.includes(service));
   if (found === undefined) throw new Error(`no cluster for ${service}: ${all.map((c) => c.name).join(', ')}`);
   return found;

@@ -47,7 +47,7 @@ async function until(ok: (answer: string) => boolean, run: number, maxRequests: 
 }
 
 async function clusterStatus(): Promise<ClusterStatus> {
-  const all = (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/clusters`)).json()) as ClusterStatus[];
+  const all = (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/clusters?format=pillion`)).json()) as ClusterStatus[];
   return all.find((c) => c.name === 'backend.default:8080')!;
 }
 

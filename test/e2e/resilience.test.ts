@@ -94,7 +94,7 @@ async function load(
 }
 
 async function clusters(proxy: RunningProxy): Promise<ClusterStatus[]> {
-  return (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/clusters`)).json()) as ClusterStatus[];
+  return (await (await fetch(`http://127.0.0.1:${proxy.adminPort}/clusters?format=pillion`)).json()) as ClusterStatus[];
 }
 
 async function endpointOf(proxy: RunningProxy, service: string, port: number): Promise<EndpointStatus> {

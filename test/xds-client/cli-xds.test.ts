@@ -79,7 +79,7 @@ describe('pillion proxy --xds (process)', () => {
       expect(await proc.waitForLine((l) => l.msg === 'xds connected')).toMatchObject({ server: server.address });
       expect(await proc.waitForLine((l) => l.msg === 'xds ACK' && l.type === 'routes')).toMatchObject({ version: 'rv1' });
       // Each type shows its own last ACKed version, as Envoy's config_dump does.
-      const dump = (await (await fetch(`http://127.0.0.1:${admin}/config_dump`)).json()) as { config: { versions: unknown } };
+      const dump = (await (await fetch(`http://127.0.0.1:${admin}/config_dump?format=pillion`)).json()) as { config: { versions: unknown } };
       expect(dump.config.versions).toEqual({ listeners: 'lv1', routes: 'rv1', clusters: 'cv1', endpoints: 'ev1' });
       expect(proc.lines.some((l) => l.msg === 'xds: cannot reach control server' && l.server === dead)).toBe(true);
 
