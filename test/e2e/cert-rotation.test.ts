@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE_FLAGS } from '../../src/cli/node-flags.js';
-import { startTcpEcho, type Backend } from '../helpers/backends.js';
+import { freePort, startTcpEcho, type Backend } from '../helpers/backends.js';
 import { MAIN, runPillion, type PillionProcess } from '../helpers/process.js';
 
 let dir: string;
@@ -18,14 +18,6 @@ let echoInbound: number;
 let egressPort: number;
 let echoAdmin: number;
 const procs: PillionProcess[] = [];
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function token(serviceAccount: string): Promise<string> {
   return new Promise((resolve, reject) =>

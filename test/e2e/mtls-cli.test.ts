@@ -3,10 +3,9 @@
 // refused by the STRICT one; --cert without --key and --ca is a usage error.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startHttpBackend, type Backend } from '../helpers/backends.js';
+import { freePort, startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { runPillion, type PillionProcess } from '../helpers/process.js';
 import { TestCa } from '../tls/test-ca.js';
@@ -17,14 +16,6 @@ let app: Backend;
 let dir: string;
 let meshFile: string;
 const procs: PillionProcess[] = [];
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function start(service: string, extra: string[]): PillionProcess {
   const p = runPillion(['proxy', '--config', meshFile, '--service', service, '--admin-port', '0', '--outbound-port', '0', '--access-log', 'off', ...extra]);

@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startHttpBackend, startTcpEcho, type Backend } from '../helpers/backends.js';
+import { freePort, startHttpBackend, startTcpEcho, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { echoClient, startEchoServer, type EchoServer } from '../helpers/grpc.js';
 import type { RunningProxy } from '../helpers/proxy.js';
@@ -52,14 +52,6 @@ services:
     ports: [{ port: 5432, protocol: tcp }]
     endpoints: [{ address: 127.0.0.1, port: 1 }]
 `;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** One request through `openssl s_client` (an independent TLS stack); what the server sent back. */

@@ -3,7 +3,7 @@
 // app in x-forwarded-client-cert; secure naming refuses an upstream with the wrong SPIFFE ID (503 peer_identity).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
-import { startHttpBackend, startTcpEcho, type Backend } from '../helpers/backends.js';
+import { freePort, startHttpBackend, startTcpEcho, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { echoClient, startEchoServer, type EchoServer } from '../helpers/grpc.js';
 import type { RunningProxy } from '../helpers/proxy.js';
@@ -36,14 +36,6 @@ services:
     ports: [{ port: 5432, protocol: tcp }]
     endpoints: [{ address: 127.0.0.1, port: 1 }]
 `;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 function clientMesh(): string {

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
 import * as http2 from 'node:http2';
-import { startHttpBackend, startTcpEcho, deadPort, type Backend } from '../helpers/backends.js';
+import { freePort, startHttpBackend, startTcpEcho, deadPort, type Backend } from '../helpers/backends.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { request, h2request } from '../helpers/client.js';
 
@@ -14,10 +14,6 @@ let server: RunningProxy;
 let autoServer: RunningProxy;
 let egressPort: number;
 let deadEgressPort: number;
-
-async function freePort(): Promise<number> {
-  return deadPort();
-}
 
 beforeAll(async () => {
   echo = await startTcpEcho();

@@ -5,11 +5,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE_FLAGS } from '../../src/cli/node-flags.js';
-import { startHttpBackend, type Backend } from '../helpers/backends.js';
+import { freePort, startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { MAIN, runPillion, type PillionProcess } from '../helpers/process.js';
 
@@ -20,14 +19,6 @@ let backendInbound: number;
 const procs: PillionProcess[] = [];
 const outbound = new Map<string, number>();
 const admin = new Map<string, number>();
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function token(serviceAccount: string): Promise<string> {
   return new Promise((resolve, reject) =>
