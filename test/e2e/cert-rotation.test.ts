@@ -2,45 +2,14 @@
 // A TCP stream opened through both sidecars' mTLS hop before a renewal keeps flowing after it, and the server
 // sidecar presents its new certificate (a new serial on /config_dump) to new connections.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { freePort, startTcpEcho, type Backend } from '../helpers/backends.js';
-import { MAIN, runPillion, type PillionProcess } from '../helpers/process.js';
+import { startMeshWithCa, type MeshWithCa } from '../helpers/mesh-ca.js';
 
-let dir: string;
+let mesh: MeshWithCa;
 let echo: Backend;
-let securePort: number;
-let echoInbound: number;
 let egressPort: number;
 let echoAdmin: number;
-const procs: PillionProcess[] = [];
-
-function token(serviceAccount: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    execFile(
-      process.execPath,
-      [...NODE_FLAGS, MAIN, 'token', '--ca-dir', join(dir, 'ca'), '--namespace', 'default', '--service-account', serviceAccount],
-      (err, stdout) => (err ? reject(err) : resolve(stdout)),
-    ),
-  );
-}
-
-async function sidecar(service: string, extra: string[]): Promise<{ proc: PillionProcess; admin: number }> {
-  const file = join(dir, `${service}.token`);
-  writeFileSync(file, await token(service));
-  const proc = runPillion([
-    'proxy', '--service', service, '--xds', `127.0.0.1:${securePort}`, '--xds-ca', join(dir, 'ca', 'root-cert.pem'), '--token', file,
-    '--admin-port', '0', '--outbound-port', '0', '--access-log', 'off', ...extra,
-  ]);
-  procs.push(proc);
-  const admin = Number((await proc.waitForLine((l) => l.msg === 'admin listening')).port);
-  await proc.waitForLine((l) => l.msg === 'proxy ready');
-  return { proc, admin };
-}
 
 async function serial(admin: number): Promise<string> {
   const dump = (await (await fetch(`http://127.0.0.1:${admin}/config_dump?format=pillion`)).json()) as {
@@ -62,12 +31,10 @@ function roundTrip(socket: net.Socket, text: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'pillion-rotation-'));
   echo = await startTcpEcho();
-  echoInbound = await freePort();
+  const echoInbound = await freePort();
   egressPort = await freePort();
-  writeFileSync(
-    join(dir, 'mesh.yaml'),
+  mesh = await startMeshWithCa(
     `services:
   - name: client
     ports: [{ port: 8080, protocol: http }]
@@ -77,21 +44,15 @@ beforeAll(async () => {
     ports: [{ port: 9000, protocol: tcp }]
     endpoints: [{ address: 127.0.0.1, port: ${echoInbound} }]
 `,
+    ['--cert-ttl', '4s'],
   );
-  const control = runPillion([
-    'control', '--config', join(dir, 'mesh.yaml'), '--port', '0', '--admin-port', '0', '--ca-dir', join(dir, 'ca'), '--secure-port', '0', '--cert-ttl', '4s',
-  ]);
-  procs.push(control);
-  securePort = Number((await control.waitForLine((l) => l.msg === 'xds TLS and certificate service listening')).port);
-  echoAdmin = (await sidecar('echo', ['--app-port', String(echo.port), '--inbound-port', String(echoInbound)])).admin;
-  await sidecar('client', ['--inbound-port', '0']);
+  echoAdmin = (await mesh.sidecar('echo', 'default', ['--app-port', String(echo.port), '--inbound-port', String(echoInbound)])).admin;
+  await mesh.sidecar('client', 'default', ['--inbound-port', '0']);
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of procs) p.child.kill('SIGKILL');
-  await Promise.all(procs.map((p) => p.exited));
+  await mesh.close();
   await echo.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('certificate rotation (processes, 4 s certificates)', () => {

@@ -4,54 +4,22 @@
 // who called in x-forwarded-client-cert.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { freePort, startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
-import { MAIN, runPillion, type PillionProcess } from '../helpers/process.js';
+import { startMeshWithCa, type MeshWithCa } from '../helpers/mesh-ca.js';
+import { MAIN } from '../helpers/process.js';
 
-let dir: string;
+let mesh: MeshWithCa;
 let app: Backend;
-let securePort: number;
 let backendInbound: number;
-const procs: PillionProcess[] = [];
 const outbound = new Map<string, number>();
 const admin = new Map<string, number>();
 
-function token(serviceAccount: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    execFile(
-      process.execPath,
-      [...NODE_FLAGS, MAIN, 'token', '--ca-dir', join(dir, 'ca'), '--namespace', 'shop', '--service-account', serviceAccount, '--ttl', '10m'],
-      (err, stdout) => (err ? reject(err) : resolve(stdout)),
-    ),
-  );
-}
-
-async function sidecar(service: string, extra: string[]): Promise<PillionProcess> {
-  const file = join(dir, `${service}.token`);
-  writeFileSync(file, await token(service));
-  const p = runPillion([
-    'proxy', '--service', service, '--namespace', 'shop', '--xds', `127.0.0.1:${securePort}`, '--xds-ca', join(dir, 'ca', 'root-cert.pem'),
-    '--token', file, '--admin-port', '0', '--outbound-port', '0', '--access-log', 'off', ...extra,
-  ]);
-  procs.push(p);
-  admin.set(service, Number((await p.waitForLine((l) => l.msg === 'admin listening')).port));
-  const port = Number((await p.waitForLine((l) => l.msg === 'listening' && l.listener === 'outbound')).port);
-  outbound.set(service, port);
-  await p.waitForLine((l) => l.msg === 'proxy ready');
-  return p;
-}
-
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'pillion-zero-trust-'));
   app = await startHttpBackend('app');
   backendInbound = await freePort();
-  writeFileSync(
-    join(dir, 'mesh.yaml'),
-    `services:
+  mesh = await startMeshWithCa(`services:
   - name: frontend
     namespace: shop
     ports: [{ port: 8080, protocol: http }]
@@ -66,21 +34,20 @@ beforeAll(async () => {
     endpoints: [{ address: 127.0.0.1, port: ${backendInbound} }]
     authorization:
       allow: [{ name: frontend-only, principals: ["spiffe://cluster.local/ns/shop/sa/frontend"] }]
-`,
-  );
-  const control = runPillion(['control', '--config', join(dir, 'mesh.yaml'), '--port', '0', '--admin-port', '0', '--ca-dir', join(dir, 'ca'), '--secure-port', '0']);
-  procs.push(control);
-  securePort = Number((await control.waitForLine((l) => l.msg === 'xds TLS and certificate service listening')).port);
-  await sidecar('backend', ['--app-port', String(app.port), '--inbound-port', String(backendInbound)]);
-  await sidecar('frontend', ['--inbound-port', '0']);
-  await sidecar('intruder', ['--inbound-port', '0']);
+`);
+  const start = async (service: string, extra: string[]): Promise<void> => {
+    const s = await mesh.sidecar(service, 'shop', extra);
+    admin.set(service, s.admin);
+    outbound.set(service, s.outbound);
+  };
+  await start('backend', ['--app-port', String(app.port), '--inbound-port', String(backendInbound)]);
+  await start('frontend', ['--inbound-port', '0']);
+  await start('intruder', ['--inbound-port', '0']);
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of procs) p.child.kill('SIGKILL');
-  await Promise.all(procs.map((p) => p.exited));
+  await mesh.close();
   await app.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('zero trust with the mesh CA (processes)', () => {
