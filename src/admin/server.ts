@@ -123,6 +123,10 @@ function clusters(source: AdminSource, _req: IncomingMessage, res: ServerRespons
   else text(res, 200, clustersText(source.clusters(), breakers));
 }
 
+const MAX_FILTER_LENGTH = 256;
+/** A group followed by a quantifier, or a backreference: the shapes of catastrophic backtracking. */
+const BACKTRACKING = /\)[*+?{]|\\[1-9]|\\k</;
+
 /** Envoy's /stats: `name: value` lines, ?format=json, ?format=prometheus, ?filter=<regex> on the names. */
 async function stats(source: AdminSource, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
   const q = url.searchParams;
@@ -133,6 +137,13 @@ async function stats(source: AdminSource, req: IncomingMessage, res: ServerRespo
   let filter: RegExp | null = null;
   const pattern = q.get('filter');
   if (pattern !== null && pattern !== '') {
+    // Envoy matches with RE2, which never backtracks; JavaScript's engine can, for ever, on a pattern like (a+)+$,
+    // and that would wedge the proxy. So: short patterns, no quantified groups, no backreferences.
+    const unsafe = pattern.length > MAX_FILTER_LENGTH ? `longer than ${MAX_FILTER_LENGTH} characters` : BACKTRACKING.test(pattern) ? 'a quantified group or a backreference' : null;
+    if (unsafe !== null) {
+      text(res, 400, `filter refused: ${unsafe} (it could make the match run for ever)\n`);
+      return;
+    }
     try {
       filter = new RegExp(pattern);
     } catch (err) {

@@ -179,6 +179,10 @@ describe('Envoy-shaped admin', () => {
     expect([...filtered.keys()].every((n) => n.endsWith('upstream_rq_total'))).toBe(true);
     expect(filtered.size).toBeGreaterThan(0);
     expect((await get('/stats?filter=(')).status).toBe(400);
+    // A pattern that could backtrack for ever is refused, not run (Envoy's RE2 never backtracks; V8's engine can).
+    const evil = await get(`/stats?filter=${encodeURIComponent('(a+)+$')}`);
+    expect(evil.status).toBe(400);
+    expect(evil.body).toContain('quantified group');
 
     const prom = await get('/stats/prometheus');
     expect(prom.type).toBe((await get('/metrics')).type);
