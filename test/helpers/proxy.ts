@@ -1,4 +1,5 @@
 // Starts a real Pillion proxy in this process from a mesh config (YAML text), on ports the OS picks.
+import { ROOT_CA_SECRET, WORKLOAD_CERT_SECRET } from '../../src/tls/secrets.js';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +31,17 @@ export interface StartProxyOptions {
   listener?: Record<string, unknown>;
   /** Proxy options beyond what the helper sets (limits, overload thresholds). */
   proxyOptions?: Partial<ProxyOptions>;
+  /**
+   * A workload identity in the proxy's SecretStore (what `--cert/--key/--ca` or the CA client give a real one), so
+   * the compiler emits mTLS for it; omitted = a proxy without identity (plaintext).
+   */
+  identity?: { readonly cert: { readonly certPem: string; readonly keyPem: string }; readonly caPem: string };
+}
+
+/** Puts a workload certificate and trust bundle where the TLS data path reads them. */
+export function setIdentity(proxy: Proxy, cert: { readonly certPem: string; readonly keyPem: string }, caPem: string): void {
+  proxy.secrets.set(WORKLOAD_CERT_SECRET, { kind: 'tls_certificate', certChainPem: cert.certPem, privateKeyPem: cert.keyPem });
+  proxy.secrets.set(ROOT_CA_SECRET, { kind: 'validation_context', trustedCaPem: caPem });
 }
 
 interface FilterChain {
@@ -64,6 +76,7 @@ export async function startProxy(meshYaml: string, opts: StartProxyOptions): Pro
     ...(opts.appPort === undefined ? {} : { appPort: opts.appPort }),
     inboundPort: opts.inboundPort ?? 0,
     outboundPort: 0,
+    ...(opts.identity === undefined ? {} : { workloadIdentity: true }),
   };
   const local = loadLocalSnapshot(file, node);
   const proxy = new Proxy({
@@ -74,6 +87,7 @@ export async function startProxy(meshYaml: string, opts: StartProxyOptions): Pro
     drainTimeoutMs: 2_000,
     ...opts.proxyOptions,
   });
+  if (opts.identity !== undefined) setIdentity(proxy, opts.identity.cert, opts.identity.caPem);
   await proxy.startAdmin();
   const resources =
     opts.hcm === undefined && opts.listener === undefined ? local.resources : withFields(local.resources, opts.hcm ?? {}, opts.listener ?? {});
