@@ -66,12 +66,12 @@ export function faultAbort(httpStatus: number, grpcStatus: number): Reason {
 }
 
 /** The reply of a request the local rate limit refused (envoy.filters.http.local_ratelimit, default 429), flag RL. */
-export function rateLimited(httpStatus: number): Reason {
-  let r = rateLimits.get(httpStatus);
+export function rateLimited(httpStatus: number, grpcStatus: number): Reason {
+  const key = httpStatus * 100 + grpcStatus;
+  let r = rateLimits.get(key);
   if (r === undefined) {
-    // gRPC: UNAVAILABLE, Envoy's mapping of 429 (a caller's retry policy may try again later).
-    r = reason('rate_limited', httpStatus, 14, 'RL', 'rate limited: too many requests');
-    rateLimits.set(httpStatus, r);
+    r = reason('rate_limited', httpStatus, grpcStatus, 'RL', 'rate limited: too many requests');
+    rateLimits.set(key, r);
   }
   return r;
 }

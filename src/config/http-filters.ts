@@ -5,7 +5,7 @@ import { JWT_AUTHN_NAME, jwtAuthn } from './jwt-authn.js';
 import { HTTP_RBAC_NAME, rbacFilter } from './rbac.js';
 import type { FaultModel, FilterConfigModel, HttpFilterModel, LocalRateLimitModel } from './model.js';
 import { decodeAny, TYPE_URLS } from './protos.js';
-import { durationMs, invalid, wrapped, type Plain } from './values.js';
+import { durationMs, invalid, notEnforced, wrapped, type Plain } from './values.js';
 
 export const ROUTER_NAME = 'envoy.filters.http.router';
 export const FAULT_NAME = 'envoy.filters.http.fault';
@@ -26,9 +26,8 @@ export function perMillion(p: Plain | undefined, field: string): number {
 function fault(f: Plain, field: string): FaultModel {
   if (f.delay?.header_delay) invalid(`${field}.delay.header_delay: not supported (use fixed_delay)`);
   if (f.abort?.header_abort) invalid(`${field}.abort.header_abort: not supported (use http_status or grpc_status)`);
-  for (const unsupported of ['upstream_cluster', 'downstream_nodes', 'headers'] as const) {
-    const v = f[unsupported];
-    if (v !== undefined && v !== '' && !(Array.isArray(v) && v.length === 0)) invalid(`${field}.${unsupported}: not supported`);
+  for (const unsupported of ['upstream_cluster', 'downstream_nodes', 'headers', 'response_rate_limit'] as const) {
+    if (isSet(f[unsupported])) invalid(`${field}.${unsupported}: not supported`);
   }
   const delayMs = f.delay ? durationMs(f.delay.fixed_delay, 0, `${field}.delay.fixed_delay`) : 0;
   if (f.delay && delayMs === 0) invalid(`${field}.delay.fixed_delay: must be above 0`);
@@ -69,6 +68,12 @@ function localRateLimit(l: Plain, field: string): LocalRateLimitModel | null {
   if (fillIntervalMs === 0) invalid(`${field}.token_bucket.fill_interval: missing or 0`);
   const status = Number(l.status?.code ?? 0) || 429;
   if (!(status >= 200 && status < 600)) invalid(`${field}.status.code: ${status} is not in 200..599`);
+  if (isSet(l.descriptors)) notEnforced(`${field}.descriptors`, 'one bucket limits every request, whatever its descriptors');
+  if (isSet(l.response_headers_to_add)) notEnforced(`${field}.response_headers_to_add`, 'no header is added');
+  if (l.local_rate_limit_per_downstream_connection === true) {
+    notEnforced(`${field}.local_rate_limit_per_downstream_connection`, 'the bucket is shared by all connections');
+  }
+  if (Number(l.enable_x_ratelimit_headers ?? 0) !== 0) notEnforced(`${field}.enable_x_ratelimit_headers`, 'no x-ratelimit headers are sent');
   return {
     statPrefix: String(l.stat_prefix),
     maxTokens,
@@ -77,7 +82,16 @@ function localRateLimit(l: Plain, field: string): LocalRateLimitModel | null {
     enabledPerMillion: perMillion(l.filter_enabled?.default_value, `${field}.filter_enabled.default_value`),
     enforcedPerMillion: perMillion(l.filter_enforced?.default_value, `${field}.filter_enforced.default_value`),
     status,
+    // Envoy answers gRPC callers UNAVAILABLE (its mapping of 429) unless told RESOURCE_EXHAUSTED.
+    grpcStatus: l.rate_limited_as_resource_exhausted === true ? 8 : 14,
   };
+}
+
+/** A field that carries something: not unset, not empty (a string, a list, bytes). */
+function isSet(v: unknown): boolean {
+  if (v === undefined || v === null || v === '' || v === false) return false;
+  if (Array.isArray(v) || v instanceof Uint8Array) return v.length > 0;
+  return true;
 }
 
 function typeOf(any: Plain | undefined): string {

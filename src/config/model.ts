@@ -122,6 +122,8 @@ export interface LocalRateLimitModel {
   readonly enforcedPerMillion: number;
   /** The status of a limited request (default 429). */
   readonly status: number;
+  /** grpc-status for gRPC callers: 14 UNAVAILABLE, or 8 RESOURCE_EXHAUSTED (rate_limited_as_resource_exhausted). */
+  readonly grpcStatus: number;
 }
 
 export type FilterConfigModel =

@@ -203,7 +203,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
       this.lastActivityMs = Date.now();
       this.idleTimer = setTimeout(onIdleCheck, idleMs, this);
     }
-    router.start(route, headers, body, this.scheme);
+    router.start(route, headers, body, this.scheme, timeoutMs);
   }
 
   // --- RouterOwner: the response the router settled on ---

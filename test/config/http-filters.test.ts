@@ -87,8 +87,25 @@ describe('HTTP filters from xDS', () => {
     expect(snapshot.listeners.get('l')!.http!.httpFilters).toEqual([{ name: 'envoy.filters.http.local_ratelimit', kind: 'local_ratelimit', config: null }]);
     expect(snapshot.routeConfigs.get('r')!.virtualHosts[0]!.routes[0]!.filterConfigs?.get('envoy.filters.http.local_ratelimit')).toEqual({
       kind: 'local_ratelimit',
-      config: { statPrefix: 'rl', maxTokens: 10, tokensPerFill: 2, fillIntervalMs: 1000, enabledPerMillion: 1_000_000, enforcedPerMillion: 500_000, status: 503 },
+      config: { statPrefix: 'rl', maxTokens: 10, tokensPerFill: 2, fillIntervalMs: 1000, enabledPerMillion: 1_000_000, enforcedPerMillion: 500_000, status: 503, grpcStatus: 14 },
     });
+  });
+
+  it('says which local rate limit fields it does not act on, and honours rate_limited_as_resource_exhausted', () => {
+    const rl = anyField(MESSAGE_NAMES.LocalRateLimit, {
+      stat_prefix: 'rl',
+      token_bucket: { max_tokens: 1, fill_interval: { seconds: 1 } },
+      descriptors: [new Uint8Array([10, 0])],
+      local_rate_limit_per_downstream_connection: true,
+      rate_limited_as_resource_exhausted: true,
+    });
+    const { snapshot, errors, warnings } = build(listener([{ name: 'envoy.filters.http.local_ratelimit', typed_config: rl }, ROUTER]));
+    expect(errors).toEqual([]);
+    expect(snapshot.listeners.get('l')!.http!.httpFilters[0]).toMatchObject({ config: { grpcStatus: 8 } });
+    expect(warnings.map((w) => w.message)).toEqual([
+      expect.stringContaining('http_filters[0].typed_config.descriptors: accepted but not enforced yet'),
+      expect.stringContaining('http_filters[0].typed_config.local_rate_limit_per_downstream_connection: accepted but not enforced yet'),
+    ]);
   });
 
   it('refuses what it cannot honour, naming the field; skips an optional filter it does not know', () => {
@@ -97,6 +114,9 @@ describe('HTTP filters from xDS', () => {
       expect.stringContaining('http_filters[0].typed_config.abort.header_abort: not supported'),
     ]);
     expect(nack(listener([fault({ abort: { http_status: 700 } }), ROUTER]))).toEqual([expect.stringContaining('abort.http_status: 700 is not in 200..599')]);
+    expect(nack(listener([fault({ response_rate_limit: new Uint8Array([10, 2, 8, 1]) }), ROUTER]))).toEqual([
+      expect.stringContaining('http_filters[0].typed_config.response_rate_limit: not supported'),
+    ]);
     const cors = { name: 'envoy.filters.http.cors', typed_config: { type_url: 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors', value: new Uint8Array() } };
     expect(nack(listener([cors, ROUTER]))).toEqual([expect.stringContaining('http_filters[0]: unsupported filter envoy.filters.http.cors')]);
     expect(nack(listener([{ ...cors, is_optional: true }, ROUTER]))).toEqual([]);
@@ -130,7 +150,7 @@ describe('fault and rateLimit in the mesh config', () => {
       {
         name: 'envoy.filters.http.local_ratelimit',
         kind: 'local_ratelimit',
-        config: { statPrefix: 'inbound_rate_limit', maxTokens: 150, tokensPerFill: 100, fillIntervalMs: 1000, enabledPerMillion: 1_000_000, enforcedPerMillion: 1_000_000, status: 429 },
+        config: { statPrefix: 'inbound_rate_limit', maxTokens: 150, tokensPerFill: 100, fillIntervalMs: 1000, enabledPerMillion: 1_000_000, enforcedPerMillion: 1_000_000, status: 429, grpcStatus: 14 },
       },
     ]);
     const vh = snapshot.routeConfigs.get('outbound')!.virtualHosts.find((v) => v.domains.includes('a.default'))!;

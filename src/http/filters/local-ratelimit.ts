@@ -39,7 +39,7 @@ class LimitState {
   readonly reason: Reason;
   constructor(model: LocalRateLimitModel, nowMs: number) {
     this.bucket = new TokenBucket(model, nowMs);
-    this.reason = rateLimited(model.status);
+    this.reason = rateLimited(model.status, model.grpcStatus);
   }
 }
 

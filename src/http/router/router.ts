@@ -99,8 +99,11 @@ export class Router {
     private readonly owner: RouterOwner,
   ) {}
 
-  /** Forwards the request along `route`; the stream idle timeout, if the exchange needs one, is the caller's. */
-  start(route: RouteModel, headers: RequestHeaders, body: Readable | null, scheme: string): void {
+  /**
+   * Forwards the request along `route` with the route timeout `timeoutMs` (timeoutMs(route, headers), which the
+   * caller computed already for its stream idle timeout, also the caller's).
+   */
+  start(route: RouteModel, headers: RequestHeaders, body: Readable | null, scheme: string, timeoutMs: number): void {
     const ctx = this.ctx;
     const owner = this.owner;
     const action = route.action;
@@ -132,7 +135,6 @@ export class Router {
       body = this.replayBody.open();
     }
     this.spec = { method: owner.method, path, authority: action.hostRewrite ?? owner.authority, scheme, headers: upstreamHeaders, body };
-    const timeoutMs = this.timeoutMs(route, headers);
     if (timeoutMs > 0) this.timer = setTimeout(onRouteTimeout, timeoutMs, this);
     this.startAttempt();
   }
