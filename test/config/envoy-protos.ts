@@ -27,3 +27,15 @@ export function envoyRoot(files: readonly string[]): protobuf.Root {
   root.loadSync([...files], { keepCase: true });
   return root;
 }
+
+/** The field number of each top-level field in encoded bytes, in order: what a peer decoding them by number sees. */
+export function fieldNumbers(bytes: Uint8Array): number[] {
+  const r = protobuf.Reader.create(bytes);
+  const out: number[] = [];
+  while (r.pos < r.len) {
+    const t = r.uint32();
+    out.push(t >>> 3);
+    r.skipType(t & 7);
+  }
+  return out;
+}

@@ -1,12 +1,11 @@
 // Priorities, locality weights and the overprovisioning factor along the config path: mesh config → compiler →
 // xDS bytes (checked against Envoy's own .proto files) → translator → the model the balancer reads.
-import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { buildSnapshot, type RawResource } from '../../src/config/snapshot.js';
 import { encodeMessage, MESSAGE_NAMES, TYPE_URLS } from '../../src/config/protos.js';
 import { compileForNode } from '../../xds/compiler.js';
 import { MeshConfigError, parseMeshConfig } from '../../xds/mesh-config.js';
-import { envoyRoot } from './envoy-protos.js';
+import { envoyRoot, fieldNumbers } from './envoy-protos.js';
 
 const res = (kind: keyof typeof MESSAGE_NAMES & keyof typeof TYPE_URLS, name: string, plain: object): RawResource => ({
   name, typeUrl: TYPE_URLS[kind], value: encodeMessage(MESSAGE_NAMES[kind], plain),
@@ -14,17 +13,6 @@ const res = (kind: keyof typeof MESSAGE_NAMES & keyof typeof TYPE_URLS, name: st
 const lbe = (port: number, health?: string) => ({ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } }, ...(health ? { health_status: health } : {}) });
 const edsCluster = (extra: object = {}) => res('Cluster', 'c', { name: 'c', type: 'EDS', eds_cluster_config: { service_name: 'c' }, ...extra });
 const empty = { listeners: [], routes: [] };
-
-function fieldNumbers(bytes: Uint8Array): number[] {
-  const r = protobuf.Reader.create(bytes);
-  const out: number[] = [];
-  while (r.pos < r.len) {
-    const t = r.uint32();
-    out.push(t >>> 3);
-    r.skipType(t & 7);
-  }
-  return out;
-}
 
 /** Envoy's own .proto files, as @grpc/grpc-js-xds ships them. */
 

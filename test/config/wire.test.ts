@@ -1,59 +1,34 @@
-import { join } from 'node:path';
-import { createRequire } from 'node:module';
-import protobuf from 'protobufjs';
 import * as protoLoader from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
 import { compileForNode } from '../../xds/compiler.js';
 import { parseMeshConfig } from '../../xds/mesh-config.js';
 import { encodeMessage, MESSAGE_NAMES, PROTO_DIR, protoFiles } from '../../src/config/protos.js';
 import { MESH_YAML } from './mesh-fixture.js';
-
-/** Field number and wire type of each top-level field in encoded bytes. */
-function tags(bytes: Uint8Array): number[] {
-  const r = protobuf.Reader.create(bytes);
-  const out: number[] = [];
-  while (r.pos < r.len) {
-    const t = r.uint32();
-    out.push(t >>> 3);
-    r.skipType(t & 7);
-  }
-  return out;
-}
+import { envoyRoot, fieldNumbers } from './envoy-protos.js';
 
 describe('wire compatibility with Envoy', () => {
   it('puts fields at Envoy field numbers', () => {
     const cluster = encodeMessage(MESSAGE_NAMES.Cluster, { name: 'c', type: 'EDS', connect_timeout: { seconds: 1 }, lb_policy: 'LEAST_REQUEST' });
-    expect(tags(cluster)).toEqual([1, 2, 4, 6]);
+    expect(fieldNumbers(cluster)).toEqual([1, 2, 4, 6]);
     // name=1 "c": 0x0a 0x01 0x63; type=2 EDS(3): 0x10 0x03; connect_timeout=4 {seconds:1}: 0x22 0x02 0x08 0x01; lb_policy=6: 0x30 0x01
     expect([...cluster]).toEqual([0x0a, 0x01, 0x63, 0x10, 0x03, 0x22, 0x02, 0x08, 0x01, 0x30, 0x01]);
     const listener = encodeMessage(MESSAGE_NAMES.Listener, {
       name: 'l', address: { socket_address: { address: '0.0.0.0', port_value: 1 } }, filter_chains: [{}],
     });
-    expect(tags(listener)).toEqual([1, 2, 3]);
+    expect(fieldNumbers(listener)).toEqual([1, 2, 3]);
     const cla = encodeMessage(MESSAGE_NAMES.ClusterLoadAssignment, { cluster_name: 'c', endpoints: [{}] });
-    expect(tags(cla)).toEqual([1, 2]);
+    expect(fieldNumbers(cla)).toEqual([1, 2]);
   });
 
   it('decodes every compiled resource with the full Envoy protos shipped in @grpc/grpc-js-xds', () => {
-    const require = createRequire(import.meta.url);
-    const deps = join(require.resolve('@grpc/grpc-js-xds/package.json'), '..', 'deps');
-    const includeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
-    const root = new protobuf.Root();
-    root.resolvePath = (_o, t) => {
-      for (const d of includeDirs) {
-        const f = join(d, t);
-        try { require('node:fs').accessSync(f); return f; } catch { /* next */ }
-      }
-      return t;
-    };
-    root.loadSync([
+    const root = envoyRoot([
       'envoy/config/listener/v3/listener.proto', 'envoy/config/route/v3/route.proto', 'envoy/config/cluster/v3/cluster.proto',
       'envoy/config/endpoint/v3/endpoint.proto', 'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
       'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto', 'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
       'envoy/extensions/filters/http/router/v3/router.proto',
       'envoy/extensions/load_balancing_policies/ring_hash/v3/ring_hash.proto',
       'envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.proto',
-    ], { keepCase: true });
+    ]);
     const res = compileForNode(parseMeshConfig(MESH_YAML), {
       id: 'f', service: 'frontend', namespace: 'default', serviceAccount: 'f', appPort: 8080, inboundPort: 15006, outboundPort: 15001,
     });
