@@ -55,6 +55,15 @@ const ENVOY_NAMES: ReadonlyMap<string, Mapping> = new Map<string, Mapping>([
   ['pillion_upstream_endpoints_ejected', cluster('outlier_detection.ejections_active')],
   ['pillion_upstream_health_checks_total', (l) => [`cluster.${seg(l.cluster)}.health_check.attempt`, `cluster.${seg(l.cluster)}.health_check.${seg(l.result)}`]],
   ['pillion_xds_connected', () => ['control_plane.connected_state']],
+  // Envoy keeps LDS and CDS update counts on their managers; RDS, EDS and SDS per resource, which we do not split.
+  [
+    'pillion_xds_updates_total',
+    (l) => {
+      const manager = l.type === 'lds' ? 'listener_manager.lds' : l.type === 'cds' ? 'cluster_manager.cds' : null;
+      if (manager === null) return [];
+      return [`${manager}.update_attempt`, `${manager}.${l.result === 'ack' ? 'update_success' : 'update_rejected'}`];
+    },
+  ],
 ]);
 
 export interface Stat {
