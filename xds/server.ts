@@ -157,7 +157,8 @@ function tooManyNames(typeUrl: ServedType, count: number, max: number): string {
  *   client's current subscription and are kept;
  * - a request whose subscription differs from the one the last response was computed for gets a response
  *   at once (even at the same version: a client learns from it which names do not exist);
- * - a new snapshot sends, per subscribed type, only when that type's version for this subscription changed;
+ * - a new snapshot sends, per subscribed type, only when that type's content for this subscription changed
+ *   (resourcesVersion); what it sends carries the snapshot's config version as version_info;
  * - a request past a SubscriptionLimits bound is 'refused' and changes nothing (the I/O shell ends the stream).
  */
 export class AdsStreamState {

@@ -104,6 +104,21 @@ describe('examples/observability', () => {
     expect(unexported(exprs, exported)).toEqual([]);
   });
 
+  it('is a dashboard Grafana can import: unique panel ids, a Prometheus data source variable on every query', () => {
+    const all: (Panel & { id?: number; datasource?: { uid?: string } })[] = [];
+    const walk = (panels: readonly Panel[]): void => {
+      for (const p of panels) {
+        all.push(p);
+        walk(p.panels ?? []);
+      }
+    };
+    walk(dashboard.panels);
+    const ids = all.map((p) => p.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const p of all) if (p.type !== 'row') expect(p.datasource?.uid, p.title).toBe('${datasource}');
+    expect(dashboard.templating.list.map((v) => v.type)).toContain('datasource');
+  });
+
   it('covers the golden signals, resilience, certificates and xDS', () => {
     const named = new Set(expressions(dashboard).flatMap(({ expr }) => metricNames(expr)));
     for (const m of [
