@@ -1,8 +1,8 @@
 // Every metric the control server exports, declared in one place with help text, on its own prom-client Registry.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-/** Short, bounded label values for the xDS resource types (never a raw type URL or node id). */
-export type XdsTypeLabel = 'lds' | 'rds' | 'cds' | 'eds';
+/** Short, bounded label values for the xDS resource types (never a raw type URL or node id), shared with the proxy. */
+export type { XdsTypeLabel } from '../src/xds/type-labels.js';
 
 export class ControlMetrics {
   readonly registry = new Registry();
@@ -53,9 +53,24 @@ export class ControlMetrics {
     registers: [this.registry],
   });
 
+  readonly configVersionInfo = new Gauge({
+    name: 'pillion_control_config_version_info',
+    help:
+      'The mesh config version served now (value 1 on it): the version_info of every response compiled from it, so ' +
+      'a proxy that took it shows the same string in pillion_config_version_info and its /config_dump',
+    labelNames: ['version'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     this.configValid.set(1);
     this.connectedProxies.set(0);
+  }
+
+  /** Marks `version` as the one served: its series is 1, the previous one is removed. */
+  setConfigVersion(version: string): void {
+    this.configVersionInfo.reset();
+    this.configVersionInfo.labels(version).set(1);
   }
 }
 

@@ -102,6 +102,8 @@ interface TypeState {
   nameChars: number;
   /** The subscription the last response was computed for. */
   sentSubscription?: Subscription;
+  /** resourcesVersion of the last response: what decides whether a new snapshot sends again. */
+  sentContent?: string;
   sentVersion?: string;
   sentNonce?: string;
   ackedVersion?: string;
@@ -155,7 +157,8 @@ function tooManyNames(typeUrl: ServedType, count: number, max: number): string {
  *   client's current subscription and are kept;
  * - a request whose subscription differs from the one the last response was computed for gets a response
  *   at once (even at the same version: a client learns from it which names do not exist);
- * - a new snapshot sends, per subscribed type, only when that type's version for this subscription changed;
+ * - a new snapshot sends, per subscribed type, only when that type's content for this subscription changed
+ *   (resourcesVersion); what it sends carries the snapshot's config version as version_info;
  * - a request past a SubscriptionLimits bound is 'refused' and changes nothing (the I/O shell ends the stream).
  */
 export class AdsStreamState {
@@ -242,10 +245,14 @@ export class AdsStreamState {
 
   private plan(typeUrl: ServedType, st: TypeState, snapshot: NodeSnapshot, force: boolean): PlannedResponse | undefined {
     const resources = selectResources(snapshot, typeUrl, st.subscription);
-    const version = resourcesVersion(resources);
-    // The last sent version is either ACKed, in flight, or NACKed: in every case sending it again is wrong.
-    if (!force && version === st.sentVersion && sameSubscription(st.subscription, st.sentSubscription)) return undefined;
+    const content = resourcesVersion(resources);
+    // The last sent content is either ACKed, in flight, or NACKed: in every case sending it again is wrong, even
+    // under a newer config version (an edit elsewhere). A type an edit left alone keeps the version it was sent at.
+    if (!force && content === st.sentContent && sameSubscription(st.subscription, st.sentSubscription)) return undefined;
     const nonce = this.opts.nonce();
+    // version_info is the mesh config's version, the string /proxies shows as configVersion (not a per-type hash).
+    const version = snapshot.version;
+    st.sentContent = content;
     st.sentVersion = version;
     st.sentNonce = nonce;
     st.sentSubscription = st.subscription;
@@ -614,6 +621,7 @@ class Control {
   ) {
     this.cache = new SnapshotCache(initial.mesh);
     this.configVersion = meshVersion(initial.mesh);
+    this.metrics.setConfigVersion(this.configVersion);
   }
 
   /** Nonces are unique per response across the server's life (and, by the random prefix, across servers). */
@@ -675,6 +683,7 @@ class Control {
     const version = meshVersion(result.mesh);
     this.cache.setMesh(result.mesh);
     this.configVersion = version;
+    this.metrics.setConfigVersion(version);
     let pushes = 0;
     for (const stream of this.streams) {
       const snapshot = this.cache.get(stream.key!)!;

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { MESSAGE_NAMES, TYPE_URLS, anyField, encodeMessage } from '../src/config/protos.js';
 import { clusterName, compileForNode, compileProxylessClusters, type NodeInfo } from './compiler.js';
 import type { MeshConfig, ServiceConfig } from './mesh-config.js';
+import { xdsTypeLabel, type XdsTypeLabel } from '../src/xds/type-labels.js';
 
 /** The four resource types the control server serves, in the order a config change pushes them. */
 // xDS spec, "Eventual consistency considerations": push CDS, then EDS, then LDS, then RDS, so that a
@@ -19,15 +20,9 @@ export function isServedType(typeUrl: string): typeUrl is ServedType {
   return (SERVED_TYPES as readonly string[]).includes(typeUrl);
 }
 
-const TYPE_LABELS: Record<ServedType, 'lds' | 'rds' | 'cds' | 'eds'> = {
-  [TYPE_URLS.Listener]: 'lds',
-  [TYPE_URLS.RouteConfiguration]: 'rds',
-  [TYPE_URLS.Cluster]: 'cds',
-  [TYPE_URLS.ClusterLoadAssignment]: 'eds',
-};
-
-export function typeLabel(typeUrl: ServedType): 'lds' | 'rds' | 'cds' | 'eds' {
-  return TYPE_LABELS[typeUrl];
+/** The type's label in metrics and /proxies: the same table as the proxy's (src/xds/type-labels.ts). */
+export function typeLabel(typeUrl: ServedType): XdsTypeLabel {
+  return xdsTypeLabel(typeUrl)!;
 }
 
 export interface SnapshotResource {
@@ -46,6 +41,8 @@ export interface NodeSnapshot {
   readonly proxyless: boolean;
   readonly resources: ReadonlyMap<ServedType, readonly SnapshotResource[]>;
   readonly warnings: readonly string[];
+  /** The mesh config's version (meshVersion): the version_info of every response compiled from this snapshot. */
+  readonly version: string;
 }
 
 /** A subscription: the names asked for (sorted, unique), or '*' for wildcard. */
@@ -144,7 +141,7 @@ export function buildNodeSnapshot(mesh: MeshConfig, node: NodeInfo): NodeSnapsho
   ]);
   // The compiler warns that a service-less node gets no inbound config: expected for proxyless clients.
   const warnings = isProxyless ? [] : compiled.warnings;
-  return { node, proxyless: isProxyless, resources, warnings };
+  return { node, proxyless: isProxyless, resources, warnings, version: meshVersion(mesh) };
 }
 
 /**
@@ -163,9 +160,8 @@ export function selectResources(snapshot: NodeSnapshot, typeUrl: ServedType, sub
 }
 
 /**
- * Content version of a set of resources: sha256 over the sorted names and bytes, first 16 hex chars. Equal
- * resources give equal versions, on any control server, so an unchanged config pushes nothing and proxies
- * that fail over between servers serving the same config see the same version.
+ * Content hash of a set of resources: sha256 over the sorted names and bytes, first 16 hex chars. A stream sends
+ * a type again only when this changes, so an edit pushes only what it changed, and a NACKed set is never resent.
  */
 export function resourcesVersion(resources: readonly { name: string; value: Uint8Array }[]): string {
   const entries = resources.map((r) => entryOf(r.name, r.value));
@@ -187,9 +183,21 @@ function entryOf(name: string, bytes: Uint8Array): string {
   return entry;
 }
 
-/** Version of a whole mesh config (what /proxies shows as configVersion): the hash of its parsed form. */
+const meshVersions = new WeakMap<MeshConfig, string>();
+
+/**
+ * Version of a whole mesh config: the hash of its parsed form (a comment or a reformat changes nothing), first 16
+ * hex chars. It is configVersion on /proxies and pillion_control_config_version_info, and the version_info of every
+ * response compiled from it, so a proxy's ACKed versions name the config they came from; two control servers with
+ * the same file give the same versions. Hashed once per config, not per node.
+ */
 export function meshVersion(mesh: MeshConfig): string {
-  return createHash('sha256').update(JSON.stringify(mesh)).digest('hex').slice(0, 16);
+  let v = meshVersions.get(mesh);
+  if (v === undefined) {
+    v = createHash('sha256').update(JSON.stringify(mesh)).digest('hex').slice(0, 16);
+    meshVersions.set(mesh, v);
+  }
+  return v;
 }
 
 /** The identity that determines a node's compiled resources (two streams of one node share a snapshot). */

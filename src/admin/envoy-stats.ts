@@ -15,13 +15,23 @@ function seg(v: string | number | undefined): string {
 
 const cluster = (stat: string): Mapping => (l) => [`cluster.${seg(l.cluster)}.${stat}`];
 
+/**
+ * A request counted three ways, as Envoy does: `<prefix>total`, `<prefix>2xx` and `<prefix>200`. A sample whose
+ * code is "other" (no response, or a status outside 100-599) has no exact-code stat: Envoy has none either.
+ */
+function byCode(prefix: string, l: Labels): string[] {
+  const out = [`${prefix}total`, `${prefix}${seg(l.code_class)}`];
+  if (l.response_code !== undefined && l.response_code !== 'other') out.push(`${prefix}${seg(l.response_code)}`);
+  return out;
+}
+
 /** Our metric name → its Envoy stats (envoy docs: cluster_manager/cluster_stats, http_conn_man/stats, listeners/stats). */
 const ENVOY_NAMES: ReadonlyMap<string, Mapping> = new Map<string, Mapping>([
-  ['pillion_downstream_requests_total', (l) => [`http.${seg(l.direction)}.downstream_rq_total`, `http.${seg(l.direction)}.downstream_rq_${seg(l.code_class)}`]],
+  ['pillion_downstream_requests_total', (l) => byCode(`http.${seg(l.direction)}.downstream_rq_`, l)],
   ['pillion_downstream_requests_active', (l) => [`http.${seg(l.direction)}.downstream_rq_active`]],
   ['pillion_downstream_connections_total', (l) => [`listener.${seg(l.listener)}.downstream_cx_total`]],
   ['pillion_downstream_connections_active', (l) => [`listener.${seg(l.listener)}.downstream_cx_active`]],
-  ['pillion_upstream_requests_total', (l) => [`cluster.${seg(l.cluster)}.upstream_rq_total`, `cluster.${seg(l.cluster)}.upstream_rq_${seg(l.code_class)}`]],
+  ['pillion_upstream_requests_total', (l) => byCode(`cluster.${seg(l.cluster)}.upstream_rq_`, l)],
   ['pillion_upstream_requests_active', cluster('upstream_rq_active')],
   ['pillion_upstream_connections_active', cluster('upstream_cx_active')],
   ['pillion_upstream_connect_failures_total', cluster('upstream_cx_connect_fail')],
@@ -45,6 +55,15 @@ const ENVOY_NAMES: ReadonlyMap<string, Mapping> = new Map<string, Mapping>([
   ['pillion_upstream_endpoints_ejected', cluster('outlier_detection.ejections_active')],
   ['pillion_upstream_health_checks_total', (l) => [`cluster.${seg(l.cluster)}.health_check.attempt`, `cluster.${seg(l.cluster)}.health_check.${seg(l.result)}`]],
   ['pillion_xds_connected', () => ['control_plane.connected_state']],
+  // Envoy keeps LDS and CDS update counts on their managers; RDS, EDS and SDS per resource, which we do not split.
+  [
+    'pillion_xds_updates_total',
+    (l) => {
+      const manager = l.type === 'lds' ? 'listener_manager.lds' : l.type === 'cds' ? 'cluster_manager.cds' : null;
+      if (manager === null) return [];
+      return [`${manager}.update_attempt`, `${manager}.${l.result === 'ack' ? 'update_success' : 'update_rejected'}`];
+    },
+  ],
 ]);
 
 export interface Stat {

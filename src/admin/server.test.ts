@@ -80,7 +80,7 @@ describe('admin server', () => {
     const r = await fetch(`${base}/metrics`);
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe(source.registry.contentType);
-    expect(await r.text()).toContain('pillion_downstream_requests_total{direction="outbound",code_class="2xx"} 1');
+    expect(await r.text()).toContain('pillion_downstream_requests_total{direction="outbound",code_class="2xx",response_code="200"} 1');
   });
 
   it('reports readiness and health', async () => {

@@ -1,7 +1,7 @@
 // ProxyMetrics: exact metric names and labels in the exposition text, cached children, version info reset.
 import { describe, expect, it } from 'vitest';
 import { REASONS } from '../reasons.js';
-import { codeClass, ProxyMetrics } from './metrics.js';
+import { codeClass, ProxyMetrics, responseCode } from './metrics.js';
 
 async function text(m: ProxyMetrics): Promise<string> {
   return m.registry.metrics();
@@ -13,6 +13,11 @@ describe('codeClass', () => {
     expect(codeClass(0)).toBe('other');
     expect(codeClass(600)).toBe('other');
     expect(codeClass(-1)).toBe('other');
+  });
+
+  it('keeps exact codes 100-599 and calls everything else "other"', () => {
+    expect([100, 200, 204, 499, 503, 599].map(responseCode)).toEqual(['100', '200', '204', '499', '503', '599']);
+    expect([0, 99, 600, 999, -1, NaN].map(responseCode)).toEqual(['other', 'other', 'other', 'other', 'other', 'other']);
   });
 });
 
@@ -65,7 +70,7 @@ describe('ProxyMetrics', () => {
     m.downstreamRequests('inbound', 200);
     await m.registry.metrics();
     m.downstreamRequests('inbound', 200);
-    expect(await m.registry.metrics()).toContain('pillion_downstream_requests_total{direction="inbound",code_class="2xx"} 2');
+    expect(await m.registry.metrics()).toContain('pillion_downstream_requests_total{direction="inbound",code_class="2xx",response_code="200"} 2');
     const json = await m.registry.getMetricsAsJSON();
     const counter = json.find((x) => x.name === 'pillion_downstream_requests_total')!;
     expect(counter.values.find((v) => v.labels.direction === 'inbound' && v.labels.code_class === '2xx')!.value).toBe(2);
@@ -88,8 +93,9 @@ describe('ProxyMetrics', () => {
     m.downstreamActive('inbound').inc();
     m.downstreamActive('inbound').dec();
     const t = await text(m);
-    expect(t).toContain('pillion_downstream_requests_total{direction="outbound",code_class="2xx"} 2');
-    expect(t).toContain('pillion_downstream_requests_total{direction="inbound",code_class="5xx"} 1');
+    expect(t).toContain('pillion_downstream_requests_total{direction="outbound",code_class="2xx",response_code="200"} 1');
+    expect(t).toContain('pillion_downstream_requests_total{direction="outbound",code_class="2xx",response_code="201"} 1');
+    expect(t).toContain('pillion_downstream_requests_total{direction="inbound",code_class="5xx",response_code="503"} 1');
     m.observeDownstreamDuration('outbound', 45); // beyond the last bucket: only +Inf
     expect(t).toContain('# TYPE pillion_downstream_request_duration_seconds histogram');
     expect(t).toContain('pillion_downstream_request_duration_seconds_bucket{direction="outbound",le="0.0005"} 0');
@@ -133,9 +139,9 @@ describe('ProxyMetrics', () => {
     expect(t).toContain('pillion_downstream_connections_active{listener="outbound"} 1');
     expect(t).toContain('pillion_downstream_bytes_received_total{listener="outbound"} 100');
     expect(t).toContain('pillion_downstream_bytes_sent_total{listener="outbound"} 250');
-    expect(t).toContain('pillion_upstream_requests_total{cluster="backend.default:8080",endpoint="10.0.0.1:8080",code_class="2xx"} 2');
-    expect(t).toContain('pillion_upstream_requests_total{cluster="backend.default:8080",endpoint="10.0.0.1:8080",code_class="5xx"} 1');
-    expect(t).toContain('pillion_upstream_requests_total{cluster="backend.default:8080",endpoint="10.0.0.2:8080",code_class="2xx"} 1');
+    expect(t).toContain('pillion_upstream_requests_total{cluster="backend.default:8080",endpoint="10.0.0.1:8080",code_class="2xx",response_code="200"} 2');
+    expect(t).toContain('pillion_upstream_requests_total{cluster="backend.default:8080",endpoint="10.0.0.1:8080",code_class="5xx",response_code="502"} 1');
+    expect(t).toContain('pillion_upstream_requests_total{cluster="backend.default:8080",endpoint="10.0.0.2:8080",code_class="2xx",response_code="200"} 1');
     expect(t).toContain('pillion_upstream_requests_active{cluster="backend.default:8080"} 1');
     expect(t).toContain('pillion_upstream_connect_failures_total{cluster="backend.default:8080"} 1');
     expect(t).toContain('pillion_upstream_connections_active{cluster="backend.default:8080"} 3');
@@ -159,7 +165,29 @@ describe('ProxyMetrics', () => {
     expect(t).not.toContain('cluster="a"');
     // A new handle after forgetting counts from zero.
     m.clusterStats('a').upstreamRequest('e2', 200);
-    expect(await text(m)).toContain('pillion_upstream_requests_total{cluster="a",endpoint="e2",code_class="2xx"} 1');
+    expect(await text(m)).toContain('pillion_upstream_requests_total{cluster="a",endpoint="e2",code_class="2xx",response_code="200"} 1');
+  });
+
+  it('counts by exact code with bounded labels: no response and out-of-range statuses are "other"', async () => {
+    const m = new ProxyMetrics({ defaultMetrics: false });
+    const c = m.clusterStats('a');
+    // Codes first seen in different orders on two endpoints share the proxy's slots.
+    for (const status of [503, 200, 0, 200, 700]) c.upstreamRequest('e1', status);
+    for (const status of [404, 503]) c.upstreamRequest('e2', status);
+    m.downstreamRequests('inbound', 0);
+    m.downstreamRequests('inbound', 1000);
+    m.downstreamRequests('inbound', 204);
+    const t = await text(m);
+    expect(t).toContain('pillion_upstream_requests_total{cluster="a",endpoint="e1",code_class="5xx",response_code="503"} 1');
+    expect(t).toContain('pillion_upstream_requests_total{cluster="a",endpoint="e1",code_class="2xx",response_code="200"} 2');
+    expect(t).toContain('pillion_upstream_requests_total{cluster="a",endpoint="e1",code_class="other",response_code="other"} 2');
+    expect(t).toContain('pillion_upstream_requests_total{cluster="a",endpoint="e2",code_class="4xx",response_code="404"} 1');
+    expect(t).toContain('pillion_upstream_requests_total{cluster="a",endpoint="e2",code_class="5xx",response_code="503"} 1');
+    expect(t.match(/^pillion_upstream_requests_total\{/gm)).toHaveLength(5);
+    expect(t).toContain('pillion_downstream_requests_total{direction="inbound",code_class="other",response_code="other"} 2');
+    expect(t).toContain('pillion_downstream_requests_total{direction="inbound",code_class="2xx",response_code="204"} 1');
+    c.forgetEndpoint('e1');
+    expect(await text(m)).not.toContain('endpoint="e1"');
   });
 
   it('keeps only the current config version at 1', async () => {

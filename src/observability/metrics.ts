@@ -219,14 +219,14 @@ export class GaugeFamily<L extends string> extends CellFamily<L, GaugeCell> {
   }
 }
 
-/** Status → code class by index (status / 100), so no string is built per call; out of range (e.g. 0 when no
- * response arrived) → "other". */
 /** Distinct caller identities kept as label values: a mesh has far fewer; a flood of identities cannot grow series. */
 export const MAX_PEER_LABELS = 1000;
 
 const CODE_CLASSES = ['other', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 export type CodeClass = (typeof CODE_CLASSES)[number];
 
+/** Status → code class by index (status / 100), so no string is built per call; out of range (e.g. 0 when no
+ * response arrived) → "other". */
 export function codeClassIndex(status: number): number {
   const i = (status / 100) | 0;
   return i >= 1 && i <= 5 ? i : 0;
@@ -234,6 +234,24 @@ export function codeClassIndex(status: number): number {
 
 export function codeClass(status: number): CodeClass {
   return CODE_CLASSES[codeClassIndex(status)]!;
+}
+
+/**
+ * The `response_code` label values, by codeIndex: "other" at 0, then "100" … "599" (Istio's response_code,
+ * Envoy's upstream_rq_<code>). Built once, so a request indexes an array instead of building a string; the
+ * bound (501 values) keeps the label's cardinality fixed whatever an upstream answers.
+ */
+const RESPONSE_CODES: readonly string[] = ['other', ...Array.from({ length: 500 }, (_, i) => String(100 + i))];
+/** codeIndex → codeClassIndex, so the class of a code is a lookup too. */
+const CLASS_OF_CODE: Uint8Array = Uint8Array.from(RESPONSE_CODES, (_, i) => (i === 0 ? 0 : codeClassIndex(99 + i)));
+
+/** Status → index into RESPONSE_CODES: 1…500 for 100–599, 0 ("other") for anything else (0: no response). */
+export function codeIndex(status: number): number {
+  return status >= 100 && status < 600 ? (status - 99) | 0 : 0;
+}
+
+export function responseCode(status: number): string {
+  return RESPONSE_CODES[codeIndex(status)]!;
 }
 
 /** 0.5 ms to 30 s, roughly ×2–2.5 per step: sub-millisecond sidecar hops and slow upstreams both resolve. */
@@ -272,7 +290,10 @@ export class ClusterStats {
   readonly healthChecksSuccess: CounterCell;
   readonly healthChecksFailure: CounterCell;
   readonly endpointsUnhealthy: GaugeCell;
-  /** endpointKey → six children indexed by codeClassIndex (filled lazily). */
+  /**
+   * endpointKey → children indexed by the proxy's response-code slot (ProxyMetrics.codeSlot), filled lazily: a
+   * row grows only to the codes this proxy has seen, not to all 501.
+   */
   private readonly byEndpoint = new Map<string, (CounterCell | undefined)[]>();
 
   constructor(
@@ -316,14 +337,16 @@ export class ClusterStats {
   upstreamRequest(endpointKey: string, status: number): void {
     let row = this.byEndpoint.get(endpointKey);
     if (row === undefined) {
-      row = new Array<CounterCell | undefined>(CODE_CLASSES.length);
+      row = [];
       this.byEndpoint.set(endpointKey, row);
     }
-    const i = codeClassIndex(status);
-    let child = row[i];
+    const code = codeIndex(status);
+    const slot = this.metrics.codeSlot(code);
+    let child = row[slot];
     if (child === undefined) {
-      child = this.metrics.upstreamRequests.cell(this.cluster, endpointKey, CODE_CLASSES[i]!);
-      row[i] = child;
+      child = this.metrics.upstreamRequests.cell(this.cluster, endpointKey, CODE_CLASSES[CLASS_OF_CODE[code]!]!, RESPONSE_CODES[code]!);
+      while (row.length < slot) row.push(undefined);
+      row[slot] = child;
     }
     child.inc();
   }
@@ -332,8 +355,8 @@ export class ClusterStats {
   forgetEndpoint(endpointKey: string): void {
     const row = this.byEndpoint.get(endpointKey);
     if (row === undefined) return;
-    for (let i = 0; i < row.length; i++) {
-      if (row[i] !== undefined) this.metrics.upstreamRequests.remove(this.cluster, endpointKey, CODE_CLASSES[i]!);
+    for (const child of row) {
+      if (child !== undefined) this.metrics.upstreamRequests.remove(this.cluster, endpointKey, child.labels.code_class!, child.labels.response_code!);
     }
     this.byEndpoint.delete(endpointKey);
   }
@@ -368,14 +391,14 @@ export interface ProxyMetricsOptions {
 export class ProxyMetrics {
   readonly registry = new Registry();
 
-  readonly downstreamRequestsTotal: CounterFamily<'direction' | 'code_class'>;
+  readonly downstreamRequestsTotal: CounterFamily<'direction' | 'code_class' | 'response_code'>;
   readonly downstreamRequestDuration: HistogramFamily<'direction'>;
   readonly downstreamRequestsActive: GaugeFamily<'direction'>;
   readonly downstreamConnections: CounterFamily<'listener'>;
   readonly downstreamConnectionsActive: GaugeFamily<'listener'>;
   readonly downstreamBytesReceived: CounterFamily<'listener'>;
   readonly downstreamBytesSent: CounterFamily<'listener'>;
-  readonly upstreamRequests: CounterFamily<'cluster' | 'endpoint' | 'code_class'>;
+  readonly upstreamRequests: CounterFamily<'cluster' | 'endpoint' | 'code_class' | 'response_code'>;
   readonly upstreamRequestsActive: GaugeFamily<'cluster'>;
   readonly upstreamConnectFailures: CounterFamily<'cluster'>;
   readonly upstreamConnectionsActive: GaugeFamily<'cluster'>;
@@ -412,8 +435,11 @@ export class ProxyMetrics {
   readonly overloadActive: Gauge;
   readonly configUpdates: Counter<'result'>;
 
-  /** [direction * 6 + codeClassIndex] */
-  private readonly downstreamChildren: CounterCell[] = [];
+  /** [direction * RESPONSE_CODES.length + codeIndex], filled lazily (a series appears with its first response). */
+  private readonly downstreamChildren: (CounterCell | undefined)[] = new Array<CounterCell | undefined>(DIRECTIONS.length * RESPONSE_CODES.length).fill(undefined);
+  /** codeIndex → dense slot of upstream per-endpoint rows (-1 until the code is first seen). */
+  private readonly codeSlots = new Int16Array(RESPONSE_CODES.length).fill(-1);
+  private codeSlotCount = 0;
   private readonly durationChildren: HistogramCell[];
   private readonly activeChildren: GaugeCell[];
   private readonly listeners = new Map<string, ListenerStats>();
@@ -427,8 +453,10 @@ export class ProxyMetrics {
 
     this.downstreamRequestsTotal = new CounterFamily({
       name: 'pillion_downstream_requests_total',
-      help: 'HTTP requests received from downstream, by direction and response code class.',
-      labelNames: ['direction', 'code_class'] as const,
+      help:
+        'HTTP requests received from downstream, by direction, response code class (1xx-5xx) and exact response code ' +
+        '(100-599); both are "other" when no response was sent (the client left first) or the status was outside 100-599.',
+      labelNames: ['direction', 'code_class', 'response_code'] as const,
       registers,
     });
     this.downstreamRequestDuration = new HistogramFamily({
@@ -470,8 +498,10 @@ export class ProxyMetrics {
     });
     this.upstreamRequests = new CounterFamily({
       name: 'pillion_upstream_requests_total',
-      help: 'Upstream request attempts by cluster, endpoint and response code class.',
-      labelNames: ['cluster', 'endpoint', 'code_class'] as const,
+      help:
+        'Upstream request attempts by cluster, endpoint, response code class (1xx-5xx) and exact response code (100-599); ' +
+        'both are "other" when no response came (connect failure, reset, timeout) or the status was outside 100-599.',
+      labelNames: ['cluster', 'endpoint', 'code_class', 'response_code'] as const,
       registers,
     });
     this.upstreamRequestsActive = new GaugeFamily({
@@ -676,14 +706,30 @@ export class ProxyMetrics {
       registers,
     });
 
-    for (const d of DIRECTIONS) for (const c of CODE_CLASSES) this.downstreamChildren.push(this.downstreamRequestsTotal.cell(d, c));
     this.durationChildren = DIRECTIONS.map((d) => this.downstreamRequestDuration.cell(d));
     this.activeChildren = DIRECTIONS.map((d) => this.downstreamRequestsActive.cell(d));
   }
 
   /** Counts one finished downstream request. */
   downstreamRequests(direction: Direction, status: number): void {
-    this.downstreamChildren[dirIndex(direction) * CODE_CLASSES.length + codeClassIndex(status)]!.inc();
+    const code = codeIndex(status);
+    const i = dirIndex(direction) * RESPONSE_CODES.length + code;
+    let child = this.downstreamChildren[i];
+    if (child === undefined) {
+      child = this.downstreamRequestsTotal.cell(direction, CODE_CLASSES[CLASS_OF_CODE[code]!]!, RESPONSE_CODES[code]!);
+      this.downstreamChildren[i] = child;
+    }
+    child.inc();
+  }
+
+  /** The dense slot of a response code (its codeIndex), given in order of first use. */
+  codeSlot(code: number): number {
+    let slot = this.codeSlots[code]!;
+    if (slot < 0) {
+      slot = this.codeSlotCount++;
+      this.codeSlots[code] = slot;
+    }
+    return slot;
   }
 
   observeDownstreamDuration(direction: Direction, seconds: number): void {

@@ -9,6 +9,7 @@ import { adsService } from './ads-proto.js';
 import type { ResourceSet } from '../config/snapshot.js';
 import type { ApplyResult } from '../proxy.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
+import { kindLabel, XDS_TYPE_LABELS } from './type-labels.js';
 import { KIND_TYPE_URLS, SubscriptionState, type ApplyOutcome, type ResourceKind, type TypeVersions, type XdsRequest, type XdsResponse } from './subscriptions.js';
 
 /** What the client needs of the proxy: a narrow view, so this module knows no data-path internals. */
@@ -71,11 +72,11 @@ function xdsMetrics(registry: Registry): XdsMetrics {
     (registry.getSingleMetric('pillion_xds_updates_total') as Counter<'type' | 'result'> | undefined) ??
     new Counter({
       name: 'pillion_xds_updates_total',
-      help: 'xDS responses handled, by resource type and result (ack or nack).',
+      help: 'xDS responses handled, by resource type (lds, rds, cds, eds, sds: the control server\'s labels too) and result (ack or nack).',
       labelNames: ['type', 'result'] as const,
       registers: [registry],
     });
-  for (const type of Object.keys(KIND_TYPE_URLS)) for (const result of ['ack', 'nack']) updates.labels(type, result).inc(0);
+  for (const type of XDS_TYPE_LABELS) for (const result of ['ack', 'nack']) updates.labels(type, result).inc(0);
   return { connected, updates };
 }
 
@@ -299,7 +300,7 @@ export class AdsClient {
     const verdict = this.state.settle(pending, outcome);
     // Response received → applied (or rejected): what an operator checks when pushes feel slow.
     const applyMs = Math.round((performance.now() - receivedAt) * 100) / 100;
-    this.metrics.updates.labels(verdict.kind, verdict.ack ? 'ack' : 'nack').inc();
+    this.metrics.updates.labels(kindLabel(verdict.kind), verdict.ack ? 'ack' : 'nack').inc();
     if (verdict.ack) {
       this.log.info({ server: stream.server, type: verdict.kind, version: verdict.version, resources: pending.list.length, applyMs }, 'xds ACK');
     } else {

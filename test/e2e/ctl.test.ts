@@ -82,7 +82,7 @@ describe('pillion ctl', () => {
 
   it('listeners and stats', async () => {
     expect((await ctl('listeners', '--admin', admin())).out).toMatch(new RegExp(`outbound\\s+127\\.0\\.0\\.1:${proxy.port('outbound')}\\s+outbound`));
-    expect((await ctl('stats', '--admin', admin())).out).toMatch(/pillion_downstream_requests_total\{direction="outbound",code_class="2xx"\} 3/);
+    expect((await ctl('stats', '--admin', admin())).out).toMatch(/pillion_downstream_requests_total\{direction="outbound",code_class="2xx",response_code="200"\} 3/);
   });
 
   it('says which admin server it cannot reach', async () => {

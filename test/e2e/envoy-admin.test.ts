@@ -167,6 +167,10 @@ describe('Envoy-shaped admin', () => {
     const stats = statLines(r.body);
     expect(stats.get('cluster.backend.default_8080.upstream_rq_total')).toBe(3);
     expect(stats.get('cluster.backend.default_8080.upstream_rq_2xx')).toBe(3);
+    // By exact code too (Envoy's upstream_rq_200 / downstream_rq_200); a code never seen has no stat.
+    expect(stats.get('cluster.backend.default_8080.upstream_rq_200')).toBe(3);
+    expect(stats.get('http.outbound.downstream_rq_200')).toBe(3);
+    expect(stats.has('cluster.backend.default_8080.upstream_rq_503')).toBe(false);
     expect(stats.get('http.outbound.downstream_rq_total')).toBe(3);
     expect(stats.get('pillion_config_updates_total{result="applied"}')).toBe(1);
     const names = [...stats.keys()];
@@ -186,7 +190,7 @@ describe('Envoy-shaped admin', () => {
 
     const prom = await get('/stats/prometheus');
     expect(prom.type).toBe((await get('/metrics')).type);
-    expect(prom.body).toMatch(/pillion_upstream_requests_total\{cluster="backend\.default:8080",endpoint="[^"]+",code_class="2xx"\} 3/);
+    expect(prom.body).toMatch(/pillion_upstream_requests_total\{cluster="backend\.default:8080",endpoint="[^"]+",code_class="2xx",response_code="200"\} 3/);
   });
 
   it('/clusters is Envoy\'s text: thresholds, added_via_api and per-host stats a script can split on "::"', async () => {

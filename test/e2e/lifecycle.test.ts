@@ -76,7 +76,7 @@ describe('client disconnect', () => {
     await waitFor(() => activeRequests('hanging.default:8080') === 0);
     const metrics = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
     // Recorded as 499 (nginx's "client closed request"), flag DC in the access log.
-    expect(metrics).toMatch(/pillion_downstream_requests_total\{direction="outbound",code_class="4xx"\} 1/);
+    expect(metrics).toMatch(/pillion_downstream_requests_total\{direction="outbound",code_class="4xx",response_code="499"\} 1/);
   });
 });
 

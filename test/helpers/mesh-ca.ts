@@ -15,6 +15,8 @@ export interface Sidecar {
 
 export interface MeshWithCa {
   readonly dir: string;
+  /** The control server's admin port (/metrics, /proxies). */
+  readonly controlAdmin: number;
   /** Starts a sidecar with a fresh token for its namespace and service account (= service); resolves when ready. */
   sidecar(service: string, namespace: string, extra: readonly string[]): Promise<Sidecar>;
   close(): Promise<void>;
@@ -28,6 +30,7 @@ export async function startMeshWithCa(meshYaml: string, controlFlags: readonly s
   const control = runPillion(['control', '--config', join(dir, 'mesh.yaml'), '--port', '0', '--admin-port', '0', '--ca-dir', caDir, '--secure-port', '0', ...controlFlags]);
   procs.push(control);
   const securePort = Number((await control.waitForLine((l) => l.msg === 'xds TLS and certificate service listening')).port);
+  const controlAdmin = Number((await control.waitForLine((l) => l.msg === 'control admin listening')).port);
 
   const token = (namespace: string, serviceAccount: string): Promise<string> =>
     new Promise((resolve, reject) =>
@@ -40,6 +43,7 @@ export async function startMeshWithCa(meshYaml: string, controlFlags: readonly s
 
   return {
     dir,
+    controlAdmin,
     async sidecar(service, namespace, extra) {
       const file = join(dir, `${namespace}.${service}.token`);
       writeFileSync(file, await token(namespace, service));

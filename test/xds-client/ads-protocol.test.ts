@@ -122,7 +122,7 @@ describe('ADS client against a scripted server', () => {
     expect(reply.status).toBe(200);
     expect(JSON.parse(reply.body).name).toBe('backend');
     expect(await metric(x.proxy, 'pillion_xds_connected')).toBe(1);
-    expect(await metric(x.proxy, 'pillion_xds_updates_total{type="clusters",result="ack"}')).toBe(1);
+    expect(await metric(x.proxy, 'pillion_xds_updates_total{type="cds",result="ack"}')).toBe(1);
     expect(x.ads.connectedServer).toBe(server.address);
   });
 
@@ -140,7 +140,7 @@ describe('ADS client against a scripted server', () => {
     expect(statuses.length).toBeGreaterThan(5);
     expect(statuses.every((s) => s === 200)).toBe(true);
     expect((await request(port, { host: 'backend' })).status).toBe(200);
-    expect(await metric(x.proxy, 'pillion_xds_updates_total{type="clusters",result="nack"}')).toBe(1);
+    expect(await metric(x.proxy, 'pillion_xds_updates_total{type="cds",result="nack"}')).toBe(1);
     // No EDS re-subscription came out of the rejected clusters.
     expect(server.requests.filter(is(EDS)).length).toBe(2);
   });

@@ -71,7 +71,7 @@ describe('proxy fed by the real control server', () => {
     expect((await request(outbound(), { host: 'backend' })).status).toBe(200);
     // Every type the proxy holds was ACKed (none NACKed) by the proxy's own count.
     const text = await proxy.registry.metrics();
-    expect(text).toMatch(/pillion_xds_updates_total\{type="routes",result="ack"\} [2-9]/);
-    expect(text).toMatch(/pillion_xds_updates_total\{type="clusters",result="nack"\} 0/);
+    expect(text).toMatch(/pillion_xds_updates_total\{type="rds",result="ack"\} [2-9]/);
+    expect(text).toMatch(/pillion_xds_updates_total\{type="cds",result="nack"\} 0/);
   });
 });

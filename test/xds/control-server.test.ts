@@ -121,6 +121,10 @@ describe('pillion control (ADS, state of the world)', () => {
       let p = await eventually(proxies, (v) => v.proxies[0]?.types?.eds?.versionAcked === eds.version_info);
       expect(p.configError).toBeNull();
       expect(p.configVersion).toMatch(/^[0-9a-f]{16}$/);
+      // Every response carries the config version /proxies and the metric name: one string on both sides.
+      expect([lds, cds, rds, eds].map((r) => r.version_info)).toEqual([p.configVersion, p.configVersion, p.configVersion, p.configVersion]);
+      expect(await metric(`pillion_control_config_version_info{version="${p.configVersion}"}`)).toBe(1);
+      const v1 = p.configVersion as string;
       expect(p.proxies).toHaveLength(1);
       expect(p.proxies[0]).toMatchObject({ nodeId: 'frontend-1', service: 'frontend', proxyless: false });
       expect(Date.parse(p.proxies[0].connectedSince)).toBeGreaterThan(0);
@@ -134,6 +138,9 @@ describe('pillion control (ADS, state of the world)', () => {
       const eds2 = await client.next();
       expect(eds2.type_url).toBe(EDS);
       expect(eds2.version_info).not.toBe(eds.version_info);
+      const v2 = (await proxies()).configVersion as string;
+      expect(eds2.version_info).toBe(v2);
+      expect(v2).not.toBe(v1);
       expect(eds2.nonce).not.toBe(eds.nonce);
       client.ack(eds2, edsNames);
       expect(await client.collect(250)).toEqual([]);
@@ -169,7 +176,11 @@ describe('pillion control (ADS, state of the world)', () => {
       renameReplace(meshYaml({ backendPort: 18083 }));
       const [a, b] = [await client.next(), await client.next()];
       expect([a.type_url, b.type_url]).toEqual([CDS, EDS]);
-      expect(a.version_info).toBe(cds.version_info);
+      // The clusters are back to what was ACKed first, under the config version of this edit; both carry it.
+      const v4 = (await eventually(proxies, (v) => v.configError === null)).configVersion as string;
+      expect([a.version_info, b.version_info]).toEqual([v4, v4]);
+      expect(v4).not.toBe(v1);
+      expect(await metric(`pillion_control_config_version_info{version="${v4}"}`)).toBe(1);
       client.ack(a);
       client.ack(b, edsNames);
       p = await eventually(proxies, (v) => v.configError === null && v.proxies[0].types.cds.versionAcked === a.version_info);
