@@ -11,7 +11,10 @@ import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ChildGroup, freePorts, httpGet, resolveFromHere, waitForHttp, type ManagedChild } from './children.js';
+import { ChildGroup, freePorts, httpGet, resolveFromHere, waitForHttp } from './children.js';
+import { configProblems, currentNacks, oneLine, parseProxiesDocument, type ProxiesDocument } from './control-status.js';
+import { CounterWindow } from './counter-window.js';
+import { describeEvent, Supervisor, type Supervised } from './supervisor.js';
 
 export interface DemoOptions {
   /** Stop by itself after this many seconds (default: run until SIGINT/SIGTERM, at most 24 h). */
@@ -54,8 +57,8 @@ interface Instance {
   inboundPort: number;
   outboundPort: number;
   adminPort: number;
-  app?: ManagedChild;
-  sidecar?: ManagedChild;
+  app?: Supervised;
+  sidecar?: Supervised;
 }
 
 const SERVICE_PORT = 8080;
@@ -71,6 +74,17 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
   let stopRequested: (why: string) => void = () => {};
   const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
   group.installExitHandlers((sig) => stopRequested(sig));
+  // What happened to the children (exits with their stderr, restarts) and to the config: printed at once as plain
+  // lines off a terminal, kept for the screen on one (redrawn at once).
+  const feed = new EventFeed(FEED_EVENTS_SHOWN);
+  let redrawNow: () => void = () => {};
+  const report = (lines: readonly string[]): void => {
+    if (tty) {
+      feed.push(lines);
+      redrawNow();
+    } else for (const l of lines) out(l);
+  };
+  const supervisor = new Supervisor(group, (e) => report(describeEvent(e)));
 
   try {
     const instances: Instance[] = [
@@ -104,8 +118,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
 
     // The control server compiles the mesh file for every sidecar and pushes edits to it live; it is also the mesh
     // CA: each sidecar proves its identity with a token and gets a short-lived certificate over xDS's TLS port.
+    // Restarted, it keeps its ports and CA directory, and the sidecars reconnect to it.
     const caDir = join(dir, 'ca');
-    const control = group.spawn({
+    const control = supervisor.spawn({
       name: 'control',
       command: process.execPath,
       args: [
@@ -114,7 +129,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
       ],
       echo: opts.verbose === true,
     });
-    await waitForHttp(controlAdminPort, '/healthz', 20_000, { child: control });
+    await waitForHttp(controlAdminPort, '/healthz', 20_000, { child: control.current });
     const tokenKey = loadOrCreateTokenKey(caDir);
 
     // Apps first, then sidecars (a sidecar's inbound needs its app; frontend's outbound needs the peers).
@@ -123,14 +138,14 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
       if (inst.service === 'frontend') {
         args.push('--via', String(inst.outboundPort), '--call', `backend:${SERVICE_PORT}/work`, '--call', `inventory:${SERVICE_PORT}/items`);
       }
-      inst.app = group.spawn({ name: inst.name, command: process.execPath, args, echo: opts.verbose === true });
+      inst.app = supervisor.spawn({ name: inst.name, command: process.execPath, args, echo: opts.verbose === true });
     }
-    await Promise.all(instances.map((i) => (i.app as ManagedChild).waitForJson({ msg: 'demo-app listening' }, 10_000)));
+    await Promise.all(instances.map((i) => i.app!.current.waitForJson({ msg: 'demo-app listening' }, 10_000)));
 
     for (const inst of instances) {
       const tokenFile = join(dir, `${inst.name}.token`);
       writeFileSync(tokenFile, mintToken(tokenKey, { namespace: 'default', serviceAccount: inst.service }, 24 * 3600_000, Date.now()), { mode: 0o600 });
-      inst.sidecar = group.spawn({
+      inst.sidecar = supervisor.spawn({
         name: `${inst.name}-sidecar`,
         command: process.execPath,
         args: [
@@ -165,48 +180,69 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
         echo: opts.verbose === true,
       });
     }
-    await Promise.all(instances.map((i) => waitForHttp(i.adminPort, '/ready', 20_000, { child: i.sidecar as ManagedChild })));
+    await Promise.all(instances.map((i) => waitForHttp(i.adminPort, '/ready', 20_000, { child: i.sidecar!.current })));
 
     const header = [
-      'instance      app    inbound outbound admin  note',
-      ...instances.map(
-        (i) =>
-          `${i.name.padEnd(13)} ${String(i.appPort).padEnd(6)} ${String(i.inboundPort).padEnd(7)} ${String(i.outboundPort).padEnd(8)} ${String(i.adminPort).padEnd(6)} ${i.note}`,
-      ),
-      '',
       `traffic: ${rate} req/s to frontend via its sidecar's inbound port ${frontend.inboundPort}; ${opts.durationSec ? `stops after ${durationSec} s` : 'Ctrl-C stops'}`,
       `try: curl -s -H 'Host: frontend:${SERVICE_PORT}' http://127.0.0.1:${frontend.inboundPort}/   ·   curl -s http://127.0.0.1:${frontend.adminPort}/clusters`,
+      `ctl: npx pillion ctl clusters --admin 127.0.0.1:${frontend.adminPort}   ·   npx pillion ctl proxies --control 127.0.0.1:${controlAdminPort}`,
+      `     (any sidecar's admin port from the table; or once: export PILLION_ADMIN=127.0.0.1:${frontend.adminPort} PILLION_CONTROL=127.0.0.1:${controlAdminPort})`,
       `live config: edit ${meshPath} (e.g. give backend-2's endpoint weight: 5); the control server (xDS :${xdsPort}, admin :${controlAdminPort}/proxies) pushes it to every sidecar`,
+      `kill one: kill -9 <pid> of an app or sidecar; the demo says why it died and restarts it`,
       '',
     ].join('\n');
+    const table = (): string => instanceTable(instances, control, xdsPort, controlAdminPort);
     // On a terminal the header is part of every redraw (the screen is cleared once); otherwise printed once.
     if (tty) process.stdout.write('\x1b[2J');
-    else out(`\n${header}`);
+    else out(`\n${table()}\n\n${header}`);
 
     const traffic = new TrafficGenerator(frontend.inboundPort, `frontend:${SERVICE_PORT}`, rate);
-    const view = new MeshView(instances, frontend, backends);
+    const supervised = [control, ...instances.flatMap((i) => [i.app!, i.sidecar!])];
+    const view = new MeshView(instances, frontend, backends, controlAdminPort, supervised, report);
     traffic.start();
     const startedAt = Date.now();
     const endTimer = setTimeout(() => stopRequested('duration'), durationSec * 1000);
     let drawing = false;
-    const ticker = setInterval(() => {
-      if (drawing) return;
+    let drawAgain = false;
+    let lastText = '';
+    // Home, then each line cleared to its end, then the rest of the screen: no flicker.
+    const paint = (text: string): void =>
+      void process.stdout.write(`\x1b[H${`${table()}\n\n${header}\n${text}${feed.render()}`.replace(/\n/g, '\x1b[K\n')}\x1b[K\n\x1b[J`);
+    const draw = (): void => {
+      if (drawing) {
+        drawAgain = true;
+        return;
+      }
       drawing = true;
       view
         .render(traffic, (Date.now() - startedAt) / 1000, tty)
         .then(
           (text) => {
-            // Home, then each line cleared to its end, then the rest of the screen: no flicker.
-            if (tty) process.stdout.write(`\x1b[H${`${header}\n${text}`.replace(/\n/g, '\x1b[K\n')}\x1b[K\n\x1b[J`);
+            lastText = text;
+            if (tty) paint(text);
             else out(text);
           },
-          // A summary that cannot be read this second (a sidecar restarting) is skipped; the next one tries again.
+          // A summary that cannot be read this second is skipped; the next one tries again.
           (err: unknown) => out(`(summary unavailable: ${err instanceof Error ? err.message : String(err)})`),
         )
-        .finally(() => (drawing = false));
-    }, 1000);
+        .finally(() => {
+          drawing = false;
+          if (drawAgain) {
+            drawAgain = false;
+            if (tty) paint(lastText);
+          }
+        });
+    };
+    // An event repaints the screen at once with the last summary (a new one comes with the next tick).
+    redrawNow = () => {
+      if (drawing) drawAgain = true;
+      else paint(lastText);
+    };
+    const ticker = setInterval(draw, 1000);
 
     const why = await stopped;
+    redrawNow = () => {};
+    supervisor.stop();
     clearInterval(ticker);
     clearTimeout(endTimer);
     await traffic.stop();
@@ -214,8 +250,48 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
     out('');
     out(`stopping (${why}); final: ${final}`);
   } finally {
+    supervisor.stop();
     await group.close(5000);
   }
+}
+
+/** Events kept for the terminal screen (each with its stderr tail); off a terminal every event is printed. */
+const FEED_EVENTS_SHOWN = 6;
+
+/** The last few events, each a block of lines, for the screen. */
+class EventFeed {
+  private readonly events: Array<readonly string[]> = [];
+  dropped = 0;
+
+  constructor(private readonly keep: number) {}
+
+  push(lines: readonly string[]): void {
+    this.events.push(lines);
+    if (this.events.length > this.keep) {
+      this.events.shift();
+      this.dropped++;
+    }
+  }
+
+  render(): string {
+    if (this.events.length === 0) return '';
+    const more = this.dropped > 0 ? ` (${this.dropped} earlier not shown)` : '';
+    return `\n\nevents${more}:\n${this.events.map((e) => e.join('\n')).join('\n')}`;
+  }
+}
+
+/** Each process of the mesh: ports, pid (or why it has none) and restarts. */
+function instanceTable(instances: readonly Instance[], control: Supervised, xdsPort: number, controlAdminPort: number): string {
+  const pid = (s: Supervised | undefined): string => (s === undefined ? '-' : s.running ? String(s.current.pid ?? '?') : s.gaveUp ? 'gave up' : 'down');
+  const rows = instances.map(
+    (i) =>
+      `${i.name.padEnd(13)} ${String(i.appPort).padEnd(6)} ${String(i.inboundPort).padEnd(7)} ${String(i.outboundPort).padEnd(8)} ${String(i.adminPort).padEnd(6)} ${pid(i.app).padEnd(8)} ${pid(i.sidecar).padEnd(8)} ${`${i.app?.restarts ?? 0}/${i.sidecar?.restarts ?? 0}`.padEnd(9)} ${i.note}`,
+  );
+  return [
+    'instance      app    inbound outbound admin  app pid  sidecar  restarts  note',
+    ...rows,
+    `${`control       xDS :${xdsPort}, admin :${controlAdminPort}`.padEnd(44)} ${pid(control).padEnd(8)} ${'-'.padEnd(8)} ${String(control.restarts).padEnd(9)} xDS server and mesh CA`,
+  ].join('\n');
 }
 
 async function pickPorts(n: number, basePort: number | undefined): Promise<number[]> {
@@ -391,20 +467,33 @@ export function histogramQuantile(q: number, buckets: ReadonlyArray<{ le: number
   return prevLe;
 }
 
-/** Reads the sidecars' admin endpoints and renders the summary. */
+/** Traffic shares, success rates and latency are over this window, so a change shows within seconds. */
+const WINDOW_MS = 3_000;
+/** The p99 needs more samples than a share: a longer window. */
+const LATENCY_WINDOW_MS = 5_000;
+
+/** Reads the sidecars' admin endpoints and the control server's /proxies, and renders the summary. */
 class MeshView {
-  /** Recent frontend-inbound histogram snapshots, for a p99 over the last few seconds. */
-  private readonly histHistory: Array<Map<number, number>> = [];
+  /** Frontend-inbound histogram buckets (by `le`), for a p99 over the last few seconds. */
+  private readonly latency = new CounterWindow(LATENCY_WINDOW_MS);
+  /** Frontend sidecar's attempts per backend endpoint (`EP total`, `EP failed`), for shares over the window. */
+  private readonly attempts = new CounterWindow(WINDOW_MS);
   private readonly endpointNames = new Map<string, string>();
   /** Each sidecar's last scraped resilience counters: a scrape that fails keeps them, so no delta goes negative. */
   private readonly lastCounters = new Map<string, ResilienceCounters>();
+  /** Each sidecar's counters as it last reported them (lastCounters adds what restarted processes counted before). */
+  private readonly rawCounters = new Map<string, ResilienceCounters>();
   /** The mesh-wide totals at the previous render, for per-interval deltas. */
   private previousTotals: ResilienceCounters | undefined;
+  private readonly config = new ConfigWatch();
 
   constructor(
     private readonly instances: readonly Instance[],
     private readonly frontend: Instance,
     private readonly backends: readonly Instance[],
+    private readonly controlAdminPort: number,
+    private readonly supervised: readonly Supervised[],
+    private readonly report: (lines: readonly string[]) => void,
   ) {
     for (const b of backends) this.endpointNames.set(`127.0.0.1:${b.inboundPort}`, `${b.name} (${b.note})`);
   }
@@ -418,14 +507,28 @@ class MeshView {
     }
   }
 
+  /** The control server's /proxies, or undefined while it does not answer (restarting). */
+  private async controlStatus(): Promise<ProxiesDocument | undefined> {
+    try {
+      const r = await httpGet(this.controlAdminPort, '/proxies', 800);
+      return r.status === 200 ? parseProxiesDocument(r.body) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Mesh-wide totals from every sidecar's samples (frontend first, then the others in instance order). */
   private resilienceTotals(perSidecar: readonly Sample[][]): ResilienceCounters {
     const order = [this.frontend, ...this.instances.filter((i) => i !== this.frontend)];
     const sum: ResilienceCounters = { retries: 0, ejections: 0, overflow: 0, mtls: 0, denied: 0 };
     perSidecar.forEach((samples, i) => {
       const name = order[i]?.name ?? String(i);
-      const c = samples.length > 0 ? resilienceCounters(samples) : this.lastCounters.get(name);
+      const last = this.lastCounters.get(name);
+      let c = samples.length > 0 ? resilienceCounters(samples) : last;
       if (c === undefined) return;
+      // A restarted sidecar counts from zero again: carry what the one before it counted.
+      if (last !== undefined && c !== last) c = carryOverReset(last, this.rawCounters.get(name), c, (raw) => this.rawCounters.set(name, raw));
+      else if (c !== last) this.rawCounters.set(name, c);
       this.lastCounters.set(name, c);
       sum.retries += c.retries;
       sum.ejections += c.ejections;
@@ -437,7 +540,9 @@ class MeshView {
   }
 
   async render(traffic: TrafficGenerator, elapsedSec: number, tty: boolean): Promise<string> {
-    const [frontendSamples, ...others] = await Promise.all([
+    const now = Date.now();
+    const [status, frontendSamples, ...others] = await Promise.all([
+      this.controlStatus(),
       this.scrape(this.frontend.adminPort),
       ...this.instances.filter((i) => i !== this.frontend).map((i) => this.scrape(i.adminPort)),
     ]);
@@ -453,32 +558,35 @@ class MeshView {
     } catch {
       clusters = undefined;
     }
+    const config = this.config.update(status, now);
+    if (config.events.length > 0) this.report(config.events);
 
     // p99 of requests entering the mesh (frontend sidecar, inbound), over the last ~5 s.
-    const buckets = new Map<number, number>();
+    const buckets = new Map<string, number>();
+    const attempts = new Map<string, number>();
     for (const s of fe) {
       if (s.name === 'pillion_downstream_request_duration_seconds_bucket' && s.labels.direction === 'inbound') {
-        const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
+        const le = s.labels.le ?? '+Inf';
         buckets.set(le, (buckets.get(le) ?? 0) + s.value);
+      } else if (s.name === 'pillion_upstream_requests_total' && (s.labels.cluster ?? '').startsWith('backend.')) {
+        // Backend traffic as frontend's sidecar sent it: attempts per endpoint, and their 5xx.
+        const ep = s.labels.endpoint ?? '?';
+        attempts.set(`${ep} total`, (attempts.get(`${ep} total`) ?? 0) + s.value);
+        if (s.labels.code_class === '5xx' || s.labels.code_class === 'error') attempts.set(`${ep} failed`, (attempts.get(`${ep} failed`) ?? 0) + s.value);
       }
     }
-    this.histHistory.push(buckets);
-    if (this.histHistory.length > 6) this.histHistory.shift();
-    const oldest = this.histHistory[0] as Map<number, number>;
-    const recentBuckets = [...buckets].map(([le, count]) => ({ le, count: count - (oldest === buckets ? 0 : (oldest.get(le) ?? 0)) }));
-    const useRecent = recentBuckets.some((d) => !Number.isFinite(d.le) && d.count > 0);
-    const p99 = histogramQuantile(0.99, useRecent ? recentBuckets : [...buckets].map(([le, count]) => ({ le, count })));
+    this.latency.push(now, buckets);
+    this.attempts.push(now, attempts);
+    const recentBuckets = [...this.latency.deltas()].map(([le, count]) => ({ le: le === '+Inf' ? Infinity : Number(le), count }));
+    const p99 = histogramQuantile(0.99, recentBuckets);
 
-    // Backend traffic as frontend's sidecar sent it: attempts per endpoint, and their 5xx.
+    const recentAttempts = this.attempts.deltas();
     const perEndpoint = new Map<string, { total: number; failed: number }>();
-    for (const s of fe) {
-      if (s.name === 'pillion_upstream_requests_total' && (s.labels.cluster ?? '').startsWith('backend.')) {
-        const ep = s.labels.endpoint ?? '?';
-        const e = perEndpoint.get(ep) ?? { total: 0, failed: 0 };
-        e.total += s.value;
-        if (s.labels.code_class === '5xx' || s.labels.code_class === 'error') e.failed += s.value;
-        perEndpoint.set(ep, e);
-      }
+    for (const [key, n] of recentAttempts) {
+      const [ep, what] = key.split(' ') as [string, 'total' | 'failed'];
+      const e = perEndpoint.get(ep) ?? { total: 0, failed: 0 };
+      e[what] += n;
+      perEndpoint.set(ep, e);
     }
     const backendTotal = [...perEndpoint.values()].reduce((a, e) => a + e.total, 0);
 
@@ -492,31 +600,37 @@ class MeshView {
     }
     const ejected = ejectedEndpoints(clusters);
 
-    const recent = traffic.recent(3);
+    const recent = traffic.recent(WINDOW_MS / 1000);
     const t = traffic.total;
     const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : '–');
     const ms = (x: number): string => (Number.isFinite(x) ? `${(x * 1000).toFixed(0)} ms` : '–');
     const reasonText = [...reasons].map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
     const share = (ep: string): string => pct(backendTotal > 0 ? (perEndpoint.get(ep)?.total ?? 0) / backendTotal : NaN);
     const resilience = (['retries', 'ejections', 'overflow', 'mtls', 'denied'] as const).map((k) => `${k}=${totals[k]}(+${delta(k)})`).join(' ');
+    const restarts = this.supervised.reduce((a, s) => a + s.restarts, 0);
+    const down = this.supervised.filter((s) => !s.running).map((s) => s.name);
+    const secs = `${WINDOW_MS / 1000} s`;
 
     if (!tty) {
       const eps = this.backends.map((b) => `${b.name}=${share(`127.0.0.1:${b.inboundPort}`)}`).join(' ');
-      return `t=${elapsedSec.toFixed(0)}s rps=${recent.rps.toFixed(1)} success=${pct(recent.success)} total=${t.sent} ok=${t.ok} failed=${t.failed + t.errors} p99=${ms(p99)} backend[${eps}] ${resilience} ejected=[${ejected.join(',')}] local_replies[${reasonText}]`;
+      return `t=${elapsedSec.toFixed(0)}s rps=${recent.rps.toFixed(1)} success=${pct(recent.success)} total=${t.sent} ok=${t.ok} failed=${t.failed + t.errors} p99=${ms(p99)} backend[${eps}] ${resilience} ejected=[${ejected.join(',')}] local_replies[${reasonText}] restarts=${restarts} down=[${down.join(',')}] config=${config.summary}`;
     }
     const lines: string[] = [];
     lines.push(`Pillion demo mesh — ${elapsedSec.toFixed(0)} s   (Ctrl-C stops)`);
     lines.push('');
-    lines.push(`traffic      ${recent.rps.toFixed(1)} req/s, success ${pct(recent.success)} (last 3 s)`);
+    lines.push(`traffic      ${recent.rps.toFixed(1)} req/s, success ${pct(recent.success)} (last ${secs})`);
     lines.push(`total        ${t.sent} sent, ${t.ok} ok, ${t.failed} failed, ${t.errors} errors${t.dropped ? `, ${t.dropped} not sent (too many in flight)` : ''}; success ${pct(t.ok / Math.max(1, t.ok + t.failed + t.errors))}`);
-    lines.push(`p99          ${ms(p99)} (frontend sidecar, inbound, last ~5 s)`);
+    lines.push(`p99          ${ms(p99)} (frontend sidecar, inbound, last ${LATENCY_WINDOW_MS / 1000} s)`);
+    lines.push(`processes    ${restarts} restart${restarts === 1 ? '' : 's'}${down.length > 0 ? `; down now: ${down.join(', ')}` : ''}`);
+    lines.push(`config       ${config.screen.join('\n             ')}`);
     lines.push('');
-    lines.push('backend endpoints as frontend\'s sidecar sees them:');
+    lines.push(`backend endpoints as frontend's sidecar sees them (last ${secs}):`);
     for (const b of this.backends) {
       const ep = `127.0.0.1:${b.inboundPort}`;
       const e = perEndpoint.get(ep);
       const state = ejected.includes(ep) ? 'EJECTED' : 'healthy';
-      lines.push(`  ${b.name.padEnd(11)} ${b.note.padEnd(16)} share ${share(ep).padStart(6)}   attempts ${String(e?.total ?? 0).padStart(6)}   5xx ${String(e?.failed ?? 0).padStart(5)}   ${state}`);
+      const ok = e && e.total > 0 ? pct((e.total - e.failed) / e.total) : '–';
+      lines.push(`  ${b.name.padEnd(11)} ${b.note.padEnd(16)} share ${share(ep).padStart(6)}   attempts ${String(e?.total ?? 0).padStart(5)}   success ${ok.padStart(6)}   ${state}`);
     }
     for (const [ep, e] of perEndpoint) {
       if (!this.endpointNames.has(ep)) lines.push(`  ${ep.padEnd(28)} attempts ${e.total}`);
@@ -531,6 +645,50 @@ class MeshView {
   }
 }
 
+/** Problems shown per config error, and the longest line of one. */
+const CONFIG_PROBLEMS_SHOWN = 3;
+const CONFIG_LINE_CHARS = 160;
+
+/**
+ * The mesh file's state and the proxies' current NACKs, from /proxies: lines for the screen, a word for the
+ * plain summary, and event lines for what changed since the last look (a new error, a fix, a new NACK).
+ */
+class ConfigWatch {
+  private lastError = '';
+  private readonly seenNacks = new Set<string>();
+  /** Bounds `seenNacks` (one key per rejected version per proxy and type). */
+  private static readonly MAX_SEEN = 1024;
+
+  update(doc: ProxiesDocument | undefined, now: number): { screen: string[]; summary: string; events: string[] } {
+    if (doc === undefined) return { screen: ['control server not answering'], summary: 'unknown', events: [] };
+    const time = `[${new Date(now).toISOString().slice(11, 19)}]`;
+    const events: string[] = [];
+    const problems = configProblems(doc).map((p) => oneLine(p, CONFIG_LINE_CHARS));
+    const shown = problems.slice(0, CONFIG_PROBLEMS_SHOWN);
+    if (problems.length > shown.length) shown.push(`(${problems.length - shown.length} more: npx pillion ctl proxies)`);
+    const errorKey = problems.join('\n');
+    if (errorKey !== this.lastError) {
+      if (errorKey !== '') events.push(`${time} mesh config rejected by the control server (the last good config keeps serving):`, ...shown.map((p) => `    | ${p}`));
+      else if (this.lastError !== '') events.push(`${time} mesh config valid again${doc.configVersion ? ` (version ${doc.configVersion})` : ''}; pushed to the sidecars`);
+      this.lastError = errorKey;
+    }
+    const nacks = currentNacks(doc);
+    for (const n of nacks) {
+      const key = `${n.nodeId} ${n.type} ${n.version}`;
+      if (this.seenNacks.has(key)) continue;
+      if (this.seenNacks.size >= ConfigWatch.MAX_SEEN) this.seenNacks.clear();
+      this.seenNacks.add(key);
+      events.push(`${time} ${n.nodeId} rejected (NACK) ${n.type} version ${n.version}: ${oneLine(n.error, CONFIG_LINE_CHARS)}`);
+    }
+    const screen: string[] = [];
+    if (problems.length > 0) screen.push('INVALID mesh file, rejected by the control server (the last good config keeps serving):', ...shown.map((p) => `  ${p}`));
+    else screen.push(`valid${doc.configVersion ? `, version ${doc.configVersion}` : ''}; ${doc.proxies.length} proxies connected`);
+    for (const n of nacks.slice(0, CONFIG_PROBLEMS_SHOWN)) screen.push(`NACK ${n.nodeId} ${n.type} ${n.version}: ${oneLine(n.error, CONFIG_LINE_CHARS)}`);
+    if (nacks.length > CONFIG_PROBLEMS_SHOWN) screen.push(`(${nacks.length - CONFIG_PROBLEMS_SHOWN} more NACKs: npx pillion ctl proxies)`);
+    return { screen, summary: `${problems.length > 0 ? 'invalid' : 'ok'} nacks=${nacks.length}`, events };
+  }
+}
+
 interface ResilienceCounters {
   retries: number;
   ejections: number;
@@ -540,6 +698,25 @@ interface ResilienceCounters {
   mtls: number;
   /** Requests and connections authorization refused. */
   denied: number;
+}
+
+/**
+ * Counters carried across a restart: `shown` is what was displayed, `raw` what the process reported last time,
+ * `fresh` what it reports now. A counter lower than its raw value restarted from zero, so it adds all of itself.
+ */
+export function carryOverReset(
+  shown: ResilienceCounters,
+  raw: ResilienceCounters | undefined,
+  fresh: ResilienceCounters,
+  setRaw: (raw: ResilienceCounters) => void,
+): ResilienceCounters {
+  setRaw(fresh);
+  const out = { ...shown };
+  for (const k of Object.keys(fresh) as Array<keyof ResilienceCounters>) {
+    const before = raw?.[k] ?? 0;
+    out[k] += fresh[k] >= before ? fresh[k] - before : fresh[k];
+  }
+  return out;
 }
 
 /** The resilience counters of one sidecar's /metrics, summed over its clusters. */
