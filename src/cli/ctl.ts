@@ -144,6 +144,14 @@ function typeState(t: ProxyTypeStatus): string {
   return t.versionAcked === t.versionSent ? 'ACKED' : 'PENDING';
 }
 
+/** Envoy's order of the xDS types (listeners, routes, clusters, endpoints), by type URL; others after. */
+const TYPE_ORDER = ['Listener', 'RouteConfiguration', 'Cluster', 'ClusterLoadAssignment'];
+function typeRank(t: ProxyTypeStatus, label: string): number {
+  const name = (t.typeUrl ?? label).slice((t.typeUrl ?? label).lastIndexOf('.') + 1);
+  const i = TYPE_ORDER.indexOf(name);
+  return i < 0 ? TYPE_ORDER.length : i;
+}
+
 /** The control server's view: the mesh file's state, then one row per connected proxy and xDS type. */
 export function formatProxies(doc: ProxiesDocument, nowMs: number = Date.now()): string {
   const problems = configProblems(doc);
@@ -153,11 +161,11 @@ export function formatProxies(doc: ProxiesDocument, nowMs: number = Date.now()):
       : `mesh config: INVALID since ${doc.configError!.at}; every proxy keeps the last good config${doc.configVersion ? ` (version ${doc.configVersion})` : ''}:\n${problems.map((p) => `  ${oneLine(p, 300)}\n`).join('')}`;
   if (doc.proxies.length === 0) return `${head}no proxies connected\n`;
   const rows: string[][] = [];
-  for (const p of doc.proxies) {
+  for (const p of [...doc.proxies].sort((a, b) => a.nodeId.localeCompare(b.nodeId))) {
     const since = p.connectedSince ? Date.parse(p.connectedSince) : NaN;
     const connected = Number.isFinite(since) ? `${Math.max(0, Math.round((nowMs - since) / 1000))}s` : '-';
     const service = p.proxyless ? '(proxyless)' : p.service ? `${p.service}.${p.namespace ?? 'default'}` : '-';
-    for (const [type, t] of Object.entries(p.types)) {
+    for (const [type, t] of Object.entries(p.types).sort(([a, ta], [b, tb]) => typeRank(ta, a) - typeRank(tb, b) || a.localeCompare(b))) {
       const nack = t.lastNack ? `${t.lastNack.version} at ${t.lastNack.at}: ${oneLine(t.lastNack.error, 200)}` : '-';
       rows.push([p.nodeId, service, connected, type, t.versionSent ?? '-', t.versionAcked ?? '-', typeState(t), nack]);
     }

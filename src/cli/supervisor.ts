@@ -149,7 +149,10 @@ export function describeEvent(e: SupervisorEvent): string[] {
   const time = new Date(e.at).toISOString().slice(11, 19);
   if (e.kind === 'restart') return [`[${time}] ${e.name} restarted (pid ${e.pid ?? '?'}, restart ${e.restarts})`];
   const how = e.signal !== null ? `killed by ${e.signal}` : `exit code ${e.code ?? '?'}`;
-  const next = e.restartInMs === null ? 'not restarting: it kept failing (see its output above)' : `restarting in ${(e.restartInMs / 1000).toFixed(1)} s`;
+  const next =
+    e.restartInMs === null
+      ? `not restarting: it failed soon after each of its last ${e.restarts + 1} starts`
+      : `restarting in ${e.restartInMs < 1000 ? `${e.restartInMs} ms` : `${(e.restartInMs / 1000).toFixed(1)} s`}`;
   const lines = [`[${time}] ${e.name} (pid ${e.pid ?? '?'}) exited: ${how} after ${formatUptime(e.upMs)}; ${next}`];
   if (e.tail.length === 0) lines.push('    (no output)');
   else {
