@@ -21,6 +21,8 @@ export function restartDelayMs(policy: RestartPolicy, quickFailures: number): nu
 
 /** Lines of a dead child's stderr put in its exit event. */
 const EXIT_TAIL_LINES = 6;
+/** Characters of one tail line an event shows (a JSON log line can be kilobytes). */
+const TAIL_LINE_SHOWN = 240;
 
 export interface ChildExitEvent {
   readonly kind: 'exit';
@@ -157,7 +159,7 @@ export function describeEvent(e: SupervisorEvent): string[] {
   if (e.tail.length === 0) lines.push('    (no output)');
   else {
     lines.push(`    ${e.tailIsStderr ? 'stderr' : 'no stderr; last output'}:`);
-    for (const l of e.tail) lines.push(`    | ${l}`);
+    for (const l of e.tail) lines.push(`    | ${l.length > TAIL_LINE_SHOWN ? `${l.slice(0, TAIL_LINE_SHOWN - 1)}…` : l}`);
   }
   return lines;
 }

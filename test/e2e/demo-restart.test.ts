@@ -1,6 +1,6 @@
 // `pillion demo` tells the truth when a process dies: a sidecar killed with SIGKILL is reported at once (name, pid,
-// signal), restarted and counted, traffic flows through it again, a broken mesh file shows as a config error, and
-// Ctrl-C (SIGINT) leaves no process behind, restarted ones included.
+// signal), restarted and counted, traffic flows through it again, shares follow a mesh edit within seconds, a broken
+// mesh file shows as a config error, and Ctrl-C (SIGINT) leaves no process behind, restarted ones included.
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -101,6 +101,14 @@ describe('pillion demo, when a process dies', () => {
       const line = (await waitFor(/^t=\d+s rps=[\d.]+ success=(?:9[5-9]|100)\.\d% .* ok=(\d+) .* restarts=1 down=\[\] config=ok nacks=0$/m, 15_000, out.length))[0];
       const okThen = Number(/ ok=(\d+)/.exec(line)![1]);
       await waitFor(new RegExp(`^t=\\d+s .* ok=(?!${okThen} )\\d+ .* restarts=1 `, 'm'), 3_000, out.indexOf(line) + line.length);
+
+      // Shares are over the last seconds, not since start: with backend-2 and backend-3 taken out of the mesh, the
+      // screen soon shows backend-1 with all of the backend traffic (a cumulative share never would).
+      const editMark = out.length;
+      const oneBackend = readFileSync(meshPath, 'utf8').replace(/(- name: backend\n(?:.*\n)*? {4}endpoints:\n {6}- \{[^\n]*\}\n)(?: {6}- \{[^\n]*\}\n)+/, '$1');
+      expect(oneBackend.match(/- \{ address/g)).toHaveLength(3);
+      writeFileSync(meshPath, oneBackend);
+      await waitFor(/^t=\d+s .* backend\[backend-1=100\.0% backend-2=0\.0% backend-3=0\.0%\] .* config=ok nacks=0$/m, 8_000, editMark);
 
       // A broken mesh file is on screen, not only on /proxies.
       const configMark = out.length;
