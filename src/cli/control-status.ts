@@ -34,7 +34,12 @@ export interface ProxiesDocument {
 
 /** Checks the shape enough that the readers below cannot throw on it; a wrong one is an Error naming the field. */
 export function parseProxiesDocument(text: string): ProxiesDocument {
-  const doc = JSON.parse(text) as unknown;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new Error(`/proxies: not JSON (is this a Pillion control server's admin port?): ${oneLine(text, 80)}`);
+  }
   if (typeof doc !== 'object' || doc === null) throw new Error('/proxies: expected a JSON object');
   const d = doc as Partial<ProxiesDocument>;
   if (!Array.isArray(d.proxies)) throw new Error('/proxies: expected a "proxies" list');

@@ -187,7 +187,7 @@ export async function runCtlCommand(argv: readonly string[], env: NodeJS.Process
     } catch (err) {
       throw new Error(`cannot reach ${whose} at ${hostPort}: ${(err as Error).cause ?? (err as Error).message}`);
     }
-    if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+    if (!res.ok) throw new Error(`${url}: HTTP ${res.status}${res.status === 404 ? ` (is ${hostPort} ${whose}?)` : ''}`);
     return res.text();
   };
   const get = (path: string): Promise<string> => fetchText(admin, "the proxy's admin server", path);

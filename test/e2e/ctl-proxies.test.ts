@@ -134,6 +134,11 @@ describe('pillion ctl proxies', () => {
     const adminEnvUsed = await ctl(['clusters'], { PILLION_ADMIN: '127.0.0.1:9' });
     expect(adminEnvUsed.err).toContain("cannot reach the proxy's admin server at 127.0.0.1:9");
     expect((await ctl(['clusters', '--admin', `127.0.0.1:${proxyAdmin}`], { PILLION_ADMIN: '127.0.0.1:9' })).out).toMatch(/^frontend\.default:8080\s/m);
+    // The proxy's admin port given as the control server's: the error says which is which.
+    const wrongPort = await ctl(['proxies', '--control', `127.0.0.1:${proxyAdmin}`]);
+    expect(wrongPort.code).toBe(1);
+    expect(wrongPort.err).toContain(`http://127.0.0.1:${proxyAdmin}/proxies: HTTP 404 (is 127.0.0.1:${proxyAdmin} the control server's admin server?)`);
+
     const help = await ctl(['--help']);
     expect(help.out).toContain('default $PILLION_ADMIN, else 127.0.0.1:15000');
     expect(help.out).toContain('default $PILLION_CONTROL, else 127.0.0.1:15014');
