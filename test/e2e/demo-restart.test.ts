@@ -130,5 +130,5 @@ describe('pillion demo, when a process dies', () => {
     // Every process the demo ran, the restarted sidecar included, is gone.
     expect(pids.size).toBe(12);
     expect([...pids].filter(alive)).toEqual([]);
-  }, 45_000);
+  }, 60_000);
 });
