@@ -63,6 +63,8 @@ export class ManagedChild {
   exitCode: number | null = null;
   exitSignal: NodeJS.Signals | null = null;
   readonly exited: Promise<void>;
+  /** Resolves when the process has exited and its stdout and stderr are read to their end ('close'). */
+  readonly closed: Promise<void>;
   private readonly waiters = new Set<LineWaiter>();
   private readonly keep: number;
 
@@ -91,6 +93,10 @@ export class ManagedChild {
         this.exitCode = -1;
         resolve();
       });
+    });
+    this.closed = new Promise((resolve) => {
+      this.proc.once('close', () => resolve());
+      this.proc.on('error', () => resolve());
     });
     for (const stream of [this.proc.stdout, this.proc.stderr]) {
       if (!stream) continue;

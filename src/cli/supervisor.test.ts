@@ -46,7 +46,7 @@ describe('Supervisor', () => {
       const s = sup.spawn({
         name: 'crasher',
         command: process.execPath,
-        args: ['-e', "console.log('a log line'); process.stderr.write('Error: port 1 in use\\nat listen'); process.exit(3)"],
+        args: ['-e', "console.log('a log line'); for (let i = 0; i < 30; i++) console.error('line ' + i); process.stderr.write('Error: port 1 in use\\nat listen'); process.exit(3)"],
       });
       await until(() => s.gaveUp);
       expect(events.map((e) => (e.kind === 'exit' ? `exit ${e.code} ${e.restartInMs}` : `restart ${e.restarts}`))).toEqual([
@@ -59,11 +59,15 @@ describe('Supervisor', () => {
       const first = events[0]!;
       if (first.kind !== 'exit') throw new Error('not an exit');
       // The unterminated last line counts too.
-      expect(first.tail).toEqual(['Error: port 1 in use', 'at listen']);
+      expect(first.tail).toEqual(['line 26', 'line 27', 'line 28', 'line 29', 'Error: port 1 in use', 'at listen']);
       expect(first.tailIsStderr).toBe(true);
       expect(describeEvent(first)).toEqual([
         expect.stringMatching(/^\[\d\d:\d\d:\d\d\] crasher \(pid \d+\) exited: exit code 3 after \d\.\d s; restarting in 20 ms$/),
         '    stderr:',
+        '    | line 26',
+        '    | line 27',
+        '    | line 28',
+        '    | line 29',
         '    | Error: port 1 in use',
         '    | at listen',
       ]);

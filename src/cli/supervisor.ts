@@ -21,6 +21,8 @@ export function restartDelayMs(policy: RestartPolicy, quickFailures: number): nu
 
 /** Lines of a dead child's stderr put in its exit event. */
 const EXIT_TAIL_LINES = 6;
+/** How long an exit report waits for the rest of the child's stderr. */
+const STDERR_DRAIN_MS = 300;
 /** Characters of one tail line an event shows (a JSON log line can be kilobytes). */
 const TAIL_LINE_SHOWN = 240;
 
@@ -102,8 +104,12 @@ export class Supervisor {
 
   private watch(s: Supervised): void {
     const child = s.current;
-    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- exited only resolves
-    void child.exited.then(() => this.onExit(s, child));
+    // 'exit' can come before the last bytes of stderr are read: wait for the pipes to close, but not for long (a
+    // grandchild may hold them open).
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- exited and closed only resolve
+    void child.exited
+      .then(() => Promise.race([child.closed, new Promise<void>((r) => setTimeout(r, STDERR_DRAIN_MS).unref())]))
+      .then(() => this.onExit(s, child));
   }
 
   private onExit(s: Supervised, child: ManagedChild): void {
