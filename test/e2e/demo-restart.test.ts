@@ -88,7 +88,7 @@ describe('pillion demo, when a process dies', () => {
       const mark = out.length;
       process.kill(victim, 'SIGKILL');
       // Reported at once (well before the next summary's restart), by name, pid and signal…
-      await waitFor(new RegExp(`^\\[[\\d:]+\\] frontend-1-sidecar \\(pid ${victim}\\) exited: killed by SIGKILL after [\\d.]+ s; restarting in 500 ms$`, 'm'), 3_000, mark);
+      await waitFor(new RegExp(`^\\[[\\d:]+\\] frontend-1-sidecar \\(pid ${victim}\\) exited: killed by SIGKILL after [\\d.]+ s; restarting in 500 ms$`, 'm'), 5_000, mark);
       // …restarted and counted…
       const restarted = Number((await waitFor(/^\[[\d:]+\] frontend-1-sidecar restarted \(pid (\d+), restart 1\)$/m, 5_000, mark))[1]);
       expect(restarted).not.toBe(victim);
@@ -100,7 +100,7 @@ describe('pillion demo, when a process dies', () => {
       // total ok count keeps growing, on lines that count the restart.
       const line = (await waitFor(/^t=\d+s rps=[\d.]+ success=(?:9[5-9]|100)\.\d% .* ok=(\d+) .* restarts=1 down=\[\] config=ok nacks=0$/m, 15_000, out.length))[0];
       const okThen = Number(/ ok=(\d+)/.exec(line)![1]);
-      await waitFor(new RegExp(`^t=\\d+s .* ok=(?!${okThen} )\\d+ .* restarts=1 `, 'm'), 3_000, out.indexOf(line) + line.length);
+      await waitFor(new RegExp(`^t=\\d+s .* ok=(?!${okThen} )\\d+ .* restarts=1 `, 'm'), 6_000, out.indexOf(line) + line.length);
 
       // Shares are over the last seconds, not since start: with backend-2 and backend-3 taken out of the mesh, the
       // screen soon shows backend-1 with all of the backend traffic (a cumulative share never would).
@@ -108,13 +108,13 @@ describe('pillion demo, when a process dies', () => {
       const oneBackend = readFileSync(meshPath, 'utf8').replace(/(- name: backend\n(?:.*\n)*? {4}endpoints:\n {6}- \{[^\n]*\}\n)(?: {6}- \{[^\n]*\}\n)+/, '$1');
       expect(oneBackend.match(/- \{ address/g)).toHaveLength(3);
       writeFileSync(meshPath, oneBackend);
-      await waitFor(/^t=\d+s .* backend\[backend-1=100\.0% backend-2=0\.0% backend-3=0\.0%\] .* config=ok nacks=0$/m, 8_000, editMark);
+      await waitFor(/^t=\d+s .* backend\[backend-1=100\.0% backend-2=0\.0% backend-3=0\.0%\] .* config=ok nacks=0$/m, 12_000, editMark);
 
       // A broken mesh file is on screen, not only on /proxies.
       const configMark = out.length;
       writeFileSync(meshPath, readFileSync(meshPath, 'utf8').replace('timeout: 5s', 'timeout: 5'));
       await waitFor(/^\[[\d:]+\] mesh config rejected by the control server \(the last good config keeps serving\):\n {4}\| services\[0\]\.policy\.timeout: expected a duration/m, 5_000, configMark);
-      await waitFor(/^t=\d+s .* config=invalid nacks=0$/m, 3_000, configMark);
+      await waitFor(/^t=\d+s .* config=invalid nacks=0$/m, 6_000, configMark);
       expect(out.slice(mark)).not.toContain('\x1b');
       record();
     } finally {
