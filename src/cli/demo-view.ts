@@ -287,7 +287,7 @@ const CONFIG_LINE_CHARS = 160;
  * The mesh file's state and the proxies' current NACKs, from /proxies: lines for the screen, a word for the
  * plain summary, and event lines for what changed since the last look (a new error, a fix, a new NACK).
  */
-class ConfigWatch {
+export class ConfigWatch {
   private lastError = '';
   private readonly seenNacks = new Set<string>();
   /** Bounds `seenNacks` (one key per rejected version per proxy and type). */
