@@ -20,6 +20,33 @@ export interface SpawnSpec {
   readonly echo?: boolean;
   /** Lines kept for `waitForLine` and error messages (default 200). */
   readonly keepLines?: number;
+  /** Lines of stderr kept apart, for saying why a child died (default 20). */
+  readonly keepStderrLines?: number;
+}
+
+/** The last `capacity` lines written to one stream; older ones are counted in `dropped`, not kept. */
+export class LineRing {
+  private readonly buf: string[] = [];
+  private next = 0;
+  dropped = 0;
+
+  constructor(readonly capacity: number) {}
+
+  push(line: string): void {
+    if (this.buf.length < this.capacity) {
+      this.buf.push(line);
+      return;
+    }
+    this.buf[this.next] = line;
+    this.next = (this.next + 1) % this.capacity;
+    this.dropped++;
+  }
+
+  /** The last `n` lines (all kept ones by default), oldest first. */
+  tail(n: number = this.capacity): string[] {
+    const ordered = this.buf.length < this.capacity ? this.buf : [...this.buf.slice(this.next), ...this.buf.slice(0, this.next)];
+    return ordered.slice(Math.max(0, ordered.length - n));
+  }
 }
 
 type LineWaiter = { test: (line: string) => boolean; resolve: (line: string) => void };
@@ -29,15 +56,22 @@ export class ManagedChild {
   readonly name: string;
   readonly proc: ChildProcess;
   readonly lines: string[] = [];
+  /** The last lines of stderr alone: what a crash says (a stack trace, `pillion: …`), not buried under logs. */
+  readonly stderrTail: LineRing;
+  /** When the process was started (ms since the epoch). */
+  readonly startedAt = Date.now();
   exitCode: number | null = null;
   exitSignal: NodeJS.Signals | null = null;
   readonly exited: Promise<void>;
+  /** Resolves when the process has exited and its stdout and stderr are read to their end ('close'). */
+  readonly closed: Promise<void>;
   private readonly waiters = new Set<LineWaiter>();
   private readonly keep: number;
 
   constructor(spec: SpawnSpec) {
     this.name = spec.name;
     this.keep = spec.keepLines ?? 200;
+    this.stderrTail = new LineRing(spec.keepStderrLines ?? 20);
     const options: SpawnOptions = {
       cwd: spec.cwd,
       env: spec.env ?? process.env,
@@ -60,20 +94,36 @@ export class ManagedChild {
         resolve();
       });
     });
+    this.closed = new Promise((resolve) => {
+      this.proc.once('close', () => resolve());
+      this.proc.on('error', () => resolve());
+    });
     for (const stream of [this.proc.stdout, this.proc.stderr]) {
       if (!stream) continue;
+      const isStderr = stream === this.proc.stderr;
       let partial = '';
       stream.setEncoding('utf8');
       stream.on('data', (chunk: string) => {
         partial += chunk;
         let nl: number;
         while ((nl = partial.indexOf('\n')) >= 0) {
-          this.onLine(partial.slice(0, nl), spec.echo === true);
+          const line = partial.slice(0, nl);
+          if (isStderr) this.stderrTail.push(line.length > MAX_TAIL_LINE_CHARS ? `${line.slice(0, MAX_TAIL_LINE_CHARS)}…` : line);
+          this.onLine(line, spec.echo === true);
           partial = partial.slice(nl + 1);
         }
         // A child that writes without newlines must not grow this buffer for ever.
         if (partial.length > MAX_LINE_CHARS) partial = partial.slice(-MAX_LINE_CHARS);
       });
+      // A dying process's last words often lack a newline (a crash message cut short): keep them too.
+      stream.on('end', () => {
+        if (partial === '') return;
+        if (isStderr) this.stderrTail.push(partial.length > MAX_TAIL_LINE_CHARS ? `${partial.slice(0, MAX_TAIL_LINE_CHARS)}…` : partial);
+        this.onLine(partial, spec.echo === true);
+        partial = '';
+      });
+      // A pipe from a child that dies can error (EPIPE, ECONNRESET): the exit is reported by 'exit', not by a throw.
+      stream.on('error', () => {});
     }
   }
 
@@ -195,6 +245,27 @@ export class ChildGroup {
     return child;
   }
 
+  /**
+   * Drops an exited child from the group (its process group is SIGKILLed first, in case a grandchild outlived it),
+   * so a child restarted again and again does not grow the list.
+   */
+  forget(child: ManagedChild): void {
+    if (child.running) return;
+    if (child.proc.pid !== undefined) {
+      try {
+        process.kill(-child.proc.pid, 'SIGKILL');
+      } catch {
+        /* no such group: fine */
+      }
+    }
+    const i = this.children.indexOf(child);
+    if (i >= 0) this.children.splice(i, 1);
+  }
+
+  get isClosing(): boolean {
+    return this.closing !== undefined;
+  }
+
   /** A fresh temp dir removed by `close()`. */
   tempDir(prefix: string): string {
     const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -258,10 +329,12 @@ export class ChildGroup {
   }
 }
 
-/** `n` distinct free TCP ports on 127.0.0.1 (all bound at once, then released: a small race remains). */
 /** Longest line kept from a child's output (what a demo screen or an error message can show). */
 const MAX_LINE_CHARS = 65_536;
+/** Longest line kept in a stderr tail: it is shown on a screen. */
+const MAX_TAIL_LINE_CHARS = 400;
 
+/** `n` distinct free TCP ports on 127.0.0.1 (all bound at once, then released: a small race remains). */
 export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
     Array.from(

@@ -1,12 +1,33 @@
-// `pillion ctl`: an operator's view of one running proxy, read from its admin server and printed as tables.
+// `pillion ctl`: an operator's view of one running proxy (from its admin server) or of the proxies a control server
+// serves (from its admin's /proxies), printed as tables.
 import { parseArgs } from 'node:util';
 import { UsageError } from '../bootstrap/args.js';
 import type { ClusterStatus, EndpointStatus, ListenerStatus } from '../admin/types.js';
 import type { RouteConfigModel } from '../config/model.js';
 import type { SecretSummary } from '../tls/summary.js';
+import { configProblems, isRejecting, oneLine, parseProxiesDocument, type ProxiesDocument, type ProxyTypeStatus } from './control-status.js';
 
-export const CTL_USAGE = `usage: pillion ctl <clusters|listeners|routes|certs|config-dump|stats> [--admin HOST:PORT]   (default 127.0.0.1:15000)
+export const CTL_USAGE = `usage: pillion ctl <clusters|listeners|routes|certs|config-dump|stats> [--admin HOST:PORT]
+       pillion ctl proxies [--control HOST:PORT]
+
+  clusters, listeners, routes, certs, config-dump, stats   one proxy, from its admin server
+      --admin HOST:PORT     default $PILLION_ADMIN, else 127.0.0.1:15000
+  proxies                   the proxies connected to a control server: per xDS type the version sent, the one
+                            ACKed, and the last NACK with its error; and whether the mesh file is valid
+      --control HOST:PORT   the control server's admin; default $PILLION_CONTROL, else 127.0.0.1:15014
+
+  A flag wins over its environment variable. Without PATH changes, from the project directory: npx pillion ctl …
 `;
+
+export const DEFAULT_ADMIN = '127.0.0.1:15000';
+export const DEFAULT_CONTROL_ADMIN = '127.0.0.1:15014';
+
+/** A flag's value, else the environment variable's (when set and not empty), else the default. */
+export function addressOf(flag: string | undefined, env: string | undefined, fallback: string): string {
+  if (flag !== undefined && flag !== '') return flag;
+  if (env !== undefined && env.trim() !== '') return env.trim();
+  return fallback;
+}
 
 /** Left-aligned columns, two spaces apart: what `kubectl get` users expect. */
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -116,20 +137,60 @@ export function formatCerts(secrets: readonly SecretSummary[], nowMs: number = D
   return table(['SECRET', 'KIND', 'SPIFFE ID', 'SUBJECT', 'NOT AFTER', 'SERIAL'], rows);
 }
 
-export async function runCtlCommand(argv: readonly string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args: [...argv], options: { admin: { type: 'string', default: '127.0.0.1:15000' } }, allowPositionals: true });
+/** A type's state on one proxy: what it did with the newest version it was sent. */
+function typeState(t: ProxyTypeStatus): string {
+  if (t.versionSent === null) return '-';
+  if (isRejecting(t)) return 'NACKED';
+  return t.versionAcked === t.versionSent ? 'ACKED' : 'PENDING';
+}
+
+/** Envoy's order of the xDS types (listeners, routes, clusters, endpoints), by type URL; others after. */
+const TYPE_ORDER = ['Listener', 'RouteConfiguration', 'Cluster', 'ClusterLoadAssignment'];
+function typeRank(t: ProxyTypeStatus, label: string): number {
+  const name = (t.typeUrl ?? label).slice((t.typeUrl ?? label).lastIndexOf('.') + 1);
+  const i = TYPE_ORDER.indexOf(name);
+  return i < 0 ? TYPE_ORDER.length : i;
+}
+
+/** The control server's view: the mesh file's state, then one row per connected proxy and xDS type. */
+export function formatProxies(doc: ProxiesDocument, nowMs: number = Date.now()): string {
+  const problems = configProblems(doc);
+  const head =
+    problems.length === 0
+      ? `mesh config: valid${doc.configVersion ? `, version ${doc.configVersion}` : ''}\n`
+      : `mesh config: INVALID since ${doc.configError!.at}; every proxy keeps the last good config${doc.configVersion ? ` (version ${doc.configVersion})` : ''}:\n${problems.map((p) => `  ${oneLine(p, 300)}\n`).join('')}`;
+  if (doc.proxies.length === 0) return `${head}no proxies connected\n`;
+  const rows: string[][] = [];
+  for (const p of [...doc.proxies].sort((a, b) => a.nodeId.localeCompare(b.nodeId))) {
+    const since = p.connectedSince ? Date.parse(p.connectedSince) : NaN;
+    const connected = Number.isFinite(since) ? `${Math.max(0, Math.round((nowMs - since) / 1000))}s` : '-';
+    const service = p.proxyless ? '(proxyless)' : p.service ? `${p.service}.${p.namespace ?? 'default'}` : '-';
+    for (const [type, t] of Object.entries(p.types).sort(([a, ta], [b, tb]) => typeRank(ta, a) - typeRank(tb, b) || a.localeCompare(b))) {
+      const nack = t.lastNack ? `${t.lastNack.version} at ${t.lastNack.at}: ${oneLine(t.lastNack.error, 200)}` : '-';
+      rows.push([p.nodeId, service, connected, type, t.versionSent ?? '-', t.versionAcked ?? '-', typeState(t), nack]);
+    }
+    if (Object.keys(p.types).length === 0) rows.push([p.nodeId, service, connected, '-', '-', '-', '-', '-']);
+  }
+  return head + table(['NODE', 'SERVICE', 'CONNECTED', 'TYPE', 'SENT', 'ACKED', 'STATE', 'LAST NACK'], rows);
+}
+
+export async function runCtlCommand(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const { values, positionals } = parseArgs({ args: [...argv], options: { admin: { type: 'string' }, control: { type: 'string' } }, allowPositionals: true });
   const [what] = positionals;
-  const base = `http://${values.admin}`;
-  const get = async (path: string): Promise<string> => {
+  const admin = addressOf(values.admin, env.PILLION_ADMIN, DEFAULT_ADMIN);
+  const control = addressOf(values.control, env.PILLION_CONTROL, DEFAULT_CONTROL_ADMIN);
+  const fetchText = async (hostPort: string, whose: string, path: string): Promise<string> => {
+    const url = `http://${hostPort}${path}`;
     let res: Response;
     try {
-      res = await fetch(base + path);
+      res = await fetch(url);
     } catch (err) {
-      throw new Error(`cannot reach the proxy's admin server at ${values.admin}: ${(err as Error).cause ?? (err as Error).message}`);
+      throw new Error(`cannot reach ${whose} at ${hostPort}: ${(err as Error).cause ?? (err as Error).message}`);
     }
-    if (!res.ok) throw new Error(`${base}${path}: HTTP ${res.status}`);
+    if (!res.ok) throw new Error(`${url}: HTTP ${res.status}${res.status === 404 ? ` (is ${hostPort} ${whose}?)` : ''}`);
     return res.text();
   };
+  const get = (path: string): Promise<string> => fetchText(admin, "the proxy's admin server", path);
   let out: string;
   switch (what) {
     case 'clusters':
@@ -149,6 +210,9 @@ export async function runCtlCommand(argv: readonly string[]): Promise<void> {
       break;
     case 'stats':
       out = formatStats(await get('/metrics'));
+      break;
+    case 'proxies':
+      out = formatProxies(parseProxiesDocument(await fetchText(control, "the control server's admin server", '/proxies')));
       break;
     default:
       throw new UsageError(`${what === undefined ? 'what to show?' : `unknown view "${what}"`}\n${CTL_USAGE}`);

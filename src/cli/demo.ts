@@ -1,17 +1,19 @@
 // `pillion demo`: a whole mesh on this machine, as thin orchestration. A mesh config in a temp dir; services
 // frontend (calls backend and inventory through its sidecar), backend (3 instances: steady, flaky with 30 %
 // 503s, slow with +150 ms) and inventory (HTTP/2); every instance is an examples/demo-app.js process with its
-// own `pillion proxy` sidecar process; a bounded-rate traffic generator sends to frontend's sidecar; a summary
-// of what the mesh is doing is redrawn every second (plain lines when stdout is not a terminal), with the
-// retries, ejections and bulkhead overflows of every sidecar since the last line.
+// own `pillion proxy` sidecar process, each supervised (an exit is reported and restarted: supervisor.ts); a
+// bounded-rate traffic generator (demo-traffic.ts) sends to frontend's sidecar; the screen (demo-view.ts) is
+// redrawn every second, or printed as plain lines when stdout is not a terminal.
 import { loadOrCreateTokenKey, mintToken } from '../../xds/ca/token.js';
 import { NODE_FLAGS } from './node-flags.js';
 import { writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ChildGroup, freePorts, httpGet, resolveFromHere, waitForHttp, type ManagedChild } from './children.js';
+import { ChildGroup, freePorts, resolveFromHere, waitForHttp } from './children.js';
+import { TrafficGenerator } from './demo-traffic.js';
+import { EventFeed, FEED_EVENTS_SHOWN, instanceTable, MeshView, type Instance } from './demo-view.js';
+import { describeEvent, Supervisor } from './supervisor.js';
 
 export interface DemoOptions {
   /** Stop by itself after this many seconds (default: run until SIGINT/SIGTERM, at most 24 h). */
@@ -44,20 +46,6 @@ export function parseDemoArgs(argv: readonly string[]): DemoOptions {
   return opts;
 }
 
-interface Instance {
-  service: 'frontend' | 'backend' | 'inventory';
-  name: string;
-  note: string;
-  appArgs: string[];
-  h2: boolean;
-  appPort: number;
-  inboundPort: number;
-  outboundPort: number;
-  adminPort: number;
-  app?: ManagedChild;
-  sidecar?: ManagedChild;
-}
-
 const SERVICE_PORT = 8080;
 const MAX_DURATION_SEC = 24 * 3600;
 
@@ -71,6 +59,17 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
   let stopRequested: (why: string) => void = () => {};
   const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
   group.installExitHandlers((sig) => stopRequested(sig));
+  // What happened to the children (exits with their stderr, restarts) and to the config: printed at once as plain
+  // lines off a terminal, kept for the screen on one (redrawn at once).
+  const feed = new EventFeed(FEED_EVENTS_SHOWN);
+  let redrawNow: () => void = () => {};
+  const report = (lines: readonly string[]): void => {
+    if (tty) {
+      feed.push(lines);
+      redrawNow();
+    } else for (const l of lines) out(l);
+  };
+  const supervisor = new Supervisor(group, (e) => report(describeEvent(e)));
 
   try {
     const instances: Instance[] = [
@@ -104,8 +103,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
 
     // The control server compiles the mesh file for every sidecar and pushes edits to it live; it is also the mesh
     // CA: each sidecar proves its identity with a token and gets a short-lived certificate over xDS's TLS port.
+    // Restarted, it keeps its ports and CA directory, and the sidecars reconnect to it.
     const caDir = join(dir, 'ca');
-    const control = group.spawn({
+    const control = supervisor.spawn({
       name: 'control',
       command: process.execPath,
       args: [
@@ -114,7 +114,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
       ],
       echo: opts.verbose === true,
     });
-    await waitForHttp(controlAdminPort, '/healthz', 20_000, { child: control });
+    await waitForHttp(controlAdminPort, '/healthz', 20_000, { child: control.current });
     const tokenKey = loadOrCreateTokenKey(caDir);
 
     // Apps first, then sidecars (a sidecar's inbound needs its app; frontend's outbound needs the peers).
@@ -123,14 +123,14 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
       if (inst.service === 'frontend') {
         args.push('--via', String(inst.outboundPort), '--call', `backend:${SERVICE_PORT}/work`, '--call', `inventory:${SERVICE_PORT}/items`);
       }
-      inst.app = group.spawn({ name: inst.name, command: process.execPath, args, echo: opts.verbose === true });
+      inst.app = supervisor.spawn({ name: inst.name, command: process.execPath, args, echo: opts.verbose === true });
     }
-    await Promise.all(instances.map((i) => (i.app as ManagedChild).waitForJson({ msg: 'demo-app listening' }, 10_000)));
+    await Promise.all(instances.map((i) => i.app!.current.waitForJson({ msg: 'demo-app listening' }, 10_000)));
 
     for (const inst of instances) {
       const tokenFile = join(dir, `${inst.name}.token`);
       writeFileSync(tokenFile, mintToken(tokenKey, { namespace: 'default', serviceAccount: inst.service }, 24 * 3600_000, Date.now()), { mode: 0o600 });
-      inst.sidecar = group.spawn({
+      inst.sidecar = supervisor.spawn({
         name: `${inst.name}-sidecar`,
         command: process.execPath,
         args: [
@@ -165,48 +165,69 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
         echo: opts.verbose === true,
       });
     }
-    await Promise.all(instances.map((i) => waitForHttp(i.adminPort, '/ready', 20_000, { child: i.sidecar as ManagedChild })));
+    await Promise.all(instances.map((i) => waitForHttp(i.adminPort, '/ready', 20_000, { child: i.sidecar!.current })));
 
     const header = [
-      'instance      app    inbound outbound admin  note',
-      ...instances.map(
-        (i) =>
-          `${i.name.padEnd(13)} ${String(i.appPort).padEnd(6)} ${String(i.inboundPort).padEnd(7)} ${String(i.outboundPort).padEnd(8)} ${String(i.adminPort).padEnd(6)} ${i.note}`,
-      ),
-      '',
       `traffic: ${rate} req/s to frontend via its sidecar's inbound port ${frontend.inboundPort}; ${opts.durationSec ? `stops after ${durationSec} s` : 'Ctrl-C stops'}`,
       `try: curl -s -H 'Host: frontend:${SERVICE_PORT}' http://127.0.0.1:${frontend.inboundPort}/   ·   curl -s http://127.0.0.1:${frontend.adminPort}/clusters`,
+      `ctl: npx pillion ctl clusters --admin 127.0.0.1:${frontend.adminPort}   ·   npx pillion ctl proxies --control 127.0.0.1:${controlAdminPort}`,
+      `     (any sidecar's admin port from the table; or once: export PILLION_ADMIN=127.0.0.1:${frontend.adminPort} PILLION_CONTROL=127.0.0.1:${controlAdminPort})`,
       `live config: edit ${meshPath} (e.g. give backend-2's endpoint weight: 5); the control server (xDS :${xdsPort}, admin :${controlAdminPort}/proxies) pushes it to every sidecar`,
+      `kill one: kill -9 <pid> of an app or sidecar; the demo says why it died and restarts it`,
       '',
     ].join('\n');
+    const table = (): string => instanceTable(instances, control, xdsPort, controlAdminPort);
     // On a terminal the header is part of every redraw (the screen is cleared once); otherwise printed once.
     if (tty) process.stdout.write('\x1b[2J');
-    else out(`\n${header}`);
+    else out(`\n${table()}\n\n${header}`);
 
     const traffic = new TrafficGenerator(frontend.inboundPort, `frontend:${SERVICE_PORT}`, rate);
-    const view = new MeshView(instances, frontend, backends);
+    const supervised = [control, ...instances.flatMap((i) => [i.app!, i.sidecar!])];
+    const view = new MeshView(instances, frontend, backends, controlAdminPort, supervised, report);
     traffic.start();
     const startedAt = Date.now();
     const endTimer = setTimeout(() => stopRequested('duration'), durationSec * 1000);
     let drawing = false;
-    const ticker = setInterval(() => {
-      if (drawing) return;
+    let drawAgain = false;
+    let lastText = '';
+    // Home, then each line cleared to its end, then the rest of the screen: no flicker.
+    const paint = (text: string): void =>
+      void process.stdout.write(`\x1b[H${`${table()}\n\n${header}\n${text}${feed.render()}`.replace(/\n/g, '\x1b[K\n')}\x1b[K\n\x1b[J`);
+    const draw = (): void => {
+      if (drawing) {
+        drawAgain = true;
+        return;
+      }
       drawing = true;
       view
         .render(traffic, (Date.now() - startedAt) / 1000, tty)
         .then(
           (text) => {
-            // Home, then each line cleared to its end, then the rest of the screen: no flicker.
-            if (tty) process.stdout.write(`\x1b[H${`${header}\n${text}`.replace(/\n/g, '\x1b[K\n')}\x1b[K\n\x1b[J`);
+            lastText = text;
+            if (tty) paint(text);
             else out(text);
           },
-          // A summary that cannot be read this second (a sidecar restarting) is skipped; the next one tries again.
+          // A summary that cannot be read this second is skipped; the next one tries again.
           (err: unknown) => out(`(summary unavailable: ${err instanceof Error ? err.message : String(err)})`),
         )
-        .finally(() => (drawing = false));
-    }, 1000);
+        .finally(() => {
+          drawing = false;
+          if (drawAgain) {
+            drawAgain = false;
+            if (tty) paint(lastText);
+          }
+        });
+    };
+    // An event repaints the screen at once with the last summary (a new one comes with the next tick).
+    redrawNow = () => {
+      if (drawing) drawAgain = true;
+      else paint(lastText);
+    };
+    const ticker = setInterval(draw, 1000);
 
     const why = await stopped;
+    redrawNow = () => {};
+    supervisor.stop();
     clearInterval(ticker);
     clearTimeout(endTimer);
     await traffic.stop();
@@ -214,6 +235,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<void> {
     out('');
     out(`stopping (${why}); final: ${final}`);
   } finally {
+    supervisor.stop();
     await group.close(5000);
   }
 }
@@ -275,300 +297,6 @@ ${eps('inventory')}
     authorization:
       allow: [{ name: frontend-only, principals: ["spiffe://cluster.local/ns/default/sa/frontend"] }]
 `;
-}
-
-/** Sends GETs at a fixed rate (open loop, bounded in-flight) and counts outcomes per second. */
-class TrafficGenerator {
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  private timer: NodeJS.Timeout | undefined;
-  private inFlight = 0;
-  private readonly maxInFlight = 256;
-  total = { sent: 0, ok: 0, failed: 0, errors: 0, dropped: 0 };
-  /** Completed-request counts by second, for the last-second rate. */
-  private window: Array<{ at: number; ok: number; failed: number }> = [];
-
-  constructor(
-    private readonly port: number,
-    private readonly host: string,
-    private readonly rate: number,
-  ) {}
-
-  start(): void {
-    const started = performance.now();
-    let sent = 0;
-    this.timer = setInterval(() => {
-      const due = Math.floor(((performance.now() - started) / 1000) * this.rate);
-      while (sent < due) {
-        sent++;
-        if (this.inFlight >= this.maxInFlight) this.total.dropped++;
-        else this.fire();
-      }
-    }, 5);
-  }
-
-  private fire(): void {
-    this.inFlight++;
-    this.total.sent++;
-    const req = request({ host: '127.0.0.1', port: this.port, path: '/', agent: this.agent, headers: { host: this.host } }, (res) => {
-      res.resume();
-      res.on('end', () => this.done((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300 ? 'ok' : 'failed'));
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
-    req.on('error', () => this.done('error'));
-    req.end();
-  }
-
-  private done(outcome: 'ok' | 'failed' | 'error'): void {
-    this.inFlight--;
-    if (outcome === 'ok') this.total.ok++;
-    else if (outcome === 'failed') this.total.failed++;
-    else this.total.errors++;
-    const now = Math.floor(Date.now() / 1000);
-    let last = this.window[this.window.length - 1];
-    if (!last || last.at !== now) {
-      last = { at: now, ok: 0, failed: 0 };
-      this.window.push(last);
-      if (this.window.length > 10) this.window.shift();
-    }
-    if (outcome === 'ok') last.ok++;
-    else last.failed++;
-  }
-
-  /** Completions per second and success share over the last `seconds` full seconds. */
-  recent(seconds: number): { rps: number; success: number } {
-    const now = Math.floor(Date.now() / 1000);
-    const slots = this.window.filter((w) => w.at < now && w.at >= now - seconds);
-    const ok = slots.reduce((a, w) => a + w.ok, 0);
-    const all = slots.reduce((a, w) => a + w.ok + w.failed, 0);
-    return { rps: all / Math.max(1, seconds), success: all > 0 ? ok / all : NaN };
-  }
-
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    const deadline = Date.now() + 3000;
-    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    this.agent.destroy();
-  }
-}
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Prometheus text exposition → samples (comments skipped). */
-export function parsePrometheus(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    for (const lm of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[lm[1] as string] = (lm[2] as string).replace(/\\(.)/g, '$1');
-    out.push({ name: m[1] as string, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-/** A quantile from cumulative histogram buckets ({le, count}), interpolating inside the bucket. */
-export function histogramQuantile(q: number, buckets: ReadonlyArray<{ le: number; count: number }>): number {
-  const sorted = [...buckets].sort((a, b) => a.le - b.le);
-  const total = sorted[sorted.length - 1]?.count ?? 0;
-  if (total <= 0) return NaN;
-  const rank = q * total;
-  let prevLe = 0;
-  let prevCount = 0;
-  for (const b of sorted) {
-    if (b.count >= rank) {
-      if (!Number.isFinite(b.le)) return prevLe;
-      const inBucket = b.count - prevCount;
-      return inBucket > 0 ? prevLe + ((b.le - prevLe) * (rank - prevCount)) / inBucket : b.le;
-    }
-    prevLe = b.le;
-    prevCount = b.count;
-  }
-  return prevLe;
-}
-
-/** Reads the sidecars' admin endpoints and renders the summary. */
-class MeshView {
-  /** Recent frontend-inbound histogram snapshots, for a p99 over the last few seconds. */
-  private readonly histHistory: Array<Map<number, number>> = [];
-  private readonly endpointNames = new Map<string, string>();
-  /** Each sidecar's last scraped resilience counters: a scrape that fails keeps them, so no delta goes negative. */
-  private readonly lastCounters = new Map<string, ResilienceCounters>();
-  /** The mesh-wide totals at the previous render, for per-interval deltas. */
-  private previousTotals: ResilienceCounters | undefined;
-
-  constructor(
-    private readonly instances: readonly Instance[],
-    private readonly frontend: Instance,
-    private readonly backends: readonly Instance[],
-  ) {
-    for (const b of backends) this.endpointNames.set(`127.0.0.1:${b.inboundPort}`, `${b.name} (${b.note})`);
-  }
-
-  private async scrape(port: number): Promise<Sample[]> {
-    try {
-      const r = await httpGet(port, '/metrics', 800);
-      return r.status === 200 ? parsePrometheus(r.body) : [];
-    } catch {
-      return [];
-    }
-  }
-
-  /** Mesh-wide totals from every sidecar's samples (frontend first, then the others in instance order). */
-  private resilienceTotals(perSidecar: readonly Sample[][]): ResilienceCounters {
-    const order = [this.frontend, ...this.instances.filter((i) => i !== this.frontend)];
-    const sum: ResilienceCounters = { retries: 0, ejections: 0, overflow: 0, mtls: 0, denied: 0 };
-    perSidecar.forEach((samples, i) => {
-      const name = order[i]?.name ?? String(i);
-      const c = samples.length > 0 ? resilienceCounters(samples) : this.lastCounters.get(name);
-      if (c === undefined) return;
-      this.lastCounters.set(name, c);
-      sum.retries += c.retries;
-      sum.ejections += c.ejections;
-      sum.overflow += c.overflow;
-      sum.mtls += c.mtls;
-      sum.denied += c.denied;
-    });
-    return sum;
-  }
-
-  async render(traffic: TrafficGenerator, elapsedSec: number, tty: boolean): Promise<string> {
-    const [frontendSamples, ...others] = await Promise.all([
-      this.scrape(this.frontend.adminPort),
-      ...this.instances.filter((i) => i !== this.frontend).map((i) => this.scrape(i.adminPort)),
-    ]);
-    const fe = frontendSamples ?? [];
-    const totals = this.resilienceTotals([fe, ...others]);
-    const before = this.previousTotals ?? { retries: 0, ejections: 0, overflow: 0, mtls: 0, denied: 0 };
-    this.previousTotals = totals;
-    const delta = (k: keyof ResilienceCounters): number => Math.max(0, totals[k] - before[k]);
-    let clusters: unknown;
-    try {
-      const r = await httpGet(this.frontend.adminPort, '/clusters?format=pillion', 800);
-      clusters = r.status === 200 ? JSON.parse(r.body) : undefined;
-    } catch {
-      clusters = undefined;
-    }
-
-    // p99 of requests entering the mesh (frontend sidecar, inbound), over the last ~5 s.
-    const buckets = new Map<number, number>();
-    for (const s of fe) {
-      if (s.name === 'pillion_downstream_request_duration_seconds_bucket' && s.labels.direction === 'inbound') {
-        const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
-        buckets.set(le, (buckets.get(le) ?? 0) + s.value);
-      }
-    }
-    this.histHistory.push(buckets);
-    if (this.histHistory.length > 6) this.histHistory.shift();
-    const oldest = this.histHistory[0] as Map<number, number>;
-    const recentBuckets = [...buckets].map(([le, count]) => ({ le, count: count - (oldest === buckets ? 0 : (oldest.get(le) ?? 0)) }));
-    const useRecent = recentBuckets.some((d) => !Number.isFinite(d.le) && d.count > 0);
-    const p99 = histogramQuantile(0.99, useRecent ? recentBuckets : [...buckets].map(([le, count]) => ({ le, count })));
-
-    // Backend traffic as frontend's sidecar sent it: attempts per endpoint, and their 5xx.
-    const perEndpoint = new Map<string, { total: number; failed: number }>();
-    for (const s of fe) {
-      if (s.name === 'pillion_upstream_requests_total' && (s.labels.cluster ?? '').startsWith('backend.')) {
-        const ep = s.labels.endpoint ?? '?';
-        const e = perEndpoint.get(ep) ?? { total: 0, failed: 0 };
-        e.total += s.value;
-        if (s.labels.code_class === '5xx' || s.labels.code_class === 'error') e.failed += s.value;
-        perEndpoint.set(ep, e);
-      }
-    }
-    const backendTotal = [...perEndpoint.values()].reduce((a, e) => a + e.total, 0);
-
-    // Local replies by reason, over every sidecar.
-    const reasons = new Map<string, number>();
-    for (const s of [...fe, ...others.flat()]) {
-      if (s.name === 'pillion_local_replies_total' && s.value > 0) {
-        const r = s.labels.reason ?? '?';
-        reasons.set(r, (reasons.get(r) ?? 0) + s.value);
-      }
-    }
-    const ejected = ejectedEndpoints(clusters);
-
-    const recent = traffic.recent(3);
-    const t = traffic.total;
-    const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : '–');
-    const ms = (x: number): string => (Number.isFinite(x) ? `${(x * 1000).toFixed(0)} ms` : '–');
-    const reasonText = [...reasons].map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
-    const share = (ep: string): string => pct(backendTotal > 0 ? (perEndpoint.get(ep)?.total ?? 0) / backendTotal : NaN);
-    const resilience = (['retries', 'ejections', 'overflow', 'mtls', 'denied'] as const).map((k) => `${k}=${totals[k]}(+${delta(k)})`).join(' ');
-
-    if (!tty) {
-      const eps = this.backends.map((b) => `${b.name}=${share(`127.0.0.1:${b.inboundPort}`)}`).join(' ');
-      return `t=${elapsedSec.toFixed(0)}s rps=${recent.rps.toFixed(1)} success=${pct(recent.success)} total=${t.sent} ok=${t.ok} failed=${t.failed + t.errors} p99=${ms(p99)} backend[${eps}] ${resilience} ejected=[${ejected.join(',')}] local_replies[${reasonText}]`;
-    }
-    const lines: string[] = [];
-    lines.push(`Pillion demo mesh — ${elapsedSec.toFixed(0)} s   (Ctrl-C stops)`);
-    lines.push('');
-    lines.push(`traffic      ${recent.rps.toFixed(1)} req/s, success ${pct(recent.success)} (last 3 s)`);
-    lines.push(`total        ${t.sent} sent, ${t.ok} ok, ${t.failed} failed, ${t.errors} errors${t.dropped ? `, ${t.dropped} not sent (too many in flight)` : ''}; success ${pct(t.ok / Math.max(1, t.ok + t.failed + t.errors))}`);
-    lines.push(`p99          ${ms(p99)} (frontend sidecar, inbound, last ~5 s)`);
-    lines.push('');
-    lines.push('backend endpoints as frontend\'s sidecar sees them:');
-    for (const b of this.backends) {
-      const ep = `127.0.0.1:${b.inboundPort}`;
-      const e = perEndpoint.get(ep);
-      const state = ejected.includes(ep) ? 'EJECTED' : 'healthy';
-      lines.push(`  ${b.name.padEnd(11)} ${b.note.padEnd(16)} share ${share(ep).padStart(6)}   attempts ${String(e?.total ?? 0).padStart(6)}   5xx ${String(e?.failed ?? 0).padStart(5)}   ${state}`);
-    }
-    for (const [ep, e] of perEndpoint) {
-      if (!this.endpointNames.has(ep)) lines.push(`  ${ep.padEnd(28)} attempts ${e.total}`);
-    }
-    lines.push('');
-    lines.push(
-      `resilience   retries ${totals.retries} (+${delta('retries')})   ejections ${totals.ejections} (+${delta('ejections')})   overflow ${totals.overflow} (+${delta('overflow')})   (all sidecars; + in the last second)`,
-      `zero trust   mTLS connections ${totals.mtls} (+${delta('mtls')})   denied by authorization ${totals.denied} (+${delta('denied')})`,
-    );
-    lines.push(`local replies (all sidecars): ${reasonText}`);
-    return lines.join('\n');
-  }
-}
-
-interface ResilienceCounters {
-  retries: number;
-  ejections: number;
-  /** Requests refused by a full bulkhead: in-flight requests (maxRequests) and the pending queue (maxPendingRequests). */
-  overflow: number;
-  /** Connections sidecars accepted over mTLS (their inbound listeners). */
-  mtls: number;
-  /** Requests and connections authorization refused. */
-  denied: number;
-}
-
-/** The resilience counters of one sidecar's /metrics, summed over its clusters. */
-export function resilienceCounters(samples: readonly Sample[]): ResilienceCounters {
-  const c: ResilienceCounters = { retries: 0, ejections: 0, overflow: 0, mtls: 0, denied: 0 };
-  for (const s of samples) {
-    if (s.name === 'pillion_upstream_retries_total') c.retries += s.value;
-    else if (s.name === 'pillion_upstream_ejections_total') c.ejections += s.value;
-    else if (s.name === 'pillion_upstream_requests_overflow_total' || s.name === 'pillion_upstream_pending_overflow_total') c.overflow += s.value;
-    else if (s.name === 'pillion_downstream_connections_transport_total' && s.labels.transport === 'tls') c.mtls += s.value;
-    else if (s.name === 'pillion_rbac_decisions_total' && s.labels.decision === 'denied') c.denied += s.value;
-  }
-  return c;
-}
-
-/** `host:port` of every endpoint /clusters marks unhealthy or ejected by outlier detection. */
-function ejectedEndpoints(clusters: unknown): string[] {
-  const list = Array.isArray(clusters)
-    ? clusters
-    : clusters && typeof clusters === 'object' && Array.isArray((clusters as { clusters?: unknown }).clusters)
-      ? (clusters as { clusters: unknown[] }).clusters
-      : [];
-  const out: string[] = [];
-  type Endpoint = { address?: string; port?: number; healthy?: boolean; ejectedUntil?: string | null };
-  for (const c of list as Array<{ name?: string; endpoints?: Endpoint[] }>) {
-    if (!c.name?.startsWith('backend.')) continue;
-    for (const e of c.endpoints ?? []) if (e.healthy === false || typeof e.ejectedUntil === 'string') out.push(`${e.address}:${e.port}`);
-  }
-  return out;
 }
 
 /** Entry for `pillion demo [--duration SEC] [--base-port N] [--rate N] [--verbose]`. */

@@ -10,7 +10,7 @@ commands:
   control   run the xDS control server for a mesh config (pillion control --help)
   token     mint a bootstrap token a proxy uses to get its certificate (pillion token --help)
   demo      run a whole demo mesh on this machine (npm start)
-  ctl       show a running proxy's clusters, listeners, routes, config or stats (pillion ctl --help)
+  ctl       show a proxy's clusters, listeners, routes, config or stats, or a control server's proxies (pillion ctl --help)
 `;
 
 const DEMO_USAGE = `usage: pillion demo [--duration SEC] [--rate REQ_PER_SEC] [--base-port N] [--verbose]
