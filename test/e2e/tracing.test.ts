@@ -2,7 +2,9 @@
 // hop when the request has none, each hop is a span (new span id, the caller's as parent), W3C and B3 go on
 // consistent, and every access log line carries the trace id. HTTP/1.1, HTTP/2 and gRPC alike.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as http from 'node:http';
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +23,8 @@ let client: RunningProxy;
 let server: RunningProxy;
 let grpcServer: RunningProxy;
 let logDir: string;
+/** An app that answers an Upgrade with 101 and the request headers it got, as JSON. */
+let upgradeApp: http.Server;
 
 beforeAll(async () => {
   app = await startHttpBackend('app');
@@ -33,6 +37,13 @@ beforeAll(async () => {
       call.end();
     },
   });
+  upgradeApp = http.createServer();
+  upgradeApp.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+    socket.on('error', () => {});
+    socket.end(`HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n${JSON.stringify(req.headers)}`);
+  });
+  await new Promise<void>((r) => upgradeApp.listen(0, '127.0.0.1', r));
+  const upgradePort = (upgradeApp.address() as net.AddressInfo).port;
   const webInbound = await freePort();
   const greeterInbound = await freePort();
   const mesh = `
@@ -46,6 +57,9 @@ services:
   - name: greeter
     ports: [{ port: 50051, protocol: grpc }]
     endpoints: [{ address: 127.0.0.1, port: ${greeterInbound} }]
+  - name: ws
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${upgradePort} }]
 `;
   logDir = mkdtempSync(join(tmpdir(), 'pillion-trace-'));
   client = await startProxy(mesh, { service: 'client', accessLog: join(logDir, 'client.log') });
@@ -55,7 +69,7 @@ services:
 
 afterAll(async () => {
   await Promise.all([client?.close(), server?.close(), grpcServer?.close()]);
-  await Promise.all([app?.close(), echo?.close()]);
+  await Promise.all([app?.close(), echo?.close(), new Promise((r) => (upgradeApp === undefined ? r(undefined) : upgradeApp.close(r)))]);
   if (logDir !== undefined) rmSync(logDir, { recursive: true, force: true });
 });
 
@@ -189,5 +203,29 @@ describe('HTTP/2 and gRPC', () => {
     } finally {
       c.close();
     }
+  });
+});
+
+describe('HTTP Upgrade', () => {
+  it('an upgrade request is a span too: trace kept, its headers replaced by this hop\'s, tracestate kept', async () => {
+    const sock = net.connect(client.port('outbound'), '127.0.0.1');
+    sock.on('error', () => {});
+    let data = '';
+    sock.on('data', (d: Buffer) => (data += String(d)));
+    const ended = new Promise((r) => sock.on('close', r));
+    sock.write(
+      `GET /ws HTTP/1.1\r\nhost: ws:8080\r\nconnection: upgrade\r\nupgrade: echo\r\ntraceparent: 00-${TRACE}-${PARENT}-01\r\n` +
+        `tracestate: congo=t61rcWkgMzE\r\nx-b3-traceid: ${TRACE}\r\nx-b3-spanid: ${PARENT}\r\n\r\n`,
+    );
+    await ended;
+    expect(data).toContain('101 Switching Protocols');
+    const seen = JSON.parse(data.slice(data.indexOf('\r\n\r\n') + 4)) as Record<string, string>;
+    const [, traceId, parent] = TRACEPARENT.exec(seen.traceparent ?? '')!;
+    expect(traceId).toBe(TRACE);
+    expect(parent).not.toBe(PARENT);
+    expect(seen['x-b3-traceid']).toBe(TRACE);
+    expect(seen['x-b3-spanid']).toBe(parent);
+    expect(seen['x-b3-parentspanid']).toBe(PARENT);
+    expect(seen.tracestate).toBe('congo=t61rcWkgMzE');
   });
 });

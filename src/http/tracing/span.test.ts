@@ -101,6 +101,12 @@ describe('HopSpan', () => {
     expect(out.tracestate).toBeUndefined();
   });
 
+  it('keeps tracestate when B3 wins and the traceparent beside it names the same trace', () => {
+    const { span, out } = forward({ 'x-b3-traceid': TRACE, 'x-b3-spanid': PARENT, traceparent: `00-${TRACE}-${PARENT}-01`, tracestate: 'a=b' });
+    expect(span.traceId).toBe(TRACE);
+    expect(out.tracestate).toBe('a=b');
+  });
+
   it('falls back to traceparent when B3 is malformed, and writes the B3 header back consistent', () => {
     const { span, out } = forward({ 'x-b3-traceid': 'nothex', 'x-b3-spanid': PARENT, traceparent: `00-${TRACE}-${PARENT}-01` });
     expect(span.traceId).toBe(TRACE);

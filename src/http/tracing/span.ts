@@ -9,7 +9,7 @@
 // the two never disagree downstream. `tracestate` goes on only beside the traceparent it came with (W3C Trace
 // Context §3.3.1: a vendor that restarts the trace drops it).
 import type { RequestHeaders } from '../context.js';
-import type { HeaderMap } from '../headers.js';
+import { newHeaderMap, type HeaderMap } from '../headers.js';
 import { newSpanId, newTraceId } from './ids.js';
 
 const DASH = 0x2d;
@@ -39,6 +39,20 @@ function hexKind(s: string, start: number, end: number, upper: boolean): number 
 /** A B3 sampling state character ('0', '1', 'd'): 0 deny, 1 accept, 2 debug, -1 not one. */
 function b3Sampling(c: number): number {
   return c === 0x30 ? 0 : c === 0x31 ? 1 : c === 0x64 ? 2 : -1;
+}
+
+/**
+ * `{version}-{trace-id}-{parent-id}-{trace-flags}` (W3C Trace Context §3.2). Version ff is invalid; a later version
+ * is read leniently: its first four fields as version 00's, and anything after a dash at 55 ignored.
+ */
+function validTraceparent(v: string): boolean {
+  const len = v.length;
+  if (len < 55) return false;
+  if (hexKind(v, 0, 2, false) === INVALID || (v.charCodeAt(0) === 0x66 && v.charCodeAt(1) === 0x66)) return false;
+  const version00 = v.charCodeAt(0) === 0x30 && v.charCodeAt(1) === 0x30;
+  if (version00 ? len !== 55 : len > 55 && v.charCodeAt(55) !== DASH) return false;
+  if (v.charCodeAt(2) !== DASH || v.charCodeAt(35) !== DASH || v.charCodeAt(52) !== DASH) return false;
+  return hexKind(v, 3, 35, false) === NONZERO && hexKind(v, 36, 52, false) === NONZERO && hexKind(v, 53, 55, false) !== INVALID;
 }
 
 /** B3 encodings the request used; each is written back in its own shape. */
@@ -80,7 +94,12 @@ export class HopSpan {
       (typeof single === 'string' && this.fromB3Single(single)) ||
       ((this.b3Forms & B3_MULTI) !== 0 && this.fromB3Multi(multiTrace, headers['x-b3-spanid'], multiSampled, multiFlags)) ||
       (typeof traceparent === 'string' && this.fromTraceparent(traceparent, headers.tracestate !== undefined));
-    if (won) return;
+    if (won) {
+      // B3 won: a tracestate still goes on when its traceparent names the same trace (a client sending both).
+      if (headers.tracestate === undefined || typeof traceparent !== 'string') return;
+      this.keepTracestate = validTraceparent(traceparent) && traceparent.startsWith(this.traceId, 3);
+      return;
+    }
     this.traceId = newTraceId();
     this.b3TraceId = this.traceId;
     if (this.b3Decision >= 0) {
@@ -142,18 +161,8 @@ export class HopSpan {
     }
   }
 
-  /**
-   * `{version}-{trace-id}-{parent-id}-{trace-flags}` (W3C Trace Context §3.2). Version ff is invalid; a later
-   * version is read leniently: its first four fields as version 00's, and anything after a dash at 55 ignored.
-   */
   private fromTraceparent(v: string, hasTracestate: boolean): boolean {
-    const len = v.length;
-    if (len < 55) return false;
-    if (hexKind(v, 0, 2, false) === INVALID || (v.charCodeAt(0) === 0x66 && v.charCodeAt(1) === 0x66)) return false;
-    const version00 = v.charCodeAt(0) === 0x30 && v.charCodeAt(1) === 0x30;
-    if (version00 ? len !== 55 : len > 55 && v.charCodeAt(55) !== DASH) return false;
-    if (v.charCodeAt(2) !== DASH || v.charCodeAt(35) !== DASH || v.charCodeAt(52) !== DASH) return false;
-    if (hexKind(v, 3, 35, false) !== NONZERO || hexKind(v, 36, 52, false) !== NONZERO || hexKind(v, 53, 55, false) === INVALID) return false;
+    if (!validTraceparent(v)) return false;
     this.traceId = v.slice(3, 35);
     this.b3TraceId = this.traceId;
     this.parentId = v.slice(36, 52);
@@ -188,4 +197,30 @@ export class HopSpan {
       }
     }
   }
+}
+
+/** Every header a hop reads or rewrites for trace context. */
+export const TRACE_HEADERS: ReadonlySet<string> = new Set([
+  'traceparent',
+  'tracestate',
+  'b3',
+  'x-b3-traceid',
+  'x-b3-spanid',
+  'x-b3-parentspanid',
+  'x-b3-sampled',
+  'x-b3-flags',
+]);
+
+/**
+ * For a forwarder that writes the request head itself (HTTP Upgrade): the trace headers to send in place of every
+ * TRACE_HEADERS line the request had, this hop being a span as for any other request.
+ */
+export function traceHeadersFor(headers: RequestHeaders): HeaderMap {
+  const out = newHeaderMap();
+  for (const name of TRACE_HEADERS) {
+    const value = headers[name];
+    if (value !== undefined) out[name] = value;
+  }
+  new HopSpan(headers).inject(out);
+  return out;
 }
