@@ -90,16 +90,17 @@ export class HopSpan {
       this.b3Forms |= B3_MULTI;
     }
     const traceparent = headers.traceparent;
-    const won =
+    if (
       (typeof single === 'string' && this.fromB3Single(single)) ||
-      ((this.b3Forms & B3_MULTI) !== 0 && this.fromB3Multi(multiTrace, headers['x-b3-spanid'], multiSampled, multiFlags)) ||
-      (typeof traceparent === 'string' && this.fromTraceparent(traceparent, headers.tracestate !== undefined));
-    if (won) {
+      ((this.b3Forms & B3_MULTI) !== 0 && this.fromB3Multi(multiTrace, headers['x-b3-spanid'], multiSampled, multiFlags))
+    ) {
       // B3 won: a tracestate still goes on when its traceparent names the same trace (a client sending both).
-      if (headers.tracestate === undefined || typeof traceparent !== 'string') return;
-      this.keepTracestate = validTraceparent(traceparent) && traceparent.startsWith(this.traceId, 3);
+      if (headers.tracestate !== undefined && typeof traceparent === 'string') {
+        this.keepTracestate = validTraceparent(traceparent) && traceparent.startsWith(this.traceId, 3);
+      }
       return;
     }
+    if (typeof traceparent === 'string' && this.fromTraceparent(traceparent, headers.tracestate !== undefined)) return;
     this.traceId = newTraceId();
     this.b3TraceId = this.traceId;
     if (this.b3Decision >= 0) {
