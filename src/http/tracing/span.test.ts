@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { newHeaderMap, type HeaderMap } from '../headers.js';
 import { newSpanId, newTraceId } from './ids.js';
 import { HopSpan } from './span.js';
@@ -120,5 +121,53 @@ describe('HopSpan', () => {
     expect(span.sampled).toBe(false);
     expect(out.traceparent).toMatch(/-00$/);
     expect(out.b3).toBe(`${span.traceId}-${span.spanId}-0`);
+  });
+});
+
+describe('HopSpan on arbitrary input', () => {
+  const HEX = '0123456789abcdefABCDEF-g0 ';
+  const hexish = fc.string({ unit: fc.constantFrom(...HEX), maxLength: 70 });
+  /** Valid values with one character changed, dropped or added: the near misses a parser gets wrong. */
+  const mutated = (valid: string) =>
+    fc.tuple(fc.nat(valid.length), fc.constantFrom(...HEX), fc.constantFrom('set', 'drop', 'add', 'keep')).map(([at, c, op]) =>
+      op === 'keep' ? valid : op === 'set' ? valid.slice(0, at) + c + valid.slice(at + 1) : op === 'drop' ? valid.slice(0, at) + valid.slice(at + 1) : valid.slice(0, at) + c + valid.slice(at),
+    );
+  const value = (valid: string) => fc.option(fc.oneof(mutated(valid), hexish), { nil: undefined });
+  const headersArb = fc.record({
+    traceparent: value(`00-${TRACE}-${PARENT}-01`),
+    tracestate: fc.option(fc.constant('a=b'), { nil: undefined }),
+    b3: value(`${TRACE}-${PARENT}-1-${PARENT}`),
+    'x-b3-traceid': value(TRACE),
+    'x-b3-spanid': value(PARENT),
+    'x-b3-sampled': fc.option(fc.constantFrom('0', '1', 'true', 'x'), { nil: undefined }),
+  });
+
+  it('always sends one valid traceparent, and B3 headers that agree with it', () => {
+    fc.assert(
+      fc.property(headersArb, (raw) => {
+        const incoming: Record<string, string> = {};
+        for (const [k, v] of Object.entries(raw)) if (v !== undefined) incoming[k] = v;
+        const { span, out } = forward(incoming);
+        const m = TRACEPARENT.exec(out.traceparent as string);
+        expect(m).not.toBeNull();
+        expect(m![1]).toBe(span.traceId);
+        expect(m![2]).toBe(span.spanId);
+        expect(span.traceId).not.toBe('0'.repeat(32));
+        const pad = (id: string) => id.padStart(32, '0');
+        if (out.b3 !== undefined) {
+          const [t, s, sampling] = (out.b3 as string).split('-');
+          expect(pad(t!)).toBe(span.traceId);
+          expect(s).toBe(span.spanId);
+          expect(sampling === 'd' || sampling === '1' ? '01' : '00').toBe(m![0].slice(-2));
+        }
+        if (out['x-b3-traceid'] !== undefined) {
+          expect(pad(out['x-b3-traceid'] as string)).toBe(span.traceId);
+          expect(out['x-b3-spanid']).toBe(span.spanId);
+        }
+        // tracestate goes on only beside a valid traceparent of the same trace.
+        if (out.tracestate !== undefined) expect(incoming.traceparent?.slice(3, 35)).toBe(span.traceId);
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
