@@ -27,6 +27,8 @@ export interface HttpLoad {
   path: string;
   /** Host header (a mesh service name for Pillion). */
   host?: string;
+  /** Extra request headers (trace context, to price its propagation). */
+  headers?: Record<string, string>;
   connections: number;
   durationSec: number;
 }
@@ -40,7 +42,7 @@ export async function runAutocannon(load: HttpLoad): Promise<LoadResult> {
     pipelining: 1,
     timeout: 10,
   };
-  if (load.host) opts.headers = { host: load.host };
+  if (load.host || load.headers) opts.headers = { ...load.headers, ...(load.host ? { host: load.host } : {}) };
   let guard: NodeJS.Timeout | undefined;
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon(opts, (err, res) => (err ? reject(err) : resolve(res)));

@@ -2,7 +2,8 @@
 // this machine, in ONE run with interleaved rounds, so the noise of a shared 2-core machine hits every target
 // alike. Prints a markdown table per case and the issue's targets as PASS/FAIL lines; writes
 // .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,tcp,paired,fault,mtls,soak, --rounds N,
-// --cpu-prof. The paired case also prices the resilient shape (retries + outlier detection on); the fault case
+// --cpu-prof, --trace-headers w3c|b3 (every autocannon request carries that trace context, to price its
+// propagation). The paired case also prices the resilient shape (retries + outlier detection on); the fault case
 // (bench/fault.ts) kills and restarts one of three endpoints under load, with retries and without. The mtls case
 // (bench/mtls.ts) prices mTLS between two sidecars against plaintext between the same two, nginx beside it.
 // The soak case (bench/soak.ts: 10 minutes of mixed traffic with aborts and endpoint restarts; 1 with --quick)
@@ -51,13 +52,14 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     'no-install': { type: 'boolean', default: false },
+    'trace-headers': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 
 if (flags.help) {
   process.stdout.write(
-    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,tcp,paired,fault,mtls,soak] [--rounds N] [--cpu-prof] [--no-install]\n',
+    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,tcp,paired,fault,mtls,soak] [--rounds N] [--cpu-prof] [--no-install] [--trace-headers w3c|b3]\n',
   );
   process.exit(0);
 }
@@ -537,8 +539,19 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** Trace context every autocannon request carries with --trace-headers w3c|b3 (the proxy continues it). */
+const TRACE_HEADERS: Record<string, Record<string, string>> = {
+  w3c: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tracestate: 'congo=t61rcWkgMzE' },
+  b3: { 'x-b3-traceid': '4bf92f3577b34da6a3ce929d0e0e4736', 'x-b3-spanid': '00f067aa0ba902b7', 'x-b3-sampled': '1' },
+};
+const traceHeaders = flags['trace-headers'] === undefined ? undefined : TRACE_HEADERS[flags['trace-headers']];
+if (flags['trace-headers'] !== undefined && traceHeaders === undefined) {
+  process.stderr.write(`unknown --trace-headers "${flags['trace-headers']}" (known: w3c, b3)\n`);
+  process.exit(2);
+}
+
 function httpLoad(t: Target, path: string, connections: number, durationSec: number) {
-  const load = { port: t.httpPort as number, path, connections, durationSec };
+  const load = { port: t.httpPort as number, path, connections, durationSec, ...(traceHeaders === undefined ? {} : { headers: traceHeaders }) };
   return t.host ? { ...load, host: t.host } : load;
 }
 

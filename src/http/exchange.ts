@@ -15,6 +15,7 @@ import type { HttpContext, RequestHeaders } from './context.js';
 import type { H1Connection, H1Request } from './h1-connection.js';
 import { H2Downstream, NOT_SENT, type Downstream, type H2Owner } from './downstream.js';
 import { Router, type RouterOwner } from './router/router.js';
+import { HopSpan } from './tracing/span.js';
 import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer, XFCC_HEADER } from '../tls/downstream-peer.js';
 
@@ -33,6 +34,8 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
   authority = '';
   path = '';
   requestId = '';
+  /** This hop's span (trace context), from when the request is routed; null before (a 400 on a bad head). */
+  span: HopSpan | null = null;
   remoteAddress = '';
   /** The port the request's connection arrived on (RBAC destination_port). */
   localPort = 0;
@@ -131,6 +134,8 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
 
   private route(headers: RequestHeaders, body: Readable | null, scheme: string): void {
     const ctx = this.ctx;
+    // Before any local reply, so the access log line of a refused request carries the caller's trace id too.
+    this.span = new HopSpan(headers);
     if (ctx.overload.active) return this.localReply(REASONS.overload);
     const routes = ctx.routeTable();
     const route: RouteModel | null = routes === null ? null : routes.match(this.authority, this.method, this.path, headers);

@@ -5,6 +5,7 @@ import { REASONS, type Reason } from '../reasons.js';
 import type { HttpContext } from './context.js';
 import { headerMapFromFlat, type FlatHeaders } from './h1-parser.js';
 import { rawLocalReply } from './raw-reply.js';
+import { TRACE_HEADERS, traceHeadersFor } from './tracing/span.js';
 import { CLUSTER_OVERFLOW } from '../upstream/cluster-manager.js';
 import { ALPN_HTTP11, readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
@@ -72,8 +73,16 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
     let headText = `${req.method} ${path} HTTP/1.1\r\n`;
     const raw = req.lines;
     for (let i = 0; i + 1 < raw.length; i += 2) {
-      if (raw[i]!.toLowerCase() === 'x-forwarded-for') continue;
+      const name = raw[i]!.toLowerCase();
+      if (name === 'x-forwarded-for' || TRACE_HEADERS.has(name)) continue;
       headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
+    }
+    // The upgrade request is a span of its trace at this hop too (see src/http/tracing/span.ts).
+    const trace = traceHeadersFor(headers);
+    for (const name in trace) {
+      const value = trace[name]!;
+      if (typeof value === 'string') headText += `${name}: ${value}\r\n`;
+      else for (const v of value) headText += `${name}: ${v}\r\n`;
     }
     const xff = headers['x-forwarded-for'];
     headText += `x-forwarded-for: ${xff === undefined ? remote : `${xff}, ${remote}`}\r\n\r\n`;

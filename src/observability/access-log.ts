@@ -20,6 +20,12 @@ export interface AccessLogEntry {
   /** Envoy response flags joined with ",", or "-" when none. */
   response_flags: string;
   request_id: string;
+  /** W3C trace id (32 hex) of the request's trace, "-" when the request was refused before routing; HTTP only. */
+  trace_id?: string;
+  /** This hop's span id (the parent-id this proxy sent upstream); HTTP only. */
+  span_id?: string;
+  /** The caller's span id, "-" when the trace started at this hop; HTTP only. */
+  parent_span_id?: string;
   downstream_remote: string;
   /** The client's SPIFFE ID when mTLS proved it (inbound TLS connections only). */
   downstream_peer_principal?: string;

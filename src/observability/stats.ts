@@ -136,6 +136,7 @@ export class ProxyStats implements ListenerStats {
     if (ex.peer !== null) m.peerRequest(ex.peer.spiffeId, 'http');
     if (!this.accessLog.enabled) return;
     const reason = ex.reason;
+    const span = ex.span;
     this.accessLog.log({
       start_time: new Date(ex.startMs).toISOString(),
       duration_ms: Math.round(seconds * 1e6) / 1e3,
@@ -151,6 +152,9 @@ export class ProxyStats implements ListenerStats {
       attempts: ex.attempts,
       response_flags: reason === null ? '-' : reason.flag,
       request_id: ex.requestId,
+      trace_id: span === null ? '-' : span.traceId,
+      span_id: span === null ? '-' : span.spanId,
+      parent_span_id: span === null || span.parentId === '' ? '-' : span.parentId,
       downstream_remote: ex.remoteAddress,
       ...(ex.peer === null ? {} : { downstream_peer_principal: ex.peer.spiffeId }),
       ...(reason === null ? {} : { x_pillion_reason: reason.id }),

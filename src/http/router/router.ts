@@ -13,6 +13,7 @@ import type { EndpointState } from '../../upstream/types.js';
 import type { HttpContext, RequestHeaders } from '../context.js';
 import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from '../headers.js';
 import { grpcTimeoutMs } from './grpc-timeout.js';
+import type { HopSpan } from '../tracing/span.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../../tls/handshake-failures.js';
 import { ReplayableBody } from './replay-body.js';
 import { backoffMs, retriableFailure, retriableResponse, type AttemptFailure } from './retry-policy.js';
@@ -28,6 +29,8 @@ export interface RouterOwner {
   readonly remoteAddress: string;
   readonly grpc: boolean;
   requestId: string;
+  /** This hop's span of the request's trace: its context goes on the upstream request. */
+  readonly span: HopSpan | null;
   /** The response head the router settled on (it is not retried from here on). */
   onResponseHead(status: number, headers: HeaderMap, endStream: boolean): void;
   /** Response body bytes; false asks the router to pause the upstream until resume(). */
@@ -118,6 +121,7 @@ export class Router {
       { remoteAddress: owner.remoteAddress, generateRequestId: ctx.chain.generateRequestId, keepTeTrailers: cluster.model.protocol === 'http2' },
       upstreamHeaders,
     );
+    owner.span?.inject(upstreamHeaders);
     let path = owner.path;
     if (action.prefixRewrite !== undefined && route.match.kind === 'prefix') {
       path = action.prefixRewrite + path.slice(route.match.value.length);
