@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import type { ConfigSnapshot, TlsContextModel } from './config/model.js';
 import { EMPTY_SNAPSHOT } from './config/model.js';
 import { buildSnapshot, TranslationCache, type ResourceError, type ResourceSet, type RawResource } from './config/snapshot.js';
-import { decodeMessage } from './config/protos.js';
+import { decodeMessage, TYPE_URLS } from './config/protos.js';
+import { originalDstAvailable, originalDstProblem } from './listener/original-dst.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import { ListenerManager } from './listener/listener-manager.js';
 import { ProxyMetrics } from './observability/metrics.js';
@@ -147,6 +148,7 @@ export class Proxy implements AdminSource {
    */
   async apply(resources: ResourceSet, version: string): Promise<ApplyResult> {
     const { snapshot, errors, warnings, secrets } = buildSnapshot(resources, version, this.translations);
+    errors.push(...transparentListenersRefused(snapshot));
     for (const w of warnings) this.logger.warn({ type: w.typeUrl, resource: w.name, warning: w.message }, 'config warning: a value was adjusted, or a setting is not enforced yet');
     if (errors.length > 0) {
       this.metrics.configUpdate('rejected');
@@ -324,4 +326,22 @@ export class Proxy implements AdminSource {
     await this.admin?.close();
     await this.accessLog.close();
   }
+}
+
+/**
+ * Listeners with use_original_dst (transparent interception) where this process cannot read original
+ * destinations: refused with the reason, so the config is NACKed (or `--config` fails to start) instead of
+ * sending every intercepted connection to the wrong place.
+ */
+function transparentListenersRefused(snapshot: ConfigSnapshot): ResourceError[] {
+  const errors: ResourceError[] = [];
+  for (const l of snapshot.listeners.values()) {
+    if (!l.useOriginalDst || originalDstAvailable()) continue;
+    errors.push({
+      typeUrl: TYPE_URLS.Listener,
+      name: l.name,
+      message: `use_original_dst: transparent interception needs the original destination of each connection (SO_ORIGINAL_DST), which this proxy cannot read: ${originalDstProblem()}. Explicit ports (Host header, HTTP_PROXY, egress ports) work without it`,
+    });
+  }
+  return errors;
 }

@@ -9,6 +9,7 @@ import { DEFAULT_HEAP_FRACTION, Proxy, type ProxyOptions } from '../proxy.js';
 import { startIdleMemoryRelease } from '../process/idle-memory.js';
 import { cgroupMemoryLimitBytes } from '../process/overload.js';
 import { loadIdentityFiles } from '../tls/static-identity.js';
+import { originalDstAvailable, originalDstProblem } from '../listener/original-dst.js';
 
 export async function runProxyCommand(argv: string[]): Promise<void> {
   const boot = parseProxyArgs(argv);
@@ -75,6 +76,15 @@ function loadIdentity(proxy: Proxy, boot: ProxyBootstrap): void {
   if (spiffeId === null) proxy.logger.warn({ cert: boot.identityFiles.cert }, 'the --cert certificate has no SPIFFE ID (URI SAN): peers with STRICT mTLS refuse it');
 }
 
+/** Once at start: without the native helper, listeners with use_original_dst are refused (see proxy.ts). */
+function warnIfNoOriginalDst(proxy: Proxy): void {
+  if (originalDstAvailable()) return;
+  proxy.logger.warn(
+    { problem: originalDstProblem() },
+    'transparent interception unavailable: cannot read original destinations (SO_ORIGINAL_DST); listeners with use_original_dst will be refused, explicit ports keep working',
+  );
+}
+
 interface Running {
   readonly proxy: Proxy;
   beforeDrain(): Promise<void>;
@@ -87,6 +97,7 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
   const local = loadLocalSnapshot(boot.configFile!, boot.node);
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot), ...identityOption(boot) });
   loadIdentity(proxy, boot);
+  warnIfNoOriginalDst(proxy);
   for (const warning of local.resources.warnings) proxy.logger.warn({ node: boot.node.id }, warning);
   for (const warning of local.notEnforced) proxy.logger.warn({ config: boot.configFile }, `not enforced: ${warning}`);
   await proxy.startAdmin();
@@ -109,6 +120,7 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Runn
   const rootPem = boot.xdsCaFile === undefined ? undefined : readRootFile(boot.xdsCaFile);
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot), ...identityOption(boot) });
   loadIdentity(proxy, boot);
+  warnIfNoOriginalDst(proxy);
   const credentials = rootPem === undefined ? undefined : await xdsTlsCredentials(rootPem);
   const ads = new AdsClient({ servers, node: boot.node, target: proxy, ...(credentials ? { credentials } : {}) });
   const certs = rootPem === undefined ? null : await startCertificateClient(boot, servers, rootPem, proxy);

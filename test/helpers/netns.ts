@@ -43,3 +43,68 @@ export function createNetns(prefix = 'pl'): Netns {
     delete: () => void spawnSync('ip', ['netns', 'del', name]),
   };
 }
+
+export interface PodPair {
+  /** 10.99.N.1 and fd99:N::1, default routes via the peer */
+  readonly pod: Netns;
+  /** 10.99.N.2 and fd99:N::2, across a veth pair */
+  readonly peer: Netns;
+  readonly podV4: string;
+  readonly podV6: string;
+  readonly peerV4: string;
+  readonly peerV6: string;
+  delete(): void;
+}
+
+let subnet = 0;
+
+/** Two namespaces joined by a veth pair, each with an IPv4 and an IPv6 address on it (subnet per pair). */
+export function createPodPair(prefix: string): PodPair {
+  const n = (process.pid % 200) + (++subnet);
+  const pod = createNetns(`${prefix}a`);
+  const peer = createNetns(`${prefix}b`);
+  const veth = `v${process.pid % 100000}x${subnet}`;
+  const pair = {
+    pod, peer,
+    podV4: `10.99.${n}.1`, peerV4: `10.99.${n}.2`, podV6: `fd99:${n}::1`, peerV6: `fd99:${n}::2`,
+    delete: () => {
+      pod.delete();
+      peer.delete();
+    },
+  };
+  const res = spawnSync('ip', ['link', 'add', `${veth}a`, 'netns', pod.name, 'type', 'veth', 'peer', 'name', `${veth}b`, 'netns', peer.name], { encoding: 'utf8' });
+  if (res.status !== 0) {
+    pair.delete();
+    throw new Error(`ip link add veth failed: ${res.stderr}`);
+  }
+  for (const [ns, v4, v6, dev] of [[pod, pair.podV4, pair.podV6, `${veth}a`], [peer, pair.peerV4, pair.peerV6, `${veth}b`]] as const) {
+    ns.run('ip', ['addr', 'add', `${v4}/24`, 'dev', dev]);
+    ns.run('ip', ['addr', 'add', `${v6}/64`, 'dev', dev, 'nodad']);
+    ns.run('ip', ['link', 'set', dev, 'up']);
+  }
+  // As a pod has: addresses outside its subnet are routable (the peer drops them), so connects to them are made.
+  pod.run('ip', ['route', 'add', 'default', 'via', pair.peerV4]);
+  pod.run('ip', ['-6', 'route', 'add', 'default', 'via', pair.peerV6]);
+  return pair;
+}
+
+/** Waits for a child to print `word` on stdout (bounded), or rejects with its stderr when it exits first. */
+export function waitForOutput(child: ChildProcess, word: string, timeoutMs = 10_000): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`no "${word}" within ${timeoutMs} ms; stderr: ${err}`)), timeoutMs);
+    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes(word)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited ${code} before "${word}"; stderr: ${err}`));
+    });
+  });
+}

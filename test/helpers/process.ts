@@ -15,8 +15,9 @@ export interface PillionProcess {
   exited: Promise<number | null>;
 }
 
-export function runPillion(args: string[]): PillionProcess {
-  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** `main`: another build of the executable (e.g. a copy of dist/ without the native helper). */
+export function runPillion(args: string[], main = MAIN): PillionProcess {
+  const child = spawn(process.execPath, [...NODE_FLAGS, main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   const proc: PillionProcess = {

@@ -2,9 +2,9 @@
 // the installed ruleset, idempotence, cleanup, and what the rules do to real connections from the app's uid and the
 // proxy's uid (tests/fixtures/netns-probe.mjs listens where the sidecar would and says who got each connection).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { createNetns, netnsUnavailable, type Netns } from '../helpers/netns.js';
+import { createNetns, createPodPair, netnsUnavailable, waitForOutput, type Netns, type PodPair } from '../helpers/netns.js';
 import { MAIN } from '../helpers/process.js';
 
 const unavailable = netnsUnavailable();
@@ -83,41 +83,23 @@ describe.skipIf(unavailable !== undefined)('pillion iptables in a network namesp
 });
 
 describe.skipIf(unavailable !== undefined)('what the rules do to connections', () => {
-  // pod: 10.99.0.1 / fd99::1, the namespace with the rules; peer: 10.99.0.2 / fd99::2, across a veth pair.
-  let pod: Netns;
-  let peer: Netns;
-  let probe: ChildProcess | undefined;
+  let pods: PodPair;
+  const probes: ChildProcess[] = [];
 
   beforeAll(async () => {
-    pod = createNetns('pl-pod');
-    peer = createNetns('pl-peer');
-    const veth = `vp${process.pid % 100000}`;
-    spawnSync('ip', ['link', 'add', `${veth}a`, 'netns', pod.name, 'type', 'veth', 'peer', 'name', `${veth}b`, 'netns', peer.name]);
-    for (const [ns, v4, v6, dev] of [[pod, '10.99.0.1/24', 'fd99::1/64', `${veth}a`], [peer, '10.99.0.2/24', 'fd99::2/64', `${veth}b`]] as const) {
-      ns.run('ip', ['addr', 'add', v4, 'dev', dev]);
-      ns.run('ip', ['addr', 'add', v6, 'dev', dev, 'nodad']);
-      ns.run('ip', ['link', 'set', dev, 'up']);
+    pods = createPodPair('pl-rule');
+    pillion(pods.pod, ['--proxy-uid', String(PROXY_UID), '--exclude-outbound-ports', '5353', '--exclude-inbound-ports', '22', '--apply']);
+    // Where the sidecar's listeners and the app would listen; the peer answers whoever reaches it unredirected.
+    for (const [ns, spec] of [[pods.pod, 'outbound=15001,inbound=15006,app=9999,ssh=22'], [pods.peer, 'peer=80,peer2=5353']] as const) {
+      const probe = ns.spawn(process.execPath, [PROBE, 'serve', spec]);
+      probe.on('error', () => {});
+      probes.push(probe);
+      await waitForOutput(probe, 'ready');
     }
-    pillion(pod, ['--proxy-uid', String(PROXY_UID), '--exclude-outbound-ports', '5353', '--exclude-inbound-ports', '22', '--apply']);
-    // Where the sidecar's listeners and the app would listen; no native addon needed for who-got-it.
-    probe = pod.spawn(process.execPath, [PROBE, 'serve', 'outbound=15001,inbound=15006,app=9999,ssh=22']);
-    probe.on('error', () => {});
-    await new Promise<void>((resolve, reject) => {
-      probe!.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-      probe!.on('exit', (code) => reject(new Error(`probe exited ${code}`)));
-    });
-    // The peer listens as well: whoever reaches 10.99.0.2 unredirected gets "peer".
-    const peerProbe = peer.spawn(process.execPath, [PROBE, 'serve', 'peer=80,peer2=5353']);
-    peerProbe.on('error', () => {});
-    peerProbes.push(peerProbe);
-    await new Promise<void>((resolve) => peerProbe.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()));
   });
-  const peerProbes: ChildProcess[] = [];
   afterAll(() => {
-    probe?.kill();
-    for (const p of peerProbes) p.kill();
-    pod?.delete();
-    peer?.delete();
+    for (const p of probes) p.kill();
+    pods?.delete();
   });
 
   /** Who answered a connection made inside `ns`, as the app (root) or as the proxy's uid. */
@@ -128,24 +110,24 @@ describe.skipIf(unavailable !== undefined)('what the rules do to connections', (
   }
 
   it('sends the app\'s outbound TCP to the outbound listener and lets the proxy\'s own through (IPv4 and IPv6)', () => {
-    for (const host of ['10.99.0.2', 'fd99::2']) {
-      expect(who(pod, 'app', host, 80)).toBe('outbound');
-      expect(who(pod, 'proxy', host, 80)).toBe('peer');
+    for (const host of [pods.peerV4, pods.peerV6]) {
+      expect(who(pods.pod, 'app', host, 80)).toBe('outbound');
+      expect(who(pods.pod, 'proxy', host, 80)).toBe('peer');
       // An excluded port goes straight out.
-      expect(who(pod, 'app', host, 5353)).toBe('peer2');
+      expect(who(pods.pod, 'app', host, 5353)).toBe('peer2');
     }
   });
 
   it('keeps the app\'s loopback local, and sends the proxy calling its own pod address to the inbound side', () => {
-    for (const host of ['127.0.0.1', '::1', '10.99.0.1', 'fd99::1']) expect(who(pod, 'app', host, 9999)).toBe('app');
-    for (const host of ['127.0.0.1', '::1']) expect(who(pod, 'proxy', host, 9999)).toBe('app');
-    for (const host of ['10.99.0.1', 'fd99::1']) expect(who(pod, 'proxy', host, 9999)).toBe('inbound');
+    for (const host of ['127.0.0.1', '::1', pods.podV4, pods.podV6]) expect(who(pods.pod, 'app', host, 9999)).toBe('app');
+    for (const host of ['127.0.0.1', '::1']) expect(who(pods.pod, 'proxy', host, 9999)).toBe('app');
+    for (const host of [pods.podV4, pods.podV6]) expect(who(pods.pod, 'proxy', host, 9999)).toBe('inbound');
   });
 
   it('sends TCP arriving from another namespace to the inbound listener, except excluded ports', () => {
-    for (const host of ['10.99.0.1', 'fd99::1']) {
-      expect(who(peer, 'app', host, 9999)).toBe('inbound');
-      expect(who(peer, 'app', host, 22)).toBe('ssh');
+    for (const host of [pods.podV4, pods.podV6]) {
+      expect(who(pods.peer, 'app', host, 9999)).toBe('inbound');
+      expect(who(pods.peer, 'app', host, 22)).toBe('ssh');
     }
   });
 });
