@@ -13,6 +13,10 @@ import { originalDstAvailable, originalDstProblem } from '../listener/original-d
 
 export async function runProxyCommand(argv: string[]): Promise<void> {
   const boot = parseProxyArgs(argv);
+  // Before anything binds: intercepted traffic with no way to tell where it was going would all be misrouted.
+  if (boot.node.interception === 'REDIRECT' && !originalDstAvailable()) {
+    throw new Error(`--interception redirect: cannot read original destinations (SO_ORIGINAL_DST): ${originalDstProblem()}. Without interception (explicit ports, Host header, HTTP_PROXY) the proxy runs without it`);
+  }
   const running = boot.xds !== undefined ? await runFromXds(boot, boot.xds) : await runFromFile(boot);
   if (boot.idleMemoryRelease) startIdleMemoryRelease(running.proxy.logger);
 

@@ -350,6 +350,11 @@ export interface ClusterModel {
   readonly localityWeighted?: boolean;
   /** Originate TLS to the endpoints (transport_socket with an UpstreamTlsContext); absent = plaintext. */
   readonly tls?: UpstreamTlsModel;
+  /**
+   * Envoy's ORIGINAL_DST type: no endpoints of its own; a TCP connection goes to where the downstream connection
+   * was going before iptables redirected it (PassthroughCluster). HTTP routes to it answer 503 (not supported).
+   */
+  readonly originalDst?: boolean;
 }
 
 /** Everything a proxy runs from, at one version. */

@@ -64,3 +64,16 @@ export function unmapV4(address: string): string {
 export function isRedirected(socket: net.Socket, dst: OriginalDestination): boolean {
   return dst.port !== socket.localPort || dst.address !== unmapV4(socket.localAddress ?? '');
 }
+
+const kOriginalDst = Symbol('pillion.originalDst');
+type Tagged = net.Socket & { [kOriginalDst]?: OriginalDestination };
+
+/** Remembers a redirected connection's original destination, for the ORIGINAL_DST cluster that dials it. */
+export function setOriginalDst(socket: net.Socket, dst: OriginalDestination): void {
+  (socket as Tagged)[kOriginalDst] = dst;
+}
+
+/** The original destination a use_original_dst listener found for this connection, if it was redirected. */
+export function originalDstOf(socket: net.Socket): OriginalDestination | undefined {
+  return (socket as Tagged)[kOriginalDst];
+}

@@ -9,6 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { runPillion, type PillionProcess } from '../helpers/process.js';
+import pino from 'pino';
+import { compileForNode } from '../../xds/compiler.js';
+import { parseMeshConfig } from '../../xds/mesh-config.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let dir: string;
@@ -59,6 +62,28 @@ describe('without the native helper', () => {
     } finally {
       proc.child.kill('SIGKILL');
       await proc.exited;
+    }
+  });
+
+  it('refuses to start with --interception redirect, saying why', async () => {
+    const proc = proxy(['--interception', 'redirect']);
+    expect(await proc.exited).toBe(1);
+    expect(proc.stderr).toContain('--interception redirect: cannot read original destinations (SO_ORIGINAL_DST): src/native was not built');
+  });
+
+  it('rejects a config with use_original_dst listeners (what --xds would NACK), naming the listener and the cause', async () => {
+    // The copied build's own modules: their native-addon.ts finds no src/native/build.
+    const { Proxy } = (await import(join(dir, 'dist/src/proxy.js'))) as typeof import('../../src/proxy.js');
+    const proxy = new Proxy({ adminPort: -1, logger: pino({ level: 'silent' }), accessLog: 'off', processMetrics: false });
+    const node = { id: 'web-1', service: 'web', namespace: 'default', serviceAccount: 'web', inboundPort: 0, outboundPort: 0, interception: 'REDIRECT' as const };
+    const resources = compileForNode(parseMeshConfig('services: [{ name: web, ports: [{ port: 8080 }] }]\n'), node);
+    try {
+      const result = await proxy.apply(resources, 'v1');
+      expect(result.applied).toBe(false);
+      expect(result.errors.map((e) => e.name)).toEqual(['outbound']);
+      expect(result.errors[0]!.message).toMatch(/^use_original_dst: transparent interception needs the original destination .* src\/native was not built/);
+    } finally {
+      await proxy.stop();
     }
   });
 });
