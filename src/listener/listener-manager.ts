@@ -316,7 +316,8 @@ class ActiveListener implements TcpContext, TerminatorOwner {
   }
 
   status(): ListenerStatus {
-    return { name: this.model.name, address: this.model.address, port: this.boundPort, direction: this.model.direction };
+    // An unbound listener (reached by hand-off) shows the address and port it stands for.
+    return { name: this.model.name, address: this.model.address, port: this.model.bindToPort ? this.boundPort : this.model.port, direction: this.model.direction };
   }
 
   /** Stops accepting, lets requests in flight finish, and resolves when the last connection closes. */
@@ -441,7 +442,7 @@ export class ListenerManager {
     const binds: Promise<void>[] = [];
     for (const [name, model] of models) {
       const existing = this.active.get(name);
-      if (existing !== undefined && existing.model.address === model.address && existing.model.port === model.port) {
+      if (existing !== undefined && existing.model.address === model.address && existing.model.port === model.port && existing.model.bindToPort === model.bindToPort) {
         existing.apply(model);
         continue;
       }

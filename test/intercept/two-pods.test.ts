@@ -103,4 +103,15 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
     expect(out.startsWith('200')).toBe(false);
     expect(out).toMatch(/^error (ECONNRESET|EPIPE)$/);
   });
+
+  // Last: it kills the server's sidecar.
+  it('with the server sidecar gone, the client gets a prompt 503 from its own sidecar, not a hang', async () => {
+    serverSidecar.child.kill('SIGKILL');
+    await serverSidecar.exited;
+    const started = Date.now();
+    const out = pods.pod.run(process.execPath, [PROBE, 'get', `http://${pods.peerV4}:8080/gone`, '5000']).trim();
+    expect(out.startsWith('503 ')).toBe(true);
+    expect(out).toContain('upstream connect failure: connect ECONNREFUSED');
+    expect(Date.now() - started).toBeLessThan(4000);
+  });
 });
