@@ -1,8 +1,8 @@
 // Two "pods" on one machine (root only): two network namespaces joined by a veth pair, each with an app, its
 // sidecar (`pillion proxy --interception redirect`, workload identity from files) under its own uid via setpriv,
 // and `pillion iptables` rules. The client app calls the server app with a plain http.get to the server pod's IP,
-// no proxy settings; the request crosses both sidecars with mTLS. The skeleton of issue 17's proof: HTTP plaintext
-// apps for now (gRPC, raw TCP, server-first protocols, a killed sidecar, a tcpdump capture are still to come).
+// no proxy settings; the request crosses both sidecars with mTLS; so does a raw TCP connection to a server-first
+// app. The skeleton of issue 17's proof (gRPC, REGISTRY_ONLY across pods, a tcpdump capture, cleanup: to come).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,33 +22,32 @@ const TD = 'spiffe://cluster.local/ns/default/sa';
 const unavailable = netnsUnavailable() ?? (originalDstAvailable() ? undefined : `no native helper: ${originalDstProblem()}`);
 if (unavailable) console.warn(`skipping the two-pod test: ${unavailable}`);
 
-describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS between them', () => {
-  let pods: PodPair;
-  let dir: string;
-  let ca: TestCa;
+interface TwoPods {
+  readonly pods: PodPair;
+  readonly serverSidecar: PillionProcess;
+  readonly clientSidecar: PillionProcess;
+  close(): Promise<void>;
+}
+
+/**
+ * Client pod (pods.pod) and server pod (pods.peer), each with its rules and its sidecar under its own uid; the
+ * server app (a netns-probe mode) listens on every address at `port`, the port of service "server".
+ */
+async function startTwoPods(prefix: string, port: number, protocol: 'http' | 'tcp', app: readonly [string, string]): Promise<TwoPods> {
+  const pods = createPodPair(prefix);
+  const ca = new TestCa();
+  const dir = mkdtempSync(join(tmpdir(), 'pillion-two-pods-'));
   const children: ChildProcess[] = [];
   const sidecars: PillionProcess[] = [];
-  let serverSidecar: PillionProcess;
-
-  function startSidecar(ns: Netns, service: string, uid: number, meshFile: string): PillionProcess {
-    const cert = ca.issue({ spiffeId: `${TD}/${service}`, cn: service });
-    // The sidecar runs as its own uid and must read its identity (test keys, in a temporary directory).
-    chmodSync(ca.dir, 0o755);
-    for (const f of readdirSync(ca.dir)) chmodSync(join(ca.dir, f), 0o644);
-    const wrapper = ['ip', 'netns', 'exec', ns.name, 'setpriv', '--reuid', String(uid), '--regid', String(uid), '--clear-groups'];
-    const p = runPillion(
-      ['proxy', '--config', meshFile, '--service', service, '--interception', 'redirect', '--app-port', '8080', '--cert', cert.certFile, '--key', cert.keyFile, '--ca', ca.caFile],
-      MAIN,
-      wrapper,
-    );
-    sidecars.push(p);
-    return p;
-  }
-
-  beforeAll(async () => {
-    pods = createPodPair('pl-two');
-    ca = new TestCa();
-    dir = mkdtempSync(join(tmpdir(), 'pillion-two-pods-'));
+  const close = async (): Promise<void> => {
+    for (const s of sidecars) s.child.kill('SIGKILL');
+    await Promise.all(sidecars.map((s) => s.exited));
+    for (const c of children) c.kill();
+    pods.delete();
+    ca.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
     chmodSync(dir, 0o755);
     const meshFile = join(dir, 'mesh.yaml');
     writeFileSync(
@@ -58,31 +57,52 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: ${pods.podV4}, port: 8080 }]
   - name: server
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: ${pods.peerV4}, port: 8080 }]
+    ports: [{ port: ${port}, protocol: ${protocol} }]
+    endpoints: [{ address: ${pods.peerV4}, port: ${port} }]
     policy: { mtls: STRICT, retries: { attempts: 0 } }
 `,
     );
     chmodSync(meshFile, 0o644);
+    const startSidecar = (ns: Netns, service: string, uid: number, appPort: number): PillionProcess => {
+      const cert = ca.issue({ spiffeId: `${TD}/${service}`, cn: service });
+      // The sidecar runs as its own uid and must read its identity (test keys, in a temporary directory).
+      chmodSync(ca.dir, 0o755);
+      for (const f of readdirSync(ca.dir)) chmodSync(join(ca.dir, f), 0o644);
+      const wrapper = ['ip', 'netns', 'exec', ns.name, 'setpriv', '--reuid', String(uid), '--regid', String(uid), '--clear-groups'];
+      const args = ['proxy', '--config', meshFile, '--service', service, '--interception', 'redirect', '--app-port', String(appPort)];
+      const p = runPillion([...args, '--cert', cert.certFile, '--key', cert.keyFile, '--ca', ca.caFile], MAIN, wrapper);
+      sidecars.push(p);
+      return p;
+    };
     pods.pod.run(process.execPath, [MAIN, 'iptables', '--proxy-uid', String(CLIENT_UID), '--apply']);
     pods.peer.run(process.execPath, [MAIN, 'iptables', '--proxy-uid', String(SERVER_UID), '--apply']);
     // The server app listens on every address, as a pod's app does; the client app is only a client here.
-    const app = pods.peer.spawn(process.execPath, [PROBE, 'http', 'server=8080']);
-    app.on('error', () => {});
-    children.push(app);
-    await waitForOutput(app, 'ready');
-    serverSidecar = startSidecar(pods.peer, 'server', SERVER_UID, meshFile);
-    const clientSidecar = startSidecar(pods.pod, 'client', CLIENT_UID, meshFile);
+    const appProcess = pods.peer.spawn(process.execPath, [PROBE, ...app]);
+    appProcess.on('error', () => {});
+    children.push(appProcess);
+    await waitForOutput(appProcess, 'ready');
+    const serverSidecar = startSidecar(pods.peer, 'server', SERVER_UID, port);
+    const clientSidecar = startSidecar(pods.pod, 'client', CLIENT_UID, 8080);
     await Promise.all([serverSidecar, clientSidecar].map((s) => s.waitForLine((l) => l.msg === 'proxy ready')));
+    return { pods, serverSidecar, clientSidecar, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS between them (HTTP)', () => {
+  let two: TwoPods;
+  let pods: PodPair;
+  let serverSidecar: PillionProcess;
+
+  beforeAll(async () => {
+    two = await startTwoPods('pl-two', 8080, 'http', ['http', 'server=8080']);
+    ({ pods, serverSidecar } = two);
   }, 30_000);
 
   afterAll(async () => {
-    for (const s of sidecars) s.child.kill('SIGKILL');
-    await Promise.all(sidecars.map((s) => s.exited));
-    for (const c of children) c.kill();
-    pods?.delete();
-    ca?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await two?.close();
   });
 
   it('a plain http.get to the server pod IP reaches the server app through both sidecars, with the client\'s identity', async () => {
@@ -113,5 +133,29 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
     expect(out.startsWith('503 ')).toBe(true);
     expect(out).toContain('upstream connect failure: connect ECONNREFUSED');
     expect(Date.now() - started).toBeLessThan(4000);
+  });
+});
+
+describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS between them (TCP)', () => {
+  let two: TwoPods;
+
+  beforeAll(async () => {
+    // A server-first protocol (as MySQL or SMTP): the app speaks as soon as the connection opens.
+    two = await startTwoPods('pl-tcp', 5432, 'tcp', ['serve', 'db=5432']);
+  }, 30_000);
+
+  afterAll(async () => {
+    await two?.close();
+  });
+
+  it('a raw TCP connection to the server pod IP gets the server-first greeting through both sidecars', async () => {
+    const { pods } = two;
+    // The app's greeting ("db ..."), or "timeout" had a sidecar waited for the client to speak first.
+    const out = pods.pod.run(process.execPath, [PROBE, 'connect', pods.peerV4, '5432', '5000']).trim();
+    expect(out).toMatch(/^db /);
+    const inbound = await two.serverSidecar.waitForLine((l) => l.protocol === 'TCP' && l.upstream_cluster === 'inbound:5432');
+    expect(inbound.downstream_peer_principal).toBe(`${TD}/client`);
+    const outbound = await two.clientSidecar.waitForLine((l) => l.protocol === 'TCP');
+    expect(outbound.upstream_cluster).toBe('server.default:5432');
   });
 });
