@@ -5,7 +5,7 @@
 // app. The skeleton of issue 17's proof (gRPC, REGISTRY_ONLY across pods, a tcpdump capture, cleanup: to come).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,7 @@ import { createPodPair, netnsUnavailable, waitForOutput, type Netns, type PodPai
 import { MAIN, runPillion, type PillionProcess } from '../helpers/process.js';
 import { originalDstAvailable, originalDstProblem } from '../../src/listener/original-dst.js';
 import { TestCa } from '../tls/test-ca.js';
+import { findTool } from '../../src/intercept/iptables.js';
 
 const PROBE = fileURLToPath(new URL('../fixtures/netns-probe.mjs', import.meta.url));
 const CLIENT_UID = 1337;
@@ -122,6 +123,39 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
     const out = pods.pod.run('setpriv', ['--reuid', String(CLIENT_UID), '--regid', String(CLIENT_UID), '--clear-groups', process.execPath, PROBE, 'get', `http://${pods.peerV4}:8080/plain`, '5000']).trim();
     expect(out.startsWith('200')).toBe(false);
     expect(out).toMatch(/^error (ECONNRESET|EPIPE)$/);
+  });
+
+  it.skipIf(findTool('tcpdump') === undefined)('what crosses the veth between the sidecars is TLS (tcpdump in the server pod)', async (ctx) => {
+    const file = join(tmpdir(), `pillion-veth-${process.pid}.pcap`);
+    // Only the pods' traffic on the veth (the server sidecar's plaintext hop to its app is on lo, 127.0.0.1).
+    const dump = pods.peer.spawn(findTool('tcpdump')!, ['-i', 'any', '-U', '-s', '0', '-w', file, 'host', pods.podV4, 'and', 'tcp', 'port', '8080']);
+    dump.on('error', () => {});
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('tcpdump did not start')), 10_000);
+        dump.stderr!.on('data', (d: Buffer) => d.toString().includes('listening on') && (clearTimeout(timer), resolve()));
+      });
+      const marker = `/secret-${process.pid}`;
+      expect(pods.pod.run(process.execPath, [PROBE, 'get', `http://${pods.peerV4}:8080${marker}`, '5000']).startsWith('200 ')).toBe(true);
+      // The control: plaintext sent around the client's sidecar shows up in the same capture.
+      const around = `/around-${process.pid}`;
+      pods.pod.run('setpriv', ['--reuid', String(CLIENT_UID), '--regid', String(CLIENT_UID), '--clear-groups', process.execPath, PROBE, 'get', `http://${pods.peerV4}:8080${around}`, '5000']);
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      dump.kill('SIGINT');
+      await new Promise((r) => dump.once('exit', r));
+    }
+    const captured = readFileSync(file);
+    rmSync(file, { force: true });
+    if (!captured.includes(`/around-${process.pid}`)) {
+      // Some sandboxes give packet sockets nothing (measured here: an empty capture even of a plain connect); the
+      // STRICT refusal above is then the proof that the hop is TLS.
+      console.warn(`skipping the capture check: tcpdump captured nothing on the veth (${captured.length} bytes), packet capture does not work here`);
+      ctx.skip();
+    }
+    expect(captured.includes(`/secret-${process.pid}`)).toBe(false);
+    // A TLS 1.x handshake record (content type 22, version 3.x) from the client's sidecar.
+    expect(captured.includes(Buffer.from([0x16, 0x03, 0x01])) || captured.includes(Buffer.from([0x16, 0x03, 0x03]))).toBe(true);
   });
 
   // Last: it kills the server's sidecar.
