@@ -34,7 +34,7 @@ interface TwoPods {
  * Client pod (pods.pod) and server pod (pods.peer), each with its rules and its sidecar under its own uid; the
  * server app (a netns-probe mode) listens on every address at `port`, the port of service "server".
  */
-async function startTwoPods(prefix: string, port: number, protocol: 'http' | 'tcp', app: readonly [string, string]): Promise<TwoPods> {
+async function startTwoPods(prefix: string, port: number, protocol: 'http' | 'grpc' | 'tcp', app: readonly [string, string]): Promise<TwoPods> {
   const pods = createPodPair(prefix);
   const ca = new TestCa();
   const dir = mkdtempSync(join(tmpdir(), 'pillion-two-pods-'));
@@ -191,5 +191,28 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
     expect(inbound.downstream_peer_principal).toBe(`${TD}/client`);
     const outbound = await two.clientSidecar.waitForLine((l) => l.protocol === 'TCP');
     expect(outbound.upstream_cluster).toBe('server.default:5432');
+  });
+});
+
+describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS between them (gRPC)', () => {
+  let two: TwoPods;
+
+  beforeAll(async () => {
+    two = await startTwoPods('pl-grpc', 9090, 'grpc', ['grpc', 'echo=9090']);
+  }, 30_000);
+
+  afterAll(async () => {
+    await two?.close();
+  });
+
+  it('a plain gRPC call to the server pod IP crosses both sidecars (HTTP/2, :authority = the dialed address)', async () => {
+    const { pods } = two;
+    const out = pods.pod.run(process.execPath, [PROBE, 'grpc-call', `${pods.peerV4}:9090`, 'hi', '5000']).trim();
+    // The server app saw the client's identity in x-forwarded-client-cert, set by the server's sidecar.
+    expect(out).toMatch(new RegExp(`^echo:hi .*URI=${TD}/client`));
+    const inbound = await two.serverSidecar.waitForLine((l) => l.path === '/pillion.test.Echo/Unary');
+    expect(inbound.downstream_peer_principal).toBe(`${TD}/client`);
+    const outbound = await two.clientSidecar.waitForLine((l) => l.path === '/pillion.test.Echo/Unary');
+    expect(outbound.upstream_cluster).toBe('server.default:9090');
   });
 });
