@@ -217,7 +217,9 @@ class ActiveListener implements TcpContext, TerminatorOwner {
       if (dst !== undefined && isRedirected(socket, dst)) {
         setOriginalDst(socket, dst);
         const target = this.registry.byDestination(dst.address, dst.port);
-        if (target !== undefined && target !== this) return target.accept(socket);
+        // Same direction only: an inbound connection to this pod's own address must never take the outbound
+        // listener of the pod's own service (it would loop back through the rules).
+        if (target !== undefined && target !== this && target.model.direction === this.model.direction) return target.accept(socket);
         unclaimed = true;
       }
     }
