@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import type { ConfigSnapshot, TlsContextModel } from './config/model.js';
 import { EMPTY_SNAPSHOT } from './config/model.js';
 import { buildSnapshot, TranslationCache, type ResourceError, type ResourceSet, type RawResource } from './config/snapshot.js';
-import { decodeMessage } from './config/protos.js';
+import { decodeMessage, TYPE_URLS } from './config/protos.js';
+import { originalDstAvailable, originalDstProblem } from './listener/original-dst.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import { ListenerManager } from './listener/listener-manager.js';
 import { ProxyMetrics } from './observability/metrics.js';
@@ -147,6 +148,12 @@ export class Proxy implements AdminSource {
    */
   async apply(resources: ResourceSet, version: string): Promise<ApplyResult> {
     const { snapshot, errors, warnings, secrets } = buildSnapshot(resources, version, this.translations);
+    errors.push(...transparentListenersRefused(snapshot));
+    // Said when it changes, not at every push.
+    const originalDstWarnings = httpToOriginalDst(snapshot);
+    const key = originalDstWarnings.map((w) => w.message).join('\n');
+    if (key !== this.originalDstWarned) warnings.push(...originalDstWarnings);
+    this.originalDstWarned = key;
     for (const w of warnings) this.logger.warn({ type: w.typeUrl, resource: w.name, warning: w.message }, 'config warning: a value was adjusted, or a setting is not enforced yet');
     if (errors.length > 0) {
       this.metrics.configUpdate('rejected');
@@ -161,6 +168,8 @@ export class Proxy implements AdminSource {
     this.warnMissingSecrets(snapshot);
     return { applied: true, errors };
   }
+
+  private originalDstWarned = '';
 
   /** Names SDS put into the store, so a name SDS stops sending is removed (the CA client's own are left alone). */
   private sdsSecretNames = new Set<string>();
@@ -324,4 +333,43 @@ export class Proxy implements AdminSource {
     await this.admin?.close();
     await this.accessLog.close();
   }
+}
+
+/**
+ * Listeners with use_original_dst (transparent interception) where this process cannot read original
+ * destinations: refused with the reason, so the config is NACKed (or `--config` fails to start) instead of
+ * sending every intercepted connection to the wrong place.
+ */
+function transparentListenersRefused(snapshot: ConfigSnapshot): ResourceError[] {
+  const errors: ResourceError[] = [];
+  for (const l of snapshot.listeners.values()) {
+    if (!l.useOriginalDst || originalDstAvailable()) continue;
+    errors.push({
+      typeUrl: TYPE_URLS.Listener,
+      name: l.name,
+      message: `use_original_dst: transparent interception needs the original destination of each connection (SO_ORIGINAL_DST), which this proxy cannot read: ${originalDstProblem()}. Explicit ports (Host header, HTTP_PROXY, egress ports) work without it`,
+    });
+  }
+  return errors;
+}
+
+/**
+ * HTTP routes to an ORIGINAL_DST cluster (Istio's allow_any virtual host does this) are accepted but not served
+ * that way yet: the router has no endpoint to pick and answers 503. Said per route config, with each warning.
+ */
+function httpToOriginalDst(snapshot: ConfigSnapshot): { typeUrl: string; name: string; message: string }[] {
+  const out: { typeUrl: string; name: string; message: string }[] = [];
+  for (const rc of snapshot.routeConfigs.values()) {
+    const names = new Set<string>();
+    for (const vh of rc.virtualHosts) {
+      for (const r of vh.routes) for (const c of r.action.clusters) if (snapshot.clusters.get(c.name)?.originalDst === true) names.add(c.name);
+    }
+    if (names.size === 0) continue;
+    out.push({
+      typeUrl: TYPE_URLS.RouteConfiguration,
+      name: rc.name,
+      message: `routes to ORIGINAL_DST cluster(s) ${[...names].join(', ')}: not enforced for HTTP yet (such requests get 503 no_healthy_upstream); TCP through an ORIGINAL_DST cluster works`,
+    });
+  }
+  return out;
 }

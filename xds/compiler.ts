@@ -16,6 +16,8 @@ import {
   type ServiceRef,
 } from './mesh-config.js';
 import { inboundAuthFilters, inboundNetworkFilters } from './authz-compiler.js';
+import { isIP } from 'node:net';
+import { canonicalIp } from '../src/config/values.js';
 
 /** What a proxy tells about itself in the xDS Node (id + metadata). */
 export interface NodeInfo {
@@ -32,6 +34,12 @@ export interface NodeInfo {
    * whose proxies have no identities yet keeps working.
    */
   readonly workloadIdentity?: boolean;
+  /**
+   * REDIRECT: the pod's traffic reaches the proxy by iptables (`pillion iptables`), as Istio's INTERCEPTION_MODE:
+   * the outbound listener takes every port on every address (use_original_dst) and hands each connection to the
+   * service its original destination names, else to the mesh's outboundTrafficPolicy.
+   */
+  readonly interception?: 'REDIRECT';
 }
 
 export interface XdsResource {
@@ -250,6 +258,49 @@ function serviceDomains(s: ServiceConfig, port: number, withoutPort: boolean, lo
   const qualified = [`${s.name}.${s.namespace}`, `${s.name}.${s.namespace}.svc`, `${s.name}.${s.namespace}.svc.cluster.local`];
   const names = local ? [s.name, ...qualified] : qualified;
   return [...(withoutPort ? names : []), ...names.map((n) => `${n}:${port}`)];
+}
+
+/** `10.0.0.1:80`, `[fd00::1]:80`: an address and port as a Host header and a listener name write them. */
+function hostPort(address: string, port: number): string {
+  return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/**
+ * Where an application may dial a service port (transparent interception): its virtual addresses on that port,
+ * and its endpoints' own address:port (an endpoint serves every port of its service on its one port, as
+ * loadAssignment has it: it belongs to the service port of the same number, else to the first port). DNS-named
+ * endpoints are left out: a connection's original destination is an IP.
+ */
+function interceptTargets(s: ServiceConfig, port: PortConfig): { address: string; port: number }[] {
+  const out = new Map<string, { address: string; port: number }>();
+  for (const a of s.addresses ?? []) out.set(hostPort(a, port.port), { address: a, port: port.port });
+  const byNumber = s.ports.some((p) => p.port === port.port);
+  for (const e of s.endpoints) {
+    if (isIP(e.address) === 0) continue;
+    const owns = s.ports.some((p) => p.port === e.port) ? e.port === port.port : byNumber && port === s.ports[0];
+    const address = canonicalIp(e.address);
+    if (owns) out.set(hostPort(address, e.port), { address, port: e.port });
+  }
+  return [...out.values()];
+}
+
+/**
+ * The Host/:authority forms of a service port's intercept targets, for its virtual host: an HTTP client that
+ * dials an address sends it as its Host (`10.0.0.1:8080`, or bare on port 80), so Host routing finds the service
+ * the original destination names. A target two services share is kept by the first (xDS forbids duplicate domains).
+ */
+function addressDomains(targets: readonly { address: string; port: number }[], claimed: Set<string>): string[] {
+  const out: string[] = [];
+  for (const t of targets) {
+    const hp = hostPort(t.address, t.port);
+    const forms = t.port === 80 ? [hp, isIP(t.address) === 6 ? `[${t.address}]` : t.address] : [hp];
+    for (const d of forms) {
+      if (claimed.has(d)) continue;
+      claimed.add(d);
+      out.push(d);
+    }
+  }
+  return out;
 }
 
 /** The service's retries.budget, on its cluster (a budget bounds retries to the cluster, whatever route sent them). */
@@ -539,6 +590,8 @@ interface SharedResources {
 
 interface VirtualHostFragments {
   readonly namespace: string;
+  /** The same routes under the service port's intercept targets as domains (see addressDomains); null: none. */
+  readonly addresses: Uint8Array | null;
   /** `{ virtual_hosts: [vh] }` encoded with the bare names (for nodes of the service's namespace) and without. */
   readonly local: Uint8Array;
   readonly remote: Uint8Array;
@@ -569,6 +622,7 @@ function sharedResources(mesh: MeshConfig): SharedResources {
   const encodedNow = new Map<string, { cluster: XdsResource; endpoints: XdsResource }>();
   const encodeCluster = encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster);
   const encodeAssignment = encoder(MESSAGE_NAMES.ClusterLoadAssignment, TYPE_URLS.ClusterLoadAssignment);
+  const claimed = new Set<string>();
   for (const s of mesh.services) {
     const serviceKey = JSON.stringify(s);
     let firstHttp = true;
@@ -582,10 +636,14 @@ function sharedResources(mesh: MeshConfig): SharedResources {
       clusters.push(encoded.cluster);
       endpoints.push(encoded.endpoints);
       if (isHttpProtocol(port.protocol)) {
+        const domains = addressDomains(interceptTargets(s, port), claimed);
+        const remote = serviceVirtualHost(index, s, port, firstHttp, false);
         virtualHosts.push({
           namespace: s.namespace,
           local: encodeFragment(serviceVirtualHost(index, s, port, firstHttp, true)),
-          remote: encodeFragment(serviceVirtualHost(index, s, port, firstHttp, false)),
+          remote: encodeFragment(remote),
+          // Its own virtual host, in intercepting nodes' tables only: an endpoint change then re-sends RDS to them alone.
+          addresses: domains.length === 0 ? null : encodeFragment({ ...remote, name: `${String(remote.name)}|addresses`, domains }),
         });
         firstHttp = false;
       }
@@ -640,13 +698,16 @@ const OUTBOUND_ROUTES_HEAD = encodeMessage(MESSAGE_NAMES.RouteConfiguration, { n
  * fragment is the very bytes encoding the whole table would give: each virtual host is encoded twice per compile
  * (with and without its bare names), not once per namespace. One table per namespace that holds services (what
  * the mesh config names), shared by its nodes; nodes of any other namespace (any string a node announces) share
- * the table without bare names, so nodes cannot grow this cache.
+ * the table without bare names, so nodes cannot grow this cache. Intercepting nodes get the same table plus the
+ * `|addresses` virtual hosts (addressDomains): at most two tables per namespace.
  */
-function outboundRoutes(shared: SharedResources, namespace: string): readonly XdsResource[] {
-  const key = shared.virtualHosts.some((v) => v.namespace === namespace) ? namespace : '';
+function outboundRoutes(shared: SharedResources, namespace: string, intercepting: boolean): readonly XdsResource[] {
+  const ns = shared.virtualHosts.some((v) => v.namespace === namespace) ? namespace : '';
+  const key = intercepting ? `${ns}\u0000intercepting` : ns;
   let routes = shared.routesByNamespace.get(key);
   if (routes === undefined) {
-    const parts = [OUTBOUND_ROUTES_HEAD, ...shared.virtualHosts.map((v) => (v.namespace === key ? v.local : v.remote))];
+    const parts = [OUTBOUND_ROUTES_HEAD, ...shared.virtualHosts.map((v) => (v.namespace === ns ? v.local : v.remote))];
+    if (intercepting) for (const v of shared.virtualHosts) if (v.addresses !== null) parts.push(v.addresses);
     const value = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
     for (const p of parts) {
@@ -672,23 +733,18 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
   const clusters: Record<string, unknown>[] = [];
   const mtls = node.workloadIdentity === true;
 
-  listeners.push({
-    name: 'outbound',
-    address: socketAddress('127.0.0.1', node.outboundPort),
-    traffic_direction: 'OUTBOUND',
-    filter_chains: [
-      {
-        name: 'outbound/http',
-        filters: [
-          hcmFilter(
-            'outbound',
-            { rds: { config_source: ADS, route_config_name: 'outbound' } },
-            meshHasFaults(mesh) ? [{ name: FAULT_FILTER, typed_config: anyField(MESSAGE_NAMES.HTTPFault, {}) }] : [],
-          ),
-        ],
-      },
-    ],
-  });
+  const intercepting = node.interception === 'REDIRECT';
+  if (intercepting) {
+    listeners.push(interceptingOutbound(mesh, node.outboundPort));
+    clusters.push(...passthroughClusters());
+  } else {
+    listeners.push({
+      name: 'outbound',
+      address: socketAddress('127.0.0.1', node.outboundPort),
+      traffic_direction: 'OUTBOUND',
+      filter_chains: [{ name: 'outbound/http', filters: [outboundHcm(mesh)] }],
+    });
+  }
 
   const own = index.get(node.service, node.namespace);
   if (!own) {
@@ -724,7 +780,8 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
       const rateLimit = own.policy.rateLimit;
       // Authentication and authorization first: a caller refused there must not drain the rate limit's bucket.
       const httpFilters = [...inboundAuthFilters(mesh, own), ...(rateLimit ? [rateLimitFilter(rateLimit)] : [])];
-      const listener = protocolListener('inbound', '0.0.0.0', node.inboundPort, protocol, 'INBOUND', name, 0, httpFilters, inboundNetworkFilters(mesh, own));
+      // Intercepted: peers reach the pod's IPv4 and IPv6 addresses, redirected to this port (dual stack).
+      const listener = protocolListener('inbound', intercepting ? '::' : '0.0.0.0', node.inboundPort, protocol, 'INBOUND', name, 0, httpFilters, inboundNetworkFilters(mesh, own));
       const mode = own.policy.mtls;
       listeners.push(mtls && mode !== 'DISABLE' ? withInboundMtls(listener, mode) : listener);
     } else {
@@ -733,12 +790,97 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
   }
 
   return {
-    listeners: listeners.map(encoder(MESSAGE_NAMES.Listener, TYPE_URLS.Listener)),
-    routes: [...outboundRoutes(shared, node.namespace)],
+    listeners: [...listeners.map(encoder(MESSAGE_NAMES.Listener, TYPE_URLS.Listener)), ...(intercepting ? interceptListeners(mesh) : [])],
+    routes: [...outboundRoutes(shared, node.namespace, intercepting)],
     clusters: [...(mtls ? mtlsClusters(mesh, shared) : shared.clusters), ...clusters.map(encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster))],
     endpoints: [...shared.endpoints],
     warnings,
   };
+}
+
+// ---- transparent interception ------------------------------------------------------------------------
+
+/** Envoy's and Istio's names for where unclaimed intercepted traffic goes (outboundTrafficPolicy). */
+export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
+export const BLACKHOLE_CLUSTER = 'BlackHoleCluster';
+
+function outboundHcm(mesh: MeshConfig): Record<string, unknown> {
+  return hcmFilter(
+    'outbound',
+    { rds: { config_source: ADS, route_config_name: 'outbound' } },
+    meshHasFaults(mesh) ? [{ name: FAULT_FILTER, typed_config: anyField(MESSAGE_NAMES.HTTPFault, {}) }] : [],
+  );
+}
+
+/** ALLOW_ANY: to the connection's original address (ORIGINAL_DST). REGISTRY_ONLY: a cluster with no endpoints. */
+function passthroughClusters(): Record<string, unknown>[] {
+  const connect_timeout = duration(DEFAULTS.connectTimeoutMs);
+  return [
+    { name: PASSTHROUGH_CLUSTER, type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED', connect_timeout },
+    { name: BLACKHOLE_CLUSTER, type: 'STATIC', connect_timeout, load_assignment: { cluster_name: BLACKHOLE_CLUSTER } },
+  ];
+}
+
+/**
+ * The outbound listener of an intercepting node (Istio's virtualOutbound): every address on the outbound port, dual
+ * stack; use_original_dst hands each redirected connection to the listener of its original destination
+ * (interceptListeners); what none claims is served here: plaintext HTTP by the Host route table (what an app
+ * sending Host: backend to this port directly also gets), anything else by the outboundTrafficPolicy's cluster.
+ */
+function interceptingOutbound(mesh: MeshConfig, port: number): Record<string, unknown> {
+  const unclaimed = mesh.outboundTrafficPolicy?.mode === 'REGISTRY_ONLY' ? BLACKHOLE_CLUSTER : PASSTHROUGH_CLUSTER;
+  return {
+    name: 'outbound',
+    address: socketAddress('::', port),
+    traffic_direction: 'OUTBOUND',
+    use_original_dst: { value: true },
+    listener_filters: [{ name: HTTP_INSPECTOR }],
+    filter_chains: [{ name: 'outbound/http', filter_chain_match: { application_protocols: ['http/1.1', 'h2c'] }, filters: [outboundHcm(mesh)] }],
+    default_filter_chain: { name: `outbound/${unclaimed}`, filters: [tcpFilter(unclaimed, unclaimed)] },
+  };
+}
+
+const interceptListenersByMesh = new WeakMap<MeshConfig, readonly XdsResource[]>();
+
+/**
+ * One listener per intercept target (Istio's per-service listeners, bind_to_port false): reached only through the
+ * outbound listener's use_original_dst hand-off. HTTP ports route by Host through the outbound route table (whose
+ * virtual hosts also hold the targets as domains); TCP ports go to the service's cluster. Shared by every
+ * intercepting node of a mesh.
+ */
+function interceptListeners(mesh: MeshConfig): readonly XdsResource[] {
+  const cached = interceptListenersByMesh.get(mesh);
+  if (cached !== undefined) return cached;
+  const seen = new Set<string>();
+  const out: Record<string, unknown>[] = [];
+  for (const s of mesh.services) {
+    for (const port of s.ports) {
+      const cluster = clusterName(s.name, s.namespace, port.port);
+      for (const t of interceptTargets(s, port)) {
+        const name = `outbound|${hostPort(t.address, t.port)}`;
+        if (seen.has(name)) continue;
+        seen.add(name);
+        const listener: Record<string, unknown> = {
+          name,
+          address: socketAddress(t.address, t.port),
+          traffic_direction: 'OUTBOUND',
+          bind_to_port: { value: false },
+        };
+        const tcp = { name: `${name}/tcp`, filters: [tcpFilter(name, cluster)] };
+        const http = { name: `${name}/http`, filters: [outboundHcm(mesh)] };
+        if (port.protocol === 'tcp') listener.filter_chains = [tcp];
+        else if (port.protocol === 'auto') {
+          listener.listener_filters = [{ name: HTTP_INSPECTOR }];
+          listener.filter_chains = [{ ...http, filter_chain_match: { application_protocols: ['http/1.1', 'h2c'] } }];
+          listener.default_filter_chain = tcp;
+        } else listener.filter_chains = [http];
+        out.push(listener);
+      }
+    }
+  }
+  const encoded = out.map(encoder(MESSAGE_NAMES.Listener, TYPE_URLS.Listener));
+  interceptListenersByMesh.set(mesh, encoded);
+  return encoded;
 }
 
 // ---- node identity -----------------------------------------------------------------------------------
@@ -756,6 +898,7 @@ export function nodeToXds(info: NodeInfo): Record<string, unknown> {
   };
   if (info.appPort !== undefined) fields.appPort = { numberValue: info.appPort };
   if (info.workloadIdentity === true) fields.workloadIdentity = { boolValue: true };
+  if (info.interception !== undefined) fields.interceptionMode = { stringValue: info.interception };
   return { id: info.id, cluster: info.service, metadata: { fields }, user_agent_name: 'pillion' };
 }
 
@@ -792,5 +935,7 @@ export function nodeInfoFromXdsNode(node: {
     inboundPort: num('inboundPort') ?? 15006,
     outboundPort: num('outboundPort') ?? 15001,
     ...(fields.workloadIdentity?.boolValue === true ? { workloadIdentity: true } : {}),
+    // Istio's INTERCEPTION_MODE; TPROXY is not supported (the proxy would need IP_TRANSPARENT sockets).
+    ...(str('interceptionMode') === 'REDIRECT' ? { interception: 'REDIRECT' as const } : {}),
   };
 }

@@ -1,9 +1,10 @@
 // The operator's mesh config (YAML): parse, validate by hand with an exact path per problem, return typed data.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { createRequire } from 'node:module';
 import jsYaml from 'js-yaml';
 import type { Document, LineCounter } from 'yaml';
-import { hostProblem, MAX_TIMER_MS } from '../src/config/values.js';
+import { canonicalIp, hostProblem, MAX_TIMER_MS } from '../src/config/values.js';
 import { DEFAULTS } from '../src/config/model.js';
 
 export { DEFAULTS } from '../src/config/model.js';
@@ -32,9 +33,18 @@ export type PortProtocol = 'http' | 'http2' | 'grpc' | 'tcp' | 'auto';
 export type LbPolicyName = 'least_request' | 'round_robin' | 'ring_hash' | 'random';
 export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
 
+/**
+ * Where intercepted traffic to a destination no service claims goes (Istio's meshConfig.outboundTrafficPolicy):
+ * ALLOW_ANY passes it through to its original address (cluster PassthroughCluster), REGISTRY_ONLY refuses it
+ * (cluster BlackHoleCluster). Only transparent interception (`--interception redirect`) has such traffic.
+ */
+export type OutboundTrafficMode = 'ALLOW_ANY' | 'REGISTRY_ONLY';
+
 export interface MeshConfig {
   readonly trustDomain: string;
   readonly services: readonly ServiceConfig[];
+  /** Default ALLOW_ANY (Istio's default). */
+  readonly outboundTrafficPolicy?: { readonly mode: OutboundTrafficMode };
 }
 
 export interface ServiceConfig {
@@ -49,6 +59,11 @@ export interface ServiceConfig {
   readonly requestAuthentication?: RequestAuthenticationConfig;
   readonly routes: readonly RouteRuleConfig[];
   readonly egress: readonly EgressConfig[];
+  /**
+   * Virtual addresses of the service (a Kubernetes ClusterIP, an Istio ServiceEntry's addresses): an intercepted
+   * connection to one of them, on one of the service's ports, goes to the service.
+   */
+  readonly addresses?: readonly string[];
 }
 
 export interface PortConfig {
@@ -398,9 +413,15 @@ interface RawRef {
 /** Validate a raw YAML value (already parsed) as a mesh config; problems are returned, not thrown. */
 export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: { path: Path; message: string }[]; omitted?: number } {
   const c = new Checker();
-  const root = c.obj(raw, [], ['trustDomain', 'services']);
+  const root = c.obj(raw, [], ['trustDomain', 'services', 'outboundTrafficPolicy']);
   if (!root) return failed(c);
   const trustDomain = root.trustDomain === undefined ? 'cluster.local' : c.str(root.trustDomain, ['trustDomain']);
+  let outboundTrafficPolicy: MeshConfig['outboundTrafficPolicy'];
+  if (root.outboundTrafficPolicy !== undefined) {
+    const o = c.obj(root.outboundTrafficPolicy, ['outboundTrafficPolicy'], ['mode']);
+    const mode = o ? c.oneOf<OutboundTrafficMode>(o.mode, ['outboundTrafficPolicy', 'mode'], ['ALLOW_ANY', 'REGISTRY_ONLY']) : undefined;
+    if (mode !== undefined) outboundTrafficPolicy = { mode };
+  }
   const rawServices = c.list(root.services ?? [], ['services']) ?? [];
   const services: ServiceConfig[] = [];
   // References are checked once every service is known (a route may name a service defined later).
@@ -450,11 +471,24 @@ export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: 
     );
   });
   if (c.count > 0) return failed(c);
-  return { config: { trustDomain, services: resolved }, problems: [] };
+  // An address names one service port: two services claiming one would make interception pick arbitrarily.
+  const claimed = new Map<string, string>();
+  resolved.forEach((s, i) => {
+    (s.addresses ?? []).forEach((a, j) => {
+      for (const p of s.ports) {
+        const key = `${a}:${p.port}`;
+        const other = claimed.get(key);
+        if (other !== undefined && other !== `${s.name}.${s.namespace}`) c.fail(['services', i, 'addresses', j], `${a} port ${p.port} is already an address of ${other}`);
+        claimed.set(key, `${s.name}.${s.namespace}`);
+      }
+    });
+  });
+  if (c.count > 0) return failed(c);
+  return { config: definedOnly({ trustDomain, services: resolved, outboundTrafficPolicy }), problems: [] };
 }
 
 function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): ServiceConfig | undefined {
-  const s = c.obj(raw, path, ['name', 'namespace', 'serviceAccount', 'ports', 'endpoints', 'policy', 'authorization', 'requestAuthentication', 'routes', 'egress']);
+  const s = c.obj(raw, path, ['name', 'namespace', 'serviceAccount', 'ports', 'endpoints', 'policy', 'authorization', 'requestAuthentication', 'routes', 'egress', 'addresses']);
   if (!s) return undefined;
   const before = c.count;
   const name = c.label(s.name, [...path, 'name']);
@@ -533,8 +567,21 @@ function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): Ser
     if (localPort !== undefined && ref) egress.push({ localPort, ...ref });
   });
 
+  let addresses: string[] | undefined;
+  if (s.addresses !== undefined) {
+    addresses = [];
+    (c.list(s.addresses, [...path, 'addresses']) ?? []).forEach((ra, i) => {
+      const a = c.str(ra, [...path, 'addresses', i]);
+      if (a === undefined) return;
+      // Intercepted connections carry an IP; a DNS name could never match one.
+      if (isIP(a) === 0) return void c.fail([...path, 'addresses', i], `expected an IPv4 or IPv6 address, got ${JSON.stringify(a)}`);
+      const canonical = canonicalIp(a);
+      if (!addresses!.includes(canonical)) addresses!.push(canonical);
+    });
+  }
+
   if (c.count > before || !name || !policy || !serviceAccount) return undefined;
-  return definedOnly({ name, namespace: ns, serviceAccount, ports, endpoints, policy, authorization, requestAuthentication, routes, egress });
+  return definedOnly({ name, namespace: ns, serviceAccount, ports, endpoints, policy, authorization, requestAuthentication, routes, egress, addresses });
 }
 
 /**

@@ -70,7 +70,7 @@ export const PROXY_USAGE = `usage: pillion proxy --service NAME [--config mesh.y
                      [--admin-port 15000] [--inbound-port 15006] [--outbound-port 15001]
                      [--log-level info] [--access-log stdout|off|FILE] [--idle-memory-release on|off]
                      [--max-connections 16384] [--overload-rss-mb N] [--xds-ca root-cert.pem [--token FILE]]
-                     [--cert FILE --key FILE --ca FILE]`;
+                     [--cert FILE --key FILE --ca FILE] [--interception redirect|none]`;
 
 export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   let values;
@@ -99,6 +99,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
         cert: { type: 'string' },
         key: { type: 'string' },
         ca: { type: 'string' },
+        interception: { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -124,6 +125,10 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   const overloadRssMb = count('overload-rss-mb', values['overload-rss-mb'], 0, 1_048_576);
   const appPort = port('app-port', values['app-port'], undefined);
   const identityFiles = identityFlags(values.cert, values.key, values.ca);
+  const interception = values.interception ?? 'none';
+  if (interception !== 'redirect' && interception !== 'none') {
+    throw new UsageError(`--interception: expected redirect (the pod's traffic is redirected by \`pillion iptables\`) or none, got "${interception}"`);
+  }
   const node: NodeInfo = {
     id: values['node-id'] ?? `sidecar~${service}~${process.pid}`,
     service,
@@ -134,6 +139,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     outboundPort: port('outbound-port', values['outbound-port'], 15001)!,
     // An identity from files, or one the mesh CA will issue (--token): peers get mTLS per the mesh policy.
     ...(identityFiles === undefined && values.token === undefined ? {} : { workloadIdentity: true }),
+    ...(interception === 'redirect' ? { interception: 'REDIRECT' as const } : {}),
   };
   return {
     node,

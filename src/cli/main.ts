@@ -10,6 +10,7 @@ commands:
   control   run the xDS control server for a mesh config (pillion control --help)
   token     mint a bootstrap token a proxy uses to get its certificate (pillion token --help)
   demo      run a whole demo mesh on this machine (npm start)
+  iptables  print, install or remove the interception rules of this network namespace (pillion iptables --help)
   ctl       show a proxy's clusters, listeners, routes, config or stats, or a control server's proxies (pillion ctl --help)
 `;
 
@@ -33,6 +34,11 @@ async function main(argv: string[]): Promise<void> {
     case 'token': {
       const { runTokenCommand } = await import('./token-command.js');
       return runTokenCommand(rest);
+    }
+    case 'iptables': {
+      const { runIptablesCommand, IPTABLES_USAGE } = await import('./iptables-command.js');
+      if (wantsHelp(rest)) return void process.stdout.write(`${IPTABLES_USAGE}\n`);
+      return runIptablesCommand(rest);
     }
     case 'ctl': {
       const { runCtlCommand, CTL_USAGE } = await import('./ctl.js');

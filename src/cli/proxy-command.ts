@@ -9,9 +9,14 @@ import { DEFAULT_HEAP_FRACTION, Proxy, type ProxyOptions } from '../proxy.js';
 import { startIdleMemoryRelease } from '../process/idle-memory.js';
 import { cgroupMemoryLimitBytes } from '../process/overload.js';
 import { loadIdentityFiles } from '../tls/static-identity.js';
+import { originalDstAvailable, originalDstProblem } from '../listener/original-dst.js';
 
 export async function runProxyCommand(argv: string[]): Promise<void> {
   const boot = parseProxyArgs(argv);
+  // Before anything binds: intercepted traffic with no way to tell where it was going would all be misrouted.
+  if (boot.node.interception === 'REDIRECT' && !originalDstAvailable()) {
+    throw new Error(`--interception redirect: cannot read original destinations (SO_ORIGINAL_DST): ${originalDstProblem()}. Without interception (explicit ports, Host header, HTTP_PROXY) the proxy runs without it`);
+  }
   const running = boot.xds !== undefined ? await runFromXds(boot, boot.xds) : await runFromFile(boot);
   if (boot.idleMemoryRelease) startIdleMemoryRelease(running.proxy.logger);
 
@@ -75,6 +80,15 @@ function loadIdentity(proxy: Proxy, boot: ProxyBootstrap): void {
   if (spiffeId === null) proxy.logger.warn({ cert: boot.identityFiles.cert }, 'the --cert certificate has no SPIFFE ID (URI SAN): peers with STRICT mTLS refuse it');
 }
 
+/** Once at start: without the native helper, listeners with use_original_dst are refused (see proxy.ts). */
+function warnIfNoOriginalDst(proxy: Proxy): void {
+  if (originalDstAvailable()) return;
+  proxy.logger.warn(
+    { problem: originalDstProblem() },
+    'transparent interception unavailable: cannot read original destinations (SO_ORIGINAL_DST); listeners with use_original_dst will be refused, explicit ports keep working',
+  );
+}
+
 interface Running {
   readonly proxy: Proxy;
   beforeDrain(): Promise<void>;
@@ -87,6 +101,7 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
   const local = loadLocalSnapshot(boot.configFile!, boot.node);
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot), ...identityOption(boot) });
   loadIdentity(proxy, boot);
+  warnIfNoOriginalDst(proxy);
   for (const warning of local.resources.warnings) proxy.logger.warn({ node: boot.node.id }, warning);
   for (const warning of local.notEnforced) proxy.logger.warn({ config: boot.configFile }, `not enforced: ${warning}`);
   await proxy.startAdmin();
@@ -109,6 +124,7 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Runn
   const rootPem = boot.xdsCaFile === undefined ? undefined : readRootFile(boot.xdsCaFile);
   const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot), ...identityOption(boot) });
   loadIdentity(proxy, boot);
+  warnIfNoOriginalDst(proxy);
   const credentials = rootPem === undefined ? undefined : await xdsTlsCredentials(rootPem);
   const ads = new AdsClient({ servers, node: boot.node, target: proxy, ...(credentials ? { credentials } : {}) });
   const certs = rootPem === undefined ? null : await startCertificateClient(boot, servers, rootPem, proxy);

@@ -141,13 +141,19 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
   const c = decodeMessage<Plain>(MESSAGE_NAMES.Cluster, bytes);
   if (!c.name) invalid('name: missing');
   const type = c.type ?? 'STATIC';
-  if (type !== 'STATIC' && type !== 'EDS') invalid(`type: ${type} is not supported (STATIC or EDS)`);
+  if (type !== 'STATIC' && type !== 'EDS' && type !== 'ORIGINAL_DST') invalid(`type: ${type} is not supported (STATIC, EDS or ORIGINAL_DST)`);
+  // ORIGINAL_DST: the endpoint is each connection's original destination (transparent interception); Envoy
+  // requires lb_policy CLUSTER_PROVIDED with it, and allows it with nothing else.
+  const originalDst = type === 'ORIGINAL_DST';
+  if (originalDst !== (c.lb_policy === 'CLUSTER_PROVIDED')) {
+    invalid(originalDst ? `lb_policy: ${c.lb_policy ?? 'ROUND_ROBIN'} with type ORIGINAL_DST (expected CLUSTER_PROVIDED)` : 'lb_policy: CLUSTER_PROVIDED is not supported without type ORIGINAL_DST');
+  }
 
   let lbPolicy: LbPolicy;
   let choiceCount: number = DEFAULTS.choiceCount;
   let minRingSize: number = DEFAULTS.minRingSize;
   let maxRingSize: number = DEFAULTS.maxRingSize;
-  const lbEnum = c.lb_policy ?? 'ROUND_ROBIN';
+  const lbEnum = originalDst ? 'ROUND_ROBIN' : (c.lb_policy ?? 'ROUND_ROBIN');
   if (lbEnum === 'LOAD_BALANCING_POLICY_CONFIG' || (c.lb_policy === undefined && c.load_balancing_policy)) {
     const { policy, config } = lbFromPolicyList(c);
     lbPolicy = policy;
@@ -201,6 +207,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
     ...commonLb(c.common_lb_config),
     ...(staticFactor !== undefined ? { overprovisioningFactor: staticFactor } : {}),
     ...(tls ? { tls } : {}),
+    ...(originalDst ? { originalDst } : {}),
   };
   return edsServiceName !== undefined ? { model, edsServiceName } : { model };
 }

@@ -197,6 +197,8 @@ export function translateListener(bytes: Uint8Array): ListenerTranslation {
     port,
     direction,
     firstByteTimeoutMs,
+    useOriginalDst: wrapped<boolean>(l.use_original_dst, false),
+    bindToPort: wrapped<boolean>(l.bind_to_port, true),
     ...(http ? { http } : {}),
     ...(tcp ? { tcp } : {}),
     ...(tls ? { tls } : {}),

@@ -29,6 +29,14 @@ export interface ListenerModel {
    * filter chains on transport_protocol "tls" vs "raw_buffer": Istio's PERMISSIVE).
    */
   readonly tls?: DownstreamTlsModel;
+  /**
+   * Listener use_original_dst: connections iptables redirected here are handed to the listener bound (or not
+   * bound: bindToPort false) to their original destination, else served by this one's chains (transparent
+   * interception; needs the native helper, src/listener/original-dst.ts).
+   */
+  readonly useOriginalDst: boolean;
+  /** Listener bind_to_port (default true); false = reached only by a use_original_dst listener's hand-off. */
+  readonly bindToPort: boolean;
 }
 
 /** Where a TLS secret comes from: the SecretStore by SDS name, or inline in the resource. */
@@ -342,6 +350,11 @@ export interface ClusterModel {
   readonly localityWeighted?: boolean;
   /** Originate TLS to the endpoints (transport_socket with an UpstreamTlsContext); absent = plaintext. */
   readonly tls?: UpstreamTlsModel;
+  /**
+   * Envoy's ORIGINAL_DST type: no endpoints of its own; a TCP connection goes to where the downstream connection
+   * was going before iptables redirected it (PassthroughCluster). HTTP routes to it answer 503 (not supported).
+   */
+  readonly originalDst?: boolean;
 }
 
 /** Everything a proxy runs from, at one version. */

@@ -124,3 +124,8 @@ export function hostProblem(address: string): string | undefined {
   }
   return undefined;
 }
+
+/** One spelling per IP address (`FD99:0::1` -> `fd99::1`), the kernel's: what an original destination is compared with. */
+export function canonicalIp(address: string): string {
+  return isIP(address) === 6 ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address;
+}

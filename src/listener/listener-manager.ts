@@ -15,6 +15,8 @@ import type { TlsContexts } from '../tls/contexts.js';
 import type { HandshakeFailureReporter } from '../tls/handshake-failures.js';
 import type { ListenerStatus } from '../admin/types.js';
 import type { OverloadState } from '../process/overload.js';
+import { isRedirected, originalDestination, setOriginalDst } from './original-dst.js';
+import { canonicalIp } from '../config/values.js';
 
 /** How long a connection may stay silent before a listener with a TCP chain stops waiting for HTTP. */
 const SNIFF_TIMEOUT_MS = 1_000;
@@ -97,6 +99,8 @@ class ActiveListener implements TcpContext, TerminatorOwner {
   constructor(
     public model: ListenerModel,
     private readonly deps: ListenerDeps,
+    /** Finds the listener an intercepted connection's original destination names (use_original_dst). */
+    private readonly registry: { byDestination(address: string, port: number): ActiveListener | undefined },
   ) {
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false }) as ActiveListener['server'];
     this.server[kListener] = this;
@@ -193,7 +197,7 @@ class ActiveListener implements TcpContext, TerminatorOwner {
     this.deps.stats.connectionTransport(this.model.name, 'plaintext');
   }
 
-  private accept(socket: net.Socket): void {
+  accept(socket: net.Socket): void {
     if (this.draining) {
       socket.destroy();
       return;
@@ -203,6 +207,21 @@ class ActiveListener implements TcpContext, TerminatorOwner {
       socket.destroy();
       this.rejected('overload');
       return;
+    }
+    // use_original_dst: a connection iptables redirected here belongs to the listener of its original destination;
+    // with none, to this listener's TCP chain (the outboundTrafficPolicy's passthrough or black hole) unsniffed, so
+    // HTTP to an unknown address passes through (or is refused) like any other protocol.
+    let unclaimed = false;
+    if (this.model.useOriginalDst) {
+      const dst = originalDestination(socket);
+      if (dst !== undefined && isRedirected(socket, dst)) {
+        setOriginalDst(socket, dst);
+        const target = this.registry.byDestination(dst.address, dst.port);
+        // Same direction only: an inbound connection to this pod's own address must never take the outbound
+        // listener of the pod's own service (it would loop back through the rules).
+        if (target !== undefined && target !== this && target.model.direction === this.model.direction) return target.accept(socket);
+        unclaimed = true;
+      }
     }
     const tagged = socket as TaggedSocket;
     tagged[kListener] = this;
@@ -222,6 +241,10 @@ class ActiveListener implements TcpContext, TerminatorOwner {
     if (this.model.direction === 'inbound') this.countPlaintext();
     const http = this.http;
     const tcp = this.model.tcp;
+    if (unclaimed && tcp !== undefined) {
+      new TcpSession(this, socket).start();
+      return;
+    }
     if (http !== null && tcp === undefined && http.context.chain.codec === 'http1') {
       http.handle(socket, false);
       return;
@@ -295,7 +318,8 @@ class ActiveListener implements TcpContext, TerminatorOwner {
   }
 
   status(): ListenerStatus {
-    return { name: this.model.name, address: this.model.address, port: this.boundPort, direction: this.model.direction };
+    // An unbound listener (reached by hand-off) shows the address and port it stands for.
+    return { name: this.model.name, address: this.model.address, port: this.model.bindToPort ? this.boundPort : this.model.port, direction: this.model.direction };
   }
 
   /** Stops accepting, lets requests in flight finish, and resolves when the last connection closes. */
@@ -391,8 +415,22 @@ class Sniffer {
   }
 }
 
+/** The key of a listener that is reached by hand-off: its address (one spelling) and port. */
+function destinationKey(address: string, port: number): string {
+  return `${canonicalIp(address)}|${port}`;
+}
+
 export class ListenerManager {
   private readonly active = new Map<string, ActiveListener>();
+  /** Listeners with bind_to_port false, by destinationKey: where use_original_dst hands connections. */
+  private byAddress = new Map<string, ActiveListener>();
+
+  /** The bind_to_port false listener of this address and port, else of the wildcard address on the port. */
+  byDestination(address: string, port: number): ActiveListener | undefined {
+    if (this.byAddress.size === 0) return undefined;
+    // The kernel writes original destinations in the one spelling destinationKey gives the listeners' addresses.
+    return this.byAddress.get(`${address}|${port}`) ?? this.byAddress.get(`${address.includes(':') ? '::' : '0.0.0.0'}|${port}`);
+  }
 
   /** Brings the byte counters up to date with every live connection (see ActiveListener.reportBytes). */
   reportBytes(): void {
@@ -406,7 +444,7 @@ export class ListenerManager {
     const binds: Promise<void>[] = [];
     for (const [name, model] of models) {
       const existing = this.active.get(name);
-      if (existing !== undefined && existing.model.address === model.address && existing.model.port === model.port) {
+      if (existing !== undefined && existing.model.address === model.address && existing.model.port === model.port && existing.model.bindToPort === model.bindToPort) {
         existing.apply(model);
         continue;
       }
@@ -414,8 +452,10 @@ export class ListenerManager {
         this.active.delete(name);
         existing.drain(DRAIN_TIMEOUT_MS).catch((err: unknown) => this.drainFailed(name, err));
       }
-      const listener = new ActiveListener(model, this.deps);
+      const listener = new ActiveListener(model, this.deps, this);
       this.active.set(name, listener);
+      // Reached only by hand-off from a use_original_dst listener (Envoy's bind_to_port false).
+      if (!model.bindToPort) continue;
       binds.push(
         listener.listen().then(
           () => this.deps.log.info({ listener: name, address: model.address, port: listener.boundPort }, 'listening'),
@@ -432,6 +472,9 @@ export class ListenerManager {
       this.deps.log.info({ listener: name }, 'listener removed: draining');
       listener.drain(DRAIN_TIMEOUT_MS).catch((err: unknown) => this.drainFailed(name, err));
     }
+    const byAddress = new Map<string, ActiveListener>();
+    for (const l of this.active.values()) if (!l.model.bindToPort) byAddress.set(destinationKey(l.model.address, l.model.port), l);
+    this.byAddress = byAddress;
     const results = await Promise.allSettled(binds);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;

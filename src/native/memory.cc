@@ -26,7 +26,11 @@ void TrimMalloc(const v8::FunctionCallbackInfo<v8::Value>& args) {
 
 }  // namespace
 
+// original_dst.cc
+void InitOriginalDst(v8::Local<v8::Object> exports);
+
 NODE_MODULE_INIT(/* exports, module, context */) {
   NODE_SET_METHOD(exports, "startGarbageCollection", StartGarbageCollection);
   NODE_SET_METHOD(exports, "trimMalloc", TrimMalloc);
+  InitOriginalDst(exports);
 }

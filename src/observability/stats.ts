@@ -179,7 +179,7 @@ export class ProxyStats implements ListenerStats {
       bytes_received: session.bytesReceived,
       bytes_sent: session.bytesSent,
       upstream_cluster: cluster?.model.name ?? '-',
-      upstream_host: session.endpoint?.key ?? '-',
+      upstream_host: session.endpoint?.key ?? session.passthroughHost ?? '-',
       attempts: session.attempts,
       response_flags: reason === null ? '-' : reason.flag,
       request_id: '-',

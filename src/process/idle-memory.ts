@@ -4,12 +4,9 @@
 // memory-reducing incremental GC and trim malloc's arenas, then trim again on the next idle periods, once the GC
 // has freed dead Buffers' memory. Envoy's shrink_heap overload action does the same for tcmalloc. Cost: a few
 // milliseconds per burst, spent only while the event loop has nothing else to do.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import { nativeAddon } from './native-addon.js';
 
 export interface NativeMemory {
   /** Starts an incremental GC that also shrinks V8's heap and frees dead Buffers' backing stores. */
@@ -20,17 +17,12 @@ export interface NativeMemory {
 
 /** The GC started on an idle period completes within about one more; a second trim is a margin. */
 const TRIMS_AFTER_GC = 2;
-const ADDON = 'build/Release/pillion_native.node';
 
 /** The native helper, or undefined when it was not built (no compiler at install time, or not glibc). */
 export function loadNativeMemory(): NativeMemory | undefined {
-  const here = dirname(fileURLToPath(import.meta.url));
-  // From src/process (sources under vitest) or dist/src/process (the build).
-  for (const root of [join(here, '../native'), join(here, '../../../src/native')]) {
-    const file = join(root, ADDON);
-    if (existsSync(file)) return createRequire(import.meta.url)(file) as NativeMemory;
-  }
-  return undefined;
+  const addon = nativeAddon();
+  if (typeof addon?.trimMalloc !== 'function' || typeof addon.startGarbageCollection !== 'function') return undefined;
+  return addon as unknown as NativeMemory;
 }
 
 export interface IdleMemoryOptions {

@@ -12,6 +12,7 @@ import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer } from '../tls/downstream-peer.js';
 import { readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
+import { originalDstOf } from '../listener/original-dst.js';
 
 /** Envoy's max_connect_attempts is 1 by default; a sidecar retrying another endpoint is what users expect. */
 const MAX_CONNECT_ATTEMPTS = 3;
@@ -40,6 +41,8 @@ export class TcpSession implements AuthzRequest {
   private upstream: net.Socket | null = null;
   cluster: UpstreamCluster | null = null;
   endpoint: EndpointState | null = null;
+  /** ORIGINAL_DST: the address:port dialed (no EndpointState). */
+  passthroughHost: string | null = null;
   attempts = 0;
   reason: Reason | null = null;
   bytesReceived = 0;
@@ -88,8 +91,19 @@ export class TcpSession implements AuthzRequest {
     return this.downstream.localPort ?? 0;
   }
 
+  /** ORIGINAL_DST (PassthroughCluster): the one address dialed is where the client was going; no endpoint state. */
+  private connectOriginalDst(): void {
+    const dst = originalDstOf(this.downstream);
+    // Envoy's original_dst cluster without an original destination (a direct, not redirected, connection): UH.
+    if (dst === undefined) return this.fail(REASONS.noHealthyUpstream);
+    this.attempts++;
+    this.passthroughHost = dst.address.includes(':') ? `[${dst.address}]:${dst.port}` : `${dst.address}:${dst.port}`;
+    this.dial(net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true }));
+  }
+
   private connectNext(): void {
     const cluster = this.cluster!;
+    if (cluster.model.originalDst === true) return this.connectOriginalDst();
     // A TCP connection is no request: the request bulkhead never refuses it (maxConnections bounds it).
     const endpoint = cluster.startCall(undefined, false);
     if (endpoint === null || endpoint === CLUSTER_OVERFLOW) return this.fail(REASONS.noHealthyUpstream);
@@ -97,9 +111,12 @@ export class TcpSession implements AuthzRequest {
     this.endpoint = endpoint;
     const options = { host: endpoint.address, port: endpoint.port, allowHalfOpen: true, noDelay: true };
     // mTLS when the cluster says so (no ALPN: the peer's inbound sniffs what is inside).
-    const upstream = cluster.tls === null ? net.connect(options) : cluster.tls.connect(endpoint.address, endpoint.port, null, options);
+    this.dial(cluster.tls === null ? net.connect(options) : cluster.tls.connect(endpoint.address, endpoint.port, null, options));
+  }
+
+  private dial(upstream: net.Socket): void {
     this.upstream = upstream;
-    const timeoutMs = cluster.model.connectTimeoutMs;
+    const timeoutMs = this.cluster!.model.connectTimeoutMs;
     if (timeoutMs > 0) upstream.setTimeout(timeoutMs, () => upstream.destroy(new Error('connect timeout')));
     upstream.once(readyEventOf(upstream), () => this.onConnected(upstream));
     upstream.on('error', (err: NodeJS.ErrnoException) => this.onUpstreamError(upstream, err));
@@ -133,6 +150,13 @@ export class TcpSession implements AuthzRequest {
       this.reason = REASONS.upstreamReset;
       this.downstream.destroy();
       return;
+    }
+    if (this.endpoint === null) {
+      // ORIGINAL_DST: one address, nothing to retry elsewhere.
+      this.upstream = null;
+      upstream.destroy();
+      this.cluster!.stats.connectFailure();
+      return this.fail(REASONS.connectFailure);
     }
     if (err.code === TLS_NOT_READY_ERROR || err.code === PEER_IDENTITY_ERROR) {
       // Our own secrets missing, or a peer that is not who the service may be: no endpoint's fault, and another

@@ -38,7 +38,7 @@ describe('compile → encode → decode → translate', () => {
   it('builds the outbound listener with RDS and the route table with domains, split, timeouts, retries', () => {
     const { snapshot } = compile();
     expect(snapshot.listeners.get('outbound')).toEqual({
-      name: 'outbound', address: '127.0.0.1', port: 15001, direction: 'outbound', firstByteTimeoutMs: 15_000,
+      name: 'outbound', address: '127.0.0.1', port: 15001, direction: 'outbound', firstByteTimeoutMs: 15_000, useOriginalDst: false, bindToPort: true,
       http: {
         statPrefix: 'outbound', routeConfigName: 'outbound', codec: 'auto', requestTimeoutMs: 0,
         streamIdleTimeoutMs: 300_000, idleTimeoutMs: 3_600_000, maxRequestHeadersKb: 60, generateRequestId: true, httpFilters: [],
@@ -121,7 +121,7 @@ describe('compile → encode → decode → translate', () => {
     expect(egressRoute.virtualHosts[0]!.domains).toEqual(['*']);
     expect(egressRoute.virtualHosts[0]!.routes[0]!.action).toMatchObject({ clusters: [{ name: 'backend.default:8080', weight: 1 }], timeoutMs: 5000 });
     expect(snapshot.listeners.get('outbound:15432')).toEqual({
-      name: 'outbound:15432', address: '127.0.0.1', port: 15432, direction: 'outbound', firstByteTimeoutMs: 15_000,
+      name: 'outbound:15432', address: '127.0.0.1', port: 15432, direction: 'outbound', firstByteTimeoutMs: 15_000, useOriginalDst: false, bindToPort: true,
       tcp: { statPrefix: 'outbound:15432', cluster: 'db.default:5432', idleTimeoutMs: 3_600_000 },
     });
     const inbound = snapshot.listeners.get('inbound')!;

@@ -46,7 +46,7 @@ describe('bad resources are dropped and reported; good ones survive', () => {
       { typeUrl: TYPE_URLS.RouteConfiguration, name: 'nocluster', message: 'virtual_hosts[0].routes[0].route: no cluster (cluster or weighted_clusters)' },
       { typeUrl: TYPE_URLS.RouteConfiguration, name: 'zero', message: 'virtual_hosts[0].routes[0].route.weighted_clusters: weights sum to 0' },
       { typeUrl: TYPE_URLS.Cluster, name: 'maglev', message: 'lb_policy: MAGLEV is not supported (ROUND_ROBIN, LEAST_REQUEST, RING_HASH, RANDOM)' },
-      { typeUrl: TYPE_URLS.Cluster, name: 'dns', message: 'type: STRICT_DNS is not supported (STATIC or EDS)' },
+      { typeUrl: TYPE_URLS.Cluster, name: 'dns', message: 'type: STRICT_DNS is not supported (STATIC, EDS or ORIGINAL_DST)' },
       { typeUrl: TYPE_URLS.Cluster, name: 'mismatch', message: 'name: "other" does not match the resource name' },
     ]);
     expect(snapshot.version).toBe('v7');

@@ -15,8 +15,13 @@ export interface PillionProcess {
   exited: Promise<number | null>;
 }
 
-export function runPillion(args: string[]): PillionProcess {
-  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * `main`: another build of the executable (e.g. a copy of dist/ without the native helper). `wrapper`: a command
+ * that runs node, e.g. `ip netns exec NS setpriv --reuid 1337 ...`.
+ */
+export function runPillion(args: string[], main = MAIN, wrapper: readonly string[] = []): PillionProcess {
+  const argv = [...wrapper, process.execPath, ...NODE_FLAGS, main, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   const proc: PillionProcess = {

@@ -47,7 +47,7 @@ export function response(
   return { typeUrl, versionInfo: version, nonce, resources: list.map((r) => ({ typeUrl: r.typeUrl, value: r.value })) };
 }
 
-/** A Cluster the translator rejects: lb_policy CLUSTER_PROVIDED is not something Pillion can honour. */
+/** A Cluster the translator rejects: lb_policy CLUSTER_PROVIDED without type ORIGINAL_DST (Envoy refuses it too). */
 export function badCluster(name = 'bad.default:8080'): { name: string; typeUrl: string; value: Uint8Array } {
   return {
     name,
