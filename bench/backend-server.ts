@@ -1,10 +1,12 @@
 // Benchmark backend, run as its own process so it has its own core time: HTTP/1.1 (`/small`, `/large`),
-// HTTP/2 cleartext (prior knowledge, for h2load) and a TCP sink that counts bytes and acknowledges at the end.
+// HTTP/2 cleartext (prior knowledge, for h2load; also a gRPC echo service for bench/grpc-load.ts) and a TCP sink
+// that counts bytes and acknowledges at the end.
 // Binds 127.0.0.1 on the given ports (0 = any) and prints one JSON line with the bound ports.
 import { createServer as createHttpServer } from 'node:http';
-import { createServer as createH2Server } from 'node:http2';
+import { createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { createServer as createTcpServer, type AddressInfo, type Server } from 'node:net';
 import { parseArgs } from 'node:util';
+import { GRPC_STREAM_PATH, GRPC_UNARY_PATH } from './grpc-load.js';
 
 const { values } = parseArgs({
   options: {
@@ -41,7 +43,24 @@ const http1 = createHttpServer({ keepAliveTimeout: 60_000 }, (req, res) => {
 http1.headersTimeout = 0;
 http1.requestTimeout = 0;
 
+const GRPC_HEAD = { 'content-type': 'application/grpc' };
+const GRPC_OK = { 'grpc-status': '0' };
+
+/**
+ * gRPC echo: every byte of the request (length-prefixed messages) goes back as it arrives, then trailers with
+ * grpc-status 0. A unary call gets its one message back; a bidirectional stream gets each message as it comes.
+ */
+function grpcEcho(req: Http2ServerRequest, res: Http2ServerResponse): void {
+  res.writeHead(200, GRPC_HEAD);
+  req.on('data', (chunk: Buffer) => res.write(chunk));
+  req.on('end', () => {
+    res.addTrailers(GRPC_OK);
+    res.end();
+  });
+}
+
 const h2 = createH2Server({ settings: { maxConcurrentStreams: 1000 } }, (req, res) => {
+  if (req.url === GRPC_UNARY_PATH || req.url === GRPC_STREAM_PATH) return grpcEcho(req, res);
   const body = pick(req.url);
   req.resume();
   if (!body) {

@@ -133,6 +133,8 @@ export interface H2Load {
   requests: number;
   timeoutSec: number;
   logFile: string;
+  /** More h2load arguments (a gRPC body and headers: bench/grpc-load.ts). */
+  extraArgs?: readonly string[];
 }
 
 /** h2load over h2c (prior knowledge), bounded by request count and a hard timeout; percentiles from its log. */
@@ -151,6 +153,7 @@ export async function runH2load(load: H2Load): Promise<LoadResult> {
     `http://127.0.0.1:${load.port}${load.path}`,
   ];
   if (load.authority) args.push('-H', `:authority: ${load.authority}`);
+  if (load.extraArgs) args.push(...load.extraArgs);
   const { code, stdout, stderr } = await runCommand('h2load', args, load.timeoutSec * 1000);
   if (code !== 0 && !/finished in/.test(stdout)) throw new Error(`h2load failed (${code}): ${stderr || stdout}`);
   const fin = /finished in ([\d.]+)(ms|s), ([\d.]+) req\/s, ([\d.]+)([KMG]?B)\/s/.exec(stdout);

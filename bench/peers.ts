@@ -195,7 +195,7 @@ ${hasStream ? `stream { server { listen 127.0.0.1:${tcpPort}; proxy_half_close o
 }
 
 export async function startHaproxy(group: ChildGroup, dir: string, backend: BackendPorts): Promise<Target> {
-  const [port, tcpPort] = await freePorts(2);
+  const [port, tcpPort, h2Port] = await freePorts(3);
   const cfg = `global
   nbthread 1
   maxconn 4096
@@ -216,6 +216,17 @@ backend be_http
   http-reuse always
   server s1 127.0.0.1:${backend.http}
 
+# HTTP/2 on both sides (h2c with prior knowledge), multiplexed onto reused backend connections.
+frontend fe_h2
+  mode http
+  bind 127.0.0.1:${h2Port} proto h2
+  default_backend be_h2
+
+backend be_h2
+  mode http
+  http-reuse always
+  server s1 127.0.0.1:${backend.h2} proto h2
+
 listen tcp_sink
   mode tcp
   bind 127.0.0.1:${tcpPort}
@@ -226,7 +237,8 @@ listen tcp_sink
   const child = group.spawn({ name: 'haproxy', command: 'haproxy', args: ['-f', cfgPath, '-db'] });
   await waitForPort(port, 10_000, child);
   await waitForPort(tcpPort, 10_000, child);
-  const target: Target = { name: 'haproxy', httpPort: port, tcpPort, child };
+  await waitForPort(h2Port, 10_000, child);
+  const target: Target = { name: 'haproxy', httpPort: port, tcpPort, h2Port, child };
   if (child.pid !== undefined) target.pid = child.pid;
   return target;
 }

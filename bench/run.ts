@@ -1,11 +1,13 @@
 // Benchmark entry (`npm run bench`): Pillion against the backend itself, nginx, HAProxy and http-proxy on
 // this machine, in ONE run with interleaved rounds, so the noise of a shared 2-core machine hits every target
 // alike. Prints a markdown table per case and the issue's targets as PASS/FAIL lines; writes
-// .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,tcp,paired,fault,mtls,soak, --rounds N,
+// .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,grpc,tcp,paired,fault,mtls,soak, --rounds N,
 // --cpu-prof, --trace-headers w3c|b3 (every autocannon request carries that trace context, to price its
 // propagation). The paired case also prices the resilient shape (retries + outlier detection on); the fault case
 // (bench/fault.ts) kills and restarts one of three endpoints under load, with retries and without. The mtls case
 // (bench/mtls.ts) prices mTLS between two sidecars against plaintext between the same two, nginx beside it.
+// The h2 and grpc cases (h2load; bench/grpc-load.ts for gRPC streaming) put HAProxy with HTTP/2 on both sides
+// beside Pillion and judge the ratio on back-to-back pairs.
 // The soak case (bench/soak.ts: 10 minutes of mixed traffic with aborts and endpoint restarts; 1 with --quick)
 // runs last, on its own processes, and prints RSS, fds and heap at its start and end.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,7 +19,8 @@ import { parseArgs } from 'node:util';
 import { readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
 import { benchChildGroup } from './child-group.js';
 import { FAULT_RUNS, FAULT_TIMELINE, FAULT_TIMELINE_QUICK, faultTable, runFault, type FaultResult } from './fault.js';
-import { runAutocannon, runFixedRate, runH2load, runTcpStream, runWrk, type LoadResult } from './load.js';
+import { GRPC_MESSAGE_BYTES, GRPC_UNARY_PATH, grpcUnaryH2loadArgs, runGrpcStream, type GrpcStreamLoad } from './grpc-load.js';
+import { runAutocannon, runFixedRate, runH2load, runTcpStream, runWrk, type H2Load, type LoadResult } from './load.js';
 import { mtlsErrorLines, mtlsTable, runMtlsCase, type MtlsOutcome } from './mtls.js';
 import {
   NGINX_STREAM_MODULE,
@@ -42,7 +45,7 @@ import {
 } from './report.js';
 import { ensurePackageFile, ensureTools, type ToolStatus } from './tools.js';
 
-const ALL_CASES = ['small', 'large', 'latency', 'h2', 'tcp', 'paired', 'fault', 'mtls', 'soak'] as const;
+const ALL_CASES = ['small', 'large', 'latency', 'h2', 'grpc', 'tcp', 'paired', 'fault', 'mtls', 'soak'] as const;
 type CaseName = (typeof ALL_CASES)[number];
 
 const { values: flags } = parseArgs({
@@ -59,7 +62,7 @@ const { values: flags } = parseArgs({
 
 if (flags.help) {
   process.stdout.write(
-    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,tcp,paired,fault,mtls,soak] [--rounds N] [--cpu-prof] [--no-install] [--trace-headers w3c|b3]\n',
+    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,grpc,tcp,paired,fault,mtls,soak] [--rounds N] [--cpu-prof] [--no-install] [--trace-headers w3c|b3]\n',
   );
   process.exit(0);
 }
@@ -88,8 +91,13 @@ const outDir = resolve(process.cwd(), '.bench-out');
 
 // Durations and counts: every loop is bounded in time and count.
 const P = quick
-  ? { smallSec: 1, largeSec: 1, latencySec: 1, warmSec: 0.5, h2Requests: 2_000, tcpBytes: 8 << 20 }
-  : { smallSec: 4, largeSec: 4, latencySec: 5, warmSec: 1, h2Requests: 40_000, tcpBytes: 64 << 20 };
+  ? { smallSec: 1, largeSec: 1, latencySec: 1, warmSec: 0.5, h2Requests: 2_000, h2PairRequests: 2_000, grpcStreamSec: 1, tcpBytes: 8 << 20 }
+  : { smallSec: 4, largeSec: 4, latencySec: 5, warmSec: 1, h2Requests: 40_000, h2PairRequests: 20_000, grpcStreamSec: 3, tcpBytes: 64 << 20 };
+/** HTTP/2 and gRPC targets: Pillion ≥ this × HAProxy (HTTP/2 on both sides), on back-to-back pairs. */
+const H2_TARGET = 0.8;
+/** gRPC streaming: streams on one connection, messages in flight on each. */
+const GRPC_STREAMS = 10;
+const GRPC_WINDOW = 10;
 const SMALL_CONNS = 50;
 const LARGE_CONNS = 8;
 const RATE = 2000;
@@ -188,6 +196,7 @@ async function main(): Promise<void> {
   }
   const names = targets.map((t) => t.name);
   const httpTargets = targets.filter((t) => t.httpPort !== undefined);
+  const h2Targets = targets.filter((t) => t.h2Port !== undefined && (t.name === 'direct' || t.name === 'pillion' || t.name === 'haproxy'));
 
   // Warm-up: JIT, pools and keep-alive sockets, not measured.
   for (const t of shared ? httpTargets : []) {
@@ -254,21 +263,29 @@ async function main(): Promise<void> {
     else {
       await runCase(
         { name: 'h2', title: `HTTP/2 (h2c), h2load -c 10 -m 10 -n ${P.h2Requests}, small responses`, metric: 'rps' },
-        targets.filter((t) => t.h2Port !== undefined && (t.name === 'direct' || t.name === 'pillion')),
-        (t, round) => {
-          const load = {
-            port: t.h2Port as number,
-            path: '/small',
-            clients: 10,
-            streams: 10,
-            requests: P.h2Requests,
-            timeoutSec: quick ? 30 : 90,
-            logFile: join(dir, `h2load-${t.name}-${round}.log`),
-          };
-          return runH2load(t.authority ? { ...load, authority: t.authority } : load);
-        },
+        h2Targets,
+        (t, round) => runH2load(h2Load(t, '/small', P.h2Requests, join(dir, `h2load-${t.name}-${round}.log`))),
       );
     }
+  }
+  if (only.has('grpc')) {
+    if (!have('h2load')) skipped.push('grpc unary: h2load unavailable');
+    else {
+      await runCase(
+        { name: 'grpc-unary', title: `gRPC unary (${GRPC_MESSAGE_BYTES} B messages echoed), h2load -c 10 -m 10 -n ${P.h2Requests}`, metric: 'rps' },
+        h2Targets,
+        (t, round) => runH2load(grpcUnaryLoad(t, P.h2Requests, join(dir, `h2load-grpc-${t.name}-${round}.log`))),
+      );
+    }
+    await runCase(
+      {
+        name: 'grpc-stream',
+        title: `gRPC streaming, messages/s (${GRPC_MESSAGE_BYTES} B echoed), ${GRPC_STREAMS} bidirectional streams × ${GRPC_WINDOW} in flight, ${P.grpcStreamSec} s per round`,
+        metric: 'rps',
+      },
+      h2Targets,
+      (t) => runGrpcStream(grpcStreamLoad(t, P.grpcStreamSec)),
+    );
   }
   if (only.has('tcp')) {
     await runCase(
@@ -285,7 +302,31 @@ async function main(): Promise<void> {
     resilientThroughput: [] as number[],
     resilientVsNginx: [] as number[],
     resilientVsPlain: [] as number[],
+    h2VsHaproxy: [] as number[],
+    grpcUnaryVsHaproxy: [] as number[],
+    grpcStreamVsHaproxy: [] as number[],
   };
+  {
+    const pillion = targets.find((t) => t.name === 'pillion');
+    const haproxy = targets.find((t) => t.name === 'haproxy' && t.h2Port !== undefined);
+    const rps = (a: LoadResult, b: LoadResult): number => a.rps / b.rps;
+    if (pillion && haproxy && only.has('h2') && have('h2load')) {
+      log('');
+      log(`running paired HTTP/2: ${PAIRS} × (pillion, haproxy) back to back, h2load -n ${P.h2PairRequests} each, order alternating`);
+      pairedRuns.h2VsHaproxy = await paired(pillion, haproxy, (t) => runH2load(h2Load(t, '/small', P.h2PairRequests, join(dir, `h2load-pair-${t.name}.log`))), rps);
+      log(`  Pillion ÷ HAProxy per pair: ${pairedRuns.h2VsHaproxy.map((v) => fmt(v)).join(' ')}`);
+    }
+    if (pillion && haproxy && only.has('grpc')) {
+      if (have('h2load')) {
+        log(`running paired gRPC unary: ${PAIRS} × (pillion, haproxy), h2load -n ${P.h2PairRequests} each`);
+        pairedRuns.grpcUnaryVsHaproxy = await paired(pillion, haproxy, (t) => runH2load(grpcUnaryLoad(t, P.h2PairRequests, join(dir, `h2load-grpc-pair-${t.name}.log`))), rps);
+        log(`  Pillion ÷ HAProxy per pair: ${pairedRuns.grpcUnaryVsHaproxy.map((v) => fmt(v)).join(' ')}`);
+      }
+      log(`running paired gRPC streaming: ${PAIRS} × (pillion, haproxy), ${PAIR_SEC} s each`);
+      pairedRuns.grpcStreamVsHaproxy = await paired(pillion, haproxy, (t) => runGrpcStream(grpcStreamLoad(t, PAIR_SEC)), rps);
+      log(`  Pillion ÷ HAProxy per pair: ${pairedRuns.grpcStreamVsHaproxy.map((v) => fmt(v)).join(' ')}`);
+    }
+  }
   if (only.has('paired')) {
     const pillion = targets.find((t) => t.name === 'pillion');
     const httpProxy = targets.find((t) => t.name === 'http-proxy');
@@ -469,6 +510,26 @@ async function main(): Promise<void> {
       `${pairedSummary(pairedRuns.vsNginx, 2, '')}small case: ${fmt(pSmall?.rps ?? NaN, 0)} / ${fmt(ngSmall?.rps ?? NaN, 0)} req/s = ${fmt(pSmall && ngSmall ? pSmall.rps / ngSmall.rps : NaN)}`,
     ),
   );
+  // HTTP/2 and gRPC against HAProxy (h2 on both sides): paired medians, else the round medians.
+  const h2Check = (label: string, pairs: readonly number[], caseName: string): void => {
+    const p = get(caseName, 'pillion');
+    const h = get(caseName, 'haproxy');
+    const rounds = p && h ? p.rps / h.rps : NaN;
+    checks.push(
+      check(
+        `${label}: Pillion ≥ ${H2_TARGET} × HAProxy (h2 on both sides)`,
+        pairs.length > 0 ? median(pairs) : rounds,
+        '>=',
+        H2_TARGET,
+        `${pairedSummary(pairs, 2, '')}round medians ${fmt(p?.rps ?? NaN, 0)} / ${fmt(h?.rps ?? NaN, 0)} = ${fmt(rounds)}`,
+      ),
+    );
+  };
+  if (only.has('h2')) h2Check('HTTP/2 req/s (h2load 10 × 10)', pairedRuns.h2VsHaproxy, 'h2');
+  if (only.has('grpc')) {
+    h2Check('gRPC unary calls/s', pairedRuns.grpcUnaryVsHaproxy, 'grpc-unary');
+    h2Check('gRPC streaming messages/s', pairedRuns.grpcStreamVsHaproxy, 'grpc-stream');
+  }
   if (mtls) checks.push(...mtls.checks);
   const loadAtEnd = loadavg();
   log(`load average at end: ${loadAtEnd.map((l) => l.toFixed(2)).join(' ')}`);
@@ -553,6 +614,22 @@ if (flags['trace-headers'] !== undefined && traceHeaders === undefined) {
 function httpLoad(t: Target, path: string, connections: number, durationSec: number) {
   const load = { port: t.httpPort as number, path, connections, durationSec, ...(traceHeaders === undefined ? {} : { headers: traceHeaders }) };
   return t.host ? { ...load, host: t.host } : load;
+}
+
+function h2Load(t: Target, path: string, requests: number, logFile: string): H2Load {
+  const load: H2Load = { port: t.h2Port as number, path, clients: 10, streams: 10, requests, timeoutSec: quick ? 30 : 90, logFile };
+  if (t.authority) load.authority = t.authority;
+  return load;
+}
+
+function grpcUnaryLoad(t: Target, requests: number, logFile: string): H2Load {
+  return { ...h2Load(t, GRPC_UNARY_PATH, requests, logFile), extraArgs: grpcUnaryH2loadArgs(`${logFile}.body`) };
+}
+
+function grpcStreamLoad(t: Target, durationSec: number): GrpcStreamLoad {
+  const load: GrpcStreamLoad = { port: t.h2Port as number, streams: GRPC_STREAMS, window: GRPC_WINDOW, durationSec };
+  if (t.authority) load.authority = t.authority;
+  return load;
 }
 
 const startedAt = Date.now();
