@@ -5,6 +5,7 @@ import { addAbortSignal, type Readable } from 'node:stream';
 import { pendingOverflowError, REFUSED_STREAM, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { headersFromH2, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
+import { openStream } from './h2-request.js';
 import { nghttp2Finished } from '../http/nghttp2-finished.js';
 import { ALPN_H2, isTlsPolicyError } from '../tls/upstream-tls.js';
 
@@ -276,7 +277,7 @@ export class Http2Pool implements ConnectionPool {
     headers[':scheme'] = spec.scheme;
     let stream: StreamWithRequest;
     try {
-      stream = session.h2.request(headers, { endStream: spec.body === null }) as StreamWithRequest;
+      stream = openStream(session.h2, headers, spec.body === null) as StreamWithRequest;
     } catch (err) {
       // The session died between the capacity check and now (GOAWAY or socket error in the same tick).
       session.active--;
