@@ -9,6 +9,7 @@ import { HttpExchange } from './exchange.js';
 import type { HttpContext } from './context.js';
 import { H1Connection, type HeadClock } from './h1-connection.js';
 import { nghttp2Finished } from './nghttp2-finished.js';
+import { CONNECTION_WINDOW_BYTES } from '../upstream/http2-pool.js';
 
 /** A head deadline fires within this much after it passes. */
 const HEAD_SWEEP_MS = 1_000;
@@ -74,6 +75,8 @@ export class HttpConnectionManager implements HeadClock {
     this.h2.on('sessionError', onH2SessionError);
     this.h2.on('session', (session: http2.ServerHttp2Session) => {
       const socket = this.h2Socket!;
+      // A wider connection window than the protocol's 64 KiB default (see CONNECTION_WINDOW_BYTES).
+      session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
       const connection = new H2Connection(session, socket);
       this.h2Connections.add(connection);
       // The socket's 'close' is the last event of a connection (the session's comes before or with it).

@@ -29,6 +29,12 @@ const DEFERRED_RESET_RETRY_MS = 1_000;
 const SESSION_CHECK_MS = 250;
 const kRequest = Symbol('pillion.h2request');
 /**
+ * The connection-level receive window (RFC 9113's default, 65,535 bytes, is shared by every stream of the
+ * connection: a few busy gRPC streams stall on it). Each stream keeps its own 64 KiB window, so this bounds what
+ * one connection can buffer, not what one stream can.
+ */
+export const CONNECTION_WINDOW_BYTES = 1 << 20;
+/**
  * Already aborted: addAbortSignal(CANCELLED, stream) destroys the stream with an AbortError, which Node sends as
  * RST_STREAM CANCEL alone. Not close(NGHTTP2_CANCEL): close() ends the writable side first, so a request whose
  * body was still coming reached the upstream as complete (END_STREAM, the body truncated), then the reset.
@@ -321,6 +327,7 @@ export class Http2Pool implements ConnectionPool {
     }
     h2.on('connect', () => {
       session.connected = true;
+      h2.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
       if (session.connectTimer !== null) clearTimeout(session.connectTimer);
       events.onConnectionOpen();
     });

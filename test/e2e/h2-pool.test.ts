@@ -8,6 +8,7 @@ import { request } from '../helpers/client.js';
 
 let server: http2.Http2Server;
 let sessions = 0;
+let lastSession: http2.ServerHttp2Session | null = null;
 let maxConcurrent = 0;
 let active = 0;
 let proxy: RunningProxy;
@@ -15,7 +16,10 @@ let proxy: RunningProxy;
 beforeAll(async () => {
   // A peer that allows 2 concurrent streams per connection and answers after 150 ms.
   server = http2.createServer({ settings: { maxConcurrentStreams: 2 } });
-  server.on('session', () => sessions++);
+  server.on('session', (s: http2.ServerHttp2Session) => {
+    sessions++;
+    lastSession = s;
+  });
   server.on('stream', (stream) => {
     active++;
     maxConcurrent = Math.max(maxConcurrent, active);
@@ -58,5 +62,25 @@ describe('HTTP/2 upstream pool', () => {
     // 8 concurrent streams at 2 per session: 4 sessions in all (the first one is reused).
     expect(sessions).toBe(4);
     expect(maxConcurrent).toBe(8);
+  });
+
+  it('both of its HTTP/2 sessions let the peer send 1 MiB on the connection, not the protocol default 64 KiB', async () => {
+    // Downstream: a client's own session to the proxy, after one exchange (SETTINGS and WINDOW_UPDATE are in).
+    const client = http2.connect(`http://127.0.0.1:${proxy.port('outbound')}`);
+    client.on('error', () => {});
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const stream = client.request({ ':path': '/', ':authority': 'h2:8080' });
+        stream.on('response', (h) => resolve(Number(h[':status'])));
+        stream.on('error', reject);
+        stream.resume();
+      });
+      expect(status).toBe(200);
+      expect(client.state.remoteWindowSize).toBeGreaterThan(1_000_000);
+    } finally {
+      client.destroy();
+    }
+    // Upstream: what the endpoint may send the proxy on its session.
+    expect(lastSession?.state.remoteWindowSize).toBeGreaterThan(1_000_000);
   });
 });
