@@ -95,9 +95,9 @@ const P = quick
   : { smallSec: 4, largeSec: 4, latencySec: 5, warmSec: 1, h2Requests: 40_000, h2PairRequests: 20_000, grpcStreamSec: 3, tcpBytes: 64 << 20 };
 /** HTTP/2 and gRPC targets: Pillion ≥ this × HAProxy (HTTP/2 on both sides), on back-to-back pairs. */
 const H2_TARGET = 0.8;
-/** gRPC streaming: streams on one connection, messages in flight on each. */
+/** gRPC streaming: streams on one connection, messages in flight on each (enough that no side waits on a round trip). */
 const GRPC_STREAMS = 10;
-const GRPC_WINDOW = 10;
+const GRPC_WINDOW = 100;
 const SMALL_CONNS = 50;
 const LARGE_CONNS = 8;
 const RATE = 2000;
