@@ -100,6 +100,10 @@ export function runGrpcStream(load: GrpcStreamLoad): Promise<LoadResult> {
           // Send as many as came back (the batch holds one window's worth).
           stream.write(n >= load.window ? batch : batch.subarray(0, n * frameLen));
         });
+        // The server ended its side (an error reply, or trailers after our END_STREAM): end ours so 'close' comes.
+        stream.on('end', () => {
+          if (!stream.writableEnded) stream.end();
+        });
         // 'close' follows and counts the failure (no grpc-status 0).
         stream.on('error', () => {});
         stream.on('close', () => {
