@@ -272,6 +272,7 @@ export async function startPillionChain(
   backend: BackendPorts,
   name: string,
   identities?: { client: IdentityFiles; server: IdentityFiles },
+  cpuProf?: string,
 ): Promise<SidecarChain> {
   const [serverInbound, unusedPort] = await freePorts(2);
   const mode = identities ? 'STRICT' : 'DISABLE';
@@ -299,6 +300,7 @@ services:
       command: NODE,
       args: [
         ...NODE_FLAGS,
+        ...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf, '--cpu-prof-name', `${name}-${role}.cpuprofile`] : []),
         resolveFromHere(import.meta.url, '../src/cli/main.js'),
         'proxy',
         '--config',
