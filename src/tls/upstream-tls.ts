@@ -138,6 +138,10 @@ export class UpstreamTlsConnector {
       ...(sni !== '' ? { servername: sni } : {}),
       ...(alpn !== null ? { ALPNProtocols: [...(this.model.context.alpn.length > 0 ? this.model.context.alpn : alpn)] } : {}),
     }) as TaggedTlsSocket;
+    // tls.connect drops net's noDelay and keepAlive options (Node 20): without this the mTLS hop runs with
+    // Nagle's algorithm, and a request written in two parts (head, then body; HTTP/2 frames) waits for an ACK.
+    socket.setNoDelay(true);
+    if (socketOptions?.keepAlive === true) socket.setKeepAlive(true, socketOptions.keepAliveInitialDelay ?? 0);
     socket[kConnector] = this;
     socket[kSessionKey] = key;
     socket[kContext] = r.secureContext;
