@@ -81,7 +81,8 @@ export async function runMtlsCase(
   group: ChildGroup,
   dir: string,
   backend: BackendPorts,
-  opts: { quick: boolean; haveNginx: boolean; haveWrk: boolean; log: Log },
+  /** cpuProf: a directory for --cpu-prof profiles of the four sidecars (<chain>-client/-server.cpuprofile). */
+  opts: { quick: boolean; haveNginx: boolean; haveWrk: boolean; log: Log; cpuProf?: string },
 ): Promise<MtlsOutcome> {
   const { log } = opts;
   const params = opts.quick ? MTLS_QUICK : MTLS_FULL;
@@ -100,8 +101,8 @@ export async function runMtlsCase(
 
     const chains: Array<{ proxy: string; tls: SidecarChain; plain: SidecarChain }> = [];
     try {
-      const tls = await startPillionChain(group, dir, backend, 'pillion-mtls', identities);
-      const plain = await startPillionChain(group, dir, backend, 'pillion-plain');
+      const tls = await startPillionChain(group, dir, backend, 'pillion-mtls', identities, opts.cpuProf);
+      const plain = await startPillionChain(group, dir, backend, 'pillion-plain', undefined, opts.cpuProf);
       log(`pillion chains: mTLS outbound ${tls.client.httpPort} → inbound ${tls.serverPort}; plaintext outbound ${plain.client.httpPort} → inbound ${plain.serverPort}`);
       chains.push({ proxy: 'Pillion', tls, plain });
     } catch (err) {
