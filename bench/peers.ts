@@ -258,6 +258,8 @@ export interface SidecarChain {
   serverPort: number;
   /** Pillion's server sidecar admin port, for its handshake counters (nginx has none). */
   serverAdminPort?: number;
+  /** Pillion's two processes (client sidecar, server sidecar), for their CPU time; nginx's are not tracked. */
+  pids?: number[];
   tls: boolean;
 }
 
@@ -272,6 +274,7 @@ export async function startPillionChain(
   backend: BackendPorts,
   name: string,
   identities?: { client: IdentityFiles; server: IdentityFiles },
+  cpuProf?: string,
 ): Promise<SidecarChain> {
   const [serverInbound, unusedPort] = await freePorts(2);
   const mode = identities ? 'STRICT' : 'DISABLE';
@@ -299,6 +302,7 @@ services:
       command: NODE,
       args: [
         ...NODE_FLAGS,
+        ...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf, '--cpu-prof-name', `${name}-${role}.cpuprofile`] : []),
         resolveFromHere(import.meta.url, '../src/cli/main.js'),
         'proxy',
         '--config',
@@ -332,7 +336,9 @@ services:
   const [serverAdmin, clientAdmin] = await Promise.all([ready(server), ready(client)]);
   const target: Target = { name, httpPort: outbound.port as number, host: 'backend:8080', adminPort: clientAdmin, child: client };
   if (client.pid !== undefined) target.pid = client.pid;
-  return { client: target, serverPort: serverInbound, serverAdminPort: serverAdmin, tls: identities !== undefined };
+  const chain: SidecarChain = { client: target, serverPort: serverInbound, serverAdminPort: serverAdmin, tls: identities !== undefined };
+  if (client.pid !== undefined && server.pid !== undefined) chain.pids = [client.pid, server.pid];
+  return chain;
 }
 
 /**

@@ -357,7 +357,7 @@ async function main(): Promise<void> {
     log('');
     if (!have('wrk')) log('mtls: wrk unavailable, autocannon instead (it saturates near 30k req/s here)');
     try {
-      mtls = await runMtlsCase(group, dir, backend.ports, { quick, haveNginx: have('nginx'), haveWrk: have('wrk'), log });
+      mtls = await runMtlsCase(group, dir, backend.ports, { quick, haveNginx: have('nginx'), haveWrk: have('wrk'), log, ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) });
       skipped.push(...mtls.skipped);
     } catch (err) {
       // openssl missing, or the CA could not be made: the other cases' results still get reported.

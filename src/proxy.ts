@@ -89,7 +89,11 @@ export class Proxy implements AdminSource {
       (direction, reason) => this.metrics.tlsHandshakeFailures.inc({ direction, reason }),
       this.logger,
     );
-    const tls = { contexts: this.tlsContexts, failures: this.handshakeFailures };
+    const tls = {
+      contexts: this.tlsContexts,
+      failures: this.handshakeFailures,
+      handshakes: (cluster: string, resumed: boolean) => this.metrics.upstreamTlsHandshakes.inc({ cluster, session: resumed ? 'resumed' : 'full' }),
+    };
     this.clusterManager = new ClusterManager((name) => this.stats.clusterSink(name), Math.random, tls);
     this.listenerManager = new ListenerManager({
       config: this,

@@ -12,7 +12,7 @@ import { ejectedCount, newOutlierState, recordOutcome, tick, type CallOutcome, t
 import { lastSuccessRate } from './outlier-interval.js';
 import { HealthChecker, type HealthCheckHost } from './health-check.js';
 import { failingCount, newHealthCheckState } from './health-check-state.js';
-import { UpstreamTlsConnector } from '../tls/upstream-tls.js';
+import { UpstreamTlsConnector, type HandshakeCounter } from '../tls/upstream-tls.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import type { HandshakeFailureReporter } from '../tls/handshake-failures.js';
 
@@ -20,6 +20,8 @@ import type { HandshakeFailureReporter } from '../tls/handshake-failures.js';
 export interface UpstreamTlsDeps {
   readonly contexts: TlsContexts;
   readonly failures: HandshakeFailureReporter;
+  /** Completed upstream handshakes, full or resumed. */
+  readonly handshakes?: HandshakeCounter;
 }
 
 /** Per-cluster counters the cluster reports into (bound metric children; see observability/metrics). */
@@ -293,7 +295,7 @@ export class UpstreamCluster implements HealthCheckHost {
       return;
     }
     if (this.tlsDeps === null) throw new Error(`cluster ${this.model.name}: has a TLS transport socket but the cluster manager has no TLS contexts`);
-    this.tls = new UpstreamTlsConnector(model, this.tlsDeps.contexts, this.tlsDeps.failures, this.model.name);
+    this.tls = new UpstreamTlsConnector(model, this.tlsDeps.contexts, this.tlsDeps.failures, this.model.name, this.tlsDeps.handshakes ?? null);
   }
 
   close(): void {
