@@ -127,6 +127,19 @@ describe('pillion inject', () => {
     expect(schemaProblems(r.out)).toEqual([]);
   });
 
+  it('injects a CronJob\'s job template and the items of a kind: List', () => {
+    const cron = { apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'report' }, spec: { schedule: '0 * * * *', jobTemplate: { spec: { template: { metadata: { labels: { app: 'report' } }, spec: { restartPolicy: 'OnFailure', containers: [{ name: 'report', image: 'r:1' }] } } } } } };
+    const list = { apiVersion: 'v1', kind: 'List', items: [yaml.load(deployment('web')), { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' }, data: { a: 'b' } }] };
+    const r = inject([cron, list].map((d) => yaml.dump(d)).join('---\n'));
+    expect(r.status, r.err).toBe(0);
+    const [c, l] = docs(r.out) as [{ spec: { jobTemplate: { spec: { template: { spec: PodSpec } } } } }, { items: Record<string, unknown>[] }];
+    const cronSpec = c.spec.jobTemplate.spec.template.spec;
+    expect(cronSpec.initContainers!.map((x) => [x.name, x.restartPolicy])).toEqual([['pillion-init', undefined], ['pillion-proxy', 'Always']]);
+    expect(podSpecOf(l.items[0]!).containers.map((x) => x.name)).toEqual(['pillion-proxy', 'web']);
+    expect(l.items[1]).toEqual({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' }, data: { a: 'b' } });
+    expect(r.err).toContain('item 1');
+  });
+
   it('puts the rules after the app\'s own init containers for a classic sidecar, and injects Pods, StatefulSets, DaemonSets', () => {
     const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', labels: { app: 'p' } }, spec: { initContainers: [{ name: 'setup', image: 's' }], containers: [{ name: 'p', image: 'p:1' }] } };
     const sts = { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'db' }, spec: { serviceName: 'db', selector: { matchLabels: { app: 'db' } }, template: { metadata: { labels: { app: 'db' } }, spec: { containers: [{ name: 'db', image: 'db:1', ports: [{ containerPort: 5432 }] }] } } } };
