@@ -52,9 +52,17 @@ function podTemplate(doc: Obj): Obj | undefined {
 }
 
 /** A Kubernetes document separator line; content of a block scalar is indented, so it never starts a line with it. */
-const SEPARATOR = /^---[ \t]*(?:#.*)?$/m;
+const SEPARATOR = /^---[ \t]*(?:#[^\r\n]*)?\r?$/m;
 
-function splitDocuments(text: string): string[] {
+function load(text: string, where: string): unknown {
+  try {
+    return yaml.load(text);
+  } catch (err) {
+    throw new InjectError(`${where}: not valid YAML: ${(err as Error).message}`);
+  }
+}
+
+function splitDocuments(text: string, source: string): string[] {
   const docs: string[] = [];
   let rest = text;
   for (;;) {
@@ -64,7 +72,7 @@ function splitDocuments(text: string): string[] {
     rest = rest.slice(m.index + m[0].length).replace(/^\r?\n/, '');
   }
   docs.push(rest);
-  return docs.filter((d) => d.trim() !== '' && yaml.load(d) != null);
+  return docs.filter((d) => d.trim() !== '').filter((d, i) => load(d, `${source} document ${i + 1}`) != null);
 }
 
 function annotation(...sources: unknown[]): (key: string) => string | undefined {
@@ -161,8 +169,8 @@ const DUMP: yaml.DumpOptions = { lineWidth: -1, noRefs: true };
 export function injectManifests(text: string, settings: SidecarSettings, source = 'stdin'): InjectResult {
   const notes: string[] = [];
   const out: string[] = [];
-  splitDocuments(text).forEach((raw, i) => {
-    const doc = yaml.load(raw);
+  splitDocuments(text, source).forEach((raw, i) => {
+    const doc = load(raw, `${source} document ${i + 1}`);
     const name = isObj(doc) && isObj(doc.metadata) ? String(doc.metadata.name ?? '') : '';
     const where = `${source} document ${i + 1} (${isObj(doc) ? String(doc.kind) : typeof doc}${name === '' ? '' : ` ${name}`})`;
     if (!isObj(doc)) throw new InjectError(`${where}: expected a Kubernetes object`);

@@ -166,6 +166,12 @@ describe('pillion inject', () => {
   it('refuses bad flags and annotations with the reason', () => {
     expect(inject('', '--proxy-uid', '0').err).toContain('--proxy-uid');
     expect(inject('', '--control', 'nohost').err).toContain('--control: expected HOST:PORT');
+    const broken = inject('kind: Service\n---\nkind: [unclosed\n');
+    expect(broken.status).toBe(2);
+    expect(broken.err).toContain('stdin document 2: not valid YAML');
+    const crlf = inject(`${SERVICE}---\n${deployment('web')}`.replaceAll('\n', '\r\n'));
+    expect(crlf.status, crlf.err).toBe(0);
+    expect(crlf.err).toContain('document 2 (Deployment web): injected');
     const bad = inject(deployment('web', { annotations: { 'pillion.io/exclude-cidrs': 'not-a-cidr' } }));
     expect(bad.status).toBe(2);
     expect(bad.err).toContain('document 1 (Deployment web)');
