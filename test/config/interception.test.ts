@@ -57,7 +57,7 @@ describe('transparent interception in the compiled config', () => {
 
   it('has one unbound listener per address a service port may be dialed at: virtual addresses and IP endpoints', () => {
     const { snapshot } = compile('ALLOW_ANY');
-    const intercept = [...snapshot.listeners.values()].filter((l) => !l.bindToPort);
+    const intercept = [...snapshot.listeners.values()].filter((l) => !l.bindToPort && l.direction === 'outbound');
     expect(intercept.map((l) => l.name).sort()).toEqual([
       'outbound|10.96.0.20:5432', 'outbound|10.99.1.1:8080', 'outbound|10.99.1.2:8080', 'outbound|10.99.1.3:15432', 'outbound|[fd99:1::1]:8080',
     ]);
@@ -70,6 +70,32 @@ describe('transparent interception in the compiled config', () => {
     const vhosts = snapshot.routeConfigs.get('outbound')!.virtualHosts;
     const byAddress = vhosts.find((v) => v.name === 'server.default:8080|addresses')!;
     expect(byAddress.domains).toEqual(['10.99.1.1:8080', '[fd99:1::1]:8080']);
+  });
+
+  it('inbound: the original destination port picks a listener per declared port (its protocol, to 127.0.0.1:PORT); other ports pass through from 127.0.0.6', () => {
+    const mesh = parseMeshConfig(
+      MESH.replace('MODE', 'ALLOW_ANY').replace(
+        "ports: [{ port: 8080, protocol: http }]\n    endpoints: [{ address: 10.99.1.2",
+        "ports: [{ port: 8080, protocol: http }, { port: 9100, protocol: tcp }, { port: 7000, protocol: auto }]\n    endpoints: [{ address: 10.99.1.2",
+      ),
+    );
+    const { snapshot, errors } = buildSnapshot(compileForNode(mesh, NODE), 'v1');
+    expect(errors).toEqual([]);
+    const inbound = snapshot.listeners.get('inbound')!;
+    expect(inbound).toMatchObject({ address: '::', port: 15006, useOriginalDst: true, bindToPort: true, direction: 'inbound' });
+    expect(inbound.tcp?.cluster).toBe('InboundPassthroughCluster');
+    expect(snapshot.clusters.get('InboundPassthroughCluster')).toMatchObject({ originalDst: true, sourceAddress: '127.0.0.6' });
+    const ports = [...snapshot.listeners.values()].filter((l) => !l.bindToPort && l.direction === 'inbound');
+    expect(ports.map((l) => l.name).sort()).toEqual(['inbound|7000', 'inbound|8080', 'inbound|9100']);
+    expect(snapshot.listeners.get('inbound|8080')!.http).toBeDefined();
+    expect(snapshot.listeners.get('inbound|9100')!).toMatchObject({ address: '::', port: 9100, tcp: { cluster: 'inbound:9100' } });
+    // auto: sniffed, with the mesh's protocol detection timeout (1 s by default) then TCP.
+    expect(snapshot.listeners.get('inbound|7000')!).toMatchObject({ firstByteTimeoutMs: 1000, continueOnFiltersTimeout: true });
+    expect(snapshot.clusters.get('inbound:9100')!.endpoints[0]).toMatchObject({ address: '127.0.0.1', port: 9100 });
+
+    const slow = parseMeshConfig(`protocolDetectionTimeout: 250ms\n${MESH.replace('MODE', 'ALLOW_ANY').replace('http }]\n    endpoints: [{ address: 10.99.1.2', 'auto }]\n    endpoints: [{ address: 10.99.1.2')}`);
+    const got = buildSnapshot(compileForNode(slow, NODE), 'v1').snapshot;
+    expect(got.listeners.get('inbound|8080')!).toMatchObject({ firstByteTimeoutMs: 250, continueOnFiltersTimeout: true });
   });
 
   it('gives nodes without interception none of it: loopback outbound, no unbound listeners, no address domains', () => {
@@ -93,6 +119,11 @@ describe('transparent interception in the compiled config', () => {
     const passthrough = Cluster.toObject(Cluster.decode(resources.clusters.find((r) => r.name === 'PassthroughCluster')!.value), { enums: String });
     expect(passthrough.type).toBe('ORIGINAL_DST');
     expect(passthrough.lb_policy).toBe('CLUSTER_PROVIDED');
+    const inboundPassthrough = Cluster.toObject(Cluster.decode(resources.clusters.find((r) => r.name === 'InboundPassthroughCluster')!.value), { enums: String });
+    expect(inboundPassthrough.upstream_bind_config).toEqual({ source_address: { address: '127.0.0.6', port_value: 0 } });
+    // The intercepting outbound sniffs HTTP and has a TCP fallback: the bounded wait, as Istio writes it.
+    expect(Number(outbound.listener_filters_timeout.seconds)).toBe(1);
+    expect(outbound.continue_on_listener_filters_timeout).toBe(true);
   });
 
   it('announces the interception mode in the xDS node metadata (Istio\'s INTERCEPTION_MODE) and reads it back', () => {
