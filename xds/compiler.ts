@@ -579,6 +579,7 @@ class Index {
 }
 
 interface SharedResources {
+  readonly mesh: MeshConfig;
   readonly index: Index;
   /** The outbound route table's virtual hosts, each encoded as a RouteConfiguration fragment (see outboundRoutes). */
   readonly virtualHosts: readonly VirtualHostFragments[];
@@ -651,6 +652,7 @@ function sharedResources(mesh: MeshConfig): SharedResources {
   }
   encodedByService = encodedNow;
   const shared: SharedResources = {
+    mesh,
     index,
     virtualHosts,
     routesByNamespace: new Map(),
@@ -693,6 +695,30 @@ export function compileProxylessClusters(mesh: MeshConfig): readonly XdsResource
 const OUTBOUND_ROUTES_HEAD = encodeMessage(MESSAGE_NAMES.RouteConfiguration, { name: 'outbound' });
 
 /**
+ * Intercepting nodes' catch-all virtual hosts for HTTP that no Host (nor the dialed address) names, as Istio's:
+ * `allow_any` proxies it as HTTP to the connection's original destination (PassthroughCluster, ORIGINAL_DST);
+ * `block_all` (REGISTRY_ONLY) answers 502 with the reason in the body.
+ */
+const ALLOW_ANY_VHOST = encodeMessage(MESSAGE_NAMES.RouteConfiguration, {
+  virtual_hosts: [{ name: 'allow_any', domains: ['*'], routes: [{ name: 'allow_any', match: { prefix: '/' }, route: { cluster: 'PassthroughCluster', timeout: { seconds: 0, nanos: 0 } } }] }],
+});
+const BLOCK_ALL_VHOST = encodeMessage(MESSAGE_NAMES.RouteConfiguration, {
+  virtual_hosts: [
+    {
+      name: 'block_all',
+      domains: ['*'],
+      routes: [
+        {
+          name: 'block_all',
+          match: { prefix: '/' },
+          direct_response: { status: 502, body: { inline_string: 'outbound traffic to an address outside the mesh is refused: outboundTrafficPolicy is REGISTRY_ONLY' } },
+        },
+      ],
+    },
+  ],
+});
+
+/**
  * The outbound route table as a node of `namespace` sees it. Protobuf concatenation is a merge that appends
  * repeated fields, and protobufjs writes fields in number order, so the name followed by each virtual host's
  * fragment is the very bytes encoding the whole table would give: each virtual host is encoded twice per compile
@@ -707,7 +733,10 @@ function outboundRoutes(shared: SharedResources, namespace: string, intercepting
   let routes = shared.routesByNamespace.get(key);
   if (routes === undefined) {
     const parts = [OUTBOUND_ROUTES_HEAD, ...shared.virtualHosts.map((v) => (v.namespace === ns ? v.local : v.remote))];
-    if (intercepting) for (const v of shared.virtualHosts) if (v.addresses !== null) parts.push(v.addresses);
+    if (intercepting) {
+      for (const v of shared.virtualHosts) if (v.addresses !== null) parts.push(v.addresses);
+      parts.push(shared.mesh.outboundTrafficPolicy?.mode === 'REGISTRY_ONLY' ? BLOCK_ALL_VHOST : ALLOW_ANY_VHOST);
+    }
     const value = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
     for (const p of parts) {

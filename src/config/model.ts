@@ -174,6 +174,11 @@ export interface RouteModel {
   readonly name: string;
   readonly match: RouteMatchModel;
   readonly action: RouteActionModel;
+  /**
+   * Route direct_response: answered by the proxy with this status and body (Istio's REGISTRY_ONLY `block_all`
+   * route: 502), after the HTTP filters; `action` is then NO_ROUTE_ACTION.
+   */
+  readonly directResponse?: { readonly status: number; readonly body: string };
   /** typed_per_filter_config of the route (over its virtual host's), by filter name; absent when none. */
   readonly filterConfigs?: ReadonlyMap<string, FilterConfigModel>;
 }
@@ -434,3 +439,13 @@ export const DEFAULTS = {
     noTrafficIntervalMs: 60_000,
   },
 } as const;
+
+/** The action of a route that has none (direct_response): no cluster, no timeout. */
+export const NO_ROUTE_ACTION: RouteActionModel = Object.freeze({
+  clusters: [],
+  totalWeight: 0,
+  timeoutMs: 0,
+  idleTimeoutMs: 0,
+  hedgeOnPerTryTimeout: false,
+  hashPolicies: [],
+});

@@ -212,9 +212,8 @@ class ActiveListener implements TcpContext, TerminatorOwner {
       return;
     }
     // use_original_dst: a connection iptables redirected here belongs to the listener of its original destination;
-    // with none, to this listener's TCP chain (the outboundTrafficPolicy's passthrough or black hole) unsniffed, so
-    // HTTP to an unknown address passes through (or is refused) like any other protocol.
-    let unclaimed = false;
+    // with none, to this listener's own chains: sniffed HTTP by Host (the route table's catch-all passes it through
+    // to the original destination, or answers 502 under REGISTRY_ONLY), anything else the TCP chain.
     if (this.model.useOriginalDst) {
       const dst = originalDestination(socket);
       if (dst !== undefined && isRedirected(socket, dst)) {
@@ -224,7 +223,6 @@ class ActiveListener implements TcpContext, TerminatorOwner {
         // port listener.
         const target = this.registry.byDestination(this.model.direction, dst.address, dst.port);
         if (target !== undefined && target !== this) return target.accept(socket);
-        unclaimed = true;
       }
     }
     const tagged = socket as TaggedSocket;
@@ -245,10 +243,6 @@ class ActiveListener implements TcpContext, TerminatorOwner {
     if (this.model.direction === 'inbound') this.countPlaintext();
     const http = this.http;
     const tcp = this.model.tcp;
-    if (unclaimed && tcp !== undefined) {
-      new TcpSession(this, socket).start();
-      return;
-    }
     if (http !== null && tcp === undefined && http.context.chain.codec === 'http1') {
       http.handle(socket, false);
       return;

@@ -139,27 +139,26 @@ describe('transparent interception in the compiled config', () => {
   });
 });
 
-describe('HTTP routes to an ORIGINAL_DST cluster', () => {
-  it('are accepted with a warning naming the route config and the cluster, once, not at every push', async () => {
-    const lines: string[] = [];
-    const sink = new Writable({ write: (chunk: Buffer, _enc, done) => void (lines.push(chunk.toString()), done()) });
-    const proxy = new Proxy({ adminPort: -1, logger: pino({ level: 'warn' }, sink), accessLog: 'off', processMetrics: false });
-    const compiled = compileForNode(parseMeshConfig(MESH.replace('MODE', 'ALLOW_ANY')), { ...NODE, inboundPort: 0, outboundPort: 0 });
-    const allowAny = encodeMessage(MESSAGE_NAMES.RouteConfiguration, {
-      name: 'allow_any',
-      virtual_hosts: [{ name: 'allow_any', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'PassthroughCluster' } }] }],
-    });
-    const resources = { ...compiled, routes: [...compiled.routes, { name: 'allow_any', typeUrl: TYPE_URLS.RouteConfiguration, value: allowAny }] };
-    try {
-      expect((await proxy.apply(resources, 'v1')).applied).toBe(true);
-      expect((await proxy.apply(resources, 'v2')).applied).toBe(true);
-      const warned = lines.filter((l) => l.includes('ORIGINAL_DST'));
-      expect(warned).toHaveLength(1);
-      expect(warned[0]).toContain('"resource":"allow_any"');
-      expect(warned[0]).toContain('routes to ORIGINAL_DST cluster(s) PassthroughCluster: not enforced for HTTP yet');
-    } finally {
-      await proxy.stop();
-    }
+describe('HTTP that no Host names, on an intercepting node', () => {
+  it('falls to a catch-all virtual host: allow_any to PassthroughCluster, or block_all answering 502 (REGISTRY_ONLY)', () => {
+    const allow = compile('ALLOW_ANY').snapshot.routeConfigs.get('outbound')!.virtualHosts.find((v) => v.domains.includes('*'))!;
+    expect(allow.name).toBe('allow_any');
+    expect(allow.routes[0]!.action.clusters.map((c) => c.name)).toEqual(['PassthroughCluster']);
+    const block = compile('REGISTRY_ONLY').snapshot.routeConfigs.get('outbound')!.virtualHosts.find((v) => v.domains.includes('*'))!;
+    expect(block.name).toBe('block_all');
+    expect(block.routes[0]!.directResponse).toEqual({ status: 502, body: expect.stringContaining('REGISTRY_ONLY') });
+    // Nodes without interception have no catch-all: an unknown Host stays 404 no_route.
+    const plain = compile('ALLOW_ANY', { ...NODE, interception: undefined }).snapshot.routeConfigs.get('outbound')!;
+    expect(plain.virtualHosts.some((v) => v.domains.includes('*'))).toBe(false);
+  });
+
+  it('translates a direct_response route, and refuses a status outside 200..599 or a body from a file', () => {
+    const rc = (route: Record<string, unknown>) =>
+      encodeMessage(MESSAGE_NAMES.RouteConfiguration, { name: 'r', virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, ...route }] }] });
+    const build = (route: Record<string, unknown>) => buildSnapshot({ listeners: [], clusters: [], endpoints: [], routes: [{ name: 'r', typeUrl: TYPE_URLS.RouteConfiguration, value: rc(route) }] }, 'v1');
+    expect(build({ direct_response: { status: 503, body: { inline_string: 'down' } } }).snapshot.routeConfigs.get('r')!.virtualHosts[0]!.routes[0]!.directResponse).toEqual({ status: 503, body: 'down' });
+    expect(build({ direct_response: { status: 99 } }).errors[0]?.message).toMatch(/direct_response\.status: 99 is not within 200\.\.599/);
+    expect(build({ direct_response: { status: 502, body: { filename: '/etc/passwd' } } }).errors[0]?.message).toMatch(/direct_response\.body: only inline_string/);
   });
 });
 
