@@ -75,6 +75,10 @@ export class RouteIndex {
     return this.fallback;
   }
 
+  get hasExactDomains(): boolean {
+    return this.exactDomains.size > 0;
+  }
+
   /** The virtual host with exactly this (lower-case) domain, or null: no wildcards, no `*`. */
   exact(domain: string): VirtualHostModel | null {
     return this.exactDomains.get(domain) ?? null;
