@@ -5,7 +5,7 @@ import { DEFAULTS, type CircuitBreakersModel, type ClusterModel, type LbPolicy, 
 import { healthCheckOf } from './health-check.js';
 import { upstreamTls } from './transport-socket.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
-import { durationMs, invalid, wrapped, type Plain } from './values.js';
+import { durationMs, invalid, notEnforced, wrapped, type Plain } from './values.js';
 
 export interface ClusterTranslation {
   /** For an EDS cluster, `endpoints` is empty until the snapshot joins in the ClusterLoadAssignment. */
@@ -197,6 +197,12 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
   const hc = healthCheckOf(c.health_checks, c.name);
   const tls = upstreamTls(c.transport_socket, 'transport_socket');
   const sourceAddress = bindSource(c.upstream_bind_config);
+  const od0 = c.original_dst_lb_config as Plain | undefined;
+  if (od0 !== undefined && od0 !== null) {
+    // The host comes from the connection's original destination only: a header any client can set is not read.
+    if (od0.use_http_header === true) notEnforced('original_dst_lb_config.use_http_header', 'the host is the connection\'s original destination; x-envoy-original-dst-host is not read');
+    if (od0.upstream_port_override !== undefined && od0.upstream_port_override !== null) notEnforced('original_dst_lb_config.upstream_port_override', 'the original destination\'s own port is dialed');
+  }
   const model: ClusterModel = {
     name: c.name,
     connectTimeoutMs,

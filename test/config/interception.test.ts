@@ -136,6 +136,15 @@ describe('transparent interception in the compiled config', () => {
     expect(translateCluster(bytes({ type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED' })).model.originalDst).toBe(true);
     expect(() => translateCluster(bytes({ type: 'ORIGINAL_DST' }))).toThrow(/lb_policy: ROUND_ROBIN with type ORIGINAL_DST/);
     expect(() => translateCluster(bytes({ type: 'STATIC', lb_policy: 'CLUSTER_PROVIDED' }))).toThrow(/CLUSTER_PROVIDED is not supported without type ORIGINAL_DST/);
+    // The host is taken from the connection only: a config asking for the header is told so.
+    const od = { type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED', original_dst_lb_config: { use_http_header: true } };
+    const { warnings } = buildSnapshot({ listeners: [], routes: [], endpoints: [], clusters: [{ name: 'c', typeUrl: TYPE_URLS.Cluster, value: bytes(od) }] }, 'v1');
+    expect(warnings.map((w) => w.message).join('\n')).toMatch(/original_dst_lb_config\.use_http_header: accepted but not enforced yet \(.*x-envoy-original-dst-host is not read\)/);
+    // upstream_bind_config: an IP, port 0.
+    const bind = (address: string, port = 0) => bytes({ type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED', upstream_bind_config: { source_address: { address, port_value: port } } });
+    expect(translateCluster(bind('127.0.0.6')).model.sourceAddress).toBe('127.0.0.6');
+    expect(() => translateCluster(bind('localhost'))).toThrow(/upstream_bind_config\.source_address\.address: "localhost" is not an IP address/);
+    expect(() => translateCluster(bind('127.0.0.6', 9))).toThrow(/port_value: only 0/);
   });
 });
 
