@@ -43,7 +43,9 @@ export class RouteTable {
   match(authority: string, method: string, path: string, headers: RequestHeaders, originalDst?: OriginalDestination): RouteModel | null {
     let vh = this.index.select(authority);
     // An inbound table (`*` only) has no address domains: no string is made for it, per request.
-    if (originalDst !== undefined && (vh === null || vh === this.index.wildcard) && this.index.hasExactDomains) vh =  this.index.exact(endpointKey(originalDst.address, originalDst.port)) ?? vh;
+    if (originalDst !== undefined && (vh === null || vh === this.index.wildcard) && this.index.hasExactDomains) {
+      vh = this.index.exact(endpointKey(originalDst.address, originalDst.port)) ?? vh;
+    }
     if (vh === null) return null;
     return matchRoute(vh, method, path, headerSourceOf(headers));
   }

@@ -69,6 +69,7 @@ export class RouteIndex {
   /** `foo.*`: the part before `*`, longest first. */
   private readonly prefixes: Wildcard[] = [];
   private readonly fallback: VirtualHostModel | null = null;
+  private readonly cache = new Map<string, VirtualHostModel | null>();
 
   /** The `*` virtual host, or null. */
   get wildcard(): VirtualHostModel | null {
@@ -83,7 +84,6 @@ export class RouteIndex {
   exact(domain: string): VirtualHostModel | null {
     return this.exactDomains.get(domain) ?? null;
   }
-  private readonly cache = new Map<string, VirtualHostModel | null>();
 
   constructor(readonly config: RouteConfigModel) {
     let fallback: VirtualHostModel | null = null;

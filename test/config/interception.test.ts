@@ -8,9 +8,7 @@ import { compileForNode, nodeInfoFromXdsNode, nodeToXds, type NodeInfo } from '.
 import { checkMeshConfig, parseMeshConfig } from '../../xds/mesh-config.js';
 import { encodeMessage, MESSAGE_NAMES } from '../../src/config/protos.js';
 import { envoyRoot } from './envoy-protos.js';
-import { Writable } from 'node:stream';
-import pino from 'pino';
-import { Proxy } from '../../src/proxy.js';
+import { RouteTable } from '../../src/http/context.js';
 import { TYPE_URLS } from '../../src/config/protos.js';
 
 const MESH = `
@@ -159,6 +157,17 @@ describe('HTTP that no Host names, on an intercepting node', () => {
     // Nodes without interception have no catch-all: an unknown Host stays 404 no_route.
     const plain = compile('ALLOW_ANY', { ...NODE, interception: undefined }).snapshot.routeConfigs.get('outbound')!;
     expect(plain.virtualHosts.some((v) => v.domains.includes('*'))).toBe(false);
+  });
+
+  it('a Host no virtual host names, on an intercepted connection, is matched again as the dialed address', () => {
+    const table = new RouteTable(compile('ALLOW_ANY').snapshot.routeConfigs.get('outbound')!);
+    const to = (host: string, dst?: { address: string; port: number }) => table.match(host, 'GET', '/', {}, dst)?.action.clusters[0]?.name;
+    expect(to('no-such.example', { address: '10.99.1.1', port: 8080 })).toBe('server.default:8080');
+    expect(to('no-such.example', { address: 'fd99:1::1', port: 8080 })).toBe('server.default:8080');
+    // A Host the mesh knows wins over the address; an address it does not know, or no original destination: allow_any.
+    expect(to('client', { address: '10.99.1.1', port: 8080 })).toBe('client.default:8080');
+    expect(to('no-such.example', { address: '192.0.2.9', port: 8080 })).toBe('PassthroughCluster');
+    expect(to('no-such.example')).toBe('PassthroughCluster');
   });
 
   it('translates a direct_response route, and refuses a status outside 200..599 or a body from a file', () => {
