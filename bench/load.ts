@@ -23,6 +23,8 @@ export interface LoadResult {
 }
 
 export interface HttpLoad {
+  /** Where to connect (default 127.0.0.1; a pod address in the interception bench). */
+  address?: string;
   port: number;
   path: string;
   /** Host header (a mesh service name for Pillion). */
@@ -33,10 +35,14 @@ export interface HttpLoad {
   durationSec: number;
 }
 
+function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 /** Closed-loop load with autocannon, `connections` keep-alive connections for `durationSec`. */
 export async function runAutocannon(load: HttpLoad): Promise<LoadResult> {
   const opts: autocannon.Options = {
-    url: `http://127.0.0.1:${load.port}${load.path}`,
+    url: `http://${hostPort(load.address ?? '127.0.0.1', load.port)}${load.path}`,
     connections: load.connections,
     duration: load.durationSec,
     pipelining: 1,
@@ -187,6 +193,8 @@ export function percentile(sorted: readonly number[], q: number): number {
 }
 
 export interface FixedRateLoad {
+  /** Where to connect (default 127.0.0.1). */
+  address?: string;
   port: number;
   path: string;
   host?: string;
@@ -228,7 +236,7 @@ export async function runFixedRate(load: FixedRateLoad): Promise<LoadResult> {
     function fire(record: boolean): void {
       const issued = performance.now();
       const req = request(
-        { host: '127.0.0.1', port: load.port, path: load.path, agent, headers },
+        { host: load.address ?? '127.0.0.1', port: load.port, path: load.path, agent, headers },
         (res) => {
           res.on('data', noop);
           res.on('end', () => {

@@ -153,11 +153,6 @@ export class Proxy implements AdminSource {
   async apply(resources: ResourceSet, version: string): Promise<ApplyResult> {
     const { snapshot, errors, warnings, secrets } = buildSnapshot(resources, version, this.translations);
     errors.push(...transparentListenersRefused(snapshot));
-    // Said when it changes, not at every push.
-    const originalDstWarnings = httpToOriginalDst(snapshot);
-    const key = originalDstWarnings.map((w) => w.message).join('\n');
-    if (key !== this.originalDstWarned) warnings.push(...originalDstWarnings);
-    this.originalDstWarned = key;
     for (const w of warnings) this.logger.warn({ type: w.typeUrl, resource: w.name, warning: w.message }, 'config warning: a value was adjusted, or a setting is not enforced yet');
     if (errors.length > 0) {
       this.metrics.configUpdate('rejected');
@@ -172,8 +167,6 @@ export class Proxy implements AdminSource {
     this.warnMissingSecrets(snapshot);
     return { applied: true, errors };
   }
-
-  private originalDstWarned = '';
 
   /** Names SDS put into the store, so a name SDS stops sending is removed (the CA client's own are left alone). */
   private sdsSecretNames = new Set<string>();
@@ -357,23 +350,3 @@ function transparentListenersRefused(snapshot: ConfigSnapshot): ResourceError[] 
   return errors;
 }
 
-/**
- * HTTP routes to an ORIGINAL_DST cluster (Istio's allow_any virtual host does this) are accepted but not served
- * that way yet: the router has no endpoint to pick and answers 503. Said per route config, with each warning.
- */
-function httpToOriginalDst(snapshot: ConfigSnapshot): { typeUrl: string; name: string; message: string }[] {
-  const out: { typeUrl: string; name: string; message: string }[] = [];
-  for (const rc of snapshot.routeConfigs.values()) {
-    const names = new Set<string>();
-    for (const vh of rc.virtualHosts) {
-      for (const r of vh.routes) for (const c of r.action.clusters) if (snapshot.clusters.get(c.name)?.originalDst === true) names.add(c.name);
-    }
-    if (names.size === 0) continue;
-    out.push({
-      typeUrl: TYPE_URLS.RouteConfiguration,
-      name: rc.name,
-      message: `routes to ORIGINAL_DST cluster(s) ${[...names].join(', ')}: not enforced for HTTP yet (such requests get 503 no_healthy_upstream); TCP through an ORIGINAL_DST cluster works`,
-    });
-  }
-  return out;
-}

@@ -12,7 +12,7 @@ import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer } from '../tls/downstream-peer.js';
 import { readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
-import { originalDstOf } from '../listener/original-dst.js';
+import { originalDstOf, unmapV4 } from '../listener/original-dst.js';
 
 /** Envoy's max_connect_attempts is 1 by default; a sidecar retrying another endpoint is what users expect. */
 const MAX_CONNECT_ATTEMPTS = 3;
@@ -98,7 +98,15 @@ export class TcpSession implements AuthzRequest {
     if (dst === undefined) return this.fail(REASONS.noHealthyUpstream);
     this.attempts++;
     this.passthroughHost = dst.address.includes(':') ? `[${dst.address}]:${dst.port}` : `${dst.address}:${dst.port}`;
-    this.dial(net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true }));
+    const source = this.cluster!.model.sourceAddress;
+    // A connection from our own bind source is our own passthrough redirected back to us: without this, rules
+    // lacking its exemption would make every attempt open another one, for ever.
+    if (source !== undefined && unmapV4(this.downstream.remoteAddress ?? '') === source) return this.fail(REASONS.passthroughLoop);
+    const options = { host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true };
+    // upstream_bind_config (the inbound passthrough's 127.0.0.6): a bind in the other family cannot work.
+    if (source === undefined) this.dial(net.connect(options));
+    else if (source.includes(':') === dst.address.includes(':')) this.dial(net.connect({ ...options, localAddress: source }));
+    else return this.fail(REASONS.connectFailure);
   }
 
   private connectNext(): void {

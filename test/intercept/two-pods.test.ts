@@ -59,7 +59,7 @@ async function startTwoPods(prefix: string, port: number, protocol: 'http' | 'gr
     endpoints: [{ address: ${pods.podV4}, port: 8080 }]
   - name: server
     ports: [{ port: ${port}, protocol: ${protocol} }]
-    endpoints: [{ address: ${pods.peerV4}, port: ${port} }]
+    endpoints: [{ address: ${pods.peerV4}, port: ${port} }, { address: ${pods.peerV6}, port: ${port} }]
     policy: { mtls: STRICT, retries: { attempts: 0 } }
 `,
     );
@@ -116,6 +116,27 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
     const inbound = await serverSidecar.waitForLine((l) => l.path === '/two-pods');
     expect(inbound.downstream_peer_principal).toBe(`${TD}/client`);
     expect(inbound.upstream_cluster).toBe('inbound:8080');
+  });
+
+  it('over IPv6 too: a plain http.get to the server pod\'s IPv6 address crosses both sidecars with mTLS', async () => {
+    const out = pods.pod.run(process.execPath, [PROBE, 'get', `http://[${pods.peerV6}]:8080/two-pods-v6`, '5000']).trim();
+    expect(out.startsWith('200 ')).toBe(true);
+    const seen = JSON.parse(out.slice(4)) as { name: string; headers: Record<string, string> };
+    expect(seen.name).toBe('server');
+    expect(seen.headers['x-forwarded-client-cert']).toContain(`URI=${TD}/client`);
+    const inbound = await serverSidecar.waitForLine((l) => l.path === '/two-pods-v6');
+    expect(inbound).toMatchObject({ downstream_peer_principal: `${TD}/client`, upstream_cluster: 'inbound:8080' });
+    const outbound = await two.clientSidecar.waitForLine((l) => l.path === '/two-pods-v6');
+    // The service has the pod's IPv4 and IPv6 endpoint: the sidecar-to-sidecar hop takes either.
+    expect(outbound.upstream_cluster).toBe('server.default:8080');
+    expect([`${pods.peerV4}:8080`, `[${pods.peerV6}]:8080`]).toContain(outbound.upstream_host);
+  });
+
+  it('the server sidecar\'s metrics count the client\'s requests by its SPIFFE identity', () => {
+    const text = pods.peer.run(process.execPath, ['-e', "fetch('http://127.0.0.1:15000/stats/prometheus').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+    const m = new RegExp(`pillion_downstream_peer_requests_total\\{peer="${TD}/client",protocol="http"\\} (\\d+)`).exec(text);
+    expect(m, text.split('\n').filter((l) => l.includes('peer')).join('\n')).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThanOrEqual(2);
   });
 
   it('the server sidecar (STRICT) refuses a plaintext request made around the client\'s sidecar', () => {
