@@ -104,7 +104,7 @@ export async function runWrk(load: HttpLoad): Promise<LoadResult> {
   const args = [
     '-t1',
     `-c${load.connections}`,
-    `-d${load.durationSec}s`,
+    `-d${Math.max(1, Math.round(load.durationSec))}s`, // wrk takes whole seconds
     '--latency',
     '--timeout',
     '10s',

@@ -321,7 +321,7 @@ async function main(): Promise<void> {
     }
     if (only.has('large') && have('wrk')) {
       log('');
-      await pairs('1 MiB responses MB/s (wrk)', 'largeVsNginx', nginx, (t) => runWrk(httpLoad(t, '/large', LARGE_CONNS, PAIR_SEC)), mbps);
+      await pairs('1 MiB responses MB/s (wrk)', 'largeVsNginx', nginx, (t) => runWrk(httpLoad(t, '/large', LARGE_CONNS, 2)), mbps);
     }
   }
   if (only.has('paired')) {
