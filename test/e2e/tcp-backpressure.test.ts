@@ -176,3 +176,47 @@ describe('TCP proxy backpressure', () => {
     expect(taken).toBeLessThan(MAX_IN_FLIGHT);
   }, 20_000);
 });
+
+describe('TCP proxy idle timeout', () => {
+  it('keeps a connection that only sends, and closes it once it goes quiet', async () => {
+    // A sink that reads and never answers: only the client's bytes (read by the proxy) keep the session alive.
+    const sink = net.createServer((socket) => {
+      socket.on('error', () => socket.destroy());
+      socket.resume();
+    });
+    const sinkPort = await listen(sink);
+    const egress = await freePort();
+    const mesh = `
+services:
+  - name: client
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+    egress: [{ localPort: ${egress}, service: sink, port: 7000 }]
+  - name: sink
+    ports: [{ port: 7000, protocol: tcp }]
+    endpoints: [{ address: 127.0.0.1, port: ${sinkPort} }]
+`;
+    const idleProxy = await startProxy(mesh, { service: 'client', admin: false, tcpProxy: { idle_timeout: { nanos: 400_000_000 } } });
+    try {
+      const socket = net.connect({ port: egress, host: '127.0.0.1' });
+      socket.on('error', () => undefined);
+      socket.resume(); // reads, so the proxy's close shows as 'end' then 'close'
+      let closedAt = 0;
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.on('close', () => (closedAt = performance.now()));
+      // Busy for 1.2 s (three idle timeouts), a byte every 100 ms.
+      for (let i = 0; i < 12; i++) {
+        socket.write('x');
+        await sleep(100);
+      }
+      expect(closedAt).toBe(0);
+      const quietFrom = performance.now();
+      await closed;
+      expect(closedAt - quietFrom).toBeGreaterThanOrEqual(250);
+      expect(closedAt - quietFrom).toBeLessThan(3_000);
+    } finally {
+      await idleProxy.close();
+      await closer(sink)();
+    }
+  }, 20_000);
+});
