@@ -1,14 +1,15 @@
 // One direction of a TCP session without a Buffer allocation per read: the source socket reads (Node's `onread`)
-// into a 64 KiB buffer of the pump's own, written to the destination and reused while the kernel takes each write
-// whole. Node's default read path allocates a fresh 64 KiB buffer per read; their external memory made V8 run a
-// full mark-compact every ~100 ms under a bulk transfer.
+// into a buffer of the pump's own (16 or 64 KiB), written to the destination and reused while the kernel takes
+// each write whole. Node's default read path allocates a fresh 64 KiB buffer per read; their external memory made
+// V8 run a full mark-compact every ~100 ms under a bulk transfer. Relies on how Node 20's net.Socket keeps its
+// onread state (SLOTS below); where that is not found, the session uses pipe() as before.
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 
 /**
  * A session starts reading into 16 KiB (nginx's and HAProxy's per-direction buffer: what an idle connection
- * holds) and moves to 64 KiB, Node's own read size, once a read fills it: bulk transfers ran at ~0.55 × nginx with
- * 16 KiB reads and ~0.9 × with 64 KiB. A read under 4 KiB moves it back.
+ * holds) and moves to 64 KiB, Node's own read size, once a read fills it: in an A/B, bulk transfers ran at
+ * ~0.55 – 0.65 × nginx with 16 KiB reads and ~0.8 – 1.05 × with 64 KiB. A read under 4 KiB moves it back.
  */
 const SMALL_BYTES = 16 * 1024;
 const LARGE_BYTES = 64 * 1024;
