@@ -52,6 +52,8 @@ export interface PillionOptions {
    * the resilient shape the paired and fault cases measure.
    */
   backendPolicy?: string;
+  /** More node flags for the proxy process (`--trace-gc`, for a profile). */
+  nodeArgs?: readonly string[];
 }
 
 /** Retries and outlier detection as a user would turn them on (README's example): what the paired case prices. */
@@ -93,7 +95,7 @@ services:
 `;
   const configPath = join(dir, `${opts.name}.mesh.yaml`);
   writeFileSync(configPath, config);
-  const nodeArgs = [...NODE_FLAGS, ...(opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf] : [])];
+  const nodeArgs = [...NODE_FLAGS, ...(opts.nodeArgs ?? []), ...(opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf] : [])];
   const child = group.spawn({
     name: opts.name,
     command: NODE,
