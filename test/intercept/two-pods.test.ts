@@ -231,6 +231,8 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
     expect(natRules(pods.pod)).toBe(two.rulesBefore.pod);
     expect(natRules(pods.peer)).toBe(two.rulesBefore.peer);
     expect(two.rulesBefore.pod).toContain('-A POSTROUTING -d 192.0.2.1/32 -j RETURN');
+    // And the inbound passthrough's IPv6 source that --apply put on lo is gone.
+    for (const ns of [pods.pod, pods.peer]) expect(ns.run('ip', ['-6', 'addr', 'show', 'dev', 'lo'])).not.toContain('::6/128');
   });
 });
 
