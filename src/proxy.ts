@@ -75,6 +75,7 @@ export class Proxy implements AdminSource {
   /** Extra readiness condition from the config source (the xDS client: first config warm). */
   private readinessGate: (() => boolean) | null = null;
   private draining: Promise<void> | null = null;
+  private inboundDraining: Promise<void> | null = null;
   private versionSource: (() => Record<string, string>) | null = null;
   /** When each accepted resource's current bytes arrived: Envoy's last_updated in /config_dump. */
   private readonly resourceTimes = new ResourceTimes();
@@ -239,7 +240,7 @@ export class Proxy implements AdminSource {
   // --- AdminSource ---
 
   isReady(): boolean {
-    if (!this.warm || this.draining !== null) return false;
+    if (!this.warm || this.draining !== null || this.inboundDraining !== null) return false;
     if (this.readinessGate !== null && !this.readinessGate()) return false;
     for (const listener of this.current.listeners.values()) {
       if (listener.tcp !== undefined && !this.clusterManager.has(listener.tcp.cluster)) return false;
@@ -248,7 +249,7 @@ export class Proxy implements AdminSource {
   }
 
   state(): ServerState {
-    if (this.draining !== null) return 'DRAINING';
+    if (this.draining !== null || this.inboundDraining !== null) return 'DRAINING';
     if (this.isReady()) return 'LIVE';
     // Envoy: PRE_INITIALIZING until cluster initialization starts. A config source that gates readiness (xDS)
     // has started fetching; a local file has not been applied yet.
@@ -314,11 +315,23 @@ export class Proxy implements AdminSource {
     return setLevel(this.logger, level);
   }
 
-  /** Stops accepting, lets requests in flight finish (up to the drain timeout), then closes upstream pools. */
-  drain(): Promise<void> {
+  /**
+   * Stops accepting, lets requests in flight finish (up to the drain timeout). Inbound only: the outbound listeners
+   * keep accepting and serving until a full drain (SIGTERM).
+   */
+  drain(options: { inboundOnly?: boolean } = {}): Promise<void> {
+    const timeout = this.options.drainTimeoutMs ?? 20_000;
+    if (options.inboundOnly === true) {
+      if (this.draining !== null) return this.draining;
+      if (this.inboundDraining === null) {
+        this.logger.info('draining inbound listeners (outbound ones keep serving)');
+        this.inboundDraining = this.listenerManager.drain(timeout, 'inbound');
+      }
+      return this.inboundDraining;
+    }
     if (this.draining === null) {
       this.logger.info('draining');
-      this.draining = this.listenerManager.drain(this.options.drainTimeoutMs ?? 20_000);
+      this.draining = this.listenerManager.drain(timeout);
     }
     return this.draining;
   }

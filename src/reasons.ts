@@ -48,7 +48,7 @@ export const REASONS = {
   peerIdentity: reason('peer_identity', 503, 14, 'UF', 'the upstream proved an identity the destination service may not have'),
   tlsNotReady: reason('tls_not_ready', 503, 14, 'UF', 'no mTLS certificate or trust bundle for this upstream yet (never sent in plaintext)'),
   // Transparent interception.
-  passthroughLoop: reason('passthrough_loop', 502, 14, 'UF', 'the inbound passthrough came back to itself: the pod\'s rules lack the 127.0.0.6 exemption (run pillion iptables --apply again)'),
+  passthroughLoop: reason('passthrough_loop', 502, 14, 'UF', 'the inbound passthrough came back to itself: the pod\'s rules lack the 127.0.0.6 / ::6 exemption (run pillion iptables --apply again)'),
 } as const;
 
 export type ReasonKey = keyof typeof REASONS;

@@ -880,6 +880,8 @@ export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
  * lo before anything else (src/intercept/iptables-rules.ts), so dialing the pod's own address does not loop back.
  */
 export const INBOUND_PASSTHROUGH_SOURCE = '127.0.0.6';
+/** The IPv6 one (Istio's `::6`), which `pillion iptables --apply` puts on lo. */
+export const INBOUND_PASSTHROUGH_SOURCE_V6 = '::6';
 /** The default of the mesh's protocolDetectionTimeout (see MeshConfig). */
 export const PROTOCOL_DETECTION_TIMEOUT_MS = 1_000;
 
@@ -903,7 +905,8 @@ function boundedSniff(mesh: MeshConfig, listener: Record<string, unknown>): Reco
  * the pod's service and its app port (bind_to_port false, `inbound|PORT`), each with that port's protocol
  * handling, mTLS and authorization, to the app at 127.0.0.1:PORT (cluster `inbound:PORT`; the proxy's own
  * connections to 127.0.0.1 are never redirected). A port the service does not declare is passed through as TCP
- * to the original destination from 127.0.0.6 (cluster InboundPassthroughCluster, Istio's), under the same mTLS.
+ * to the original destination from 127.0.0.6 or ::6 (cluster InboundPassthroughCluster, Istio's), under the same
+ * mTLS.
  */
 function interceptingInbound(
   mesh: MeshConfig,
@@ -928,7 +931,10 @@ function interceptingInbound(
       type: 'ORIGINAL_DST',
       lb_policy: 'CLUSTER_PROVIDED',
       connect_timeout,
-      upstream_bind_config: { source_address: { address: INBOUND_PASSTHROUGH_SOURCE, port_value: 0 } },
+      upstream_bind_config: {
+        source_address: { address: INBOUND_PASSTHROUGH_SOURCE, port_value: 0 },
+        extra_source_addresses: [{ address: { address: INBOUND_PASSTHROUGH_SOURCE_V6, port_value: 0 } }],
+      },
     },
   ];
   listeners.push(

@@ -10,8 +10,9 @@ export const WAIT_READY_USAGE = `usage: pillion wait-ready [--admin-port 15000] 
 
 export const DRAIN_USAGE = `usage: pillion drain [--admin-port 15000] [--delay 5s]
   Waits --delay (the endpoints controller takes the pod out of Services meanwhile), then asks the sidecar to drain
-  (POST /drain: stop accepting, finish requests in flight). The SIGTERM that follows a preStop hook then exits it
-  once the drain is done (at most 20 s).`;
+  its inbound listeners (POST /drain?inboundonly: no new connections from other pods, HTTP/1 responses say
+  connection: close, HTTP/2 gets GOAWAY, requests in flight finish). Outbound keeps serving the app, which may still
+  call out while it shuts down. The SIGTERM that follows a preStop hook drains the rest and exits (at most 20 s).`;
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
 
@@ -80,8 +81,8 @@ export async function runDrainCommand(argv: string[]): Promise<void> {
   const { port, ms } = parse(argv, DRAIN_USAGE, 'delay', '5s');
   await new Promise((r) => setTimeout(r, ms));
   try {
-    const r = await request('POST', port, '/drain');
-    if (r.status !== 202) throw new Error(`POST /drain answered ${r.status} ${r.body}`);
+    const r = await request('POST', port, '/drain?inboundonly');
+    if (r.status !== 202) throw new Error(`POST /drain?inboundonly answered ${r.status} ${r.body}`);
   } catch (err) {
     // Not fatal to the pod: SIGTERM drains the sidecar anyway.
     process.stderr.write(`pillion drain: could not start the drain on 127.0.0.1:${port}: ${(err as Error).message}; SIGTERM will drain\n`);

@@ -137,14 +137,28 @@ function commonLb(common: Plain | undefined): { healthyPanicThreshold?: number; 
   return out;
 }
 
-/** upstream_bind_config: an IP to connect from (its port must be 0: one fixed source port would serialize connects). */
-function bindSource(b: Plain | undefined): string | undefined {
+/**
+ * upstream_bind_config: the IPs to connect from, one per family at most (source_address, then
+ * extra_source_addresses of the other family); ports must be 0: one fixed source port would serialize connects.
+ */
+function bindSources(b: Plain | undefined): string[] | undefined {
   if (b === undefined || b === null) return undefined;
-  const a = b.source_address as Plain | undefined;
-  if (a === undefined || a === null) invalid('upstream_bind_config.source_address: missing');
-  if (isIP(String(a.address ?? '')) === 0) invalid(`upstream_bind_config.source_address.address: "${String(a.address ?? '')}" is not an IP address`);
-  if ((a.port_value ?? 0) !== 0) invalid('upstream_bind_config.source_address.port_value: only 0 (any port) is supported');
-  return String(a.address);
+  const one = (a: Plain | undefined, field: string): string => {
+    if (a === undefined || a === null) invalid(`${field}: missing`);
+    if (isIP(String(a.address ?? '')) === 0) invalid(`${field}.address: "${String(a.address ?? '')}" is not an IP address`);
+    if ((a.port_value ?? 0) !== 0) invalid(`${field}.port_value: only 0 (any port) is supported`);
+    return String(a.address);
+  };
+  const sources = [one(b.source_address as Plain | undefined, 'upstream_bind_config.source_address')];
+  const extra = (b.extra_source_addresses ?? []) as Plain[];
+  extra.forEach((e, i) => {
+    const field = `upstream_bind_config.extra_source_addresses[${i}].address`;
+    const s = one(e.address as Plain | undefined, field);
+    // Envoy's rule: one source per family, so the upstream's family picks it.
+    if (sources.some((x) => isIP(x) === isIP(s))) invalid(`${field}: a source address of this IP family is already given`);
+    sources.push(s);
+  });
+  return sources;
 }
 
 /** Decode and validate a Cluster resource; throws ResourceInvalid with the field at fault. */
@@ -196,7 +210,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
   const staticFactor = type === 'STATIC' ? overprovisioningFactorOf(c.load_assignment, 'load_assignment.policy') : undefined;
   const hc = healthCheckOf(c.health_checks, c.name);
   const tls = upstreamTls(c.transport_socket, 'transport_socket');
-  const sourceAddress = bindSource(c.upstream_bind_config);
+  const sourceAddresses = bindSources(c.upstream_bind_config);
   const od0 = c.original_dst_lb_config as Plain | undefined;
   if (od0 !== undefined && od0 !== null) {
     // The host comes from the connection's original destination only: a header any client can set is not read.
@@ -226,7 +240,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
     ...(staticFactor !== undefined ? { overprovisioningFactor: staticFactor } : {}),
     ...(tls ? { tls } : {}),
     ...(originalDst ? { originalDst } : {}),
-    ...(sourceAddress !== undefined ? { sourceAddress } : {}),
+    ...(sourceAddresses !== undefined ? { sourceAddresses } : {}),
   };
   return edsServiceName !== undefined ? { model, edsServiceName } : { model };
 }

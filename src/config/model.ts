@@ -367,10 +367,11 @@ export interface ClusterModel {
    */
   readonly originalDst?: boolean;
   /**
-   * Cluster upstream_bind_config.source_address: the local address its connections are made from (Istio's
-   * inbound passthrough dials from 127.0.0.6, which the pod's iptables rules let through unredirected).
+   * Cluster upstream_bind_config (source_address, extra_source_addresses): the local addresses its connections
+   * are made from, at most one per IP family, the upstream's family picks (Istio's inbound passthrough dials from
+   * 127.0.0.6 or ::6, which the pod's iptables rules let through unredirected).
    */
-  readonly sourceAddress?: string;
+  readonly sourceAddresses?: readonly string[];
 }
 
 /** Everything a proxy runs from, at one version. */

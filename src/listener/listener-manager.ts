@@ -320,10 +320,20 @@ class ActiveListener implements TcpContext, TerminatorOwner {
     return { name: this.model.name, address: this.model.address, port: this.model.bindToPort ? this.boundPort : this.model.port, direction: this.model.direction };
   }
 
-  /** Stops accepting, lets requests in flight finish, and resolves when the last connection closes. */
-  async drain(timeoutMs: number): Promise<void> {
+  private drained: Promise<void> | null = null;
+
+  /**
+   * Stops accepting, lets requests in flight finish, and resolves when the last connection closes. Idempotent: an
+   * inbound-only drain followed by the full one drains this listener once.
+   */
+  drain(timeoutMs: number): Promise<void> {
+    this.drained ??= this.drainOnce(timeoutMs);
+    return this.drained;
+  }
+
+  private async drainOnce(timeoutMs: number): Promise<void> {
     this.draining = true;
-    this.server.close();
+    if (this.server.listening) this.server.close();
     this.http?.drain();
     if (this.sockets.size === 0) return;
     await new Promise<void>((resolve) => {
@@ -466,6 +476,11 @@ export class ListenerManager {
       }
       const listener = new ActiveListener(model, this.deps, this);
       this.active.set(name, listener);
+      if (this.drainScope === 'all' || (this.drainScope === 'inbound' && model.direction === 'inbound')) {
+        // A config change while draining (an inbound-only drain leaves xDS running) must not reopen the door.
+        listener.drain(0).catch((err: unknown) => this.drainFailed(name, err));
+        continue;
+      }
       // Reached only by hand-off from a use_original_dst listener (Envoy's bind_to_port false).
       if (!model.bindToPort) continue;
       binds.push(
@@ -500,8 +515,18 @@ export class ListenerManager {
     return [...this.active.values()].map((l) => l.status());
   }
 
-  async drain(timeoutMs: number): Promise<void> {
-    await Promise.all([...this.active.values()].map((l) => l.drain(timeoutMs)));
+  /** What drain has covered so far: nothing, the inbound listeners, or all. */
+  private drainScope: 'none' | 'inbound' | 'all' = 'none';
+
+  /**
+   * Drains the listeners of `scope`. Inbound only (the preStop drain, Envoy's /drain_listeners?inboundonly): no new
+   * connections from other pods while the outbound listeners keep serving the app, which may still call out while
+   * it shuts down.
+   */
+  async drain(timeoutMs: number, scope: 'inbound' | 'all' = 'all'): Promise<void> {
+    if (this.drainScope !== 'all') this.drainScope = scope;
+    const listeners = [...this.active.values()].filter((l) => scope === 'all' || l.model.direction === 'inbound');
+    await Promise.all(listeners.map((l) => l.drain(timeoutMs)));
   }
 
   destroy(): void {

@@ -104,15 +104,18 @@ export class TcpSession implements AuthzRequest {
     if (dst === undefined) return this.fail(REASONS.noHealthyUpstream);
     this.attempts++;
     this.passthroughHost = dst.address.includes(':') ? `[${dst.address}]:${dst.port}` : `${dst.address}:${dst.port}`;
-    const source = this.cluster!.model.sourceAddress;
+    const sources = this.cluster!.model.sourceAddresses;
     // A connection from our own bind source is our own passthrough redirected back to us: without this, rules
     // lacking its exemption would make every attempt open another one, for ever.
-    if (source !== undefined && unmapV4(this.downstream.remoteAddress ?? '') === source) return this.fail(REASONS.passthroughLoop);
+    if (sources !== undefined && sources.includes(unmapV4(this.downstream.remoteAddress ?? ''))) return this.fail(REASONS.passthroughLoop);
     const options = { host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true };
-    // upstream_bind_config (the inbound passthrough's 127.0.0.6): a bind in the other family cannot work.
-    if (source === undefined) this.dial(net.connect(options));
-    else if (source.includes(':') === dst.address.includes(':')) this.dial(net.connect({ ...options, localAddress: source }));
-    else return this.fail(REASONS.connectFailure);
+    if (sources === undefined) return this.dial(net.connect(options));
+    // upstream_bind_config (the inbound passthrough's 127.0.0.6 / ::6): the source of the destination's family;
+    // with none, a bind in the other family cannot work.
+    const v6 = dst.address.includes(':');
+    const source = sources.find((s) => s.includes(':') === v6);
+    if (source === undefined) return this.fail(REASONS.connectFailure);
+    this.dial(net.connect({ ...options, localAddress: source }));
   }
 
   private connectNext(): void {

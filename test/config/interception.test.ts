@@ -82,7 +82,7 @@ describe('transparent interception in the compiled config', () => {
     const inbound = snapshot.listeners.get('inbound')!;
     expect(inbound).toMatchObject({ address: '::', port: 15006, useOriginalDst: true, bindToPort: true, direction: 'inbound' });
     expect(inbound.tcp?.cluster).toBe('InboundPassthroughCluster');
-    expect(snapshot.clusters.get('InboundPassthroughCluster')).toMatchObject({ originalDst: true, sourceAddress: '127.0.0.6' });
+    expect(snapshot.clusters.get('InboundPassthroughCluster')).toMatchObject({ originalDst: true, sourceAddresses: ['127.0.0.6', '::6'] });
     const ports = [...snapshot.listeners.values()].filter((l) => !l.bindToPort && l.direction === 'inbound');
     expect(ports.map((l) => l.name).sort()).toEqual(['inbound|7000', 'inbound|8080', 'inbound|9100']);
     expect(snapshot.listeners.get('inbound|8080')!.http).toBeDefined();
@@ -118,7 +118,10 @@ describe('transparent interception in the compiled config', () => {
     expect(passthrough.type).toBe('ORIGINAL_DST');
     expect(passthrough.lb_policy).toBe('CLUSTER_PROVIDED');
     const inboundPassthrough = Cluster.toObject(Cluster.decode(resources.clusters.find((r) => r.name === 'InboundPassthroughCluster')!.value), { enums: String });
-    expect(inboundPassthrough.upstream_bind_config).toEqual({ source_address: { address: '127.0.0.6', port_value: 0 } });
+    expect(inboundPassthrough.upstream_bind_config).toEqual({
+      source_address: { address: '127.0.0.6', port_value: 0 },
+      extra_source_addresses: [{ address: { address: '::6', port_value: 0 } }],
+    });
     // The intercepting outbound sniffs HTTP and has a TCP fallback: the bounded wait, as Istio writes it.
     expect(Number(outbound.listener_filters_timeout.seconds)).toBe(1);
     expect(outbound.continue_on_listener_filters_timeout).toBe(true);
@@ -140,9 +143,17 @@ describe('transparent interception in the compiled config', () => {
     expect(warnings.map((w) => w.message).join('\n')).toMatch(/original_dst_lb_config\.use_http_header: accepted but not enforced yet \(.*x-envoy-original-dst-host is not read\)/);
     // upstream_bind_config: an IP, port 0.
     const bind = (address: string, port = 0) => bytes({ type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED', upstream_bind_config: { source_address: { address, port_value: port } } });
-    expect(translateCluster(bind('127.0.0.6')).model.sourceAddress).toBe('127.0.0.6');
+    expect(translateCluster(bind('127.0.0.6')).model.sourceAddresses).toEqual(['127.0.0.6']);
     expect(() => translateCluster(bind('localhost'))).toThrow(/upstream_bind_config\.source_address\.address: "localhost" is not an IP address/);
     expect(() => translateCluster(bind('127.0.0.6', 9))).toThrow(/port_value: only 0/);
+    // extra_source_addresses: one per other family (Envoy's rule), the upstream's family picks.
+    const extra = (...addresses: string[]) =>
+      bytes({
+        type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED',
+        upstream_bind_config: { source_address: { address: '127.0.0.6' }, extra_source_addresses: addresses.map((address) => ({ address: { address } })) },
+      });
+    expect(translateCluster(extra('::6')).model.sourceAddresses).toEqual(['127.0.0.6', '::6']);
+    expect(() => translateCluster(extra('127.0.0.7'))).toThrow(/extra_source_addresses\[0\]\.address: a source address of this IP family is already given/);
   });
 });
 
