@@ -23,6 +23,8 @@ export interface LoadResult {
 }
 
 export interface HttpLoad {
+  /** Where to connect (default 127.0.0.1; a pod address in the interception bench). */
+  address?: string;
   port: number;
   path: string;
   /** Host header (a mesh service name for Pillion). */
@@ -33,10 +35,14 @@ export interface HttpLoad {
   durationSec: number;
 }
 
+function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 /** Closed-loop load with autocannon, `connections` keep-alive connections for `durationSec`. */
 export async function runAutocannon(load: HttpLoad): Promise<LoadResult> {
   const opts: autocannon.Options = {
-    url: `http://127.0.0.1:${load.port}${load.path}`,
+    url: `http://${hostPort(load.address ?? '127.0.0.1', load.port)}${load.path}`,
     connections: load.connections,
     duration: load.durationSec,
     pipelining: 1,
@@ -104,7 +110,7 @@ export async function runWrk(load: HttpLoad): Promise<LoadResult> {
   const args = [
     '-t1',
     `-c${load.connections}`,
-    `-d${load.durationSec}s`,
+    `-d${Math.max(1, Math.round(load.durationSec))}s`, // wrk takes whole seconds
     '--latency',
     '--timeout',
     '10s',
@@ -190,6 +196,8 @@ export function percentile(sorted: readonly number[], q: number): number {
 }
 
 export interface FixedRateLoad {
+  /** Where to connect (default 127.0.0.1). */
+  address?: string;
   port: number;
   path: string;
   host?: string;
@@ -231,7 +239,7 @@ export async function runFixedRate(load: FixedRateLoad): Promise<LoadResult> {
     function fire(record: boolean): void {
       const issued = performance.now();
       const req = request(
-        { host: '127.0.0.1', port: load.port, path: load.path, agent, headers },
+        { host: load.address ?? '127.0.0.1', port: load.port, path: load.path, agent, headers },
         (res) => {
           res.on('data', noop);
           res.on('end', () => {
@@ -330,4 +338,56 @@ export async function runTcpStream(load: TcpLoad): Promise<LoadResult> {
   const elapsed = (performance.now() - start) / 1000;
   if (acked !== load.connections * load.bytesPerConnection) errors += 1;
   return { rps: NaN, p50: NaN, p99: NaN, mbps: acked / elapsed / 1e6, requests: load.connections, errors, non2xx: 0, tool: 'tcp-stream' };
+}
+
+export interface TcpConnectLoad {
+  port: number;
+  /** Connections open at once; each worker opens the next as its last one closes. */
+  concurrency: number;
+  durationSec: number;
+}
+
+const CONNECT_PAYLOAD = Buffer.from('ping');
+/** Hard bound on connections per run, whatever the machine's speed. */
+const MAX_CONNECTIONS_PER_RUN = 200_000;
+
+/**
+ * Connection setup rate: each connection sends 4 bytes, half-closes, reads the sink's `ok 4` and closes, so a
+ * connection counts only once the whole exchange went through the proxy both ways. rps = connections per second;
+ * p50/p99 = ms from connect() to close.
+ */
+export async function runTcpConnections(load: TcpConnectLoad): Promise<LoadResult> {
+  const start = performance.now();
+  const deadline = start + load.durationSec * 1000;
+  const times: number[] = [];
+  let errors = 0;
+  let started = 0;
+  const one = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const t0 = performance.now();
+      let reply = '';
+      let failed = false;
+      const sock = connect({ host: '127.0.0.1', port: load.port, allowHalfOpen: true });
+      sock.setEncoding('utf8');
+      sock.once('connect', () => sock.end(CONNECT_PAYLOAD));
+      sock.on('data', (d: string) => (reply += d));
+      sock.on('end', () => sock.destroy());
+      sock.on('error', () => (failed = true));
+      sock.on('close', () => {
+        if (failed || !reply.startsWith('ok 4')) errors++;
+        else times.push(performance.now() - t0);
+        resolve();
+      });
+    });
+  const worker = async (): Promise<void> => {
+    while (performance.now() < deadline && started < MAX_CONNECTIONS_PER_RUN) {
+      started++;
+      await one();
+    }
+  };
+  await Promise.all(Array.from({ length: load.concurrency }, worker));
+  const elapsed = (performance.now() - start) / 1000;
+  times.sort((a, b) => a - b);
+  const pct = (p: number): number => (times.length === 0 ? NaN : times[Math.min(times.length - 1, Math.floor(times.length * p))]!);
+  return { rps: times.length / elapsed, p50: pct(0.5), p99: pct(0.99), mbps: NaN, requests: times.length, errors, non2xx: 0, tool: 'tcp-connect' };
 }

@@ -8,6 +8,7 @@
 // The CA and the keys are made with openssl at bench time in a temp dir and removed at the end.
 import { createSecureContext, connect as tlsConnect, type PeerCertificate, type SecureContext } from 'node:tls';
 import { connect as netConnect, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { httpGet, sleep, type ChildGroup } from '../src/cli/children.js';
 // The test CA is the one the mTLS tests use: openssl in a temp dir, SPIFFE URI SANs, nothing in the repository.
 import { TestCa, type IssuedCert } from '../test/tls/test-ca.js';
@@ -61,6 +62,12 @@ export interface MtlsRow {
   clientCompleted?: number;
   /** TLS connections Pillion's server sidecar accepted during the measure (its metrics). */
   serverCounted?: number;
+  /**
+   * Throughput measures, Pillion: CPU time of both sidecars per request (µs) or per MB (ms), medians of each side,
+   * and per pair plaintext's ÷ mTLS's: the throughput ratio the two would have if the sidecars had the cores to
+   * themselves, which the per-pair throughput ratio only approaches when nothing else runs on the machine.
+   */
+  cpu?: { tls: number; plain: number; perPair: number[] };
 }
 
 export interface MtlsProxyResult {
@@ -81,7 +88,8 @@ export async function runMtlsCase(
   group: ChildGroup,
   dir: string,
   backend: BackendPorts,
-  opts: { quick: boolean; haveNginx: boolean; haveWrk: boolean; log: Log },
+  /** cpuProf: a directory for --cpu-prof profiles of the four sidecars (<chain>-client/-server.cpuprofile). */
+  opts: { quick: boolean; haveNginx: boolean; haveWrk: boolean; log: Log; cpuProf?: string },
 ): Promise<MtlsOutcome> {
   const { log } = opts;
   const params = opts.quick ? MTLS_QUICK : MTLS_FULL;
@@ -100,8 +108,8 @@ export async function runMtlsCase(
 
     const chains: Array<{ proxy: string; tls: SidecarChain; plain: SidecarChain }> = [];
     try {
-      const tls = await startPillionChain(group, dir, backend, 'pillion-mtls', identities);
-      const plain = await startPillionChain(group, dir, backend, 'pillion-plain');
+      const tls = await startPillionChain(group, dir, backend, 'pillion-mtls', identities, opts.cpuProf);
+      const plain = await startPillionChain(group, dir, backend, 'pillion-plain', undefined, opts.cpuProf);
       log(`pillion chains: mTLS outbound ${tls.client.httpPort} → inbound ${tls.serverPort}; plaintext outbound ${plain.client.httpPort} → inbound ${plain.serverPort}`);
       chains.push({ proxy: 'Pillion', tls, plain });
     } catch (err) {
@@ -137,19 +145,19 @@ export async function runMtlsCase(
       measure: Measure;
       label: string;
       unit: string;
-      run: (c: SidecarChain) => Promise<{ value: number; errors: number; count?: number }>;
+      run: (c: SidecarChain) => Promise<{ value: number; errors: number; count?: number; cpu?: number }>;
     }> = [
       {
         measure: 'small',
         label: `small responses, req/s (${tool}, ${SMALL_CONNS} conns)`,
         unit: 'req/s',
-        run: async (c) => fromLoad(await closedLoop(http(c, '/small', SMALL_CONNS, params.wrkSec)), (r) => r.rps),
+        run: (c) => withCpu(c, 1e3, async () => fromLoad(await closedLoop(http(c, '/small', SMALL_CONNS, params.wrkSec)), (r) => r.rps), params.wrkSec),
       },
       {
         measure: 'large',
         label: `1 MiB responses, MB/s (${tool}, ${LARGE_CONNS} conns)`,
         unit: 'MB/s',
-        run: async (c) => fromLoad(await closedLoop(http(c, '/large', LARGE_CONNS, params.wrkSec)), (r) => r.mbps),
+        run: (c) => withCpu(c, 1, async () => fromLoad(await closedLoop(http(c, '/large', LARGE_CONNS, params.wrkSec)), (r) => r.mbps), params.wrkSec),
       },
       {
         measure: 'p99',
@@ -198,11 +206,19 @@ export async function runMtlsCase(
           errors: pairs.reduce((a, [t, p]) => a + t.errors + p.errors, 0),
         };
         if (m.measure === 'connect') row.clientCompleted = pairs.reduce((a, [t]) => a + (t.count ?? 0), 0);
+        const cpuPairs = pairs.filter(([t, p]) => t.cpu !== undefined && p.cpu !== undefined && t.cpu > 0);
+        if (cpuPairs.length > 0) {
+          row.cpu = {
+            tls: median(cpuPairs.map(([t]) => t.cpu!)),
+            plain: median(cpuPairs.map(([, p]) => p.cpu!)),
+            perPair: cpuPairs.map(([t, p]) => p.cpu! / t.cpu!),
+          };
+        }
         if (before !== undefined && after !== undefined) row.serverCounted = after - before;
         rows.push(row);
         const digits = m.measure === 'p99' ? 3 : 0;
         log(
-          `  ${m.measure.padEnd(8)} mTLS ${fmt(row.tls, digits)} ${m.unit}, plaintext ${fmt(row.plain, digits)} ${m.unit}; per pair ${m.measure === 'p99' ? 'mTLS − plaintext, ms' : 'mTLS ÷ plaintext'}: ${perPair.map((v) => fmt(v, m.measure === 'p99' ? 3 : 2)).join(' ')}${row.errors > 0 ? `; errors ${row.errors}` : ''}${row.serverCounted !== undefined ? `; TLS connections the server sidecar accepted: ${row.serverCounted}${row.clientCompleted !== undefined ? ` (the loop completed ${row.clientCompleted})` : ''}` : ''}`,
+          `  ${m.measure.padEnd(8)} mTLS ${fmt(row.tls, digits)} ${m.unit}, plaintext ${fmt(row.plain, digits)} ${m.unit}; per pair ${m.measure === 'p99' ? 'mTLS − plaintext, ms' : 'mTLS ÷ plaintext'}: ${perPair.map((v) => fmt(v, m.measure === 'p99' ? 3 : 2)).join(' ')}${row.errors > 0 ? `; errors ${row.errors}` : ''}${row.cpu !== undefined ? `; sidecars' CPU per ${m.measure === 'small' ? 'request mTLS ' + fmt(row.cpu.tls, 1) + ' µs, plaintext ' + fmt(row.cpu.plain, 1) + ' µs' : 'MB mTLS ' + fmt(row.cpu.tls, 2) + ' ms, plaintext ' + fmt(row.cpu.plain, 2) + ' ms'}, per pair plaintext ÷ mTLS: ${row.cpu.perPair.map((v) => fmt(v, 2)).join(' ')}` : ''}${row.serverCounted !== undefined ? `; TLS connections the server sidecar accepted: ${row.serverCounted}${row.clientCompleted !== undefined ? ` (the loop completed ${row.clientCompleted})` : ''}` : ''}`,
         );
       }
       results.push({ proxy: c.proxy, rows });
@@ -221,7 +237,7 @@ export async function runMtlsCase(
       v,
       '>=',
       TARGET_RATIO,
-      `Pillion mTLS ÷ plaintext, median of ${p?.perPair.length ?? 0} pairs ${fmt(v)} (${rangeOf(p?.perPair ?? [])}); ${fmt(p?.tls ?? NaN, 0)} vs ${fmt(p?.plain ?? NaN, 0)} ${p?.unit ?? ''}; nginx proxy_ssl ÷ plaintext ${fmt(n && n.perPair.length > 0 ? median(n.perPair) : NaN)}`,
+      `Pillion mTLS ÷ plaintext, median of ${p?.perPair.length ?? 0} pairs ${fmt(v)} (${rangeOf(p?.perPair ?? [])}); ${fmt(p?.tls ?? NaN, 0)} vs ${fmt(p?.plain ?? NaN, 0)} ${p?.unit ?? ''}; nginx proxy_ssl ÷ plaintext ${fmt(n && n.perPair.length > 0 ? median(n.perPair) : NaN)}${p?.cpu ? `; Pillion sidecars' CPU per unit, plaintext ÷ mTLS ${fmt(median(p.cpu.perPair))} (${rangeOf(p.cpu.perPair)})` : ''}`,
     );
   };
   const checks = [
@@ -251,6 +267,15 @@ export function mtlsTable(outcome: MtlsOutcome): string {
     };
     lines.push(`| ${m.label} | ${abs(pr, 'tls')} | ${abs(pr, 'plain')} | ${cmp(pr)} | ${abs(nr, 'tls')} | ${abs(nr, 'plain')} | ${cmp(nr)} |`);
   }
+  for (const m of measures) {
+    const c = p?.rows.find((r) => r.measure === m.measure)?.cpu;
+    if (c === undefined) continue;
+    const unit = m.measure === 'small' ? 'µs per request' : 'ms per MB';
+    lines.push('');
+    lines.push(
+      `Pillion's two sidecars' CPU, ${m.measure === 'small' ? 'small responses' : '1 MiB responses'}: mTLS ${fmt(c.tls, m.measure === 'small' ? 1 : 2)}, plaintext ${fmt(c.plain, m.measure === 'small' ? 1 : 2)} ${unit}; plaintext ÷ mTLS ${fmt(median(c.perPair))} (${rangeOf(c.perPair)}).`,
+    );
+  }
   return lines.join('\n');
 }
 
@@ -259,6 +284,34 @@ export function mtlsErrorLines(outcome: MtlsOutcome): string[] {
   const out: string[] = [];
   for (const r of outcome.results) for (const row of r.rows) if (row.errors > 0) out.push(`${r.proxy} ${row.measure}: ${row.errors} errors/non-2xx/failed connections over all runs`);
   return out;
+}
+
+/** Linux's USER_HZ: /proc/PID/stat counts CPU time in these ticks. */
+const CLOCK_TICKS_PER_SEC = 100;
+
+/** User + system CPU of a chain's Pillion processes so far, ms; undefined for nginx or when /proc says nothing. */
+function chainCpuMs(c: SidecarChain): number | undefined {
+  if (c.pids === undefined) return undefined;
+  let ms = 0;
+  for (const pid of c.pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ms += ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SEC;
+    } catch {
+      return undefined;
+    }
+  }
+  return ms;
+}
+
+/** Runs a throughput measure and adds the sidecars' CPU per unit (value × seconds units; `scale` ms → shown unit). */
+async function withCpu(c: SidecarChain, scale: number, run: () => Promise<{ value: number; errors: number }>, seconds: number): Promise<{ value: number; errors: number; cpu?: number }> {
+  const before = chainCpuMs(c);
+  const r = await run();
+  const after = chainCpuMs(c);
+  if (before === undefined || after === undefined || !(r.value > 0)) return r;
+  return { ...r, cpu: ((after - before) * scale) / (r.value * seconds) };
 }
 
 function fromLoad(r: LoadResult, pick: (r: LoadResult) => number): { value: number; errors: number } {

@@ -52,6 +52,8 @@ export interface PillionOptions {
    * the resilient shape the paired and fault cases measure.
    */
   backendPolicy?: string;
+  /** More node flags for the proxy process (`--trace-gc`, for a profile). */
+  nodeArgs?: readonly string[];
 }
 
 /** Retries and outlier detection as a user would turn them on (README's example): what the paired case prices. */
@@ -93,7 +95,7 @@ services:
 `;
   const configPath = join(dir, `${opts.name}.mesh.yaml`);
   writeFileSync(configPath, config);
-  const nodeArgs = [...NODE_FLAGS, ...(opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf] : [])];
+  const nodeArgs = [...NODE_FLAGS, ...(opts.nodeArgs ?? []), ...(opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProf] : [])];
   const child = group.spawn({
     name: opts.name,
     command: NODE,
@@ -270,6 +272,8 @@ export interface SidecarChain {
   serverPort: number;
   /** Pillion's server sidecar admin port, for its handshake counters (nginx has none). */
   serverAdminPort?: number;
+  /** Pillion's two processes (client sidecar, server sidecar), for their CPU time; nginx's are not tracked. */
+  pids?: number[];
   tls: boolean;
 }
 
@@ -284,6 +288,7 @@ export async function startPillionChain(
   backend: BackendPorts,
   name: string,
   identities?: { client: IdentityFiles; server: IdentityFiles },
+  cpuProf?: string,
 ): Promise<SidecarChain> {
   const [serverInbound, unusedPort] = await freePorts(2);
   const mode = identities ? 'STRICT' : 'DISABLE';
@@ -311,6 +316,7 @@ services:
       command: NODE,
       args: [
         ...NODE_FLAGS,
+        ...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf, '--cpu-prof-name', `${name}-${role}.cpuprofile`] : []),
         resolveFromHere(import.meta.url, '../src/cli/main.js'),
         'proxy',
         '--config',
@@ -344,7 +350,9 @@ services:
   const [serverAdmin, clientAdmin] = await Promise.all([ready(server), ready(client)]);
   const target: Target = { name, httpPort: outbound.port as number, host: 'backend:8080', adminPort: clientAdmin, child: client };
   if (client.pid !== undefined) target.pid = client.pid;
-  return { client: target, serverPort: serverInbound, serverAdminPort: serverAdmin, tls: identities !== undefined };
+  const chain: SidecarChain = { client: target, serverPort: serverInbound, serverAdminPort: serverAdmin, tls: identities !== undefined };
+  if (client.pid !== undefined && server.pid !== undefined) chain.pids = [client.pid, server.pid];
+  return chain;
 }
 
 /**

@@ -123,7 +123,8 @@ export interface TargetCheck {
 }
 
 export function checkLine(c: TargetCheck): string {
-  return `${c.status.padEnd(4)}  ${c.name}: ${c.detail}`;
+  const verdict = c.status === 'PASS' ? 'target met' : c.status === 'FAIL' ? 'target not met' : 'not measured';
+  return `${c.status.padEnd(4)}  ${c.name} (${verdict}): ${c.detail}`;
 }
 
 /** Compares `value op limit`; SKIP when the value could not be measured. */

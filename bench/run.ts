@@ -20,7 +20,7 @@ import { readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
 import { benchChildGroup } from './child-group.js';
 import { FAULT_RUNS, FAULT_TIMELINE, FAULT_TIMELINE_QUICK, faultTable, runFault, type FaultResult } from './fault.js';
 import { GRPC_MESSAGE_BYTES, GRPC_UNARY_PATH, grpcUnaryH2loadArgs, runGrpcStream, type GrpcStreamLoad } from './grpc-load.js';
-import { runAutocannon, runFixedRate, runH2load, runTcpStream, runWrk, type H2Load, type LoadResult } from './load.js';
+import { runAutocannon, runFixedRate, runH2load, runTcpConnections, runTcpStream, runWrk, type H2Load, type LoadResult } from './load.js';
 import { mtlsErrorLines, mtlsTable, runMtlsCase, type MtlsOutcome } from './mtls.js';
 import {
   NGINX_STREAM_MODULE,
@@ -102,6 +102,9 @@ const SMALL_CONNS = 50;
 const LARGE_CONNS = 8;
 const RATE = 2000;
 const TCP_CONNS = 4;
+/** Connection-rate load: connections open at once, and seconds per run. */
+const TCP_SETUP_CONCURRENCY = 16;
+const TCP_SETUP_SEC = quick ? 1 : 2;
 /**
  * Paired runs for the two ratio targets: back-to-back short runs of Pillion and the other target, the order
  * alternating. This machine's speed swings by 2× within tens of seconds, which a 6-target round cycle cannot
@@ -291,7 +294,12 @@ async function main(): Promise<void> {
     await runCase(
       { name: 'tcp', title: `TCP stream, ${TCP_CONNS} connections × ${P.tcpBytes >> 20} MiB to a sink`, metric: 'mbps' },
       targets.filter((t) => t.tcpPort !== undefined),
-      (t) => runTcpStream({ port: t.tcpPort as number, connections: TCP_CONNS, bytesPerConnection: P.tcpBytes, timeoutSec: quick ? 30 : 60 }),
+      (t) => tcpStream(t),
+    );
+    await runCase(
+      { name: 'tcp-setup', title: `TCP connection setup, ${TCP_SETUP_CONCURRENCY} at once, 4 B each way, ${TCP_SETUP_SEC} s per round (rps = connections/s)`, metric: 'rps' },
+      targets.filter((t) => t.tcpPort !== undefined),
+      (t) => tcpSetup(t),
     );
   }
 
@@ -302,10 +310,40 @@ async function main(): Promise<void> {
     resilientThroughput: [] as number[],
     resilientVsNginx: [] as number[],
     resilientVsPlain: [] as number[],
+    tcpVsNginx: [] as number[],
+    tcpVsHaproxy: [] as number[],
+    tcpSetupVsNginx: [] as number[],
+    tcpSetupVsHaproxy: [] as number[],
+    largeVsNginx: [] as number[],
     h2VsHaproxy: [] as number[],
     grpcUnaryVsHaproxy: [] as number[],
     grpcStreamVsHaproxy: [] as number[],
   };
+  // The TCP and 1 MiB targets are ratios to nginx: judged on pairs, like the small-response ones.
+  {
+    const pillion = targets.find((t) => t.name === 'pillion');
+    const nginx = targets.find((t) => t.name === 'nginx');
+    const haproxy = targets.find((t) => t.name === 'haproxy');
+    const mbps = (a: LoadResult, b: LoadResult): number => a.mbps / b.mbps;
+    const rps = (a: LoadResult, b: LoadResult): number => a.rps / b.rps;
+    const pairs = async (what: string, key: keyof typeof pairedRuns, other: Target | undefined, run: (t: Target) => Promise<LoadResult>, ratio: typeof mbps): Promise<void> => {
+      if (!pillion || !other || (other.tcpPort === undefined && what.startsWith('TCP'))) return;
+      log(`running paired ${what}: ${PAIRS} × (pillion, ${other.name}) back to back, order alternating`);
+      pairedRuns[key] = await paired(pillion, other, run, ratio);
+      log(`  Pillion ÷ ${other.name} per pair: ${pairedRuns[key].map((v) => fmt(v)).join(' ')}`);
+    };
+    if (only.has('tcp')) {
+      log('');
+      await pairs('TCP stream MB/s', 'tcpVsNginx', nginx, tcpStream, mbps);
+      await pairs('TCP stream MB/s', 'tcpVsHaproxy', haproxy, tcpStream, mbps);
+      await pairs('TCP connections/s', 'tcpSetupVsNginx', nginx, tcpSetup, rps);
+      await pairs('TCP connections/s', 'tcpSetupVsHaproxy', haproxy, tcpSetup, rps);
+    }
+    if (only.has('large') && have('wrk')) {
+      log('');
+      await pairs('1 MiB responses MB/s (wrk)', 'largeVsNginx', nginx, (t) => runWrk(httpLoad(t, '/large', LARGE_CONNS, 2)), mbps);
+    }
+  }
   {
     const pillion = targets.find((t) => t.name === 'pillion');
     const haproxy = targets.find((t) => t.name === 'haproxy' && t.h2Port !== undefined);
@@ -398,7 +436,7 @@ async function main(): Promise<void> {
     log('');
     if (!have('wrk')) log('mtls: wrk unavailable, autocannon instead (it saturates near 30k req/s here)');
     try {
-      mtls = await runMtlsCase(group, dir, backend.ports, { quick, haveNginx: have('nginx'), haveWrk: have('wrk'), log });
+      mtls = await runMtlsCase(group, dir, backend.ports, { quick, haveNginx: have('nginx'), haveWrk: have('wrk'), log, ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) });
       skipped.push(...mtls.skipped);
     } catch (err) {
       // openssl missing, or the CA could not be made: the other cases' results still get reported.
@@ -510,6 +548,19 @@ async function main(): Promise<void> {
       `${pairedSummary(pairedRuns.vsNginx, 2, '')}small case: ${fmt(pSmall?.rps ?? NaN, 0)} / ${fmt(ngSmall?.rps ?? NaN, 0)} req/s = ${fmt(pSmall && ngSmall ? pSmall.rps / ngSmall.rps : NaN)}`,
     ),
   );
+  const pairedCheck = (name: string, values: readonly number[], limit: number, c: string, t: string, metric: 'mbps' | 'rps'): void => {
+    const p = get(c, 'pillion');
+    const o = get(c, t);
+    const fromRounds = p && o ? p[metric] / o[metric] : NaN;
+    checks.push(check(name, values.length > 0 ? median(values) : fromRounds, '>=', limit, `${pairedSummary(values, 2, '')}${c} case: ${fmt(p?.[metric] ?? NaN, 0)} / ${fmt(o?.[metric] ?? NaN, 0)} = ${fmt(fromRounds)}`));
+  };
+  if (only.has('tcp')) {
+    pairedCheck('TCP stream MB/s ≥ 0.9 × nginx (stream proxy)', pairedRuns.tcpVsNginx, 0.9, 'tcp', 'nginx', 'mbps');
+    pairedCheck('TCP stream MB/s ≥ 0.9 × HAProxy (mode tcp), for reference', pairedRuns.tcpVsHaproxy, 0.9, 'tcp', 'haproxy', 'mbps');
+    pairedCheck('TCP connection setup/s ≥ 0.9 × nginx, for reference', pairedRuns.tcpSetupVsNginx, 0.9, 'tcp-setup', 'nginx', 'rps');
+    pairedCheck('TCP connection setup/s ≥ 0.9 × HAProxy, for reference', pairedRuns.tcpSetupVsHaproxy, 0.9, 'tcp-setup', 'haproxy', 'rps');
+  }
+  if (only.has('large')) pairedCheck('1 MiB responses MB/s ≥ 1.0 × nginx', pairedRuns.largeVsNginx, 1.0, 'large', 'nginx', 'mbps');
   // HTTP/2 and gRPC against HAProxy (h2 on both sides): paired medians, else the round medians.
   const h2Check = (label: string, pairs: readonly number[], caseName: string): void => {
     const p = get(caseName, 'pillion');
@@ -609,6 +660,14 @@ const traceHeaders = flags['trace-headers'] === undefined ? undefined : TRACE_HE
 if (flags['trace-headers'] !== undefined && traceHeaders === undefined) {
   process.stderr.write(`unknown --trace-headers "${flags['trace-headers']}" (known: w3c, b3)\n`);
   process.exit(2);
+}
+
+function tcpStream(t: Target): Promise<LoadResult> {
+  return runTcpStream({ port: t.tcpPort as number, connections: TCP_CONNS, bytesPerConnection: P.tcpBytes, timeoutSec: quick ? 30 : 60 });
+}
+
+function tcpSetup(t: Target): Promise<LoadResult> {
+  return runTcpConnections({ port: t.tcpPort as number, concurrency: TCP_SETUP_CONCURRENCY, durationSec: TCP_SETUP_SEC });
 }
 
 function httpLoad(t: Target, path: string, connections: number, durationSec: number) {

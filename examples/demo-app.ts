@@ -1,7 +1,8 @@
 // The small service the demo mesh runs: one instance per process. It answers with who it is, can fail a
 // share of requests with 503 (--fail-rate) or answer late (--delay-ms), can speak HTTP/2 cleartext instead of
 // HTTP/1.1 (--h2), and can call other services through its sidecar's outbound port by Host
-// header (--via PORT --call backend:8080/work ...), the way an app in a mesh does.
+// header (--via PORT --call backend:8080/work ...), the way an app in a mesh does. Without --via it dials
+// backend:8080 itself, as an app behind transparent interception does (examples/kubernetes).
 //
 //   node dist/examples/demo-app.js --name backend-2 --port 0 --fail-rate 0.3
 //   node dist/examples/demo-app.js --name frontend-1 --port 0 --via 15001 --call backend:8080/work --call inventory:8080/items
@@ -28,7 +29,7 @@ const failRate = Number(values['fail-rate']);
 const delayMs = Number(values['delay-ms']);
 const viaPort = values.via ? Number(values.via) : undefined;
 const callTimeoutMs = Number(values['call-timeout-ms']);
-/** `host:port/path` → Host header and path, sent to 127.0.0.1:viaPort. */
+/** `host:port/path` → Host header and path, sent to 127.0.0.1:viaPort (or, without --via, to host:port itself). */
 const calls = (values.call ?? []).map((c) => {
   const slash = c.indexOf('/');
   return { host: slash < 0 ? c : c.slice(0, slash), path: slash < 0 ? '/' : c.slice(slash) };
@@ -48,7 +49,8 @@ function callUpstream(host: string, path: string, requestId: string | undefined)
     const headers: Record<string, string> = { host };
     // Propagating the request id lets the sidecars' access logs be joined across hops.
     if (requestId) headers['x-request-id'] = requestId;
-    const req = request({ host: '127.0.0.1', port: viaPort, path, agent, headers }, (res) => {
+    const [dialHost, dialPort] = viaPort !== undefined ? ['127.0.0.1', viaPort] : [host.replace(/:\d+$/, ''), Number(/:(\d+)$/.exec(host)?.[1] ?? 80)];
+    const req = request({ host: dialHost, port: dialPort, path, agent, headers }, (res) => {
       res.resume();
       res.on('end', () => resolve({ host, status: res.statusCode ?? 0, ms: performance.now() - started }));
       res.on('error', (err) => resolve({ host, status: 0, ms: performance.now() - started, error: err.message }));
@@ -73,7 +75,7 @@ async function handle(req: AnyReq, res: AnyRes): Promise<void> {
   if (req.url === '/healthz') return send(res, 200, { ok: true, name });
   if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
   if (failRate > 0 && Math.random() < failRate) return send(res, 503, { name, error: 'flaky instance failed this request' });
-  if (calls.length === 0 || viaPort === undefined) return send(res, 200, { name, path: req.url });
+  if (calls.length === 0) return send(res, 200, { name, path: req.url });
   const rid = req.headers['x-request-id'];
   const results = await Promise.all(calls.map((c) => callUpstream(c.host, c.path, typeof rid === 'string' ? rid : undefined)));
   const failed = results.filter((r) => r.status < 200 || r.status >= 300);

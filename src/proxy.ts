@@ -75,6 +75,7 @@ export class Proxy implements AdminSource {
   /** Extra readiness condition from the config source (the xDS client: first config warm). */
   private readinessGate: (() => boolean) | null = null;
   private draining: Promise<void> | null = null;
+  private inboundDraining: Promise<void> | null = null;
   private versionSource: (() => Record<string, string>) | null = null;
   /** When each accepted resource's current bytes arrived: Envoy's last_updated in /config_dump. */
   private readonly resourceTimes = new ResourceTimes();
@@ -89,7 +90,11 @@ export class Proxy implements AdminSource {
       (direction, reason) => this.metrics.tlsHandshakeFailures.inc({ direction, reason }),
       this.logger,
     );
-    const tls = { contexts: this.tlsContexts, failures: this.handshakeFailures };
+    const tls = {
+      contexts: this.tlsContexts,
+      failures: this.handshakeFailures,
+      handshakes: (cluster: string, resumed: boolean) => this.metrics.upstreamTlsHandshakes.inc({ cluster, session: resumed ? 'resumed' : 'full' }),
+    };
     this.clusterManager = new ClusterManager((name) => this.stats.clusterSink(name), Math.random, tls);
     this.listenerManager = new ListenerManager({
       config: this,
@@ -149,11 +154,6 @@ export class Proxy implements AdminSource {
   async apply(resources: ResourceSet, version: string): Promise<ApplyResult> {
     const { snapshot, errors, warnings, secrets } = buildSnapshot(resources, version, this.translations);
     errors.push(...transparentListenersRefused(snapshot));
-    // Said when it changes, not at every push.
-    const originalDstWarnings = httpToOriginalDst(snapshot);
-    const key = originalDstWarnings.map((w) => w.message).join('\n');
-    if (key !== this.originalDstWarned) warnings.push(...originalDstWarnings);
-    this.originalDstWarned = key;
     for (const w of warnings) this.logger.warn({ type: w.typeUrl, resource: w.name, warning: w.message }, 'config warning: a value was adjusted, or a setting is not enforced yet');
     if (errors.length > 0) {
       this.metrics.configUpdate('rejected');
@@ -168,8 +168,6 @@ export class Proxy implements AdminSource {
     this.warnMissingSecrets(snapshot);
     return { applied: true, errors };
   }
-
-  private originalDstWarned = '';
 
   /** Names SDS put into the store, so a name SDS stops sending is removed (the CA client's own are left alone). */
   private sdsSecretNames = new Set<string>();
@@ -242,7 +240,7 @@ export class Proxy implements AdminSource {
   // --- AdminSource ---
 
   isReady(): boolean {
-    if (!this.warm || this.draining !== null) return false;
+    if (!this.warm || this.draining !== null || this.inboundDraining !== null) return false;
     if (this.readinessGate !== null && !this.readinessGate()) return false;
     for (const listener of this.current.listeners.values()) {
       if (listener.tcp !== undefined && !this.clusterManager.has(listener.tcp.cluster)) return false;
@@ -251,7 +249,7 @@ export class Proxy implements AdminSource {
   }
 
   state(): ServerState {
-    if (this.draining !== null) return 'DRAINING';
+    if (this.draining !== null || this.inboundDraining !== null) return 'DRAINING';
     if (this.isReady()) return 'LIVE';
     // Envoy: PRE_INITIALIZING until cluster initialization starts. A config source that gates readiness (xDS)
     // has started fetching; a local file has not been applied yet.
@@ -317,11 +315,23 @@ export class Proxy implements AdminSource {
     return setLevel(this.logger, level);
   }
 
-  /** Stops accepting, lets requests in flight finish (up to the drain timeout), then closes upstream pools. */
-  drain(): Promise<void> {
+  /**
+   * Stops accepting, lets requests in flight finish (up to the drain timeout). Inbound only: the outbound listeners
+   * keep accepting and serving until a full drain (SIGTERM).
+   */
+  drain(options: { inboundOnly?: boolean } = {}): Promise<void> {
+    const timeout = this.options.drainTimeoutMs ?? 20_000;
+    if (options.inboundOnly === true) {
+      if (this.draining !== null) return this.draining;
+      if (this.inboundDraining === null) {
+        this.logger.info('draining inbound listeners (outbound ones keep serving)');
+        this.inboundDraining = this.listenerManager.drain(timeout, 'inbound');
+      }
+      return this.inboundDraining;
+    }
     if (this.draining === null) {
       this.logger.info('draining');
-      this.draining = this.listenerManager.drain(this.options.drainTimeoutMs ?? 20_000);
+      this.draining = this.listenerManager.drain(timeout);
     }
     return this.draining;
   }
@@ -353,23 +363,3 @@ function transparentListenersRefused(snapshot: ConfigSnapshot): ResourceError[] 
   return errors;
 }
 
-/**
- * HTTP routes to an ORIGINAL_DST cluster (Istio's allow_any virtual host does this) are accepted but not served
- * that way yet: the router has no endpoint to pick and answers 503. Said per route config, with each warning.
- */
-function httpToOriginalDst(snapshot: ConfigSnapshot): { typeUrl: string; name: string; message: string }[] {
-  const out: { typeUrl: string; name: string; message: string }[] = [];
-  for (const rc of snapshot.routeConfigs.values()) {
-    const names = new Set<string>();
-    for (const vh of rc.virtualHosts) {
-      for (const r of vh.routes) for (const c of r.action.clusters) if (snapshot.clusters.get(c.name)?.originalDst === true) names.add(c.name);
-    }
-    if (names.size === 0) continue;
-    out.push({
-      typeUrl: TYPE_URLS.RouteConfiguration,
-      name: rc.name,
-      message: `routes to ORIGINAL_DST cluster(s) ${[...names].join(', ')}: not enforced for HTTP yet (such requests get 503 no_healthy_upstream); TCP through an ORIGINAL_DST cluster works`,
-    });
-  }
-  return out;
-}

@@ -47,11 +47,27 @@ export const REASONS = {
   // mTLS to the upstream (Envoy reports both as UF with an upstream_transport_failure_reason).
   peerIdentity: reason('peer_identity', 503, 14, 'UF', 'the upstream proved an identity the destination service may not have'),
   tlsNotReady: reason('tls_not_ready', 503, 14, 'UF', 'no mTLS certificate or trust bundle for this upstream yet (never sent in plaintext)'),
+  // Transparent interception.
+  passthroughLoop: reason('passthrough_loop', 502, 14, 'UF', 'the inbound passthrough came back to itself: the pod\'s rules lack the 127.0.0.6 / ::6 exemption (run pillion iptables --apply again)'),
 } as const;
 
 export type ReasonKey = keyof typeof REASONS;
 
 const faultAborts = new Map<number, Reason>();
+const directResponses = new Map<number, Reason>();
+
+/**
+ * The reply of a route's direct_response (Istio's REGISTRY_ONLY block_all route: 502): its status, and its body
+ * from the config as the whole body (the reason's message is empty). No Envoy response flag.
+ */
+export function directResponse(httpStatus: number): Reason {
+  let r = directResponses.get(httpStatus);
+  if (r === undefined) {
+    r = reason('direct_response', httpStatus, httpStatus === 502 || httpStatus === 503 || httpStatus === 504 ? 14 : 2, '-', '');
+    directResponses.set(httpStatus, r);
+  }
+  return r;
+}
 const rateLimits = new Map<number, Reason>();
 
 /** The reply of a fault-injected abort (envoy.filters.http.fault): its configured HTTP or gRPC status, flag FI. */

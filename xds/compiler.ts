@@ -579,6 +579,7 @@ class Index {
 }
 
 interface SharedResources {
+  readonly mesh: MeshConfig;
   readonly index: Index;
   /** The outbound route table's virtual hosts, each encoded as a RouteConfiguration fragment (see outboundRoutes). */
   readonly virtualHosts: readonly VirtualHostFragments[];
@@ -651,6 +652,7 @@ function sharedResources(mesh: MeshConfig): SharedResources {
   }
   encodedByService = encodedNow;
   const shared: SharedResources = {
+    mesh,
     index,
     virtualHosts,
     routesByNamespace: new Map(),
@@ -693,6 +695,30 @@ export function compileProxylessClusters(mesh: MeshConfig): readonly XdsResource
 const OUTBOUND_ROUTES_HEAD = encodeMessage(MESSAGE_NAMES.RouteConfiguration, { name: 'outbound' });
 
 /**
+ * Intercepting nodes' catch-all virtual hosts for HTTP that no Host (nor the dialed address) names, as Istio's:
+ * `allow_any` proxies it as HTTP to the connection's original destination (PassthroughCluster, ORIGINAL_DST);
+ * `block_all` (REGISTRY_ONLY) answers 502 with the reason in the body.
+ */
+const ALLOW_ANY_VHOST = encodeMessage(MESSAGE_NAMES.RouteConfiguration, {
+  virtual_hosts: [{ name: 'allow_any', domains: ['*'], routes: [{ name: 'allow_any', match: { prefix: '/' }, route: { cluster: 'PassthroughCluster', timeout: { seconds: 0, nanos: 0 } } }] }],
+});
+const BLOCK_ALL_VHOST = encodeMessage(MESSAGE_NAMES.RouteConfiguration, {
+  virtual_hosts: [
+    {
+      name: 'block_all',
+      domains: ['*'],
+      routes: [
+        {
+          name: 'block_all',
+          match: { prefix: '/' },
+          direct_response: { status: 502, body: { inline_string: 'outbound traffic to an address outside the mesh is refused: outboundTrafficPolicy is REGISTRY_ONLY' } },
+        },
+      ],
+    },
+  ],
+});
+
+/**
  * The outbound route table as a node of `namespace` sees it. Protobuf concatenation is a merge that appends
  * repeated fields, and protobufjs writes fields in number order, so the name followed by each virtual host's
  * fragment is the very bytes encoding the whole table would give: each virtual host is encoded twice per compile
@@ -707,7 +733,10 @@ function outboundRoutes(shared: SharedResources, namespace: string, intercepting
   let routes = shared.routesByNamespace.get(key);
   if (routes === undefined) {
     const parts = [OUTBOUND_ROUTES_HEAD, ...shared.virtualHosts.map((v) => (v.namespace === ns ? v.local : v.remote))];
-    if (intercepting) for (const v of shared.virtualHosts) if (v.addresses !== null) parts.push(v.addresses);
+    if (intercepting) {
+      for (const v of shared.virtualHosts) if (v.addresses !== null) parts.push(v.addresses);
+      parts.push(shared.mesh.outboundTrafficPolicy?.mode === 'REGISTRY_ONLY' ? BLOCK_ALL_VHOST : ALLOW_ANY_VHOST);
+    }
     const value = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
     for (const p of parts) {
@@ -758,7 +787,11 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
         protocolListener(name, '127.0.0.1', e.localPort, port.protocol, 'OUTBOUND', clusterName(e.service, e.namespace, e.port), target.policy.timeoutMs),
       );
     }
-    if (node.appPort !== undefined) {
+    if (node.appPort !== undefined && intercepting) {
+      const inbound = interceptingInbound(mesh, own, node, mtls);
+      listeners.push(...inbound.listeners);
+      clusters.push(...inbound.clusters);
+    } else if (node.appPort !== undefined) {
       const protocol = own.ports[0]!.protocol;
       const name = `inbound:${node.appPort}`;
       const inbound: Record<string, unknown> = {
@@ -790,7 +823,7 @@ export function compileForNode(mesh: MeshConfig, node: NodeInfo): XdsResources {
   }
 
   return {
-    listeners: [...listeners.map(encoder(MESSAGE_NAMES.Listener, TYPE_URLS.Listener)), ...(intercepting ? interceptListeners(mesh) : [])],
+    listeners: [...listeners.map((l) => boundedSniff(mesh, l)).map(encoder(MESSAGE_NAMES.Listener, TYPE_URLS.Listener)), ...(intercepting ? interceptListeners(mesh) : [])],
     routes: [...outboundRoutes(shared, node.namespace, intercepting)],
     clusters: [...(mtls ? mtlsClusters(mesh, shared) : shared.clusters), ...clusters.map(encoder(MESSAGE_NAMES.Cluster, TYPE_URLS.Cluster))],
     endpoints: [...shared.endpoints],
@@ -840,6 +873,96 @@ function interceptingOutbound(mesh: MeshConfig, port: number): Record<string, un
   };
 }
 
+/** Istio's name for inbound traffic to a port the pod's service does not declare. */
+export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
+/**
+ * Where the inbound passthrough connects from (Istio's): the pod's rules return connections from this source on
+ * lo before anything else (src/intercept/iptables-rules.ts), so dialing the pod's own address does not loop back.
+ */
+export const INBOUND_PASSTHROUGH_SOURCE = '127.0.0.6';
+/** The IPv6 one (Istio's `::6`), which `pillion iptables --apply` puts on lo. */
+export const INBOUND_PASSTHROUGH_SOURCE_V6 = '::6';
+/** The default of the mesh's protocolDetectionTimeout (see MeshConfig). */
+export const PROTOCOL_DETECTION_TIMEOUT_MS = 1_000;
+
+/**
+ * A listener that sniffs (listener_filters) and has a TCP chain gets the mesh's protocolDetectionTimeout with
+ * continue_on_listener_filters_timeout, as Istio writes it: a client that stays silent (a server-first
+ * protocol) is TCP after that wait, never stalled or closed.
+ */
+function boundedSniff(mesh: MeshConfig, listener: Record<string, unknown>): Record<string, unknown> {
+  if (listener.listener_filters === undefined) return listener;
+  type Chain = { filters?: { name?: string }[] };
+  const chains = [...((listener.filter_chains ?? []) as Chain[]), ...(listener.default_filter_chain ? [listener.default_filter_chain as Chain] : [])];
+  if (!chains.some((c) => (c.filters ?? []).some((f) => f.name === TCP_FILTER))) return listener;
+  const ms = mesh.protocolDetectionTimeoutMs ?? PROTOCOL_DETECTION_TIMEOUT_MS;
+  return { ...listener, listener_filters_timeout: duration(ms), continue_on_listener_filters_timeout: true };
+}
+
+/**
+ * The inbound side of an intercepting node: the inbound listener on `[::]:inboundPort` takes every redirected
+ * connection (use_original_dst) and hands it to the listener of its original destination port, one per port of
+ * the pod's service and its app port (bind_to_port false, `inbound|PORT`), each with that port's protocol
+ * handling, mTLS and authorization, to the app at 127.0.0.1:PORT (cluster `inbound:PORT`; the proxy's own
+ * connections to 127.0.0.1 are never redirected). A port the service does not declare is passed through as TCP
+ * to the original destination from 127.0.0.6 or ::6 (cluster InboundPassthroughCluster, Istio's), under the same
+ * mTLS.
+ */
+function interceptingInbound(
+  mesh: MeshConfig,
+  own: ServiceConfig,
+  node: NodeInfo,
+  mtls: boolean,
+): { listeners: Record<string, unknown>[]; clusters: Record<string, unknown>[] } {
+  const connect_timeout = duration(own.policy.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs);
+  const rateLimit = own.policy.rateLimit;
+  const httpFilters = [...inboundAuthFilters(mesh, own), ...(rateLimit ? [rateLimitFilter(rateLimit)] : [])];
+  const networkFilters = inboundNetworkFilters(mesh, own);
+  const mode = own.policy.mtls;
+  const secure = (l: Record<string, unknown>): Record<string, unknown> => (mtls && mode !== 'DISABLE' ? withInboundMtls(l, mode) : l);
+  const ports = new Map<number, PortProtocol>();
+  for (const p of own.ports) ports.set(p.port, p.protocol);
+  // The app port serves the service's first port when no port has its number (service port 80, app on 8080).
+  if (!ports.has(node.appPort!)) ports.set(node.appPort!, own.ports[0]!.protocol);
+  const listeners: Record<string, unknown>[] = [];
+  const clusters: Record<string, unknown>[] = [
+    {
+      name: INBOUND_PASSTHROUGH_CLUSTER,
+      type: 'ORIGINAL_DST',
+      lb_policy: 'CLUSTER_PROVIDED',
+      connect_timeout,
+      upstream_bind_config: {
+        source_address: { address: INBOUND_PASSTHROUGH_SOURCE, port_value: 0 },
+        extra_source_addresses: [{ address: { address: INBOUND_PASSTHROUGH_SOURCE_V6, port_value: 0 } }],
+      },
+    },
+  ];
+  listeners.push(
+    secure({
+      name: 'inbound',
+      address: socketAddress('::', node.inboundPort),
+      traffic_direction: 'INBOUND',
+      use_original_dst: { value: true },
+      filter_chains: [{ name: `inbound/${INBOUND_PASSTHROUGH_CLUSTER}`, filters: [...networkFilters, tcpFilter('inbound', INBOUND_PASSTHROUGH_CLUSTER)] }],
+    }),
+  );
+  for (const [port, protocol] of ports) {
+    if (port === node.inboundPort || port === node.outboundPort) continue;
+    const cluster = `inbound:${port}`;
+    const c: Record<string, unknown> = {
+      name: cluster,
+      type: 'STATIC',
+      connect_timeout,
+      load_assignment: { cluster_name: cluster, endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress('127.0.0.1', port) }, health_status: 'HEALTHY' }] }] },
+    };
+    if (isHttp2(protocol)) c.typed_extension_protocol_options = { [HTTP_OPTIONS_KEY]: anyField(MESSAGE_NAMES.HttpProtocolOptions, { explicit_http_config: { http2_protocol_options: {} } }) };
+    clusters.push(c);
+    const l = protocolListener(`inbound|${port}`, '::', port, protocol, 'INBOUND', cluster, 0, httpFilters, networkFilters);
+    listeners.push(secure({ ...l, bind_to_port: { value: false } }));
+  }
+  return { listeners, clusters };
+}
+
 const interceptListenersByMesh = new WeakMap<MeshConfig, readonly XdsResource[]>();
 
 /**
@@ -878,7 +1001,7 @@ function interceptListeners(mesh: MeshConfig): readonly XdsResource[] {
       }
     }
   }
-  const encoded = out.map(encoder(MESSAGE_NAMES.Listener, TYPE_URLS.Listener));
+  const encoded = out.map((l) => boundedSniff(mesh, l)).map(encoder(MESSAGE_NAMES.Listener, TYPE_URLS.Listener));
   interceptListenersByMesh.set(mesh, encoded);
   return encoded;
 }

@@ -45,6 +45,12 @@ export interface MeshConfig {
   readonly services: readonly ServiceConfig[];
   /** Default ALLOW_ANY (Istio's default). */
   readonly outboundTrafficPolicy?: { readonly mode: OutboundTrafficMode };
+  /**
+   * Istio's meshConfig.protocolDetectionTimeout: how long a listener that sniffs (an `auto` port, a PERMISSIVE
+   * inbound, an intercepted outbound) waits for a client's first bytes before taking the connection as TCP, so a
+   * server-first protocol (MySQL, SMTP) is never stalled. Default 1 s; 0 waits for the client for ever.
+   */
+  readonly protocolDetectionTimeoutMs?: number;
 }
 
 export interface ServiceConfig {
@@ -413,7 +419,7 @@ interface RawRef {
 /** Validate a raw YAML value (already parsed) as a mesh config; problems are returned, not thrown. */
 export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: { path: Path; message: string }[]; omitted?: number } {
   const c = new Checker();
-  const root = c.obj(raw, [], ['trustDomain', 'services', 'outboundTrafficPolicy']);
+  const root = c.obj(raw, [], ['trustDomain', 'services', 'outboundTrafficPolicy', 'protocolDetectionTimeout']);
   if (!root) return failed(c);
   const trustDomain = root.trustDomain === undefined ? 'cluster.local' : c.str(root.trustDomain, ['trustDomain']);
   let outboundTrafficPolicy: MeshConfig['outboundTrafficPolicy'];
@@ -422,6 +428,7 @@ export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: 
     const mode = o ? c.oneOf<OutboundTrafficMode>(o.mode, ['outboundTrafficPolicy', 'mode'], ['ALLOW_ANY', 'REGISTRY_ONLY']) : undefined;
     if (mode !== undefined) outboundTrafficPolicy = { mode };
   }
+  const protocolDetectionTimeoutMs = root.protocolDetectionTimeout === undefined ? undefined : c.duration(root.protocolDetectionTimeout, ['protocolDetectionTimeout']);
   const rawServices = c.list(root.services ?? [], ['services']) ?? [];
   const services: ServiceConfig[] = [];
   // References are checked once every service is known (a route may name a service defined later).
@@ -484,7 +491,7 @@ export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: 
     });
   });
   if (c.count > 0) return failed(c);
-  return { config: definedOnly({ trustDomain, services: resolved, outboundTrafficPolicy }), problems: [] };
+  return { config: definedOnly({ trustDomain, services: resolved, outboundTrafficPolicy, protocolDetectionTimeoutMs }), problems: [] };
 }
 
 function checkService(c: Checker, raw: unknown, path: Path, refs: RawRef[]): ServiceConfig | undefined {

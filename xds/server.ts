@@ -277,7 +277,8 @@ export interface ControlServerOptions {
    * The mesh CA (xds/ca/): with it, a second port serves ADS over TLS and the certificate service. The CSR service
    * is on that port only, as Istio serves it: a bootstrap token must not cross the network in plaintext.
    */
-  readonly ca?: { readonly dir: string; readonly securePort: number; readonly certTtlMs: number };
+  /** serverNames: extra DNS names/IPs in the TLS port's certificate (the Service name proxies dial in Kubernetes). */
+  readonly ca?: { readonly dir: string; readonly securePort: number; readonly certTtlMs: number; readonly serverNames?: readonly string[] };
 }
 
 export interface ControlLimits extends SubscriptionLimits {
@@ -782,6 +783,7 @@ async function startSecurePort(control: Control, host: string, ca: NonNullable<C
     registry: control.metrics.registry,
     logger: control.logger,
     listenHost: host,
+    serverNames: ca.serverNames ?? [],
   });
   const server = adsServer(control);
   server.addService(certificateService().service, meshCa.service.handlers());

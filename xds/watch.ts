@@ -1,5 +1,5 @@
 // Watches the mesh config file and reports each settled edit as a validated MeshConfig or a MeshConfigError.
-import { watch, type FSWatcher } from 'node:fs';
+import { lstatSync, watch, type FSWatcher } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { MESH_FILE_MAX_BYTES, MeshConfigError, meshFileTooLarge, parseMeshConfig, type MeshConfig } from './mesh-config.js';
@@ -73,7 +73,10 @@ export interface ConfigWatcherOptions {
 /**
  * Watches the file's directory rather than the file: editors that save by writing a new file and renaming it
  * over the old one (vim, many IDEs, `kubectl`'s ConfigMap symlink swap) replace the inode, and a watch on the
- * old inode would go silent. Events for other names in the directory are ignored.
+ * old inode would go silent. Events for other names in the directory are ignored, unless the file is a symlink:
+ * a Kubernetes ConfigMap volume's `mesh.yaml` links to `..data/mesh.yaml`, and an update renames `..data` (the
+ * event names `..data`, never `mesh.yaml`). A read whose text has not changed reports nothing, so the extra reads
+ * that other names cause are harmless.
  */
 export class ConfigWatcher {
   private readonly file: string;
@@ -93,9 +96,15 @@ export class ConfigWatcher {
   }
 
   start(): void {
+    let symlink = false;
+    try {
+      symlink = lstatSync(this.file).isSymbolicLink();
+    } catch {
+      // Missing now: its creation is an event for its own name.
+    }
     this.watcher = watch(dirname(this.file), { persistent: false }, (_event, filename) => {
       // filename may be null on some platforms: then any event in the directory may be ours.
-      if (filename !== null && filename !== undefined && filename.toString() !== this.name) return;
+      if (!symlink && filename !== null && filename !== undefined && filename.toString() !== this.name) return;
       this.schedule();
     });
     this.watcher.on('error', (err) => this.opts.onWatchError?.(err));

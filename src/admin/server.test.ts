@@ -12,6 +12,7 @@ class FakeSource implements AdminSource {
   ready = false;
   level = 'info';
   drains = 0;
+  inboundOnlyDrains = 0;
   readonly startedAtMs = Date.now() - 12_345;
   isReady(): boolean {
     return this.ready;
@@ -49,8 +50,9 @@ class FakeSource implements AdminSource {
     this.level = level;
     return true;
   }
-  drain(): Promise<void> {
+  drain(options?: { inboundOnly?: boolean }): Promise<void> {
     this.drains++;
+    if (options?.inboundOnly === true) this.inboundOnlyDrains++;
     return Promise.resolve();
   }
 }
@@ -125,6 +127,15 @@ describe('admin server', () => {
     const r = await fetch(`${base}/drain`, { method: 'POST' });
     expect(r.status).toBe(202);
     expect(source.drains).toBe(1);
+    expect(source.inboundOnlyDrains).toBe(0);
+    expect(await r.json()).toEqual({ draining: true, scope: 'all' });
+  });
+
+  it('drains the inbound listeners only with ?inboundonly (as Envoy\'s /drain_listeners?inboundonly)', async () => {
+    const r = await fetch(`${base}/drain?inboundonly`, { method: 'POST' });
+    expect(r.status).toBe(202);
+    expect(await r.json()).toEqual({ draining: true, scope: 'inbound' });
+    expect(source.inboundOnlyDrains).toBe(1);
   });
 
   it('answers 404 JSON for unknown paths and 405 with Allow for wrong methods', async () => {

@@ -170,13 +170,15 @@ function logging(source: AdminSource, _req: IncomingMessage, res: ServerResponse
   json(res, 200, { level });
 }
 
-function drain(source: AdminSource, _req: IncomingMessage, res: ServerResponse, _url: URL, logger: AdminLogger): void {
+function drain(source: AdminSource, _req: IncomingMessage, res: ServerResponse, url: URL, logger: AdminLogger): void {
+  // ?inboundonly as Envoy's /drain_listeners: the preStop drain, outbound keeps serving the app until SIGTERM.
+  const inboundOnly = url.searchParams.has('inboundonly');
   // 202: draining has started; it finishes when in-flight requests do, which the caller need not wait for.
-  source.drain().then(
+  source.drain({ inboundOnly }).then(
     () => logger.info({}, 'drained'),
     (err: unknown) => logger.warn({ err }, 'drain failed'),
   );
-  json(res, 202, { draining: true });
+  json(res, 202, { draining: true, scope: inboundOnly ? 'inbound' : 'all' });
 }
 
 /** Pretty JSON with a trailing newline: operators read these with curl. */

@@ -97,6 +97,6 @@ export interface AdminSource {
   clusters(): ClusterStatus[];
   listeners(): ListenerStatus[];
   setLogLevel(level: string): boolean;
-  /** Starts draining (stop accepting, finish in-flight), resolves when drained. */
-  drain(): Promise<void>;
+  /** Starts draining (stop accepting, finish in-flight), of the inbound listeners only if asked; resolves when drained. */
+  drain(options?: { inboundOnly?: boolean }): Promise<void>;
 }

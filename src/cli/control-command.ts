@@ -1,4 +1,5 @@
 // `pillion control`: run the xDS control server for a mesh config file until SIGTERM/SIGINT.
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { startControlServer } from '../../xds/server.js';
 import { parseDuration } from '../../xds/mesh-config.js';
@@ -7,11 +8,13 @@ import { startIdleMemoryRelease } from '../process/idle-memory.js';
 import { createLogger } from '../observability/logger.js';
 
 export const CONTROL_USAGE = `usage: pillion control --config mesh.yaml [--port 15010] [--admin-port 15014] [--host 127.0.0.1]
-                       [--ca-dir DIR [--secure-port 15012] [--cert-ttl 24h]]
+                       [--ca-dir DIR [--secure-port 15012] [--cert-ttl 24h] [--server-name NAME,..]]
                        [--log-level info] [--idle-memory-release on|off]
   --port 0 / --admin-port 0 pick a free port; the chosen ports are logged ("xds listening", "control admin listening").
   --ca-dir makes this server the mesh CA (root created there on first start) and serves xDS over TLS and the
-  certificate service on --secure-port; --cert-ttl is the workload certificates' lifetime (1s to 2160h, i.e. 90 days).`;
+  certificate service on --secure-port; --cert-ttl is the workload certificates' lifetime (1s to 2160h, i.e. 90 days).
+  --server-name adds DNS names or IPs proxies dial the TLS port by to its certificate (in Kubernetes, the Service's
+  names: pillion-control.pillion-system.svc); localhost, 127.0.0.1, ::1, the hostname and --host are always in it.`;
 
 /** Workload certificates live 24 h by default (Istio's default); a compromised key is useful that long at most. */
 export const DEFAULT_CERT_TTL_MS = 24 * 3600_000;
@@ -27,7 +30,7 @@ export interface ControlArgs {
   /** Return unused memory to the kernel when pushes stop (src/process/idle-memory.ts). */
   readonly idleMemoryRelease: boolean;
   /** The mesh CA and the TLS port, with --ca-dir. */
-  readonly ca?: { readonly dir: string; readonly securePort: number; readonly certTtlMs: number };
+  readonly ca?: { readonly dir: string; readonly securePort: number; readonly certTtlMs: number; readonly serverNames: readonly string[] };
 }
 
 function port(flag: string, value: string | undefined, fallback: number): number {
@@ -54,6 +57,7 @@ export function parseControlArgs(argv: string[]): ControlArgs | 'help' {
         'secure-port': { type: 'string' },
         'ca-dir': { type: 'string' },
         'cert-ttl': { type: 'string' },
+        'server-name': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -64,8 +68,8 @@ export function parseControlArgs(argv: string[]): ControlArgs | 'help' {
   }
   if (values.help) return 'help';
   const caDir = values['ca-dir'];
-  if (caDir === undefined && (values['secure-port'] !== undefined || values['cert-ttl'] !== undefined)) {
-    throw new UsageError('--secure-port and --cert-ttl need --ca-dir: the TLS port serves certificates from that CA');
+  if (caDir === undefined && (values['secure-port'] !== undefined || values['cert-ttl'] !== undefined || values['server-name'] !== undefined)) {
+    throw new UsageError('--secure-port, --cert-ttl and --server-name need --ca-dir: the TLS port serves certificates from that CA');
   }
   if (caDir === '') throw new UsageError('--ca-dir: expected a directory');
   if (values.config === undefined || values.config === '') throw new UsageError(`--config is required\n${CONTROL_USAGE}`);
@@ -78,8 +82,19 @@ export function parseControlArgs(argv: string[]): ControlArgs | 'help' {
     idleMemoryRelease: onOff('idle-memory-release', values['idle-memory-release'], true),
     ...(caDir === undefined
       ? {}
-      : { ca: { dir: caDir, securePort: port('secure-port', values['secure-port'], 15012), certTtlMs: certTtl(values['cert-ttl']) } }),
+      : { ca: { dir: caDir, securePort: port('secure-port', values['secure-port'], 15012), certTtlMs: certTtl(values['cert-ttl']), serverNames: serverNames(values['server-name'] ?? []) } }),
   };
+}
+
+/** DNS names (RFC 1123 labels) or IP addresses, comma-separated or the flag repeated. */
+function serverNames(values: readonly string[]): string[] {
+  const names = values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+  for (const name of names) {
+    if (isIP(name) === 0 && !/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i.test(name)) {
+      throw new UsageError(`--server-name: expected DNS names or IP addresses, got "${name}"`);
+    }
+  }
+  return names;
 }
 
 function certTtl(value: string | undefined): number {

@@ -104,7 +104,10 @@ export function formatRoutes(configs: readonly RouteConfigModel[]): string {
         const m = r.match;
         const headers = m.headers.map((h) => `${h.invert ? '!' : ''}${h.name}${h.kind === 'present' ? '' : `~${h.kind}:${h.value}`}`).join(' ');
         const match = `${m.kind === 'path' ? '=' : ''}${m.value}${headers ? ` [${headers}]` : ''}`;
-        const to = r.action.clusters.map((c) => (r.action.clusters.length > 1 ? `${c.name}(${c.weight})` : c.name)).join(' ');
+        const to =
+          r.directResponse !== undefined
+            ? `direct_response ${r.directResponse.status}`
+            : r.action.clusters.map((c) => (r.action.clusters.length > 1 ? `${c.name}(${c.weight})` : c.name)).join(' ');
         rows.push([rc.name, domains, match, to, r.action.timeoutMs > 0 ? `${r.action.timeoutMs}ms` : 'none']);
       }
     }

@@ -360,6 +360,8 @@ export function resilienceCounters(samples: readonly Sample[]): ResilienceCounte
     if (s.name === 'pillion_upstream_retries_total') c.retries += s.value;
     else if (s.name === 'pillion_upstream_ejections_total') c.ejections += s.value;
     else if (s.name === 'pillion_upstream_requests_overflow_total' || s.name === 'pillion_upstream_pending_overflow_total') c.overflow += s.value;
+    // A retry the max_retries bulkhead (or the retry budget) refused is overflow too (Envoy's upstream_rq_retry_overflow).
+    else if (s.name === 'pillion_upstream_retries_skipped_total' && s.labels.reason === 'budget') c.overflow += s.value;
     else if (s.name === 'pillion_downstream_connections_transport_total' && s.labels.transport === 'tls') c.mtls += s.value;
     else if (s.name === 'pillion_rbac_decisions_total' && s.labels.decision === 'denied') c.denied += s.value;
   }

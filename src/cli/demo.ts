@@ -284,7 +284,7 @@ ${eps('backend')}
       loadBalancer: { policy: least_request, choiceCount: 2 }
       connectTimeout: 1s
       timeout: 3s
-      retries: { attempts: 2, perTryTimeout: 1s, retryOn: [5xx, reset, connect-failure], backoff: { base: 25ms, max: 250ms } }
+      retries: { attempts: 2, perTryTimeout: 1s, retryOn: [5xx, reset, connect-failure], backoff: { base: 25ms, max: 250ms }, budget: { percent: 50, minConcurrency: 10 } }
       outlierDetection: { consecutive5xx: 3, interval: 5s, baseEjectionTime: 15s, maxEjectionPercent: 50 }
   - name: inventory
     namespace: default

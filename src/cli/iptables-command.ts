@@ -4,13 +4,14 @@
 import { parseArgs } from 'node:util';
 import { UsageError } from '../bootstrap/args.js';
 import { InterceptOptionsError, renderRuleset, validateOptions, type Family, type InterceptOptions } from '../intercept/iptables-rules.js';
-import { applyRules, cleanupRules } from '../intercept/iptables.js';
+import { addPassthroughSourceV6, applyRules, cleanupRules, removePassthroughSourceV6 } from '../intercept/iptables.js';
 
 export const IPTABLES_USAGE = `usage: pillion iptables [--apply | --cleanup] --proxy-uid N [--inbound-port 15006] [--outbound-port 15001]
                         [--exclude-inbound-ports P,..] [--exclude-outbound-ports P,..] [--exclude-cidrs C,..]
   Without --apply or --cleanup: prints the rules (iptables-restore input, IPv4 then IPv6) and changes nothing.
-  --apply     installs them in this network namespace (idempotent: applying again changes nothing)
-  --cleanup   removes every PILLION_* chain and the jumps to them (--proxy-uid not needed)
+  --apply     installs them in this network namespace (idempotent: applying again changes nothing), and adds
+              ::6/128 to lo (the source of the IPv6 inbound passthrough, as Istio's)
+  --cleanup   removes every PILLION_* chain and the jumps to them, and ::6 from lo (--proxy-uid not needed)
   --proxy-uid the uid the sidecar runs as: its own connections are never redirected
   Outbound TCP from any other uid goes to --outbound-port, inbound TCP to --inbound-port; traffic over lo
   stays local, except the proxy calling this pod's own address, which enters the inbound side.`;
@@ -84,4 +85,8 @@ export function runIptablesCommand(argv: string[]): void {
     const what = mode === 'apply' ? (outcome === 'changed' ? 'installed' : 'already installed, unchanged') : outcome === 'changed' ? 'removed' : 'none present';
     process.stdout.write(`pillion iptables: ${NAME[family]} interception rules ${what}\n`);
   }
+  if (mode === 'cleanup') return removePassthroughSourceV6();
+  // Not fatal: everything works without it but IPv6 connections to ports the service does not declare.
+  const problem = addPassthroughSourceV6();
+  if (problem !== undefined) process.stderr.write(`pillion iptables: cannot add ::6/128 to lo (${problem}): IPv6 connections to ports the service does not declare will be closed\n`);
 }

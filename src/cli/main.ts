@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env -S node --max-semi-space-size=2 --disable-warning=DEP0123
 // The `pillion` executable: one binary, several commands (see DESIGN.md §3).
 import { PROXY_USAGE, UsageError } from '../bootstrap/args.js';
 import { MeshConfigError } from '../../xds/mesh-config.js';
@@ -11,6 +11,8 @@ commands:
   token     mint a bootstrap token a proxy uses to get its certificate (pillion token --help)
   demo      run a whole demo mesh on this machine (npm start)
   iptables  print, install or remove the interception rules of this network namespace (pillion iptables --help)
+  inject    add the sidecar to Kubernetes manifests (pillion inject --help)
+  wait-ready, drain  the sidecar's Kubernetes hooks: wait for /ready, drain before SIGTERM
   ctl       show a proxy's clusters, listeners, routes, config or stats, or a control server's proxies (pillion ctl --help)
 `;
 
@@ -39,6 +41,21 @@ async function main(argv: string[]): Promise<void> {
       const { runIptablesCommand, IPTABLES_USAGE } = await import('./iptables-command.js');
       if (wantsHelp(rest)) return void process.stdout.write(`${IPTABLES_USAGE}\n`);
       return runIptablesCommand(rest);
+    }
+    case 'inject': {
+      const { runInjectCommand, INJECT_USAGE } = await import('./inject-command.js');
+      if (wantsHelp(rest)) return void process.stdout.write(`${INJECT_USAGE}\n`);
+      return runInjectCommand(rest);
+    }
+    case 'wait-ready': {
+      const { runWaitReadyCommand, WAIT_READY_USAGE } = await import('./lifecycle-command.js');
+      if (wantsHelp(rest)) return void process.stdout.write(`${WAIT_READY_USAGE}\n`);
+      return runWaitReadyCommand(rest);
+    }
+    case 'drain': {
+      const { runDrainCommand, DRAIN_USAGE } = await import('./lifecycle-command.js');
+      if (wantsHelp(rest)) return void process.stdout.write(`${DRAIN_USAGE}\n`);
+      return runDrainCommand(rest);
     }
     case 'ctl': {
       const { runCtlCommand, CTL_USAGE } = await import('./ctl.js');

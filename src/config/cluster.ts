@@ -1,10 +1,11 @@
 // Translates an xDS Cluster into the internal ClusterModel (endpoints come inline for STATIC, from EDS otherwise).
+import { isIP } from 'node:net';
 import { endpointsFromLoadAssignment, overprovisioningFactorOf } from './endpoint.js';
 import { DEFAULTS, type CircuitBreakersModel, type ClusterModel, type LbPolicy, type OutlierDetectionModel } from './model.js';
 import { healthCheckOf } from './health-check.js';
 import { upstreamTls } from './transport-socket.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
-import { durationMs, invalid, wrapped, type Plain } from './values.js';
+import { durationMs, invalid, notEnforced, wrapped, type Plain } from './values.js';
 
 export interface ClusterTranslation {
   /** For an EDS cluster, `endpoints` is empty until the snapshot joins in the ClusterLoadAssignment. */
@@ -136,6 +137,30 @@ function commonLb(common: Plain | undefined): { healthyPanicThreshold?: number; 
   return out;
 }
 
+/**
+ * upstream_bind_config: the IPs to connect from, one per family at most (source_address, then
+ * extra_source_addresses of the other family); ports must be 0: one fixed source port would serialize connects.
+ */
+function bindSources(b: Plain | undefined): string[] | undefined {
+  if (b === undefined || b === null) return undefined;
+  const one = (a: Plain | undefined, field: string): string => {
+    if (a === undefined || a === null) invalid(`${field}: missing`);
+    if (isIP(String(a.address ?? '')) === 0) invalid(`${field}.address: "${String(a.address ?? '')}" is not an IP address`);
+    if ((a.port_value ?? 0) !== 0) invalid(`${field}.port_value: only 0 (any port) is supported`);
+    return String(a.address);
+  };
+  const sources = [one(b.source_address as Plain | undefined, 'upstream_bind_config.source_address')];
+  const extra = (b.extra_source_addresses ?? []) as Plain[];
+  extra.forEach((e, i) => {
+    const field = `upstream_bind_config.extra_source_addresses[${i}].address`;
+    const s = one(e.address as Plain | undefined, field);
+    // Envoy's rule: one source per family, so the upstream's family picks it.
+    if (sources.some((x) => isIP(x) === isIP(s))) invalid(`${field}: a source address of this IP family is already given`);
+    sources.push(s);
+  });
+  return sources;
+}
+
 /** Decode and validate a Cluster resource; throws ResourceInvalid with the field at fault. */
 export function translateCluster(bytes: Uint8Array): ClusterTranslation {
   const c = decodeMessage<Plain>(MESSAGE_NAMES.Cluster, bytes);
@@ -185,6 +210,13 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
   const staticFactor = type === 'STATIC' ? overprovisioningFactorOf(c.load_assignment, 'load_assignment.policy') : undefined;
   const hc = healthCheckOf(c.health_checks, c.name);
   const tls = upstreamTls(c.transport_socket, 'transport_socket');
+  const sourceAddresses = bindSources(c.upstream_bind_config);
+  const od0 = c.original_dst_lb_config as Plain | undefined;
+  if (od0 !== undefined && od0 !== null) {
+    // The host comes from the connection's original destination only: a header any client can set is not read.
+    if (od0.use_http_header === true) notEnforced('original_dst_lb_config.use_http_header', 'the host is the connection\'s original destination; x-envoy-original-dst-host is not read');
+    if (od0.upstream_port_override !== undefined && od0.upstream_port_override !== null) notEnforced('original_dst_lb_config.upstream_port_override', 'the original destination\'s own port is dialed');
+  }
   const model: ClusterModel = {
     name: c.name,
     connectTimeoutMs,
@@ -208,6 +240,7 @@ export function translateCluster(bytes: Uint8Array): ClusterTranslation {
     ...(staticFactor !== undefined ? { overprovisioningFactor: staticFactor } : {}),
     ...(tls ? { tls } : {}),
     ...(originalDst ? { originalDst } : {}),
+    ...(sourceAddresses !== undefined ? { sourceAddresses } : {}),
   };
   return edsServiceName !== undefined ? { model, edsServiceName } : { model };
 }

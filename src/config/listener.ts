@@ -197,6 +197,7 @@ export function translateListener(bytes: Uint8Array): ListenerTranslation {
     port,
     direction,
     firstByteTimeoutMs,
+    ...(l.continue_on_listener_filters_timeout === true ? { continueOnFiltersTimeout: true } : {}),
     useOriginalDst: wrapped<boolean>(l.use_original_dst, false),
     bindToPort: wrapped<boolean>(l.bind_to_port, true),
     ...(http ? { http } : {}),

@@ -24,6 +24,12 @@ export interface ListenerModel {
    */
   readonly firstByteTimeoutMs: number;
   /**
+   * Listener continue_on_listener_filters_timeout: at firstByteTimeoutMs a silent connection goes to the TCP chain
+   * (a server-first protocol: MySQL, SMTP) instead of being closed. Without it, a listener with a TCP chain still
+   * falls back to TCP after 1 s (the fixed default before this field was read).
+   */
+  readonly continueOnFiltersTimeout?: boolean;
+  /**
    * TLS termination (filter chains with a DownstreamTlsContext transport_socket); absent = plaintext only. With
    * `plaintext` also true the port takes both, told apart by the first bytes (Envoy's tls_inspector matching
    * filter chains on transport_protocol "tls" vs "raw_buffer": Istio's PERMISSIVE).
@@ -168,6 +174,11 @@ export interface RouteModel {
   readonly name: string;
   readonly match: RouteMatchModel;
   readonly action: RouteActionModel;
+  /**
+   * Route direct_response: answered by the proxy with this status and body (Istio's REGISTRY_ONLY `block_all`
+   * route: 502), after the HTTP filters; `action` is then NO_ROUTE_ACTION.
+   */
+  readonly directResponse?: { readonly status: number; readonly body: string };
   /** typed_per_filter_config of the route (over its virtual host's), by filter name; absent when none. */
   readonly filterConfigs?: ReadonlyMap<string, FilterConfigModel>;
 }
@@ -355,6 +366,12 @@ export interface ClusterModel {
    * was going before iptables redirected it (PassthroughCluster). HTTP routes to it answer 503 (not supported).
    */
   readonly originalDst?: boolean;
+  /**
+   * Cluster upstream_bind_config (source_address, extra_source_addresses): the local addresses its connections
+   * are made from, at most one per IP family, the upstream's family picks (Istio's inbound passthrough dials from
+   * 127.0.0.6 or ::6, which the pod's iptables rules let through unredirected).
+   */
+  readonly sourceAddresses?: readonly string[];
 }
 
 /** Everything a proxy runs from, at one version. */
@@ -423,3 +440,13 @@ export const DEFAULTS = {
     noTrafficIntervalMs: 60_000,
   },
 } as const;
+
+/** The action of a route that has none (direct_response): no cluster, no timeout. */
+export const NO_ROUTE_ACTION: RouteActionModel = Object.freeze({
+  clusters: [],
+  totalWeight: 0,
+  timeoutMs: 0,
+  idleTimeoutMs: 0,
+  hedgeOnPerTryTimeout: false,
+  hashPolicies: [],
+});

@@ -1,6 +1,7 @@
 // Translates an xDS RouteConfiguration (RDS, or inline in an HttpConnectionManager) into RouteConfigModel.
 import {
   DEFAULTS,
+  NO_ROUTE_ACTION,
   type FilterConfigModel,
   type HashPolicyModel,
   type HeaderMatcherModel,
@@ -134,6 +135,27 @@ function routeAction(a: Plain, vhost: VhostDefaults, bufferLimitBytes: number, f
   };
 }
 
+/** Envoy's DirectResponseAction: a status of 200-599 and an inline body (a file or env body is refused). */
+function directResponse(d: Plain, field: string): { status: number; body: string } {
+  const status = Number(d.status ?? 0);
+  if (!Number.isInteger(status) || status < 200 || status > 599) invalid(`${field}.status: ${status} is not within 200..599`);
+  const b = d.body as Plain | undefined;
+  if (b !== undefined && b !== null && b.inline_string === undefined && b.inline_bytes === undefined) invalid(`${field}.body: only inline_string and inline_bytes are supported`);
+  const body = b?.inline_string !== undefined ? String(b.inline_string) : b?.inline_bytes !== undefined ? Buffer.from(b.inline_bytes as Uint8Array).toString('utf8') : '';
+  // Envoy's own limit on an inline direct-response body.
+  if (body.length > 4096) invalid(`${field}.body: ${body.length} bytes is over 4096`);
+  return { status, body };
+}
+
+function routeMatch(m: Plain, kind: 'prefix' | 'path', field: string): RouteModel['match'] {
+  return {
+    kind,
+    value: String(m[kind]),
+    caseSensitive: wrapped<boolean>(m.case_sensitive, true),
+    headers: (m.headers ?? []).map((h: Plain, i: number) => headerMatcher(h, `${field}.match.headers[${i}]`)),
+  };
+}
+
 function route(r: Plain, vhost: VhostDefaults, field: string): RouteModel {
   const m = r.match;
   if (!m) invalid(`${field}.match: missing`);
@@ -141,8 +163,18 @@ function route(r: Plain, vhost: VhostDefaults, field: string): RouteModel {
   if (m.prefix !== undefined) kind = 'prefix';
   else if (m.path !== undefined) kind = 'path';
   else return invalid(`${field}.match: no supported path specifier (prefix, path)`);
-  if (!r.route) invalid(`${field}.route: missing (redirect and direct_response are not supported)`);
+  const direct = r.direct_response === undefined || r.direct_response === null ? undefined : directResponse(r.direct_response, `${field}.direct_response`);
+  if (!r.route && direct === undefined) invalid(`${field}.route: missing (redirect is not supported)`);
   const filterConfigs = perFilterConfigs(r.typed_per_filter_config, vhost.filterConfigs, `${field}.typed_per_filter_config`);
+  if (direct !== undefined) {
+    return {
+      ...(filterConfigs !== undefined ? { filterConfigs } : {}),
+      name: String(r.name ?? ''),
+      match: routeMatch(m, kind, field),
+      action: NO_ROUTE_ACTION,
+      directResponse: direct,
+    };
+  }
   return {
     ...(filterConfigs !== undefined ? { filterConfigs } : {}),
     name: String(r.name ?? ''),

@@ -9,6 +9,8 @@ import type { OverloadState } from '../process/overload.js';
 import type { HttpExchange } from './exchange.js';
 import { buildFilters } from './filters/chain.js';
 import type { HttpFilter } from './filters/filter.js';
+import type { OriginalDestination } from '../listener/original-dst.js';
+import { endpointKey } from '../upstream/cluster-manager.js';
 import { computeRequestHash, headerSourceOf, matchRoute, pickWeightedCluster, routeIndexOf, type RouteIndex } from './route-match.js';
 
 /** Request headers by lower-case name, as either codec delivers them. */
@@ -33,8 +35,17 @@ export class RouteTable {
     this.index = routeIndexOf(config);
   }
 
-  match(authority: string, method: string, path: string, headers: RequestHeaders): RouteModel | null {
-    const vh = this.index.select(authority);
+  /**
+   * With `originalDst` (an intercepted connection), a Host no virtual host names (or only `*`) is matched again as
+   * the dialed ADDR:PORT, exact domains only: an app that dials a service's address with a Host of its own (or
+   * none we know) reaches that service, as without a sidecar. A Pillion rule; Envoy has no such fallback.
+   */
+  match(authority: string, method: string, path: string, headers: RequestHeaders, originalDst?: OriginalDestination): RouteModel | null {
+    let vh = this.index.select(authority);
+    // An inbound table (`*` only) has no address domains: no string is made for it, per request.
+    if (originalDst !== undefined && (vh === null || vh === this.index.wildcard) && this.index.hasExactDomains) {
+      vh = this.index.exact(endpointKey(originalDst.address, originalDst.port)) ?? vh;
+    }
     if (vh === null) return null;
     return matchRoute(vh, method, path, headerSourceOf(headers));
   }

@@ -7,7 +7,7 @@ import * as http2 from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { RouteModel } from '../config/model.js';
 import { httpOutcome, type CallOutcome } from '../upstream/outlier.js';
-import { REASONS, type Reason } from '../reasons.js';
+import { directResponse, REASONS, type Reason } from '../reasons.js';
 import type { FilterMetadata } from '../authz/model.js';
 import type { FilteredRequest, HoldTracker, HttpFilter } from './filters/filter.js';
 import type { HeaderMap } from './headers.js';
@@ -18,6 +18,8 @@ import { Router, type RouterOwner } from './router/router.js';
 import { HopSpan } from './tracing/span.js';
 import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer, XFCC_HEADER } from '../tls/downstream-peer.js';
+import { originalDstOf, type OriginalDestination } from '../listener/original-dst.js';
+import type * as net from 'node:net';
 
 const PROTOCOL_H11 = 'HTTP/1.1';
 const PROTOCOL_H10 = 'HTTP/1.0';
@@ -37,6 +39,8 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
   /** This hop's span (trace context), from when the request is routed; null before (a 400 on a bad head). */
   span: HopSpan | null = null;
   remoteAddress = '';
+  /** Where the connection was going before iptables redirected it (transparent interception), if it was. */
+  originalDst: OriginalDestination | undefined = undefined;
   /** The port the request's connection arrived on (RBAC destination_port). */
   localPort = 0;
   grpc = false;
@@ -101,6 +105,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.path = url;
     this.remoteAddress = connection.remoteAddress;
     this.localPort = connection.socket.localPort ?? 0;
+    this.originalDst = originalDstOf(connection.socket);
     this.takePeer(connection.socket);
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400.
     if (authority === '' && req.http11) return this.localReply(REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
@@ -118,6 +123,8 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     const socket = stream.session?.socket;
     this.remoteAddress = socket?.remoteAddress ?? '';
     this.localPort = socket?.localPort ?? 0;
+    // The session's socket is Node's proxy of the connection: symbol reads reach the connection itself.
+    if (socket !== undefined) this.originalDst = originalDstOf(socket as net.Socket);
     this.takePeer(socket);
     const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
     this.route(headers, endStream ? null : stream, (headers[':scheme'] as string | undefined) ?? 'http');
@@ -138,7 +145,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.span = new HopSpan(headers);
     if (ctx.overload.active) return this.localReply(REASONS.overload);
     const routes = ctx.routeTable();
-    const route: RouteModel | null = routes === null ? null : routes.match(this.authority, this.method, this.path, headers);
+    const route: RouteModel | null = routes === null ? null : routes.match(this.authority, this.method, this.path, headers, this.originalDst);
     if (route === null) return this.localReply(REASONS.noRoute);
     this.matched = route;
     this.requestHeaders = headers;
@@ -190,6 +197,8 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
   /** Hands the request to the router (the last filter), and arms the stream idle timeout when it needs a timer. */
   private forward(): void {
     const route = this.matched!;
+    const direct = route.directResponse;
+    if (direct !== undefined) return this.localReply(directResponse(direct.status), direct.body);
     const headers = this.requestHeaders!;
     const body = this.requestBody;
     this.requestHeaders = null;
@@ -296,7 +305,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     if (this.finished) return;
     this.reason = reason;
     this.ctx.stats.localReply(reason);
-    const body = detail === undefined ? `${reason.message}\n` : `${reason.message}: ${detail}\n`;
+    const body = detail === undefined ? `${reason.message}\n` : reason.message === '' ? `${detail}\n` : `${reason.message}: ${detail}\n`;
     const sent = this.headersSent ? NOT_SENT : this.downstream!.localReply(reason, body);
     this.status = sent.status === 0 ? reason.httpStatus : sent.status;
     this.bytesSent += sent.bytes;

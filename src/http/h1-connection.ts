@@ -315,7 +315,13 @@ export class H1Connection implements ParserOwner, Downstream {
     }
     if (this.ctx.draining) this.closeAfterResponse = true;
     if (this.closeAfterResponse) head += 'connection: close\r\n';
-    else if (!request.http11) head += 'connection: keep-alive\r\n';
+    else {
+      if (!request.http11) head += 'connection: keep-alive\r\n';
+      // On an inbound listener the client is usually a peer sidecar's pool: told how long we keep an idle
+      // connection, it keeps its own open as long instead of its 4 s default, and does not pay a new (mTLS)
+      // handshake after each pause in traffic.
+      if (this.ctx.direction === 'inbound') head += keepAliveHint(this.ctx.chain.idleTimeoutMs);
+    }
     this.head = head + CRLF;
   }
 
@@ -550,6 +556,17 @@ export class H1Connection implements ParserOwner, Downstream {
 
 /** Envoy's default downstream idle timeout (1 h) keeps app connection pools from racing our close. */
 const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
+
+let hintFor = -1;
+let hintLine = '';
+/** `keep-alive: timeout=N` for the idle timeout a connection gets (one string per setting, not per response). */
+function keepAliveHint(idleTimeoutMs: number): string {
+  if (idleTimeoutMs !== hintFor) {
+    hintFor = idleTimeoutMs;
+    hintLine = `keep-alive: timeout=${Math.floor((idleTimeoutMs > 0 ? idleTimeoutMs : DEFAULT_IDLE_TIMEOUT_MS) / 1000)}\r\n`;
+  }
+  return hintLine;
+}
 /** Requests parsed ahead of the one being answered, per connection (each costs its head in memory). */
 const MAX_PIPELINED_REQUESTS = 64;
 /** How long a connection we closed may wait for the client to close its side (nginx's lingering_timeout). */

@@ -63,13 +63,27 @@ interface Wildcard {
 
 /** Domain index of one RouteConfiguration, built once; per request a lookup is one Map get once warm. */
 export class RouteIndex {
-  private readonly exact = new Map<string, VirtualHostModel>();
+  private readonly exactDomains = new Map<string, VirtualHostModel>();
   /** `*.foo.com` / `*-bar.foo.com`: the part after `*`, longest first. */
   private readonly suffixes: Wildcard[] = [];
   /** `foo.*`: the part before `*`, longest first. */
   private readonly prefixes: Wildcard[] = [];
   private readonly fallback: VirtualHostModel | null = null;
   private readonly cache = new Map<string, VirtualHostModel | null>();
+
+  /** The `*` virtual host, or null. */
+  get wildcard(): VirtualHostModel | null {
+    return this.fallback;
+  }
+
+  get hasExactDomains(): boolean {
+    return this.exactDomains.size > 0;
+  }
+
+  /** The virtual host with exactly this (lower-case) domain, or null: no wildcards, no `*`. */
+  exact(domain: string): VirtualHostModel | null {
+    return this.exactDomains.get(domain) ?? null;
+  }
 
   constructor(readonly config: RouteConfigModel) {
     let fallback: VirtualHostModel | null = null;
@@ -80,7 +94,7 @@ export class RouteIndex {
         if (d === '*') fallback ??= vh;
         else if (d.startsWith('*')) this.suffixes.push({ part: d.slice(1), vh });
         else if (d.endsWith('*')) this.prefixes.push({ part: d.slice(0, -1), vh });
-        else if (!this.exact.has(d)) this.exact.set(d, vh);
+        else if (!this.exactDomains.has(d)) this.exactDomains.set(d, vh);
       }
     }
     // Stable sort keeps config order among equal lengths.
@@ -113,7 +127,7 @@ export class RouteIndex {
 
   /** Envoy's order: exact, then longest suffix wildcard, then longest prefix wildcard. */
   private matchDomains(host: string): VirtualHostModel | null {
-    const exact = this.exact.get(host);
+    const exact = this.exactDomains.get(host);
     if (exact !== undefined) return exact;
     // The wildcard must stand for at least one character (Envoy: `*.foo.com` does not match `.foo.com`).
     for (const w of this.suffixes) if (host.length > w.part.length && host.endsWith(w.part)) return w.vh;

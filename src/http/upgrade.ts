@@ -1,7 +1,7 @@
 // HTTP/1.1 Upgrade (WebSocket and friends): route the request like any other, then splice the two sockets
 // so the upgraded protocol passes through untouched. The upstream's 101 (or refusal) reaches the client as sent.
 import * as net from 'node:net';
-import { REASONS, type Reason } from '../reasons.js';
+import { directResponse, REASONS, type Reason } from '../reasons.js';
 import type { HttpContext } from './context.js';
 import { headerMapFromFlat, type FlatHeaders } from './h1-parser.js';
 import { rawLocalReply } from './raw-reply.js';
@@ -9,6 +9,7 @@ import { TRACE_HEADERS, traceHeadersFor } from './tracing/span.js';
 import { CLUSTER_OVERFLOW } from '../upstream/cluster-manager.js';
 import { ALPN_HTTP11, readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
+import { originalDstOf } from '../listener/original-dst.js';
 
 /** Why an upstream connection failed before it carried anything, as the reason the client is answered with. */
 function connectReason(err: Error): Reason {
@@ -38,13 +39,16 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   const host = headers.host;
   const authority = typeof host === 'string' ? host : '';
   const path = req.url;
-  const route = table === null ? null : table.match(authority, req.method, path, headers);
+  const dst = originalDstOf(socket);
+  const route = table === null ? null : table.match(authority, req.method, path, headers, dst);
   if (route === null) return refuse(ctx, socket, REASONS.noRoute);
+  if (route.directResponse !== undefined) return refuse(ctx, socket, directResponse(route.directResponse.status));
   const cluster = ctx.clusters.get(ctx.pickCluster(route.action));
   if (cluster === undefined) return refuse(ctx, socket, REASONS.noCluster);
   const remote = socket.remoteAddress ?? '';
   const hash = route.action.hashPolicies.length === 0 ? undefined : ctx.requestHash(route.action.hashPolicies, headers, remote);
-  const endpoint = cluster.startCall(hash, true);
+  // ORIGINAL_DST: the host is the connection's original destination (see Router.startAttempt).
+  const endpoint = cluster.model.originalDst !== true ? cluster.startCall(hash, true) : dst === undefined ? null : cluster.startOriginalDstCall(dst.address, dst.port, true);
   if (endpoint === null) return refuse(ctx, socket, REASONS.noHealthyUpstream);
   if (endpoint === CLUSTER_OVERFLOW) return refuse(ctx, socket, REASONS.overflow);
 

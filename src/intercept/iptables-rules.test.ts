@@ -41,6 +41,8 @@ describe('interception rules', () => {
     const out = v4.filter((r) => r.startsWith('-A PILLION_OUTPUT '));
     // Order is the semantics: loopback and the proxy's own traffic return before the catch-all redirect.
     expect(out).toEqual([
+      // The inbound passthrough's source (127.0.0.6) first: it dials the pod's own address and must not loop.
+      '-A PILLION_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN',
       '-A PILLION_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner --uid-owner 4242 -j PILLION_IN_REDIRECT',
       '-A PILLION_OUTPUT -o lo -m owner ! --uid-owner 4242 -j RETURN',
       '-A PILLION_OUTPUT -m owner --uid-owner 4242 -j RETURN',
@@ -66,6 +68,8 @@ describe('interception rules', () => {
     expect(v4.join('\n')).not.toContain('fd00');
     expect(v6).toContain('-A PILLION_OUTPUT -d fd00::/8 -j RETURN');
     expect(v6).toContain('-A PILLION_OUTPUT ! -d ::1/128 -o lo -p tcp -m owner --uid-owner 1337 -j PILLION_IN_REDIRECT');
+    // IPv6's inbound passthrough source (::6) first, as 127.0.0.6 is for IPv4.
+    expect(v6.find((r) => r.startsWith('-A PILLION_OUTPUT '))).toBe('-A PILLION_OUTPUT -s ::6/128 -o lo -j RETURN');
     expect(v6.join('\n')).not.toContain('10.0.0.0');
   });
 

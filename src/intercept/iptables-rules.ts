@@ -32,6 +32,11 @@ export const OUR_CHAINS: readonly string[] = [CHAIN_INBOUND, CHAIN_IN_REDIRECT, 
 /** The rules in the built-in chains that send traffic into ours, as `iptables-save` prints them. */
 export const JUMPS: readonly string[] = [`-A PREROUTING -p tcp -j ${CHAIN_INBOUND}`, `-A OUTPUT -p tcp -j ${CHAIN_OUTPUT}`];
 
+/** The source of the proxy's inbound passthrough connections (xds/compiler.ts INBOUND_PASSTHROUGH_SOURCE). */
+export const INBOUND_PASSTHROUGH_SOURCE = '127.0.0.6';
+/** Its IPv6 counterpart (Istio's): not a loopback address, so `--apply` adds it to lo. */
+export const INBOUND_PASSTHROUGH_SOURCE_V6 = '::6';
+
 const LOOPBACK: Record<Family, string> = { 4: '127.0.0.1/32', 6: '::1/128' };
 
 export class InterceptOptionsError extends Error {
@@ -74,6 +79,11 @@ export function chainRules(o: InterceptOptions, family: Family): string[] {
   rules.push(`-A ${CHAIN_IN_REDIRECT} -p tcp -j REDIRECT --to-ports ${o.inboundPort}`);
   rules.push(`-A ${CHAIN_REDIRECT} -p tcp -j REDIRECT --to-ports ${o.outboundPort}`);
   // Outbound, in this order (the first match wins):
+  // 0. The proxy's inbound passthrough (a peer's connection to a port the service does not declare) dials the
+  //    original destination, this pod's own address, from 127.0.0.6 or ::6 (as Istio's): it must reach the app,
+  //    not loop back into the inbound listener by rule 1.
+  if (family === 4) rules.push(`-A ${CHAIN_OUTPUT} -s ${INBOUND_PASSTHROUGH_SOURCE}/32 -o lo -j RETURN`);
+  else rules.push(`-A ${CHAIN_OUTPUT} -s ${INBOUND_PASSTHROUGH_SOURCE_V6}/128 -o lo -j RETURN`);
   // 1. The proxy dialing this pod's own (non-loopback) address leaves through lo: that is an app calling its own
   //    service by pod IP, already through the outbound side, so it enters the inbound side as a peer would.
   rules.push(`-A ${CHAIN_OUTPUT} ! -d ${LOOPBACK[family]} -o lo -p tcp -m owner --uid-owner ${uid} -j ${CHAIN_IN_REDIRECT}`);

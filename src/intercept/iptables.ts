@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { applyPlan, cleanupPlan, type Family, type InterceptOptions } from './iptables-rules.js';
+import { applyPlan, cleanupPlan, INBOUND_PASSTHROUGH_SOURCE_V6, type Family, type InterceptOptions } from './iptables-rules.js';
 
 const TOOLS: Record<Family, { save: string; restore: string }> = {
   4: { save: 'iptables-save', restore: 'iptables-restore' },
@@ -50,6 +50,29 @@ export function applyRules(o: InterceptOptions, family: Family): Outcome {
   if (plan === undefined) return 'unchanged';
   run(TOOLS[family].restore, ['--noflush'], plan);
   return 'changed';
+}
+
+const PASSTHROUGH_V6 = `${INBOUND_PASSTHROUGH_SOURCE_V6}/128`;
+
+/**
+ * Puts ::6 on lo, the inbound passthrough's IPv6 source (127.0.0.6 is loopback already, ::6 is not); idempotent.
+ * Returns why it could not (no `ip`, IPv6 disabled): the proxy then closes IPv6 connections to undeclared ports.
+ */
+export function addPassthroughSourceV6(): string | undefined {
+  const ip = findTool('ip');
+  if (ip === undefined) return 'ip not found (Debian: apt-get install iproute2)';
+  const res = spawnSync(ip, ['-6', 'addr', 'replace', PASSTHROUGH_V6, 'dev', 'lo'], { encoding: 'utf8', timeout: 10_000 });
+  if (res.error) return res.error.message;
+  return res.status === 0 ? undefined : (res.stderr || `exited ${res.status ?? res.signal}`).trim().slice(0, 512);
+}
+
+/** Takes ::6 off lo again (--cleanup); nothing when it is not there. */
+export function removePassthroughSourceV6(): void {
+  const ip = findTool('ip');
+  if (ip === undefined) return;
+  const shown = spawnSync(ip, ['-6', 'addr', 'show', 'dev', 'lo'], { encoding: 'utf8', timeout: 10_000 });
+  if (shown.status !== 0 || !shown.stdout.includes(` ${PASSTHROUGH_V6} `)) return;
+  spawnSync(ip, ['-6', 'addr', 'del', PASSTHROUGH_V6, 'dev', 'lo'], { timeout: 10_000 });
 }
 
 /** Removes our jumps and chains for one family; 'unchanged' when there were none. */

@@ -18,7 +18,10 @@ import type { OverloadState } from '../process/overload.js';
 import { isRedirected, originalDestination, setOriginalDst } from './original-dst.js';
 import { canonicalIp } from '../config/values.js';
 
-/** How long a connection may stay silent before a listener with a TCP chain stops waiting for HTTP. */
+/**
+ * How long a connection may stay silent before a listener with a TCP chain stops waiting for HTTP, unless the
+ * listener says (listener_filters_timeout with continue_on_listener_filters_timeout).
+ */
 const SNIFF_TIMEOUT_MS = 1_000;
 const MAX_SNIFF_BYTES = 64;
 
@@ -100,7 +103,7 @@ class ActiveListener implements TcpContext, TerminatorOwner {
     public model: ListenerModel,
     private readonly deps: ListenerDeps,
     /** Finds the listener an intercepted connection's original destination names (use_original_dst). */
-    private readonly registry: { byDestination(address: string, port: number): ActiveListener | undefined },
+    private readonly registry: { byDestination(direction: Direction, address: string, port: number): ActiveListener | undefined },
   ) {
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false }) as ActiveListener['server'];
     this.server[kListener] = this;
@@ -190,7 +193,7 @@ class ActiveListener implements TcpContext, TerminatorOwner {
       new TcpSession(this, socket).start();
       return;
     }
-    new Sniffer(this, socket, this.model.tcp !== undefined, this.model.firstByteTimeoutMs, false).start();
+    new Sniffer(this, socket, this.model, false).start();
   }
 
   countPlaintext(): void {
@@ -209,18 +212,17 @@ class ActiveListener implements TcpContext, TerminatorOwner {
       return;
     }
     // use_original_dst: a connection iptables redirected here belongs to the listener of its original destination;
-    // with none, to this listener's TCP chain (the outboundTrafficPolicy's passthrough or black hole) unsniffed, so
-    // HTTP to an unknown address passes through (or is refused) like any other protocol.
-    let unclaimed = false;
+    // with none, to this listener's own chains: sniffed HTTP by Host (the route table's catch-all passes it through
+    // to the original destination, or answers 502 under REGISTRY_ONLY), anything else the TCP chain.
     if (this.model.useOriginalDst) {
       const dst = originalDestination(socket);
       if (dst !== undefined && isRedirected(socket, dst)) {
         setOriginalDst(socket, dst);
-        const target = this.registry.byDestination(dst.address, dst.port);
         // Same direction only: an inbound connection to this pod's own address must never take the outbound
-        // listener of the pod's own service (it would loop back through the rules).
-        if (target !== undefined && target !== this && target.model.direction === this.model.direction) return target.accept(socket);
-        unclaimed = true;
+        // listener of the pod's own service (it would loop back through the rules), nor an outbound one an inbound
+        // port listener.
+        const target = this.registry.byDestination(this.model.direction, dst.address, dst.port);
+        if (target !== undefined && target !== this) return target.accept(socket);
       }
     }
     const tagged = socket as TaggedSocket;
@@ -235,16 +237,12 @@ class ActiveListener implements TcpContext, TerminatorOwner {
     if (terminator !== null) {
       // STRICT: TLS or nothing (a plaintext client fails the handshake, counted as not_tls). PERMISSIVE: sniffed.
       if (!terminator.model.plaintext) terminator.terminate(socket);
-      else new Sniffer(this, socket, this.model.tcp !== undefined, this.model.firstByteTimeoutMs, true).start();
+      else new Sniffer(this, socket, this.model, true).start();
       return;
     }
     if (this.model.direction === 'inbound') this.countPlaintext();
     const http = this.http;
     const tcp = this.model.tcp;
-    if (unclaimed && tcp !== undefined) {
-      new TcpSession(this, socket).start();
-      return;
-    }
     if (http !== null && tcp === undefined && http.context.chain.codec === 'http1') {
       http.handle(socket, false);
       return;
@@ -253,7 +251,7 @@ class ActiveListener implements TcpContext, TerminatorOwner {
       new TcpSession(this, socket).start();
       return;
     }
-    new Sniffer(this, socket, tcp !== undefined, this.model.firstByteTimeoutMs, false).start();
+    new Sniffer(this, socket, this.model, false).start();
   }
 
   rejected(reason: RejectReason): void {
@@ -322,10 +320,20 @@ class ActiveListener implements TcpContext, TerminatorOwner {
     return { name: this.model.name, address: this.model.address, port: this.model.bindToPort ? this.boundPort : this.model.port, direction: this.model.direction };
   }
 
-  /** Stops accepting, lets requests in flight finish, and resolves when the last connection closes. */
-  async drain(timeoutMs: number): Promise<void> {
+  private drained: Promise<void> | null = null;
+
+  /**
+   * Stops accepting, lets requests in flight finish, and resolves when the last connection closes. Idempotent: an
+   * inbound-only drain followed by the full one drains this listener once.
+   */
+  drain(timeoutMs: number): Promise<void> {
+    this.drained ??= this.drainOnce(timeoutMs);
+    return this.drained;
+  }
+
+  private async drainOnce(timeoutMs: number): Promise<void> {
     this.draining = true;
-    this.server.close();
+    if (this.server.listening) this.server.close();
     this.http?.drain();
     if (this.sockets.size === 0) return;
     await new Promise<void>((resolve) => {
@@ -352,10 +360,12 @@ class ActiveListener implements TcpContext, TerminatorOwner {
 
 /**
  * Reads a connection's first bytes to pick its chain, then pushes them back for the chosen parser. With a TCP
- * chain, silence becomes TCP after a second (server-first protocols); without one, a connection that stays
- * silent until the listener's first-byte deadline is closed.
+ * chain, silence becomes TCP (server-first protocols: the client waits for the server to speak) after the
+ * listener's listener_filters_timeout when it has continue_on_listener_filters_timeout, else after a second;
+ * without a TCP chain, a connection that stays silent until the listener's first-byte deadline is closed.
  */
 class Sniffer {
+  private readonly hasTcp: boolean;
   private buffered: Buffer | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly onData = (chunk: Buffer): void => this.data(chunk);
@@ -366,18 +376,23 @@ class Sniffer {
   constructor(
     private readonly listener: ActiveListener,
     private readonly socket: net.Socket,
-    private readonly hasTcp: boolean,
-    private readonly firstByteTimeoutMs: number,
+    private readonly model: ListenerModel,
     /** The raw connection on a PERMISSIVE port: a TLS ClientHello goes to the terminator, the rest is plaintext. */
     private readonly permissive: boolean,
-  ) {}
+  ) {
+    this.hasTcp = model.tcp !== undefined;
+  }
 
   start(): void {
     this.socket.on('data', this.onData);
     this.socket.once('end', this.onEnd);
-    // Server-first protocols (SMTP, MySQL) never speak first: after a while, they must be TCP.
-    if (this.hasTcp) this.timer = setTimeout(() => this.decide('tcp'), SNIFF_TIMEOUT_MS);
-    else if (this.firstByteTimeoutMs > 0) this.timer = setTimeout(() => this.timedOut(), this.firstByteTimeoutMs);
+    const m = this.model;
+    // Server-first protocols (SMTP, MySQL) never speak first: after a while, they must be TCP. A timeout of 0
+    // with continue_on_listener_filters_timeout waits for the client for ever (Envoy's meaning of 0).
+    if (this.hasTcp) {
+      const ms = m.continueOnFiltersTimeout === true ? m.firstByteTimeoutMs : SNIFF_TIMEOUT_MS;
+      if (ms > 0) this.timer = setTimeout(() => this.decide('tcp'), ms);
+    } else if (m.firstByteTimeoutMs > 0) this.timer = setTimeout(() => this.timedOut(), m.firstByteTimeoutMs);
   }
 
   private timedOut(): void {
@@ -415,9 +430,9 @@ class Sniffer {
   }
 }
 
-/** The key of a listener that is reached by hand-off: its address (one spelling) and port. */
-function destinationKey(address: string, port: number): string {
-  return `${canonicalIp(address)}|${port}`;
+/** The key of a listener that is reached by hand-off: its direction, address (one spelling) and port. */
+function destinationKey(direction: Direction, address: string, port: number): string {
+  return `${direction}|${canonicalIp(address)}|${port}`;
 }
 
 export class ListenerManager {
@@ -425,11 +440,18 @@ export class ListenerManager {
   /** Listeners with bind_to_port false, by destinationKey: where use_original_dst hands connections. */
   private byAddress = new Map<string, ActiveListener>();
 
-  /** The bind_to_port false listener of this address and port, else of the wildcard address on the port. */
-  byDestination(address: string, port: number): ActiveListener | undefined {
+  /**
+   * The bind_to_port false listener of this direction, address and port, else of the wildcard address on the port
+   * (`::` takes both families, as a dual-stack bind does; `0.0.0.0` IPv4 only).
+   */
+  byDestination(direction: Direction, address: string, port: number): ActiveListener | undefined {
     if (this.byAddress.size === 0) return undefined;
     // The kernel writes original destinations in the one spelling destinationKey gives the listeners' addresses.
-    return this.byAddress.get(`${address}|${port}`) ?? this.byAddress.get(`${address.includes(':') ? '::' : '0.0.0.0'}|${port}`);
+    return (
+      this.byAddress.get(`${direction}|${address}|${port}`) ??
+      this.byAddress.get(`${direction}|::|${port}`) ??
+      (address.includes(':') ? undefined : this.byAddress.get(`${direction}|0.0.0.0|${port}`))
+    );
   }
 
   /** Brings the byte counters up to date with every live connection (see ActiveListener.reportBytes). */
@@ -454,6 +476,11 @@ export class ListenerManager {
       }
       const listener = new ActiveListener(model, this.deps, this);
       this.active.set(name, listener);
+      if (this.drainScope === 'all' || (this.drainScope === 'inbound' && model.direction === 'inbound')) {
+        // A config change while draining (an inbound-only drain leaves xDS running) must not reopen the door.
+        listener.drain(0).catch((err: unknown) => this.drainFailed(name, err));
+        continue;
+      }
       // Reached only by hand-off from a use_original_dst listener (Envoy's bind_to_port false).
       if (!model.bindToPort) continue;
       binds.push(
@@ -473,7 +500,7 @@ export class ListenerManager {
       listener.drain(DRAIN_TIMEOUT_MS).catch((err: unknown) => this.drainFailed(name, err));
     }
     const byAddress = new Map<string, ActiveListener>();
-    for (const l of this.active.values()) if (!l.model.bindToPort) byAddress.set(destinationKey(l.model.address, l.model.port), l);
+    for (const l of this.active.values()) if (!l.model.bindToPort) byAddress.set(destinationKey(l.model.direction, l.model.address, l.model.port), l);
     this.byAddress = byAddress;
     const results = await Promise.allSettled(binds);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -488,8 +515,18 @@ export class ListenerManager {
     return [...this.active.values()].map((l) => l.status());
   }
 
-  async drain(timeoutMs: number): Promise<void> {
-    await Promise.all([...this.active.values()].map((l) => l.drain(timeoutMs)));
+  /** What drain has covered so far: nothing, the inbound listeners, or all. */
+  private drainScope: 'none' | 'inbound' | 'all' = 'none';
+
+  /**
+   * Drains the listeners of `scope`. Inbound only (the preStop drain, Envoy's /drain_listeners?inboundonly): no new
+   * connections from other pods while the outbound listeners keep serving the app, which may still call out while
+   * it shuts down.
+   */
+  async drain(timeoutMs: number, scope: 'inbound' | 'all' = 'all'): Promise<void> {
+    if (this.drainScope !== 'all') this.drainScope = scope;
+    const listeners = [...this.active.values()].filter((l) => scope === 'all' || l.model.direction === 'inbound');
+    await Promise.all(listeners.map((l) => l.drain(timeoutMs)));
   }
 
   destroy(): void {

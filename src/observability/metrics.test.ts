@@ -35,7 +35,7 @@ describe('ProxyMetrics', () => {
         'pillion_downstream_bytes_sent_total',
         'pillion_downstream_connections_active',
         'pillion_downstream_connections_total',
-      'pillion_downstream_connections_transport_total',
+        'pillion_downstream_connections_transport_total',
         'pillion_downstream_http2_protocol_closes_total',
         'pillion_downstream_request_duration_seconds',
         'pillion_downstream_requests_active',
@@ -48,7 +48,7 @@ describe('ProxyMetrics', () => {
         'pillion_overload_active',
         'pillion_rbac_decisions_total',
         'pillion_tcp_connections_total',
-      'pillion_tls_handshake_failures_total',
+        'pillion_tls_handshake_failures_total',
         'pillion_upstream_connect_failures_total',
         'pillion_upstream_connections_active',
         'pillion_upstream_ejections_total',
@@ -63,6 +63,7 @@ describe('ProxyMetrics', () => {
         'pillion_upstream_requests_total',
         'pillion_upstream_retries_skipped_total',
         'pillion_upstream_retries_total',
+        'pillion_upstream_tls_handshakes_total',
       ].sort(),
     );
     for (const x of await m.registry.getMetricsAsJSON()) expect(x.help.length).toBeGreaterThan(10);

@@ -431,6 +431,7 @@ export class ProxyMetrics {
   readonly downstreamConnectionsRejected: Counter<'listener' | 'reason'>;
   readonly downstreamHttp2ProtocolCloses: Counter<'listener'>;
   readonly tlsHandshakeFailures: Counter<'direction' | 'reason'>;
+  readonly upstreamTlsHandshakes: Counter<'cluster' | 'session'>;
   readonly downstreamConnectionsByTransport: Counter<'listener' | 'transport'>;
   readonly overloadActive: Gauge;
   readonly configUpdates: Counter<'result'>;
@@ -672,6 +673,15 @@ export class ProxyMetrics {
         'certificate_expired, certificate_not_yet_valid, no_spiffe_id, peer_identity (a SPIFFE ID the destination ' +
         'may not have), secrets_missing (no certificate or trust bundle yet), timeout, protocol, other.',
       labelNames: ['direction', 'reason'] as const,
+      registers,
+    });
+    this.upstreamTlsHandshakes = new Counter({
+      name: 'pillion_upstream_tls_handshakes_total',
+      help:
+        'TLS handshakes to upstreams completed, per cluster and session: resumed (the session of an earlier ' +
+        'connection to the endpoint, no certificates exchanged) or full. Mostly full means connections to the ' +
+        'cluster are reopened often and each pays certificate signing and verification on both sides.',
+      labelNames: ['cluster', 'session'] as const,
       registers,
     });
     this.downstreamConnectionsByTransport = new Counter({

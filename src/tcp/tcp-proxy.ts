@@ -12,7 +12,8 @@ import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer } from '../tls/downstream-peer.js';
 import { readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
-import { originalDstOf } from '../listener/original-dst.js';
+import { originalDstOf, unmapV4 } from '../listener/original-dst.js';
+import { canPump, SocketPump } from './socket-pump.js';
 
 /** Envoy's max_connect_attempts is 1 by default; a sidecar retrying another endpoint is what users expect. */
 const MAX_CONNECT_ATTEMPTS = 3;
@@ -54,6 +55,9 @@ export class TcpSession implements AuthzRequest {
   private finished = false;
   private downstreamClosed = false;
   private upstreamClosed = false;
+  /** Null where the direction goes through pipe() (TLS) or never started. */
+  private pumpIn: SocketPump | null = null;
+  private pumpOut: SocketPump | null = null;
 
   constructor(
     private readonly ctx: TcpContext,
@@ -71,8 +75,10 @@ export class TcpSession implements AuthzRequest {
       const upstream = this.upstream;
       if (upstream !== null && !this.upstreamClosed) {
         // A client that finished cleanly lets the upstream flush what it still has to write; a reset does not.
-        if (this.connected && downstream.readableEnded) upstream.end();
-        else upstream.destroy();
+        // (end() on an already ended stream builds an Error, stack and all: skipped.)
+        if (this.connected && downstream.readableEnded) {
+          if (!upstream.writableEnded) upstream.end();
+        } else upstream.destroy();
       }
       this.maybeFinish();
     });
@@ -98,7 +104,18 @@ export class TcpSession implements AuthzRequest {
     if (dst === undefined) return this.fail(REASONS.noHealthyUpstream);
     this.attempts++;
     this.passthroughHost = dst.address.includes(':') ? `[${dst.address}]:${dst.port}` : `${dst.address}:${dst.port}`;
-    this.dial(net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true }));
+    const sources = this.cluster!.model.sourceAddresses;
+    // A connection from our own bind source is our own passthrough redirected back to us: without this, rules
+    // lacking its exemption would make every attempt open another one, for ever.
+    if (sources !== undefined && sources.includes(unmapV4(this.downstream.remoteAddress ?? ''))) return this.fail(REASONS.passthroughLoop);
+    const options = { host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true };
+    if (sources === undefined) return this.dial(net.connect(options));
+    // upstream_bind_config (the inbound passthrough's 127.0.0.6 / ::6): the source of the destination's family;
+    // with none, a bind in the other family cannot work.
+    const v6 = dst.address.includes(':');
+    const source = sources.find((s) => s.includes(':') === v6);
+    if (source === undefined) return this.fail(REASONS.connectFailure);
+    this.dial(net.connect({ ...options, localAddress: source }));
   }
 
   private connectNext(): void {
@@ -123,7 +140,7 @@ export class TcpSession implements AuthzRequest {
     upstream.on('close', () => {
       if (upstream !== this.upstream) return;
       this.upstreamClosed = true;
-      if (this.connected && !this.downstreamClosed) {
+      if (this.connected && !this.downstreamClosed && !this.downstream.writableEnded) {
         // The upstream is gone both ways; let the client read what was sent, then close.
         this.downstream.end();
       }
@@ -138,10 +155,9 @@ export class TcpSession implements AuthzRequest {
     }
     this.connected = true;
     upstream.setTimeout(this.ctx.chain.idleTimeoutMs, () => this.destroyBoth());
-    // pipe() ends the other side's writable when one side's readable ends: that is the half-close.
-    this.downstream.pipe(upstream);
-    upstream.pipe(this.downstream);
-    this.downstream.resume();
+    // Either way, one side's end ends the other side's writable: that is the half-close.
+    this.pumpIn = forward(this.downstream, upstream);
+    this.pumpOut = forward(upstream, this.downstream);
   }
 
   private onUpstreamError(upstream: net.Socket, err: NodeJS.ErrnoException): void {
@@ -196,10 +212,25 @@ export class TcpSession implements AuthzRequest {
   private maybeFinish(): void {
     if (this.finished || !this.downstreamClosed || !(this.upstreamClosed || this.upstream === null)) return;
     this.finished = true;
+    // Both sockets are closed: their read buffers can serve the next sessions.
+    this.pumpIn?.release();
+    this.pumpOut?.release();
     if (this.endpoint !== null) this.cluster!.endCall(this.endpoint, false, this.connected ? 'success' : 'ignored');
     this.bytesReceived = this.downstream.bytesRead;
     this.bytesSent = this.downstream.bytesWritten;
     this.durationSeconds = Number(process.hrtime.bigint() - this.startNs) / 1e9;
     this.ctx.stats.tcpSessionFinished(this);
   }
+}
+
+/** src's bytes to dst: into reused buffers where src is a plaintext socket, else through pipe() (TLS). */
+function forward(src: net.Socket, dst: net.Socket): SocketPump | null {
+  if (canPump(src)) {
+    const pump = new SocketPump(src, dst);
+    pump.start();
+    return pump;
+  }
+  src.pipe(dst);
+  src.resume();
+  return null;
 }

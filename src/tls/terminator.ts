@@ -87,6 +87,10 @@ export class TlsTerminator {
       const code = socket.authorizationError as unknown as string | undefined;
       return this.refuse(socket, classifyHandshakeError(code), `client certificate not accepted: ${String(code)}`);
     }
+    // A resumed session skips OpenSSL's checks: a certificate that expired since the first handshake is not kept.
+    if (socket.isSessionReused() && !(Date.parse(cert.valid_to) > Date.now())) {
+      return this.refuse(socket, 'certificate_expired', `resumed session of a client certificate that expired ${cert.valid_to}`);
+    }
     const sans = parseSubjectAltNames(cert.subjectaltname);
     const spiffeId = spiffeIdOfSans(sans);
     const identity = spiffeId === null ? null : parseSpiffeId(spiffeId);

@@ -12,7 +12,7 @@ import { ejectedCount, newOutlierState, recordOutcome, tick, type CallOutcome, t
 import { lastSuccessRate } from './outlier-interval.js';
 import { HealthChecker, type HealthCheckHost } from './health-check.js';
 import { failingCount, newHealthCheckState } from './health-check-state.js';
-import { UpstreamTlsConnector } from '../tls/upstream-tls.js';
+import { UpstreamTlsConnector, type HandshakeCounter } from '../tls/upstream-tls.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import type { HandshakeFailureReporter } from '../tls/handshake-failures.js';
 
@@ -20,6 +20,8 @@ import type { HandshakeFailureReporter } from '../tls/handshake-failures.js';
 export interface UpstreamTlsDeps {
   readonly contexts: TlsContexts;
   readonly failures: HandshakeFailureReporter;
+  /** Completed upstream handshakes, full or resumed. */
+  readonly handshakes?: HandshakeCounter;
 }
 
 /** Per-cluster counters the cluster reports into (bound metric children; see observability/metrics). */
@@ -50,6 +52,9 @@ export type ClusterStatsFactory = (clusterName: string) => ClusterStatsSink;
 
 /** What startCall returns when the cluster's request bulkhead is full (503 overflow, flag UO). */
 export const CLUSTER_OVERFLOW = Symbol('pillion.clusterOverflow');
+
+/** ORIGINAL_DST hosts (destinations) a cluster keeps at once; see startOriginalDstCall. */
+export const ORIGINAL_DST_HOSTS_MAX = 1024;
 
 /** Picks a retry makes to find an endpoint other than the one that failed. */
 const HOST_SELECTION_ATTEMPTS = 3;
@@ -129,6 +134,45 @@ export class UpstreamCluster implements HealthCheckHost {
     endpoint.totalRequests++;
     if (isRequest) this.activeRequests++;
     return endpoint;
+  }
+
+  /** ORIGINAL_DST: a host per original destination, made on first use (Envoy's original_dst cluster). */
+  private readonly originalDstHosts = new Map<string, EndpointState>();
+
+  /**
+   * startCall for an ORIGINAL_DST cluster: the host is the connection's original destination. Hosts are kept
+   * for their connection pools; past ORIGINAL_DST_HOSTS_MAX the idle ones are dropped with their pools (Envoy
+   * cleans unused hosts every cleanup_interval, 5 s); when none is idle the call gets null (no_healthy_upstream).
+   */
+  startOriginalDstCall(address: string, port: number, isRequest: boolean): EndpointState | null | typeof CLUSTER_OVERFLOW {
+    if (isRequest && this.activeRequests >= this.model.circuitBreakers.maxRequests) {
+      this.stats.requestOverflow();
+      return CLUSTER_OVERFLOW;
+    }
+    const key = endpointKey(address, port);
+    let endpoint = this.originalDstHosts.get(key);
+    if (endpoint === undefined) {
+      if (this.originalDstHosts.size >= ORIGINAL_DST_HOSTS_MAX && !this.dropIdleOriginalDstHosts()) return null;
+      endpoint = newEndpointState({ address, port, weight: 1, healthy: true, region: '', zone: '' });
+      this.originalDstHosts.set(key, endpoint);
+    }
+    endpoint.activeRequests++;
+    endpoint.totalRequests++;
+    if (isRequest) this.activeRequests++;
+    return endpoint;
+  }
+
+  /** Drops the ORIGINAL_DST hosts with nothing in flight, and their pools; false when every host is busy. */
+  private dropIdleOriginalDstHosts(): boolean {
+    const before = this.originalDstHosts.size;
+    for (const [key, e] of this.originalDstHosts) {
+      if (e.activeRequests > 0) continue;
+      this.originalDstHosts.delete(key);
+      const pool = this.pools.get(key);
+      this.pools.delete(key);
+      pool?.drain();
+    }
+    return this.originalDstHosts.size < before;
   }
 
   /**
@@ -293,7 +337,7 @@ export class UpstreamCluster implements HealthCheckHost {
       return;
     }
     if (this.tlsDeps === null) throw new Error(`cluster ${this.model.name}: has a TLS transport socket but the cluster manager has no TLS contexts`);
-    this.tls = new UpstreamTlsConnector(model, this.tlsDeps.contexts, this.tlsDeps.failures, this.model.name);
+    this.tls = new UpstreamTlsConnector(model, this.tlsDeps.contexts, this.tlsDeps.failures, this.model.name, this.tlsDeps.handshakes ?? null);
   }
 
   close(): void {

@@ -32,8 +32,9 @@ type SocketOf = net.Socket & { [kConnection]: H1Connection };
 type BodyOf = Readable & { [kConnection]?: H1Connection };
 
 /**
- * Idle connections close after this long, or 1 s before the server's own `Keep-Alive: timeout=N`: reusing a
- * socket the server is about to close is the classic cause of spurious 503s (undici and Node's agent do the same).
+ * Idle connections close after this long, or 1 s before the server's own `Keep-Alive: timeout=N` (at most
+ * MAX_KEEP_ALIVE_MS): reusing a socket the server is about to close is the classic cause of spurious 503s (undici
+ * and Node's agent do the same). A peer sidecar's inbound says `timeout=3600`.
  */
 const DEFAULT_KEEP_ALIVE_MS = 4_000;
 
@@ -54,6 +55,8 @@ function unsolicitedUpgrade(): Error {
   });
 }
 const KEEP_ALIVE_MARGIN_MS = 1_000;
+/** The longest a server's Keep-Alive hint keeps an idle connection here (undici's maxKeepAliveTimeout). */
+const MAX_KEEP_ALIVE_MS = 600_000;
 
 /** One upstream connection, and the handle of the request it carries now (the pool hands it to the sink). */
 class H1Connection implements UpstreamStream, ParserOwner {
@@ -261,10 +264,11 @@ class H1Connection implements UpstreamStream, ParserOwner {
       const value = lines[i + 1]!;
       const at = value.indexOf('timeout=');
       if (at < 0) return;
-      const hintMs = Math.max(0, Number.parseInt(value.slice(at + 8), 10) * 1000 - KEEP_ALIVE_MARGIN_MS);
+      const hintMs = Math.min(MAX_KEEP_ALIVE_MS, Math.max(0, Number.parseInt(value.slice(at + 8), 10) * 1000 - KEEP_ALIVE_MARGIN_MS));
       if (Number.isNaN(hintMs)) return;
       if (hintMs === 0) this.reusable = false;
-      else if (hintMs < this.keepAliveMs) {
+      else if (hintMs !== this.keepAliveMs) {
+        // Shorter or longer than the default: the server said how long it keeps an idle connection (as undici).
         this.keepAliveMs = hintMs;
         this.socket.setTimeout(hintMs);
       }

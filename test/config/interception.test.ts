@@ -8,9 +8,7 @@ import { compileForNode, nodeInfoFromXdsNode, nodeToXds, type NodeInfo } from '.
 import { checkMeshConfig, parseMeshConfig } from '../../xds/mesh-config.js';
 import { encodeMessage, MESSAGE_NAMES } from '../../src/config/protos.js';
 import { envoyRoot } from './envoy-protos.js';
-import { Writable } from 'node:stream';
-import pino from 'pino';
-import { Proxy } from '../../src/proxy.js';
+import { RouteTable } from '../../src/http/context.js';
 import { TYPE_URLS } from '../../src/config/protos.js';
 
 const MESH = `
@@ -57,7 +55,7 @@ describe('transparent interception in the compiled config', () => {
 
   it('has one unbound listener per address a service port may be dialed at: virtual addresses and IP endpoints', () => {
     const { snapshot } = compile('ALLOW_ANY');
-    const intercept = [...snapshot.listeners.values()].filter((l) => !l.bindToPort);
+    const intercept = [...snapshot.listeners.values()].filter((l) => !l.bindToPort && l.direction === 'outbound');
     expect(intercept.map((l) => l.name).sort()).toEqual([
       'outbound|10.96.0.20:5432', 'outbound|10.99.1.1:8080', 'outbound|10.99.1.2:8080', 'outbound|10.99.1.3:15432', 'outbound|[fd99:1::1]:8080',
     ]);
@@ -70,6 +68,32 @@ describe('transparent interception in the compiled config', () => {
     const vhosts = snapshot.routeConfigs.get('outbound')!.virtualHosts;
     const byAddress = vhosts.find((v) => v.name === 'server.default:8080|addresses')!;
     expect(byAddress.domains).toEqual(['10.99.1.1:8080', '[fd99:1::1]:8080']);
+  });
+
+  it('inbound: the original destination port picks a listener per declared port (its protocol, to 127.0.0.1:PORT); other ports pass through from 127.0.0.6', () => {
+    const mesh = parseMeshConfig(
+      MESH.replace('MODE', 'ALLOW_ANY').replace(
+        "ports: [{ port: 8080, protocol: http }]\n    endpoints: [{ address: 10.99.1.2",
+        "ports: [{ port: 8080, protocol: http }, { port: 9100, protocol: tcp }, { port: 7000, protocol: auto }]\n    endpoints: [{ address: 10.99.1.2",
+      ),
+    );
+    const { snapshot, errors } = buildSnapshot(compileForNode(mesh, NODE), 'v1');
+    expect(errors).toEqual([]);
+    const inbound = snapshot.listeners.get('inbound')!;
+    expect(inbound).toMatchObject({ address: '::', port: 15006, useOriginalDst: true, bindToPort: true, direction: 'inbound' });
+    expect(inbound.tcp?.cluster).toBe('InboundPassthroughCluster');
+    expect(snapshot.clusters.get('InboundPassthroughCluster')).toMatchObject({ originalDst: true, sourceAddresses: ['127.0.0.6', '::6'] });
+    const ports = [...snapshot.listeners.values()].filter((l) => !l.bindToPort && l.direction === 'inbound');
+    expect(ports.map((l) => l.name).sort()).toEqual(['inbound|7000', 'inbound|8080', 'inbound|9100']);
+    expect(snapshot.listeners.get('inbound|8080')!.http).toBeDefined();
+    expect(snapshot.listeners.get('inbound|9100')!).toMatchObject({ address: '::', port: 9100, tcp: { cluster: 'inbound:9100' } });
+    // auto: sniffed, with the mesh's protocol detection timeout (1 s by default) then TCP.
+    expect(snapshot.listeners.get('inbound|7000')!).toMatchObject({ firstByteTimeoutMs: 1000, continueOnFiltersTimeout: true });
+    expect(snapshot.clusters.get('inbound:9100')!.endpoints[0]).toMatchObject({ address: '127.0.0.1', port: 9100 });
+
+    const slow = parseMeshConfig(`protocolDetectionTimeout: 250ms\n${MESH.replace('MODE', 'ALLOW_ANY').replace('http }]\n    endpoints: [{ address: 10.99.1.2', 'auto }]\n    endpoints: [{ address: 10.99.1.2')}`);
+    const got = buildSnapshot(compileForNode(slow, NODE), 'v1').snapshot;
+    expect(got.listeners.get('inbound|8080')!).toMatchObject({ firstByteTimeoutMs: 250, continueOnFiltersTimeout: true });
   });
 
   it('gives nodes without interception none of it: loopback outbound, no unbound listeners, no address domains', () => {
@@ -93,6 +117,14 @@ describe('transparent interception in the compiled config', () => {
     const passthrough = Cluster.toObject(Cluster.decode(resources.clusters.find((r) => r.name === 'PassthroughCluster')!.value), { enums: String });
     expect(passthrough.type).toBe('ORIGINAL_DST');
     expect(passthrough.lb_policy).toBe('CLUSTER_PROVIDED');
+    const inboundPassthrough = Cluster.toObject(Cluster.decode(resources.clusters.find((r) => r.name === 'InboundPassthroughCluster')!.value), { enums: String });
+    expect(inboundPassthrough.upstream_bind_config).toEqual({
+      source_address: { address: '127.0.0.6', port_value: 0 },
+      extra_source_addresses: [{ address: { address: '::6', port_value: 0 } }],
+    });
+    // The intercepting outbound sniffs HTTP and has a TCP fallback: the bounded wait, as Istio writes it.
+    expect(Number(outbound.listener_filters_timeout.seconds)).toBe(1);
+    expect(outbound.continue_on_listener_filters_timeout).toBe(true);
   });
 
   it('announces the interception mode in the xDS node metadata (Istio\'s INTERCEPTION_MODE) and reads it back', () => {
@@ -105,30 +137,57 @@ describe('transparent interception in the compiled config', () => {
     expect(translateCluster(bytes({ type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED' })).model.originalDst).toBe(true);
     expect(() => translateCluster(bytes({ type: 'ORIGINAL_DST' }))).toThrow(/lb_policy: ROUND_ROBIN with type ORIGINAL_DST/);
     expect(() => translateCluster(bytes({ type: 'STATIC', lb_policy: 'CLUSTER_PROVIDED' }))).toThrow(/CLUSTER_PROVIDED is not supported without type ORIGINAL_DST/);
+    // The host is taken from the connection only: a config asking for the header is told so.
+    const od = { type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED', original_dst_lb_config: { use_http_header: true } };
+    const { warnings } = buildSnapshot({ listeners: [], routes: [], endpoints: [], clusters: [{ name: 'c', typeUrl: TYPE_URLS.Cluster, value: bytes(od) }] }, 'v1');
+    expect(warnings.map((w) => w.message).join('\n')).toMatch(/original_dst_lb_config\.use_http_header: accepted but not enforced yet \(.*x-envoy-original-dst-host is not read\)/);
+    // upstream_bind_config: an IP, port 0.
+    const bind = (address: string, port = 0) => bytes({ type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED', upstream_bind_config: { source_address: { address, port_value: port } } });
+    expect(translateCluster(bind('127.0.0.6')).model.sourceAddresses).toEqual(['127.0.0.6']);
+    expect(() => translateCluster(bind('localhost'))).toThrow(/upstream_bind_config\.source_address\.address: "localhost" is not an IP address/);
+    expect(() => translateCluster(bind('127.0.0.6', 9))).toThrow(/port_value: only 0/);
+    // extra_source_addresses: one per other family (Envoy's rule), the upstream's family picks.
+    const extra = (...addresses: string[]) =>
+      bytes({
+        type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED',
+        upstream_bind_config: { source_address: { address: '127.0.0.6' }, extra_source_addresses: addresses.map((address) => ({ address: { address } })) },
+      });
+    expect(translateCluster(extra('::6')).model.sourceAddresses).toEqual(['127.0.0.6', '::6']);
+    expect(() => translateCluster(extra('127.0.0.7'))).toThrow(/extra_source_addresses\[0\]\.address: a source address of this IP family is already given/);
   });
 });
 
-describe('HTTP routes to an ORIGINAL_DST cluster', () => {
-  it('are accepted with a warning naming the route config and the cluster, once, not at every push', async () => {
-    const lines: string[] = [];
-    const sink = new Writable({ write: (chunk: Buffer, _enc, done) => void (lines.push(chunk.toString()), done()) });
-    const proxy = new Proxy({ adminPort: -1, logger: pino({ level: 'warn' }, sink), accessLog: 'off', processMetrics: false });
-    const compiled = compileForNode(parseMeshConfig(MESH.replace('MODE', 'ALLOW_ANY')), { ...NODE, inboundPort: 0, outboundPort: 0 });
-    const allowAny = encodeMessage(MESSAGE_NAMES.RouteConfiguration, {
-      name: 'allow_any',
-      virtual_hosts: [{ name: 'allow_any', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'PassthroughCluster' } }] }],
-    });
-    const resources = { ...compiled, routes: [...compiled.routes, { name: 'allow_any', typeUrl: TYPE_URLS.RouteConfiguration, value: allowAny }] };
-    try {
-      expect((await proxy.apply(resources, 'v1')).applied).toBe(true);
-      expect((await proxy.apply(resources, 'v2')).applied).toBe(true);
-      const warned = lines.filter((l) => l.includes('ORIGINAL_DST'));
-      expect(warned).toHaveLength(1);
-      expect(warned[0]).toContain('"resource":"allow_any"');
-      expect(warned[0]).toContain('routes to ORIGINAL_DST cluster(s) PassthroughCluster: not enforced for HTTP yet');
-    } finally {
-      await proxy.stop();
-    }
+describe('HTTP that no Host names, on an intercepting node', () => {
+  it('falls to a catch-all virtual host: allow_any to PassthroughCluster, or block_all answering 502 (REGISTRY_ONLY)', () => {
+    const allow = compile('ALLOW_ANY').snapshot.routeConfigs.get('outbound')!.virtualHosts.find((v) => v.domains.includes('*'))!;
+    expect(allow.name).toBe('allow_any');
+    expect(allow.routes[0]!.action.clusters.map((c) => c.name)).toEqual(['PassthroughCluster']);
+    const block = compile('REGISTRY_ONLY').snapshot.routeConfigs.get('outbound')!.virtualHosts.find((v) => v.domains.includes('*'))!;
+    expect(block.name).toBe('block_all');
+    expect(block.routes[0]!.directResponse).toEqual({ status: 502, body: expect.stringContaining('REGISTRY_ONLY') });
+    // Nodes without interception have no catch-all: an unknown Host stays 404 no_route.
+    const plain = compile('ALLOW_ANY', { ...NODE, interception: undefined }).snapshot.routeConfigs.get('outbound')!;
+    expect(plain.virtualHosts.some((v) => v.domains.includes('*'))).toBe(false);
+  });
+
+  it('a Host no virtual host names, on an intercepted connection, is matched again as the dialed address', () => {
+    const table = new RouteTable(compile('ALLOW_ANY').snapshot.routeConfigs.get('outbound')!);
+    const to = (host: string, dst?: { address: string; port: number }) => table.match(host, 'GET', '/', {}, dst)?.action.clusters[0]?.name;
+    expect(to('no-such.example', { address: '10.99.1.1', port: 8080 })).toBe('server.default:8080');
+    expect(to('no-such.example', { address: 'fd99:1::1', port: 8080 })).toBe('server.default:8080');
+    // A Host the mesh knows wins over the address; an address it does not know, or no original destination: allow_any.
+    expect(to('client', { address: '10.99.1.1', port: 8080 })).toBe('client.default:8080');
+    expect(to('no-such.example', { address: '192.0.2.9', port: 8080 })).toBe('PassthroughCluster');
+    expect(to('no-such.example')).toBe('PassthroughCluster');
+  });
+
+  it('translates a direct_response route, and refuses a status outside 200..599 or a body from a file', () => {
+    const rc = (route: Record<string, unknown>) =>
+      encodeMessage(MESSAGE_NAMES.RouteConfiguration, { name: 'r', virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, ...route }] }] });
+    const build = (route: Record<string, unknown>) => buildSnapshot({ listeners: [], clusters: [], endpoints: [], routes: [{ name: 'r', typeUrl: TYPE_URLS.RouteConfiguration, value: rc(route) }] }, 'v1');
+    expect(build({ direct_response: { status: 503, body: { inline_string: 'down' } } }).snapshot.routeConfigs.get('r')!.virtualHosts[0]!.routes[0]!.directResponse).toEqual({ status: 503, body: 'down' });
+    expect(build({ direct_response: { status: 99 } }).errors[0]?.message).toMatch(/direct_response\.status: 99 is not within 200\.\.599/);
+    expect(build({ direct_response: { status: 502, body: { filename: '/etc/passwd' } } }).errors[0]?.message).toMatch(/direct_response\.body: only inline_string/);
   });
 });
 

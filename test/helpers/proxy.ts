@@ -29,6 +29,8 @@ export interface StartProxyOptions {
   hcm?: Record<string, unknown>;
   /** Listener fields (Envoy's names) set on every listener, e.g. listener_filters_timeout. */
   listener?: Record<string, unknown>;
+  /** TcpProxy fields (Envoy's names) set on every TCP chain, e.g. idle_timeout. */
+  tcpProxy?: Record<string, unknown>;
   /** Proxy options beyond what the helper sets (limits, overload thresholds). */
   proxyOptions?: Partial<ProxyOptions>;
   /**
@@ -48,13 +50,23 @@ interface FilterChain {
   filters?: { name: string; typed_config?: { type_url: string; value: Uint8Array } }[];
 }
 
-function withFields(resources: XdsResources, hcmFields: Record<string, unknown>, listenerFields: Record<string, unknown>): XdsResources {
+function withFields(
+  resources: XdsResources,
+  hcmFields: Record<string, unknown>,
+  listenerFields: Record<string, unknown>,
+  tcpFields: Record<string, unknown>,
+): XdsResources {
   const listeners = resources.listeners.map((resource) => {
     const decoded = decodeMessage<{ filter_chains?: FilterChain[] }>(MESSAGE_NAMES.Listener, resource.value);
     const listener = { ...decoded, ...listenerFields };
     for (const chain of listener.filter_chains ?? []) {
       for (const filter of chain.filters ?? []) {
-        if (filter.typed_config === undefined || !filter.typed_config.type_url.endsWith(MESSAGE_NAMES.HttpConnectionManager)) continue;
+        if (filter.typed_config === undefined) continue;
+        if (filter.typed_config.type_url.endsWith(MESSAGE_NAMES.TcpProxy)) {
+          filter.typed_config = anyField(MESSAGE_NAMES.TcpProxy, { ...decodeAny(filter.typed_config), ...tcpFields });
+          continue;
+        }
+        if (!filter.typed_config.type_url.endsWith(MESSAGE_NAMES.HttpConnectionManager)) continue;
         const hcm = decodeAny(filter.typed_config);
         filter.typed_config = anyField(MESSAGE_NAMES.HttpConnectionManager, { ...hcm, ...hcmFields });
       }
@@ -90,7 +102,9 @@ export async function startProxy(meshYaml: string, opts: StartProxyOptions): Pro
   if (opts.identity !== undefined) setIdentity(proxy, opts.identity.cert, opts.identity.caPem);
   await proxy.startAdmin();
   const resources =
-    opts.hcm === undefined && opts.listener === undefined ? local.resources : withFields(local.resources, opts.hcm ?? {}, opts.listener ?? {});
+    opts.hcm === undefined && opts.listener === undefined && opts.tcpProxy === undefined
+      ? local.resources
+      : withFields(local.resources, opts.hcm ?? {}, opts.listener ?? {}, opts.tcpProxy ?? {});
   const result = await proxy.apply(resources, 'test');
   if (!result.applied) throw new Error(`config rejected: ${JSON.stringify(result.errors)}`);
   return {

@@ -32,7 +32,7 @@ describe.skipIf(unavailable !== undefined)('outbound interception by original de
     chmodSync(dir, 0o755); // the sidecar runs as PROXY_UID and reads the mesh file
     pods.pod.run(process.execPath, [MAIN, 'iptables', '--proxy-uid', String(PROXY_UID), '--apply']);
     // The server pod: an HTTP service, a server-first TCP service, and something the mesh does not know.
-    for (const [mode, spec] of [['http', 'server=8080'], ['serve', 'db=5432,external=9000']] as const) {
+    for (const [mode, spec] of [['http', 'server=8080,outside=9080'], ['serve', 'db=5432,external=9000']] as const) {
       const child = pods.peer.spawn(process.execPath, [PROBE, mode, spec]);
       child.on('error', () => {});
       children.push(child);
@@ -116,6 +116,36 @@ services:
     expect(metrics()).toMatch(/pillion_tcp_connections_total\{cluster="PassthroughCluster"\} 1\b/);
     const log = await proc.waitForLine((l) => l.upstream_cluster === 'PassthroughCluster');
     expect(log.upstream_host).toBe(`${pods.peerV4}:9000`);
+  });
+
+  it('HTTP to a service address with a Host the mesh does not know goes to the service of that address', async () => {
+    const proc = await startSidecar('ALLOW_ANY');
+    const out = app('get', `http://${pods.peerV4}:8080/odd-host`, '3000', 'no-such-name.example');
+    expect(out.startsWith('200 ')).toBe(true);
+    expect((JSON.parse(out.slice(4)) as { name: string }).name).toBe('server');
+    const log = await proc.waitForLine((l) => l.path === '/odd-host');
+    expect(log.upstream_cluster).toBe('server.default:8080');
+  });
+
+  it('ALLOW_ANY: HTTP to an address the mesh does not know is proxied as HTTP to that address (PassthroughCluster), IPv4 and IPv6', async () => {
+    const proc = await startSidecar('ALLOW_ANY');
+    for (const [url, host] of [[`http://${pods.peerV4}:9080/out-v4`, `${pods.peerV4}:9080`], [`http://[${pods.peerV6}]:9080/out-v6`, `[${pods.peerV6}]:9080`]] as const) {
+      const out = app('get', url, '3000');
+      expect(out.startsWith('200 ')).toBe(true);
+      const body = JSON.parse(out.slice(4)) as { name: string; headers: Record<string, string> };
+      expect(body.name).toBe('outside');
+      // Proxied as HTTP (the router adds a request id), not piped as opaque TCP.
+      expect(body.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      const log = await proc.waitForLine((l) => l.path === new URL(url).pathname);
+      expect(log).toMatchObject({ upstream_cluster: 'PassthroughCluster', upstream_host: host, status: 200 });
+    }
+  });
+
+  it('REGISTRY_ONLY: HTTP to an address the mesh does not know gets a 502 that says why, counted', async () => {
+    await startSidecar('REGISTRY_ONLY');
+    const out = app('get', `http://${pods.peerV4}:9080/blocked`, '3000');
+    expect(out).toMatch(/^502 \[direct_response\] .*REGISTRY_ONLY/);
+    expect(metrics()).toMatch(/pillion_local_replies_total\{reason="direct_response"\} 1\b/);
   });
 
   it('REGISTRY_ONLY: an address the mesh does not know is refused (connection closed), counted as BlackHoleCluster', async () => {

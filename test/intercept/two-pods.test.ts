@@ -1,8 +1,9 @@
 // Two "pods" on one machine (root only): two network namespaces joined by a veth pair, each with an app, its
 // sidecar (`pillion proxy --interception redirect`, workload identity from files) under its own uid via setpriv,
 // and `pillion iptables` rules. The client app calls the server app with a plain http.get to the server pod's IP,
-// no proxy settings; the request crosses both sidecars with mTLS; so does a raw TCP connection to a server-first
-// app. The skeleton of issue 17's proof (gRPC, REGISTRY_ONLY across pods, a tcpdump capture, cleanup: to come).
+// no proxy settings; the request crosses both sidecars with mTLS; so do a raw TCP connection to a server-first app
+// and a gRPC call. Also: STRICT refusing plaintext sent around the client's sidecar, a tcpdump capture of the veth,
+// REGISTRY_ONLY refusing an address outside the mesh, a killed server sidecar, and `--cleanup` restoring the rules.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,6 +28,8 @@ interface TwoPods {
   readonly pods: PodPair;
   readonly serverSidecar: PillionProcess;
   readonly clientSidecar: PillionProcess;
+  /** `iptables-save -t nat` and `ip6tables-save -t nat` of each pod before `--apply` (see natRules). */
+  readonly rulesBefore: { readonly pod: string; readonly peer: string };
   close(): Promise<void>;
 }
 
@@ -34,7 +37,19 @@ interface TwoPods {
  * Client pod (pods.pod) and server pod (pods.peer), each with its rules and its sidecar under its own uid; the
  * server app (a netns-probe mode) listens on every address at `port`, the port of service "server".
  */
-async function startTwoPods(prefix: string, port: number, protocol: 'http' | 'grpc' | 'tcp', app: readonly [string, string]): Promise<TwoPods> {
+/** A namespace's nat rules, IPv4 then IPv6, without the comments and counters that change between two saves. */
+function natRules(ns: Netns): string {
+  const dump = ns.run('iptables-save', ['-t', 'nat']) + ns.run('ip6tables-save', ['-t', 'nat']);
+  return dump.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/ \[\d+:\d+\]$/, '')).join('\n');
+}
+
+async function startTwoPods(
+  prefix: string,
+  port: number,
+  protocol: 'http' | 'grpc' | 'tcp',
+  app: readonly [string, string],
+  policy: 'ALLOW_ANY' | 'REGISTRY_ONLY' = 'ALLOW_ANY',
+): Promise<TwoPods> {
   const pods = createPodPair(prefix);
   const ca = new TestCa();
   const dir = mkdtempSync(join(tmpdir(), 'pillion-two-pods-'));
@@ -53,13 +68,14 @@ async function startTwoPods(prefix: string, port: number, protocol: 'http' | 'gr
     const meshFile = join(dir, 'mesh.yaml');
     writeFileSync(
       meshFile,
-      `services:
+      `outboundTrafficPolicy: { mode: ${policy} }
+services:
   - name: client
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: ${pods.podV4}, port: 8080 }]
   - name: server
     ports: [{ port: ${port}, protocol: ${protocol} }]
-    endpoints: [{ address: ${pods.peerV4}, port: ${port} }]
+    endpoints: [{ address: ${pods.peerV4}, port: ${port} }, { address: ${pods.peerV6}, port: ${port} }]
     policy: { mtls: STRICT, retries: { attempts: 0 } }
 `,
     );
@@ -75,6 +91,12 @@ async function startTwoPods(prefix: string, port: number, protocol: 'http' | 'gr
       sidecars.push(p);
       return p;
     };
+    // A rule of the pod's own (as a CNI's) that the sidecar's rules must leave alone and --cleanup keep.
+    for (const ns of [pods.pod, pods.peer]) {
+      ns.run('iptables', ['-t', 'nat', '-A', 'POSTROUTING', '-d', '192.0.2.1/32', '-j', 'RETURN']);
+      ns.run('ip6tables', ['-t', 'nat', '-A', 'POSTROUTING', '-d', '2001:db8::1/128', '-j', 'RETURN']);
+    }
+    const rulesBefore = { pod: natRules(pods.pod), peer: natRules(pods.peer) };
     pods.pod.run(process.execPath, [MAIN, 'iptables', '--proxy-uid', String(CLIENT_UID), '--apply']);
     pods.peer.run(process.execPath, [MAIN, 'iptables', '--proxy-uid', String(SERVER_UID), '--apply']);
     // The server app listens on every address, as a pod's app does; the client app is only a client here.
@@ -85,7 +107,7 @@ async function startTwoPods(prefix: string, port: number, protocol: 'http' | 'gr
     const serverSidecar = startSidecar(pods.peer, 'server', SERVER_UID, port);
     const clientSidecar = startSidecar(pods.pod, 'client', CLIENT_UID, 8080);
     await Promise.all([serverSidecar, clientSidecar].map((s) => s.waitForLine((l) => l.msg === 'proxy ready')));
-    return { pods, serverSidecar, clientSidecar, close };
+    return { pods, serverSidecar, clientSidecar, rulesBefore, close };
   } catch (err) {
     await close();
     throw err;
@@ -98,7 +120,8 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
   let serverSidecar: PillionProcess;
 
   beforeAll(async () => {
-    two = await startTwoPods('pl-two', 8080, 'http', ['http', 'server=8080']);
+    // REGISTRY_ONLY: the server pod's app also listens on 8081, a port no service declares (outside the mesh).
+    two = await startTwoPods('pl-two', 8080, 'http', ['http', 'server=8080,other=8081'], 'REGISTRY_ONLY');
     ({ pods, serverSidecar } = two);
   }, 30_000);
 
@@ -116,6 +139,27 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
     const inbound = await serverSidecar.waitForLine((l) => l.path === '/two-pods');
     expect(inbound.downstream_peer_principal).toBe(`${TD}/client`);
     expect(inbound.upstream_cluster).toBe('inbound:8080');
+  });
+
+  it('over IPv6 too: a plain http.get to the server pod\'s IPv6 address crosses both sidecars with mTLS', async () => {
+    const out = pods.pod.run(process.execPath, [PROBE, 'get', `http://[${pods.peerV6}]:8080/two-pods-v6`, '5000']).trim();
+    expect(out.startsWith('200 ')).toBe(true);
+    const seen = JSON.parse(out.slice(4)) as { name: string; headers: Record<string, string> };
+    expect(seen.name).toBe('server');
+    expect(seen.headers['x-forwarded-client-cert']).toContain(`URI=${TD}/client`);
+    const inbound = await serverSidecar.waitForLine((l) => l.path === '/two-pods-v6');
+    expect(inbound).toMatchObject({ downstream_peer_principal: `${TD}/client`, upstream_cluster: 'inbound:8080' });
+    const outbound = await two.clientSidecar.waitForLine((l) => l.path === '/two-pods-v6');
+    // The service has the pod's IPv4 and IPv6 endpoint: the sidecar-to-sidecar hop takes either.
+    expect(outbound.upstream_cluster).toBe('server.default:8080');
+    expect([`${pods.peerV4}:8080`, `[${pods.peerV6}]:8080`]).toContain(outbound.upstream_host);
+  });
+
+  it('the server sidecar\'s metrics count the client\'s requests by its SPIFFE identity', () => {
+    const text = pods.peer.run(process.execPath, ['-e', "fetch('http://127.0.0.1:15000/stats/prometheus').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+    const m = new RegExp(`pillion_downstream_peer_requests_total\\{peer="${TD}/client",protocol="http"\\} (\\d+)`).exec(text);
+    expect(m, text.split('\n').filter((l) => l.includes('peer')).join('\n')).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThanOrEqual(2);
   });
 
   it('the server sidecar (STRICT) refuses a plaintext request made around the client\'s sidecar', () => {
@@ -158,6 +202,17 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
     expect(captured.includes(Buffer.from([0x16, 0x03, 0x01])) || captured.includes(Buffer.from([0x16, 0x03, 0x03]))).toBe(true);
   });
 
+  it('REGISTRY_ONLY: the client app\'s HTTP and TCP to an address outside the mesh are refused by its sidecar, counted', () => {
+    // peerV4:8081 answers (the server pod's app listens there) but no service declares it.
+    const out = pods.pod.run(process.execPath, [PROBE, 'get', `http://${pods.peerV4}:8081/outside`, '5000']).trim();
+    expect(out).toMatch(/^502 \[direct_response\] .*REGISTRY_ONLY/);
+    // Raw TCP (the client speaks nothing: after the sniff wait it is TCP): closed, never passed through.
+    expect(pods.pod.run(process.execPath, [PROBE, 'connect', pods.peerV4, '8081', '5000']).trim()).toMatch(/^(error ECONNRESET|)$/);
+    const text = pods.pod.run(process.execPath, ['-e', "fetch('http://127.0.0.1:15000/stats/prometheus').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+    expect(text).toMatch(/pillion_local_replies_total\{reason="direct_response"\} 1\b/);
+    expect(text).toMatch(/pillion_tcp_connections_total\{cluster="BlackHoleCluster"\} 1\b/);
+  });
+
   // Last: it kills the server's sidecar.
   it('with the server sidecar gone, the client gets a prompt 503 from its own sidecar, not a hang', async () => {
     serverSidecar.child.kill('SIGKILL');
@@ -167,6 +222,17 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
     expect(out.startsWith('503 ')).toBe(true);
     expect(out).toContain('upstream connect failure: connect ECONNREFUSED');
     expect(Date.now() - started).toBeLessThan(4000);
+  });
+
+  it('`pillion iptables --cleanup` in each pod leaves its nat rules (IPv4 and IPv6) exactly as before --apply', () => {
+    expect(natRules(pods.pod)).not.toBe(two.rulesBefore.pod);
+    pods.pod.run(process.execPath, [MAIN, 'iptables', '--cleanup']);
+    pods.peer.run(process.execPath, [MAIN, 'iptables', '--cleanup']);
+    expect(natRules(pods.pod)).toBe(two.rulesBefore.pod);
+    expect(natRules(pods.peer)).toBe(two.rulesBefore.peer);
+    expect(two.rulesBefore.pod).toContain('-A POSTROUTING -d 192.0.2.1/32 -j RETURN');
+    // And the inbound passthrough's IPv6 source that --apply put on lo is gone.
+    for (const ns of [pods.pod, pods.peer]) expect(ns.run('ip', ['-6', 'addr', 'show', 'dev', 'lo'])).not.toContain('::6/128');
   });
 });
 

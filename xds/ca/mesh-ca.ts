@@ -26,6 +26,8 @@ export interface MeshCaOptions {
   readonly logger: Logger;
   /** The address the TLS port listens on: a name or IP there is added to the serving certificate. */
   readonly listenHost: string;
+  /** More names proxies dial the TLS port by (--server-name: a Kubernetes Service's DNS names). */
+  readonly serverNames?: readonly string[];
 }
 
 export interface MeshCa {
@@ -80,7 +82,7 @@ class ServingCertificates implements grpc.experimental.CertificateProvider {
 }
 
 /** The names a proxy may dial the control server by. */
-export function servingNames(listenHost: string): x509.JsonGeneralName[] {
+export function servingNames(listenHost: string, extra: readonly string[] = []): x509.JsonGeneralName[] {
   const names: x509.JsonGeneralName[] = [
     { type: 'dns', value: 'localhost' },
     { type: 'ip', value: '127.0.0.1' },
@@ -93,6 +95,7 @@ export function servingNames(listenHost: string): x509.JsonGeneralName[] {
   };
   add(hostname());
   add(listenHost);
+  for (const name of extra) add(name);
   return names;
 }
 
@@ -115,7 +118,7 @@ export async function startMeshCa(opts: MeshCaOptions): Promise<MeshCa> {
 
   const provider = new ServingCertificates();
   provider.setCa(authority.rootPem);
-  const names = servingNames(opts.listenHost);
+  const names = servingNames(opts.listenHost, opts.serverNames ?? []);
   const ttlMs = Math.max(opts.certTtlMs, MIN_SERVING_TTL_MS);
   let timer: NodeJS.Timeout | null = null;
   let closed = false;

@@ -14,6 +14,7 @@ import type { HttpContext, RequestHeaders } from '../context.js';
 import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from '../headers.js';
 import { grpcTimeoutMs } from './grpc-timeout.js';
 import type { HopSpan } from '../tracing/span.js';
+import type { OriginalDestination } from '../../listener/original-dst.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../../tls/handshake-failures.js';
 import { ReplayableBody } from './replay-body.js';
 import { backoffMs, retriableFailure, retriableResponse, type AttemptFailure } from './retry-policy.js';
@@ -27,6 +28,8 @@ export interface RouterOwner {
   readonly path: string;
   readonly authority: string;
   readonly remoteAddress: string;
+  /** The connection's original destination (transparent interception): the host of an ORIGINAL_DST cluster. */
+  readonly originalDst: OriginalDestination | undefined;
   readonly grpc: boolean;
   requestId: string;
   /** This hop's span of the request's trace: its context goes on the upstream request. */
@@ -156,7 +159,11 @@ export class Router {
     this.retryTimer = null;
     if (this.ended) return;
     const cluster = this.cluster!;
-    const endpoint = cluster.startCall(this.hash, true, this.endpoint);
+    // ORIGINAL_DST (PassthroughCluster): the host is where the client's connection was going, taken only from the
+    // connection (Envoy's x-envoy-original-dst-host header, use_http_header, is not read: any client could aim it).
+    const dst = cluster.model.originalDst === true ? this.owner.originalDst : undefined;
+    const endpoint =
+      cluster.model.originalDst !== true ? cluster.startCall(this.hash, true, this.endpoint) : dst === undefined ? null : cluster.startOriginalDstCall(dst.address, dst.port, true);
     if (endpoint === null || endpoint === CLUSTER_OVERFLOW) {
       // A hedge that finds no endpoint leaves the try already in flight to answer.
       if (this.live.length > 0) return;

@@ -1,0 +1,179 @@
+// `pillion inject`, run as the real executable over manifests: what it adds to each kind of workload, what it
+// leaves alone, idempotence, and the result validated against the Kubernetes schema.
+import { spawnSync } from 'node:child_process';
+import yaml from 'js-yaml';
+import { describe, expect, it } from 'vitest';
+import { NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { MAIN } from '../helpers/process.js';
+import { schemaProblems } from '../helpers/k8s-schema.js';
+
+interface Container {
+  name: string;
+  args?: string[];
+  restartPolicy?: string;
+  securityContext?: { runAsUser?: number; runAsNonRoot?: boolean; capabilities?: { add?: string[]; drop?: string[] } };
+  lifecycle?: { postStart?: { exec: { command: string[] } }; preStop?: { exec: { command: string[] } } };
+  readinessProbe?: { exec: { command: string[] } };
+  volumeMounts?: { name: string }[];
+}
+interface PodSpec {
+  containers: Container[];
+  initContainers?: Container[];
+  volumes?: { name: string; secret?: { secretName: string } }[];
+}
+
+function inject(input: string, ...args: string[]): { out: string; err: string; status: number | null } {
+  const r = spawnSync(process.execPath, [...NODE_FLAGS, MAIN, 'inject', ...args], { input, encoding: 'utf8', timeout: 15_000 });
+  return { out: r.stdout, err: r.stderr, status: r.status };
+}
+
+const deployment = (name: string, extra: { annotations?: Record<string, string>; spec?: Record<string, unknown> } = {}): string =>
+  yaml.dump({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name },
+    spec: {
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name }, ...(extra.annotations ? { annotations: extra.annotations } : {}) },
+        spec: { serviceAccountName: name, containers: [{ name, image: `${name}:1`, ports: [{ containerPort: 8080 }] }], ...extra.spec },
+      },
+    },
+  });
+
+const SERVICE = `# the Service keeps its comment
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 8080, name: http}]
+`;
+
+function docs(text: string): Record<string, unknown>[] {
+  return yaml.loadAll(text) as Record<string, unknown>[];
+}
+const podSpecOf = (d: Record<string, unknown>): PodSpec => (d as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
+const arg = (c: Container, flag: string): string | undefined => {
+  const i = c.args?.indexOf(flag) ?? -1;
+  return i < 0 ? undefined : c.args![i + 1];
+};
+
+describe('pillion inject', () => {
+  it('adds the rules, the sidecar first, held until ready, with its own uid, and leaves other kinds as they were', () => {
+    const r = inject(`${SERVICE}---\n${deployment('web')}`, '--image', 'reg.example/pillion:9', '--control', 'a:15012,b:15012', '--exclude-outbound-ports', '5432', '--exclude-cidrs', '169.254.169.254/32');
+    expect(r.status, r.err).toBe(0);
+    expect(r.out.startsWith(SERVICE)).toBe(true);
+    const [, dep] = docs(r.out);
+    const spec = podSpecOf(dep!);
+    const [proxy, app] = spec.containers;
+    expect(proxy!.name).toBe('pillion-proxy');
+    expect(app!.name).toBe('web');
+    expect(proxy!.args).toEqual(expect.arrayContaining(['proxy', '--interception', 'redirect', '--xds-ca', '--token']));
+    expect(arg(proxy!, '--xds')).toBe('a:15012,b:15012');
+    expect(arg(proxy!, '--service')).toBe('web');
+    expect(arg(proxy!, '--service-account')).toBe('web');
+    expect(arg(proxy!, '--app-port')).toBe('8080');
+    expect(proxy!.securityContext).toMatchObject({ runAsUser: 1337, runAsNonRoot: true, capabilities: { drop: ['ALL'] } });
+    expect(proxy!.lifecycle!.postStart!.exec.command.slice(0, 2)).toEqual(['pillion', 'wait-ready']);
+    expect(proxy!.lifecycle!.preStop!.exec.command.slice(0, 2)).toEqual(['pillion', 'drain']);
+    expect(proxy!.readinessProbe!.exec.command.slice(0, 2)).toEqual(['pillion', 'wait-ready']);
+    const [init] = spec.initContainers!;
+    expect(init!.name).toBe('pillion-init');
+    expect(init!.args!.slice(0, 4)).toEqual(['iptables', '--apply', '--proxy-uid', '1337']);
+    expect(arg(init!, '--exclude-outbound-ports')).toBe('5432');
+    expect(arg(init!, '--exclude-cidrs')).toBe('169.254.169.254/32');
+    expect(init!.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false, capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] } });
+    // Root and capabilities only for the rules: the app is untouched.
+    expect(app!.securityContext).toBeUndefined();
+    expect(spec.volumes).toEqual([expect.objectContaining({ name: 'pillion-bootstrap', secret: expect.objectContaining({ secretName: 'pillion-token-web' }) })]);
+    expect(proxy!.volumeMounts).toEqual([expect.objectContaining({ name: 'pillion-bootstrap' })]);
+    expect(schemaProblems(r.out)).toEqual([]);
+    expect(r.err).toContain('document 2 (Deployment web): injected sidecar for service web');
+  });
+
+  it('is idempotent: injecting its own output changes nothing', () => {
+    const once = inject(`${SERVICE}---\n${deployment('web')}---\n${deployment('api')}`);
+    expect(once.status, once.err).toBe(0);
+    const twice = inject(once.out);
+    expect(twice.status, twice.err).toBe(0);
+    expect(twice.out).toBe(once.out);
+    expect(twice.err).toContain('already injected, unchanged');
+  });
+
+  it('honours the opt-out annotation and keeps the document byte for byte', () => {
+    const input = deployment('batch', { annotations: { 'pillion.io/inject': 'false' } });
+    const r = inject(input);
+    expect(r.status, r.err).toBe(0);
+    expect(r.out).toBe(input);
+    expect(r.err).toContain('pillion.io/inject: "false", unchanged');
+  });
+
+  it('gives run-to-completion pods (Job) a native sidecar, so the Job completes', () => {
+    const job = yaml.dump({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'migrate' },
+      spec: { template: { metadata: { labels: { app: 'migrate' } }, spec: { restartPolicy: 'Never', initContainers: [{ name: 'wait', image: 'busybox' }], containers: [{ name: 'migrate', image: 'm:1' }] } } },
+    });
+    const r = inject(job);
+    expect(r.status, r.err).toBe(0);
+    const spec = (docs(r.out)[0] as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
+    expect(spec.containers.map((c) => c.name)).toEqual(['migrate']);
+    // Rules, then the sidecar (restartPolicy Always = a native sidecar), then the app's own init containers.
+    expect(spec.initContainers!.map((c) => c.name)).toEqual(['pillion-init', 'pillion-proxy', 'wait']);
+    expect(spec.initContainers![1]!.restartPolicy).toBe('Always');
+    expect(arg(spec.initContainers![1]!, '--app-port')).toBeUndefined();
+    expect(schemaProblems(r.out)).toEqual([]);
+  });
+
+  it('injects a CronJob\'s job template and the items of a kind: List', () => {
+    const cron = { apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'report' }, spec: { schedule: '0 * * * *', jobTemplate: { spec: { template: { metadata: { labels: { app: 'report' } }, spec: { restartPolicy: 'OnFailure', containers: [{ name: 'report', image: 'r:1' }] } } } } } };
+    const list = { apiVersion: 'v1', kind: 'List', items: [yaml.load(deployment('web')), { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' }, data: { a: 'b' } }] };
+    const r = inject([cron, list].map((d) => yaml.dump(d)).join('---\n'));
+    expect(r.status, r.err).toBe(0);
+    const [c, l] = docs(r.out) as [{ spec: { jobTemplate: { spec: { template: { spec: PodSpec } } } } }, { items: Record<string, unknown>[] }];
+    const cronSpec = c.spec.jobTemplate.spec.template.spec;
+    expect(cronSpec.initContainers!.map((x) => [x.name, x.restartPolicy])).toEqual([['pillion-init', undefined], ['pillion-proxy', 'Always']]);
+    expect(podSpecOf(l.items[0]!).containers.map((x) => x.name)).toEqual(['pillion-proxy', 'web']);
+    expect(l.items[1]).toEqual({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' }, data: { a: 'b' } });
+    expect(r.err).toContain('item 1');
+  });
+
+  it('puts the rules after the app\'s own init containers for a classic sidecar, and injects Pods, StatefulSets, DaemonSets', () => {
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', labels: { app: 'p' } }, spec: { initContainers: [{ name: 'setup', image: 's' }], containers: [{ name: 'p', image: 'p:1' }] } };
+    const sts = { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'db' }, spec: { serviceName: 'db', selector: { matchLabels: { app: 'db' } }, template: { metadata: { labels: { app: 'db' } }, spec: { containers: [{ name: 'db', image: 'db:1', ports: [{ containerPort: 5432 }] }] } } } };
+    const ds = { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'agent' }, spec: { selector: { matchLabels: { app: 'agent' } }, template: { metadata: { labels: { app: 'agent' }, annotations: { 'pillion.io/service': 'node-agent', 'pillion.io/exclude-inbound-ports': '9100' } }, spec: { containers: [{ name: 'agent', image: 'a:1' }] } } } };
+    const r = inject([pod, sts, ds].map((d) => yaml.dump(d)).join('---\n'));
+    expect(r.status, r.err).toBe(0);
+    const [p, s, d] = docs(r.out) as [{ spec: PodSpec }, Record<string, unknown>, Record<string, unknown>];
+    expect(p.spec.initContainers!.map((c) => c.name)).toEqual(['setup', 'pillion-init']);
+    expect(p.spec.containers.map((c) => c.name)).toEqual(['pillion-proxy', 'p']);
+    expect(arg(podSpecOf(s).containers[0]!, '--app-port')).toBe('5432');
+    expect(arg(podSpecOf(s).containers[0]!, '--service-account')).toBe('default');
+    expect(arg(podSpecOf(d).containers[0]!, '--service')).toBe('node-agent');
+    expect(arg(podSpecOf(d).initContainers![0]!, '--exclude-inbound-ports')).toBe('9100');
+    expect(schemaProblems(r.out)).toEqual([]);
+  });
+
+  it('refuses an app that runs as the proxy uid, naming the document (its traffic would bypass the sidecar)', () => {
+    const r = inject(deployment('web', { spec: { securityContext: { runAsUser: 1337 } } }));
+    expect(r.status).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toContain('stdin document 1 (Deployment web): a container runs as uid 1337');
+  });
+
+  it('refuses bad flags and annotations with the reason', () => {
+    expect(inject('', '--proxy-uid', '0').err).toContain('--proxy-uid');
+    expect(inject('', '--control', 'nohost').err).toContain('--control: expected HOST:PORT');
+    const broken = inject('kind: Service\n---\nkind: [unclosed\n');
+    expect(broken.status).toBe(2);
+    expect(broken.err).toContain('stdin document 2: not valid YAML');
+    const crlf = inject(`${SERVICE}---\n${deployment('web')}`.replaceAll('\n', '\r\n'));
+    expect(crlf.status, crlf.err).toBe(0);
+    expect(crlf.err).toContain('document 2 (Deployment web): injected');
+    const bad = inject(deployment('web', { annotations: { 'pillion.io/exclude-cidrs': 'not-a-cidr' } }));
+    expect(bad.status).toBe(2);
+    expect(bad.err).toContain('document 1 (Deployment web)');
+  });
+});
