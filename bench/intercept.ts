@@ -8,8 +8,9 @@
 //   direct       to the server pod's IP:18080 (excluded), no sidecar: the network and the app alone
 // Plaintext between the sidecars (mTLS is priced by the mtls case of `npm run bench`). Prints a table and the
 // ratios intercepted / explicit: throughput, the median latency each adds over direct, and p99. Flags: --quick,
-// --rounds N (at most 10; 3 by default, 1 with --quick).
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// --rounds N (at most 10; 3 by default, 1 with --quick), --cpu-prof DIR (the sidecars write V8 CPU profiles there
+// at exit). Also prints each path's sidecar CPU time per request (both sidecars, from /proc, closed-loop runs).
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +30,9 @@ const SERVER_UID = 1338;
 const TARGETS = ['direct', 'explicit', 'intercepted'] as const;
 type TargetName = (typeof TARGETS)[number];
 
-const { values: flags } = parseArgs({ options: { quick: { type: 'boolean', default: false }, rounds: { type: 'string' } } });
+const { values: flags } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, rounds: { type: 'string' }, 'cpu-prof': { type: 'string' } },
+});
 const quick = flags.quick === true;
 const rounds = flags.rounds ? Math.max(1, Math.min(10, Number(flags.rounds))) : quick ? 1 : 3;
 const closedSec = quick ? 3 : 8;
@@ -49,8 +52,14 @@ const sidecars: PillionProcess[] = [];
 const children: ChildProcess[] = [];
 
 async function cleanup(): Promise<void> {
-  for (const s of sidecars) s.child.kill('SIGKILL');
+  // A profiled sidecar writes its profile only on a normal exit: SIGTERM (drain), SIGKILL as the fallback.
+  const sig = profDir !== undefined ? 'SIGTERM' : 'SIGKILL';
+  for (const s of sidecars) s.child.kill(sig);
+  const kill = setTimeout(() => {
+    for (const s of sidecars) s.child.kill('SIGKILL');
+  }, 10_000);
   await Promise.all(sidecars.map((s) => s.exited));
+  clearTimeout(kill);
   for (const c of children) c.kill();
   pods.delete();
   rmSync(dir, { recursive: true, force: true });
@@ -80,8 +89,44 @@ function meshFile(name: string, serverPort: number): string {
   return file;
 }
 
+const profDir = flags['cpu-prof'];
+if (profDir !== undefined) {
+  mkdirSync(profDir, { recursive: true });
+  chmodSync(profDir, 0o777);
+}
+
+/** CPU time (user + system) of a process in clock ticks, from /proc (the sidecar's pid: ip netns exec and setpriv exec). */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+
+/** CPU ticks of this process's waited-for children (cutime + cstime): the load runs, spawned synchronously. */
+function childTicks(): number {
+  const stat = readFileSync('/proc/self/stat', 'latin1');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[13]) + Number(fields[14]);
+}
+
+/** The machine's softirq ticks (all CPUs, /proc/stat): packet processing no process is charged for. */
+function softirqTicks(): number {
+  const cpu = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0]!.split(/ +/);
+  return Number(cpu[7]);
+}
+
+function profScript(out: string): string {
+  const file = join(dir, 'node-cpu-prof.sh');
+  writeFileSync(file, `#!/bin/sh\nshift\nexec ${process.execPath} --cpu-prof --cpu-prof-dir=${out} "$@"\n`);
+  chmodSync(file, 0o755);
+  return file;
+}
+
 function sidecar(ns: Netns, uid: number, service: string, file: string, extra: string[]): PillionProcess {
-  const wrapper = ['ip', 'netns', 'exec', ns.name, 'setpriv', '--reuid', String(uid), '--regid', String(uid), '--clear-groups'];
+  // Node refuses --cpu-prof in NODE_OPTIONS: a script between setpriv and node adds it (its first argument, node, dropped).
+  const prof = profDir === undefined ? [] : [profScript(profDir)];
+  const wrapper = ['ip', 'netns', 'exec', ns.name, 'setpriv', '--reuid', String(uid), '--regid', String(uid), '--clear-groups', ...prof];
   const p = runPillion(['proxy', '--config', file, '--service', service, '--app-port', '8080', '--access-log', 'off', ...extra], MAIN, wrapper);
   sidecars.push(p);
   return p;
@@ -121,10 +166,31 @@ try {
   const explicit = meshFile('explicit', 16006);
   const redirect = ['--interception', 'redirect'];
   const ports = ['--interception', 'none', '--inbound-port', '16006', '--outbound-port', '16001', '--admin-port', '16000'];
-  sidecar(pods.peer, SERVER_UID, 'server', intercepted, redirect);
-  sidecar(pods.pod, CLIENT_UID, 'client', intercepted, redirect);
-  sidecar(pods.peer, SERVER_UID, 'server', explicit, ports);
-  sidecar(pods.pod, CLIENT_UID, 'client', explicit, ports);
+  const pairs: Record<TargetName, PillionProcess[]> = {
+    direct: [],
+    intercepted: [sidecar(pods.pod, CLIENT_UID, 'client', intercepted, redirect), sidecar(pods.peer, SERVER_UID, 'server', intercepted, redirect)],
+    explicit: [sidecar(pods.pod, CLIENT_UID, 'client', explicit, ports), sidecar(pods.peer, SERVER_UID, 'server', explicit, ports)],
+  };
+  // The profiles are named by pid (CPU.<date>.<time>.<pid>...): which is which.
+  if (profDir !== undefined) for (const t of ['explicit', 'intercepted'] as const) process.stderr.write(`${t}: client pid ${pairs[t][0]!.child.pid}, server pid ${pairs[t][1]!.child.pid}\n`);
+  /** CPU ms of the path's [client, server] sidecar, and the requests, over its closed-loop runs. */
+  // [client, server, load generator, machine softirq]
+  const cpu: Record<TargetName, { ms: number[]; requests: number }> = {
+    direct: { ms: [0, 0, 0, 0], requests: 0 },
+    explicit: { ms: [0, 0, 0, 0], requests: 0 },
+    intercepted: { ms: [0, 0, 0, 0], requests: 0 },
+  };
+  const closedRun = (t: TargetName): LoadResult => {
+    const before = pairs[t].map((s) => cpuTicks(s.child.pid!));
+    const loaderBefore = childTicks();
+    const softBefore = softirqTicks();
+    const res = load({ ...SPECS[t], kind: 'closed' });
+    cpu[t].ms[2]! += (childTicks() - loaderBefore) * TICK_MS;
+    cpu[t].ms[3]! += (softirqTicks() - softBefore) * TICK_MS;
+    pairs[t].forEach((s, i) => (cpu[t].ms[i]! += (cpuTicks(s.child.pid!) - before[i]!) * TICK_MS));
+    cpu[t].requests += res.requests;
+    return res;
+  };
   await Promise.all(sidecars.map((s) => s.waitForLine((l) => l.msg === 'proxy ready', 20_000)));
 
   const results: Record<TargetName, { closed: LoadResult[]; fixed: LoadResult[] }> = {
@@ -137,7 +203,7 @@ try {
   for (let r = 0; r < rounds; r++) {
     // Interleaved, the order rotated per round: the shared machine's noise hits every target alike.
     const order = TARGETS.map((_, i) => TARGETS[(i + r) % TARGETS.length]!);
-    for (const t of order) results[t].closed.push(load({ ...SPECS[t], kind: 'closed' }));
+    for (const t of order) results[t].closed.push(closedRun(t));
     for (const t of order) results[t].fixed.push(load({ ...SPECS[t], kind: 'fixed' }));
     process.stderr.write(`round ${r + 1}/${rounds} done\n`);
   }
@@ -164,6 +230,12 @@ try {
     `p50 added over direct, intercepted / explicit: ${((rows.intercepted.p50 - rows.direct.p50) / (rows.explicit.p50 - rows.direct.p50)).toFixed(2)} (${(rows.intercepted.p50 - rows.direct.p50).toFixed(3)} ms vs ${(rows.explicit.p50 - rows.direct.p50).toFixed(3)} ms)`,
     // The p99 of a few thousand requests is one slow moment of a shared machine, often the direct path's own: a plain ratio.
     `p99 intercepted / explicit: ${(rows.intercepted.p99 / rows.explicit.p99).toFixed(2)}`,
+    // Closed-loop runs only. The load generator's CPU includes the kernel work of its sends (loopback, the NAT of
+    // the intercepted path); softirq is the whole machine's, so other work on it shows there too.
+    ...TARGETS.map((t) => {
+      const us = cpu[t].ms.map((ms) => ((ms * 1000) / Math.max(1, cpu[t].requests)).toFixed(1));
+      return `CPU per request, ${t}: client sidecar ${us[0]} µs, server sidecar ${us[1]} µs, load generator ${us[2]} µs, machine softirq ${us[3]} µs (${cpu[t].requests} requests)`;
+    }),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 } finally {
