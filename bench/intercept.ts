@@ -205,7 +205,8 @@ try {
     const order = TARGETS.map((_, i) => TARGETS[(i + r) % TARGETS.length]!);
     for (const t of order) results[t].closed.push(closedRun(t));
     for (const t of order) results[t].fixed.push(load({ ...SPECS[t], kind: 'fixed' }));
-    process.stderr.write(`round ${r + 1}/${rounds} done\n`);
+    const rps = (t: TargetName) => results[t].closed[r]!.rps;
+    process.stderr.write(`round ${r + 1}/${rounds} done: req/s intercepted ${rps('intercepted').toFixed(0)}, explicit ${rps('explicit').toFixed(0)}, ratio ${(rps('intercepted') / rps('explicit')).toFixed(2)}\n`);
   }
 
   const row = (t: TargetName) => {
