@@ -1099,6 +1099,18 @@ function expandedSize(root: unknown, limit: number): Expanded {
   return size(root);
 }
 
+/**
+ * Why a parsed YAML value must be refused before anything walks or writes it out, or null: its aliases expand
+ * without end (a cycle), to more than `limit` values (an alias bomb), or deeper than MAX_DEPTH.
+ */
+export function yamlExpansionProblem(raw: unknown, limit = MESH_MAX_VALUES): string | null {
+  const expanded = expandedSize(raw, limit);
+  if (expanded.values === Infinity) return 'a YAML alias refers to a node that contains it, so it expands without end';
+  if (expanded.values > limit) return `YAML aliases expand the file to more than ${limit} values (the limit; an alias bomb?): refused before validation`;
+  if (expanded.depth > MAX_DEPTH) return `YAML aliases nest values more than ${MAX_DEPTH} levels deep`;
+  return null;
+}
+
 /** A file over MESH_FILE_MAX_BYTES: refused before it is parsed. */
 export function meshFileTooLarge(file: string, bytes: number): MeshConfigError {
   const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
@@ -1125,21 +1137,8 @@ export function parseMeshConfig(text: string, file = 'mesh.yaml'): MeshConfig {
   }
   // Aliases are bounded here, before validation walks them (js-yaml has no option for it; yaml's maxAliasCount
   // counts uses per anchor, and 100 uses of a large anchor still multiply a 4 MiB file a hundredfold).
-  const expanded = expandedSize(raw, MESH_MAX_VALUES);
-  if (expanded.values === Infinity) {
-    throw new MeshConfigError(file, [{ path: '(yaml)', message: 'a YAML alias refers to a node that contains it, so it expands without end' }]);
-  }
-  if (expanded.values > MESH_MAX_VALUES) {
-    throw new MeshConfigError(file, [
-      {
-        path: '(yaml)',
-        message: `YAML aliases expand the file to more than ${MESH_MAX_VALUES} values (the limit; an alias bomb?): refused before validation`,
-      },
-    ]);
-  }
-  if (expanded.depth > MAX_DEPTH) {
-    throw new MeshConfigError(file, [{ path: '(yaml)', message: `YAML aliases nest values more than ${MAX_DEPTH} levels deep` }]);
-  }
+  const aliasProblem = yamlExpansionProblem(raw);
+  if (aliasProblem !== null) throw new MeshConfigError(file, [{ path: '(yaml)', message: aliasProblem }]);
   const { config, problems, omitted = 0 } = checkMeshConfig(raw);
   if (!config) {
     const lineAt = text.length <= LINE_LOOKUP_MAX_BYTES ? locateLines(text) : () => undefined;

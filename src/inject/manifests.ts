@@ -5,6 +5,7 @@
 import yaml from 'js-yaml';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { InterceptOptionsError, validateOptions } from '../intercept/iptables-rules.js';
+import { yamlExpansionProblem } from '../../xds/mesh-config.js';
 import { INBOUND_PORT, INIT_NAME, OUTBOUND_PORT, SIDECAR_NAME, injectPodSpec, type SidecarSettings, type Workload } from './pod-spec.js';
 
 /** On the pod template: `false` opts out; inject writes `injected` and then leaves the workload alone. */
@@ -55,11 +56,16 @@ function podTemplate(doc: Obj): Obj | undefined {
 const SEPARATOR = /^---[ \t]*(?:#[^\r\n]*)?\r?$/m;
 
 function load(text: string, where: string): unknown {
+  let doc: unknown;
   try {
-    return yaml.load(text);
+    doc = yaml.load(text);
   } catch (err) {
     throw new InjectError(`${where}: not valid YAML: ${(err as Error).message}`);
   }
+  // Writing an alias bomb back out would expand it: refused as the mesh file is.
+  const problem = yamlExpansionProblem(doc);
+  if (problem !== null) throw new InjectError(`${where}: ${problem}`);
+  return doc;
 }
 
 function splitDocuments(text: string, source: string): string[] {

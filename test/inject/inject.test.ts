@@ -176,4 +176,15 @@ describe('pillion inject', () => {
     expect(bad.status).toBe(2);
     expect(bad.err).toContain('document 1 (Deployment web)');
   });
+
+  it('refuses a YAML alias bomb at once instead of expanding it while writing it out', () => {
+    // 9^10 strings once expanded; written out, it ran the process out of string length after seconds of work.
+    const levels = ['        a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
+    for (let i = 1; i < 10; i++) levels.push(`        a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]`);
+    const bomb = ['apiVersion: apps/v1', 'kind: Deployment', 'metadata: {name: web}', 'spec:', '  template:', '    metadata:', '      annotations:', ...levels, '    spec:', '      containers: [{name: web, image: web}]', ''].join('\n');
+    const r = inject(bomb);
+    expect(r.status).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toContain('stdin document 1: YAML aliases expand the file to more than');
+  });
 });
