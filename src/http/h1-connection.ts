@@ -105,6 +105,8 @@ export class H1Connection implements ParserOwner, Downstream {
   /** The bad request is a HEAD (its body was malformed): its reply has no body. */
   private pendingReplyToHead = false;
   private bodyBackpressure = false;
+  /** Body writes since the socket was corked are gathered into one writev (see write()). */
+  corkedBurst = false;
   private reading = true;
   private closed = false;
   private requestTimer: NodeJS.Timeout | null = null;
@@ -334,7 +336,18 @@ export class H1Connection implements ParserOwner, Downstream {
       if (head !== null) this.flushHead();
       return true;
     }
-    if (head === null && !this.chunked) return socket.write(chunk);
+    if (head === null && !this.chunked) {
+      // A 1 MiB body arrives as a burst of reads (16 KiB each out of TLS): corked until the loop's check phase,
+      // they leave in one writev instead of one write each. Up to BURST_BYTES may wait (the socket's own 16 KiB
+      // high-water mark would pause the upstream after one chunk); past it the upstream pauses until 'drain'.
+      if (!this.corkedBurst) {
+        this.corkedBurst = true;
+        socket.cork();
+        setImmediate(uncorkBurst, this);
+      }
+      socket.write(chunk);
+      return socket.writableLength < BURST_BYTES;
+    }
     if (head !== null && !this.chunked && chunk.length <= SMALL_BODY_BYTES) {
       // Head and a small body in one pooled buffer: one plain write instead of a corked writev (fewer objects).
       this.head = null;
@@ -552,6 +565,14 @@ export class H1Connection implements ParserOwner, Downstream {
     this.onClosed(this);
     proxyUpgrade(this.ctx, upgrade, socket, head);
   }
+}
+
+/** Body bytes a downstream HTTP/1 socket queues before the upstream is paused (backpressure). */
+const BURST_BYTES = 65_536;
+
+function uncorkBurst(connection: H1Connection): void {
+  connection.corkedBurst = false;
+  connection.socket.uncork();
 }
 
 /** Envoy's default downstream idle timeout (1 h) keeps app connection pools from racing our close. */

@@ -15,6 +15,9 @@ let faulty: net.Server;
 let proxy: RunningProxy;
 let port: number;
 let timeouts: RunningProxy;
+/** Bytes the upstream has handed to its socket for /huge (it writes only as its socket drains). */
+let hugeWritten = 0;
+const HUGE = 64 << 20;
 
 beforeAll(async () => {
   echo = await startHttpBackend('echo');
@@ -25,6 +28,21 @@ beforeAll(async () => {
       res.write('part two');
       res.addTrailers({ 'x-checksum': 'abc123' });
       res.end();
+    } else if (req.url === '/huge') {
+      const piece = Buffer.alloc(64 * 1024, 'h');
+      res.writeHead(200, { 'content-length': String(HUGE) });
+      const pump = (): void => {
+        while (hugeWritten < HUGE) {
+          hugeWritten += piece.length;
+          if (!res.write(piece)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      res.on('error', () => {});
+      pump();
     } else if (req.url === '/stream') {
       // No content-length: Node sends it chunked to an HTTP/1.1 client (the proxy).
       res.write('streamed ');
@@ -284,6 +302,23 @@ describe('connection reuse', () => {
       }
     } finally {
       agent.destroy();
+    }
+  });
+
+  it('buffers a bounded amount of a large response for a client that does not read (backpressure)', async () => {
+    hugeWritten = 0;
+    const client = net.connect(port, '127.0.0.1');
+    client.on('error', () => {});
+    try {
+      await new Promise<void>((resolve) => client.once('connect', resolve));
+      client.write('GET /huge HTTP/1.1\r\nhost: framing\r\n\r\n');
+      client.pause();
+      await new Promise((r) => setTimeout(r, 1500));
+      // Kernel socket buffers on both loopback hops hold a few MiB; a proxy that kept reading would take all 64.
+      expect(hugeWritten).toBeGreaterThan(0);
+      expect(hugeWritten).toBeLessThan(24 << 20);
+    } finally {
+      client.destroy();
     }
   });
 
