@@ -34,12 +34,21 @@ export class TrafficGenerator {
   private fire(): void {
     this.inFlight++;
     this.total.sent++;
+    // Exactly one outcome per request: a body cut short (a sidecar killed mid-response, the timeout below) ends the
+    // response with 'error', never 'end', and the request may emit 'error' as well.
+    let settled = false;
+    const finish = (outcome: 'ok' | 'failed' | 'error'): void => {
+      if (settled) return;
+      settled = true;
+      this.done(outcome);
+    };
     const req = request({ host: '127.0.0.1', port: this.port, path: '/', agent: this.agent, headers: { host: this.host } }, (res) => {
       res.resume();
-      res.on('end', () => this.done((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300 ? 'ok' : 'failed'));
+      res.on('end', () => finish((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300 ? 'ok' : 'failed'));
+      res.on('error', () => finish('error'));
     });
     req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
-    req.on('error', () => this.done('error'));
+    req.on('error', () => finish('error'));
     req.end();
   }
 
