@@ -148,6 +148,9 @@ function typeState(t: ProxyTypeStatus): string {
 }
 
 /** Envoy's order of the xDS types (listeners, routes, clusters, endpoints), by type URL; others after. */
+/** How long one admin request (answer and body) may take: these are local servers answering from memory. */
+const CTL_TIMEOUT_MS = 5_000;
+
 const TYPE_ORDER = ['Listener', 'RouteConfiguration', 'Cluster', 'ClusterLoadAssignment'];
 function typeRank(t: ProxyTypeStatus, label: string): number {
   const name = (t.typeUrl ?? label).slice((t.typeUrl ?? label).lastIndexOf('.') + 1);
@@ -184,14 +187,23 @@ export async function runCtlCommand(argv: readonly string[], env: NodeJS.Process
   const control = addressOf(values.control, env.PILLION_CONTROL, DEFAULT_CONTROL_ADMIN);
   const fetchText = async (hostPort: string, whose: string, path: string): Promise<string> => {
     const url = `http://${hostPort}${path}`;
+    // Bounds the answer and its body: a wedged admin server (or a port held by something that never answers)
+    // must end the command with a reason, not hang the operator's shell.
+    const signal = AbortSignal.timeout(CTL_TIMEOUT_MS);
+    const timedOut = (err: unknown): Error | undefined =>
+      (err as Error).name === 'TimeoutError' ? new Error(`${whose} at ${hostPort} did not answer ${path} within ${CTL_TIMEOUT_MS / 1000} s`) : undefined;
     let res: Response;
     try {
-      res = await fetch(url);
+      res = await fetch(url, { signal });
     } catch (err) {
-      throw new Error(`cannot reach ${whose} at ${hostPort}: ${(err as Error).cause ?? (err as Error).message}`);
+      throw timedOut(err) ?? new Error(`cannot reach ${whose} at ${hostPort}: ${(err as Error).cause ?? (err as Error).message}`);
     }
     if (!res.ok) throw new Error(`${url}: HTTP ${res.status}${res.status === 404 ? ` (is ${hostPort} ${whose}?)` : ''}`);
-    return res.text();
+    try {
+      return await res.text();
+    } catch (err) {
+      throw timedOut(err) ?? err;
+    }
   };
   const get = (path: string): Promise<string> => fetchText(admin, "the proxy's admin server", path);
   let out: string;

@@ -1,6 +1,7 @@
 // `pillion ctl` against a running proxy's admin server: what an operator reads.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { request } from '../helpers/client.js';
@@ -90,4 +91,20 @@ describe('pillion ctl', () => {
     expect(code).toBe(1);
     expect(err).toContain("cannot reach the proxy's admin server at 127.0.0.1:9");
   });
+
+  it('gives up on an admin server that accepts but never answers', async () => {
+    // Reads (so it sees the client leave) and never writes.
+    const silent = createServer((socket) => socket.on('error', () => {}).resume());
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const started = Date.now();
+      const { code, err } = await ctl('clusters', '--admin', `127.0.0.1:${port}`);
+      expect(code).toBe(1);
+      expect(err).toContain(`the proxy's admin server at 127.0.0.1:${port} did not answer /clusters?format=pillion within 5 s`);
+      expect(Date.now() - started).toBeLessThan(9_000);
+    } finally {
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
+  }, 15_000);
 });
