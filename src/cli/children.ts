@@ -88,15 +88,21 @@ export class ManagedChild {
         resolve();
       });
       // 'on', not 'once': a failed kill() is an 'error' too, and a second one must not end this process.
+      // Only a spawn that failed (no pid) ends the child here: a kill() that failed leaves it running, and the
+      // demo's supervisor would otherwise start a second copy on the same ports.
       this.proc.on('error', (err) => {
-        this.onLine(`spawn error: ${err.message}`, spec.echo === true);
+        const started = this.proc.pid !== undefined;
+        this.onLine(`${started ? 'error' : 'spawn error'}: ${err.message}`, spec.echo === true);
+        if (started) return;
         this.exitCode = -1;
         resolve();
       });
     });
     this.closed = new Promise((resolve) => {
       this.proc.once('close', () => resolve());
-      this.proc.on('error', () => resolve());
+      this.proc.on('error', () => {
+        if (this.proc.pid === undefined) resolve();
+      });
     });
     for (const stream of [this.proc.stdout, this.proc.stderr]) {
       if (!stream) continue;
