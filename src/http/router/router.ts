@@ -8,7 +8,7 @@ import { DEFAULTS, type RetryPolicyModel, type RouteModel } from '../../config/m
 import { REASONS, type Reason } from '../../reasons.js';
 import { CLUSTER_OVERFLOW, type UpstreamCluster } from '../../upstream/cluster-manager.js';
 import { httpOutcome, type CallOutcome } from '../../upstream/outlier.js';
-import { PENDING_OVERFLOW, UPSTREAM_UNSEEN, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from '../../upstream/pool.js';
+import { IDEMPOTENT, PENDING_OVERFLOW, UPSTREAM_UNSEEN, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from '../../upstream/pool.js';
 import type { EndpointState } from '../../upstream/types.js';
 import type { HttpContext, RequestHeaders } from '../context.js';
 import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from '../headers.js';
@@ -18,9 +18,6 @@ import type { OriginalDestination } from '../../listener/original-dst.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../../tls/handshake-failures.js';
 import { ReplayableBody } from './replay-body.js';
 import { backoffMs, retriableFailure, retriableResponse, type AttemptFailure } from './retry-policy.js';
-
-/** RFC 9110 §9.2.2: sending these again is safe (the keep-alive race may have lost them). */
-const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** The request the router forwards, and where the response it settles on goes (the exchange). */
 export interface RouterOwner {
