@@ -158,9 +158,7 @@ export class Router {
     const cluster = this.cluster!;
     // ORIGINAL_DST (PassthroughCluster): the host is where the client's connection was going, taken only from the
     // connection (Envoy's x-envoy-original-dst-host header, use_http_header, is not read: any client could aim it).
-    const dst = cluster.model.originalDst === true ? this.owner.originalDst : undefined;
-    const endpoint =
-      cluster.model.originalDst !== true ? cluster.startCall(this.hash, true, this.endpoint) : dst === undefined ? null : cluster.startOriginalDstCall(dst.address, dst.port, true);
+    const endpoint = cluster.startRequestCall(this.hash, this.owner.originalDst, this.endpoint);
     if (endpoint === null || endpoint === CLUSTER_OVERFLOW) {
       // A hedge that finds no endpoint leaves the try already in flight to answer.
       if (this.live.length > 0) return;
