@@ -338,16 +338,13 @@ export class Router {
   onTryTimeout(attempt: Attempt): void {
     attempt.tryTimer = null;
     if (this.ended || this.responding) return;
-    const retry = this.retry!;
-    if (!retriableFailure(retry, 'perTryTimeout')) {
-      this.abort();
-      return this.owner.onRouterFailure(REASONS.upstreamTimeout, 'per-try timeout');
+    if (retriableFailure(this.retry!, 'perTryTimeout')) {
+      if (this.hedge) {
+        if (this.mayRetry()) this.startAttempt();
+        return;
+      }
+      if (this.retryAfter(attempt, 'localFailure', REASONS.upstreamTimeout.httpStatus)) return;
     }
-    if (this.hedge) {
-      if (this.mayRetry()) this.startAttempt();
-      return;
-    }
-    if (this.retryAfter(attempt, 'localFailure', REASONS.upstreamTimeout.httpStatus)) return;
     this.abort();
     this.owner.onRouterFailure(REASONS.upstreamTimeout, 'per-try timeout');
   }
