@@ -138,6 +138,12 @@ class Entry {
   }
 }
 
+/**
+ * The cache key of a source model, made once per model: built per request it concatenated (and hashed) a whole
+ * inline JWKS for every token checked. Keyed by content, so a config rebuild's new models find the old keys.
+ */
+const KEYS = new WeakMap<JwksSourceModel, string>();
+
 /** JWKS by source, shared by the filters of a process (keys are public data; a config rebuild keeps them). */
 export class JwksCache {
   private readonly entries = new Map<string, Entry>();
@@ -162,7 +168,11 @@ export class JwksCache {
   }
 
   private entryOf(source: JwksSourceModel): Entry {
-    const key = source.kind === 'remote' ? `remote ${source.uri} ${source.timeoutMs} ${source.cacheMs}` : source.kind === 'file' ? `file ${source.path}` : `inline ${source.json}`;
+    let key = KEYS.get(source);
+    if (key === undefined) {
+      key = source.kind === 'remote' ? `remote ${source.uri} ${source.timeoutMs} ${source.cacheMs}` : source.kind === 'file' ? `file ${source.path}` : `inline ${source.json}`;
+      KEYS.set(source, key);
+    }
     let entry = this.entries.get(key);
     if (entry === undefined) {
       if (this.entries.size >= MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);

@@ -47,8 +47,7 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   if (cluster === undefined) return refuse(ctx, socket, REASONS.noCluster);
   const remote = socket.remoteAddress ?? '';
   const hash = route.action.hashPolicies.length === 0 ? undefined : ctx.requestHash(route.action.hashPolicies, headers, remote);
-  // ORIGINAL_DST: the host is the connection's original destination (see Router.startAttempt).
-  const endpoint = cluster.model.originalDst !== true ? cluster.startCall(hash, true) : dst === undefined ? null : cluster.startOriginalDstCall(dst.address, dst.port, true);
+  const endpoint = cluster.startRequestCall(hash, dst);
   if (endpoint === null) return refuse(ctx, socket, REASONS.noHealthyUpstream);
   if (endpoint === CLUSTER_OVERFLOW) return refuse(ctx, socket, REASONS.overflow);
 

@@ -1,7 +1,7 @@
 // ProxyMetrics: exact metric names and labels in the exposition text, cached children, version info reset.
 import { describe, expect, it } from 'vitest';
 import { REASONS } from '../reasons.js';
-import { codeClass, ProxyMetrics, responseCode } from './metrics.js';
+import { codeClass, MAX_PEER_LABELS, ProxyMetrics, responseCode } from './metrics.js';
 
 async function text(m: ProxyMetrics): Promise<string> {
   return m.registry.metrics();
@@ -189,6 +189,20 @@ describe('ProxyMetrics', () => {
     expect(t).toContain('pillion_downstream_requests_total{direction="inbound",code_class="2xx",response_code="204"} 1');
     c.forgetEndpoint('e1');
     expect(await text(m)).not.toContain('endpoint="e1"');
+  });
+
+  it('bounds the peer label: identities past 2 × MAX_PEER_LABELS count as "other" (one series per protocol)', async () => {
+    const m = new ProxyMetrics({ defaultMetrics: false });
+    for (let i = 0; i < 2 * MAX_PEER_LABELS; i++) m.peerRequest(`spiffe://td/ns/a/sa/s${i}`, 'http');
+    m.peerRequest('spiffe://td/ns/a/sa/s0', 'http');
+    m.peerRequest('spiffe://td/ns/a/sa/late1', 'http');
+    m.peerRequest('spiffe://td/ns/a/sa/late2', 'http');
+    m.peerRequest('spiffe://td/ns/a/sa/late3', 'tcp');
+    const t = await text(m);
+    expect(t).toContain('pillion_downstream_peer_requests_total{peer="spiffe://td/ns/a/sa/s0",protocol="http"} 2');
+    expect(t).toContain('pillion_downstream_peer_requests_total{peer="other",protocol="http"} 2');
+    expect(t).toContain('pillion_downstream_peer_requests_total{peer="other",protocol="tcp"} 1');
+    expect(t).not.toContain('sa/late');
   });
 
   it('keeps only the current config version at 1', async () => {

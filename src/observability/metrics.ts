@@ -416,6 +416,8 @@ export class ProxyMetrics {
   /** HTTP requests and TCP connections by the SPIFFE ID mTLS proved (a bounded label). */
   readonly peerRequests: CounterFamily<'peer' | 'protocol'>;
   private readonly peerCells = new Map<string, CounterCell>();
+  /** The "other" cells of peerRequests, [http, tcp], bound on first use. */
+  private readonly peerOther: [CounterCell | undefined, CounterCell | undefined] = [undefined, undefined];
   readonly tcpConnections: CounterFamily<'cluster'>;
   /** RBAC decisions (src/authz) by protocol, decision and the policy that decided ('-' when none matched). */
   readonly rbacDecisions: CounterFamily<'protocol' | 'decision' | 'policy'>;
@@ -787,9 +789,14 @@ export class ProxyMetrics {
     const key = protocol === 'http' ? spiffeId : `tcp ${spiffeId}`;
     let c = this.peerCells.get(key);
     if (c === undefined) {
-      const other = this.peerCells.size >= 2 * MAX_PEER_LABELS;
-      c = this.peerRequests.cell(other ? 'other' : spiffeId, protocol);
-      if (!other) this.peerCells.set(key, c);
+      if (this.peerCells.size >= 2 * MAX_PEER_LABELS) {
+        // Past the bound every new identity counts as "other": its cell is kept too, not looked up per request.
+        const i = protocol === 'http' ? 0 : 1;
+        c = this.peerOther[i] ??= this.peerRequests.cell('other', protocol);
+      } else {
+        c = this.peerRequests.cell(spiffeId, protocol);
+        this.peerCells.set(key, c);
+      }
     }
     c.inc();
   }

@@ -86,10 +86,8 @@ export class ProxyStats implements ListenerStats {
   }
 
   connectionClosed(listener: string, bytesReceived: number, bytesSent: number): void {
-    const s = this.metrics.listenerStats(listener);
-    s.connectionsActive.dec();
-    s.bytesReceived.inc(bytesReceived);
-    s.bytesSent.inc(bytesSent);
+    this.metrics.listenerStats(listener).connectionsActive.dec();
+    this.connectionBytes(listener, bytesReceived, bytesSent);
   }
 
   connectionBytes(listener: string, bytesReceived: number, bytesSent: number): void {

@@ -15,6 +15,7 @@ import { failingCount, newHealthCheckState } from './health-check-state.js';
 import { UpstreamTlsConnector, type HandshakeCounter } from '../tls/upstream-tls.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import type { HandshakeFailureReporter } from '../tls/handshake-failures.js';
+import type { OriginalDestination } from '../listener/original-dst.js';
 
 /** What originating mTLS needs: the contexts over the SecretStore, and where refusals are counted. */
 export interface UpstreamTlsDeps {
@@ -134,6 +135,15 @@ export class UpstreamCluster implements HealthCheckHost {
     endpoint.totalRequests++;
     if (isRequest) this.activeRequests++;
     return endpoint;
+  }
+
+  /**
+   * startCall for an HTTP request or Upgrade: on an ORIGINAL_DST cluster (PassthroughCluster) the host is where the
+   * client's connection was going, `dst` (none: null, no_healthy_upstream); on any other the balancer picks.
+   */
+  startRequestCall(hash: number | undefined, dst: OriginalDestination | undefined, avoid: EndpointState | null = null): EndpointState | null | typeof CLUSTER_OVERFLOW {
+    if (this.model.originalDst !== true) return this.startCall(hash, true, avoid);
+    return dst === undefined ? null : this.startOriginalDstCall(dst.address, dst.port, true);
   }
 
   /** ORIGINAL_DST: a host per original destination, made on first use (Envoy's original_dst cluster). */

@@ -4,7 +4,7 @@
 // request allocates no closures.
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
-import { pendingOverflowError, REFUSED_STREAM, UPSTREAM_UNSEEN, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
+import { IDEMPOTENT, pendingOverflowError, REFUSED_STREAM, UPSTREAM_UNSEEN, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { HOP_BY_HOP } from '../http/headers.js';
 import { ALPN_HTTP11 } from '../tls/upstream-tls.js';
 import {
@@ -38,15 +38,9 @@ type BodyOf = Readable & { [kConnection]?: H1Connection };
  */
 const DEFAULT_KEEP_ALIVE_MS = 4_000;
 
-/**
- * Methods a lost request may be sent again with (RFC 9110 §9.2.2): the upstream may, after all, have acted on
- * the first copy before closing, and only for these is a second one harmless.
- */
 function unseenError(): Error {
   return Object.assign(new Error('the upstream closed a reused connection as the request went out'), { code: UPSTREAM_UNSEEN });
 }
-
-const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** An HPE_ code, so the exchange answers 502 upstream_protocol_error as for what llhttp itself refuses. */
 function unsolicitedUpgrade(): Error {

@@ -77,6 +77,12 @@ export function pendingOverflowError(max: number): Error {
 }
 
 /**
+ * Methods a lost request may be sent again with (RFC 9110 §9.2.2): the upstream may, after all, have acted on
+ * the first copy before closing, and only for these is a second one harmless (the pool's and the router's replay).
+ */
+export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/**
  * The `code` of the error an HTTP/1.1 pool reports for an idempotent request with a body that a reused keep-alive
  * connection lost before any byte of the response (the upstream closed it as the request went out): safe to send
  * again, but only the router holds the body to do it (a bodyless request is replayed by the pool itself).

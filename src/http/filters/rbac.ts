@@ -11,6 +11,8 @@ import type { FilteredRequest, HttpFilter } from './filter.js';
 export class RbacFilter implements HttpFilter {
   private readonly enforced: CounterLike[] | null;
   private readonly shadowed: CounterLike[] | null;
+  /** The rate-limit key of the shadow-deny warning, made once: that path may be every request. */
+  private readonly shadowWarnKey: string;
 
   constructor(
     private readonly name: string,
@@ -19,6 +21,7 @@ export class RbacFilter implements HttpFilter {
   ) {
     this.enforced = model.rules === null ? null : ruleCounters(model.rules, 'http', false, sink);
     this.shadowed = model.shadow === null ? null : ruleCounters(model.shadow, 'http', true, sink);
+    this.shadowWarnKey = `rbac shadow ${name}`;
   }
 
   onRequest(request: FilteredRequest): boolean {
@@ -27,7 +30,7 @@ export class RbacFilter implements HttpFilter {
       const matched = firstMatch(shadow, request);
       counterOf(this.shadowed!, matched).inc();
       if (!allows(shadow.action, matched)) {
-        this.sink.warn(`rbac shadow ${this.name}`, { filter: this.name, policy: matched === NO_POLICY ? NO_POLICY_LABEL : shadow.policies[matched]!.name, method: request.method }, 'rbac: shadow rules would deny a request (not enforced)');
+        this.sink.warn(this.shadowWarnKey, { filter: this.name, policy: matched === NO_POLICY ? NO_POLICY_LABEL : shadow.policies[matched]!.name, method: request.method }, 'rbac: shadow rules would deny a request (not enforced)');
       }
     }
     const rules = this.model.rules;

@@ -8,7 +8,7 @@ import { DEFAULTS, type RetryPolicyModel, type RouteModel } from '../../config/m
 import { REASONS, type Reason } from '../../reasons.js';
 import { CLUSTER_OVERFLOW, type UpstreamCluster } from '../../upstream/cluster-manager.js';
 import { httpOutcome, type CallOutcome } from '../../upstream/outlier.js';
-import { PENDING_OVERFLOW, UPSTREAM_UNSEEN, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from '../../upstream/pool.js';
+import { IDEMPOTENT, PENDING_OVERFLOW, UPSTREAM_UNSEEN, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from '../../upstream/pool.js';
 import type { EndpointState } from '../../upstream/types.js';
 import type { HttpContext, RequestHeaders } from '../context.js';
 import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from '../headers.js';
@@ -18,9 +18,6 @@ import type { OriginalDestination } from '../../listener/original-dst.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../../tls/handshake-failures.js';
 import { ReplayableBody } from './replay-body.js';
 import { backoffMs, retriableFailure, retriableResponse, type AttemptFailure } from './retry-policy.js';
-
-/** RFC 9110 §9.2.2: sending these again is safe (the keep-alive race may have lost them). */
-const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** The request the router forwards, and where the response it settles on goes (the exchange). */
 export interface RouterOwner {
@@ -161,9 +158,7 @@ export class Router {
     const cluster = this.cluster!;
     // ORIGINAL_DST (PassthroughCluster): the host is where the client's connection was going, taken only from the
     // connection (Envoy's x-envoy-original-dst-host header, use_http_header, is not read: any client could aim it).
-    const dst = cluster.model.originalDst === true ? this.owner.originalDst : undefined;
-    const endpoint =
-      cluster.model.originalDst !== true ? cluster.startCall(this.hash, true, this.endpoint) : dst === undefined ? null : cluster.startOriginalDstCall(dst.address, dst.port, true);
+    const endpoint = cluster.startRequestCall(this.hash, this.owner.originalDst, this.endpoint);
     if (endpoint === null || endpoint === CLUSTER_OVERFLOW) {
       // A hedge that finds no endpoint leaves the try already in flight to answer.
       if (this.live.length > 0) return;
@@ -343,16 +338,13 @@ export class Router {
   onTryTimeout(attempt: Attempt): void {
     attempt.tryTimer = null;
     if (this.ended || this.responding) return;
-    const retry = this.retry!;
-    if (!retriableFailure(retry, 'perTryTimeout')) {
-      this.abort();
-      return this.owner.onRouterFailure(REASONS.upstreamTimeout, 'per-try timeout');
+    if (retriableFailure(this.retry!, 'perTryTimeout')) {
+      if (this.hedge) {
+        if (this.mayRetry()) this.startAttempt();
+        return;
+      }
+      if (this.retryAfter(attempt, 'localFailure', REASONS.upstreamTimeout.httpStatus)) return;
     }
-    if (this.hedge) {
-      if (this.mayRetry()) this.startAttempt();
-      return;
-    }
-    if (this.retryAfter(attempt, 'localFailure', REASONS.upstreamTimeout.httpStatus)) return;
     this.abort();
     this.owner.onRouterFailure(REASONS.upstreamTimeout, 'per-try timeout');
   }
