@@ -5,7 +5,7 @@ import { httpFilters } from './http-filters.js';
 import { networkRbacFilters } from './rbac.js';
 import { downstreamTls } from './transport-socket.js';
 import { routeConfigFromPlain } from './route-config.js';
-import { durationMs, invalid, socketAddress, wrapped, type Plain } from './values.js';
+import { durationMs, invalid, notEnforced, socketAddress, wrapped, type Plain } from './values.js';
 
 export interface ListenerTranslation {
   readonly model: ListenerModel;
@@ -188,6 +188,11 @@ export function translateListener(bytes: Uint8Array): ListenerTranslation {
     const k = chainKind(chain, field);
     if ((k.kind === 'http' && !http) || (k.kind === 'tcp' && !tcp)) {
       invalid(`${field}: a plaintext chain with a terminal filter (${k.kind}) that no TLS chain has is not supported`);
+    }
+    // Filters that differ from the TLS chain's (another RBAC, other routes) would be dropped without a word.
+    const twin = primary.find((p) => chainKind(p.chain, p.field).kind === k.kind);
+    if (twin !== undefined && JSON.stringify(chain.filters) !== JSON.stringify(twin.chain.filters)) {
+      notEnforced(`${field}.filters`, `plaintext connections get the filters of ${twin.field}`);
     }
   }
   const firstByteTimeoutMs = durationMs(l.listener_filters_timeout, DEFAULTS.listenerFiltersTimeoutMs, 'listener_filters_timeout');

@@ -9,7 +9,7 @@ import protobuf from 'protobufjs';
 import { compileForNode, type NodeInfo } from '../../xds/compiler.js';
 import { parseMeshConfig } from '../../xds/mesh-config.js';
 import { buildSnapshot, type RawResource } from '../../src/config/snapshot.js';
-import { anyField, encodeMessage, MESSAGE_NAMES, TYPE_URLS } from '../../src/config/protos.js';
+import { anyField, decodeAny, decodeMessage, encodeMessage, MESSAGE_NAMES, TYPE_URLS } from '../../src/config/protos.js';
 import { SubscriptionState } from '../../src/xds/subscriptions.js';
 
 const MESH = `
@@ -221,6 +221,35 @@ services:
       expect(inbound.tcp).toBeDefined();
       expect(inbound.tls!.plaintext).toBe(plaintext);
     }
+  });
+});
+
+describe('PERMISSIVE plaintext chains', () => {
+  const mesh = parseMeshConfig(`
+services:
+  - name: mixedp
+    ports: [{ port: 9000, protocol: auto }]
+    endpoints: [{ address: 127.0.0.1, port: 15006 }]
+    policy: { mtls: PERMISSIVE }
+`);
+  const filterWarnings = (r: ReturnType<typeof buildSnapshot>) => r.warnings.filter((w) => /filters: accepted but not enforced/.test(w.message));
+
+  it('say by name when a plaintext chain has filters of its own, which the TLS chain\'s replace', () => {
+    const resources = compileForNode(mesh, node('mixedp'));
+    expect(filterWarnings(buildSnapshot(resources, 'v'))).toEqual([]);
+    const listeners = resources.listeners.map((res) => {
+      if (res.name !== 'inbound') return res;
+      const l = decodeMessage<Record<string, any>>(MESSAGE_NAMES.Listener, res.value);
+      const plain = l.default_filter_chain; // the plaintext TCP chain
+      const last = plain.filters.at(-1);
+      last.typed_config = anyField(TYPE_URLS.TcpProxy, { ...decodeAny<Record<string, unknown>>(last.typed_config), stat_prefix: 'plaintext_only' });
+      return { ...res, value: encodeMessage(MESSAGE_NAMES.Listener, l) };
+    });
+    const r = buildSnapshot({ ...resources, listeners }, 'v');
+    expect(r.errors).toEqual([]);
+    expect(filterWarnings(r)).toEqual([
+      expect.objectContaining({ name: 'inbound', message: 'default_filter_chain.filters: accepted but not enforced yet (plaintext connections get the filters of filter_chains[1])' }),
+    ]);
   });
 });
 
