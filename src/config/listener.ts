@@ -151,6 +151,20 @@ function transportGroups(chains: readonly ChainRef[]): { tls: DownstreamTlsModel
   return { tls: { ...tls, plaintext: plain.length > 0 }, primary: tlsChains, secondary: plain };
 }
 
+/**
+ * Listener filters whose work the listener does itself: TLS and HTTP are told apart by their first bytes, and
+ * use_original_dst reads the original destination. Any other (proxy_protocol, ...) would be skipped unsaid.
+ */
+const BUILT_IN_LISTENER_FILTERS: ReadonlySet<string> = new Set(['tls_inspector', 'http_inspector', 'original_dst']);
+
+function listenerFilters(filters: readonly Plain[]): void {
+  filters.forEach((f, i) => {
+    const name = String(f.name ?? '');
+    const short = name.replace(/^envoy\.filters\.listener\./, '');
+    if (!BUILT_IN_LISTENER_FILTERS.has(short)) notEnforced(`listener_filters[${i}]: ${name || '(unnamed)'}`, 'connections do not pass through it');
+  });
+}
+
 /** Decode and validate a Listener resource; throws ResourceInvalid with the field at fault. */
 export function translateListener(bytes: Uint8Array): ListenerTranslation {
   const l = decodeMessage<Plain>(MESSAGE_NAMES.Listener, bytes);
@@ -195,6 +209,7 @@ export function translateListener(bytes: Uint8Array): ListenerTranslation {
       notEnforced(`${field}.filters`, `plaintext connections get the filters of ${twin.field}`);
     }
   }
+  listenerFilters(l.listener_filters ?? []);
   const firstByteTimeoutMs = durationMs(l.listener_filters_timeout, DEFAULTS.listenerFiltersTimeoutMs, 'listener_filters_timeout');
   const model: ListenerModel = {
     name: l.name,

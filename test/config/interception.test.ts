@@ -132,6 +132,24 @@ describe('transparent interception in the compiled config', () => {
     expect(nodeInfoFromXdsNode(nodeToXds({ ...NODE, interception: undefined } as NodeInfo) as Parameters<typeof nodeInfoFromXdsNode>[0]).interception).toBeUndefined();
   });
 
+  it('warns by name about listener filters it does not run, and not about the ones it does the work of', () => {
+    const { resources } = compile('ALLOW_ANY');
+    expect(buildSnapshot(resources, 'v1').warnings.filter((w) => /listener_filters/.test(w.message))).toEqual([]);
+    const listener = (listener_filters: object[]) => ({
+      name: 'l',
+      typeUrl: TYPE_URLS.Listener,
+      value: encodeMessage(MESSAGE_NAMES.Listener, {
+        name: 'l',
+        address: { socket_address: { address: '127.0.0.1', port_value: 1 } },
+        listener_filters,
+        filter_chains: [{ filters: [{ name: 'tcp', typed_config: { type_url: TYPE_URLS.TcpProxy, value: encodeMessage('envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', { stat_prefix: 's', cluster: 'c' }) } }] }],
+      }),
+    });
+    const { warnings, errors } = buildSnapshot({ listeners: [listener([{ name: 'envoy.filters.listener.tls_inspector' }, { name: 'envoy.filters.listener.proxy_protocol' }])], routes: [], clusters: [], endpoints: [] }, 'v1');
+    expect(errors).toEqual([]);
+    expect(warnings.map((w) => w.message)).toEqual(['listener_filters[1]: envoy.filters.listener.proxy_protocol: accepted but not enforced yet (connections do not pass through it)']);
+  });
+
   it('translates ORIGINAL_DST clusters only with CLUSTER_PROVIDED, as Envoy', () => {
     const bytes = (c: Record<string, unknown>) => encodeMessage(MESSAGE_NAMES.Cluster, { name: 'c', connect_timeout: { seconds: 1 }, ...c });
     expect(translateCluster(bytes({ type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED' })).model.originalDst).toBe(true);
