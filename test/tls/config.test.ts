@@ -11,6 +11,8 @@ import { parseMeshConfig } from '../../xds/mesh-config.js';
 import { buildSnapshot, type RawResource } from '../../src/config/snapshot.js';
 import { anyField, decodeAny, decodeMessage, encodeMessage, MESSAGE_NAMES, TYPE_URLS } from '../../src/config/protos.js';
 import { SubscriptionState } from '../../src/xds/subscriptions.js';
+import { downstreamTls } from '../../src/config/transport-socket.js';
+import { collectWarnings } from '../../src/config/values.js';
 
 const MESH = `
 trustDomain: example.org
@@ -156,6 +158,34 @@ describe('translation', () => {
       clusterWith(tlsSocket(MESSAGE_NAMES.UpstreamTlsContext, { common_tls_context: { validation_context: { match_typed_subject_alt_names: [{ san_type: 'URI', matcher: { exact: 'x' } }] } } })),
     ]);
     expect(noCa.errors[0]!.message).toContain('SAN matchers without a trusted CA');
+  });
+
+  it('warns by name about tls_params (versions, cipher suites) and require_sni, which it does not enforce', () => {
+    const context = (extra: object) =>
+      tlsSocket(MESSAGE_NAMES.UpstreamTlsContext, { common_tls_context: { validation_context: { trusted_ca: { inline_string: 'CA' } }, ...extra } });
+    expect(build([clusterWith(context({ tls_params: { tls_minimum_protocol_version: 'TLSv1_2' } }))]).warnings).toEqual([]);
+    const r = build([
+      clusterWith(context({ tls_params: { tls_minimum_protocol_version: 'TLSv1_3', tls_maximum_protocol_version: 'TLSv1_2', cipher_suites: ['ECDHE-RSA-AES128-GCM-SHA256'] } })),
+    ]);
+    expect(r.errors).toEqual([]);
+    const at = 'transport_socket.typed_config.common_tls_context';
+    expect(r.warnings.map((w) => w.message.replace(/ \(.*\)$/, ''))).toEqual([
+      `${at}.tls_params.tls_minimum_protocol_version: accepted but not enforced yet`,
+      `${at}.tls_params.tls_maximum_protocol_version: accepted but not enforced yet`,
+      `${at}.tls_params.cipher_suites: accepted but not enforced yet`,
+    ]);
+    const server = (requireSni: boolean) =>
+      collectWarnings(() =>
+        downstreamTls(
+          tlsSocket(MESSAGE_NAMES.DownstreamTlsContext, {
+            common_tls_context: { tls_certificates: [{ certificate_chain: { inline_string: 'CERT' }, private_key: { inline_string: 'KEY' } }] },
+            require_sni: { value: requireSni },
+          }),
+          'transport_socket',
+        ),
+      ).warnings;
+    expect(server(false)).toEqual([]);
+    expect(server(true)).toEqual(['transport_socket.typed_config.require_sni: accepted but not enforced yet (a client without SNI is served)']);
   });
 
   it('translates SDS Secrets (tls_certificate, validation_context) and NACKs one of another kind', () => {
