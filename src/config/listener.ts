@@ -123,6 +123,18 @@ interface ChainRef {
 }
 
 /**
+ * Chains are chosen by transport and protocol only: a chain meant for some ports or server names serves every
+ * connection of its kind, so those criteria are said to be ignored.
+ */
+function unmatchedCriteria({ chain, field }: ChainRef): void {
+  const m = chain.filter_chain_match;
+  if (m === undefined || m === null) return;
+  if (m.destination_port !== undefined && m.destination_port !== null) notEnforced(`${field}.filter_chain_match.destination_port`, 'the chain serves every port');
+  if ((m.source_ports ?? []).length > 0) notEnforced(`${field}.filter_chain_match.source_ports`, 'the chain serves every source port');
+  if ((m.server_names ?? []).length > 0) notEnforced(`${field}.filter_chain_match.server_names`, 'the chain serves every server name');
+}
+
+/**
  * Splits the chains by transport: those with a TLS transport_socket (filter_chain_match transport_protocol
  * "tls") and those without ("raw_buffer" or unset). With TLS chains, they are the ones served and the plaintext
  * chains only say that plaintext is accepted too (PERMISSIVE); without, every chain is plaintext.
@@ -133,6 +145,7 @@ function transportGroups(chains: readonly ChainRef[]): { tls: DownstreamTlsModel
   let tls: Omit<DownstreamTlsModel, 'plaintext'> | undefined;
   let tlsJson = '';
   for (const ref of chains) {
+    unmatchedCriteria(ref);
     const proto = String(ref.chain.filter_chain_match?.transport_protocol ?? '');
     const t = downstreamTls(ref.chain.transport_socket, `${ref.field}.transport_socket`);
     if (t === undefined) {
