@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { anyField, decodeAny, MESSAGE_NAMES } from './protos.js';
 import { jwtAuthn } from './jwt-authn.js';
-import type { Plain } from './values.js';
+import { collectWarnings, type Plain } from './values.js';
 
 function translate(config: Plain) {
   return jwtAuthn(decodeAny<Plain>(anyField(MESSAGE_NAMES.JwtAuthentication, config)), 'typed_config');
@@ -27,6 +27,14 @@ describe('jwtAuthn', () => {
     expect(m.rules).toEqual([
       { match: { kind: 'prefix', value: '/health' }, requires: null },
       { match: { kind: 'prefix', value: '/' }, requires: { kind: 'any', requirements: [{ kind: 'provider', provider: 'idp', audiences: null }, { kind: 'allow_missing' }] } },
+    ]);
+  });
+
+  it('warns by name that remote_jwks.http_uri.cluster is not used', () => {
+    const withCluster = { remote_jwks: { ...remote.remote_jwks, http_uri: { ...remote.remote_jwks.http_uri, cluster: 'outbound|443||idp' } } };
+    expect(collectWarnings(() => translate({ providers: { p: remote } })).warnings).toEqual([]);
+    expect(collectWarnings(() => translate({ providers: { p: withCluster } })).warnings).toEqual([
+      'typed_config.providers["p"].remote_jwks.http_uri.cluster: accepted but not enforced yet (the URI is fetched directly, not through cluster outbound|443||idp)',
     ]);
   });
 

@@ -2,7 +2,7 @@
 // audiences, JWKS from a file, inline or a URL) and rules (a path match → a requirement). What is not run is
 // refused by name.
 import type { JwksSourceModel, JwtAuthnModel, JwtProviderModel, JwtRequirementModel, JwtRuleModel } from '../authz/model.js';
-import { durationMs, invalid, type Plain } from './values.js';
+import { durationMs, invalid, notEnforced, type Plain } from './values.js';
 
 export const JWT_AUTHN_NAME = 'envoy.filters.http.jwt_authn';
 
@@ -33,6 +33,7 @@ function jwks(p: Plain, field: string): JwksSourceModel {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') invalid(`${field}.remote_jwks.http_uri.uri: only http and https are supported`);
     const timeoutMs = durationMs(r.http_uri?.timeout, 0, `${field}.remote_jwks.http_uri.timeout`);
     if (timeoutMs === 0) invalid(`${field}.remote_jwks.http_uri.timeout: missing or 0`);
+    if (r.http_uri?.cluster) notEnforced(`${field}.remote_jwks.http_uri.cluster`, `the URI is fetched directly, not through cluster ${String(r.http_uri.cluster)}`);
     const cacheMs = durationMs(r.cache_duration, DEFAULT_JWKS_CACHE_MS, `${field}.remote_jwks.cache_duration`);
     return { kind: 'remote', uri, timeoutMs: Math.min(timeoutMs, MAX_JWKS_TIMEOUT_MS), cacheMs: Math.max(1_000, cacheMs) };
   }

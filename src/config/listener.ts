@@ -5,7 +5,7 @@ import { httpFilters } from './http-filters.js';
 import { networkRbacFilters } from './rbac.js';
 import { downstreamTls } from './transport-socket.js';
 import { routeConfigFromPlain } from './route-config.js';
-import { durationMs, invalid, socketAddress, wrapped, type Plain } from './values.js';
+import { durationMs, invalid, notEnforced, socketAddress, wrapped, type Plain } from './values.js';
 
 export interface ListenerTranslation {
   readonly model: ListenerModel;
@@ -123,6 +123,18 @@ interface ChainRef {
 }
 
 /**
+ * Chains are chosen by transport and protocol only: a chain meant for some ports or server names serves every
+ * connection of its kind, so those criteria are said to be ignored.
+ */
+function unmatchedCriteria({ chain, field }: ChainRef): void {
+  const m = chain.filter_chain_match;
+  if (m === undefined || m === null) return;
+  if (m.destination_port !== undefined && m.destination_port !== null) notEnforced(`${field}.filter_chain_match.destination_port`, 'the chain serves every port');
+  if ((m.source_ports ?? []).length > 0) notEnforced(`${field}.filter_chain_match.source_ports`, 'the chain serves every source port');
+  if ((m.server_names ?? []).length > 0) notEnforced(`${field}.filter_chain_match.server_names`, 'the chain serves every server name');
+}
+
+/**
  * Splits the chains by transport: those with a TLS transport_socket (filter_chain_match transport_protocol
  * "tls") and those without ("raw_buffer" or unset). With TLS chains, they are the ones served and the plaintext
  * chains only say that plaintext is accepted too (PERMISSIVE); without, every chain is plaintext.
@@ -133,6 +145,7 @@ function transportGroups(chains: readonly ChainRef[]): { tls: DownstreamTlsModel
   let tls: Omit<DownstreamTlsModel, 'plaintext'> | undefined;
   let tlsJson = '';
   for (const ref of chains) {
+    unmatchedCriteria(ref);
     const proto = String(ref.chain.filter_chain_match?.transport_protocol ?? '');
     const t = downstreamTls(ref.chain.transport_socket, `${ref.field}.transport_socket`);
     if (t === undefined) {
@@ -149,6 +162,20 @@ function transportGroups(chains: readonly ChainRef[]): { tls: DownstreamTlsModel
   }
   if (tls === undefined) return { tls: undefined, primary: plain, secondary: [] };
   return { tls: { ...tls, plaintext: plain.length > 0 }, primary: tlsChains, secondary: plain };
+}
+
+/**
+ * Listener filters whose work the listener does itself: TLS and HTTP are told apart by their first bytes, and
+ * use_original_dst reads the original destination. Any other (proxy_protocol, ...) would be skipped unsaid.
+ */
+const BUILT_IN_LISTENER_FILTERS: ReadonlySet<string> = new Set(['tls_inspector', 'http_inspector', 'original_dst']);
+
+function listenerFilters(filters: readonly Plain[]): void {
+  filters.forEach((f, i) => {
+    const name = String(f.name ?? '');
+    const short = name.replace(/^envoy\.filters\.listener\./, '');
+    if (!BUILT_IN_LISTENER_FILTERS.has(short)) notEnforced(`listener_filters[${i}]: ${name || '(unnamed)'}`, 'connections do not pass through it');
+  });
 }
 
 /** Decode and validate a Listener resource; throws ResourceInvalid with the field at fault. */
@@ -189,7 +216,13 @@ export function translateListener(bytes: Uint8Array): ListenerTranslation {
     if ((k.kind === 'http' && !http) || (k.kind === 'tcp' && !tcp)) {
       invalid(`${field}: a plaintext chain with a terminal filter (${k.kind}) that no TLS chain has is not supported`);
     }
+    // Filters that differ from the TLS chain's (another RBAC, other routes) would be dropped without a word.
+    const twin = primary.find((p) => chainKind(p.chain, p.field).kind === k.kind);
+    if (twin !== undefined && JSON.stringify(chain.filters) !== JSON.stringify(twin.chain.filters)) {
+      notEnforced(`${field}.filters`, `plaintext connections get the filters of ${twin.field}`);
+    }
   }
+  listenerFilters(l.listener_filters ?? []);
   const firstByteTimeoutMs = durationMs(l.listener_filters_timeout, DEFAULTS.listenerFiltersTimeoutMs, 'listener_filters_timeout');
   const model: ListenerModel = {
     name: l.name,

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { DownstreamTlsModel, SanMatcherModel, SecretSourceModel, TlsContextModel, UpstreamTlsModel } from './model.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
-import { invalid, wrapped, type Plain } from './values.js';
+import { invalid, notEnforced, wrapped, type Plain } from './values.js';
 import type { SecretModel } from '../tls/secrets.js';
 
 /** Envoy's names for the TLS transport socket (the old one is still sent by some control planes). */
@@ -74,6 +74,18 @@ function sdsName(s: Plain, field: string): string {
   return String(s.name);
 }
 
+/** TLS 1.2 and up (src/tls/contexts.ts) with Node's ciphers and curves: a TlsParameters asking for more is told so. */
+function tlsParams(p: Plain | undefined, field: string): void {
+  if (p === undefined || p === null) return;
+  const min = String(p.tls_minimum_protocol_version ?? 'TLS_AUTO');
+  if (min === 'TLSv1_3') notEnforced(`${field}.tls_minimum_protocol_version`, 'TLS 1.2 is accepted too');
+  const max = String(p.tls_maximum_protocol_version ?? 'TLS_AUTO');
+  if (max !== 'TLS_AUTO' && max !== 'TLSv1_3') notEnforced(`${field}.tls_maximum_protocol_version`, 'TLS 1.3 is offered too');
+  for (const key of ['cipher_suites', 'ecdh_curves'] as const) {
+    if ((p[key] ?? []).length > 0) notEnforced(`${field}.${key}`, "Node's defaults are used");
+  }
+}
+
 function commonTlsContext(c: Plain | undefined, field: string): TlsContextModel {
   const ctx = c ?? {};
   let certificate: SecretSourceModel | null = null;
@@ -105,6 +117,7 @@ function commonTlsContext(c: Plain | undefined, field: string): TlsContextModel 
       };
     }
   }
+  tlsParams(ctx.tls_params, `${field}.tls_params`);
   if (sanMatchers.length > 0 && validation === null) invalid(`${field}: SAN matchers without a trusted CA would match unverified certificates`);
   return { certificate, validation, sanMatchers, alpn: (ctx.alpn_protocols ?? []).map(String) };
 }
@@ -133,6 +146,7 @@ export function downstreamTls(ts: Plain | undefined, field: string): Omit<Downst
   const context = commonTlsContext(d.common_tls_context, `${field}.typed_config.common_tls_context`);
   if (context.certificate === null) invalid(`${field}.typed_config.common_tls_context: a server needs a certificate`);
   const requireClientCertificate = wrapped<boolean>(d.require_client_certificate, false);
+  if (wrapped<boolean>(d.require_sni, false)) notEnforced(`${field}.typed_config.require_sni`, 'a client without SNI is served');
   if (requireClientCertificate && context.validation === null) {
     invalid(`${field}.typed_config: require_client_certificate without a validation context`);
   }

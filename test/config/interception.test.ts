@@ -132,6 +132,31 @@ describe('transparent interception in the compiled config', () => {
     expect(nodeInfoFromXdsNode(nodeToXds({ ...NODE, interception: undefined } as NodeInfo) as Parameters<typeof nodeInfoFromXdsNode>[0]).interception).toBeUndefined();
   });
 
+  it('warns by name about listener filters it does not run and chain match criteria it ignores, and not about what it does', () => {
+    const { resources } = compile('ALLOW_ANY');
+    expect(buildSnapshot(resources, 'v1').warnings.filter((w) => /listener_filters/.test(w.message))).toEqual([]);
+    const listener = (listener_filters: object[], filter_chain_match: object = {}) => ({
+      name: 'l',
+      typeUrl: TYPE_URLS.Listener,
+      value: encodeMessage(MESSAGE_NAMES.Listener, {
+        name: 'l',
+        address: { socket_address: { address: '127.0.0.1', port_value: 1 } },
+        listener_filters,
+        filter_chains: [{ filter_chain_match, filters: [{ name: 'tcp', typed_config: { type_url: TYPE_URLS.TcpProxy, value: encodeMessage('envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', { stat_prefix: 's', cluster: 'c' }) } }] }],
+      }),
+    });
+    const { warnings, errors } = buildSnapshot({ listeners: [listener([{ name: 'envoy.filters.listener.tls_inspector' }, { name: 'envoy.filters.listener.proxy_protocol' }])], routes: [], clusters: [], endpoints: [] }, 'v1');
+    expect(errors).toEqual([]);
+    expect(warnings.map((w) => w.message)).toEqual(['listener_filters[1]: envoy.filters.listener.proxy_protocol: accepted but not enforced yet (connections do not pass through it)']);
+    // Chains are chosen by transport and protocol: criteria that would narrow a chain are named too.
+    const matched = buildSnapshot({ listeners: [listener([], { destination_port: { value: 8080 }, server_names: ['a.example'], application_protocols: ['h2c'] })], routes: [], clusters: [], endpoints: [] }, 'v1');
+    expect(matched.errors).toEqual([]);
+    expect(matched.warnings.map((w) => w.message)).toEqual([
+      'filter_chains[0].filter_chain_match.destination_port: accepted but not enforced yet (the chain serves every port)',
+      'filter_chains[0].filter_chain_match.server_names: accepted but not enforced yet (the chain serves every server name)',
+    ]);
+  });
+
   it('translates ORIGINAL_DST clusters only with CLUSTER_PROVIDED, as Envoy', () => {
     const bytes = (c: Record<string, unknown>) => encodeMessage(MESSAGE_NAMES.Cluster, { name: 'c', connect_timeout: { seconds: 1 }, ...c });
     expect(translateCluster(bytes({ type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED' })).model.originalDst).toBe(true);

@@ -9,8 +9,10 @@ import protobuf from 'protobufjs';
 import { compileForNode, type NodeInfo } from '../../xds/compiler.js';
 import { parseMeshConfig } from '../../xds/mesh-config.js';
 import { buildSnapshot, type RawResource } from '../../src/config/snapshot.js';
-import { anyField, encodeMessage, MESSAGE_NAMES, TYPE_URLS } from '../../src/config/protos.js';
+import { anyField, decodeAny, decodeMessage, encodeMessage, MESSAGE_NAMES, TYPE_URLS } from '../../src/config/protos.js';
 import { SubscriptionState } from '../../src/xds/subscriptions.js';
+import { downstreamTls } from '../../src/config/transport-socket.js';
+import { collectWarnings } from '../../src/config/values.js';
 
 const MESH = `
 trustDomain: example.org
@@ -158,6 +160,34 @@ describe('translation', () => {
     expect(noCa.errors[0]!.message).toContain('SAN matchers without a trusted CA');
   });
 
+  it('warns by name about tls_params (versions, cipher suites) and require_sni, which it does not enforce', () => {
+    const context = (extra: object) =>
+      tlsSocket(MESSAGE_NAMES.UpstreamTlsContext, { common_tls_context: { validation_context: { trusted_ca: { inline_string: 'CA' } }, ...extra } });
+    expect(build([clusterWith(context({ tls_params: { tls_minimum_protocol_version: 'TLSv1_2' } }))]).warnings).toEqual([]);
+    const r = build([
+      clusterWith(context({ tls_params: { tls_minimum_protocol_version: 'TLSv1_3', tls_maximum_protocol_version: 'TLSv1_2', cipher_suites: ['ECDHE-RSA-AES128-GCM-SHA256'] } })),
+    ]);
+    expect(r.errors).toEqual([]);
+    const at = 'transport_socket.typed_config.common_tls_context';
+    expect(r.warnings.map((w) => w.message.replace(/ \(.*\)$/, ''))).toEqual([
+      `${at}.tls_params.tls_minimum_protocol_version: accepted but not enforced yet`,
+      `${at}.tls_params.tls_maximum_protocol_version: accepted but not enforced yet`,
+      `${at}.tls_params.cipher_suites: accepted but not enforced yet`,
+    ]);
+    const server = (requireSni: boolean) =>
+      collectWarnings(() =>
+        downstreamTls(
+          tlsSocket(MESSAGE_NAMES.DownstreamTlsContext, {
+            common_tls_context: { tls_certificates: [{ certificate_chain: { inline_string: 'CERT' }, private_key: { inline_string: 'KEY' } }] },
+            require_sni: { value: requireSni },
+          }),
+          'transport_socket',
+        ),
+      ).warnings;
+    expect(server(false)).toEqual([]);
+    expect(server(true)).toEqual(['transport_socket.typed_config.require_sni: accepted but not enforced yet (a client without SNI is served)']);
+  });
+
   it('translates SDS Secrets (tls_certificate, validation_context) and NACKs one of another kind', () => {
     const secret = (name: string, body: object): RawResource => ({ name, typeUrl: TYPE_URLS.Secret, value: encodeMessage(MESSAGE_NAMES.Secret, { name, ...body }) });
     const r = build([], [
@@ -221,6 +251,35 @@ services:
       expect(inbound.tcp).toBeDefined();
       expect(inbound.tls!.plaintext).toBe(plaintext);
     }
+  });
+});
+
+describe('PERMISSIVE plaintext chains', () => {
+  const mesh = parseMeshConfig(`
+services:
+  - name: mixedp
+    ports: [{ port: 9000, protocol: auto }]
+    endpoints: [{ address: 127.0.0.1, port: 15006 }]
+    policy: { mtls: PERMISSIVE }
+`);
+  const filterWarnings = (r: ReturnType<typeof buildSnapshot>) => r.warnings.filter((w) => /filters: accepted but not enforced/.test(w.message));
+
+  it('say by name when a plaintext chain has filters of its own, which the TLS chain\'s replace', () => {
+    const resources = compileForNode(mesh, node('mixedp'));
+    expect(filterWarnings(buildSnapshot(resources, 'v'))).toEqual([]);
+    const listeners = resources.listeners.map((res) => {
+      if (res.name !== 'inbound') return res;
+      const l = decodeMessage<Record<string, any>>(MESSAGE_NAMES.Listener, res.value);
+      const plain = l.default_filter_chain; // the plaintext TCP chain
+      const last = plain.filters.at(-1);
+      last.typed_config = anyField(TYPE_URLS.TcpProxy, { ...decodeAny<Record<string, unknown>>(last.typed_config), stat_prefix: 'plaintext_only' });
+      return { ...res, value: encodeMessage(MESSAGE_NAMES.Listener, l) };
+    });
+    const r = buildSnapshot({ ...resources, listeners }, 'v');
+    expect(r.errors).toEqual([]);
+    expect(filterWarnings(r)).toEqual([
+      expect.objectContaining({ name: 'inbound', message: 'default_filter_chain.filters: accepted but not enforced yet (plaintext connections get the filters of filter_chains[1])' }),
+    ]);
   });
 });
 
