@@ -52,16 +52,18 @@ export function runGrpcStream(load: GrpcStreamLoad): Promise<LoadResult> {
     let stopped = false;
     let startedAt = 0;
     let endedAt = 0;
-    const finish = (): void => {
+    const finish = (timedOut = false): void => {
       clearTimeout(guard);
-      session.close();
+      // At the guard, close() would wait for the stuck streams: destroy them.
+      if (timedOut) session.destroy();
+      else session.close();
       const sec = Math.max((endedAt || performance.now()) - startedAt, 1) / 1000;
       resolve({ rps: received / sec, p50: NaN, p99: NaN, mbps: (received * frameLen) / sec / 1e6, requests: received, errors, non2xx: 0, tool: 'grpc-stream (node)' });
     };
     // Bounded: the run ends at its deadline even if a stream never closes.
     const guard = setTimeout(() => {
       errors++;
-      finish();
+      finish(true);
     }, (load.durationSec + 15) * 1000);
     session.on('error', (err) => {
       clearTimeout(guard);

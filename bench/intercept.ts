@@ -64,12 +64,15 @@ async function cleanup(): Promise<void> {
   pods.delete();
   rmSync(dir, { recursive: true, force: true });
 }
-process.once('SIGINT', () => {
-  cleanup().then(
-    () => process.exit(130),
-    () => process.exit(130),
-  );
-});
+// SIGTERM too: otherwise the sidecars, the app and the network namespaces outlive a stopped bench.
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  process.once(sig, () => {
+    cleanup().then(
+      () => process.exit(code),
+      () => process.exit(code),
+    );
+  });
+}
 
 function meshFile(name: string, serverPort: number): string {
   const file = join(dir, `${name}.yaml`);

@@ -350,6 +350,7 @@ export interface TcpConnectLoad {
 const CONNECT_PAYLOAD = Buffer.from('ping');
 /** Hard bound on connections per run, whatever the machine's speed. */
 const MAX_CONNECTIONS_PER_RUN = 200_000;
+const CONNECT_TIMEOUT_MS = 5000;
 
 /**
  * Connection setup rate: each connection sends 4 bytes, half-closes, reads the sink's `ok 4` and closes, so a
@@ -368,12 +369,15 @@ export async function runTcpConnections(load: TcpConnectLoad): Promise<LoadResul
       let reply = '';
       let failed = false;
       const sock = connect({ host: '127.0.0.1', port: load.port, allowHalfOpen: true });
+      // A connection the proxy never closes would hold its worker past the deadline: bounded, it counts an error.
+      const timer = setTimeout(() => sock.destroy(new Error('timeout')), CONNECT_TIMEOUT_MS);
       sock.setEncoding('utf8');
       sock.once('connect', () => sock.end(CONNECT_PAYLOAD));
       sock.on('data', (d: string) => (reply += d));
       sock.on('end', () => sock.destroy());
       sock.on('error', () => (failed = true));
       sock.on('close', () => {
+        clearTimeout(timer);
         if (failed || !reply.startsWith('ok 4')) errors++;
         else times.push(performance.now() - t0);
         resolve();

@@ -59,6 +59,8 @@ describe('idle connections between sidecars', () => {
     const port = client.port('outbound');
     expect((await request(port, { path: '/first', headers: { host: 'web:8080' } })).status).toBe(200);
     const before = await accepted();
+    // Non-zero, or a renamed metric (read as 0 both times) would pass the comparison below.
+    expect(before, 'the server sidecar counted the first connection').toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 4_600));
     expect((await request(port, { path: '/second', headers: { host: 'web:8080' } })).status).toBe(200);
     expect(await accepted(), 'the server sidecar accepted a new connection after the pause').toBe(before);

@@ -2,10 +2,8 @@
 // numbers, the translators (Cluster/FilterChain transport_socket, SDS Secret), STRICT/PERMISSIVE from filter
 // chains, and the SDS subscription the xDS client derives from accepted listeners and clusters.
 import { describe, expect, it } from 'vitest';
-import { createRequire } from 'node:module';
-import { accessSync } from 'node:fs';
-import { join } from 'node:path';
-import protobuf from 'protobufjs';
+import type protobuf from 'protobufjs';
+import { envoyRoot } from '../config/envoy-protos.js';
 import { compileForNode, type NodeInfo } from '../../xds/compiler.js';
 import { parseMeshConfig } from '../../xds/mesh-config.js';
 import { buildSnapshot, type RawResource } from '../../src/config/snapshot.js';
@@ -43,30 +41,12 @@ const node = (service: string, namespace = 'default', identity = true): NodeInfo
   ...(identity ? { workloadIdentity: true } : {}),
 });
 
-function envoyRoot(): protobuf.Root {
-  const require = createRequire(import.meta.url);
-  const deps = join(require.resolve('@grpc/grpc-js-xds/package.json'), '..', 'deps');
-  const dirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
-  // The annotations of tls.proto import descriptor.proto, which protobufjs ships as a file, not built in.
-  dirs.push(join(require.resolve('protobufjs/package.json'), '..'));
-  const root = new protobuf.Root();
-  root.resolvePath = (_o, t) => {
-    for (const d of dirs) {
-      try {
-        accessSync(join(d, t));
-        return join(d, t);
-      } catch {
-        /* next */
-      }
-    }
-    return t;
-  };
-  root.loadSync(
-    ['envoy/config/cluster/v3/cluster.proto', 'envoy/config/listener/v3/listener.proto', 'envoy/extensions/transport_sockets/tls/v3/tls.proto', 'envoy/extensions/transport_sockets/tls/v3/secret.proto'],
-    { keepCase: true },
-  );
-  return root;
-}
+const TLS_PROTOS = [
+  'envoy/config/cluster/v3/cluster.proto',
+  'envoy/config/listener/v3/listener.proto',
+  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+  'envoy/extensions/transport_sockets/tls/v3/secret.proto',
+];
 
 const unpackAny = (root: protobuf.Root, any: { type_url: string; value: Uint8Array }) => {
   const T = root.lookupType(any.type_url.slice(any.type_url.lastIndexOf('/') + 1));
@@ -75,7 +55,7 @@ const unpackAny = (root: protobuf.Root, any: { type_url: string; value: Uint8Arr
 
 describe('the compiler, read by Envoy', () => {
   const mesh = parseMeshConfig(MESH);
-  const root = envoyRoot();
+  const root = envoyRoot(TLS_PROTOS);
   const C = root.lookupType('envoy.config.cluster.v3.Cluster');
   const L = root.lookupType('envoy.config.listener.v3.Listener');
 
@@ -201,7 +181,7 @@ describe('translation', () => {
   });
 
   it('writes Secrets Envoy reads at its field numbers', () => {
-    const S = envoyRoot().lookupType('envoy.extensions.transport_sockets.tls.v3.Secret');
+    const S = envoyRoot(TLS_PROTOS).lookupType('envoy.extensions.transport_sockets.tls.v3.Secret');
     const bytes = encodeMessage(MESSAGE_NAMES.Secret, { name: 'default', tls_certificate: { certificate_chain: { inline_string: 'C' }, private_key: { inline_string: 'K' } } });
     expect(S.toObject(S.decode(bytes))).toEqual({ name: 'default', tls_certificate: { certificate_chain: { inline_string: 'C' }, private_key: { inline_string: 'K' } } });
   });
