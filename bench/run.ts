@@ -1,13 +1,14 @@
 // Benchmark entry (`npm run bench`): Pillion against the backend itself, nginx, HAProxy and http-proxy on
 // this machine, in ONE run with interleaved rounds, so the noise of a shared 2-core machine hits every target
 // alike. Prints a markdown table per case and the issue's targets as PASS/FAIL lines; writes
-// .bench-out/latest.json. Flags: --quick, --only small,large,latency,h2,grpc,tcp,paired,fault,mtls,soak, --rounds N,
+// .bench-out/latest.json. Flags: --quick, --only small,large,latency,cpu,h2,grpc,tcp,paired,fault,mtls,soak, --rounds N,
 // --cpu-prof, --trace-headers w3c|b3 (every autocannon request carries that trace context, to price its
 // propagation). The paired case also prices the resilient shape (retries + outlier detection on); the fault case
 // (bench/fault.ts) kills and restarts one of three endpoints under load, with retries and without. The mtls case
 // (bench/mtls.ts) prices mTLS between two sidecars against plaintext between the same two, nginx beside it.
 // The h2 and grpc cases (h2load; bench/grpc-load.ts for gRPC streaming) put HAProxy with HTTP/2 on both sides
 // beside Pillion and judge the ratio on back-to-back pairs.
+// The cpu case reads each proxy's own CPU time (/proc) around wrk runs: CPU per small request, and RSS under load.
 // The soak case (bench/soak.ts: 10 minutes of mixed traffic with aborts and endpoint restarts; 1 with --quick)
 // runs last, on its own processes, and prints RSS, fds and heap at its start and end.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
+import { treeCpuMs } from './proc-cpu.js';
 import { benchChildGroup } from './child-group.js';
 import { FAULT_RUNS, FAULT_TIMELINE, FAULT_TIMELINE_QUICK, faultTable, runFault, type FaultResult } from './fault.js';
 import { GRPC_MESSAGE_BYTES, GRPC_UNARY_PATH, grpcUnaryH2loadArgs, runGrpcStream, type GrpcStreamLoad } from './grpc-load.js';
@@ -45,7 +47,7 @@ import {
 } from './report.js';
 import { ensurePackageFile, ensureTools, type ToolStatus } from './tools.js';
 
-const ALL_CASES = ['small', 'large', 'latency', 'h2', 'grpc', 'tcp', 'paired', 'fault', 'mtls', 'soak'] as const;
+const ALL_CASES = ['small', 'large', 'latency', 'cpu', 'h2', 'grpc', 'tcp', 'paired', 'fault', 'mtls', 'soak'] as const;
 type CaseName = (typeof ALL_CASES)[number];
 
 const { values: flags } = parseArgs({
@@ -62,7 +64,7 @@ const { values: flags } = parseArgs({
 
 if (flags.help) {
   process.stdout.write(
-    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,h2,grpc,tcp,paired,fault,mtls,soak] [--rounds N] [--cpu-prof] [--no-install] [--trace-headers w3c|b3]\n',
+    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,cpu,h2,grpc,tcp,paired,fault,mtls,soak] [--rounds N] [--cpu-prof] [--no-install] [--trace-headers w3c|b3]\n',
   );
   process.exit(0);
 }
@@ -112,6 +114,14 @@ const TCP_SETUP_SEC = quick ? 1 : 2;
  */
 const PAIRS = quick ? 3 : 10;
 const PAIR_SEC = quick ? 1 : 1.5;
+/** CPU case: wrk runs per proxy (rotating order), seconds each; RSS is sampled this far into each run. */
+const CPU_RUNS = quick ? 2 : 6;
+const CPU_SEC = quick ? 1 : 3;
+const CPU_RSS_SAMPLE_AT = 0.75;
+/** Issue 19's targets for the small-request path. */
+const CPU_TARGET_US = 20;
+const RSS_UNDER_LOAD_TARGET_MIB = 60;
+const ADDED_P99_TARGET_MS = 0.7;
 /** Pillion starts returning memory after one idle second and finishes two seconds later. */
 const IDLE_MEMORY_WAIT_MS = 5000;
 
@@ -301,6 +311,12 @@ async function main(): Promise<void> {
       targets.filter((t) => t.tcpPort !== undefined),
       (t) => tcpSetup(t),
     );
+  }
+
+  const cpuRuns = new Map<string, CpuRun[]>();
+  if (only.has('cpu')) {
+    if (!have('wrk')) skipped.push('cpu case: wrk unavailable');
+    else await runCpuCase(targets.filter((t) => t.pid !== undefined && t.httpPort !== undefined && CPU_PEERS.includes(t.name)), cpuRuns);
   }
 
   const pairedRuns = {
@@ -509,6 +525,12 @@ async function main(): Promise<void> {
     log('');
   }
 
+  if (cpuRuns.size > 0) {
+    log(`## CPU per small request and RSS under load (wrk -c ${SMALL_CONNS}, ${CPU_RUNS} × ${CPU_SEC} s each, order rotating; the proxy's own utime + stime from /proc)`);
+    log('');
+    log(cpuTable(cpuRuns));
+    log('');
+  }
   const get = (c: string, t: string): TargetSummary | undefined =>
     outcomes.find((o) => o.spec.name === c)?.summary.find((s) => s.target === t);
   const pSmall = get('small', 'pillion');
@@ -527,10 +549,10 @@ async function main(): Promise<void> {
       `${pairedSummary(pairedRuns.throughput, 2, '')}small case: ${fmt(pSmall?.rps ?? NaN, 0)} / ${fmt(hpSmall?.rps ?? NaN, 0)} req/s = ${fmt(pSmall && hpSmall ? pSmall.rps / hpSmall.rps : NaN)}`,
     ),
     check(
-      `added p99 at 2,000 req/s ≤ 2 ms`,
+      `added p99 at ${RATE.toLocaleString('en')} req/s ≤ ${ADDED_P99_TARGET_MS} ms`,
       pairedRuns.addedP99.length > 0 ? median(pairedRuns.addedP99) : (pLat?.addedP99 ?? NaN),
       '<=',
-      2,
+      ADDED_P99_TARGET_MS,
       `${pairedSummary(pairedRuns.addedP99, 3, ' ms')}latency case: Pillion p99 ${fmt(pLat?.p99 ?? NaN, 3)} ms, direct p99 ${fmt(get('latency', 'direct')?.p99 ?? NaN, 3)} ms, added (median of per-round differences) ${fmt(pLat?.addedP99 ?? NaN, 3)} ms`,
     ),
     check(
@@ -548,6 +570,26 @@ async function main(): Promise<void> {
       `${pairedSummary(pairedRuns.vsNginx, 2, '')}small case: ${fmt(pSmall?.rps ?? NaN, 0)} / ${fmt(ngSmall?.rps ?? NaN, 0)} req/s = ${fmt(pSmall && ngSmall ? pSmall.rps / ngSmall.rps : NaN)}`,
     ),
   );
+  if (cpuRuns.size > 0) {
+    const cpu = (t: string) => (cpuRuns.get(t) ?? []).map((r) => r.cpuUsPerRequest);
+    const rss = (cpuRuns.get('pillion+accesslog') ?? []).map((r) => r.rssMiB);
+    checks.push(
+      check(
+        `CPU per small request ≤ ${CPU_TARGET_US} µs (Pillion's own CPU under wrk)`,
+        median(cpu('pillion')),
+        '<=',
+        CPU_TARGET_US,
+        `median of ${cpu('pillion').length} runs ${fmt(median(cpu('pillion')), 1)} µs (${rangeOf(cpu('pillion'), 1)}); with the access log ${fmt(median(cpu('pillion+accesslog')), 1)} µs; nginx ${fmt(median(cpu('nginx')), 1)} µs, HAProxy ${fmt(median(cpu('haproxy')), 1)} µs`,
+      ),
+      check(
+        `RSS ≤ ${RSS_UNDER_LOAD_TARGET_MIB} MiB under steady load with the access log on`,
+        median(rss),
+        '<=',
+        RSS_UNDER_LOAD_TARGET_MIB,
+        `VmRSS ${CPU_RSS_SAMPLE_AT * 100} % into each run: median ${fmt(median(rss), 1)} MiB (${rangeOf(rss, 1)}); without the access log ${fmt(median((cpuRuns.get('pillion') ?? []).map((r) => r.rssMiB)), 1)} MiB`,
+      ),
+    );
+  }
   const pairedCheck = (name: string, values: readonly number[], limit: number, c: string, t: string, metric: 'mbps' | 'rps'): void => {
     const p = get(c, 'pillion');
     const o = get(c, t);
@@ -604,6 +646,7 @@ async function main(): Promise<void> {
     cases: outcomes.map((o) => ({ name: o.spec.name, title: o.spec.title, metric: o.spec.metric, summary: o.summary, rounds: o.rounds })),
     memory,
     paired: pairedRuns,
+    cpu: Object.fromEntries(cpuRuns),
     fault: faultRuns,
     mtls,
     checks,
@@ -635,6 +678,56 @@ async function paired(
     }
   }
   return out;
+}
+
+const CPU_PEERS = ['pillion', 'pillion+accesslog', 'nginx', 'haproxy'];
+
+interface CpuRun {
+  rps: number;
+  cpuUsPerRequest: number;
+  rssMiB: number;
+}
+
+/** wrk against each target in turn, CPU_RUNS times (the order rotating), reading its process tree's CPU and RSS. */
+async function runCpuCase(cpuTargets: readonly Target[], out: Map<string, CpuRun[]>): Promise<void> {
+  log('');
+  log(`running cpu: ${CPU_RUNS} × [${cpuTargets.map((t) => t.name).join(', ')}], wrk -c ${SMALL_CONNS} ${CPU_SEC} s each, order rotating`);
+  for (let i = 0; i < CPU_RUNS; i++) {
+    for (let j = 0; j < cpuTargets.length; j++) {
+      const t = cpuTargets[(i + j) % cpuTargets.length]!;
+      const pid = t.pid as number;
+      const before = treeCpuMs(pid);
+      let rssKiB = NaN;
+      const sample = setTimeout(() => (rssKiB = readTreeRssKiB(pid) ?? NaN), CPU_SEC * CPU_RSS_SAMPLE_AT * 1000);
+      try {
+        const r = await runWrk(httpLoad(t, '/small', SMALL_CONNS, CPU_SEC));
+        const after = treeCpuMs(pid);
+        if (before === undefined || after === undefined || !(r.requests > 0)) throw new Error('process gone or no requests');
+        const run = { rps: r.rps, cpuUsPerRequest: ((after - before) * 1000) / r.requests, rssMiB: rssKiB / 1024 };
+        out.set(t.name, [...(out.get(t.name) ?? []), run]);
+        log(`  ${t.name.padEnd(18)} ${fmt(r.rps, 0).padStart(8)} req/s  CPU ${fmt(run.cpuUsPerRequest, 1)} µs/request  RSS ${fmt(run.rssMiB, 1)} MiB`);
+      } catch (err) {
+        log(`  ${t.name.padEnd(18)} ERROR ${(err as Error).message.split('\n')[0]}`);
+      } finally {
+        clearTimeout(sample);
+      }
+      await sleep(200);
+    }
+  }
+}
+
+function cpuTable(runs: ReadonlyMap<string, readonly CpuRun[]>): string {
+  const rows = ['| target | CPU per request, µs: median (range) | RSS under load, MiB | req/s (median) |', '| --- | ---: | ---: | ---: |'];
+  for (const [name, r] of runs) {
+    const us = r.map((x) => x.cpuUsPerRequest);
+    const rss = r.map((x) => x.rssMiB);
+    rows.push(`| ${name} | ${fmt(median(us), 1)} (${rangeOf(us, 1)}) | ${fmt(median(rss), 1)} (${rangeOf(rss, 1)}) | ${fmt(median(r.map((x) => x.rps)), 0)} |`);
+  }
+  return rows.join('\n');
+}
+
+function rangeOf(values: readonly number[], digits: number): string {
+  return values.length === 0 ? '–' : `${fmt(Math.min(...values), digits)} – ${fmt(Math.max(...values), digits)}`;
 }
 
 /** "median of N paired runs X (range a–b); " or nothing when no pair was run. */

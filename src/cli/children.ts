@@ -457,7 +457,8 @@ export function readTreeRssKiB(pid: number): number | undefined {
   return total;
 }
 
-function childPids(pid: number): number[] {
+/** Direct children of a process (those its main thread started), from /proc. */
+export function childPids(pid: number): number[] {
   try {
     const out: number[] = [];
     const tasks = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
