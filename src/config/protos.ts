@@ -3,6 +3,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import { unknownFieldPaths } from './unknown-fields.js';
+import { notEnforced } from './values.js';
 
 /**
  * The proto/ directory. This file runs as src/config/protos.ts (vitest) and as dist/src/config/protos.js (tsc
@@ -132,10 +134,20 @@ export function encodeMessage(typeName: string, plain: object): Uint8Array {
   return type.encode(type.fromObject(plain as Record<string, unknown>)).finish();
 }
 
-/** Decode bytes as message `typeName` into a plain object (unknown fields are skipped, as proto3 says). */
+/**
+ * Decode bytes as message `typeName` into a plain object. Unknown fields are skipped, as proto3 says, and each
+ * is named in a translation warning (src/config/values.ts), so config Pillion does not read is never taken silently.
+ */
 export function decodeMessage<T = Record<string, unknown>>(typeName: string, bytes: Uint8Array): T {
-  const type = messageType(typeName);
-  return type.toObject(type.decode(bytes), DECODE_OPTIONS) as T;
+  return decodeAs<T>(messageType(typeName), bytes);
+}
+
+function decodeAs<T>(type: protobuf.Type, bytes: Uint8Array): T {
+  const decoded = type.toObject(type.decode(bytes), DECODE_OPTIONS) as T;
+  for (const path of unknownFieldPaths(type, bytes)) {
+    notEnforced(`${type.fullName.slice(1)}: ${path}`, 'a field this version of Pillion does not know; ignored');
+  }
+  return decoded;
 }
 
 /** Pack a plain object as an Any of message `typeName` (e.g. 'envoy.config.cluster.v3.Cluster'). */
@@ -166,5 +178,5 @@ export function decodeAny<T = Record<string, unknown>>(
   } catch {
     throw new Error(`unsupported type ${url}`);
   }
-  return type.toObject(type.decode(any.value ?? new Uint8Array()), DECODE_OPTIONS) as T;
+  return decodeAs<T>(type, any.value ?? new Uint8Array());
 }

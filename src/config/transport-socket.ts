@@ -65,6 +65,12 @@ function validationContext(v: Plain, field: string): { matchers: SanMatcherModel
     invalid(`${field}: verify_certificate_hash and verify_certificate_spki are not supported`);
   }
   if (v.allow_expired_certificate === true) invalid(`${field}.allow_expired_certificate: not supported (expired certificates are always refused)`);
+  // Each of these would loosen or replace verification if it were dropped: refused by name instead.
+  if (v.crl) invalid(`${field}.crl: certificate revocation lists are not supported (a revoked certificate would be accepted)`);
+  if (v.custom_validator_config) invalid(`${field}.custom_validator_config: not supported (only the default validator exists)`);
+  if (wrapped<boolean>(v.require_signed_certificate_timestamp, false)) invalid(`${field}.require_signed_certificate_timestamp: not supported`);
+  if (v.max_verify_depth !== undefined && v.max_verify_depth !== null) invalid(`${field}.max_verify_depth: not supported (chains of any depth would be accepted)`);
+  if (v.trust_chain_verification === 'ACCEPT_UNTRUSTED') notEnforced(`${field}.trust_chain_verification`, 'untrusted certificates are still refused');
   const ca = v.trusted_ca ? { kind: 'validation_context' as const, trustedCaPem: dataSource(v.trusted_ca, `${field}.trusted_ca`) } : null;
   return { matchers, ca };
 }
