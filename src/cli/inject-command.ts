@@ -1,7 +1,7 @@
 // `pillion inject`: Kubernetes manifests in (-f FILE or stdin), the same manifests with the sidecar, its iptables
 // init container and its bootstrap volume out (stdout), as `istioctl kube-inject`. What it did to each document
 // goes to stderr.
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../bootstrap/args.js';
 import { InterceptOptionsError, validateOptions } from '../intercept/iptables-rules.js';
@@ -76,9 +76,40 @@ export function parseInjectArgs(argv: string[]): { file?: string; quiet: boolean
   return { ...(values.filename === undefined ? {} : { file: values.filename }), quiet: values.quiet ?? false, settings };
 }
 
+/** Far more than any set of manifests; a stream that never ends (or a wrong file) is refused, not buffered. */
+export const MAX_INPUT_BYTES = 64 << 20;
+
+/** The manifests from FILE or stdin, refused past MAX_INPUT_BYTES. */
+function readInput(file: string | undefined): string {
+  const fd = file === undefined || file === '-' ? 0 : openSync(file, 'r');
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const buf = Buffer.allocUnsafe(1 << 20);
+  try {
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(fd, buf, 0, buf.length, null);
+      } catch (err) {
+        // A non-blocking stdin with nothing yet: wait a little and read again.
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        continue;
+      }
+      if (n === 0) break;
+      total += n;
+      if (total > MAX_INPUT_BYTES) throw new UsageError(`${file ?? 'stdin'}: more than ${MAX_INPUT_BYTES >> 20} MiB of input; not read further`);
+      chunks.push(Buffer.from(buf.subarray(0, n)));
+    }
+  } finally {
+    if (fd !== 0) closeSync(fd);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 export function runInjectCommand(argv: string[]): void {
   const { file, quiet, settings } = parseInjectArgs(argv);
-  const text = readFileSync(file === undefined || file === '-' ? 0 : file, 'utf8');
+  const text = readInput(file);
   let result;
   try {
     result = injectManifests(text, settings, file ?? 'stdin');

@@ -187,4 +187,11 @@ describe('pillion inject', () => {
     expect(r.out).toBe('');
     expect(r.err).toContain('stdin document 1: YAML aliases expand the file to more than');
   });
+
+  it('refuses more than 64 MiB of input instead of buffering a stream that does not end', () => {
+    const r = spawnSync(process.execPath, [...NODE_FLAGS, MAIN, 'inject'], { input: Buffer.alloc((64 << 20) + 1, 0x20), encoding: 'utf8', timeout: 15_000 });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('stdin: more than 64 MiB of input; not read further');
+  });
 });
