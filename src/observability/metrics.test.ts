@@ -191,18 +191,22 @@ describe('ProxyMetrics', () => {
     expect(await text(m)).not.toContain('endpoint="e1"');
   });
 
-  it('bounds the peer label: identities past 2 × MAX_PEER_LABELS count as "other" (one series per protocol)', async () => {
+  it('bounds the peer label per protocol: identities past MAX_PEER_LABELS count as "other" (one series per protocol)', async () => {
     const m = new ProxyMetrics({ defaultMetrics: false });
-    for (let i = 0; i < 2 * MAX_PEER_LABELS; i++) m.peerRequest(`spiffe://td/ns/a/sa/s${i}`, 'http');
+    for (let i = 0; i < MAX_PEER_LABELS; i++) m.peerRequest(`spiffe://td/ns/a/sa/s${i}`, 'http');
     m.peerRequest('spiffe://td/ns/a/sa/s0', 'http');
     m.peerRequest('spiffe://td/ns/a/sa/late1', 'http');
     m.peerRequest('spiffe://td/ns/a/sa/late2', 'http');
-    m.peerRequest('spiffe://td/ns/a/sa/late3', 'tcp');
+    // http's labels are used up, tcp's are not: its own first identity gets a series.
+    m.peerRequest('spiffe://td/ns/a/sa/tcp1', 'tcp');
+    for (let i = 0; i < MAX_PEER_LABELS; i++) m.peerRequest(`spiffe://td/ns/b/sa/t${i}`, 'tcp');
     const t = await text(m);
     expect(t).toContain('pillion_downstream_peer_requests_total{peer="spiffe://td/ns/a/sa/s0",protocol="http"} 2');
     expect(t).toContain('pillion_downstream_peer_requests_total{peer="other",protocol="http"} 2');
+    expect(t).toContain('pillion_downstream_peer_requests_total{peer="spiffe://td/ns/a/sa/tcp1",protocol="tcp"} 1');
     expect(t).toContain('pillion_downstream_peer_requests_total{peer="other",protocol="tcp"} 1');
     expect(t).not.toContain('sa/late');
+    expect(t).not.toContain(`sa/t${MAX_PEER_LABELS - 1}"`);
   });
 
   it('keeps only the current config version at 1', async () => {

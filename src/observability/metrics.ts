@@ -418,6 +418,8 @@ export class ProxyMetrics {
   private readonly peerCells = new Map<string, CounterCell>();
   /** The "other" cells of peerRequests, [http, tcp], bound on first use. */
   private readonly peerOther: [CounterCell | undefined, CounterCell | undefined] = [undefined, undefined];
+  /** Distinct peers labelled so far, http and tcp: each protocol has its own MAX_PEER_LABELS. */
+  private readonly peerLabelled: [number, number] = [0, 0];
   readonly tcpConnections: CounterFamily<'cluster'>;
   /** RBAC decisions (src/authz) by protocol, decision and the policy that decided ('-' when none matched). */
   readonly rbacDecisions: CounterFamily<'protocol' | 'decision' | 'policy'>;
@@ -789,13 +791,14 @@ export class ProxyMetrics {
     const key = protocol === 'http' ? spiffeId : `tcp ${spiffeId}`;
     let c = this.peerCells.get(key);
     if (c === undefined) {
-      if (this.peerCells.size >= 2 * MAX_PEER_LABELS) {
+      const i = protocol === 'http' ? 0 : 1;
+      if (this.peerLabelled[i] >= MAX_PEER_LABELS) {
         // Past the bound every new identity counts as "other": its cell is kept too, not looked up per request.
-        const i = protocol === 'http' ? 0 : 1;
         c = this.peerOther[i] ??= this.peerRequests.cell('other', protocol);
       } else {
         c = this.peerRequests.cell(spiffeId, protocol);
         this.peerCells.set(key, c);
+        this.peerLabelled[i]++;
       }
     }
     c.inc();
