@@ -40,6 +40,8 @@ export interface ConcurrencyRun {
   readonly errors: number;
   /** CPU time (user + system) of the proxy's processes per request, in microseconds. */
   readonly cpuUsPerRequest: number;
+  /** How wrk's connections spread over the workers (empty for --concurrency 1). */
+  readonly connectionsPerWorker: readonly number[];
 }
 
 export interface ConcurrencyResult {
@@ -103,12 +105,22 @@ async function startProxy(group: ChildGroup, configPath: string, name: string, c
   return { name, port: outbound!, admin: admin!, primary };
 }
 
-async function measure(proxy: Proxy, seconds: number, connections: number, cpu: number | undefined): Promise<{ load: LoadResult; cpuUs: number }> {
+/** Connections each worker accepted so far (Envoy's listener.<name>.worker_<i>.downstream_cx_total), summed over listeners. */
+async function perWorkerConnections(proxy: Proxy): Promise<number[]> {
+  const text = await (await fetch(`http://127.0.0.1:${proxy.admin}/stats?filter=downstream_cx_total`)).text();
+  const out: number[] = [];
+  for (const m of text.matchAll(/\.worker_(\d+)\.downstream_cx_total: (\d+)/g)) out[Number(m[1])] = (out[Number(m[1])] ?? 0) + Number(m[2]);
+  return out;
+}
+
+async function measure(proxy: Proxy, seconds: number, connections: number, cpu: number | undefined): Promise<{ load: LoadResult; cpuUs: number; split: number[] }> {
   const pids = await pidsOf(proxy);
   const before = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const cxBefore = await perWorkerConnections(proxy);
   const load = await runWrk({ port: proxy.port, path: '/small', host: 'backend:8080', connections, durationSec: seconds, ...(cpu === undefined ? {} : { cpu }) });
   const after = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-  return { load, cpuUs: load.requests > 0 ? ((after - before) * 1e6) / load.requests : NaN };
+  const split = (await perWorkerConnections(proxy)).map((n, i) => n - (cxBefore[i] ?? 0));
+  return { load, cpuUs: load.requests > 0 ? ((after - before) * 1e6) / load.requests : NaN, split };
 }
 
 export async function runConcurrencyCase(opts: ConcurrencyOptions): Promise<ConcurrencyResult> {
@@ -154,9 +166,12 @@ export async function runConcurrencyCase(opts: ConcurrencyOptions): Promise<Conc
   for (let pair = 0; pair < pairs; pair++) {
     const order = pair % 2 === 0 ? targets : [...targets].reverse();
     for (const t of order) {
-      const { load, cpuUs } = await measure(t, seconds, connections, pinnedCpu ?? undefined);
-      runs.push({ target: t.name, pair, rps: load.rps, p99: load.p99, errors: load.errors + load.non2xx, cpuUsPerRequest: cpuUs });
-      log(`  pair ${pair + 1} ${t.name.padEnd(17)} ${Math.round(load.rps).toString().padStart(7)} req/s  p99 ${load.p99.toFixed(2)} ms  ${cpuUs.toFixed(1)} µs CPU/req  errors ${load.errors + load.non2xx}`);
+      const { load, cpuUs, split } = await measure(t, seconds, connections, pinnedCpu ?? undefined);
+      runs.push({ target: t.name, pair, rps: load.rps, p99: load.p99, errors: load.errors + load.non2xx, cpuUsPerRequest: cpuUs, connectionsPerWorker: split });
+      log(
+        `  pair ${pair + 1} ${t.name.padEnd(17)} ${Math.round(load.rps).toString().padStart(7)} req/s  p99 ${load.p99.toFixed(2)} ms  ${cpuUs.toFixed(1)} µs CPU/req  errors ${load.errors + load.non2xx}` +
+          (split.length > 0 ? `  connections per worker ${split.join('/')}` : ''),
+      );
     }
   }
   const rpsOf = (name: string, pair: number): number => runs.find((r) => r.target === name && r.pair === pair)?.rps ?? NaN;
