@@ -83,6 +83,8 @@ export class WorkerFleet {
   private gen = 0;
   private config: { gen: number; version: string; resources: ResourceSet } | null = null;
   private drainScope: 'none' | 'inbound' | 'all' = 'none';
+  /** Set with POST /logging since start: a worker that comes up later gets it too. */
+  private logLevel: string | null = null;
   private stopping = false;
   private nextId = 1;
   private readonly queries = new Map<number, Query>();
@@ -211,6 +213,7 @@ export class WorkerFleet {
   /** A new worker gets every secret, then the drain scope (so it never opens a drained door), then the config. */
   private up(slot: Slot, worker: Worker): void {
     this.log.info({ worker: slot.index, pid: worker.process.pid }, 'worker up');
+    if (this.logLevel !== null) this.send(slot, { t: 'log-level', level: this.logLevel });
     for (const name of this.options.secrets.names()) this.send(slot, { t: 'secret', name, secret: this.options.secrets.get(name) ?? null });
     if (this.drainScope !== 'none') this.send(slot, { t: 'drain', id: 0, inboundOnly: this.drainScope === 'inbound' });
     if (this.config === null) {
@@ -341,7 +344,8 @@ export class WorkerFleet {
   }
 
   setLogLevel(level: string): void {
-    for (const slot of this.slots) this.send(slot, { t: 'log-level', level });
+    this.logLevel = level;
+    for (const slot of this.slots) if (slot.state !== 'starting') this.send(slot, { t: 'log-level', level });
   }
 
   private query(slot: Slot, what: 'metrics' | 'clusters'): Promise<string | null> {
@@ -425,7 +429,8 @@ export class WorkerFleet {
     const id = this.nextId++;
     const remaining = new Set<number>();
     for (const slot of this.slots) {
-      if (slot.worker === null) continue;
+      // A worker still starting gets the drain scope when it comes up, before any config (see up()).
+      if (slot.worker === null || slot.state === 'starting') continue;
       remaining.add(slot.index);
       this.send(slot, { t: 'drain', id, inboundOnly });
     }
@@ -456,7 +461,11 @@ export class WorkerFleet {
     const running = this.slots.filter((s) => s.worker !== null);
     if (running.length === 0) return;
     const allExited = new Promise<void>((resolve) => this.exitWaiters.push(resolve));
-    for (const slot of running) this.send(slot, { t: 'stop' });
+    for (const slot of running) {
+      // One still starting has no listener yet and may not read its channel yet.
+      if (slot.state === 'starting') slot.worker!.process.kill('SIGKILL');
+      else this.send(slot, { t: 'stop' });
+    }
     const timer = setTimeout(() => {
       for (const slot of this.slots) {
         if (slot.worker === null) continue;

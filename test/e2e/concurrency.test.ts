@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { freePort, startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { runPillion, type PillionProcess } from '../helpers/process.js';
+import { TYPE_URLS } from '../../src/config/protos.js';
+import { badCluster, compile, meshYaml, NODE as XDS_NODE } from '../xds-client/fixtures.js';
+import { startScriptedAds, type WireRequest } from '../xds-client/scripted-ads.js';
 
 let dir: string;
 let a: Backend;
@@ -199,6 +202,47 @@ describe('pillion proxy --concurrency 2', () => {
     expect(await s.proc.exited).toBe(0);
     control.child.kill('SIGTERM');
     await control.exited;
+  }, 60_000);
+
+  it('never forwards a config the primary NACKs; the next good one reaches both workers', async () => {
+    const server = await startScriptedAds();
+    try {
+      const [admin, outbound] = [await freePort(), await freePort()];
+      const proc = runPillion([
+        'proxy', '--xds', server.address, '--service', 'frontend', '--node-id', XDS_NODE.id, '--admin-port', String(admin),
+        '--outbound-port', String(outbound), '--inbound-port', String(await freePort()), '--access-log', 'off', '--concurrency', '2',
+      ]);
+      procs.push(proc);
+      const s: Sidecar = { proc, admin, outbound };
+      const res = compile(meshYaml(a.port), { ...XDS_NODE, outboundPort: outbound });
+      const is = (type: string, nonce: string) => (r: WireRequest) => r.type_url === type && r.response_nonce === nonce;
+      await server.waitFor((r) => r.type_url === TYPE_URLS.Cluster, 10_000);
+      server.send(TYPE_URLS.Cluster, 'c1', 'c1', res.clusters);
+      server.send(TYPE_URLS.Listener, 'l1', 'l1', res.listeners);
+      server.send(TYPE_URLS.ClusterLoadAssignment, 'e1', 'e1', res.endpoints);
+      server.send(TYPE_URLS.RouteConfiguration, 'r1', 'r1', res.routes);
+      await server.waitFor(is(TYPE_URLS.RouteConfiguration, 'r1'), 10_000);
+      await until('ready', async () => (await adminGet(s, '/ready')).status === 200);
+      const before = (await workers(s)).workers.map((x) => x.configGeneration);
+      expect(before[0]).toBeGreaterThan(0);
+      expect(before[1]).toBe(before[0]);
+
+      server.send(TYPE_URLS.Cluster, 'c2', 'c2', [...res.clusters, badCluster()]);
+      const nack = await server.waitFor(is(TYPE_URLS.Cluster, 'c2'), 10_000);
+      expect(nack.error_detail?.message).toContain('bad.default:8080');
+      expect((await workers(s)).workers.map((x) => x.configGeneration)).toEqual(before);
+      expect(new Set(await batch(s))).toEqual(new Set(['200 a']));
+
+      server.send(TYPE_URLS.Cluster, 'c3', 'c3', res.clusters);
+      const ack = await server.waitFor(is(TYPE_URLS.Cluster, 'c3'), 10_000);
+      expect(ack.error_detail).toBeUndefined();
+      // The ACK is sent once both workers applied it.
+      expect((await workers(s)).workers.map((x) => x.configGeneration)).toEqual([before[0]! + 1, before[0]! + 1]);
+      proc.child.kill('SIGTERM');
+      expect(await proc.exited).toBe(0);
+    } finally {
+      await server.close();
+    }
   }, 60_000);
 
   it('takes its workers down when the primary dies', async () => {
