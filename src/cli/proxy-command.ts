@@ -145,11 +145,17 @@ async function runFromFile(boot: ProxyBootstrap, workers: Pick<ProxyOptions, 'wo
     const lines = result.errors.map((e) => `${e.typeUrl} ${e.name}: ${e.message}`).join('\n');
     throw new Error(`the compiled config was rejected:\n${lines}`);
   }
-  const ready = (): void => proxy.logger.info({ node: boot.node.id, service: boot.node.service, config: boot.configFile, concurrency: boot.concurrency }, 'proxy ready');
-  // With workers, ready once each has applied the config and listens (what /ready waits for too).
-  if (proxy.fleet === null) ready();
-  // eslint-disable-next-line @typescript-eslint/no-floating-promises -- whenLive only resolves; logging cannot throw
-  else void proxy.fleet.whenLive().then(ready);
+  // With workers: once each has applied the config and listens (what /ready waits for too); a worker that cannot
+  // (a port in use) fails the start as one process would.
+  if (proxy.fleet !== null) {
+    try {
+      await proxy.fleet.whenLive();
+    } catch (err) {
+      await proxy.fleet.stop();
+      throw err;
+    }
+  }
+  proxy.logger.info({ node: boot.node.id, service: boot.node.service, config: boot.configFile, concurrency: boot.concurrency }, 'proxy ready');
   return { proxy, beforeDrain: () => Promise.resolve() };
 }
 
@@ -175,7 +181,8 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[], workers: Pick
   ads.start();
   // eslint-disable-next-line @typescript-eslint/no-floating-promises -- both only resolve; logging cannot throw
   void Promise.all([ads.whenWarm(), certs === null ? null : firstCertificate(proxy)]).then(async () => {
-    await proxy.fleet?.whenLive();
+    // A worker's failure is logged where it happens (and NACKed once workers run); not ready until they all serve.
+    await proxy.fleet?.whenLive({ throughFailures: true });
     proxy.logger.info({ node: boot.node.id, service: boot.node.service, xds: servers }, 'proxy ready');
   });
   return {

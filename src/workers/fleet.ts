@@ -91,7 +91,8 @@ export class WorkerFleet {
   private readonly drains = new Map<number, { remaining: Set<number>; resolve: () => void }>();
   private readonly applyWaits = new Set<ApplyWait>();
   private readonly exitWaiters: (() => void)[] = [];
-  private readonly liveWaiters: (() => void)[] = [];
+  /** Without reject: waits through failures until every worker serves the current config. */
+  private readonly liveWaiters: { resolve: () => void; reject?: (err: Error) => void }[] = [];
   /** Counters and histograms of workers that died, as of their last scrape: totals stay monotonic across restarts. */
   private retired: MetricJson[][] = [];
   private merging = false;
@@ -160,7 +161,7 @@ export class WorkerFleet {
     slot.appliedGen = 0;
     slot.listeners = [];
     slot.startedAtMs = Date.now();
-    worker.on('error', (err: Error) => this.log.warn({ worker: slot.index, pid: worker.process.pid, err: err.message }, 'worker IPC or process error'));
+    worker.on('error', (err: Error) => this.log.warn({ worker: slot.index, workerPid: worker.process.pid, err: err.message }, 'worker IPC or process error'));
     worker.on('message', (msg: unknown) => this.receive(slot, worker, msg));
     worker.on('exit', (code: number | null, signal: string | null) => this.exited(slot, worker, code, signal));
   }
@@ -212,7 +213,7 @@ export class WorkerFleet {
 
   /** A new worker gets every secret, then the drain scope (so it never opens a drained door), then the config. */
   private up(slot: Slot, worker: Worker): void {
-    this.log.info({ worker: slot.index, pid: worker.process.pid }, 'worker up');
+    this.log.info({ worker: slot.index, workerPid: worker.process.pid }, 'worker up');
     if (this.logLevel !== null) this.send(slot, { t: 'log-level', level: this.logLevel });
     for (const name of this.options.secrets.names()) this.send(slot, { t: 'secret', name, secret: this.options.secrets.get(name) ?? null });
     if (this.drainScope !== 'none') this.send(slot, { t: 'drain', id: 0, inboundOnly: this.drainScope === 'inbound' });
@@ -230,8 +231,15 @@ export class WorkerFleet {
     slot.listeners = parsed.listeners;
     if (ok) slot.appliedGen = gen;
     if (gen === this.gen) slot.state = ok ? 'live' : 'applying';
-    if (!ok) this.log.error({ worker: slot.index, pid: slot.worker?.process.pid, error: parsed.error }, 'worker could not apply the config');
-    if (this.allLive()) for (const resolve of this.liveWaiters.splice(0)) resolve();
+    if (!ok) this.log.error({ worker: slot.index, workerPid: slot.worker?.process.pid, error: parsed.error }, 'worker could not apply the config');
+    if (this.allLive()) for (const w of this.liveWaiters.splice(0)) w.resolve();
+    if (!ok && gen === this.gen) {
+      const error = new Error(`worker ${slot.index} could not apply the config: ${parsed.error ?? 'failed'}`);
+      for (const w of this.liveWaiters.filter((x) => x.reject !== undefined)) {
+        this.liveWaiters.splice(this.liveWaiters.indexOf(w), 1);
+        w.reject!(error);
+      }
+    }
     for (const wait of this.applyWaits) {
       if (wait.gen !== gen || !wait.remaining.delete(slot.index)) continue;
       if (!ok) wait.errors.push(`worker ${slot.index}: ${parsed.error ?? 'failed'}`);
@@ -263,7 +271,7 @@ export class WorkerFleet {
     }
     this.exits.inc();
     if (this.drainScope === 'all') {
-      this.log.warn({ worker: slot.index, pid: worker.process.pid, exit: slot.lastExit }, 'worker exited while draining; not restarted');
+      this.log.warn({ worker: slot.index, workerPid: worker.process.pid, exit: slot.lastExit }, 'worker exited while draining; not restarted');
       return;
     }
     const ranMs = Date.now() - slot.startedAtMs;
@@ -271,7 +279,7 @@ export class WorkerFleet {
     const delay = slot.backoffMs;
     slot.backoffMs = Math.min(MAX_BACKOFF_MS, slot.backoffMs * 2);
     slot.restarts++;
-    this.log.error({ worker: slot.index, pid: worker.process.pid, exit: slot.lastExit, ranMs, restartInMs: delay }, 'worker exited; restarting it');
+    this.log.error({ worker: slot.index, workerPid: worker.process.pid, exit: slot.lastExit, ranMs, restartInMs: delay }, 'worker exited; restarting it');
     slot.restartTimer = setTimeout(() => this.fork(slot), delay);
   }
 
@@ -321,10 +329,13 @@ export class WorkerFleet {
     return this.gen > 0 && this.slots.every((s) => s.state === 'live' && s.appliedGen === this.gen);
   }
 
-  /** Resolves once every worker serves the current config (at start: once they all came up and applied it). */
-  whenLive(): Promise<void> {
+  /**
+   * Resolves once every worker serves the current config (at start: once they all came up and applied it);
+   * rejects if a worker reports it could not (a port it cannot bind, as a single process would fail to start).
+   */
+  whenLive(options: { throughFailures?: boolean } = {}): Promise<void> {
     if (this.allLive()) return Promise.resolve();
-    return new Promise((resolve) => this.liveWaiters.push(resolve));
+    return new Promise((resolve, reject) => this.liveWaiters.push(options.throughFailures === true ? { resolve } : { resolve, reject }));
   }
 
   /** Listeners as worker 0 bound them (every worker binds the same ones; ports are shared). */
@@ -469,7 +480,7 @@ export class WorkerFleet {
     const timer = setTimeout(() => {
       for (const slot of this.slots) {
         if (slot.worker === null) continue;
-        this.log.warn({ worker: slot.index, pid: slot.worker.process.pid }, 'worker did not stop in time; killing it');
+        this.log.warn({ worker: slot.index, workerPid: slot.worker.process.pid }, 'worker did not stop in time; killing it');
         slot.worker.process.kill('SIGKILL');
       }
     }, STOP_TIMEOUT_MS);

@@ -61,7 +61,7 @@ export function serveAsWorker(proxy: Proxy, index: number): void {
   // Ctrl-C reaches every process of the terminal's group: the primary decides, drains and stops the workers.
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => undefined);
-  proxy.logger.info({ pid: process.pid }, `worker ${index} started`);
+  proxy.logger.info(`worker ${index} started`);
   send({ t: 'up' });
 }
 

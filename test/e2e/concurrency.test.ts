@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { freePort, startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
@@ -244,6 +245,25 @@ describe('pillion proxy --concurrency 2', () => {
       await server.close();
     }
   }, 60_000);
+
+  it('fails to start, as one process does, when the workers cannot bind a port', async () => {
+    const file = join(dir, 'busy.yaml');
+    writeFileSync(file, mesh(a.port));
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      const proc = runPillion(['proxy', '--config', file, '--service', 'web', '--admin-port', '0', '--outbound-port', String(port), '--inbound-port', '0', '--concurrency', '2']);
+      procs.push(proc);
+      const pids: number[] = [];
+      void proc.waitForLine((l) => l.msg === 'worker up' && typeof l.workerPid === 'number' && pids.push(l.workerPid) === 2, 20_000).catch(() => undefined);
+      expect(await proc.exited).toBe(1);
+      expect(proc.stderr).toMatch(/could not apply the config: listener outbound: cannot bind 127\.0\.0\.1:\d+: bind EADDRINUSE/);
+      await until('workers gone', () => Promise.resolve(pids.every((pid) => !alive(pid))), 5_000);
+    } finally {
+      busy.close();
+    }
+  }, 30_000);
 
   it('takes its workers down when the primary dies', async () => {
     const file = join(dir, 'kill.yaml');
