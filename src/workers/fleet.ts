@@ -161,7 +161,11 @@ export class WorkerFleet {
     slot.appliedGen = 0;
     slot.listeners = [];
     slot.startedAtMs = Date.now();
-    worker.on('error', (err: Error) => this.log.warn({ worker: slot.index, workerPid: worker.process.pid, err: err.message }, 'worker IPC or process error'));
+    worker.on('error', (err: Error) => {
+      this.log.warn({ worker: slot.index, workerPid: worker.process.pid, err: err.message }, 'worker IPC or process error');
+      // A fork that never got a pid (EAGAIN, EMFILE) may never emit 'exit': count it as one, so it is retried.
+      if (worker.process.pid === undefined) this.exited(slot, worker, null, null);
+    });
     worker.on('message', (msg: unknown) => this.receive(slot, worker, msg));
     worker.on('exit', (code: number | null, signal: string | null) => this.exited(slot, worker, code, signal));
   }
@@ -251,7 +255,7 @@ export class WorkerFleet {
     if (slot.worker !== worker) return;
     slot.worker = null;
     slot.state = 'exited';
-    slot.lastExit = signal !== null ? `signal ${signal}` : `code ${code}`;
+    slot.lastExit = signal !== null ? `signal ${signal}` : code !== null ? `code ${code}` : 'spawn failed';
     this.retire(slot);
     for (const [id, q] of this.queries) {
       if (q.slot !== slot) continue;
