@@ -265,6 +265,27 @@ describe('pillion proxy --concurrency 2', () => {
     }
   }, 30_000);
 
+  it('an inbound-only drain closes the inbound port in every worker; outbound keeps serving', async () => {
+    const file = join(dir, 'inbound.yaml');
+    writeFileSync(file, mesh(a.port));
+    const [admin, outbound, inbound] = [await freePort(), await freePort(), await freePort()];
+    const proc = runPillion([
+      'proxy', '--config', file, '--service', 'web', '--app-port', String(b.port), '--admin-port', String(admin),
+      '--outbound-port', String(outbound), '--inbound-port', String(inbound), '--access-log', 'off', '--concurrency', '2',
+    ]);
+    procs.push(proc);
+    await proc.waitForLine((l) => l.msg === 'proxy ready', 20_000);
+    const s: Sidecar = { proc, admin, outbound };
+    expect((await request(inbound, { host: 'web' })).body).toBe('b');
+    expect((await request(admin, { path: '/drain?inboundonly', method: 'POST' })).status).toBe(202);
+    await until('draining', async () => (await adminGet(s, '/ready')).body === 'DRAINING\n');
+    // If either worker still had the shared socket open, some of these would be accepted.
+    for (let i = 0; i < 20; i++) await expect(request(inbound, { host: 'web' })).rejects.toThrow(/ECONNREFUSED/);
+    expect(new Set(await batch(s))).toEqual(new Set(['200 a']));
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+  }, 30_000);
+
   it('takes its workers down when the primary dies', async () => {
     const file = join(dir, 'kill.yaml');
     writeFileSync(file, mesh(a.port));
