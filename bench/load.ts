@@ -33,6 +33,8 @@ export interface HttpLoad {
   headers?: Record<string, string>;
   connections: number;
   durationSec: number;
+  /** wrk only: run it on this CPU (`taskset -c`), away from the process measured. */
+  cpu?: number;
 }
 
 function hostPort(address: string, port: number): string {
@@ -117,7 +119,8 @@ export async function runWrk(load: HttpLoad): Promise<LoadResult> {
     `http://127.0.0.1:${load.port}${load.path}`,
   ];
   if (load.host) args.push('-H', `Host: ${load.host}`);
-  const { code, stdout, stderr } = await runCommand('wrk', args, (load.durationSec + 20) * 1000);
+  const pinned = load.cpu === undefined ? args : ['-c', String(load.cpu), 'wrk', ...args];
+  const { code, stdout, stderr } = await runCommand(load.cpu === undefined ? 'wrk' : 'taskset', pinned, (load.durationSec + 20) * 1000);
   if (code !== 0) throw new Error(`wrk failed (${code}): ${stderr || stdout}`);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN);
   const transfer = parseSize(/Transfer\/sec:\s+(\S+)/.exec(stdout)?.[1] ?? '');

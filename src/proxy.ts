@@ -6,6 +6,7 @@ import { HandshakeFailureReporter } from './tls/handshake-failures.js';
 import { secretSummaries } from './tls/summary.js';
 import { redactTransportSockets } from './tls/redact.js';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import type { ConfigSnapshot, TlsContextModel } from './config/model.js';
 import { EMPTY_SNAPSHOT } from './config/model.js';
 import { buildSnapshot, TranslationCache, type ResourceError, type ResourceSet, type RawResource } from './config/snapshot.js';
@@ -21,6 +22,7 @@ import { startAdminServer } from './admin/server.js';
 import type { AdminSource, ClusterStatus, ConfigDumpSource, DumpedResource, ListenerStatus, ServerIdentity, ServerState } from './admin/types.js';
 import { ResourceTimes } from './admin/resource-times.js';
 import { OverloadManager, OverloadState, type OverloadThresholds } from './process/overload.js';
+import type { MetricsSource, WorkerFleet, WorkerStatus } from './workers/fleet.js';
 
 export interface ProxyOptions {
   readonly adminHost?: string;
@@ -40,6 +42,13 @@ export interface ProxyOptions {
   readonly overload?: OverloadThresholds;
   /** Node and command line for /server_info (default: an anonymous node). */
   readonly identity?: ServerIdentity;
+  /**
+   * `--concurrency N` > 1, in the primary: the workers run the data path; this process validates and forwards the
+   * config, and answers the admin server for all of them. Nothing binds here.
+   */
+  readonly workers?: (host: { readonly registry: Registry; readonly secrets: SecretStore; readonly logger: Logger }) => WorkerFleet;
+  /** In a worker of `--concurrency N`: listen on the sockets the primary shares with every worker. */
+  readonly sharedListeners?: boolean;
 }
 
 /** Per listener; well under a pod's usual fd limit (1,048,576), far over what one app opens to its sidecar. */
@@ -69,6 +78,8 @@ export class Proxy implements AdminSource {
   /** TLS contexts over `secrets`, rebuilt for new connections when a secret changes. */
   readonly tlsContexts = new TlsContexts(this.secrets);
   private readonly handshakeFailures: HandshakeFailureReporter;
+  /** The worker processes, in the primary of `--concurrency N` (N > 1); null when this process serves. */
+  readonly fleet: WorkerFleet | null;
   private readonly overloadManager: OverloadManager;
   private admin: { port: number; close(): Promise<void> } | null = null;
   private warm = false;
@@ -104,6 +115,7 @@ export class Proxy implements AdminSource {
       overload: this.overload,
       maxConnections: options.maxConnectionsPerListener ?? DEFAULT_MAX_CONNECTIONS,
       tls,
+      ...(options.sharedListeners === true ? { shared: true } : {}),
     });
     // Byte counters are brought up to date with the live connections when they are read (not per chunk).
     const reportBytes = (): void => this.listenerManager.reportBytes();
@@ -116,6 +128,7 @@ export class Proxy implements AdminSource {
       onChange: (active) => this.metrics.overloadActive.set(active ? 1 : 0),
     });
     this.overloadManager.start();
+    this.fleet = options.workers?.({ registry: this.metrics.registry, secrets: this.secrets, logger: this.logger }) ?? null;
   }
 
   private accessLogDropped(dropped: number): void {
@@ -162,6 +175,8 @@ export class Proxy implements AdminSource {
     }
     // Secrets first: listeners and clusters of the new snapshot resolve theirs at their first connection.
     this.applySdsSecrets(secrets, resources.secrets !== undefined);
+    // Workers get the secrets from the store (every change is forwarded) and the rest of what was accepted here.
+    if (this.fleet !== null) await this.fleet.apply(withoutSecrets(resources), version);
     await this.swap(snapshot);
     this.resources = resources;
     this.resourceTimes.update(resources, Date.now());
@@ -206,10 +221,11 @@ export class Proxy implements AdminSource {
 
   private async swap(snapshot: ConfigSnapshot): Promise<void> {
     const previous = this.current;
-    this.clusterManager.update(snapshot.clusters);
+    const local = this.fleet === null;
+    if (local) this.clusterManager.update(snapshot.clusters);
     this.current = snapshot;
     try {
-      await this.listenerManager.update(snapshot.listeners);
+      if (local) await this.listenerManager.update(snapshot.listeners);
     } finally {
       for (const name of previous.clusters.keys()) {
         if (!snapshot.clusters.has(name)) this.metrics.forgetCluster(name);
@@ -242,10 +258,13 @@ export class Proxy implements AdminSource {
   isReady(): boolean {
     if (!this.warm || this.draining !== null || this.inboundDraining !== null) return false;
     if (this.readinessGate !== null && !this.readinessGate()) return false;
+    const workers = this.fleet;
+    // The primary has no cluster manager of its own: the snapshot every worker applied has the clusters.
+    const clusters = workers === null ? this.clusterManager : this.current.clusters;
     for (const listener of this.current.listeners.values()) {
-      if (listener.tcp !== undefined && !this.clusterManager.has(listener.tcp.cluster)) return false;
+      if (listener.tcp !== undefined && !clusters.has(listener.tcp.cluster)) return false;
     }
-    return true;
+    return workers === null || workers.allLive();
   }
 
   state(): ServerState {
@@ -299,20 +318,41 @@ export class Proxy implements AdminSource {
       endpoints: dump(this.resources.endpoints),
       // Certificates by SDS name: subject, SPIFFE ID, validity, serial (never the key).
       secrets: secretSummaries(this.secrets),
-      bound: this.listenerManager.status(),
+      bound: this.listeners(),
     };
   }
 
+  /** This process's clusters (none in the primary of --concurrency N > 1: see liveClusters). */
   clusters(): ClusterStatus[] {
     return this.clusterManager.status();
   }
 
+  /** What /clusters serves: with workers, the first worker's (each has its own pools, health checks and ejections). */
+  liveClusters(): Promise<ClusterStatus[]> {
+    return this.fleet?.clusters() ?? Promise.resolve(this.clusterManager.status());
+  }
+
   listeners(): ListenerStatus[] {
-    return this.listenerManager.status();
+    return this.fleet?.listeners() ?? this.listenerManager.status();
+  }
+
+  get concurrency(): number {
+    return this.fleet?.concurrency ?? 1;
+  }
+
+  workers(): WorkerStatus[] {
+    return this.fleet?.status() ?? [];
+  }
+
+  /** With workers: this process's metrics and every worker's, aggregated; else the registry itself. */
+  aggregateMetrics(): Promise<MetricsSource> {
+    return this.fleet?.metrics() ?? Promise.resolve(this.metrics.registry);
   }
 
   setLogLevel(level: string): boolean {
-    return setLevel(this.logger, level);
+    if (!setLevel(this.logger, level)) return false;
+    this.fleet?.setLogLevel(level);
+    return true;
   }
 
   /**
@@ -325,24 +365,37 @@ export class Proxy implements AdminSource {
       if (this.draining !== null) return this.draining;
       if (this.inboundDraining === null) {
         this.logger.info('draining inbound listeners (outbound ones keep serving)');
-        this.inboundDraining = this.listenerManager.drain(timeout, 'inbound');
+        this.inboundDraining = this.drainScope(timeout, 'inbound');
       }
       return this.inboundDraining;
     }
     if (this.draining === null) {
       this.logger.info('draining');
-      this.draining = this.listenerManager.drain(timeout);
+      this.draining = this.drainScope(timeout, 'all');
     }
     return this.draining;
   }
 
+  private async drainScope(timeoutMs: number, scope: 'inbound' | 'all'): Promise<void> {
+    const workers = this.fleet;
+    if (workers === null) return this.listenerManager.drain(timeoutMs, scope);
+    await workers.drain(scope === 'inbound', timeoutMs);
+  }
+
   async stop(): Promise<void> {
+    await this.fleet?.stop();
     this.overloadManager.stop();
     this.listenerManager.destroy();
     this.clusterManager.destroy();
     await this.admin?.close();
     await this.accessLog.close();
   }
+}
+
+/** What the primary forwards to its workers: everything but the SDS secrets, which reach them through the store. */
+function withoutSecrets(resources: ResourceSet): ResourceSet {
+  const { secrets: _secrets, ...rest } = resources;
+  return rest;
 }
 
 /**

@@ -31,6 +31,9 @@ const ENVOY_NAMES: ReadonlyMap<string, Mapping> = new Map<string, Mapping>([
   ['pillion_downstream_requests_active', (l) => [`http.${seg(l.direction)}.downstream_rq_active`]],
   ['pillion_downstream_connections_total', (l) => [`listener.${seg(l.listener)}.downstream_cx_total`]],
   ['pillion_downstream_connections_active', (l) => [`listener.${seg(l.listener)}.downstream_cx_active`]],
+  // --concurrency N > 1: each worker's share, as Envoy's per-worker listener stats.
+  ['pillion_worker_downstream_connections_total', (l) => [`listener.${seg(l.listener)}.worker_${seg(l.worker)}.downstream_cx_total`]],
+  ['pillion_worker_downstream_connections_active', (l) => [`listener.${seg(l.listener)}.worker_${seg(l.worker)}.downstream_cx_active`]],
   ['pillion_upstream_requests_total', (l) => byCode(`cluster.${seg(l.cluster)}.upstream_rq_`, l)],
   ['pillion_upstream_requests_active', cluster('upstream_rq_active')],
   ['pillion_upstream_connections_active', cluster('upstream_cx_active')],
@@ -97,7 +100,7 @@ export function toEnvoyStats(metrics: readonly MetricObjectWithValues<MetricValu
   return [...sums].map(([name, value]) => ({ name, value })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-export async function envoyStats(registry: Registry, filter: RegExp | null): Promise<Stat[]> {
+export async function envoyStats(registry: Pick<Registry, 'getMetricsAsJSON'>, filter: RegExp | null): Promise<Stat[]> {
   const all = toEnvoyStats(await registry.getMetricsAsJSON());
   return filter === null ? all : all.filter((s) => filter.test(s.name));
 }

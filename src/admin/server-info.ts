@@ -42,7 +42,7 @@ export function serverInfo(source: AdminSource, nowMs: number): Record<string, u
     version: versionString(),
     state: source.state(),
     hot_restart_version: 'disabled',
-    command_line_options: { ...commandLineOptions, restart_epoch: 0, disable_hot_restart: true, mode: 'Serve', concurrency: 1 },
+    command_line_options: { ...commandLineOptions, restart_epoch: 0, disable_hot_restart: true, mode: 'Serve', concurrency: source.concurrency ?? 1 },
     node: { id: node.id, cluster: node.cluster, metadata: node.metadata, user_agent_name: 'pillion', user_agent_version: packageVersion() },
     uptime_current_epoch: uptime,
     uptime_all_epochs: uptime,

@@ -3,7 +3,7 @@
 // with ?format=pillion.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { listenAdmin } from './listen.js';
-import type { AdminSource } from './types.js';
+import type { AdminSource, MetricsRegistry } from './types.js';
 import { clustersJson, clustersText, type BreakersOf } from './envoy-clusters.js';
 import { envoyConfigDump } from './envoy-config-dump.js';
 import { envoyStats, statsText } from './envoy-stats.js';
@@ -48,6 +48,7 @@ const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
   ['/routes', { method: 'GET', handler: (s, _q, res) => json(res, 200, [...s.snapshot().routeConfigs.values()]) }],
   ['/logging', { method: 'POST', handler: logging }],
   ['/drain', { method: 'POST', handler: drain }],
+  ['/workers', { method: 'GET', handler: workers }],
 ]);
 
 export async function startAdminServer(source: AdminSource, opts: AdminServerOptions): Promise<AdminServer> {
@@ -87,10 +88,21 @@ async function handle(source: AdminSource, req: IncomingMessage, res: ServerResp
   }
 }
 
+/** With --concurrency N > 1, the primary's and every worker's metrics, aggregated. */
+function registryOf(source: AdminSource): Promise<MetricsRegistry> {
+  return source.aggregateMetrics?.() ?? Promise.resolve(source.registry);
+}
+
 async function metrics(source: AdminSource, _req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const body = await source.registry.metrics();
-  res.writeHead(200, { 'content-type': source.registry.contentType });
+  const registry = await registryOf(source);
+  const body = await registry.metrics();
+  res.writeHead(200, { 'content-type': registry.contentType });
   res.end(body);
+}
+
+/** The worker processes (--concurrency): pid, state, config generation applied, restarts. */
+function workers(source: AdminSource, _req: IncomingMessage, res: ServerResponse): void {
+  json(res, 200, { concurrency: source.concurrency ?? 1, primary_pid: process.pid, workers: source.workers?.() ?? [] });
 }
 
 /** Envoy's /ready: the server state's name, 200 only for LIVE. */
@@ -111,16 +123,17 @@ function configDump(source: AdminSource, _req: IncomingMessage, res: ServerRespo
 }
 
 /** Envoy's text by default, Envoy's JSON with ?format=json, ours (what `pillion ctl clusters` reads) with ?format=pillion. */
-function clusters(source: AdminSource, _req: IncomingMessage, res: ServerResponse, url: URL): void {
+async function clusters(source: AdminSource, _req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
   const format = url.searchParams.get('format');
+  const status = source.liveClusters === undefined ? source.clusters() : await source.liveClusters();
   if (format === 'pillion') {
-    json(res, 200, source.clusters());
+    json(res, 200, status);
     return;
   }
   const snapshot = source.snapshot();
   const breakers: BreakersOf = (name) => snapshot.clusters.get(name)?.circuitBreakers;
-  if (format === 'json') json(res, 200, clustersJson(source.clusters(), breakers));
-  else text(res, 200, clustersText(source.clusters(), breakers));
+  if (format === 'json') json(res, 200, clustersJson(status, breakers));
+  else text(res, 200, clustersText(status, breakers));
 }
 
 const MAX_FILTER_LENGTH = 256;
@@ -151,7 +164,7 @@ async function stats(source: AdminSource, req: IncomingMessage, res: ServerRespo
       return;
     }
   }
-  const all = await envoyStats(source.registry, filter);
+  const all = await envoyStats(await registryOf(source), filter);
   if (q.get('format') === 'json') json(res, 200, { stats: all });
   else text(res, 200, statsText(all));
 }

@@ -80,8 +80,27 @@ export interface DumpedSecret {
   readonly certificatesPem: string;
 }
 
+/** What /metrics and /stats read (a prom-client Registry fits). */
+export type MetricsRegistry = Pick<Registry, 'metrics' | 'contentType' | 'getMetricsAsJSON'>;
+
+/** One worker process of `--concurrency N` (N > 1), for /workers. */
+export interface WorkerInfo {
+  readonly index: number;
+  readonly pid: number | null;
+  readonly state: string;
+  readonly configGeneration: number;
+  readonly restarts: number;
+  readonly lastExit: string | null;
+}
+
 export interface AdminSource {
   readonly registry: Registry;
+  /** The metrics to serve, when they are more than `registry`'s (the workers', aggregated). */
+  aggregateMetrics?(): Promise<MetricsRegistry>;
+  /** Worker processes serving the listeners (Envoy's --concurrency); 1 when absent. */
+  readonly concurrency?: number;
+  /** The worker processes, with --concurrency N > 1 (empty otherwise). */
+  workers?(): readonly WorkerInfo[];
   /** True once listeners are bound and every cluster they reference is known. */
   isReady(): boolean;
   /** LIVE exactly when isReady(); otherwise why not. */
@@ -95,6 +114,8 @@ export interface AdminSource {
   /** The same resources, raw, for Envoy's /config_dump shape (src/admin/envoy-config-dump.ts). */
   configDumpSource(): ConfigDumpSource;
   clusters(): ClusterStatus[];
+  /** When present, what /clusters serves instead: with --concurrency N > 1, asked of a worker process. */
+  liveClusters?(): Promise<ClusterStatus[]>;
   listeners(): ListenerStatus[];
   setLogLevel(level: string): boolean;
   /** Starts draining (stop accepting, finish in-flight), of the inbound listeners only if asked; resolves when drained. */

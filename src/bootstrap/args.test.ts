@@ -23,3 +23,15 @@ describe('pillion control --idle-memory-release', () => {
     expect(() => parseControlArgs(['--config', 'mesh.yaml', '--idle-memory-release', '1'])).toThrow(/expected on or off, got "1"/);
   });
 });
+
+describe('parseProxyArgs --concurrency', () => {
+  const base = ['--service', 'web', '--config', 'mesh.yaml'];
+
+  it('is 1 unless given, and takes 1-64', () => {
+    expect(parseProxyArgs(base).concurrency).toBe(1);
+    expect(parseProxyArgs([...base, '--concurrency', '2']).concurrency).toBe(2);
+    expect(() => parseProxyArgs([...base, '--concurrency', '0'])).toThrow(/--concurrency: expected a whole number 1-64, got "0"/);
+    expect(() => parseProxyArgs([...base, '--concurrency', '65'])).toThrow(UsageError);
+    expect(() => parseProxyArgs([...base, '--concurrency', 'auto'])).toThrow(UsageError);
+  });
+});

@@ -21,7 +21,12 @@ export interface ProxyBootstrap {
   readonly overloadRssMb?: number;
   /** A static workload identity (--cert/--key/--ca): mTLS without the mesh CA. */
   readonly identityFiles?: { readonly cert: string; readonly key: string; readonly ca: string };
+  /** --concurrency: worker processes serving the listeners (Envoy's --concurrency); 1 = this process alone. */
+  readonly concurrency: number;
 }
+
+/** More workers than this buys nothing on a sidecar and multiplies per-worker limits (see README). */
+export const MAX_CONCURRENCY = 64;
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -70,7 +75,7 @@ export const PROXY_USAGE = `usage: pillion proxy --service NAME [--config mesh.y
                      [--admin-port 15000] [--inbound-port 15006] [--outbound-port 15001]
                      [--log-level info] [--access-log stdout|off|FILE] [--idle-memory-release on|off]
                      [--max-connections 16384] [--overload-rss-mb N] [--xds-ca root-cert.pem [--token FILE]]
-                     [--cert FILE --key FILE --ca FILE] [--interception redirect|none]`;
+                     [--cert FILE --key FILE --ca FILE] [--interception redirect|none] [--concurrency 1]`;
 
 export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   let values;
@@ -100,6 +105,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
         key: { type: 'string' },
         ca: { type: 'string' },
         interception: { type: 'string' },
+        concurrency: { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -123,6 +129,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   const idleMemoryRelease = onOff('idle-memory-release', values['idle-memory-release'], true);
   const maxConnections = count('max-connections', values['max-connections'], 0, 1_000_000);
   const overloadRssMb = count('overload-rss-mb', values['overload-rss-mb'], 0, 1_048_576);
+  const concurrency = count('concurrency', values.concurrency, 1, MAX_CONCURRENCY) ?? 1;
   const appPort = port('app-port', values['app-port'], undefined);
   const identityFiles = identityFlags(values.cert, values.key, values.ca);
   const interception = values.interception ?? 'none';
@@ -154,6 +161,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     ...(maxConnections === undefined ? {} : { maxConnections }),
     ...(overloadRssMb === undefined ? {} : { overloadRssMb }),
     ...(identityFiles === undefined ? {} : { identityFiles }),
+    concurrency,
   };
 }
 

@@ -13,11 +13,15 @@ import { originalDstAvailable, originalDstProblem } from '../listener/original-d
 
 export async function runProxyCommand(argv: string[]): Promise<void> {
   const boot = parseProxyArgs(argv);
+  // --concurrency N > 1: node:cluster re-runs this command in each worker (with the same flags); only then is the
+  // cluster module loaded at all.
+  if (boot.concurrency > 1 && (await import('node:cluster')).default.isWorker) return runWorker(boot);
   // Before anything binds: intercepted traffic with no way to tell where it was going would all be misrouted.
   if (boot.node.interception === 'REDIRECT' && !originalDstAvailable()) {
     throw new Error(`--interception redirect: cannot read original destinations (SO_ORIGINAL_DST): ${originalDstProblem()}. Without interception (explicit ports, Host header, HTTP_PROXY) the proxy runs without it`);
   }
-  const running = boot.xds !== undefined ? await runFromXds(boot, boot.xds) : await runFromFile(boot);
+  const workers = boot.concurrency > 1 ? await fleetFactory(boot) : {};
+  const running = boot.xds !== undefined ? await runFromXds(boot, boot.xds, workers) : await runFromFile(boot, workers);
   if (boot.idleMemoryRelease) startIdleMemoryRelease(running.proxy.logger);
 
   let stopping = false;
@@ -40,6 +44,37 @@ export async function runProxyCommand(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** The primary's worker processes (started once its Proxy exists, before any config is applied). */
+async function fleetFactory(boot: ProxyBootstrap): Promise<Pick<ProxyOptions, 'workers'>> {
+  const { WorkerFleet } = await import('../workers/fleet.js');
+  return {
+    workers: (host) => {
+      const fleet = new WorkerFleet({ ...host, concurrency: boot.concurrency });
+      host.logger.warn(
+        { concurrency: boot.concurrency },
+        'concurrency > 1: circuit breakers (max connections, pending requests, requests, retries), retry budgets, outlier detection, local rate limits and active health checks apply per worker process, not across workers as in Envoy; size limits for one worker',
+      );
+      if (boot.node.inboundPort === 0 || boot.node.outboundPort === 0) {
+        host.logger.warn('concurrency > 1 with port 0: each listener\'s free port is picked once and shared by the workers in listen order; give fixed ports (--inbound-port, --outbound-port) so a config change or a restarted worker cannot land elsewhere');
+      }
+      fleet.start();
+      return fleet;
+    },
+  };
+}
+
+/** A worker of --concurrency N: a data-path-only Proxy fed by the primary (src/workers/worker.ts). */
+async function runWorker(boot: ProxyBootstrap): Promise<void> {
+  const { serveAsWorker } = await import('../workers/worker.js');
+  const { WORKER_INDEX_ENV } = await import('../workers/fleet.js');
+  const { createLogger } = await import('../observability/logger.js');
+  const index = Number(process.env[WORKER_INDEX_ENV] ?? '0');
+  const logger = createLogger(boot.logLevel).child({ worker: index });
+  const proxy = new Proxy({ adminPort: -1, logger, accessLog: boot.accessLog, sharedListeners: true, ...limitOptions(boot) });
+  if (boot.idleMemoryRelease) startIdleMemoryRelease(proxy.logger);
+  serveAsWorker(proxy, index);
 }
 
 /** What the sidecar's limits flags say, as Proxy options. */
@@ -95,11 +130,11 @@ interface Running {
 }
 
 /** `--config mesh.yaml`: compile the mesh config in process, no control server. */
-async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
+async function runFromFile(boot: ProxyBootstrap, workers: Pick<ProxyOptions, 'workers'>): Promise<Running> {
   const { loadLocalSnapshot } = await import('../config/local.js');
   // Validate the mesh config before binding anything: a bad file must fail fast, naming the field.
   const local = loadLocalSnapshot(boot.configFile!, boot.node);
-  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot), ...identityOption(boot) });
+  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot), ...identityOption(boot), ...workers });
   loadIdentity(proxy, boot);
   warnIfNoOriginalDst(proxy);
   for (const warning of local.resources.warnings) proxy.logger.warn({ node: boot.node.id }, warning);
@@ -110,7 +145,17 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
     const lines = result.errors.map((e) => `${e.typeUrl} ${e.name}: ${e.message}`).join('\n');
     throw new Error(`the compiled config was rejected:\n${lines}`);
   }
-  proxy.logger.info({ node: boot.node.id, service: boot.node.service, config: boot.configFile }, 'proxy ready');
+  // With workers: once each has applied the config and listens (what /ready waits for too); a worker that cannot
+  // (a port in use) fails the start as one process would.
+  if (proxy.fleet !== null) {
+    try {
+      await proxy.fleet.whenLive();
+    } catch (err) {
+      await proxy.fleet.stop();
+      throw err;
+    }
+  }
+  proxy.logger.info({ node: boot.node.id, service: boot.node.service, config: boot.configFile, concurrency: boot.concurrency }, 'proxy ready');
   return { proxy, beforeDrain: () => Promise.resolve() };
 }
 
@@ -118,11 +163,11 @@ async function runFromFile(boot: ProxyBootstrap): Promise<Running> {
  * `--xds HOST:PORT[,...]`: admin first (so /ready answers 503 while warming), then the ADS stream. The proxy
  * keeps serving whatever it last accepted while no control server answers; it never gives up reconnecting.
  */
-async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Running> {
+async function runFromXds(boot: ProxyBootstrap, servers: string[], workers: Pick<ProxyOptions, 'workers'>): Promise<Running> {
   const { AdsClient } = await import('../xds/ads-client.js');
   // Read before anything binds: a missing or wrong --xds-ca file fails the start, naming it.
   const rootPem = boot.xdsCaFile === undefined ? undefined : readRootFile(boot.xdsCaFile);
-  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot), ...identityOption(boot) });
+  const proxy = new Proxy({ adminPort: boot.adminPort, logLevel: boot.logLevel, accessLog: boot.accessLog, ...limitOptions(boot), ...identityOption(boot), ...workers });
   loadIdentity(proxy, boot);
   warnIfNoOriginalDst(proxy);
   const credentials = rootPem === undefined ? undefined : await xdsTlsCredentials(rootPem);
@@ -135,7 +180,9 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[]): Promise<Runn
   await proxy.startAdmin();
   ads.start();
   // eslint-disable-next-line @typescript-eslint/no-floating-promises -- both only resolve; logging cannot throw
-  void Promise.all([ads.whenWarm(), certs === null ? null : firstCertificate(proxy)]).then(() => {
+  void Promise.all([ads.whenWarm(), certs === null ? null : firstCertificate(proxy)]).then(async () => {
+    // A worker's failure is logged where it happens (and NACKed once workers run); not ready until they all serve.
+    await proxy.fleet?.whenLive({ throughFailures: true });
     proxy.logger.info({ node: boot.node.id, service: boot.node.service, xds: servers }, 'proxy ready');
   });
   return {

@@ -51,6 +51,11 @@ export interface ListenerDeps {
   readonly maxConnections: number;
   /** TLS termination for listeners with a DownstreamTlsContext; without it such a listener is refused. */
   readonly tls?: { readonly contexts: TlsContexts; readonly failures: HandshakeFailureReporter };
+  /**
+   * A worker of `--concurrency N`: listen through node:cluster, on the socket the primary holds for every worker
+   * (exclusive: false). Elsewhere exclusive: true (the default outside cluster workers too).
+   */
+  readonly shared?: boolean;
 }
 
 /** ALPN a TLS listener offers: what its HTTP chain speaks, nothing for TCP only. */
@@ -132,7 +137,7 @@ class ActiveListener implements TcpContext, TerminatorOwner {
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       this.server.once('error', onError);
-      this.server.listen({ host: this.model.address, port: this.model.port, exclusive: true }, () => {
+      this.server.listen({ host: this.model.address, port: this.model.port, exclusive: this.deps.shared !== true }, () => {
         this.server.off('error', onError);
         this.server.on('error', onServerError);
         this.boundPort = (this.server.address() as net.AddressInfo).port;

@@ -705,6 +705,8 @@ export class ProxyMetrics {
     this.overloadActive = new Gauge({
       name: 'pillion_overload_active',
       help: '1 while the proxy is past its memory threshold: new connections are refused and new requests get 503 overload.',
+      // With --concurrency N each process has its own: 1 while any of them is past it.
+      aggregator: 'max',
       registers,
     });
     this.configVersionInfo = new Gauge({
