@@ -4,7 +4,7 @@
 // itself where the machine has more than one. Reports req/s, p99, and the proxy's CPU time per request (every
 // process of it: primary and workers, from /proc). About a minute. `runConcurrencyCase` is the same for
 // bench/run.ts. Flags: --pairs N (1-10, default 3), --seconds S (per run, default 5), --no-rr.
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,7 @@ import { NODE_FLAGS } from '../src/cli/node-flags.js';
 import { freePorts, resolveFromHere, waitForHttp, type ChildGroup, type ManagedChild } from '../src/cli/children.js';
 import { benchChildGroup } from './child-group.js';
 import { runCommand, runWrk, type LoadResult } from './load.js';
+import { treeCpuMs } from './proc-cpu.js';
 import { median } from './report.js';
 
 const NODE = process.execPath;
@@ -66,25 +67,6 @@ interface Proxy {
   readonly primary: ManagedChild;
 }
 
-const TICKS_PER_SEC = 100; // Linux USER_HZ
-
-/** utime + stime of a process, in seconds (0 once it is gone). */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SEC;
-  } catch {
-    return 0;
-  }
-}
-
-async function pidsOf(proxy: Proxy): Promise<number[]> {
-  const res = await fetch(`http://127.0.0.1:${proxy.admin}/workers`);
-  const body = (await res.json()) as { workers: { pid: number | null }[] };
-  return [proxy.primary.pid!, ...body.workers.flatMap((w) => (w.pid === null ? [] : [w.pid]))];
-}
-
 async function startProxy(group: ChildGroup, configPath: string, name: string, concurrency: number, policy: 'none' | 'rr'): Promise<Proxy> {
   const [admin, outbound, inbound] = await freePorts(3);
   const env = { ...process.env };
@@ -114,13 +96,14 @@ async function perWorkerConnections(proxy: Proxy): Promise<number[]> {
 }
 
 async function measure(proxy: Proxy, seconds: number, connections: number, cpu: number | undefined): Promise<{ load: LoadResult; cpuUs: number; split: number[] }> {
-  const pids = await pidsOf(proxy);
-  const before = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  // The primary's process tree: its workers are its children.
+  const pid = proxy.primary.pid as number;
+  const before = treeCpuMs(pid) ?? NaN;
   const cxBefore = await perWorkerConnections(proxy);
   const load = await runWrk({ port: proxy.port, path: '/small', host: 'backend:8080', connections, durationSec: seconds, ...(cpu === undefined ? {} : { cpu }) });
-  const after = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const after = treeCpuMs(pid) ?? NaN;
   const split = (await perWorkerConnections(proxy)).map((n, i) => n - (cxBefore[i] ?? 0));
-  return { load, cpuUs: load.requests > 0 ? ((after - before) * 1e6) / load.requests : NaN, split };
+  return { load, cpuUs: load.requests > 0 ? ((after - before) * 1e3) / load.requests : NaN, split };
 }
 
 export async function runConcurrencyCase(opts: ConcurrencyOptions): Promise<ConcurrencyResult> {

@@ -118,12 +118,13 @@ export function markdownTable(spec: CaseSpec, rows: readonly TargetSummary[]): s
 
 export interface TargetCheck {
   name: string;
-  status: 'PASS' | 'FAIL' | 'SKIP';
+  /** INFO: a figure the issue asks to print, with no limit to hold it to. */
+  status: 'PASS' | 'FAIL' | 'SKIP' | 'INFO';
   detail: string;
 }
 
 export function checkLine(c: TargetCheck): string {
-  const verdict = c.status === 'PASS' ? 'target met' : c.status === 'FAIL' ? 'target not met' : 'not measured';
+  const verdict = c.status === 'PASS' ? 'target met' : c.status === 'FAIL' ? 'target not met' : c.status === 'INFO' ? 'printed, no target' : 'not measured';
   return `${c.status.padEnd(4)}  ${c.name} (${verdict}): ${c.detail}`;
 }
 

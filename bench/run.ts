@@ -1,13 +1,14 @@
 // Benchmark entry (`npm run bench`): Pillion against the backend itself, nginx, HAProxy and http-proxy on
 // this machine, in ONE run with interleaved rounds, so the noise of a shared 2-core machine hits every target
 // alike. Prints a markdown table per case and the issue's targets as PASS/FAIL lines; writes
-// .bench-out/latest.json. Flags: --quick, --only small,large,latency,cpu,h2,grpc,tcp,paired,fault,mtls,soak, --rounds N,
+// .bench-out/latest.json. Flags: --quick, --only small,large,latency,cpu,h2,grpc,tcp,paired,fault,mtls,concurrency,soak, --rounds N,
 // --cpu-prof, --trace-headers w3c|b3 (every autocannon request carries that trace context, to price its
 // propagation). The paired case also prices the resilient shape (retries + outlier detection on); the fault case
 // (bench/fault.ts) kills and restarts one of three endpoints under load, with retries and without. The mtls case
 // (bench/mtls.ts) prices mTLS between two sidecars against plaintext between the same two, nginx beside it.
 // The h2 and grpc cases (h2load; bench/grpc-load.ts for gRPC streaming) put HAProxy with HTTP/2 on both sides
 // beside Pillion and judge the ratio on back-to-back pairs.
+// The concurrency case (bench/concurrency.ts) compares `--concurrency 2` with 1 on its own processes.
 // The cpu case reads each proxy's own CPU time (/proc) around wrk runs: CPU per small request, and RSS under load.
 // The soak case (bench/soak.ts: 10 minutes of mixed traffic with aborts and endpoint restarts; 1 with --quick)
 // runs last, on its own processes, and prints RSS, fds and heap at its start and end.
@@ -24,6 +25,7 @@ import { FAULT_RUNS, FAULT_TIMELINE, FAULT_TIMELINE_QUICK, faultTable, runFault,
 import { GRPC_MESSAGE_BYTES, GRPC_UNARY_PATH, grpcUnaryH2loadArgs, runGrpcStream, type GrpcStreamLoad } from './grpc-load.js';
 import { runAutocannon, runFixedRate, runH2load, runTcpConnections, runTcpStream, runWrk, type H2Load, type LoadResult } from './load.js';
 import { mtlsErrorLines, mtlsTable, runMtlsCase, type MtlsOutcome } from './mtls.js';
+import { runConcurrencyCase, type ConcurrencyResult } from './concurrency.js';
 import {
   NGINX_STREAM_MODULE,
   RESILIENT_POLICY,
@@ -47,7 +49,7 @@ import {
 } from './report.js';
 import { ensurePackageFile, ensureTools, type ToolStatus } from './tools.js';
 
-const ALL_CASES = ['small', 'large', 'latency', 'cpu', 'h2', 'grpc', 'tcp', 'paired', 'fault', 'mtls', 'soak'] as const;
+const ALL_CASES = ['small', 'large', 'latency', 'cpu', 'h2', 'grpc', 'tcp', 'paired', 'fault', 'mtls', 'concurrency', 'soak'] as const;
 type CaseName = (typeof ALL_CASES)[number];
 
 const { values: flags } = parseArgs({
@@ -64,7 +66,7 @@ const { values: flags } = parseArgs({
 
 if (flags.help) {
   process.stdout.write(
-    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,cpu,h2,grpc,tcp,paired,fault,mtls,soak] [--rounds N] [--cpu-prof] [--no-install] [--trace-headers w3c|b3]\n',
+    'usage: node dist/bench/run.js [--quick] [--only small,large,latency,cpu,h2,grpc,tcp,paired,fault,mtls,concurrency,soak] [--rounds N] [--cpu-prof] [--no-install] [--trace-headers w3c|b3]\n',
   );
   process.exit(0);
 }
@@ -85,10 +87,10 @@ const only = new Set<CaseName>(
 const rounds = flags.rounds ? Math.max(1, Number(flags.rounds)) : quick ? 1 : 3;
 /**
  * Whether a case that uses the shared targets (Pillion, nginx, HAProxy, http-proxy against one backend) runs.
- * The mtls case starts its own chains and the soak its own processes: `--only mtls` then skips starting and
+ * The mtls and concurrency cases start their own proxies and the soak its own processes: `--only mtls` then skips starting and
  * warming the shared ones, which would only take memory and a few seconds from a case that does not read them.
  */
-const shared = ALL_CASES.some((c) => c !== 'mtls' && c !== 'soak' && only.has(c));
+const shared = ALL_CASES.some((c) => c !== 'mtls' && c !== 'soak' && c !== 'concurrency' && only.has(c));
 const outDir = resolve(process.cwd(), '.bench-out');
 
 // Durations and counts: every loop is bounded in time and count.
@@ -462,6 +464,22 @@ async function main(): Promise<void> {
     }
   }
 
+  let concurrency: ConcurrencyResult | undefined;
+  if (only.has('concurrency')) {
+    log('');
+    log('running concurrency: pillion proxy --concurrency 1 vs 2 (bench/concurrency.ts)');
+    if (!have('wrk')) skipped.push('concurrency: wrk unavailable');
+    else {
+      try {
+        concurrency = await runConcurrencyCase({ group, dir, pairs: quick ? 2 : 4, seconds: quick ? 2 : 4, rr: false, log: (l) => log(`  ${l}`) });
+      } catch (err) {
+        const msg = (err as Error).message.split('\n')[0] ?? String(err);
+        skipped.push(`concurrency: ${msg}`);
+        log(`concurrency: ERROR ${msg}`);
+      }
+    }
+  }
+
   // Memory after the run: once as the load ends, once after a quiet spell (Pillion hands freed memory back to
   // the kernel when its event loop goes idle: src/process/idle-memory.ts). Peak = VmHWM, the whole run.
   const readMemory = (): Map<string, { rssMiB: number; peakMiB?: number }> => {
@@ -624,6 +642,13 @@ async function main(): Promise<void> {
     h2Check('gRPC streaming messages/s', pairedRuns.grpcStreamVsHaproxy, 'grpc-stream');
   }
   if (mtls) checks.push(...mtls.checks);
+  if (concurrency) {
+    checks.push({
+      name: '--concurrency 2 ÷ --concurrency 1, small-response req/s (wrk and the backend pinned to one CPU)',
+      status: 'INFO',
+      detail: `median of ${concurrency.ratios.length} pairs ${fmt(concurrency.ratio)} (${concurrency.ratios.map((r) => fmt(r)).join(', ')}); ${concurrency.conclusion}`,
+    });
+  }
   const loadAtEnd = loadavg();
   log(`load average at end: ${loadAtEnd.map((l) => l.toFixed(2)).join(' ')}`);
   log('');
@@ -649,6 +674,7 @@ async function main(): Promise<void> {
     cpu: Object.fromEntries(cpuRuns),
     fault: faultRuns,
     mtls,
+    concurrency,
     checks,
     skipped,
   };
