@@ -53,12 +53,12 @@ const KEEP_ALIVE_MARGIN_MS = 1_000;
  * A request cancelled after it was sent in full because its client went away: its connection reads the
  * rest of the response for up to this long and this many body bytes, discarding it, and goes back to the pool if
  * the response ends in time. Closing it instead costs a new connection, and to a peer sidecar a new mTLS
- * handshake: when a load balancer or a batch of clients drops its connections, every one of them in flight.
+ * handshake: when a load balancer or a batch of clients drops its connections, one for each request in flight.
+ * A try cancelled for a timeout or as the losing hedge still closes its connection at once: the upstream is
+ * slow, and the close is how it learns to stop working on the request.
  */
 export const ABORT_DISCARD_MS = 1_000;
 export const ABORT_DISCARD_MAX_BYTES = 64 * 1024;
-// A try cancelled for a timeout or as the losing hedge still closes its connection at once: the upstream is slow,
-// and the close is how it learns to stop working on the request.
 /** The longest a server's Keep-Alive hint keeps an idle connection here (undici's maxKeepAliveTimeout). */
 const MAX_KEEP_ALIVE_MS = 600_000;
 
@@ -268,10 +268,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
   }
 
   onMessageBegin(): void {
-    if (this.sink === null) {
-      if (!this.discarding) this.unsolicited = true;
-    }
-    else this.responseStarted = true;
+    if (this.sink !== null) this.responseStarted = true;
+    else if (!this.discarding) this.unsolicited = true;
   }
 
   /** The head of a response nobody waits for any more: read on only if the connection can be reused after it. */
