@@ -210,6 +210,8 @@ export interface FixedRateLoad {
   maxSockets: number;
   /** Sent at the same rate before the measured part, not recorded (sockets opened, JIT warm). */
   warmupSec: number;
+  /** Called as the first measured request goes out (the CPU of the target can be read from there on). */
+  onMeasureStart?: () => void;
 }
 
 /**
@@ -265,6 +267,7 @@ export async function runFixedRate(load: FixedRateLoad): Promise<LoadResult> {
     const ticker = setInterval(() => {
       const due = Math.min(total, Math.floor((performance.now() - start) / intervalMs) + 1);
       while (sent < due) {
+        if (sent === warmup) load.onMeasureStart?.();
         fire(sent >= warmup);
         sent++;
       }

@@ -289,7 +289,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
   /** The client went away before the response was complete: cancel upstream, release everything. */
   onDownstreamClosed(): void {
     if (this.finished) return;
-    this.router?.abort();
+    this.router?.abort(true);
     if (this.reason === null) this.reason = REASONS.downstreamDisconnect;
     if (this.status === 0) this.status = REASONS.downstreamDisconnect.httpStatus;
     this.finish();

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Http1Pool } from './http1-pool.js';
+import { ABORT_DISCARD_MAX_BYTES, ABORT_DISCARD_MS, Http1Pool } from './http1-pool.js';
 import { PendingLimit, type UpstreamSink } from './pool.js';
 import type { HeaderMap } from '../http/headers.js';
 
@@ -13,8 +13,15 @@ let connections = 0;
 
 beforeAll(async () => {
   server = http.createServer((req, res) => {
-    res.setHeader('content-length', '5');
-    res.end('hello');
+    // /later/<ms>[/<bytes>]: the answer (default 'hello') comes that much later.
+    const [, later, ms, bytes] = (req.url ?? '/').split('/');
+    const body = later === 'later' && bytes !== undefined ? Buffer.alloc(Number(bytes), 'x') : Buffer.from('hello');
+    const answer = (): void => {
+      res.setHeader('content-length', String(body.length));
+      res.end(body);
+    };
+    if (later === 'later') setTimeout(answer, Number(ms));
+    else answer();
   });
   server.on('connection', () => connections++);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -88,4 +95,64 @@ describe('Http1Pool', () => {
       pool.destroy();
     }
   });
+});
+
+describe('Http1Pool: a request cancelled after it was sent (its client went away)', () => {
+  const newPool = (): Http1Pool =>
+    new Http1Pool('127.0.0.1', port, {
+      connectTimeoutMs: 1_000,
+      maxConnections: 4,
+      maxIdle: 4,
+      events: { onConnectionOpen() {}, onConnectionClose() {}, onResetDeferred() {}, onPendingOverflow() {} },
+      pending: new PendingLimit(1024),
+    });
+  const spec = (path: string) => ({ method: 'GET', path, authority: 'test', scheme: 'http', headers: {}, body: null });
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  /**
+   * One request aborted `abortAfterMs` after it went out (as for a client gone, or with keepConnection false as
+   * for a timeout), then (after `waitMs`) another: the connections opened for it, and those open after it.
+   */
+  async function abortThenAgain(path: string, abortAfterMs: number, waitMs: number, keepConnection = true): Promise<{ opened: number; open: number }> {
+    const pool = newPool();
+    try {
+      // Connected and proved reusable first: the cancelled request goes out on a live keep-alive connection.
+      const warm = new RecordingSink(false);
+      pool.request(spec('/'), warm);
+      await withTimeout(warm.done, 2_000);
+      const before = connections;
+      const cancelled = new RecordingSink(false);
+      const stream = pool.request(spec(path), cancelled);
+      await sleep(abortAfterMs);
+      stream.abort(keepConnection);
+      await sleep(waitMs);
+      const next = new RecordingSink(false);
+      pool.request(spec('/'), next);
+      await withTimeout(next.done, 2_000);
+      expect(next.body).toBe('hello');
+      expect(cancelled.status, 'no sink callback after abort').toBe(0);
+      return { opened: connections - before, open: pool.connections };
+    } finally {
+      pool.destroy();
+    }
+  }
+
+  it('keeps the connection: the response is read to its end, dropped, and the connection serves the next request', async () => {
+    // Without the discard the connection closes at abort() and the next request opens a new one (a new handshake
+    // over mTLS).
+    expect(await abortThenAgain('/later/150', 30, 300)).toEqual({ opened: 0, open: 1 });
+  });
+
+  it('closes it at once for a timeout (the upstream is slow; the close tells it to stop)', async () => {
+    expect(await abortThenAgain('/later/150', 30, 300, false)).toEqual({ opened: 1, open: 1 });
+  });
+
+  it('closes it when the rest of the response is larger than the discard bound', async () => {
+    expect(await abortThenAgain(`/later/100/${ABORT_DISCARD_MAX_BYTES * 4}`, 30, 400)).toEqual({ opened: 1, open: 1 });
+  });
+
+  it('closes it when the response has not ended within the discard time', async () => {
+    // The cancelled one is closed, not still waiting beside the new one.
+    expect(await abortThenAgain(`/later/${ABORT_DISCARD_MS + 800}`, 30, ABORT_DISCARD_MS + 200)).toEqual({ opened: 1, open: 1 });
+  }, 10_000);
 });

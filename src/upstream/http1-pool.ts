@@ -49,6 +49,16 @@ function unsolicitedUpgrade(): Error {
   });
 }
 const KEEP_ALIVE_MARGIN_MS = 1_000;
+/**
+ * A request cancelled after it was sent in full because its client went away: its connection reads the
+ * rest of the response for up to this long and this many body bytes, discarding it, and goes back to the pool if
+ * the response ends in time. Closing it instead costs a new connection, and to a peer sidecar a new mTLS
+ * handshake: when a load balancer or a batch of clients drops its connections, one for each request in flight.
+ * A try cancelled for a timeout or as the losing hedge still closes its connection at once: the upstream is
+ * slow, and the close is how it learns to stop working on the request.
+ */
+export const ABORT_DISCARD_MS = 1_000;
+export const ABORT_DISCARD_MAX_BYTES = 64 * 1024;
 /** The longest a server's Keep-Alive hint keeps an idle connection here (undici's maxKeepAliveTimeout). */
 const MAX_KEEP_ALIVE_MS = 600_000;
 
@@ -88,6 +98,10 @@ class H1Connection implements UpstreamStream, ParserOwner {
   private replay = false;
   /** Where the request went when it was replayed: the sink's handle on this connection steers that one. */
   private replacement: UpstreamStream | null = null;
+  /** The request was cancelled after it was sent: its response is read and dropped (see ABORT_DISCARD_MS). */
+  private discarding = false;
+  private discardedBytes = 0;
+  private discardTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly pool: Http1Pool,
@@ -195,7 +209,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
   ): number {
     const lines = this.pendingHead.takeLines(givenLines);
     const sink = this.sink;
-    if (sink === null) return SKIP_BODY;
+    if (sink === null) return this.discarding ? this.discardHeaders(status, shouldKeepAlive, lines) : SKIP_BODY;
     // Requests on a pooled connection never ask for an upgrade (Upgrade and CONNECT go their own way): a 101 is
     // the upstream leaving HTTP, and what follows is not a response. 502, not a wait for the route timeout.
     if (status === 101) {
@@ -215,7 +229,11 @@ class H1Connection implements UpstreamStream, ParserOwner {
 
   onBody(chunk: Buffer): void {
     const sink = this.sink;
-    if (sink !== null && !sink.onUpstreamData(chunk)) {
+    if (sink === null) {
+      if (this.discarding && (this.discardedBytes += chunk.length) > ABORT_DISCARD_MAX_BYTES) this.close();
+      return;
+    }
+    if (!sink.onUpstreamData(chunk)) {
       this.paused = true;
       pauseReading(this.socket);
     }
@@ -229,7 +247,10 @@ class H1Connection implements UpstreamStream, ParserOwner {
       return;
     }
     const sink = this.sink;
-    if (sink === null) return;
+    if (sink === null) {
+      if (this.discarding) this.discarded();
+      return;
+    }
     this.sink = null;
     const trailers = trailerLines.length === 0 ? null : headerMapFromFlat(trailerLines, HOP_BY_HOP);
     // A response that ends before its request was fully sent leaves the connection mid-message: not reusable.
@@ -247,8 +268,45 @@ class H1Connection implements UpstreamStream, ParserOwner {
   }
 
   onMessageBegin(): void {
-    if (this.sink === null) this.unsolicited = true;
-    else this.responseStarted = true;
+    if (this.sink !== null) this.responseStarted = true;
+    else if (!this.discarding) this.unsolicited = true;
+  }
+
+  /** The head of a response nobody waits for any more: read on only if the connection can be reused after it. */
+  private discardHeaders(status: number, shouldKeepAlive: boolean, lines: FlatHeaders): number {
+    if (status === 101 || !shouldKeepAlive) {
+      this.close();
+      return SKIP_BODY;
+    }
+    if (status < 200) {
+      this.informational = true;
+      return SKIP_BODY;
+    }
+    this.readKeepAliveHint(lines);
+    return this.skipBody ? SKIP_BODY : 0;
+  }
+
+  /** The cancelled request's response ended within the bounds: the connection is reusable as after any response. */
+  private discarded(): void {
+    this.stopDiscarding();
+    this.spec = null;
+    this.served++;
+    if (this.reusable) this.releasePending = true;
+    else this.close();
+  }
+
+  private stopDiscarding(): void {
+    this.discarding = false;
+    if (this.discardTimer !== null) {
+      clearTimeout(this.discardTimer);
+      this.discardTimer = null;
+    }
+  }
+
+  /** ABORT_DISCARD_MS passed and the cancelled request's response has not ended: the connection goes. */
+  onDiscardTimeout(): void {
+    this.discardTimer = null;
+    if (this.discarding) this.close();
   }
 
   private readKeepAliveHint(lines: FlatHeaders): void {
@@ -361,6 +419,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.closed = true;
     this.detachBody();
     this.clearConnectTimer();
+    this.stopDiscarding();
     releaseParser(this.parser);
     this.socket.destroy();
     this.pool.forget(this);
@@ -384,7 +443,28 @@ class H1Connection implements UpstreamStream, ParserOwner {
     resumeReading(this.socket);
   }
 
-  abort(): void {
+  abort(keepConnection = false): void {
+    this.sink = null;
+    const replacement = this.replacement;
+    if (replacement !== null) {
+      this.close();
+      replacement.abort(keepConnection);
+      return;
+    }
+    // Only a request sent in full leaves the connection in a state a complete response brings back to idle.
+    // (spec is null once the response is complete: nothing is in flight to wait for.)
+    if (!keepConnection || this.spec === null || this.closed || !this.connected || !this.requestWritten || !this.reusable || this.unsolicited || this.discarding || this.pool.closing) {
+      this.close();
+      return;
+    }
+    this.discarding = true;
+    this.discardedBytes = 0;
+    this.discardTimer = setTimeout(onDiscardTimeout, ABORT_DISCARD_MS, this);
+    if (this.paused) this.resume();
+  }
+
+  /** The pool is going away: the connection closes whatever it carries. */
+  destroy(): void {
     this.sink = null;
     this.close();
     this.replacement?.abort();
@@ -408,6 +488,9 @@ function onSocketDrain(this: SocketOf): void {
 }
 function onSocketTimeout(this: SocketOf): void {
   this[kConnection].onTimeout();
+}
+function onDiscardTimeout(connection: H1Connection): void {
+  connection.onDiscardTimeout();
 }
 function onConnectTimeout(connection: H1Connection, timeoutMs: number): void {
   if (connection.connected) return;
@@ -434,8 +517,8 @@ class QueuedStream implements UpstreamStream {
   resume(): void {
     this.connection?.resume();
   }
-  abort(): void {
-    if (this.connection !== null) this.connection.abort();
+  abort(keepConnection = false): void {
+    if (this.connection !== null) this.connection.abort(keepConnection);
     else this.pool.cancelWaiting(this);
   }
 }
@@ -458,6 +541,11 @@ export class Http1Pool implements ConnectionPool {
 
   get connections(): number {
     return this.all.size;
+  }
+
+  /** Draining or destroyed: a cancelled request's connection closes rather than waits to be reused. */
+  get closing(): boolean {
+    return this.draining;
   }
 
   request(spec: UpstreamRequestSpec, sink: UpstreamSink): UpstreamStream {
@@ -526,7 +614,7 @@ export class Http1Pool implements ConnectionPool {
       this.options.pending.remove();
       waiting.sink.onUpstreamError(new Error('connection pool closed'), true);
     }
-    for (const connection of [...this.all]) connection.abort();
+    for (const connection of [...this.all]) connection.destroy();
   }
 
   private startWaiting(connection: H1Connection): boolean {

@@ -31,8 +31,12 @@ export interface UpstreamSink {
 /** Handle on a request in flight, for the sink to steer it. */
 export interface UpstreamStream {
   resume(): void;
-  /** Cancels the request upstream (client went away, timeout). No sink callback follows. */
-  abort(): void;
+  /**
+   * Cancels the request upstream (client went away, timeout). No sink callback follows. `keepConnection`: the
+   * client went away, nothing says the upstream is slow, so an HTTP/1.1 connection may read the rest of the
+   * response and be reused (see ABORT_DISCARD_MS) rather than close; a timed-out try closes at once.
+   */
+  abort(keepConnection?: boolean): void;
 }
 
 export interface ConnectionPool {

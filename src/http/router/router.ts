@@ -356,12 +356,15 @@ export class Router {
     for (const attempt of this.live) attempt.upstream?.resume();
   }
 
-  /** Cancels every try in flight upstream (the client went away, a timeout); no callback follows. */
-  abort(): void {
+  /**
+   * Cancels every try in flight upstream (the client went away, a timeout); no callback follows. keepConnection:
+   * the client went away (not a timeout), so an HTTP/1.1 upstream connection may be kept (UpstreamStream.abort).
+   */
+  abort(keepConnection = false): void {
     for (const attempt of this.live) {
       const upstream = attempt.upstream;
       attempt.upstream = null;
-      if (upstream !== null) upstream.abort();
+      if (upstream !== null) upstream.abort(keepConnection);
     }
   }
 
