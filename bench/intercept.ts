@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import type { ChildProcess } from 'node:child_process';
 import { createPodPair, netnsUnavailable, waitForOutput, type Netns, type PodPair } from '../test/helpers/netns.js';
 import { runPillion, type PillionProcess } from '../test/helpers/process.js';
+import { processCpuMs } from './proc-cpu.js';
 import { originalDstAvailable, originalDstProblem } from '../src/listener/original-dst.js';
 import { median } from './report.js';
 import type { LoadResult } from './load.js';
@@ -98,12 +99,6 @@ if (profDir !== undefined) {
   chmodSync(profDir, 0o777);
 }
 
-/** CPU time (user + system) of a process in clock ticks, from /proc (the sidecar's pid: ip netns exec and setpriv exec). */
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
-}
 const TICK_MS = 10; // USER_HZ is 100 on Linux
 
 /** CPU ticks of this process's waited-for children (cutime + cstime): the load runs, spawned synchronously. */
@@ -184,13 +179,13 @@ try {
     intercepted: { ms: [0, 0, 0, 0], requests: 0 },
   };
   const closedRun = (t: TargetName): LoadResult => {
-    const before = pairs[t].map((s) => cpuTicks(s.child.pid!));
+    const before = pairs[t].map((s) => processCpuMs(s.child.pid!) ?? NaN);
     const loaderBefore = childTicks();
     const softBefore = softirqTicks();
     const res = load({ ...SPECS[t], kind: 'closed' });
     cpu[t].ms[2]! += (childTicks() - loaderBefore) * TICK_MS;
     cpu[t].ms[3]! += (softirqTicks() - softBefore) * TICK_MS;
-    pairs[t].forEach((s, i) => (cpu[t].ms[i]! += (cpuTicks(s.child.pid!) - before[i]!) * TICK_MS));
+    pairs[t].forEach((s, i) => (cpu[t].ms[i]! += (processCpuMs(s.child.pid!) ?? NaN) - before[i]!));
     cpu[t].requests += res.requests;
     return res;
   };

@@ -8,12 +8,12 @@
 // The CA and the keys are made with openssl at bench time in a temp dir and removed at the end.
 import { createSecureContext, connect as tlsConnect, type PeerCertificate, type SecureContext } from 'node:tls';
 import { connect as netConnect, type Socket } from 'node:net';
-import { readFileSync } from 'node:fs';
 import { httpGet, sleep, type ChildGroup } from '../src/cli/children.js';
 // The test CA is the one the mTLS tests use: openssl in a temp dir, SPIFFE URI SANs, nothing in the repository.
 import { TestCa, type IssuedCert } from '../test/tls/test-ca.js';
 import { runAutocannon, runFixedRate, runWrk, type HttpLoad, type LoadResult } from './load.js';
 import { startNginxChains, startPillionChain, type BackendPorts, type IdentityFiles, type SidecarChain } from './peers.js';
+import { processCpuMs } from './proc-cpu.js';
 import { check, fmt, median, type TargetCheck } from './report.js';
 
 export interface MtlsParams {
@@ -299,21 +299,14 @@ export function mtlsErrorLines(outcome: MtlsOutcome): string[] {
   return out;
 }
 
-/** Linux's USER_HZ: /proc/PID/stat counts CPU time in these ticks. */
-const CLOCK_TICKS_PER_SEC = 100;
-
 /** User + system CPU of a chain's Pillion processes so far, ms; undefined for nginx or when /proc says nothing. */
 function chainCpuMs(c: SidecarChain): number | undefined {
   if (c.pids === undefined) return undefined;
   let ms = 0;
   for (const pid of c.pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ms += ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SEC;
-    } catch {
-      return undefined;
-    }
+    const own = processCpuMs(pid);
+    if (own === undefined) return undefined;
+    ms += own;
   }
   return ms;
 }
