@@ -254,7 +254,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
   private readKeepAliveHint(lines: FlatHeaders): void {
     for (let i = 0; i < lines.length; i += 2) {
       const name = lines[i]!;
-      if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
+      // No lower-cased copy per line: "Connection" is 10 characters too, and on every response.
+      if (name.length !== 10 || !isKeepAlive(name)) continue;
       const value = lines[i + 1]!;
       const at = value.indexOf('timeout=');
       if (at < 0) return;
@@ -389,6 +390,17 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.close();
     this.replacement?.abort();
   }
+}
+
+/** `name` is "keep-alive" in any case (a 10-character header name). */
+function isKeepAlive(name: string): boolean {
+  const KEEP_ALIVE = 'keep-alive';
+  for (let i = 0; i < 10; i++) {
+    // ASCII letters differ from their upper case by 0x20 only; the one other byte that ORs to '-' (CR) is no
+    // header-name character.
+    if ((name.charCodeAt(i) | 0x20) !== KEEP_ALIVE.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 function onSocketConnect(this: SocketOf): void {
