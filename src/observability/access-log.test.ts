@@ -34,9 +34,12 @@ describe('AccessLog', () => {
     expect(log.enabled).toBe(true);
     log.log(entry());
     log.log(entry({ status: 503, response_flags: 'UH', x_pillion_reason: 'no_healthy_upstream', protocol: 'HTTP/2' }));
+    // Non-ASCII (latin1 header bytes, an astral character): encoded as UTF-8 into the batch, byte for byte.
+    log.log(entry({ path: '/caf\u00e9/\ud83d\ude00', authority: 'h\u00ffst' }));
     await log.close();
     const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines).toHaveLength(2);
+    expect(lines).toHaveLength(3);
+    expect(lines[2]).toMatchObject({ path: '/caf\u00e9/\ud83d\ude00', authority: 'h\u00ffst' });
     expect(lines[0]).toEqual({ type: 'access', ...entry() });
     expect(lines[1]).toMatchObject({ type: 'access', status: 503, response_flags: 'UH', x_pillion_reason: 'no_healthy_upstream' });
     expect(lines[0]).not.toHaveProperty('level');
