@@ -187,7 +187,9 @@ export class Router implements Expirable {
   private endAttempt(attempt: Attempt, outcome: CallOutcome, status: number, cancel: boolean): void {
     const i = this.live.indexOf(attempt);
     if (i < 0) return;
-    this.live.splice(i, 1);
+    // The one try of a request is the last: pop() allocates nothing (splice() returns an array of what it removed).
+    if (i === this.live.length - 1) this.live.pop();
+    else this.live.splice(i, 1);
     if (attempt.tryTimer !== null) {
       clearTimeout(attempt.tryTimer);
       attempt.tryTimer = null;
