@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2 --disable-warning=DEP0123
+#!/usr/bin/env -S node --max-semi-space-size=2 --single-threaded-gc --v8-pool-size=1 --disable-warning=DEP0123
 // The `pillion` executable: one binary, several commands (see DESIGN.md §3).
 import { PROXY_USAGE, UsageError } from '../bootstrap/args.js';
 import { MeshConfigError } from '../../xds/mesh-config.js';

@@ -306,7 +306,7 @@ export class H1Connection implements ParserOwner, Downstream {
 
   respond(status: number, headers: HeaderMap, _endStream = false): void {
     const request = this.active!;
-    let head = serializeHeaders('HTTP/1.1 ' + status + ' ' + (STATUS_CODES[status] ?? 'Unknown') + CRLF, headers);
+    let head = serializeHeaders(statusLine(status), headers);
     if (status === 204 || status === 304) this.noBody = true;
     if (!this.noBody && headers['content-length'] === undefined) {
       // Unknown length: chunked for HTTP/1.1 clients; an HTTP/1.0 client reads until the connection closes.
@@ -573,6 +573,17 @@ const BURST_BYTES = 65_536;
 function uncorkBurst(connection: H1Connection): void {
   connection.corkedBurst = false;
   connection.socket.uncork();
+}
+
+/** `HTTP/1.1 200 OK\r\n` and the like, made once per status code (the parser bounds upstream codes to 100 - 999). */
+const statusLines: (string | undefined)[] = new Array<string | undefined>(1000).fill(undefined);
+function statusLine(status: number): string {
+  let line = statusLines[status];
+  if (line === undefined) {
+    line = 'HTTP/1.1 ' + status + ' ' + (STATUS_CODES[status] ?? 'Unknown') + CRLF;
+    if (status >= 100 && status <= 999) statusLines[status] = line;
+  }
+  return line;
 }
 
 /** Envoy's default downstream idle timeout (1 h) keeps app connection pools from racing our close. */

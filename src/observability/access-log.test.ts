@@ -1,6 +1,6 @@
 // Access log: one JSON line per entry with type "access", file and stream targets, and "off" as a no-op.
 import { execFileSync } from 'node:child_process';
-import { createReadStream, mkdtempSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -34,13 +34,45 @@ describe('AccessLog', () => {
     expect(log.enabled).toBe(true);
     log.log(entry());
     log.log(entry({ status: 503, response_flags: 'UH', x_pillion_reason: 'no_healthy_upstream', protocol: 'HTTP/2' }));
+    // Non-ASCII (latin1 header bytes, an astral character): encoded as UTF-8 into the batch, byte for byte.
+    log.log(entry({ path: '/caf\u00e9/\ud83d\ude00', authority: 'h\u00ffst' }));
     await log.close();
     const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines).toHaveLength(2);
+    expect(lines).toHaveLength(3);
+    expect(lines[2]).toMatchObject({ path: '/caf\u00e9/\ud83d\ude00', authority: 'h\u00ffst' });
     expect(lines[0]).toEqual({ type: 'access', ...entry() });
     expect(lines[1]).toMatchObject({ type: 'access', status: 503, response_flags: 'UH', x_pillion_reason: 'no_healthy_upstream' });
     expect(lines[0]).not.toHaveProperty('level');
     expect(lines[0]).not.toHaveProperty('time');
+  });
+
+  it('writes batched lines within a fraction of a second, without waiting for close', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'pillion-al-')), 'access.log');
+    const log = new AccessLog(file);
+    for (let i = 0; i < 3; i++) log.log(entry({ request_id: String(i) }));
+    const deadline = Date.now() + 2_000;
+    let text = '';
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+      if (text.split('\n').length > 3) break;
+    }
+    expect(text.trim().split('\n').map((l) => (JSON.parse(l) as { request_id: string }).request_id)).toEqual(['0', '1', '2']);
+    await log.close();
+  });
+
+  it('writes the lines of a batch when the process exits without closing the log', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'pillion-al-')), 'access.log');
+    const mod = new URL('./access-log.js', import.meta.url).href.replace(/\.ts$/, '.js');
+    // The compiled module (dist/) when this runs from source under vitest: the child is plain node.
+    const compiled = mod.replace('/src/observability/', '/dist/src/observability/');
+    const script = `const { AccessLog } = await import(${JSON.stringify(existsSync(new URL(compiled)) ? compiled : mod)});
+      const log = new AccessLog(${JSON.stringify(file)});
+      await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 5; i++) log.log(${JSON.stringify(entry())});
+      process.exit(0);`;
+    execFileSync(process.execPath, ['--input-type=module', '-e', script]);
+    expect(readFileSync(file, 'utf8').trim().split('\n')).toHaveLength(5);
   });
 
   it('writes to a given stream', () => {

@@ -1,6 +1,12 @@
-// Access log: one JSON line per request or TCP connection, on its own pino instance so it never mixes with app log levels.
-import { pino, type DestinationStream, type Logger } from 'pino';
-import { closeDestination, safeDestination, type SafeDestination } from './destination.js';
+// Access log: one JSON line per request or TCP connection (access-line.ts), written in batches to stdout or a file,
+// held up to a bound past which whole lines are dropped and counted.
+import { formatAccessLine } from './access-line.js';
+import { beforeLastFlush, closeDestination, heldBytes, safeDestination, writeAtExit, type SafeDestination } from './destination.js';
+
+/** A stream to write lines to instead of a target (tests). */
+export interface DestinationStream {
+  write(line: string): unknown;
+}
 
 export interface AccessLogEntry {
   /** ISO 8601 time the request (or connection) started. */
@@ -58,64 +64,114 @@ export function formatResponseFlags(flags: readonly string[]): string {
   return flags.length === 0 ? '-' : flags.length === 1 ? flags[0]! : flags.join(',');
 }
 
-const ACCESS_TYPE = Object.freeze({ type: 'access' });
-function accessType(): Record<string, unknown> {
-  return ACCESS_TYPE;
-}
+/**
+ * Lines are gathered into batches handed to the destination in one write: at FLUSH_BYTES, or FLUSH_MS after the
+ * first line of a batch (Envoy flushes its access log file every second). One write per line was most of the
+ * access log's cost: a file write each goes through libuv's thread pool, and sonic-boom re-measured its whole
+ * pending string per line.
+ */
+const FLUSH_BYTES = 16 * 1024;
+const FLUSH_MS = 50;
 
 export class AccessLog {
-  /** null when off (and once closed): log() is then one property check. */
-  private logger: Logger | null;
-  private readonly destination: DestinationStream | null;
-  private readonly external: boolean;
+  /** false when off, and once closed: log() is then one property check. */
+  private on: boolean;
+  private readonly destination: SafeDestination | null;
+  /** A stream the caller gave (tests): lines go to it one by one, at once. */
+  private readonly stream: DestinationStream | null;
+  private readonly maxBufferBytes: number;
+  private readonly onDrop: ((dropped: number) => void) | undefined;
+  /** Lines not yet handed to the destination, and their length (UTF-16 units: bytes for ASCII lines). */
+  private batch = '';
+  private batchLength = 0;
+  private batchLines = 0;
+  private batchTimer: NodeJS.Timeout | null = null;
+  /** Lines of the batch being handed over, so a drop inside the destination counts each of them. */
+  private handingOver = 0;
+  private readonly unregisterFlush: (() => void) | null = null;
   /** Lines dropped because the destination fell behind by more than the buffer bound. */
   dropped = 0;
 
   constructor(target: AccessLogTarget, opts: AccessLogOptions = {}) {
-    if (target === 'off' && opts.stream === undefined) {
-      this.logger = null;
-      this.destination = null;
-      this.external = false;
-      return;
-    }
-    this.external = opts.stream !== undefined;
-    if (opts.stream !== undefined) {
-      this.destination = opts.stream;
-    } else {
-      // sonic-boom's maxLength: a write that would take the buffer (including the write in flight) past it is
-      // dropped whole and reported with 'drop'. pino writes each line with one write, so drops are whole lines.
-      const onDrop = opts.onDrop;
-      const destination = safeDestination({
-        dest: target === 'stdout' ? 1 : target,
-        maxLength: opts.maxBufferBytes ?? ACCESS_LOG_MAX_BUFFER_BYTES,
-        ...(opts.sync === undefined ? {} : { sync: opts.sync }),
-      });
-      destination.on('drop', () => {
-        this.dropped++;
-        onDrop?.(this.dropped);
-      });
-      this.destination = destination;
-    }
-    this.logger = pino(
-      {
-        // The entry carries start_time and duration, so no pino time/pid/hostname. The level slot carries
-        // `type` instead (it tells these lines apart from app logs on stdout; an empty level object makes pino
-        // emit invalid JSON).
-        base: null,
-        timestamp: false,
-        formatters: { level: accessType },
-      },
-      this.destination,
-    );
+    this.maxBufferBytes = opts.maxBufferBytes ?? ACCESS_LOG_MAX_BUFFER_BYTES;
+    this.onDrop = opts.onDrop;
+    this.stream = opts.stream ?? null;
+    this.destination = null;
+    this.on = target !== 'off' || this.stream !== null;
+    if (!this.on || this.stream !== null) return;
+    // The bound is enforced here, per line (held = this batch + what the destination holds). The destination's
+    // own bound (sonic-boom's maxLength drops a whole write) sits one batch above it, as a backstop.
+    const sync = opts.sync === true;
+    const destination = safeDestination({
+      dest: target === 'stdout' ? 1 : target,
+      maxLength: this.maxBufferBytes + (sync ? 0 : 2 * FLUSH_BYTES),
+      sync,
+    });
+    destination.on('drop', () => this.countDrops(Math.max(1, this.handingOver)));
+    this.destination = destination;
+    if (!sync) this.unregisterFlush = beforeLastFlush(() => this.flushAtExit());
   }
 
   get enabled(): boolean {
-    return this.logger !== null;
+    return this.on;
   }
 
   log(entry: AccessLogEntry): void {
-    if (this.logger === null) return;
-    this.logger.info(entry);
+    if (!this.on) return;
+    const line = formatAccessLine(entry);
+    const stream = this.stream;
+    if (stream !== null) {
+      stream.write(line);
+      return;
+    }
+    const destination = this.destination!;
+    if (this.unregisterFlush === null) {
+      // Synchronous (tests): each line written at once; the destination drops past its bound.
+      destination.write(line);
+      return;
+    }
+    if (this.batchLength + line.length + heldBytes(destination) > this.maxBufferBytes) {
+      this.countDrops(1);
+      return;
+    }
+    this.batch += line;
+    this.batchLength += line.length;
+    this.batchLines++;
+    if (this.batchLength >= FLUSH_BYTES) this.flush();
+    else if (this.batchTimer === null) {
+      this.batchTimer = setTimeout(flushBatch, FLUSH_MS, this);
+      this.batchTimer.unref();
+    }
+  }
+
+  /** Hands the lines gathered so far to the destination. */
+  flush(): void {
+    if (this.batchTimer !== null) {
+      clearTimeout(this.batchTimer);
+      this.batchTimer = null;
+    }
+    if (this.batchLines === 0 || this.destination === null || this.destination.destroyed) return;
+    const batch = this.batch;
+    this.handingOver = this.batchLines;
+    this.batch = '';
+    this.batchLength = 0;
+    this.batchLines = 0;
+    this.destination.write(batch);
+    this.handingOver = 0;
+  }
+
+  private flushAtExit(): void {
+    if (this.batchLines === 0 || this.destination === null) return;
+    const batch = this.batch;
+    this.batch = '';
+    this.batchLength = 0;
+    this.batchLines = 0;
+    writeAtExit(this.destination, batch);
+  }
+
+  private countDrops(lines: number): void {
+    this.dropped += lines;
+    this.onDrop?.(this.dropped);
   }
 
   /**
@@ -124,9 +180,15 @@ export class AccessLog {
    * connections that close after the proxy stopped) are ignored.
    */
   close(timeoutMs = 5_000): Promise<void> {
-    const d = this.destination as SafeDestination | null;
-    if (d === null || this.external || this.logger === null) return Promise.resolve();
-    this.logger = null;
+    const d = this.destination;
+    if (d === null || !this.on) return Promise.resolve();
+    this.flush();
+    this.on = false;
+    this.unregisterFlush?.();
     return closeDestination(d, timeoutMs);
   }
+}
+
+function flushBatch(log: AccessLog): void {
+  log.flush();
 }

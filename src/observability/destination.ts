@@ -5,6 +5,7 @@
 // flush is tried once; if the reader still takes nothing, what is left is dropped instead of retried for ever
 // (sonic-boom's own exit hook would spin, and the process would never exit).
 import { EventEmitter } from 'node:events';
+import { writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { pino } from 'pino';
 
@@ -51,6 +52,10 @@ class PipeDestination extends EventEmitter implements SafeDestination {
     if (out.listenerCount('error') === 0) out.on('error', ignoreStdoutError);
   }
 
+  get held(): number {
+    return this.out.writableLength;
+  }
+
   write(line: string): boolean {
     const out = this.out;
     if (this.destroyed || out.destroyed || out.writableLength + line.length > this.maxLength) {
@@ -83,10 +88,14 @@ class PipeDestination extends EventEmitter implements SafeDestination {
 function ignoreStdoutError(): void {}
 
 const live = new Set<SafeDestination>();
+/** Callbacks that hand lines still batched by their owner (the access log) to a destination, first thing at exit. */
+const exitFlushers = new Set<() => void>();
 let exiting = false;
+let exitHooked = false;
 
 function lastFlush(): void {
   exiting = true;
+  for (const flush of exitFlushers) flush();
   for (const destination of live) {
     if (destination.destroyed) continue;
     // A write still in flight means the reader has stopped (on a blocking pipe it waits in a libuv thread):
@@ -104,9 +113,51 @@ function lastFlush(): void {
   }
 }
 
+function updateExitHook(): void {
+  const want = live.size > 0 || exitFlushers.size > 0;
+  if (want === exitHooked) return;
+  exitHooked = want;
+  if (want) process.prependListener('exit', lastFlush);
+  else process.removeListener('exit', lastFlush);
+}
+
+/** Runs `flush` at process exit before the destinations' last flush; returns its removal. */
+export function beforeLastFlush(flush: () => void): () => void {
+  exitFlushers.add(flush);
+  updateExitHook();
+  return () => {
+    exitFlushers.delete(flush);
+    updateExitHook();
+  };
+}
+
+/** Bytes a destination holds that its reader has not taken yet (its buffer and the write in flight). */
+export function heldBytes(destination: SafeDestination): number {
+  if (destination instanceof PipeDestination) return destination.held;
+  return (destination as { _len?: number })._len ?? 0;
+}
+
+/**
+ * Writes `data` at exit: after what the destination holds, synchronously where it can (an asynchronous write
+ * started now would be dropped by the last flush as a write in flight).
+ */
+export function writeAtExit(destination: SafeDestination, data: string): void {
+  if (destination.destroyed) return;
+  const fd = (destination as { fd?: number }).fd;
+  if (destination instanceof PipeDestination || fd === undefined || fd < 0 || (destination as { _writing?: boolean })._writing === true) {
+    destination.write(data);
+    return;
+  }
+  try {
+    destination.flushSync();
+    writeSync(fd, data);
+  } catch {
+    // EAGAIN (a reader that stopped) or a closed file: these lines cannot be written now.
+  }
+}
+
 export function safeDestination(opts: SafeDestinationOptions): SafeDestination {
   if (opts.dest === 1 && opts.sync !== true && isPipe(process.stdout)) return new PipeDestination(process.stdout, opts.maxLength, opts.onDrop);
-  if (live.size === 0) process.prependListener('exit', lastFlush);
   const destination = pino.destination({
     dest: opts.dest,
     sync: opts.sync ?? false,
@@ -116,9 +167,10 @@ export function safeDestination(opts: SafeDestinationOptions): SafeDestination {
     retryEAGAIN: () => !exiting,
   }) as unknown as SafeDestination;
   live.add(destination);
+  updateExitHook();
   destination.once('close', () => {
     live.delete(destination);
-    if (live.size === 0) process.removeListener('exit', lastFlush);
+    updateExitHook();
   });
   const onDrop = opts.onDrop;
   if (onDrop !== undefined) destination.on('drop', onDrop);

@@ -8,7 +8,8 @@ import type { ListenerStats, RejectReason } from '../listener/listener-manager.j
 import type { ClusterStatsSink, RetrySkip } from '../upstream/cluster-manager.js';
 import type { EjectionReason } from '../upstream/outlier.js';
 import type { ClusterStats, ProxyMetrics } from './metrics.js';
-import type { AccessLog } from './access-log.js';
+import type { AccessLog, AccessLogEntry } from './access-log.js';
+import { isoTime } from './access-line.js';
 import type { Logger } from 'pino';
 import { AuthzStats } from './authz-stats.js';
 
@@ -135,8 +136,8 @@ export class ProxyStats implements ListenerStats {
     if (!this.accessLog.enabled) return;
     const reason = ex.reason;
     const span = ex.span;
-    this.accessLog.log({
-      start_time: new Date(ex.startMs).toISOString(),
+    const entry: AccessLogEntry = {
+      start_time: isoTime(ex.startMs),
       duration_ms: Math.round(seconds * 1e6) / 1e3,
       protocol: ex.protocol as 'HTTP/1.1' | 'HTTP/2',
       method: ex.method,
@@ -154,9 +155,10 @@ export class ProxyStats implements ListenerStats {
       span_id: span === null ? '-' : span.spanId,
       parent_span_id: span === null || span.parentId === '' ? '-' : span.parentId,
       downstream_remote: ex.remoteAddress,
-      ...(ex.peer === null ? {} : { downstream_peer_principal: ex.peer.spiffeId }),
-      ...(reason === null ? {} : { x_pillion_reason: reason.id }),
-    });
+      downstream_peer_principal: ex.peer === null ? undefined : ex.peer.spiffeId,
+      x_pillion_reason: reason === null ? undefined : reason.id,
+    };
+    this.accessLog.log(entry);
   }
 
   tcpSessionFinished(session: TcpSession): void {
@@ -167,7 +169,7 @@ export class ProxyStats implements ListenerStats {
     if (!this.accessLog.enabled) return;
     const reason = session.reason;
     this.accessLog.log({
-      start_time: new Date(session.startMs).toISOString(),
+      start_time: isoTime(session.startMs),
       duration_ms: Math.round(session.durationSeconds * 1e6) / 1e3,
       protocol: 'TCP',
       method: '-',
@@ -182,8 +184,8 @@ export class ProxyStats implements ListenerStats {
       response_flags: reason === null ? '-' : reason.flag,
       request_id: '-',
       downstream_remote: session.downstream.remoteAddress ?? '-',
-      ...(session.peer === null ? {} : { downstream_peer_principal: session.peer.spiffeId }),
-      ...(reason === null ? {} : { x_pillion_reason: reason.id }),
+      downstream_peer_principal: session.peer === null ? undefined : session.peer.spiffeId,
+      x_pillion_reason: reason === null ? undefined : reason.id,
     });
   }
 }

@@ -72,6 +72,9 @@ class H1Connection implements UpstreamStream, ParserOwner {
   private error: Error | null = null;
   private connectTimer: NodeJS.Timeout | null = null;
   private keepAliveMs = DEFAULT_KEEP_ALIVE_MS;
+  /** The last Keep-Alive header value seen here, and the idle time it gave (NaN: none). */
+  private hintValue = '';
+  private hintMs = Number.NaN;
   /** Reading stopped for backpressure; a response can end while paused, so the next request resumes it. */
   private paused = false;
 
@@ -312,11 +315,18 @@ class H1Connection implements UpstreamStream, ParserOwner {
   private readKeepAliveHint(lines: FlatHeaders): void {
     for (let i = 0; i < lines.length; i += 2) {
       const name = lines[i]!;
-      if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
+      // No lower-cased copy per line: "Connection" is 10 characters too, and on every response.
+      if (name.length !== 10 || !isKeepAlive(name)) continue;
       const value = lines[i + 1]!;
-      const at = value.indexOf('timeout=');
-      if (at < 0) return;
-      const hintMs = Math.min(MAX_KEEP_ALIVE_MS, Math.max(0, Number.parseInt(value.slice(at + 8), 10) * 1000 - KEEP_ALIVE_MARGIN_MS));
+      // A server sends the same hint on every response: parsed once per connection, not per response.
+      let hintMs: number;
+      if (value === this.hintValue) hintMs = this.hintMs;
+      else {
+        const at = value.indexOf('timeout=');
+        hintMs = at < 0 ? Number.NaN : Math.min(MAX_KEEP_ALIVE_MS, Math.max(0, Number.parseInt(value.slice(at + 8), 10) * 1000 - KEEP_ALIVE_MARGIN_MS));
+        this.hintValue = value;
+        this.hintMs = hintMs;
+      }
       if (Number.isNaN(hintMs)) return;
       if (hintMs === 0) this.reusable = false;
       else if (hintMs !== this.keepAliveMs) {
@@ -469,6 +479,17 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.close();
     this.replacement?.abort();
   }
+}
+
+/** `name` is "keep-alive" in any case (a 10-character header name). */
+function isKeepAlive(name: string): boolean {
+  const KEEP_ALIVE = 'keep-alive';
+  for (let i = 0; i < 10; i++) {
+    // ASCII letters differ from their upper case by 0x20 only; the one other byte that ORs to '-' (CR) is no
+    // header-name character.
+    if ((name.charCodeAt(i) | 0x20) !== KEEP_ALIVE.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 function onSocketConnect(this: SocketOf): void {

@@ -16,6 +16,7 @@ import { grpcTimeoutMs } from './grpc-timeout.js';
 import type { HopSpan } from '../tracing/span.js';
 import type { OriginalDestination } from '../../listener/original-dst.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../../tls/handshake-failures.js';
+import { cancelDeadline, startDeadline, type DeadlineList, type Expirable } from './deadlines.js';
 import { ReplayableBody } from './replay-body.js';
 import { backoffMs, retriableFailure, retriableResponse, type AttemptFailure } from './retry-policy.js';
 
@@ -73,7 +74,7 @@ class Attempt implements UpstreamSink {
   }
 }
 
-export class Router {
+export class Router implements Expirable {
   private cluster: UpstreamCluster | null = null;
   /** The endpoint of the latest try (a retry avoids it), or of the try whose response the client got. */
   private endpoint: EndpointState | null = null;
@@ -81,8 +82,13 @@ export class Router {
   private spec: UpstreamRequestSpec | null = null;
   /** The tries in flight: one, or more while a hedged request races its predecessor. */
   private live: Attempt[] = [];
-  /** The route timeout, across every attempt. */
-  private timer: NodeJS.Timeout | null = null;
+  // The route timeout, across every attempt (see deadlines.ts; armed while routeTimerOn).
+  private routeTimerOn = false;
+  deadlineAt = 0;
+  deadlinePrev: Expirable | null = null;
+  deadlineNext: Expirable | null = null;
+  deadlineList: DeadlineList | null = null;
+  deadlineTimer: NodeJS.Timeout | null = null;
   /** Attempts made so far (the access log's attempts). */
   attempts = 0;
   private retry: RetryPolicyModel | undefined = undefined;
@@ -139,7 +145,10 @@ export class Router {
       body = this.replayBody.open();
     }
     this.spec = { method: owner.method, path, authority: action.hostRewrite ?? owner.authority, scheme, headers: upstreamHeaders, body };
-    if (timeoutMs > 0) this.timer = setTimeout(onRouteTimeout, timeoutMs, this);
+    if (timeoutMs > 0) {
+      this.routeTimerOn = true;
+      startDeadline(this, timeoutMs);
+    }
     this.startAttempt();
   }
 
@@ -178,7 +187,9 @@ export class Router {
   private endAttempt(attempt: Attempt, outcome: CallOutcome, status: number, cancel: boolean): void {
     const i = this.live.indexOf(attempt);
     if (i < 0) return;
-    this.live.splice(i, 1);
+    // The one try of a request is the last: pop() allocates nothing (splice() returns an array of what it removed).
+    if (i === this.live.length - 1) this.live.pop();
+    else this.live.splice(i, 1);
     if (attempt.tryTimer !== null) {
       clearTimeout(attempt.tryTimer);
       attempt.tryTimer = null;
@@ -324,8 +335,9 @@ export class Router {
 
   // --- timeouts ---
 
-  onRouteTimeout(): void {
-    this.timer = null;
+  /** Expirable: the route timeout passed. */
+  onDeadline(): void {
+    this.routeTimerOn = false;
     if (this.ended) return;
     this.abort();
     this.owner.onRouterFailure(REASONS.upstreamTimeout);
@@ -376,9 +388,9 @@ export class Router {
   end(outcome: CallOutcome, status: number): number {
     if (this.ended) return -1;
     this.ended = true;
-    if (this.timer !== null) {
-      clearTimeout(this.timer);
-      this.timer = null;
+    if (this.routeTimerOn) {
+      this.routeTimerOn = false;
+      cancelDeadline(this);
     }
     for (let i = this.live.length - 1; i >= 0; i--) {
       const attempt = this.live[i]!;
@@ -403,10 +415,6 @@ export class Router {
   get endpointKey(): string {
     return this.endpoint?.key ?? '-';
   }
-}
-
-function onRouteTimeout(router: Router): void {
-  router.onRouteTimeout();
 }
 
 function onTryTimeout(attempt: Attempt): void {
