@@ -2,11 +2,12 @@
 // run, divided by the requests wrk completed. On a shared machine this moves far less than req/s does.
 // CLI: node dist/bench/cpu-per-request.js [--rounds 3] [--seconds 5] [--connections 50] [--access-log off|file]
 //      [--node-arg=--trace-gc ...]
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ChildGroup, readRss, sleep } from '../src/cli/children.js';
 import { runWrk } from './load.js';
+import { processCpuMs } from './proc-cpu.js';
+import { median } from './report.js';
 import { startBackend, startPillion } from './peers.js';
 
 export interface CpuPerRequestOptions {
@@ -32,18 +33,11 @@ export interface CpuPerRequestResult {
   rssMiB: number;
 }
 
-const CLK_TCK = 100; // USER_HZ on Linux
-
-/** utime + stime of one process in seconds (fields 14 and 15 of /proc/PID/stat, after the `comm` field). */
+/** utime + stime of one process in seconds. */
 function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
+  const ms = processCpuMs(pid);
+  if (ms === undefined) throw new Error(`process ${pid} is gone`);
+  return ms / 1000;
 }
 
 export async function measureCpuPerRequest(opts: CpuPerRequestOptions = {}): Promise<CpuPerRequestResult> {
