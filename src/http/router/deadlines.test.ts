@@ -1,6 +1,6 @@
 // Shared deadline lists: each item fires once, on time, in order, and never after it was cancelled.
 import { describe, expect, it } from 'vitest';
-import { cancelDeadline, startDeadline, type DeadlineList, type Expirable } from './deadlines.js';
+import { cancelDeadline, DeadlineList, startDeadline, type Expirable } from './deadlines.js';
 
 class Item implements Expirable {
   deadlineAt = 0;
@@ -50,6 +50,23 @@ describe('deadlines', () => {
     startDeadline(short, 20);
     await sleep(160);
     expect(fired).toEqual(['short', 'long']);
+  });
+
+  it('still expires the rest of a list when one handler throws', async () => {
+    const fired: string[] = [];
+    const list = new DeadlineList(10);
+    const thrower = new Item('thrower', fired);
+    thrower.onDeadline = () => {
+      throw new Error('handler failed');
+    };
+    const later = new Item('later', fired);
+    list.add(thrower, performance.now() - 20); // already due
+    list.add(later, performance.now() + 30); // due in ~40 ms
+    // As when the list's own timer fires: that timer is spent.
+    clearTimeout((list as unknown as { timer: NodeJS.Timeout }).timer);
+    expect(() => list.expire()).toThrow('handler failed');
+    await sleep(120);
+    expect(fired).toEqual(['later']);
   });
 
   it('gives lengths past the list bound a timer of their own, cancellable too', async () => {

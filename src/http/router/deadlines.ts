@@ -53,13 +53,18 @@ export class DeadlineList {
   expire(): void {
     this.timer = null;
     const now = performance.now();
-    let item = this.head;
-    while (item !== null && item.deadlineAt <= now) {
-      this.remove(item);
-      item.onDeadline();
-      item = this.head;
+    try {
+      let item = this.head;
+      while (item !== null && item.deadlineAt <= now) {
+        this.remove(item);
+        item.onDeadline();
+        item = this.head;
+      }
+    } finally {
+      // Re-armed even if a handler threw (else every later request of this length would never time out), and
+      // only once: a handler that started a new deadline on this list (a retry) has armed it already.
+      if (this.head !== null && this.timer === null) this.arm(this.head.deadlineAt - now);
     }
-    if (item !== null) this.arm(item.deadlineAt - now);
   }
 
   private arm(delayMs: number): void {
