@@ -10,11 +10,16 @@ import { ALPN_HTTP11 } from '../tls/upstream-tls.js';
 import {
   CRLF,
   LAST_CHUNK,
+  PAUSE,
+  PAUSED,
   PendingHead,
   SKIP_BODY,
   chunkHeader,
   consumeSocket,
+  contentLengthOf,
   createParser,
+  resetParser,
+  unconsumeSocket,
   pauseReading,
   resumeReading,
   headerMapFromFlat,
@@ -26,6 +31,7 @@ import {
   type ParseError,
   type ParserOwner,
 } from '../http/h1-parser.js';
+import { canReadRaw, giveReadBuffer, installRawRead, LARGE_READ_BYTES, takeReadBuffer } from '../tcp/raw-read.js';
 
 const kConnection = Symbol('pillion.h1connection');
 type SocketOf = net.Socket & { [kConnection]: H1Connection };
@@ -48,6 +54,15 @@ function unsolicitedUpgrade(): Error {
     code: 'HPE_UNEXPECTED_UPGRADE',
   });
 }
+/**
+ * Response bodies with a content-length of at least this skip the parser on plaintext connections (see
+ * readRawBody): below it the body fits in the read that carried its head, and the parser's one copy is all.
+ */
+export const RAW_BODY_MIN_BYTES = 64 * 1024;
+
+/** Responses whose body was read around the parser, process-wide (tests and benchmarks check the path ran). */
+export const rawBodyStats = { responses: 0, bytes: 0 };
+
 const KEEP_ALIVE_MARGIN_MS = 1_000;
 /** The longest a server's Keep-Alive hint keeps an idle connection here (undici's maxKeepAliveTimeout). */
 const MAX_KEEP_ALIVE_MS = 600_000;
@@ -88,6 +103,13 @@ class H1Connection implements UpstreamStream, ParserOwner {
   private replay = false;
   /** Where the request went when it was replayed: the sink's handle on this connection steers that one. */
   private replacement: UpstreamStream | null = null;
+  /** Bytes of the response body still to come while it is read around the parser (readRawBody); else 0. */
+  private rawLeft = 0;
+  /**
+   * What raw reads go into. Kept while the connection lives once one body was read raw: Node's user-buffer
+   * reader stays on the socket's handle, under the parser, and reads into the buffer it was given last.
+   */
+  rawBuffer: Buffer | null = null;
 
   constructor(
     readonly pool: Http1Pool,
@@ -210,7 +232,18 @@ class H1Connection implements UpstreamStream, ParserOwner {
     if (!shouldKeepAlive) this.reusable = false;
     else this.readKeepAliveHint(lines);
     sink.onUpstreamHeaders(status, headerMapFromFlat(lines, HOP_BY_HOP), false);
-    return this.skipBody ? SKIP_BODY : 0;
+    if (this.skipBody) return SKIP_BODY;
+    // A large body of known length is read around the parser, once the head's read is parsed (onExecute). Not
+    // when the sink let go of this connection in onUpstreamHeaders (a retried status), nor for 204/304 (no body
+    // whatever content-length says), nor over TLS.
+    if (status !== 204 && status !== 304 && this.sink === sink && !this.closed && canReadRaw(this.socket)) {
+      const length = contentLengthOf(lines);
+      if (length >= RAW_BODY_MIN_BYTES) {
+        this.rawLeft = length;
+        return PAUSE;
+      }
+    }
+    return 0;
   }
 
   onBody(chunk: Buffer): void {
@@ -282,9 +315,15 @@ class H1Connection implements UpstreamStream, ParserOwner {
   /** After each read the parser took from the socket. */
   onExecute(ret: number | ParseError): void {
     if (isParseError(ret)) {
-      this.fail(ret);
+      if (ret.code === PAUSED && this.rawLeft > 0 && !this.closed) this.readRawBody(ret.bytesParsed);
+      else this.fail(ret);
       return;
     }
+    this.afterResponse();
+  }
+
+  /** After a read's bytes were parsed, or a raw body ended: the connection goes back to the pool, or closes. */
+  private afterResponse(): void {
     if (!this.releasePending) {
       if (this.unsolicited) this.close();
       return;
@@ -292,6 +331,55 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.releasePending = false;
     if (this.unsolicited || this.closed) this.close();
     else this.pool.release(this);
+  }
+
+  /**
+   * The head just parsed announced a large body (rawLeft bytes): the parser stops reading the socket, and the
+   * body goes from socket reads into a reused buffer straight to the sink, as the TCP pump moves bytes. Node's
+   * parser would copy each chunk into a Buffer of its own, whose external memory drives V8's mark-compacts (a
+   * full GC every ~90 ms at 1 MiB bodies). Once the body is complete the parser reads again, from a fresh start.
+   */
+  private readRawBody(headBytes: number): void {
+    // The rest of the head's read is body: a copy of that read is all the parser can give back.
+    const read = this.parser.getCurrentBuffer();
+    unconsumeSocket(this.parser);
+    rawBodyStats.responses++;
+    if (this.rawBuffer === null) {
+      this.rawBuffer = takeReadBuffer(LARGE_READ_BYTES);
+      installRawRead(this.socket, this.rawBuffer, onRawRead, nextRawBuffer);
+    }
+    const rest = read.length - headBytes;
+    if (rest > 0 && !this.rawData(read.subarray(headBytes), rest)) pauseReading(this.socket);
+  }
+
+  /** `nread` body bytes read raw into `buf`: false stops reading (Node's readStop) until resume(). */
+  onRawRead(nread: number, buf: Buffer): boolean {
+    if (this.rawLeft === 0 || this.closed) return false;
+    return this.rawData(buf, nread);
+  }
+
+  private rawData(buf: Buffer, nread: number): boolean {
+    const sink = this.sink;
+    if (sink === null) return false;
+    const take = nread < this.rawLeft ? nread : this.rawLeft;
+    this.rawLeft -= take;
+    rawBodyStats.bytes += take;
+    const flowing = sink.onUpstreamData(take === buf.length ? buf : buf.subarray(0, take));
+    // A write the kernel did not take whole still refers to buf: the next read goes to another buffer.
+    if (buf === this.rawBuffer && !sink.dataReleased()) this.rawBuffer = takeReadBuffer(LARGE_READ_BYTES);
+    if (this.closed) return false;
+    if (this.rawLeft > 0) {
+      if (!flowing) this.paused = true;
+      return flowing;
+    }
+    // The body is complete. Bytes after it are an answer to no request: the connection is out of step.
+    resetParser(this.parser);
+    if (nread > take) this.unsolicited = true;
+    else consumeSocket(this.parser, this.socket);
+    this.paused = false;
+    this.onMessageComplete();
+    this.afterResponse();
+    return !this.closed;
   }
 
   /** The server closed its side: that ends a close-delimited body, and anything else still in flight. */
@@ -321,6 +409,11 @@ class H1Connection implements UpstreamStream, ParserOwner {
   /** The socket is gone (or going): report a request still in flight and give the pool its slot back. */
   onClose(): void {
     this.clearConnectTimer();
+    // The handle is closed: no read goes into the raw buffer any more.
+    if (this.rawBuffer !== null) {
+      giveReadBuffer(this.rawBuffer);
+      this.rawBuffer = null;
+    }
     const sink = this.sink;
     this.sink = null;
     const wasConnected = this.connected;
@@ -359,6 +452,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.rawLeft = 0;
     this.detachBody();
     this.clearConnectTimer();
     releaseParser(this.parser);
@@ -391,6 +485,19 @@ class H1Connection implements UpstreamStream, ParserOwner {
   }
 }
 
+/** The buffer the read onRawRead just took goes on with: Node asks for it right after the callback, unbound. */
+let nextRaw: Buffer | null = null;
+function onRawRead(this: net.Socket, nread: number, buf: Buffer): boolean {
+  const connection = (this as SocketOf)[kConnection];
+  const flowing = connection.onRawRead(nread, buf);
+  nextRaw = connection.rawBuffer;
+  return flowing;
+}
+function nextRawBuffer(): Buffer {
+  const next = nextRaw!;
+  nextRaw = null;
+  return next;
+}
 function onSocketConnect(this: SocketOf): void {
   this[kConnection].onConnect();
 }
