@@ -59,6 +59,12 @@ function unsolicitedUpgrade(): Error {
  * readRawBody): below it the body fits in the read that carried its head, and the parser's one copy is all.
  */
 export const RAW_BODY_MIN_BYTES = 64 * 1024;
+/**
+ * Raw reads shorter than this (a slow upstream) are passed on as a copy, as the parser would: the client's
+ * HTTP/1 connection gathers chunks this short into one write at the end of the loop turn, and a chunk waiting
+ * there would cost a new 64 KiB read buffer each time. Matches h1-connection's DIRECT_WRITE_BYTES.
+ */
+const RAW_COPY_BELOW = 32 * 1024;
 
 /** Responses whose body was read around the parser, process-wide (tests and benchmarks check the path ran). */
 export const rawBodyStats = { responses: 0, bytes: 0 };
@@ -364,9 +370,15 @@ class H1Connection implements UpstreamStream, ParserOwner {
     const take = nread < this.rawLeft ? nread : this.rawLeft;
     this.rawLeft -= take;
     rawBodyStats.bytes += take;
-    const flowing = sink.onUpstreamData(take === buf.length ? buf : buf.subarray(0, take));
+    let chunk = take === buf.length ? buf : buf.subarray(0, take);
+    let lent = buf === this.rawBuffer;
+    if (lent && take < RAW_COPY_BELOW) {
+      chunk = Buffer.from(chunk);
+      lent = false;
+    }
+    const flowing = sink.onUpstreamData(chunk);
     // A write the kernel did not take whole still refers to buf: the next read goes to another buffer.
-    if (buf === this.rawBuffer && !sink.dataReleased()) this.rawBuffer = takeReadBuffer(LARGE_READ_BYTES);
+    if (lent && !sink.dataReleased()) this.rawBuffer = takeReadBuffer(LARGE_READ_BYTES);
     if (this.closed) return false;
     if (this.rawLeft > 0) {
       if (!flowing) this.paused = true;
