@@ -32,6 +32,7 @@ import {
   type ParserOwner,
 } from '../http/h1-parser.js';
 import { canReadRaw, giveReadBuffer, installRawRead, LARGE_READ_BYTES, takeReadBuffer } from '../tcp/raw-read.js';
+import { rawBodyStats } from './raw-body-stats.js';
 
 const kConnection = Symbol('pillion.h1connection');
 type SocketOf = net.Socket & { [kConnection]: H1Connection };
@@ -67,9 +68,6 @@ export const RAW_BODY_MIN_BYTES = 128 * 1024;
  * there would cost a new 64 KiB read buffer each time. Matches h1-connection's DIRECT_WRITE_BYTES.
  */
 const RAW_COPY_BELOW = 32 * 1024;
-
-/** Responses whose body was read around the parser, process-wide (tests and benchmarks check the path ran). */
-export const rawBodyStats = { responses: 0, bytes: 0 };
 
 const KEEP_ALIVE_MARGIN_MS = 1_000;
 /** The longest a server's Keep-Alive hint keeps an idle connection here (undici's maxKeepAliveTimeout). */

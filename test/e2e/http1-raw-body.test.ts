@@ -11,7 +11,8 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RAW_BODY_MIN_BYTES, rawBodyStats } from '../../src/upstream/http1-pool.js';
+import { RAW_BODY_MIN_BYTES } from '../../src/upstream/http1-pool.js';
+import { rawBodyStats } from '../../src/upstream/raw-body-stats.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 
 const HUGE = 64 << 20;
@@ -244,6 +245,9 @@ describe('HTTP/1 response bodies read around the parser', () => {
     expect(line.status).toBe(200);
     expect(line.bytes_sent).toBe(size);
     expect(line.response_flags).toBe('-');
+    const metrics = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+    expect(Number(/^pillion_upstream_http1_raw_bodies_total (\d+)$/m.exec(metrics)?.[1])).toBe(rawBodyStats.responses);
+    expect(Number(/^pillion_upstream_http1_raw_body_bytes_total (\d+)$/m.exec(metrics)?.[1])).toBe(rawBodyStats.bytes);
     // The body went around the parser.
     expect(rawBodyStats.responses).toBe(raw + 1);
   });
