@@ -28,6 +28,8 @@ const open = new Set<net.Socket>();
 const endless: net.Socket[] = [];
 let hugeWritten = 0;
 let extraSocket: net.Socket | null = null;
+let stalledSocket: net.Socket | null = null;
+let flakyHits = 0;
 let proxy: RunningProxy;
 let logDir: string;
 
@@ -75,6 +77,16 @@ function answer(socket: net.Socket, method: string, path: string): void {
   } else if (kind === 'cut') {
     // Half of the body, then the connection is gone.
     socket.write(Buffer.concat([Buffer.from(head('200 OK', size)), bodyOf(size).subarray(0, size >> 1)]), () => setTimeout(() => socket.destroy(), 50));
+  } else if (kind === 'stall') {
+    // Half of the body, then nothing more.
+    stalledSocket = socket;
+    socket.write(Buffer.concat([Buffer.from(head('200 OK', size)), bodyOf(size).subarray(0, size >> 1)]));
+  } else if (kind === 'flaky') {
+    // A 503 with a large body first (retried: its body is never read), then the answer.
+    socket.write(Buffer.concat([Buffer.from(head(flakyHits++ % 2 === 0 ? '503 Service Unavailable' : '200 OK', size)), bodyOf(size)]));
+  } else if (kind === 'close') {
+    // The last response on this connection.
+    socket.write(Buffer.concat([Buffer.from(head('200 OK', size).replace('\r\n\r\n', '\r\nconnection: close\r\n\r\n')), bodyOf(size)]));
   } else if (kind === 'nobody') {
     // 204 / 304 say a length but have no body: the next response follows at once, in the same segment.
     socket.write(head(`${size} X`, 1 << 20) + head('200 OK', 4) + 'next');
@@ -135,6 +147,14 @@ services:
   - name: big
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${upstreamPort} }]
+  - name: bigslow
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${upstreamPort} }]
+    policy: { timeout: 400ms }
+  - name: bigretry
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${upstreamPort} }]
+    policy: { retries: { attempts: 1, retryOn: [503], backoff: { base: 2ms } } }
 `,
     { service: 'client', accessLog: join(logDir, 'access.log') },
   );
@@ -153,9 +173,9 @@ interface Got {
   body: Buffer;
 }
 
-function get(path: string, agent: http.Agent | false = false, method = 'GET'): Promise<Got> {
+function get(path: string, agent: http.Agent | false = false, method = 'GET', host = 'big'): Promise<Got> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: proxy.port('outbound'), path, method, headers: { host: 'big' }, agent }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port: proxy.port('outbound'), path, method, headers: { host }, agent }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -390,6 +410,47 @@ describe('HTTP/1 response bodies read around the parser', () => {
     expect((await get('/size/13')).body.equals(bodyOf(13))).toBe(true);
     // The body went around the parser.
     expect(rawBodyStats.responses).toBe(raw + 1);
+  });
+
+  it('cuts the response at the route timeout when the upstream stalls mid-body, and closes that connection', async () => {
+    const raw = rawBodyStats.responses;
+    const size = 2 << 20;
+    const started = Date.now();
+    const outcome = await new Promise<{ status: number; received: number; error: string }>((resolve) => {
+      const req = http.request({ host: '127.0.0.1', port: proxy.port('outbound'), path: `/stall/${size}`, headers: { host: 'bigslow' }, agent: false }, (res) => {
+        let received = 0;
+        res.on('data', (c: Buffer) => (received += c.length));
+        res.on('error', (err) => resolve({ status: res.statusCode!, received, error: err.message }));
+        res.on('end', () => resolve({ status: res.statusCode!, received, error: '' }));
+      });
+      req.on('error', (err) => resolve({ status: 0, received: 0, error: err.message }));
+      req.end();
+    });
+    expect(outcome.status).toBe(200);
+    expect(outcome.error).not.toBe('');
+    expect(outcome.received).toBe(size >> 1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(350);
+    const socket = stalledSocket!;
+    await until('the proxy to close the stalled upstream connection', () => socket.destroyed || socket.readableEnded);
+    expect((await logLine(`/stall/${size}`)).response_flags).toContain('UT');
+    expect(rawBodyStats.responses).toBe(raw + 1);
+  });
+
+  it('reads only the body of the response it keeps: a retried 503 with a large body, then a connection: close answer', async () => {
+    const raw = rawBodyStats.responses;
+    const size = (1 << 20) + 9;
+    flakyHits = 0;
+    const got = await get(`/flaky/${size}`, false, 'GET', 'bigretry');
+    expect(got.status).toBe(200);
+    expect(sha(got.body)).toBe(sha(bodyOf(size)));
+    expect(flakyHits).toBe(2);
+    // The 503's connection was closed when the router let go of it, before its body was read.
+    expect(rawBodyStats.responses).toBe(raw + 1);
+    const closing = await get(`/close/${size}`);
+    expect(closing.body.length).toBe(size);
+    expect(sha(closing.body)).toBe(sha(bodyOf(size)));
+    expect((await get('/size/15')).body.equals(bodyOf(15))).toBe(true);
+    expect(rawBodyStats.responses).toBe(raw + 2);
   });
 
   it('cuts the response, closing the client connection, when the upstream leaves mid-body', async () => {
