@@ -31,7 +31,7 @@ import {
   type ParseError,
   type ParserOwner,
 } from '../http/h1-parser.js';
-import { canReadRaw, giveReadBuffer, installRawRead, LARGE_READ_BYTES, takeReadBuffer } from '../tcp/raw-read.js';
+import { canReadRaw, giveReadBuffer, installRawRead, LARGE_READ_BYTES, SMALL_READ_BYTES, takeReadBuffer } from '../tcp/raw-read.js';
 import { rawBodyStats } from './raw-body-stats.js';
 
 const kConnection = Symbol('pillion.h1connection');
@@ -68,6 +68,14 @@ export const RAW_BODY_MIN_BYTES = 128 * 1024;
  * there would cost a new 64 KiB read buffer each time. Matches h1-connection's DIRECT_WRITE_BYTES.
  */
 const RAW_COPY_BELOW = 32 * 1024;
+/**
+ * Where Node's user-buffer reader points between raw bodies. Once installed it stays on the socket's handle,
+ * under the parser, and its next read goes into the buffer it was given last: this shared one, so that a
+ * connection's 64 KiB buffer goes back to the pool when its body ends instead of staying with an idle
+ * connection. The first read of the next raw body lands here and is copied out at once (reads are synchronous
+ * callbacks, so no two connections' bytes can meet in it).
+ */
+const PARKING = Buffer.allocUnsafeSlow(SMALL_READ_BYTES);
 
 const KEEP_ALIVE_MARGIN_MS = 1_000;
 /** The longest a server's Keep-Alive hint keeps an idle connection here (undici's maxKeepAliveTimeout). */
@@ -111,11 +119,10 @@ class H1Connection implements UpstreamStream, ParserOwner {
   private replacement: UpstreamStream | null = null;
   /** Bytes of the response body still to come while it is read around the parser (readRawBody); else 0. */
   private rawLeft = 0;
-  /**
-   * What raw reads go into. Kept while the connection lives once one body was read raw: Node's user-buffer
-   * reader stays on the socket's handle, under the parser, and reads into the buffer it was given last.
-   */
+  /** The buffer of this connection's raw body in flight (null between raw bodies: reads go to PARKING). */
   rawBuffer: Buffer | null = null;
+  /** Node's user-buffer reader is on the socket's handle (installed at the first raw body). */
+  private rawReader = false;
 
   constructor(
     readonly pool: Http1Pool,
@@ -350,9 +357,10 @@ class H1Connection implements UpstreamStream, ParserOwner {
     const read = this.parser.getCurrentBuffer();
     unconsumeSocket(this.parser);
     rawBodyStats.responses++;
-    if (this.rawBuffer === null) {
-      this.rawBuffer = takeReadBuffer(LARGE_READ_BYTES);
-      installRawRead(this.socket, this.rawBuffer, onRawRead, nextRawBuffer);
+    this.rawBuffer = takeReadBuffer(LARGE_READ_BYTES);
+    if (!this.rawReader) {
+      this.rawReader = true;
+      installRawRead(this.socket, PARKING, onRawRead, nextRawBuffer);
     }
     const rest = read.length - headBytes;
     if (rest > 0 && !this.rawData(read.subarray(headBytes), rest)) pauseReading(this.socket);
@@ -371,8 +379,9 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.rawLeft -= take;
     rawBodyStats.bytes += take;
     let chunk = take === buf.length ? buf : buf.subarray(0, take);
+    // Lent: the connection's own buffer. The head read's copy is the sink's to keep; PARKING is shared.
     let lent = buf === this.rawBuffer;
-    if (lent && take < RAW_COPY_BELOW) {
+    if (buf === PARKING || (lent && take < RAW_COPY_BELOW)) {
       chunk = Buffer.from(chunk);
       lent = false;
     }
@@ -384,7 +393,12 @@ class H1Connection implements UpstreamStream, ParserOwner {
       if (!flowing) this.paused = true;
       return flowing;
     }
-    // The body is complete. Bytes after it are an answer to no request: the connection is out of step.
+    // The body is complete: its buffer goes back to the pool (nothing refers to it: see above) and the reader is
+    // left PARKING (nextRawBuffer). Bytes after the body are an answer to no request: the connection is out of step.
+    if (this.rawBuffer !== null) {
+      giveReadBuffer(this.rawBuffer);
+      this.rawBuffer = null;
+    }
     resetParser(this.parser);
     if (nread > take) this.unsolicited = true;
     else consumeSocket(this.parser, this.socket);
@@ -502,7 +516,7 @@ let nextRaw: Buffer | null = null;
 function onRawRead(this: net.Socket, nread: number, buf: Buffer): boolean {
   const connection = (this as SocketOf)[kConnection];
   const flowing = connection.onRawRead(nread, buf);
-  nextRaw = connection.rawBuffer;
+  nextRaw = connection.rawBuffer ?? PARKING;
   return flowing;
 }
 function nextRawBuffer(): Buffer {

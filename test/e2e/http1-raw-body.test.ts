@@ -235,6 +235,27 @@ describe('HTTP/1 response bodies read around the parser', () => {
     expect(accepted - acceptedBefore).toBe(1);
   });
 
+  it('delivers them byte for byte on many keep-alive connections at once (each reusing pooled upstream connections)', async () => {
+    const raw = rawBodyStats.responses;
+    const sizes = [(1 << 20) + 1, 300_007, 2 << 20, RAW_BODY_MIN_BYTES + 5, 700_001];
+    const agents = Array.from({ length: 8 }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+    try {
+      await Promise.all(
+        agents.map(async (agent, i) => {
+          for (let round = 0; round < 6; round++) {
+            const size = sizes[(i + round) % sizes.length]!;
+            const got = await get(`/split/${size}`, agent);
+            expect(got.body.length).toBe(size);
+            expect(sha(got.body)).toBe(sha(bodyOf(size)));
+          }
+        }),
+      );
+    } finally {
+      for (const agent of agents) agent.destroy();
+    }
+    expect(rawBodyStats.responses).toBe(raw + 48);
+  });
+
   it('delivers them byte for byte to an HTTP/2 client, whose stream holds each chunk until it is framed', async () => {
     const raw = rawBodyStats.responses;
     const session = http2.connect(`http://127.0.0.1:${proxy.port('outbound')}`);
