@@ -337,10 +337,12 @@ export class H1Connection implements ParserOwner, Downstream {
       return true;
     }
     if (head === null && !this.chunked) {
-      if (chunk.length >= DIRECT_WRITE_BYTES && !this.corkedBurst) {
+      if (chunk.length >= DIRECT_WRITE_BYTES) {
         // A large chunk (a body the upstream pool reads around the parser, 64 KiB a read) goes out in a write of
-        // its own: there is nothing to gather, and once the kernel took it whole the pool reads into the same
-        // buffer again (lastWriteFlushed). Past BURST_BYTES queued, the upstream waits for 'drain'.
+        // its own, after what was gathered before it: there is nothing to gather, and once the kernel took it
+        // whole the pool reads into the same buffer again (lastWriteFlushed). Past BURST_BYTES queued, the
+        // upstream waits for 'drain'.
+        if (this.corkedBurst) uncorkBurst(this);
         socket.write(chunk);
         return socket.writableLength < BURST_BYTES;
       }
@@ -584,6 +586,8 @@ const BURST_BYTES = 65_536;
 const DIRECT_WRITE_BYTES = 32 * 1024;
 
 function uncorkBurst(connection: H1Connection): void {
+  // Flushed already (a large chunk followed): this socket's cork count is ours to keep balanced.
+  if (!connection.corkedBurst) return;
   connection.corkedBurst = false;
   connection.socket.uncork();
 }
