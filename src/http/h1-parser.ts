@@ -60,7 +60,7 @@ export const SKIP_BODY = 1;
 /**
  * What `kOnHeadersComplete` returns to stop parsing right after the head (llhttp's HPE_PAUSED): that read's
  * execute then reports a ParseError with code PAUSED and `bytesParsed` at the end of the head. The parser stays
- * paused until resetParser(): the caller reads the body itself (see readsBodyRaw in the pools).
+ * paused until resetParser(): the caller reads the body itself (readRawBody in src/upstream/http1-pool.ts).
  */
 export const PAUSE = 21;
 export const PAUSED = 'HPE_PAUSED';

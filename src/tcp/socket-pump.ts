@@ -9,13 +9,9 @@ import { canReadRaw, giveReadBuffer, installRawRead, LARGE_READ_BYTES, SMALL_REA
 /**
  * A session starts reading into 16 KiB (nginx's and HAProxy's per-direction buffer: what an idle connection
  * holds) and moves to 64 KiB, Node's own read size, once a read fills it: in an A/B, bulk transfers ran at
- * ~0.55 – 0.65 × nginx with 16 KiB reads and ~0.8 – 1.05 × with 64 KiB. A read under 4 KiB moves it back.
+ * ~0.55 – 0.65 × nginx with 16 KiB reads and ~0.8 – 1.05 × with 64 KiB. A read under this moves it back.
  */
-const SMALL_BYTES = SMALL_READ_BYTES;
-const LARGE_BYTES = LARGE_READ_BYTES;
-const SMALL_READ_MAX = 4 * 1024;
-const take = takeReadBuffer;
-const give = giveReadBuffer;
+const SHORT_READ_BYTES = 4 * 1024;
 
 /** Whether `src` can feed a pump: a plaintext socket with a native handle (TLS decrypts in its own buffers). */
 export const canPump = canReadRaw;
@@ -25,7 +21,7 @@ export const canPump = canReadRaw;
  * high-water mark, as `pipe()` does. Only where `canPump(src)`.
  */
 export class SocketPump {
-  private buffer = take(SMALL_BYTES);
+  private buffer = takeReadBuffer(SMALL_READ_BYTES);
   /** False once a write that the kernel did not take whole refers to `buffer`. */
   private reusable = true;
 
@@ -52,13 +48,13 @@ export class SocketPump {
     // A write the kernel did not take whole keeps a reference to buf until it completes: the next read goes to
     // another buffer, and this one is left to the GC.
     this.reusable = dst.writableLength === 0;
-    const size = nread === buf.length ? LARGE_BYTES : nread < SMALL_READ_MAX ? SMALL_BYTES : buf.length;
+    const size = nread === buf.length ? LARGE_READ_BYTES : nread < SHORT_READ_BYTES ? SMALL_READ_BYTES : buf.length;
     if (!this.reusable) {
-      this.buffer = take(size);
+      this.buffer = takeReadBuffer(size);
       this.reusable = true;
     } else if (size !== buf.length) {
-      give(buf);
-      this.buffer = take(size);
+      giveReadBuffer(buf);
+      this.buffer = takeReadBuffer(size);
     }
     return ok;
   };
@@ -68,7 +64,7 @@ export class SocketPump {
 
   /** Once both sockets are closed: nothing refers to the read buffer any more. */
   release(): void {
-    if (this.reusable) give(this.buffer);
+    if (this.reusable) giveReadBuffer(this.buffer);
     this.reusable = false;
   }
 
