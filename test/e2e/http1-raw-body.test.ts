@@ -65,6 +65,9 @@ function answer(socket: net.Socket, method: string, path: string): void {
   if (kind === 'size') {
     // Head and body in one write: the head's read carries the start of the body.
     socket.write(Buffer.concat([Buffer.from(head('200 OK', size)), method === 'HEAD' ? Buffer.alloc(0) : bodyOf(size)]));
+  } else if (kind === 'thenclose') {
+    // A keep-alive answer, then the upstream closes the connection while it idles in the proxy's pool.
+    socket.write(Buffer.concat([Buffer.from(head('200 OK', size)), bodyOf(size)]), () => setTimeout(() => socket.end(), 50));
   } else if (kind === 'split') {
     // The head alone, then the body in pieces of odd sizes.
     socket.write(head('200 OK', size));
@@ -186,11 +189,19 @@ function get(path: string, agent: http.Agent | false = false, method = 'GET', ho
   });
 }
 
-async function until(what: string, check: () => boolean, ms = 3_000): Promise<void> {
-  for (const deadline = Date.now() + ms; !check(); ) {
+async function until(what: string, check: () => boolean, ms = 3_000, poll?: () => Promise<unknown>): Promise<void> {
+  for (const deadline = Date.now() + ms; (await poll?.(), !check()); ) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+let lastCount = -1;
+/** The proxy's open connections to the `big` cluster (pillion_upstream_connections_active). */
+async function upstreamConnections(): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+  lastCount = Number(/^pillion_upstream_connections_active\{cluster="big\.default:8080"\} (\d+)$/m.exec(text)?.[1] ?? NaN);
+  return lastCount;
 }
 
 /** The access log line of the request to `path`, waiting for the asynchronous write. */
@@ -291,6 +302,21 @@ describe('HTTP/1 response bodies read around the parser', () => {
     expect(Number(/^pillion_upstream_http1_raw_body_bytes_total (\d+)$/m.exec(metrics)?.[1])).toBe(rawBodyStats.bytes);
     // The body went around the parser.
     expect(rawBodyStats.responses).toBe(raw + 1);
+  });
+
+  it('notices the upstream closing a pooled connection after a large body, and answers the next request on a new one', async () => {
+    const raw = rawBodyStats.responses;
+    const size = 400_009;
+    const first = await get(`/thenclose/${size}`);
+    expect(sha(first.body)).toBe(sha(bodyOf(size)));
+    const pooled = await upstreamConnections();
+    // The FIN reaches the reader under the parser (the socket's raw reader stays installed): the connection
+    // leaves the pool instead of failing the next request.
+    await until('the proxy to drop the closed upstream connection', () => lastCount === pooled - 1, 3_000, upstreamConnections);
+    const next = await get(`/size/${size}`);
+    expect(next.status).toBe(200);
+    expect(sha(next.body)).toBe(sha(bodyOf(size)));
+    expect(rawBodyStats.responses).toBe(raw + 2);
   });
 
   it('answers pipelined requests in order after a large body, from one segment of the client', async () => {
