@@ -11,6 +11,8 @@ export interface Downstream {
   respond(status: number, headers: HeaderMap, endStream: boolean): void;
   /** Body bytes; false asks the exchange to wait for resumeUpstream(). */
   write(chunk: Buffer): boolean;
+  /** Whether the chunk last given to write() went to the kernel whole: nothing here refers to it any more. */
+  lastWriteFlushed(): boolean;
   end(trailers: HeaderMap | null): void;
   /** The response cannot be completed: the client must see it broken, never as a clean end of a truncated body. */
   reset(why: string): void;
@@ -69,6 +71,11 @@ export class H2Downstream implements Downstream {
     const stream = this.stream;
     if (stream.destroyed || stream.write(chunk)) return true;
     stream.once('drain', onDrain);
+    return false;
+  }
+
+  /** nghttp2 reads what is written when it frames it, later: a chunk stays referenced. */
+  lastWriteFlushed(): boolean {
     return false;
   }
 

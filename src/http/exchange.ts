@@ -240,6 +240,10 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     return this.downstream!.write(chunk);
   }
 
+  responseDataReleased(): boolean {
+    return this.downstream!.lastWriteFlushed();
+  }
+
   onResponseEnd(trailers: HeaderMap | null): void {
     if (this.finished) return;
     this.downstream!.end(trailers);

@@ -337,6 +337,15 @@ export class H1Connection implements ParserOwner, Downstream {
       return true;
     }
     if (head === null && !this.chunked) {
+      if (chunk.length >= DIRECT_WRITE_BYTES) {
+        // A large chunk (a body the upstream pool reads around the parser, 64 KiB a read) goes out in a write of
+        // its own, after what was gathered before it: there is nothing to gather, and once the kernel took it
+        // whole the pool reads into the same buffer again (lastWriteFlushed). Past BURST_BYTES queued, the
+        // upstream waits for 'drain'.
+        if (this.corkedBurst) uncorkBurst(this);
+        socket.write(chunk);
+        return socket.writableLength < BURST_BYTES;
+      }
       // A 1 MiB body arrives as a burst of reads (16 KiB each out of TLS): corked until the loop's check phase,
       // they leave in one writev instead of one write each. Up to BURST_BYTES may wait (the socket's own 16 KiB
       // high-water mark would pause the upstream after one chunk); past it the upstream pauses until 'drain'.
@@ -365,6 +374,10 @@ export class H1Connection implements ParserOwner, Downstream {
     if (this.chunked) flushed = socket.write(CRLF, 'latin1');
     socket.uncork();
     return flushed;
+  }
+
+  lastWriteFlushed(): boolean {
+    return this.socket.writableLength === 0;
   }
 
   end(trailers: HeaderMap | null): void {
@@ -569,8 +582,12 @@ export class H1Connection implements ParserOwner, Downstream {
 
 /** Body bytes a downstream HTTP/1 socket queues before the upstream is paused (backpressure). */
 const BURST_BYTES = 65_536;
+/** Body chunks from this size up are written at once, not gathered (TLS reads give 16 KiB, raw reads 64 KiB). */
+const DIRECT_WRITE_BYTES = 32 * 1024;
 
 function uncorkBurst(connection: H1Connection): void {
+  // Flushed already (a large chunk followed): this socket's cork count is ours to keep balanced.
+  if (!connection.corkedBurst) return;
   connection.corkedBurst = false;
   connection.socket.uncork();
 }

@@ -57,6 +57,13 @@ const { kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute,
 
 /** What `kOnHeadersComplete` returns to tell the parser there is no body to read (HEAD, 1xx). */
 export const SKIP_BODY = 1;
+/**
+ * What `kOnHeadersComplete` returns to stop parsing right after the head (llhttp's HPE_PAUSED): that read's
+ * execute then reports a ParseError with code PAUSED and `bytesParsed` at the end of the head. The parser stays
+ * paused until resetParser(): the caller reads the body itself (readRawBody in src/upstream/http1-pool.ts).
+ */
+export const PAUSE = 21;
+export const PAUSED = 'HPE_PAUSED';
 
 /** What a parser reports to the object that owns it (a downstream or an upstream connection). */
 export interface ParserOwner {
@@ -82,7 +89,9 @@ export interface ParserOwner {
 
 const kOwner = Symbol('pillion.parserOwner');
 const kConsumed = Symbol('pillion.parserConsumed');
-type OwnedParser = NativeParser & { [kOwner]: ParserOwner | null; [kConsumed]?: boolean };
+const kKind = Symbol('pillion.parserKind');
+const kMaxHeaderBytes = Symbol('pillion.parserMaxHeaderBytes');
+type OwnedParser = NativeParser & { [kOwner]: ParserOwner | null; [kConsumed]?: boolean; [kKind]: number; [kMaxHeaderBytes]: number };
 
 /**
  * A strict parser (no lenient flags: what llhttp rejects gets a 400/502) whose callbacks are shared functions
@@ -95,7 +104,9 @@ export function createParser(
   withMessageBegin: boolean,
 ): NativeParser {
   const parser = new HTTPParser() as OwnedParser;
-  parser.initialize(kind === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, maxHeaderBytes, HTTPParser.kLenientNone);
+  parser[kKind] = kind === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE;
+  parser[kMaxHeaderBytes] = maxHeaderBytes;
+  parser.initialize(parser[kKind], {}, maxHeaderBytes, HTTPParser.kLenientNone);
   parser[kOwner] = owner;
   parser[kOnHeaders] = ownerHeaderLines;
   parser[kOnHeadersComplete] = ownerHeadersComplete;
@@ -125,7 +136,31 @@ function closeParser(parser: NativeParser): void {
   parser.close();
 }
 
-/** The socket's reads go back to its JS stream (an Upgrade hand-over, or the parser's release). */
+/**
+ * A fresh start for a parser left paused after a head (PAUSE) whose body was read around it: it expects the
+ * next message's first byte. llhttp has no "skip N body bytes"; `initialize` is what node:http's parser pool
+ * does to reuse a parser.
+ */
+export function resetParser(parser: NativeParser): void {
+  const owned = parser as OwnedParser;
+  parser.initialize(owned[kKind], {}, owned[kMaxHeaderBytes], HTTPParser.kLenientNone);
+}
+
+/**
+ * The body length a head announces with `content-length` when nothing else frames the body (no
+ * transfer-encoding), else -1. llhttp has already refused a malformed or repeated content-length.
+ */
+export function contentLengthOf(lines: FlatHeaders): number {
+  let length = -1;
+  for (let i = 0; i < lines.length; i += 2) {
+    const name = lines[i]!;
+    if (name.length === 14 && name.toLowerCase() === 'content-length') length = Number(lines[i + 1]);
+    else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') return -1;
+  }
+  return Number.isSafeInteger(length) ? length : -1;
+}
+
+/** The socket's reads go back to its JS stream (an Upgrade hand-over, a raw body read, or the parser's release). */
 export function unconsumeSocket(parser: NativeParser): void {
   (parser as OwnedParser)[kConsumed] = false;
   parser.unconsume();

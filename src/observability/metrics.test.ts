@@ -55,6 +55,8 @@ describe('ProxyMetrics', () => {
         'pillion_upstream_endpoints_ejected',
         'pillion_upstream_endpoints_unhealthy',
         'pillion_upstream_health_checks_total',
+        'pillion_upstream_http1_raw_bodies_total',
+        'pillion_upstream_http1_raw_body_bytes_total',
         'pillion_upstream_http2_reset_budget_exhausted_total',
         'pillion_upstream_pending_overflow_total',
         'pillion_upstream_requests_overflow_total',

@@ -5,6 +5,7 @@ import type { Reason } from '../reasons.js';
 import type { RetrySkip } from '../upstream/cluster-manager.js';
 import type { EjectionReason } from '../upstream/outlier.js';
 import { processLogDropped } from './logger.js';
+import { rawBodyStats } from '../upstream/raw-body-stats.js';
 
 // Why cells: prom-client's bound children still hash their label object on every inc() (~0.5 µs each). A cell
 // is a plain number the hot path adds to; its family pushes the values into prom-client when the registry is
@@ -658,6 +659,26 @@ export class ProxyMetrics {
       collect(): void {
         this.reset();
         this.inc(processLogDropped());
+      },
+    });
+    new Counter({
+      name: 'pillion_upstream_http1_raw_bodies_total',
+      help:
+        'HTTP/1.1 response bodies of 128 KiB or more (content-length, plaintext upstream) read around the parser ' +
+        'into reused buffers, the fast path for large bodies; those over TLS or chunked are not counted.',
+      registers,
+      collect(): void {
+        this.reset();
+        this.inc(rawBodyStats.responses);
+      },
+    });
+    new Counter({
+      name: 'pillion_upstream_http1_raw_body_bytes_total',
+      help: 'Bytes of the response bodies in pillion_upstream_http1_raw_bodies_total.',
+      registers,
+      collect(): void {
+        this.reset();
+        this.inc(rawBodyStats.bytes);
       },
     });
     this.downstreamConnectionsRejected = new Counter({

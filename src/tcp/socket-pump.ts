@@ -1,70 +1,27 @@
 // One direction of a TCP session without a Buffer allocation per read: the source socket reads (Node's `onread`)
 // into a buffer of the pump's own (16 or 64 KiB), written to the destination and reused while the kernel takes
 // each write whole. Node's default read path allocates a fresh 64 KiB buffer per read; their external memory made
-// V8 run a full mark-compact every ~100 ms under a bulk transfer. Relies on how Node 20's net.Socket keeps its
-// onread state (SLOTS below); where that is not found, the session uses pipe() as before.
-import * as net from 'node:net';
-import * as tls from 'node:tls';
+// V8 run a full mark-compact every ~100 ms under a bulk transfer. Where raw reads are not possible
+// (src/tcp/raw-read.ts), the session uses pipe() as before.
+import type * as net from 'node:net';
+import { canReadRaw, giveReadBuffer, installRawRead, LARGE_READ_BYTES, SMALL_READ_BYTES, takeReadBuffer } from './raw-read.js';
 
 /**
  * A session starts reading into 16 KiB (nginx's and HAProxy's per-direction buffer: what an idle connection
  * holds) and moves to 64 KiB, Node's own read size, once a read fills it: in an A/B, bulk transfers ran at
- * ~0.55 – 0.65 × nginx with 16 KiB reads and ~0.8 – 1.05 × with 64 KiB. A read under 4 KiB moves it back.
+ * ~0.55 – 0.65 × nginx with 16 KiB reads and ~0.8 – 1.05 × with 64 KiB. A read under this moves it back.
  */
-const SMALL_BYTES = 16 * 1024;
-const LARGE_BYTES = 64 * 1024;
-const SMALL_READ_BYTES = 4 * 1024;
-/** Free buffers kept for new sessions (connection churn would allocate two per connection): 2 MiB at most. */
-const POOL_SMALL_MAX = 64;
-const POOL_LARGE_MAX = 16;
-const smallPool: Buffer[] = [];
-const largePool: Buffer[] = [];
-
-function take(size: number): Buffer {
-  return (size === SMALL_BYTES ? smallPool.pop() : largePool.pop()) ?? Buffer.allocUnsafeSlow(size);
-}
-
-/** Only a buffer no socket and no pending write refers to any more. */
-function give(buf: Buffer): void {
-  if (buf.length === SMALL_BYTES) {
-    if (smallPool.length < POOL_SMALL_MAX) smallPool.push(buf);
-  } else if (largePool.length < POOL_LARGE_MAX) largePool.push(buf);
-}
-
-interface OnreadSlots {
-  readonly buffer: symbol;
-  readonly callback: symbol;
-  readonly generator: symbol;
-}
-
-type PumpSocket = net.Socket & { _handle: { useUserBuffer?(buf: Uint8Array): void } | null } & Record<symbol, unknown>;
-
-/**
- * `onread` is a constructor option only; an accepted socket gets it the way `net.Socket`'s constructor sets it:
- * three private symbols, found once by name on a probe socket. Null if this Node names them otherwise.
- */
-const SLOTS: OnreadSlots | null = (() => {
-  const onread = { buffer: () => Buffer.alloc(1), callback: () => true };
-  const probe = new net.Socket({ onread } as net.SocketConstructorOpts);
-  const byName = new Map(Object.getOwnPropertySymbols(probe).map((s) => [s.description, s]));
-  probe.destroy();
-  const buffer = byName.get('kBuffer');
-  const callback = byName.get('kBufferCb');
-  const generator = byName.get('kBufferGen');
-  return buffer && callback && generator ? { buffer, callback, generator } : null;
-})();
+const SHORT_READ_BYTES = 4 * 1024;
 
 /** Whether `src` can feed a pump: a plaintext socket with a native handle (TLS decrypts in its own buffers). */
-export function canPump(src: net.Socket): boolean {
-  return SLOTS !== null && !(src instanceof tls.TLSSocket) && typeof (src as PumpSocket)._handle?.useUserBuffer === 'function';
-}
+export const canPump = canReadRaw;
 
 /**
  * Moves src's bytes to dst until src ends (then ends dst: the half-close), pausing src while dst is over its
  * high-water mark, as `pipe()` does. Only where `canPump(src)`.
  */
 export class SocketPump {
-  private buffer = take(SMALL_BYTES);
+  private buffer = takeReadBuffer(SMALL_READ_BYTES);
   /** False once a write that the kernel did not take whole refers to `buffer`. */
   private reusable = true;
 
@@ -74,12 +31,8 @@ export class SocketPump {
   ) {}
 
   start(): void {
-    const src = this.src as PumpSocket;
-    const slots = SLOTS!;
-    src[slots.buffer] = this.buffer;
-    src[slots.callback] = this.onRead;
-    src[slots.generator] = this.nextBuffer;
-    src._handle!.useUserBuffer!(this.buffer);
+    const src = this.src;
+    installRawRead(src, this.buffer, this.onRead, this.nextBuffer);
     src.on('end', this.onEnd);
     this.dst.on('drain', this.onDrain);
     // What src read before (a client that spoke first, a sniffer's pushed-back bytes) waits in its stream buffer.
@@ -95,13 +48,13 @@ export class SocketPump {
     // A write the kernel did not take whole keeps a reference to buf until it completes: the next read goes to
     // another buffer, and this one is left to the GC.
     this.reusable = dst.writableLength === 0;
-    const size = nread === buf.length ? LARGE_BYTES : nread < SMALL_READ_BYTES ? SMALL_BYTES : buf.length;
+    const size = nread === buf.length ? LARGE_READ_BYTES : nread < SHORT_READ_BYTES ? SMALL_READ_BYTES : buf.length;
     if (!this.reusable) {
-      this.buffer = take(size);
+      this.buffer = takeReadBuffer(size);
       this.reusable = true;
     } else if (size !== buf.length) {
-      give(buf);
-      this.buffer = take(size);
+      giveReadBuffer(buf);
+      this.buffer = takeReadBuffer(size);
     }
     return ok;
   };
@@ -111,7 +64,7 @@ export class SocketPump {
 
   /** Once both sockets are closed: nothing refers to the read buffer any more. */
   release(): void {
-    if (this.reusable) give(this.buffer);
+    if (this.reusable) giveReadBuffer(this.buffer);
     this.reusable = false;
   }
 

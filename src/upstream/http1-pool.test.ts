@@ -53,6 +53,9 @@ class RecordingSink implements UpstreamSink {
     this.body += chunk.toString();
     return !this.pushBack;
   }
+  dataReleased(): boolean {
+    return true; // the chunk was turned into a string
+  }
   onUpstreamEnd(): void {
     this.resolve();
   }

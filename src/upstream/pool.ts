@@ -21,6 +21,11 @@ export interface UpstreamSink {
   onUpstreamHeaders(status: number, headers: HeaderMap, endStream: boolean): void;
   /** Returns false to apply backpressure (the pool pauses until the stream's resume() is called). */
   onUpstreamData(chunk: Buffer): boolean;
+  /**
+   * Whether nothing refers to the chunk last given to onUpstreamData any more (it went to the client's kernel
+   * whole), so the pool may read into its buffer again; false makes the pool read into another one.
+   */
+  dataReleased(): boolean;
   onUpstreamEnd(trailers: HeaderMap | null): void;
   /** `connectFailed` is true when no connection could be made (Envoy's UF); else the stream was reset (UR). */
   onUpstreamError(err: Error, connectFailed: boolean): void;

@@ -138,7 +138,15 @@ const bytesArb = fc.oneof(
   { weight: 10, arbitrary: fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)) },
   // Now and then a body that takes several reads (and the downstream write's backpressure).
   { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 10_000, max: 200_000 }), fc.integer({ min: 0, max: 255 })).map(([n, b]) => Buffer.alloc(n, b)) },
+  // And one large enough to be read around the parser (128 KiB and more), in a pattern that shows any reordering.
+  { weight: 3, arbitrary: fc.tuple(fc.integer({ min: 131_072, max: 600_000 }), fc.integer({ min: 1, max: 255 })).map(([n, k]) => patterned(n, k)) },
 );
+
+function patterned(length: number, step: number): Buffer {
+  const body = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) body[i] = (i * step) >>> 3;
+  return body;
+}
 
 type Framing =
   | { kind: 'length'; body: Buffer }

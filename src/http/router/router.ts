@@ -36,6 +36,8 @@ export interface RouterOwner {
   onResponseHead(status: number, headers: HeaderMap, endStream: boolean): void;
   /** Response body bytes; false asks the router to pause the upstream until resume(). */
   onResponseData(chunk: Buffer): boolean;
+  /** Whether nothing refers to the chunk last given to onResponseData any more (see UpstreamSink.dataReleased). */
+  responseDataReleased(): boolean;
   onResponseEnd(trailers: HeaderMap | null): void;
   /** The router gives up (no endpoint, a failure not retried, a timeout): a local reply, or a cut response. */
   onRouterFailure(reason: Reason, detail?: string): void;
@@ -62,6 +64,9 @@ class Attempt implements UpstreamSink {
   }
   onUpstreamData(chunk: Buffer): boolean {
     return this.router.attemptData(chunk);
+  }
+  dataReleased(): boolean {
+    return this.router.attemptDataReleased();
   }
   onUpstreamEnd(trailers: HeaderMap | null): void {
     this.router.attemptEnd(this, trailers);
@@ -275,6 +280,10 @@ export class Router implements Expirable {
 
   attemptData(chunk: Buffer): boolean {
     return this.ended || this.owner.onResponseData(chunk);
+  }
+
+  attemptDataReleased(): boolean {
+    return this.owner.responseDataReleased();
   }
 
   attemptEnd(attempt: Attempt, trailers: HeaderMap | null): void {
