@@ -307,13 +307,18 @@ class H1Connection implements UpstreamStream, ParserOwner {
       this.reusable = false;
       this.detachBody();
     }
+    this.responseEnded();
+    sink.onUpstreamEnd(trailers);
+  }
+
+  /** The response to the request in flight is complete (delivered or discarded). */
+  private responseEnded(): void {
     // Released after the read is parsed, not here: bytes after this response in the same read must not be
     // taken for the answer to a request the pool would start on this connection now (a response desync).
     this.spec = null;
     this.served++;
     if (this.reusable) this.releasePending = true;
     else this.close();
-    sink.onUpstreamEnd(trailers);
   }
 
   onMessageBegin(): void {
@@ -338,10 +343,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
   /** The cancelled request's response ended within the bounds: the connection is reusable as after any response. */
   private discarded(): void {
     this.stopDiscarding();
-    this.spec = null;
-    this.served++;
-    if (this.reusable) this.releasePending = true;
-    else this.close();
+    this.responseEnded();
   }
 
   private stopDiscarding(): void {
