@@ -140,6 +140,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
   rawBuffer: Buffer | null = null;
   /** Node's user-buffer reader is on the socket's handle (installed at the first raw body). */
   private rawReader = false;
+  /** The socket can be read raw (canReadRaw: plaintext, native handle), known once connected. */
+  private rawCapable = false;
 
   constructor(
     readonly pool: Http1Pool,
@@ -266,7 +268,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     // A large body of known length is read around the parser, once the head's read is parsed (onExecute). Not
     // when the sink let go of this connection in onUpstreamHeaders (a retried status), nor for 204/304 (no body
     // whatever content-length says), nor over TLS.
-    if (status !== 204 && status !== 304 && this.sink === sink && !this.closed && canReadRaw(this.socket)) {
+    if (this.rawCapable && status !== 204 && status !== 304 && this.sink === sink && !this.closed) {
       const length = contentLengthOf(lines);
       if (length >= RAW_BODY_MIN_BYTES) {
         this.rawLeft = length;
@@ -392,6 +394,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.connected = true;
     this.clearConnectTimer();
     if (!consumeSocket(this.parser, this.socket)) this.socket.destroy(new Error('upstream socket has no stream handle'));
+    // Per connection, not per response: neither the socket's kind nor its handle changes.
+    else this.rawCapable = canReadRaw(this.socket);
     this.pool.options.events.onConnectionOpen();
   }
 
