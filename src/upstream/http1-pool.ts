@@ -23,6 +23,7 @@ import {
   pauseReading,
   resumeReading,
   headerMapFromFlat,
+  headerNameIs,
   isParseError,
   releaseParser,
   serializeHeaders,
@@ -366,7 +367,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     for (let i = 0; i < lines.length; i += 2) {
       const name = lines[i]!;
       // No lower-cased copy per line: "Connection" is 10 characters too, and on every response.
-      if (name.length !== 10 || !isKeepAlive(name)) continue;
+      if (name.length !== 10 || !headerNameIs(name, 'keep-alive')) continue;
       const value = lines[i + 1]!;
       // A server sends the same hint on every response: parsed once per connection, not per response.
       let hintMs: number;
@@ -606,17 +607,6 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.close();
     this.replacement?.abort();
   }
-}
-
-/** `name` is "keep-alive" in any case (a 10-character header name). */
-function isKeepAlive(name: string): boolean {
-  const KEEP_ALIVE = 'keep-alive';
-  for (let i = 0; i < 10; i++) {
-    // ASCII letters differ from their upper case by 0x20 only; the one other byte that ORs to '-' (CR) is no
-    // header-name character.
-    if ((name.charCodeAt(i) | 0x20) !== KEEP_ALIVE.charCodeAt(i)) return false;
-  }
-  return true;
 }
 
 /** The buffer the read onRawRead just took goes on with: Node asks for it right after the callback, unbound. */
