@@ -154,10 +154,22 @@ export function contentLengthOf(lines: FlatHeaders): number {
   let length = -1;
   for (let i = 0; i < lines.length; i += 2) {
     const name = lines[i]!;
-    if (name.length === 14 && name.toLowerCase() === 'content-length') length = Number(lines[i + 1]);
-    else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') return -1;
+    if (name.length === 14 && headerNameIs(name, 'content-length')) length = Number(lines[i + 1]);
+    else if (name.length === 17 && headerNameIs(name, 'transfer-encoding')) return -1;
   }
   return Number.isSafeInteger(length) ? length : -1;
+}
+
+/**
+ * Whether header `name` is `lower` (lower case letters and '-', same length) in any case, with no lower-cased copy
+ * per call. ASCII letters differ from their upper case by 0x20 only; the one other byte that ORs to '-' (CR) is no
+ * header-name character, and llhttp has refused those already.
+ */
+export function headerNameIs(name: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 /** The socket's reads go back to its JS stream (an Upgrade hand-over, a raw body read, or the parser's release). */

@@ -23,6 +23,7 @@ import {
   pauseReading,
   resumeReading,
   headerMapFromFlat,
+  headerNameIs,
   isParseError,
   releaseParser,
   serializeHeaders,
@@ -140,6 +141,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
   rawBuffer: Buffer | null = null;
   /** Node's user-buffer reader is on the socket's handle (installed at the first raw body). */
   private rawReader = false;
+  /** The socket can be read raw (canReadRaw: plaintext, native handle), known once connected. */
+  private rawCapable = false;
 
   constructor(
     readonly pool: Http1Pool,
@@ -266,7 +269,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     // A large body of known length is read around the parser, once the head's read is parsed (onExecute). Not
     // when the sink let go of this connection in onUpstreamHeaders (a retried status), nor for 204/304 (no body
     // whatever content-length says), nor over TLS.
-    if (status !== 204 && status !== 304 && this.sink === sink && !this.closed && canReadRaw(this.socket)) {
+    if (this.rawCapable && status !== 204 && status !== 304 && this.sink === sink && !this.closed) {
       const length = contentLengthOf(lines);
       if (length >= RAW_BODY_MIN_BYTES) {
         this.rawLeft = length;
@@ -307,13 +310,18 @@ class H1Connection implements UpstreamStream, ParserOwner {
       this.reusable = false;
       this.detachBody();
     }
+    this.responseEnded();
+    sink.onUpstreamEnd(trailers);
+  }
+
+  /** The response to the request in flight is complete (delivered or discarded). */
+  private responseEnded(): void {
     // Released after the read is parsed, not here: bytes after this response in the same read must not be
     // taken for the answer to a request the pool would start on this connection now (a response desync).
     this.spec = null;
     this.served++;
     if (this.reusable) this.releasePending = true;
     else this.close();
-    sink.onUpstreamEnd(trailers);
   }
 
   onMessageBegin(): void {
@@ -338,10 +346,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
   /** The cancelled request's response ended within the bounds: the connection is reusable as after any response. */
   private discarded(): void {
     this.stopDiscarding();
-    this.spec = null;
-    this.served++;
-    if (this.reusable) this.releasePending = true;
-    else this.close();
+    this.responseEnded();
   }
 
   private stopDiscarding(): void {
@@ -362,7 +367,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     for (let i = 0; i < lines.length; i += 2) {
       const name = lines[i]!;
       // No lower-cased copy per line: "Connection" is 10 characters too, and on every response.
-      if (name.length !== 10 || !isKeepAlive(name)) continue;
+      if (name.length !== 10 || !headerNameIs(name, 'keep-alive')) continue;
       const value = lines[i + 1]!;
       // A server sends the same hint on every response: parsed once per connection, not per response.
       let hintMs: number;
@@ -390,6 +395,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.connected = true;
     this.clearConnectTimer();
     if (!consumeSocket(this.parser, this.socket)) this.socket.destroy(new Error('upstream socket has no stream handle'));
+    // Per connection, not per response: neither the socket's kind nor its handle changes.
+    else this.rawCapable = canReadRaw(this.socket);
     this.pool.options.events.onConnectionOpen();
   }
 
@@ -600,17 +607,6 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.close();
     this.replacement?.abort();
   }
-}
-
-/** `name` is "keep-alive" in any case (a 10-character header name). */
-function isKeepAlive(name: string): boolean {
-  const KEEP_ALIVE = 'keep-alive';
-  for (let i = 0; i < 10; i++) {
-    // ASCII letters differ from their upper case by 0x20 only; the one other byte that ORs to '-' (CR) is no
-    // header-name character.
-    if ((name.charCodeAt(i) | 0x20) !== KEEP_ALIVE.charCodeAt(i)) return false;
-  }
-  return true;
 }
 
 /** The buffer the read onRawRead just took goes on with: Node asks for it right after the callback, unbound. */

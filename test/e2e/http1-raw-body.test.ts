@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RAW_BODY_MIN_BYTES } from '../../src/upstream/http1-pool.js';
+import { ABORT_DISCARD_MS, RAW_BODY_MIN_BYTES } from '../../src/upstream/http1-pool.js';
 import { rawBodyStats } from '../../src/upstream/raw-body-stats.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 
@@ -267,7 +267,10 @@ describe('HTTP/1 response bodies read around the parser', () => {
     expect(rawBodyStats.responses).toBe(raw + 48);
   });
 
-  it('delivers them byte for byte to an HTTP/2 client, whose stream holds each chunk until it is framed', async () => {
+  // Not a check that a chunk nghttp2 still holds is never read into again: each 64 KiB chunk is over the stream's
+  // 16 KiB high-water mark, so the pool waits for 'drain' (all written) before it reads again, and this passes with
+  // H2Downstream.lastWriteFlushed() returning true as well.
+  it('delivers them byte for byte to an HTTP/2 client', async () => {
     const raw = rawBodyStats.responses;
     const session = http2.connect(`http://127.0.0.1:${proxy.port('outbound')}`);
     session.on('error', () => {});
@@ -427,7 +430,7 @@ describe('HTTP/1 response bodies read around the parser', () => {
     expect(rawBodyStats.responses).toBe(raw + 1);
   }, 60_000);
 
-  it('closes the upstream connection when the client leaves mid-body', async () => {
+  it('closes the upstream connection at once when the client leaves mid-body', async () => {
     const raw = rawBodyStats.responses;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const before = endless.length;
@@ -449,8 +452,9 @@ describe('HTTP/1 response bodies read around the parser', () => {
     expect(got).toBeGreaterThan(4 << 20);
     expect(endless.length).toBe(before + 1);
     const socket = endless[endless.length - 1]!;
-    // Destroyed, not handed back to the pool: the rest of the body would be read as the next response.
-    await until('the proxy to close the upstream connection', () => socket.destroyed || socket.readableEnded);
+    // Destroyed, not handed back to the pool: the rest of the body would be read as the next response. At once,
+    // well inside the window a cancelled request's response may be read and discarded (the body is past its bound).
+    await until('the proxy to close the upstream connection', () => socket.destroyed || socket.readableEnded, ABORT_DISCARD_MS / 2);
     const line = await logLine('/endless/0');
     expect(line.response_flags).toContain('DC');
     expect(Number(line.bytes_sent)).toBeGreaterThan(4 << 20);

@@ -87,8 +87,7 @@ export class Router implements Expirable {
   private spec: UpstreamRequestSpec | null = null;
   /** The tries in flight: one, or more while a hedged request races its predecessor. */
   private live: Attempt[] = [];
-  // The route timeout, across every attempt (see deadlines.ts; armed while routeTimerOn).
-  private routeTimerOn = false;
+  // The route timeout, across every attempt (see deadlines.ts: armed while on a list or with a timer of its own).
   deadlineAt = 0;
   deadlinePrev: Expirable | null = null;
   deadlineNext: Expirable | null = null;
@@ -150,10 +149,7 @@ export class Router implements Expirable {
       body = this.replayBody.open();
     }
     this.spec = { method: owner.method, path, authority: action.hostRewrite ?? owner.authority, scheme, headers: upstreamHeaders, body };
-    if (timeoutMs > 0) {
-      this.routeTimerOn = true;
-      startDeadline(this, timeoutMs);
-    }
+    if (timeoutMs > 0) startDeadline(this, timeoutMs);
     this.startAttempt();
   }
 
@@ -346,7 +342,6 @@ export class Router implements Expirable {
 
   /** Expirable: the route timeout passed. */
   onDeadline(): void {
-    this.routeTimerOn = false;
     if (this.ended) return;
     this.abort();
     this.owner.onRouterFailure(REASONS.upstreamTimeout);
@@ -397,10 +392,8 @@ export class Router implements Expirable {
   end(outcome: CallOutcome, status: number): number {
     if (this.ended) return -1;
     this.ended = true;
-    if (this.routeTimerOn) {
-      this.routeTimerOn = false;
-      cancelDeadline(this);
-    }
+    // A no-op when none is armed (no timeout, or it fired).
+    cancelDeadline(this);
     for (let i = this.live.length - 1; i >= 0; i--) {
       const attempt = this.live[i]!;
       // A try the exchange's end cut short (a timeout, the client leaving) was aborted already: end its call too.
