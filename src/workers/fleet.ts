@@ -7,22 +7,14 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, Gauge, type Registry } from 'prom-client';
 import type { ResourceSet } from '../config/snapshot.js';
 import type { SecretStore } from '../tls/secrets.js';
-import type { ClusterStatus, ListenerStatus } from '../admin/types.js';
+import type { ClusterStatus, ListenerStatus, MetricsRegistry, WorkerInfo } from '../admin/types.js';
 import { asPromJson, parseAppliedBody, parseClusters, parseFromWorker, parseMetrics, type FromWorker, type IgnoredReason, type MetricJson, type ToWorker } from './ipc.js';
 
 export const WORKER_INDEX_ENV = 'PILLION_WORKER_INDEX';
 
-/** What the admin server reads metrics from (a prom-client Registry fits). */
-export type MetricsSource = Pick<Registry, 'metrics' | 'contentType' | 'getMetricsAsJSON'>;
-
-export interface WorkerStatus {
-  readonly index: number;
-  readonly pid: number | null;
-  /** starting: forked, not up yet; applying: has a config to apply; live: serving the current config; exited: waiting for its restart. */
+/** starting: forked, not up yet; waiting: up, no config yet; applying: has a config to apply; live: serving the current config; exited: waiting for its restart. */
+export interface WorkerStatus extends WorkerInfo {
   readonly state: SlotState;
-  readonly configGeneration: number;
-  readonly restarts: number;
-  readonly lastExit: string | null;
 }
 
 type SlotState = 'starting' | 'waiting' | 'applying' | 'live' | 'exited';
@@ -390,7 +382,7 @@ export class WorkerFleet {
    * The primary's metrics and every worker's, aggregated with prom-client's AggregatorRegistry (counters and
    * histograms summed; gauges by their aggregator: sum for counts of things), plus per-worker connection counts.
    */
-  async metrics(): Promise<MetricsSource> {
+  async metrics(): Promise<MetricsRegistry> {
     if (this.retired.length > 1 && !this.merging) {
       this.merging = true;
       const n = this.retired.length;
