@@ -285,8 +285,23 @@ export class WorkerFleet {
     slot.lastMetrics = null;
     if (last === null) return;
     const monotonic = last.filter((m) => (m.type === 'counter' || m.type === 'histogram') && !PRIMARY_OWNED.has(m.name) && !m.name.startsWith('process_') && !m.name.startsWith('nodejs_'));
-    // Merged into one set at the next scrape, so this list stays short however often workers die.
     this.retired.push(monotonic);
+    // Merged into one set now, not only at the next scrape: a worker crash-looping with nobody scraping would
+    // otherwise grow this list by a full metric set per death.
+    this.compactRetired().catch((err: unknown) => this.log.warn({ err }, 'could not merge the metrics of exited workers'));
+  }
+
+  /** Merges the retired sets into one (one merge at a time; sets added meanwhile wait for the next). */
+  private async compactRetired(): Promise<void> {
+    if (this.retired.length <= 1 || this.merging) return;
+    this.merging = true;
+    const n = this.retired.length;
+    try {
+      const merged = await AggregatorRegistry.aggregate(asPromJson(this.retired.slice(0, n))).getMetricsAsJSON();
+      this.retired.splice(0, n, merged as unknown as MetricJson[]);
+    } finally {
+      this.merging = false;
+    }
   }
 
   // --- what the primary's Proxy asks ---
@@ -383,16 +398,7 @@ export class WorkerFleet {
    * histograms summed; gauges by their aggregator: sum for counts of things), plus per-worker connection counts.
    */
   async metrics(): Promise<MetricsRegistry> {
-    if (this.retired.length > 1 && !this.merging) {
-      this.merging = true;
-      const n = this.retired.length;
-      try {
-        const merged = await AggregatorRegistry.aggregate(asPromJson(this.retired.slice(0, n))).getMetricsAsJSON();
-        this.retired.splice(0, n, merged as unknown as MetricJson[]);
-      } finally {
-        this.merging = false;
-      }
-    }
+    await this.compactRetired();
     const own = (await this.options.registry.getMetricsAsJSON()) as unknown as MetricJson[];
     const answers = await Promise.all(this.slots.map((slot) => this.query(slot, 'metrics')));
     const sets: MetricJson[][] = [own, ...this.retired];
