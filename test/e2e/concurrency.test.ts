@@ -142,6 +142,9 @@ describe('pillion proxy --concurrency 2', () => {
     expect(new Set(pids).size).toBe(2);
     for (const pid of pids) expect(pid === s.proc.child.pid || !alive(pid)).toBe(false);
     expect(JSON.parse((await adminGet(s, '/server_info')).body).command_line_options.concurrency).toBe(2);
+    // Limits accepted but enforced per process, not for the pod: the start warning names them.
+    const perProcess = s.proc.lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('concurrency > 1: circuit breakers'))?.msg;
+    for (const field of ['--max-connections', '--overload-rss-mb']) expect(perProcess).toContain(field);
 
     // Both workers accept on the one outbound port.
     const hitsBefore = a.hits;
