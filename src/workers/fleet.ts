@@ -323,7 +323,7 @@ export class WorkerFleet {
     return new Promise((resolve, reject) => this.liveWaiters.push(options.throughFailures === true ? { resolve } : { resolve, reject }));
   }
 
-  /** Listeners as worker 0 bound them (every worker binds the same ones; ports are shared). */
+  /** Listeners as the first live worker bound them (else worker 0: its last report); every worker binds the same ones, ports are shared. */
   listeners(): ListenerStatus[] {
     return this.slots.find((s) => s.state === 'live')?.listeners ?? this.slots[0]!.listeners;
   }
