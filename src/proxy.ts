@@ -19,10 +19,10 @@ import { ACCESS_LOG_MAX_BUFFER_BYTES, AccessLog, type AccessLogTarget } from './
 import { createLogger, setLevel } from './observability/logger.js';
 import { ProxyStats } from './observability/stats.js';
 import { startAdminServer } from './admin/server.js';
-import type { AdminSource, ClusterStatus, ConfigDumpSource, DumpedResource, ListenerStatus, ServerIdentity, ServerState } from './admin/types.js';
+import type { AdminSource, ClusterStatus, ConfigDumpSource, DumpedResource, ListenerStatus, MetricsRegistry, ServerIdentity, ServerState } from './admin/types.js';
 import { ResourceTimes } from './admin/resource-times.js';
 import { OverloadManager, OverloadState, type OverloadThresholds } from './process/overload.js';
-import type { MetricsSource, WorkerFleet, WorkerStatus } from './workers/fleet.js';
+import type { WorkerFleet, WorkerStatus } from './workers/fleet.js';
 
 export interface ProxyOptions {
   readonly adminHost?: string;
@@ -345,7 +345,7 @@ export class Proxy implements AdminSource {
   }
 
   /** With workers: this process's metrics and every worker's, aggregated; else the registry itself. */
-  aggregateMetrics(): Promise<MetricsSource> {
+  aggregateMetrics(): Promise<MetricsRegistry> {
     return this.fleet?.metrics() ?? Promise.resolve(this.metrics.registry);
   }
 

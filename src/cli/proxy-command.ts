@@ -54,7 +54,7 @@ async function fleetFactory(boot: ProxyBootstrap): Promise<Pick<ProxyOptions, 'w
       const fleet = new WorkerFleet({ ...host, concurrency: boot.concurrency });
       host.logger.warn(
         { concurrency: boot.concurrency },
-        'concurrency > 1: circuit breakers (max connections, pending requests, requests, retries), retry budgets, outlier detection, local rate limits and active health checks apply per worker process, not across workers as in Envoy; size limits for one worker',
+        'concurrency > 1: circuit breakers (max connections, pending requests, requests, retries), retry budgets, outlier detection, local rate limits and active health checks apply per worker process, not across workers as in Envoy; so do --max-connections and --overload-rss-mb (default 90 % of the cgroup limit, watched by each process against its own RSS: set it to about the pod limit / (N + 1)); size limits for one worker',
       );
       if (boot.node.inboundPort === 0 || boot.node.outboundPort === 0) {
         host.logger.warn('concurrency > 1 with port 0: each listener\'s free port is picked once and shared by the workers in listen order; give fixed ports (--inbound-port, --outbound-port) so a config change or a restarted worker cannot land elsewhere');

@@ -1,28 +1,21 @@
 // The primary's side of `pillion proxy --concurrency N` (N > 1): forks N workers with node:cluster, forwards them
 // the config and secrets the primary accepted, restarts a worker that dies (with backoff), drains and stops them,
-// and answers for them to the admin server (readiness, aggregated metrics, worker 0's cluster state). Workers run
+// and answers for them to the admin server (readiness, metrics through src/workers/metrics.ts, worker 0's cluster state). Workers run
 // the data path only (src/workers/worker.ts); the primary owns the config source, the admin server and signals.
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
-import { AggregatorRegistry, Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ResourceSet } from '../config/snapshot.js';
 import type { SecretStore } from '../tls/secrets.js';
-import type { ClusterStatus, ListenerStatus } from '../admin/types.js';
-import { asPromJson, parseAppliedBody, parseClusters, parseFromWorker, parseMetrics, type FromWorker, type IgnoredReason, type MetricJson, type ToWorker } from './ipc.js';
+import type { ClusterStatus, ListenerStatus, MetricsRegistry, WorkerInfo } from '../admin/types.js';
+import { FleetMetrics } from './metrics.js';
+import { parseAppliedBody, parseClusters, parseFromWorker, parseMetrics, type FromWorker, type IgnoredReason, type MetricJson, type ToWorker } from './ipc.js';
 
 export const WORKER_INDEX_ENV = 'PILLION_WORKER_INDEX';
 
-/** What the admin server reads metrics from (a prom-client Registry fits). */
-export type MetricsSource = Pick<Registry, 'metrics' | 'contentType' | 'getMetricsAsJSON'>;
-
-export interface WorkerStatus {
-  readonly index: number;
-  readonly pid: number | null;
-  /** starting: forked, not up yet; applying: has a config to apply; live: serving the current config; exited: waiting for its restart. */
+/** starting: forked, not up yet; waiting: up, no config yet; applying: has a config to apply; live: serving the current config; exited: waiting for its restart. */
+export interface WorkerStatus extends WorkerInfo {
   readonly state: SlotState;
-  readonly configGeneration: number;
-  readonly restarts: number;
-  readonly lastExit: string | null;
 }
 
 type SlotState = 'starting' | 'waiting' | 'applying' | 'live' | 'exited';
@@ -73,8 +66,6 @@ const APPLY_TIMEOUT_MS = 30_000;
 const DRAIN_MARGIN_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
 const MAX_QUERIES = 1024;
-/** Counted by the primary for the whole proxy; the workers' copies would count each update N more times. */
-const PRIMARY_OWNED = new Set(['pillion_config_updates_total', 'pillion_config_version_info']);
 
 export class WorkerFleet {
   readonly concurrency: number;
@@ -93,9 +84,7 @@ export class WorkerFleet {
   private readonly exitWaiters: (() => void)[] = [];
   /** Without reject: waits through failures until every worker serves the current config. */
   private readonly liveWaiters: { resolve: () => void; reject?: (err: Error) => void }[] = [];
-  /** Counters and histograms of workers that died, as of their last scrape: totals stay monotonic across restarts. */
-  private retired: MetricJson[][] = [];
-  private merging = false;
+  private readonly metricsOf: FleetMetrics;
   private readonly exits: Counter;
   private readonly ignored: Counter<'reason'>;
   private readonly scrapeMisses: Counter;
@@ -103,6 +92,7 @@ export class WorkerFleet {
   constructor(private readonly options: FleetOptions) {
     this.concurrency = options.concurrency;
     this.log = options.logger.child({ component: 'workers' });
+    this.metricsOf = new FleetMetrics(this.log);
     this.slots = Array.from({ length: options.concurrency }, (_, index) => ({
       index,
       worker: null,
@@ -256,7 +246,8 @@ export class WorkerFleet {
     slot.worker = null;
     slot.state = 'exited';
     slot.lastExit = signal !== null ? `signal ${signal}` : code !== null ? `code ${code}` : 'spawn failed';
-    this.retire(slot);
+    if (slot.lastMetrics !== null) this.metricsOf.retire(slot.lastMetrics);
+    slot.lastMetrics = null;
     for (const [id, q] of this.queries) {
       if (q.slot !== slot) continue;
       this.queries.delete(id);
@@ -285,16 +276,6 @@ export class WorkerFleet {
     slot.restarts++;
     this.log.error({ worker: slot.index, workerPid: worker.process.pid, exit: slot.lastExit, ranMs, restartInMs: delay }, 'worker exited; restarting it');
     slot.restartTimer = setTimeout(() => this.fork(slot), delay);
-  }
-
-  /** Keeps a dead worker's counters and histograms (as of its last scrape) in the totals. */
-  private retire(slot: Slot): void {
-    const last = slot.lastMetrics;
-    slot.lastMetrics = null;
-    if (last === null) return;
-    const monotonic = last.filter((m) => (m.type === 'counter' || m.type === 'histogram') && !PRIMARY_OWNED.has(m.name) && !m.name.startsWith('process_') && !m.name.startsWith('nodejs_'));
-    // Merged into one set at the next scrape, so this list stays short however often workers die.
-    this.retired.push(monotonic);
   }
 
   // --- what the primary's Proxy asks ---
@@ -342,7 +323,7 @@ export class WorkerFleet {
     return new Promise((resolve, reject) => this.liveWaiters.push(options.throughFailures === true ? { resolve } : { resolve, reject }));
   }
 
-  /** Listeners as worker 0 bound them (every worker binds the same ones; ports are shared). */
+  /** Listeners as the first live worker bound them (else worker 0: its last report); every worker binds the same ones, ports are shared. */
   listeners(): ListenerStatus[] {
     return this.slots.find((s) => s.state === 'live')?.listeners ?? this.slots[0]!.listeners;
   }
@@ -387,55 +368,21 @@ export class WorkerFleet {
   }
 
   /**
-   * The primary's metrics and every worker's, aggregated with prom-client's AggregatorRegistry (counters and
-   * histograms summed; gauges by their aggregator: sum for counts of things), plus per-worker connection counts.
+   * The primary's metrics and every worker's, aggregated (src/workers/metrics.ts); a worker that does not answer in
+   * time counts with its previous answer.
    */
-  async metrics(): Promise<MetricsSource> {
-    if (this.retired.length > 1 && !this.merging) {
-      this.merging = true;
-      const n = this.retired.length;
-      try {
-        const merged = await AggregatorRegistry.aggregate(asPromJson(this.retired.slice(0, n))).getMetricsAsJSON();
-        this.retired.splice(0, n, merged as unknown as MetricJson[]);
-      } finally {
-        this.merging = false;
-      }
-    }
+  async metrics(): Promise<MetricsRegistry> {
     const own = (await this.options.registry.getMetricsAsJSON()) as unknown as MetricJson[];
     const answers = await Promise.all(this.slots.map((slot) => this.query(slot, 'metrics')));
-    const sets: MetricJson[][] = [own, ...this.retired];
-    const perWorker: { total: MetricJson['values'][number][]; active: MetricJson['values'][number][] } = { total: [], active: [] };
-    this.slots.forEach((slot, i) => {
-      let metrics = answers[i] == null ? null : parseMetrics(answers[i]!);
+    const workers = this.slots.map((slot, i) => {
+      const metrics = answers[i] == null ? null : parseMetrics(answers[i]!);
       if (answers[i] != null && metrics === null) this.ignore('malformed', slot);
       if (metrics === null && slot.worker !== null && slot.state !== 'starting') this.scrapeMisses.inc();
-      if (metrics !== null) slot.lastMetrics = metrics;
-      else metrics = slot.worker === null ? null : slot.lastMetrics;
-      if (metrics === null) return;
-      sets.push(metrics.filter((m) => !PRIMARY_OWNED.has(m.name)));
-      for (const m of metrics) {
-        const into = m.name === 'pillion_downstream_connections_total' ? perWorker.total : m.name === 'pillion_downstream_connections_active' ? perWorker.active : null;
-        if (into === null) continue;
-        for (const v of m.values) into.push({ value: v.value, labels: { ...v.labels, worker: String(slot.index) } });
-      }
+      if (metrics === null) return slot.worker === null ? null : slot.lastMetrics;
+      slot.lastMetrics = metrics;
+      return metrics;
     });
-    sets.push([
-      {
-        name: 'pillion_worker_downstream_connections_total',
-        help: 'Downstream connections accepted, per worker process and listener (Envoy: listener.<name>.worker_<i>.downstream_cx_total).',
-        type: 'counter',
-        aggregator: 'sum',
-        values: perWorker.total,
-      },
-      {
-        name: 'pillion_worker_downstream_connections_active',
-        help: 'Downstream connections open, per worker process and listener (Envoy: listener.<name>.worker_<i>.downstream_cx_active).',
-        type: 'gauge',
-        aggregator: 'sum',
-        values: perWorker.active,
-      },
-    ]);
-    return AggregatorRegistry.aggregate(asPromJson(sets));
+    return this.metricsOf.aggregate(own, workers);
   }
 
   /** Drains every worker's listeners (of one scope); resolves when each has finished or exited. */

@@ -142,6 +142,9 @@ describe('pillion proxy --concurrency 2', () => {
     expect(new Set(pids).size).toBe(2);
     for (const pid of pids) expect(pid === s.proc.child.pid || !alive(pid)).toBe(false);
     expect(JSON.parse((await adminGet(s, '/server_info')).body).command_line_options.concurrency).toBe(2);
+    // Limits accepted but enforced per process, not for the pod: the start warning names them.
+    const perProcess = s.proc.lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('concurrency > 1: circuit breakers'))?.msg;
+    for (const field of ['--max-connections', '--overload-rss-mb']) expect(perProcess).toContain(field);
 
     // Both workers accept on the one outbound port.
     const hitsBefore = a.hits;
@@ -259,6 +262,9 @@ describe('pillion proxy --concurrency 2', () => {
       void proc.waitForLine((l) => l.msg === 'worker up' && typeof l.workerPid === 'number' && pids.push(l.workerPid) === 2, 20_000).catch(() => undefined);
       expect(await proc.exited).toBe(1);
       expect(proc.stderr).toMatch(/could not apply the config: listener outbound: cannot bind 127\.0\.0\.1:\d+: bind EADDRINUSE/);
+      // At least the worker that reported the failure came up (the other may be killed while still starting);
+      // without a pid the check below would pass vacuously.
+      expect(pids.length).toBeGreaterThan(0);
       await until('workers gone', () => Promise.resolve(pids.every((pid) => !alive(pid))), 5_000);
     } finally {
       busy.close();
