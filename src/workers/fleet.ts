@@ -145,7 +145,19 @@ export class WorkerFleet {
 
   private fork(slot: Slot): void {
     slot.restartTimer = null;
-    const worker = cluster.fork({ [WORKER_INDEX_ENV]: String(slot.index) });
+    let worker: Worker;
+    try {
+      worker = cluster.fork({ [WORKER_INDEX_ENV]: String(slot.index) });
+    } catch (err) {
+      // spawn throws for some failures (ENOMEM) rather than emitting 'error': retried like a worker that exited.
+      this.exits.inc();
+      slot.state = 'exited';
+      slot.worker = null;
+      const delay = this.nextBackoff(slot, 0);
+      this.log.error({ worker: slot.index, err: (err as Error).message, restartInMs: delay }, 'could not start a worker process; retrying');
+      slot.restartTimer = setTimeout(() => this.fork(slot), delay);
+      return;
+    }
     slot.worker = worker;
     slot.state = 'starting';
     slot.appliedGen = 0;
@@ -270,12 +282,18 @@ export class WorkerFleet {
       return;
     }
     const ranMs = Date.now() - slot.startedAtMs;
+    const delay = this.nextBackoff(slot, ranMs);
+    this.log.error({ worker: slot.index, workerPid: worker.process.pid, exit: slot.lastExit, ranMs, restartInMs: delay }, 'worker exited; restarting it');
+    slot.restartTimer = setTimeout(() => this.fork(slot), delay);
+  }
+
+  /** The delay before a worker's next start: doubling from FIRST_BACKOFF_MS, back to it after a healthy run. */
+  private nextBackoff(slot: Slot, ranMs: number): number {
     if (ranMs >= HEALTHY_RUN_MS) slot.backoffMs = FIRST_BACKOFF_MS;
     const delay = slot.backoffMs;
     slot.backoffMs = Math.min(MAX_BACKOFF_MS, slot.backoffMs * 2);
     slot.restarts++;
-    this.log.error({ worker: slot.index, workerPid: worker.process.pid, exit: slot.lastExit, ranMs, restartInMs: delay }, 'worker exited; restarting it');
-    slot.restartTimer = setTimeout(() => this.fork(slot), delay);
+    return delay;
   }
 
   // --- what the primary's Proxy asks ---
