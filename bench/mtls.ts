@@ -14,7 +14,7 @@ import { TestCa, type IssuedCert } from '../test/tls/test-ca.js';
 import { runAutocannon, runFixedRate, runWrk, type HttpLoad, type LoadResult } from './load.js';
 import { startNginxChains, startPillionChain, type BackendPorts, type IdentityFiles, type SidecarChain } from './peers.js';
 import { processCpuMs } from './proc-cpu.js';
-import { check, fmt, median, type TargetCheck } from './report.js';
+import { check, fmt, median, rangeOf, type TargetCheck } from './report.js';
 
 export interface MtlsParams {
   /** Back-to-back pairs per measure and proxy. */
@@ -421,10 +421,6 @@ export async function runConnectLoop(load: ConnectLoad): Promise<{ perSec: numbe
   await Promise.all(Array.from({ length: load.concurrency }, worker));
   const elapsed = (performance.now() - start) / 1000;
   return { perSec: done / elapsed, done, errors };
-}
-
-function rangeOf(values: readonly number[], digits = 2): string {
-  return values.length > 0 ? `${fmt(Math.min(...values), digits)} – ${fmt(Math.max(...values), digits)}` : '–';
 }
 
 function firstLine(err: unknown): string {

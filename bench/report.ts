@@ -96,6 +96,11 @@ function fmt(n: number, digits = 2): string {
   return n.toFixed(digits);
 }
 
+/** "min – max" of some figures, "–" for none. */
+export function rangeOf(values: readonly number[], digits = 2): string {
+  return values.length > 0 ? `${fmt(Math.min(...values), digits)} – ${fmt(Math.max(...values), digits)}` : '–';
+}
+
 export function markdownTable(spec: CaseSpec, rows: readonly TargetSummary[]): string {
   const head = ['target', 'req/s', 'p50 ms', 'p99 ms', 'MB/s'];
   if (spec.addedLatency) head.push('added p99 ms');

@@ -41,6 +41,7 @@ import {
   checkLine,
   fmt,
   markdownTable,
+  rangeOf,
   summarize,
   type CaseSpec,
   type RoundResult,
@@ -750,10 +751,6 @@ function cpuTable(runs: ReadonlyMap<string, readonly CpuRun[]>): string {
     rows.push(`| ${name} | ${fmt(median(us), 1)} (${rangeOf(us, 1)}) | ${fmt(median(rss), 1)} (${rangeOf(rss, 1)}) | ${fmt(median(r.map((x) => x.rps)), 0)} |`);
   }
   return rows.join('\n');
-}
-
-function rangeOf(values: readonly number[], digits: number): string {
-  return values.length === 0 ? '–' : `${fmt(Math.min(...values), digits)} – ${fmt(Math.max(...values), digits)}`;
 }
 
 /** "median of N paired runs X (range a–b); " or nothing when no pair was run. */

@@ -31,7 +31,9 @@ function walk(type: protobuf.Type, bytes: Uint8Array, prefix: string, out: strin
     const wireType = tag & 7;
     const field = type.fieldsById[id];
     if (field === undefined) {
-      out.push(`${prefix}<field ${id}>`);
+      // Once per path: the entries of one repeated field must not use up the report for the fields after it.
+      const path = `${prefix}<field ${id}>`;
+      if (!out.includes(path)) out.push(path);
       reader.skipType(wireType);
     } else if (wireType === 2 && !field.map && field.resolvedType instanceof protobuf.Type && depth < MAX_DEPTH && field.resolvedType.fullName !== '.google.protobuf.Any') {
       walk(field.resolvedType, reader.bytes(), `${prefix}${field.name}.`, out, depth + 1);

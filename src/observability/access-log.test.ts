@@ -113,6 +113,28 @@ describe('AccessLog', () => {
     expect(lines.every((l) => l.path === path)).toBe(true);
   });
 
+  it('reports each line of a batch the destination dropped whole to onDrop, one call a line', async () => {
+    const fifo = join(mkdtempSync(join(tmpdir(), 'pillion-al-')), 'access.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const reader = createReadStream(fifo);
+    const calls: number[] = [];
+    const log = new AccessLog(fifo, { maxBufferBytes: 64 * 1024, onDrop: (n) => calls.push(n) });
+    // ~40 KiB held by the destination (nothing is read yet), then two lines of ~10 K characters but ~30 KiB of
+    // UTF-8 each: within the bound as counted per line, one batch the destination's own bound refuses whole.
+    log.log(entry({ path: '/' + 'a'.repeat(40_000), request_id: 'kept' }));
+    log.log(entry({ path: '/' + '\u20ac'.repeat(10_000), request_id: 'd1' }));
+    log.log(entry({ path: '/' + '\u20ac'.repeat(10_000), request_id: 'd2' }));
+    expect(calls).toEqual([1, 2]);
+    expect(log.dropped).toBe(2);
+    const chunks: Buffer[] = [];
+    reader.on('data', (c) => chunks.push(c as Buffer));
+    const ended = new Promise<void>((resolve) => reader.once('end', () => resolve()));
+    await log.close();
+    await ended;
+    const lines = Buffer.concat(chunks).toString().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.map((l) => l.request_id)).toEqual(['kept']);
+  });
+
   it('is a no-op when off', async () => {
     const log = new AccessLog('off');
     expect(log.enabled).toBe(false);

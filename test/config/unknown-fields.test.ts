@@ -46,6 +46,18 @@ describe('fields Pillion does not know', () => {
     expect(messages).toContainEqual(expect.stringMatching(/^envoy\.config\.cluster\.v3\.Cluster: <field 30>: /));
   });
 
+  it('names a repeated unknown field once, and still names the unknown fields after its entries', () => {
+    // Cluster.filters (40, repeated) first with more entries than the report holds, then dns_lookup_family (17).
+    const base = cluster({ dns_lookup_family: 'V4_ONLY' });
+    const filters = Cluster.encode(Cluster.fromObject({ filters: Array.from({ length: 12 }, (_v, i) => ({ name: `f${i}` })) })).finish();
+    const value = new Uint8Array([...filters, ...base.value]);
+    const { errors, warnings } = build({ ...base, value });
+    expect(errors).toEqual([]);
+    const messages = warnings.map((w) => w.message);
+    expect(messages.filter((m) => m.startsWith('envoy.config.cluster.v3.Cluster: <field 40>: '))).toHaveLength(1);
+    expect(messages).toContainEqual(expect.stringMatching(/^envoy\.config\.cluster\.v3\.Cluster: <field 17>: /));
+  });
+
   it('finds unknown fields inside nested messages and inside Any payloads', () => {
     // CommonTlsContext.key_log (15) inside the UpstreamTlsContext packed in the transport socket's Any.
     const tls = Upstream.encode(

@@ -69,6 +69,27 @@ describe('deadlines', () => {
     expect(fired).toEqual(['later']);
   });
 
+  it('keeps the next item on time when a handler starts a deadline on the same list', async () => {
+    const fired: string[] = [];
+    const list = new DeadlineList(100);
+    const first = new Item('first', fired);
+    const second = new Item('second', fired);
+    const started = new Item('started', fired);
+    // As a request whose timeout reply lets the connection's next request start, with the same route timeout.
+    first.onDeadline = () => {
+      fired.push('first');
+      list.add(started, performance.now());
+    };
+    list.add(first, performance.now());
+    await sleep(10);
+    list.add(second, performance.now());
+    await sleep(150);
+    // 'second' is due ~10 ms after 'first' (~110 ms): not a whole length after 'first', when 'started' is due.
+    expect(fired).toEqual(['first', 'second']);
+    await sleep(80);
+    expect(fired).toEqual(['first', 'second', 'started']);
+  });
+
   it('gives lengths past the list bound a timer of their own, cancellable too', async () => {
     const fired: string[] = [];
     // Distinct lengths (as grpc-timeout values would be) past any bound on the number of lists.

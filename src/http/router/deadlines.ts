@@ -34,8 +34,9 @@ export class DeadlineList {
     if (this.tail === null) this.head = item;
     else this.tail.deadlineNext = item;
     this.tail = item;
-    // Armed for an earlier head, it fires first and re-arms for what is then at the head.
-    if (this.timer === null) this.arm(this.ms);
+    // Armed for an earlier head, it fires first and re-arms for what is then at the head. Unarmed: the list was
+    // empty, or this is a handler inside expire() starting a deadline, and then the head is due before this item.
+    if (this.timer === null) this.arm(this.head!.deadlineAt - now);
   }
 
   remove(item: Expirable): void {
@@ -62,7 +63,7 @@ export class DeadlineList {
       }
     } finally {
       // Re-armed even if a handler threw (else every later request of this length would never time out), and
-      // only once: a handler that started a new deadline on this list (a retry) has armed it already.
+      // only once: a handler that started a new deadline on this list (a retry) has armed it for the head already.
       if (this.head !== null && this.timer === null) this.arm(this.head.deadlineAt - now);
     }
   }
