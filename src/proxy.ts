@@ -95,7 +95,14 @@ export class Proxy implements AdminSource {
   constructor(private readonly options: ProxyOptions) {
     this.logger = options.logger ?? createLogger(options.logLevel ?? 'info');
     this.metrics = new ProxyMetrics({ defaultMetrics: options.processMetrics !== false });
-    this.accessLog = new AccessLog(options.accessLog ?? 'stdout', { onDrop: (n) => this.accessLogDropped(n) });
+    this.accessLog = new AccessLog(options.accessLog ?? 'stdout', {
+      onDrop: (n) => this.accessLogDropped(n),
+      onError: (err) =>
+        this.logger.error(
+          { target: options.accessLog ?? 'stdout', err: err.message },
+          'access log: writing failed; every access line from now on is dropped (counted in pillion_access_log_dropped_total)',
+        ),
+    });
     this.stats = new ProxyStats(this.metrics, this.accessLog, this.logger);
     this.handshakeFailures = new HandshakeFailureReporter(
       (direction, reason) => this.metrics.tlsHandshakeFailures.inc({ direction, reason }),
@@ -137,7 +144,7 @@ export class Proxy implements AdminSource {
     if (dropped === 1) {
       this.logger.warn(
         { target: this.options.accessLog ?? 'stdout', maxBufferBytes: ACCESS_LOG_MAX_BUFFER_BYTES },
-        'access log: its destination is slower than the traffic; dropping access lines (counted in pillion_access_log_dropped_total)',
+        'access log: dropping access lines, as its destination is slower than the traffic or failed (counted in pillion_access_log_dropped_total)',
       );
     }
   }

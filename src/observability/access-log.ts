@@ -1,5 +1,7 @@
 // Access log: one JSON line per request or TCP connection (access-line.ts), written in batches to stdout or a file,
 // held up to a bound past which whole lines are dropped and counted.
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { formatAccessLine } from './access-line.js';
 import { beforeLastFlush, closeDestination, heldBytes, safeDestination, writeAtExit, type SafeDestination } from './destination.js';
 
@@ -50,6 +52,8 @@ export interface AccessLogOptions {
   readonly maxBufferBytes?: number;
   /** Called for each line dropped because the buffer was full, with the number dropped so far. */
   readonly onDrop?: (dropped: number) => void;
+  /** The destination failed (a write error): from then on every line is dropped and counted. */
+  readonly onError?: (err: Error) => void;
 }
 
 /**
@@ -89,8 +93,10 @@ export class AccessLog {
   /** Lines of the batch being handed over, so a drop inside the destination counts each of them. */
   private handingOver = 0;
   private readonly unregisterFlush: (() => void) | null = null;
-  /** Lines dropped because the destination fell behind by more than the buffer bound. */
+  /** Lines dropped because the destination fell behind by more than the buffer bound, or failed. */
   dropped = 0;
+  /** The destination reported a write error: nothing more is written to it. */
+  private failed = false;
 
   constructor(target: AccessLogTarget, opts: AccessLogOptions = {}) {
     this.maxBufferBytes = opts.maxBufferBytes ?? ACCESS_LOG_MAX_BUFFER_BYTES;
@@ -102,10 +108,18 @@ export class AccessLog {
     // The bound is enforced here, per line (held = this batch + what the destination holds). The destination's
     // own bound (sonic-boom's maxLength drops a whole write) sits one batch above it, as a backstop.
     const sync = opts.sync === true;
+    // A file that cannot be opened is refused now, by name, rather than found out by the first write.
+    if (target !== 'stdout') checkWritable(target);
+    const onError = opts.onError;
     const destination = safeDestination({
       dest: target === 'stdout' ? 1 : target,
       maxLength: this.maxBufferBytes + (sync ? 0 : 2 * FLUSH_BYTES),
       sync,
+      onError: (err) => {
+        if (this.failed) return;
+        this.failed = true;
+        onError?.(err);
+      },
     });
     destination.on('drop', () => this.countDrops(Math.max(1, this.handingOver)));
     this.destination = destination;
@@ -118,6 +132,10 @@ export class AccessLog {
 
   log(entry: AccessLogEntry): void {
     if (!this.on) return;
+    if (this.failed) {
+      this.countDrops(1);
+      return;
+    }
     const line = formatAccessLine(entry);
     const stream = this.stream;
     if (stream !== null) {
@@ -194,4 +212,14 @@ export class AccessLog {
 
 function flushBatch(log: AccessLog): void {
   log.flush();
+}
+
+/** Opens (creating it and its directory, as the destination will) and closes `path`; throws a message naming it. */
+function checkWritable(path: string): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    closeSync(openSync(path, 'a'));
+  } catch (err) {
+    throw new Error(`cannot open the access log ${path}: ${(err as Error).message}`);
+  }
 }

@@ -25,6 +25,8 @@ export interface SafeDestinationOptions {
   /** Synchronous writes (tests that read a file right after logging). */
   readonly sync?: boolean;
   readonly onDrop?: () => void;
+  /** A write or open that failed (ENOSPC, EIO, a path that became unwritable); without it, errors are ignored. */
+  readonly onError?: (err: Error) => void;
 }
 
 /** stdout is a pipe or socket (a container runtime's log pipe, a parent process): Node writes it asynchronously. */
@@ -174,6 +176,14 @@ export function safeDestination(opts: SafeDestinationOptions): SafeDestination {
   });
   const onDrop = opts.onDrop;
   if (onDrop !== undefined) destination.on('drop', onDrop);
+  // From its creation: an 'error' with no listener would end the process. A destination that failed a write
+  // (ENOSPC, EIO) is closed: sonic-boom's flushSync retries any error but EAGAIN for ever, so the exit flush
+  // (ours, and pino's) would spin on it and the process would never exit.
+  const onError = opts.onError;
+  destination.on('error', (err: Error) => {
+    if (!destination.destroyed) destination.destroy();
+    onError?.(err);
+  });
   return destination;
 }
 

@@ -21,7 +21,7 @@ const PATH = '/' + 'p'.repeat(12 * 1024);
 const REQUESTS = 8_000;
 const CONCURRENCY = 16;
 const DROP_WARNING =
-  'access log: its destination is slower than the traffic; dropping access lines (counted in pillion_access_log_dropped_total)';
+  'access log: dropping access lines, as its destination is slower than the traffic or failed (counted in pillion_access_log_dropped_total)';
 
 let dir: string;
 let backend: Backend;
@@ -130,4 +130,49 @@ describe('access log with a stdout nobody reads (process)', () => {
       proc.child.kill('SIGKILL');
     }
   }, 120_000);
+
+  it('keeps serving when the access log file fails (ENOSPC on /dev/full): lines dropped, counted, one error', async () => {
+    const file = join(dir, 'mesh-full.yaml');
+    writeFileSync(
+      file,
+      `services:
+  - name: web
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: quiet
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${backend.port} }]
+`,
+    );
+    const proc = runPillion([
+      'proxy', '--config', file, '--service', 'web', '--admin-port', '0', '--outbound-port', '0', '--inbound-port', '0',
+      '--access-log', '/dev/full',
+    ]);
+    try {
+      const outbound = Number((await proc.waitForLine((l) => l.msg === 'listening' && l.listener === 'outbound')).port);
+      const admin = Number((await proc.waitForLine((l) => l.msg === 'admin listening')).port);
+      await proc.waitForLine((l) => l.msg === 'proxy ready');
+      for (let i = 0; i < 50; i++) expect((await request(outbound, { host: 'quiet', path: `/r${i}` })).status).toBe(200);
+      await proc.waitForLine((l) => typeof l.msg === 'string' && l.msg.startsWith('access log: writing failed'), 10_000);
+      // Still serving after the failure, and what came after it is counted.
+      for (let i = 0; i < 20; i++) expect((await request(outbound, { host: 'quiet', path: `/after${i}` })).status).toBe(200);
+      const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+      expect(Number(/^pillion_access_log_dropped_total (\d+)$/m.exec(metrics)?.[1] ?? -1)).toBeGreaterThanOrEqual(20);
+      expect(proc.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('access log: writing failed'))).toHaveLength(1);
+      expect(proc.child.exitCode).toBeNull();
+      proc.child.kill('SIGTERM');
+      expect(await proc.exited).toBe(0);
+    } finally {
+      proc.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it('refuses to start with an access log path it cannot open, naming it', async () => {
+    const proc = runPillion([
+      'proxy', '--config', join(dir, 'mesh-full.yaml'), '--service', 'web', '--admin-port', '0', '--outbound-port', '0',
+      '--inbound-port', '0', '--access-log', '/dev/null/not-a-dir/access.log',
+    ]);
+    expect(await proc.exited).not.toBe(0);
+    expect(proc.stderr).toContain('cannot open the access log /dev/null/not-a-dir/access.log');
+  }, 30_000);
 });
