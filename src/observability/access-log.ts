@@ -1,6 +1,6 @@
 // Access log: one JSON line per request or TCP connection (access-line.ts), written in batches to stdout or a file,
 // held up to a bound past which whole lines are dropped and counted.
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { formatAccessLine } from './access-line.js';
 import { beforeLastFlush, closeDestination, heldBytes, safeDestination, writeAtExit, type SafeDestination } from './destination.js';
@@ -214,10 +214,14 @@ function flushBatch(log: AccessLog): void {
   log.flush();
 }
 
-/** Opens (creating it and its directory, as the destination will) and closes `path`; throws a message naming it. */
+/**
+ * Opens (creating it and its directory, as the destination will) and closes `path`; throws a message naming it.
+ * A FIFO is left alone: opening one for writing waits for its reader, which may come later.
+ */
 function checkWritable(path: string): void {
   try {
     mkdirSync(dirname(path), { recursive: true });
+    if (statSync(path, { throwIfNoEntry: false })?.isFIFO() === true) return;
     closeSync(openSync(path, 'a'));
   } catch (err) {
     throw new Error(`cannot open the access log ${path}: ${(err as Error).message}`);
