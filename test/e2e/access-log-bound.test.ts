@@ -43,12 +43,12 @@ function rssBytes(pid: number): number {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-describe('access log with a stdout nobody reads (process)', () => {
-  it('keeps memory bounded, drops whole lines, counts them and warns once', async () => {
-    const file = join(dir, 'mesh.yaml');
-    writeFileSync(
-      file,
-      `services:
+/** A mesh file: the proxy's own service, and `quiet` (the backend) to send requests to. */
+function writeMesh(name: string): string {
+  const file = join(dir, name);
+  writeFileSync(
+    file,
+    `services:
   - name: web
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: 1 }]
@@ -56,7 +56,13 @@ describe('access log with a stdout nobody reads (process)', () => {
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${backend.port} }]
 `,
-    );
+  );
+  return file;
+}
+
+describe('access log with a stdout nobody reads (process)', () => {
+  it('keeps memory bounded, drops whole lines, counts them and warns once', async () => {
+    const file = writeMesh('mesh.yaml');
     const proc = runPillion([
       'proxy', '--config', file, '--service', 'web', '--admin-port', '0', '--outbound-port', '0', '--inbound-port', '0',
     ]);
@@ -132,18 +138,7 @@ describe('access log with a stdout nobody reads (process)', () => {
   }, 120_000);
 
   it('keeps serving when the access log file fails (ENOSPC on /dev/full): lines dropped, counted, one error', async () => {
-    const file = join(dir, 'mesh-full.yaml');
-    writeFileSync(
-      file,
-      `services:
-  - name: web
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-  - name: quiet
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: ${backend.port} }]
-`,
-    );
+    const file = writeMesh('mesh-full.yaml');
     const proc = runPillion([
       'proxy', '--config', file, '--service', 'web', '--admin-port', '0', '--outbound-port', '0', '--inbound-port', '0',
       '--access-log', '/dev/full',
@@ -169,7 +164,7 @@ describe('access log with a stdout nobody reads (process)', () => {
 
   it('refuses to start with an access log path it cannot open, naming it', async () => {
     const proc = runPillion([
-      'proxy', '--config', join(dir, 'mesh-full.yaml'), '--service', 'web', '--admin-port', '0', '--outbound-port', '0',
+      'proxy', '--config', writeMesh('mesh-refused.yaml'), '--service', 'web', '--admin-port', '0', '--outbound-port', '0',
       '--inbound-port', '0', '--access-log', '/dev/null/not-a-dir/access.log',
     ]);
     expect(await proc.exited).not.toBe(0);
