@@ -79,6 +79,9 @@ export function parseInjectArgs(argv: string[]): { file?: string; quiet: boolean
 /** Far more than any set of manifests; a stream that never ends (or a wrong file) is refused, not buffered. */
 export const MAX_INPUT_BYTES = 64 << 20;
 
+/** Something for Atomics.wait to sleep on between reads of a non-blocking stdin. */
+const WAIT_CELL = new Int32Array(new SharedArrayBuffer(4));
+
 /** The manifests from FILE or stdin, refused past MAX_INPUT_BYTES. */
 function readInput(file: string | undefined): string {
   const fd = file === undefined || file === '-' ? 0 : openSync(file, 'r');
@@ -93,7 +96,7 @@ function readInput(file: string | undefined): string {
       } catch (err) {
         // A non-blocking stdin with nothing yet: wait a little and read again.
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        Atomics.wait(WAIT_CELL, 0, 0, 10);
         continue;
       }
       if (n === 0) break;

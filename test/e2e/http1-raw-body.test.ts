@@ -463,12 +463,10 @@ describe('HTTP/1 response bodies read around the parser', () => {
     expect(rawBodyStats.responses).toBe(raw + 1);
   });
 
-  it('cuts the response at the route timeout when the upstream stalls mid-body, and closes that connection', async () => {
-    const raw = rawBodyStats.responses;
-    const size = 2 << 20;
-    const started = Date.now();
-    const outcome = await new Promise<{ status: number; received: number; error: string }>((resolve) => {
-      const req = http.request({ host: '127.0.0.1', port: proxy.port('outbound'), path: `/stall/${size}`, headers: { host: 'bigslow' }, agent: false }, (res) => {
+  /** A GET whose response may be cut: its status, the body bytes that came, and the error that ended it ('' if none). */
+  const readCut = (path: string, host: string): Promise<{ status: number; received: number; error: string }> =>
+    new Promise((resolve) => {
+      const req = http.request({ host: '127.0.0.1', port: proxy.port('outbound'), path, headers: { host }, agent: false }, (res) => {
         let received = 0;
         res.on('data', (c: Buffer) => (received += c.length));
         res.on('error', (err) => resolve({ status: res.statusCode!, received, error: err.message }));
@@ -477,6 +475,12 @@ describe('HTTP/1 response bodies read around the parser', () => {
       req.on('error', (err) => resolve({ status: 0, received: 0, error: err.message }));
       req.end();
     });
+
+  it('cuts the response at the route timeout when the upstream stalls mid-body, and closes that connection', async () => {
+    const raw = rawBodyStats.responses;
+    const size = 2 << 20;
+    const started = Date.now();
+    const outcome = await readCut(`/stall/${size}`, 'bigslow');
     expect(outcome.status).toBe(200);
     expect(outcome.error).not.toBe('');
     expect(outcome.received).toBe(size >> 1);
@@ -507,16 +511,7 @@ describe('HTTP/1 response bodies read around the parser', () => {
   it('cuts the response, closing the client connection, when the upstream leaves mid-body', async () => {
     const raw = rawBodyStats.responses;
     const size = 2 << 20;
-    const outcome = await new Promise<{ status: number; received: number; error: string }>((resolve) => {
-      const req = http.request({ host: '127.0.0.1', port: proxy.port('outbound'), path: `/cut/${size}`, headers: { host: 'big' }, agent: false }, (res) => {
-        let received = 0;
-        res.on('data', (c: Buffer) => (received += c.length));
-        res.on('error', (err) => resolve({ status: res.statusCode!, received, error: err.message }));
-        res.on('end', () => resolve({ status: res.statusCode!, received, error: '' }));
-      });
-      req.on('error', (err) => resolve({ status: 0, received: 0, error: err.message }));
-      req.end();
-    });
+    const outcome = await readCut(`/cut/${size}`, 'big');
     expect(outcome.status).toBe(200);
     // Not a clean end: the client sees the body cut short.
     expect(outcome.error).not.toBe('');
