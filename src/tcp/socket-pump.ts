@@ -13,12 +13,9 @@ import { canReadRaw, giveReadBuffer, installRawRead, LARGE_READ_BYTES, SMALL_REA
  */
 const SHORT_READ_BYTES = 4 * 1024;
 
-/** Whether `src` can feed a pump: a plaintext socket with a native handle (TLS decrypts in its own buffers). */
-export const canPump = canReadRaw;
-
 /**
  * Moves src's bytes to dst until src ends (then ends dst: the half-close), pausing src while dst is over its
- * high-water mark, as `pipe()` does. Only where `canPump(src)`.
+ * high-water mark, as `pipe()` does. Only where `canReadRaw(src)` (raw-read.ts).
  */
 export class SocketPump {
   private buffer = takeReadBuffer(SMALL_READ_BYTES);

@@ -13,7 +13,8 @@ import { socketPeer } from '../tls/downstream-peer.js';
 import { readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
 import { originalDstOf, unmapV4 } from '../listener/original-dst.js';
-import { canPump, SocketPump } from './socket-pump.js';
+import { canReadRaw } from './raw-read.js';
+import { SocketPump } from './socket-pump.js';
 
 /** Envoy's max_connect_attempts is 1 by default; a sidecar retrying another endpoint is what users expect. */
 const MAX_CONNECT_ATTEMPTS = 3;
@@ -225,7 +226,7 @@ export class TcpSession implements AuthzRequest {
 
 /** src's bytes to dst: into reused buffers where src is a plaintext socket, else through pipe() (TLS). */
 function forward(src: net.Socket, dst: net.Socket): SocketPump | null {
-  if (canPump(src)) {
+  if (canReadRaw(src)) {
     const pump = new SocketPump(src, dst);
     pump.start();
     return pump;
