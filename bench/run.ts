@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
+import { childPids, readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
 import { treeCpuMs } from './proc-cpu.js';
 import { benchChildGroup } from './child-group.js';
 import { FAULT_RUNS, FAULT_TIMELINE, FAULT_TIMELINE_QUICK, faultTable, runFault, type FaultResult } from './fault.js';
@@ -713,6 +713,8 @@ interface CpuRun {
   rps: number;
   cpuUsPerRequest: number;
   rssMiB: number;
+  /** The part of rssMiB that is file-backed (RssFile: the binary's and libraries' pages). */
+  fileMiB: number;
 }
 
 /** wrk against each target in turn, CPU_RUNS times (the order rotating), reading its process tree's CPU and RSS. */
@@ -725,12 +727,16 @@ async function runCpuCase(cpuTargets: readonly Target[], out: Map<string, CpuRun
       const pid = t.pid as number;
       const before = treeCpuMs(pid);
       let rssKiB = NaN;
-      const sample = setTimeout(() => (rssKiB = readTreeRssKiB(pid) ?? NaN), CPU_SEC * CPU_RSS_SAMPLE_AT * 1000);
+      let fileKiB = NaN;
+      const sample = setTimeout(() => {
+        rssKiB = readTreeRssKiB(pid) ?? NaN;
+        fileKiB = treeFileKiB(pid);
+      }, CPU_SEC * CPU_RSS_SAMPLE_AT * 1000);
       try {
         const r = await runWrk(httpLoad(t, '/small', SMALL_CONNS, CPU_SEC));
         const after = treeCpuMs(pid);
         if (before === undefined || after === undefined || !(r.requests > 0)) throw new Error('process gone or no requests');
-        const run = { rps: r.rps, cpuUsPerRequest: ((after - before) * 1000) / r.requests, rssMiB: rssKiB / 1024 };
+        const run = { rps: r.rps, cpuUsPerRequest: ((after - before) * 1000) / r.requests, rssMiB: rssKiB / 1024, fileMiB: fileKiB / 1024 };
         out.set(t.name, [...(out.get(t.name) ?? []), run]);
         log(`  ${t.name.padEnd(18)} ${fmt(r.rps, 0).padStart(8)} req/s  CPU ${fmt(run.cpuUsPerRequest, 1)} µs/request  RSS ${fmt(run.rssMiB, 1)} MiB`);
       } catch (err) {
@@ -743,12 +749,23 @@ async function runCpuCase(cpuTargets: readonly Target[], out: Map<string, CpuRun
   }
 }
 
+/** RssFile summed over a process tree (as readTreeRssKiB sums VmRSS), in KiB. */
+function treeFileKiB(pid: number): number {
+  let total = readRss(pid)?.fileKiB ?? NaN;
+  for (const child of childPids(pid)) total += treeFileKiB(child);
+  return total;
+}
+
 function cpuTable(runs: ReadonlyMap<string, readonly CpuRun[]>): string {
-  const rows = ['| target | CPU per request, µs: median (range) | RSS under load, MiB | req/s (median) |', '| --- | ---: | ---: | ---: |'];
+  const rows = [
+    '| target | CPU per request, µs: median (range) | RSS under load, MiB | of it file-backed, MiB | req/s (median) |',
+    '| --- | ---: | ---: | ---: | ---: |',
+  ];
   for (const [name, r] of runs) {
     const us = r.map((x) => x.cpuUsPerRequest);
     const rss = r.map((x) => x.rssMiB);
-    rows.push(`| ${name} | ${fmt(median(us), 1)} (${rangeOf(us, 1)}) | ${fmt(median(rss), 1)} (${rangeOf(rss, 1)}) | ${fmt(median(r.map((x) => x.rps)), 0)} |`);
+    const file = median(r.map((x) => x.fileMiB));
+    rows.push(`| ${name} | ${fmt(median(us), 1)} (${rangeOf(us, 1)}) | ${fmt(median(rss), 1)} (${rangeOf(rss, 1)}) | ${fmt(file, 1)} | ${fmt(median(r.map((x) => x.rps)), 0)} |`);
   }
   return rows.join('\n');
 }

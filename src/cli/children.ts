@@ -436,13 +436,14 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** VmRSS and VmHWM (peak) of one process in KiB, from /proc; undefined when unreadable. */
-export function readRss(pid: number): { rssKiB: number; peakKiB: number } | undefined {
+export function readRss(pid: number): { rssKiB: number; peakKiB: number; fileKiB: number } | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const rss = /VmRSS:\s+(\d+)/.exec(status);
     const hwm = /VmHWM:\s+(\d+)/.exec(status);
+    const file = /RssFile:\s+(\d+)/.exec(status);
     if (!rss) return undefined;
-    return { rssKiB: Number(rss[1]), peakKiB: hwm ? Number(hwm[1]) : Number(rss[1]) };
+    return { rssKiB: Number(rss[1]), peakKiB: hwm ? Number(hwm[1]) : Number(rss[1]), fileKiB: file ? Number(file[1]) : NaN };
   } catch {
     return undefined;
   }

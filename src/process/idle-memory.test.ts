@@ -1,4 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import pino from 'pino';
 import { IdleMemoryReleaser, loadNativeMemory } from './idle-memory.js';
 
@@ -35,6 +38,37 @@ describe('IdleMemoryReleaser', () => {
     expect(pinned[0]).toBe(799 & 0xff);
     expect(releaser.releases).toBeGreaterThan(0);
     expect((peak - rss) / MiB).toBeGreaterThan(30);
+  });
+
+  it("lets go of the Node binary's pages startup touched, and the process runs on (they come back from the page cache)", async () => {
+    // In a child: a process whose executable pages vanished would crash, and vitest's own should not be the test.
+    const addon = fileURLToPath(new URL('../native/build/Release/pillion_native.node', import.meta.url));
+    const script = `
+      const { readFileSync } = require('node:fs');
+      const fileKiB = () => Number(/RssFile:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
+      require('node:http'); require('node:tls'); require('node:crypto').generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const before = fileKiB();
+      const released = require(${JSON.stringify(addon)}).releaseProgramPages();
+      const after = fileKiB();
+      const http = require('node:http');
+      const server = http.createServer((req, res) => res.end('served after the release'));
+      server.listen(0, '127.0.0.1', () => {
+        http.get({ port: server.address().port, host: '127.0.0.1' }, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c)).on('end', () => {
+            server.close();
+            console.log(JSON.stringify({ before, after, released, body, again: fileKiB() }));
+          });
+        });
+      });`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { timeout: 20_000 });
+    const r = JSON.parse(stdout) as { before: number; after: number; released: number; body: string; again: number };
+    expect(r.released / MiB).toBeGreaterThan(20);
+    expect((r.before - r.after) / 1024).toBeGreaterThan(10);
+    expect(r.body).toBe('served after the release');
+    // What the HTTP exchange ran came back, and only that.
+    expect(r.again).toBeGreaterThan(r.after);
+    expect(r.again).toBeLessThan(r.before);
   });
 
   it('keeps going when resident memory cannot be read (out of file descriptors), and warns once', async () => {
