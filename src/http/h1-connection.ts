@@ -5,6 +5,7 @@
 // and a symbol: a request costs no closure.
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Readable } from 'node:stream';
 import { REASONS, type Reason } from '../reasons.js';
 import type { HttpContext } from './context.js';
@@ -107,6 +108,10 @@ export class H1Connection implements ParserOwner, Downstream {
   private bodyBackpressure = false;
   /** Body writes since the socket was corked are gathered into one writev (see write()). */
   corkedBurst = false;
+  /** A TLS client: its socket encrypts (or copies) a chunk it is handed before write() returns. */
+  private readonly encrypted: boolean;
+  /** The last body write went to an encrypting socket at once, not behind a write in flight: see lastWriteFlushed. */
+  private lastWriteEncrypted = false;
   private reading = true;
   private closed = false;
   private requestTimer: NodeJS.Timeout | null = null;
@@ -120,6 +125,7 @@ export class H1Connection implements ParserOwner, Downstream {
     this.socket = socket as SocketOf;
     this.socket[kConnection] = this;
     this.remoteAddress = socket.remoteAddress ?? '';
+    this.encrypted = (socket as TLSSocket).encrypted === true;
     const chain = ctx.chain;
     const headTimeoutMs = chain.requestHeadersTimeoutMs;
     this.parser = createParser('request', chain.maxRequestHeadersKb * 1024, this, chain.requestTimeoutMs > 0 || headTimeoutMs > 0);
@@ -329,6 +335,7 @@ export class H1Connection implements ParserOwner, Downstream {
 
   /** Writes body bytes (the head goes out with the first); false asks the caller to wait for drain. */
   write(chunk: Buffer): boolean {
+    this.lastWriteEncrypted = false;
     if (this.closed) return true;
     const socket = this.socket;
     const head = this.head;
@@ -343,6 +350,8 @@ export class H1Connection implements ParserOwner, Downstream {
         // whole the pool reads into the same buffer again (lastWriteFlushed). Past BURST_BYTES queued, the
         // upstream waits for 'drain'.
         if (this.corkedBurst) uncorkBurst(this);
+        // Nothing queued: the chunk goes to the handle now (a write in flight would queue it in the Writable).
+        this.lastWriteEncrypted = this.encrypted && socket.writableLength === 0;
         socket.write(chunk);
         return socket.writableLength < BURST_BYTES;
       }
@@ -377,7 +386,9 @@ export class H1Connection implements ParserOwner, Downstream {
   }
 
   lastWriteFlushed(): boolean {
-    return this.socket.writableLength === 0;
+    // A TLS socket's write completes a loop turn later, but SSL_write has taken the bytes (or Node copied them,
+    // mid-handshake) before write() returned: the buffer is free at once.
+    return this.lastWriteEncrypted || this.socket.writableLength === 0;
   }
 
   end(trailers: HeaderMap | null): void {
