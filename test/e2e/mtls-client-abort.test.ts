@@ -6,11 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
-import { startProxy, type RunningProxy } from '../helpers/proxy.js';
-import { metricValue } from '../tls/mesh-proxy.js';
+import type { RunningProxy } from '../helpers/proxy.js';
+import { metricValue, startSidecarPair } from '../tls/mesh-proxy.js';
 import { TestCa } from '../tls/test-ca.js';
 
-const TD = 'spiffe://cluster.local/ns/default/sa';
 let ca: TestCa;
 let app: Backend;
 let server: RunningProxy;
@@ -28,24 +27,7 @@ beforeAll(async () => {
     if (req.url === '/slow') setTimeout(answer, 200);
     else answer();
   });
-  const id = (sa: string) => ({ cert: ca.issue({ spiffeId: `${TD}/${sa}`, cn: sa }), caPem: ca.caPem });
-  const serverMesh = `
-services:
-  - name: backend
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-`;
-  server = await startProxy(serverMesh, { service: 'backend', appPort: app.port, identity: id('backend') });
-  const clientMesh = `
-services:
-  - name: frontend
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-  - name: backend
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: ${server.port('inbound')} }]
-`;
-  client = await startProxy(clientMesh, { service: 'frontend', identity: id('frontend') });
+  ({ server, client } = await startSidecarPair(ca, app.port));
 }, 30_000);
 
 afterAll(async () => {

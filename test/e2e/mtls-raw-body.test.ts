@@ -10,7 +10,8 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawBodyStats } from '../../src/upstream/raw-body-stats.js';
-import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+import type { RunningProxy } from '../helpers/proxy.js';
+import { startSidecarPair } from '../tls/mesh-proxy.js';
 import { TestCa, type IssuedCert } from '../tls/test-ca.js';
 
 const TD = 'spiffe://cluster.local/ns/default/sa';
@@ -50,28 +51,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
   const appPort = (app.address() as net.AddressInfo).port;
-  const id = (sa: string) => ({ cert: ca.issue({ spiffeId: `${TD}/${sa}`, cn: sa }), caPem: ca.caPem });
-  server = await startProxy(
-    `
-services:
-  - name: backend
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-`,
-    { service: 'backend', appPort, identity: id('backend') },
-  );
-  client = await startProxy(
-    `
-services:
-  - name: frontend
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-  - name: backend
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: ${server.port('inbound')} }]
-`,
-    { service: 'frontend', identity: id('frontend') },
-  );
+  ({ server, client } = await startSidecarPair(ca, appPort));
   caller = ca.issue({ spiffeId: `${TD}/frontend`, cn: 'frontend' });
 }, 30_000);
 

@@ -5,8 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
-import { startProxy, type RunningProxy } from '../helpers/proxy.js';
-import { metricValue, setIdentity } from '../tls/mesh-proxy.js';
+import type { RunningProxy } from '../helpers/proxy.js';
+import { metricValue, setIdentity, startSidecarPair } from '../tls/mesh-proxy.js';
 import { TestCa } from '../tls/test-ca.js';
 
 const TD = 'spiffe://cluster.local/ns/default/sa';
@@ -18,31 +18,11 @@ let client: RunningProxy;
 beforeAll(async () => {
   ca = new TestCa();
   app = await startHttpBackend('app');
-  const id = (sa: string) => ({ cert: ca.issue({ spiffeId: `${TD}/${sa}`, cn: sa }), caPem: ca.caPem });
-  const serverMesh = `
-services:
-  - name: backend
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-`;
   // An idle timeout under a second: the inbound says keep-alive: timeout=0, so the client sidecar's pool closes its
   // connection after each response and every request is a new connection (a new handshake).
-  server = await startProxy(serverMesh, {
-    service: 'backend',
-    appPort: app.port,
-    identity: id('backend'),
+  ({ server, client } = await startSidecarPair(ca, app.port, {
     hcm: { common_http_protocol_options: { idle_timeout: { seconds: 0, nanos: 300_000_000 } } },
-  });
-  const clientMesh = `
-services:
-  - name: frontend
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]
-  - name: backend
-    ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: ${server.port('inbound')} }]
-`;
-  client = await startProxy(clientMesh, { service: 'frontend', identity: id('frontend') });
+  }));
 }, 30_000);
 
 afterAll(async () => {
