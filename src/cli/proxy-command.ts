@@ -143,7 +143,12 @@ interface Running {
 async function startStatus(proxy: Proxy, boot: ProxyBootstrap, probes: ReadonlyMap<string, AppProbe> | null): Promise<ListeningServer | null> {
   if (boot.statusPort === undefined || probes === null) return null;
   const { startStatusServer } = await import('../admin/status-server.js');
-  return startStatusServer(proxy, { host: '0.0.0.0', port: boot.statusPort, probes, registry: proxy.registry, logger: proxy.logger });
+  try {
+    return await startStatusServer(proxy, { host: '0.0.0.0', port: boot.statusPort, probes, registry: proxy.registry, logger: proxy.logger });
+  } catch (err) {
+    await proxy.stop();
+    throw new Error(`--status-port ${boot.statusPort}: ${(err as Error).message}`);
+  }
 }
 
 /** `--config mesh.yaml`: compile the mesh config in process, no control server. */

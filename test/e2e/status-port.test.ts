@@ -185,6 +185,21 @@ describe('pillion proxy --status-port', () => {
   });
 });
 
+describe('pillion proxy --status-port with --concurrency 2', () => {
+  it('is served by the primary alone, and refuses a port in use', async () => {
+    const probes = { '/app-health/web/livez': { tcpSocket: { port: app.port } } };
+    const p = start(['--app-port', String(app.port), '--inbound-port', '0', '--status-port', '0', '--concurrency', '2'], { PILLION_APP_PROBES: JSON.stringify(probes) });
+    const port = Number((await p.waitForLine((l) => l.msg === 'listening' && l.listener === 'status')).port);
+    await p.waitForLine((l) => l.msg === 'proxy ready', 20_000);
+    expect(p.lines.filter((l) => l.listener === 'status')).toHaveLength(1);
+    expect((await request(port, { path: '/app-health/web/livez' })).status).toBe(200);
+    expect((await request(port, { path: '/healthz/ready' })).status).toBe(200);
+    const clash = start(['--app-port', String(app.port), '--inbound-port', '0', '--status-port', String(port)], { PILLION_APP_PROBES: JSON.stringify(probes) });
+    expect(await clash.exited).toBe(1);
+    expect(clash.stderr).toContain(`--status-port ${port}: listen EADDRINUSE`);
+  }, 30_000);
+});
+
 describe('PILLION_APP_PROBES', () => {
   it('refuses to start on a probe it cannot run, naming the key and the field', async () => {
     const p = start(['--status-port', '0'], { PILLION_APP_PROBES: JSON.stringify({ '/app-health/web/readyz': { grpc: { port: 9090 } } }) });
