@@ -167,7 +167,7 @@ export function runProbe(probe: AppProbe, userAgent: string | undefined): ProbeR
   return probe.kind === 'httpGet' ? runHttpGet(probe, userAgent) : runTcpSocket(probe);
 }
 
-function describe(err: unknown, host: string, port: number): string {
+function failureText(err: unknown, host: string, port: number): string {
   const code = (err as NodeJS.ErrnoException).code;
   const target = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   if (code === 'ECONNREFUSED') return `connection refused by ${target}`;
@@ -188,7 +188,7 @@ function runTcpSocket(probe: TcpSocketProbe): ProbeRun {
       resolve(o);
     };
     socket = connect({ host: probe.host, port: probe.port });
-    socket.on('error', (err) => settle({ ok: false, status: null, message: describe(err, probe.host, probe.port) }));
+    socket.on('error', (err) => settle({ ok: false, status: null, message: failureText(err, probe.host, probe.port) }));
     socket.on('connect', () => settle({ ok: true, status: 200, body: Buffer.from('ok\n') }));
     timer = setTimeout(() => settle({ ok: false, status: null, message: `no connection to ${probe.host}:${probe.port} within ${probe.timeoutMs / 1000} s` }), probe.timeoutMs);
   });
@@ -219,7 +219,7 @@ function runHttpGet(probe: HttpGetProbe, userAgent: string | undefined): ProbeRu
     }
     const options = { host: probe.host, port: probe.port, path: probe.path, method: 'GET', headers, agent: false as const };
     req = probe.https ? httpsRequest({ ...options, rejectUnauthorized: false }) : httpRequest(options);
-    req.on('error', (err) => settle({ ok: false, status: null, message: describe(err, probe.host, probe.port) }));
+    req.on('error', (err) => settle({ ok: false, status: null, message: failureText(err, probe.host, probe.port) }));
     req.on('response', (response) => {
       res = response;
       const status = response.statusCode ?? 0;
@@ -229,7 +229,7 @@ function runHttpGet(probe: HttpGetProbe, userAgent: string | undefined): ProbeRu
         const body = Buffer.concat(chunks).subarray(0, MAX_PROBE_BODY_BYTES);
         settle(status >= 200 && status < 400 ? { ok: true, status, body } : { ok: false, status, body });
       };
-      response.on('error', (err) => settle({ ok: false, status: null, message: describe(err, probe.host, probe.port) }));
+      response.on('error', (err) => settle({ ok: false, status: null, message: failureText(err, probe.host, probe.port) }));
       response.on('data', (chunk: Buffer) => {
         chunks.push(chunk);
         size += chunk.length;

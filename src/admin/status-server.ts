@@ -14,6 +14,8 @@ export const MAX_PROBES_IN_FLIGHT = 32;
 /** Request heads are small; a client that takes longer than this to send one is cut off. */
 const REQUEST_TIMEOUT_MS = 10_000;
 const MAX_HEADER_BYTES = 8192;
+/** Connections open at once; a kubelet holds a few. More are closed at accept. */
+export const MAX_STATUS_CONNECTIONS = 256;
 
 export interface StatusServerOptions {
   readonly host: string;
@@ -81,6 +83,12 @@ export async function startStatusServer(source: Pick<AdminSource, 'state'>, opts
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     if (socket.writable) socket.end(`HTTP/1.1 ${status} Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     socket.destroy();
+  });
+  server.maxConnections = MAX_STATUS_CONNECTIONS;
+  let dropped = 0;
+  server.on('drop', () => {
+    // Once: a flood would otherwise flood the log too.
+    if (dropped++ === 0) logger.warn({ listener: 'status', maxConnections: MAX_STATUS_CONNECTIONS }, 'status port: connections past the limit are closed at accept');
   });
   const listening = await listenAdmin(server, opts.host, opts.port);
   logger.info({ listener: 'status', host: opts.host, port: listening.port, probes: [...probes.keys()] }, 'listening');

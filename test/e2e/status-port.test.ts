@@ -3,7 +3,8 @@
 // reaches the app and answers with the app's status; /healthz/ready follows the admin server's /ready.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -171,6 +172,36 @@ describe('pillion proxy --status-port', () => {
     expect(overloaded).toHaveLength(8);
     for (const r of overloaded) expect(r.headers['x-pillion-reason']).toBe('overload');
     expect((await probe('/app-health/web/livez')).status).toBe(200);
+  });
+
+  it('closes connections past 256 at accept, and serves again once they are gone', async () => {
+    const idle: Socket[] = [];
+    try {
+      for (let i = 0; i < 256; i++) {
+        const s = connect(statusPort, '127.0.0.1');
+        s.on('error', () => {});
+        idle.push(s);
+        await once(s, 'connect');
+      }
+      const refused = await request(statusPort, { path: '/healthz/ready' }).then(
+        (r) => r.status,
+        (err: Error) => err.message,
+      );
+      expect(refused).not.toBe(200);
+      const warning = await proxy.waitForLine((l) => String(l.msg).startsWith('status port: connections past the limit'));
+      expect(warning.maxConnections).toBe(256);
+    } finally {
+      for (const s of idle) s.destroy();
+    }
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 200; i++) {
+      status = await request(statusPort, { path: '/healthz/ready' }).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (status !== 200) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(status).toBe(200);
   });
 
   it('answers /healthz/ready 200 when ready and 503 DRAINING after POST /drain', async () => {
