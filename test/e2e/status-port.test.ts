@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { request as rawRequest } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -172,6 +173,23 @@ describe('pillion proxy --status-port', () => {
     expect(overloaded).toHaveLength(8);
     for (const r of overloaded) expect(r.headers['x-pillion-reason']).toBe('overload');
     expect((await probe('/app-health/web/livez')).status).toBe(200);
+  });
+
+  it('stops a probe whose prober went away, freeing its slot', async () => {
+    // 32 slow probes whose client gives up after 200 ms, as the kubelet does at its timeoutSeconds.
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        const req = rawRequest({ host: '127.0.0.1', port: statusPort, path: '/app-health/slow/livez', agent: false });
+        req.on('error', () => {});
+        req.end();
+        await new Promise((r) => setTimeout(r, 200));
+        req.destroy();
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    const res = await probe('/app-health/web/livez');
+    expect(res.headers['x-pillion-reason']).toBeUndefined();
+    expect(res.status).toBe(200);
   });
 
   it('closes connections past 256 at accept, and serves again once they are gone', async () => {
