@@ -105,10 +105,16 @@ function workers(source: AdminSource, _req: IncomingMessage, res: ServerResponse
   json(res, 200, { concurrency: source.concurrency ?? 1, primary_pid: process.pid, workers: source.workers?.() ?? [] });
 }
 
+/** Whether the proxy is ready to serve (Envoy's LIVE), and the state's name: /ready here, /healthz/ready on the status port. */
+export function readiness(source: Pick<AdminSource, 'state'>): { readonly ready: boolean; readonly body: string } {
+  const state = source.state();
+  return { ready: state === 'LIVE', body: `${state}\n` };
+}
+
 /** Envoy's /ready: the server state's name, 200 only for LIVE. */
 function ready(source: AdminSource, _req: IncomingMessage, res: ServerResponse): void {
-  const state = source.state();
-  text(res, state === 'LIVE' ? 200 : 503, `${state}\n`);
+  const { ready, body } = readiness(source);
+  text(res, ready ? 200 : 503, body);
 }
 
 function configDump(source: AdminSource, _req: IncomingMessage, res: ServerResponse, url: URL): void {

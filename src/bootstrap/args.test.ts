@@ -35,3 +35,15 @@ describe('parseProxyArgs --concurrency', () => {
     expect(() => parseProxyArgs([...base, '--concurrency', 'auto'])).toThrow(UsageError);
   });
 });
+
+describe('parseProxyArgs --status-port', () => {
+  const base = ['--service', 'web', '--config', 'mesh.yaml'];
+
+  it('is off unless given, and takes a port (0 = pick one)', () => {
+    expect(parseProxyArgs(base).statusPort).toBeUndefined();
+    expect(parseProxyArgs([...base, '--status-port', '15020']).statusPort).toBe(15020);
+    expect(parseProxyArgs([...base, '--status-port', '0']).statusPort).toBe(0);
+    expect(() => parseProxyArgs([...base, '--status-port', '65536'])).toThrow(/--status-port: expected a port number 0-65535, got "65536"/);
+    expect(() => parseProxyArgs([...base, '--status-port', 'http'])).toThrow(UsageError);
+  });
+});

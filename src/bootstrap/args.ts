@@ -23,6 +23,8 @@ export interface ProxyBootstrap {
   readonly identityFiles?: { readonly cert: string; readonly key: string; readonly ca: string };
   /** --concurrency: worker processes serving the listeners (Envoy's --concurrency); 1 = this process alone. */
   readonly concurrency: number;
+  /** --status-port: the kubelet-facing HTTP server (/healthz/ready, the app's probes); undefined = none. */
+  readonly statusPort?: number;
 }
 
 /** More workers than this buys nothing on a sidecar and multiplies per-worker limits (see README). */
@@ -75,7 +77,8 @@ export const PROXY_USAGE = `usage: pillion proxy --service NAME [--config mesh.y
                      [--admin-port 15000] [--inbound-port 15006] [--outbound-port 15001]
                      [--log-level info] [--access-log stdout|off|FILE] [--idle-memory-release on|off]
                      [--max-connections 16384] [--overload-rss-mb N] [--xds-ca root-cert.pem [--token FILE]]
-                     [--cert FILE --key FILE --ca FILE] [--interception redirect|none] [--concurrency 1]`;
+                     [--cert FILE --key FILE --ca FILE] [--interception redirect|none] [--concurrency 1]
+                     [--status-port N]`;
 
 export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   let values;
@@ -106,6 +109,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
         ca: { type: 'string' },
         interception: { type: 'string' },
         concurrency: { type: 'string' },
+        'status-port': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -131,6 +135,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
   const overloadRssMb = count('overload-rss-mb', values['overload-rss-mb'], 0, 1_048_576);
   const concurrency = count('concurrency', values.concurrency, 1, MAX_CONCURRENCY) ?? 1;
   const appPort = port('app-port', values['app-port'], undefined);
+  const statusPort = port('status-port', values['status-port'], undefined);
   const identityFiles = identityFlags(values.cert, values.key, values.ca);
   const interception = values.interception ?? 'none';
   if (interception !== 'redirect' && interception !== 'none') {
@@ -162,6 +167,7 @@ export function parseProxyArgs(argv: string[]): ProxyBootstrap {
     ...(overloadRssMb === undefined ? {} : { overloadRssMb }),
     ...(identityFiles === undefined ? {} : { identityFiles }),
     concurrency,
+    ...(statusPort === undefined ? {} : { statusPort }),
   };
 }
 

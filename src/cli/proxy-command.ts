@@ -10,6 +10,8 @@ import { startIdleMemoryRelease } from '../process/idle-memory.js';
 import { cgroupMemoryLimitBytes } from '../process/overload.js';
 import { loadIdentityFiles } from '../tls/static-identity.js';
 import { originalDstAvailable, originalDstProblem } from '../listener/original-dst.js';
+import { APP_PROBES_ENV, parseAppProbes, type AppProbe } from '../admin/app-probes.js';
+import type { ListeningServer } from '../admin/listen.js';
 
 export async function runProxyCommand(argv: string[]): Promise<void> {
   const boot = parseProxyArgs(argv);
@@ -20,8 +22,10 @@ export async function runProxyCommand(argv: string[]): Promise<void> {
   if (boot.node.interception === 'REDIRECT' && !originalDstAvailable()) {
     throw new Error(`--interception redirect: cannot read original destinations (SO_ORIGINAL_DST): ${originalDstProblem()}. Without interception (explicit ports, Host header, HTTP_PROXY) the proxy runs without it`);
   }
+  // Before anything binds: a bad probe list must fail the start, naming the probe, not fail every probe later.
+  const probes = boot.statusPort === undefined ? null : parseAppProbes(process.env[APP_PROBES_ENV]);
   const workers = boot.concurrency > 1 ? await fleetFactory(boot) : {};
-  const running = boot.xds !== undefined ? await runFromXds(boot, boot.xds, workers) : await runFromFile(boot, workers);
+  const running = boot.xds !== undefined ? await runFromXds(boot, boot.xds, workers, probes) : await runFromFile(boot, workers, probes);
   if (boot.idleMemoryRelease) startIdleMemoryRelease(running.proxy.logger);
 
   let stopping = false;
@@ -34,6 +38,7 @@ export async function runProxyCommand(argv: string[]): Promise<void> {
       .beforeDrain()
       .then(() => running.proxy.drain())
       .then(() => running.proxy.stop())
+      .then(() => running.status?.close())
       .then(
         () => process.exit(0),
         (err: unknown) => {
@@ -126,11 +131,28 @@ function warnIfNoOriginalDst(proxy: Proxy): void {
 
 interface Running {
   readonly proxy: Proxy;
+  /** --status-port: it answers until the proxy has stopped (503 on /healthz/ready while draining). */
+  readonly status: ListeningServer | null;
   beforeDrain(): Promise<void>;
 }
 
+/**
+ * --status-port: the kubelet's probes, next to the admin server (only the primary of --concurrency N serves it).
+ * Loaded only when asked for.
+ */
+async function startStatus(proxy: Proxy, boot: ProxyBootstrap, probes: ReadonlyMap<string, AppProbe> | null): Promise<ListeningServer | null> {
+  if (boot.statusPort === undefined || probes === null) return null;
+  const { startStatusServer } = await import('../admin/status-server.js');
+  try {
+    return await startStatusServer(proxy, { host: '0.0.0.0', port: boot.statusPort, probes, registry: proxy.registry, logger: proxy.logger });
+  } catch (err) {
+    await proxy.stop();
+    throw new Error(`--status-port ${boot.statusPort}: ${(err as Error).message}`);
+  }
+}
+
 /** `--config mesh.yaml`: compile the mesh config in process, no control server. */
-async function runFromFile(boot: ProxyBootstrap, workers: Pick<ProxyOptions, 'workers'>): Promise<Running> {
+async function runFromFile(boot: ProxyBootstrap, workers: Pick<ProxyOptions, 'workers'>, probes: ReadonlyMap<string, AppProbe> | null): Promise<Running> {
   const { loadLocalSnapshot } = await import('../config/local.js');
   // Validate the mesh config before binding anything: a bad file must fail fast, naming the field.
   const local = loadLocalSnapshot(boot.configFile!, boot.node);
@@ -140,6 +162,7 @@ async function runFromFile(boot: ProxyBootstrap, workers: Pick<ProxyOptions, 'wo
   for (const warning of local.resources.warnings) proxy.logger.warn({ node: boot.node.id }, warning);
   for (const warning of local.notEnforced) proxy.logger.warn({ config: boot.configFile }, `not enforced: ${warning}`);
   await proxy.startAdmin();
+  const status = await startStatus(proxy, boot, probes);
   const result = await proxy.apply(local.resources, local.snapshot.version);
   if (!result.applied) {
     const lines = result.errors.map((e) => `${e.typeUrl} ${e.name}: ${e.message}`).join('\n');
@@ -156,14 +179,14 @@ async function runFromFile(boot: ProxyBootstrap, workers: Pick<ProxyOptions, 'wo
     }
   }
   proxy.logger.info({ node: boot.node.id, service: boot.node.service, config: boot.configFile, concurrency: boot.concurrency }, 'proxy ready');
-  return { proxy, beforeDrain: () => Promise.resolve() };
+  return { proxy, status, beforeDrain: () => Promise.resolve() };
 }
 
 /**
  * `--xds HOST:PORT[,...]`: admin first (so /ready answers 503 while warming), then the ADS stream. The proxy
  * keeps serving whatever it last accepted while no control server answers; it never gives up reconnecting.
  */
-async function runFromXds(boot: ProxyBootstrap, servers: string[], workers: Pick<ProxyOptions, 'workers'>): Promise<Running> {
+async function runFromXds(boot: ProxyBootstrap, servers: string[], workers: Pick<ProxyOptions, 'workers'>, probes: ReadonlyMap<string, AppProbe> | null): Promise<Running> {
   const { AdsClient } = await import('../xds/ads-client.js');
   // Read before anything binds: a missing or wrong --xds-ca file fails the start, naming it.
   const rootPem = boot.xdsCaFile === undefined ? undefined : readRootFile(boot.xdsCaFile);
@@ -178,6 +201,7 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[], workers: Pick
   proxy.setReadinessGate(() => ads.isWarm() && (certs === null || proxy.secrets.get(WORKLOAD_CERT_SECRET) !== undefined));
   proxy.setVersionSource(() => ads.versions());
   await proxy.startAdmin();
+  const status = await startStatus(proxy, boot, probes);
   ads.start();
   // eslint-disable-next-line @typescript-eslint/no-floating-promises -- both only resolve; logging cannot throw
   void Promise.all([ads.whenWarm(), certs === null ? null : firstCertificate(proxy)]).then(async () => {
@@ -187,6 +211,7 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[], workers: Pick
   });
   return {
     proxy,
+    status,
     beforeDrain: () => {
       certs?.stop();
       return ads.stop();

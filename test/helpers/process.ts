@@ -17,11 +17,11 @@ export interface PillionProcess {
 
 /**
  * `main`: another build of the executable (e.g. a copy of dist/ without the native helper). `wrapper`: a command
- * that runs node, e.g. `ip netns exec NS setpriv --reuid 1337 ...`.
+ * that runs node, e.g. `ip netns exec NS setpriv --reuid 1337 ...`. `env`: added to this process's environment.
  */
-export function runPillion(args: string[], main = MAIN, wrapper: readonly string[] = []): PillionProcess {
+export function runPillion(args: string[], main = MAIN, wrapper: readonly string[] = [], env?: NodeJS.ProcessEnv): PillionProcess {
   const argv = [...wrapper, process.execPath, ...NODE_FLAGS, main, ...args];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], ...(env === undefined ? {} : { env: { ...process.env, ...env } }) });
   const lines: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   const proc: PillionProcess = {
