@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import yaml from 'js-yaml';
 import { describe, expect, it } from 'vitest';
 import { NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { rewriteAppProbes } from '../../src/inject/app-probes.js';
 import { MAIN } from '../helpers/process.js';
 import { schemaProblems } from '../helpers/k8s-schema.js';
 
@@ -337,5 +338,17 @@ describe('pillion inject: app probes to the sidecar\'s status port', () => {
     expect(r.status, r.err).toBe(0);
     const init = podSpecOf(docs(r.out)[0]!).initContainers![0]!;
     expect(arg(init, '--exclude-inbound-ports')!.split(',').sort()).toEqual(['15020', '9100']);
+  });
+
+  it('never changes its input (the rewrite builds new containers)', () => {
+    const deepFreeze = <T>(o: T): T => {
+      if (typeof o === 'object' && o !== null) for (const v of Object.values(o)) deepFreeze(v);
+      return Object.freeze(o);
+    };
+    const containers = deepFreeze([{ name: 'web', ports: [{ name: 'http', containerPort: 8080 }], livenessProbe: { httpGet: { path: '/l', port: 'http' } }, readinessProbe: { tcpSocket: { port: 8080 } } }]);
+    const before = JSON.stringify(containers);
+    const r = rewriteAppProbes(containers, []);
+    expect(JSON.stringify(containers)).toBe(before);
+    expect(r.containers[0]!.livenessProbe).toEqual(statusProbe('/app-health/web/livez'));
   });
 });
