@@ -17,7 +17,9 @@ export const INJECT_USAGE = `usage: pillion inject [-f FILE] [--image ${DEFAULT_
   StatefulSet, DaemonSet, ReplicaSet, Job, CronJob and Pod: an init container that installs the interception
   rules (pillion iptables --apply), the sidecar (pillion proxy --interception redirect) first among the
   containers, held until ready, and a volume from the Secret pillion-token-<serviceAccount> (keys token and
-  root-cert.pem). Other kinds, workloads annotated pillion.io/inject: "false" and injected ones pass unchanged.
+  root-cert.pem). The app's httpGet/tcpSocket probes are rewritten to the sidecar's status port (15020; annotation
+  pillion.io/rewrite-app-probes: "false" keeps them). Other kinds, workloads annotated pillion.io/inject: "false"
+  and injected ones pass unchanged. Warnings go to stderr even with --quiet.
   --control    the control servers' xDS-over-TLS addresses (HOST:PORT[,HOST:PORT]), tried in order
   --proxy-uid  the sidecar's uid, exempt from the rules; no app container may run as it
   --exclude-*  passed to pillion iptables for every workload (annotations pillion.io/exclude-* add to them)`;
@@ -122,4 +124,5 @@ export function runInjectCommand(argv: string[]): void {
   }
   process.stdout.write(result.output);
   if (!quiet) for (const note of result.notes) process.stderr.write(`pillion inject: ${note}\n`);
+  for (const warning of result.warnings) process.stderr.write(`pillion inject: ${warning}\n`);
 }

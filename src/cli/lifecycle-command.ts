@@ -1,4 +1,4 @@
-// `pillion wait-ready` and `pillion drain`: the sidecar's Kubernetes hooks (postStart, readinessProbe, preStop),
+// `pillion wait-ready` and `pillion drain`: the sidecar's Kubernetes hooks (postStart, preStop),
 // talking to its admin server on 127.0.0.1. In the image already, so pods need no curl.
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
@@ -16,7 +16,7 @@ export const DRAIN_USAGE = `usage: pillion drain [--admin-port 15000] [--delay 5
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
 
-/** `250ms`, `5s`, `2m`: this runs as a probe every few seconds, so it loads nothing it can do without. */
+/** `250ms`, `5s`, `2m`: this runs in the pod's hooks, so it loads nothing it can do without. */
 function duration(text: string): number | undefined {
   const m = /^(\d{1,7})(ms|s|m)$/.exec(text);
   return m === null ? undefined : Number(m[1]) * UNIT_MS[m[2]!]!;

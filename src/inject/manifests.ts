@@ -6,13 +6,16 @@ import yaml from 'js-yaml';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { InterceptOptionsError, validateOptions } from '../intercept/iptables-rules.js';
 import { yamlExpansionProblem } from '../../xds/mesh-config.js';
-import { INBOUND_PORT, INIT_NAME, OUTBOUND_PORT, SIDECAR_NAME, injectPodSpec, type SidecarSettings, type Workload } from './pod-spec.js';
+import { rewriteAppProbes } from './app-probes.js';
+import { INBOUND_PORT, INIT_NAME, OUTBOUND_PORT, SIDECAR_NAME, STATUS_PORT, injectPodSpec, type SidecarSettings, type Workload } from './pod-spec.js';
 
 /** On the pod template: `false` opts out; inject writes `injected` and then leaves the workload alone. */
 export const INJECT_ANNOTATION = 'pillion.io/inject';
 const SERVICE_ANNOTATION = 'pillion.io/service';
 const APP_PORT_ANNOTATION = 'pillion.io/app-port';
 const SECRET_ANNOTATION = 'pillion.io/bootstrap-secret';
+/** `"false"`: the app's kubelet probes stay as they are (Istio's sidecar.istio.io/rewriteAppHTTPProbers). */
+const REWRITE_PROBES_ANNOTATION = 'pillion.io/rewrite-app-probes';
 const EXCLUDE_ANNOTATIONS = {
   inbound: 'pillion.io/exclude-inbound-ports',
   outbound: 'pillion.io/exclude-outbound-ports',
@@ -30,6 +33,8 @@ export interface InjectResult {
   readonly output: string;
   /** One line per document: what was done to it and why (for stderr). */
   readonly notes: string[];
+  /** What was left undone that the operator should fix (for stderr, even with --quiet). */
+  readonly warnings: string[];
 }
 
 /** Where each kind keeps its pod template (metadata + spec). */
@@ -101,8 +106,8 @@ function portList(where: string, value: string | undefined): number[] {
 
 const merge = <T>(a: readonly T[], b: readonly T[]): T[] => [...new Set([...a, ...b])];
 
-/** The one document, injected, or a note saying why not. */
-function injectDocument(doc: Obj, settings: SidecarSettings, where: string): { doc?: Obj; note: string } {
+/** The one document, injected, or a note saying why not; warnings are further lines for stderr. */
+function injectDocument(doc: Obj, settings: SidecarSettings, where: string): { doc?: Obj; note: string; warnings?: string[] } {
   const template = podTemplate(doc);
   if (template === undefined) return { note: `${where}: ${String(doc.kind ?? 'no kind')} has no pod template, unchanged` };
   const spec = template.spec as IPodSpec;
@@ -123,16 +128,21 @@ function injectDocument(doc: Obj, settings: SidecarSettings, where: string): { d
   const appPort = portValue !== undefined ? portList(`${where}: ${APP_PORT_ANNOTATION}`, portValue)[0] : spec.containers.flatMap((c) => c.ports ?? []).find((p) => (p.protocol ?? 'TCP') === 'TCP')?.containerPort;
   if (typeof appPort === 'string') throw new InjectError(`${where}: a named containerPort cannot be the app port: set ${APP_PORT_ANNOTATION}`);
   const restartPolicy = spec.restartPolicy ?? (doc.kind === 'Job' || doc.kind === 'CronJob' ? 'Never' : 'Always');
+  const rewriteProbes = get(REWRITE_PROBES_ANNOTATION);
+  if (rewriteProbes !== undefined && rewriteProbes !== 'true' && rewriteProbes !== 'false') throw new InjectError(`${where}: ${REWRITE_PROBES_ANNOTATION}: expected "true" or "false", got "${rewriteProbes}"`);
+  const excludeInboundPorts = merge(settings.excludeInboundPorts, portList(`${where}: ${EXCLUDE_ANNOTATIONS.inbound}`, get(EXCLUDE_ANNOTATIONS.inbound)));
+  const probes = rewriteProbes === 'false' ? { containers: spec.containers, probes: {}, warnings: [] } : rewriteAppProbes(spec.containers, excludeInboundPorts);
   const workload: Workload = {
     service,
     serviceAccount,
     ...(appPort === undefined ? {} : { appPort }),
     bootstrapSecret: get(SECRET_ANNOTATION) ?? `pillion-token-${serviceAccount}`,
     nativeSidecar: restartPolicy !== 'Always',
+    appProbes: probes.probes,
   };
   const local: SidecarSettings = {
     ...settings,
-    excludeInboundPorts: merge(settings.excludeInboundPorts, portList(`${where}: ${EXCLUDE_ANNOTATIONS.inbound}`, get(EXCLUDE_ANNOTATIONS.inbound))),
+    excludeInboundPorts,
     excludeOutboundPorts: merge(settings.excludeOutboundPorts, portList(`${where}: ${EXCLUDE_ANNOTATIONS.outbound}`, get(EXCLUDE_ANNOTATIONS.outbound))),
     excludeCidrs: merge(settings.excludeCidrs, (get(EXCLUDE_ANNOTATIONS.cidrs) ?? '').split(',').map((c) => c.trim()).filter((c) => c !== '')),
   };
@@ -152,12 +162,14 @@ function injectDocument(doc: Obj, settings: SidecarSettings, where: string): { d
       ...(isObj(template.metadata) ? template.metadata : {}),
       annotations: { ...(isObj(template.metadata) && isObj(template.metadata.annotations) ? template.metadata.annotations : {}), [INJECT_ANNOTATION]: 'injected' },
     },
-    spec: injectPodSpec(spec, local, workload),
+    spec: injectPodSpec({ ...spec, containers: probes.containers }, local, workload),
   };
   const kind = String(doc.kind);
-  const how = `${workload.nativeSidecar ? 'native sidecar (restartPolicy ' + restartPolicy + ')' : 'sidecar'} for service ${service}, service account ${serviceAccount}, app port ${appPort ?? 'none'}, secret ${workload.bootstrapSecret}`;
-  if (kind === 'Pod') return { doc: newTemplate, note: `${where}: injected ${how}` };
-  return { doc: replaceTemplate(doc, newTemplate), note: `${where}: injected ${how}` };
+  const rewritten = Object.keys(probes.probes).length;
+  const probeNote = rewriteProbes === 'false' ? `app probes not rewritten (${REWRITE_PROBES_ANNOTATION}: "false")` : `${rewritten} app probe${rewritten === 1 ? '' : 's'} rewritten to status port ${STATUS_PORT}`;
+  const how = `${workload.nativeSidecar ? 'native sidecar (restartPolicy ' + restartPolicy + ')' : 'sidecar'} for service ${service}, service account ${serviceAccount}, app port ${appPort ?? 'none'}, secret ${workload.bootstrapSecret}, ${probeNote}`;
+  const warnings = probes.warnings.map((w) => `${where}: warning: ${w}`);
+  return { doc: kind === 'Pod' ? newTemplate : replaceTemplate(doc, newTemplate), note: `${where}: injected ${how}`, warnings };
 }
 
 function replaceTemplate(doc: Obj, template: Obj): Obj {
@@ -174,6 +186,7 @@ const DUMP: yaml.DumpOptions = { lineWidth: -1, noRefs: true };
 /** Injects every workload of a YAML stream (a `kind: List` injects its items); `source` names the input in notes. */
 export function injectManifests(text: string, settings: SidecarSettings, source = 'stdin'): InjectResult {
   const notes: string[] = [];
+  const warnings: string[] = [];
   const out: string[] = [];
   splitDocuments(text, source).forEach((raw, i) => {
     const doc = load(raw, `${source} document ${i + 1}`);
@@ -186,6 +199,7 @@ export function injectManifests(text: string, settings: SidecarSettings, source 
         if (!isObj(item)) return item;
         const r = injectDocument(item, settings, `${where} item ${j + 1}`);
         notes.push(r.note);
+        warnings.push(...(r.warnings ?? []));
         if (r.doc === undefined) return item;
         changed = true;
         return r.doc;
@@ -195,7 +209,8 @@ export function injectManifests(text: string, settings: SidecarSettings, source 
     }
     const r = injectDocument(doc, settings, where);
     notes.push(r.note);
+    warnings.push(...(r.warnings ?? []));
     out.push(r.doc === undefined ? raw : yaml.dump(r.doc, DUMP));
   });
-  return { output: out.map((d) => (d.endsWith('\n') ? d : `${d}\n`)).join('---\n'), notes };
+  return { output: out.map((d) => (d.endsWith('\n') ? d : `${d}\n`)).join('---\n'), notes, warnings };
 }

@@ -3,6 +3,7 @@
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import type { IVolume } from 'kubernetes-models/v1/Volume';
+import type { AppProbe } from './app-probes.js';
 
 export const SIDECAR_NAME = 'pillion-proxy';
 export const INIT_NAME = 'pillion-init';
@@ -11,6 +12,10 @@ const BOOTSTRAP_DIR = '/var/run/pillion/bootstrap';
 export const ADMIN_PORT = 15000;
 export const INBOUND_PORT = 15006;
 export const OUTBOUND_PORT = 15001;
+/** The sidecar's status port: its readiness and the app's rewritten kubelet probes; excluded from interception. */
+export const STATUS_PORT = 15020;
+/** The sidecar's env var holding the app's original probes, keyed by their status port path (Istio's ISTIO_KUBE_APP_PROBERS). */
+export const APP_PROBES_ENV = 'PILLION_APP_PROBES';
 /** preStop: time for the endpoints controller to take the pod out of Services before the sidecar stops accepting. */
 const DRAIN_DELAY = '5s';
 /** postStart: how long the app is held for the sidecar's first config before the pod start fails (and restarts). */
@@ -35,6 +40,8 @@ export interface Workload {
   readonly bootstrapSecret: string;
   /** Run-to-completion pods (Job, restartPolicy Never/OnFailure) get a native sidecar, which exits with the app. */
   readonly nativeSidecar: boolean;
+  /** The app probes rewritten to the status port (see app-probes.ts), for the sidecar to run; none when empty. */
+  readonly appProbes: Readonly<Record<string, AppProbe>>;
 }
 
 const list = (flag: string, values: readonly (string | number)[]): string[] => (values.length === 0 ? [] : [flag, values.join(',')]);
@@ -47,7 +54,8 @@ function initContainer(s: SidecarSettings): IContainer {
     args: [
       'iptables', '--apply', '--proxy-uid', String(s.proxyUid),
       '--inbound-port', String(INBOUND_PORT), '--outbound-port', String(OUTBOUND_PORT),
-      ...list('--exclude-inbound-ports', s.excludeInboundPorts),
+      // The kubelet's probes of the status port must reach it, not the inbound listener.
+      ...list('--exclude-inbound-ports', [...new Set([...s.excludeInboundPorts, STATUS_PORT])]),
       ...list('--exclude-outbound-ports', s.excludeOutboundPorts),
       ...list('--exclude-cidrs', s.excludeCidrs),
     ],
@@ -78,17 +86,21 @@ function sidecar(s: SidecarSettings, w: Workload): IContainer {
       '--xds', s.control.join(','), '--xds-ca', `${BOOTSTRAP_DIR}/root-cert.pem`, '--token', `${BOOTSTRAP_DIR}/token`,
       '--interception', 'redirect',
       '--admin-port', String(ADMIN_PORT), '--inbound-port', String(INBOUND_PORT), '--outbound-port', String(OUTBOUND_PORT),
+      '--status-port', String(STATUS_PORT),
       ...(w.appPort === undefined ? [] : ['--app-port', String(w.appPort)]),
     ],
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+      ...(Object.keys(w.appProbes).length === 0 ? [] : [{ name: APP_PROBES_ENV, value: JSON.stringify(w.appProbes) }]),
     ],
-    ports: [{ name: 'pillion-inbound', containerPort: INBOUND_PORT, protocol: 'TCP' }],
+    ports: [
+      { name: 'pillion-inbound', containerPort: INBOUND_PORT, protocol: 'TCP' },
+      { name: 'pillion-status', containerPort: STATUS_PORT, protocol: 'TCP' },
+    ],
     resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
-    // The admin server listens on 127.0.0.1 only (it has /drain and /logging), so the kubelet cannot reach it with
-    // httpGet: the probe runs inside the container.
-    readinessProbe: { ...exec('wait-ready', '--admin-port', String(ADMIN_PORT), '--timeout', '2s'), periodSeconds: 5, timeoutSeconds: 4, failureThreshold: 3 },
+    // The status port, not the admin server: that listens on 127.0.0.1 only (it has /drain and /logging).
+    readinessProbe: { httpGet: { path: '/healthz/ready', port: STATUS_PORT }, periodSeconds: 5, timeoutSeconds: 4, failureThreshold: 3 },
     lifecycle: {
       // The kubelet starts the next container only when this returns: the app starts with its sidecar ready.
       postStart: exec('wait-ready', '--admin-port', String(ADMIN_PORT), '--timeout', HOLD_TIMEOUT),

@@ -80,7 +80,7 @@ describe('examples/kubernetes', () => {
       expect(boot.node).toMatchObject({ service: d.metadata.name, namespace: 'pillion-demo', interception: 'REDIRECT', appPort: 8080, workloadIdentity: true });
       expect(boot.xds).toEqual(['pillion-control.pillion-system.svc:15012']);
       const init = spec.initContainers!.find((c) => c.name === 'pillion-init')!;
-      expect(parseIptablesArgs(init.args!.slice(1))).toMatchObject({ mode: 'apply', options: { proxyUid: 1337, inboundPort: 15006, outboundPort: 15001 } });
+      expect(parseIptablesArgs(init.args!.slice(1))).toMatchObject({ mode: 'apply', options: { proxyUid: 1337, inboundPort: 15006, outboundPort: 15001, excludeInboundPorts: [15020] } });
     }
   });
 });

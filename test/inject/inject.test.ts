@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import yaml from 'js-yaml';
 import { describe, expect, it } from 'vitest';
 import { NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { rewriteAppProbes } from '../../src/inject/app-probes.js';
 import { MAIN } from '../helpers/process.js';
 import { schemaProblems } from '../helpers/k8s-schema.js';
 
@@ -13,7 +14,11 @@ interface Container {
   restartPolicy?: string;
   securityContext?: { runAsUser?: number; runAsNonRoot?: boolean; capabilities?: { add?: string[]; drop?: string[] } };
   lifecycle?: { postStart?: { exec: { command: string[] } }; preStop?: { exec: { command: string[] } } };
-  readinessProbe?: { exec: { command: string[] } };
+  readinessProbe?: Record<string, unknown>;
+  livenessProbe?: Record<string, unknown>;
+  startupProbe?: Record<string, unknown>;
+  env?: { name: string; value?: string }[];
+  ports?: { name?: string; containerPort: number; protocol?: string }[];
   volumeMounts?: { name: string }[];
 }
 interface PodSpec {
@@ -77,10 +82,14 @@ describe('pillion inject', () => {
     expect(proxy!.securityContext).toMatchObject({ runAsUser: 1337, runAsNonRoot: true, capabilities: { drop: ['ALL'] } });
     expect(proxy!.lifecycle!.postStart!.exec.command.slice(0, 2)).toEqual(['pillion', 'wait-ready']);
     expect(proxy!.lifecycle!.preStop!.exec.command.slice(0, 2)).toEqual(['pillion', 'drain']);
-    expect(proxy!.readinessProbe!.exec.command.slice(0, 2)).toEqual(['pillion', 'wait-ready']);
+    // Readiness from the kubelet over HTTP to the status port: no Node process started in the container per probe.
+    expect(proxy!.readinessProbe).toEqual({ httpGet: { path: '/healthz/ready', port: 15020 }, periodSeconds: 5, timeoutSeconds: 4, failureThreshold: 3 });
+    expect(arg(proxy!, '--status-port')).toBe('15020');
+    expect(proxy!.ports).toContainEqual({ name: 'pillion-status', containerPort: 15020, protocol: 'TCP' });
     const [init] = spec.initContainers!;
     expect(init!.name).toBe('pillion-init');
     expect(init!.args!.slice(0, 4)).toEqual(['iptables', '--apply', '--proxy-uid', '1337']);
+    expect(arg(init!, '--exclude-inbound-ports')).toBe('15020');
     expect(arg(init!, '--exclude-outbound-ports')).toBe('5432');
     expect(arg(init!, '--exclude-cidrs')).toBe('169.254.169.254/32');
     expect(init!.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false, capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] } });
@@ -152,7 +161,7 @@ describe('pillion inject', () => {
     expect(arg(podSpecOf(s).containers[0]!, '--app-port')).toBe('5432');
     expect(arg(podSpecOf(s).containers[0]!, '--service-account')).toBe('default');
     expect(arg(podSpecOf(d).containers[0]!, '--service')).toBe('node-agent');
-    expect(arg(podSpecOf(d).initContainers![0]!, '--exclude-inbound-ports')).toBe('9100');
+    expect(arg(podSpecOf(d).initContainers![0]!, '--exclude-inbound-ports')).toBe('9100,15020');
     expect(schemaProblems(r.out)).toEqual([]);
   });
 
@@ -193,5 +202,153 @@ describe('pillion inject', () => {
     expect(r.status).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain('stdin: more than 64 MiB of input; not read further');
+  });
+});
+
+/** A Deployment `web` whose pod template has exactly these containers and annotations. */
+const withContainers = (containers: Record<string, unknown>[], annotations?: Record<string, string>): string =>
+  yaml.dump({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'web' },
+    spec: { selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' }, ...(annotations ? { annotations } : {}) }, spec: { containers } } },
+  });
+const proxyOf = (spec: PodSpec): Container => spec.containers.find((c) => c.name === 'pillion-proxy') ?? spec.initContainers!.find((c) => c.name === 'pillion-proxy')!;
+const appOf = (spec: PodSpec, name: string): Container => spec.containers.find((c) => c.name === name)!;
+/** PILLION_APP_PROBES of the sidecar, parsed; undefined when inject set none. */
+const appProbesEnv = (spec: PodSpec): unknown => {
+  const v = proxyOf(spec).env?.find((e) => e.name === 'PILLION_APP_PROBES')?.value;
+  return v === undefined ? undefined : JSON.parse(v);
+};
+const statusProbe = (path: string): { httpGet: { path: string; port: number; scheme: string } } => ({ httpGet: { path, port: 15020, scheme: 'HTTP' } });
+
+describe('pillion inject: app probes to the sidecar\'s status port', () => {
+  it('rewrites httpGet and tcpSocket probes to /app-health/<container>/*, keeping every other field, and hands the originals to the sidecar', () => {
+    const web = {
+      name: 'web',
+      image: 'web:1',
+      ports: [{ name: 'http', containerPort: 8080 }, { name: 'admin', containerPort: 9090 }],
+      livenessProbe: { httpGet: { path: '/live', port: 8080, scheme: 'HTTPS', host: 'localhost', httpHeaders: [{ name: 'X-Probe', value: 'kubelet' }] }, initialDelaySeconds: 3, periodSeconds: 10, failureThreshold: 4, terminationGracePeriodSeconds: 7 },
+      readinessProbe: { tcpSocket: { port: 9090 }, timeoutSeconds: 3, successThreshold: 2 },
+      // A named port, resolved from this container's ports; no path: the kubelet asks for "/".
+      startupProbe: { httpGet: { port: 'admin' }, periodSeconds: 2, failureThreshold: 30 },
+    };
+    const worker = { name: 'worker', image: 'w:1', livenessProbe: { tcpSocket: { port: 7000, host: '127.0.0.1' } } };
+    const r = inject(withContainers([web, worker]));
+    expect(r.status, r.err).toBe(0);
+    const spec = podSpecOf(docs(r.out)[0]!);
+    expect(appOf(spec, 'web')).toEqual({
+      ...web,
+      livenessProbe: { ...statusProbe('/app-health/web/livez'), initialDelaySeconds: 3, periodSeconds: 10, failureThreshold: 4, terminationGracePeriodSeconds: 7 },
+      readinessProbe: { ...statusProbe('/app-health/web/readyz'), timeoutSeconds: 3, successThreshold: 2 },
+      startupProbe: { ...statusProbe('/app-health/web/startupz'), periodSeconds: 2, failureThreshold: 30 },
+    });
+    expect(appOf(spec, 'worker')).toEqual({ ...worker, livenessProbe: statusProbe('/app-health/worker/livez') });
+    expect(appProbesEnv(spec)).toEqual({
+      '/app-health/web/livez': { httpGet: { path: '/live', port: 8080, scheme: 'HTTPS', host: 'localhost', httpHeaders: [{ name: 'X-Probe', value: 'kubelet' }] }, timeoutSeconds: 1 },
+      '/app-health/web/readyz': { tcpSocket: { port: 9090 }, timeoutSeconds: 3 },
+      '/app-health/web/startupz': { httpGet: { path: '/', port: 9090 }, timeoutSeconds: 1 },
+      '/app-health/worker/livez': { tcpSocket: { port: 7000, host: '127.0.0.1' }, timeoutSeconds: 1 },
+    });
+    expect(schemaProblems(r.out)).toEqual([]);
+    expect(r.err).toContain('4 app probes rewritten to status port 15020');
+  });
+
+  it('leaves a probe whose named port the container does not declare, and warns naming it (even with --quiet)', () => {
+    const web = { name: 'web', image: 'web:1', ports: [{ name: 'http', containerPort: 8080 }], livenessProbe: { httpGet: { path: '/live', port: 'htp' } }, readinessProbe: { httpGet: { path: '/ready', port: 'http' } } };
+    const r = inject(withContainers([web]), '--quiet');
+    expect(r.status, r.err).toBe(0);
+    const spec = podSpecOf(docs(r.out)[0]!);
+    expect(appOf(spec, 'web').livenessProbe).toEqual({ httpGet: { path: '/live', port: 'htp' } });
+    expect(appOf(spec, 'web').readinessProbe).toEqual(statusProbe('/app-health/web/readyz'));
+    expect(appProbesEnv(spec)).toEqual({ '/app-health/web/readyz': { httpGet: { path: '/ready', port: 8080 }, timeoutSeconds: 1 } });
+    expect(r.err.trim().split('\n')).toEqual([
+      'pillion inject: stdin document 1 (Deployment web): warning: containers[web].livenessProbe: port "htp" is not a named port of the container: probe not rewritten to the sidecar\'s status port (the kubelet\'s request goes to the inbound listener and is refused under STRICT mTLS)',
+    ]);
+  });
+
+  it('leaves exec and grpc probes, and probes of ports excluded from interception (flag or annotation)', () => {
+    const web = {
+      name: 'web',
+      image: 'web:1',
+      livenessProbe: { exec: { command: ['cat', '/tmp/healthy'] }, periodSeconds: 5 },
+      readinessProbe: { grpc: { port: 9000 } },
+      startupProbe: { httpGet: { path: '/started', port: 9100 } },
+    };
+    const metrics = { name: 'metrics', image: 'm:1', readinessProbe: { tcpSocket: { port: 9200 } } };
+    const r = inject(withContainers([web, metrics], { 'pillion.io/exclude-inbound-ports': '9100' }), '--exclude-inbound-ports', '9200');
+    expect(r.status, r.err).toBe(0);
+    const spec = podSpecOf(docs(r.out)[0]!);
+    expect(appOf(spec, 'web')).toEqual(web);
+    expect(appOf(spec, 'metrics')).toEqual(metrics);
+    expect(appProbesEnv(spec)).toBeUndefined();
+    expect(arg(spec.initContainers![0]!, '--exclude-inbound-ports')).toBe('9200,9100,15020');
+    expect(r.err).toContain('0 app probes rewritten');
+  });
+
+  it('pillion.io/rewrite-app-probes: "false" leaves the app\'s probes; the sidecar keeps its status port and readiness', () => {
+    const web = { name: 'web', image: 'web:1', readinessProbe: { httpGet: { path: '/ready', port: 8080 } } };
+    const r = inject(withContainers([web], { 'pillion.io/rewrite-app-probes': 'false' }));
+    expect(r.status, r.err).toBe(0);
+    const spec = podSpecOf(docs(r.out)[0]!);
+    expect(appOf(spec, 'web')).toEqual(web);
+    expect(appProbesEnv(spec)).toBeUndefined();
+    expect(arg(proxyOf(spec), '--status-port')).toBe('15020');
+    expect(proxyOf(spec).readinessProbe).toMatchObject({ httpGet: { path: '/healthz/ready', port: 15020 } });
+    expect(r.err).toContain('app probes not rewritten (pillion.io/rewrite-app-probes: "false")');
+    const bad = inject(withContainers([web], { 'pillion.io/rewrite-app-probes': 'no' }));
+    expect(bad.status).toBe(2);
+    expect(bad.err).toContain('document 1 (Deployment web): pillion.io/rewrite-app-probes: expected "true" or "false", got "no"');
+  });
+
+  it('rewrites a Job\'s app probes with the native sidecar carrying the originals', () => {
+    const job = yaml.dump({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'migrate' },
+      spec: { template: { metadata: { labels: { app: 'migrate' } }, spec: { restartPolicy: 'Never', containers: [{ name: 'migrate', image: 'm:1', livenessProbe: { tcpSocket: { port: 5000 } } }] } } },
+    });
+    const r = inject(job);
+    expect(r.status, r.err).toBe(0);
+    const spec = podSpecOf(docs(r.out)[0]!);
+    expect(appOf(spec, 'migrate').livenessProbe).toEqual(statusProbe('/app-health/migrate/livez'));
+    expect(appProbesEnv(spec)).toEqual({ '/app-health/migrate/livez': { tcpSocket: { port: 5000 }, timeoutSeconds: 1 } });
+    expect(schemaProblems(r.out)).toEqual([]);
+  });
+
+  it('is idempotent with rewritten probes, and never rewrites a probe already on the status port', () => {
+    const web = { name: 'web', image: 'web:1', ports: [{ name: 'http', containerPort: 8080 }], readinessProbe: { httpGet: { path: '/ready', port: 'http' } } };
+    const once = inject(withContainers([web]));
+    expect(once.status, once.err).toBe(0);
+    expect(appOf(podSpecOf(docs(once.out)[0]!), 'web').readinessProbe).toEqual(statusProbe('/app-health/web/readyz'));
+    const twice = inject(once.out);
+    expect(twice.out).toBe(once.out);
+    // A template already pointing at the status port (e.g. the sidecar taken out by hand): left as it is, not
+    // rewritten into a probe of itself.
+    const already = { name: 'web', image: 'web:1', readinessProbe: statusProbe('/app-health/web/readyz') };
+    const r = inject(withContainers([already]));
+    expect(r.status, r.err).toBe(0);
+    const spec = podSpecOf(docs(r.out)[0]!);
+    expect(appOf(spec, 'web')).toEqual(already);
+    expect(appProbesEnv(spec)).toBeUndefined();
+  });
+
+  it('excludes the status port from interception exactly once, whatever the operator excluded', () => {
+    const r = inject(withContainers([{ name: 'web', image: 'web:1' }], { 'pillion.io/exclude-inbound-ports': '15020,9100' }), '--exclude-inbound-ports', '15020');
+    expect(r.status, r.err).toBe(0);
+    const init = podSpecOf(docs(r.out)[0]!).initContainers![0]!;
+    expect(arg(init, '--exclude-inbound-ports')!.split(',').sort()).toEqual(['15020', '9100']);
+  });
+
+  it('never changes its input (the rewrite builds new containers)', () => {
+    const deepFreeze = <T>(o: T): T => {
+      if (typeof o === 'object' && o !== null) for (const v of Object.values(o)) deepFreeze(v);
+      return Object.freeze(o);
+    };
+    const containers = deepFreeze([{ name: 'web', ports: [{ name: 'http', containerPort: 8080 }], livenessProbe: { httpGet: { path: '/l', port: 'http' } }, readinessProbe: { tcpSocket: { port: 8080 } } }]);
+    const before = JSON.stringify(containers);
+    const r = rewriteAppProbes(containers, []);
+    expect(JSON.stringify(containers)).toBe(before);
+    expect(r.containers[0]!.livenessProbe).toEqual(statusProbe('/app-health/web/livez'));
   });
 });

@@ -1,8 +1,10 @@
 // An injected pod run for real (root only): `pillion inject` makes a Deployment's pod spec, and its containers'
 // commands run as the kubelet would run them, in a network namespace standing in for the pod: the init
-// container's rules as root, the sidecar under the uid inject gave it, its postStart hook, then the app (another
+// container's rules as root, the sidecar under the uid inject gave it, its postStart hook, the kubelet's readiness
+// probes of the sidecar and of the app (rewritten to the status port) from outside the pod, then the app (another
 // uid) dialing a peer's address with no proxy settings, then the preStop hook and SIGTERM. Proves that what
-// inject writes works together: token and root from the "Secret" directory, xDS over TLS, interception, hooks.
+// inject writes works together: token and root from the "Secret" directory, xDS over TLS, interception, hooks,
+// probes.
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,7 +27,7 @@ interface Container {
   args: string[];
   securityContext: { runAsUser: number };
   lifecycle?: { postStart: { exec: { command: string[] } }; preStop: { exec: { command: string[] } } };
-  readinessProbe?: { exec: { command: string[] } };
+  readinessProbe?: { httpGet: { path: string; port: number } };
 }
 
 const procs: PillionProcess[] = [];
@@ -51,6 +53,10 @@ describe.skipIf(unavailable !== undefined)('an injected pod, run as the kubelet 
     const backend = peer.spawn(process.execPath, [PROBE, 'http', 'backend=8080']);
     children.push(backend);
     await waitForOutput(backend, 'ready');
+    // The app's own server, which its (rewritten) readiness probe asks.
+    const app = pod.spawn(process.execPath, [PROBE, 'http', 'web=8080']);
+    children.push(app);
+    await waitForOutput(app, 'ready');
     writeFileSync(
       join(dir, 'mesh.yaml'),
       `services:
@@ -83,7 +89,10 @@ describe.skipIf(unavailable !== undefined)('an injected pod, run as the kubelet 
       metadata: { name: 'web' },
       spec: {
         selector: { matchLabels: { app: 'web' } },
-        template: { metadata: { labels: { app: 'web' } }, spec: { serviceAccountName: 'web', containers: [{ name: 'web', image: 'web:1', ports: [{ containerPort: 8080 }] }] } },
+        template: {
+          metadata: { labels: { app: 'web' } },
+          spec: { serviceAccountName: 'web', containers: [{ name: 'web', image: 'web:1', ports: [{ name: 'http', containerPort: 8080 }], readinessProbe: { httpGet: { path: '/healthz', port: 'http' } } }] },
+        },
       },
     });
     const injected = spawnSync(process.execPath, [...NODE_FLAGS, MAIN, 'inject', '--quiet', '--control', `127.0.0.1:${secure}`], { input: deployment, encoding: 'utf8' });
@@ -97,6 +106,11 @@ describe.skipIf(unavailable !== undefined)('an injected pod, run as the kubelet 
     const pillion = (command: string[]): string[] => [process.execPath, ...NODE_FLAGS, MAIN, ...command.slice(1).map(expand)];
     const inPod = (argv: string[], uid?: number): ReturnType<typeof spawnSync> =>
       spawnSync('ip', ['netns', 'exec', pod.name, ...(uid === undefined ? [] : ['setpriv', '--reuid', String(uid), '--regid', String(uid), '--clear-groups']), ...argv], { encoding: 'utf8', timeout: 20_000 });
+    // The kubelet's httpGet probe: from outside the pod (the peer stands in for the node) to the pod's address.
+    const kubelet = (probe: { httpGet: { path: string; port: number } }): string =>
+      String(spawnSync('ip', ['netns', 'exec', peer.name, process.execPath, PROBE, 'get', `http://${podV4}:${probe.httpGet.port}${probe.httpGet.path}`, '3000'], { encoding: 'utf8', timeout: 10_000 }).stdout);
+    const appProbe = spec.containers.find((c) => c.name === 'web')!.readinessProbe!;
+    expect(appProbe.httpGet).toMatchObject({ path: '/app-health/web/readyz', port: 15020 });
 
     // Init container: the rules, as root.
     const rules = inPod(pillion(['pillion', ...init.args]), init.securityContext.runAsUser);
@@ -112,7 +126,9 @@ describe.skipIf(unavailable !== undefined)('an injected pod, run as the kubelet 
     // Its log lines may still be in the pipe: the hook returning is what matters, the lines confirm why.
     await proxy.waitForLine((l) => l.msg === 'proxy ready', 2_000);
     expect((await proxy.waitForLine((l) => l.msg === 'workload certificate issued', 2_000)).identity).toBe('spiffe://cluster.local/ns/default/sa/web');
-    expect(inPod(pillion(sidecar.readinessProbe!.exec.command)).status).toBe(0);
+    // Both readiness probes reach the status port past the rules; the app's is answered by asking the app.
+    expect(kubelet(sidecar.readinessProbe!)).toMatch(/^200 /);
+    expect(kubelet(appProbe)).toMatch(/^200 /);
 
     // The app, under its own uid, dials the backend's address: no proxy settings.
     const get = inPod([process.execPath, PROBE, 'get', `http://${peerV4}:8080/`, '5000'], Number(APP_UID));
@@ -123,7 +139,7 @@ describe.skipIf(unavailable !== undefined)('an injected pod, run as the kubelet 
     // preStop: drain; readiness fails from then on; SIGTERM exits.
     const preStop = inPod(pillion(sidecar.lifecycle!.preStop.exec.command));
     expect(preStop.status, String(preStop.stderr)).toBe(0);
-    expect(inPod(pillion(sidecar.readinessProbe!.exec.command)).status).toBe(1);
+    expect(kubelet(sidecar.readinessProbe!)).toMatch(/^5\d\d /);
     proxy.child.kill('SIGTERM');
     expect(await proxy.exited).toBe(0);
   });

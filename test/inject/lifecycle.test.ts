@@ -1,4 +1,4 @@
-// The sidecar's Kubernetes hooks against a real `pillion proxy`: `wait-ready` (postStart, readiness) returns once
+// The sidecar's Kubernetes hooks against a real `pillion proxy`: `wait-ready` (postStart) returns once
 // /ready is 200 and fails with the reason when it is not; `drain` (preStop) puts the proxy into DRAINING so its
 // inbound listener refuses new connections while outbound keeps serving the app, and the SIGTERM that follows
 // drains the rest and exits it.
@@ -66,7 +66,7 @@ describe('pillion wait-ready and drain', () => {
     const ready = await fetch(`http://127.0.0.1:${admin}/ready`);
     expect(ready.status).toBe(503);
     expect(await ready.text()).toContain('DRAINING');
-    // The readiness probe now fails, so the pod leaves the Services' endpoints.
+    // wait-ready now fails too: /ready is no longer 200.
     expect((await pillion(['wait-ready', '--admin-port', String(admin), '--timeout', '300ms'])).code).toBe(1);
     // Inbound: a new connection is refused, the idle keep-alive one closed.
     await expect(request(inbound, { path: '/after' })).rejects.toThrow(/ECONNREFUSED/);
