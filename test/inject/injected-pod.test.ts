@@ -28,6 +28,7 @@ interface Container {
   securityContext: { runAsUser: number };
   lifecycle?: { postStart: { exec: { command: string[] } }; preStop: { exec: { command: string[] } } };
   readinessProbe?: { httpGet: { path: string; port: number } };
+  env?: { name: string; value?: string }[];
 }
 
 const procs: PillionProcess[] = [];
@@ -119,7 +120,9 @@ describe.skipIf(unavailable !== undefined)('an injected pod, run as the kubelet 
 
     // The sidecar under its uid, then its postStart: returns only once the sidecar is ready.
     const uid = sidecar.securityContext.runAsUser;
-    const proxy = runPillion(sidecar.args.map(expand), MAIN, ['ip', 'netns', 'exec', pod.name, 'setpriv', '--reuid', String(uid), '--regid', String(uid), '--clear-groups']);
+    // The kubelet sets the container's plain `value` env entries (PILLION_APP_PROBES); valueFrom ones are in `expand`.
+    const env = Object.fromEntries((sidecar.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
+    const proxy = runPillion(sidecar.args.map(expand), MAIN, ['ip', 'netns', 'exec', pod.name, 'setpriv', '--reuid', String(uid), '--regid', String(uid), '--clear-groups'], env);
     procs.push(proxy);
     const postStart = inPod(pillion(sidecar.lifecycle!.postStart.exec.command));
     expect(postStart.status, String(postStart.stderr)).toBe(0);
