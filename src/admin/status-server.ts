@@ -62,18 +62,32 @@ export async function startStatusServer(source: Pick<AdminSource, 'state'>, opts
       return text(res, 503, `${MAX_PROBES_IN_FLIGHT} app probes already running\n`);
     }
     inFlight++;
-    const run = runProbe(probe, req.headers['user-agent']);
+    let holding = true;
+    const release = (): void => {
+      if (holding) inFlight--;
+      holding = false;
+    };
+    let run: ReturnType<typeof runProbe>;
+    try {
+      run = runProbe(probe, req.headers['user-agent']);
+    } catch (err) {
+      release();
+      logger.warn({ err, path }, 'status port: starting an app probe failed');
+      return text(res, 500, 'app probe could not start\n');
+    }
     // The kubelet gave up (its timeout): stop probing the app for it.
     res.on('close', run.abort);
     run.done
       .then((outcome) => {
-        inFlight--;
+        release();
         res.off('close', run.abort);
         counter.inc({ path, result: outcome.ok ? 'success' : 'failure' });
         if (!outcome.ok) logger.debug({ path, status: outcome.status, ...(outcome.status === null ? { reason: outcome.message } : {}) }, 'app probe failed');
         answer(res, outcome);
       })
       .catch((err: unknown) => {
+        // A slot is never lost, whatever failed.
+        release();
         logger.warn({ err, path }, 'status port: answering an app probe failed');
         res.destroy();
       });
