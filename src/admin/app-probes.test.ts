@@ -17,9 +17,17 @@ describe('parseAppProbes (PILLION_APP_PROBES)', () => {
     expect(parseAppProbes(undefined).size).toBe(0);
   });
 
+  it('reads grpc probes: the service name, or none for the server as a whole', () => {
+    const probes = parse({ '/a': { grpc: { port: 9090, service: 'grpc.health.v1.Health' }, timeoutSeconds: 3 }, '/b': { grpc: { port: 9091 } } });
+    expect(probes.get('/a')).toEqual({ kind: 'grpc', host: '127.0.0.1', port: 9090, service: 'grpc.health.v1.Health', timeoutMs: 3000 });
+    expect(probes.get('/b')).toEqual({ kind: 'grpc', host: '127.0.0.1', port: 9091, service: '', timeoutMs: 1000 });
+  });
+
   it.each([
-    [{ '/p': { grpc: { port: 9090 } } }, '"/p": grpc: grpc probes are not run'],
-    [{ '/p': { exec: { command: ['true'] } } }, '"/p": exec:'],
+    [{ '/p': { exec: { command: ['true'] } } }, '"/p": exec: exec probes are not run'],
+    [{ '/p': { grpc: { port: 9090, service: 'a b' } } }, '"/p": grpc.service: expected a service name'],
+    [{ '/p': { grpc: { port: 9090, host: '10.0.0.1' } } }, '"/p": grpc.host: unknown field'],
+    [{ '/p': { grpc: { port: 9090 }, tcpSocket: { port: 80 } } }, '"/p": tcpSocket: give one of httpGet, tcpSocket or grpc'],
     [{ '/p': { httpGet: { port: 'http' } } }, '"/p": httpGet.port: expected a port number 1-65535'],
     [{ '/p': { httpGet: { port: 80, scheme: 'FTP' } } }, '"/p": httpGet.scheme: expected HTTP or HTTPS'],
     [{ '/p': { httpGet: { port: 80, path: 'ready' } } }, '"/p": httpGet.path:'],
@@ -27,7 +35,7 @@ describe('parseAppProbes (PILLION_APP_PROBES)', () => {
     [{ '/p': { httpGet: { port: 80, bogus: 1 } } }, '"/p": httpGet.bogus: unknown field'],
     [{ '/p': { tcpSocket: { port: 80 }, httpGet: { port: 80 } } }, '"/p": httpGet: give one of'],
     [{ '/p': { tcpSocket: { port: 80 }, timeoutSeconds: 1.5 } }, '"/p": timeoutSeconds: expected a whole number'],
-    [{ '/p': {} }, '"/p": value: expected httpGet or tcpSocket'],
+    [{ '/p': {} }, '"/p": value: expected httpGet, tcpSocket or grpc'],
     [{ 'app-health': { tcpSocket: { port: 80 } } }, '"app-health": key: expected a request path'],
     [['/p'], 'expected a JSON object'],
   ])('refuses %j naming the key and field', (value, message) => {

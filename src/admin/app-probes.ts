@@ -1,5 +1,5 @@
 // The app's kubelet probes, run by the sidecar's status port (Istio's ISTIO_KUBE_APP_PROBERS): `pillion inject`
-// rewrites an httpGet/tcpSocket probe to GET <status port><path> and passes the original in PILLION_APP_PROBES.
+// rewrites an httpGet/tcpSocket/grpc probe to GET <status port><path> and passes the original in PILLION_APP_PROBES.
 // The probe's connection comes from the proxy's uid, so interception leaves it alone and STRICT mTLS does not apply.
 import { request as httpRequest, validateHeaderName, validateHeaderValue, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -17,7 +17,10 @@ const MAX_PATH_LENGTH = 1024;
 const MAX_TIMEOUT_SECONDS = 3600;
 /** Probe fields the kubelet applies to the rewritten probe itself: accepted here and not used. */
 const KUBELET_FIELDS = new Set(['initialDelaySeconds', 'periodSeconds', 'successThreshold', 'failureThreshold', 'terminationGracePeriodSeconds']);
-const UNSUPPORTED_HANDLERS = ['grpc', 'exec'];
+const UNSUPPORTED_HANDLERS = ['exec'];
+const HANDLERS = ['httpGet', 'tcpSocket', 'grpc'];
+/** gRPC service names are short dotted identifiers; the kubelet sends the probe's as is. */
+const MAX_SERVICE_LENGTH = 256;
 
 export interface HttpGetProbe {
   readonly kind: 'httpGet';
@@ -37,7 +40,16 @@ export interface TcpSocketProbe {
   readonly timeoutMs: number;
 }
 
-export type AppProbe = HttpGetProbe | TcpSocketProbe;
+export interface GrpcProbe {
+  readonly kind: 'grpc';
+  readonly host: string;
+  readonly port: number;
+  /** The health service name the app is asked about ('' = the server as a whole). */
+  readonly service: string;
+  readonly timeoutMs: number;
+}
+
+export type AppProbe = HttpGetProbe | TcpSocketProbe | GrpcProbe;
 
 /** What one run found: the app's status (httpGet), 200 (tcpSocket connected), or why it failed. */
 export type ProbeOutcome =
@@ -85,18 +97,20 @@ function requestPath(key: string): string {
 }
 
 function probe(key: string, value: unknown): AppProbe {
-  if (!isObject(value)) fail(key, 'value', 'expected an object with httpGet or tcpSocket and timeoutSeconds');
+  if (!isObject(value)) fail(key, 'value', 'expected an object with httpGet, tcpSocket or grpc, and timeoutSeconds');
   for (const kind of UNSUPPORTED_HANDLERS) {
-    if (kind in value) fail(key, kind, `${kind} probes are not run by the status port (httpGet and tcpSocket are); leave them on the app container`);
+    if (kind in value) fail(key, kind, `${kind} probes are not run by the status port (httpGet, tcpSocket and grpc are); leave them on the app container`);
   }
   for (const field of Object.keys(value)) {
-    if (field !== 'httpGet' && field !== 'tcpSocket' && field !== 'timeoutSeconds' && !KUBELET_FIELDS.has(field)) fail(key, field, 'unknown field');
+    if (!HANDLERS.includes(field) && field !== 'timeoutSeconds' && !KUBELET_FIELDS.has(field)) fail(key, field, 'unknown field');
   }
   const timeoutMs = timeout(key, value.timeoutSeconds);
-  if (value.httpGet !== undefined && value.tcpSocket !== undefined) fail(key, 'httpGet', 'give one of httpGet or tcpSocket, not both');
+  const given = HANDLERS.filter((h) => value[h] !== undefined);
+  if (given.length > 1) fail(key, given[0]!, `give one of httpGet, tcpSocket or grpc, not ${given.join(' and ')}`);
   if (value.httpGet !== undefined) return httpGet(key, value.httpGet, timeoutMs);
   if (value.tcpSocket !== undefined) return tcpSocket(key, value.tcpSocket, timeoutMs);
-  return fail(key, 'value', 'expected httpGet or tcpSocket');
+  if (value.grpc !== undefined) return grpcProbe(key, value.grpc, timeoutMs);
+  return fail(key, 'value', 'expected httpGet, tcpSocket or grpc');
 }
 
 function timeout(key: string, v: unknown): number {
@@ -156,6 +170,17 @@ function tcpSocket(key: string, v: unknown, timeoutMs: number): TcpSocketProbe {
   return { kind: 'tcpSocket', host: hostOf(key, 'tcpSocket.host', v.host), port: portOf(key, 'tcpSocket.port', v.port), timeoutMs };
 }
 
+function grpcProbe(key: string, v: unknown, timeoutMs: number): GrpcProbe {
+  if (!isObject(v)) fail(key, 'grpc', 'expected an object');
+  checkFields(key, 'grpc', v, ['port', 'service']);
+  const service = v.service ?? '';
+  if (typeof service !== 'string' || service.length > MAX_SERVICE_LENGTH || !/^[\x21-\x7e]*$/.test(service)) {
+    fail(key, 'grpc.service', `expected a service name, printable ASCII without spaces, at most ${MAX_SERVICE_LENGTH} characters`);
+  }
+  // The kubelet's gRPC probe has no host: it dials the pod's address, which from inside the pod is the loopback.
+  return { kind: 'grpc', host: '127.0.0.1', port: portOf(key, 'grpc.port', v.port), service, timeoutMs };
+}
+
 /** A running probe; abort() when whoever asked has gone (the kubelet gave up). */
 export interface ProbeRun {
   readonly done: Promise<ProbeOutcome>;
@@ -164,7 +189,8 @@ export interface ProbeRun {
 
 /** Runs `probe` once. `userAgent`: the kubelet's (kube-probe/1.x), passed on as the kubelet would send it. */
 export function runProbe(probe: AppProbe, userAgent: string | undefined): ProbeRun {
-  return probe.kind === 'httpGet' ? runHttpGet(probe, userAgent) : runTcpSocket(probe);
+  if (probe.kind === 'httpGet') return runHttpGet(probe, userAgent);
+  return probe.kind === 'tcpSocket' ? runTcpSocket(probe) : runGrpc(probe);
 }
 
 function failureText(err: unknown, host: string, port: number): string {
@@ -193,6 +219,28 @@ function runTcpSocket(probe: TcpSocketProbe): ProbeRun {
     timer = setTimeout(() => settle({ ok: false, status: null, message: `no connection to ${probe.host}:${probe.port} within ${probe.timeoutMs / 1000} s` }), probe.timeoutMs);
   });
   return { done, abort: () => settle({ ok: false, status: null, message: 'aborted: the prober went away' }) };
+}
+
+const SERVING = Buffer.from('SERVING\n');
+
+function runGrpc(probe: GrpcProbe): ProbeRun {
+  let aborted = false;
+  let cancel: (() => void) | null = null;
+  const done = (async (): Promise<ProbeOutcome> => {
+    const { checkHealth } = await import('./grpc-health.js');
+    if (aborted) return { ok: false, status: null, message: 'aborted: the prober went away' };
+    const check = checkHealth(probe.host, probe.port, probe.service, probe.timeoutMs);
+    cancel = check.cancel;
+    const result = await check.done;
+    return result.serving ? { ok: true, status: 200, body: SERVING } : { ok: false, status: null, message: result.reason };
+  })();
+  return {
+    done,
+    abort: () => {
+      aborted = true;
+      cancel?.();
+    },
+  };
 }
 
 function runHttpGet(probe: HttpGetProbe, userAgent: string | undefined): ProbeRun {

@@ -1,6 +1,6 @@
 // The app's kubelet probes, pointed at the sidecar's status port (Istio's rewriteAppHTTPProbers). The kubelet
-// probes from the node, outside the mesh: redirected to the inbound listener like any peer, an httpGet/tcpSocket
-// probe is refused under STRICT mTLS. Rewritten, it asks the status port (excluded from interception), which runs
+// probes from the node, outside the mesh: redirected to the inbound listener like any peer, an httpGet, tcpSocket or
+// grpc probe is refused under STRICT mTLS. Rewritten, it asks the status port (excluded from interception), which runs
 // the original probe against the app from inside the pod. Pure: containers in, new containers out.
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IProbe } from 'kubernetes-models/v1/Probe';
@@ -9,7 +9,8 @@ import { STATUS_PORT } from './pod-spec.js';
 /** One original probe handler, as the sidecar runs it: `port` is always a number (named ports resolved here). */
 export type AppProbe =
   | { readonly httpGet: { path: string; port: number; scheme?: string; host?: string; httpHeaders?: { name: string; value: string }[] }; readonly timeoutSeconds: number }
-  | { readonly tcpSocket: { port: number; host?: string }; readonly timeoutSeconds: number };
+  | { readonly tcpSocket: { port: number; host?: string }; readonly timeoutSeconds: number }
+  | { readonly grpc: { port: number; service?: string }; readonly timeoutSeconds: number };
 
 export interface RewrittenProbes {
   readonly containers: IContainer[];
@@ -31,8 +32,8 @@ const DEFAULT_TIMEOUT_SECONDS = 1;
 export const appProbePath = (container: string, suffix: string): string => `/app-health/${container}/${suffix}`;
 
 /**
- * Rewrites each app container's httpGet/tcpSocket liveness, readiness and startup probe to an httpGet of the status
- * port. Left alone: exec (runs in the app container, not intercepted) and grpc probes, probes of a port in
+ * Rewrites each app container's httpGet, tcpSocket and grpc liveness, readiness and startup probe to an httpGet of the
+ * status port. Left alone: exec probes (they run in the app container, not intercepted), probes of a port in
  * `excludedPorts` (not intercepted) or of the status port itself (already rewritten), and probes whose named port
  * the container does not declare (with a warning).
  */
@@ -44,7 +45,7 @@ export function rewriteAppProbes(containers: readonly IContainer[], excludedPort
     let out: IContainer | undefined;
     for (const [field, suffix] of KINDS) {
       const probe = c[field];
-      const handler = probe?.httpGet ?? probe?.tcpSocket;
+      const handler = probe?.httpGet ?? probe?.tcpSocket ?? probe?.grpc;
       if (probe === undefined || handler === undefined) continue;
       const port = typeof handler.port === 'number' ? handler.port : c.ports?.find((p) => p.name === handler.port)?.containerPort;
       if (port === undefined) {
@@ -56,7 +57,7 @@ export function rewriteAppProbes(containers: readonly IContainer[], excludedPort
       if (skip.has(port)) continue;
       const path = appProbePath(c.name, suffix);
       probes[path] = original(probe, port);
-      const { httpGet: _h, tcpSocket: _t, ...rest } = probe;
+      const { httpGet: _h, tcpSocket: _t, grpc: _g, ...rest } = probe;
       const next: IProbe = { httpGet: { path, port: STATUS_PORT, scheme: 'HTTP' }, ...rest };
       out = { ...(out ?? c), [field]: next };
     }
@@ -81,6 +82,8 @@ function original(probe: IProbe, port: number): AppProbe {
       timeoutSeconds,
     };
   }
+  const g = probe.grpc;
+  if (g !== undefined) return { grpc: { port, ...(g.service === undefined || g.service === '' ? {} : { service: g.service }) }, timeoutSeconds };
   const t = probe.tcpSocket!;
   return { tcpSocket: { port, ...(t.host === undefined ? {} : { host: t.host }) }, timeoutSeconds };
 }

@@ -2,6 +2,9 @@
 // probe of the app is refused on the inbound port, while the same probe through the status port (PILLION_APP_PROBES)
 // reaches the app and answers with the app's status; /healthz/ready follows the admin server's /ready.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { PROTO_DIR } from '../../src/config/protos.js';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { once } from 'node:events';
@@ -18,6 +21,9 @@ const TD = 'spiffe://cluster.local/ns/default/sa';
 let ca: TestCa;
 let app: Backend;
 let tlsApp: HttpsServer;
+/** A gRPC app with the standard health service: '' and 'ready' SERVING, 'draining' NOT_SERVING, others unknown. */
+let grpcApp: grpc.Server;
+let grpcPort: number;
 let dir: string;
 let meshFile: string;
 let inbound: number;
@@ -60,6 +66,21 @@ beforeAll(async () => {
   tlsApp = createHttpsServer({ cert: appCert.certPem, key: appCert.keyPem }, (_req, res) => res.end('tls ok'));
   tlsApp.on('error', () => {});
   await new Promise<void>((r) => tlsApp.listen(0, '127.0.0.1', r));
+  const health = (grpc.loadPackageDefinition(protoLoader.loadSync('grpc/health/v1/health.proto', { includeDirs: [PROTO_DIR] })) as unknown as {
+    grpc: { health: { v1: { Health: { service: grpc.ServiceDefinition } } } };
+  }).grpc.health.v1.Health.service;
+  const statuses: Record<string, string> = { '': 'SERVING', ready: 'SERVING', draining: 'NOT_SERVING' };
+  grpcApp = new grpc.Server();
+  grpcApp.addService(health, {
+    Check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const status = statuses[call.request.service];
+      if (status === undefined) callback({ code: grpc.status.NOT_FOUND, details: 'unknown service' });
+      else callback(null, { status });
+    },
+  });
+  grpcPort = await new Promise<number>((resolve, reject) =>
+    grpcApp.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+  );
   const dead = await deadPort();
   dir = mkdtempSync(join(tmpdir(), 'pillion-status-port-'));
   meshFile = join(dir, 'mesh.yaml');
@@ -82,6 +103,11 @@ services:
     '/app-health/slow/readyz': { httpGet: { path: '/slow', port: app.port }, timeoutSeconds: 1 },
     '/app-health/slow/livez': { httpGet: { path: '/slow', port: app.port }, timeoutSeconds: 5 },
     '/app-health/tls/readyz': { httpGet: { path: '/', port: (tlsApp.address() as AddressInfo).port, scheme: 'HTTPS', host: '127.0.0.1' } },
+    '/app-health/grpc/livez': { grpc: { port: grpcPort } },
+    '/app-health/grpc/readyz': { grpc: { port: grpcPort, service: 'ready' } },
+    '/app-health/grpc/startupz': { grpc: { port: grpcPort, service: 'draining' } },
+    '/app-health/grpc-unknown/readyz': { grpc: { port: grpcPort, service: 'nobody' } },
+    '/app-health/grpc-down/readyz': { grpc: { port: dead }, timeoutSeconds: 2 },
   };
   proxy = start(['--app-port', String(app.port), '--inbound-port', String(inbound), '--status-port', '0'], { PILLION_APP_PROBES: JSON.stringify(probes) });
   statusPort = Number((await proxy.waitForLine((l) => l.msg === 'listening' && l.listener === 'status')).port);
@@ -94,6 +120,7 @@ afterAll(async () => {
   await Promise.all(procs.map((p) => p.exited));
   await app?.close();
   await new Promise<void>((r) => (tlsApp === undefined ? r() : tlsApp.close(() => r())));
+  grpcApp?.forceShutdown();
   ca?.close();
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
@@ -142,6 +169,23 @@ describe('pillion proxy --status-port', () => {
     const down = await probe('/app-health/down/livez');
     expect(down.status).toBe(503);
     expect(down.headers['x-pillion-reason']).toBe('app_probe_failed');
+  });
+
+  it('runs grpc probes (grpc.health.v1.Health/Check): SERVING 200; NOT_SERVING, an unknown service or no server 503', async () => {
+    const serving = await probe('/app-health/grpc/livez');
+    expect(serving.status).toBe(200);
+    expect(serving.body).toBe('SERVING\n');
+    expect((await probe('/app-health/grpc/readyz')).status).toBe(200);
+    const notServing = await probe('/app-health/grpc/startupz');
+    expect(notServing.status).toBe(503);
+    expect(notServing.headers['x-pillion-reason']).toBe('app_probe_failed');
+    expect(notServing.body).toMatch(/health status NOT_SERVING for service "draining"/);
+    const unknown = await probe('/app-health/grpc-unknown/readyz');
+    expect(unknown.status).toBe(503);
+    expect(unknown.body).toMatch(/gRPC NOT_FOUND: unknown service/);
+    const down = await probe('/app-health/grpc-down/readyz');
+    expect(down.status).toBe(503);
+    expect(down.body).toMatch(/gRPC UNAVAILABLE/);
   });
 
   it('probes HTTPS without verifying the certificate, as the kubelet does', async () => {
@@ -251,9 +295,9 @@ describe('pillion proxy --status-port with --concurrency 2', () => {
 
 describe('PILLION_APP_PROBES', () => {
   it('refuses to start on a probe it cannot run, naming the key and the field', async () => {
-    const p = start(['--status-port', '0'], { PILLION_APP_PROBES: JSON.stringify({ '/app-health/web/readyz': { grpc: { port: 9090 } } }) });
+    const p = start(['--status-port', '0'], { PILLION_APP_PROBES: JSON.stringify({ '/app-health/web/readyz': { exec: { command: ['true'] } } }) });
     expect(await p.exited).toBe(2);
-    expect(p.stderr).toContain('PILLION_APP_PROBES: "/app-health/web/readyz": grpc:');
+    expect(p.stderr).toContain('PILLION_APP_PROBES: "/app-health/web/readyz": exec:');
     expect(p.lines.some((l) => l.msg === 'listening')).toBe(false);
   });
 

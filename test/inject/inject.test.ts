@@ -267,12 +267,30 @@ describe('pillion inject: app probes to the sidecar\'s status port', () => {
     ]);
   });
 
-  it('leaves exec and grpc probes, and probes of ports excluded from interception (flag or annotation)', () => {
+  it('rewrites grpc probes, keeping their service, and reads the service only when given', () => {
+    const web = {
+      name: 'web',
+      image: 'web:1',
+      readinessProbe: { grpc: { port: 9000, service: 'ready' }, periodSeconds: 3, timeoutSeconds: 2 },
+      livenessProbe: { grpc: { port: 9000 } },
+    };
+    const r = inject(withContainers([web]));
+    expect(r.status, r.err).toBe(0);
+    const spec = podSpecOf(docs(r.out)[0]!);
+    expect(appOf(spec, 'web').readinessProbe).toEqual({ ...statusProbe('/app-health/web/readyz'), periodSeconds: 3, timeoutSeconds: 2 });
+    expect(appOf(spec, 'web').livenessProbe).toEqual(statusProbe('/app-health/web/livez'));
+    expect(appProbesEnv(spec)).toEqual({
+      '/app-health/web/readyz': { grpc: { port: 9000, service: 'ready' }, timeoutSeconds: 2 },
+      '/app-health/web/livez': { grpc: { port: 9000 }, timeoutSeconds: 1 },
+    });
+  });
+
+  it('leaves exec probes, and probes of ports excluded from interception (flag or annotation)', () => {
     const web = {
       name: 'web',
       image: 'web:1',
       livenessProbe: { exec: { command: ['cat', '/tmp/healthy'] }, periodSeconds: 5 },
-      readinessProbe: { grpc: { port: 9000 } },
+      readinessProbe: { grpc: { port: 9100 } },
       startupProbe: { httpGet: { path: '/started', port: 9100 } },
     };
     const metrics = { name: 'metrics', image: 'm:1', readinessProbe: { tcpSocket: { port: 9200 } } };
