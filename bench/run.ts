@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { childPids, readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
+import { readRss, readTreeRssKiB, sleep } from '../src/cli/children.js';
 import { treeCpuMs } from './proc-cpu.js';
 import { benchChildGroup } from './child-group.js';
 import { FAULT_RUNS, FAULT_TIMELINE, FAULT_TIMELINE_QUICK, faultTable, runFault, type FaultResult } from './fault.js';
@@ -730,7 +730,7 @@ async function runCpuCase(cpuTargets: readonly Target[], out: Map<string, CpuRun
       let fileKiB = NaN;
       const sample = setTimeout(() => {
         rssKiB = readTreeRssKiB(pid) ?? NaN;
-        fileKiB = treeFileKiB(pid);
+        fileKiB = readTreeRssKiB(pid, 'fileKiB') ?? NaN;
       }, CPU_SEC * CPU_RSS_SAMPLE_AT * 1000);
       try {
         const r = await runWrk(httpLoad(t, '/small', SMALL_CONNS, CPU_SEC));
@@ -747,13 +747,6 @@ async function runCpuCase(cpuTargets: readonly Target[], out: Map<string, CpuRun
       await sleep(200);
     }
   }
-}
-
-/** RssFile summed over a process tree (as readTreeRssKiB sums VmRSS), in KiB. */
-function treeFileKiB(pid: number): number {
-  let total = readRss(pid)?.fileKiB ?? NaN;
-  for (const child of childPids(pid)) total += treeFileKiB(child);
-  return total;
 }
 
 function cpuTable(runs: ReadonlyMap<string, readonly CpuRun[]>): string {

@@ -435,7 +435,7 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** VmRSS and VmHWM (peak) of one process in KiB, from /proc; undefined when unreadable. */
+/** VmRSS, VmHWM (peak) and RssFile (its file-backed part; NaN if not shown) of one process in KiB, from /proc; undefined when unreadable. */
 export function readRss(pid: number): { rssKiB: number; peakKiB: number; fileKiB: number } | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -449,12 +449,12 @@ export function readRss(pid: number): { rssKiB: number; peakKiB: number; fileKiB
   }
 }
 
-/** Sum of VmRSS over a process and all its descendants (nginx master + worker), in KiB. */
-export function readTreeRssKiB(pid: number): number | undefined {
+/** Sum of VmRSS (or of RssFile, its file-backed part) over a process and all its descendants (nginx master + worker), in KiB. */
+export function readTreeRssKiB(pid: number, field: 'rssKiB' | 'fileKiB' = 'rssKiB'): number | undefined {
   const own = readRss(pid);
   if (!own) return undefined;
-  let total = own.rssKiB;
-  for (const child of childPids(pid)) total += readTreeRssKiB(child) ?? 0;
+  let total = own[field];
+  for (const child of childPids(pid)) total += readTreeRssKiB(child, field) ?? 0;
   return total;
 }
 

@@ -32,11 +32,12 @@ void TrimMalloc(const v8::FunctionCallbackInfo<v8::Value>& args) {
 }
 
 // Drops this process's page-table entries for the pages of its own executable that nothing wrote to: read-only
-// mappings of /proc/self/exe with no anonymous (copy-on-write) page in them, so each page is an unmodified copy
-// of the file and comes back from the page cache on its next use (a minor fault). Startup touches most of the
-// ~100 MB Node binary, and the kernel maps 64 KiB around each page touched; serving uses a few MiB of it. These
-// pages are page cache shared with every Node process on the host, but each process's RSS counts all it maps.
-// Returns the bytes of address space released.
+// mappings of /proc/self/exe with no copy-on-write page in them, resident (Anonymous) or swapped out (Swap: relro
+// pages relocated at load are COW copies, and under memory pressure all of them may be in swap), so each page is an
+// unmodified copy of the file and comes back from the page cache on its next use (a minor fault). Startup touches
+// most of the ~100 MB Node binary, and the kernel maps 64 KiB around each page touched; serving uses a few MiB of
+// it. These pages are page cache shared with every Node process on the host, but each process's RSS counts all it
+// maps. Returns the bytes of address space released.
 void ReleaseProgramPages(const v8::FunctionCallbackInfo<v8::Value>& args) {
   double released = 0;
 #if defined(__linux__)
@@ -47,24 +48,42 @@ void ReleaseProgramPages(const v8::FunctionCallbackInfo<v8::Value>& args) {
     exe[exeLength] = 0;
     char line[PATH_MAX + 128];
     unsigned long start = 0, end = 0;
+    // The mapping's header matched; both fields must then read 0 kB before the next header (or the end) releases it.
     bool candidate = false;
-    while (fgets(line, sizeof(line), smaps) != nullptr) {
-      unsigned long s, e;
+    bool anonymousZero = false, swapZero = false;
+    bool continuation = false;  // this read is the rest of a line longer than the buffer: not a field of ours
+    for (;;) {
+      const bool more = fgets(line, sizeof(line), smaps) != nullptr;
+      const bool partial = continuation;
+      continuation = more && strchr(line, '\n') == nullptr && !feof(smaps);
+      if (partial) continue;
+      unsigned long s = 0, e = 0;
       char perms[8];
       int pathAt = 0;
-      if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &s, &e, perms, &pathAt) == 3 && pathAt > 0) {
+      const bool header = more && sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &s, &e, perms, &pathAt) == 3 && pathAt > 0;
+      if (!more || header) {
+        if (candidate && anonymousZero && swapZero &&
+            madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED) == 0) {
+          released += static_cast<double>(end - start);
+        }
+        if (!more) break;
         char* path = line + pathAt;
         path[strcspn(path, "\n")] = 0;
-        candidate = perms[1] != 'w' && strcmp(path, exe) == 0;
+        // A header cut short (continuation) is not trusted: its path may be the start of a longer one.
+        candidate = !continuation && perms[1] != 'w' && strcmp(path, exe) == 0;
+        anonymousZero = swapZero = false;
         start = s;
         end = e;
         continue;
       }
-      unsigned long anonymousKb;
-      if (candidate && sscanf(line, "Anonymous: %lu kB", &anonymousKb) == 1) {
-        candidate = false;
-        if (anonymousKb != 0) continue;
-        if (madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED) == 0) released += static_cast<double>(end - start);
+      if (!candidate) continue;
+      unsigned long kb;
+      if (sscanf(line, "Anonymous: %lu kB", &kb) == 1) {
+        anonymousZero = kb == 0;
+        candidate = anonymousZero;
+      } else if (sscanf(line, "Swap: %lu kB", &kb) == 1) {
+        swapZero = kb == 0;
+        candidate = swapZero;
       }
     }
     fclose(smaps);
