@@ -336,7 +336,8 @@ export class H1Connection implements ParserOwner, Downstream {
   /** Writes body bytes (the head goes out with the first); false asks the caller to wait for drain. */
   write(chunk: Buffer): boolean {
     this.lastWriteEncrypted = false;
-    if (this.closed) return true;
+    // Nothing to send: as a chunk of a chunked body it would read as the body's end.
+    if (this.closed || chunk.length === 0) return true;
     const socket = this.socket;
     const head = this.head;
     if (this.noBody) {

@@ -11,10 +11,10 @@ import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawBodyStats } from '../../src/upstream/raw-body-stats.js';
 import type { RunningProxy } from '../helpers/proxy.js';
-import { startSidecarPair } from '../tls/mesh-proxy.js';
+import { startSidecarPair, TRUST_DOMAIN_SA } from '../tls/mesh-proxy.js';
 import { TestCa, type IssuedCert } from '../tls/test-ca.js';
 
-const TD = 'spiffe://cluster.local/ns/default/sa';
+const TD = TRUST_DOMAIN_SA;
 let ca: TestCa;
 let app: net.Server;
 const appSockets = new Set<net.Socket>();

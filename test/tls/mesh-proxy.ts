@@ -33,7 +33,7 @@ export async function metricValue(proxy: Proxy, name: string, labels: Record<str
   return sample?.value ?? 0;
 }
 
-const TRUST_DOMAIN_SA = 'spiffe://cluster.local/ns/default/sa';
+export const TRUST_DOMAIN_SA = 'spiffe://cluster.local/ns/default/sa';
 
 /**
  * Two sidecars in a row over mTLS STRICT: `backend`'s (inbound in front of the app on `appPort`) and `frontend`'s,
