@@ -89,9 +89,9 @@ function original(probe: IProbe, port: number): AppProbe {
   const h = probe.httpGet;
   if (h !== undefined) {
     return {
-      // The kubelet asks for "/" when the path is empty.
+      // The kubelet asks for "/" when the path is empty, and puts a "/" before a path that lacks one.
       httpGet: {
-        path: h.path === undefined || h.path === '' ? '/' : h.path,
+        path: h.path === undefined || h.path === '' ? '/' : h.path.startsWith('/') ? h.path : `/${h.path}`,
         port,
         ...(h.scheme === undefined ? {} : { scheme: h.scheme }),
         ...(h.host === undefined ? {} : { host: h.host }),

@@ -289,6 +289,16 @@ describe('pillion inject: app probes to the sidecar\'s status port', () => {
     expect(warnings[1]).toMatch(/containers\[web\]\.readinessProbe: probe not rewritten .*timeoutSeconds: expected a whole number 0-3600, got 7200/);
   });
 
+  it('gives a path without a leading / one, as the kubelet does when it asks', () => {
+    const web = { name: 'web', image: 'web:1', readinessProbe: { httpGet: { path: 'ready?full=1', port: 8080 } } };
+    const r = inject(withContainers([web]), '--quiet');
+    expect(r.status, r.err).toBe(0);
+    expect(r.err).toBe('');
+    const spec = podSpecOf(docs(r.out)[0]!);
+    expect(appOf(spec, 'web').readinessProbe).toEqual(statusProbe('/app-health/web/readyz'));
+    expect(appProbesEnv(spec)).toEqual({ '/app-health/web/readyz': { httpGet: { path: '/ready?full=1', port: 8080 }, timeoutSeconds: 1 } });
+  });
+
   it('rewrites no more probes than the sidecar takes (64), warning for the rest', () => {
     const containers = Array.from({ length: 22 }, (_, i) => ({
       name: `c${i}`,
