@@ -98,6 +98,9 @@ export async function startStatusServer(source: Pick<AdminSource, 'state'>, opts
     if (socket.writable) socket.end(`HTTP/1.1 ${status} Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     socket.destroy();
   });
+  // One request per connection: node:http would otherwise start the handler for every request pipelined behind
+  // the first (each a probe of the app) although the first answer closes the connection.
+  server.maxRequestsPerSocket = 1;
   server.maxConnections = MAX_STATUS_CONNECTIONS;
   let dropped = 0;
   server.on('drop', () => {

@@ -236,6 +236,20 @@ describe('pillion proxy --status-port', () => {
     expect(res.status).toBe(200);
   });
 
+  it('runs one probe per connection: requests pipelined behind the first start none', async () => {
+    const before = app.hits;
+    const s = connect(statusPort, '127.0.0.1');
+    s.on('error', () => {});
+    let answer = '';
+    s.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    s.write('GET /app-health/web/readyz HTTP/1.1\r\nhost: x\r\n\r\n'.repeat(40));
+    await once(s, 'close');
+    // Time for probes that were started to reach the app.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(app.hits).toBe(before + 1);
+  });
+
   it('closes connections past 256 at accept, and serves again once they are gone', async () => {
     const idle: Socket[] = [];
     try {
