@@ -1,6 +1,7 @@
 // The sidecar's status port (`pillion proxy --status-port N`, Istio's :15020): what the kubelet probes. It listens on
-// every address (the kubelet comes from the node) and serves only read-only answers: the proxy's readiness and the
-// app's own probes (app-probes.ts), which peers' mTLS would otherwise refuse under STRICT.
+// every address of both families (the kubelet comes from the node, to the pod's IPv4 or IPv6 address) and serves
+// only read-only answers: the proxy's readiness and the app's own probes (app-probes.ts), which peers' mTLS would
+// otherwise refuse under STRICT.
 import { createServer, type ServerResponse } from 'node:http';
 import { Counter, type Registry } from 'prom-client';
 import { listenAdmin, type ListeningServer } from './listen.js';

@@ -147,6 +147,18 @@ describe('pillion proxy --status-port', () => {
     expect((await probe('/app-health/web/readyz', 'HEAD')).status).toBe(200);
   });
 
+  it('answers on IPv6 as on IPv4, for a kubelet probing the pod\'s IPv6 address', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = rawRequest({ host: '::1', port: statusPort, path: '/healthz/ready', agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(200);
+  });
+
   it("answers with the app's own failing status", async () => {
     const res = await probe('/app-health/web/startupz');
     expect(res.status).toBe(500);
