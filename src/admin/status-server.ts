@@ -5,7 +5,7 @@
 import { createServer, type ServerResponse } from 'node:http';
 import { Counter, type Registry } from 'prom-client';
 import { listenAdmin, type ListeningServer } from './listen.js';
-import { readiness } from './server.js';
+import { readiness, text } from './server.js';
 import type { AdminLogger } from './server.js';
 import type { AdminSource } from './types.js';
 import { runProbe, type AppProbe, type ProbeOutcome } from './app-probes.js';
@@ -133,9 +133,4 @@ function answer(res: ServerResponse, outcome: ProbeOutcome): void {
   }
   res.setHeader('x-pillion-reason', 'app_probe_failed');
   text(res, 503, `app probe failed: ${outcome.message}\n`);
-}
-
-function text(res: ServerResponse, status: number, body: string): void {
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
 }
