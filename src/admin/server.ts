@@ -207,7 +207,8 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(payload);
 }
 
-function text(res: ServerResponse, status: number, body: string): void {
+/** A plain-text answer with its length (the status port answers the same way). */
+export function text(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }

@@ -1,10 +1,11 @@
 // The sidecar's status port (`pillion proxy --status-port N`, Istio's :15020): what the kubelet probes. It listens on
-// every address (the kubelet comes from the node) and serves only read-only answers: the proxy's readiness and the
-// app's own probes (app-probes.ts), which peers' mTLS would otherwise refuse under STRICT.
+// every address of both families (the kubelet comes from the node, to the pod's IPv4 or IPv6 address) and serves
+// only read-only answers: the proxy's readiness and the app's own probes (app-probes.ts), which peers' mTLS would
+// otherwise refuse under STRICT.
 import { createServer, type ServerResponse } from 'node:http';
 import { Counter, type Registry } from 'prom-client';
 import { listenAdmin, type ListeningServer } from './listen.js';
-import { readiness } from './server.js';
+import { readiness, text } from './server.js';
 import type { AdminLogger } from './server.js';
 import type { AdminSource } from './types.js';
 import { runProbe, type AppProbe, type ProbeOutcome } from './app-probes.js';
@@ -98,6 +99,9 @@ export async function startStatusServer(source: Pick<AdminSource, 'state'>, opts
     if (socket.writable) socket.end(`HTTP/1.1 ${status} Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     socket.destroy();
   });
+  // One request per connection: node:http would otherwise start the handler for every request pipelined behind
+  // the first (each a probe of the app) although the first answer closes the connection.
+  server.maxRequestsPerSocket = 1;
   server.maxConnections = MAX_STATUS_CONNECTIONS;
   let dropped = 0;
   server.on('drop', () => {
@@ -129,9 +133,4 @@ function answer(res: ServerResponse, outcome: ProbeOutcome): void {
   }
   res.setHeader('x-pillion-reason', 'app_probe_failed');
   text(res, 503, `app probe failed: ${outcome.message}\n`);
-}
-
-function text(res: ServerResponse, status: number, body: string): void {
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
 }

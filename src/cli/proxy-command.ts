@@ -144,7 +144,7 @@ async function startStatus(proxy: Proxy, boot: ProxyBootstrap, probes: ReadonlyM
   if (boot.statusPort === undefined || probes === null) return null;
   const { startStatusServer } = await import('../admin/status-server.js');
   try {
-    return await startStatusServer(proxy, { host: '0.0.0.0', port: boot.statusPort, probes, registry: proxy.registry, logger: proxy.logger });
+    return await startStatusServer(proxy, { host: '::', port: boot.statusPort, probes, registry: proxy.registry, logger: proxy.logger });
   } catch (err) {
     await proxy.stop();
     throw new Error(`--status-port ${boot.statusPort}: ${(err as Error).message}`);

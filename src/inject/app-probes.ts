@@ -4,6 +4,7 @@
 // the original probe against the app from inside the pod. Pure: containers in, new containers out.
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IProbe } from 'kubernetes-models/v1/Probe';
+import { parseAppProbes } from '../admin/app-probes.js';
 import { STATUS_PORT } from './pod-spec.js';
 
 /** One original probe handler, as the sidecar runs it: `port` is always a number (named ports resolved here). */
@@ -35,7 +36,7 @@ export const appProbePath = (container: string, suffix: string): string => `/app
  * Rewrites each app container's httpGet, tcpSocket and grpc liveness, readiness and startup probe to an httpGet of the
  * status port. Left alone: exec probes (they run in the app container, not intercepted), probes of a port in
  * `excludedPorts` (not intercepted) or of the status port itself (already rewritten), and probes whose named port
- * the container does not declare (with a warning).
+ * the container does not declare or that the sidecar would refuse to run (with a warning).
  */
 export function rewriteAppProbes(containers: readonly IContainer[], excludedPorts: readonly number[]): RewrittenProbes {
   const probes: Record<string, AppProbe> = {};
@@ -56,7 +57,15 @@ export function rewriteAppProbes(containers: readonly IContainer[], excludedPort
       }
       if (skip.has(port)) continue;
       const path = appProbePath(c.name, suffix);
-      probes[path] = original(probe, port);
+      const entry = original(probe, port);
+      // Checked with the sidecar's own parser (and its limits on the whole set): one probe it refuses would stop the
+      // sidecar from starting at all.
+      const problem = sidecarRefuses({ ...probes, [path]: entry });
+      if (problem !== null) {
+        warnings.push(`containers[${c.name}].${field}: probe not rewritten to the sidecar's status port, which could not run it: ${problem}`);
+        continue;
+      }
+      probes[path] = entry;
       const { httpGet: _h, tcpSocket: _t, grpc: _g, ...rest } = probe;
       const next: IProbe = { httpGet: { path, port: STATUS_PORT, scheme: 'HTTP' }, ...rest };
       out = { ...(out ?? c), [field]: next };
@@ -66,14 +75,23 @@ export function rewriteAppProbes(containers: readonly IContainer[], excludedPort
   return { containers: rewritten, probes, warnings };
 }
 
+function sidecarRefuses(probes: Record<string, AppProbe>): string | null {
+  try {
+    parseAppProbes(JSON.stringify(probes));
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 function original(probe: IProbe, port: number): AppProbe {
   const timeoutSeconds = probe.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS;
   const h = probe.httpGet;
   if (h !== undefined) {
     return {
-      // The kubelet asks for "/" when the path is empty.
+      // The kubelet asks for "/" when the path is empty, and puts a "/" before a path that lacks one.
       httpGet: {
-        path: h.path === undefined || h.path === '' ? '/' : h.path,
+        path: h.path === undefined || h.path === '' ? '/' : h.path.startsWith('/') ? h.path : `/${h.path}`,
         port,
         ...(h.scheme === undefined ? {} : { scheme: h.scheme }),
         ...(h.host === undefined ? {} : { host: h.host }),

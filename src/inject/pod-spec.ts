@@ -3,6 +3,7 @@
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import type { IVolume } from 'kubernetes-models/v1/Volume';
+import { APP_PROBES_ENV } from '../admin/app-probes.js';
 import type { AppProbe } from './app-probes.js';
 
 export const SIDECAR_NAME = 'pillion-proxy';
@@ -14,8 +15,6 @@ export const INBOUND_PORT = 15006;
 export const OUTBOUND_PORT = 15001;
 /** The sidecar's status port: its readiness and the app's rewritten kubelet probes; excluded from interception. */
 export const STATUS_PORT = 15020;
-/** The sidecar's env var holding the app's original probes, keyed by their status port path (Istio's ISTIO_KUBE_APP_PROBERS). */
-export const APP_PROBES_ENV = 'PILLION_APP_PROBES';
 /** preStop: time for the endpoints controller to take the pod out of Services before the sidecar stops accepting. */
 const DRAIN_DELAY = '5s';
 /** postStart: how long the app is held for the sidecar's first config before the pod start fails (and restarts). */

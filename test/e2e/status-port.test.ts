@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { PROTO_DIR } from '../../src/config/protos.js';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { request as rawRequest } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +24,9 @@ let tlsApp: HttpsServer;
 /** A gRPC app with the standard health service: '' and 'ready' SERVING, 'draining' NOT_SERVING, others unknown. */
 let grpcApp: grpc.Server;
 let grpcPort: number;
+/** Accepts TCP and never speaks HTTP/2 (a hung app); counts the connections still open. */
+let hungApp: NetServer;
+const hungConnections = new Set<Socket>();
 let dir: string;
 let meshFile: string;
 let inbound: number;
@@ -81,6 +84,15 @@ beforeAll(async () => {
   grpcPort = await new Promise<number>((resolve, reject) =>
     grpcApp.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
   );
+  hungApp = createNetServer((s) => {
+    hungConnections.add(s);
+    // Read (and drop) what comes, so the prober's close is seen.
+    s.resume();
+    s.on('error', () => {});
+    s.on('close', () => hungConnections.delete(s));
+  });
+  hungApp.on('error', () => {});
+  await new Promise<void>((r) => hungApp.listen(0, '127.0.0.1', r));
   const dead = await deadPort();
   dir = mkdtempSync(join(tmpdir(), 'pillion-status-port-'));
   meshFile = join(dir, 'mesh.yaml');
@@ -108,6 +120,8 @@ services:
     '/app-health/grpc/startupz': { grpc: { port: grpcPort, service: 'draining' } },
     '/app-health/grpc-unknown/readyz': { grpc: { port: grpcPort, service: 'nobody' } },
     '/app-health/grpc-down/readyz': { grpc: { port: dead }, timeoutSeconds: 2 },
+    '/app-health/grpc-hung/readyz': { grpc: { port: (hungApp.address() as AddressInfo).port }, timeoutSeconds: 30 },
+    '/app-health/grpc-hung/livez': { grpc: { port: (hungApp.address() as AddressInfo).port }, timeoutSeconds: 1 },
   };
   proxy = start(['--app-port', String(app.port), '--inbound-port', String(inbound), '--status-port', '0'], { PILLION_APP_PROBES: JSON.stringify(probes) });
   statusPort = Number((await proxy.waitForLine((l) => l.msg === 'listening' && l.listener === 'status')).port);
@@ -121,6 +135,8 @@ afterAll(async () => {
   await app?.close();
   await new Promise<void>((r) => (tlsApp === undefined ? r() : tlsApp.close(() => r())));
   grpcApp?.forceShutdown();
+  for (const c of hungConnections) c.destroy();
+  hungApp?.close();
   ca?.close();
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
@@ -145,6 +161,18 @@ describe('pillion proxy --status-port', () => {
     expect(seen.headers.host).toBe('probe.local');
     // HEAD: the same probe, no body.
     expect((await probe('/app-health/web/readyz', 'HEAD')).status).toBe(200);
+  });
+
+  it('answers on IPv6 as on IPv4, for a kubelet probing the pod\'s IPv6 address', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = rawRequest({ host: '::1', port: statusPort, path: '/healthz/ready', agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(200);
   });
 
   it("answers with the app's own failing status", async () => {
@@ -186,6 +214,22 @@ describe('pillion proxy --status-port', () => {
     const down = await probe('/app-health/grpc-down/readyz');
     expect(down.status).toBe(503);
     expect(down.body).toMatch(/gRPC UNAVAILABLE/);
+  });
+
+  it('closes the connection of a grpc probe that timed out or whose prober gave up, while the app has not answered HTTP/2', async () => {
+    for (let i = 0; i < 5; i++) {
+      const req = rawRequest({ host: '127.0.0.1', port: statusPort, path: '/app-health/grpc-hung/readyz', agent: false });
+      req.on('error', () => {});
+      req.end();
+      await new Promise((r) => setTimeout(r, 150));
+      req.destroy();
+    }
+    const timedOut = await probe('/app-health/grpc-hung/livez');
+    expect(timedOut.status).toBe(503);
+    expect(timedOut.body).toMatch(/gRPC DEADLINE_EXCEEDED/);
+    for (let i = 0; i < 50 && hungConnections.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    // The app saw the probes' connections, and none is left open.
+    expect(hungConnections.size).toBe(0);
   });
 
   it('probes HTTPS without verifying the certificate, as the kubelet does', async () => {
@@ -234,6 +278,20 @@ describe('pillion proxy --status-port', () => {
     const res = await probe('/app-health/web/livez');
     expect(res.headers['x-pillion-reason']).toBeUndefined();
     expect(res.status).toBe(200);
+  });
+
+  it('runs one probe per connection: requests pipelined behind the first start none', async () => {
+    const before = app.hits;
+    const s = connect(statusPort, '127.0.0.1');
+    s.on('error', () => {});
+    let answer = '';
+    s.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    s.write('GET /app-health/web/readyz HTTP/1.1\r\nhost: x\r\n\r\n'.repeat(40));
+    await once(s, 'close');
+    // Time for probes that were started to reach the app.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(app.hits).toBe(before + 1);
   });
 
   it('closes connections past 256 at accept, and serves again once they are gone', async () => {

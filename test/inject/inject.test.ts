@@ -267,6 +267,57 @@ describe('pillion inject: app probes to the sidecar\'s status port', () => {
     ]);
   });
 
+  it('leaves a probe the sidecar would refuse to run, and warns naming why, so the sidecar still starts', () => {
+    const web = {
+      name: 'web',
+      image: 'web:1',
+      // Valid for the API server, refused by PILLION_APP_PROBES: a space in the path, a timeout past an hour.
+      livenessProbe: { httpGet: { path: '/live now', port: 8080 } },
+      readinessProbe: { tcpSocket: { port: 8080 }, timeoutSeconds: 7200 },
+      startupProbe: { httpGet: { path: '/started', port: 8080 } },
+    };
+    const r = inject(withContainers([web]), '--quiet');
+    expect(r.status, r.err).toBe(0);
+    const spec = podSpecOf(docs(r.out)[0]!);
+    expect(appOf(spec, 'web').livenessProbe).toEqual(web.livenessProbe);
+    expect(appOf(spec, 'web').readinessProbe).toEqual(web.readinessProbe);
+    expect(appOf(spec, 'web').startupProbe).toEqual(statusProbe('/app-health/web/startupz'));
+    expect(appProbesEnv(spec)).toEqual({ '/app-health/web/startupz': { httpGet: { path: '/started', port: 8080 }, timeoutSeconds: 1 } });
+    const warnings = r.err.trim().split('\n');
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]).toMatch(/^pillion inject: stdin document 1 \(Deployment web\): warning: containers\[web\]\.livenessProbe: probe not rewritten .*httpGet\.path: expected a path/);
+    expect(warnings[1]).toMatch(/containers\[web\]\.readinessProbe: probe not rewritten .*timeoutSeconds: expected a whole number 0-3600, got 7200/);
+  });
+
+  it('gives a path without a leading / one, as the kubelet does when it asks', () => {
+    const web = { name: 'web', image: 'web:1', readinessProbe: { httpGet: { path: 'ready?full=1', port: 8080 } } };
+    const r = inject(withContainers([web]), '--quiet');
+    expect(r.status, r.err).toBe(0);
+    expect(r.err).toBe('');
+    const spec = podSpecOf(docs(r.out)[0]!);
+    expect(appOf(spec, 'web').readinessProbe).toEqual(statusProbe('/app-health/web/readyz'));
+    expect(appProbesEnv(spec)).toEqual({ '/app-health/web/readyz': { httpGet: { path: '/ready?full=1', port: 8080 }, timeoutSeconds: 1 } });
+  });
+
+  it('rewrites no more probes than the sidecar takes (64), warning for the rest', () => {
+    const containers = Array.from({ length: 22 }, (_, i) => ({
+      name: `c${i}`,
+      image: 'app:1',
+      livenessProbe: { tcpSocket: { port: 8000 + i } },
+      readinessProbe: { tcpSocket: { port: 8000 + i } },
+      startupProbe: { tcpSocket: { port: 8000 + i } },
+    }));
+    const r = inject(withContainers(containers), '--quiet');
+    expect(r.status, r.err).toBe(0);
+    const spec = podSpecOf(docs(r.out)[0]!);
+    expect(Object.keys(appProbesEnv(spec) as object)).toHaveLength(64);
+    expect(appOf(spec, 'c21').livenessProbe).toEqual(statusProbe('/app-health/c21/livez'));
+    expect(appOf(spec, 'c21').readinessProbe).toEqual({ tcpSocket: { port: 8021 } });
+    const warnings = r.err.trim().split('\n');
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]).toContain('containers[c21].readinessProbe: probe not rewritten to the sidecar\'s status port, which could not run it: PILLION_APP_PROBES: 65 probes, more than 64');
+  });
+
   it('rewrites grpc probes, keeping their service, and reads the service only when given', () => {
     const web = {
       name: 'web',
