@@ -5,6 +5,7 @@ import { request as httpRequest, validateHeaderName, validateHeaderValue, type C
 import { request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import { UsageError } from '../bootstrap/args.js';
+import { checkHealth } from './grpc-health.js';
 
 export const APP_PROBES_ENV = 'PILLION_APP_PROBES';
 export const MAX_APP_PROBES = 64;
@@ -224,23 +225,9 @@ function runTcpSocket(probe: TcpSocketProbe): ProbeRun {
 const SERVING = Buffer.from('SERVING\n');
 
 function runGrpc(probe: GrpcProbe): ProbeRun {
-  let aborted = false;
-  let cancel: (() => void) | null = null;
-  const done = (async (): Promise<ProbeOutcome> => {
-    const { checkHealth } = await import('./grpc-health.js');
-    if (aborted) return { ok: false, status: null, message: 'aborted: the prober went away' };
-    const check = checkHealth(probe.host, probe.port, probe.service, probe.timeoutMs);
-    cancel = check.cancel;
-    const result = await check.done;
-    return result.serving ? { ok: true, status: 200, body: SERVING } : { ok: false, status: null, message: result.reason };
-  })();
-  return {
-    done,
-    abort: () => {
-      aborted = true;
-      cancel?.();
-    },
-  };
+  const check = checkHealth(probe.host, probe.port, probe.service, probe.timeoutMs);
+  const done = check.done.then((r): ProbeOutcome => (r.serving ? { ok: true, status: 200, body: SERVING } : { ok: false, status: null, message: r.reason }));
+  return { done, abort: check.cancel };
 }
 
 function runHttpGet(probe: HttpGetProbe, userAgent: string | undefined): ProbeRun {

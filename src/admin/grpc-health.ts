@@ -3,6 +3,9 @@
 // while its connection waits for the server's HTTP/2 SETTINGS (an app that accepts and hangs) keeps that socket
 // open for good, one file descriptor per probe; here the connection is destroyed with the check, however it ends.
 import { connect, constants } from 'node:http2';
+import { join } from 'node:path';
+import protobuf from 'protobufjs';
+import { PROTO_DIR } from '../config/protos.js';
 
 export interface HealthCheck {
   /** SERVING; else the status the app reported, or why the call failed. */
@@ -18,43 +21,47 @@ const STATUS_NAMES = [
   'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS',
   'UNAUTHENTICATED',
 ];
-/** HealthCheckResponse.ServingStatus by number. */
-const SERVING_STATUS = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'];
 
 type Result = { serving: true } | { serving: false; reason: string };
 
-/** HealthCheckRequest { string service = 1; } in a gRPC message frame (uncompressed). */
-function requestFrame(service: string): Buffer {
-  const name = Buffer.from(service, 'utf8');
-  // The service is at most 256 bytes (app-probes.ts): its length fits a two-byte varint.
-  const len = name.length < 0x80 ? Buffer.from([name.length]) : Buffer.from([(name.length & 0x7f) | 0x80, name.length >> 7]);
-  // Written even when empty (valid proto3, read as ""): a server decoding without defaults would see no service.
-  const message = Buffer.concat([Buffer.from([0x0a]), len, name]);
-  const head = Buffer.alloc(5);
-  head.writeUInt32BE(message.length, 1);
-  return Buffer.concat([head, message]);
+interface HealthTypes {
+  readonly request: protobuf.Type;
+  readonly response: protobuf.Type;
+}
+let types: HealthTypes | undefined;
+
+/** The messages of our proto/grpc/health/v1/health.proto, loaded at the first gRPC probe. */
+function healthTypes(): HealthTypes {
+  if (types === undefined) {
+    const root = new protobuf.Root();
+    root.resolvePath = (_origin, target) => join(PROTO_DIR, target);
+    root.loadSync('grpc/health/v1/health.proto');
+    types = { request: root.lookupType('grpc.health.v1.HealthCheckRequest'), response: root.lookupType('grpc.health.v1.HealthCheckResponse') };
+  }
+  return types;
 }
 
-/** The ServingStatus of a HealthCheckResponse frame (field 1, varint; absent = UNKNOWN), or null if malformed. */
+/** HealthCheckRequest in a gRPC message frame (uncompressed). */
+function requestFrame(service: string): Buffer {
+  const message = healthTypes().request.encode({ service }).finish();
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  frame.set(message, 5);
+  return frame;
+}
+
+/** The ServingStatus name of a HealthCheckResponse frame (absent = UNKNOWN), or null if it does not decode. */
 function servingStatus(frame: Buffer): string | null {
   if (frame.length < 5 || frame[0] !== 0) return null;
-  const message = frame.subarray(5, 5 + frame.readUInt32BE(1));
-  let status = 0;
-  for (let i = 0; i < message.length; ) {
-    const tag = message[i++]!;
-    if (tag === 0x08) {
-      status = message[i++] ?? 0;
-    } else if ((tag & 7) === 0) {
-      while (i < message.length && (message[i]! & 0x80) !== 0) i++;
-      i++;
-    } else if ((tag & 7) === 2) {
-      const n = message[i++] ?? 0;
-      i += n;
-    } else {
-      return null;
-    }
+  const length = frame.readUInt32BE(1);
+  if (frame.length < 5 + length) return null;
+  try {
+    const response = healthTypes().response;
+    const decoded = response.toObject(response.decode(frame.subarray(5, 5 + length)), { enums: String, defaults: true }) as { status: string };
+    return decoded.status;
+  } catch {
+    return null;
   }
-  return SERVING_STATUS[status] ?? String(status);
 }
 
 /** grpc-message is percent-encoded; a malformed one is shown as sent rather than thrown (it would end the process). */
