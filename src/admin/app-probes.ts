@@ -5,7 +5,6 @@ import { request as httpRequest, validateHeaderName, validateHeaderValue, type C
 import { request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import { UsageError } from '../bootstrap/args.js';
-import { checkHealth } from './grpc-health.js';
 
 export const APP_PROBES_ENV = 'PILLION_APP_PROBES';
 export const MAX_APP_PROBES = 64;
@@ -224,10 +223,27 @@ function runTcpSocket(probe: TcpSocketProbe): ProbeRun {
 
 const SERVING = Buffer.from('SERVING\n');
 
+/** Loaded at the first gRPC probe: a proxy without one does not load node:http2 and the health messages for it. */
+let grpcHealth: Promise<typeof import('./grpc-health.js')> | undefined;
+
 function runGrpc(probe: GrpcProbe): ProbeRun {
-  const check = checkHealth(probe.host, probe.port, probe.service, probe.timeoutMs);
-  const done = check.done.then((r): ProbeOutcome => (r.serving ? { ok: true, status: 200, body: SERVING } : { ok: false, status: null, message: r.reason }));
-  return { done, abort: check.cancel };
+  let aborted = false;
+  let cancel: (() => void) | null = null;
+  const done = (async (): Promise<ProbeOutcome> => {
+    const { checkHealth } = await (grpcHealth ??= import('./grpc-health.js'));
+    if (aborted) return { ok: false, status: null, message: 'aborted: the prober went away' };
+    const check = checkHealth(probe.host, probe.port, probe.service, probe.timeoutMs);
+    cancel = check.cancel;
+    const r = await check.done;
+    return r.serving ? { ok: true, status: 200, body: SERVING } : { ok: false, status: null, message: r.reason };
+  })();
+  return {
+    done,
+    abort: () => {
+      aborted = true;
+      cancel?.();
+    },
+  };
 }
 
 function runHttpGet(probe: HttpGetProbe, userAgent: string | undefined): ProbeRun {
