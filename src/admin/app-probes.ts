@@ -193,6 +193,8 @@ export function runProbe(probe: AppProbe, userAgent: string | undefined): ProbeR
   return probe.kind === 'tcpSocket' ? runTcpSocket(probe) : runGrpc(probe);
 }
 
+const ABORTED: ProbeOutcome = { ok: false, status: null, message: 'aborted: the prober went away' };
+
 function failureText(err: unknown, host: string, port: number): string {
   const code = (err as NodeJS.ErrnoException).code;
   const target = `${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -218,7 +220,7 @@ function runTcpSocket(probe: TcpSocketProbe): ProbeRun {
     socket.on('connect', () => settle({ ok: true, status: 200, body: Buffer.from('ok\n') }));
     timer = setTimeout(() => settle({ ok: false, status: null, message: `no connection to ${probe.host}:${probe.port} within ${probe.timeoutMs / 1000} s` }), probe.timeoutMs);
   });
-  return { done, abort: () => settle({ ok: false, status: null, message: 'aborted: the prober went away' }) };
+  return { done, abort: () => settle(ABORTED) };
 }
 
 const SERVING = Buffer.from('SERVING\n');
@@ -231,7 +233,7 @@ function runGrpc(probe: GrpcProbe): ProbeRun {
   let cancel: (() => void) | null = null;
   const done = (async (): Promise<ProbeOutcome> => {
     const { checkHealth } = await (grpcHealth ??= import('./grpc-health.js'));
-    if (aborted) return { ok: false, status: null, message: 'aborted: the prober went away' };
+    if (aborted) return ABORTED;
     const check = checkHealth(probe.host, probe.port, probe.service, probe.timeoutMs);
     cancel = check.cancel;
     const r = await check.done;
@@ -292,7 +294,7 @@ function runHttpGet(probe: HttpGetProbe, userAgent: string | undefined): ProbeRu
     const scheme = probe.https ? 'https' : 'http';
     timer = setTimeout(() => settle({ ok: false, status: null, message: `${scheme}://${probe.host}:${probe.port}${probe.path}: no answer within ${probe.timeoutMs / 1000} s` }), probe.timeoutMs);
   });
-  return { done, abort: () => settle({ ok: false, status: null, message: 'aborted: the prober went away' }) };
+  return { done, abort: () => settle(ABORTED) };
 }
 
 const KUBELET_DEFAULTS = new Set(['user-agent', 'accept', 'connection']);

@@ -68,14 +68,8 @@ export async function startStatusServer(source: Pick<AdminSource, 'state'>, opts
       if (holding) inFlight--;
       holding = false;
     };
-    let run: ReturnType<typeof runProbe>;
-    try {
-      run = runProbe(probe, req.headers['user-agent']);
-    } catch (err) {
-      release();
-      logger.warn({ err, path }, 'status port: starting an app probe failed');
-      return text(res, 500, 'app probe could not start\n');
-    }
+    // runProbe reports every failure through `done`, never by throwing.
+    const run = runProbe(probe, req.headers['user-agent']);
     // The kubelet gave up (its timeout): stop probing the app for it.
     res.on('close', run.abort);
     run.done

@@ -17,7 +17,7 @@ export const INJECT_USAGE = `usage: pillion inject [-f FILE] [--image ${DEFAULT_
   StatefulSet, DaemonSet, ReplicaSet, Job, CronJob and Pod: an init container that installs the interception
   rules (pillion iptables --apply), the sidecar (pillion proxy --interception redirect) first among the
   containers, held until ready, and a volume from the Secret pillion-token-<serviceAccount> (keys token and
-  root-cert.pem). The app's httpGet/tcpSocket probes are rewritten to the sidecar's status port (15020; annotation
+  root-cert.pem). The app's httpGet/tcpSocket/grpc probes are rewritten to the sidecar's status port (15020; annotation
   pillion.io/rewrite-app-probes: "false" keeps them). Other kinds, workloads annotated pillion.io/inject: "false"
   and injected ones pass unchanged. Warnings go to stderr even with --quiet.
   --control    the control servers' xDS-over-TLS addresses (HOST:PORT[,HOST:PORT]), tried in order

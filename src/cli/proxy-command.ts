@@ -23,9 +23,9 @@ export async function runProxyCommand(argv: string[]): Promise<void> {
     throw new Error(`--interception redirect: cannot read original destinations (SO_ORIGINAL_DST): ${originalDstProblem()}. Without interception (explicit ports, Host header, HTTP_PROXY) the proxy runs without it`);
   }
   // Before anything binds: a bad probe list must fail the start, naming the probe, not fail every probe later.
-  const probes = boot.statusPort === undefined ? null : parseAppProbes(process.env[APP_PROBES_ENV]);
+  const status: StatusPlan | null = boot.statusPort === undefined ? null : { port: boot.statusPort, probes: parseAppProbes(process.env[APP_PROBES_ENV]) };
   const workers = boot.concurrency > 1 ? await fleetFactory(boot) : {};
-  const running = boot.xds !== undefined ? await runFromXds(boot, boot.xds, workers, probes) : await runFromFile(boot, workers, probes);
+  const running = boot.xds !== undefined ? await runFromXds(boot, boot.xds, workers, status) : await runFromFile(boot, workers, status);
   if (boot.idleMemoryRelease) startIdleMemoryRelease(running.proxy.logger);
 
   let stopping = false;
@@ -136,23 +136,29 @@ interface Running {
   beforeDrain(): Promise<void>;
 }
 
+/** --status-port and the probes PILLION_APP_PROBES gave, read before anything binds. */
+interface StatusPlan {
+  readonly port: number;
+  readonly probes: ReadonlyMap<string, AppProbe>;
+}
+
 /**
  * --status-port: the kubelet's probes, next to the admin server (only the primary of --concurrency N serves it).
  * Loaded only when asked for.
  */
-async function startStatus(proxy: Proxy, boot: ProxyBootstrap, probes: ReadonlyMap<string, AppProbe> | null): Promise<ListeningServer | null> {
-  if (boot.statusPort === undefined || probes === null) return null;
+async function startStatus(proxy: Proxy, plan: StatusPlan | null): Promise<ListeningServer | null> {
+  if (plan === null) return null;
   const { startStatusServer } = await import('../admin/status-server.js');
   try {
-    return await startStatusServer(proxy, { host: '::', port: boot.statusPort, probes, registry: proxy.registry, logger: proxy.logger });
+    return await startStatusServer(proxy, { host: '::', port: plan.port, probes: plan.probes, registry: proxy.registry, logger: proxy.logger });
   } catch (err) {
     await proxy.stop();
-    throw new Error(`--status-port ${boot.statusPort}: ${(err as Error).message}`);
+    throw new Error(`--status-port ${plan.port}: ${(err as Error).message}`);
   }
 }
 
 /** `--config mesh.yaml`: compile the mesh config in process, no control server. */
-async function runFromFile(boot: ProxyBootstrap, workers: Pick<ProxyOptions, 'workers'>, probes: ReadonlyMap<string, AppProbe> | null): Promise<Running> {
+async function runFromFile(boot: ProxyBootstrap, workers: Pick<ProxyOptions, 'workers'>, statusPlan: StatusPlan | null): Promise<Running> {
   const { loadLocalSnapshot } = await import('../config/local.js');
   // Validate the mesh config before binding anything: a bad file must fail fast, naming the field.
   const local = loadLocalSnapshot(boot.configFile!, boot.node);
@@ -162,7 +168,7 @@ async function runFromFile(boot: ProxyBootstrap, workers: Pick<ProxyOptions, 'wo
   for (const warning of local.resources.warnings) proxy.logger.warn({ node: boot.node.id }, warning);
   for (const warning of local.notEnforced) proxy.logger.warn({ config: boot.configFile }, `not enforced: ${warning}`);
   await proxy.startAdmin();
-  const status = await startStatus(proxy, boot, probes);
+  const status = await startStatus(proxy, statusPlan);
   const result = await proxy.apply(local.resources, local.snapshot.version);
   if (!result.applied) {
     const lines = result.errors.map((e) => `${e.typeUrl} ${e.name}: ${e.message}`).join('\n');
@@ -186,7 +192,7 @@ async function runFromFile(boot: ProxyBootstrap, workers: Pick<ProxyOptions, 'wo
  * `--xds HOST:PORT[,...]`: admin first (so /ready answers 503 while warming), then the ADS stream. The proxy
  * keeps serving whatever it last accepted while no control server answers; it never gives up reconnecting.
  */
-async function runFromXds(boot: ProxyBootstrap, servers: string[], workers: Pick<ProxyOptions, 'workers'>, probes: ReadonlyMap<string, AppProbe> | null): Promise<Running> {
+async function runFromXds(boot: ProxyBootstrap, servers: string[], workers: Pick<ProxyOptions, 'workers'>, statusPlan: StatusPlan | null): Promise<Running> {
   const { AdsClient } = await import('../xds/ads-client.js');
   // Read before anything binds: a missing or wrong --xds-ca file fails the start, naming it.
   const rootPem = boot.xdsCaFile === undefined ? undefined : readRootFile(boot.xdsCaFile);
@@ -201,7 +207,7 @@ async function runFromXds(boot: ProxyBootstrap, servers: string[], workers: Pick
   proxy.setReadinessGate(() => ads.isWarm() && (certs === null || proxy.secrets.get(WORKLOAD_CERT_SECRET) !== undefined));
   proxy.setVersionSource(() => ads.versions());
   await proxy.startAdmin();
-  const status = await startStatus(proxy, boot, probes);
+  const status = await startStatus(proxy, statusPlan);
   ads.start();
   // eslint-disable-next-line @typescript-eslint/no-floating-promises -- both only resolve; logging cannot throw
   void Promise.all([ads.whenWarm(), certs === null ? null : firstCertificate(proxy)]).then(async () => {

@@ -5,7 +5,7 @@
 // has freed dead Buffers' memory. Envoy's shrink_heap overload action does the same for tcmalloc. Cost: a few
 // milliseconds per burst, spent only while the event loop has nothing else to do.
 // At start and after each release it also lets go of the Node binary's pages that startup touched and serving
-// does not use (~30 of the ~40 MiB of it a sidecar's RSS counted): see releaseProgramPages in src/native.
+// does not use (under load, ~21 of the ~42 MiB of it a sidecar's RSS counted): see releaseProgramPages in src/native.
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { nativeAddon } from './native-addon.js';

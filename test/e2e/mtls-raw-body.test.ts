@@ -1,9 +1,10 @@
 // Large response bodies going out over TLS: the server sidecar reads them from its app around the parser into
 // 64 KiB buffers (readRawBody in src/upstream/http1-pool.ts) and writes them to a TLS client. A TLS socket
 // encrypts a chunk as it is written, so the next read goes into the same buffer at once (h1-connection's
-// lastWriteFlushed); a chunk queued behind a write in flight keeps its buffer. Byte-exact delivery to a
-// stop-and-go TLS reader, and through the client sidecar with many bodies at once, is what an early reuse would
-// break (a reused buffer overwritten before TLS took it shows as bytes out of place in the pattern).
+// lastWriteFlushed); a chunk queued behind a write in flight keeps its buffer. These check byte-exact delivery on
+// that path, to a stop-and-go TLS reader and through the client sidecar with many bodies at once (a buffer
+// overwritten before TLS took it shows as bytes out of place in the pattern). The queued case itself does not
+// arise over loopback (the upstream pauses first), so no test here reaches it.
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';
 import * as net from 'node:net';
