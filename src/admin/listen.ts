@@ -2,18 +2,12 @@
 // that never waits on idle keep-alive connections.
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AcceptPause } from '../listener/accept-pause.js';
 
 export interface ListeningServer {
   readonly port: number;
   close(): Promise<void>;
 }
-
-/**
- * Once listening, a server's 'error' events are accept errors: EMFILE/ENFILE at the fd limit when libuv's
- * reserved-fd trick cannot shed the connection, ECONNABORTED. That connection is lost and the server carries on;
- * unhandled, the event would end the process.
- */
-function onAcceptError(): void {}
 
 export async function listenAdmin(server: Server, host: string, port: number): Promise<ListeningServer> {
   // Admin connections are operator traffic: never let an idle keep-alive one hold up close().
@@ -22,14 +16,19 @@ export async function listenAdmin(server: Server, host: string, port: number): P
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
-      server.on('error', onAcceptError);
       resolve();
     });
   });
+  const boundPort = (server.address() as AddressInfo).port;
+  // Once listening, a server's 'error' events are accept errors: EMFILE/ENFILE at the fd limit (see AcceptPause),
+  // ECONNABORTED. That connection is lost and the server carries on; unhandled, the event would end the process.
+  const pause = new AcceptPause(server, () => ({ host, port: boundPort }));
+  server.on('error', (err: NodeJS.ErrnoException) => pause.onError(err));
   return {
-    port: (server.address() as AddressInfo).port,
+    port: boundPort,
     close: () =>
       new Promise<void>((resolve) => {
+        pause.stop();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

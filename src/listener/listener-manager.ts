@@ -17,6 +17,7 @@ import type { ListenerStatus } from '../admin/types.js';
 import type { OverloadState } from '../process/overload.js';
 import { isRedirected, originalDestination, setOriginalDst } from './original-dst.js';
 import { canonicalIp } from '../config/values.js';
+import { AcceptPause, type AcceptPauseOwner } from './accept-pause.js';
 
 /**
  * How long a connection may stay silent before a listener with a TCP chain stops waiting for HTTP, unless the
@@ -35,6 +36,8 @@ export interface ListenerStats extends HttpStats, TcpStats {
   /** Bytes a live connection moved since it was last counted (reported when metrics are read). */
   connectionBytes(listener: string, bytesReceived: number, bytesSent: number): void;
   connectionRejected(listener: string, reason: RejectReason): void;
+  /** The listener stopped accepting for a moment: the process is out of fds (see AcceptPause). */
+  acceptPaused(listener: string): void;
   /** An HTTP/2 connection closed because nghttp2 had ended its session with GOAWAY (a protocol error or flood). */
   http2ProtocolClose(listener: string): void;
   /** An inbound connection's transport: mTLS terminated here, or plaintext. */
@@ -93,7 +96,7 @@ function onServerError(this: net.Server & { [kListener]: ActiveListener }, err: 
   this[kListener].acceptFailed(err);
 }
 
-class ActiveListener implements TcpContext, TerminatorOwner {
+class ActiveListener implements TcpContext, TerminatorOwner, AcceptPauseOwner {
   readonly server: net.Server & { [kListener]: ActiveListener };
   boundPort = 0;
   private http: HttpConnectionManager | null = null;
@@ -103,6 +106,7 @@ class ActiveListener implements TcpContext, TerminatorOwner {
   private tlsKey = '';
   private readonly sockets = new Set<net.Socket>();
   private draining = false;
+  private readonly acceptPause: AcceptPause;
 
   constructor(
     public model: ListenerModel,
@@ -115,6 +119,7 @@ class ActiveListener implements TcpContext, TerminatorOwner {
     this.server.maxConnections = deps.maxConnections;
     this.server.on('connection', (socket) => this.accept(socket));
     this.server.on('drop', onServerDrop);
+    this.acceptPause = new AcceptPause(this.server, () => ({ host: this.model.address, port: this.boundPort, exclusive: this.deps.shared !== true }), this);
     this.apply(model);
   }
 
@@ -266,12 +271,23 @@ class ActiveListener implements TcpContext, TerminatorOwner {
   private acceptErrorLogged = false;
 
   acceptFailed(err: NodeJS.ErrnoException): void {
+    this.acceptPause.onError(err);
+    this.logAcceptProblem({ code: err.code, error: err.message });
+  }
+
+  /** AcceptPauseOwner: the listening socket closed for a moment (out of fds). */
+  acceptPaused(ms: number): void {
+    this.deps.stats.acceptPaused(this.model.name);
+    this.logAcceptProblem({ code: 'EMFILE', pauseMs: ms });
+  }
+
+  private logAcceptProblem(fields: object): void {
     // Once per listener: at the fd limit this repeats for every connection attempt.
     if (this.acceptErrorLogged) return;
     this.acceptErrorLogged = true;
     this.deps.log.warn(
-      { listener: this.model.name, code: err.code, error: err.message },
-      'cannot accept connections (the first such error; later ones are not logged): raise the file descriptor limit (ulimit -n) if EMFILE',
+      { listener: this.model.name, ...fields },
+      'cannot accept connections (the first such problem; later ones are not logged): out of file descriptors, the listener stops accepting for 0.25 - 4 s at a time until fds are free (raise ulimit -n); or another accept error',
     );
   }
 
@@ -338,6 +354,7 @@ class ActiveListener implements TcpContext, TerminatorOwner {
 
   private async drainOnce(timeoutMs: number): Promise<void> {
     this.draining = true;
+    this.acceptPause.stop();
     if (this.server.listening) this.server.close();
     this.http?.drain();
     if (this.sockets.size === 0) return;
@@ -358,6 +375,7 @@ class ActiveListener implements TcpContext, TerminatorOwner {
   }
 
   destroy(): void {
+    this.acceptPause.stop();
     this.server.close();
     for (const socket of this.sockets) socket.destroy();
   }

@@ -96,10 +96,13 @@ void ReleaseProgramPages(const v8::FunctionCallbackInfo<v8::Value>& args) {
 
 // original_dst.cc
 void InitOriginalDst(v8::Local<v8::Object> exports);
+// accept_reserve.cc
+void InitAcceptReserve(v8::Local<v8::Object> exports);
 
 NODE_MODULE_INIT(/* exports, module, context */) {
   NODE_SET_METHOD(exports, "startGarbageCollection", StartGarbageCollection);
   NODE_SET_METHOD(exports, "trimMalloc", TrimMalloc);
   NODE_SET_METHOD(exports, "releaseProgramPages", ReleaseProgramPages);
   InitOriginalDst(exports);
+  InitAcceptReserve(exports);
 }

@@ -434,6 +434,7 @@ export class ProxyMetrics {
   readonly configVersionInfo: Gauge<'version'>;
   /** Rare by nature (refusals, overload transitions): plain prom-client metrics. */
   readonly downstreamConnectionsRejected: Counter<'listener' | 'reason'>;
+  readonly listenerAcceptPauses: Counter<'listener'>;
   readonly downstreamHttp2ProtocolCloses: Counter<'listener'>;
   readonly tlsHandshakeFailures: Counter<'direction' | 'reason'>;
   readonly upstreamTlsHandshakes: Counter<'cluster' | 'session'>;
@@ -688,6 +689,14 @@ export class ProxyMetrics {
         'connection limit), overload (the overload manager was active), first_byte_timeout (silent past the ' +
         "listener's first-byte deadline).",
       labelNames: ['listener', 'reason'] as const,
+      registers,
+    });
+    this.listenerAcceptPauses = new Counter({
+      name: 'pillion_listener_accept_pauses_total',
+      help:
+        'Times a listener closed its listening socket for 0.25 - 4 s because the process was out of file ' +
+        'descriptors (EMFILE/ENFILE); the kernel refuses connections meanwhile. Raise the fd limit (ulimit -n).',
+      labelNames: ['listener'] as const,
       registers,
     });
     this.tlsHandshakeFailures = new Counter({

@@ -101,6 +101,10 @@ export class ProxyStats implements ListenerStats {
     this.metrics.downstreamConnectionsRejected.inc({ listener, reason });
   }
 
+  acceptPaused(listener: string): void {
+    this.metrics.listenerAcceptPauses.inc({ listener });
+  }
+
   /** Bound children per listener and transport: counted per inbound connection, so no label hashing each time. */
   private readonly transportCounters = new Map<string, { inc(): void }>();
 
