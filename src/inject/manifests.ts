@@ -4,10 +4,11 @@
 // back as they came, comments included.
 import yaml from 'js-yaml';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
+import type { IContainer } from 'kubernetes-models/v1/Container';
 import { InterceptOptionsError, validateOptions } from '../intercept/iptables-rules.js';
 import { yamlExpansionProblem } from '../../xds/mesh-config.js';
 import { rewriteAppProbes } from './app-probes.js';
-import { INBOUND_PORT, INIT_NAME, OUTBOUND_PORT, SIDECAR_NAME, STATUS_PORT, injectPodSpec, type SidecarSettings, type Workload } from './pod-spec.js';
+import { ADMIN_PORT, INBOUND_PORT, INIT_NAME, OUTBOUND_PORT, SIDECAR_NAME, STATUS_PORT, injectPodSpec, type SidecarSettings, type Workload } from './pod-spec.js';
 
 /** On the pod template: `false` opts out; inject writes `injected` and then leaves the workload alone. */
 export const INJECT_ANNOTATION = 'pillion.io/inject';
@@ -127,6 +128,8 @@ function injectDocument(doc: Obj, settings: SidecarSettings, where: string): { d
   const portValue = get(APP_PORT_ANNOTATION);
   const appPort = portValue !== undefined ? portList(`${where}: ${APP_PORT_ANNOTATION}`, portValue)[0] : spec.containers.flatMap((c) => c.ports ?? []).find((p) => (p.protocol ?? 'TCP') === 'TCP')?.containerPort;
   if (typeof appPort === 'string') throw new InjectError(`${where}: a named containerPort cannot be the app port: set ${APP_PORT_ANNOTATION}`);
+  const clash = sidecarPortClash(spec.containers, appPort);
+  if (clash !== null) throw new InjectError(`${where}: ${clash}`);
   const restartPolicy = spec.restartPolicy ?? (doc.kind === 'Job' || doc.kind === 'CronJob' ? 'Never' : 'Always');
   const rewriteProbes = get(REWRITE_PROBES_ANNOTATION);
   if (rewriteProbes !== undefined && rewriteProbes !== 'true' && rewriteProbes !== 'false') throw new InjectError(`${where}: ${REWRITE_PROBES_ANNOTATION}: expected "true" or "false", got "${rewriteProbes}"`);
@@ -170,6 +173,30 @@ function injectDocument(doc: Obj, settings: SidecarSettings, where: string): { d
   const how = `${workload.nativeSidecar ? 'native sidecar (restartPolicy ' + restartPolicy + ')' : 'sidecar'} for service ${service}, service account ${serviceAccount}, app port ${appPort ?? 'none'}, secret ${workload.bootstrapSecret}, ${probeNote}`;
   const warnings = probes.warnings.map((w) => `${where}: warning: ${w}`);
   return { doc: kind === 'Pod' ? newTemplate : replaceTemplate(doc, newTemplate), note: `${where}: injected ${how}`, warnings };
+}
+
+/** The ports the sidecar binds in the pod's network namespace, which every container shares. */
+const SIDECAR_PORTS: ReadonlyMap<number, string> = new Map([
+  [ADMIN_PORT, 'admin'],
+  [OUTBOUND_PORT, 'outbound listener'],
+  [INBOUND_PORT, 'inbound listener'],
+  [STATUS_PORT, 'status port'],
+]);
+
+/** An app port the sidecar would also bind: one of the two could not start, so the pod would never be ready. */
+function sidecarPortClash(containers: readonly IContainer[], appPort: number | string | undefined): string | null {
+  if (typeof appPort === 'number' && SIDECAR_PORTS.has(appPort)) {
+    return `app port ${appPort} is the sidecar's ${SIDECAR_PORTS.get(appPort)!} port; move the app off ${[...SIDECAR_PORTS.keys()].join(', ')}`;
+  }
+  for (const c of containers) {
+    for (const p of c.ports ?? []) {
+      const used = SIDECAR_PORTS.get(p.containerPort);
+      if (used !== undefined) {
+        return `containers[${c.name}] declares containerPort ${p.containerPort}, the sidecar's ${used} port in the same network namespace; move the app off ${[...SIDECAR_PORTS.keys()].join(', ')}`;
+      }
+    }
+  }
+  return null;
 }
 
 function replaceTemplate(doc: Obj, template: Obj): Obj {

@@ -172,6 +172,17 @@ describe('pillion inject', () => {
     expect(r.err).toContain('stdin document 1 (Deployment web): a container runs as uid 1337');
   });
 
+  it('refuses an app port the sidecar binds (the pod shares one network namespace: one of the two could not start)', () => {
+    const onStatus = inject(deployment('web', { spec: { containers: [{ name: 'web', image: 'web:1', ports: [{ containerPort: 8080 }] }, { name: 'metrics', image: 'm:1', ports: [{ containerPort: 15020 }] }] } }));
+    expect(onStatus.status).toBe(2);
+    expect(onStatus.out).toBe('');
+    expect(onStatus.err).toContain("stdin document 1 (Deployment web): containers[metrics] declares containerPort 15020, the sidecar's status port");
+    const annotated = inject(deployment('web', { annotations: { 'pillion.io/app-port': '15001' } }));
+    expect(annotated.status).toBe(2);
+    expect(annotated.err).toContain("app port 15001 is the sidecar's outbound listener port");
+    expect(inject(deployment('web')).status).toBe(0);
+  });
+
   it('refuses bad flags and annotations with the reason', () => {
     expect(inject('', '--proxy-uid', '0').err).toContain('--proxy-uid');
     expect(inject('', '--control', 'nohost').err).toContain('--control: expected HOST:PORT');
