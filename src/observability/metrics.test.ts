@@ -43,6 +43,7 @@ describe('ProxyMetrics', () => {
         'pillion_downstream_requests_total',
         'pillion_jwks_fetches_total',
         'pillion_jwt_authn_total',
+      'pillion_listener_accept_pauses_total',
         'pillion_local_replies_total',
         'pillion_log_dropped_total',
         'pillion_overload_active',

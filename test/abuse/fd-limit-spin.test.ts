@@ -4,13 +4,30 @@
 // listeners close their listening sockets when the spare is gone and listen again after a pause.
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import * as net from 'node:net';
 import { settle, useAbuseSidecar } from './sidecar.js';
 
 const setup = useAbuseSidecar();
 
-const openFds = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
+/**
+ * A limit no new fd can be under, libuv's spare included: RLIMIT_NOFILE bounds fd numbers, so it must be at most
+ * the lowest free number, and at most the spare's number (libuv's spare is a read-only /dev/null or /, above
+ * stdio) so that closing the spare frees nothing under the limit either. Then libuv cannot shed the connection and
+ * loses its spare, whatever the fd layout of the process.
+ */
+function limitUnderReserve(pid: number): number {
+  const fds = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
+  let lowestFree = 0;
+  while (fds.has(lowestFree)) lowestFree++;
+  let spare = Infinity;
+  for (const fd of fds) {
+    if (fd <= 2) continue;
+    const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    if (target === '/dev/null' || target === '/') spare = Math.min(spare, fd);
+  }
+  return Math.min(lowestFree, spare);
+}
 
 /** utime + stime of the process, in clock ticks (100 a second here). */
 function cpuTicks(pid: number): number {
@@ -70,7 +87,7 @@ describe('a sidecar pushed over its fd limit', () => {
     await client.ready();
     expect(await client.get(5_000)).toBe('HTTP/1.1 200');
     const original = execFileSync('prlimit', [`--pid=${pid}`, '--nofile', '--raw', '--noheadings', '--output=SOFT,HARD']).toString().trim().split(/\s+/);
-    const below = openFds(pid) - 4;
+    const below = limitUnderReserve(pid);
     execFileSync('prlimit', [`--pid=${pid}`, `--nofile=${below}:${original[1]}`]);
     try {
       // The accept that meets EMFILE: libuv's spare fd is closed and cannot be opened again.
