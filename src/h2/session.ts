@@ -643,7 +643,8 @@ function flush(s: H2Session): void {
   }
   s.lastActivityMs = performance.now();
   const waiting = sock.writableLength;
-  if (waiting !== 0) {
+  if (waiting === 0) s.ctrlBacklog = 0;
+  else {
     s.out = Buffer.allocUnsafe(OUT_START);
     if (waiting > SOCKET_HIGH_WATER) s.backedUp = true;
   }
@@ -665,9 +666,12 @@ function writeOpening(s: H2Session): void {
   s.outLen = p;
 }
 
-/** Counts a control frame we queue while the socket is backed up (Envoy's max_outbound_control_frames). */
+/**
+ * Counts a control frame we queue (Envoy's max_outbound_control_frames, nghttp2's max_outbound_ack): those of
+ * one loop turn, and on while the socket has not taken everything. A burst of PINGs or SETTINGS whose ACKs the
+ * kernel buffers absorb (tens of MiB on loopback) is refused too, as nghttp2 refused it.
+ */
 function countControl(s: H2Session): void {
-  if (s.socket.writableLength <= SOCKET_HIGH_WATER) return;
   if (++s.ctrlBacklog > MAX_OUTBOUND_CONTROL_FRAMES) {
     connError(s, H2Error.ENHANCE_YOUR_CALM, 'the peer does not read the control frames it causes (outbound control frame limit)');
   }

@@ -174,6 +174,34 @@ describe('HTTP/2 clients other than Node (the proxy\'s own HTTP/2 server, src/h2
     }
   });
 
+  it('a 1 MiB POST answered 404 before its body arrived: the rest is read and dropped, the upload completes', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/', ':authority': 'unknown' });
+      let status = 0;
+      stream.on('response', (h) => (status = Number(h[':status'])));
+      stream.on('error', () => {});
+      stream.resume();
+      // Past the 64 KiB stream window: without the proxy crediting what it drops, the upload would stall here.
+      stream.end(Buffer.alloc(1024 * 1024, 'u'));
+      const closed = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 5_000);
+        stream.on('close', () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+      expect(status).toBe(404);
+      expect(closed, 'the stream closed: the whole body was taken').toBe(true);
+      expect(stream.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+      const after = await h2request(session, { ':path': '/after', ':authority': 'h2svc' });
+      expect(after.headers[':status']).toBe(200);
+    } finally {
+      session.close();
+    }
+  });
+
   it('a HEAD answered by the proxy states the length of its reply but sends no body', async () => {
     const session = http2.connect(`http://127.0.0.1:${port}`);
     try {
