@@ -627,7 +627,10 @@ export class HpackEncoder {
       if (h < n) return huffmanEncode(s, dst, writeInt(dst, pos, h, 7, 0x80));
     }
     pos = writeInt(dst, pos, n, 7, 0);
-    return n === 0 ? pos : pos + (dst as Latin1Buffer).latin1Write(s, pos, n);
+    if (n > 32) return pos + (dst as Latin1Buffer).latin1Write(s, pos, n);
+    // Short strings: a JS loop beats the call into C++ (latin1 truncation of chars > 0xFF, as latin1Write).
+    for (let i = 0; i < n; i++) dst[pos + i] = s.charCodeAt(i);
+    return pos + n;
   }
 
   private insert(name: string, value: string): void {
