@@ -663,3 +663,111 @@ describe('interop with nghttp2 (node:http2) over a raw socket', () => {
     }
   });
 });
+
+describe('interop with nghttp2 as the client (node:http2.connect to a raw socket server)', () => {
+  it('we decode its request heads (Huffman, its dynamic table) and it reads our response heads and trailers', async () => {
+    const dec = new HpackDecoder(4096);
+    const enc = new HpackEncoder();
+    enc.huffman = true;
+    const requests: DecodedHead[] = [];
+    const server = net.createServer((sock) => {
+      sock.on('error', () => {});
+      let pending = Buffer.alloc(0);
+      let prefaceSeen = false;
+      sock.write(h2frame(4, 0, 0, Buffer.alloc(0)));
+      sock.on('data', (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk]);
+        if (!prefaceSeen) {
+          if (pending.length < PREFACE.length) return;
+          expect(pending.subarray(0, PREFACE.length).equals(PREFACE)).toBe(true);
+          pending = pending.subarray(PREFACE.length);
+          prefaceSeen = true;
+        }
+        while (pending.length >= 9) {
+          const len = pending.readUIntBE(0, 3);
+          if (pending.length < 9 + len) break;
+          const type = pending[3]!;
+          const flags = pending[4]!;
+          const stream = pending.readUInt32BE(5) & 0x7fffffff;
+          const payload = pending.subarray(9, 9 + len);
+          pending = pending.subarray(9 + len);
+          if (type === 4 && (flags & 1) === 0) sock.write(h2frame(4, 1, 0, Buffer.alloc(0)));
+          if (type !== 1) continue;
+          expect(flags & 0x4).toBe(0x4);
+          let start = 0;
+          if ((flags & 0x20) !== 0) start = 5; // PRIORITY fields before the block
+          const head = new DecodedHead();
+          expect(dec.decode(payload, start, payload.length, 1 << 20, 100, head)).toBe(HPACK_OK);
+          requests.push(head);
+          const n = requests.length;
+          const dst = Buffer.alloc(1024);
+          const rh = newHeaderMap();
+          rh['content-type'] = 'text/plain';
+          rh['x-served-by'] = 'raw-hpack';
+          rh['set-cookie'] = ['s=1', `t=${n}`];
+          let end = enc.encodeResponse(dst, 0, n === 2 ? 503 : 200, rh);
+          const frames = [h2frame(1, 0x4, stream, Buffer.from(dst.subarray(0, end)))];
+          const tr = newHeaderMap();
+          tr['x-trailer'] = `t${n}`;
+          end = enc.encodeTrailers(dst, 0, tr);
+          frames.push(h2frame(0, 0, stream, Buffer.from('ok')), h2frame(1, 0x5, stream, Buffer.from(dst.subarray(0, end))));
+          sock.write(Buffer.concat(frames));
+        }
+      });
+    });
+    server.on('error', () => {});
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const client = http2.connect(`http://127.0.0.1:${port}`);
+    client.on('error', () => {});
+    try {
+      const results: Array<{ head: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: string }> = [];
+      for (let i = 0; i < 3; i++) {
+        results.push(
+          await new Promise((resolve, reject) => {
+            const req = client.request({
+              ':method': i === 1 ? 'POST' : 'GET',
+              ':path': `/r/${i}?long=${'x'.repeat(20)}`,
+              'user-agent': 'node-h2-client',
+              'x-custom': 'same-every-time',
+              cookie: 'a=1; b=2',
+              'x-latin': 'ol\u00e9',
+            });
+            req.on('error', reject);
+            let head: http2.IncomingHttpHeaders = {};
+            let body = '';
+            req.on('response', (h) => (head = h));
+            req.setEncoding('utf8');
+            req.on('data', (d: string) => (body += d));
+            req.on('trailers', (trailers) => resolve({ head, trailers, body }));
+            req.end();
+          }),
+        );
+      }
+      expect(requests.length).toBe(3);
+      requests.forEach((r, i) => {
+        expect(r.malformed).toBe('');
+        expect(r.method).toBe(i === 1 ? 'POST' : 'GET');
+        expect(r.path).toBe(`/r/${i}?long=${'x'.repeat(20)}`);
+        expect(r.scheme).toBe('http');
+        expect(r.authority).toBe(`127.0.0.1:${port}`);
+        expect(r.headers['user-agent']).toBe('node-h2-client');
+        expect(r.headers['x-custom']).toBe('same-every-time');
+        expect(r.headers.cookie).toBe('a=1; b=2'); // nghttp2 sends crumbs; we join them
+        expect(r.headers['x-latin']).toBe('ol\u00e9');
+      });
+      expect(dec.dynamicTableSize).toBeGreaterThan(0);
+      results.forEach((r, i) => {
+        expect(r.head[':status']).toBe(i === 1 ? 503 : 200);
+        expect(r.head['content-type']).toBe('text/plain');
+        expect(r.head['x-served-by']).toBe('raw-hpack');
+        expect(r.head['set-cookie']).toEqual(['s=1', `t=${i + 1}`]);
+        expect(r.body).toBe('ok');
+        expect(r.trailers['x-trailer']).toBe(`t${i + 1}`);
+      });
+    } finally {
+      client.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
