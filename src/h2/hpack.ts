@@ -192,8 +192,10 @@ export class HpackDecoder {
       let value: string;
       let flags: number;
       if (first >= 0x80) {
-        // Indexed field (§6.1).
-        const index = this.readInt(buf, end, 7);
+        // Indexed field (§6.1); indices below 127 (nearly all) take one byte: no readInt call.
+        let index = first & 0x7f;
+        if (index < 0x7f) this.pos++;
+        else index = this.readInt(buf, end, 7);
         if (index === 0) throw new HpackError('indexed header field with index 0');
         if (index <= STATIC_COUNT) {
           name = STATIC_NAMES[index]!;
@@ -343,6 +345,7 @@ export class HpackDecoder {
     if (len > end - s) throw new HpackError('string literal runs past the header block');
     const e = s + len;
     this.pos = e;
+    if (len === 0) return '';
     if (!huffman) return (buf as Latin1Buffer).latin1Slice(s, e);
     // Shortest code is 5 bits: at most len * 8 / 5 symbols.
     const need = len * 2;
@@ -413,13 +416,15 @@ for (const n of [
 /** Values longer than this are never indexed: they would evict many small, useful entries. */
 const MAX_INDEXED_VALUE = 256;
 
-function policyOf(name: string): number {
-  const p = POLICY.get(name);
-  if (p !== undefined) return p;
-  if (name.charCodeAt(0) === 120 /* 'x' */) {
-    if (name.startsWith('x-b3-')) return P_NO_INDEX;
-    if ((name.startsWith('x-envoy-') || name.startsWith('x-pillion-')) && name.endsWith('-id')) return P_NO_INDEX;
-  }
+/** Names with a static index or a policy: static index (bits 0-7) | policy << 8. One lookup per field. */
+const NAME_INFO = new Map<string, number>();
+for (const [name, index] of STATIC_NAME_INDEX) NAME_INFO.set(name, index);
+for (const [name, policy] of POLICY) NAME_INFO.set(name, (NAME_INFO.get(name) ?? 0) | (policy << 8));
+
+/** Policy of names outside NAME_INFO that start with 'x': trace and id headers are not indexed. */
+function xPolicy(name: string): number {
+  if (name.startsWith('x-b3-')) return P_NO_INDEX;
+  if ((name.startsWith('x-envoy-') || name.startsWith('x-pillion-')) && name.endsWith('-id')) return P_NO_INDEX;
   return P_INDEX;
 }
 
@@ -577,16 +582,19 @@ export class HpackEncoder {
 
   private field(dst: Buffer, pos: number, name: string, value: string): number {
     let nameIndex = 0;
-    const si = STATIC_NAME_INDEX.get(name);
-    if (si !== undefined) {
-      nameIndex = si;
-      for (let i = si; i <= STATIC_COUNT && STATIC_NAMES[i] === name; i++) {
+    let policy = P_INDEX;
+    const info = NAME_INFO.get(name);
+    if (info !== undefined) {
+      nameIndex = info & 0xff;
+      policy = info >> 8;
+      // Entries of one name are contiguous; only a few names have values in the static table.
+      for (let i = nameIndex; i !== 0 && i <= STATIC_COUNT && STATIC_NAMES[i] === name; i++) {
         if (STATIC_VALUES[i] === value) return writeInt(dst, pos, i, 7, 0x80);
       }
-    }
-    const policy = policyOf(name);
+    } else if (name.charCodeAt(0) === 120 /* 'x' */) policy = xPolicy(name);
     if (policy === P_NEVER) return this.literal(dst, pos, 0x10, 4, nameIndex, name, value);
-    if (policy === P_NO_INDEX || value.length > MAX_INDEXED_VALUE || this.limit === 0) {
+    // An empty value (grpc-message in every OK trailer) repeats whatever the name: index it.
+    if ((policy === P_NO_INDEX && value.length !== 0) || value.length > MAX_INDEXED_VALUE || this.limit === 0) {
       return this.literal(dst, pos, 0x00, 4, nameIndex, name, value);
     }
     const seqs = this.byName.get(name);
