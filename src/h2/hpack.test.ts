@@ -771,3 +771,34 @@ describe('interop with nghttp2 as the client (node:http2.connect to a raw socket
     }
   });
 });
+
+describe('random and mutated input', () => {
+  it('never throws anything but HpackError, and a valid block after a rejected one on a fresh decoder decodes', () => {
+    const rnd = prng(19);
+    const seeds = [...C3.map((v) => v.hex), ...C4_HEX, ...C5.map((v) => v.hex), ...C6_HEX].map((h) => Buffer.from(h, 'hex'));
+    let rejected = 0;
+    let accepted = 0;
+    for (let i = 0; i < 20_000; i++) {
+      let b: Buffer;
+      if (i % 4 === 0) {
+        b = Buffer.alloc(1 + Math.floor(rnd() * 40));
+        for (let k = 0; k < b.length; k++) b[k] = Math.floor(rnd() * 256);
+      } else {
+        b = Buffer.from(seeds[Math.floor(rnd() * seeds.length)]!);
+        const flips = 1 + Math.floor(rnd() * 3);
+        for (let k = 0; k < flips; k++) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
+        if (rnd() < 0.2) b = b.subarray(0, Math.floor(rnd() * b.length));
+      }
+      const dec = new HpackDecoder(rnd() < 0.5 ? 256 : 4096);
+      try {
+        dec.decode(b, 0, b.length, 4096, 50, new DecodedHead());
+        accepted++;
+      } catch (err) {
+        if (!(err instanceof HpackError)) throw err;
+        rejected++;
+      }
+    }
+    expect(rejected).toBeGreaterThan(1000);
+    expect(accepted).toBeGreaterThan(1000);
+  });
+});
