@@ -802,3 +802,21 @@ describe('random and mutated input', () => {
     expect(accepted).toBeGreaterThan(1000);
   });
 });
+
+describe('long strings', () => {
+  it('a 40,000-byte Huffman value (past the shared scratch) round-trips, and a short one after it too', () => {
+    const enc = new HpackEncoder();
+    enc.huffman = true;
+    const dec = new HpackDecoder(4096);
+    const h = newHeaderMap();
+    h['x-big'] = 'abcdefghij'.repeat(4000);
+    h['x-small'] = 'tail';
+    const dst = Buffer.alloc(1 << 17);
+    const end = enc.encodeTrailers(dst, 0, h);
+    expect(end).toBeLessThan(40_000); // Huffman shorter than raw
+    const head = new DecodedHead();
+    expect(dec.decode(dst, 0, end, 1 << 20, 10, head)).toBe(HPACK_OK);
+    expect(head.headers['x-big']).toBe(h['x-big']);
+    expect(head.headers['x-small']).toBe('tail');
+  });
+});

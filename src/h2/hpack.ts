@@ -122,8 +122,8 @@ for (let i = 1; i <= STATIC_COUNT; i++) STATIC_FLAGS[i] = classifyName(STATIC_NA
 const ENTRY_OVERHEAD = 32;
 const MAX_INT = 0x7fffffff;
 
-/** Huffman output of the decoder (shared: decoding is synchronous), grown as needed. */
-let scratch = Buffer.allocUnsafe(4096) as Latin1Buffer;
+/** Huffman output of the decoder (shared: decoding is synchronous). */
+const scratch = Buffer.allocUnsafe(16384) as Latin1Buffer;
 
 function ringSlots(maxTableSize: number): number {
   const entries = Math.max(1, Math.floor(maxTableSize / ENTRY_OVERHEAD));
@@ -349,10 +349,11 @@ export class HpackDecoder {
     if (!huffman) return (buf as Latin1Buffer).latin1Slice(s, e);
     // Shortest code is 5 bits: at most len * 8 / 5 symbols.
     const need = len * 2;
-    if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.max(need, scratch.length * 2)) as Latin1Buffer;
-    const n = huffmanDecode(buf, s, e, scratch);
+    // A rare huge string gets a one-off buffer: the shared scratch stays small for the process's lifetime.
+    const out = need <= scratch.length ? scratch : (Buffer.allocUnsafe(need) as Latin1Buffer);
+    const n = huffmanDecode(buf, s, e, out);
     if (n < 0) throw new HpackError('invalid Huffman string (EOS or bad padding)');
-    return scratch.latin1Slice(0, n);
+    return out.latin1Slice(0, n);
   }
 
   private insert(name: string, value: string, flags: number): void {
