@@ -321,6 +321,33 @@ describe('encoder -> decoder round trips', () => {
     expect(enc.encodeTrailers(dst, 0, h)).toBe(1);
   });
 
+  it('rings grow after wrapping (small table first, then 4096): both tables stay equal and entries are found', () => {
+    const enc = new HpackEncoder();
+    const dec = new HpackDecoder(4096);
+    const dst = Buffer.alloc(4096);
+    const send = (h: HeaderMap): number => {
+      const end = enc.encodeTrailers(dst, 0, h);
+      const head = new DecodedHead();
+      expect(dec.decode(dst, 0, end, 1 << 20, 1000, head)).toBe(HPACK_OK);
+      expect(pairsOf(head)).toEqual(Object.entries(h));
+      expect(dec.dynamicEntries()).toEqual(enc.dynamicEntries());
+      return end;
+    };
+    enc.setPeerMaxTableSize(256);
+    for (let i = 0; i < 37; i++) {
+      const h = newHeaderMap();
+      h[`x-w${i}`] = `v${i}`;
+      send(h);
+    }
+    enc.setPeerMaxTableSize(4096);
+    const all = newHeaderMap();
+    for (let i = 0; i < 100; i++) all[`x-g${i}`] = `v${i}`;
+    send(all);
+    expect(enc.dynamicEntries().length).toBeGreaterThanOrEqual(100);
+    // The same 100 fields again: every one is now an indexed field (one or two bytes).
+    expect(send(all)).toBeLessThan(200);
+  });
+
   it('a failed encode (-1) leaves the table as it was, so the retry matches the decoder', () => {
     const enc = new HpackEncoder();
     const dec = new HpackDecoder(4096);

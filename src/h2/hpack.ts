@@ -125,12 +125,9 @@ const MAX_INT = 0x7fffffff;
 /** Huffman output of the decoder (shared: decoding is synchronous). */
 const scratch = Buffer.allocUnsafe(16384) as Latin1Buffer;
 
-function ringSlots(maxTableSize: number): number {
-  const entries = Math.max(1, Math.floor(maxTableSize / ENTRY_OVERHEAD));
-  let slots = 1;
-  while (slots < entries) slots <<= 1;
-  return slots;
-}
+/** Rings start this small (an idle connection's tables stay ~200 bytes) and double when full: a table of
+ *  `limit` bytes never holds more than limit / 32 entries, so growth stops by itself. */
+const INITIAL_SLOTS = 16;
 
 export class HpackDecoder {
   /** What we advertise (SETTINGS_HEADER_TABLE_SIZE): the ceiling for the peer's size updates. */
@@ -141,21 +138,16 @@ export class HpackDecoder {
   private length = 0;
   /** Ring of entries: the next insertion goes to slot `head`; the newest entry (index 62) is head - 1. */
   private head = 0;
-  private readonly mask: number;
-  private readonly names: string[];
-  private readonly values: string[];
-  private readonly flags: Uint8Array;
+  private mask = INITIAL_SLOTS - 1;
+  private names: string[] = new Array<string>(INITIAL_SLOTS).fill('');
+  private values: string[] = new Array<string>(INITIAL_SLOTS).fill('');
+  private flags: number[] = new Array<number>(INITIAL_SLOTS).fill(0);
   /** Read cursor of the block being decoded. */
   private pos = 0;
 
   constructor(maxTableSize: number) {
     this.maxTableSize = maxTableSize;
     this.limit = maxTableSize;
-    const slots = ringSlots(maxTableSize);
-    this.mask = slots - 1;
-    this.names = new Array<string>(slots).fill('');
-    this.values = new Array<string>(slots).fill('');
-    this.flags = new Uint8Array(slots);
   }
 
   /** The dynamic table's RFC 7541 size (for tests and diagnostics). */
@@ -364,6 +356,7 @@ export class HpackDecoder {
       return;
     }
     this.evictTo(this.limit - size);
+    if (this.length > this.mask) this.grow();
     const slot = this.head;
     this.names[slot] = name;
     this.values[slot] = value;
@@ -371,6 +364,25 @@ export class HpackDecoder {
     this.head = (slot + 1) & this.mask;
     this.length++;
     this.tableSize += size;
+  }
+
+  /** Doubles the ring, oldest entry to slot 0. */
+  private grow(): void {
+    const slots = (this.mask + 1) * 2;
+    const names = new Array<string>(slots).fill('');
+    const values = new Array<string>(slots).fill('');
+    const flags = new Array<number>(slots).fill(0);
+    for (let k = 0; k < this.length; k++) {
+      const from = (this.head - this.length + k) & this.mask;
+      names[k] = this.names[from]!;
+      values[k] = this.values[from]!;
+      flags[k] = this.flags[from]!;
+    }
+    this.names = names;
+    this.values = values;
+    this.flags = flags;
+    this.head = this.length;
+    this.mask = slots - 1;
   }
 
   private evictTo(limit: number): void {
@@ -466,9 +478,9 @@ export class HpackEncoder {
   private length = 0;
   /** Insertion sequence number of the next entry; entry with seq s has index 62 + (seq - 1 - s). */
   private seq = 0;
-  private readonly mask = ringSlots(ENCODER_MAX_TABLE) - 1;
-  private readonly names: string[] = new Array<string>(this.mask + 1).fill('');
-  private readonly values: string[] = new Array<string>(this.mask + 1).fill('');
+  private mask = INITIAL_SLOTS - 1;
+  private names: string[] = new Array<string>(INITIAL_SLOTS).fill('');
+  private values: string[] = new Array<string>(INITIAL_SLOTS).fill('');
   /** Name -> sequence numbers of its live entries, oldest first. */
   private readonly byName = new Map<string, number[]>();
 
@@ -649,6 +661,7 @@ export class HpackEncoder {
       return;
     }
     this.evictTo(this.limit - size);
+    if (this.length > this.mask) this.grow();
     const s = this.seq++;
     this.names[s & this.mask] = name;
     this.values[s & this.mask] = value;
@@ -657,6 +670,20 @@ export class HpackEncoder {
     else seqs.push(s);
     this.length++;
     this.tableSize += size;
+  }
+
+  /** Doubles the ring; entry `seq` lives at slot seq & mask. */
+  private grow(): void {
+    const slots = (this.mask + 1) * 2;
+    const names = new Array<string>(slots).fill('');
+    const values = new Array<string>(slots).fill('');
+    for (let q = this.seq - this.length; q < this.seq; q++) {
+      names[q & (slots - 1)] = this.names[q & this.mask]!;
+      values[q & (slots - 1)] = this.values[q & this.mask]!;
+    }
+    this.names = names;
+    this.values = values;
+    this.mask = slots - 1;
   }
 
   private evictTo(limit: number): void {
