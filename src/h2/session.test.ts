@@ -176,6 +176,26 @@ describe('client role against node:http2', () => {
     expect(srec.close!.error).toBeNull();
   });
 
+  it('connection-specific fields a caller left in are not sent (node:http2 would refuse the stream)', async () => {
+    const { port } = await nodeServer((stream, headers) => {
+      stream.respond({ ':status': 200, 'x-seen': Object.keys(headers).filter((n) => !n.startsWith(':')).sort().join(',') });
+      stream.end();
+    });
+    const { session } = await connectH2(port);
+    cleanups.push(() => session.destroy());
+    const h = newHeaderMap();
+    h.connection = 'keep-alive';
+    h['keep-alive'] = 'timeout=5';
+    h['transfer-encoding'] = 'chunked';
+    h['x-kept'] = '1';
+    const rec = new StreamRecorder();
+    session.request('GET', 'http', 'x', '/', h, true, rec);
+    await rec.done;
+    expect(rec.reset).toBeNull();
+    expect(rec.head!.headers['x-seen']).toBe('x-kept');
+    expect(h.connection).toBe('keep-alive'); // the caller's map is not changed
+  });
+
   it('server RST_STREAM reaches the stream owner with its code; the session serves on', async () => {
     const { port } = await nodeServer((stream, headers) => {
       if (headers[':path'] === '/reset') stream.close(http2.constants.NGHTTP2_CANCEL);
