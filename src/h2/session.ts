@@ -262,7 +262,7 @@ export class H2Stream {
   reset(code: number): void {
     const s = this.session;
     if (this.closed) return;
-    if (!s.dead) appendRst(s, this.id, code);
+    if (!s.dead) appendRst(s, this.id, code, false);
     removeStream(s, this);
   }
 
@@ -692,8 +692,12 @@ function flush(s: H2Session): void {
   }
   s.lastActivityMs = performance.now();
   const waiting = sock.writableLength;
-  if (waiting === 0) releaseOut(out);
-  else if (waiting > SOCKET_HIGH_WATER) s.backedUp = true;
+  if (waiting === 0) {
+    releaseOut(out);
+    s.ctrlBacklog = 0;
+  } else if (waiting > SOCKET_HIGH_WATER) {
+    s.backedUp = true;
+  }
   // DATA that waited only because this turn's output was full goes on after I/O had its turn ('drain' covers
   // the backed-up case).
   if (s.turnFull && !s.backedUp && !s.pumpScheduled) {
@@ -741,18 +745,24 @@ function writeOpening(s: H2Session): void {
   s.outLen = p;
 }
 
-/** Counts a control frame we queue while the socket is backed up (Envoy's max_outbound_control_frames). */
+/**
+ * Counts a control frame the PEER caused (PING/SETTINGS ACK, RST_STREAM for its errors or refused streams;
+ * Envoy's max_outbound_control_frames, nghttp2's max_outbound_ack): those of one loop turn, and on while the
+ * socket has not taken everything. Loopback kernels absorb tens of MiB of ACKs, so "behind 1 MiB" alone never
+ * triggered; no legitimate peer causes 1000 in one read. Our own stream.reset() calls are not counted: a proxy
+ * cancelling many streams at once (an upstream gone) must not end its client's connection.
+ */
 function countControl(s: H2Session): void {
-  if (s.socket.writableLength <= SOCKET_HIGH_WATER) return;
   if (++s.ctrlBacklog > MAX_OUTBOUND_CONTROL_FRAMES) {
     connError(s, H2Error.ENHANCE_YOUR_CALM, 'the peer does not read the control frames it causes (outbound control frame limit)');
   }
 }
 
-function appendRst(s: H2Session, id: number, code: number): void {
+/** RST_STREAM; `peerCaused` counts it against the outbound control frame limit (see countControl). */
+function appendRst(s: H2Session, id: number, code: number, peerCaused: boolean): void {
   const at = reserve(s, 13);
   writeRstStream(s.out, at, id, code);
-  countControl(s);
+  if (peerCaused) countControl(s);
 }
 
 function appendGoaway(s: H2Session, last: number, code: number): void {
@@ -948,14 +958,14 @@ function closeIfDone(s: H2Session, stream: H2Stream): void {
 /** A stream error we raise (RFC 9113 §5.4.2): RST_STREAM to the peer, onReset to the owner. */
 function streamError(s: H2Session, stream: H2Stream, code: number, why: string): void {
   if (stream.closed) return;
-  appendRst(s, stream.id, code);
+  appendRst(s, stream.id, code, true);
   removeStream(s, stream);
   if (stream.owner !== null) stream.owner.onReset(stream, code, why);
 }
 
 /** A stream we never opened for the owner (refused or malformed): RST_STREAM, counted as a rapid reset. */
 function refuse(s: H2Session, id: number, code: number): void {
-  appendRst(s, id, code);
+  appendRst(s, id, code, true);
   if (!s.resets.take(performance.now())) connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many streams refused or reset (rapid reset)');
 }
 
@@ -1298,7 +1308,7 @@ function newPeerStream(s: H2Session, id: number, buf: Buffer, start: number, end
   if (id > s.goawayLastId) return; // after our GOAWAY: ignored (RFC 9113 §6.8)
   if (r === HPACK_TOO_LARGE) {
     appendHeaders(s, id, Flag.END_STREAM, KIND_RESPONSE, REASONS.headersTooLarge.httpStatus, TOO_LARGE_HEADERS, '', '', '', '');
-    if (!endStream) appendRst(s, id, H2Error.NO_ERROR);
+    if (!endStream) appendRst(s, id, H2Error.NO_ERROR, true);
     if (s.owner.onRefusedHead !== undefined) s.owner.onRefusedHead(s, REASONS.headersTooLarge.id);
     return;
   }
