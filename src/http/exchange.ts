@@ -136,7 +136,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.originalDst = originalDstOf(socket);
     this.takePeer(socket);
     // CONNECT tunnels need a connect matcher, which the config model has not got: 404 as on HTTP/1 (and Envoy).
-    if (head.method === 'CONNECT') return this.localReply(REASONS.noRoute);
+    if (head.method === 'CONNECT') return this.localReply(REASONS.noRoute, 'CONNECT is not supported (no connect matcher)');
     this.route(headers, downstream.requestBody(), head.scheme);
   }
 

@@ -10,6 +10,7 @@ import { startH2Backend, startHttpBackend, type Backend } from '../helpers/backe
 import { startEchoServer, echoClient, grpc, type EchoServer } from '../helpers/grpc.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { h2request, request } from '../helpers/client.js';
+import { eventually, headerBlock, headersFrames, RawH2Client } from '../abuse/util.js';
 
 let h2backend: Backend;
 let h1backend: Backend;
@@ -167,6 +168,7 @@ describe('HTTP/2 clients other than Node (the proxy\'s own HTTP/2 server, src/h2
       const r = await h2request(session, { ':method': 'CONNECT', ':authority': 'h2svc:8080' });
       expect(r.headers[':status']).toBe(404);
       expect(r.headers['x-pillion-reason']).toBe('no_route');
+      expect(r.body).toContain('CONNECT is not supported');
       const after = await h2request(session, { ':path': '/after', ':authority': 'h2svc' });
       expect(after.headers[':status']).toBe(200);
     } finally {
@@ -199,6 +201,18 @@ describe('HTTP/2 clients other than Node (the proxy\'s own HTTP/2 server, src/h2
       expect(after.headers[':status']).toBe(200);
     } finally {
       session.close();
+    }
+  });
+
+  it('a request with a host header and no :authority is routed by its host (RFC 9113 §8.3.1)', async () => {
+    const c = new RawH2Client(port);
+    try {
+      await c.ready;
+      await c.write(headersFrames(1, headerBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/by-host'], ['host', 'h2svc']]), true));
+      expect(await eventually(() => c.dataBytes, (n) => n > 0, 3_000)).toBeGreaterThan(0);
+      expect(c.statusByte.get(1), 'the first octet of the response head: 0x88 is :status 200').toBe(0x88);
+    } finally {
+      c.destroy();
     }
   });
 
