@@ -969,6 +969,12 @@ function refuse(s: H2Session, id: number, code: number): void {
   if (!s.resets.take(performance.now())) connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many streams refused or reset (rapid reset)');
 }
 
+/** Server role: a malformed request head gets RST_STREAM PROTOCOL_ERROR, reported as a bad_request answer. */
+function refuseMalformed(s: H2Session, id: number): void {
+  if (s.owner.onRefusedHead !== undefined) s.owner.onRefusedHead(s, REASONS.badRequest.id);
+  refuse(s, id, H2Error.PROTOCOL_ERROR);
+}
+
 /** Is `id` a stream nobody has opened yet (RFC 9113 §5.1 "idle")? */
 function isIdle(s: H2Session, id: number): boolean {
   if ((id & 1) === (s.isServer ? 1 : 0)) return id > s.lastPeerId;
@@ -1312,10 +1318,10 @@ function newPeerStream(s: H2Session, id: number, buf: Buffer, start: number, end
     if (s.owner.onRefusedHead !== undefined) s.owner.onRefusedHead(s, REASONS.headersTooLarge.id);
     return;
   }
-  if (head.malformed !== '' || !validRequest(head)) return refuse(s, id, H2Error.PROTOCOL_ERROR);
+  if (head.malformed !== '' || !validRequest(head)) return refuseMalformed(s, id);
   if (s.peerActive >= s.maxConcurrentStreams) return refuse(s, id, H2Error.REFUSED_STREAM);
   const cl = contentLength(head.headers['content-length']);
-  if (cl === -2 || (endStream && cl > 0)) return refuse(s, id, H2Error.PROTOCOL_ERROR);
+  if (cl === -2 || (endStream && cl > 0)) return refuseMalformed(s, id);
   const stream = new H2Stream(s, id, null, true);
   stream.contentLength = cl;
   stream.remoteEnded = endStream;

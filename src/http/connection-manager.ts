@@ -58,8 +58,8 @@ class H2Connection implements H2SessionOwner {
   }
 
   onRefusedHead(_session: H2Session, reasonId: string): void {
-    // A head the session answered itself (431 headers_too_large): counted with the local replies. No exchange was
-    // made for it, so no access log line, as for HTTP/1 heads refused by the parser.
+    // A head the session answered itself (431 headers_too_large; RST_STREAM PROTOCOL_ERROR for a malformed one,
+    // bad_request): counted with the local replies. No exchange was made for it, so no access log line.
     this.manager.context.stats.localReply(reasonOf(reasonId));
   }
 }
