@@ -216,7 +216,7 @@ describe('HTTP/2 clients other than Node (the proxy\'s own HTTP/2 server, src/h2
     }
   });
 
-  it('a malformed head (an uppercase name) gets RST_STREAM PROTOCOL_ERROR, counted as bad_request; the connection serves on', async () => {
+  it('a malformed head (an uppercase name; extended CONNECT) gets RST_STREAM PROTOCOL_ERROR, counted as bad_request; the connection serves on', async () => {
     const count = async (): Promise<number> => {
       const text = (await request(proxy.adminPort, { path: '/metrics' })).body;
       return Number(/pillion_local_replies_total\{reason="bad_request"\} (\d+)/.exec(text)?.[1] ?? 0);
@@ -227,9 +227,13 @@ describe('HTTP/2 clients other than Node (the proxy\'s own HTTP/2 server, src/h2
       await c.ready;
       await c.write(headersFrames(1, headerBlock([[':method', 'GET'], [':scheme', 'http'], [':authority', 'h2svc'], [':path', '/'], ['X-Bad', 'v']]), true));
       expect(await eventually(() => c.resets.get(1), (code) => code !== undefined, 3_000)).toBe(http2.constants.NGHTTP2_PROTOCOL_ERROR);
-      await c.write(headersFrames(3, headerBlock([[':method', 'GET'], [':scheme', 'http'], [':authority', 'h2svc'], [':path', '/']]), true));
-      expect(await eventually(() => c.statusByte.get(3), (b) => b !== undefined, 3_000)).toBe(0x88);
-      expect(await count()).toBe(before + 1);
+      // Extended CONNECT (RFC 8441, WebSockets over HTTP/2): not offered (no SETTINGS_ENABLE_CONNECT_PROTOCOL), refused.
+      const ws = headerBlock([[':method', 'CONNECT'], [':protocol', 'websocket'], [':scheme', 'http'], [':authority', 'h2svc'], [':path', '/chat']]);
+      await c.write(headersFrames(3, ws, false));
+      expect(await eventually(() => c.resets.get(3), (code) => code !== undefined, 3_000)).toBe(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+      await c.write(headersFrames(5, headerBlock([[':method', 'GET'], [':scheme', 'http'], [':authority', 'h2svc'], [':path', '/']]), true));
+      expect(await eventually(() => c.statusByte.get(5), (b) => b !== undefined, 3_000)).toBe(0x88);
+      expect(await count()).toBe(before + 2);
     } finally {
       c.destroy();
     }
