@@ -431,6 +431,26 @@ describe('lifecycle', () => {
     await expect(connectH2(port)).rejects.toThrow(/ECONNREFUSED/);
   });
 
+  it('a socket handed over already closed: onSessionClose comes once, on the next tick', async () => {
+    const accepted: net.Socket[] = [];
+    const server = net.createServer((socket) => {
+      socket.on('error', () => {});
+      accepted.push(socket);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => server.close());
+    const client = net.connect((server.address() as AddressInfo).port, '127.0.0.1');
+    client.on('error', () => {});
+    for (let i = 0; i < 100 && accepted.length === 0; i++) await new Promise((res) => setTimeout(res, 5));
+    client.destroy();
+    await new Promise<void>((r) => accepted[0]!.once('close', () => r()));
+    const rec = new SessionRecorder();
+    const session = new H2Session(accepted[0]!, 'server', TEST_OPTIONS, rec);
+    await rec.closed;
+    expect(session.canOpen).toBe(false);
+    expect(rec.close!.error).toBeNull();
+  });
+
   it('server role takes over a socket whose first bytes a sniffer read and pushed back (unshift)', async () => {
     const recorders: SessionRecorder[] = [];
     const server = net.createServer((socket) => {
