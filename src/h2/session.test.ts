@@ -333,6 +333,30 @@ describe('our client against our server', () => {
     expect(recorders[0]!.close!.sentGoawayCode).toBe(-1);
   });
 
+  it('an interim 100 Continue from respond(100) precedes the final head; curl waiting on expect: 100-continue gets it', async () => {
+    const { server, port } = await listenH2((_s, stream, head, endStream) => {
+      if (head.headers.expect === '100-continue') stream.respond(100, null, false);
+      stream.respond(200, { 'x-final': 'yes' }, endStream);
+      if (!endStream) stream.owner = { onHead() {}, onData() {}, onEnd: (st) => st.end(null), onReset() {}, onDrain() {} };
+    });
+    cleanups.push(() => server.close());
+    const { session } = await connectH2(port);
+    cleanups.push(() => session.destroy());
+    const h = newHeaderMap();
+    h.expect = '100-continue';
+    const rec = new StreamRecorder();
+    const stream = session.request('POST', 'http', 'x', '/', h, false, rec);
+    stream.end(null);
+    await rec.done;
+    expect(rec.head!.status).toBe(200);
+    expect(rec.head!.headers['x-final']).toBe('yes');
+    const t0 = Date.now();
+    const curl = await run('curl', ['-sS', '-i', '--http2-prior-knowledge', '-H', 'Expect: 100-continue', '--data-binary', 'x'.repeat(2000), `http://127.0.0.1:${port}/c`]);
+    expect(curl.stdout).toMatch(/^HTTP\/2 100/);
+    expect(curl.stdout).toMatch(/HTTP\/2 200/);
+    expect(Date.now() - t0).toBeLessThan(900); // curl would wait 1 s for a 100 that never came
+  });
+
   it('a request reset by the client reaches the server owner; a server reset reaches the client', async () => {
     let serverSide: StreamRecorder | null = null;
     const { server, port } = await listenH2((_s, stream, head) => {

@@ -200,10 +200,17 @@ export class H2Stream {
     this.recvAvail = session.streamRecvInitial;
   }
 
-  /** Server role: the response head. endStream: no body. Headers must not contain pseudo headers. */
+  /**
+   * Server role: the response head. endStream: no body. Headers must not contain pseudo headers. A 1xx status
+   * (100 Continue, 103 Early Hints) is an interim head: it goes out alone and the final respond() follows.
+   */
   respond(status: number, headers: HeaderMap | null, endStream: boolean): void {
     const s = this.session;
     if (this.closed || this.sentHeaders || s.dead) return;
+    if (status < 200) {
+      appendHeaders(s, this.id, 0, KIND_RESPONSE, status, headers, '', '', '', '');
+      return;
+    }
     this.sentHeaders = true;
     appendHeaders(s, this.id, endStream ? Flag.END_STREAM : 0, KIND_RESPONSE, status, headers, '', '', '', '');
     if (endStream) {
