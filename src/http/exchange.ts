@@ -121,6 +121,8 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.grpc = typeof contentType === 'string' && contentType.startsWith('application/grpc');
     const downstream = new H2Downstream(stream, this, this.grpc, head.method === 'HEAD', endStream);
     this.downstream = downstream;
+    const expect = headers.expect;
+    if (typeof expect === 'string' && expect.toLowerCase() === '100-continue') downstream.sendContinue();
     this.method = head.method;
     this.path = head.path;
     // The head's fields hold the pseudo headers (the map has none); a client that sends Host alone still names one.

@@ -37,6 +37,11 @@ export class H2Downstream implements Downstream, H2StreamOwner {
     if (!endStream) this.body = new H2RequestBody(stream);
   }
 
+  /** A client that asked for `expect: 100-continue` gets it at once, as on HTTP/1.1: it sends, the upstream reads. */
+  sendContinue(): void {
+    if (this.body !== null) this.stream.respond(100, null, false);
+  }
+
   /** The request body for the router, null when the head had END_STREAM. */
   requestBody(): Readable | null {
     return this.body;

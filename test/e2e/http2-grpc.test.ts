@@ -151,6 +151,19 @@ describe('HTTP/2 clients other than Node (the proxy\'s own HTTP/2 server, src/h2
     }
   });
 
+  it('expect: 100-continue is answered by the proxy at once (curl would wait 5 s for it here)', async () => {
+    const file = join(tmp, 'continue-body');
+    writeFileSync(file, 'c'.repeat(100_000));
+    const started = Date.now();
+    const out = await run('curl', [
+      '-sS', '--http2-prior-knowledge', '--expect100-timeout', '5', '-H', 'host: h2svc', '-H', 'expect: 100-continue',
+      '--data-binary', `@${file}`, '-w', '\n%{response_code}', `http://127.0.0.1:${port}/continue`,
+    ]);
+    expect(out.slice(out.lastIndexOf('\n') + 1)).toBe('200');
+    expect((JSON.parse(out.slice(0, out.lastIndexOf('\n'))) as { body: string }).body.length).toBe(100_000);
+    expect(Date.now() - started).toBeLessThan(2_500);
+  });
+
   it('h2load: 2,000 requests with bodies, 4 connections × 10 streams, all succeed', async () => {
     const file = join(tmp, 'h2load-body');
     writeFileSync(file, 'x'.repeat(10_000));
