@@ -22,6 +22,7 @@ import { startAdminServer } from './admin/server.js';
 import type { AdminSource, ClusterStatus, ConfigDumpSource, DumpedResource, ListenerStatus, MetricsRegistry, ServerIdentity, ServerState } from './admin/types.js';
 import { ResourceTimes } from './admin/resource-times.js';
 import { OverloadManager, OverloadState, type OverloadThresholds } from './process/overload.js';
+import { setH2Logger } from './h2/session.js';
 import type { WorkerFleet, WorkerStatus } from './workers/fleet.js';
 
 export interface ProxyOptions {
@@ -94,6 +95,8 @@ export class Proxy implements AdminSource {
 
   constructor(private readonly options: ProxyOptions) {
     this.logger = options.logger ?? createLogger(options.logLevel ?? 'info');
+    // Our HTTP/2 codec's once-per-process warning of a bug in frame processing goes through the proxy's logger.
+    setH2Logger(this.logger);
     this.metrics = new ProxyMetrics({ defaultMetrics: options.processMetrics !== false });
     this.accessLog = new AccessLog(options.accessLog ?? 'stdout', {
       onDrop: (n) => this.accessLogDropped(n),

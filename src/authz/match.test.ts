@@ -74,6 +74,14 @@ describe('permissions', () => {
     expect(permissionMatches({ kind: 'port', start: 9000, end: 9100 }, req())).toBe(false);
   });
 
+  it(':authority is the request\'s authority (an HTTP/2 head\'s map has no pseudo headers), else Host', () => {
+    const api: PermissionModel = { kind: 'header', header: { name: ':authority', kind: 'exact', value: 'api', invert: false } };
+    expect(permissionMatches(api, req())).toBe(true);
+    expect(permissionMatches(api, req({ authority: 'api', requestHeaders: {} }))).toBe(true);
+    expect(permissionMatches(api, req({ authority: 'other', requestHeaders: {} }))).toBe(false);
+    expect(permissionMatches(api, req({ requestHeaders: {} }))).toBe(false);
+  });
+
   it('a TCP connection has no method or path: HTTP rules never match it', () => {
     const tcp = req({ method: '', path: '', requestHeaders: null });
     expect(permissionMatches({ kind: 'header', header: { name: ':method', kind: 'exact', value: 'GET', invert: false } }, tcp)).toBe(false);

@@ -25,6 +25,7 @@ export function stringMatches(m: StringMatcherModel, value: string): boolean {
 function headerValue(req: AuthzRequest, name: string): string | undefined {
   if (name === ':method') return req.method === '' ? undefined : req.method;
   if (name === ':path') return req.path === '' ? undefined : req.path;
+  if (name === ':authority' && req.authority !== undefined && req.authority !== '') return req.authority;
   const headers = req.requestHeaders;
   if (headers === null) return undefined;
   const v = name === ':authority' ? (headers[':authority'] ?? headers.host) : headers[name];

@@ -21,6 +21,8 @@ export interface AuthzRequest {
   readonly method: string;
   /** The request target as sent, query included ('' for TCP). */
   readonly path: string;
+  /** The request's authority (HTTP/2 :authority, HTTP/1 Host); absent or '' for TCP. */
+  readonly authority?: string;
   readonly requestHeaders: AuthzHeaders | null;
   readonly filterMetadata: FilterMetadata | null;
 }

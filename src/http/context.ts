@@ -13,7 +13,7 @@ import type { OriginalDestination } from '../listener/original-dst.js';
 import { endpointKey } from '../upstream/cluster-manager.js';
 import { computeRequestHash, headerSourceOf, matchRoute, pickWeightedCluster, routeIndexOf, type RouteIndex } from './route-match.js';
 
-/** Request headers by lower-case name, as either codec delivers them. */
+/** Request headers by lower-case name, as either codec delivers them (HTTP/2: no pseudo headers; see the exchange). */
 export type RequestHeaders = Record<string, string | string[] | undefined>;
 
 export interface ConfigHolder {
@@ -47,7 +47,7 @@ export class RouteTable {
       vh = this.index.exact(endpointKey(originalDst.address, originalDst.port)) ?? vh;
     }
     if (vh === null) return null;
-    return matchRoute(vh, method, path, headerSourceOf(headers));
+    return matchRoute(vh, method, path, headerSourceOf(headers, authority));
   }
 }
 
@@ -95,7 +95,7 @@ export class HttpContext {
     return pickWeightedCluster(action, this.random);
   }
 
-  requestHash(policies: readonly HashPolicyModel[], headers: RequestHeaders, sourceIp: string): number | undefined {
-    return computeRequestHash(policies, headerSourceOf(headers), sourceIp);
+  requestHash(policies: readonly HashPolicyModel[], headers: RequestHeaders, authority: string, sourceIp: string): number | undefined {
+    return computeRequestHash(policies, headerSourceOf(headers, authority), sourceIp);
   }
 }

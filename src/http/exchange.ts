@@ -3,7 +3,6 @@
 // the router settles on, or a local reply. It owns what is the client's: the response state, the stream idle
 // timeout, the access log fields. Socket and stream events reach it through shared functions, so a request
 // allocates no closures.
-import * as http2 from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { RouteModel } from '../config/model.js';
 import { httpOutcome, type CallOutcome } from '../upstream/outlier.js';
@@ -13,13 +12,15 @@ import type { FilteredRequest, HoldTracker, HttpFilter } from './filters/filter.
 import type { HeaderMap } from './headers.js';
 import type { HttpContext, RequestHeaders } from './context.js';
 import type { H1Connection, H1Request } from './h1-connection.js';
-import { H2Downstream, NOT_SENT, type Downstream, type H2Owner } from './downstream.js';
+import { NOT_SENT, type Downstream, type H2Owner } from './downstream.js';
+import { H2Downstream } from './h2-downstream.js';
+import type { H2Stream } from '../h2/session.js';
+import type { DecodedHead } from '../h2/hpack.js';
 import { Router, type RouterOwner } from './router/router.js';
 import { HopSpan } from './tracing/span.js';
 import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer, XFCC_HEADER } from '../tls/downstream-peer.js';
 import { originalDstOf, type OriginalDestination } from '../listener/original-dst.js';
-import type * as net from 'node:net';
 
 const PROTOCOL_H11 = 'HTTP/1.1';
 const PROTOCOL_H10 = 'HTTP/1.0';
@@ -113,22 +114,32 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.route(req.headers, req.body, 'http');
   }
 
-  startH2(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void {
+  startH2(stream: H2Stream, head: DecodedHead, endStream: boolean): void {
     this.protocol = PROTOCOL_H2;
+    const headers = head.headers;
     const contentType = headers['content-type'];
-    this.grpc = contentType !== undefined && contentType.startsWith('application/grpc');
-    this.downstream = new H2Downstream(stream, this, this.grpc);
-    this.method = (headers[':method'] as string | undefined) ?? 'GET';
-    this.path = (headers[':path'] as string | undefined) ?? '/';
-    this.authority = (headers[':authority'] as string | undefined) ?? headers.host ?? '';
-    const socket = stream.session?.socket;
-    this.remoteAddress = socket?.remoteAddress ?? '';
-    this.localPort = socket?.localPort ?? 0;
-    // The session's socket is Node's proxy of the connection: symbol reads reach the connection itself.
-    if (socket !== undefined) this.originalDst = originalDstOf(socket as net.Socket);
+    this.grpc = typeof contentType === 'string' && contentType.startsWith('application/grpc');
+    const downstream = new H2Downstream(stream, this, this.grpc, head.method === 'HEAD', endStream);
+    this.downstream = downstream;
+    const expect = headers.expect;
+    if (typeof expect === 'string' && expect.toLowerCase() === '100-continue') downstream.sendContinue();
+    this.method = head.method;
+    this.path = head.path;
+    // The head's fields hold the pseudo headers (the map has none); a client that sends Host alone still names one.
+    let authority = head.authority;
+    if (authority === '') {
+      const host = headers.host;
+      if (typeof host === 'string') authority = host;
+    }
+    this.authority = authority;
+    const socket = stream.session.socket;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    this.localPort = socket.localPort ?? 0;
+    this.originalDst = originalDstOf(socket);
     this.takePeer(socket);
-    const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-    this.route(headers, endStream ? null : stream, (headers[':scheme'] as string | undefined) ?? 'http');
+    // CONNECT tunnels need a connect matcher, which the config model has not got: 404 as on HTTP/1 (and Envoy).
+    if (head.method === 'CONNECT') return this.localReply(REASONS.noRoute, 'CONNECT is not supported (no connect matcher)');
+    this.route(headers, downstream.requestBody(), head.scheme);
   }
 
   private takePeer(socket: object | undefined): void {
@@ -228,7 +239,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     if (this.idleTimer !== null) this.lastActivityMs = Date.now();
     this.status = status;
     this.headersSent = true;
-    // Both parsers (llhttp, nghttp2) reject control characters in what they hand us, so the head is safe.
+    // Both upstream codecs (llhttp, the HTTP/2 header decoder) reject control characters in what they hand us, so the head is safe.
     this.downstream!.respond(status, headers, endStream);
   }
 

@@ -163,6 +163,10 @@ describe('matchRoute', () => {
     expect(matchRoute(v, 'GET', '/', headerSourceOf({ host: 'svc:80' }))!.name).toBe('auth');
     expect(matchRoute(v, 'GET', '/', headerSourceOf({ ':authority': 'svc:80' }))!.name).toBe('auth');
     expect(matchRoute(v, 'GET', '/', headerSourceOf({ host: 'other' }))).toBeNull();
+    // HTTP/2 heads carry no pseudo headers in their map: the exchange's authority is matched.
+    expect(matchRoute(v, 'GET', '/', headerSourceOf({}, 'svc:80'))!.name).toBe('auth');
+    expect(matchRoute(v, 'GET', '/', headerSourceOf({}, 'other'))).toBeNull();
+    expect(matchRoute(v, 'GET', '/', headerSourceOf({}))).toBeNull();
   });
 
   it('headerSourceOf reuses one instance; RecordHeaderSource can be owned', () => {

@@ -16,25 +16,29 @@ export interface HeaderSource {
 }
 
 /**
- * Adapts a Node header object (IncomingMessage.headers or an HTTP/2 header object). One instance is meant to
- * be reused: `reset(target)` points it at the next request's headers. For HTTP/1, `:authority` falls back to
- * `host`; repeated headers are joined with "," (Envoy's rule for matching on multi-valued headers).
+ * Adapts a header object (an HTTP/1 head's, or an HTTP/2 head's HeaderMap, which holds no pseudo headers). One
+ * instance is meant to be reused: `reset(target, authority)` points it at the next request's headers. `:authority`
+ * is the request's authority when given (the exchange's: HTTP/2's :authority, HTTP/1's Host or absolute-form
+ * target), else a `:authority` key, else `host`; repeated headers are joined with "," (Envoy's rule for matching
+ * on multi-valued headers).
  */
 export class RecordHeaderSource implements HeaderSource {
   target: Record<string, string | string[] | undefined>;
+  authority = '';
 
   constructor(target: Record<string, string | string[] | undefined> = {}) {
     this.target = target;
   }
 
-  reset(target: Record<string, string | string[] | undefined>): this {
+  reset(target: Record<string, string | string[] | undefined>, authority = ''): this {
     this.target = target;
+    this.authority = authority;
     return this;
   }
 
   get(name: string): string | undefined {
     let v = this.target[name];
-    if (v === undefined && name === ':authority') v = this.target.host;
+    if (v === undefined && name === ':authority') v = this.authority !== '' ? this.authority : this.target.host;
     if (v === undefined || typeof v === 'string') return v;
     return v.length === 0 ? undefined : v.length === 1 ? v[0] : v.join(',');
   }
@@ -43,11 +47,12 @@ export class RecordHeaderSource implements HeaderSource {
 const shared = new RecordHeaderSource();
 
 /**
- * A HeaderSource over `obj` without allocating: returns one shared instance re-pointed at `obj`. Valid only
- * until the next call, so use it synchronously (match, then drop); hold your own RecordHeaderSource otherwise.
+ * A HeaderSource over `obj` (and the request's `authority`, see RecordHeaderSource) without allocating: returns
+ * one shared instance re-pointed at `obj`. Valid only until the next call, so use it synchronously (match, then
+ * drop); hold your own RecordHeaderSource otherwise.
  */
-export function headerSourceOf(obj: Record<string, string | string[] | undefined>): HeaderSource {
-  return shared.reset(obj);
+export function headerSourceOf(obj: Record<string, string | string[] | undefined>, authority = ''): HeaderSource {
+  return shared.reset(obj, authority);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   const cluster = ctx.clusters.get(ctx.pickCluster(route.action));
   if (cluster === undefined) return refuse(ctx, socket, REASONS.noCluster);
   const remote = socket.remoteAddress ?? '';
-  const hash = route.action.hashPolicies.length === 0 ? undefined : ctx.requestHash(route.action.hashPolicies, headers, remote);
+  const hash = route.action.hashPolicies.length === 0 ? undefined : ctx.requestHash(route.action.hashPolicies, headers, authority, remote);
   const endpoint = cluster.startRequestCall(hash, dst);
   if (endpoint === null) return refuse(ctx, socket, REASONS.noHealthyUpstream);
   if (endpoint === CLUSTER_OVERFLOW) return refuse(ctx, socket, REASONS.overflow);

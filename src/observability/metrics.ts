@@ -727,8 +727,8 @@ export class ProxyMetrics {
     this.downstreamHttp2ProtocolCloses = new Counter({
       name: 'pillion_downstream_http2_protocol_closes_total',
       help:
-        "HTTP/2 connections the proxy closed because Node's HTTP/2 layer (nghttp2) had ended them with a GOAWAY of " +
-        'its own, for a protocol error or a flood (rapid reset, a header block it cannot decode), per listener.',
+        'Downstream HTTP/2 connections the proxy ended with a GOAWAY for the client\'s misbehaviour: a protocol error ' +
+        'or a flood (rapid reset, CONTINUATION or control-frame floods, a header block it cannot decode), per listener.',
       labelNames: ['listener'] as const,
       registers,
     });

@@ -170,7 +170,8 @@ describe('HTTP/2 floods against the proxy', () => {
       const id = 2 * i + 1;
       return Buffer.concat([headersFrames(id, requestBlock('backend', `/rr/${i}`), true), rstStream(id, ERR.CANCEL)]);
     });
-    // nghttp2 counts the resets and ends the session; without that, every pair costs an upstream request.
+    // The session counts the resets (src/h2/limits.ts) and ends the connection; without that, every pair costs an
+    // upstream request.
     expect(await c.refused(5_000), `no GOAWAY or close after ${sent} HEADERS+RST pairs`).toBe(true);
     if (process.env.ABUSE_VERBOSE) console.log('rapid reset: pairs sent', sent, 'goaway', c.goaway);
     // After its GOAWAY the proxy closes the connection too (it used to stay open, unread, until the idle timeout).
@@ -306,10 +307,10 @@ describe('HTTP/2 floods against the proxy', () => {
   // reset: GOAWAY INTERNAL_ERROR after ~1000 resets; a header block it cannot decode: GOAWAY COMPRESSION_ERROR),
   // Node stops reading the socket, never closes it and emits nothing: the attacker's connection (its fd and
   // session memory) stayed until the 1 h idle timeout, and even the client's FIN was never read; each repeat of
-  // the attack on a new connection pinned one more. The connection manager's sweep now sees the session is over
-  // (nghttp2 wants neither to read nor to write), ends our side and cuts the socket a second later, counted in
-  // pillion_downstream_http2_protocol_closes_total. Reproduction: preface, SETTINGS, then HEADERS +
-  // CONTINUATIONs carrying one 200 KiB header value; the proxy answers GOAWAY(9).
+  // the attack on a new connection pinned one more. Our own session (src/h2) now closes the connection after its
+  // GOAWAY, counted in pillion_downstream_http2_protocol_closes_total. Reproduction: preface, SETTINGS, then
+  // HEADERS + CONTINUATIONs carrying one 200 KiB header value (past the header list limit + 16 KiB: GOAWAY
+  // ENHANCE_YOUR_CALM; nghttp2 answered COMPRESSION_ERROR).
   it('a connection the proxy sent GOAWAY for a protocol error is closed by the proxy', async () => {
     expect(await setup.sidecar.get()).toBe(200);
     base = await baseline(setup.sidecar);

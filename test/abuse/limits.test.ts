@@ -6,7 +6,7 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
-import { request } from '../helpers/client.js';
+import { h2request, request } from '../helpers/client.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 
 let backend: Backend;
@@ -188,6 +188,57 @@ describe('HTTP/2 concurrent streams per connection (HCM http2_protocol_options.m
   });
 });
 
+describe('HTTP/2 connections: idle timeout and drain', () => {
+  /** A Node HTTP/2 client: its GOAWAY code (-1: none came) and when its connection closed. */
+  function h2client(port: number): { session: http2.ClientHttp2Session; goaway: () => number; closed: Promise<number> } {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    let code = -1;
+    session.on('goaway', (c: number) => (code = c));
+    const closed = new Promise<number>((resolve) => session.on('close', () => resolve(Date.now())));
+    return { session, goaway: () => code, closed };
+  }
+
+  it('a connection idle past the listener idle timeout gets GOAWAY and is closed; an open stream holds it', async () => {
+    const proxy = await startProxy(mesh(backend.port), {
+      service: 'client',
+      admin: false,
+      hcm: { common_http_protocol_options: { idle_timeout: { seconds: 1 } } },
+    });
+    const c = h2client(proxy.port('outbound'));
+    try {
+      // 2.5 s with a stream open: longer than the idle timeout, and not cut.
+      expect((await h2request(c.session, { ':path': '/slower', ':authority': 'backend' })).body).toBe('slower');
+      const doneAt = Date.now();
+      const closedAt = await c.closed;
+      expect(c.goaway()).toBe(http2.constants.NGHTTP2_NO_ERROR);
+      expect(closedAt - doneAt).toBeGreaterThanOrEqual(900);
+      expect(closedAt - doneAt).toBeLessThan(3_500);
+    } finally {
+      c.session.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('a drain sends GOAWAY: the stream in flight finishes, then the connection closes', async () => {
+    const proxy = await startProxy(mesh(backend.port), { service: 'client', admin: false });
+    const c = h2client(proxy.port('outbound'));
+    try {
+      expect((await h2request(c.session, { ':path': '/', ':authority': 'backend' })).body).toBe('ok');
+      const inFlight = h2request(c.session, { ':path': '/slow', ':authority': 'backend' });
+      await new Promise((r) => setTimeout(r, 100));
+      const drained = proxy.proxy.drain();
+      expect((await inFlight).body).toBe('slow');
+      await c.closed;
+      expect(c.goaway()).toBe(http2.constants.NGHTTP2_NO_ERROR);
+      await drained;
+    } finally {
+      c.session.destroy();
+      await proxy.close();
+    }
+  });
+});
+
 describe('an upgraded connection (WebSocket) that goes silent', () => {
   it('is closed on both sides after the listener idle timeout', async () => {
     const wsServer = http.createServer();
@@ -262,8 +313,8 @@ describe('header lines per request (HCM common_http_protocol_options.max_headers
     }
   });
 
-  it('HTTP/2: a request with more lines is refused, the connection serves on', async () => {
-    const proxy = await startProxy(mesh(backend.port), { service: 'client', admin: false });
+  it('HTTP/2: a request with more lines gets 431 headers_too_large (counted), the connection serves on', async () => {
+    const proxy = await startProxy(mesh(backend.port), { service: 'client' });
     const session = http2.connect(`http://127.0.0.1:${proxy.port('outbound')}`);
     session.on('error', () => {});
     try {
@@ -277,9 +328,11 @@ describe('header lines per request (HCM common_http_protocol_options.max_headers
           s.on('close', () => resolve(`closed ${s.rstCode}`));
           s.resume();
         });
-      // 110 lines pass Node's own default (128 pairs) but not ours (100 lines + 4 pseudo headers).
-      expect(await outcome(110)).not.toBe('200');
+      // 110 lines pass Node's own default (128 pairs) but not ours (100 lines + 4 pseudo headers). The session answers
+      // the stream itself (no exchange is made), as HTTP/1 does, and SREs see it among the local replies.
+      expect(await outcome(110)).toBe('431');
       expect(await outcome(10)).toBe('200');
+      expect(await metricsText(proxy)).toMatch(/pillion_local_replies_total\{reason="headers_too_large"\} 1\b/);
     } finally {
       session.destroy();
       await proxy.close();

@@ -123,7 +123,7 @@ export class Router implements Expirable {
     const cluster = ctx.clusters.get(ctx.pickCluster(action));
     if (cluster === undefined) return owner.onRouterFailure(REASONS.noCluster);
     this.cluster = cluster;
-    this.hash = action.hashPolicies.length === 0 ? undefined : ctx.requestHash(action.hashPolicies, headers, owner.remoteAddress);
+    this.hash = action.hashPolicies.length === 0 ? undefined : ctx.requestHash(action.hashPolicies, headers, owner.authority, owner.remoteAddress);
 
     const upstreamHeaders = newHeaderMap();
     owner.requestId = buildUpstreamHeaders(

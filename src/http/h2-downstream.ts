@@ -1,0 +1,153 @@
+// The HTTP/2 side of one request on Pillion's own codec (src/h2): one small object per stream that is both the
+// exchange's Downstream (the response goes out through it) and the stream's owner (the request body and the
+// stream's end come in through it). Local replies to gRPC callers are trailers-only responses.
+import { Readable } from 'node:stream';
+import { H2Error, type H2Stream, type H2StreamOwner } from '../h2/session.js';
+import type { DecodedHead } from '../h2/hpack.js';
+import type { Reason } from '../reasons.js';
+import { newHeaderMap, type HeaderMap } from './headers.js';
+import { NOT_SENT, type Downstream, type H2Owner, type LocalReplyResult } from './downstream.js';
+
+/** A request body as a stream, fed by the stream's DATA; reading it lets the session credit the window again. */
+class H2RequestBody extends Readable {
+  constructor(private readonly stream: H2Stream) {
+    super();
+  }
+  override _read(): void {
+    if (!this.stream.closed) this.stream.resume();
+  }
+}
+
+export class H2Downstream implements Downstream, H2StreamOwner {
+  /** The request body's stream; null when the request had none, or once its end came. */
+  private body: H2RequestBody | null = null;
+  /** Our answer is complete (or given up): request bytes still coming are read and dropped. */
+  private discard = false;
+
+  constructor(
+    private readonly stream: H2Stream,
+    readonly owner: H2Owner,
+    /** gRPC: local replies are trailers-only with a grpc-status. */
+    private readonly grpc: boolean,
+    /** A HEAD request: a local reply states its length but sends no body. */
+    private readonly headRequest: boolean,
+    endStream: boolean,
+  ) {
+    stream.owner = this;
+    if (!endStream) this.body = new H2RequestBody(stream);
+  }
+
+  /** A client that asked for `expect: 100-continue` gets it at once, as on HTTP/1.1: it sends, the upstream reads. */
+  sendContinue(): void {
+    if (this.body !== null) this.stream.respond(100, null, false);
+  }
+
+  /** The request body for the router, null when the head had END_STREAM. */
+  requestBody(): Readable | null {
+    return this.body;
+  }
+
+  // --- H2StreamOwner: the request side ---
+
+  onHead(_stream: H2Stream, _head: DecodedHead, _endStream: boolean): void {
+    // Client role only: a server stream's head comes through the session's onStream.
+  }
+
+  onData(stream: H2Stream, chunk: Buffer): void {
+    const body = this.body;
+    // Answered already, or a body nobody reads any more: dropped, and its window credited after we return.
+    if (body === null || this.discard) return;
+    // The stream window bounds what push() may buffer past its high-water mark: we stop crediting until _read.
+    if (!body.push(chunk)) stream.pause();
+  }
+
+  onEnd(_stream: H2Stream, _trailers: HeaderMap | null): void {
+    // Request trailers are not forwarded (Node's http2 path dropped them too; gRPC clients send none).
+    const body = this.body;
+    this.body = null;
+    if (body !== null && !this.discard) body.push(null);
+  }
+
+  onReset(_stream: H2Stream, _code: number, _why: string): void {
+    // The client reset the stream, or its connection died. The body never gets its end (a truncated request must
+    // never pass for a complete one): the exchange cancels the upstream request, which lets go of the body.
+    this.body = null;
+    this.owner.onDownstreamClosed();
+  }
+
+  onDrain(_stream: H2Stream): void {
+    this.owner.resumeUpstream();
+  }
+
+  // --- Downstream: the response side ---
+
+  respond(status: number, headers: HeaderMap, endStream: boolean): void {
+    const stream = this.stream;
+    if (stream.closed) return;
+    stream.respond(status, headers, endStream);
+    if (endStream) this.answered();
+  }
+
+  write(chunk: Buffer): boolean {
+    const stream = this.stream;
+    return stream.closed || stream.write(chunk);
+  }
+
+  /** The session may hold a chunk until the flow-control window lets it out: it stays referenced. */
+  lastWriteFlushed(): boolean {
+    return false;
+  }
+
+  end(trailers: HeaderMap | null): void {
+    const stream = this.stream;
+    this.answered();
+    if (stream.closed || stream.localEnded) return;
+    if (!stream.sentHeaders) stream.respond(502, null, true);
+    else stream.end(trailers);
+  }
+
+  reset(_why: string): void {
+    // RST_STREAM alone (queued data dropped): the client sees the response broken, never a clean end.
+    this.body = null;
+    this.stream.reset(H2Error.INTERNAL_ERROR);
+  }
+
+  localReply(reason: Reason, body: string): LocalReplyResult {
+    const stream = this.stream;
+    if (stream.closed || stream.sentHeaders) return NOT_SENT;
+    this.answered();
+    const headers = newHeaderMap();
+    if (this.grpc) {
+      // gRPC callers read status from grpc-status, so reply trailers-only with HTTP 200 (as Envoy does).
+      headers['content-type'] = 'application/grpc';
+      headers['grpc-status'] = String(reason.grpcStatus);
+      headers['grpc-message'] = encodeURIComponent(body.trimEnd());
+      headers['x-pillion-reason'] = reason.id;
+      stream.respond(200, headers, true);
+      return { status: 200, bytes: 0 };
+    }
+    const bytes = Buffer.byteLength(body);
+    headers['content-type'] = 'text/plain; charset=utf-8';
+    headers['content-length'] = String(bytes);
+    headers['x-pillion-reason'] = reason.id;
+    if (this.headRequest) {
+      stream.respond(reason.httpStatus, headers, true);
+      return { status: reason.httpStatus, bytes: 0 };
+    }
+    stream.respond(reason.httpStatus, headers, false);
+    stream.write(Buffer.from(body));
+    stream.end(null);
+    return { status: reason.httpStatus, bytes };
+  }
+
+  /**
+   * Our answer is complete: the request body is no one's any more. What the client still sends is credited and
+   * dropped, so an answer given before the body arrived (a 404 to a POST) never stalls the client's upload.
+   */
+  private answered(): void {
+    if (this.discard) return;
+    this.discard = true;
+    this.body = null;
+    if (!this.stream.closed) this.stream.resume();
+  }
+}
