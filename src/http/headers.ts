@@ -87,14 +87,18 @@ export function buildUpstreamHeaders(
   return requestId;
 }
 
-/** Upstream HTTP/2 response head → forwardable header map (pseudo headers and hop-by-hop dropped). */
-export function headersFromH2(headers: Record<string, string | string[] | number | undefined>): HeaderMap {
-  const out = newHeaderMap();
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined || name.charCodeAt(0) === 58) continue;
-    if (HOP_BY_HOP.has(name)) continue;
-    out[name] = typeof value === 'number' ? String(value) : value;
+const HOP_BY_HOP_NAMES: readonly string[] = [...HOP_BY_HOP];
+
+/**
+ * An upstream HTTP/2 response head or trailers (regular fields only: src/h2 keeps pseudo headers apart) made
+ * forwardable, in place: hop-by-hop fields are dropped (the HPACK decoder already refuses the connection-specific
+ * ones; `te`, `trailer`, `host` and the like get here). A map that has none (nearly all) is untouched, so it
+ * keeps V8's fast shape.
+ */
+export function dropHopByHop(headers: HeaderMap): HeaderMap {
+  for (let i = 0; i < HOP_BY_HOP_NAMES.length; i++) {
+    const name = HOP_BY_HOP_NAMES[i]!;
+    if (headers[name] !== undefined) delete headers[name];
   }
-  return out;
+  return headers;
 }
