@@ -1,0 +1,48 @@
+// The abuse limits of one HTTP/2 session (RFC 9113 §10.5 and the CVEs of 2019-2024): named numbers and the
+// rapid-reset token bucket. Each number is a connection error (GOAWAY ENHANCE_YOUR_CALM) when exceeded.
+
+/** Rapid reset (CVE-2023-44487): streams the peer resets before our answer, or that we refuse; nghttp2's numbers. */
+export const RESET_BURST = 1000;
+export const RESETS_PER_SECOND = 33;
+/** CONTINUATION flood (CVE-2024-27316): frames per header block, empty ones included. */
+export const MAX_HEADER_BLOCK_FRAMES = 64;
+/** Bytes of a compressed header block beyond the header list limit (one frame's worth of slack). */
+export const HEADER_BLOCK_SLACK = 16_384;
+/** Outbound control frames (PING/SETTINGS ACK, RST_STREAM) queued while the socket is backed up (Envoy's default). */
+export const MAX_OUTBOUND_CONTROL_FRAMES = 1000;
+/** Socket bytes waiting past which queued DATA stops (control frames still go) and the counter above runs. */
+export const SOCKET_HIGH_WATER = 1 << 20;
+/** Consecutive inbound frames with an empty payload and no END_STREAM (DATA, HEADERS, CONTINUATION). */
+export const MAX_EMPTY_FRAMES = 100;
+/** PRIORITY frames allowed: this many per stream opened, plus the same again. */
+export const PRIORITY_PER_STREAM = 100;
+/** WINDOW_UPDATE frames allowed: this many per DATA frame we sent, plus WINDOW_UPDATE_SLACK (Envoy's). */
+export const WINDOW_UPDATES_PER_DATA = 10;
+export const WINDOW_UPDATE_SLACK = 100;
+
+/** Token bucket refilled with time; the clock is passed in. */
+export class ResetBucket {
+  private tokens: number;
+  private refilledAtMs: number;
+
+  constructor(
+    nowMs: number,
+    private readonly burst = RESET_BURST,
+    private readonly perSecond = RESETS_PER_SECOND,
+  ) {
+    this.tokens = burst;
+    this.refilledAtMs = nowMs;
+  }
+
+  /** Takes one token; false when the bucket is empty. */
+  take(nowMs: number): boolean {
+    const elapsed = nowMs - this.refilledAtMs;
+    if (elapsed > 0) {
+      this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.perSecond) / 1000);
+      this.refilledAtMs = nowMs;
+    }
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}

@@ -1,0 +1,1405 @@
+// One HTTP/2 connection (RFC 9113), server or client role, without node:http2: framing, flow control, the
+// stream state machine and the abuse limits of limits.ts. Events go to owner objects (methods, no closures, no
+// EventEmitter per stream); the frames of one loop turn leave in ONE socket write (see flush()).
+import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { newHeaderMap, type HeaderMap } from '../http/headers.js';
+import { REASONS } from '../reasons.js';
+import { createLogger } from '../observability/logger.js';
+import { DecodedHead, HpackDecoder, HpackEncoder, HpackError, HPACK_TOO_LARGE } from './hpack.js';
+import {
+  DEFAULT_WINDOW,
+  Flag,
+  FrameType,
+  FRAME_HEADER,
+  MAX_FRAME,
+  MAX_WINDOW,
+  PREFACE,
+  Setting,
+  writeFrameHeader,
+  writeGoaway,
+  writePingAck,
+  writeRstStream,
+  writeSetting,
+  writeSettingsAck,
+  writeWindowUpdate,
+} from './frames.js';
+import {
+  HEADER_BLOCK_SLACK,
+  MAX_EMPTY_FRAMES,
+  MAX_HEADER_BLOCK_FRAMES,
+  MAX_OUTBOUND_CONTROL_FRAMES,
+  PRIORITY_PER_STREAM,
+  ResetBucket,
+  SOCKET_HIGH_WATER,
+  WINDOW_UPDATES_PER_DATA,
+  WINDOW_UPDATE_SLACK,
+} from './limits.js';
+
+export const enum H2Error {
+  NO_ERROR = 0,
+  PROTOCOL_ERROR = 1,
+  INTERNAL_ERROR = 2,
+  FLOW_CONTROL_ERROR = 3,
+  SETTINGS_TIMEOUT = 4,
+  STREAM_CLOSED = 5,
+  FRAME_SIZE_ERROR = 6,
+  REFUSED_STREAM = 7,
+  CANCEL = 8,
+  COMPRESSION_ERROR = 9,
+  CONNECT_ERROR = 10,
+  ENHANCE_YOUR_CALM = 11,
+  INADEQUATE_SECURITY = 12,
+  HTTP_1_1_REQUIRED = 13,
+}
+
+const ERROR_NAMES = [
+  'NO_ERROR', 'PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL_ERROR', 'SETTINGS_TIMEOUT', 'STREAM_CLOSED',
+  'FRAME_SIZE_ERROR', 'REFUSED_STREAM', 'CANCEL', 'COMPRESSION_ERROR', 'CONNECT_ERROR', 'ENHANCE_YOUR_CALM',
+  'INADEQUATE_SECURITY', 'HTTP_1_1_REQUIRED',
+];
+
+/** An HTTP/2 error code's name, for logs and error messages. */
+export function h2ErrorName(code: number): string {
+  return ERROR_NAMES[code] ?? `error ${code}`;
+}
+
+export interface H2SessionOptions {
+  /** Ours, advertised in SETTINGS. Server: enforced (excess HEADERS -> RST_STREAM REFUSED_STREAM). Client: not sent. */
+  maxConcurrentStreams: number;
+  /** Bytes, RFC 7541 size; advertised as SETTINGS_MAX_HEADER_LIST_SIZE. */
+  maxHeaderListSize: number;
+  /** Fields per block, pseudo headers included. */
+  maxHeaderCount: number;
+  /** Per-stream receive window, default 65535. */
+  initialWindowSize?: number;
+  /** Connection receive window, default 1 MiB (sent as WINDOW_UPDATE on stream 0). */
+  connectionWindowSize?: number;
+}
+
+export interface H2SessionOwner {
+  onStream(session: H2Session, stream: H2Stream, head: DecodedHead, endStream: boolean): void;
+  onRemoteSettings(session: H2Session): void;
+  onGoaway(session: H2Session, errorCode: number, lastStreamId: number): void;
+  onSessionClose(session: H2Session, error: Error | null, sentGoawayCode: number): void;
+  onRefusedHead?(session: H2Session, reasonId: string): void;
+}
+
+export interface H2StreamOwner {
+  onHead(stream: H2Stream, head: DecodedHead, endStream: boolean): void;
+  onData(stream: H2Stream, chunk: Buffer): void;
+  onEnd(stream: H2Stream, trailers: HeaderMap | null): void;
+  onReset(stream: H2Stream, code: number, why: string): void;
+  onDrain(stream: H2Stream): void;
+}
+
+// ==== logging ==============================================================================================
+
+let logger: Pick<Logger, 'warn'> | null = null;
+let warnedBug = false;
+
+/** The proxy hands its logger in once; without it a warn-level process logger is made on first need. */
+export function setH2Logger(l: Pick<Logger, 'warn'>): void {
+  logger = l;
+}
+
+function logBugOnce(err: unknown, frameType: number): void {
+  if (warnedBug) return;
+  warnedBug = true;
+  logger ??= createLogger('warn');
+  logger.warn(
+    { err, frameType },
+    'HTTP/2: an exception in frame processing ended a connection with GOAWAY INTERNAL_ERROR (a bug; logged once per process)',
+  );
+}
+
+// ==== constants ============================================================================================
+
+const OUT_START = 16_384;
+/** DATA payloads this large are written from the caller's buffer (cork + two writes), not copied. */
+const ZERO_COPY_MIN = 8_192;
+/** Queued bytes per stream past which write() returns false (or the peer's initial window if larger). */
+const STREAM_QUEUE_LIMIT = 65_536;
+/** After a connection error GOAWAY or a graceful end, how long the peer gets to close before we destroy. */
+const END_GRACE_MS = 1_000;
+/** Client stream ids end at 2^31-1. */
+const MAX_STREAM_ID = 0x7fffffff;
+
+const kSession = Symbol('pillion.h2session');
+type SessionSocket = Socket & { [kSession]?: H2Session };
+
+/** The 431 we answer over-large request heads with (REASONS.headersTooLarge). */
+const TOO_LARGE_HEADERS: HeaderMap = newHeaderMap();
+TOO_LARGE_HEADERS['x-pillion-reason'] = REASONS.headersTooLarge.id;
+TOO_LARGE_HEADERS['content-length'] = '0';
+
+const EMPTY_QUEUE: Buffer[] = [];
+
+// ==== streams ==============================================================================================
+
+export class H2Stream {
+  owner: H2StreamOwner | null;
+  /** No more events will come, or it was reset. */
+  closed = false;
+  /** Server: respond() called (client: the request head went out). */
+  sentHeaders = false;
+  /** end() called. */
+  localEnded = false;
+  /** Our END_STREAM (or the end) is framed. */
+  localDone = false;
+  /** The peer's END_STREAM arrived. */
+  remoteEnded = false;
+  /** Client: the final response head arrived. Server: always true (the request head opened the stream). */
+  gotHead: boolean;
+  paused = false;
+  /** The peer's window for our DATA on this stream. */
+  sendWindow: number;
+  /** What the peer may still send on this stream before we credit it. */
+  recvAvail: number;
+  /** Bytes consumed (or padding) not yet credited back. */
+  recvOwed = 0;
+  /** Body bytes waiting for window or for the socket; `queue` is shared-empty until first needed. */
+  queue: Buffer[] = EMPTY_QUEUE;
+  qIndex = 0;
+  qOff = 0;
+  queueBytes = 0;
+  /** Trailers to send after the queue (end(trailers) while data waits). */
+  trailers: HeaderMap | null = null;
+  inSendList = false;
+  needDrain = false;
+  /** content-length of the peer's message (-1: none) and the DATA bytes received so far. */
+  contentLength = -1;
+  received = 0;
+  /** Client: a HEAD request (its response has no body whatever its content-length says). */
+  noBody = false;
+
+  constructor(
+    readonly session: H2Session,
+    readonly id: number,
+    owner: H2StreamOwner | null,
+    isServer: boolean,
+  ) {
+    this.owner = owner;
+    this.gotHead = isServer;
+    this.sendWindow = session.peerInitialWindow;
+    this.recvAvail = session.streamRecvInitial;
+  }
+
+  /** Server role: the response head. endStream: no body. Headers must not contain pseudo headers. */
+  respond(status: number, headers: HeaderMap | null, endStream: boolean): void {
+    const s = this.session;
+    if (this.closed || this.sentHeaders || s.dead) return;
+    this.sentHeaders = true;
+    appendHeaders(s, this.id, endStream ? Flag.END_STREAM : 0, KIND_RESPONSE, status, headers, '', '', '', '');
+    if (endStream) {
+      this.localEnded = true;
+      this.localDone = true;
+      closeIfDone(s, this);
+    }
+  }
+
+  /**
+   * Queues body bytes as DATA (sent at once as far as the windows allow). Returns false once more than 64 KiB
+   * (or the peer's initial window, if larger) waits unsent: onDrain follows. The chunk may be held until sent
+   * (large chunks are written from it, not copied): callers must not reuse it.
+   */
+  write(chunk: Buffer): boolean {
+    const s = this.session;
+    if (this.closed || this.localEnded || s.dead) return false;
+    const len = chunk.length;
+    if (len === 0) return !this.needDrain;
+    let off = 0;
+    if (this.queueBytes === 0 && !s.backedUp) {
+      off = sendSome(s, this, chunk, 0);
+      if (off === len) return true;
+    }
+    if (this.queue === EMPTY_QUEUE) this.queue = [];
+    if (this.queueBytes === 0) {
+      this.queue.length = 0;
+      this.qIndex = 0;
+      this.qOff = off;
+    } else if (off !== 0) {
+      chunk = chunk.subarray(off);
+    }
+    this.queue.push(chunk);
+    this.queueBytes += len - off;
+    if (!this.inSendList) {
+      this.inSendList = true;
+      s.sendList.push(this);
+    }
+    if (this.queueBytes > s.queueLimit) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  /** Ends our side: END_STREAM on the last DATA (after queued data), or trailers as HEADERS + END_STREAM. */
+  end(trailers: HeaderMap | null): void {
+    const s = this.session;
+    if (this.closed || this.localEnded || s.dead) return;
+    this.localEnded = true;
+    if (trailers !== null) this.trailers = trailers;
+    if (this.queueBytes === 0) emitEnd(s, this);
+  }
+
+  /** RST_STREAM with `code` (drops anything queued); no owner callback follows. Idempotent. */
+  reset(code: number): void {
+    const s = this.session;
+    if (this.closed) return;
+    if (!s.dead) appendRst(s, this.id, code);
+    removeStream(s, this);
+  }
+
+  /** Receive-side backpressure: stop crediting this stream's window until resume(). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (this.recvOwed > 0 && !this.closed && !this.remoteEnded && !this.session.dead) creditStream(this.session, this);
+  }
+}
+
+// ==== session ==============================================================================================
+
+const KIND_RESPONSE = 0;
+const KIND_REQUEST = 1;
+const KIND_TRAILERS = 2;
+
+export class H2Session {
+  readonly socket: Socket;
+  readonly isServer: boolean;
+  owner: H2SessionOwner;
+  readonly streams = new Map<number, H2Stream>();
+
+  // --- ours
+  readonly maxConcurrentStreams: number;
+  readonly maxHeaderListSize: number;
+  readonly maxHeaderCount: number;
+  readonly localWindow: number;
+  readonly connWindow: number;
+  /** A new stream's receive window (the protocol's 65535 until the peer ACKs our SETTINGS, if ours is smaller). */
+  streamRecvInitial: number;
+
+  // --- the peer's
+  peerMaxConcurrentStreams = 100;
+  peerInitialWindow = DEFAULT_WINDOW;
+  peerMaxFrame = MAX_FRAME;
+  /** write() returns false past this many queued bytes: max(64 KiB, the peer's initial window). */
+  queueLimit = STREAM_QUEUE_LIMIT;
+  connected = false;
+
+  // --- flow control
+  /** The peer's connection window for our DATA. */
+  sendWindow = DEFAULT_WINDOW;
+  /** What the peer may still send on the connection. */
+  recvAvail: number;
+  recvOwed = 0;
+
+  // --- stream ids
+  /** Client: the next id we open. */
+  nextStreamId = 1;
+  /** Highest stream id the peer opened (the GOAWAY last-stream-id we send). */
+  lastPeerId = 0;
+  peerActive = 0;
+  streamsOpened = 0;
+
+  // --- lifecycle
+  dead = false;
+  goawaySent = false;
+  goawayRecv = false;
+  /** Server: streams above this id (after our GOAWAY) are ignored. */
+  goawayLastId = MAX_STREAM_ID;
+  /** Client: our streams above this id were refused by the peer's GOAWAY. */
+  peerGoawayLastId = MAX_STREAM_ID;
+  sentGoawayCode = -1;
+  error: Error | null = null;
+  closeReported = false;
+  endTimer: NodeJS.Timeout | null = null;
+  lastActivityMs: number;
+
+  // --- read state
+  prefaceLeft: number;
+  sawSettings = false;
+  carry: Buffer | null = null;
+  carryLen = 0;
+  /** Stream whose header block is being assembled from CONTINUATIONs (0: none). */
+  hdrStream = 0;
+  hdrEndStream = false;
+  hdrFrames = 0;
+  hdrBuf: Buffer | null = null;
+  hdrLen = 0;
+  readonly hdrLimit: number;
+  readonly decoder: HpackDecoder;
+  readonly encoder = new HpackEncoder();
+  /** The frame being processed, for the bug log. */
+  frameType = -1;
+
+  // --- limits
+  readonly resets: ResetBucket;
+  emptyFrames = 0;
+  priorityIn = 0;
+  windowUpdatesIn = 0;
+  dataFramesOut = 0;
+  ctrlBacklog = 0;
+
+  // --- write state
+  out: Buffer = Buffer.allocUnsafe(OUT_START);
+  outLen = 0;
+  flushScheduled = false;
+  /** Large DATA payloads written from the caller's buffer; segAt[i]: the out offset they follow. */
+  readonly segBufs: Buffer[] = [];
+  readonly segAt: number[] = [];
+  backedUp = false;
+  /** Where the last DATA frame in `out` starts (-1: none since the last flush), its stream and its end. */
+  lastDataAt = -1;
+  lastDataStream: H2Stream | null = null;
+  lastDataEnd = -1;
+  readonly sendList: H2Stream[] = [];
+  readonly drainList: H2Stream[] = [];
+  pumping = false;
+
+  constructor(socket: Duplex, role: 'server' | 'client', options: H2SessionOptions, owner: H2SessionOwner) {
+    this.socket = socket as Socket;
+    this.isServer = role === 'server';
+    this.owner = owner;
+    this.maxConcurrentStreams = options.maxConcurrentStreams;
+    this.maxHeaderListSize = options.maxHeaderListSize;
+    this.maxHeaderCount = options.maxHeaderCount;
+    this.localWindow = Math.min(options.initialWindowSize ?? DEFAULT_WINDOW, MAX_WINDOW);
+    this.connWindow = Math.min(Math.max(options.connectionWindowSize ?? 1 << 20, DEFAULT_WINDOW), MAX_WINDOW);
+    this.streamRecvInitial = Math.max(this.localWindow, DEFAULT_WINDOW);
+    this.recvAvail = this.connWindow;
+    this.hdrLimit = this.maxHeaderListSize + HEADER_BLOCK_SLACK;
+    this.decoder = new HpackDecoder(4096);
+    this.prefaceLeft = this.isServer ? PREFACE.length : 0;
+    this.lastActivityMs = performance.now();
+    this.resets = new ResetBucket(this.lastActivityMs);
+
+    const sock = this.socket as SessionSocket;
+    sock[kSession] = this;
+    sock.on('data', onSocketData);
+    sock.on('error', onSocketError);
+    sock.on('end', onSocketEnd);
+    sock.on('close', onSocketClose);
+    sock.on('drain', onSocketDrain);
+    if (typeof sock.setNoDelay === 'function') sock.setNoDelay(true);
+    sock.resume();
+    writeOpening(this);
+  }
+
+  /** Client role: opens a stream; throws if the session cannot (callers check canOpen first). */
+  request(
+    method: string,
+    scheme: string,
+    authority: string,
+    path: string,
+    headers: HeaderMap,
+    endStream: boolean,
+    owner: H2StreamOwner,
+  ): H2Stream {
+    if (this.isServer) throw new Error('HTTP/2: request() on a server session');
+    if (!this.canOpen) throw new Error('HTTP/2: the session is closing or closed and takes no new streams');
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    const stream = new H2Stream(this, id, owner, false);
+    stream.noBody = method === 'HEAD';
+    stream.sentHeaders = true;
+    this.streams.set(id, stream);
+    this.streamsOpened++;
+    if (headers.connection !== undefined) headers = withoutConnection(headers);
+    appendHeaders(this, id, endStream ? Flag.END_STREAM : 0, KIND_REQUEST, 0, headers, method, scheme, authority, path);
+    if (endStream) {
+      stream.localEnded = true;
+      stream.localDone = true;
+    }
+    return stream;
+  }
+
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  get canOpen(): boolean {
+    return !this.dead && !this.goawaySent && !this.goawayRecv && this.nextStreamId <= MAX_STREAM_ID;
+  }
+
+  /** Graceful: GOAWAY NO_ERROR with the last stream id we processed; the socket closes once open streams are done. */
+  close(): void {
+    if (this.dead || this.goawaySent) return;
+    this.goawaySent = true;
+    this.goawayLastId = this.lastPeerId;
+    appendGoaway(this, this.lastPeerId, H2Error.NO_ERROR);
+    maybeFinish(this);
+  }
+
+  /** At once: GOAWAY `code` if the socket is writable, every open stream gets onReset, socket destroyed. */
+  destroy(code: number = H2Error.NO_ERROR, why?: string): void {
+    if (this.dead) return;
+    if (code !== H2Error.NO_ERROR) this.error ??= new Error(why ?? `HTTP/2 session destroyed (${h2ErrorName(code)})`);
+    if (!this.socket.destroyed) appendGoaway(this, this.lastPeerId, code);
+    terminate(this, code === H2Error.NO_ERROR ? H2Error.CANCEL : code, why ?? 'the HTTP/2 session was destroyed');
+    this.socket.destroy();
+  }
+}
+
+function withoutConnection(h: HeaderMap): HeaderMap {
+  const out = newHeaderMap();
+  for (const name in h) if (name !== 'connection') out[name] = h[name]!;
+  return out;
+}
+
+// ==== socket events (shared functions; `this` is the socket) ==============================================
+
+function onSocketData(this: SessionSocket, chunk: Buffer): void {
+  const s = this[kSession]!;
+  if (s.dead) return;
+  s.lastActivityMs = performance.now();
+  try {
+    readChunk(s, chunk);
+  } catch (err) {
+    internalError(s, err);
+  }
+}
+
+function onSocketError(this: SessionSocket, err: Error): void {
+  const s = this[kSession]!;
+  s.error ??= err;
+  terminate(s, H2Error.INTERNAL_ERROR, `connection error: ${err.message}`);
+}
+
+function onSocketEnd(this: SessionSocket): void {
+  const s = this[kSession]!;
+  // The peer's FIN: whatever allowHalfOpen says, finish writing and close.
+  if (!s.dead) {
+    if (s.streams.size > 0) s.error ??= new Error('the peer closed the HTTP/2 connection with streams open');
+    terminate(s, H2Error.INTERNAL_ERROR, 'the peer closed the connection');
+  }
+  if (!this.destroyed && this.writableFinished) this.destroy();
+}
+
+function onSocketClose(this: SessionSocket): void {
+  const s = this[kSession]!;
+  if (!s.dead) {
+    if (s.streams.size > 0) s.error ??= new Error('the HTTP/2 connection closed with streams open');
+    terminate(s, H2Error.INTERNAL_ERROR, 'the connection closed');
+  }
+  if (s.endTimer !== null) {
+    clearTimeout(s.endTimer);
+    s.endTimer = null;
+  }
+  if (s.closeReported) return;
+  s.closeReported = true;
+  s.owner.onSessionClose(s, s.error, s.sentGoawayCode);
+}
+
+function onSocketDrain(this: SessionSocket): void {
+  const s = this[kSession]!;
+  s.backedUp = false;
+  s.ctrlBacklog = 0;
+  if (s.dead || s.sendList.length === 0) return;
+  try {
+    pump(s);
+  } catch (err) {
+    internalError(s, err);
+  }
+}
+
+function onSocketFinish(this: SessionSocket): void {
+  this.destroy();
+}
+
+function forceDestroy(s: H2Session): void {
+  s.endTimer = null;
+  s.socket.destroy();
+}
+
+// ==== ending ===============================================================================================
+
+function internalError(s: H2Session, err: unknown): void {
+  logBugOnce(err, s.frameType);
+  s.error ??= err instanceof Error ? err : new Error(String(err));
+  connError(s, H2Error.INTERNAL_ERROR, 'internal error in HTTP/2 frame processing');
+}
+
+/** A connection error (RFC 9113 §5.4.1): GOAWAY `code`, every stream reset, the socket closed. */
+function connError(s: H2Session, code: number, why: string): void {
+  if (s.dead) return;
+  s.sentGoawayCode = code;
+  s.error ??= new Error(`HTTP/2 connection error ${h2ErrorName(code)}: ${why}`);
+  appendGoaway(s, s.lastPeerId, code);
+  terminate(s, code, why);
+}
+
+/**
+ * The session is over: streams get onReset, what is buffered is written, and the socket is ended; it is
+ * destroyed once our FIN is out (or after END_GRACE_MS). We keep reading (and discarding) until then: closing
+ * with unread input would send RST and could lose our GOAWAY. onSessionClose comes from 'close'.
+ */
+function terminate(s: H2Session, streamCode: number, why: string): void {
+  if (s.dead) return;
+  s.dead = true;
+  s.hdrBuf = null;
+  s.carry = null;
+  if (s.streams.size > 0) {
+    for (const stream of s.streams.values()) {
+      stream.closed = true;
+      stream.queue = EMPTY_QUEUE;
+      stream.queueBytes = 0;
+    }
+    // Owners see the streams closed already; one throwing owner must not spare the others their event.
+    for (const stream of s.streams.values()) {
+      const owner = stream.owner;
+      if (owner === null) continue;
+      try {
+        owner.onReset(stream, streamCode, why);
+      } catch (err) {
+        logBugOnce(err, -1);
+      }
+    }
+    s.streams.clear();
+  }
+  s.sendList.length = 0;
+  flush(s);
+  const sock = s.socket as SessionSocket;
+  if (sock.destroyed) return;
+  if (sock.readableEnded && sock.writableFinished) {
+    sock.destroy();
+    return;
+  }
+  sock.once('finish', onSocketFinish);
+  sock.end();
+  s.endTimer = setTimeout(forceDestroy, END_GRACE_MS, s);
+  s.endTimer.unref();
+}
+
+/** After GOAWAY (either way) the session ends when its last stream does. */
+function maybeFinish(s: H2Session): void {
+  if (!s.dead && (s.goawaySent || s.goawayRecv) && s.streams.size === 0) terminate(s, H2Error.NO_ERROR, 'session closed');
+}
+
+// ==== write path ===========================================================================================
+
+/** Reserves n bytes at the end of `out`, growing it, and schedules the flush of this loop turn. */
+function reserve(s: H2Session, n: number): number {
+  const at = s.outLen;
+  if (at + n > s.out.length) grow(s, at + n, at);
+  s.outLen = at + n;
+  if (!s.flushScheduled) {
+    s.flushScheduled = true;
+    process.nextTick(flush, s);
+  }
+  return at;
+}
+
+/** Doubles `out` (or more) keeping its first `keep` bytes. */
+function grow(s: H2Session, need: number, keep: number): void {
+  let size = s.out.length * 2;
+  while (size < need) size *= 2;
+  const next = Buffer.allocUnsafe(size);
+  s.out.copy(next, 0, 0, keep);
+  s.out = next;
+}
+
+/**
+ * Writes what this loop turn framed: one socket.write, or (with large DATA payloads written from the callers'
+ * buffers) several inside cork/uncork, which Node sends as one writev. The buffer is reused when the kernel
+ * took it all (writableLength 0: nothing references it any more), else a new one is started.
+ */
+function flush(s: H2Session): void {
+  s.flushScheduled = false;
+  const len = s.outLen;
+  if (len === 0) return;
+  s.outLen = 0;
+  s.lastDataAt = -1;
+  s.lastDataStream = null;
+  const sock = s.socket;
+  if (sock.destroyed || sock.writableEnded) {
+    s.segBufs.length = 0;
+    s.segAt.length = 0;
+    return;
+  }
+  const out = s.out;
+  const segs = s.segBufs.length;
+  if (segs === 0) {
+    sock.write(out.subarray(0, len));
+  } else {
+    sock.cork();
+    let prev = 0;
+    for (let i = 0; i < segs; i++) {
+      const at = s.segAt[i]!;
+      if (at > prev) sock.write(out.subarray(prev, at));
+      sock.write(s.segBufs[i]!);
+      prev = at;
+    }
+    if (len > prev) sock.write(out.subarray(prev, len));
+    sock.uncork();
+    s.segBufs.length = 0;
+    s.segAt.length = 0;
+  }
+  s.lastActivityMs = performance.now();
+  const waiting = sock.writableLength;
+  if (waiting !== 0) {
+    s.out = Buffer.allocUnsafe(OUT_START);
+    if (waiting > SOCKET_HIGH_WATER) s.backedUp = true;
+  }
+}
+
+function writeOpening(s: H2Session): void {
+  const pre = s.isServer ? 0 : PREFACE.length;
+  const at = reserve(s, pre + FRAME_HEADER + 3 * 6 + 13);
+  const out = s.out;
+  if (!s.isServer) PREFACE.copy(out, at);
+  let p = at + pre + FRAME_HEADER;
+  if (s.isServer) p = writeSetting(out, p, Setting.MAX_CONCURRENT_STREAMS, s.maxConcurrentStreams);
+  else p = writeSetting(out, p, Setting.ENABLE_PUSH, 0);
+  p = writeSetting(out, p, Setting.INITIAL_WINDOW_SIZE, s.localWindow);
+  p = writeSetting(out, p, Setting.MAX_HEADER_LIST_SIZE, s.maxHeaderListSize);
+  writeFrameHeader(out, at + pre, p - at - pre - FRAME_HEADER, FrameType.SETTINGS, 0, 0);
+  const inc = s.connWindow - DEFAULT_WINDOW;
+  if (inc > 0) p = writeWindowUpdate(out, p, 0, inc);
+  s.outLen = p;
+}
+
+/** Counts a control frame we queue while the socket is backed up (Envoy's max_outbound_control_frames). */
+function countControl(s: H2Session): void {
+  if (s.socket.writableLength <= SOCKET_HIGH_WATER) return;
+  if (++s.ctrlBacklog > MAX_OUTBOUND_CONTROL_FRAMES) {
+    connError(s, H2Error.ENHANCE_YOUR_CALM, 'the peer does not read the control frames it causes (outbound control frame limit)');
+  }
+}
+
+function appendRst(s: H2Session, id: number, code: number): void {
+  const at = reserve(s, 13);
+  writeRstStream(s.out, at, id, code);
+  countControl(s);
+}
+
+function appendGoaway(s: H2Session, last: number, code: number): void {
+  const at = reserve(s, 17);
+  writeGoaway(s.out, at, last, code);
+}
+
+/**
+ * Encodes a header block straight into `out` and frames it: HEADERS, plus CONTINUATIONs when it is larger
+ * than the peer's frame size. The encoder leaves its table alone when the block does not fit, so we grow and
+ * encode again.
+ */
+function appendHeaders(
+  s: H2Session,
+  id: number,
+  flags: number,
+  kind: number,
+  status: number,
+  headers: HeaderMap | null,
+  method: string,
+  scheme: string,
+  authority: string,
+  path: string,
+): void {
+  const at = reserve(s, FRAME_HEADER);
+  const start = at + FRAME_HEADER;
+  let end: number;
+  for (;;) {
+    if (kind === KIND_RESPONSE) end = s.encoder.encodeResponse(s.out, start, status, headers);
+    else if (kind === KIND_REQUEST) end = s.encoder.encodeRequest(s.out, start, method, scheme, authority, path, headers!);
+    else end = s.encoder.encodeTrailers(s.out, start, headers!);
+    if (end >= 0) break;
+    grow(s, s.out.length * 2, start);
+  }
+  const blockLen = end - start;
+  const maxF = s.peerMaxFrame;
+  if (blockLen <= maxF) {
+    writeFrameHeader(s.out, at, blockLen, FrameType.HEADERS, flags | Flag.END_HEADERS, id);
+    s.outLen = end;
+    return;
+  }
+  // Split: shift each later piece right to make room for its CONTINUATION header, last piece first.
+  const pieces = Math.ceil(blockLen / maxF);
+  const extra = (pieces - 1) * FRAME_HEADER;
+  if (end + extra > s.out.length) grow(s, end + extra, end);
+  const out = s.out;
+  for (let i = pieces - 1; i >= 1; i--) {
+    const src = start + i * maxF;
+    const srcEnd = Math.min(src + maxF, end);
+    const dst = src + i * FRAME_HEADER;
+    out.copyWithin(dst, src, srcEnd);
+    writeFrameHeader(out, dst - FRAME_HEADER, srcEnd - src, FrameType.CONTINUATION, i === pieces - 1 ? Flag.END_HEADERS : 0, id);
+  }
+  writeFrameHeader(out, at, maxF, FrameType.HEADERS, flags, id);
+  s.outLen = end + extra;
+}
+
+/** One DATA frame of chunk[start, start+n); large payloads are referenced, not copied. */
+function emitData(s: H2Session, stream: H2Stream, chunk: Buffer, start: number, n: number, flags: number): void {
+  let at: number;
+  if (n >= ZERO_COPY_MIN) {
+    at = reserve(s, FRAME_HEADER);
+    s.segBufs.push(chunk.subarray(start, start + n));
+    s.segAt.push(s.outLen);
+  } else {
+    at = reserve(s, FRAME_HEADER + n);
+    chunk.copy(s.out, at + FRAME_HEADER, start, start + n);
+  }
+  writeFrameHeader(s.out, at, n, FrameType.DATA, flags, stream.id);
+  s.lastDataAt = at;
+  s.lastDataStream = stream;
+  s.lastDataEnd = s.outLen;
+  stream.sendWindow -= n;
+  s.sendWindow -= n;
+  s.dataFramesOut++;
+}
+
+/** Frames chunk[off..] as far as the windows and the socket allow; returns the new offset. */
+function sendSome(s: H2Session, stream: H2Stream, chunk: Buffer, off: number): number {
+  const len = chunk.length;
+  while (off < len) {
+    let n = len - off;
+    if (n > stream.sendWindow) n = stream.sendWindow;
+    if (n > s.sendWindow) n = s.sendWindow;
+    if (n > s.peerMaxFrame) n = s.peerMaxFrame;
+    if (n <= 0) break;
+    emitData(s, stream, chunk, off, n, 0);
+    off += n;
+  }
+  return off;
+}
+
+/** Our END_STREAM: trailers, or the END_STREAM flag set on our last DATA frame if it is still the last frame, or an empty DATA. */
+function emitEnd(s: H2Session, stream: H2Stream): void {
+  if (stream.trailers !== null) {
+    const t = stream.trailers;
+    stream.trailers = null;
+    appendHeaders(s, stream.id, Flag.END_STREAM, KIND_TRAILERS, 0, t, '', '', '', '');
+  } else if (s.lastDataStream === stream && s.lastDataEnd === s.outLen) {
+    s.out[s.lastDataAt + 4]! |= Flag.END_STREAM;
+  } else {
+    const at = reserve(s, FRAME_HEADER);
+    writeFrameHeader(s.out, at, 0, FrameType.DATA, Flag.END_STREAM, stream.id);
+  }
+  stream.localDone = true;
+  closeIfDone(s, stream);
+}
+
+/** Sends queued DATA of one stream as the windows allow; true when its queue is empty. */
+function drainQueue(s: H2Session, stream: H2Stream): boolean {
+  const q = stream.queue;
+  while (stream.queueBytes > 0) {
+    if (s.backedUp) return false;
+    const chunk = q[stream.qIndex]!;
+    let n = chunk.length - stream.qOff;
+    if (n > stream.sendWindow) n = stream.sendWindow;
+    if (n > s.sendWindow) n = s.sendWindow;
+    if (n > s.peerMaxFrame) n = s.peerMaxFrame;
+    if (n <= 0) return false;
+    emitData(s, stream, chunk, stream.qOff, n, 0);
+    stream.qOff += n;
+    stream.queueBytes -= n;
+    if (stream.qOff === chunk.length) {
+      stream.qIndex++;
+      stream.qOff = 0;
+    }
+  }
+  q.length = 0;
+  stream.qIndex = 0;
+  stream.qOff = 0;
+  if (stream.localEnded && !stream.localDone) emitEnd(s, stream);
+  return true;
+}
+
+/** Sends what waits for window or socket, then tells owners whose queues fell low (onDrain). */
+function pump(s: H2Session): void {
+  if (s.pumping || s.dead) return;
+  s.pumping = true;
+  const list = s.sendList;
+  let keep = 0;
+  for (let i = 0; i < list.length; i++) {
+    const stream = list[i]!;
+    if (stream.closed) {
+      stream.inSendList = false;
+      continue;
+    }
+    const blocked = s.backedUp || s.sendWindow <= 0;
+    if (!blocked && drainQueue(s, stream)) stream.inSendList = false;
+    else list[keep++] = stream;
+    if (stream.needDrain && stream.queueBytes <= s.queueLimit && !stream.closed) {
+      stream.needDrain = false;
+      s.drainList.push(stream);
+    }
+  }
+  list.length = keep;
+  s.pumping = false;
+  const drains = s.drainList;
+  if (drains.length === 0) return;
+  for (let i = 0; i < drains.length; i++) {
+    const stream = drains[i]!;
+    if (!stream.closed && stream.owner !== null) stream.owner.onDrain(stream);
+  }
+  drains.length = 0;
+}
+
+function creditStream(s: H2Session, stream: H2Stream): void {
+  const n = stream.recvOwed;
+  stream.recvOwed = 0;
+  stream.recvAvail += n;
+  const at = reserve(s, 13);
+  writeWindowUpdate(s.out, at, stream.id, n);
+}
+
+// ==== stream bookkeeping ===================================================================================
+
+function removeStream(s: H2Session, stream: H2Stream): void {
+  if (stream.closed && !s.streams.has(stream.id)) return;
+  stream.closed = true;
+  stream.queue = EMPTY_QUEUE;
+  stream.queueBytes = 0;
+  stream.trailers = null;
+  if (s.streams.delete(stream.id) && (stream.id & 1) === (s.isServer ? 1 : 0)) s.peerActive--;
+  if (s.lastDataStream === stream) s.lastDataStream = null;
+  maybeFinish(s);
+}
+
+function closeIfDone(s: H2Session, stream: H2Stream): void {
+  if (stream.localDone && stream.remoteEnded && !stream.closed) removeStream(s, stream);
+}
+
+/** A stream error we raise (RFC 9113 §5.4.2): RST_STREAM to the peer, onReset to the owner. */
+function streamError(s: H2Session, stream: H2Stream, code: number, why: string): void {
+  if (stream.closed) return;
+  appendRst(s, stream.id, code);
+  removeStream(s, stream);
+  if (stream.owner !== null) stream.owner.onReset(stream, code, why);
+}
+
+/** A stream we never opened for the owner (refused or malformed): RST_STREAM, counted as a rapid reset. */
+function refuse(s: H2Session, id: number, code: number): void {
+  appendRst(s, id, code);
+  if (!s.resets.take(performance.now())) connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many streams refused or reset (rapid reset)');
+}
+
+/** Is `id` a stream nobody has opened yet (RFC 9113 §5.1 "idle")? */
+function isIdle(s: H2Session, id: number): boolean {
+  if ((id & 1) === (s.isServer ? 1 : 0)) return id > s.lastPeerId;
+  return id >= s.nextStreamId;
+}
+
+// ==== read path ============================================================================================
+
+/**
+ * Parses frames straight from the socket's chunk; only a partial frame's bytes are copied (into a fresh buffer
+ * per frame). DATA payloads reach owners as subarray views of these chunks: Node never reuses a socket's 'data'
+ * chunk (no `onread` buffer is configured), and the carry buffers are fresh, so the views stay valid.
+ */
+function readChunk(s: H2Session, chunk: Buffer): void {
+  const len = chunk.length;
+  let off = 0;
+  if (s.prefaceLeft > 0) {
+    const from = PREFACE.length - s.prefaceLeft;
+    const n = Math.min(s.prefaceLeft, len);
+    if (chunk.compare(PREFACE, from, from + n, 0, n) !== 0) {
+      connError(s, H2Error.PROTOCOL_ERROR, 'the connection did not start with the HTTP/2 client preface');
+      return;
+    }
+    s.prefaceLeft -= n;
+    off = n;
+    if (s.prefaceLeft > 0) return;
+  }
+  if (s.carry !== null) {
+    off = fillCarry(s, chunk, off);
+    if (off < 0 || s.dead) return;
+  }
+  while (len - off >= FRAME_HEADER) {
+    const flen = (chunk[off]! << 16) | (chunk[off + 1]! << 8) | chunk[off + 2]!;
+    if (flen > MAX_FRAME) {
+      connError(s, H2Error.FRAME_SIZE_ERROR, `a frame of ${flen} bytes is over our SETTINGS_MAX_FRAME_SIZE (16384)`);
+      return;
+    }
+    if (len - off < FRAME_HEADER + flen) break;
+    processFrame(s, chunk, off, flen);
+    if (s.dead) return;
+    off += FRAME_HEADER + flen;
+  }
+  if (off < len) {
+    const rest = len - off;
+    if (rest >= FRAME_HEADER) {
+      const flen = (chunk[off]! << 16) | (chunk[off + 1]! << 8) | chunk[off + 2]!;
+      s.carry = Buffer.allocUnsafe(FRAME_HEADER + flen);
+    } else {
+      s.carry = Buffer.allocUnsafe(FRAME_HEADER);
+    }
+    chunk.copy(s.carry, 0, off, len);
+    s.carryLen = rest;
+  }
+}
+
+/** Completes the carried partial frame from `chunk`; returns the offset after what it took, -1 if it needs more. */
+function fillCarry(s: H2Session, chunk: Buffer, off: number): number {
+  const len = chunk.length;
+  let carry = s.carry!;
+  if (s.carryLen < FRAME_HEADER) {
+    const take = Math.min(FRAME_HEADER - s.carryLen, len - off);
+    chunk.copy(carry, s.carryLen, off, off + take);
+    s.carryLen += take;
+    off += take;
+    if (s.carryLen < FRAME_HEADER) return -1;
+    const flen = (carry[0]! << 16) | (carry[1]! << 8) | carry[2]!;
+    if (flen > MAX_FRAME) {
+      connError(s, H2Error.FRAME_SIZE_ERROR, `a frame of ${flen} bytes is over our SETTINGS_MAX_FRAME_SIZE (16384)`);
+      return -1;
+    }
+    if (flen > 0) {
+      const full = Buffer.allocUnsafe(FRAME_HEADER + flen);
+      carry.copy(full, 0, 0, FRAME_HEADER);
+      s.carry = carry = full;
+    }
+  }
+  const take = Math.min(carry.length - s.carryLen, len - off);
+  chunk.copy(carry, s.carryLen, off, off + take);
+  s.carryLen += take;
+  off += take;
+  if (s.carryLen < carry.length) return -1;
+  s.carry = null;
+  s.carryLen = 0;
+  processFrame(s, carry, 0, carry.length - FRAME_HEADER);
+  return off;
+}
+
+function processFrame(s: H2Session, buf: Buffer, off: number, flen: number): void {
+  const type = buf[off + 3]!;
+  const flags = buf[off + 4]!;
+  const id = buf.readUInt32BE(off + 5) & 0x7fffffff;
+  s.frameType = type;
+  if (s.hdrStream !== 0 && type !== FrameType.CONTINUATION) {
+    connError(s, H2Error.PROTOCOL_ERROR, 'a header block was interrupted by another frame (CONTINUATION expected)');
+    return;
+  }
+  if (!s.sawSettings && type !== FrameType.SETTINGS) {
+    connError(s, H2Error.PROTOCOL_ERROR, 'the first frame was not SETTINGS');
+    return;
+  }
+  const p = off + FRAME_HEADER;
+  switch (type) {
+    case FrameType.DATA:
+      onDataFrame(s, buf, p, flen, flags, id);
+      return;
+    case FrameType.HEADERS:
+      onHeadersFrame(s, buf, p, flen, flags, id);
+      return;
+    case FrameType.CONTINUATION:
+      onContinuation(s, buf, p, flen, flags, id);
+      return;
+    case FrameType.RST_STREAM:
+      onRstStream(s, buf, p, flen, id);
+      return;
+    case FrameType.SETTINGS:
+      onSettings(s, buf, p, flen, flags, id);
+      return;
+    case FrameType.PING:
+      if (flen !== 8) return connError(s, H2Error.FRAME_SIZE_ERROR, 'PING payload is not 8 bytes');
+      if (id !== 0) return connError(s, H2Error.PROTOCOL_ERROR, 'PING on a stream');
+      if ((flags & Flag.ACK) === 0) {
+        const at = reserve(s, 17);
+        writePingAck(s.out, at, buf, p);
+        countControl(s);
+      }
+      return;
+    case FrameType.GOAWAY:
+      onGoawayFrame(s, buf, p, flen, id);
+      return;
+    case FrameType.WINDOW_UPDATE:
+      onWindowUpdate(s, buf, p, flen, id);
+      return;
+    case FrameType.PRIORITY:
+      // Ignored (RFC 9113 §5.3.2 allows it), but validated and counted.
+      if (id === 0) return connError(s, H2Error.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+      if (flen !== 5) return connError(s, H2Error.FRAME_SIZE_ERROR, 'PRIORITY payload is not 5 bytes');
+      if (++s.priorityIn > PRIORITY_PER_STREAM * (s.streamsOpened + 1)) {
+        connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many PRIORITY frames (PRIORITY flood)');
+      }
+      return;
+    case FrameType.PUSH_PROMISE:
+      connError(s, H2Error.PROTOCOL_ERROR, s.isServer ? 'PUSH_PROMISE from a client' : 'PUSH_PROMISE although we sent ENABLE_PUSH 0');
+      return;
+    default:
+      return; // unknown frame types are ignored (RFC 9113 §4.1)
+  }
+}
+
+function onDataFrame(s: H2Session, buf: Buffer, p: number, flen: number, flags: number, id: number): void {
+  if (id === 0) return connError(s, H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
+  let start = p;
+  let end = p + flen;
+  if ((flags & Flag.PADDED) !== 0) {
+    if (flen < 1) return connError(s, H2Error.FRAME_SIZE_ERROR, 'padded DATA without its pad length');
+    const pad = buf[p]!;
+    start++;
+    if (pad > end - start) return connError(s, H2Error.PROTOCOL_ERROR, 'DATA padding longer than the frame');
+    end -= pad;
+  }
+  // The connection window counts the whole payload, padding included, and is credited at once.
+  if (flen > s.recvAvail) return connError(s, H2Error.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
+  s.recvAvail -= flen;
+  s.recvOwed += flen;
+  if (s.recvOwed >= s.connWindow >>> 1) {
+    const n = s.recvOwed;
+    s.recvOwed = 0;
+    s.recvAvail += n;
+    const at = reserve(s, 13);
+    writeWindowUpdate(s.out, at, 0, n);
+  }
+  const dataLen = end - start;
+  const endStream = (flags & Flag.END_STREAM) !== 0;
+  if (dataLen === 0 && !endStream) {
+    if (++s.emptyFrames > MAX_EMPTY_FRAMES) return connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many empty frames (empty DATA flood)');
+  } else {
+    s.emptyFrames = 0;
+  }
+  const stream = s.streams.get(id);
+  if (stream === undefined) {
+    if (isIdle(s, id)) connError(s, H2Error.PROTOCOL_ERROR, 'DATA on an idle stream');
+    // Closed (reset by us, or answered): the peer may not know yet; ignored.
+    return;
+  }
+  if (stream.remoteEnded) return streamError(s, stream, H2Error.STREAM_CLOSED, 'DATA after END_STREAM');
+  if (!stream.gotHead) return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'DATA before the response head');
+  if (flen > stream.recvAvail) return streamError(s, stream, H2Error.FLOW_CONTROL_ERROR, 'DATA beyond the stream window');
+  stream.recvAvail -= flen;
+  stream.recvOwed += flen - dataLen;
+  stream.received += dataLen;
+  const cl = stream.contentLength;
+  if (cl >= 0 && (stream.received > cl || (endStream && stream.received !== cl))) {
+    return streamError(s, stream, H2Error.PROTOCOL_ERROR, `body length differs from content-length ${cl}`);
+  }
+  const owner = stream.owner;
+  if (dataLen > 0) {
+    if (owner !== null) owner.onData(stream, buf.subarray(start, end));
+    if (stream.closed || s.dead) return;
+    stream.recvOwed += dataLen;
+  }
+  if (endStream) {
+    stream.remoteEnded = true;
+    if (owner !== null) owner.onEnd(stream, null);
+    closeIfDone(s, stream);
+  } else if (!stream.paused && stream.recvOwed >= s.localWindow >>> 1) {
+    creditStream(s, stream);
+  }
+}
+
+function onHeadersFrame(s: H2Session, buf: Buffer, p: number, flen: number, flags: number, id: number): void {
+  if (id === 0) return connError(s, H2Error.PROTOCOL_ERROR, 'HEADERS on stream 0');
+  let start = p;
+  let end = p + flen;
+  if ((flags & Flag.PADDED) !== 0) {
+    if (flen < 1) return connError(s, H2Error.FRAME_SIZE_ERROR, 'padded HEADERS without its pad length');
+    const pad = buf[p]!;
+    start++;
+    if (pad > end - start) return connError(s, H2Error.PROTOCOL_ERROR, 'HEADERS padding longer than the frame');
+    end -= pad;
+  }
+  if ((flags & Flag.PRIORITY) !== 0) {
+    if (end - start < 5) return connError(s, H2Error.FRAME_SIZE_ERROR, 'HEADERS too short for its priority fields');
+    start += 5;
+  }
+  const endStream = (flags & Flag.END_STREAM) !== 0;
+  if (end === start && !endStream) {
+    if (++s.emptyFrames > MAX_EMPTY_FRAMES) return connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many empty frames (empty HEADERS flood)');
+  } else {
+    s.emptyFrames = 0;
+  }
+  if ((flags & Flag.END_HEADERS) !== 0) {
+    onHeaderBlock(s, id, buf, start, end, endStream);
+    return;
+  }
+  // A block continued in CONTINUATION frames: copied into hdrBuf, bounded in bytes and frames.
+  s.hdrStream = id;
+  s.hdrEndStream = endStream;
+  s.hdrFrames = 1;
+  s.hdrLen = 0;
+  appendFragment(s, buf, start, end);
+}
+
+function appendFragment(s: H2Session, buf: Buffer, start: number, end: number): void {
+  const n = end - start;
+  const need = s.hdrLen + n;
+  if (need > s.hdrLimit) {
+    connError(s, H2Error.ENHANCE_YOUR_CALM, 'a header block grew past the header list limit (CONTINUATION flood)');
+    return;
+  }
+  let hb = s.hdrBuf;
+  if (hb === null || hb.length < need) {
+    let size = hb === null ? 16_384 : hb.length * 2;
+    while (size < need) size *= 2;
+    const next = Buffer.allocUnsafe(Math.min(size, s.hdrLimit));
+    if (hb !== null) hb.copy(next, 0, 0, s.hdrLen);
+    s.hdrBuf = hb = next;
+  }
+  buf.copy(hb, s.hdrLen, start, end);
+  s.hdrLen = need;
+}
+
+function onContinuation(s: H2Session, buf: Buffer, p: number, flen: number, flags: number, id: number): void {
+  if (s.hdrStream === 0 || id !== s.hdrStream) return connError(s, H2Error.PROTOCOL_ERROR, 'CONTINUATION without a header block in progress on its stream');
+  if (++s.hdrFrames > MAX_HEADER_BLOCK_FRAMES) {
+    return connError(s, H2Error.ENHANCE_YOUR_CALM, `a header block of more than ${MAX_HEADER_BLOCK_FRAMES} frames (CONTINUATION flood)`);
+  }
+  if (flen === 0 && (flags & Flag.END_HEADERS) === 0) {
+    if (++s.emptyFrames > MAX_EMPTY_FRAMES) return connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many empty frames (empty CONTINUATION flood)');
+  }
+  appendFragment(s, buf, p, p + flen);
+  if (s.dead || (flags & Flag.END_HEADERS) === 0) return;
+  s.hdrStream = 0;
+  onHeaderBlock(s, id, s.hdrBuf!, 0, s.hdrLen, s.hdrEndStream);
+}
+
+/** Decodes a block; an HPACK violation is a connection error (the tables are out of sync). -1 then. */
+function decodeBlock(s: H2Session, buf: Buffer, start: number, end: number, head: DecodedHead): number {
+  try {
+    return s.decoder.decode(buf, start, end, s.maxHeaderListSize, s.maxHeaderCount, head);
+  } catch (err) {
+    if (!(err instanceof HpackError)) throw err;
+    connError(s, H2Error.COMPRESSION_ERROR, `HPACK: ${err.message}`);
+    return -1;
+  }
+}
+
+function onHeaderBlock(s: H2Session, id: number, buf: Buffer, start: number, end: number, endStream: boolean): void {
+  const stream = s.streams.get(id);
+  if (stream === undefined) {
+    if (s.isServer) {
+      if ((id & 1) === 0) return connError(s, H2Error.PROTOCOL_ERROR, `HEADERS on stream ${id}: client streams are odd`);
+      if (id > s.lastPeerId) {
+        s.lastPeerId = id;
+        newPeerStream(s, id, buf, start, end, endStream);
+        return;
+      }
+    } else {
+      if ((id & 1) === 0) return connError(s, H2Error.PROTOCOL_ERROR, `HEADERS on server stream ${id} (push is disabled)`);
+      if (id >= s.nextStreamId) return connError(s, H2Error.PROTOCOL_ERROR, `HEADERS on stream ${id} that we never opened`);
+    }
+    // A closed stream (reset by us, refused, or answered): keep HPACK in sync, ignore the head.
+    decodeBlock(s, buf, start, end, new DecodedHead());
+    return;
+  }
+  const head = new DecodedHead();
+  const r = decodeBlock(s, buf, start, end, head);
+  if (r < 0) return;
+  if (stream.remoteEnded) return streamError(s, stream, H2Error.STREAM_CLOSED, 'HEADERS after END_STREAM');
+  if (!stream.gotHead) {
+    responseHead(s, stream, head, r, endStream);
+    return;
+  }
+  // Trailers: END_STREAM, no pseudo headers.
+  if (!endStream) return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'a second header block without END_STREAM');
+  if (r === HPACK_TOO_LARGE) return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'trailers too large');
+  if (head.malformed !== '' || hasPseudo(head)) {
+    return streamError(s, stream, H2Error.PROTOCOL_ERROR, `malformed trailers: ${head.malformed || 'pseudo header'}`);
+  }
+  if (stream.contentLength >= 0 && stream.received !== stream.contentLength) {
+    return streamError(s, stream, H2Error.PROTOCOL_ERROR, `body length differs from content-length ${stream.contentLength}`);
+  }
+  stream.remoteEnded = true;
+  if (stream.owner !== null) stream.owner.onEnd(stream, head.headers);
+  closeIfDone(s, stream);
+}
+
+function hasPseudo(h: DecodedHead): boolean {
+  return h.method !== '' || h.path !== '' || h.scheme !== '' || h.authority !== '' || h.protocol !== '' || h.status !== 0;
+}
+
+/** Server role: a request head on a new stream. */
+function newPeerStream(s: H2Session, id: number, buf: Buffer, start: number, end: number, endStream: boolean): void {
+  const head = new DecodedHead();
+  const r = decodeBlock(s, buf, start, end, head);
+  if (r < 0) return;
+  if (id > s.goawayLastId) return; // after our GOAWAY: ignored (RFC 9113 §6.8)
+  if (r === HPACK_TOO_LARGE) {
+    appendHeaders(s, id, Flag.END_STREAM, KIND_RESPONSE, REASONS.headersTooLarge.httpStatus, TOO_LARGE_HEADERS, '', '', '', '');
+    if (!endStream) appendRst(s, id, H2Error.NO_ERROR);
+    if (s.owner.onRefusedHead !== undefined) s.owner.onRefusedHead(s, REASONS.headersTooLarge.id);
+    return;
+  }
+  if (head.malformed !== '' || !validRequest(head)) return refuse(s, id, H2Error.PROTOCOL_ERROR);
+  if (s.peerActive >= s.maxConcurrentStreams) return refuse(s, id, H2Error.REFUSED_STREAM);
+  const cl = contentLength(head.headers['content-length']);
+  if (cl === -2 || (endStream && cl > 0)) return refuse(s, id, H2Error.PROTOCOL_ERROR);
+  const stream = new H2Stream(s, id, null, true);
+  stream.contentLength = cl;
+  stream.remoteEnded = endStream;
+  s.streams.set(id, stream);
+  s.peerActive++;
+  s.streamsOpened++;
+  s.owner.onStream(s, stream, head, endStream);
+}
+
+function validRequest(h: DecodedHead): boolean {
+  if (h.protocol !== '' || h.status !== 0 || h.method === '') return false;
+  if (h.method === 'CONNECT') return h.authority !== '' && h.scheme === '' && h.path === '';
+  return h.scheme !== '' && h.path !== '';
+}
+
+/** Client role: the response head (1xx skipped). */
+function responseHead(s: H2Session, stream: H2Stream, head: DecodedHead, r: number, endStream: boolean): void {
+  if (r === HPACK_TOO_LARGE) return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'response headers too large');
+  const status = head.status;
+  if (head.malformed !== '' || status < 100 || status > 999 || head.method !== '' || head.path !== '' || head.scheme !== '' || head.authority !== '' || head.protocol !== '') {
+    return streamError(s, stream, H2Error.PROTOCOL_ERROR, `malformed response head: ${head.malformed || 'bad pseudo headers'}`);
+  }
+  if (status < 200) {
+    if (endStream || status === 101) return streamError(s, stream, H2Error.PROTOCOL_ERROR, `malformed response head: ${status} informational response`);
+    return;
+  }
+  stream.gotHead = true;
+  if (!stream.noBody && status !== 204 && status !== 304) {
+    const cl = contentLength(head.headers['content-length']);
+    if (cl === -2 || (endStream && cl > 0)) return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'malformed response head: content-length');
+    stream.contentLength = cl;
+  }
+  if (endStream) stream.remoteEnded = true;
+  if (stream.owner !== null) stream.owner.onHead(stream, head, endStream);
+  if (endStream) closeIfDone(s, stream);
+}
+
+/** content-length as a number: -1 absent, -2 invalid (repeated copies must agree). */
+function contentLength(v: string | string[] | undefined): number {
+  if (v === undefined) return -1;
+  if (typeof v !== 'string') {
+    const first = contentLength(v[0]);
+    for (let i = 1; i < v.length; i++) if (v[i] !== v[0]) return -2;
+    return first;
+  }
+  const n = v.length;
+  if (n === 0 || n > 15) return -2;
+  let x = 0;
+  for (let i = 0; i < n; i++) {
+    const c = v.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -2;
+    x = x * 10 + c;
+  }
+  return x;
+}
+
+function onRstStream(s: H2Session, buf: Buffer, p: number, flen: number, id: number): void {
+  if (flen !== 4) return connError(s, H2Error.FRAME_SIZE_ERROR, 'RST_STREAM payload is not 4 bytes');
+  if (id === 0) return connError(s, H2Error.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
+  const stream = s.streams.get(id);
+  if (stream === undefined) {
+    if (isIdle(s, id)) connError(s, H2Error.PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
+    return;
+  }
+  const code = buf.readUInt32BE(p);
+  const unanswered = s.isServer && !stream.sentHeaders;
+  removeStream(s, stream);
+  if (stream.owner !== null) stream.owner.onReset(stream, code, `the peer reset the stream (${h2ErrorName(code)})`);
+  if (unanswered && !s.resets.take(performance.now())) {
+    connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many streams reset before their response (rapid reset)');
+  }
+}
+
+function onSettings(s: H2Session, buf: Buffer, p: number, flen: number, flags: number, id: number): void {
+  if (id !== 0) return connError(s, H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
+  if ((flags & Flag.ACK) !== 0) {
+    if (flen !== 0) return connError(s, H2Error.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+    s.streamRecvInitial = s.localWindow; // the peer applies our window from now on
+    return;
+  }
+  if (flen % 6 !== 0) return connError(s, H2Error.FRAME_SIZE_ERROR, 'SETTINGS payload is not a multiple of 6 bytes');
+  let maxChanged = false;
+  let windowGrew = false;
+  for (let q = p, end = p + flen; q < end; q += 6) {
+    const key = buf.readUInt16BE(q);
+    const value = buf.readUInt32BE(q + 2);
+    switch (key) {
+      case Setting.HEADER_TABLE_SIZE:
+        s.encoder.setPeerMaxTableSize(value);
+        break;
+      case Setting.ENABLE_PUSH:
+        if (value > 1 || (!s.isServer && value !== 0)) return connError(s, H2Error.PROTOCOL_ERROR, `SETTINGS_ENABLE_PUSH ${value}`);
+        break;
+      case Setting.MAX_CONCURRENT_STREAMS:
+        if (value !== s.peerMaxConcurrentStreams) maxChanged = true;
+        s.peerMaxConcurrentStreams = value;
+        break;
+      case Setting.INITIAL_WINDOW_SIZE: {
+        if (value > MAX_WINDOW) return connError(s, H2Error.FLOW_CONTROL_ERROR, `SETTINGS_INITIAL_WINDOW_SIZE ${value} is over 2^31-1`);
+        const delta = value - s.peerInitialWindow;
+        s.peerInitialWindow = value;
+        s.queueLimit = Math.max(STREAM_QUEUE_LIMIT, value);
+        if (delta === 0) break;
+        if (delta > 0) windowGrew = true;
+        for (const stream of s.streams.values()) {
+          stream.sendWindow += delta;
+          if (stream.sendWindow > MAX_WINDOW) return connError(s, H2Error.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE overflows a stream window');
+        }
+        break;
+      }
+      case Setting.MAX_FRAME_SIZE:
+        if (value < MAX_FRAME || value > 0xffffff) return connError(s, H2Error.PROTOCOL_ERROR, `SETTINGS_MAX_FRAME_SIZE ${value}`);
+        s.peerMaxFrame = value;
+        break;
+      default:
+        break; // MAX_HEADER_LIST_SIZE is advisory; unknown settings are ignored (RFC 9113 §6.5.2)
+    }
+  }
+  const at = reserve(s, FRAME_HEADER);
+  writeSettingsAck(s.out, at);
+  countControl(s);
+  if (s.dead) return;
+  const first = !s.sawSettings;
+  s.sawSettings = true;
+  if (!s.isServer) {
+    s.connected = true;
+    if (first || maxChanged) s.owner.onRemoteSettings(s);
+  }
+  if (windowGrew && s.sendList.length > 0) pump(s);
+}
+
+function onGoawayFrame(s: H2Session, buf: Buffer, p: number, flen: number, id: number): void {
+  if (id !== 0) return connError(s, H2Error.PROTOCOL_ERROR, 'GOAWAY on a stream');
+  if (flen < 8) return connError(s, H2Error.FRAME_SIZE_ERROR, 'GOAWAY shorter than 8 bytes');
+  const last = buf.readUInt32BE(p) & 0x7fffffff;
+  const code = buf.readUInt32BE(p + 4);
+  s.goawayRecv = true;
+  if (last < s.peerGoawayLastId) s.peerGoawayLastId = last;
+  if (code !== H2Error.NO_ERROR) s.error ??= new Error(`the peer sent GOAWAY ${h2ErrorName(code)}`);
+  // Our streams the peer never processed: refused, safe to retry elsewhere.
+  const ours = s.isServer ? 0 : 1;
+  for (const stream of s.streams.values()) {
+    if ((stream.id & 1) !== ours || stream.id <= last) continue;
+    stream.closed = true;
+    s.streams.delete(stream.id);
+    if (stream.owner !== null) stream.owner.onReset(stream, H2Error.REFUSED_STREAM, 'refused by the peer\'s GOAWAY');
+    if (s.dead) return;
+  }
+  s.owner.onGoaway(s, code, last);
+  maybeFinish(s);
+}
+
+function onWindowUpdate(s: H2Session, buf: Buffer, p: number, flen: number, id: number): void {
+  if (flen !== 4) return connError(s, H2Error.FRAME_SIZE_ERROR, 'WINDOW_UPDATE payload is not 4 bytes');
+  if (++s.windowUpdatesIn > s.dataFramesOut * WINDOW_UPDATES_PER_DATA + WINDOW_UPDATE_SLACK) {
+    return connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many WINDOW_UPDATE frames for the DATA we sent (WINDOW_UPDATE flood)');
+  }
+  const inc = buf.readUInt32BE(p) & 0x7fffffff;
+  if (id === 0) {
+    if (inc === 0) return connError(s, H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0 on the connection');
+    s.sendWindow += inc;
+    if (s.sendWindow > MAX_WINDOW) return connError(s, H2Error.FLOW_CONTROL_ERROR, 'WINDOW_UPDATE overflows the connection window');
+    if (s.sendList.length > 0) pump(s);
+    return;
+  }
+  const stream = s.streams.get(id);
+  if (stream === undefined) {
+    if (isIdle(s, id)) connError(s, H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
+    return;
+  }
+  if (inc === 0) return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
+  stream.sendWindow += inc;
+  if (stream.sendWindow > MAX_WINDOW) return streamError(s, stream, H2Error.FLOW_CONTROL_ERROR, 'WINDOW_UPDATE overflows the stream window');
+  if (stream.inSendList) pump(s);
+}
+
+export { DecodedHead } from './hpack.js';
