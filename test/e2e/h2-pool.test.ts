@@ -12,8 +12,27 @@ let lastSession: http2.ServerHttp2Session | null = null;
 let maxConcurrent = 0;
 let active = 0;
 let proxy: RunningProxy;
+/** A peer that allows one stream per connection and holds each for 200 ms; the order it saw paths in. */
+let narrow: http2.Http2Server;
+const narrowOrder: string[] = [];
+let closedPort = 0;
 
 beforeAll(async () => {
+  narrow = http2.createServer({ settings: { maxConcurrentStreams: 1 } });
+  narrow.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
+    narrowOrder.push(headers[':path'] as string);
+    setTimeout(() => {
+      if (stream.destroyed) return;
+      stream.respond({ ':status': 200 });
+      stream.end(headers[':path'] as string);
+    }, 200);
+  });
+  await new Promise<void>((r) => narrow.listen(0, '127.0.0.1', () => r()));
+  const spare = http2.createServer();
+  await new Promise<void>((r) => spare.listen(0, '127.0.0.1', () => r()));
+  closedPort = (spare.address() as AddressInfo).port;
+  await new Promise<void>((r) => spare.close(() => r()));
   // A peer that allows 2 concurrent streams per connection and answers after 150 ms.
   server = http2.createServer({ settings: { maxConcurrentStreams: 2 } });
   server.on('session', (s: http2.ServerHttp2Session) => {
@@ -40,6 +59,14 @@ services:
   - name: h2
     ports: [{ port: 8080, protocol: http2 }]
     endpoints: [{ address: 127.0.0.1, port: ${port} }]
+  - name: narrow
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${(narrow.address() as AddressInfo).port} }]
+    policy:
+      circuitBreakers: { maxConnections: 1, maxPendingRequests: 2 }
+  - name: refused
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${closedPort} }]
 `,
     { service: 'client' },
   );
@@ -48,6 +75,7 @@ services:
 afterAll(async () => {
   await proxy.close();
   await new Promise<void>((r) => server.close(() => r()));
+  await new Promise<void>((r) => narrow.close(() => r()));
 });
 
 describe('HTTP/2 upstream pool', () => {
@@ -82,5 +110,29 @@ describe('HTTP/2 upstream pool', () => {
     }
     // Upstream: what the endpoint may send the proxy on its session.
     expect(lastSession?.state.remoteWindowSize).toBeGreaterThan(1_000_000);
+  });
+
+  it('past max_connections, requests wait in order for a stream; past max_pending_requests, 503 overflow at once', async () => {
+    // Warm: the session is up and the peer's limit of 1 stream known before the burst.
+    expect((await request(proxy.port('outbound'), { host: 'narrow', path: '/warm' })).status).toBe(200);
+    narrowOrder.length = 0;
+    const replies: Promise<{ status: number; body: string; reason: unknown }>[] = [];
+    for (const path of ['/a', '/b', '/c', '/d']) {
+      replies.push(request(proxy.port('outbound'), { host: 'narrow', path }).then((r) => ({ status: r.status, body: r.body, reason: r.headers['x-pillion-reason'] })));
+      await new Promise((r) => setTimeout(r, 20)); // arrival order
+    }
+    const got = await Promise.all(replies);
+    // One stream on the one connection allowed, two waiting: the fourth overflows.
+    expect(got.map((r) => r.status)).toEqual([200, 200, 200, 503]);
+    expect(got[3]!.reason).toBe('overflow');
+    expect(narrowOrder).toEqual(['/a', '/b', '/c']);
+    expect(got.slice(0, 3).map((r) => r.body)).toEqual(['/a', '/b', '/c']);
+  });
+
+  it('a refused connect is a connect failure: 503 connect_failure', async () => {
+    const r = await request(proxy.port('outbound'), { host: 'refused' });
+    expect(r.status).toBe(503);
+    expect(r.headers['x-pillion-reason']).toBe('connect_failure');
+    expect(r.body).toContain('ECONNREFUSED');
   });
 });
