@@ -119,8 +119,13 @@ function logBugOnce(err: unknown, frameType: number): void {
 const OUT_START = 16_384;
 /** DATA payloads this large are written from the caller's buffer (cork + two writes), not copied. */
 const ZERO_COPY_MIN = 8_192;
-/** Queued bytes per stream past which write() returns false (or the peer's initial window if larger). */
+/**
+ * Queued bytes per stream past which write() returns false: the peer's initial window if larger (a stream may
+ * fill its window at once), but never past STREAM_QUEUE_MAX: a peer announcing a 2 GiB window and not reading
+ * would otherwise make us hold whatever the owner writes.
+ */
 const STREAM_QUEUE_LIMIT = 65_536;
+const STREAM_QUEUE_MAX = 1 << 20;
 /** After a connection error GOAWAY or a graceful end, how long the peer gets to close before we destroy. */
 const END_GRACE_MS = 1_000;
 /** Client stream ids end at 2^31-1. */
@@ -210,7 +215,7 @@ export class H2Stream {
     const len = chunk.length;
     if (len === 0) return !this.needDrain;
     let off = 0;
-    if (this.queueBytes === 0 && !s.backedUp) {
+    if (this.queueBytes === 0 && !outputFull(s)) {
       off = sendSome(s, this, chunk, 0);
       if (off === len) return true;
     }
@@ -289,7 +294,7 @@ export class H2Session {
   peerMaxConcurrentStreams = 100;
   peerInitialWindow = DEFAULT_WINDOW;
   peerMaxFrame = MAX_FRAME;
-  /** write() returns false past this many queued bytes: max(64 KiB, the peer's initial window). */
+  /** write() returns false past this many queued bytes: max(64 KiB, the peer's initial window), at most 1 MiB. */
   queueLimit = STREAM_QUEUE_LIMIT;
   connected = false;
 
@@ -354,7 +359,13 @@ export class H2Session {
   /** Large DATA payloads written from the caller's buffer; segAt[i]: the out offset they follow. */
   readonly segBufs: Buffer[] = [];
   readonly segAt: number[] = [];
+  /** The socket holds more than SOCKET_HIGH_WATER unsent bytes: DATA waits in the stream queues for 'drain'. */
   backedUp = false;
+  /** Bytes of large payloads referenced (not copied) this turn: with outLen, what this turn will write. */
+  segBytes = 0;
+  /** DATA waited because this turn's output was full (not the socket): flush schedules a pump for it. */
+  turnFull = false;
+  pumpScheduled = false;
   /** Where the last DATA frame in `out` starts (-1: none since the last flush), its stream and its end. */
   lastDataAt = -1;
   lastDataStream: H2Stream | null = null;
@@ -615,6 +626,7 @@ function flush(s: H2Session): void {
   const len = s.outLen;
   if (len === 0) return;
   s.outLen = 0;
+  s.segBytes = 0;
   s.lastDataAt = -1;
   s.lastDataStream = null;
   const sock = s.socket;
@@ -646,6 +658,31 @@ function flush(s: H2Session): void {
   if (waiting !== 0) {
     s.out = Buffer.allocUnsafe(OUT_START);
     if (waiting > SOCKET_HIGH_WATER) s.backedUp = true;
+  }
+  // DATA that waited only because this turn's output was full goes on after I/O had its turn ('drain' covers
+  // the backed-up case).
+  if (s.turnFull && !s.backedUp && !s.pumpScheduled) {
+    s.turnFull = false;
+    s.pumpScheduled = true;
+    setImmediate(pumpLater, s);
+  }
+}
+
+/** More DATA may go out when neither the socket nor this turn's output holds SOCKET_HIGH_WATER bytes. */
+function outputFull(s: H2Session): boolean {
+  if (s.backedUp) return true;
+  if (s.outLen + s.segBytes <= SOCKET_HIGH_WATER) return false;
+  s.turnFull = true;
+  return true;
+}
+
+function pumpLater(s: H2Session): void {
+  s.pumpScheduled = false;
+  if (s.dead || s.backedUp || s.sendList.length === 0) return;
+  try {
+    pump(s);
+  } catch (err) {
+    internalError(s, err);
   }
 }
 
@@ -741,6 +778,7 @@ function emitData(s: H2Session, stream: H2Stream, chunk: Buffer, start: number, 
     at = reserve(s, FRAME_HEADER);
     s.segBufs.push(chunk.subarray(start, start + n));
     s.segAt.push(s.outLen);
+    s.segBytes += n;
   } else {
     at = reserve(s, FRAME_HEADER + n);
     chunk.copy(s.out, at + FRAME_HEADER, start, start + n);
@@ -757,7 +795,7 @@ function emitData(s: H2Session, stream: H2Stream, chunk: Buffer, start: number, 
 /** Frames chunk[off..] as far as the windows and the socket allow; returns the new offset. */
 function sendSome(s: H2Session, stream: H2Stream, chunk: Buffer, off: number): number {
   const len = chunk.length;
-  while (off < len) {
+  while (off < len && !outputFull(s)) {
     let n = len - off;
     if (n > stream.sendWindow) n = stream.sendWindow;
     if (n > s.sendWindow) n = s.sendWindow;
@@ -789,7 +827,7 @@ function emitEnd(s: H2Session, stream: H2Stream): void {
 function drainQueue(s: H2Session, stream: H2Stream): boolean {
   const q = stream.queue;
   while (stream.queueBytes > 0) {
-    if (s.backedUp) return false;
+    if (outputFull(s)) return false;
     const chunk = q[stream.qIndex]!;
     let n = chunk.length - stream.qOff;
     if (n > stream.sendWindow) n = stream.sendWindow;
@@ -823,7 +861,7 @@ function pump(s: H2Session): void {
       stream.inSendList = false;
       continue;
     }
-    const blocked = s.backedUp || s.sendWindow <= 0;
+    const blocked = outputFull(s) || s.sendWindow <= 0;
     if (!blocked && drainQueue(s, stream)) stream.inSendList = false;
     else list[keep++] = stream;
     if (stream.needDrain && stream.queueBytes <= s.queueLimit && !stream.closed) {
@@ -1327,7 +1365,7 @@ function onSettings(s: H2Session, buf: Buffer, p: number, flen: number, flags: n
         if (value > MAX_WINDOW) return connError(s, H2Error.FLOW_CONTROL_ERROR, `SETTINGS_INITIAL_WINDOW_SIZE ${value} is over 2^31-1`);
         const delta = value - s.peerInitialWindow;
         s.peerInitialWindow = value;
-        s.queueLimit = Math.max(STREAM_QUEUE_LIMIT, value);
+        s.queueLimit = Math.min(Math.max(STREAM_QUEUE_LIMIT, value), STREAM_QUEUE_MAX);
         if (delta === 0) break;
         if (delta > 0) windowGrew = true;
         for (const stream of s.streams.values()) {

@@ -1,0 +1,310 @@
+// Hostile input against H2Session's server role, one limit per test, from a raw socket writing hand-made frames
+// (test/abuse/util.ts). Each asserts the answer the limit gives (GOAWAY code, RST_STREAM code, 431) and, where
+// the connection must survive, that it serves on.
+import { afterEach, describe, expect, it } from 'vitest';
+import { H2Error, type H2Session, type H2Stream } from './session.js';
+import type { DecodedHead } from './hpack.js';
+import { listenH2, StreamRecorder, TEST_OPTIONS, type SessionRecorder } from '../../test/helpers/h2-peers.js';
+import {
+  F,
+  frame,
+  headerBlock,
+  headersFrames,
+  ping,
+  RawH2Client,
+  requestBlock,
+  rstStream,
+  settings,
+  sleep,
+  T,
+  windowUpdate,
+} from '../../test/abuse/util.js';
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A server that never answers (streams stay open) unless the path is /ok (200, empty, END_STREAM). */
+function holdOrAnswer(_s: H2Session, stream: H2Stream, head: DecodedHead): void {
+  if (head.path === '/ok') stream.respond(200, null, true);
+  else stream.owner = new StreamRecorder();
+}
+
+async function serverAndClient(
+  handler = holdOrAnswer,
+  options = TEST_OPTIONS,
+): Promise<{ client: RawH2Client; rec: () => SessionRecorder; port: number; session: () => H2Session }> {
+  const srv = await listenH2(handler, options);
+  cleanups.push(() => {
+    for (const s of srv.sessions) s.destroy();
+    srv.server.close();
+  });
+  const client = new RawH2Client(srv.port);
+  cleanups.push(() => client.destroy());
+  await client.ready;
+  for (let i = 0; i < 200 && srv.recorders.length === 0; i++) await sleep(5);
+  return { client, rec: () => srv.recorders[0]!, port: srv.port, session: () => srv.sessions[0]! };
+}
+
+/** Waits until the server's session reported its close; returns the GOAWAY code it sent (-1 none). */
+async function serverClosed(rec: () => SessionRecorder, ms = 5000): Promise<number> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const r = rec();
+    if (r?.close) return r.close.sentGoawayCode;
+    await sleep(20);
+  }
+  return -2;
+}
+
+/** Writes `batch` until the server session closes (at most 100 MiB); returns the most its socket held unsent. */
+async function flood(client: RawH2Client, rec: () => SessionRecorder, session: () => H2Session, batch: Buffer): Promise<number> {
+  let sent = 0;
+  let maxQueued = 0;
+  while (rec().close === null && sent < 100 << 20 && !client.socket.destroyed) {
+    await client.write(batch);
+    sent += batch.length;
+    await new Promise((r) => setImmediate(r));
+    maxQueued = Math.max(maxQueued, session().socket.writableLength);
+  }
+  return maxQueued;
+}
+
+function dataFrame(stream: number, bytes: number, flags = 0): Buffer {
+  return frame(T.DATA, flags, stream, Buffer.alloc(bytes, 0x61));
+}
+
+/** Sends GET /ok on `id` and waits for its response HEADERS: the connection still serves. */
+async function servesOn(client: RawH2Client, id: number, authority = 'x'): Promise<boolean> {
+  await client.write(headersFrames(id, requestBlock(authority, '/ok'), true));
+  for (let i = 0; i < 100; i++) {
+    if (client.responses.has(id)) return true;
+    await sleep(10);
+  }
+  return false;
+}
+
+describe('H2Session limits (server role, hostile client)', () => {
+  it('rapid reset: streams opened and reset before an answer end the connection with ENHANCE_YOUR_CALM', async () => {
+    const { client, rec } = await serverAndClient();
+    const batch: Buffer[] = [];
+    for (let i = 0, id = 1; i < 1100; i++, id += 2) batch.push(headersFrames(id, requestBlock('x', '/hold'), true), rstStream(id));
+    await client.write(Buffer.concat(batch));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.ENHANCE_YOUR_CALM);
+    expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
+  });
+
+  it('streams over maxConcurrentStreams are refused (REFUSED_STREAM) and the refusals count as rapid resets', async () => {
+    const { client, rec } = await serverAndClient(holdOrAnswer, { ...TEST_OPTIONS, maxConcurrentStreams: 2 });
+    await client.write(Buffer.concat([1, 3, 5].map((id) => headersFrames(id, requestBlock('x', '/hold'), true))));
+    for (let i = 0; i < 100 && !client.resets.has(5); i++) await sleep(10);
+    expect(client.resets.get(5)).toBe(H2Error.REFUSED_STREAM);
+    expect(client.resets.has(1)).toBe(false);
+    const flood: Buffer[] = [];
+    for (let i = 0, id = 7; i < 1100; i++, id += 2) flood.push(headersFrames(id, requestBlock('x', '/hold'), true));
+    await client.write(Buffer.concat(flood));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.ENHANCE_YOUR_CALM);
+    expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
+  });
+
+  it('CONTINUATION flood (bytes): a header block past maxHeaderListSize + 16 KiB ends the connection', async () => {
+    const { client, rec } = await serverAndClient();
+    const parts: Buffer[] = [frame(T.HEADERS, 0, 1, requestBlock('x', '/'))];
+    // Each fragment alone is a legal 16 KiB frame; together they pass 16 KiB (list) + 16 KiB (slack).
+    for (let i = 0; i < 3; i++) parts.push(frame(T.CONTINUATION, 0, 1, headerBlock([[`x-h${i}`, 'v'.repeat(16_000)]])));
+    await client.write(Buffer.concat(parts));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.ENHANCE_YOUR_CALM);
+    expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
+  });
+
+  it('CONTINUATION flood (frames): 64 empty CONTINUATIONs end the connection', async () => {
+    const { client, rec } = await serverAndClient();
+    const parts: Buffer[] = [frame(T.HEADERS, 0, 1, requestBlock('x', '/'))];
+    for (let i = 0; i < 70; i++) parts.push(frame(T.CONTINUATION, 0, 1));
+    await client.write(Buffer.concat(parts));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.ENHANCE_YOUR_CALM);
+    expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
+  });
+
+  it('a header block over the list size is answered 431 (x-pillion-reason) and the connection serves on', async () => {
+    const { client, rec } = await serverAndClient(holdOrAnswer, { ...TEST_OPTIONS, maxHeaderListSize: 4096 });
+    await client.write(headersFrames(1, requestBlock('x', '/', 'GET', [['x-big', 'b'.repeat(5000)]]), true));
+    for (let i = 0; i < 100 && !client.responses.has(1); i++) await sleep(10);
+    expect(client.responses.has(1)).toBe(true);
+    expect(rec().refusedHeads).toEqual(['headers_too_large']);
+    expect(await servesOn(client, 3)).toBe(true);
+    expect(client.goaway).toBeNull();
+  });
+
+  it('a header block over maxHeaderCount is answered 431 and the connection serves on', async () => {
+    const { client, rec } = await serverAndClient(holdOrAnswer, { ...TEST_OPTIONS, maxHeaderCount: 20 });
+    const many: [string, string][] = [];
+    for (let i = 0; i < 30; i++) many.push([`x-n${i}`, 'v']);
+    await client.write(headersFrames(1, requestBlock('x', '/', 'GET', many), true));
+    for (let i = 0; i < 100 && !client.responses.has(1); i++) await sleep(10);
+    expect(client.responses.has(1)).toBe(true);
+    expect(rec().refusedHeads).toEqual(['headers_too_large']);
+    expect(await servesOn(client, 3)).toBe(true);
+  });
+
+  it('PING flood whose ACKs are never read: the connection is ended, output stays bounded', async () => {
+    const { client, rec, session } = await serverAndClient();
+    client.socket.pause(); // we never read the ACKs
+    const batch = Buffer.concat(Array.from({ length: 2000 }, (_, i) => ping(i)));
+    const maxQueued = await flood(client, rec, session, batch);
+    expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
+    expect(maxQueued).toBeLessThan(4 << 20);
+  });
+
+  it('SETTINGS flood whose ACKs are never read: the connection is ended', async () => {
+    const { client, rec, session } = await serverAndClient();
+    client.socket.pause();
+    const batch = Buffer.concat(Array.from({ length: 4000 }, () => settings([])));
+    const maxQueued = await flood(client, rec, session, batch);
+    expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
+    expect(maxQueued).toBeLessThan(4 << 20);
+  });
+
+  it('a frame over 16384 bytes is a FRAME_SIZE_ERROR', async () => {
+    const { client, rec } = await serverAndClient();
+    await client.write(frame(T.HEADERS, F.END_HEADERS, 1, Buffer.alloc(16_385)));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.FRAME_SIZE_ERROR);
+    expect(await serverClosed(rec)).toBe(H2Error.FRAME_SIZE_ERROR);
+  });
+
+  it('bad stream ids: an even client stream id is a PROTOCOL_ERROR', async () => {
+    const { client } = await serverAndClient();
+    await client.write(headersFrames(2, requestBlock('x', '/ok'), true));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.PROTOCOL_ERROR);
+  });
+
+  it('bad stream ids: a stream id lower than one before is a PROTOCOL_ERROR... or ignored as closed', async () => {
+    const { client } = await serverAndClient();
+    expect(await servesOn(client, 5)).toBe(true);
+    // Stream 3 was skipped: it is closed (RFC 9113 §5.1.1), its HEADERS are ignored, nothing answers it.
+    await client.write(headersFrames(3, requestBlock('x', '/ok'), true));
+    await sleep(100);
+    expect(client.responses.has(3)).toBe(false);
+    // A WINDOW_UPDATE or RST_STREAM on an idle stream is a connection error.
+    await client.write(windowUpdate(9, 100));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.PROTOCOL_ERROR);
+  });
+
+  it('DATA on an idle stream is a PROTOCOL_ERROR', async () => {
+    const { client } = await serverAndClient();
+    await client.write(dataFrame(7, 10));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.PROTOCOL_ERROR);
+  });
+
+  it('window overflow: connection WINDOW_UPDATE past 2^31-1 is a FLOW_CONTROL_ERROR; on a stream it resets the stream', async () => {
+    const { client } = await serverAndClient();
+    await client.write(headersFrames(1, requestBlock('x', '/hold'), true));
+    await client.write(windowUpdate(1, 0x7fffffff));
+    for (let i = 0; i < 100 && !client.resets.has(1); i++) await sleep(10);
+    expect(client.resets.get(1)).toBe(H2Error.FLOW_CONTROL_ERROR);
+    expect(client.goaway).toBeNull();
+    await client.write(windowUpdate(0, 0x7fffffff));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.FLOW_CONTROL_ERROR);
+  });
+
+  it('PRIORITY flood ends the connection with ENHANCE_YOUR_CALM', async () => {
+    const { client, rec } = await serverAndClient();
+    const prio = frame(T.PRIORITY, 0, 1, Buffer.from([0, 0, 0, 0, 16]));
+    await client.write(Buffer.concat(Array.from({ length: 300 }, () => prio)));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.ENHANCE_YOUR_CALM);
+    expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
+  });
+
+  it('WINDOW_UPDATE flood (no DATA sent to the peer) ends the connection with ENHANCE_YOUR_CALM', async () => {
+    const { client, rec } = await serverAndClient();
+    await client.write(Buffer.concat(Array.from({ length: 300 }, () => windowUpdate(0, 1))));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.ENHANCE_YOUR_CALM);
+    expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
+  });
+
+  it('empty DATA flood ends the connection with ENHANCE_YOUR_CALM', async () => {
+    const { client, rec } = await serverAndClient();
+    await client.write(headersFrames(1, requestBlock('x', '/hold', 'POST'), false));
+    await client.write(Buffer.concat(Array.from({ length: 300 }, () => dataFrame(1, 0))));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.ENHANCE_YOUR_CALM);
+    expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
+  });
+
+  it('DATA beyond the stream window is a stream FLOW_CONTROL_ERROR (nothing unread is credited); the connection serves on', async () => {
+    let held: StreamRecorder | null = null;
+    const { client } = await serverAndClient((_s, stream, head) => {
+      if (head.path === '/ok') return stream.respond(200, null, true);
+      held = new StreamRecorder();
+      stream.owner = held;
+      stream.pause(); // reads nothing: no window credit
+    });
+    await client.write(headersFrames(1, requestBlock('x', '/up', 'POST'), false));
+    const frames: Buffer[] = [];
+    for (let sent = 0; sent < 70_000; sent += 10_000) frames.push(dataFrame(1, 10_000));
+    await client.write(Buffer.concat(frames));
+    for (let i = 0; i < 100 && !client.resets.has(1); i++) await sleep(10);
+    expect(client.resets.get(1)).toBe(H2Error.FLOW_CONTROL_ERROR);
+    expect(held!.reset?.code).toBe(H2Error.FLOW_CONTROL_ERROR);
+    expect(held!.body.length).toBe(60_000);
+    expect(await servesOn(client, 3)).toBe(true);
+  });
+
+  it('content-length mismatch (short and long bodies) is a stream PROTOCOL_ERROR', async () => {
+    const { client } = await serverAndClient();
+    await client.write(headersFrames(1, requestBlock('x', '/a', 'POST', [['content-length', '10']]), false));
+    await client.write(dataFrame(1, 5, F.END_STREAM));
+    await client.write(headersFrames(3, requestBlock('x', '/b', 'POST', [['content-length', '10']]), false));
+    await client.write(dataFrame(3, 20));
+    for (let i = 0; i < 100 && !(client.resets.has(1) && client.resets.has(3)); i++) await sleep(10);
+    expect(client.resets.get(1)).toBe(H2Error.PROTOCOL_ERROR);
+    expect(client.resets.get(3)).toBe(H2Error.PROTOCOL_ERROR);
+    expect(await servesOn(client, 5)).toBe(true);
+  });
+
+  it('a malformed request head (uppercase name, missing :path) is a stream PROTOCOL_ERROR', async () => {
+    const { client } = await serverAndClient();
+    await client.write(headersFrames(1, headerBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], ['X-Upper', 'v']]), true));
+    await client.write(headersFrames(3, headerBlock([[':method', 'GET'], [':scheme', 'http']]), true));
+    for (let i = 0; i < 100 && !(client.resets.has(1) && client.resets.has(3)); i++) await sleep(10);
+    expect(client.resets.get(1)).toBe(H2Error.PROTOCOL_ERROR);
+    expect(client.resets.get(3)).toBe(H2Error.PROTOCOL_ERROR);
+    expect(await servesOn(client, 5)).toBe(true);
+  });
+
+  it('HPACK garbage is a COMPRESSION_ERROR', async () => {
+    const { client } = await serverAndClient();
+    await client.write(frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, 1, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.COMPRESSION_ERROR);
+  });
+
+  it('an exception in an owner callback (a bug) ends only that connection, with GOAWAY INTERNAL_ERROR', async () => {
+    const { client, rec, port } = await serverAndClient(() => {
+      throw new Error('owner bug');
+    });
+    await client.write(headersFrames(1, requestBlock('x', '/'), true));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.INTERNAL_ERROR);
+    expect(await serverClosed(rec)).toBe(H2Error.INTERNAL_ERROR);
+    // The server (the process) lives on: a new connection is served.
+    const other = new RawH2Client(port);
+    cleanups.push(() => other.destroy());
+    await other.ready;
+    await other.write(headersFrames(1, requestBlock('x', '/'), true));
+    expect(await other.refused(3000)).toBe(true);
+    expect(other.goaway?.code).toBe(H2Error.INTERNAL_ERROR);
+  });
+});
