@@ -395,7 +395,9 @@ export class Http2Pool implements ConnectionPool {
       this.options.pending.remove();
       this.start(this.waiting.shift()!, session);
     }
-    if (session.active === 0 && (this.draining || session.closing)) session.h2.close();
+    // Not canOpen: a GOAWAY either way, or its stream ids are used up (2^30 requests: a day and more of a busy
+    // sidecar's traffic on one connection); new requests go to a fresh session.
+    if (session.active === 0 && (this.draining || session.closing || !session.h2.canOpen)) session.h2.close();
   }
 
   sessionClosed(session: Session): void {
