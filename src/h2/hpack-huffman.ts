@@ -144,21 +144,24 @@ export function huffmanLength(s: string): number {
 
 /** Writes the Huffman encoding of s (latin1) at dst[offset]; returns the end offset. Padding: EOS's ones. */
 export function huffmanEncode(s: string, dst: Buffer, offset: number): number {
-  let acc = 0; // pending bits, fewer than 8 after each flush, kept in the low `n` bits
+  // acc holds n < 8 pending bits between symbols; codes go in by chunks of at most 24 bits so acc stays < 2^31.
+  let acc = 0;
   let n = 0;
   let o = offset;
   for (let i = 0; i < s.length; i++) {
     const sym = s.charCodeAt(i) & 0xff;
-    const len = HUFFMAN_LENGTHS[sym]!;
-    // acc < 2^7 and codes < 2^30: acc * 2^len + code < 2^37, exact in a double.
-    acc = acc * 2 ** len + HUFFMAN_CODES[sym]!;
-    n += len;
-    while (n >= 8) {
-      n -= 8;
-      const div = 2 ** n;
-      const byte = Math.floor(acc / div);
-      dst[o++] = byte & 0xff;
-      acc -= byte * div;
+    const code = HUFFMAN_CODES[sym]!;
+    let len = HUFFMAN_LENGTHS[sym]!;
+    while (len > 0) {
+      const take = len > 24 ? 24 : len;
+      len -= take;
+      acc = (acc << take) | ((code >>> len) & ((1 << take) - 1));
+      n += take;
+      while (n >= 8) {
+        n -= 8;
+        dst[o++] = (acc >>> n) & 0xff;
+      }
+      acc &= (1 << n) - 1;
     }
   }
   if (n > 0) dst[o++] = ((acc << (8 - n)) | (0xff >> n)) & 0xff;

@@ -299,6 +299,55 @@ describe('encoder -> decoder round trips', () => {
     expect(shortCalls).toBeGreaterThan(0);
   });
 
+  it('a table shrunk to 0 and regrown before the next block: both size updates are sent, tables stay in sync', () => {
+    const enc = new HpackEncoder();
+    const dec = new HpackDecoder(4096);
+    const dst = Buffer.alloc(256);
+    const h = newHeaderMap();
+    h['x-a'] = 'one';
+    let end = enc.encodeTrailers(dst, 0, h);
+    dec.decode(dst, 0, end, 1 << 20, 100, new DecodedHead());
+    expect(dec.dynamicEntries()).toEqual([['x-a', 'one']]);
+    enc.setPeerMaxTableSize(0);
+    enc.setPeerMaxTableSize(65536);
+    end = enc.encodeTrailers(dst, 0, h);
+    // 0 first (empties the peer's table), then 4096 (our ceiling), then the field again as a new entry.
+    expect(dst.subarray(0, 4).toString('hex')).toBe('203fe11f');
+    expect(dst[4]).toBe(0x40);
+    dec.decode(dst, 0, end, 1 << 20, 100, new DecodedHead());
+    expect(dec.dynamicEntries()).toEqual(enc.dynamicEntries());
+    expect(dec.dynamicEntries()).toEqual([['x-a', 'one']]);
+    enc.setPeerMaxTableSize(4096); // no change: no size update
+    expect(enc.encodeTrailers(dst, 0, h)).toBe(1);
+  });
+
+  it('rings grow after wrapping (small table first, then 4096): both tables stay equal and entries are found', () => {
+    const enc = new HpackEncoder();
+    const dec = new HpackDecoder(4096);
+    const dst = Buffer.alloc(4096);
+    const send = (h: HeaderMap): number => {
+      const end = enc.encodeTrailers(dst, 0, h);
+      const head = new DecodedHead();
+      expect(dec.decode(dst, 0, end, 1 << 20, 1000, head)).toBe(HPACK_OK);
+      expect(pairsOf(head)).toEqual(Object.entries(h));
+      expect(dec.dynamicEntries()).toEqual(enc.dynamicEntries());
+      return end;
+    };
+    enc.setPeerMaxTableSize(256);
+    for (let i = 0; i < 37; i++) {
+      const h = newHeaderMap();
+      h[`x-w${i}`] = `v${i}`;
+      send(h);
+    }
+    enc.setPeerMaxTableSize(4096);
+    const all = newHeaderMap();
+    for (let i = 0; i < 100; i++) all[`x-g${i}`] = `v${i}`;
+    send(all);
+    expect(enc.dynamicEntries().length).toBeGreaterThanOrEqual(100);
+    // The same 100 fields again: every one is now an indexed field (one or two bytes).
+    expect(send(all)).toBeLessThan(200);
+  });
+
   it('a failed encode (-1) leaves the table as it was, so the retry matches the decoder', () => {
     const enc = new HpackEncoder();
     const dec = new HpackDecoder(4096);
@@ -337,36 +386,41 @@ describe('encoder -> decoder round trips', () => {
   });
 });
 
-function expectHpackError(hex: string, maxTable = 4096): void {
+function expectHpackError(hex: string, why: RegExp, maxTable = 4096): void {
   const b = Buffer.from(hex.replace(/\s+/g, ''), 'hex');
   expect(() => new HpackDecoder(maxTable).decode(b, 0, b.length, 1 << 20, 1000, new DecodedHead())).toThrow(HpackError);
+  expect(() => new HpackDecoder(maxTable).decode(b, 0, b.length, 1 << 20, 1000, new DecodedHead())).toThrow(why);
 }
 
 describe('hostile HPACK input throws HpackError', () => {
-  it('integer overflow past 2^31 - 1', () => expectHpackError('ff ff ff ff ff 0f'));
-  it('integer with more than 5 continuation bytes (leading zero groups)', () => expectHpackError('ff 80 80 80 80 80 00'));
-  it('integer truncated by the block end', () => expectHpackError('ff 80'));
-  it('index 0', () => expectHpackError('80'));
+  it('integer overflow past 2^31 - 1', () => expectHpackError('ff ff ff ff ff 0f', /above 2\^31/));
+  it('integer with more than 5 continuation bytes (leading zero groups)', () => expectHpackError('ff 80 80 80 80 80 00', /more than 5 continuation/));
+  it('integer truncated by the block end', () => expectHpackError('ff 80', /integer runs past/));
+  it('index 0', () => expectHpackError('80', /index 0/));
   it('index past the dynamic table', () => {
-    expectHpackError('be');
-    expectHpackError('7e 01 61'); // literal with a name index past the table
+    expectHpackError('be', /index past/);
+    expectHpackError('7e 01 61', /index past/); // literal with a name index past the table
   });
-  it('Huffman string containing EOS', () => expectHpackError('00 01 61 84 ff ff ff ff'));
+  it('Huffman string containing EOS', () => {
+    expectHpackError('00 01 61 84 ff ff ff ff', /Huffman/);
+    // EOS (30 ones) then 'a' (00011) and 5 bits of valid padding: only the EOS is wrong.
+    expectHpackError('00 01 61 85 ff ff ff fc 7f', /Huffman/);
+  });
   it('Huffman padding longer than 7 bits', () => {
     // 'a' = 00011: 0x1f is 'a' + 3 padding ones (valid); 0x1f 0xff is 11 bits of padding.
     const b = Buffer.from('00016181 1f'.replace(/\s+/g, ''), 'hex');
     const head = new DecodedHead();
     new HpackDecoder(4096).decode(b, 0, b.length, 1 << 20, 10, head);
     expect(head.headers.a).toBe('a');
-    expectHpackError('00 01 61 82 1f ff');
+    expectHpackError('00 01 61 82 1f ff', /Huffman/);
   });
-  it('Huffman padding not all ones', () => expectHpackError('00 01 61 81 18'));
-  it('string literal past the block end', () => expectHpackError('00 01 61 05 61'));
+  it('Huffman padding not all ones', () => expectHpackError('00 01 61 81 18', /Huffman/));
+  it('string literal past the block end', () => expectHpackError('00 01 61 05 61', /past the header block/));
   it('table size update above our SETTINGS_HEADER_TABLE_SIZE', () => {
-    expectHpackError('3f e9 26'); // 5000
-    expectHpackError('3f e1 01', 128); // 256 > 128
+    expectHpackError('3f e9 26', /above our SETTINGS/); // 5000
+    expectHpackError('3f e1 01', /above our SETTINGS/, 128); // 256 > 128
   });
-  it('table size update after a field', () => expectHpackError('82 20'));
+  it('table size update after a field', () => expectHpackError('82 20', /after a header field/));
   it('a field table entry larger than the table empties it', () => {
     const dec = new HpackDecoder(4096);
     decodeHex(dec, '400a637573746f6d2d6b65790d637573746f6d2d686561646572');
@@ -496,5 +550,300 @@ describe('malformed HTTP fields (stream errors, not HPACK errors)', () => {
     head = new DecodedHead();
     dec.decode(Buffer.from([0x7e, 1, 0x62]), 0, 3, 1 << 20, 10, head);
     expect(head.malformed).not.toBe('');
+  });
+});
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+function h2frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}
+
+describe('interop with nghttp2 (node:http2) over a raw socket', () => {
+  it('a node:http2 server reads our request heads; we read its response heads and trailers (Huffman, dynamic table)', async () => {
+    const seen: http2.IncomingHttpHeaders[] = [];
+    const server = http2.createServer();
+    server.on('error', () => {});
+    server.on('sessionError', () => {});
+    server.on('stream', (stream, headers) => {
+      stream.on('error', () => {});
+      seen.push(headers);
+      const n = seen.length;
+      stream.respond(
+        {
+          ':status': n === 3 ? 404 : 200,
+          'content-type': 'application/grpc',
+          'x-resp': `r${n % 2}`,
+          'set-cookie': ['a=1', 'b=2'],
+          'cache-control': 'private',
+        },
+        { waitForTrailers: true },
+      );
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': `done ${n}` }));
+      stream.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const sock = net.connect(port, '127.0.0.1');
+    sock.on('error', () => {});
+    const enc = new HpackEncoder();
+    const blocks: Array<{ stream: number; block: Buffer }> = [];
+    let pending = Buffer.alloc(0);
+    const done = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${blocks.length} header blocks arrived`)), 5000);
+      sock.on('data', (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk]);
+        while (pending.length >= 9) {
+          const len = pending.readUIntBE(0, 3);
+          if (pending.length < 9 + len) break;
+          const type = pending[3]!;
+          const flags = pending[4]!;
+          const stream = pending.readUInt32BE(5) & 0x7fffffff;
+          const payload = pending.subarray(9, 9 + len);
+          pending = pending.subarray(9 + len);
+          if (type === 4 && (flags & 1) === 0) {
+            for (let i = 0; i + 6 <= payload.length; i += 6) {
+              if (payload.readUInt16BE(i) === 1) enc.setPeerMaxTableSize(payload.readUInt32BE(i + 2));
+            }
+            sock.write(h2frame(4, 1, 0, Buffer.alloc(0)));
+          } else if (type === 1) {
+            expect(flags & 0x4).toBe(0x4); // END_HEADERS: nghttp2 sends small blocks in one frame
+            expect(flags & 0x28).toBe(0); // no PADDED / PRIORITY
+            blocks.push({ stream, block: Buffer.from(payload) });
+            if (blocks.length === 6) {
+              clearTimeout(timer);
+              resolve();
+            }
+          }
+        }
+      });
+    });
+    const requests: Array<{ method: string; path: string; huffman: boolean; h: HeaderMap }> = [];
+    for (let i = 0; i < 3; i++) {
+      const h = newHeaderMap();
+      h['user-agent'] = 'pillion-hpack-test/1.0';
+      h['x-custom'] = `v${i % 2}`;
+      h.authorization = 'Bearer secret-token';
+      h.cookie = 'c=1; d=2';
+      h['x-request-id'] = `req-${i}-0123456789abcdef`;
+      h['x-latin'] = 'caf\u00e9';
+      requests.push({ method: i === 2 ? 'POST' : 'GET', path: `/svc/m${i}?q=${i}`, huffman: i === 1, h });
+    }
+    const out: Buffer[] = [PREFACE, h2frame(4, 0, 0, Buffer.alloc(0))];
+    const dst = Buffer.alloc(4096);
+    requests.forEach((r, i) => {
+      enc.huffman = r.huffman;
+      const end = enc.encodeRequest(dst, 0, r.method, 'https', 'api.example.com:8443', r.path, r.h);
+      expect(end).toBeGreaterThan(0);
+      out.push(h2frame(1, 0x05, 1 + 2 * i, Buffer.from(dst.subarray(0, end))));
+    });
+    sock.write(Buffer.concat(out));
+    try {
+      await done;
+      expect(seen.length).toBe(3);
+      requests.forEach((r, i) => {
+        const s = seen[i]!;
+        expect(s[':method']).toBe(r.method);
+        expect(s[':scheme']).toBe('https');
+        expect(s[':authority']).toBe('api.example.com:8443');
+        expect(s[':path']).toBe(r.path);
+        expect(s['user-agent']).toBe('pillion-hpack-test/1.0');
+        expect(s['x-custom']).toBe(`v${i % 2}`);
+        expect(s.authorization).toBe('Bearer secret-token');
+        expect(s.cookie).toBe('c=1; d=2');
+        expect(s['x-request-id']).toBe(`req-${i}-0123456789abcdef`);
+        expect(s['x-latin']).toBe('caf\u00e9');
+      });
+      const dec = new HpackDecoder(4096);
+      const heads = blocks.map(({ block }) => {
+        const head = new DecodedHead();
+        expect(dec.decode(block, 0, block.length, 1 << 20, 100, head)).toBe(HPACK_OK);
+        expect(head.malformed).toBe('');
+        return head;
+      });
+      for (let i = 0; i < 3; i++) {
+        const stream = 1 + 2 * i;
+        const [head, trailers] = heads.filter((_, k) => blocks[k]!.stream === stream);
+        expect(head!.status).toBe(i === 2 ? 404 : 200);
+        expect(head!.headers['content-type']).toBe('application/grpc');
+        expect(head!.headers['x-resp']).toBe(`r${(i + 1) % 2}`);
+        expect(head!.headers['set-cookie']).toEqual(['a=1', 'b=2']);
+        expect(head!.headers['cache-control']).toBe('private');
+        expect(typeof head!.headers.date).toBe('string');
+        expect(trailers!.status).toBe(0);
+        expect(trailers!.headers['grpc-status']).toBe('0');
+        expect(trailers!.headers['grpc-message']).toBe(`done ${i + 1}`);
+      }
+      // nghttp2 indexed the first response's fields: the later heads are much smaller.
+      const firstHead = blocks.find((b) => b.stream === 1)!.block.length;
+      const thirdHead = blocks.find((b) => b.stream === 5)!.block.length;
+      expect(thirdHead).toBeLessThan(firstHead / 2);
+      expect(dec.dynamicTableSize).toBeGreaterThan(0);
+    } finally {
+      sock.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe('interop with nghttp2 as the client (node:http2.connect to a raw socket server)', () => {
+  it('we decode its request heads (Huffman, its dynamic table) and it reads our response heads and trailers', async () => {
+    const dec = new HpackDecoder(4096);
+    const enc = new HpackEncoder();
+    enc.huffman = true;
+    const requests: DecodedHead[] = [];
+    const server = net.createServer((sock) => {
+      sock.on('error', () => {});
+      let pending = Buffer.alloc(0);
+      let prefaceSeen = false;
+      sock.write(h2frame(4, 0, 0, Buffer.alloc(0)));
+      sock.on('data', (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk]);
+        if (!prefaceSeen) {
+          if (pending.length < PREFACE.length) return;
+          expect(pending.subarray(0, PREFACE.length).equals(PREFACE)).toBe(true);
+          pending = pending.subarray(PREFACE.length);
+          prefaceSeen = true;
+        }
+        while (pending.length >= 9) {
+          const len = pending.readUIntBE(0, 3);
+          if (pending.length < 9 + len) break;
+          const type = pending[3]!;
+          const flags = pending[4]!;
+          const stream = pending.readUInt32BE(5) & 0x7fffffff;
+          const payload = pending.subarray(9, 9 + len);
+          pending = pending.subarray(9 + len);
+          if (type === 4 && (flags & 1) === 0) sock.write(h2frame(4, 1, 0, Buffer.alloc(0)));
+          if (type !== 1) continue;
+          expect(flags & 0x4).toBe(0x4);
+          let start = 0;
+          if ((flags & 0x20) !== 0) start = 5; // PRIORITY fields before the block
+          const head = new DecodedHead();
+          expect(dec.decode(payload, start, payload.length, 1 << 20, 100, head)).toBe(HPACK_OK);
+          requests.push(head);
+          const n = requests.length;
+          const dst = Buffer.alloc(1024);
+          const rh = newHeaderMap();
+          rh['content-type'] = 'text/plain';
+          rh['x-served-by'] = 'raw-hpack';
+          rh['set-cookie'] = ['s=1', `t=${n}`];
+          let end = enc.encodeResponse(dst, 0, n === 2 ? 503 : 200, rh);
+          const frames = [h2frame(1, 0x4, stream, Buffer.from(dst.subarray(0, end)))];
+          const tr = newHeaderMap();
+          tr['x-trailer'] = `t${n}`;
+          end = enc.encodeTrailers(dst, 0, tr);
+          frames.push(h2frame(0, 0, stream, Buffer.from('ok')), h2frame(1, 0x5, stream, Buffer.from(dst.subarray(0, end))));
+          sock.write(Buffer.concat(frames));
+        }
+      });
+    });
+    server.on('error', () => {});
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const client = http2.connect(`http://127.0.0.1:${port}`);
+    client.on('error', () => {});
+    try {
+      const results: Array<{ head: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: string }> = [];
+      for (let i = 0; i < 3; i++) {
+        results.push(
+          await new Promise((resolve, reject) => {
+            const req = client.request({
+              ':method': i === 1 ? 'POST' : 'GET',
+              ':path': `/r/${i}?long=${'x'.repeat(20)}`,
+              'user-agent': 'node-h2-client',
+              'x-custom': 'same-every-time',
+              cookie: 'a=1; b=2',
+              'x-latin': 'ol\u00e9',
+            });
+            req.on('error', reject);
+            let head: http2.IncomingHttpHeaders = {};
+            let body = '';
+            req.on('response', (h) => (head = h));
+            req.setEncoding('utf8');
+            req.on('data', (d: string) => (body += d));
+            req.on('trailers', (trailers) => resolve({ head, trailers, body }));
+            req.end();
+          }),
+        );
+      }
+      expect(requests.length).toBe(3);
+      requests.forEach((r, i) => {
+        expect(r.malformed).toBe('');
+        expect(r.method).toBe(i === 1 ? 'POST' : 'GET');
+        expect(r.path).toBe(`/r/${i}?long=${'x'.repeat(20)}`);
+        expect(r.scheme).toBe('http');
+        expect(r.authority).toBe(`127.0.0.1:${port}`);
+        expect(r.headers['user-agent']).toBe('node-h2-client');
+        expect(r.headers['x-custom']).toBe('same-every-time');
+        expect(r.headers.cookie).toBe('a=1; b=2'); // nghttp2 sends crumbs; we join them
+        expect(r.headers['x-latin']).toBe('ol\u00e9');
+      });
+      expect(dec.dynamicTableSize).toBeGreaterThan(0);
+      results.forEach((r, i) => {
+        expect(r.head[':status']).toBe(i === 1 ? 503 : 200);
+        expect(r.head['content-type']).toBe('text/plain');
+        expect(r.head['x-served-by']).toBe('raw-hpack');
+        expect(r.head['set-cookie']).toEqual(['s=1', `t=${i + 1}`]);
+        expect(r.body).toBe('ok');
+        expect(r.trailers['x-trailer']).toBe(`t${i + 1}`);
+      });
+    } finally {
+      client.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe('random and mutated input', () => {
+  it('never throws anything but HpackError, and a valid block after a rejected one on a fresh decoder decodes', () => {
+    const rnd = prng(19);
+    const seeds = [...C3.map((v) => v.hex), ...C4_HEX, ...C5.map((v) => v.hex), ...C6_HEX].map((h) => Buffer.from(h, 'hex'));
+    let rejected = 0;
+    let accepted = 0;
+    for (let i = 0; i < 20_000; i++) {
+      let b: Buffer;
+      if (i % 4 === 0) {
+        b = Buffer.alloc(1 + Math.floor(rnd() * 40));
+        for (let k = 0; k < b.length; k++) b[k] = Math.floor(rnd() * 256);
+      } else {
+        b = Buffer.from(seeds[Math.floor(rnd() * seeds.length)]!);
+        const flips = 1 + Math.floor(rnd() * 3);
+        for (let k = 0; k < flips; k++) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
+        if (rnd() < 0.2) b = b.subarray(0, Math.floor(rnd() * b.length));
+      }
+      const dec = new HpackDecoder(rnd() < 0.5 ? 256 : 4096);
+      try {
+        dec.decode(b, 0, b.length, 4096, 50, new DecodedHead());
+        accepted++;
+      } catch (err) {
+        if (!(err instanceof HpackError)) throw err;
+        rejected++;
+      }
+    }
+    expect(rejected).toBeGreaterThan(1000);
+    expect(accepted).toBeGreaterThan(1000);
+  });
+});
+
+describe('long strings', () => {
+  it('a 40,000-byte Huffman value (past the shared scratch) round-trips, and a short one after it too', () => {
+    const enc = new HpackEncoder();
+    enc.huffman = true;
+    const dec = new HpackDecoder(4096);
+    const h = newHeaderMap();
+    h['x-big'] = 'abcdefghij'.repeat(4000);
+    h['x-small'] = 'tail';
+    const dst = Buffer.alloc(1 << 17);
+    const end = enc.encodeTrailers(dst, 0, h);
+    expect(end).toBeLessThan(40_000); // Huffman shorter than raw
+    const head = new DecodedHead();
+    expect(dec.decode(dst, 0, end, 1 << 20, 10, head)).toBe(HPACK_OK);
+    expect(head.headers['x-big']).toBe(h['x-big']);
+    expect(head.headers['x-small']).toBe('tail');
   });
 });

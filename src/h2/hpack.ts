@@ -122,15 +122,12 @@ for (let i = 1; i <= STATIC_COUNT; i++) STATIC_FLAGS[i] = classifyName(STATIC_NA
 const ENTRY_OVERHEAD = 32;
 const MAX_INT = 0x7fffffff;
 
-/** Huffman output of the decoder (shared: decoding is synchronous), grown as needed. */
-let scratch = Buffer.allocUnsafe(4096) as Latin1Buffer;
+/** Huffman output of the decoder (shared: decoding is synchronous). */
+const scratch = Buffer.allocUnsafe(16384) as Latin1Buffer;
 
-function ringSlots(maxTableSize: number): number {
-  const entries = Math.max(1, Math.floor(maxTableSize / ENTRY_OVERHEAD));
-  let slots = 1;
-  while (slots < entries) slots <<= 1;
-  return slots;
-}
+/** Rings start this small (an idle connection's tables stay ~200 bytes) and double when full: a table of
+ *  `limit` bytes never holds more than limit / 32 entries, so growth stops by itself. */
+const INITIAL_SLOTS = 16;
 
 export class HpackDecoder {
   /** What we advertise (SETTINGS_HEADER_TABLE_SIZE): the ceiling for the peer's size updates. */
@@ -141,21 +138,16 @@ export class HpackDecoder {
   private length = 0;
   /** Ring of entries: the next insertion goes to slot `head`; the newest entry (index 62) is head - 1. */
   private head = 0;
-  private readonly mask: number;
-  private readonly names: string[];
-  private readonly values: string[];
-  private readonly flags: Uint8Array;
+  private mask = INITIAL_SLOTS - 1;
+  private names: string[] = new Array<string>(INITIAL_SLOTS).fill('');
+  private values: string[] = new Array<string>(INITIAL_SLOTS).fill('');
+  private flags: number[] = new Array<number>(INITIAL_SLOTS).fill(0);
   /** Read cursor of the block being decoded. */
   private pos = 0;
 
   constructor(maxTableSize: number) {
     this.maxTableSize = maxTableSize;
     this.limit = maxTableSize;
-    const slots = ringSlots(maxTableSize);
-    this.mask = slots - 1;
-    this.names = new Array<string>(slots).fill('');
-    this.values = new Array<string>(slots).fill('');
-    this.flags = new Uint8Array(slots);
   }
 
   /** The dynamic table's RFC 7541 size (for tests and diagnostics). */
@@ -192,8 +184,10 @@ export class HpackDecoder {
       let value: string;
       let flags: number;
       if (first >= 0x80) {
-        // Indexed field (§6.1).
-        const index = this.readInt(buf, end, 7);
+        // Indexed field (§6.1); indices below 127 (nearly all) take one byte: no readInt call.
+        let index = first & 0x7f;
+        if (index < 0x7f) this.pos++;
+        else index = this.readInt(buf, end, 7);
         if (index === 0) throw new HpackError('indexed header field with index 0');
         if (index <= STATIC_COUNT) {
           name = STATIC_NAMES[index]!;
@@ -343,13 +337,15 @@ export class HpackDecoder {
     if (len > end - s) throw new HpackError('string literal runs past the header block');
     const e = s + len;
     this.pos = e;
+    if (len === 0) return '';
     if (!huffman) return (buf as Latin1Buffer).latin1Slice(s, e);
     // Shortest code is 5 bits: at most len * 8 / 5 symbols.
     const need = len * 2;
-    if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.max(need, scratch.length * 2)) as Latin1Buffer;
-    const n = huffmanDecode(buf, s, e, scratch);
+    // A rare huge string gets a one-off buffer: the shared scratch stays small for the process's lifetime.
+    const out = need <= scratch.length ? scratch : (Buffer.allocUnsafe(need) as Latin1Buffer);
+    const n = huffmanDecode(buf, s, e, out);
     if (n < 0) throw new HpackError('invalid Huffman string (EOS or bad padding)');
-    return scratch.latin1Slice(0, n);
+    return out.latin1Slice(0, n);
   }
 
   private insert(name: string, value: string, flags: number): void {
@@ -360,6 +356,7 @@ export class HpackDecoder {
       return;
     }
     this.evictTo(this.limit - size);
+    if (this.length > this.mask) this.grow();
     const slot = this.head;
     this.names[slot] = name;
     this.values[slot] = value;
@@ -367,6 +364,25 @@ export class HpackDecoder {
     this.head = (slot + 1) & this.mask;
     this.length++;
     this.tableSize += size;
+  }
+
+  /** Doubles the ring, oldest entry to slot 0. */
+  private grow(): void {
+    const slots = (this.mask + 1) * 2;
+    const names = new Array<string>(slots).fill('');
+    const values = new Array<string>(slots).fill('');
+    const flags = new Array<number>(slots).fill(0);
+    for (let k = 0; k < this.length; k++) {
+      const from = (this.head - this.length + k) & this.mask;
+      names[k] = this.names[from]!;
+      values[k] = this.values[from]!;
+      flags[k] = this.flags[from]!;
+    }
+    this.names = names;
+    this.values = values;
+    this.flags = flags;
+    this.head = this.length;
+    this.mask = slots - 1;
   }
 
   private evictTo(limit: number): void {
@@ -413,13 +429,15 @@ for (const n of [
 /** Values longer than this are never indexed: they would evict many small, useful entries. */
 const MAX_INDEXED_VALUE = 256;
 
-function policyOf(name: string): number {
-  const p = POLICY.get(name);
-  if (p !== undefined) return p;
-  if (name.charCodeAt(0) === 120 /* 'x' */) {
-    if (name.startsWith('x-b3-')) return P_NO_INDEX;
-    if ((name.startsWith('x-envoy-') || name.startsWith('x-pillion-')) && name.endsWith('-id')) return P_NO_INDEX;
-  }
+/** Names with a static index or a policy: static index (bits 0-7) | policy << 8. One lookup per field. */
+const NAME_INFO = new Map<string, number>();
+for (const [name, index] of STATIC_NAME_INDEX) NAME_INFO.set(name, index);
+for (const [name, policy] of POLICY) NAME_INFO.set(name, (NAME_INFO.get(name) ?? 0) | (policy << 8));
+
+/** Policy of names outside NAME_INFO that start with 'x': trace and id headers are not indexed. */
+function xPolicy(name: string): number {
+  if (name.startsWith('x-b3-')) return P_NO_INDEX;
+  if ((name.startsWith('x-envoy-') || name.startsWith('x-pillion-')) && name.endsWith('-id')) return P_NO_INDEX;
   return P_INDEX;
 }
 
@@ -460,9 +478,9 @@ export class HpackEncoder {
   private length = 0;
   /** Insertion sequence number of the next entry; entry with seq s has index 62 + (seq - 1 - s). */
   private seq = 0;
-  private readonly mask = ringSlots(ENCODER_MAX_TABLE) - 1;
-  private readonly names: string[] = new Array<string>(this.mask + 1).fill('');
-  private readonly values: string[] = new Array<string>(this.mask + 1).fill('');
+  private mask = INITIAL_SLOTS - 1;
+  private names: string[] = new Array<string>(INITIAL_SLOTS).fill('');
+  private values: string[] = new Array<string>(INITIAL_SLOTS).fill('');
   /** Name -> sequence numbers of its live entries, oldest first. */
   private readonly byName = new Map<string, number[]>();
 
@@ -577,16 +595,19 @@ export class HpackEncoder {
 
   private field(dst: Buffer, pos: number, name: string, value: string): number {
     let nameIndex = 0;
-    const si = STATIC_NAME_INDEX.get(name);
-    if (si !== undefined) {
-      nameIndex = si;
-      for (let i = si; i <= STATIC_COUNT && STATIC_NAMES[i] === name; i++) {
+    let policy = P_INDEX;
+    const info = NAME_INFO.get(name);
+    if (info !== undefined) {
+      nameIndex = info & 0xff;
+      policy = info >> 8;
+      // Entries of one name are contiguous; only a few names have values in the static table.
+      for (let i = nameIndex; i !== 0 && i <= STATIC_COUNT && STATIC_NAMES[i] === name; i++) {
         if (STATIC_VALUES[i] === value) return writeInt(dst, pos, i, 7, 0x80);
       }
-    }
-    const policy = policyOf(name);
+    } else if (name.charCodeAt(0) === 120 /* 'x' */) policy = xPolicy(name);
     if (policy === P_NEVER) return this.literal(dst, pos, 0x10, 4, nameIndex, name, value);
-    if (policy === P_NO_INDEX || value.length > MAX_INDEXED_VALUE || this.limit === 0) {
+    // An empty value (grpc-message in every OK trailer) repeats whatever the name: index it.
+    if ((policy === P_NO_INDEX && value.length !== 0) || value.length > MAX_INDEXED_VALUE || this.limit === 0) {
       return this.literal(dst, pos, 0x00, 4, nameIndex, name, value);
     }
     const seqs = this.byName.get(name);
@@ -627,7 +648,10 @@ export class HpackEncoder {
       if (h < n) return huffmanEncode(s, dst, writeInt(dst, pos, h, 7, 0x80));
     }
     pos = writeInt(dst, pos, n, 7, 0);
-    return n === 0 ? pos : pos + (dst as Latin1Buffer).latin1Write(s, pos, n);
+    if (n > 32) return pos + (dst as Latin1Buffer).latin1Write(s, pos, n);
+    // Short strings: a JS loop beats the call into C++ (latin1 truncation of chars > 0xFF, as latin1Write).
+    for (let i = 0; i < n; i++) dst[pos + i] = s.charCodeAt(i);
+    return pos + n;
   }
 
   private insert(name: string, value: string): void {
@@ -637,6 +661,7 @@ export class HpackEncoder {
       return;
     }
     this.evictTo(this.limit - size);
+    if (this.length > this.mask) this.grow();
     const s = this.seq++;
     this.names[s & this.mask] = name;
     this.values[s & this.mask] = value;
@@ -645,6 +670,20 @@ export class HpackEncoder {
     else seqs.push(s);
     this.length++;
     this.tableSize += size;
+  }
+
+  /** Doubles the ring; entry `seq` lives at slot seq & mask. */
+  private grow(): void {
+    const slots = (this.mask + 1) * 2;
+    const names = new Array<string>(slots).fill('');
+    const values = new Array<string>(slots).fill('');
+    for (let q = this.seq - this.length; q < this.seq; q++) {
+      names[q & (slots - 1)] = this.names[q & this.mask]!;
+      values[q & (slots - 1)] = this.values[q & this.mask]!;
+    }
+    this.names = names;
+    this.values = values;
+    this.mask = slots - 1;
   }
 
   private evictTo(limit: number): void {

@@ -8,7 +8,8 @@ export const RESETS_PER_SECOND = 33;
 export const MAX_HEADER_BLOCK_FRAMES = 64;
 /** Bytes of a compressed header block beyond the header list limit (one frame's worth of slack). */
 export const HEADER_BLOCK_SLACK = 16_384;
-/** Outbound control frames (PING/SETTINGS ACK, RST_STREAM) queued while the socket is backed up (Envoy's default). */
+/** Peer-caused control frames (PING/SETTINGS ACK, RST_STREAM) we queue in one loop turn, or until the socket took all
+ *  our output (Envoy's max_outbound_control_frames, nghttp2's max_outbound_ack). */
 export const MAX_OUTBOUND_CONTROL_FRAMES = 1000;
 /** Socket bytes waiting past which queued DATA stops (control frames still go) and the counter above runs. */
 export const SOCKET_HIGH_WATER = 1 << 20;

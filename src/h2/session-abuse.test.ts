@@ -161,6 +161,49 @@ describe('H2Session limits (server role, hostile client)', () => {
     expect(maxQueued).toBeLessThan(4 << 20);
   });
 
+  it('a burst of 3000 PINGs in one write (the client reads): over 1000 ACKs in one turn end the connection', async () => {
+    const { client, rec } = await serverAndClient();
+    await client.write(Buffer.concat(Array.from({ length: 3000 }, (_, i) => ping(i))));
+    expect(await client.refused(3000)).toBe(true);
+    expect(client.goaway?.code).toBe(H2Error.ENHANCE_YOUR_CALM);
+    expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
+  });
+
+  it('PINGs at a normal pace are all answered (the control frame count restarts once the kernel took our output)', async () => {
+    const { client } = await serverAndClient();
+    for (let i = 0; i < 20; i++) {
+      await client.write(Buffer.concat(Array.from({ length: 200 }, (_, j) => ping(j))));
+      await sleep(5);
+    }
+    await sleep(100);
+    expect(client.goaway).toBeNull();
+    expect(client.closed).toBe(false);
+  });
+
+  it('our own reset of 1500 streams in one turn is not counted as peer-caused control frames', async () => {
+    const held: H2Stream[] = [];
+    const { client, rec } = await serverAndClient(
+      (_s, stream) => {
+        held.push(stream);
+        stream.owner = new StreamRecorder();
+      },
+      { ...TEST_OPTIONS, maxConcurrentStreams: 2000 },
+    );
+    for (let batch = 0; batch < 15; batch++) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 100; i++) frames.push(headersFrames(1 + 2 * (batch * 100 + i), requestBlock('x', '/hold'), true));
+      await client.write(Buffer.concat(frames));
+      await sleep(5);
+    }
+    for (let i = 0; i < 200 && held.length < 1500; i++) await sleep(10);
+    expect(held.length).toBe(1500);
+    for (const st of held) st.reset(H2Error.CANCEL);
+    for (let i = 0; i < 200 && client.resets.size < 1500; i++) await sleep(10);
+    expect(client.resets.size).toBe(1500);
+    expect(client.goaway).toBeNull();
+    expect(rec().close).toBeNull();
+  });
+
   it('SETTINGS flood whose ACKs are never read: the connection is ended', async () => {
     const { client, rec, session } = await serverAndClient();
     client.socket.pause();

@@ -7,8 +7,8 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { newHeaderMap } from '../http/headers.js';
-import { H2Error, type H2Session, type H2Stream } from './session.js';
-import { connectH2, echoHandler, listenH2, StreamRecorder, writeBody } from '../../test/helpers/h2-peers.js';
+import { H2Error, H2Session, type H2Stream } from './session.js';
+import { connectH2, echoHandler, listenH2, SessionRecorder, StreamRecorder, TEST_OPTIONS, writeBody } from '../../test/helpers/h2-peers.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -174,6 +174,26 @@ describe('client role against node:http2', () => {
     expect(session.canOpen).toBe(false);
     await srec.closed;
     expect(srec.close!.error).toBeNull();
+  });
+
+  it('connection-specific fields a caller left in are not sent (node:http2 would refuse the stream)', async () => {
+    const { port } = await nodeServer((stream, headers) => {
+      stream.respond({ ':status': 200, 'x-seen': Object.keys(headers).filter((n) => !n.startsWith(':')).sort().join(',') });
+      stream.end();
+    });
+    const { session } = await connectH2(port);
+    cleanups.push(() => session.destroy());
+    const h = newHeaderMap();
+    h.connection = 'keep-alive';
+    h['keep-alive'] = 'timeout=5';
+    h['transfer-encoding'] = 'chunked';
+    h['x-kept'] = '1';
+    const rec = new StreamRecorder();
+    session.request('GET', 'http', 'x', '/', h, true, rec);
+    await rec.done;
+    expect(rec.reset).toBeNull();
+    expect(rec.head!.headers['x-seen']).toBe('x-kept');
+    expect(h.connection).toBe('keep-alive'); // the caller's map is not changed
   });
 
   it('server RST_STREAM reaches the stream owner with its code; the session serves on', async () => {
@@ -362,3 +382,73 @@ describe('our client against our server', () => {
   });
 });
 
+
+describe('lifecycle', () => {
+  it('server close() with a stream open: GOAWAY, the stream finishes, then both sides close cleanly', async () => {
+    let held: H2Stream | null = null;
+    const { server, port, sessions, recorders } = await listenH2((_s, stream) => {
+      held = stream;
+    });
+    cleanups.push(() => server.close());
+    const { session, rec: srec } = await connectH2(port);
+    cleanups.push(() => session.destroy());
+    const a = get(session, '/slow');
+    for (let i = 0; i < 100 && held === null; i++) await new Promise((res) => setTimeout(res, 10));
+    sessions[0]!.close();
+    for (let i = 0; i < 100 && srec.goaway === null; i++) await new Promise((res) => setTimeout(res, 10));
+    expect(srec.goaway).toEqual({ code: 0, last: 1 });
+    expect(session.canOpen).toBe(false);
+    expect(a.rec.ended).toBe(false);
+    held!.respond(200, null, false);
+    held!.write(Buffer.from('late'));
+    held!.end(null);
+    await Promise.all([a.rec.done, srec.closed, recorders[0]!.closed]);
+    expect(a.rec.body.toString()).toBe('late');
+    expect(srec.close!.error).toBeNull();
+    expect(recorders[0]!.close!.error).toBeNull();
+  });
+
+  it('client stream ids run out at 2^31-1: the last one works, then canOpen is false', async () => {
+    const { server, port } = await listenH2(echoHandler);
+    cleanups.push(() => server.close());
+    const { session } = await connectH2(port);
+    cleanups.push(() => session.destroy());
+    session.nextStreamId = 0x7ffffffd;
+    const a = get(session, '/a');
+    const b = get(session, '/b');
+    await Promise.all([a.rec.done, b.rec.done]);
+    expect(b.stream.id).toBe(0x7fffffff);
+    expect(b.rec.head!.headers['x-echo-path']).toBe('/b');
+    expect(session.canOpen).toBe(false);
+    expect(() => get(session)).toThrow(/no new streams/);
+  });
+
+  it('a refused connect ends the session with the error; onSessionClose once', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    await expect(connectH2(port)).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('server role takes over a socket whose first bytes a sniffer read and pushed back (unshift)', async () => {
+    const recorders: SessionRecorder[] = [];
+    const server = net.createServer((socket) => {
+      socket.once('data', (first: Buffer) => {
+        socket.pause();
+        socket.unshift(first);
+        const rec = new SessionRecorder();
+        rec.onRequest = echoHandler;
+        recorders.push(rec);
+        new H2Session(socket, 'server', TEST_OPTIONS, rec);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => server.close());
+    const { session } = await connectH2((server.address() as AddressInfo).port);
+    cleanups.push(() => session.destroy());
+    const a = get(session, '/sniffed');
+    await a.rec.done;
+    expect(a.rec.head!.headers['x-echo-path']).toBe('/sniffed');
+  });
+});

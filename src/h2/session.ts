@@ -141,6 +141,15 @@ TOO_LARGE_HEADERS['content-length'] = '0';
 
 const EMPTY_QUEUE: Buffer[] = [];
 
+/**
+ * Output buffers shared by all sessions of the process: a session takes one at its first frame of a loop turn
+ * and gives it back at flush when the kernel took every byte (nothing references it then), so an idle
+ * connection holds none. Bounded; a buffer that grew past OUT_START is not kept.
+ */
+const NO_OUT = Buffer.alloc(0);
+const outPool: Buffer[] = [];
+const OUT_POOL_MAX = 64;
+
 // ==== streams ==============================================================================================
 
 export class H2Stream {
@@ -206,8 +215,8 @@ export class H2Stream {
 
   /**
    * Queues body bytes as DATA (sent at once as far as the windows allow). Returns false once more than 64 KiB
-   * (or the peer's initial window, if larger) waits unsent: onDrain follows. The chunk may be held until sent
-   * (large chunks are written from it, not copied): callers must not reuse it.
+   * (or the peer's initial window, if larger, at most 1 MiB) waits unsent: onDrain follows. The chunk may be
+   * held until sent (large chunks are written from it, not copied): callers must not reuse it.
    */
   write(chunk: Buffer): boolean {
     const s = this.session;
@@ -253,7 +262,7 @@ export class H2Stream {
   reset(code: number): void {
     const s = this.session;
     if (this.closed) return;
-    if (!s.dead) appendRst(s, this.id, code);
+    if (!s.dead) appendRst(s, this.id, code, false);
     removeStream(s, this);
   }
 
@@ -353,7 +362,8 @@ export class H2Session {
   ctrlBacklog = 0;
 
   // --- write state
-  out: Buffer = Buffer.allocUnsafe(OUT_START);
+  /** This turn's frames; NO_OUT between turns (see outPool). */
+  out: Buffer = NO_OUT;
   outLen = 0;
   flushScheduled = false;
   /** Large DATA payloads written from the caller's buffer; segAt[i]: the out offset they follow. */
@@ -422,7 +432,6 @@ export class H2Session {
     stream.sentHeaders = true;
     this.streams.set(id, stream);
     this.streamsOpened++;
-    if (headers.connection !== undefined) headers = withoutConnection(headers);
     appendHeaders(this, id, endStream ? Flag.END_STREAM : 0, KIND_REQUEST, 0, headers, method, scheme, authority, path);
     if (endStream) {
       stream.localEnded = true;
@@ -450,7 +459,10 @@ export class H2Session {
 
   /** At once: GOAWAY `code` if the socket is writable, every open stream gets onReset, socket destroyed. */
   destroy(code: number = H2Error.NO_ERROR, why?: string): void {
-    if (this.dead) return;
+    if (this.dead) {
+      this.socket.destroy(); // ended gracefully, lingering for the peer's close: no more waiting
+      return;
+    }
     if (code !== H2Error.NO_ERROR) this.error ??= new Error(why ?? `HTTP/2 session destroyed (${h2ErrorName(code)})`);
     if (!this.socket.destroyed) appendGoaway(this, this.lastPeerId, code);
     terminate(this, code === H2Error.NO_ERROR ? H2Error.CANCEL : code, why ?? 'the HTTP/2 session was destroyed');
@@ -458,9 +470,25 @@ export class H2Session {
   }
 }
 
-function withoutConnection(h: HeaderMap): HeaderMap {
+/**
+ * Connection-specific fields are forbidden in HTTP/2 (RFC 9113 §8.2.2: a peer treats them as malformed). Callers
+ * strip hop-by-hop fields already; this makes sure none goes out (a copy only when one is present).
+ */
+function withoutConnectionSpecific(h: HeaderMap): HeaderMap {
+  if (
+    h.connection === undefined &&
+    h['transfer-encoding'] === undefined &&
+    h['keep-alive'] === undefined &&
+    h['proxy-connection'] === undefined &&
+    h.upgrade === undefined
+  ) {
+    return h;
+  }
   const out = newHeaderMap();
-  for (const name in h) if (name !== 'connection') out[name] = h[name]!;
+  for (const name in h) {
+    if (name === 'connection' || name === 'transfer-encoding' || name === 'keep-alive' || name === 'proxy-connection' || name === 'upgrade') continue;
+    out[name] = h[name]!;
+  }
   return out;
 }
 
@@ -490,7 +518,7 @@ function onSocketEnd(this: SessionSocket): void {
     if (s.streams.size > 0) s.error ??= new Error('the peer closed the HTTP/2 connection with streams open');
     terminate(s, H2Error.INTERNAL_ERROR, 'the peer closed the connection');
   }
-  if (!this.destroyed && this.writableFinished) this.destroy();
+  if (s.dead && !this.destroyed && this.writableFinished) this.destroy();
 }
 
 function onSocketClose(this: SessionSocket): void {
@@ -505,7 +533,11 @@ function onSocketClose(this: SessionSocket): void {
   }
   if (s.closeReported) return;
   s.closeReported = true;
-  s.owner.onSessionClose(s, s.error, s.sentGoawayCode);
+  try {
+    s.owner.onSessionClose(s, s.error, s.sentGoawayCode);
+  } catch (err) {
+    logBugOnce(err, -1);
+  }
 }
 
 function onSocketDrain(this: SessionSocket): void {
@@ -520,8 +552,10 @@ function onSocketDrain(this: SessionSocket): void {
   }
 }
 
+/** Our FIN is out: close now if the peer's came too; else its FIN ('end') or the grace timer does (lingering
+ *  close: closing with the peer still sending would answer with RST, which can discard our GOAWAY unread). */
 function onSocketFinish(this: SessionSocket): void {
-  this.destroy();
+  if (this.readableEnded) this.destroy();
 }
 
 function forceDestroy(s: H2Session): void {
@@ -598,6 +632,7 @@ function maybeFinish(s: H2Session): void {
 /** Reserves n bytes at the end of `out`, growing it, and schedules the flush of this loop turn. */
 function reserve(s: H2Session, n: number): number {
   const at = s.outLen;
+  if (s.out === NO_OUT) s.out = outPool.pop() ?? Buffer.allocUnsafe(OUT_START);
   if (at + n > s.out.length) grow(s, at + n, at);
   s.outLen = at + n;
   if (!s.flushScheduled) {
@@ -625,6 +660,8 @@ function flush(s: H2Session): void {
   s.flushScheduled = false;
   const len = s.outLen;
   if (len === 0) return;
+  const out = s.out;
+  s.out = NO_OUT;
   s.outLen = 0;
   s.segBytes = 0;
   s.lastDataAt = -1;
@@ -633,9 +670,9 @@ function flush(s: H2Session): void {
   if (sock.destroyed || sock.writableEnded) {
     s.segBufs.length = 0;
     s.segAt.length = 0;
+    releaseOut(out);
     return;
   }
-  const out = s.out;
   const segs = s.segBufs.length;
   if (segs === 0) {
     sock.write(out.subarray(0, len));
@@ -655,9 +692,11 @@ function flush(s: H2Session): void {
   }
   s.lastActivityMs = performance.now();
   const waiting = sock.writableLength;
-  if (waiting !== 0) {
-    s.out = Buffer.allocUnsafe(OUT_START);
-    if (waiting > SOCKET_HIGH_WATER) s.backedUp = true;
+  if (waiting === 0) {
+    releaseOut(out);
+    s.ctrlBacklog = 0;
+  } else if (waiting > SOCKET_HIGH_WATER) {
+    s.backedUp = true;
   }
   // DATA that waited only because this turn's output was full goes on after I/O had its turn ('drain' covers
   // the backed-up case).
@@ -666,6 +705,10 @@ function flush(s: H2Session): void {
     s.pumpScheduled = true;
     setImmediate(pumpLater, s);
   }
+}
+
+function releaseOut(out: Buffer): void {
+  if (out.length === OUT_START && outPool.length < OUT_POOL_MAX) outPool.push(out);
 }
 
 /** More DATA may go out when neither the socket nor this turn's output holds SOCKET_HIGH_WATER bytes. */
@@ -702,18 +745,24 @@ function writeOpening(s: H2Session): void {
   s.outLen = p;
 }
 
-/** Counts a control frame we queue while the socket is backed up (Envoy's max_outbound_control_frames). */
+/**
+ * Counts a control frame the PEER caused (PING/SETTINGS ACK, RST_STREAM for its errors or refused streams;
+ * Envoy's max_outbound_control_frames, nghttp2's max_outbound_ack): those of one loop turn, and on while the
+ * socket has not taken everything. Loopback kernels absorb tens of MiB of ACKs, so "behind 1 MiB" alone never
+ * triggered; no legitimate peer causes 1000 in one read. Our own stream.reset() calls are not counted: a proxy
+ * cancelling many streams at once (an upstream gone) must not end its client's connection.
+ */
 function countControl(s: H2Session): void {
-  if (s.socket.writableLength <= SOCKET_HIGH_WATER) return;
   if (++s.ctrlBacklog > MAX_OUTBOUND_CONTROL_FRAMES) {
     connError(s, H2Error.ENHANCE_YOUR_CALM, 'the peer does not read the control frames it causes (outbound control frame limit)');
   }
 }
 
-function appendRst(s: H2Session, id: number, code: number): void {
+/** RST_STREAM; `peerCaused` counts it against the outbound control frame limit (see countControl). */
+function appendRst(s: H2Session, id: number, code: number, peerCaused: boolean): void {
   const at = reserve(s, 13);
   writeRstStream(s.out, at, id, code);
-  countControl(s);
+  if (peerCaused) countControl(s);
 }
 
 function appendGoaway(s: H2Session, last: number, code: number): void {
@@ -738,6 +787,7 @@ function appendHeaders(
   authority: string,
   path: string,
 ): void {
+  if (headers !== null) headers = withoutConnectionSpecific(headers);
   const at = reserve(s, FRAME_HEADER);
   const start = at + FRAME_HEADER;
   let end: number;
@@ -908,14 +958,14 @@ function closeIfDone(s: H2Session, stream: H2Stream): void {
 /** A stream error we raise (RFC 9113 §5.4.2): RST_STREAM to the peer, onReset to the owner. */
 function streamError(s: H2Session, stream: H2Stream, code: number, why: string): void {
   if (stream.closed) return;
-  appendRst(s, stream.id, code);
+  appendRst(s, stream.id, code, true);
   removeStream(s, stream);
   if (stream.owner !== null) stream.owner.onReset(stream, code, why);
 }
 
 /** A stream we never opened for the owner (refused or malformed): RST_STREAM, counted as a rapid reset. */
 function refuse(s: H2Session, id: number, code: number): void {
-  appendRst(s, id, code);
+  appendRst(s, id, code, true);
   if (!s.resets.take(performance.now())) connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many streams refused or reset (rapid reset)');
 }
 
@@ -1190,7 +1240,9 @@ function onContinuation(s: H2Session, buf: Buffer, p: number, flen: number, flag
   appendFragment(s, buf, p, p + flen);
   if (s.dead || (flags & Flag.END_HEADERS) === 0) return;
   s.hdrStream = 0;
-  onHeaderBlock(s, id, s.hdrBuf!, 0, s.hdrLen, s.hdrEndStream);
+  const block = s.hdrBuf!;
+  s.hdrBuf = null; // CONTINUATIONs are rare: no assembly buffer kept per connection
+  onHeaderBlock(s, id, block, 0, s.hdrLen, s.hdrEndStream);
 }
 
 /** Decodes a block; an HPACK violation is a connection error (the tables are out of sync). -1 then. */
@@ -1256,7 +1308,7 @@ function newPeerStream(s: H2Session, id: number, buf: Buffer, start: number, end
   if (id > s.goawayLastId) return; // after our GOAWAY: ignored (RFC 9113 §6.8)
   if (r === HPACK_TOO_LARGE) {
     appendHeaders(s, id, Flag.END_STREAM, KIND_RESPONSE, REASONS.headersTooLarge.httpStatus, TOO_LARGE_HEADERS, '', '', '', '');
-    if (!endStream) appendRst(s, id, H2Error.NO_ERROR);
+    if (!endStream) appendRst(s, id, H2Error.NO_ERROR, true);
     if (s.owner.onRefusedHead !== undefined) s.owner.onRefusedHead(s, REASONS.headersTooLarge.id);
     return;
   }
