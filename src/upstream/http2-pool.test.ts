@@ -121,7 +121,7 @@ describe('Http2Pool', () => {
     pool.destroy();
   });
 
-  it('drain: an idle session closes at once, a busy one once its stream ends; no new sessions', async () => {
+  it('drain: a busy session closes once its stream ends; a drained pool opens no session', async () => {
     const events = counting();
     const pool = newPool(events);
     const first = new RecordingSink();
@@ -145,6 +145,18 @@ describe('Http2Pool', () => {
     await idleSink.done;
     expect(idleSink.error?.message).toContain('connection pool closed');
     expect(idleSink.connectFailed).toBe(true);
+  });
+
+  it('drain: an idle session closes at once', async () => {
+    const events = counting();
+    const pool = newPool(events);
+    const sink = new RecordingSink();
+    pool.request(get('/'), sink);
+    await sink.done;
+    expect(pool.connections).toBe(1);
+    pool.drain();
+    expect(await until(() => pool.connections === 0, 500)).toBe(true);
+    expect(events.closed).toBe(1);
   });
 
   it('destroy: a request in flight fails as a reset (not a connect failure), the session closes', async () => {
