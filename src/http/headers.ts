@@ -87,17 +87,23 @@ export function buildUpstreamHeaders(
   return requestId;
 }
 
-const HOP_BY_HOP_NAMES: readonly string[] = [...HOP_BY_HOP];
+/**
+ * The hop-by-hop names a well-formed HTTP/2 block can still carry: the HPACK decoder (src/h2/hpack.ts) marks the
+ * connection-specific ones (connection, keep-alive, proxy-connection, transfer-encoding, upgrade) malformed, and
+ * the session resets such a stream before anyone sees its head.
+ */
+const H2_HOP_BY_HOP: readonly string[] = [...HOP_BY_HOP].filter(
+  (name) => name !== 'connection' && name !== 'keep-alive' && name !== 'proxy-connection' && name !== 'transfer-encoding' && name !== 'upgrade',
+);
 
 /**
  * An upstream HTTP/2 response head or trailers (regular fields only: src/h2 keeps pseudo headers apart) made
- * forwardable, in place: hop-by-hop fields are dropped (the HPACK decoder already refuses the connection-specific
- * ones; `te`, `trailer`, `host` and the like get here). A map that has none (nearly all) is untouched, so it
- * keeps V8's fast shape.
+ * forwardable, in place: `te`, `trailer`, `host` and the like are dropped. A map that has none (nearly all) is
+ * untouched, so it keeps V8's fast shape.
  */
 export function dropHopByHop(headers: HeaderMap): HeaderMap {
-  for (let i = 0; i < HOP_BY_HOP_NAMES.length; i++) {
-    const name = HOP_BY_HOP_NAMES[i]!;
+  for (let i = 0; i < H2_HOP_BY_HOP.length; i++) {
+    const name = H2_HOP_BY_HOP[i]!;
     if (headers[name] !== undefined) delete headers[name];
   }
   return headers;

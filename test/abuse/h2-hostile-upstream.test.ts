@@ -21,7 +21,8 @@ type Mode =
   | 'continuation-flood'
   | 'control-flood'
   | 'data-beyond-window'
-  | 'hop-by-hop';
+  | 'hop-by-hop'
+  | 'connection-field';
 
 const STATUS_200 = Buffer.from([0x88]); // HPACK static table entry 8, `:status: 200`
 
@@ -110,6 +111,11 @@ async function startUpstream(): Promise<Upstream> {
         socket.write(frame(T.HEADERS, F.END_HEADERS, stream, STATUS_200));
         const chunk = frame(T.DATA, 0, stream, Buffer.alloc(16_384, 0x61));
         for (let i = 0; i < 1_024; i++) socket.write(chunk);
+        return;
+      }
+      case 'connection-field': {
+        const block = Buffer.concat([STATUS_200, hpackIndexedLiteral('connection', 'x-secret'), hpackIndexedLiteral('x-secret', 'leak')]);
+        socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, stream, block), frame(T.DATA, F.END_STREAM, stream, Buffer.from('ok'))]));
         return;
       }
       case 'hop-by-hop': {
@@ -231,6 +237,14 @@ describe('an HTTP/2 upstream that sends hop-by-hop fields', () => {
     expect(r.headers.trailer).toBeUndefined();
     expect(r.headers.te).toBeUndefined();
     expect(r.headers.host).toBeUndefined();
+  });
+
+  it('a connection-specific field makes the response malformed (RFC 9113 §8.2.2): 503 upstream_reset', async () => {
+    upstream.mode = 'connection-field';
+    const r = await request(sidecar.outbound, { host: 'hostile', path: '/connection-field' });
+    expect(r.status, r.body).toBe(503);
+    expect(r.headers['x-pillion-reason']).toBe('upstream_reset');
+    expect(r.headers['x-secret']).toBeUndefined();
   });
 });
 
