@@ -132,6 +132,41 @@ describe('server role: output and windows', () => {
     expect(client.goaway).toBeNull();
   });
 
+  it('frames dribbled in 1-20 byte writes (preface, CONTINUATION, padded DATA) are reassembled', async () => {
+    const srv = await server(echoHandler);
+    const socket = net.connect(srv.port, '127.0.0.1');
+    socket.setNoDelay(true);
+    socket.on('error', () => {});
+    cleanups.push(() => socket.destroy());
+    const frames: Frame[] = [];
+    const reader = new FrameReader((f) => frames.push(f));
+    socket.on('data', (d: Buffer) => reader.push(d));
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    const block = requestBlock('x', '/dribble', 'POST', [['x-long', 'l'.repeat(300)]]);
+    const body = Buffer.alloc(20_000, 0x66);
+    const padded = Buffer.concat([Buffer.from([3]), body.subarray(0, 10_000), Buffer.alloc(3)]);
+    const all = Buffer.concat([
+      Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+      settings([]),
+      frame(T.HEADERS, 0, 1, block.subarray(0, 100)),
+      frame(T.CONTINUATION, F.END_HEADERS, 1, block.subarray(100)),
+      frame(T.DATA, F.PADDED, 1, padded),
+      frame(T.DATA, F.END_STREAM, 1, body.subarray(10_000)),
+    ]);
+    let seed = 7;
+    for (let off = 0; off < all.length; ) {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      const n = 1 + (seed % 20);
+      socket.write(all.subarray(off, off + n));
+      off += n;
+      if (seed % 4 === 0) await new Promise((r) => setImmediate(r));
+    }
+    expect(await until(() => frames.some((f) => f.type === T.DATA && (f.flags & F.END_STREAM) !== 0))).toBe(true);
+    const echoed = Buffer.concat(frames.filter((f) => f.type === T.DATA && f.stream === 1).map((f) => f.payload));
+    expect(echoed.equals(body)).toBe(true);
+    expect(frames.some((f) => f.type === T.GOAWAY)).toBe(false);
+  });
+
   it('a PING is answered with its payload (ACK)', async () => {
     const srv = await server(echoHandler);
     const socket = net.connect(srv.port, '127.0.0.1');

@@ -333,6 +333,30 @@ describe('our client against our server', () => {
     expect(recorders[0]!.close!.sentGoawayCode).toBe(-1);
   });
 
+  it('an interim 100 Continue from respond(100) precedes the final head; curl waiting on expect: 100-continue gets it', async () => {
+    const { server, port } = await listenH2((_s, stream, head, endStream) => {
+      if (head.headers.expect === '100-continue') stream.respond(100, null, false);
+      stream.respond(200, { 'x-final': 'yes' }, endStream);
+      if (!endStream) stream.owner = { onHead() {}, onData() {}, onEnd: (st) => st.end(null), onReset() {}, onDrain() {} };
+    });
+    cleanups.push(() => server.close());
+    const { session } = await connectH2(port);
+    cleanups.push(() => session.destroy());
+    const h = newHeaderMap();
+    h.expect = '100-continue';
+    const rec = new StreamRecorder();
+    const stream = session.request('POST', 'http', 'x', '/', h, false, rec);
+    stream.end(null);
+    await rec.done;
+    expect(rec.head!.status).toBe(200);
+    expect(rec.head!.headers['x-final']).toBe('yes');
+    const t0 = Date.now();
+    const curl = await run('curl', ['-sS', '-i', '--http2-prior-knowledge', '-H', 'Expect: 100-continue', '--data-binary', 'x'.repeat(2000), `http://127.0.0.1:${port}/c`]);
+    expect(curl.stdout).toMatch(/^HTTP\/2 100/);
+    expect(curl.stdout).toMatch(/HTTP\/2 200/);
+    expect(Date.now() - t0).toBeLessThan(900); // curl would wait 1 s for a 100 that never came
+  });
+
   it('a request reset by the client reaches the server owner; a server reset reaches the client', async () => {
     let serverSide: StreamRecorder | null = null;
     const { server, port } = await listenH2((_s, stream, head) => {
@@ -429,6 +453,26 @@ describe('lifecycle', () => {
     const port = (probe.address() as AddressInfo).port;
     await new Promise<void>((r) => probe.close(() => r()));
     await expect(connectH2(port)).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('a socket handed over already closed: onSessionClose comes once, on the next tick', async () => {
+    const accepted: net.Socket[] = [];
+    const server = net.createServer((socket) => {
+      socket.on('error', () => {});
+      accepted.push(socket);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => server.close());
+    const client = net.connect((server.address() as AddressInfo).port, '127.0.0.1');
+    client.on('error', () => {});
+    for (let i = 0; i < 100 && accepted.length === 0; i++) await new Promise((res) => setTimeout(res, 5));
+    client.destroy();
+    await new Promise<void>((r) => accepted[0]!.once('close', () => r()));
+    const rec = new SessionRecorder();
+    const session = new H2Session(accepted[0]!, 'server', TEST_OPTIONS, rec);
+    await rec.closed;
+    expect(session.canOpen).toBe(false);
+    expect(rec.close!.error).toBeNull();
   });
 
   it('server role takes over a socket whose first bytes a sniffer read and pushed back (unshift)', async () => {

@@ -200,10 +200,17 @@ export class H2Stream {
     this.recvAvail = session.streamRecvInitial;
   }
 
-  /** Server role: the response head. endStream: no body. Headers must not contain pseudo headers. */
+  /**
+   * Server role: the response head. endStream: no body. Headers must not contain pseudo headers. A 1xx status
+   * (100 Continue, 103 Early Hints) is an interim head: it goes out alone and the final respond() follows.
+   */
   respond(status: number, headers: HeaderMap | null, endStream: boolean): void {
     const s = this.session;
     if (this.closed || this.sentHeaders || s.dead) return;
+    if (status < 200) {
+      appendHeaders(s, this.id, 0, KIND_RESPONSE, status, headers, '', '', '', '');
+      return;
+    }
     this.sentHeaders = true;
     appendHeaders(s, this.id, endStream ? Flag.END_STREAM : 0, KIND_RESPONSE, status, headers, '', '', '', '');
     if (endStream) {
@@ -408,6 +415,12 @@ export class H2Session {
     sock.on('end', onSocketEnd);
     sock.on('close', onSocketClose);
     sock.on('drain', onSocketDrain);
+    if (sock.destroyed) {
+      // Handed over already closed (the peer left while a sniffer read it): its 'close' has been emitted, so
+      // end the session on the next tick, as if it came now (the owner's record must not leak).
+      process.nextTick(closedAtStart, sock);
+      return;
+    }
     if (typeof sock.setNoDelay === 'function') sock.setNoDelay(true);
     sock.resume();
     writeOpening(this);
@@ -540,6 +553,10 @@ function onSocketClose(this: SessionSocket): void {
   }
 }
 
+function closedAtStart(sock: SessionSocket): void {
+  onSocketClose.call(sock);
+}
+
 function onSocketDrain(this: SessionSocket): void {
   const s = this[kSession]!;
   s.backedUp = false;
@@ -552,10 +569,15 @@ function onSocketDrain(this: SessionSocket): void {
   }
 }
 
-/** Our FIN is out: close now if the peer's came too; else its FIN ('end') or the grace timer does (lingering
- *  close: closing with the peer still sending would answer with RST, which can discard our GOAWAY unread). */
+/**
+ * Our FIN is out: close now if the peer's came too. Else, when our GOAWAY must be read (server role: the client
+ * learns which requests were not processed; any connection error), its FIN ('end') or the grace timer closes
+ * (lingering close: closing while the peer still sends answers it with RST, which can discard our GOAWAY
+ * unread). A client's clean end closes at once.
+ */
 function onSocketFinish(this: SessionSocket): void {
-  if (this.readableEnded) this.destroy();
+  const s = this[kSession]!;
+  if (this.readableEnded || (!s.isServer && s.sentGoawayCode < 0)) this.destroy();
 }
 
 function forceDestroy(s: H2Session): void {

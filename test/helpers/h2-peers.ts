@@ -117,36 +117,6 @@ export async function listenH2(
   return { server, port: (server.address() as AddressInfo).port, sessions, recorders };
 }
 
-/** Server handler: answers every request 200 with body `ok` after reading the request to its end. */
-export class EchoLength {
-  /** Answers with the request body length as text once the request ended. */
-  static handler(_session: H2Session, stream: H2Stream, _head: DecodedHead, endStream: boolean): void {
-    const owner = new RequestReader(stream);
-    stream.owner = owner;
-    if (endStream) owner.finish();
-  }
-}
-
-class RequestReader implements H2StreamOwner {
-  bytes = 0;
-  constructor(readonly stream: H2Stream) {}
-  finish(): void {
-    const body = Buffer.from(String(this.bytes));
-    this.stream.respond(200, { 'content-type': 'text/plain', 'content-length': String(body.length) }, false);
-    this.stream.write(body);
-    this.stream.end(null);
-  }
-  onHead(): void {}
-  onData(_s: H2Stream, chunk: Buffer): void {
-    this.bytes += chunk.length;
-  }
-  onEnd(): void {
-    this.finish();
-  }
-  onReset(): void {}
-  onDrain(): void {}
-}
-
 /** Server handler: streams the request body back (pausing the request while the response is backed up); the
  *  request's trailers, if any, come back as response trailers. */
 export function echoHandler(_session: H2Session, stream: H2Stream, head: DecodedHead, endStream: boolean): void {
