@@ -102,9 +102,13 @@ describe('H2Session limits (server role, hostile client)', () => {
     for (let i = 0; i < 100 && !client.resets.has(5); i++) await sleep(10);
     expect(client.resets.get(5)).toBe(H2Error.REFUSED_STREAM);
     expect(client.resets.has(1)).toBe(false);
-    const flood: Buffer[] = [];
-    for (let i = 0, id = 7; i < 1100; i++, id += 2) flood.push(headersFrames(id, requestBlock('x', '/hold'), true));
-    await client.write(Buffer.concat(flood));
+    // In batches of 100 over several turns: the per-turn control frame count (1000) must not be what ends it.
+    for (let batch = 0, id = 7; batch < 11 && !client.closed; batch++) {
+      const flood: Buffer[] = [];
+      for (let i = 0; i < 100; i++, id += 2) flood.push(headersFrames(id, requestBlock('x', '/hold'), true));
+      await client.write(Buffer.concat(flood));
+      await sleep(5);
+    }
     expect(await client.refused(3000)).toBe(true);
     expect(client.goaway?.code).toBe(H2Error.ENHANCE_YOUR_CALM);
     expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);

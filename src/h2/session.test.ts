@@ -455,6 +455,19 @@ describe('lifecycle', () => {
     await expect(connectH2(port)).rejects.toThrow(/ECONNREFUSED/);
   });
 
+  it('an idle session holds no output buffer (returned to the shared pool once the kernel took the bytes)', async () => {
+    const { server, port, sessions } = await listenH2(echoHandler);
+    cleanups.push(() => server.close());
+    const { session } = await connectH2(port);
+    cleanups.push(() => session.destroy());
+    const a = get(session, '/idle');
+    await a.rec.done;
+    await new Promise((res) => setTimeout(res, 20));
+    expect(session.out.length).toBe(0);
+    expect(sessions[0]!.out.length).toBe(0);
+    expect(sessions[0]!.hdrBuf).toBeNull();
+  });
+
   it('a socket handed over already closed: onSessionClose comes once, on the next tick', async () => {
     const accepted: net.Socket[] = [];
     const server = net.createServer((socket) => {

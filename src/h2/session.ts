@@ -117,7 +117,11 @@ function logBugOnce(err: unknown, frameType: number): void {
 // ==== constants ============================================================================================
 
 const OUT_START = 16_384;
-/** DATA payloads this large are written from the caller's buffer (cork + two writes), not copied. */
+/**
+ * DATA payloads this large are written from the caller's buffer (cork + two writes), not copied. Measured
+ * (h2load, 3000 x 1 MiB responses written in 64 KiB chunks): ~300 us of CPU per response this way, ~850 us
+ * copying every payload into the output buffer.
+ */
 const ZERO_COPY_MIN = 8_192;
 /**
  * Queued bytes per stream past which write() returns false: the peer's initial window if larger (a stream may
