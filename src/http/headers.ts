@@ -87,14 +87,24 @@ export function buildUpstreamHeaders(
   return requestId;
 }
 
-/** Upstream HTTP/2 response head → forwardable header map (pseudo headers and hop-by-hop dropped). */
-export function headersFromH2(headers: Record<string, string | string[] | number | undefined>): HeaderMap {
-  const out = newHeaderMap();
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined || name.charCodeAt(0) === 58) continue;
-    if (HOP_BY_HOP.has(name)) continue;
-    out[name] = typeof value === 'number' ? String(value) : value;
+/**
+ * The hop-by-hop names a well-formed HTTP/2 block can still carry: the HPACK decoder (src/h2/hpack.ts) marks the
+ * connection-specific ones (connection, keep-alive, proxy-connection, transfer-encoding, upgrade) malformed, and
+ * the session resets such a stream before anyone sees its head.
+ */
+const H2_HOP_BY_HOP: readonly string[] = [...HOP_BY_HOP].filter(
+  (name) => name !== 'connection' && name !== 'keep-alive' && name !== 'proxy-connection' && name !== 'transfer-encoding' && name !== 'upgrade',
+);
+
+/**
+ * An upstream HTTP/2 response head or trailers (regular fields only: src/h2 keeps pseudo headers apart) made
+ * forwardable, in place: `te`, `trailer`, `host` and the like are dropped. A map that has none (nearly all) is
+ * untouched, so it keeps V8's fast shape.
+ */
+export function dropHopByHop(headers: HeaderMap): HeaderMap {
+  for (let i = 0; i < H2_HOP_BY_HOP.length; i++) {
+    const name = H2_HOP_BY_HOP[i]!;
+    if (headers[name] !== undefined) delete headers[name];
   }
-  return out;
+  return headers;
 }

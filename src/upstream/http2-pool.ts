@@ -1,81 +1,171 @@
-// HTTP/2 (cleartext, prior knowledge) connection pool for one endpoint: one multiplexed session, more when the
-// peer's SETTINGS_MAX_CONCURRENT_STREAMS is reached, and a FIFO of requests waiting for stream capacity.
-import * as http2 from 'node:http2';
-import { addAbortSignal, type Readable } from 'node:stream';
+// HTTP/2 connection pool for one endpoint (cleartext prior knowledge, or TLS with ALPN h2), on Pillion's own
+// codec (src/h2/session.ts, client role): one multiplexed session, more when the peer's
+// SETTINGS_MAX_CONCURRENT_STREAMS is reached (up to the cluster's max_connections), and a FIFO of requests
+// waiting for stream capacity. A request in flight is one H2Request: it is the stream's owner (the session
+// calls its methods) and the sink's handle; its body's listeners are shared functions that find it through a
+// symbol, so a request allocates no closures.
+import * as net from 'node:net';
+import type { Readable } from 'node:stream';
 import { pendingOverflowError, REFUSED_STREAM, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
-import { headersFromH2, type HeaderMap } from '../http/headers.js';
+import { dropHopByHop, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
-import { openStream } from './h2-request.js';
-import { nghttp2Finished } from '../http/nghttp2-finished.js';
-import { ALPN_H2, isTlsPolicyError } from '../tls/upstream-tls.js';
+import { ALPN_H2, isTlsPolicyError, readyEventOf } from '../tls/upstream-tls.js';
+import { H2Error, H2Session, h2ErrorName, type H2SessionOptions, type H2SessionOwner, type H2Stream, type H2StreamOwner } from '../h2/session.js';
+import type { DecodedHead } from '../h2/hpack.js';
 
-/** A URL's host as a socket address (IPv6 without its brackets). */
-function hostOf(url: URL): string {
-  const h = url.hostname;
-  return h.startsWith('[') ? h.slice(1, -1) : h;
-}
-
-const { NGHTTP2_NO_ERROR } = http2.constants;
-/** Assumed until the peer's SETTINGS arrive (RFC 9113 recommends at least 100). */
-const INITIAL_STREAM_LIMIT = 100;
 const IDLE_SESSION_TIMEOUT_MS = 60_000;
+/** How often a session is checked for idleness (it closes 60 to 70 s after its last frame with no stream). */
+const IDLE_CHECK_MS = 10_000;
 /** How often a cancel that the reset budget held back is tried again (the stream may also finish first). */
 const DEFERRED_RESET_RETRY_MS = 1_000;
-/**
- * How often a session is checked for one nghttp2 has ended without Node telling (see nghttp2Finished): its
- * streams would otherwise wait for the route timeout (or for ever), and new ones would be sent to it. One native
- * call per session per tick; a request also checks the session it is about to use.
- */
-const SESSION_CHECK_MS = 250;
-const kRequest = Symbol('pillion.h2request');
 /**
  * The connection-level receive window (RFC 9113's default, 65,535 bytes, is shared by every stream of the
  * connection: a few busy gRPC streams stall on it). Each stream keeps its own 64 KiB window, so this bounds what
  * one connection can buffer, not what one stream can.
  */
 export const CONNECTION_WINDOW_BYTES = 1 << 20;
+
 /**
- * Already aborted: addAbortSignal(CANCELLED, stream) destroys the stream with an AbortError, which Node sends as
- * RST_STREAM CANCEL alone. Not close(NGHTTP2_CANCEL): close() ends the writable side first, so a request whose
- * body was still coming reached the upstream as complete (END_STREAM, the body truncated), then the reset.
+ * What we accept from an upstream: a response head (or trailers) larger than 64 KiB or with more than 128
+ * fields is refused (RST_STREAM, 503 upstream_reset), as Node's http2 client did by default.
  */
-const CANCELLED = AbortSignal.abort();
+const SESSION_OPTIONS: H2SessionOptions = Object.freeze({
+  maxConcurrentStreams: 100, // not sent in client role (the upstream opens no streams: push is off)
+  maxHeaderListSize: 64 * 1024,
+  maxHeaderCount: 128,
+  connectionWindowSize: CONNECTION_WINDOW_BYTES,
+});
 
-type StreamWithRequest = http2.ClientHttp2Stream & { [kRequest]: H2Request };
-type BodyWithRequest = Readable & { [kRequest]?: H2Request };
+const kRequest = Symbol('pillion.h2request');
+const kSession = Symbol('pillion.h2poolSession');
+type BodyOf = Readable & { [kRequest]?: H2Request | undefined };
+type SocketOf = net.Socket & { [kSession]: Session };
 
-class Session {
+/** One upstream connection and what the pool knows of it. */
+class Session implements H2SessionOwner {
+  readonly h2: H2Session;
+  /** Requests on it whose stream is not closed yet (counted against the peer's stream limit). */
   active = 0;
-  maxStreams = INITIAL_STREAM_LIMIT;
+  /** The socket (TCP, and TLS if any) is up: failures before that are connect failures (Envoy's UF). */
   connected = false;
+  /** Takes no new streams (drain, GOAWAY, reset budget spent, failed); closed once `active` is 0. */
   closing = false;
-  connectTimer: NodeJS.Timeout | null = null;
-  checkTimer: NodeJS.Timeout | null = null;
-  readonly resets = new ResetBudget(performance.now());
-  /** Why the session failed (a TLS refusal is answered with its own reason). */
+  /** Why it failed before it was connected, or a TLS policy refusal (answered with its own reason). */
   error: Error | null = null;
+  connectTimer: NodeJS.Timeout | null = null;
+  idleTimer: NodeJS.Timeout | null = null;
+  readonly resets = new ResetBudget(performance.now());
 
-  constructor(readonly h2: http2.ClientHttp2Session) {}
+  constructor(
+    readonly pool: Http2Pool,
+    readonly socket: SocketOf,
+  ) {
+    // Our listeners go first, so `error` is known before the session fails the streams with it.
+    socket[kSession] = this;
+    socket.on('error', onSocketError);
+    socket.once(readyEventOf(socket), onSocketReady);
+    this.h2 = new H2Session(socket, 'client', SESSION_OPTIONS, this);
+  }
 
   get hasCapacity(): boolean {
-    return !this.closing && this.active < this.maxStreams;
+    return !this.closing && this.h2.canOpen && this.active < this.h2.peerMaxConcurrentStreams;
+  }
+
+  // --- H2SessionOwner ---
+
+  onStream(): void {
+    // Client role: the session refuses streams the upstream opens (push is off); never called.
+  }
+
+  onRemoteSettings(): void {
+    // The peer's stream limit is known (or changed): waiting requests may fit now.
+    this.pool.pump(this);
+  }
+
+  onGoaway(): void {
+    // Streams above the GOAWAY's last id already got onReset(REFUSED_STREAM); the others may finish.
+    this.closing = true;
+    if (this.active === 0) this.h2.close();
+  }
+
+  onSessionClose(): void {
+    this.closing = true;
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
+    if (this.idleTimer !== null) clearInterval(this.idleTimer);
+    this.connectTimer = this.idleTimer = null;
+    this.pool.sessionClosed(this);
   }
 }
 
-/** One request in flight: the stream's listeners are shared functions that find it through a symbol. */
-class H2Request implements UpstreamStream {
-  stream: StreamWithRequest | null = null;
-  trailers: HeaderMap | null = null;
-  error: Error | null = null;
+function onSocketReady(this: SocketOf): void {
+  const session = this[kSession];
+  session.connected = true;
+  if (session.connectTimer !== null) clearTimeout(session.connectTimer);
+  session.connectTimer = null;
+  session.pool.options.events.onConnectionOpen();
+}
+
+function onSocketError(this: SocketOf, err: Error): void {
+  // The session ends itself on it (its own 'error' listener) and fails the open streams; they report this.
+  const session = this[kSession];
+  if (!session.connected || isTlsPolicyError(err)) session.error ??= err;
+  session.closing = true;
+}
+
+function onConnectTimeout(session: Session, ms: number): void {
+  session.connectTimer = null;
+  session.error ??= Object.assign(new Error(`connect timeout after ${ms} ms`), { code: 'ETIMEDOUT' });
+  session.closing = true;
+  session.h2.destroy(H2Error.CANCEL, session.error.message);
+}
+
+function checkIdle(session: Session): void {
+  if (session.active === 0 && performance.now() - session.h2.lastActivityMs >= IDLE_SESSION_TIMEOUT_MS) {
+    session.closing = true;
+    session.h2.close();
+  }
+}
+
+/** A cancel the reset budget held back: reset now if the budget allows, else later (unless it finished). */
+function retryDeferredReset(req: H2Request): void {
+  if (!req.released) req.pool.resetCancelled(req);
+}
+
+function onBodyData(this: BodyOf, chunk: Buffer): void {
+  const req = this[kRequest];
+  if (req !== undefined) req.writeBody(chunk);
+}
+
+function onBodyEnd(this: BodyOf): void {
+  const req = this[kRequest];
+  if (req !== undefined) req.endBody();
+}
+
+/** One request in flight: the owner of its stream and the sink's handle on it. */
+class H2Request implements UpstreamStream, H2StreamOwner {
+  stream: H2Stream | null = null;
+  session: Session | null = null;
+  /** The sink has had its last callback (end or error), or the request was cancelled: events are dropped. */
   finished = false;
   aborted = false;
+  /** The stream is over for the pool (its place in the session's limit is given back). */
+  released = false;
+  /** The response ended (END_STREAM). */
+  remoteEnded = false;
+  /** The request went out whole: no body, or END_STREAM after it. */
+  localEnded = false;
+  /** The body's listeners are attached. */
+  private bodyAttached = false;
+  /** Already started again once after the upstream refused it unprocessed (GOAWAY). */
+  restarted = false;
 
   constructor(
     readonly pool: Http2Pool,
     readonly spec: UpstreamRequestSpec,
     readonly sink: UpstreamSink,
-    public session: Session | null,
   ) {}
+
+  // --- UpstreamStream (the sink steering the request) ---
 
   resume(): void {
     this.stream?.resume();
@@ -85,83 +175,120 @@ class H2Request implements UpstreamStream {
     if (this.finished) return;
     this.aborted = true;
     this.finished = true;
-    if (this.stream !== null) this.pool.cancel(this, this.stream);
-    else this.pool.cancelWaiting(this);
+    // No more of the request body, and above all not its end: a cancelled request must never look complete.
+    this.detachBody();
+    if (this.stream === null) this.pool.cancelWaiting(this);
+    else if (this.released) return;
+    // Both sides ended (a sink that lets go in onUpstreamHeaders of a bodyless response): nothing to reset.
+    else if ((this.remoteEnded && this.localEnded) || this.stream.closed) this.pool.release(this);
+    else this.pool.resetCancelled(this);
   }
-}
 
-function checkSession(pool: Http2Pool, session: Session): void {
-  if (!session.h2.destroyed && nghttp2Finished(session.h2)) pool.retire(session);
-}
+  // --- request body ---
 
-/** A cancel the reset budget held back: reset now if the budget allows, else later (unless it finished). */
-function retryDeferredReset(req: H2Request): void {
-  const stream = req.stream;
-  if (stream === null || stream.closed) return;
-  req.pool.cancel(req, stream);
-}
-
-function onResponse(this: StreamWithRequest, headers: http2.IncomingHttpHeaders, flags: number): void {
-  const req = this[kRequest];
-  if (req.finished) return;
-  const status = Number(headers[':status']);
-  req.sink.onUpstreamHeaders(status, headersFromH2(headers), (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0);
-}
-
-function onData(this: StreamWithRequest, chunk: Buffer): void {
-  const req = this[kRequest];
-  if (req.finished) return;
-  if (!req.sink.onUpstreamData(chunk)) this.pause();
-}
-
-function onRequestBodyData(this: BodyWithRequest, chunk: Buffer): void {
-  const req = this[kRequest];
-  if (req !== undefined && !req.finished) req.sink.onRequestBodyBytes(chunk.length);
-}
-
-function onTrailers(this: StreamWithRequest, headers: http2.IncomingHttpHeaders): void {
-  this[kRequest].trailers = headersFromH2(headers);
-}
-
-function onEnd(this: StreamWithRequest): void {
-  const req = this[kRequest];
-  if (req.finished) return;
-  // Node also emits 'end' on a stream whose session died under it (the upstream closed the connection, FIN
-  // without GOAWAY): the stream is destroyed by then, with rstCode CANCEL. A real END_STREAM comes while the
-  // stream is still alive (Node destroys it only after this 'end'). Not the end of the response, then: 'close'
-  // follows and reports it as the reset it is.
-  if (this.destroyed || this.rstCode !== NGHTTP2_NO_ERROR) {
-    req.error ??= new Error(`the upstream connection closed before the stream ended (HTTP/2 error code ${this.rstCode})`);
-    return;
+  attachBody(body: BodyOf): void {
+    this.bodyAttached = true;
+    body[kRequest] = this;
+    body.on('data', onBodyData);
+    body.on('end', onBodyEnd);
   }
-  req.finished = true;
-  req.sink.onUpstreamEnd(req.trailers);
-}
 
-function onStreamError(this: StreamWithRequest, err: Error): void {
-  this[kRequest].error = err;
-}
+  detachBody(): void {
+    if (!this.bodyAttached) return;
+    this.bodyAttached = false;
+    const body = this.spec.body as BodyOf;
+    body.off('data', onBodyData);
+    body.off('end', onBodyEnd);
+    body[kRequest] = undefined;
+  }
 
-function onStreamClose(this: StreamWithRequest): void {
-  const req = this[kRequest];
-  const session = req.session!;
-  session.active--;
-  req.pool.streamClosed(session);
-  if (req.finished) return;
-  req.finished = true;
-  const err = (isTlsPolicyError(session.error) ? session.error : req.error) ?? new Error(`upstream reset the stream (HTTP/2 error code ${this.rstCode})`);
-  req.sink.onUpstreamError(err, !session.connected);
+  writeBody(chunk: Buffer): void {
+    // After the response ended the rest of the body still goes out (see responseBeforeBody), uncounted.
+    if (!this.finished) this.sink.onRequestBodyBytes(chunk.length);
+    if (!this.stream!.write(chunk)) this.spec.body!.pause();
+  }
+
+  endBody(): void {
+    this.detachBody();
+    this.localEnded = true;
+    this.stream!.end(null);
+    if (this.remoteEnded) this.pool.release(this);
+  }
+
+  // --- H2StreamOwner (the session reporting the stream) ---
+
+  onHead(stream: H2Stream, head: DecodedHead, endStream: boolean): void {
+    // A head with END_STREAM is the whole response: no onEnd follows it.
+    if (endStream) this.remoteEnded = true;
+    if (!this.finished) this.sink.onUpstreamHeaders(head.status, dropHopByHop(head.headers), endStream);
+    if (endStream) this.ended(stream, null);
+  }
+
+  onData(stream: H2Stream, chunk: Buffer): void {
+    // A cancelled stream's response is read and dropped (its window credit goes back all the same).
+    if (this.finished) return;
+    if (!this.sink.onUpstreamData(chunk)) stream.pause();
+  }
+
+  onEnd(stream: H2Stream, trailers: HeaderMap | null): void {
+    this.remoteEnded = true;
+    this.ended(stream, trailers);
+  }
+
+  private ended(stream: H2Stream, trailers: HeaderMap | null): void {
+    if (this.localEnded) this.pool.release(this);
+    else if (!this.aborted) this.pool.responseBeforeBody(this, stream);
+    // Cancelled with the reset deferred: the stream is released once the reset goes out.
+    if (this.finished) return;
+    this.finished = true;
+    this.sink.onUpstreamEnd(trailers === null ? null : dropHopByHop(trailers));
+  }
+
+  onReset(_stream: H2Stream, code: number, why: string): void {
+    this.detachBody();
+    this.pool.release(this);
+    if (this.finished) return;
+    const session = this.session!;
+    // RFC 9113 §6.8: a stream above a GOAWAY's last stream id was never processed. Without a body to replay it
+    // is sent again on another session (as Envoy does); with one the router decides (retry_on refused-stream).
+    if (code === H2Error.REFUSED_STREAM && !this.restarted && this.spec.body === null && !session.h2.canOpen) {
+      this.restarted = true;
+      this.stream = null;
+      this.session = null;
+      this.pool.restart(this);
+      return;
+    }
+    this.finished = true;
+    const failed = session.error;
+    const err =
+      failed !== null && (!session.connected || isTlsPolicyError(failed))
+        ? failed
+        : new Error(`the upstream HTTP/2 stream was reset: ${h2ErrorName(code)} (${code}), ${why}`);
+    this.sink.onUpstreamError(err, !session.connected);
+  }
+
+  onDrain(): void {
+    if (this.bodyAttached) this.spec.body!.resume();
+  }
 }
 
 export class Http2Pool implements ConnectionPool {
   private readonly sessions: Session[] = [];
   private readonly waiting: H2Request[] = [];
   private draining = false;
+  private readonly host: string;
+  private readonly port: number;
 
   constructor(
-    private readonly origin: string,
-    private readonly options: PoolOptions,
-  ) {}
+    origin: string,
+    readonly options: PoolOptions,
+  ) {
+    const url = new URL(origin);
+    const h = url.hostname;
+    // A URL's host as a socket address (IPv6 without its brackets).
+    this.host = h.startsWith('[') ? h.slice(1, -1) : h;
+    this.port = Number(url.port);
+  }
 
   get pending(): number {
     return this.waiting.length;
@@ -181,34 +308,50 @@ export class Http2Pool implements ConnectionPool {
         return REFUSED_STREAM;
       }
     }
+    const req = new H2Request(this, spec, sink);
+    return this.place(req) ? req : REFUSED_STREAM;
+  }
+
+  /** Starts the request on a session with room, or queues it; false when the queue is full (reported). */
+  private place(req: H2Request): boolean {
     const session = this.sessionWithCapacity();
-    const req = new H2Request(this, spec, sink, null);
     if (session !== null) {
       this.start(req, session);
-      return req;
+      return true;
     }
     const pending = this.options.pending;
     if (!pending.tryAdd()) {
       this.options.events.onPendingOverflow();
-      sink.onUpstreamError(pendingOverflowError(pending.max), false);
-      return REFUSED_STREAM;
+      req.finished = true;
+      req.sink.onUpstreamError(pendingOverflowError(pending.max), false);
+      return false;
     }
     this.waiting.push(req);
-    return req;
+    return true;
+  }
+
+  /** A bodyless request the upstream refused unprocessed (GOAWAY): on another session, or an error if none. */
+  restart(req: H2Request): void {
+    if (this.draining) {
+      req.finished = true;
+      req.sink.onUpstreamError(new Error('the upstream HTTP/2 connection went away (GOAWAY) before the request was processed, and the pool is closing'), false);
+      return;
+    }
+    this.place(req);
   }
 
   /**
-   * Cancels a stream in flight with RST_STREAM while the connection's reset budget allows. Past it, the stream
-   * is left to finish and its response read and dropped (the upstream does the work no one waits for, the
-   * price of not being taken for a flood), the connection takes no new streams (a fresh one does), and the
-   * reset is retried later for streams that never finish.
+   * Cancels a stream in flight with RST_STREAM CANCEL while the connection's reset budget allows. Past it, the
+   * stream is left to finish and its response read and dropped (the upstream does the work no one waits for,
+   * the price of not being taken for a flood), the connection takes no new streams (a fresh one does), and the
+   * reset is retried later for streams that never finish. Never END_STREAM: the body may be truncated.
    */
-  cancel(req: H2Request, stream: StreamWithRequest): void {
+  resetCancelled(req: H2Request): void {
     const session = req.session!;
-    // No more of the request body, and above all not its end: a cancelled request must never look complete.
-    req.spec.body?.unpipe(stream);
+    const stream = req.stream!;
     if (session.resets.tryTake(performance.now())) {
-      addAbortSignal(CANCELLED, stream);
+      stream.reset(H2Error.CANCEL);
+      this.release(req);
       return;
     }
     if (!session.closing) {
@@ -219,6 +362,17 @@ export class Http2Pool implements ConnectionPool {
     setTimeout(retryDeferredReset, DEFERRED_RESET_RETRY_MS, req).unref();
   }
 
+  /**
+   * The response ended while the request body was still going out (RFC 9113 §8.1 allows it): the rest is not
+   * wanted, RST_STREAM NO_ERROR says so. Past the reset budget the body simply goes on to its end.
+   */
+  responseBeforeBody(req: H2Request, stream: H2Stream): void {
+    if (!req.session!.resets.tryTake(performance.now())) return;
+    req.detachBody();
+    stream.reset(H2Error.NO_ERROR);
+    this.release(req);
+  }
+
   cancelWaiting(req: H2Request): void {
     const i = this.waiting.indexOf(req);
     if (i < 0) return;
@@ -226,17 +380,40 @@ export class Http2Pool implements ConnectionPool {
     this.options.pending.remove();
   }
 
-  streamClosed(session: Session): void {
+  /** The request's stream is over: its place in the session's stream limit goes to a waiting request. */
+  release(req: H2Request): void {
+    if (req.released || req.session === null) return;
+    req.released = true;
+    const session = req.session;
+    session.active--;
+    this.pump(session);
+  }
+
+  /** Starts waiting requests on `session` while it has room; closes it once idle if it takes no more. */
+  pump(session: Session): void {
     while (this.waiting.length > 0 && session.hasCapacity) {
       this.options.pending.remove();
       this.start(this.waiting.shift()!, session);
     }
-    if (session.active === 0 && (this.draining || session.closing)) session.h2.close();
+    // Not canOpen: a GOAWAY either way, or its stream ids are used up (2^30 requests: a day and more of a busy
+    // sidecar's traffic on one connection); new requests go to a fresh session.
+    if (session.active === 0 && (this.draining || session.closing || !session.h2.canOpen)) session.h2.close();
+  }
+
+  sessionClosed(session: Session): void {
+    const i = this.sessions.indexOf(session);
+    if (i >= 0) this.sessions.splice(i, 1);
+    if (session.connected) this.options.events.onConnectionClose();
+    // A waiting request may now open a fresh session.
+    if (this.waiting.length > 0 && !this.draining) {
+      const next = this.sessionWithCapacity();
+      if (next !== null) this.pump(next);
+    }
   }
 
   drain(): void {
     this.draining = true;
-    for (const session of this.sessions) {
+    for (const session of this.sessions.slice()) {
       session.closing = true;
       if (session.active === 0) session.h2.close();
     }
@@ -247,27 +424,17 @@ export class Http2Pool implements ConnectionPool {
     const waiting = this.waiting.splice(0);
     for (const req of waiting) {
       this.options.pending.remove();
+      req.finished = true;
       req.sink.onUpstreamError(new Error('connection pool closed'), true);
     }
-    for (const session of this.sessions) session.h2.destroy();
-  }
-
-  /**
-   * A session nghttp2 has ended (it sent GOAWAY for something the upstream sent: a header block it cannot
-   * decode, a flood) but Node keeps open and silent: destroyed, so its streams fail now (503 upstream_reset, or
-   * the client's stream reset mid-response) and new requests go to a fresh session.
-   */
-  retire(session: Session): void {
-    session.closing = true;
-    session.h2.destroy(new Error('the upstream HTTP/2 connection was ended by a protocol error (GOAWAY sent)'));
+    for (const session of this.sessions.slice()) {
+      session.closing = true;
+      session.h2.destroy(H2Error.CANCEL, 'the connection pool was closed');
+    }
   }
 
   private sessionWithCapacity(): Session | null {
-    for (const session of this.sessions) {
-      if (!session.hasCapacity) continue;
-      if (!nghttp2Finished(session.h2)) return session;
-      this.retire(session);
-    }
+    for (const session of this.sessions) if (session.hasCapacity) return session;
     if (this.draining || this.sessions.length >= this.options.maxConnections) return null;
     return this.open();
   }
@@ -275,91 +442,41 @@ export class Http2Pool implements ConnectionPool {
   private start(req: H2Request, session: Session): void {
     const spec = req.spec;
     req.session = session;
+    req.released = false;
     session.active++;
-    const headers: http2.OutgoingHttpHeaders = spec.headers;
-    headers[':method'] = spec.method;
-    headers[':path'] = spec.path;
-    headers[':authority'] = spec.authority;
-    headers[':scheme'] = spec.scheme;
-    let stream: StreamWithRequest;
+    const body = spec.body as BodyOf | null;
+    req.localEnded = body === null;
+    let stream: H2Stream;
     try {
-      stream = openStream(session.h2, headers, spec.body === null) as StreamWithRequest;
+      stream = session.h2.request(spec.method, spec.scheme, spec.authority, spec.path, spec.headers, body === null, req);
     } catch (err) {
-      // The session died between the capacity check and now (GOAWAY or socket error in the same tick).
+      // The session ended between the capacity check and now (GOAWAY or socket error in the same turn).
+      req.released = true;
       session.active--;
       session.closing = true;
       req.finished = true;
       req.sink.onUpstreamError(err as Error, !session.connected);
       return;
     }
-    stream[kRequest] = req;
     req.stream = stream;
-    stream.on('response', onResponse);
-    stream.on('data', onData);
-    stream.on('trailers', onTrailers);
-    stream.on('end', onEnd);
-    stream.on('error', onStreamError);
-    stream.on('close', onStreamClose);
-    if (spec.body !== null) {
-      spec.body.pipe(stream);
-      // Listening after pipe() only observes: the body is already flowing into the stream.
-      (spec.body as BodyWithRequest)[kRequest] = req;
-      spec.body.on('data', onRequestBodyData);
-    }
+    if (body !== null) req.attachBody(body);
   }
 
   private open(): Session {
     const tls = this.options.tls ?? null;
-    const h2 =
+    const socket = (
       tls === null
-        ? http2.connect(this.origin, { settings: { enablePush: false } })
-        : http2.connect(this.origin, { settings: { enablePush: false }, createConnection: (url: URL) => tls.connect(hostOf(url), Number(url.port), ALPN_H2, null) });
-    const session = new Session(h2);
+        ? net.connect({ host: this.host, port: this.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 })
+        : tls.connect(this.host, this.port, ALPN_H2, null)
+    ) as SocketOf;
+    const session = new Session(this, socket);
     this.sessions.push(session);
-    session.checkTimer = setInterval(checkSession, SESSION_CHECK_MS, this, session);
-    session.checkTimer.unref();
-    const { events, connectTimeoutMs } = this.options;
-    if (connectTimeoutMs > 0) {
-      session.connectTimer = setTimeout(() => {
-        const err = Object.assign(new Error(`connect timeout after ${connectTimeoutMs} ms`), { code: 'ETIMEDOUT' });
-        h2.destroy(err);
-      }, connectTimeoutMs);
-    }
-    h2.on('connect', () => {
-      session.connected = true;
-      h2.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
-      if (session.connectTimer !== null) clearTimeout(session.connectTimer);
-      events.onConnectionOpen();
-    });
-    h2.on('remoteSettings', (settings) => {
-      session.maxStreams = settings.maxConcurrentStreams ?? INITIAL_STREAM_LIMIT;
-      this.streamClosed(session);
-    });
-    h2.on('goaway', () => {
-      session.closing = true;
-    });
-    h2.on('error', (err: Error) => {
-      // Streams learn of it through their own 'close'; the session is dropped on 'close'.
-      session.closing = true;
-      session.error ??= err;
-    });
-    h2.setTimeout(IDLE_SESSION_TIMEOUT_MS, () => {
-      if (session.active === 0) h2.close();
-    });
-    h2.on('close', () => {
-      if (session.connectTimer !== null) clearTimeout(session.connectTimer);
-      if (session.checkTimer !== null) clearInterval(session.checkTimer);
-      session.closing = true;
-      const i = this.sessions.indexOf(session);
-      if (i >= 0) this.sessions.splice(i, 1);
-      if (session.connected) events.onConnectionClose();
-      // A waiting request may now open a fresh session.
-      if (this.waiting.length > 0 && !this.draining) {
-        const next = this.sessionWithCapacity();
-        if (next !== null) this.streamClosed(next);
-      }
-    });
-    h2.unref();
+    const connectTimeoutMs = this.options.connectTimeoutMs;
+    if (connectTimeoutMs > 0) session.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, session, connectTimeoutMs);
+    session.idleTimer = setInterval(checkIdle, IDLE_CHECK_MS, session);
+    session.idleTimer.unref();
+    // As Node's http2 sessions were: a pooled connection does not keep the process alive.
+    socket.unref();
     return session;
   }
 }

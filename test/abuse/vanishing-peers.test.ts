@@ -109,7 +109,7 @@ async function startH2Fin(): Promise<{ port: number; mode: H2FinMode; connection
           setTimeout(() => socket.end(), 30);
           break;
         case 'bad-hpack':
-          // An index past both tables: the proxy's nghttp2 answers GOAWAY(COMPRESSION_ERROR), then nothing.
+          // An index past both tables: the proxy's HPACK decoder refuses it, GOAWAY(COMPRESSION_ERROR).
           socket.write(frame(T.HEADERS, F.END_HEADERS, f.stream, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])));
           break;
       }
@@ -377,7 +377,8 @@ describe('an HTTP/2 upstream that closes its connection (FIN, no GOAWAY)', () =>
   // exchange ended with no head: an HTTP/1.1 client saw the connection closed with no answer ("socket hang
   // up"), an HTTP/2 client a bare 502 without x-pillion-reason. The pool now takes 'end' for the end of the
   // response only on a live stream (a real END_STREAM comes before Node destroys it), else waits for 'close',
-  // which reports the reset. Upstream here: HEADERS(:status 200) + DATA("partial", no END_STREAM), socket.end().
+  // which reports the reset. (The pool is on src/h2 now: a FIN with streams open resets them, INTERNAL_ERROR.)
+  // Upstream here: HEADERS(:status 200) + DATA("partial", no END_STREAM), socket.end().
   it('mid-response, the client sees its response cut, not a complete one', async () => {
     h2fin.mode = 'fin-mid-response';
     const r = await getStream('h2fin', '/cut');
@@ -404,9 +405,9 @@ describe('an HTTP/2 upstream that closes its connection (FIN, no GOAWAY)', () =>
 // block it cannot decode), the proxy's session sends GOAWAY and from then on Node neither reads nor closes it nor
 // tells anyone: the request waited for the route timeout (for ever without one), and every later request to
 // the endpoint was put on the same dead session (the pool saw capacity) and waited too, until the 60 s idle
-// timeout, which their own streams kept from firing. The pool now checks its sessions (every 250 ms, and
-// before it uses one) and destroys one nghttp2 is done with.
-describe('an HTTP/2 upstream whose response the proxy cannot decode (nghttp2 ends the session)', () => {
+// timeout, which their own streams kept from firing. The pool then checked its sessions every 250 ms for one
+// nghttp2 was done with; on src/h2 the session that sends a connection error GOAWAY ends itself and its streams.
+describe('an HTTP/2 upstream whose response the proxy cannot decode (the proxy ends the session)', () => {
   it('the request gets 503 upstream_reset at once, the dead connection is closed, the next requests use a fresh one', async () => {
     const base = await baseline(sidecar);
     h2fin.mode = 'bad-hpack';

@@ -28,6 +28,10 @@ services:
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${port} }]
     policy: { connectTimeout: 300ms, timeout: 900ms }
+  - name: blackhole2
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${port} }]
+    policy: { connectTimeout: 300ms, timeout: 900ms }
 `,
     { service: 'client' },
   );
@@ -42,6 +46,13 @@ afterAll(async () => {
 describe('connect timeout', () => {
   it('answers 503 connect_failure when the connect timeout (300 ms) passes, before the route timeout (900 ms)', async () => {
     const reply = await request(proxy.port('outbound'), { host: 'blackhole' });
+    expect(reply.status).toBe(503);
+    expect(reply.headers['x-pillion-reason']).toBe('connect_failure');
+    expect(reply.body).toContain('connect timeout after 300 ms');
+  });
+
+  it('the same for an HTTP/2 upstream', async () => {
+    const reply = await request(proxy.port('outbound'), { host: 'blackhole2' });
     expect(reply.status).toBe(503);
     expect(reply.headers['x-pillion-reason']).toBe('connect_failure');
     expect(reply.body).toContain('connect timeout after 300 ms');

@@ -67,6 +67,14 @@ services:
   - name: echo
     ports: [{ port: 9090, protocol: grpc }]
     endpoints: [{ address: 127.0.0.1, port: ${grpcSide.port('inbound')} }]
+  - name: echoimpostor
+    serviceAccount: payments
+    ports: [{ port: 9090, protocol: grpc }]
+    endpoints: [{ address: 127.0.0.1, port: ${grpcSide.port('inbound')} }]
+  - name: freshecho
+    serviceAccount: echo
+    ports: [{ port: 9090, protocol: grpc }]
+    endpoints: [{ address: 127.0.0.1, port: ${grpcSide.port('inbound')} }]
   - name: db
     ports: [{ port: 5432, protocol: tcp }]
     endpoints: [{ address: 127.0.0.1, port: ${db.port('inbound')} }]
@@ -136,6 +144,12 @@ describe('mTLS STRICT between two sidecars', () => {
     expect(await metricValue(frontend.proxy, 'pillion_tls_handshake_failures_total', { direction: 'outbound', reason: 'peer_identity' })).toBeGreaterThan(0);
   });
 
+  it('the same for an HTTP/2 (gRPC) upstream: 503 peer_identity, not connect_failure', async () => {
+    const res = await request(frontend.port('outbound'), { host: 'echoimpostor:9090', path: '/' });
+    expect(res.status).toBe(503);
+    expect(res.headers['x-pillion-reason']).toBe('peer_identity');
+  });
+
   it('closes a TCP connection whose upstream proves another SPIFFE ID, with nothing passed through', async () => {
     const sock = net.connect(impostorEgressPort, '127.0.0.1');
     sock.on('error', () => {});
@@ -190,6 +204,27 @@ describe('mTLS STRICT between two sidecars', () => {
     }
     const res = await request(frontend.port('outbound'), { host: 'fresh:8080', path: '/' });
     expect(res.status).toBe(200);
+  });
+
+  it('the same for an HTTP/2 (gRPC) upstream: 503 tls_not_ready, then service once the bundle is back', async () => {
+    const saved = frontend.proxy.secrets.get(ROOT_CA_SECRET)!;
+    frontend.proxy.secrets.set(ROOT_CA_SECRET, undefined);
+    try {
+      const res = await request(frontend.port('outbound'), { host: 'freshecho:9090', path: '/' });
+      expect(res.status).toBe(503);
+      expect(res.headers['x-pillion-reason']).toBe('tls_not_ready');
+    } finally {
+      frontend.proxy.secrets.set(ROOT_CA_SECRET, saved);
+    }
+    const client = echoClient(frontend.port('outbound'), 'freshecho:9090');
+    try {
+      const reply = await new Promise<{ text: string }>((resolve, reject) =>
+        client.Unary({ text: 'back' }, (err: Error | null, r: { text: string }) => (err ? reject(err) : resolve(r))),
+      );
+      expect(reply.text).toContain('back');
+    } finally {
+      client.close();
+    }
   });
 });
 

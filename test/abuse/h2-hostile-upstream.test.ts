@@ -1,0 +1,313 @@
+// A hostile or odd HTTP/2 upstream, hand-written frame by frame: a GOAWAY that refuses a stream unprocessed (a
+// bodyless request is sent again on a fresh connection, unseen by the client), a response head past the
+// proxy's limits (decoded size, field count, a CONTINUATION flood), floods of PING and SETTINGS, and DATA far
+// beyond the window the proxy gave. Each time: the proxy lives, the request fails cleanly (503 upstream_reset,
+// or a cut response once one had started), nothing stays in flight, and the next requests work.
+import * as net from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startHttpBackend, type Backend } from '../helpers/backends.js';
+import { request } from '../helpers/client.js';
+import { startAbuseSidecar, type AbuseSidecar, type AbuseSidecarOptions } from './sidecar.js';
+import { baseline, eventually, F, FrameReader, frame, goaway, listen, ping, PREFACE, settings, SETTINGS_ACK, settleToBaseline, sleep, T, type Baseline } from './util.js';
+
+const ROUTE_TIMEOUT_MS = 3_000;
+
+type Mode =
+  | 'ok'
+  | 'goaway-refuse'
+  | 'goaway-refuse-always'
+  | 'huge-head'
+  | 'many-fields'
+  | 'continuation-flood'
+  | 'control-flood'
+  | 'data-beyond-window'
+  | 'hop-by-hop'
+  | 'connection-field';
+
+const STATUS_200 = Buffer.from([0x88]); // HPACK static table entry 8, `:status: 200`
+
+/** HPACK: literal with incremental indexing, new name (RFC 7541 §6.2.1); lengths < 127 or 2-byte forms. */
+function hpackIndexedLiteral(name: string, value: string): Buffer {
+  const str = (s: string): Buffer => {
+    const b = Buffer.from(s, 'latin1');
+    if (b.length < 127) return Buffer.concat([Buffer.from([b.length]), b]);
+    const rest = b.length - 127;
+    return Buffer.concat([Buffer.from([127, (rest % 128) | 0x80, Math.floor(rest / 128)]), b]);
+  };
+  return Buffer.concat([Buffer.from([0x40]), str(name), str(value)]);
+}
+
+/** :status 200, then one field put in the dynamic table (index 62) and referred to `times` more times. */
+function repeatedFieldBlock(value: string, times: number): Buffer {
+  return Buffer.concat([STATUS_200, hpackIndexedLiteral('x-big', value), Buffer.alloc(times, 0x80 | 62)]);
+}
+
+interface Upstream {
+  port: number;
+  mode: Mode;
+  connections: number;
+  /** HEADERS frames (requests) seen, over all connections. */
+  requests: number;
+  /** Error codes of RST_STREAM and GOAWAY frames the proxy sent. */
+  resets: number[];
+  goaways: number[];
+  readonly open: number;
+  close(): Promise<void>;
+}
+
+async function startUpstream(): Promise<Upstream> {
+  const sockets = new Set<net.Socket>();
+  const state: Upstream = {
+    port: 0,
+    mode: 'ok',
+    connections: 0,
+    requests: 0,
+    resets: [],
+    goaways: [],
+    get open(): number {
+      return sockets.size;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  const respond = (socket: net.Socket, stream: number): void => {
+    const mode = state.mode;
+    switch (mode) {
+      case 'ok':
+        socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, stream, STATUS_200), frame(T.DATA, F.END_STREAM, stream, Buffer.from('ok'))]));
+        return;
+      case 'goaway-refuse':
+      case 'goaway-refuse-always':
+        // RFC 9113 §6.8: streams above the last stream id were not processed. This connection serves no more.
+        socket.write(goaway(Math.max(0, stream - 2)));
+        if (mode === 'goaway-refuse') state.mode = 'ok';
+        return;
+      case 'huge-head':
+        // ~100 KiB once decoded (past the proxy's 64 KiB), 100 bytes on the wire.
+        socket.write(frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, stream, repeatedFieldBlock('v'.repeat(1_000), 100)));
+        return;
+      case 'many-fields':
+        socket.write(frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, stream, repeatedFieldBlock('v', 300)));
+        return;
+      case 'continuation-flood': {
+        const parts = [frame(T.HEADERS, 0, stream, STATUS_200)];
+        for (let i = 0; i < 500; i++) parts.push(frame(T.CONTINUATION, 0, stream));
+        socket.write(Buffer.concat(parts));
+        return;
+      }
+      case 'control-flood': {
+        const parts: Buffer[] = [];
+        for (let i = 0; i < 20_000; i++) parts.push(ping(i));
+        for (let i = 0; i < 2_000; i++) parts.push(settings());
+        parts.push(frame(T.HEADERS, F.END_HEADERS, stream, STATUS_200), frame(T.DATA, F.END_STREAM, stream, Buffer.from('ok')));
+        socket.write(Buffer.concat(parts));
+        return;
+      }
+      case 'data-beyond-window': {
+        // 16 MiB at once, whatever the windows say; the client behind the proxy reads none of it.
+        socket.write(frame(T.HEADERS, F.END_HEADERS, stream, STATUS_200));
+        const chunk = frame(T.DATA, 0, stream, Buffer.alloc(16_384, 0x61));
+        for (let i = 0; i < 1_024; i++) socket.write(chunk);
+        return;
+      }
+      case 'connection-field': {
+        const block = Buffer.concat([STATUS_200, hpackIndexedLiteral('connection', 'x-secret'), hpackIndexedLiteral('x-secret', 'leak')]);
+        socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, stream, block), frame(T.DATA, F.END_STREAM, stream, Buffer.from('ok'))]));
+        return;
+      }
+      case 'hop-by-hop': {
+        const fields = [['trailer', 'x-t'], ['te', 'trailers'], ['host', 'elsewhere'], ['x-kept', 'yes']] as const;
+        const block = Buffer.concat([STATUS_200, ...fields.map(([n, v]) => hpackIndexedLiteral(n, v))]);
+        socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, stream, block), frame(T.DATA, F.END_STREAM, stream, Buffer.from('ok'))]));
+        return;
+      }
+    }
+  };
+  const server = net.createServer((socket) => {
+    state.connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    socket.on('end', () => socket.end());
+    socket.write(settings());
+    const reader = new FrameReader((f) => {
+      if (f.type === T.SETTINGS && (f.flags & F.ACK) === 0) socket.write(SETTINGS_ACK);
+      else if (f.type === T.RST_STREAM) state.resets.push(f.payload.readUInt32BE(0));
+      else if (f.type === T.GOAWAY) state.goaways.push(f.payload.readUInt32BE(4));
+      else if (f.type === T.HEADERS && (f.flags & F.END_HEADERS) !== 0) {
+        state.requests++;
+        respond(socket, f.stream);
+      }
+    }, PREFACE.length);
+    socket.on('data', (d: Buffer) => reader.push(d));
+  });
+  state.port = await listen(server);
+  return state;
+}
+
+let backend: Backend;
+let app: Backend;
+let upstream: Upstream;
+let sidecar: AbuseSidecar;
+let sidecarOptions: AbuseSidecarOptions;
+
+beforeAll(async () => {
+  backend = await startHttpBackend('backend');
+  app = await startHttpBackend('app');
+  upstream = await startUpstream();
+  const extra = `  - name: hostile\n    ports: [{ port: 8080, protocol: http2 }]\n    endpoints: [{ address: 127.0.0.1, port: ${upstream.port} }]\n    policy: { timeout: ${ROUTE_TIMEOUT_MS}ms, connectTimeout: 1s }\n`;
+  sidecarOptions = { backendPort: backend.port, appPort: app.port, backendExtra: extra };
+  sidecar = await startAbuseSidecar(sidecarOptions);
+});
+
+beforeEach(async () => {
+  upstream.mode = 'ok';
+  if (sidecar.alive()) return;
+  await sidecar.close();
+  sidecar = await startAbuseSidecar(sidecarOptions);
+});
+
+afterAll(async () => {
+  await sidecar?.close();
+  await upstream?.close();
+  await backend?.close();
+  await app?.close();
+});
+
+async function expectRecovered(base: Baseline): Promise<void> {
+  expect(sidecar.alive(), `sidecar exited; stderr: ${sidecar.proc.stderr}`).toBe(true);
+  upstream.mode = 'ok';
+  const replies = await Promise.all(Array.from({ length: 5 }, (_, i) => request(sidecar.outbound, { host: 'hostile', path: `/after-${i}` })));
+  expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+  expect(replies.every((r) => r.body === 'ok')).toBe(true);
+  const after = await settleToBaseline(sidecar, base, { fdSlack: 6, ms: 4_000 });
+  expect(after.gauges).toEqual({ requests: base.requests, connections: base.connections, upstreamRequests: base.upstreamRequests });
+  expect(await sidecar.get()).toBe(200);
+}
+
+describe('an HTTP/2 upstream that refuses a stream with GOAWAY', () => {
+  it('a bodyless request is sent again on a fresh connection: the client gets its 200', async () => {
+    const base = await baseline(sidecar);
+    // A connection to be refused on: the request must not simply have gone to a new one first.
+    expect((await request(sidecar.outbound, { host: 'hostile', path: '/warm-up' })).status).toBe(200);
+    upstream.mode = 'goaway-refuse';
+    const connections = upstream.connections;
+    const requests = upstream.requests;
+    const r = await request(sidecar.outbound, { host: 'hostile', path: '/refused-once' });
+    expect(r.status, r.body).toBe(200);
+    expect(r.body).toBe('ok');
+    expect(upstream.requests - requests, 'the request went out twice').toBe(2);
+    expect(upstream.connections - connections, 'the second time on a fresh connection').toBe(1);
+    await expectRecovered(base);
+  });
+
+  it('refused again, it fails with 503 upstream_reset (once replayed, never more)', async () => {
+    const base = await baseline(sidecar);
+    upstream.mode = 'goaway-refuse-always';
+    const requests = upstream.requests;
+    const r = await request(sidecar.outbound, { host: 'hostile', path: '/refused-always' });
+    expect(r.status, r.body).toBe(503);
+    expect(r.headers['x-pillion-reason']).toBe('upstream_reset');
+    expect(r.body).toContain('REFUSED_STREAM');
+    expect(upstream.requests - requests).toBe(2);
+    await expectRecovered(base);
+  });
+
+  it('a request with a body is not replayed by the pool: 503 upstream_reset', async () => {
+    const base = await baseline(sidecar);
+    upstream.mode = 'goaway-refuse';
+    const requests = upstream.requests;
+    const r = await request(sidecar.outbound, { host: 'hostile', path: '/refused-post', method: 'POST', body: 'a body' });
+    expect(r.status, r.body).toBe(503);
+    expect(r.headers['x-pillion-reason']).toBe('upstream_reset');
+    expect(upstream.requests - requests).toBe(1);
+    await expectRecovered(base);
+  });
+});
+
+describe('an HTTP/2 upstream that sends hop-by-hop fields', () => {
+  it('they are not forwarded; the rest of the head is', async () => {
+    upstream.mode = 'hop-by-hop';
+    const r = await request(sidecar.outbound, { host: 'hostile', path: '/hop-by-hop' });
+    expect(r.status, r.body).toBe(200);
+    expect(r.headers['x-kept']).toBe('yes');
+    expect(r.headers.trailer).toBeUndefined();
+    expect(r.headers.te).toBeUndefined();
+    expect(r.headers.host).toBeUndefined();
+  });
+
+  it('a connection-specific field makes the response malformed (RFC 9113 §8.2.2): 503 upstream_reset', async () => {
+    upstream.mode = 'connection-field';
+    const r = await request(sidecar.outbound, { host: 'hostile', path: '/connection-field' });
+    expect(r.status, r.body).toBe(503);
+    expect(r.headers['x-pillion-reason']).toBe('upstream_reset');
+    expect(r.headers['x-secret']).toBeUndefined();
+  });
+});
+
+describe('an HTTP/2 upstream whose response head is past the limits', () => {
+  for (const [mode, what] of [
+    ['huge-head', '~100 KiB decoded (64 KiB allowed)'],
+    ['many-fields', '300 fields (128 allowed)'],
+    ['continuation-flood', 'a CONTINUATION flood'],
+  ] as const) {
+    it(`${what}: 503 upstream_reset at once, the proxy refuses it to the upstream`, async () => {
+      const base = await baseline(sidecar);
+      upstream.mode = mode;
+      const resets = upstream.resets.length + upstream.goaways.length;
+      const started = Date.now();
+      const r = await request(sidecar.outbound, { host: 'hostile', path: `/${mode}` });
+      expect(r.status, r.body).toBe(503);
+      expect(r.headers['x-pillion-reason']).toBe('upstream_reset');
+      expect(Date.now() - started, 'answered before the route timeout').toBeLessThan(ROUTE_TIMEOUT_MS);
+      // RST_STREAM PROTOCOL_ERROR for a head too large, GOAWAY for a flood.
+      expect(await eventually(() => upstream.resets.length + upstream.goaways.length, (n) => n > resets, 2_000)).toBeGreaterThan(resets);
+      await expectRecovered(base);
+    });
+  }
+});
+
+describe('an HTTP/2 upstream that floods PING and SETTINGS before it answers', () => {
+  it('the proxy lives and answers; the flood does not grow it', async () => {
+    const base = await baseline(sidecar);
+    upstream.mode = 'control-flood';
+    const r = await request(sidecar.outbound, { host: 'hostile', path: '/control-flood' });
+    // More than 1000 ACKs owed at once (one read's worth of PINGs) ends the connection (GOAWAY ENHANCE_YOUR_CALM).
+    expect([200, 503]).toContain(r.status);
+    // 20,000 PINGs arrive a few thousand per read: past the per-turn control frame bound, GOAWAY.
+    if (r.status === 503) expect(r.headers['x-pillion-reason']).toBe('upstream_reset');
+    else expect(r.body).toBe('ok');
+    expect((await baseline(sidecar)).rss - base.rss, 'RSS growth, MiB').toBeLessThan(100);
+    await expectRecovered(base);
+  });
+});
+
+describe('an HTTP/2 upstream that sends DATA far beyond the window', () => {
+  it('the stream is reset FLOW_CONTROL_ERROR, the proxy buffers no more than its windows, the client sees the response cut', async () => {
+    const base = await baseline(sidecar);
+    upstream.mode = 'data-beyond-window';
+    const resets = upstream.resets.length;
+    const goaways = upstream.goaways.length;
+    // A client that sends its request and reads nothing: the proxy must stop taking the upstream's DATA.
+    const client = net.connect(sidecar.outbound, '127.0.0.1');
+    client.on('error', () => {});
+    let closed = false;
+    client.on('close', () => (closed = true));
+    client.write('GET /flood HTTP/1.1\r\nhost: hostile\r\n\r\n');
+    client.pause();
+    try {
+      const flowControl = (): boolean => upstream.resets.slice(resets).includes(3) || upstream.goaways.slice(goaways).includes(3);
+      expect(await eventually(flowControl, (v) => v, 8_000), 'RST_STREAM or GOAWAY FLOW_CONTROL_ERROR').toBe(true);
+      expect((await baseline(sidecar)).rss - base.rss, 'RSS growth, MiB').toBeLessThan(64);
+      client.resume();
+      expect(await eventually(() => closed, (v) => v, 5_000), 'the client connection is closed: the response was cut').toBe(true);
+    } finally {
+      client.destroy();
+    }
+    await sleep(100);
+    await expectRecovered(base);
+  });
+});
