@@ -17,7 +17,8 @@ export const SOCKET_HIGH_WATER = 1 << 20;
 export const MAX_EMPTY_FRAMES = 100;
 /** PRIORITY frames allowed: this many per stream opened, plus the same again. */
 export const PRIORITY_PER_STREAM = 100;
-/** WINDOW_UPDATE frames allowed: this many per DATA frame we sent, plus WINDOW_UPDATE_SLACK (Envoy's). */
+/** WINDOW_UPDATE frames allowed: (this many per DATA frame we sent + one per stream opened) * 2 + WINDOW_UPDATE_SLACK
+ *  (Envoy's 5 + 2 * (streams + 10 * DATA frames), with more slack). */
 export const WINDOW_UPDATES_PER_DATA = 10;
 export const WINDOW_UPDATE_SLACK = 100;
 

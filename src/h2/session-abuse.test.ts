@@ -281,6 +281,20 @@ describe('H2Session limits (server role, hostile client)', () => {
     expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
   });
 
+  it('a stream WINDOW_UPDATE with every new stream (gRPC C-core) is not a flood: 300 streams are all answered', async () => {
+    const { client, rec } = await serverAndClient();
+    for (let batch = 0, id = 1; batch < 6; batch++) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 50; i++, id += 2) frames.push(headersFrames(id, requestBlock('x', '/ok'), true), windowUpdate(id, 1 << 20));
+      await client.write(Buffer.concat(frames));
+      await sleep(5);
+    }
+    for (let i = 0; i < 200 && client.responses.size < 300 && !client.closed; i++) await sleep(10);
+    expect(client.responses.size).toBe(300);
+    expect(client.goaway).toBeNull();
+    expect(rec().close).toBeNull();
+  });
+
   it('empty DATA flood ends the connection with ENHANCE_YOUR_CALM', async () => {
     const { client, rec } = await serverAndClient();
     await client.write(headersFrames(1, requestBlock('x', '/hold', 'POST'), false));

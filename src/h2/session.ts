@@ -1496,7 +1496,8 @@ function onGoawayFrame(s: H2Session, buf: Buffer, p: number, flen: number, id: n
 
 function onWindowUpdate(s: H2Session, buf: Buffer, p: number, flen: number, id: number): void {
   if (flen !== 4) return connError(s, H2Error.FRAME_SIZE_ERROR, 'WINDOW_UPDATE payload is not 4 bytes');
-  if (++s.windowUpdatesIn > s.dataFramesOut * WINDOW_UPDATES_PER_DATA + WINDOW_UPDATE_SLACK) {
+  // Envoy's budget: every stream opened may draw one (gRPC C-core sends a stream WINDOW_UPDATE per new stream).
+  if (++s.windowUpdatesIn > (s.dataFramesOut * WINDOW_UPDATES_PER_DATA + s.streamsOpened) * 2 + WINDOW_UPDATE_SLACK) {
     return connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many WINDOW_UPDATE frames for the DATA we sent (WINDOW_UPDATE flood)');
   }
   const inc = buf.readUInt32BE(p) & 0x7fffffff;
