@@ -135,6 +135,18 @@ describe('H2Session limits (server role, hostile client)', () => {
     expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
   });
 
+  it('a large header list limit allows the 16 KiB frames a block of that size needs (not only 64)', async () => {
+    const { client, rec } = await serverAndClient(holdOrAnswer, { ...TEST_OPTIONS, maxHeaderListSize: 2 << 20, maxHeaderCount: 200 });
+    const big: [string, string][] = [];
+    for (let i = 0; i < 100; i++) big.push([`x-big-${i}`, 'v'.repeat(15_000)]);
+    const frames = headersFrames(1, requestBlock('x', '/ok', 'GET', big), true);
+    await client.write(frames);
+    for (let i = 0; i < 200 && !client.responses.has(1) && !client.closed; i++) await sleep(10);
+    expect(client.responses.has(1)).toBe(true); // ~92 frames
+    expect(client.goaway).toBeNull();
+    expect(rec().close).toBeNull();
+  });
+
   it('a header block over the list size is answered 431 (x-pillion-reason) and the connection serves on', async () => {
     const { client, rec } = await serverAndClient(holdOrAnswer, { ...TEST_OPTIONS, maxHeaderListSize: 4096 });
     await client.write(headersFrames(1, requestBlock('x', '/', 'GET', [['x-big', 'b'.repeat(5000)]]), true));

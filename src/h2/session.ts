@@ -359,6 +359,8 @@ export class H2Session {
   hdrBuf: Buffer | null = null;
   hdrLen = 0;
   readonly hdrLimit: number;
+  /** Frames per header block: MAX_HEADER_BLOCK_FRAMES, or what a block of hdrLimit bytes in 16 KiB frames needs. */
+  readonly hdrFrameLimit: number;
   readonly decoder: HpackDecoder;
   readonly encoder = new HpackEncoder();
   /** The frame being processed, for the bug log. */
@@ -407,6 +409,7 @@ export class H2Session {
     this.streamRecvInitial = Math.max(this.localWindow, DEFAULT_WINDOW);
     this.recvAvail = this.connWindow;
     this.hdrLimit = this.maxHeaderListSize + HEADER_BLOCK_SLACK;
+    this.hdrFrameLimit = Math.max(MAX_HEADER_BLOCK_FRAMES, Math.ceil(this.hdrLimit / MAX_FRAME) + 1);
     this.decoder = new HpackDecoder(4096);
     this.prefaceLeft = this.isServer ? PREFACE.length : 0;
     this.lastActivityMs = performance.now();
@@ -1257,8 +1260,8 @@ function appendFragment(s: H2Session, buf: Buffer, start: number, end: number): 
 
 function onContinuation(s: H2Session, buf: Buffer, p: number, flen: number, flags: number, id: number): void {
   if (s.hdrStream === 0 || id !== s.hdrStream) return connError(s, H2Error.PROTOCOL_ERROR, 'CONTINUATION without a header block in progress on its stream');
-  if (++s.hdrFrames > MAX_HEADER_BLOCK_FRAMES) {
-    return connError(s, H2Error.ENHANCE_YOUR_CALM, `a header block of more than ${MAX_HEADER_BLOCK_FRAMES} frames (CONTINUATION flood)`);
+  if (++s.hdrFrames > s.hdrFrameLimit) {
+    return connError(s, H2Error.ENHANCE_YOUR_CALM, `a header block of more than ${s.hdrFrameLimit} frames (CONTINUATION flood)`);
   }
   if (flen === 0 && (flags & Flag.END_HEADERS) === 0) {
     if (++s.emptyFrames > MAX_EMPTY_FRAMES) return connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many empty frames (empty CONTINUATION flood)');
