@@ -196,6 +196,44 @@ describe('H2Session limits (server role, hostile client)', () => {
     expect(client.closed).toBe(false);
   });
 
+  it('PING ACKs across many turns while our socket holds some (< 1 MiB) unsent output are not a flood', async () => {
+    // A reader that is behind but reading (a long download to a grpc-go client sending a BDP PING per burst)
+    // keeps a little output waiting in our socket at every flush: only output backed up past 1 MiB counts on.
+    const fill: { done: Promise<void> | null } = { done: null };
+    const { client, rec, session } = await serverAndClient((_s, stream) => {
+      stream.respond(200, null, false);
+      stream.owner = new StreamRecorder();
+      fill.done = (async () => {
+        const sock = stream.session.socket;
+        for (let i = 0; i < 4000 && sock.writableLength === 0; i++) {
+          stream.write(Buffer.alloc(65_536, 0x61));
+          await new Promise((r) => setImmediate(r));
+        }
+        stream.write(Buffer.alloc(256 << 10, 0x62));
+      })();
+    });
+    await client.write(Buffer.concat([settings([[0x4, 0x7fffffff]]), windowUpdate(0, 0x7fffffff - 65_535)]));
+    await sleep(50);
+    client.socket.pause(); // behind: reads nothing for now
+    await client.write(headersFrames(1, requestBlock('x', '/down'), true));
+    for (let i = 0; i < 500 && fill.done === null; i++) await sleep(10);
+    await fill.done;
+    await sleep(50);
+    const waiting = session().socket.writableLength;
+    expect(waiting).toBeGreaterThan(0);
+    expect(waiting).toBeLessThan(1 << 20);
+    for (let batch = 0; batch < 30; batch++) {
+      await client.write(Buffer.concat(Array.from({ length: 50 }, (_, i) => ping(batch * 50 + i))));
+      await sleep(5);
+    }
+    await sleep(50);
+    expect(session().dead).toBe(false);
+    client.socket.resume();
+    await sleep(100);
+    expect(client.goaway).toBeNull();
+    expect(rec().close).toBeNull();
+  });
+
   it('our own reset of 1500 streams in one turn is not counted as peer-caused control frames', async () => {
     const held: H2Stream[] = [];
     const { client, rec } = await serverAndClient(

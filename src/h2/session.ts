@@ -721,12 +721,11 @@ function flush(s: H2Session): void {
   }
   s.lastActivityMs = performance.now();
   const waiting = sock.writableLength;
-  if (waiting === 0) {
-    releaseOut(out);
-    s.ctrlBacklog = 0;
-  } else if (waiting > SOCKET_HIGH_WATER) {
-    s.backedUp = true;
-  }
+  if (waiting === 0) releaseOut(out);
+  // The control frame count runs on across turns only while the peer is SOCKET_HIGH_WATER behind: a reader a
+  // little behind for minutes (some output always waiting) may send a BDP PING per burst without limit.
+  if (waiting > SOCKET_HIGH_WATER) s.backedUp = true;
+  else s.ctrlBacklog = 0;
   // DATA that waited only because this turn's output was full goes on after I/O had its turn ('drain' covers
   // the backed-up case).
   if (s.turnFull && !s.backedUp && !s.pumpScheduled) {
@@ -777,7 +776,7 @@ function writeOpening(s: H2Session): void {
 /**
  * Counts a control frame the PEER caused (PING/SETTINGS ACK, RST_STREAM for its errors or refused streams;
  * Envoy's max_outbound_control_frames, nghttp2's max_outbound_ack): those of one loop turn, and on while the
- * socket has not taken everything. Loopback kernels absorb tens of MiB of ACKs, so "behind 1 MiB" alone never
+ * socket holds more than SOCKET_HIGH_WATER unsent. Loopback kernels absorb tens of MiB of ACKs, so "behind 1 MiB" alone never
  * triggered; no legitimate peer causes 1000 in one read. Our own stream.reset() calls are not counted: a proxy
  * cancelling many streams at once (an upstream gone) must not end its client's connection.
  */
