@@ -234,6 +234,22 @@ describe('H2Session limits (server role, hostile client)', () => {
     expect(rec().close).toBeNull();
   });
 
+  it('destroy() after a graceful close() does not raise the GOAWAY last stream id over streams it ignored', async () => {
+    const { client, session } = await serverAndClient();
+    await client.write(headersFrames(1, requestBlock('x', '/hold'), true));
+    for (let i = 0; i < 100 && session().activeStreams === 0; i++) await sleep(10);
+    session().close();
+    for (let i = 0; i < 100 && client.goaway === null; i++) await sleep(10);
+    expect(client.goaway).toEqual({ lastStream: 1, code: H2Error.NO_ERROR });
+    // Sent before it read our GOAWAY: ignored, so retryable; the final GOAWAY must keep saying 1.
+    await client.write(headersFrames(3, requestBlock('x', '/hold'), true));
+    await sleep(50);
+    session().destroy(H2Error.INTERNAL_ERROR, 'drain timeout');
+    for (let i = 0; i < 100 && client.goaway?.code === H2Error.NO_ERROR; i++) await sleep(10);
+    expect(client.goaway).toEqual({ lastStream: 1, code: H2Error.INTERNAL_ERROR });
+    expect(client.responses.has(3)).toBe(false);
+  });
+
   it('our own reset of 1500 streams in one turn is not counted as peer-caused control frames', async () => {
     const held: H2Stream[] = [];
     const { client, rec } = await serverAndClient(

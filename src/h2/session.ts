@@ -794,6 +794,9 @@ function appendRst(s: H2Session, id: number, code: number, peerCaused: boolean):
 }
 
 function appendGoaway(s: H2Session, last: number, code: number): void {
+  // Never above a GOAWAY we sent (RFC 9113 §6.8): streams the peer opened after it were ignored, and a higher
+  // id would tell it they may have been processed, so it would not retry them.
+  if (last > s.goawayLastId) last = s.goawayLastId;
   const at = reserve(s, 17);
   writeGoaway(s.out, at, last, code);
 }
