@@ -32,7 +32,7 @@ function holdOrAnswer(_s: H2Session, stream: H2Stream, head: DecodedHead): void 
 }
 
 async function serverAndClient(
-  handler = holdOrAnswer,
+  handler: (s: H2Session, stream: H2Stream, head: DecodedHead, endStream: boolean) => void = holdOrAnswer,
   options = TEST_OPTIONS,
 ): Promise<{ client: RawH2Client; rec: () => SessionRecorder; port: number; session: () => H2Session }> {
   const srv = await listenH2(handler, options);
@@ -84,6 +84,54 @@ async function servesOn(client: RawH2Client, id: number, authority = 'x'): Promi
   }
   return false;
 }
+
+describe('H2Session strictness (server role, conforming clients must not trip a limit)', () => {
+  it("browsers', curl's and gRPC's first flights and habits are served", async () => {
+    const { client, rec } = await serverAndClient((_s, stream, head, endStream) => {
+      if (head.path === '/big') {
+        stream.respond(200, null, false);
+        stream.write(Buffer.alloc(256 << 10, 0x61)); // one frame: the client allows 2^24-1
+        stream.end(null);
+      } else if (!endStream) {
+        stream.owner = new StreamRecorder(); // an upload: answered at once, the body keeps coming
+        stream.respond(200, null, true);
+      } else {
+        stream.respond(200, { 'grpc-status': '0' }, true); // trailers-only
+      }
+    });
+    const prio = (id: number): Buffer => frame(T.PRIORITY, 0, id, Buffer.from([0, 0, 0, 0, 200]));
+    const first: Buffer[] = [
+      // Unknown ids (8, 9, GREASE 0x0a0a) are ignored; windows and frame size at their maximum; table 64 KiB.
+      settings([[1, 65_536], [2, 0], [3, 1000], [4, 0x7fffffff], [5, 0xffffff], [6, 262_144], [8, 1], [9, 1], [0x0a0a, 7]]),
+      windowUpdate(0, 0x7fffffff - 65_535),
+      prio(3), prio(5), prio(7), prio(9), prio(11), // Firefox's idle placeholder streams
+      frame(0x0b, 0, 0, Buffer.from('grease')), // unknown frame type
+      frame(T.HEADERS, F.END_HEADERS | F.END_STREAM | F.PRIORITY, 13, Buffer.concat([Buffer.from([0, 0, 0, 3, 100]), requestBlock('x', '/big')])),
+      ping(1),
+    ];
+    await client.write(Buffer.concat(first));
+    for (let i = 0; i < 200 && client.dataBytes < 256 << 10; i++) await sleep(10);
+    expect(client.dataBytes).toBe(256 << 10);
+    // 300 more streams, each with a PRIORITY and a stream WINDOW_UPDATE, a BDP PING per burst, RST_STREAM
+    // NO_ERROR after a complete response, and an upload answered early whose body ends with an empty DATA.
+    for (let batch = 0, id = 15; batch < 6; batch++) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 50; i++, id += 2) {
+        frames.push(headersFrames(id, requestBlock('x', '/unary'), true), prio(id), windowUpdate(id, 1 << 20), rstStream(id, 0));
+      }
+      frames.push(ping(batch));
+      await client.write(Buffer.concat(frames));
+      await sleep(5);
+    }
+    await client.write(headersFrames(615, requestBlock('x', '/up', 'POST'), false));
+    await client.write(Buffer.concat([frame(T.DATA, 0, 615, Buffer.alloc(1000)), frame(T.DATA, F.END_STREAM, 615)]));
+    for (let i = 0; i < 200 && client.responses.size < 302; i++) await sleep(10);
+    expect(client.responses.size).toBe(302);
+    expect(client.resets.size).toBe(0);
+    expect(client.goaway).toBeNull();
+    expect(rec().close).toBeNull();
+  });
+});
 
 describe('H2Session limits (server role, hostile client)', () => {
   it('rapid reset: streams opened and reset before an answer end the connection with ENHANCE_YOUR_CALM', async () => {
