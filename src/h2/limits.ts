@@ -4,7 +4,8 @@
 /** Rapid reset (CVE-2023-44487): streams the peer resets before our answer, or that we refuse; nghttp2's numbers. */
 export const RESET_BURST = 1000;
 export const RESETS_PER_SECOND = 33;
-/** CONTINUATION flood (CVE-2024-27316): frames per header block, empty ones included. */
+/** CONTINUATION flood (CVE-2024-27316): frames per header block, empty ones included; more when the header list
+ *  limit needs more 16 KiB frames (max_request_headers_kb goes to 8 MiB). */
 export const MAX_HEADER_BLOCK_FRAMES = 64;
 /** Bytes of a compressed header block beyond the header list limit (one frame's worth of slack). */
 export const HEADER_BLOCK_SLACK = 16_384;
@@ -17,7 +18,8 @@ export const SOCKET_HIGH_WATER = 1 << 20;
 export const MAX_EMPTY_FRAMES = 100;
 /** PRIORITY frames allowed: this many per stream opened, plus the same again. */
 export const PRIORITY_PER_STREAM = 100;
-/** WINDOW_UPDATE frames allowed: this many per DATA frame we sent, plus WINDOW_UPDATE_SLACK (Envoy's). */
+/** WINDOW_UPDATE frames allowed: (this many per DATA frame we sent + one per stream opened) * 2 + WINDOW_UPDATE_SLACK
+ *  (Envoy's 5 + 2 * (streams + 10 * DATA frames), with more slack). */
 export const WINDOW_UPDATES_PER_DATA = 10;
 export const WINDOW_UPDATE_SLACK = 100;
 

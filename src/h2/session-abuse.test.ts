@@ -32,7 +32,7 @@ function holdOrAnswer(_s: H2Session, stream: H2Stream, head: DecodedHead): void 
 }
 
 async function serverAndClient(
-  handler = holdOrAnswer,
+  handler: (s: H2Session, stream: H2Stream, head: DecodedHead, endStream: boolean) => void = holdOrAnswer,
   options = TEST_OPTIONS,
 ): Promise<{ client: RawH2Client; rec: () => SessionRecorder; port: number; session: () => H2Session }> {
   const srv = await listenH2(handler, options);
@@ -85,6 +85,54 @@ async function servesOn(client: RawH2Client, id: number, authority = 'x'): Promi
   return false;
 }
 
+describe('H2Session strictness (server role, conforming clients must not trip a limit)', () => {
+  it("browsers', curl's and gRPC's first flights and habits are served", async () => {
+    const { client, rec } = await serverAndClient((_s, stream, head, endStream) => {
+      if (head.path === '/big') {
+        stream.respond(200, null, false);
+        stream.write(Buffer.alloc(256 << 10, 0x61)); // one frame: the client allows 2^24-1
+        stream.end(null);
+      } else if (!endStream) {
+        stream.owner = new StreamRecorder(); // an upload: answered at once, the body keeps coming
+        stream.respond(200, null, true);
+      } else {
+        stream.respond(200, { 'grpc-status': '0' }, true); // trailers-only
+      }
+    });
+    const prio = (id: number): Buffer => frame(T.PRIORITY, 0, id, Buffer.from([0, 0, 0, 0, 200]));
+    const first: Buffer[] = [
+      // Unknown ids (8, 9, GREASE 0x0a0a) are ignored; windows and frame size at their maximum; table 64 KiB.
+      settings([[1, 65_536], [2, 0], [3, 1000], [4, 0x7fffffff], [5, 0xffffff], [6, 262_144], [8, 1], [9, 1], [0x0a0a, 7]]),
+      windowUpdate(0, 0x7fffffff - 65_535),
+      prio(3), prio(5), prio(7), prio(9), prio(11), // Firefox's idle placeholder streams
+      frame(0x0b, 0, 0, Buffer.from('grease')), // unknown frame type
+      frame(T.HEADERS, F.END_HEADERS | F.END_STREAM | F.PRIORITY, 13, Buffer.concat([Buffer.from([0, 0, 0, 3, 100]), requestBlock('x', '/big')])),
+      ping(1),
+    ];
+    await client.write(Buffer.concat(first));
+    for (let i = 0; i < 200 && client.dataBytes < 256 << 10; i++) await sleep(10);
+    expect(client.dataBytes).toBe(256 << 10);
+    // 300 more streams, each with a PRIORITY and a stream WINDOW_UPDATE, a BDP PING per burst, RST_STREAM
+    // NO_ERROR after a complete response, and an upload answered early whose body ends with an empty DATA.
+    for (let batch = 0, id = 15; batch < 6; batch++) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 50; i++, id += 2) {
+        frames.push(headersFrames(id, requestBlock('x', '/unary'), true), prio(id), windowUpdate(id, 1 << 20), rstStream(id, 0));
+      }
+      frames.push(ping(batch));
+      await client.write(Buffer.concat(frames));
+      await sleep(5);
+    }
+    await client.write(headersFrames(615, requestBlock('x', '/up', 'POST'), false));
+    await client.write(Buffer.concat([frame(T.DATA, 0, 615, Buffer.alloc(1000)), frame(T.DATA, F.END_STREAM, 615)]));
+    for (let i = 0; i < 200 && client.responses.size < 302; i++) await sleep(10);
+    expect(client.responses.size).toBe(302);
+    expect(client.resets.size).toBe(0);
+    expect(client.goaway).toBeNull();
+    expect(rec().close).toBeNull();
+  });
+});
+
 describe('H2Session limits (server role, hostile client)', () => {
   it('rapid reset: streams opened and reset before an answer end the connection with ENHANCE_YOUR_CALM', async () => {
     const { client, rec } = await serverAndClient();
@@ -135,6 +183,18 @@ describe('H2Session limits (server role, hostile client)', () => {
     expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
   });
 
+  it('a large header list limit allows the 16 KiB frames a block of that size needs (not only 64)', async () => {
+    const { client, rec } = await serverAndClient(holdOrAnswer, { ...TEST_OPTIONS, maxHeaderListSize: 2 << 20, maxHeaderCount: 200 });
+    const big: [string, string][] = [];
+    for (let i = 0; i < 100; i++) big.push([`x-big-${i}`, 'v'.repeat(15_000)]);
+    const frames = headersFrames(1, requestBlock('x', '/ok', 'GET', big), true);
+    await client.write(frames);
+    for (let i = 0; i < 200 && !client.responses.has(1) && !client.closed; i++) await sleep(10);
+    expect(client.responses.has(1)).toBe(true); // ~92 frames
+    expect(client.goaway).toBeNull();
+    expect(rec().close).toBeNull();
+  });
+
   it('a header block over the list size is answered 431 (x-pillion-reason) and the connection serves on', async () => {
     const { client, rec } = await serverAndClient(holdOrAnswer, { ...TEST_OPTIONS, maxHeaderListSize: 4096 });
     await client.write(headersFrames(1, requestBlock('x', '/', 'GET', [['x-big', 'b'.repeat(5000)]]), true));
@@ -182,6 +242,60 @@ describe('H2Session limits (server role, hostile client)', () => {
     await sleep(100);
     expect(client.goaway).toBeNull();
     expect(client.closed).toBe(false);
+  });
+
+  it('PING ACKs across many turns while our socket holds some (< 1 MiB) unsent output are not a flood', async () => {
+    // A reader that is behind but reading (a long download to a grpc-go client sending a BDP PING per burst)
+    // keeps a little output waiting in our socket at every flush: only output backed up past 1 MiB counts on.
+    const fill: { done: Promise<void> | null } = { done: null };
+    const { client, rec, session } = await serverAndClient((_s, stream) => {
+      stream.respond(200, null, false);
+      stream.owner = new StreamRecorder();
+      fill.done = (async () => {
+        const sock = stream.session.socket;
+        for (let i = 0; i < 4000 && sock.writableLength === 0; i++) {
+          stream.write(Buffer.alloc(65_536, 0x61));
+          await new Promise((r) => setImmediate(r));
+        }
+        stream.write(Buffer.alloc(256 << 10, 0x62));
+      })();
+    });
+    await client.write(Buffer.concat([settings([[0x4, 0x7fffffff]]), windowUpdate(0, 0x7fffffff - 65_535)]));
+    await sleep(50);
+    client.socket.pause(); // behind: reads nothing for now
+    await client.write(headersFrames(1, requestBlock('x', '/down'), true));
+    for (let i = 0; i < 500 && fill.done === null; i++) await sleep(10);
+    await fill.done;
+    await sleep(50);
+    const waiting = session().socket.writableLength;
+    expect(waiting).toBeGreaterThan(0);
+    expect(waiting).toBeLessThan(1 << 20);
+    for (let batch = 0; batch < 30; batch++) {
+      await client.write(Buffer.concat(Array.from({ length: 50 }, (_, i) => ping(batch * 50 + i))));
+      await sleep(5);
+    }
+    await sleep(50);
+    expect(session().dead).toBe(false);
+    client.socket.resume();
+    await sleep(100);
+    expect(client.goaway).toBeNull();
+    expect(rec().close).toBeNull();
+  });
+
+  it('destroy() after a graceful close() does not raise the GOAWAY last stream id over streams it ignored', async () => {
+    const { client, session } = await serverAndClient();
+    await client.write(headersFrames(1, requestBlock('x', '/hold'), true));
+    for (let i = 0; i < 100 && session().activeStreams === 0; i++) await sleep(10);
+    session().close();
+    for (let i = 0; i < 100 && client.goaway === null; i++) await sleep(10);
+    expect(client.goaway).toEqual({ lastStream: 1, code: H2Error.NO_ERROR });
+    // Sent before it read our GOAWAY: ignored, so retryable; the final GOAWAY must keep saying 1.
+    await client.write(headersFrames(3, requestBlock('x', '/hold'), true));
+    await sleep(50);
+    session().destroy(H2Error.INTERNAL_ERROR, 'drain timeout');
+    for (let i = 0; i < 100 && client.goaway?.code === H2Error.NO_ERROR; i++) await sleep(10);
+    expect(client.goaway).toEqual({ lastStream: 1, code: H2Error.INTERNAL_ERROR });
+    expect(client.responses.has(3)).toBe(false);
   });
 
   it('our own reset of 1500 streams in one turn is not counted as peer-caused control frames', async () => {
@@ -279,6 +393,20 @@ describe('H2Session limits (server role, hostile client)', () => {
     expect(await client.refused(3000)).toBe(true);
     expect(client.goaway?.code).toBe(H2Error.ENHANCE_YOUR_CALM);
     expect(await serverClosed(rec)).toBe(H2Error.ENHANCE_YOUR_CALM);
+  });
+
+  it('a stream WINDOW_UPDATE with every new stream (gRPC C-core) is not a flood: 300 streams are all answered', async () => {
+    const { client, rec } = await serverAndClient();
+    for (let batch = 0, id = 1; batch < 6; batch++) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 50; i++, id += 2) frames.push(headersFrames(id, requestBlock('x', '/ok'), true), windowUpdate(id, 1 << 20));
+      await client.write(Buffer.concat(frames));
+      await sleep(5);
+    }
+    for (let i = 0; i < 200 && client.responses.size < 300 && !client.closed; i++) await sleep(10);
+    expect(client.responses.size).toBe(300);
+    expect(client.goaway).toBeNull();
+    expect(rec().close).toBeNull();
   });
 
   it('empty DATA flood ends the connection with ENHANCE_YOUR_CALM', async () => {

@@ -359,6 +359,8 @@ export class H2Session {
   hdrBuf: Buffer | null = null;
   hdrLen = 0;
   readonly hdrLimit: number;
+  /** Frames per header block: MAX_HEADER_BLOCK_FRAMES, or what a block of hdrLimit bytes in 16 KiB frames needs. */
+  readonly hdrFrameLimit: number;
   readonly decoder: HpackDecoder;
   readonly encoder = new HpackEncoder();
   /** The frame being processed, for the bug log. */
@@ -407,6 +409,7 @@ export class H2Session {
     this.streamRecvInitial = Math.max(this.localWindow, DEFAULT_WINDOW);
     this.recvAvail = this.connWindow;
     this.hdrLimit = this.maxHeaderListSize + HEADER_BLOCK_SLACK;
+    this.hdrFrameLimit = Math.max(MAX_HEADER_BLOCK_FRAMES, Math.ceil(this.hdrLimit / MAX_FRAME) + 1);
     this.decoder = new HpackDecoder(4096);
     this.prefaceLeft = this.isServer ? PREFACE.length : 0;
     this.lastActivityMs = performance.now();
@@ -718,12 +721,11 @@ function flush(s: H2Session): void {
   }
   s.lastActivityMs = performance.now();
   const waiting = sock.writableLength;
-  if (waiting === 0) {
-    releaseOut(out);
-    s.ctrlBacklog = 0;
-  } else if (waiting > SOCKET_HIGH_WATER) {
-    s.backedUp = true;
-  }
+  if (waiting === 0) releaseOut(out);
+  // The control frame count runs on across turns only while the peer is SOCKET_HIGH_WATER behind: a reader a
+  // little behind for minutes (some output always waiting) may send a BDP PING per burst without limit.
+  if (waiting > SOCKET_HIGH_WATER) s.backedUp = true;
+  else s.ctrlBacklog = 0;
   // DATA that waited only because this turn's output was full goes on after I/O had its turn ('drain' covers
   // the backed-up case).
   if (s.turnFull && !s.backedUp && !s.pumpScheduled) {
@@ -774,7 +776,7 @@ function writeOpening(s: H2Session): void {
 /**
  * Counts a control frame the PEER caused (PING/SETTINGS ACK, RST_STREAM for its errors or refused streams;
  * Envoy's max_outbound_control_frames, nghttp2's max_outbound_ack): those of one loop turn, and on while the
- * socket has not taken everything. Loopback kernels absorb tens of MiB of ACKs, so "behind 1 MiB" alone never
+ * socket holds more than SOCKET_HIGH_WATER unsent. Loopback kernels absorb tens of MiB of ACKs, so "behind 1 MiB" alone never
  * triggered; no legitimate peer causes 1000 in one read. Our own stream.reset() calls are not counted: a proxy
  * cancelling many streams at once (an upstream gone) must not end its client's connection.
  */
@@ -792,6 +794,9 @@ function appendRst(s: H2Session, id: number, code: number, peerCaused: boolean):
 }
 
 function appendGoaway(s: H2Session, last: number, code: number): void {
+  // Never above a GOAWAY we sent (RFC 9113 §6.8): streams the peer opened after it were ignored, and a higher
+  // id would tell it they may have been processed, so it would not retry them.
+  if (last > s.goawayLastId) last = s.goawayLastId;
   const at = reserve(s, 17);
   writeGoaway(s.out, at, last, code);
 }
@@ -1263,8 +1268,8 @@ function appendFragment(s: H2Session, buf: Buffer, start: number, end: number): 
 
 function onContinuation(s: H2Session, buf: Buffer, p: number, flen: number, flags: number, id: number): void {
   if (s.hdrStream === 0 || id !== s.hdrStream) return connError(s, H2Error.PROTOCOL_ERROR, 'CONTINUATION without a header block in progress on its stream');
-  if (++s.hdrFrames > MAX_HEADER_BLOCK_FRAMES) {
-    return connError(s, H2Error.ENHANCE_YOUR_CALM, `a header block of more than ${MAX_HEADER_BLOCK_FRAMES} frames (CONTINUATION flood)`);
+  if (++s.hdrFrames > s.hdrFrameLimit) {
+    return connError(s, H2Error.ENHANCE_YOUR_CALM, `a header block of more than ${s.hdrFrameLimit} frames (CONTINUATION flood)`);
   }
   if (flen === 0 && (flags & Flag.END_HEADERS) === 0) {
     if (++s.emptyFrames > MAX_EMPTY_FRAMES) return connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many empty frames (empty CONTINUATION flood)');
@@ -1502,7 +1507,8 @@ function onGoawayFrame(s: H2Session, buf: Buffer, p: number, flen: number, id: n
 
 function onWindowUpdate(s: H2Session, buf: Buffer, p: number, flen: number, id: number): void {
   if (flen !== 4) return connError(s, H2Error.FRAME_SIZE_ERROR, 'WINDOW_UPDATE payload is not 4 bytes');
-  if (++s.windowUpdatesIn > s.dataFramesOut * WINDOW_UPDATES_PER_DATA + WINDOW_UPDATE_SLACK) {
+  // Envoy's budget: every stream opened may draw one (gRPC C-core sends a stream WINDOW_UPDATE per new stream).
+  if (++s.windowUpdatesIn > (s.dataFramesOut * WINDOW_UPDATES_PER_DATA + s.streamsOpened) * 2 + WINDOW_UPDATE_SLACK) {
     return connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many WINDOW_UPDATE frames for the DATA we sent (WINDOW_UPDATE flood)');
   }
   const inc = buf.readUInt32BE(p) & 0x7fffffff;
