@@ -1,5 +1,6 @@
-// The abuse limits of one HTTP/2 session (RFC 9113 §10.5 and the CVEs of 2019-2024): named numbers and the
-// rapid-reset token bucket. Each number is a connection error (GOAWAY ENHANCE_YOUR_CALM) when exceeded.
+// The abuse limits of one HTTP/2 session (RFC 9113 §10.5 and the CVEs of 2019-2024), as named numbers (the
+// rapid-reset token bucket is src/upstream/reset-budget.ts's). Each is a connection error (GOAWAY
+// ENHANCE_YOUR_CALM) when exceeded.
 
 /** Rapid reset (CVE-2023-44487): streams the peer resets before our answer, or that we refuse; nghttp2's numbers. */
 export const RESET_BURST = 1000;
@@ -22,30 +23,3 @@ export const PRIORITY_PER_STREAM = 100;
  *  (Envoy's 5 + 2 * (streams + 10 * DATA frames), with more slack). */
 export const WINDOW_UPDATES_PER_DATA = 10;
 export const WINDOW_UPDATE_SLACK = 100;
-
-/** Token bucket refilled with time; the clock is passed in. */
-export class ResetBucket {
-  private tokens: number;
-  private refilledAtMs: number;
-
-  constructor(
-    nowMs: number,
-    private readonly burst = RESET_BURST,
-    private readonly perSecond = RESETS_PER_SECOND,
-  ) {
-    this.tokens = burst;
-    this.refilledAtMs = nowMs;
-  }
-
-  /** Takes one token; false when the bucket is empty. */
-  take(nowMs: number): boolean {
-    const elapsed = nowMs - this.refilledAtMs;
-    if (elapsed > 0) {
-      this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.perSecond) / 1000);
-      this.refilledAtMs = nowMs;
-    }
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}

@@ -31,11 +31,13 @@ import {
   MAX_HEADER_BLOCK_FRAMES,
   MAX_OUTBOUND_CONTROL_FRAMES,
   PRIORITY_PER_STREAM,
-  ResetBucket,
   SOCKET_HIGH_WATER,
   WINDOW_UPDATES_PER_DATA,
   WINDOW_UPDATE_SLACK,
+  RESET_BURST,
+  RESETS_PER_SECOND,
 } from './limits.js';
+import { ResetBudget } from '../upstream/reset-budget.js';
 
 export const enum H2Error {
   NO_ERROR = 0,
@@ -367,7 +369,7 @@ export class H2Session {
   frameType = -1;
 
   // --- limits
-  readonly resets: ResetBucket;
+  readonly resets: ResetBudget;
   emptyFrames = 0;
   priorityIn = 0;
   windowUpdatesIn = 0;
@@ -413,7 +415,7 @@ export class H2Session {
     this.decoder = new HpackDecoder(4096);
     this.prefaceLeft = this.isServer ? PREFACE.length : 0;
     this.lastActivityMs = performance.now();
-    this.resets = new ResetBucket(this.lastActivityMs);
+    this.resets = new ResetBudget(this.lastActivityMs, RESET_BURST, RESETS_PER_SECOND);
 
     const sock = this.socket as SessionSocket;
     sock[kSession] = this;
@@ -997,7 +999,7 @@ function streamError(s: H2Session, stream: H2Stream, code: number, why: string):
 /** A stream we never opened for the owner (refused or malformed): RST_STREAM, counted as a rapid reset. */
 function refuse(s: H2Session, id: number, code: number): void {
   appendRst(s, id, code, true);
-  if (!s.resets.take(performance.now())) connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many streams refused or reset (rapid reset)');
+  if (!s.resets.tryTake(performance.now())) connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many streams refused or reset (rapid reset)');
 }
 
 /** Server role: a malformed request head gets RST_STREAM PROTOCOL_ERROR, reported as a bad_request answer. */
@@ -1421,7 +1423,7 @@ function onRstStream(s: H2Session, buf: Buffer, p: number, flen: number, id: num
   const unanswered = s.isServer && !stream.sentHeaders;
   removeStream(s, stream);
   if (stream.owner !== null) stream.owner.onReset(stream, code, `the peer reset the stream (${h2ErrorName(code)})`);
-  if (unanswered && !s.resets.take(performance.now())) {
+  if (unanswered && !s.resets.tryTake(performance.now())) {
     connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many streams reset before their response (rapid reset)');
   }
 }
