@@ -1,10 +1,13 @@
-// The abuse limits of one HTTP/2 session (RFC 9113 §10.5 and the CVEs of 2019-2024), as named numbers (the
-// rapid-reset token bucket is src/upstream/reset-budget.ts's). Each is a connection error (GOAWAY
-// ENHANCE_YOUR_CALM) when exceeded.
+// The abuse limits of one HTTP/2 session (RFC 9113 §10.5 and the CVEs of 2019-2024), as named numbers. Each is a
+// connection error (GOAWAY ENHANCE_YOUR_CALM) when exceeded.
 
-/** Rapid reset (CVE-2023-44487): streams the peer resets before our answer, or that we refuse; nghttp2's numbers. */
+/** Rapid reset (CVE-2023-44487), see prematureReset in session.ts: nghttp2's rate bucket, and Envoy's overload
+ *  defaults (a peer reset within PREMATURE_RESET_MS of opening the stream is premature; premature resets and
+ *  refused streams may be half of the streams started, counted once PREMATURE_RESET_STREAMS have started). */
 export const RESET_BURST = 1000;
 export const RESETS_PER_SECOND = 33;
+export const PREMATURE_RESET_MS = 1_000;
+export const PREMATURE_RESET_STREAMS = 500;
 /** CONTINUATION flood (CVE-2024-27316): frames per header block, empty ones included; more when the header list
  *  limit needs more 16 KiB frames (max_request_headers_kb goes to 8 MiB). */
 export const MAX_HEADER_BLOCK_FRAMES = 64;

@@ -34,6 +34,8 @@ import {
   SOCKET_HIGH_WATER,
   WINDOW_UPDATES_PER_DATA,
   WINDOW_UPDATE_SLACK,
+  PREMATURE_RESET_MS,
+  PREMATURE_RESET_STREAMS,
   RESET_BURST,
   RESETS_PER_SECOND,
 } from './limits.js';
@@ -186,6 +188,8 @@ export class H2Stream {
   queueBytes = 0;
   /** Trailers to send after the queue (end(trailers) while data waits). */
   trailers: HeaderMap | null = null;
+  /** Server role: when the peer opened it (the session's clock at that read), for the premature-reset rule. */
+  openedAtMs = 0;
   inSendList = false;
   needDrain = false;
   /** content-length of the peer's message (-1: none) and the DATA bytes received so far. */
@@ -369,6 +373,9 @@ export class H2Session {
   frameType = -1;
 
   // --- limits
+  /** Streams the peer reset soon after opening them, and streams we refused (see prematureReset). */
+  prematureResets = 0;
+  streamsRefused = 0;
   readonly resets: ResetBudget;
   emptyFrames = 0;
   priorityIn = 0;
@@ -996,10 +1003,26 @@ function streamError(s: H2Session, stream: H2Stream, code: number, why: string):
   if (stream.owner !== null) stream.owner.onReset(stream, code, why);
 }
 
-/** A stream we never opened for the owner (refused or malformed): RST_STREAM, counted as a rapid reset. */
+/** A stream we never opened for the owner (refused or malformed): RST_STREAM, counted as a premature reset. */
 function refuse(s: H2Session, id: number, code: number): void {
   appendRst(s, id, code, true);
-  if (!s.resets.tryTake(performance.now())) connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many streams refused or reset (rapid reset)');
+  s.streamsRefused++;
+  prematureReset(s, 'too many streams refused (rapid reset)');
+}
+
+/**
+ * Rapid reset (CVE-2023-44487). A stream the peer resets within PREMATURE_RESET_MS of opening it, or one we
+ * refuse, is premature. The connection ends when both say flood: nghttp2's rate bucket is empty (1000, then
+ * 33/s) and premature resets are half of the streams the peer started (Envoy's rule, counted from
+ * PREMATURE_RESET_STREAMS streams on). The bucket alone ended busy gRPC connections that cancel a share of their
+ * calls (deadlines, hedging) faster than 33/s; the ratio alone ended clients that abandon most of a short burst.
+ * An open-and-reset flood meets both after ~1000 streams.
+ */
+function prematureReset(s: H2Session, why: string): void {
+  const premature = ++s.prematureResets;
+  if (s.resets.tryTake(s.lastActivityMs)) return;
+  const started = s.streamsOpened + s.streamsRefused;
+  if (premature * 2 >= Math.max(started, PREMATURE_RESET_STREAMS)) connError(s, H2Error.ENHANCE_YOUR_CALM, why);
 }
 
 /** Server role: a malformed request head gets RST_STREAM PROTOCOL_ERROR, reported as a bad_request answer. */
@@ -1361,6 +1384,7 @@ function newPeerStream(s: H2Session, id: number, buf: Buffer, start: number, end
   s.streams.set(id, stream);
   s.peerActive++;
   s.streamsOpened++;
+  stream.openedAtMs = s.lastActivityMs;
   s.owner.onStream(s, stream, head, endStream);
 }
 
@@ -1420,12 +1444,10 @@ function onRstStream(s: H2Session, buf: Buffer, p: number, flen: number, id: num
     return;
   }
   const code = buf.readUInt32BE(p);
-  const unanswered = s.isServer && !stream.sentHeaders;
+  const premature = s.isServer && s.lastActivityMs - stream.openedAtMs < PREMATURE_RESET_MS;
   removeStream(s, stream);
   if (stream.owner !== null) stream.owner.onReset(stream, code, `the peer reset the stream (${h2ErrorName(code)})`);
-  if (unanswered && !s.resets.tryTake(performance.now())) {
-    connError(s, H2Error.ENHANCE_YOUR_CALM, 'too many streams reset before their response (rapid reset)');
-  }
+  if (premature) prematureReset(s, 'too many streams reset soon after they were opened (rapid reset)');
 }
 
 function onSettings(s: H2Session, buf: Buffer, p: number, flen: number, flags: number, id: number): void {
