@@ -23,7 +23,7 @@ const DEFERRED_RESET_RETRY_MS = 1_000;
  * connection: a few busy gRPC streams stall on it). Each stream keeps its own 64 KiB window, so this bounds what
  * one connection can buffer, not what one stream can.
  */
-export const CONNECTION_WINDOW_BYTES = 1 << 20;
+const CONNECTION_WINDOW_BYTES = 1 << 20;
 
 /**
  * What we accept from an upstream: a response head (or trailers) larger than 64 KiB or with more than 128
