@@ -42,6 +42,8 @@ export class AcceptPause {
   private pauseMs = FIRST_PAUSE_MS;
   private lastPauseAt = -CALM_MS;
   private stopped = false;
+  /** We closed the listening socket: only then may a server that is not listening be listened again. */
+  private closedByUs = false;
 
   constructor(
     private readonly server: net.Server,
@@ -57,10 +59,6 @@ export class AcceptPause {
     reserveTimer.unref();
   }
 
-  get paused(): boolean {
-    return this.timer !== null;
-  }
-
   /** For the server's 'error' listener: pauses on EMFILE/ENFILE. Returns whether the error was one of those. */
   onError(err: NodeJS.ErrnoException): boolean {
     if (err.code !== 'EMFILE' && err.code !== 'ENFILE') return false;
@@ -70,11 +68,12 @@ export class AcceptPause {
 
   /** Closes the listening socket and listens again later (no-op while paused or once stopped). */
   pause(): void {
-    if (this.stopped || this.timer !== null) return;
+    if (this.stopped || this.timer !== null || (!this.server.listening && !this.closedByUs)) return;
     const now = performance.now();
     if (now - this.lastPauseAt > CALM_MS) this.pauseMs = FIRST_PAUSE_MS;
     this.lastPauseAt = now;
     if (this.server.listening) this.server.close();
+    this.closedByUs = true;
     const ms = this.pauseMs;
     this.timer = setTimeout(resume, ms, this);
     this.timer.unref();

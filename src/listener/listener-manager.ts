@@ -106,7 +106,8 @@ class ActiveListener implements TcpContext, TerminatorOwner, AcceptPauseOwner {
   private tlsKey = '';
   private readonly sockets = new Set<net.Socket>();
   private draining = false;
-  private readonly acceptPause: AcceptPause;
+  /** From the first successful listen on: a listener that never bound (or binds no port) is never re-listened. */
+  private acceptPause: AcceptPause | null = null;
 
   constructor(
     public model: ListenerModel,
@@ -119,7 +120,6 @@ class ActiveListener implements TcpContext, TerminatorOwner, AcceptPauseOwner {
     this.server.maxConnections = deps.maxConnections;
     this.server.on('connection', (socket) => this.accept(socket));
     this.server.on('drop', onServerDrop);
-    this.acceptPause = new AcceptPause(this.server, () => ({ host: this.model.address, port: this.boundPort, exclusive: this.deps.shared !== true }), this);
     this.apply(model);
   }
 
@@ -146,6 +146,9 @@ class ActiveListener implements TcpContext, TerminatorOwner, AcceptPauseOwner {
         this.server.off('error', onError);
         this.server.on('error', onServerError);
         this.boundPort = (this.server.address() as net.AddressInfo).port;
+        if (!this.draining) {
+          this.acceptPause = new AcceptPause(this.server, () => ({ host: this.model.address, port: this.boundPort, exclusive: this.deps.shared !== true }), this);
+        }
         resolve();
       });
     });
@@ -271,7 +274,7 @@ class ActiveListener implements TcpContext, TerminatorOwner, AcceptPauseOwner {
   private acceptErrorLogged = false;
 
   acceptFailed(err: NodeJS.ErrnoException): void {
-    this.acceptPause.onError(err);
+    this.acceptPause?.onError(err);
     this.logAcceptProblem({ code: err.code, error: err.message });
   }
 
@@ -354,7 +357,7 @@ class ActiveListener implements TcpContext, TerminatorOwner, AcceptPauseOwner {
 
   private async drainOnce(timeoutMs: number): Promise<void> {
     this.draining = true;
-    this.acceptPause.stop();
+    this.acceptPause?.stop();
     if (this.server.listening) this.server.close();
     this.http?.drain();
     if (this.sockets.size === 0) return;
@@ -375,7 +378,7 @@ class ActiveListener implements TcpContext, TerminatorOwner, AcceptPauseOwner {
   }
 
   destroy(): void {
-    this.acceptPause.stop();
+    this.acceptPause?.stop();
     this.server.close();
     for (const socket of this.sockets) socket.destroy();
   }
