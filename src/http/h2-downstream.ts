@@ -6,7 +6,13 @@ import { H2Error, type H2Stream, type H2StreamOwner } from '../h2/session.js';
 import type { DecodedHead } from '../h2/hpack.js';
 import type { Reason } from '../reasons.js';
 import { newHeaderMap, type HeaderMap } from './headers.js';
-import { NOT_SENT, type Downstream, type H2Owner, type LocalReplyResult } from './downstream.js';
+import { NOT_SENT, type Downstream, type LocalReplyResult } from './downstream.js';
+
+/** What the HTTP/2 side reports back to its exchange. */
+export interface H2Owner {
+  resumeUpstream(): void;
+  onDownstreamClosed(): void;
+}
 
 /** A request body as a stream, fed by the stream's DATA; reading it lets the session credit the window again. */
 class H2RequestBody extends Readable {
