@@ -30,8 +30,6 @@ function reasonOf(id: string): Reason {
 /** A downstream HTTP/2 connection: the session's owner (its events reach the manager through it). */
 class H2Connection implements H2SessionOwner {
   readonly session: H2Session;
-  /** The session reported its close (its socket is destroyed). */
-  closed = false;
 
   constructor(
     private readonly manager: HttpConnectionManager,
@@ -101,7 +99,7 @@ export class HttpConnectionManager implements HeadClock {
       socket.allowHalfOpen = false;
       const connection = new H2Connection(this, socket, this.h2Options());
       // A session whose socket was already gone may have reported its close inside the constructor: not kept.
-      if (!connection.closed) this.h2Connections.add(connection);
+      if (!connection.session.closeReported) this.h2Connections.add(connection);
       if (this.context.draining) connection.session.close();
       this.startSweep();
     } else {
@@ -114,7 +112,6 @@ export class HttpConnectionManager implements HeadClock {
 
   /** The session is over (its socket destroyed): forgotten, and counted if it ended for the client's misbehaviour. */
   forgetH2(connection: H2Connection, sentGoawayCode: number): void {
-    connection.closed = true;
     this.h2Connections.delete(connection);
     // NO_ERROR is our own graceful close (idle, drain), never the client's fault.
     if (sentGoawayCode > 0) this.onH2ProtocolClose();

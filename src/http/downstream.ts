@@ -28,9 +28,3 @@ export interface LocalReplyResult {
 }
 
 export const NOT_SENT: LocalReplyResult = Object.freeze({ status: 0, bytes: 0 });
-
-/** What the HTTP/2 side reports back to its exchange. */
-export interface H2Owner {
-  resumeUpstream(): void;
-  onDownstreamClosed(): void;
-}

@@ -12,8 +12,8 @@ import type { FilteredRequest, HoldTracker, HttpFilter } from './filters/filter.
 import type { HeaderMap } from './headers.js';
 import type { HttpContext, RequestHeaders } from './context.js';
 import type { H1Connection, H1Request } from './h1-connection.js';
-import { NOT_SENT, type Downstream, type H2Owner } from './downstream.js';
-import { H2Downstream } from './h2-downstream.js';
+import { NOT_SENT, type Downstream } from './downstream.js';
+import { H2Downstream, type H2Owner } from './h2-downstream.js';
 import type { H2Stream } from '../h2/session.js';
 import type { DecodedHead } from '../h2/hpack.js';
 import { Router, type RouterOwner } from './router/router.js';

@@ -6,7 +6,13 @@ import { H2Error, type H2Stream, type H2StreamOwner } from '../h2/session.js';
 import type { DecodedHead } from '../h2/hpack.js';
 import type { Reason } from '../reasons.js';
 import { newHeaderMap, type HeaderMap } from './headers.js';
-import { NOT_SENT, type Downstream, type H2Owner, type LocalReplyResult } from './downstream.js';
+import { NOT_SENT, type Downstream, type LocalReplyResult } from './downstream.js';
+
+/** What the HTTP/2 side reports back to its exchange. */
+export interface H2Owner {
+  resumeUpstream(): void;
+  onDownstreamClosed(): void;
+}
 
 /** A request body as a stream, fed by the stream's DATA; reading it lets the session credit the window again. */
 class H2RequestBody extends Readable {
@@ -19,9 +25,9 @@ class H2RequestBody extends Readable {
 }
 
 export class H2Downstream implements Downstream, H2StreamOwner {
-  /** The request body's stream; null when the request had none, or once its end came. */
+  /** The request body's stream; null when the request had none, once its end came, or once we answered. */
   private body: H2RequestBody | null = null;
-  /** Our answer is complete (or given up): request bytes still coming are read and dropped. */
+  /** answered() has run (it also cleared `body`: request bytes still coming are read and dropped). */
   private discard = false;
 
   constructor(
@@ -56,7 +62,7 @@ export class H2Downstream implements Downstream, H2StreamOwner {
   onData(stream: H2Stream, chunk: Buffer): void {
     const body = this.body;
     // Answered already, or a body nobody reads any more: dropped, and its window credited after we return.
-    if (body === null || this.discard) return;
+    if (body === null) return;
     // The stream window bounds what push() may buffer past its high-water mark: we stop crediting until _read.
     if (!body.push(chunk)) stream.pause();
   }
@@ -65,7 +71,7 @@ export class H2Downstream implements Downstream, H2StreamOwner {
     // Request trailers are not forwarded (Node's http2 path dropped them too; gRPC clients send none).
     const body = this.body;
     this.body = null;
-    if (body !== null && !this.discard) body.push(null);
+    if (body !== null) body.push(null);
   }
 
   onReset(_stream: H2Stream, _code: number, _why: string): void {
