@@ -16,6 +16,7 @@ import {
   MAX_FRAME,
   MAX_WINDOW,
   PREFACE,
+  readFrameLength,
   Setting,
   writeFrameHeader,
   writeGoaway,
@@ -1063,11 +1064,8 @@ function readChunk(s: H2Session, chunk: Buffer): void {
     if (off < 0 || s.dead) return;
   }
   while (len - off >= FRAME_HEADER) {
-    const flen = (chunk[off]! << 16) | (chunk[off + 1]! << 8) | chunk[off + 2]!;
-    if (flen > MAX_FRAME) {
-      connError(s, H2Error.FRAME_SIZE_ERROR, `a frame of ${flen} bytes is over our SETTINGS_MAX_FRAME_SIZE (16384)`);
-      return;
-    }
+    const flen = readFrameLength(chunk, off);
+    if (flen > MAX_FRAME) return frameTooLarge(s, flen);
     if (len - off < FRAME_HEADER + flen) break;
     processFrame(s, chunk, off, flen);
     if (s.dead) return;
@@ -1076,14 +1074,17 @@ function readChunk(s: H2Session, chunk: Buffer): void {
   if (off < len) {
     const rest = len - off;
     if (rest >= FRAME_HEADER) {
-      const flen = (chunk[off]! << 16) | (chunk[off + 1]! << 8) | chunk[off + 2]!;
-      s.carry = Buffer.allocUnsafe(FRAME_HEADER + flen);
+      s.carry = Buffer.allocUnsafe(FRAME_HEADER + readFrameLength(chunk, off));
     } else {
       s.carry = Buffer.allocUnsafe(FRAME_HEADER);
     }
     chunk.copy(s.carry, 0, off, len);
     s.carryLen = rest;
   }
+}
+
+function frameTooLarge(s: H2Session, flen: number): void {
+  connError(s, H2Error.FRAME_SIZE_ERROR, `a frame of ${flen} bytes is over our SETTINGS_MAX_FRAME_SIZE (${MAX_FRAME})`);
 }
 
 /** Completes the carried partial frame from `chunk`; returns the offset after what it took, -1 if it needs more. */
@@ -1096,9 +1097,9 @@ function fillCarry(s: H2Session, chunk: Buffer, off: number): number {
     s.carryLen += take;
     off += take;
     if (s.carryLen < FRAME_HEADER) return -1;
-    const flen = (carry[0]! << 16) | (carry[1]! << 8) | carry[2]!;
+    const flen = readFrameLength(carry, 0);
     if (flen > MAX_FRAME) {
-      connError(s, H2Error.FRAME_SIZE_ERROR, `a frame of ${flen} bytes is over our SETTINGS_MAX_FRAME_SIZE (16384)`);
+      frameTooLarge(s, flen);
       return -1;
     }
     if (flen > 0) {
