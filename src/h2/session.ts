@@ -883,14 +883,18 @@ function emitData(s: H2Session, stream: H2Stream, chunk: Buffer, start: number, 
   s.dataFramesOut++;
 }
 
+/** How much of `n` bytes the next DATA frame may carry: the stream and connection windows and the peer's frame size. */
+function sendable(s: H2Session, stream: H2Stream, n: number): number {
+  if (n > stream.sendWindow) n = stream.sendWindow;
+  if (n > s.sendWindow) n = s.sendWindow;
+  return n > s.peerMaxFrame ? s.peerMaxFrame : n;
+}
+
 /** Frames chunk[off..] as far as the windows and the socket allow; returns the new offset. */
 function sendSome(s: H2Session, stream: H2Stream, chunk: Buffer, off: number): number {
   const len = chunk.length;
   while (off < len && !outputFull(s)) {
-    let n = len - off;
-    if (n > stream.sendWindow) n = stream.sendWindow;
-    if (n > s.sendWindow) n = s.sendWindow;
-    if (n > s.peerMaxFrame) n = s.peerMaxFrame;
+    const n = sendable(s, stream, len - off);
     if (n <= 0) break;
     emitData(s, stream, chunk, off, n, 0);
     off += n;
@@ -920,10 +924,7 @@ function drainQueue(s: H2Session, stream: H2Stream): boolean {
   while (stream.queueBytes > 0) {
     if (outputFull(s)) return false;
     const chunk = q[stream.qIndex]!;
-    let n = chunk.length - stream.qOff;
-    if (n > stream.sendWindow) n = stream.sendWindow;
-    if (n > s.sendWindow) n = s.sendWindow;
-    if (n > s.peerMaxFrame) n = s.peerMaxFrame;
+    const n = sendable(s, stream, chunk.length - stream.qOff);
     if (n <= 0) return false;
     emitData(s, stream, chunk, stream.qOff, n, 0);
     stream.qOff += n;
