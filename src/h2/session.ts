@@ -630,11 +630,7 @@ function terminate(s: H2Session, streamCode: number, why: string): void {
   s.hdrBuf = null;
   s.carry = null;
   if (s.streams.size > 0) {
-    for (const stream of s.streams.values()) {
-      stream.closed = true;
-      stream.queue = EMPTY_QUEUE;
-      stream.queueBytes = 0;
-    }
+    for (const stream of s.streams.values()) markClosed(stream);
     // Owners see the streams closed already; one throwing owner must not spare the others their event.
     for (const stream of s.streams.values()) {
       const owner = stream.owner;
@@ -982,12 +978,17 @@ function creditStream(s: H2Session, stream: H2Stream): void {
 
 // ==== stream bookkeeping ===================================================================================
 
-function removeStream(s: H2Session, stream: H2Stream): void {
-  if (stream.closed && !s.streams.has(stream.id)) return;
+/** Closed: no more events, and what it had queued to send is dropped. */
+function markClosed(stream: H2Stream): void {
   stream.closed = true;
   stream.queue = EMPTY_QUEUE;
   stream.queueBytes = 0;
   stream.trailers = null;
+}
+
+function removeStream(s: H2Session, stream: H2Stream): void {
+  if (stream.closed && !s.streams.has(stream.id)) return;
+  markClosed(stream);
   if (s.streams.delete(stream.id) && (stream.id & 1) === (s.isServer ? 1 : 0)) s.peerActive--;
   if (s.lastDataStream === stream) s.lastDataStream = null;
   maybeFinish(s);
@@ -1522,8 +1523,9 @@ function onGoawayFrame(s: H2Session, buf: Buffer, p: number, flen: number, id: n
   const ours = s.isServer ? 0 : 1;
   for (const stream of s.streams.values()) {
     if ((stream.id & 1) !== ours || stream.id <= last) continue;
-    stream.closed = true;
+    markClosed(stream);
     s.streams.delete(stream.id);
+    if (s.lastDataStream === stream) s.lastDataStream = null;
     if (stream.owner !== null) stream.owner.onReset(stream, H2Error.REFUSED_STREAM, 'refused by the peer\'s GOAWAY');
     if (s.dead) return;
   }
