@@ -40,6 +40,11 @@ export const enum Setting {
 /** The client connection preface (RFC 9113 §3.4), 24 octets. */
 export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
+/** The 24-bit payload length of the frame header at buf[off..]. */
+export function readFrameLength(buf: Buffer, off: number): number {
+  return (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
+}
+
 export function writeFrameHeader(buf: Buffer, off: number, length: number, type: number, flags: number, stream: number): void {
   buf[off] = length >>> 16;
   buf[off + 1] = (length >>> 8) & 0xff;

@@ -38,8 +38,8 @@ const CODE_TABLE: readonly number[] = [
   0x3fffffff, 30,
 ];
 
-export const HUFFMAN_CODES = new Uint32Array(257);
-export const HUFFMAN_LENGTHS = new Uint8Array(257);
+const HUFFMAN_CODES = new Uint32Array(257);
+const HUFFMAN_LENGTHS = new Uint8Array(257);
 for (let s = 0; s < 257; s++) {
   HUFFMAN_CODES[s] = CODE_TABLE[2 * s]!;
   HUFFMAN_LENGTHS[s] = CODE_TABLE[2 * s + 1]!;

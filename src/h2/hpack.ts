@@ -463,6 +463,9 @@ const FIELD_OVERHEAD_BOUND = 18;
 /** :status values as strings for codes not in the static table, built once. */
 const STATUS_STRINGS: string[] = [];
 for (let s = 100; s < 1000; s++) STATUS_STRINGS[s] = String(s);
+/** :status code -> its static table index (0: none), derived from the table so the fast path cannot drift. */
+const STATUS_STATIC = new Uint8Array(600);
+for (let i = 1; i <= STATIC_COUNT; i++) if (STATIC_NAMES[i] === ':status') STATUS_STATIC[Number(STATIC_VALUES[i])] = i;
 
 const ENCODER_MAX_TABLE = 4096;
 
@@ -535,32 +538,10 @@ export class HpackEncoder {
     const bound = FIELD_OVERHEAD_BOUND + 10 + (headers === null ? 0 : boundOf(headers));
     if (dst.length - offset < bound) return -1;
     let pos = this.sizeUpdates(dst, offset);
-    switch (status) {
-      case 0:
-        break;
-      case 200:
-        dst[pos++] = 0x88;
-        break;
-      case 204:
-        dst[pos++] = 0x89;
-        break;
-      case 206:
-        dst[pos++] = 0x8a;
-        break;
-      case 304:
-        dst[pos++] = 0x8b;
-        break;
-      case 400:
-        dst[pos++] = 0x8c;
-        break;
-      case 404:
-        dst[pos++] = 0x8d;
-        break;
-      case 500:
-        dst[pos++] = 0x8e;
-        break;
-      default:
-        pos = this.field(dst, pos, ':status', STATUS_STRINGS[status] ?? String(status));
+    if (status !== 0) {
+      const index = status < STATUS_STATIC.length ? STATUS_STATIC[status]! : 0;
+      if (index !== 0) dst[pos++] = 0x80 | index;
+      else pos = this.field(dst, pos, ':status', STATUS_STRINGS[status] ?? String(status));
     }
     return headers === null ? pos : this.fields(dst, pos, headers);
   }

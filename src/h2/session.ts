@@ -16,6 +16,7 @@ import {
   MAX_FRAME,
   MAX_WINDOW,
   PREFACE,
+  readFrameLength,
   Setting,
   writeFrameHeader,
   writeGoaway,
@@ -629,11 +630,7 @@ function terminate(s: H2Session, streamCode: number, why: string): void {
   s.hdrBuf = null;
   s.carry = null;
   if (s.streams.size > 0) {
-    for (const stream of s.streams.values()) {
-      stream.closed = true;
-      stream.queue = EMPTY_QUEUE;
-      stream.queueBytes = 0;
-    }
+    for (const stream of s.streams.values()) markClosed(stream);
     // Owners see the streams closed already; one throwing owner must not spare the others their event.
     for (const stream of s.streams.values()) {
       const owner = stream.owner;
@@ -882,14 +879,18 @@ function emitData(s: H2Session, stream: H2Stream, chunk: Buffer, start: number, 
   s.dataFramesOut++;
 }
 
+/** How much of `n` bytes the next DATA frame may carry: the stream and connection windows and the peer's frame size. */
+function sendable(s: H2Session, stream: H2Stream, n: number): number {
+  if (n > stream.sendWindow) n = stream.sendWindow;
+  if (n > s.sendWindow) n = s.sendWindow;
+  return n > s.peerMaxFrame ? s.peerMaxFrame : n;
+}
+
 /** Frames chunk[off..] as far as the windows and the socket allow; returns the new offset. */
 function sendSome(s: H2Session, stream: H2Stream, chunk: Buffer, off: number): number {
   const len = chunk.length;
   while (off < len && !outputFull(s)) {
-    let n = len - off;
-    if (n > stream.sendWindow) n = stream.sendWindow;
-    if (n > s.sendWindow) n = s.sendWindow;
-    if (n > s.peerMaxFrame) n = s.peerMaxFrame;
+    const n = sendable(s, stream, len - off);
     if (n <= 0) break;
     emitData(s, stream, chunk, off, n, 0);
     off += n;
@@ -919,10 +920,7 @@ function drainQueue(s: H2Session, stream: H2Stream): boolean {
   while (stream.queueBytes > 0) {
     if (outputFull(s)) return false;
     const chunk = q[stream.qIndex]!;
-    let n = chunk.length - stream.qOff;
-    if (n > stream.sendWindow) n = stream.sendWindow;
-    if (n > s.sendWindow) n = s.sendWindow;
-    if (n > s.peerMaxFrame) n = s.peerMaxFrame;
+    const n = sendable(s, stream, chunk.length - stream.qOff);
     if (n <= 0) return false;
     emitData(s, stream, chunk, stream.qOff, n, 0);
     stream.qOff += n;
@@ -980,12 +978,17 @@ function creditStream(s: H2Session, stream: H2Stream): void {
 
 // ==== stream bookkeeping ===================================================================================
 
-function removeStream(s: H2Session, stream: H2Stream): void {
-  if (stream.closed && !s.streams.has(stream.id)) return;
+/** Closed: no more events, and what it had queued to send is dropped. */
+function markClosed(stream: H2Stream): void {
   stream.closed = true;
   stream.queue = EMPTY_QUEUE;
   stream.queueBytes = 0;
   stream.trailers = null;
+}
+
+function removeStream(s: H2Session, stream: H2Stream): void {
+  if (stream.closed && !s.streams.has(stream.id)) return;
+  markClosed(stream);
   if (s.streams.delete(stream.id) && (stream.id & 1) === (s.isServer ? 1 : 0)) s.peerActive--;
   if (s.lastDataStream === stream) s.lastDataStream = null;
   maybeFinish(s);
@@ -1063,11 +1066,8 @@ function readChunk(s: H2Session, chunk: Buffer): void {
     if (off < 0 || s.dead) return;
   }
   while (len - off >= FRAME_HEADER) {
-    const flen = (chunk[off]! << 16) | (chunk[off + 1]! << 8) | chunk[off + 2]!;
-    if (flen > MAX_FRAME) {
-      connError(s, H2Error.FRAME_SIZE_ERROR, `a frame of ${flen} bytes is over our SETTINGS_MAX_FRAME_SIZE (16384)`);
-      return;
-    }
+    const flen = readFrameLength(chunk, off);
+    if (flen > MAX_FRAME) return frameTooLarge(s, flen);
     if (len - off < FRAME_HEADER + flen) break;
     processFrame(s, chunk, off, flen);
     if (s.dead) return;
@@ -1076,14 +1076,17 @@ function readChunk(s: H2Session, chunk: Buffer): void {
   if (off < len) {
     const rest = len - off;
     if (rest >= FRAME_HEADER) {
-      const flen = (chunk[off]! << 16) | (chunk[off + 1]! << 8) | chunk[off + 2]!;
-      s.carry = Buffer.allocUnsafe(FRAME_HEADER + flen);
+      s.carry = Buffer.allocUnsafe(FRAME_HEADER + readFrameLength(chunk, off));
     } else {
       s.carry = Buffer.allocUnsafe(FRAME_HEADER);
     }
     chunk.copy(s.carry, 0, off, len);
     s.carryLen = rest;
   }
+}
+
+function frameTooLarge(s: H2Session, flen: number): void {
+  connError(s, H2Error.FRAME_SIZE_ERROR, `a frame of ${flen} bytes is over our SETTINGS_MAX_FRAME_SIZE (${MAX_FRAME})`);
 }
 
 /** Completes the carried partial frame from `chunk`; returns the offset after what it took, -1 if it needs more. */
@@ -1096,9 +1099,9 @@ function fillCarry(s: H2Session, chunk: Buffer, off: number): number {
     s.carryLen += take;
     off += take;
     if (s.carryLen < FRAME_HEADER) return -1;
-    const flen = (carry[0]! << 16) | (carry[1]! << 8) | carry[2]!;
+    const flen = readFrameLength(carry, 0);
     if (flen > MAX_FRAME) {
-      connError(s, H2Error.FRAME_SIZE_ERROR, `a frame of ${flen} bytes is over our SETTINGS_MAX_FRAME_SIZE (16384)`);
+      frameTooLarge(s, flen);
       return -1;
     }
     if (flen > 0) {
@@ -1520,8 +1523,9 @@ function onGoawayFrame(s: H2Session, buf: Buffer, p: number, flen: number, id: n
   const ours = s.isServer ? 0 : 1;
   for (const stream of s.streams.values()) {
     if ((stream.id & 1) !== ours || stream.id <= last) continue;
-    stream.closed = true;
+    markClosed(stream);
     s.streams.delete(stream.id);
+    if (s.lastDataStream === stream) s.lastDataStream = null;
     if (stream.owner !== null) stream.owner.onReset(stream, H2Error.REFUSED_STREAM, 'refused by the peer\'s GOAWAY');
     if (s.dead) return;
   }
