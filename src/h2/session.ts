@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { newHeaderMap, type HeaderMap } from '../http/headers.js';
-import { REASONS } from '../reasons.js';
+import { REASONS, type Reason } from '../reasons.js';
 import { createLogger } from '../observability/logger.js';
 import { DecodedHead, HpackDecoder, HpackEncoder, HpackError, HPACK_TOO_LARGE } from './hpack.js';
 import {
@@ -88,7 +88,7 @@ export interface H2SessionOwner {
   onRemoteSettings(session: H2Session): void;
   onGoaway(session: H2Session, errorCode: number, lastStreamId: number): void;
   onSessionClose(session: H2Session, error: Error | null, sentGoawayCode: number): void;
-  onRefusedHead?(session: H2Session, reasonId: string): void;
+  onRefusedHead?(session: H2Session, reason: Reason): void;
 }
 
 export interface H2StreamOwner {
@@ -1030,7 +1030,7 @@ function prematureReset(s: H2Session, why: string): void {
 
 /** Server role: a malformed request head gets RST_STREAM PROTOCOL_ERROR, reported as a bad_request answer. */
 function refuseMalformed(s: H2Session, id: number): void {
-  if (s.owner.onRefusedHead !== undefined) s.owner.onRefusedHead(s, REASONS.badRequest.id);
+  if (s.owner.onRefusedHead !== undefined) s.owner.onRefusedHead(s, REASONS.badRequest);
   refuse(s, id, H2Error.PROTOCOL_ERROR);
 }
 
@@ -1374,7 +1374,7 @@ function newPeerStream(s: H2Session, id: number, buf: Buffer, start: number, end
   if (r === HPACK_TOO_LARGE) {
     appendHeaders(s, id, Flag.END_STREAM, KIND_RESPONSE, REASONS.headersTooLarge.httpStatus, TOO_LARGE_HEADERS, '', '', '', '');
     if (!endStream) appendRst(s, id, H2Error.NO_ERROR, true);
-    if (s.owner.onRefusedHead !== undefined) s.owner.onRefusedHead(s, REASONS.headersTooLarge.id);
+    if (s.owner.onRefusedHead !== undefined) s.owner.onRefusedHead(s, REASONS.headersTooLarge);
     return;
   }
   if (head.malformed !== '' || !validRequest(head)) return refuseMalformed(s, id);

@@ -8,7 +8,7 @@ import type { HttpContext } from './context.js';
 import { H1Connection, type HeadClock } from './h1-connection.js';
 import { H2Session, type H2SessionOptions, type H2SessionOwner, type H2Stream } from '../h2/session.js';
 import type { DecodedHead } from '../h2/hpack.js';
-import { REASONS, type Reason } from '../reasons.js';
+import type { Reason } from '../reasons.js';
 
 /** A head deadline (or an idle timeout) fires within this much after it passes. */
 const SWEEP_MS = 1_000;
@@ -17,14 +17,6 @@ const H2_CONNECTION_WINDOW_BYTES = 1 << 20;
 
 function sweepConnections(manager: HttpConnectionManager): void {
   manager.sweep();
-}
-
-/** Reasons by id, for the answers the session gives itself (onRefusedHead names them by id). */
-let reasonsById: Map<string, Reason> | null = null;
-
-function reasonOf(id: string): Reason {
-  reasonsById ??= new Map(Object.values(REASONS).map((r) => [r.id, r]));
-  return reasonsById.get(id) ?? REASONS.badRequest;
 }
 
 /** A downstream HTTP/2 connection: the session's owner (its events reach the manager through it). */
@@ -55,10 +47,10 @@ class H2Connection implements H2SessionOwner {
     this.manager.forgetH2(this, sentGoawayCode);
   }
 
-  onRefusedHead(_session: H2Session, reasonId: string): void {
+  onRefusedHead(_session: H2Session, reason: Reason): void {
     // A head the session answered itself (431 headers_too_large; RST_STREAM PROTOCOL_ERROR for a malformed one,
     // bad_request): counted with the local replies. No exchange was made for it, so no access log line.
-    this.manager.context.stats.localReply(reasonOf(reasonId));
+    this.manager.context.stats.localReply(reason);
   }
 }
 

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { HeaderMap } from '../../src/http/headers.js';
 import type { DecodedHead } from '../../src/h2/hpack.js';
 import { H2Session, type H2SessionOptions, type H2SessionOwner, type H2Stream, type H2StreamOwner } from '../../src/h2/session.js';
+import type { Reason } from '../../src/reasons.js';
 
 export const TEST_OPTIONS: H2SessionOptions = { maxConcurrentStreams: 100, maxHeaderListSize: 16_384, maxHeaderCount: 100 };
 
@@ -85,8 +86,8 @@ export class SessionRecorder implements H2SessionOwner {
     this.close = { error, sentGoawayCode };
     this.closedResolve();
   }
-  onRefusedHead(_session: H2Session, reasonId: string): void {
-    this.refusedHeads.push(reasonId);
+  onRefusedHead(_session: H2Session, reason: Reason): void {
+    this.refusedHeads.push(reason.id);
   }
 }
 
