@@ -31,6 +31,15 @@ async function server(handler: Parameters<typeof listenH2>[0], options = TEST_OP
   return srv;
 }
 
+/** A handler answering 200 with `body`, all of it written at once: the session queues what windows hold back. */
+function answerWith(body: Buffer): Parameters<typeof listenH2>[0] {
+  return (_s, stream) => {
+    stream.respond(200, null, false);
+    stream.write(body);
+    stream.end(null);
+  };
+}
+
 async function rawClient(port: number, ourSettings: readonly (readonly [number, number])[] = []): Promise<RawH2Client> {
   const c = new RawH2Client(port, ourSettings);
   cleanups.push(() => c.destroy());
@@ -79,11 +88,7 @@ describe('server role: output and windows', () => {
 
   it('SETTINGS_INITIAL_WINDOW_SIZE 0 holds the body; raising it releases the body to open streams', async () => {
     const body = Buffer.alloc(30_000, 0x63);
-    const srv = await server((_s, stream) => {
-      stream.respond(200, null, false);
-      stream.write(body);
-      stream.end(null);
-    });
+    const srv = await server(answerWith(body));
     const client = await rawClient(srv.port, [[S.INITIAL_WINDOW_SIZE, 0]]);
     await client.write(headersFrames(1, requestBlock('x', '/'), true));
     expect(await until(() => client.responses.has(1))).toBe(true);
@@ -96,11 +101,7 @@ describe('server role: output and windows', () => {
 
   it('stream WINDOW_UPDATE releases a body held by the stream window', async () => {
     const body = Buffer.alloc(100_000, 0x64);
-    const srv = await server((_s, stream) => {
-      stream.respond(200, null, false);
-      stream.write(body);
-      stream.end(null);
-    });
+    const srv = await server(answerWith(body));
     const client = await rawClient(srv.port);
     await client.write(Buffer.concat([windowUpdate(0, 1 << 20), headersFrames(1, requestBlock('x', '/'), true)]));
     expect(await until(() => client.dataBytes === 65_535)).toBe(true);
