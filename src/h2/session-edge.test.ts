@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { newHeaderMap } from '../http/headers.js';
 import { H2Error, H2Session, type H2Stream } from './session.js';
 import { connectH2, echoHandler, listenH2, SessionRecorder, StreamRecorder, TEST_OPTIONS } from '../../test/helpers/h2-peers.js';
-import { F, frame, FrameReader, headerBlock, headersFrames, RawH2Client, requestBlock, S, settings, SETTINGS_ACK, sleep, T, windowUpdate, type Frame } from '../../test/abuse/util.js';
+import { F, frame, FrameReader, headerBlock, headersFrames, RawH2Client, requestBlock, S, settings, sleep, startRawH2Server, T, windowUpdate, type Frame } from '../../test/abuse/util.js';
 import { TestCa } from '../../test/tls/test-ca.js';
 
 const cleanups: (() => unknown)[] = [];
@@ -230,23 +230,15 @@ describe('header blocks larger than a frame', () => {
 });
 
 /** A hand-driven HTTP/2 server: sends its SETTINGS, ACKs the client's, and hands every other frame to `onFrame`. */
+/** A hand-driven server peer; `onFrame` sees every frame but the client's SETTINGS (already ACKed). */
 async function rawServer(onFrame: (sock: net.Socket, f: Frame) => void): Promise<{ port: number; frames: Frame[] }> {
   const frames: Frame[] = [];
-  const srv = net.createServer((sock) => {
-    sock.on('error', () => {});
-    sock.write(settings([]));
-    const reader = new FrameReader((f) => {
-      frames.push(f);
-      if (f.type === T.SETTINGS && (f.flags & F.ACK) === 0) sock.write(SETTINGS_ACK);
-      else onFrame(sock, f);
-    }, 24);
-    sock.on('data', (d: Buffer) => reader.push(d));
-    cleanups.push(() => sock.destroy());
+  const srv = await startRawH2Server((sock, f) => {
+    frames.push(f);
+    if (f.type !== T.SETTINGS || (f.flags & F.ACK) !== 0) onFrame(sock, f);
   });
-  srv.on('error', () => {});
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   cleanups.push(() => srv.close());
-  return { port: (srv.address() as AddressInfo).port, frames };
+  return { port: srv.port, frames };
 }
 
 const STATUS_200 = headerBlock([[':status', '200']]);
