@@ -6,7 +6,7 @@ import net from 'node:net';
 import { newHeaderMap, type HeaderMap } from '../http/headers.js';
 import { DecodedHead, HPACK_OK, HPACK_TOO_LARGE, HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
 import { huffmanDecode, huffmanEncode, huffmanLength } from './hpack-huffman.js';
-import { F, frame, PREFACE, seeded, settings, SETTINGS_ACK, T } from '../../test/abuse/util.js';
+import { F, frame, FrameReader, PREFACE, S, seeded, settings, SETTINGS_ACK, T } from '../../test/abuse/util.js';
 
 type Pair = [string, string];
 
@@ -571,35 +571,25 @@ describe('interop with nghttp2 (node:http2) over a raw socket', () => {
     sock.on('error', () => {});
     const enc = new HpackEncoder();
     const blocks: Array<{ stream: number; block: Buffer }> = [];
-    let pending = Buffer.alloc(0);
     const done = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`only ${blocks.length} header blocks arrived`)), 5000);
-      sock.on('data', (chunk: Buffer) => {
-        pending = Buffer.concat([pending, chunk]);
-        while (pending.length >= 9) {
-          const len = pending.readUIntBE(0, 3);
-          if (pending.length < 9 + len) break;
-          const type = pending[3]!;
-          const flags = pending[4]!;
-          const stream = pending.readUInt32BE(5) & 0x7fffffff;
-          const payload = pending.subarray(9, 9 + len);
-          pending = pending.subarray(9 + len);
-          if (type === 4 && (flags & 1) === 0) {
-            for (let i = 0; i + 6 <= payload.length; i += 6) {
-              if (payload.readUInt16BE(i) === 1) enc.setPeerMaxTableSize(payload.readUInt32BE(i + 2));
-            }
-            sock.write(SETTINGS_ACK);
-          } else if (type === 1) {
-            expect(flags & 0x4).toBe(0x4); // END_HEADERS: nghttp2 sends small blocks in one frame
-            expect(flags & 0x28).toBe(0); // no PADDED / PRIORITY
-            blocks.push({ stream, block: Buffer.from(payload) });
-            if (blocks.length === 6) {
-              clearTimeout(timer);
-              resolve();
-            }
+      const reader = new FrameReader(({ type, flags, stream, payload }) => {
+        if (type === T.SETTINGS && (flags & F.ACK) === 0) {
+          for (let i = 0; i + 6 <= payload.length; i += 6) {
+            if (payload.readUInt16BE(i) === S.HEADER_TABLE_SIZE) enc.setPeerMaxTableSize(payload.readUInt32BE(i + 2));
+          }
+          sock.write(SETTINGS_ACK);
+        } else if (type === T.HEADERS) {
+          expect(flags & F.END_HEADERS).toBe(F.END_HEADERS); // nghttp2 sends small blocks in one frame
+          expect(flags & (F.PADDED | F.PRIORITY)).toBe(0);
+          blocks.push({ stream, block: Buffer.from(payload) });
+          if (blocks.length === 6) {
+            clearTimeout(timer);
+            resolve();
           }
         }
       });
+      sock.on('data', (chunk: Buffer) => reader.push(chunk));
     });
     const requests: Array<{ method: string; path: string; huffman: boolean; h: HeaderMap }> = [];
     for (let i = 0; i < 3; i++) {
