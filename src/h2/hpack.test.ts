@@ -6,6 +6,7 @@ import net from 'node:net';
 import { newHeaderMap, type HeaderMap } from '../http/headers.js';
 import { DecodedHead, HPACK_OK, HPACK_TOO_LARGE, HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
 import { huffmanDecode, huffmanEncode, huffmanLength } from './hpack-huffman.js';
+import { F, frame, FrameReader, PREFACE, S, seeded, settings, SETTINGS_ACK, T } from '../../test/abuse/util.js';
 
 type Pair = [string, string];
 
@@ -199,18 +200,6 @@ function runVectorsOn(dec: HpackDecoder, vectors: Vector[], hexes: string[]): vo
   });
 }
 
-/** Deterministic PRNG (mulberry32): the same lists every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const NAMES = [
   'content-type', 'accept', 'user-agent', 'x-request-id', 'authorization', 'cookie', 'set-cookie', 'grpc-status',
   'grpc-message', 'x-custom-a', 'x-custom-b', 'date', 'etag', 'content-length', 'x-b3-traceid', 'traceparent',
@@ -248,7 +237,7 @@ function randomHeaders(rnd: () => number, expect: Pair[]): HeaderMap {
 
 describe('encoder -> decoder round trips', () => {
   it('2,000 random blocks across table size changes, Huffman on and off, short buffers retried', () => {
-    const rnd = prng(7541);
+    const rnd = seeded(7541);
     const enc = new HpackEncoder();
     const dec = new HpackDecoder(4096);
     let dst = Buffer.alloc(64);
@@ -553,17 +542,6 @@ describe('malformed HTTP fields (stream errors, not HPACK errors)', () => {
   });
 });
 
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-
-function h2frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(payload.length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(stream, 5);
-  return Buffer.concat([head, payload]);
-}
-
 describe('interop with nghttp2 (node:http2) over a raw socket', () => {
   it('a node:http2 server reads our request heads; we read its response heads and trailers (Huffman, dynamic table)', async () => {
     const seen: http2.IncomingHttpHeaders[] = [];
@@ -593,35 +571,25 @@ describe('interop with nghttp2 (node:http2) over a raw socket', () => {
     sock.on('error', () => {});
     const enc = new HpackEncoder();
     const blocks: Array<{ stream: number; block: Buffer }> = [];
-    let pending = Buffer.alloc(0);
     const done = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`only ${blocks.length} header blocks arrived`)), 5000);
-      sock.on('data', (chunk: Buffer) => {
-        pending = Buffer.concat([pending, chunk]);
-        while (pending.length >= 9) {
-          const len = pending.readUIntBE(0, 3);
-          if (pending.length < 9 + len) break;
-          const type = pending[3]!;
-          const flags = pending[4]!;
-          const stream = pending.readUInt32BE(5) & 0x7fffffff;
-          const payload = pending.subarray(9, 9 + len);
-          pending = pending.subarray(9 + len);
-          if (type === 4 && (flags & 1) === 0) {
-            for (let i = 0; i + 6 <= payload.length; i += 6) {
-              if (payload.readUInt16BE(i) === 1) enc.setPeerMaxTableSize(payload.readUInt32BE(i + 2));
-            }
-            sock.write(h2frame(4, 1, 0, Buffer.alloc(0)));
-          } else if (type === 1) {
-            expect(flags & 0x4).toBe(0x4); // END_HEADERS: nghttp2 sends small blocks in one frame
-            expect(flags & 0x28).toBe(0); // no PADDED / PRIORITY
-            blocks.push({ stream, block: Buffer.from(payload) });
-            if (blocks.length === 6) {
-              clearTimeout(timer);
-              resolve();
-            }
+      const reader = new FrameReader(({ type, flags, stream, payload }) => {
+        if (type === T.SETTINGS && (flags & F.ACK) === 0) {
+          for (let i = 0; i + 6 <= payload.length; i += 6) {
+            if (payload.readUInt16BE(i) === S.HEADER_TABLE_SIZE) enc.setPeerMaxTableSize(payload.readUInt32BE(i + 2));
+          }
+          sock.write(SETTINGS_ACK);
+        } else if (type === T.HEADERS) {
+          expect(flags & F.END_HEADERS).toBe(F.END_HEADERS); // nghttp2 sends small blocks in one frame
+          expect(flags & (F.PADDED | F.PRIORITY)).toBe(0);
+          blocks.push({ stream, block: Buffer.from(payload) });
+          if (blocks.length === 6) {
+            clearTimeout(timer);
+            resolve();
           }
         }
       });
+      sock.on('data', (chunk: Buffer) => reader.push(chunk));
     });
     const requests: Array<{ method: string; path: string; huffman: boolean; h: HeaderMap }> = [];
     for (let i = 0; i < 3; i++) {
@@ -634,13 +602,13 @@ describe('interop with nghttp2 (node:http2) over a raw socket', () => {
       h['x-latin'] = 'caf\u00e9';
       requests.push({ method: i === 2 ? 'POST' : 'GET', path: `/svc/m${i}?q=${i}`, huffman: i === 1, h });
     }
-    const out: Buffer[] = [PREFACE, h2frame(4, 0, 0, Buffer.alloc(0))];
+    const out: Buffer[] = [PREFACE, settings()];
     const dst = Buffer.alloc(4096);
     requests.forEach((r, i) => {
       enc.huffman = r.huffman;
       const end = enc.encodeRequest(dst, 0, r.method, 'https', 'api.example.com:8443', r.path, r.h);
       expect(end).toBeGreaterThan(0);
-      out.push(h2frame(1, 0x05, 1 + 2 * i, Buffer.from(dst.subarray(0, end))));
+      out.push(frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, 1 + 2 * i, Buffer.from(dst.subarray(0, end))));
     });
     sock.write(Buffer.concat(out));
     try {
@@ -701,7 +669,7 @@ describe('interop with nghttp2 as the client (node:http2.connect to a raw socket
       sock.on('error', () => {});
       let pending = Buffer.alloc(0);
       let prefaceSeen = false;
-      sock.write(h2frame(4, 0, 0, Buffer.alloc(0)));
+      sock.write(settings());
       sock.on('data', (chunk: Buffer) => {
         pending = Buffer.concat([pending, chunk]);
         if (!prefaceSeen) {
@@ -718,7 +686,7 @@ describe('interop with nghttp2 as the client (node:http2.connect to a raw socket
           const stream = pending.readUInt32BE(5) & 0x7fffffff;
           const payload = pending.subarray(9, 9 + len);
           pending = pending.subarray(9 + len);
-          if (type === 4 && (flags & 1) === 0) sock.write(h2frame(4, 1, 0, Buffer.alloc(0)));
+          if (type === T.SETTINGS && (flags & F.ACK) === 0) sock.write(SETTINGS_ACK);
           if (type !== 1) continue;
           expect(flags & 0x4).toBe(0x4);
           let start = 0;
@@ -733,11 +701,11 @@ describe('interop with nghttp2 as the client (node:http2.connect to a raw socket
           rh['x-served-by'] = 'raw-hpack';
           rh['set-cookie'] = ['s=1', `t=${n}`];
           let end = enc.encodeResponse(dst, 0, n === 2 ? 503 : 200, rh);
-          const frames = [h2frame(1, 0x4, stream, Buffer.from(dst.subarray(0, end)))];
+          const frames = [frame(T.HEADERS, F.END_HEADERS, stream, Buffer.from(dst.subarray(0, end)))];
           const tr = newHeaderMap();
           tr['x-trailer'] = `t${n}`;
           end = enc.encodeTrailers(dst, 0, tr);
-          frames.push(h2frame(0, 0, stream, Buffer.from('ok')), h2frame(1, 0x5, stream, Buffer.from(dst.subarray(0, end))));
+          frames.push(frame(T.DATA, 0, stream, Buffer.from('ok')), frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, stream, Buffer.from(dst.subarray(0, end))));
           sock.write(Buffer.concat(frames));
         }
       });
@@ -801,7 +769,7 @@ describe('interop with nghttp2 as the client (node:http2.connect to a raw socket
 
 describe('random and mutated input', () => {
   it('never throws anything but HpackError, and a valid block after a rejected one on a fresh decoder decodes', () => {
-    const rnd = prng(19);
+    const rnd = seeded(19);
     const seeds = [...C3.map((v) => v.hex), ...C4_HEX, ...C5.map((v) => v.hex), ...C6_HEX].map((h) => Buffer.from(h, 'hex'));
     let rejected = 0;
     let accepted = 0;

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { newHeaderMap } from '../http/headers.js';
 import { H2Error, H2Session, type H2Stream } from './session.js';
 import { connectH2, echoHandler, listenH2, SessionRecorder, StreamRecorder, TEST_OPTIONS } from '../../test/helpers/h2-peers.js';
-import { F, frame, FrameReader, headerBlock, headersFrames, RawH2Client, requestBlock, S, settings, SETTINGS_ACK, sleep, T, windowUpdate, type Frame } from '../../test/abuse/util.js';
+import { F, frame, FrameReader, headerBlock, headersFrames, RawH2Client, requestBlock, S, settings, sleep, startRawH2Server, T, windowUpdate, type Frame } from '../../test/abuse/util.js';
 import { TestCa } from '../../test/tls/test-ca.js';
 
 const cleanups: (() => unknown)[] = [];
@@ -29,6 +29,15 @@ async function server(handler: Parameters<typeof listenH2>[0], options = TEST_OP
     srv.server.close();
   });
   return srv;
+}
+
+/** A handler answering 200 with `body`, all of it written at once: the session queues what windows hold back. */
+function answerWith(body: Buffer): Parameters<typeof listenH2>[0] {
+  return (_s, stream) => {
+    stream.respond(200, null, false);
+    stream.write(body);
+    stream.end(null);
+  };
 }
 
 async function rawClient(port: number, ourSettings: readonly (readonly [number, number])[] = []): Promise<RawH2Client> {
@@ -79,11 +88,7 @@ describe('server role: output and windows', () => {
 
   it('SETTINGS_INITIAL_WINDOW_SIZE 0 holds the body; raising it releases the body to open streams', async () => {
     const body = Buffer.alloc(30_000, 0x63);
-    const srv = await server((_s, stream) => {
-      stream.respond(200, null, false);
-      stream.write(body);
-      stream.end(null);
-    });
+    const srv = await server(answerWith(body));
     const client = await rawClient(srv.port, [[S.INITIAL_WINDOW_SIZE, 0]]);
     await client.write(headersFrames(1, requestBlock('x', '/'), true));
     expect(await until(() => client.responses.has(1))).toBe(true);
@@ -96,11 +101,7 @@ describe('server role: output and windows', () => {
 
   it('stream WINDOW_UPDATE releases a body held by the stream window', async () => {
     const body = Buffer.alloc(100_000, 0x64);
-    const srv = await server((_s, stream) => {
-      stream.respond(200, null, false);
-      stream.write(body);
-      stream.end(null);
-    });
+    const srv = await server(answerWith(body));
     const client = await rawClient(srv.port);
     await client.write(Buffer.concat([windowUpdate(0, 1 << 20), headersFrames(1, requestBlock('x', '/'), true)]));
     expect(await until(() => client.dataBytes === 65_535)).toBe(true);
@@ -229,23 +230,15 @@ describe('header blocks larger than a frame', () => {
 });
 
 /** A hand-driven HTTP/2 server: sends its SETTINGS, ACKs the client's, and hands every other frame to `onFrame`. */
+/** A hand-driven server peer; `onFrame` sees every frame but the client's SETTINGS (already ACKed). */
 async function rawServer(onFrame: (sock: net.Socket, f: Frame) => void): Promise<{ port: number; frames: Frame[] }> {
   const frames: Frame[] = [];
-  const srv = net.createServer((sock) => {
-    sock.on('error', () => {});
-    sock.write(settings([]));
-    const reader = new FrameReader((f) => {
-      frames.push(f);
-      if (f.type === T.SETTINGS && (f.flags & F.ACK) === 0) sock.write(SETTINGS_ACK);
-      else onFrame(sock, f);
-    }, 24);
-    sock.on('data', (d: Buffer) => reader.push(d));
-    cleanups.push(() => sock.destroy());
+  const srv = await startRawH2Server((sock, f) => {
+    frames.push(f);
+    if (f.type !== T.SETTINGS || (f.flags & F.ACK) !== 0) onFrame(sock, f);
   });
-  srv.on('error', () => {});
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   cleanups.push(() => srv.close());
-  return { port: (srv.address() as AddressInfo).port, frames };
+  return { port: srv.port, frames };
 }
 
 const STATUS_200 = headerBlock([[':status', '200']]);

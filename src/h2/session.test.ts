@@ -474,6 +474,7 @@ describe('lifecycle', () => {
       socket.on('error', () => {});
       accepted.push(socket);
     });
+    server.on('error', () => {});
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     cleanups.push(() => server.close());
     const client = net.connect((server.address() as AddressInfo).port, '127.0.0.1');
@@ -491,6 +492,7 @@ describe('lifecycle', () => {
   it('server role takes over a socket whose first bytes a sniffer read and pushed back (unshift)', async () => {
     const recorders: SessionRecorder[] = [];
     const server = net.createServer((socket) => {
+      socket.on('error', () => {}); // until the session takes the socket over
       socket.once('data', (first: Buffer) => {
         socket.pause();
         socket.unshift(first);
@@ -500,6 +502,7 @@ describe('lifecycle', () => {
         new H2Session(socket, 'server', TEST_OPTIONS, rec);
       });
     });
+    server.on('error', () => {});
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     cleanups.push(() => server.close());
     const { session } = await connectH2((server.address() as AddressInfo).port);

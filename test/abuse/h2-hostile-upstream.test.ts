@@ -8,7 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { startAbuseSidecar, type AbuseSidecar, type AbuseSidecarOptions } from './sidecar.js';
-import { baseline, eventually, F, FrameReader, frame, goaway, listen, ping, PREFACE, settings, SETTINGS_ACK, settleToBaseline, sleep, T, type Baseline } from './util.js';
+import { baseline, eventually, F, frame, goaway, ping, settings, settleToBaseline, sleep, startRawH2Server, T, type Baseline, type RawH2Server } from './util.js';
 
 const ROUTE_TIMEOUT_MS = 3_000;
 
@@ -42,37 +42,16 @@ function repeatedFieldBlock(value: string, times: number): Buffer {
   return Buffer.concat([STATUS_200, hpackIndexedLiteral('x-big', value), Buffer.alloc(times, 0x80 | 62)]);
 }
 
-interface Upstream {
-  port: number;
+interface Upstream extends RawH2Server {
   mode: Mode;
-  connections: number;
   /** HEADERS frames (requests) seen, over all connections. */
   requests: number;
   /** Error codes of RST_STREAM and GOAWAY frames the proxy sent. */
   resets: number[];
   goaways: number[];
-  readonly open: number;
-  close(): Promise<void>;
 }
 
 async function startUpstream(): Promise<Upstream> {
-  const sockets = new Set<net.Socket>();
-  const state: Upstream = {
-    port: 0,
-    mode: 'ok',
-    connections: 0,
-    requests: 0,
-    resets: [],
-    goaways: [],
-    get open(): number {
-      return sockets.size;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
   const respond = (socket: net.Socket, stream: number): void => {
     const mode = state.mode;
     switch (mode) {
@@ -126,25 +105,15 @@ async function startUpstream(): Promise<Upstream> {
       }
     }
   };
-  const server = net.createServer((socket) => {
-    state.connections++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    socket.on('end', () => socket.end());
-    socket.write(settings());
-    const reader = new FrameReader((f) => {
-      if (f.type === T.SETTINGS && (f.flags & F.ACK) === 0) socket.write(SETTINGS_ACK);
-      else if (f.type === T.RST_STREAM) state.resets.push(f.payload.readUInt32BE(0));
-      else if (f.type === T.GOAWAY) state.goaways.push(f.payload.readUInt32BE(4));
-      else if (f.type === T.HEADERS && (f.flags & F.END_HEADERS) !== 0) {
-        state.requests++;
-        respond(socket, f.stream);
-      }
-    }, PREFACE.length);
-    socket.on('data', (d: Buffer) => reader.push(d));
+  const server = await startRawH2Server((socket, f) => {
+    if (f.type === T.RST_STREAM) state.resets.push(f.payload.readUInt32BE(0));
+    else if (f.type === T.GOAWAY) state.goaways.push(f.payload.readUInt32BE(4));
+    else if (f.type === T.HEADERS && (f.flags & F.END_HEADERS) !== 0) {
+      state.requests++;
+      respond(socket, f.stream);
+    }
   });
-  state.port = await listen(server);
+  const state: Upstream = Object.assign(server, { mode: 'ok' as Mode, requests: 0, resets: [], goaways: [] });
   return state;
 }
 

@@ -263,6 +263,51 @@ export class FrameReader {
   }
 }
 
+/** A hand-driven HTTP/2 server (an upstream under test control): what `startRawH2Server` returns. */
+export interface RawH2Server {
+  port: number;
+  /** Connections accepted so far. */
+  connections: number;
+  /** Connections open now. */
+  readonly open: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on 127.0.0.1; per connection sends empty SETTINGS, skips the client preface, ACKs the client's
+ * SETTINGS, and hands every frame (SETTINGS included) to `onFrame`, which answers as the test wants.
+ */
+export async function startRawH2Server(onFrame: (socket: net.Socket, f: Frame) => void): Promise<RawH2Server> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    state.connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    socket.write(settings());
+    const reader = new FrameReader((f) => {
+      if (f.type === T.SETTINGS && (f.flags & F.ACK) === 0) socket.write(SETTINGS_ACK);
+      onFrame(socket, f);
+    }, PREFACE.length);
+    socket.on('data', (d: Buffer) => reader.push(d));
+  });
+  server.on('error', () => {});
+  const state: RawH2Server = {
+    port: 0,
+    connections: 0,
+    get open(): number {
+      return sockets.size;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  state.port = await listen(server);
+  return state;
+}
+
 /**
  * A hand-driven HTTP/2 client connection: sends the preface and its SETTINGS, ACKs the server's SETTINGS
  * (unless told not to), and records what comes back: GOAWAY, RST_STREAMs, response HEADERS per stream, DATA

@@ -16,20 +16,18 @@ import {
   ERR,
   eventually,
   F,
-  FrameReader,
   frame,
   headersFrames,
   listen,
-  PREFACE,
   RawH2Client,
   requestBlock,
   rstStream,
-  settings,
-  SETTINGS_ACK,
   settleToBaseline,
   sleep,
+  startRawH2Server,
   T,
   type Baseline,
+  type RawH2Server,
 } from './util.js';
 
 const ROUTE_TIMEOUT_MS = 600;
@@ -71,52 +69,28 @@ async function sigkill(child: ChildProcess): Promise<void> {
 type H2FinMode = 'ok' | 'fin-before-response' | 'fin-mid-response' | 'bad-hpack';
 
 /** A minimal hand-written HTTP/2 server: SETTINGS, ACKs, and per request what `mode` says. */
-async function startH2Fin(): Promise<{ port: number; mode: H2FinMode; connections: number; readonly open: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const state = {
-    port: 0,
-    mode: 'ok' as H2FinMode,
-    connections: 0,
-    /** Connections open now. */
-    get open(): number {
-      return sockets.size;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-  const server = net.createServer((socket) => {
-    state.connections++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    socket.write(settings());
-    const reader = new FrameReader((f) => {
-      if (f.type === T.SETTINGS && (f.flags & F.ACK) === 0) socket.write(SETTINGS_ACK);
-      if (f.type !== T.HEADERS || (f.flags & F.END_HEADERS) === 0) return;
-      const status200 = Buffer.from([0x88]); // HPACK static table entry 8, `:status: 200`
-      switch (state.mode) {
-        case 'ok':
-          socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, f.stream, status200), frame(T.DATA, F.END_STREAM, f.stream, Buffer.from('ok'))]));
-          break;
-        case 'fin-before-response':
-          socket.end();
-          break;
-        case 'fin-mid-response':
-          socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, f.stream, status200), frame(T.DATA, 0, f.stream, Buffer.from('partial'))]));
-          setTimeout(() => socket.end(), 30);
-          break;
-        case 'bad-hpack':
-          // An index past both tables: the proxy's HPACK decoder refuses it, GOAWAY(COMPRESSION_ERROR).
-          socket.write(frame(T.HEADERS, F.END_HEADERS, f.stream, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])));
-          break;
-      }
-    }, PREFACE.length);
-    socket.on('data', (d: Buffer) => reader.push(d));
+async function startH2Fin(): Promise<RawH2Server & { mode: H2FinMode }> {
+  const server = await startRawH2Server((socket, f) => {
+    if (f.type !== T.HEADERS || (f.flags & F.END_HEADERS) === 0) return;
+    const status200 = Buffer.from([0x88]); // HPACK static table entry 8, `:status: 200`
+    switch (state.mode) {
+      case 'ok':
+        socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, f.stream, status200), frame(T.DATA, F.END_STREAM, f.stream, Buffer.from('ok'))]));
+        break;
+      case 'fin-before-response':
+        socket.end();
+        break;
+      case 'fin-mid-response':
+        socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, f.stream, status200), frame(T.DATA, 0, f.stream, Buffer.from('partial'))]));
+        setTimeout(() => socket.end(), 30);
+        break;
+      case 'bad-hpack':
+        // An index past both tables: the proxy's HPACK decoder refuses it, GOAWAY(COMPRESSION_ERROR).
+        socket.write(frame(T.HEADERS, F.END_HEADERS, f.stream, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])));
+        break;
+    }
   });
-  state.port = await listen(server);
+  const state = Object.assign(server, { mode: 'ok' as H2FinMode });
   return state;
 }
 
