@@ -46,7 +46,10 @@ class KeepAliveClient {
     this.socket.on('data', (chunk: Buffer) => (this.received += chunk.toString('latin1')));
   }
   ready(): Promise<void> {
-    return new Promise((resolve) => this.socket.once('connect', () => resolve()));
+    return new Promise((resolve, reject) => {
+      this.socket.once('connect', () => resolve());
+      this.socket.once('close', () => reject(new Error('the keep-alive client could not connect')));
+    });
   }
   async get(ms: number): Promise<string> {
     this.received = '';
