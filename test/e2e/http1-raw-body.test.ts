@@ -15,9 +15,22 @@ import { ABORT_DISCARD_MS, RAW_BODY_MIN_BYTES } from '../../src/upstream/http1-p
 import { rawBodyStats } from '../../src/upstream/raw-body-stats.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 
-const HUGE = 64 << 20;
-/** What may sit in kernel buffers (both hops, autotuned) and the proxy's queues while the client does not read. */
-const MAX_IN_FLIGHT = 24 << 20;
+/** The most the kernel autotunes one socket's receive or send buffer to (tcp_rmem / tcp_wmem maxima). */
+function kernelBufferMax(which: 'tcp_rmem' | 'tcp_wmem', fallback: number): number {
+  try {
+    return Number(readFileSync(`/proc/sys/net/ipv4/${which}`, 'utf8').trim().split(/\s+/)[2]) || fallback;
+  } catch {
+    return fallback;
+  }
+}
+/**
+ * What may sit in kernel buffers while the client does not read (two hops, each a send and a receive buffer
+ * autotuned up to the sysctl maxima: 72 MiB with this machine's 32 MiB tcp_rmem), plus the proxy's own queues.
+ * A bound of 24 MiB held on a quiet machine but not under load, where autotuning grew the buffers further.
+ */
+const MAX_IN_FLIGHT = 2 * (kernelBufferMax('tcp_rmem', 6 << 20) + kernelBufferMax('tcp_wmem', 4 << 20)) + (4 << 20);
+/** Well past what the kernel can hold: a proxy that read the upstream without bound would be that far ahead. */
+const HUGE = MAX_IN_FLIGHT + (64 << 20);
 
 let upstream: net.Server;
 let upstreamPort = 0;
@@ -414,11 +427,11 @@ describe('HTTP/1 response bodies read around the parser', () => {
       if (mismatch < 0 && !chunk.equals(pattern(offset, chunk.length))) mismatch = offset;
       offset += chunk.length;
       maxAhead = Math.max(maxAhead, hugeWritten - offset);
-      // Stop for 30 ms every MiB, and for 300 ms every 16 MiB (every kernel buffer on the way fills up):
+      // Stop for 10 ms every MiB, and for 300 ms every 16 MiB (every kernel buffer on the way fills up):
       // meanwhile the upstream must stop too.
       if (Math.floor(offset / (1 << 20)) !== Math.floor((offset - chunk.length) / (1 << 20))) {
         client.pause();
-        setTimeout(() => client.resume(), offset % (16 << 20) < chunk.length ? 300 : 30);
+        setTimeout(() => client.resume(), offset % (16 << 20) < chunk.length ? 300 : 10);
       }
     });
     await done;
