@@ -6,7 +6,7 @@
 // symbol, so a request allocates no closures.
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
-import { pendingOverflowError, REFUSED_STREAM, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
+import { pendingOverflowError, REFUSED_STREAM, requestTrailersOf, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { dropHopByHop, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
 import { ALPN_H2, isTlsPolicyError, readyEventOf } from '../tls/upstream-tls.js';
@@ -211,7 +211,7 @@ class H2Request implements UpstreamStream, H2StreamOwner {
   endBody(): void {
     this.detachBody();
     this.localEnded = true;
-    this.stream!.end(null);
+    this.stream!.end(requestTrailersOf(this.spec.body!));
     if (this.remoteEnded) this.pool.release(this);
   }
 

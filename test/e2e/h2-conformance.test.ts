@@ -1,0 +1,133 @@
+// HTTP/2 behaviour the proxy's own codec (src/h2) owes its clients and upstreams beyond the happy path: request
+// trailers, stream ends that race the other side, and the like. Real sockets on 127.0.0.1 both ways.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+
+let proxy: RunningProxy;
+let port: number;
+/** Echoes what it received: body, trailers, transfer-encoding. */
+let h2up: http2.Http2Server;
+let h1up: http.Server;
+
+interface Echoed {
+  body: string;
+  trailers: Record<string, unknown>;
+  te?: string;
+}
+
+beforeAll(async () => {
+  h2up = http2.createServer();
+  h2up.on('error', () => {});
+  h2up.on('stream', (stream) => {
+    stream.on('error', () => {});
+    let body = '';
+    let trailers: Record<string, unknown> = {};
+    stream.on('data', (c: Buffer) => (body += c.toString()));
+    stream.on('trailers', (t: http2.IncomingHttpHeaders) => (trailers = { ...t }));
+    stream.on('end', () => {
+      stream.respond({ ':status': 200 });
+      stream.end(JSON.stringify({ body, trailers } satisfies Echoed));
+    });
+  });
+  await new Promise<void>((r) => h2up.listen(0, '127.0.0.1', () => r()));
+  h1up = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => res.end(JSON.stringify({ body, trailers: { ...req.trailers }, te: req.headers['transfer-encoding'] } satisfies Echoed)));
+  });
+  h1up.on('error', () => {});
+  h1up.on('clientError', (_e, s) => s.destroy());
+  await new Promise<void>((r) => h1up.listen(0, '127.0.0.1', () => r()));
+  proxy = await startProxy(
+    `
+services:
+  - name: client
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: h2up
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${(h2up.address() as AddressInfo).port} }]
+  - name: h1up
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${(h1up.address() as AddressInfo).port} }]
+`,
+    { service: 'client' },
+  );
+  port = proxy.port('outbound');
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await new Promise<void>((r) => h2up.close(() => r()));
+  await new Promise<void>((r) => h1up.close(() => r()));
+});
+
+/** One HTTP/2 request whose body ends with trailers; resolves with the status and the upstream's echo. */
+function withTrailers(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body: string,
+  trailers: http2.OutgoingHttpHeaders,
+): Promise<{ status: number; echoed: Echoed }> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request(headers, { waitForTrailers: true });
+    let status = 0;
+    let text = '';
+    stream.on('wantTrailers', () => stream.sendTrailers(trailers));
+    stream.on('response', (h) => (status = Number(h[':status'])));
+    stream.on('data', (c: Buffer) => (text += c.toString()));
+    stream.on('end', () => {
+      try {
+        resolve({ status, echoed: JSON.parse(text) as Echoed });
+      } catch (err) {
+        reject(new Error(`status ${status}, body ${text}: ${String(err)}`));
+      }
+    });
+    stream.on('error', reject);
+    stream.end(body);
+  });
+}
+
+describe('request trailers from an HTTP/2 client', () => {
+  it('reach an HTTP/2 upstream as a trailing HEADERS frame (POST as is, PUT through the replay buffer)', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      for (const method of ['POST', 'PUT']) {
+        const r = await withTrailers(session, { ':method': method, ':path': '/t', ':authority': 'h2up' }, 'data', { 'x-checksum': 'abc', 'x-n': '2' });
+        expect(r.status).toBe(200);
+        expect(r.echoed.body).toBe('data');
+        expect(r.echoed.trailers).toMatchObject({ 'x-checksum': 'abc', 'x-n': '2' });
+      }
+    } finally {
+      session.close();
+    }
+  });
+
+  it('reach an HTTP/1.1 upstream in the last chunk of a chunked body', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      for (const method of ['POST', 'PUT']) {
+        const r = await withTrailers(session, { ':method': method, ':path': '/t', ':authority': 'h1up' }, 'data', { 'x-checksum': 'abc' });
+        expect(r.status).toBe(200);
+        expect(r.echoed).toMatchObject({ body: 'data', te: 'chunked', trailers: { 'x-checksum': 'abc' } });
+      }
+      // With a content-length the HTTP/1.1 body is not chunked: no place for trailers, they are dropped.
+      const r = await withTrailers(
+        session,
+        { ':method': 'POST', ':path': '/t', ':authority': 'h1up', 'content-length': '4' },
+        'data',
+        { 'x-checksum': 'abc' },
+      );
+      expect(r.status).toBe(200);
+      expect(r.echoed.body).toBe('data');
+      expect(r.echoed.trailers).toEqual({});
+    } finally {
+      session.close();
+    }
+  });
+});
