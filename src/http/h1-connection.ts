@@ -109,7 +109,7 @@ export class H1Connection implements ParserOwner, Downstream {
   /** Body writes since the socket was corked are gathered into one writev (see write()). */
   corkedBurst = false;
   /** A TLS client: its socket encrypts (or copies) a chunk it is handed before write() returns. */
-  private readonly encrypted: boolean;
+  readonly encrypted: boolean;
   /** The last body write went to an encrypting socket at once, not behind a write in flight: see lastWriteFlushed. */
   private lastWriteEncrypted = false;
   private reading = true;

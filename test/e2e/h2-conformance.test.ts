@@ -5,6 +5,7 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { h2request, request } from '../helpers/client.js';
 
 let proxy: RunningProxy;
 let port: number;
@@ -28,7 +29,7 @@ beforeAll(async () => {
     stream.on('data', (c: Buffer) => (body += c.toString()));
     stream.on('trailers', (t: http2.IncomingHttpHeaders) => (trailers = { ...t }));
     stream.on('end', () => {
-      stream.respond({ ':status': 200 });
+      stream.respond({ ':status': 200, 'x-upstream': 'h2' });
       stream.end(JSON.stringify({ body, trailers } satisfies Echoed));
     });
   });
@@ -36,6 +37,7 @@ beforeAll(async () => {
   h1up = http.createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
+    res.setHeader('x-upstream', 'h1');
     req.on('end', () => res.end(JSON.stringify({ body, trailers: { ...req.trailers }, te: req.headers['transfer-encoding'] } satisfies Echoed)));
   });
   h1up.on('error', () => {});
@@ -53,6 +55,20 @@ services:
   - name: h1up
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${(h1up.address() as AddressInfo).port} }]
+  - name: pseudo
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${(h2up.address() as AddressInfo).port} }]
+    routes:
+      - match: { prefix: /tls, headers: [{ name: ":scheme", exact: https }] }
+        to: { service: h1up }
+      - match: { prefix: /plain, headers: [{ name: ":scheme", exact: http }] }
+        to: { service: h1up }
+      - match: { prefix: /m, headers: [{ name: ":method", exact: PUT }] }
+        to: { service: h1up }
+      - match: { prefix: /p, headers: [{ name: ":path", exact: /p?x=1 }] }
+        to: { service: h1up }
+      - match: { prefix: /a, headers: [{ name: ":authority", prefix: "pseudo:" }] }
+        to: { service: h1up }
 `,
     { service: 'client' },
   );
@@ -126,6 +142,40 @@ describe('request trailers from an HTTP/2 client', () => {
       expect(r.status).toBe(200);
       expect(r.echoed.body).toBe('data');
       expect(r.echoed.trailers).toEqual({});
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('pseudo-header route matchers', () => {
+  it(':scheme, :method, :path and :authority match for HTTP/2 and HTTP/1.1 requests alike', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      const h2 = async (path: string, extra: http2.OutgoingHttpHeaders = {}): Promise<unknown> =>
+        (await h2request(session, { ':path': path, ':authority': 'pseudo', ...extra })).headers['x-upstream'];
+      const h1 = async (path: string, opts: { method?: string; host?: string } = {}): Promise<unknown> =>
+        (await request(port, { host: opts.host ?? 'pseudo', path, method: opts.method ?? 'GET' })).headers['x-upstream'];
+      // HTTP/2: the client's :scheme (a client may say https over cleartext to a proxy).
+      expect(await h2('/tls', { ':scheme': 'https' })).toBe('h1');
+      expect(await h2('/tls')).toBe('h2');
+      expect(await h2('/plain')).toBe('h1');
+      // HTTP/1.1 over cleartext: http.
+      expect(await h1('/plain')).toBe('h1');
+      expect(await h1('/tls')).toBe('h2');
+      expect(await h2('/m', { ':method': 'PUT' })).toBe('h1');
+      expect(await h2('/m')).toBe('h2');
+      expect(await h1('/m', { method: 'PUT' })).toBe('h1');
+      expect(await h1('/m')).toBe('h2');
+      expect(await h2('/p?x=1')).toBe('h1');
+      expect(await h2('/p?x=2')).toBe('h2');
+      expect(await h1('/p?x=1')).toBe('h1');
+      expect(await h1('/p?x=2')).toBe('h2');
+      expect(await h2('/a', { ':authority': 'pseudo:8080' })).toBe('h1');
+      expect(await h2('/a')).toBe('h2');
+      expect(await h1('/a', { host: 'pseudo:8080' })).toBe('h1');
+      expect(await h1('/a')).toBe('h2');
     } finally {
       session.close();
     }
