@@ -995,7 +995,14 @@ function removeStream(s: H2Session, stream: H2Stream): void {
 }
 
 function closeIfDone(s: H2Session, stream: H2Stream): void {
-  if (stream.localDone && stream.remoteEnded && !stream.closed) removeStream(s, stream);
+  if (!stream.localDone || stream.closed) return;
+  if (stream.remoteEnded) removeStream(s, stream);
+  else if (s.isServer) {
+    // Our response is complete, the request is not: RST_STREAM NO_ERROR after our END_STREAM asks the client
+    // to stop sending (RFC 9113 §8.1, as Envoy and nghttp2 do); what it sent meanwhile is ignored as closed.
+    appendRst(s, stream.id, H2Error.NO_ERROR, false);
+    removeStream(s, stream);
+  }
 }
 
 /** A stream error we raise (RFC 9113 §5.4.2): RST_STREAM to the peer, onReset to the owner. */

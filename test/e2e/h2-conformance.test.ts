@@ -6,12 +6,17 @@ import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { h2request, request } from '../helpers/client.js';
+import { ERR, F, FrameReader, T, frame, headerBlock, headersFrames, requestBlock, startRawH2Server, sleep, type Frame, type RawH2Server, RawH2Client } from '../abuse/util.js';
 
 let proxy: RunningProxy;
 let port: number;
 /** Echoes what it received: body, trailers, transfer-encoding. */
 let h2up: http2.Http2Server;
 let h1up: http.Server;
+/** Answers every request at once, without reading its body. */
+let early: http2.Http2Server;
+/** Answers a request whose body is still coming with a complete response, then RST_STREAM NO_ERROR (RFC 9113 §8.1). */
+let rstAfter: RawH2Server;
 
 interface Echoed {
   body: string;
@@ -43,6 +48,19 @@ beforeAll(async () => {
   h1up.on('error', () => {});
   h1up.on('clientError', (_e, s) => s.destroy());
   await new Promise<void>((r) => h1up.listen(0, '127.0.0.1', () => r()));
+  early = http2.createServer();
+  early.on('error', () => {});
+  early.on('stream', (stream) => {
+    stream.on('error', () => {});
+    stream.respond({ ':status': 200 });
+    stream.end('early');
+  });
+  await new Promise<void>((r) => early.listen(0, '127.0.0.1', () => r()));
+  rstAfter = await startRawH2Server((socket, f) => {
+    if (f.type !== T.HEADERS) return;
+    const head = headersFrames(f.stream, headerBlock([[':status', '200']]), false);
+    socket.write(Buffer.concat([head, frame(T.DATA, F.END_STREAM, f.stream, Buffer.from('complete')), frame(T.RST_STREAM, 0, f.stream, Buffer.alloc(4))]));
+  });
   proxy = await startProxy(
     `
 services:
@@ -55,6 +73,12 @@ services:
   - name: h1up
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${(h1up.address() as AddressInfo).port} }]
+  - name: early
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${(early.address() as AddressInfo).port} }]
+  - name: rstafter
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${rstAfter.port} }]
   - name: pseudo
     ports: [{ port: 8080, protocol: http2 }]
     endpoints: [{ address: 127.0.0.1, port: ${(h2up.address() as AddressInfo).port} }]
@@ -79,6 +103,8 @@ afterAll(async () => {
   await proxy.close();
   await new Promise<void>((r) => h2up.close(() => r()));
   await new Promise<void>((r) => h1up.close(() => r()));
+  await new Promise<void>((r) => early.close(() => r()));
+  await rstAfter.close();
 });
 
 /** One HTTP/2 request whose body ends with trailers; resolves with the status and the upstream's echo. */
@@ -176,6 +202,74 @@ describe('pseudo-header route matchers', () => {
       expect(await h2('/a')).toBe('h2');
       expect(await h1('/a', { host: 'pseudo:8080' })).toBe('h1');
       expect(await h1('/a')).toBe('h2');
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('a response complete while the request body is still coming', () => {
+  it('the client gets RST_STREAM NO_ERROR after the response\'s END_STREAM; body frames racing it are ignored', async () => {
+    const c = new RawH2Client(port);
+    const seen: Frame[] = [];
+    const reader = new FrameReader((f) => seen.push(f), 0);
+    c.socket.on('data', (d: Buffer) => reader.push(d));
+    try {
+      await c.ready;
+      // Stream 1: an upstream that answers at once; stream 3: a local reply (404 no_route).
+      await c.write(headersFrames(1, requestBlock('early', '/', 'POST'), false));
+      await c.write(frame(T.DATA, 0, 1, Buffer.alloc(100)));
+      await c.write(headersFrames(3, requestBlock('unknown', '/', 'POST'), false));
+      for (let i = 0; i < 200 && c.resets.size < 2; i++) await sleep(10);
+      for (const id of [1, 3]) {
+        const frames = seen.filter((f) => f.stream === id);
+        const endAt = frames.findIndex((f) => (f.type === T.DATA || f.type === T.HEADERS) && (f.flags & F.END_STREAM) !== 0);
+        const rstAt = frames.findIndex((f) => f.type === T.RST_STREAM);
+        expect(endAt, `stream ${id}: the response ends`).toBeGreaterThanOrEqual(0);
+        expect(rstAt, `stream ${id}: RST_STREAM after END_STREAM`).toBe(endAt + 1);
+        expect(c.resets.get(id)).toBe(ERR.NO_ERROR);
+      }
+      // The client's frames sent before it saw the reset: ignored, the connection serves on.
+      await c.write(Buffer.concat([frame(T.DATA, 0, 1, Buffer.alloc(100)), frame(T.DATA, F.END_STREAM, 3, Buffer.alloc(10))]));
+      await c.write(headersFrames(5, requestBlock('h2up', '/after'), true));
+      for (let i = 0; i < 200 && !c.responses.has(5); i++) await sleep(10);
+      expect(c.responses.has(5)).toBe(true);
+      expect(c.statusByte.get(5)).toBe(0x88); // :status 200
+      expect(c.goaway).toBeNull();
+    } finally {
+      c.destroy();
+    }
+  });
+
+  it('an upstream that answers whole, then sends RST_STREAM NO_ERROR: the client gets the whole response', async () => {
+    // HTTP/1.1 client: the body's first chunk goes, the rest only after the response arrived.
+    const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/', headers: { host: 'rstafter' }, agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+        res.on('error', reject);
+        req.end('rest');
+      });
+      req.on('error', reject);
+      req.write('first');
+    });
+    expect(r).toEqual({ status: 200, body: 'complete' });
+    // HTTP/2 client, same upstream.
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': '/', ':authority': 'rstafter' });
+        let status = 0;
+        let body = '';
+        stream.on('response', (h) => (status = Number(h[':status'])));
+        stream.on('data', (d: Buffer) => (body += d.toString()));
+        stream.on('end', () => resolve({ status, body }));
+        stream.on('error', reject);
+        stream.write('first');
+      });
+      expect(reply).toEqual({ status: 200, body: 'complete' });
     } finally {
       session.close();
     }
