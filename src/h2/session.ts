@@ -341,6 +341,9 @@ export class H2Session {
   streamsOpened = 0;
 
   // --- lifecycle
+  /** The last CLOSED_MEMORY streams closed after the peer's END_STREAM (id) or RST_STREAM (-id); see closedHow. */
+  closedIds: Int32Array | null = null;
+  closedNext = 0;
   dead = false;
   goawaySent = false;
   goawayRecv = false;
@@ -988,10 +991,45 @@ function markClosed(stream: H2Stream): void {
 
 function removeStream(s: H2Session, stream: H2Stream): void {
   if (stream.closed && !s.streams.has(stream.id)) return;
+  if (stream.remoteEnded) rememberClosed(s, stream.id);
   markClosed(stream);
   if (s.streams.delete(stream.id) && (stream.id & 1) === (s.isServer ? 1 : 0)) s.peerActive--;
   if (s.lastDataStream === stream) s.lastDataStream = null;
   maybeFinish(s);
+}
+
+/**
+ * RFC 9113 §5.1: DATA or HEADERS on a closed stream is an error when the peer had ended it (END_STREAM: a
+ * connection error; its own RST_STREAM: a stream error), but frames racing a reset of ours must be ignored. Like
+ * nghttp2 we remember only a few recent closes, the ones where the peer had ended its side; a stream not
+ * remembered is ignored (it may be one we reset, refused or answered early: the peer may not know yet).
+ */
+const CLOSED_MEMORY = 16;
+const CLOSED_UNKNOWN = 0;
+const CLOSED_BY_END = 1;
+const CLOSED_BY_PEER_RESET = 2;
+
+function rememberClosed(s: H2Session, signedId: number): void {
+  const ids = (s.closedIds ??= new Int32Array(CLOSED_MEMORY));
+  ids[s.closedNext] = signedId;
+  s.closedNext = (s.closedNext + 1) % CLOSED_MEMORY;
+}
+
+function closedHow(s: H2Session, id: number): number {
+  const ids = s.closedIds;
+  if (ids === null) return CLOSED_UNKNOWN;
+  for (let i = 0; i < CLOSED_MEMORY; i++) {
+    if (ids[i] === id) return CLOSED_BY_END;
+    if (ids[i] === -id) return CLOSED_BY_PEER_RESET;
+  }
+  return CLOSED_UNKNOWN;
+}
+
+/** DATA or HEADERS on stream `id`, closed and not idle: an error if the peer had ended it, else ignored. */
+function onClosedStream(s: H2Session, id: number, what: string): void {
+  const how = closedHow(s, id);
+  if (how === CLOSED_BY_END) connError(s, H2Error.STREAM_CLOSED, `${what} on stream ${id} after its END_STREAM`);
+  else if (how === CLOSED_BY_PEER_RESET) appendRst(s, id, H2Error.STREAM_CLOSED, true);
 }
 
 function closeIfDone(s: H2Session, stream: H2Stream): void {
@@ -1221,7 +1259,7 @@ function onDataFrame(s: H2Session, buf: Buffer, p: number, flen: number, flags: 
   const stream = s.streams.get(id);
   if (stream === undefined) {
     if (isIdle(s, id)) connError(s, H2Error.PROTOCOL_ERROR, 'DATA on an idle stream');
-    // Closed (reset by us, or answered): the peer may not know yet; ignored.
+    else onClosedStream(s, id, 'DATA');
     return;
   }
   if (stream.remoteEnded) return streamError(s, stream, H2Error.STREAM_CLOSED, 'DATA after END_STREAM');
@@ -1342,8 +1380,8 @@ function onHeaderBlock(s: H2Session, id: number, buf: Buffer, start: number, end
       if ((id & 1) === 0) return connError(s, H2Error.PROTOCOL_ERROR, `HEADERS on server stream ${id} (push is disabled)`);
       if (id >= s.nextStreamId) return connError(s, H2Error.PROTOCOL_ERROR, `HEADERS on stream ${id} that we never opened`);
     }
-    // A closed stream (reset by us, refused, or answered): keep HPACK in sync, ignore the head.
-    decodeBlock(s, buf, start, end, new DecodedHead());
+    // A closed stream: keep HPACK in sync; ignored unless the peer had ended it.
+    if (decodeBlock(s, buf, start, end, new DecodedHead()) >= 0) onClosedStream(s, id, 'HEADERS');
     return;
   }
   const head = new DecodedHead();
@@ -1455,6 +1493,7 @@ function onRstStream(s: H2Session, buf: Buffer, p: number, flen: number, id: num
   }
   const code = buf.readUInt32BE(p);
   const premature = s.isServer && s.lastActivityMs - stream.openedAtMs < PREMATURE_RESET_MS;
+  if (!stream.remoteEnded) rememberClosed(s, -id);
   removeStream(s, stream);
   if (stream.owner !== null) stream.owner.onReset(stream, code, `the peer reset the stream (${h2ErrorName(code)})`);
   if (premature) prematureReset(s, 'too many streams reset soon after they were opened (rapid reset)');

@@ -17,6 +17,9 @@ let h1up: http.Server;
 let early: http2.Http2Server;
 /** Answers a request whose body is still coming with a complete response, then RST_STREAM NO_ERROR (RFC 9113 §8.1). */
 let rstAfter: RawH2Server;
+/** Answers whole, then sends DATA on the ended stream; records the GOAWAY codes it gets. */
+let lateData: RawH2Server;
+const lateDataGoaways: number[] = [];
 
 interface Echoed {
   body: string;
@@ -61,6 +64,13 @@ beforeAll(async () => {
     const head = headersFrames(f.stream, headerBlock([[':status', '200']]), false);
     socket.write(Buffer.concat([head, frame(T.DATA, F.END_STREAM, f.stream, Buffer.from('complete')), frame(T.RST_STREAM, 0, f.stream, Buffer.alloc(4))]));
   });
+  lateData = await startRawH2Server((socket, f) => {
+    if (f.type === T.GOAWAY) lateDataGoaways.push(f.payload.readUInt32BE(4));
+    if (f.type !== T.HEADERS) return;
+    const head = headersFrames(f.stream, headerBlock([[':status', '200']]), false);
+    socket.write(Buffer.concat([head, frame(T.DATA, F.END_STREAM, f.stream, Buffer.from('whole'))]));
+    setTimeout(() => socket.write(frame(T.DATA, 0, f.stream, Buffer.from('late'))), 50);
+  });
   proxy = await startProxy(
     `
 services:
@@ -79,6 +89,9 @@ services:
   - name: rstafter
     ports: [{ port: 8080, protocol: http2 }]
     endpoints: [{ address: 127.0.0.1, port: ${rstAfter.port} }]
+  - name: latedata
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${lateData.port} }]
   - name: pseudo
     ports: [{ port: 8080, protocol: http2 }]
     endpoints: [{ address: 127.0.0.1, port: ${(h2up.address() as AddressInfo).port} }]
@@ -105,6 +118,7 @@ afterAll(async () => {
   await new Promise<void>((r) => h1up.close(() => r()));
   await new Promise<void>((r) => early.close(() => r()));
   await rstAfter.close();
+  await lateData.close();
 });
 
 /** One HTTP/2 request whose body ends with trailers; resolves with the status and the upstream's echo. */
@@ -273,5 +287,60 @@ describe('a response complete while the request body is still coming', () => {
     } finally {
       session.close();
     }
+  });
+});
+
+describe('frames on closed streams (RFC 9113 §5.1)', () => {
+  /** A connection with one GET on stream 1 answered whole (both sides ended, the stream closed). */
+  async function afterCompleteGet(): Promise<RawH2Client> {
+    const c = new RawH2Client(port);
+    await c.ready;
+    await c.write(headersFrames(1, requestBlock('h2up', '/done'), true));
+    for (let i = 0; i < 200 && c.dataBytes === 0; i++) await sleep(10);
+    expect(c.responses.has(1)).toBe(true);
+    return c;
+  }
+
+  it('DATA or HEADERS after the client\'s own END_STREAM is a connection error STREAM_CLOSED', async () => {
+    for (const late of [frame(T.DATA, 0, 1, Buffer.from('late')), headersFrames(1, headerBlock([['x-late', '1']]), true)]) {
+      const c = await afterCompleteGet();
+      try {
+        await c.write(late);
+        expect(await c.refused(3000)).toBe(true);
+        expect(c.goaway?.code).toBe(5); // STREAM_CLOSED
+      } finally {
+        c.destroy();
+      }
+    }
+  });
+
+  it('DATA after the client\'s own RST_STREAM gets RST_STREAM STREAM_CLOSED; the connection serves on', async () => {
+    const c = new RawH2Client(port);
+    try {
+      await c.ready;
+      // An upload the upstream holds until its end, cancelled by the client, then DATA on it.
+      await c.write(headersFrames(1, requestBlock('h2up', '/held', 'POST'), false));
+      await sleep(50);
+      await c.write(frame(T.RST_STREAM, 0, 1, Buffer.from([0, 0, 0, ERR.CANCEL])));
+      await c.write(frame(T.DATA, 0, 1, Buffer.from('late')));
+      for (let i = 0; i < 200 && !c.resets.has(1); i++) await sleep(10);
+      expect(c.resets.get(1)).toBe(5); // STREAM_CLOSED
+      await c.write(headersFrames(3, requestBlock('h2up', '/after'), true));
+      for (let i = 0; i < 200 && !c.responses.has(3); i++) await sleep(10);
+      expect(c.statusByte.get(3)).toBe(0x88);
+      expect(c.goaway).toBeNull();
+    } finally {
+      c.destroy();
+    }
+  });
+});
+
+describe('frames on closed streams, upstream side', () => {
+  it('an upstream that sends DATA after its END_STREAM: the response went out whole, the connection ends with STREAM_CLOSED', async () => {
+    const r = await request(port, { host: 'latedata', path: '/' });
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('whole');
+    for (let i = 0; i < 200 && lateDataGoaways.length === 0; i++) await sleep(10);
+    expect(lateDataGoaways).toEqual([5]); // STREAM_CLOSED
   });
 });
