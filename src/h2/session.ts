@@ -81,6 +81,8 @@ export interface H2SessionOptions {
   initialWindowSize?: number;
   /** Connection receive window, default 1 MiB (sent as WINDOW_UPDATE on stream 0). */
   connectionWindowSize?: number;
+  /** How long the peer has to ACK our SETTINGS before GOAWAY SETTINGS_TIMEOUT (RFC 9113 §6.5.3); default 10 s, 0 = no bound. */
+  settingsTimeoutMs?: number;
 }
 
 export interface H2SessionOwner {
@@ -137,6 +139,11 @@ const STREAM_QUEUE_LIMIT = 65_536;
 const STREAM_QUEUE_MAX = 1 << 20;
 /** After a connection error GOAWAY or a graceful end, how long the peer gets to close before we destroy. */
 const END_GRACE_MS = 1_000;
+/**
+ * A peer that never ACKs our SETTINGS may never apply them (our window, header list size, stream limit): the
+ * connection ends with SETTINGS_TIMEOUT after this long (RFC 9113 §6.5.3; nghttpx, Envoy/oghttp2 likewise).
+ */
+const SETTINGS_TIMEOUT_MS = 10_000;
 /** Client stream ids end at 2^31-1. */
 const MAX_STREAM_ID = 0x7fffffff;
 
@@ -355,6 +362,8 @@ export class H2Session {
   error: Error | null = null;
   closeReported = false;
   endTimer: NodeJS.Timeout | null = null;
+  /** Running until the peer ACKs our SETTINGS. */
+  settingsTimer: NodeJS.Timeout | null = null;
   lastActivityMs: number;
 
   // --- read state
@@ -444,6 +453,11 @@ export class H2Session {
     if (typeof sock.setNoDelay === 'function') sock.setNoDelay(true);
     sock.resume();
     writeOpening(this);
+    const settingsMs = options.settingsTimeoutMs ?? SETTINGS_TIMEOUT_MS;
+    if (settingsMs > 0) {
+      this.settingsTimer = setTimeout(onSettingsTimeout, settingsMs, this, settingsMs);
+      this.settingsTimer.unref();
+    }
   }
 
   /** Client role: opens a stream; throws if the session cannot (callers check canOpen first). */
@@ -600,6 +614,11 @@ function onSocketFinish(this: SessionSocket): void {
   if (this.readableEnded || (!s.isServer && s.sentGoawayCode < 0)) this.destroy();
 }
 
+function onSettingsTimeout(s: H2Session, ms: number): void {
+  s.settingsTimer = null;
+  connError(s, H2Error.SETTINGS_TIMEOUT, `the peer did not acknowledge our SETTINGS within ${ms} ms`);
+}
+
 function forceDestroy(s: H2Session): void {
   s.endTimer = null;
   s.socket.destroy();
@@ -630,6 +649,10 @@ function connError(s: H2Session, code: number, why: string): void {
 function terminate(s: H2Session, streamCode: number, why: string): void {
   if (s.dead) return;
   s.dead = true;
+  if (s.settingsTimer !== null) {
+    clearTimeout(s.settingsTimer);
+    s.settingsTimer = null;
+  }
   s.hdrBuf = null;
   s.carry = null;
   if (s.streams.size > 0) {
@@ -1503,6 +1526,10 @@ function onSettings(s: H2Session, buf: Buffer, p: number, flen: number, flags: n
   if (id !== 0) return connError(s, H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
   if ((flags & Flag.ACK) !== 0) {
     if (flen !== 0) return connError(s, H2Error.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+    if (s.settingsTimer !== null) {
+      clearTimeout(s.settingsTimer);
+      s.settingsTimer = null;
+    }
     s.streamRecvInitial = s.localWindow; // the peer applies our window from now on
     return;
   }
