@@ -472,7 +472,10 @@ export class Http2Pool implements ConnectionPool {
     const session = new Session(this, socket);
     this.sessions.push(session);
     const connectTimeoutMs = this.options.connectTimeoutMs;
-    if (connectTimeoutMs > 0) session.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, session, connectTimeoutMs);
+    if (connectTimeoutMs > 0) {
+      session.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, session, connectTimeoutMs);
+      session.connectTimer.unref();
+    }
     session.idleTimer = setInterval(checkIdle, IDLE_CHECK_MS, session);
     session.idleTimer.unref();
     // As Node's http2 sessions were: a pooled connection does not keep the process alive.
