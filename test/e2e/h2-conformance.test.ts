@@ -188,6 +188,27 @@ describe('request trailers from an HTTP/2 client', () => {
   });
 });
 
+describe('request trailers from an HTTP/1.1 client (chunked body)', () => {
+  it('reach an HTTP/2 upstream as trailers and an HTTP/1.1 upstream in the last chunk', async () => {
+    for (const host of ['h2up', 'h1up']) {
+      const echoed = await new Promise<Echoed>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/t', headers: { host, 'transfer-encoding': 'chunked', trailer: 'x-checksum' }, agent: false }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve(JSON.parse(text) as Echoed));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.write('data');
+        req.addTrailers({ 'x-checksum': 'abc' });
+        req.end();
+      });
+      expect(echoed.body, host).toBe('data');
+      expect(echoed.trailers, host).toMatchObject({ 'x-checksum': 'abc' });
+    }
+  });
+});
+
 describe('pseudo-header route matchers', () => {
   it(':scheme, :method, :path and :authority match for HTTP/2 and HTTP/1.1 requests alike', async () => {
     const session = http2.connect(`http://127.0.0.1:${port}`);
