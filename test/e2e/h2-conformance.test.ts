@@ -5,6 +5,7 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { echoClient, grpc, startEchoServerWith, type EchoServer } from '../helpers/grpc.js';
 import { h2request, request } from '../helpers/client.js';
 import { ERR, F, FrameReader, T, frame, headerBlock, headersFrames, requestBlock, startRawH2Server, sleep, type Frame, type RawH2Server, RawH2Client } from '../abuse/util.js';
 
@@ -19,6 +20,8 @@ let early: http2.Http2Server;
 let rstAfter: RawH2Server;
 /** Answers whole, then sends DATA on the ended stream; records the GOAWAY codes it gets. */
 let lateData: RawH2Server;
+/** gRPC Chat that answers the first message and ends the call with OK, while the client still streams. */
+let earlyGrpc: EchoServer;
 const lateDataGoaways: number[] = [];
 
 interface Echoed {
@@ -37,6 +40,7 @@ beforeAll(async () => {
     stream.on('data', (c: Buffer) => (body += c.toString()));
     stream.on('trailers', (t: http2.IncomingHttpHeaders) => (trailers = { ...t }));
     stream.on('end', () => {
+      if (stream.destroyed) return; // cancelled by the proxy (its client reset the stream)
       stream.respond({ ':status': 200, 'x-upstream': 'h2' });
       stream.end(JSON.stringify({ body, trailers } satisfies Echoed));
     });
@@ -71,6 +75,17 @@ beforeAll(async () => {
     socket.write(Buffer.concat([head, frame(T.DATA, F.END_STREAM, f.stream, Buffer.from('whole'))]));
     setTimeout(() => socket.write(frame(T.DATA, 0, f.stream, Buffer.from('late'))), 50);
   });
+  earlyGrpc = await startEchoServerWith({
+    Chat(call: { on(e: string, f: (m: { text: string }) => void): void; write(m: { text: string }): void; end(): void }) {
+      let first = true;
+      call.on('data', (m) => {
+        if (!first) return;
+        first = false;
+        call.write({ text: `done:${m.text}` });
+        call.end();
+      });
+    },
+  });
   proxy = await startProxy(
     `
 services:
@@ -92,6 +107,9 @@ services:
   - name: latedata
     ports: [{ port: 8080, protocol: http2 }]
     endpoints: [{ address: 127.0.0.1, port: ${lateData.port} }]
+  - name: earlygrpc
+    ports: [{ port: 50051, protocol: grpc }]
+    endpoints: [{ address: 127.0.0.1, port: ${earlyGrpc.port} }]
   - name: pseudo
     ports: [{ port: 8080, protocol: http2 }]
     endpoints: [{ address: 127.0.0.1, port: ${(h2up.address() as AddressInfo).port} }]
@@ -113,12 +131,16 @@ services:
 });
 
 afterAll(async () => {
+  // grpc-js's tryShutdown first: a session the proxy's close destroys before grpc-js saw its 'close' would never
+  // call its callback (Node's session.close() on a destroyed session does nothing).
+  const grpcClosed = earlyGrpc.close();
   await proxy.close();
   await new Promise<void>((r) => h2up.close(() => r()));
   await new Promise<void>((r) => h1up.close(() => r()));
   await new Promise<void>((r) => early.close(() => r()));
   await rstAfter.close();
   await lateData.close();
+  await grpcClosed;
 });
 
 /** One HTTP/2 request whose body ends with trailers; resolves with the status and the upstream's echo. */
@@ -307,6 +329,31 @@ describe('a response complete while the request body is still coming', () => {
       expect(reply).toEqual({ status: 200, body: 'complete' });
     } finally {
       session.close();
+    }
+  });
+});
+
+describe('a gRPC call the server ends while the client still streams', () => {
+  it('the client gets the messages and status OK (the RST_STREAM NO_ERROR that follows is no error); the channel serves on', async () => {
+    const client = echoClient(port, 'earlygrpc:50051');
+    try {
+      for (let round = 0; round < 2; round++) {
+        const call = client.Chat();
+        const got: string[] = [];
+        const status = await new Promise<{ code: number; details: string }>((resolve, reject) => {
+          call.on('data', (m: { text: string }) => got.push(m.text));
+          call.on('status', resolve);
+          call.on('error', reject);
+          call.write({ text: 'a' });
+          // The client goes on writing after the server's status: those messages are refused by the reset, quietly.
+          const timer = setInterval(() => call.write({ text: 'more' }), 5);
+          call.on('status', () => clearInterval(timer));
+        });
+        expect(status.code).toBe(grpc.status.OK);
+        expect(got).toEqual(['done:a']);
+      }
+    } finally {
+      client.close();
     }
   });
 });
