@@ -53,9 +53,9 @@ export class RecordHeaderSource implements HeaderSource {
 const shared = new RecordHeaderSource();
 
 /**
- * A HeaderSource over `obj` (and the request's `authority` and `scheme`, see RecordHeaderSource) without allocating: returns
- * one shared instance re-pointed at `obj`. Valid only until the next call, so use it synchronously (match, then
- * drop); hold your own RecordHeaderSource otherwise.
+ * A HeaderSource over `obj` (and the request's `authority` and `scheme`, see RecordHeaderSource) without
+ * allocating: returns one shared instance re-pointed at `obj`. Valid only until the next call, so use it
+ * synchronously (match, then drop); hold your own RecordHeaderSource otherwise.
  */
 export function headerSourceOf(obj: Record<string, string | string[] | undefined>, authority = '', scheme = ''): HeaderSource {
   return shared.reset(obj, authority, scheme);
