@@ -81,6 +81,8 @@ export interface H2SessionOptions {
   initialWindowSize?: number;
   /** Connection receive window, default 1 MiB (sent as WINDOW_UPDATE on stream 0). */
   connectionWindowSize?: number;
+  /** How long the peer has to ACK our SETTINGS before GOAWAY SETTINGS_TIMEOUT (RFC 9113 §6.5.3); default 10 s, 0 = no bound. */
+  settingsTimeoutMs?: number;
 }
 
 export interface H2SessionOwner {
@@ -137,6 +139,11 @@ const STREAM_QUEUE_LIMIT = 65_536;
 const STREAM_QUEUE_MAX = 1 << 20;
 /** After a connection error GOAWAY or a graceful end, how long the peer gets to close before we destroy. */
 const END_GRACE_MS = 1_000;
+/**
+ * A peer that never ACKs our SETTINGS may never apply them (our window, header list size, stream limit): the
+ * connection ends with SETTINGS_TIMEOUT after this long (RFC 9113 §6.5.3; nghttpx, Envoy/oghttp2 likewise).
+ */
+const SETTINGS_TIMEOUT_MS = 10_000;
 /** Client stream ids end at 2^31-1. */
 const MAX_STREAM_ID = 0x7fffffff;
 
@@ -341,6 +348,9 @@ export class H2Session {
   streamsOpened = 0;
 
   // --- lifecycle
+  /** The last CLOSED_MEMORY streams closed after the peer's END_STREAM (id) or RST_STREAM (-id); see closedHow. */
+  closedIds: Int32Array | null = null;
+  closedNext = 0;
   dead = false;
   goawaySent = false;
   goawayRecv = false;
@@ -352,6 +362,8 @@ export class H2Session {
   error: Error | null = null;
   closeReported = false;
   endTimer: NodeJS.Timeout | null = null;
+  /** Running until the peer ACKs our SETTINGS. */
+  settingsTimer: NodeJS.Timeout | null = null;
   lastActivityMs: number;
 
   // --- read state
@@ -441,6 +453,11 @@ export class H2Session {
     if (typeof sock.setNoDelay === 'function') sock.setNoDelay(true);
     sock.resume();
     writeOpening(this);
+    const settingsMs = options.settingsTimeoutMs ?? SETTINGS_TIMEOUT_MS;
+    if (settingsMs > 0) {
+      this.settingsTimer = setTimeout(onSettingsTimeout, settingsMs, this, settingsMs);
+      this.settingsTimer.unref();
+    }
   }
 
   /** Client role: opens a stream; throws if the session cannot (callers check canOpen first). */
@@ -597,6 +614,11 @@ function onSocketFinish(this: SessionSocket): void {
   if (this.readableEnded || (!s.isServer && s.sentGoawayCode < 0)) this.destroy();
 }
 
+function onSettingsTimeout(s: H2Session, ms: number): void {
+  s.settingsTimer = null;
+  connError(s, H2Error.SETTINGS_TIMEOUT, `the peer did not acknowledge our SETTINGS within ${ms} ms`);
+}
+
 function forceDestroy(s: H2Session): void {
   s.endTimer = null;
   s.socket.destroy();
@@ -627,6 +649,10 @@ function connError(s: H2Session, code: number, why: string): void {
 function terminate(s: H2Session, streamCode: number, why: string): void {
   if (s.dead) return;
   s.dead = true;
+  if (s.settingsTimer !== null) {
+    clearTimeout(s.settingsTimer);
+    s.settingsTimer = null;
+  }
   s.hdrBuf = null;
   s.carry = null;
   if (s.streams.size > 0) {
@@ -988,14 +1014,56 @@ function markClosed(stream: H2Stream): void {
 
 function removeStream(s: H2Session, stream: H2Stream): void {
   if (stream.closed && !s.streams.has(stream.id)) return;
+  if (stream.remoteEnded) rememberClosed(s, stream.id);
   markClosed(stream);
   if (s.streams.delete(stream.id) && (stream.id & 1) === (s.isServer ? 1 : 0)) s.peerActive--;
   if (s.lastDataStream === stream) s.lastDataStream = null;
   maybeFinish(s);
 }
 
+/**
+ * RFC 9113 §5.1: DATA or HEADERS on a closed stream is an error when the peer had ended it (END_STREAM: a
+ * connection error; its own RST_STREAM: a stream error), but frames racing a reset of ours must be ignored. Like
+ * nghttp2 we remember only a few recent closes, the ones where the peer had ended its side; a stream not
+ * remembered is ignored (it may be one we reset, refused or answered early: the peer may not know yet).
+ */
+const CLOSED_MEMORY = 16;
+const CLOSED_UNKNOWN = 0;
+const CLOSED_BY_END = 1;
+const CLOSED_BY_PEER_RESET = 2;
+
+function rememberClosed(s: H2Session, signedId: number): void {
+  const ids = (s.closedIds ??= new Int32Array(CLOSED_MEMORY));
+  ids[s.closedNext] = signedId;
+  s.closedNext = (s.closedNext + 1) % CLOSED_MEMORY;
+}
+
+function closedHow(s: H2Session, id: number): number {
+  const ids = s.closedIds;
+  if (ids === null) return CLOSED_UNKNOWN;
+  for (let i = 0; i < CLOSED_MEMORY; i++) {
+    if (ids[i] === id) return CLOSED_BY_END;
+    if (ids[i] === -id) return CLOSED_BY_PEER_RESET;
+  }
+  return CLOSED_UNKNOWN;
+}
+
+/** DATA or HEADERS on stream `id`, closed and not idle: an error if the peer had ended it, else ignored. */
+function onClosedStream(s: H2Session, id: number, what: string): void {
+  const how = closedHow(s, id);
+  if (how === CLOSED_BY_END) connError(s, H2Error.STREAM_CLOSED, `${what} on stream ${id} after its END_STREAM`);
+  else if (how === CLOSED_BY_PEER_RESET) appendRst(s, id, H2Error.STREAM_CLOSED, true);
+}
+
 function closeIfDone(s: H2Session, stream: H2Stream): void {
-  if (stream.localDone && stream.remoteEnded && !stream.closed) removeStream(s, stream);
+  if (!stream.localDone || stream.closed) return;
+  if (stream.remoteEnded) removeStream(s, stream);
+  else if (s.isServer) {
+    // Our response is complete, the request is not: RST_STREAM NO_ERROR after our END_STREAM asks the client
+    // to stop sending (RFC 9113 §8.1, as Envoy and nghttp2 do); what it sent meanwhile is ignored as closed.
+    appendRst(s, stream.id, H2Error.NO_ERROR, false);
+    removeStream(s, stream);
+  }
 }
 
 /** A stream error we raise (RFC 9113 §5.4.2): RST_STREAM to the peer, onReset to the owner. */
@@ -1214,7 +1282,7 @@ function onDataFrame(s: H2Session, buf: Buffer, p: number, flen: number, flags: 
   const stream = s.streams.get(id);
   if (stream === undefined) {
     if (isIdle(s, id)) connError(s, H2Error.PROTOCOL_ERROR, 'DATA on an idle stream');
-    // Closed (reset by us, or answered): the peer may not know yet; ignored.
+    else onClosedStream(s, id, 'DATA');
     return;
   }
   if (stream.remoteEnded) return streamError(s, stream, H2Error.STREAM_CLOSED, 'DATA after END_STREAM');
@@ -1335,8 +1403,8 @@ function onHeaderBlock(s: H2Session, id: number, buf: Buffer, start: number, end
       if ((id & 1) === 0) return connError(s, H2Error.PROTOCOL_ERROR, `HEADERS on server stream ${id} (push is disabled)`);
       if (id >= s.nextStreamId) return connError(s, H2Error.PROTOCOL_ERROR, `HEADERS on stream ${id} that we never opened`);
     }
-    // A closed stream (reset by us, refused, or answered): keep HPACK in sync, ignore the head.
-    decodeBlock(s, buf, start, end, new DecodedHead());
+    // A closed stream: keep HPACK in sync; ignored unless the peer had ended it.
+    if (decodeBlock(s, buf, start, end, new DecodedHead()) >= 0) onClosedStream(s, id, 'HEADERS');
     return;
   }
   const head = new DecodedHead();
@@ -1448,6 +1516,7 @@ function onRstStream(s: H2Session, buf: Buffer, p: number, flen: number, id: num
   }
   const code = buf.readUInt32BE(p);
   const premature = s.isServer && s.lastActivityMs - stream.openedAtMs < PREMATURE_RESET_MS;
+  if (!stream.remoteEnded) rememberClosed(s, -id);
   removeStream(s, stream);
   if (stream.owner !== null) stream.owner.onReset(stream, code, `the peer reset the stream (${h2ErrorName(code)})`);
   if (premature) prematureReset(s, 'too many streams reset soon after they were opened (rapid reset)');
@@ -1457,6 +1526,10 @@ function onSettings(s: H2Session, buf: Buffer, p: number, flen: number, flags: n
   if (id !== 0) return connError(s, H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
   if ((flags & Flag.ACK) !== 0) {
     if (flen !== 0) return connError(s, H2Error.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+    if (s.settingsTimer !== null) {
+      clearTimeout(s.settingsTimer);
+      s.settingsTimer = null;
+    }
     s.streamRecvInitial = s.localWindow; // the peer applies our window from now on
     return;
   }

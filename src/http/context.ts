@@ -40,14 +40,14 @@ export class RouteTable {
    * the dialed ADDR:PORT, exact domains only: an app that dials a service's address with a Host of its own (or
    * none we know) reaches that service, as without a sidecar. A Pillion rule; Envoy has no such fallback.
    */
-  match(authority: string, method: string, path: string, headers: RequestHeaders, originalDst?: OriginalDestination): RouteModel | null {
+  match(authority: string, method: string, path: string, headers: RequestHeaders, scheme: string, originalDst?: OriginalDestination): RouteModel | null {
     let vh = this.index.select(authority);
     // An inbound table (`*` only) has no address domains: no string is made for it, per request.
     if (originalDst !== undefined && (vh === null || vh === this.index.wildcard) && this.index.hasExactDomains) {
       vh = this.index.exact(endpointKey(originalDst.address, originalDst.port)) ?? vh;
     }
     if (vh === null) return null;
-    return matchRoute(vh, method, path, headerSourceOf(headers, authority));
+    return matchRoute(vh, method, path, headerSourceOf(headers, authority, scheme));
   }
 }
 

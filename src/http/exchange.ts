@@ -94,10 +94,13 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     let url = req.url;
     const host = req.headers.host;
     let authority = typeof host === 'string' ? host : '';
+    // `:scheme` route matchers see what Envoy sets for HTTP/1: the connection's, or an absolute-form target's.
+    let matchScheme = connection.encrypted ? 'https' : 'http';
     // Absolute-form (a client configured with HTTP_PROXY): its authority wins over Host (RFC 9112 §3.2.2).
     if (url.charCodeAt(0) !== 47 /* '/' */ && url !== '*') {
       const schemeEnd = url.indexOf('://');
       if (schemeEnd > 0) {
+        matchScheme = url.slice(0, schemeEnd).toLowerCase();
         const pathStart = url.indexOf('/', schemeEnd + 3);
         authority = pathStart < 0 ? url.slice(schemeEnd + 3) : url.slice(schemeEnd + 3, pathStart);
         url = pathStart < 0 ? '/' : url.slice(pathStart);
@@ -111,7 +114,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.takePeer(connection.socket);
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400.
     if (authority === '' && req.http11) return this.localReply(REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
-    this.route(req.headers, req.body, 'http');
+    this.route(req.headers, req.body, 'http', matchScheme);
   }
 
   startH2(stream: H2Stream, head: DecodedHead, endStream: boolean): void {
@@ -139,7 +142,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.takePeer(socket);
     // CONNECT tunnels need a connect matcher, which the config model has not got: 404 as on HTTP/1 (and Envoy).
     if (head.method === 'CONNECT') return this.localReply(REASONS.noRoute, 'CONNECT is not supported (no connect matcher)');
-    this.route(headers, downstream.requestBody(), head.scheme);
+    this.route(headers, downstream.requestBody(), head.scheme, head.scheme);
   }
 
   private takePeer(socket: object | undefined): void {
@@ -151,13 +154,14 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
 
   // --- routing and the filter chain ---
 
-  private route(headers: RequestHeaders, body: Readable | null, scheme: string): void {
+  /** `scheme` goes upstream (HTTP/1: always http, as before); `matchScheme` is what `:scheme` route matchers see. */
+  private route(headers: RequestHeaders, body: Readable | null, scheme: string, matchScheme: string): void {
     const ctx = this.ctx;
     // Before any local reply, so the access log line of a refused request carries the caller's trace id too.
     this.span = new HopSpan(headers);
     if (ctx.overload.active) return this.localReply(REASONS.overload);
     const routes = ctx.routeTable();
-    const route: RouteModel | null = routes === null ? null : routes.match(this.authority, this.method, this.path, headers, this.originalDst);
+    const route: RouteModel | null = routes === null ? null : routes.match(this.authority, this.method, this.path, headers, matchScheme, this.originalDst);
     if (route === null) return this.localReply(REASONS.noRoute);
     this.matched = route;
     this.requestHeaders = headers;

@@ -10,7 +10,8 @@ import { Readable } from 'node:stream';
 import { REASONS, type Reason } from '../reasons.js';
 import type { HttpContext } from './context.js';
 import { HttpExchange } from './exchange.js';
-import type { HeaderMap } from './headers.js';
+import { HOP_BY_HOP, type HeaderMap } from './headers.js';
+import { setRequestTrailers } from '../upstream/pool.js';
 import type { Downstream, LocalReplyResult } from './downstream.js';
 import {
   CRLF,
@@ -109,7 +110,7 @@ export class H1Connection implements ParserOwner, Downstream {
   /** Body writes since the socket was corked are gathered into one writev (see write()). */
   corkedBurst = false;
   /** A TLS client: its socket encrypts (or copies) a chunk it is handed before write() returns. */
-  private readonly encrypted: boolean;
+  readonly encrypted: boolean;
   /** The last body write went to an encrypting socket at once, not behind a write in flight: see lastWriteFlushed. */
   private lastWriteEncrypted = false;
   private reading = true;
@@ -235,14 +236,20 @@ export class H1Connection implements ParserOwner, Downstream {
 
   onMessageComplete(): void {
     this.clearRequestTimer();
-    // Trailer lines of a chunked request body arrive like header lines; they are not forwarded, and must not
-    // be taken for part of the next request's head.
-    this.pendingHead.clear();
+    // Trailer lines of a chunked request body arrive like header lines: they go upstream with the body's end,
+    // and must not be taken for part of the next request's head.
+    const pending = this.pendingHead;
+    const trailerLines = pending.lines.length === 0 ? null : pending.takeLines(undefined);
+    pending.clear();
     const request = this.parsing;
     if (request === null) return;
     this.parsing = null;
     request.requestDone = true;
-    if (request.body !== null) request.body.push(null);
+    const body = request.body;
+    if (body !== null) {
+      if (trailerLines !== null) setRequestTrailers(body, headerMapFromFlat(trailerLines, HOP_BY_HOP));
+      body.push(null);
+    }
     // The body's reader asks for more through _read, which an ended stream never calls again: a body that filled
     // its buffer in the read that also ended it would otherwise leave the connection paused for good.
     if (this.bodyBackpressure) {

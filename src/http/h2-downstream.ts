@@ -5,8 +5,9 @@ import { Readable } from 'node:stream';
 import { H2Error, type H2Stream, type H2StreamOwner } from '../h2/session.js';
 import type { DecodedHead } from '../h2/hpack.js';
 import type { Reason } from '../reasons.js';
-import { newHeaderMap, type HeaderMap } from './headers.js';
+import { dropHopByHop, newHeaderMap, type HeaderMap } from './headers.js';
 import { NOT_SENT, type Downstream, type LocalReplyResult } from './downstream.js';
+import { setRequestTrailers } from '../upstream/pool.js';
 
 /** What the HTTP/2 side reports back to its exchange. */
 export interface H2Owner {
@@ -67,11 +68,13 @@ export class H2Downstream implements Downstream, H2StreamOwner {
     if (!body.push(chunk)) stream.pause();
   }
 
-  onEnd(_stream: H2Stream, _trailers: HeaderMap | null): void {
-    // Request trailers are not forwarded (Node's http2 path dropped them too; gRPC clients send none).
+  onEnd(_stream: H2Stream, trailers: HeaderMap | null): void {
     const body = this.body;
     this.body = null;
-    if (body !== null) body.push(null);
+    if (body === null) return;
+    // Trailers go upstream with the body's end (the session already refused pseudo headers in them).
+    if (trailers !== null) setRequestTrailers(body, dropHopByHop(trailers));
+    body.push(null);
   }
 
   onReset(_stream: H2Stream, _code: number, _why: string): void {

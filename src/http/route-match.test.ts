@@ -169,6 +169,14 @@ describe('matchRoute', () => {
     expect(matchRoute(v, 'GET', '/', headerSourceOf({}))).toBeNull();
   });
 
+  it('matches :scheme on the request scheme the exchange gives (HTTP/2 :scheme; HTTP/1: the connection\'s)', () => {
+    const v = vh('v', ['*'], [route('tls', 'prefix', '/', { headers: [hm(':scheme', 'exact', 'https')] })]);
+    expect(matchRoute(v, 'GET', '/', headerSourceOf({}, 'svc', 'https'))!.name).toBe('tls');
+    expect(matchRoute(v, 'GET', '/', headerSourceOf({}, 'svc', 'http'))).toBeNull();
+    expect(matchRoute(v, 'GET', '/', headerSourceOf({ ':scheme': 'https' }))!.name).toBe('tls');
+    expect(matchRoute(v, 'GET', '/', headerSourceOf({}))).toBeNull();
+  });
+
   it('headerSourceOf reuses one instance; RecordHeaderSource can be owned', () => {
     expect(headerSourceOf({ a: '1' })).toBe(headerSourceOf({ b: '2' }));
     const own = new RecordHeaderSource({ a: '1' });

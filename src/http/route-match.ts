@@ -17,28 +17,34 @@ export interface HeaderSource {
 
 /**
  * Adapts a header object (an HTTP/1 head's, or an HTTP/2 head's HeaderMap, which holds no pseudo headers). One
- * instance is meant to be reused: `reset(target, authority)` points it at the next request's headers. `:authority`
- * is the request's authority when given (the exchange's: HTTP/2's :authority, HTTP/1's Host or absolute-form
- * target), else a `:authority` key, else `host`; repeated headers are joined with "," (Envoy's rule for matching
- * on multi-valued headers).
+ * instance is meant to be reused: `reset(target, authority, scheme)` points it at the next request's headers.
+ * `:authority` is the request's authority when given (the exchange's: HTTP/2's :authority, HTTP/1's Host or
+ * absolute-form target), else a `:authority` key, else `host`; `:scheme` is the request's scheme when given
+ * (HTTP/2's :scheme; HTTP/1's from the connection, as Envoy sets it), else a `:scheme` key. Repeated headers are
+ * joined with "," (Envoy's rule for matching on multi-valued headers).
  */
 export class RecordHeaderSource implements HeaderSource {
   target: Record<string, string | string[] | undefined>;
   authority = '';
+  scheme = '';
 
   constructor(target: Record<string, string | string[] | undefined> = {}) {
     this.target = target;
   }
 
-  reset(target: Record<string, string | string[] | undefined>, authority = ''): this {
+  reset(target: Record<string, string | string[] | undefined>, authority = '', scheme = ''): this {
     this.target = target;
     this.authority = authority;
+    this.scheme = scheme;
     return this;
   }
 
   get(name: string): string | undefined {
     let v = this.target[name];
-    if (v === undefined && name === ':authority') v = this.authority !== '' ? this.authority : this.target.host;
+    if (v === undefined) {
+      if (name === ':authority') v = this.authority !== '' ? this.authority : this.target.host;
+      else if (name === ':scheme' && this.scheme !== '') v = this.scheme;
+    }
     if (v === undefined || typeof v === 'string') return v;
     return v.length === 0 ? undefined : v.length === 1 ? v[0] : v.join(',');
   }
@@ -47,12 +53,12 @@ export class RecordHeaderSource implements HeaderSource {
 const shared = new RecordHeaderSource();
 
 /**
- * A HeaderSource over `obj` (and the request's `authority`, see RecordHeaderSource) without allocating: returns
- * one shared instance re-pointed at `obj`. Valid only until the next call, so use it synchronously (match, then
- * drop); hold your own RecordHeaderSource otherwise.
+ * A HeaderSource over `obj` (and the request's `authority` and `scheme`, see RecordHeaderSource) without
+ * allocating: returns one shared instance re-pointed at `obj`. Valid only until the next call, so use it
+ * synchronously (match, then drop); hold your own RecordHeaderSource otherwise.
  */
-export function headerSourceOf(obj: Record<string, string | string[] | undefined>, authority = ''): HeaderSource {
-  return shared.reset(obj, authority);
+export function headerSourceOf(obj: Record<string, string | string[] | undefined>, authority = '', scheme = ''): HeaderSource {
+  return shared.reset(obj, authority, scheme);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // HTTP/1.1 Upgrade (WebSocket and friends): route the request like any other, then splice the two sockets
 // so the upgraded protocol passes through untouched. The upstream's 101 (or refusal) reaches the client as sent.
 import * as net from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { directResponse, REASONS, type Reason } from '../reasons.js';
 import type { HttpContext } from './context.js';
 import { headerMapFromFlat, type FlatHeaders } from './h1-parser.js';
@@ -40,7 +41,7 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   const authority = typeof host === 'string' ? host : '';
   const path = req.url;
   const dst = originalDstOf(socket);
-  const route = table === null ? null : table.match(authority, req.method, path, headers, dst);
+  const route = table === null ? null : table.match(authority, req.method, path, headers, (socket as TLSSocket).encrypted === true ? 'https' : 'http', dst);
   if (route === null) return refuse(ctx, socket, REASONS.noRoute);
   if (route.directResponse !== undefined) return refuse(ctx, socket, directResponse(route.directResponse.status));
   const cluster = ctx.clusters.get(ctx.pickCluster(route.action));

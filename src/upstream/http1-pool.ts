@@ -4,12 +4,12 @@
 // request allocates no closures.
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
-import { IDEMPOTENT, pendingOverflowError, REFUSED_STREAM, UPSTREAM_UNSEEN, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
+import { IDEMPOTENT, pendingOverflowError, REFUSED_STREAM, requestTrailersOf, UPSTREAM_UNSEEN, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { HOP_BY_HOP } from '../http/headers.js';
 import { ALPN_HTTP11 } from '../tls/upstream-tls.js';
 import {
   CRLF,
-  LAST_CHUNK,
+  lastChunkWithTrailers,
   PAUSE,
   PAUSED,
   PendingHead,
@@ -214,7 +214,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
   }
 
   endBody(): void {
-    if (this.chunkedBody) this.socket.write(LAST_CHUNK, 'latin1');
+    // Request trailers need chunked framing: a body sent with its content-length drops them (as Envoy's does).
+    if (this.chunkedBody) this.socket.write(lastChunkWithTrailers(requestTrailersOf(this.body!)), 'latin1');
     this.requestWritten = true;
     this.detachBody();
   }

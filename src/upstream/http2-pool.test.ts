@@ -101,7 +101,23 @@ async function until(check: () => boolean, ms = 2000): Promise<boolean> {
   return check();
 }
 
+/** Timers keeping the event loop alive (unref'd ones are not listed). */
+function refTimers(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+}
+
 describe('Http2Pool', () => {
+  it('a connect in progress does not keep the process alive: its timer is unref\'d, like the pooled socket', async () => {
+    const pool = newPool(counting());
+    const before = refTimers();
+    const sink = new RecordingSink();
+    pool.request(get('/'), sink); // opens a session: the connect (and its timer) is under way until the next turn
+    expect(refTimers()).toBe(before);
+    await sink.done;
+    expect(sink.body).toBe('hello');
+    pool.destroy();
+  });
+
   it('closes a session 60 to 70 s after its last stream, not before', async () => {
     // Only the pool's interval and the clock it reads are faked: sockets, setTimeout and ticks stay real.
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'performance'] });

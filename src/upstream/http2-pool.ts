@@ -6,7 +6,7 @@
 // symbol, so a request allocates no closures.
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
-import { pendingOverflowError, REFUSED_STREAM, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
+import { pendingOverflowError, REFUSED_STREAM, requestTrailersOf, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { dropHopByHop, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
 import { ALPN_H2, isTlsPolicyError, readyEventOf } from '../tls/upstream-tls.js';
@@ -211,7 +211,7 @@ class H2Request implements UpstreamStream, H2StreamOwner {
   endBody(): void {
     this.detachBody();
     this.localEnded = true;
-    this.stream!.end(null);
+    this.stream!.end(requestTrailersOf(this.spec.body!));
     if (this.remoteEnded) this.pool.release(this);
   }
 
@@ -472,7 +472,10 @@ export class Http2Pool implements ConnectionPool {
     const session = new Session(this, socket);
     this.sessions.push(session);
     const connectTimeoutMs = this.options.connectTimeoutMs;
-    if (connectTimeoutMs > 0) session.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, session, connectTimeoutMs);
+    if (connectTimeoutMs > 0) {
+      session.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, session, connectTimeoutMs);
+      session.connectTimer.unref();
+    }
     session.idleTimer = setInterval(checkIdle, IDLE_CHECK_MS, session);
     session.idleTimer.unref();
     // As Node's http2 sessions were: a pooled connection does not keep the process alive.

@@ -11,8 +11,24 @@ export interface UpstreamRequestSpec {
   authority: string;
   scheme: string;
   headers: HeaderMap;
-  /** Request body stream, or null when the request has none. */
+  /** Request body stream, or null when the request has none. Its trailers: requestTrailersOf(body) at its 'end'. */
   body: Readable | null;
+}
+
+const kTrailers = Symbol('pillion.requestTrailers');
+type WithTrailers = Readable & { [kTrailers]?: HeaderMap };
+
+/**
+ * Request trailers (an HTTP/2 client's trailing HEADERS) ride on the body stream: the downstream sets them before
+ * the body's 'end', a pool reads them in its 'end' listener. A property, not an event, so a body that is held for
+ * a replay can hand them on (src/http/router/replay-body.ts).
+ */
+export function setRequestTrailers(body: Readable, trailers: HeaderMap): void {
+  (body as WithTrailers)[kTrailers] = trailers;
+}
+
+export function requestTrailersOf(body: Readable): HeaderMap | null {
+  return (body as WithTrailers)[kTrailers] ?? null;
 }
 
 /** How a pool reports back; implemented by the HTTP exchange. Methods are called at most once, but data. */

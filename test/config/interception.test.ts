@@ -197,7 +197,7 @@ describe('HTTP that no Host names, on an intercepting node', () => {
 
   it('a Host no virtual host names, on an intercepted connection, is matched again as the dialed address', () => {
     const table = new RouteTable(compile('ALLOW_ANY').snapshot.routeConfigs.get('outbound')!);
-    const to = (host: string, dst?: { address: string; port: number }) => table.match(host, 'GET', '/', {}, dst)?.action.clusters[0]?.name;
+    const to = (host: string, dst?: { address: string; port: number }) => table.match(host, 'GET', '/', {}, 'http', dst)?.action.clusters[0]?.name;
     expect(to('no-such.example', { address: '10.99.1.1', port: 8080 })).toBe('server.default:8080');
     expect(to('no-such.example', { address: 'fd99:1::1', port: 8080 })).toBe('server.default:8080');
     // A Host the mesh knows wins over the address; an address it does not know, or no original destination: allow_any.

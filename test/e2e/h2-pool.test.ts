@@ -24,6 +24,8 @@ let sinkHoldMs = 0;
 
 beforeAll(async () => {
   narrow = http2.createServer({ settings: { maxConcurrentStreams: 1 } });
+  narrow.on('error', () => {});
+  narrow.on('session', (s) => s.on('error', () => {}));
   narrow.on('stream', (stream, headers) => {
     stream.on('error', () => {});
     narrowOrder.push(headers[':path'] as string);
@@ -35,6 +37,8 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => narrow.listen(0, '127.0.0.1', () => r()));
   sink = http2.createServer();
+  sink.on('error', () => {});
+  sink.on('session', (s) => s.on('error', () => {}));
   sink.on('stream', (stream) => {
     stream.on('error', () => {});
     stream.pause();
@@ -52,20 +56,25 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
   const spare = http2.createServer();
+  spare.on('error', () => {});
   await new Promise<void>((r) => spare.listen(0, '127.0.0.1', () => r()));
   closedPort = (spare.address() as AddressInfo).port;
   await new Promise<void>((r) => spare.close(() => r()));
   // A peer that allows 2 concurrent streams per connection and answers after 150 ms.
   server = http2.createServer({ settings: { maxConcurrentStreams: 2 } });
+  server.on('error', () => {});
   server.on('session', (s: http2.ServerHttp2Session) => {
+    s.on('error', () => {});
     sessions++;
     lastSession = s;
   });
   server.on('stream', (stream) => {
+    stream.on('error', () => {});
     active++;
     maxConcurrent = Math.max(maxConcurrent, active);
     setTimeout(() => {
       active--;
+      if (stream.destroyed) return;
       stream.respond({ ':status': 200 });
       stream.end('ok');
     }, 150);

@@ -3,6 +3,8 @@
 // is held and only the attempt in flight gets the body: a body that was not held whole is never sent again, so a
 // retry never carries a truncated or spliced body.
 import { Readable } from 'node:stream';
+import type { HeaderMap } from '../headers.js';
+import { requestTrailersOf, setRequestTrailers } from '../../upstream/pool.js';
 
 const kOwner = Symbol('pillion.replayBody');
 type Source = Readable & { [kOwner]?: ReplayableBody };
@@ -23,6 +25,8 @@ export class ReplayableBody {
   private held: Buffer[] | null = [];
   private heldBytes = 0;
   private ended = false;
+  /** The client's request trailers, handed to every attempt's body with its end. */
+  private trailers: HeaderMap | null = null;
   /** The body of the attempt in flight; null between attempts (the client's body is paused then). */
   private current: AttemptBody | null = null;
   /** Body bytes the client sent, whatever the attempts did with them (the access log's bytes_received). */
@@ -48,7 +52,7 @@ export class ReplayableBody {
     const body = new AttemptBody(this);
     this.current = body;
     for (const chunk of this.held) body.push(chunk);
-    if (this.ended) body.push(null);
+    if (this.ended) this.endAttempt(body);
     else this.source.resume();
     return body;
   }
@@ -88,7 +92,13 @@ export class ReplayableBody {
 
   onEnd(): void {
     this.ended = true;
-    this.current?.push(null);
+    this.trailers = requestTrailersOf(this.source);
+    if (this.current !== null) this.endAttempt(this.current);
+  }
+
+  private endAttempt(body: AttemptBody): void {
+    if (this.trailers !== null) setRequestTrailers(body, this.trailers);
+    body.push(null);
   }
 }
 

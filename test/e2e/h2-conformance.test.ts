@@ -1,0 +1,414 @@
+// HTTP/2 behaviour the proxy's own codec (src/h2) owes its clients and upstreams beyond the happy path: request
+// trailers, stream ends that race the other side, and the like. Real sockets on 127.0.0.1 both ways.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { echoClient, grpc, startEchoServerWith, type EchoServer } from '../helpers/grpc.js';
+import { h2request, request } from '../helpers/client.js';
+import { ERR, F, FrameReader, T, frame, headerBlock, headersFrames, requestBlock, startRawH2Server, sleep, type Frame, type RawH2Server, RawH2Client } from '../abuse/util.js';
+
+let proxy: RunningProxy;
+let port: number;
+/** Echoes what it received: body, trailers, transfer-encoding. */
+let h2up: http2.Http2Server;
+let h1up: http.Server;
+/** Answers every request at once, without reading its body. */
+let early: http2.Http2Server;
+/** Answers a request whose body is still coming with a complete response, then RST_STREAM NO_ERROR (RFC 9113 §8.1). */
+let rstAfter: RawH2Server;
+/** Answers whole, then sends DATA on the ended stream; records the GOAWAY codes it gets. */
+let lateData: RawH2Server;
+/** gRPC Chat that answers the first message and ends the call with OK, while the client still streams. */
+let earlyGrpc: EchoServer;
+const lateDataGoaways: number[] = [];
+
+interface Echoed {
+  body: string;
+  trailers: Record<string, unknown>;
+  te?: string;
+}
+
+beforeAll(async () => {
+  h2up = http2.createServer();
+  h2up.on('error', () => {});
+  h2up.on('stream', (stream) => {
+    stream.on('error', () => {});
+    let body = '';
+    let trailers: Record<string, unknown> = {};
+    stream.on('data', (c: Buffer) => (body += c.toString()));
+    stream.on('trailers', (t: http2.IncomingHttpHeaders) => (trailers = { ...t }));
+    stream.on('end', () => {
+      if (stream.destroyed) return; // cancelled by the proxy (its client reset the stream)
+      stream.respond({ ':status': 200, 'x-upstream': 'h2' });
+      stream.end(JSON.stringify({ body, trailers } satisfies Echoed));
+    });
+  });
+  await new Promise<void>((r) => h2up.listen(0, '127.0.0.1', () => r()));
+  h1up = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    res.setHeader('x-upstream', 'h1');
+    req.on('end', () => res.end(JSON.stringify({ body, trailers: { ...req.trailers }, te: req.headers['transfer-encoding'] } satisfies Echoed)));
+  });
+  h1up.on('error', () => {});
+  h1up.on('clientError', (_e, s) => s.destroy());
+  await new Promise<void>((r) => h1up.listen(0, '127.0.0.1', () => r()));
+  early = http2.createServer();
+  early.on('error', () => {});
+  early.on('stream', (stream) => {
+    stream.on('error', () => {});
+    stream.respond({ ':status': 200 });
+    stream.end('early');
+  });
+  await new Promise<void>((r) => early.listen(0, '127.0.0.1', () => r()));
+  rstAfter = await startRawH2Server((socket, f) => {
+    if (f.type !== T.HEADERS) return;
+    const head = headersFrames(f.stream, headerBlock([[':status', '200']]), false);
+    socket.write(Buffer.concat([head, frame(T.DATA, F.END_STREAM, f.stream, Buffer.from('complete')), frame(T.RST_STREAM, 0, f.stream, Buffer.alloc(4))]));
+  });
+  lateData = await startRawH2Server((socket, f) => {
+    if (f.type === T.GOAWAY) lateDataGoaways.push(f.payload.readUInt32BE(4));
+    if (f.type !== T.HEADERS) return;
+    const head = headersFrames(f.stream, headerBlock([[':status', '200']]), false);
+    socket.write(Buffer.concat([head, frame(T.DATA, F.END_STREAM, f.stream, Buffer.from('whole'))]));
+    setTimeout(() => socket.write(frame(T.DATA, 0, f.stream, Buffer.from('late'))), 50);
+  });
+  earlyGrpc = await startEchoServerWith({
+    Chat(call: { on(e: string, f: (m: { text: string }) => void): void; write(m: { text: string }): void; end(): void }) {
+      let first = true;
+      call.on('data', (m) => {
+        if (!first) return;
+        first = false;
+        call.write({ text: `done:${m.text}` });
+        call.end();
+      });
+    },
+  });
+  proxy = await startProxy(
+    `
+services:
+  - name: client
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+  - name: h2up
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${(h2up.address() as AddressInfo).port} }]
+  - name: h1up
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${(h1up.address() as AddressInfo).port} }]
+  - name: early
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${(early.address() as AddressInfo).port} }]
+  - name: rstafter
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${rstAfter.port} }]
+  - name: latedata
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${lateData.port} }]
+  - name: earlygrpc
+    ports: [{ port: 50051, protocol: grpc }]
+    endpoints: [{ address: 127.0.0.1, port: ${earlyGrpc.port} }]
+  - name: pseudo
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${(h2up.address() as AddressInfo).port} }]
+    routes:
+      - match: { prefix: /tls, headers: [{ name: ":scheme", exact: https }] }
+        to: { service: h1up }
+      - match: { prefix: /plain, headers: [{ name: ":scheme", exact: http }] }
+        to: { service: h1up }
+      - match: { prefix: /m, headers: [{ name: ":method", exact: PUT }] }
+        to: { service: h1up }
+      - match: { prefix: /p, headers: [{ name: ":path", exact: /p?x=1 }] }
+        to: { service: h1up }
+      - match: { prefix: /a, headers: [{ name: ":authority", prefix: "pseudo:" }] }
+        to: { service: h1up }
+`,
+    { service: 'client' },
+  );
+  port = proxy.port('outbound');
+});
+
+afterAll(async () => {
+  // grpc-js's tryShutdown first: a session the proxy's close destroys before grpc-js saw its 'close' would never
+  // call its callback (Node's session.close() on a destroyed session does nothing).
+  const grpcClosed = earlyGrpc.close();
+  await proxy.close();
+  await new Promise<void>((r) => h2up.close(() => r()));
+  await new Promise<void>((r) => h1up.close(() => r()));
+  await new Promise<void>((r) => early.close(() => r()));
+  await rstAfter.close();
+  await lateData.close();
+  await grpcClosed;
+});
+
+/** One HTTP/2 request whose body ends with trailers; resolves with the status and the upstream's echo. */
+function withTrailers(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body: string,
+  trailers: http2.OutgoingHttpHeaders,
+): Promise<{ status: number; echoed: Echoed }> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request(headers, { waitForTrailers: true });
+    let status = 0;
+    let text = '';
+    stream.on('wantTrailers', () => stream.sendTrailers(trailers));
+    stream.on('response', (h) => (status = Number(h[':status'])));
+    stream.on('data', (c: Buffer) => (text += c.toString()));
+    stream.on('end', () => {
+      try {
+        resolve({ status, echoed: JSON.parse(text) as Echoed });
+      } catch (err) {
+        reject(new Error(`status ${status}, body ${text}: ${String(err)}`));
+      }
+    });
+    stream.on('error', reject);
+    stream.end(body);
+  });
+}
+
+describe('request trailers from an HTTP/2 client', () => {
+  it('reach an HTTP/2 upstream as a trailing HEADERS frame (POST as is, PUT through the replay buffer)', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      for (const method of ['POST', 'PUT']) {
+        const r = await withTrailers(session, { ':method': method, ':path': '/t', ':authority': 'h2up' }, 'data', { 'x-checksum': 'abc', 'x-n': '2' });
+        expect(r.status).toBe(200);
+        expect(r.echoed.body).toBe('data');
+        expect(r.echoed.trailers).toMatchObject({ 'x-checksum': 'abc', 'x-n': '2' });
+      }
+    } finally {
+      session.close();
+    }
+  });
+
+  it('reach an HTTP/1.1 upstream in the last chunk of a chunked body', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      for (const method of ['POST', 'PUT']) {
+        const r = await withTrailers(session, { ':method': method, ':path': '/t', ':authority': 'h1up' }, 'data', { 'x-checksum': 'abc' });
+        expect(r.status).toBe(200);
+        expect(r.echoed).toMatchObject({ body: 'data', te: 'chunked', trailers: { 'x-checksum': 'abc' } });
+      }
+      // With a content-length the HTTP/1.1 body is not chunked: no place for trailers, they are dropped.
+      const r = await withTrailers(
+        session,
+        { ':method': 'POST', ':path': '/t', ':authority': 'h1up', 'content-length': '4' },
+        'data',
+        { 'x-checksum': 'abc' },
+      );
+      expect(r.status).toBe(200);
+      expect(r.echoed.body).toBe('data');
+      expect(r.echoed.trailers).toEqual({});
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('request trailers from an HTTP/1.1 client (chunked body)', () => {
+  it('reach an HTTP/2 upstream as trailers and an HTTP/1.1 upstream in the last chunk', async () => {
+    for (const host of ['h2up', 'h1up']) {
+      const echoed = await new Promise<Echoed>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/t', headers: { host, 'transfer-encoding': 'chunked', trailer: 'x-checksum' }, agent: false }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve(JSON.parse(text) as Echoed));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.write('data');
+        req.addTrailers({ 'x-checksum': 'abc' });
+        req.end();
+      });
+      expect(echoed.body, host).toBe('data');
+      expect(echoed.trailers, host).toMatchObject({ 'x-checksum': 'abc' });
+    }
+  });
+});
+
+describe('pseudo-header route matchers', () => {
+  it(':scheme, :method, :path and :authority match for HTTP/2 and HTTP/1.1 requests alike', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      const h2 = async (path: string, extra: http2.OutgoingHttpHeaders = {}): Promise<unknown> =>
+        (await h2request(session, { ':path': path, ':authority': 'pseudo', ...extra })).headers['x-upstream'];
+      const h1 = async (path: string, opts: { method?: string; host?: string } = {}): Promise<unknown> =>
+        (await request(port, { host: opts.host ?? 'pseudo', path, method: opts.method ?? 'GET' })).headers['x-upstream'];
+      // HTTP/2: the client's :scheme (a client may say https over cleartext to a proxy).
+      expect(await h2('/tls', { ':scheme': 'https' })).toBe('h1');
+      expect(await h2('/tls')).toBe('h2');
+      expect(await h2('/plain')).toBe('h1');
+      // HTTP/1.1 over cleartext: http.
+      expect(await h1('/plain')).toBe('h1');
+      expect(await h1('/tls')).toBe('h2');
+      expect(await h2('/m', { ':method': 'PUT' })).toBe('h1');
+      expect(await h2('/m')).toBe('h2');
+      expect(await h1('/m', { method: 'PUT' })).toBe('h1');
+      expect(await h1('/m')).toBe('h2');
+      expect(await h2('/p?x=1')).toBe('h1');
+      expect(await h2('/p?x=2')).toBe('h2');
+      expect(await h1('/p?x=1')).toBe('h1');
+      expect(await h1('/p?x=2')).toBe('h2');
+      expect(await h2('/a', { ':authority': 'pseudo:8080' })).toBe('h1');
+      expect(await h2('/a')).toBe('h2');
+      expect(await h1('/a', { host: 'pseudo:8080' })).toBe('h1');
+      expect(await h1('/a')).toBe('h2');
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('a response complete while the request body is still coming', () => {
+  it('the client gets RST_STREAM NO_ERROR after the response\'s END_STREAM; body frames racing it are ignored', async () => {
+    const c = new RawH2Client(port);
+    const seen: Frame[] = [];
+    const reader = new FrameReader((f) => seen.push(f), 0);
+    c.socket.on('data', (d: Buffer) => reader.push(d));
+    try {
+      await c.ready;
+      // Stream 1: an upstream that answers at once; stream 3: a local reply (404 no_route).
+      await c.write(headersFrames(1, requestBlock('early', '/', 'POST'), false));
+      await c.write(frame(T.DATA, 0, 1, Buffer.alloc(100)));
+      await c.write(headersFrames(3, requestBlock('unknown', '/', 'POST'), false));
+      for (let i = 0; i < 200 && c.resets.size < 2; i++) await sleep(10);
+      for (const id of [1, 3]) {
+        const frames = seen.filter((f) => f.stream === id);
+        const endAt = frames.findIndex((f) => (f.type === T.DATA || f.type === T.HEADERS) && (f.flags & F.END_STREAM) !== 0);
+        const rstAt = frames.findIndex((f) => f.type === T.RST_STREAM);
+        expect(endAt, `stream ${id}: the response ends`).toBeGreaterThanOrEqual(0);
+        expect(rstAt, `stream ${id}: RST_STREAM after END_STREAM`).toBe(endAt + 1);
+        expect(c.resets.get(id)).toBe(ERR.NO_ERROR);
+      }
+      // The client's frames sent before it saw the reset: ignored, the connection serves on.
+      await c.write(Buffer.concat([frame(T.DATA, 0, 1, Buffer.alloc(100)), frame(T.DATA, F.END_STREAM, 3, Buffer.alloc(10))]));
+      await c.write(headersFrames(5, requestBlock('h2up', '/after'), true));
+      for (let i = 0; i < 200 && !c.responses.has(5); i++) await sleep(10);
+      expect(c.responses.has(5)).toBe(true);
+      expect(c.statusByte.get(5)).toBe(0x88); // :status 200
+      expect(c.goaway).toBeNull();
+    } finally {
+      c.destroy();
+    }
+  });
+
+  it('an upstream that answers whole, then sends RST_STREAM NO_ERROR: the client gets the whole response', async () => {
+    // HTTP/1.1 client: the body's first chunk goes, the rest only after the response arrived.
+    const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/', headers: { host: 'rstafter' }, agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+        res.on('error', reject);
+        req.end('rest');
+      });
+      req.on('error', reject);
+      req.write('first');
+    });
+    expect(r).toEqual({ status: 200, body: 'complete' });
+    // HTTP/2 client, same upstream.
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': '/', ':authority': 'rstafter' });
+        let status = 0;
+        let body = '';
+        stream.on('response', (h) => (status = Number(h[':status'])));
+        stream.on('data', (d: Buffer) => (body += d.toString()));
+        stream.on('end', () => resolve({ status, body }));
+        stream.on('error', reject);
+        stream.write('first');
+      });
+      expect(reply).toEqual({ status: 200, body: 'complete' });
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('a gRPC call the server ends while the client still streams', () => {
+  it('the client gets the messages and status OK (the RST_STREAM NO_ERROR that follows is no error); the channel serves on', async () => {
+    const client = echoClient(port, 'earlygrpc:50051');
+    try {
+      for (let round = 0; round < 2; round++) {
+        const call = client.Chat();
+        const got: string[] = [];
+        const status = await new Promise<{ code: number; details: string }>((resolve, reject) => {
+          call.on('data', (m: { text: string }) => got.push(m.text));
+          call.on('status', resolve);
+          call.on('error', reject);
+          call.write({ text: 'a' });
+          // The client goes on writing after the server's status: those messages are refused by the reset, quietly.
+          const timer = setInterval(() => call.write({ text: 'more' }), 5);
+          call.on('status', () => clearInterval(timer));
+        });
+        expect(status.code).toBe(grpc.status.OK);
+        expect(got).toEqual(['done:a']);
+      }
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('frames on closed streams (RFC 9113 §5.1)', () => {
+  /** A connection with one GET on stream 1 answered whole (both sides ended, the stream closed). */
+  async function afterCompleteGet(): Promise<RawH2Client> {
+    const c = new RawH2Client(port);
+    await c.ready;
+    await c.write(headersFrames(1, requestBlock('h2up', '/done'), true));
+    for (let i = 0; i < 200 && c.dataBytes === 0; i++) await sleep(10);
+    expect(c.responses.has(1)).toBe(true);
+    return c;
+  }
+
+  it('DATA or HEADERS after the client\'s own END_STREAM is a connection error STREAM_CLOSED', async () => {
+    for (const late of [frame(T.DATA, 0, 1, Buffer.from('late')), headersFrames(1, headerBlock([['x-late', '1']]), true)]) {
+      const c = await afterCompleteGet();
+      try {
+        await c.write(late);
+        expect(await c.refused(3000)).toBe(true);
+        expect(c.goaway?.code).toBe(5); // STREAM_CLOSED
+      } finally {
+        c.destroy();
+      }
+    }
+  });
+
+  it('DATA after the client\'s own RST_STREAM gets RST_STREAM STREAM_CLOSED; the connection serves on', async () => {
+    const c = new RawH2Client(port);
+    try {
+      await c.ready;
+      // An upload the upstream holds until its end, cancelled by the client, then DATA on it.
+      await c.write(headersFrames(1, requestBlock('h2up', '/held', 'POST'), false));
+      await sleep(50);
+      await c.write(frame(T.RST_STREAM, 0, 1, Buffer.from([0, 0, 0, ERR.CANCEL])));
+      await c.write(frame(T.DATA, 0, 1, Buffer.from('late')));
+      for (let i = 0; i < 200 && !c.resets.has(1); i++) await sleep(10);
+      expect(c.resets.get(1)).toBe(5); // STREAM_CLOSED
+      await c.write(headersFrames(3, requestBlock('h2up', '/after'), true));
+      for (let i = 0; i < 200 && !c.responses.has(3); i++) await sleep(10);
+      expect(c.statusByte.get(3)).toBe(0x88);
+      expect(c.goaway).toBeNull();
+    } finally {
+      c.destroy();
+    }
+  });
+});
+
+describe('frames on closed streams, upstream side', () => {
+  it('an upstream that sends DATA after its END_STREAM: the response went out whole, the connection ends with STREAM_CLOSED', async () => {
+    const r = await request(port, { host: 'latedata', path: '/' });
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('whole');
+    for (let i = 0; i < 200 && lateDataGoaways.length === 0; i++) await sleep(10);
+    expect(lateDataGoaways).toEqual([5]); // STREAM_CLOSED
+  });
+});
