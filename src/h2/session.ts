@@ -165,6 +165,42 @@ const EMPTY_QUEUE: Buffer[] = [];
 const NO_OUT = Buffer.alloc(0);
 const outPool: Buffer[] = [];
 const OUT_POOL_MAX = 64;
+/**
+ * A turn's output past OUT_START (a flush carries every request read from all clients in one poll: 100 gRPC
+ * calls are ~25 KiB) moves to a 64 KiB buffer from a second, smaller pool. Allocating and copying a grown buffer
+ * on every flush cost more than the writes saved (h2load gRPC unary: 16.4 -> 20.7 µs of CPU per call).
+ */
+const OUT_BIG = 65_536;
+const bigPool: Buffer[] = [];
+const BIG_POOL_MAX = 8;
+
+/**
+ * Sessions with frames waiting, flushed together once the loop's I/O phase is over (setImmediate): the requests
+ * read from several downstream connections in one poll go upstream in one write, and the responses read from
+ * several upstream reads reach each client in one. A nextTick flush wrote once per socket read (~0.3 writes per
+ * proxied stream at h2load -c 10 -m 10; each loopback write also runs the receiver's TCP input, on our CPU).
+ * A session is listed at most once per turn (flushScheduled).
+ */
+let flushList: H2Session[] = [];
+let flushSpare: H2Session[] = [];
+let flushAllScheduled = false;
+
+function flushAll(): void {
+  flushAllScheduled = false;
+  const list = flushList;
+  flushList = flushSpare;
+  for (let i = 0; i < list.length; i++) {
+    const s = list[i]!;
+    if (!s.flushScheduled) continue; // flushed already (terminate)
+    try {
+      flush(s);
+    } catch (err) {
+      internalError(s, err);
+    }
+  }
+  list.length = 0;
+  flushSpare = list;
+}
 
 // ==== streams ==============================================================================================
 
@@ -698,18 +734,29 @@ function reserve(s: H2Session, n: number): number {
   s.outLen = at + n;
   if (!s.flushScheduled) {
     s.flushScheduled = true;
-    process.nextTick(flush, s);
+    flushList.push(s);
+    if (!flushAllScheduled) {
+      flushAllScheduled = true;
+      setImmediate(flushAll);
+    }
   }
   return at;
 }
 
 /** Doubles `out` (or more) keeping its first `keep` bytes. */
 function grow(s: H2Session, need: number, keep: number): void {
-  let size = s.out.length * 2;
-  while (size < need) size *= 2;
-  const next = Buffer.allocUnsafe(size);
-  s.out.copy(next, 0, 0, keep);
+  const prev = s.out;
+  let next: Buffer;
+  if (need <= OUT_BIG && prev.length < OUT_BIG) {
+    next = bigPool.pop() ?? Buffer.allocUnsafe(OUT_BIG);
+  } else {
+    let size = prev.length * 2;
+    while (size < need) size *= 2;
+    next = Buffer.allocUnsafe(size);
+  }
+  prev.copy(next, 0, 0, keep);
   s.out = next;
+  releaseOut(prev); // never handed to the socket: nothing else references it
 }
 
 /**
@@ -768,7 +815,11 @@ function flush(s: H2Session): void {
 }
 
 function releaseOut(out: Buffer): void {
-  if (out.length === OUT_START && outPool.length < OUT_POOL_MAX) outPool.push(out);
+  if (out.length === OUT_START) {
+    if (outPool.length < OUT_POOL_MAX) outPool.push(out);
+  } else if (out.length === OUT_BIG && bigPool.length < BIG_POOL_MAX) {
+    bigPool.push(out);
+  }
 }
 
 /** More DATA may go out when neither the socket nor this turn's output holds SOCKET_HIGH_WATER bytes. */

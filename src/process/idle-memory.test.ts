@@ -91,4 +91,18 @@ describe('IdleMemoryReleaser', () => {
     await sleep(100);
     expect(releaser.readErrors).toBe(errors);
   });
+
+  it('waits for two idle periods in a row: a pause of one period between bursts does not start the GC', async () => {
+    // The GC makes the next burst dearer; what is measured here is only when it starts (native calls counted).
+    let gcs = 0;
+    const native = { startGarbageCollection: () => void gcs++, trimMalloc: () => true, releaseProgramPages: () => 0 };
+    releaser = new IdleMemoryReleaser({ logger: pino({ level: 'silent' }), native, periodMs: 200, idleUtilization: 0.5, minGrowthBytes: 0 });
+    releaser.start();
+    const busyUntil = performance.now() + 250; // a busy period: the first sample after it resets the count
+    while (performance.now() < busyUntil);
+    await sleep(300); // at most one idle period sampled since
+    expect(gcs).toBe(0);
+    for (let waited = 0; waited < 3000 && gcs === 0; waited += 50) await sleep(50);
+    expect(gcs).toBe(1);
+  });
 });
