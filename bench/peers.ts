@@ -162,6 +162,8 @@ http {
   fastcgi_temp_path ${dir}/nginx-fastcgi;
   uwsgi_temp_path ${dir}/nginx-uwsgi;
   scgi_temp_path ${dir}/nginx-scgi;
+  # The headers Pillion adds (see SAME_HEADERS): x-forwarded-for, a request id, a new traceparent.
+  map $request_id $span_id { "~^(?<s>.{16})" $s; }
   upstream backend {
     server 127.0.0.1:${backend.http};
     keepalive 64;
@@ -174,6 +176,9 @@ http {
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Request-ID $request_id;
+      proxy_set_header traceparent 00-$request_id-$span_id-01;
       proxy_buffer_size 64k;
       proxy_buffers 16 64k;
       proxy_max_temp_file_size 0;
@@ -196,6 +201,17 @@ ${hasStream ? `stream { server { listen 127.0.0.1:${tcpPort}; proxy_half_close o
   return target;
 }
 
+/**
+ * The headers Pillion adds to every proxied request (x-forwarded-for, a generated x-request-id, a new W3C
+ * traceparent), added by HAProxy too: the backend then decodes the same head behind both, and each proxy does
+ * the same work per request.
+ */
+const SAME_HEADERS = `  option forwardfor
+  unique-id-format %[uuid(4)]
+  unique-id-header x-request-id
+  http-request set-header traceparent 00-%[uuid(4),regsub(-,,g)]-%[uuid(4),regsub(-,,g),bytes(0,16)]-01
+`;
+
 export async function startHaproxy(group: ChildGroup, dir: string, backend: BackendPorts): Promise<Target> {
   const [port, tcpPort, h2Port] = await freePorts(3);
   const cfg = `global
@@ -211,7 +227,7 @@ defaults
 frontend fe_http
   mode http
   bind 127.0.0.1:${port}
-  default_backend be_http
+${SAME_HEADERS}  default_backend be_http
 
 backend be_http
   mode http
@@ -222,7 +238,7 @@ backend be_http
 frontend fe_h2
   mode http
   bind 127.0.0.1:${h2Port} proto h2
-  default_backend be_h2
+${SAME_HEADERS}  default_backend be_h2
 
 backend be_h2
   mode http
