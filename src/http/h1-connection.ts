@@ -35,6 +35,7 @@ import {
 } from './h1-parser.js';
 import { httpDate, rawLocalReply } from './raw-reply.js';
 import { proxyUpgrade, type UpgradeRequest } from './upgrade.js';
+import { writeBuffer, writeLatin1 } from '../tcp/direct-write.js';
 
 const kConnection = Symbol('pillion.h1downstream');
 type SocketOf = Socket & { [kConnection]: H1Connection };
@@ -84,6 +85,8 @@ export class H1Connection implements ParserOwner, Downstream {
   readonly socket: SocketOf;
   private readonly parser: NativeParser;
   readonly remoteAddress: string;
+  /** The port the connection arrived on, read once (net.Socket's getter goes through getsockname's cache). */
+  readonly localPort: number;
 
   /** The request being answered, and those parsed after it (pipelining). */
   private active: H1Request | null = null;
@@ -125,6 +128,7 @@ export class H1Connection implements ParserOwner, Downstream {
     this.socket = socket as SocketOf;
     this.socket[kConnection] = this;
     this.remoteAddress = socket.remoteAddress ?? '';
+    this.localPort = socket.localPort ?? 0;
     this.encrypted = (socket as TLSSocket).encrypted === true;
     const chain = ctx.chain;
     const headTimeoutMs = chain.requestHeadersTimeoutMs;
@@ -373,7 +377,7 @@ export class H1Connection implements ParserOwner, Downstream {
       const out = Buffer.allocUnsafe(head.length + chunk.length);
       out.write(head, 0, 'latin1');
       chunk.copy(out, head.length);
-      return socket.write(out);
+      return writeBuffer(socket, out, this.encrypted);
     }
     socket.cork();
     if (head !== null) {
@@ -398,7 +402,7 @@ export class H1Connection implements ParserOwner, Downstream {
       const last = lastChunkWithTrailers(trailers);
       const head = this.head;
       this.head = null;
-      this.socket.write(head === null ? last : head + last, 'latin1');
+      writeLatin1(this.socket, head === null ? last : head + last, this.encrypted);
     } else if (this.head !== null) this.flushHead();
     this.responseEnded();
   }
@@ -407,7 +411,7 @@ export class H1Connection implements ParserOwner, Downstream {
   reply(status: number, headers: HeaderMap, body: string): void {
     this.respond(status, headers);
     // A HEAD gets the head only (its content-length says what a GET would carry).
-    this.socket.write(this.noBody ? this.head! : this.head! + body, 'latin1');
+    writeLatin1(this.socket, this.noBody ? this.head! : this.head! + body, this.encrypted);
     this.head = null;
     this.responseEnded();
   }
@@ -430,7 +434,7 @@ export class H1Connection implements ParserOwner, Downstream {
   private flushHead(): void {
     const head = this.head!;
     this.head = null;
-    this.socket.write(head, 'latin1');
+    writeLatin1(this.socket, head, this.encrypted);
   }
 
   private responseEnded(): void {

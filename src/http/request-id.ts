@@ -6,8 +6,8 @@ import { randomFillSync } from 'node:crypto';
 const BATCH = 128;
 const UUID_LENGTH = 36;
 const HEX = Buffer.from('0123456789abcdef', 'latin1');
-/** Byte offsets (within the 16 random bytes) of each pair of hex digits, and where the dashes go. */
-const DASH_AFTER_BYTE = new Set([3, 5, 7, 9]);
+/** Bit i set: a dash follows random byte i (after bytes 3, 5, 7 and 9). A mask, not a Set lookup per byte. */
+const DASH_AFTER_BYTE = (1 << 3) | (1 << 5) | (1 << 7) | (1 << 9);
 
 const random = Buffer.alloc(16 * BATCH);
 const text = Buffer.alloc(UUID_LENGTH * BATCH);
@@ -24,7 +24,7 @@ function refill(): void {
       const byte = random[base + i]!;
       text[out++] = HEX[byte >> 4]!;
       text[out++] = HEX[byte & 0x0f]!;
-      if (DASH_AFTER_BYTE.has(i)) text[out++] = 0x2d; // '-'
+      if (((DASH_AFTER_BYTE >> i) & 1) !== 0) text[out++] = 0x2d; // '-'
     }
   }
   next = 0;
