@@ -113,7 +113,9 @@ export function createParser(
   parser[kOnBody] = ownerBody;
   parser[kOnMessageComplete] = ownerMessageComplete;
   parser[kOnExecute] = ownerExecute;
-  if (withMessageBegin) parser[kOnMessageBegin] = ownerMessageBegin;
+  // Set either way: the binding looks the callback up at each message, and an index never set is a hole it
+  // searches the prototype chain for.
+  parser[kOnMessageBegin] = withMessageBegin ? ownerMessageBegin : undefined;
   return parser;
 }
 

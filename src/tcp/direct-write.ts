@@ -48,6 +48,8 @@ let spare: WriteReq | null = binding === null ? null : new binding.WriteWrap();
 
 /** Counters for tests and the curious: writes that went to the handle, and those of them libuv had to queue. */
 export const directWriteStats = { direct: 0, queued: 0 };
+/** Direct writes still in libuv, on any socket: while none is, no socket's handle needs asking (a native getter). */
+let inLibuv = 0;
 
 /**
  * The socket's native stream when a write may go straight to it: plaintext (callers pass `encrypted`), connected,
@@ -63,8 +65,8 @@ function directHandle(socket: DirectSocket, encrypted: boolean): NativeStream | 
     socket.writableCorked !== 0 ||
     !socket.writable ||
     typeof handle.writeLatin1String !== 'function' ||
-    // A native getter: libuv's own queue, where an earlier direct write may still wait.
-    handle.writeQueueSize !== 0
+    // libuv's own queue, where an earlier direct write may still wait (what the Writable holds is counted above).
+    (inLibuv > 0 && handle.writeQueueSize !== 0)
   ) {
     return null;
   }
@@ -101,6 +103,7 @@ function afterWrite(socket: DirectSocket, req: WriteReq, err: number, length: nu
   if (binding!.streamBaseState[binding!.kLastWriteWasAsync] === 0) return true;
   // The kernel took part of it: libuv holds the rest and owns req until it completes.
   directWriteStats.queued++;
+  inLibuv++;
   spare = new binding!.WriteWrap();
   req.socket = socket;
   if (buffer !== null) req.buffer = buffer;
@@ -111,6 +114,7 @@ function afterWrite(socket: DirectSocket, req: WriteReq, err: number, length: nu
 }
 
 function onWriteComplete(this: WriteReq, status: number): void {
+  inLibuv--;
   const socket = this.socket!;
   this.socket = undefined;
   this.buffer = undefined;
