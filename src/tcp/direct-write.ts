@@ -28,9 +28,11 @@ interface StreamWrapBinding {
 }
 type DirectSocket = Socket & { _handle: Partial<NativeStream> | null; connecting: boolean; _unrefTimer(): void };
 
+const processBinding = (process as unknown as { binding(name: string): unknown }).binding.bind(process);
+
 const binding: StreamWrapBinding | null = (() => {
   try {
-    const b = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
+    const b = processBinding('stream_wrap') as Partial<StreamWrapBinding>;
     return typeof b.WriteWrap === 'function' && b.streamBaseState instanceof Int32Array && typeof b.kLastWriteWasAsync === 'number'
       ? (b as StreamWrapBinding)
       : null;
@@ -38,6 +40,25 @@ const binding: StreamWrapBinding | null = (() => {
     return null;
   }
 })();
+
+/**
+ * The handle classes of libuv streams (TCP, and Pipe for Unix sockets): their writes are libuv's, in order, and
+ * they report writeQueueSize. Not TLSWrap (it encrypts) nor JSStream (a JS duplex underneath).
+ */
+const LIBUV_HANDLES: readonly (abstract new () => object)[] = (() => {
+  try {
+    const tcp = (processBinding('tcp_wrap') as { TCP?: abstract new () => object }).TCP;
+    const pipe = (processBinding('pipe_wrap') as { Pipe?: abstract new () => object }).Pipe;
+    return [tcp, pipe].filter((c): c is abstract new () => object => typeof c === 'function');
+  } catch {
+    return [];
+  }
+})();
+
+function isLibuvStream(handle: object): boolean {
+  for (let i = 0; i < LIBUV_HANDLES.length; i++) if (handle instanceof LIBUV_HANDLES[i]!) return true;
+  return false;
+}
 
 /**
  * The request object a native write is handed. A write the kernel takes whole never touches it (Node's
@@ -64,7 +85,7 @@ function directHandle(socket: DirectSocket, encrypted: boolean): NativeStream | 
     socket.writableLength !== 0 ||
     socket.writableCorked !== 0 ||
     !socket.writable ||
-    typeof handle.writeLatin1String !== 'function' ||
+    !isLibuvStream(handle) ||
     // libuv's own queue, where an earlier direct write may still wait (what the Writable holds is counted above).
     (inLibuv > 0 && handle.writeQueueSize !== 0)
   ) {
