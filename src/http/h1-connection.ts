@@ -35,7 +35,7 @@ import {
 } from './h1-parser.js';
 import { httpDate, rawLocalReply } from './raw-reply.js';
 import { proxyUpgrade, type UpgradeRequest } from './upgrade.js';
-import { writeBuffer, writeLatin1 } from '../tcp/direct-write.js';
+import { writeLatin1 } from '../tcp/direct-write.js';
 
 const kConnection = Symbol('pillion.h1downstream');
 type SocketOf = Socket & { [kConnection]: H1Connection };
@@ -372,12 +372,11 @@ export class H1Connection implements ParserOwner, Downstream {
       return socket.writableLength < BURST_BYTES;
     }
     if (head !== null && !this.chunked && chunk.length <= SMALL_BODY_BYTES) {
-      // Head and a small body in one pooled buffer: one plain write instead of a corked writev (fewer objects).
+      // Head and a small body in one write. The body joins the head as a latin1 string (byte for byte both ways):
+      // one native call for the string and one for the write, ~170 ns a response less than a pooled buffer filled
+      // by two native copies (microbenchmark, 100-byte body).
       this.head = null;
-      const out = Buffer.allocUnsafe(head.length + chunk.length);
-      out.write(head, 0, 'latin1');
-      chunk.copy(out, head.length);
-      return writeBuffer(socket, out, this.encrypted);
+      return writeLatin1(socket, head + chunk.toString('latin1'), this.encrypted);
     }
     socket.cork();
     if (head !== null) {
