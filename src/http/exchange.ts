@@ -109,7 +109,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.authority = authority;
     this.path = url;
     this.remoteAddress = connection.remoteAddress;
-    this.localPort = connection.socket.localPort ?? 0;
+    this.localPort = connection.localPort;
     this.originalDst = originalDstOf(connection.socket);
     this.takePeer(connection.socket);
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400.

@@ -36,6 +36,7 @@ import {
 } from './h1-parser.js';
 import { httpDate, rawLocalReply } from './raw-reply.js';
 import { proxyUpgrade, type UpgradeRequest } from './upgrade.js';
+import { writeLatin1 } from '../tcp/direct-write.js';
 
 const kConnection = Symbol('pillion.h1downstream');
 type SocketOf = Socket & { [kConnection]: H1Connection };
@@ -85,6 +86,8 @@ export class H1Connection implements ParserOwner, Downstream {
   readonly socket: SocketOf;
   private readonly parser: NativeParser;
   readonly remoteAddress: string;
+  /** The port the connection arrived on, read once (net.Socket's getter goes through getsockname's cache). */
+  readonly localPort: number;
 
   /** The request being answered, and those parsed after it (pipelining). */
   private active: H1Request | null = null;
@@ -126,6 +129,7 @@ export class H1Connection implements ParserOwner, Downstream {
     this.socket = socket as SocketOf;
     this.socket[kConnection] = this;
     this.remoteAddress = socket.remoteAddress ?? '';
+    this.localPort = socket.localPort ?? 0;
     this.encrypted = (socket as TLSSocket).encrypted === true;
     const chain = ctx.chain;
     const headTimeoutMs = chain.requestHeadersTimeoutMs;
@@ -375,12 +379,11 @@ export class H1Connection implements ParserOwner, Downstream {
       return socket.writableLength < BURST_BYTES;
     }
     if (head !== null && !this.chunked && chunk.length <= SMALL_BODY_BYTES) {
-      // Head and a small body in one pooled buffer: one plain write instead of a corked writev (fewer objects).
+      // Head and a small body in one write. The body joins the head as a latin1 string (byte for byte both ways):
+      // one native call for the string and one for the write, ~170 ns a response less than a pooled buffer filled
+      // by two native copies (microbenchmark, 100-byte body).
       this.head = null;
-      const out = Buffer.allocUnsafe(head.length + chunk.length);
-      out.write(head, 0, 'latin1');
-      chunk.copy(out, head.length);
-      return socket.write(out);
+      return writeLatin1(socket, head + chunk.toString('latin1'), this.encrypted);
     }
     socket.cork();
     if (head !== null) {
@@ -405,7 +408,7 @@ export class H1Connection implements ParserOwner, Downstream {
       const last = lastChunkWithTrailers(trailers);
       const head = this.head;
       this.head = null;
-      this.socket.write(head === null ? last : head + last, 'latin1');
+      writeLatin1(this.socket, head === null ? last : head + last, this.encrypted);
     } else if (this.head !== null) this.flushHead();
     this.responseEnded();
   }
@@ -414,7 +417,7 @@ export class H1Connection implements ParserOwner, Downstream {
   reply(status: number, headers: HeaderMap, body: string): void {
     this.respond(status, headers);
     // A HEAD gets the head only (its content-length says what a GET would carry).
-    this.socket.write(this.noBody ? this.head! : this.head! + body, 'latin1');
+    writeLatin1(this.socket, this.noBody ? this.head! : this.head! + body, this.encrypted);
     this.head = null;
     this.responseEnded();
   }
@@ -437,7 +440,7 @@ export class H1Connection implements ParserOwner, Downstream {
   private flushHead(): void {
     const head = this.head!;
     this.head = null;
-    this.socket.write(head, 'latin1');
+    writeLatin1(this.socket, head, this.encrypted);
   }
 
   private responseEnded(): void {

@@ -113,8 +113,19 @@ export function createParser(
   parser[kOnBody] = ownerBody;
   parser[kOnMessageComplete] = ownerMessageComplete;
   parser[kOnExecute] = ownerExecute;
-  if (withMessageBegin) parser[kOnMessageBegin] = ownerMessageBegin;
+  // Set either way: the binding looks the callback up at each message, and an index never set is a hole it
+  // searches the prototype chain for.
+  parser[kOnMessageBegin] = withMessageBegin ? ownerMessageBegin : undefined;
   return parser;
+}
+
+/**
+ * Registers or removes the owner's onMessageBegin. llhttp's binding looks the callback up at each message's
+ * first byte, so an owner that only needs it at times (the upstream pool: between responses) saves a C++ → JS
+ * call per message while it is off.
+ */
+export function setMessageBegin(parser: NativeParser, on: boolean): void {
+  parser[kOnMessageBegin] = on ? ownerMessageBegin : undefined;
 }
 
 /**

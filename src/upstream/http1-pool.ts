@@ -19,6 +19,7 @@ import {
   contentLengthOf,
   createParser,
   resetParser,
+  setMessageBegin,
   unconsumeSocket,
   pauseReading,
   resumeReading,
@@ -34,6 +35,7 @@ import {
 } from '../http/h1-parser.js';
 import { canReadRaw, giveReadBuffer, installRawRead, LARGE_READ_BYTES, SMALL_READ_BYTES, takeReadBuffer } from '../tcp/raw-read.js';
 import { rawBodyStats } from './raw-body-stats.js';
+import { writeLatin1 } from '../tcp/direct-write.js';
 
 const kConnection = Symbol('pillion.h1connection');
 type SocketOf = net.Socket & { [kConnection]: H1Connection };
@@ -97,6 +99,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
   sink: UpstreamSink | null = null;
   readonly socket: SocketOf;
   private readonly parser: NativeParser;
+  /** TLS: writes go through the socket (see direct-write.ts). */
+  private readonly encrypted: boolean;
   connected = false;
   closed = false;
   private error: Error | null = null;
@@ -154,6 +158,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     const socket = (tls === null ? net.connect(options) : tls.connect(host, port, ALPN_HTTP11, options)) as SocketOf;
     socket[kConnection] = this;
     this.socket = socket;
+    this.encrypted = tls !== null;
     // Over TLS the connection is usable once the handshake and the peer's identity check are done.
     socket.on(tls === null ? 'connect' : 'secureConnect', onSocketConnect);
     socket.on('end', onSocketEnd);
@@ -165,6 +170,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     const connectTimeoutMs = pool.options.connectTimeoutMs;
     if (connectTimeoutMs > 0) this.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, this, connectTimeoutMs);
 
+    // Idle until start(): a byte before any request is unsolicited (see onMessageBegin).
     this.parser = createParser('response', 0, this, true);
   }
 
@@ -172,6 +178,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.sink = sink;
     this.spec = spec;
     this.responseStarted = false;
+    // Until its response ends, a message's start is this request's response: onExecute notes it (see onMessageBegin).
+    setMessageBegin(this.parser, false);
     this.replay = replay;
     if (this.paused) this.resume();
     this.skipBody = spec.method === 'HEAD';
@@ -182,7 +190,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     const body = spec.body as BodyOf | null;
     if (body === null) {
       this.requestWritten = true;
-      this.socket.write(head + CRLF, 'latin1');
+      writeLatin1(this.socket, head + CRLF, this.encrypted);
       return;
     }
     this.requestWritten = false;
@@ -251,6 +259,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
   ): number {
     const lines = this.pendingHead.takeLines(givenLines);
     const sink = this.sink;
+    if (sink !== null) this.responseStarted = true;
     if (sink === null) return this.discarding ? this.discardHeaders(status, shouldKeepAlive, lines) : SKIP_BODY;
     // Requests on a pooled connection never ask for an upgrade (Upgrade and CONNECT go their own way): a 101 is
     // the upstream leaving HTTP, and what follows is not a response. 502, not a wait for the route timeout.
@@ -321,10 +330,17 @@ class H1Connection implements UpstreamStream, ParserOwner {
     // taken for the answer to a request the pool would start on this connection now (a response desync).
     this.spec = null;
     this.served++;
+    // Idle again: any message that starts now (in the rest of this read, or later) answers no request.
+    setMessageBegin(this.parser, true);
     if (this.reusable) this.releasePending = true;
     else this.close();
   }
 
+  /**
+   * Registered only while no request is in flight (from construction and each response's end to the next
+   * start()): bytes then are unsolicited. With a request in flight, its response's first bytes are noted by
+   * onExecute (after each read) and onHeadersComplete instead: one C++ → JS call per response less.
+   */
   onMessageBegin(): void {
     if (this.sink !== null) this.responseStarted = true;
     else if (!this.discarding) this.unsolicited = true;
@@ -403,6 +419,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
 
   /** After each read the parser took from the socket. */
   onExecute(ret: number | ParseError): void {
+    // Bytes read while a request is in flight (a response not complete in this read): the upstream saw it.
+    if (this.sink !== null) this.responseStarted = true;
     if (isParseError(ret)) {
       if (ret.code === PAUSED && this.rawLeft > 0 && !this.closed) this.readRawBody(ret.bytesParsed);
       else this.fail(ret);

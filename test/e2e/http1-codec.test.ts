@@ -8,6 +8,8 @@ import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { request } from '../helpers/client.js';
 
 const BIG = Buffer.alloc(1 << 20, 'b');
+/** Every byte value, 8 times: a small body (it goes out in one write with the head) that is not text. */
+const ALL_BYTES = Buffer.from(Array.from({ length: 2048 }, (_, i) => i % 256));
 
 let echo: Backend;
 let framing: Backend;
@@ -60,6 +62,9 @@ beforeAll(async () => {
       setTimeout(() => res.end('slow answer'), 200);
     } else if (req.url === '/big') {
       res.end(BIG);
+    } else if (req.url === '/bytes') {
+      res.setHeader('content-length', String(ALL_BYTES.length));
+      res.end(ALL_BYTES);
     } else {
       res.setHeader('content-length', '5');
       res.end(req.method === 'HEAD' ? undefined : 'hello');
@@ -192,6 +197,19 @@ describe('HTTP/1.1 framing through the proxy', () => {
       expect(count(both, 'HTTP/1.1 200 OK')).toBe(2);
       expect(count(both, 'hello')).toBe(1);
     });
+  });
+
+  it('forwards a small binary body byte for byte (every byte value, in the write with the head)', async () => {
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port, path: '/bytes', headers: { host: 'framing' }, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(Buffer.concat(chunks)));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+    });
+    expect(body.equals(ALL_BYTES)).toBe(true);
   });
 
   it('forwards a chunked response with its trailers', async () => {
