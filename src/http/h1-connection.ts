@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { REASONS, type Reason } from '../reasons.js';
 import type { HttpContext } from './context.js';
 import { HttpExchange } from './exchange.js';
-import { HOP_BY_HOP, type HeaderMap } from './headers.js';
+import { forwardableRequestTrailers, type HeaderMap } from './headers.js';
 import { setRequestTrailers } from '../upstream/pool.js';
 import type { Downstream, LocalReplyResult } from './downstream.js';
 import {
@@ -247,7 +247,8 @@ export class H1Connection implements ParserOwner, Downstream {
     request.requestDone = true;
     const body = request.body;
     if (body !== null) {
-      if (trailerLines !== null) setRequestTrailers(body, headerMapFromFlat(trailerLines, HOP_BY_HOP));
+      const trailers = trailerLines === null ? null : forwardableRequestTrailers(headerMapFromFlat(trailerLines, null));
+      if (trailers !== null) setRequestTrailers(body, trailers);
       body.push(null);
     }
     // The body's reader asks for more through _read, which an ended stream never calls again: a body that filled
