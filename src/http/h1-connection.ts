@@ -241,6 +241,12 @@ export class H1Connection implements ParserOwner, Downstream {
     const pending = this.pendingHead;
     const trailerLines = pending.lines.length === 0 ? null : pending.takeLines(undefined);
     pending.clear();
+    if (trailerLines !== null && trailerLines.length > 2 * this.ctx.chain.maxHeadersCount) {
+      // max_headers_count bounds trailers too (as Envoy's): thousands of tiny lines fit the size limit. The body
+      // never ends, so the upstream never takes it for a complete request; 431 if nothing was answered yet.
+      this.failRequest(REASONS.headersTooLarge);
+      return;
+    }
     const request = this.parsing;
     if (request === null) return;
     this.parsing = null;
