@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { REASONS, type Reason } from '../reasons.js';
 import type { HttpContext } from './context.js';
 import { HttpExchange } from './exchange.js';
-import { HOP_BY_HOP, type HeaderMap } from './headers.js';
+import { forwardableRequestTrailers, type HeaderMap } from './headers.js';
 import { setRequestTrailers } from '../upstream/pool.js';
 import type { Downstream, LocalReplyResult } from './downstream.js';
 import {
@@ -245,13 +245,20 @@ export class H1Connection implements ParserOwner, Downstream {
     const pending = this.pendingHead;
     const trailerLines = pending.lines.length === 0 ? null : pending.takeLines(undefined);
     pending.clear();
+    if (trailerLines !== null && trailerLines.length > 2 * this.ctx.chain.maxHeadersCount) {
+      // max_headers_count bounds trailers too (as Envoy's): thousands of tiny lines fit the size limit. The body
+      // never ends, so the upstream never takes it for a complete request; 431 if nothing was answered yet.
+      this.failRequest(REASONS.headersTooLarge);
+      return;
+    }
     const request = this.parsing;
     if (request === null) return;
     this.parsing = null;
     request.requestDone = true;
     const body = request.body;
     if (body !== null) {
-      if (trailerLines !== null) setRequestTrailers(body, headerMapFromFlat(trailerLines, HOP_BY_HOP));
+      const trailers = trailerLines === null ? null : forwardableRequestTrailers(headerMapFromFlat(trailerLines, null));
+      if (trailers !== null) setRequestTrailers(body, trailers);
       body.push(null);
     }
     // The body's reader asks for more through _read, which an ended stream never calls again: a body that filled

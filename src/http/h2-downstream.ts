@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { H2Error, type H2Stream, type H2StreamOwner } from '../h2/session.js';
 import type { DecodedHead } from '../h2/hpack.js';
 import type { Reason } from '../reasons.js';
-import { dropHopByHop, newHeaderMap, type HeaderMap } from './headers.js';
+import { forwardableRequestTrailers, newHeaderMap, type HeaderMap } from './headers.js';
 import { NOT_SENT, type Downstream, type LocalReplyResult } from './downstream.js';
 import { setRequestTrailers } from '../upstream/pool.js';
 
@@ -73,7 +73,8 @@ export class H2Downstream implements Downstream, H2StreamOwner {
     this.body = null;
     if (body === null) return;
     // Trailers go upstream with the body's end (the session already refused pseudo headers in them).
-    if (trailers !== null) setRequestTrailers(body, dropHopByHop(trailers));
+    const forwarded = trailers === null ? null : forwardableRequestTrailers(trailers);
+    if (forwarded !== null) setRequestTrailers(body, forwarded);
     body.push(null);
   }
 

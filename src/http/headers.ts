@@ -92,6 +92,46 @@ export function buildUpstreamHeaders(
  * connection-specific ones (connection, keep-alive, proxy-connection, transfer-encoding, upgrade) malformed, and
  * the session resets such a stream before anyone sees its head.
  */
+/**
+ * Fields a client's request trailers never carry upstream (RFC 9110 §6.5.1: framing, routing, authentication,
+ * request controls and content format are evaluated before the body): besides the hop-by-hop ones, those an
+ * upstream that merges trailers into the head (RFC 9110 §6.5.1 allows it; old WEBrick merged them all) would take
+ * for a second content-length or host, or for the identity and client address the proxy vouches for.
+ */
+const TRAILER_FORBIDDEN: ReadonlySet<string> = new Set([
+  ...HOP_BY_HOP,
+  'content-length',
+  'content-encoding',
+  'content-type',
+  'content-range',
+  'max-forwards',
+  'cache-control',
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-client-cert',
+  'x-request-id',
+  'traceparent',
+  'tracestate',
+]);
+
+/**
+ * A client's request trailers made forwardable, in place (names lower-case: HTTP/2's as received, HTTP/1's from
+ * headerMapFromFlat): fields in TRAILER_FORBIDDEN are dropped, as a header name the client may not set by trailer.
+ * Null when nothing is left, so no empty trailer section goes upstream.
+ */
+export function forwardableRequestTrailers(trailers: HeaderMap): HeaderMap | null {
+  let left = 0;
+  for (const name in trailers) {
+    if (TRAILER_FORBIDDEN.has(name)) delete trailers[name];
+    else left++;
+  }
+  return left === 0 ? null : trailers;
+}
+
 const H2_HOP_BY_HOP: readonly string[] = [...HOP_BY_HOP].filter(
   (name) => name !== 'connection' && name !== 'keep-alive' && name !== 'proxy-connection' && name !== 'transfer-encoding' && name !== 'upgrade',
 );

@@ -427,6 +427,17 @@ describe('errors and timeouts the connection answers', () => {
     });
   });
 
+  it('answers 431 to a chunked request with more trailer lines than max_headers_count, and closes', async () => {
+    await withRawClient(port, async (c) => {
+      let many = '';
+      for (let i = 0; i < 150; i++) many += `x-t${i}: v\r\n`;
+      c.send(`POST /x HTTP/1.1\r\nhost: echo\r\ntransfer-encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n${many}\r\n`);
+      await c.closed;
+      expect(c.text).toMatch(/^HTTP\/1.1 431 /);
+      expect(c.text).toContain('x-pillion-reason: headers_too_large');
+    });
+  });
+
   it('answers a good request, then 400 to the bad one pipelined behind it, then closes', async () => {
     await withRawClient(port, async (c) => {
       c.send('GET /good HTTP/1.1\r\nhost: framing\r\n\r\nGARBAGE\r\n\r\n');
