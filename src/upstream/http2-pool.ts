@@ -366,10 +366,17 @@ export class Http2Pool implements ConnectionPool {
 
   /**
    * The response ended while the request body was still going out (RFC 9113 §8.1 allows it): the rest is not
-   * wanted, RST_STREAM NO_ERROR says so. Past the reset budget the body simply goes on to its end.
+   * wanted, RST_STREAM NO_ERROR says so and gives the stream's slot back (Envoy resets it too). Past the reset
+   * budget as well: left to the body's end, a slow upload would hold one of the upstream's concurrent streams for
+   * nothing. The session then takes no new streams (as in resetCancelled), so what one connection resets stays
+   * within the budget plus the streams open on it, under nghttp2's flood bound.
    */
   responseBeforeBody(req: H2Request, stream: H2Stream): void {
-    if (!req.session!.resets.tryTake(performance.now())) return;
+    const session = req.session!;
+    if (!session.resets.tryTake(performance.now()) && !session.closing) {
+      session.closing = true;
+      this.options.events.onResetDeferred();
+    }
     req.detachBody();
     stream.reset(H2Error.NO_ERROR);
     this.release(req);
