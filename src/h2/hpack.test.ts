@@ -473,6 +473,9 @@ describe('malformed HTTP fields (stream errors, not HPACK errors)', () => {
     ['non-token name char', [...ok, ['x foo', 'a']]],
     ['name with a colon inside', [...ok, ['x:y', 'a']]],
     ['empty name', [...ok, ['', 'a']]],
+    ['CTL in a name', [...ok, ['x\x01a', 'a']]],
+    ['DEL in a name', [...ok, ['x\x7fa', 'a']]],
+    ['obs-text in a name', [...ok, ['x\u00e9', 'a']]],
     ['NUL in a value', [...ok, ['x-a', 'a\0b']]],
     ['CR in a value', [...ok, ['x-a', 'a\rb']]],
     ['LF in a value', [...ok, ['x-a', 'a\nb']]],
@@ -491,8 +494,40 @@ describe('malformed HTTP fields (stream errors, not HPACK errors)', () => {
     ['te other than trailers', [...ok, ['te', 'gzip']]],
     ['invalid :status', [[':status', '20']]],
     ['non-digit :status', [[':status', '2x0']]],
+    // Control characters other than HTAB, and DEL, as nghttp2 (nghttp2_check_header_value_rfc9113) and Envoy.
+    ...[0x01, 0x08, 0x0b, 0x0c, 0x0e, 0x1b, 0x1f, 0x7f].map((c): [string, Pair[]] => [
+      `CTL 0x${c.toString(16)} in a value`,
+      [...ok, ['x-a', `a${String.fromCharCode(c)}b`]],
+    ]),
+    ['CTL as a whole value', [...ok, ['x-a', '\x01']]],
+    ['CTL in a trailer-like block (no pseudo headers)', [['grpc-message', 'bad\x07bell']]],
+    ['CTL in :path', [[':method', 'GET'], [':path', '/a\x01b'], [':scheme', 'http']]],
+    ['SP in :path', [[':method', 'GET'], [':path', '/a b'], [':scheme', 'http']]],
+    ['DEL in :authority', [...ok, [':authority', 'a\x7fb']]],
+    ['SP in :authority', [...ok, [':authority', 'a b']]],
+    ['slash in :authority', [...ok, [':authority', 'a/b']]],
+    ['obs-text in :authority', [...ok, [':authority', 'caf\u00e9']]],
+    ['non-token :method', [[':method', 'G(T'], [':path', '/'], [':scheme', 'http']]],
+    ['obs-text in :method', [[':method', 'G\u00e9T'], [':path', '/'], [':scheme', 'http']]],
+    ['invalid :scheme', [[':method', 'GET'], [':path', '/'], [':scheme', 'ht tp']]],
+    [':scheme starting with a digit', [[':method', 'GET'], [':path', '/'], [':scheme', '1http']]],
+    ['CTL in :status', [[':status', '2\x010']]],
   ])('%s', (_name, fields) => {
     expect(malformedOf(fields).malformed).not.toBe('');
+  });
+
+  it('valid: HTAB inside a value, obs-text (0x80-0xff) anywhere, authority forms, method and scheme tokens', () => {
+    for (const fields of [
+      [...ok, ['x-a', 'a\tb']],
+      [...ok, ['x-a', '\x80\xff\u00e9']],
+      [...ok, [':authority', 'user@[::1]:8080']],
+      [...ok, [':authority', "a-b.c_d~!$&'()*+,;=%41"]],
+      [...ok, [':authority', '']],
+      [[':method', 'M-SEARCH'], [':path', '*'], [':scheme', 'coap+tcp']],
+      [[':method', 'get'], [':path', '/a%20b?q=\u00e9#x'], [':scheme', 'HTTPS']],
+    ] as Pair[][]) {
+      expect(malformedOf(fields).malformed, JSON.stringify(fields)).toBe('');
+    }
   });
 
   it('valid fields: te trailers, inner spaces, latin1 bytes, cookie crumbs joined, repeats as arrays', () => {

@@ -101,7 +101,12 @@ function classifyName(name: string): number {
   }
 }
 
-/** RFC 9113 §8.2.1: no NUL, CR or LF anywhere, no SP or HTAB at either end. */
+/**
+ * RFC 9113 §8.2.1 and RFC 9110 §5.5, as nghttp2 (nghttp2_check_header_value_rfc9113) and Envoy judge it: no
+ * control character but HTAB (NUL, CR and LF included, DEL too) anywhere, no SP or HTAB at either end. obs-text
+ * (0x80-0xff) passes. RFC 9113 only forbids NUL, CR and LF, but the other CTLs reach HTTP/1.1 upstreams, whose
+ * parsers (llhttp's strict mode among them) refuse them: an HTTP/1.1 client's request with them is a 400 already.
+ */
 function valueInvalid(v: string): boolean {
   const n = v.length;
   if (n === 0) return false;
@@ -111,7 +116,47 @@ function valueInvalid(v: string): boolean {
   if (c === 32 || c === 9) return true;
   for (let i = 0; i < n; i++) {
     c = v.charCodeAt(i);
-    if (c <= 13 && (c === 0 || c === 10 || c === 13)) return true;
+    if (c < 32 ? c !== 9 : c === 127) return true;
+  }
+  return false;
+}
+
+/**
+ * Bytes allowed in :authority (RFC 3986 authority: unreserved, pct-encoded, sub-delims, ':', '@', '[', ']'), as
+ * nghttp2_check_authority and Envoy have them: no SP, CTL, obs-text, '/', '?', '#' or other delimiters.
+ */
+const AUTHORITY_CHAR = new Uint8Array(256);
+for (const c of "!$%&'()*+,-.0123456789:;=@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]_abcdefghijklmnopqrstuvwxyz~") AUTHORITY_CHAR[c.charCodeAt(0)] = 1;
+
+/** :method is a token (RFC 9110 §9.1): tchar, either case. */
+const METHOD_CHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") METHOD_CHAR[c.charCodeAt(0)] = 1;
+
+/** Every char of `v` is in `table` (an empty :method is refused with the request's other checks). */
+function allIn(v: string, table: Uint8Array): boolean {
+  const n = v.length;
+  for (let i = 0; i < n; i++) {
+    const c = v.charCodeAt(i);
+    if (c > 255 || table[c] === 0) return false;
+  }
+  return true;
+}
+
+/** :path: no SP (CTLs are refused with every value), as in an HTTP/1.1 request line (RFC 9112 §3.2). */
+function pathInvalid(v: string): boolean {
+  return v.indexOf(' ') >= 0;
+}
+
+/** :scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 §3.1). */
+function schemeInvalid(v: string): boolean {
+  const n = v.length;
+  if (n === 0) return true;
+  for (let i = 0; i < n; i++) {
+    const c = v.charCodeAt(i);
+    const lower = c | 0x20;
+    if (lower >= 97 && lower <= 122) continue;
+    if (i > 0 && ((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 46)) continue;
+    return true;
   }
   return false;
 }
@@ -238,7 +283,7 @@ export class HpackDecoder {
         continue;
       }
       if (flags >= BAD_VALUE && out.malformed === '') {
-        out.malformed = 'header field value with NUL, CR, LF or leading/trailing whitespace';
+        out.malformed = 'header field value with a control character or leading/trailing whitespace';
       }
       const kind = flags & KIND_MASK;
       if (kind === K_REGULAR) {
@@ -283,15 +328,19 @@ export class HpackDecoder {
       pseudoSeen |= bit;
       switch (kind) {
         case K_METHOD:
+          if (!allIn(value, METHOD_CHAR) && out.malformed === '') out.malformed = 'invalid :method';
           out.method = value;
           break;
         case K_SCHEME:
+          if (schemeInvalid(value) && out.malformed === '') out.malformed = 'invalid :scheme';
           out.scheme = value;
           break;
         case K_AUTHORITY:
+          if (!allIn(value, AUTHORITY_CHAR) && out.malformed === '') out.malformed = 'invalid :authority';
           out.authority = value;
           break;
         case K_PATH:
+          if (pathInvalid(value) && out.malformed === '') out.malformed = 'invalid :path (SP)';
           out.path = value;
           break;
         case K_PROTOCOL:

@@ -241,6 +241,8 @@ export class H2Stream {
   received = 0;
   /** Client: a HEAD request (its response has no body whatever its content-length says). */
   noBody = false;
+  /** We reset it PROTOCOL_ERROR for the peer's malformed head or trailers (client role: an invalid response). */
+  malformed = false;
 
   constructor(
     readonly session: H2Session,
@@ -1470,6 +1472,9 @@ function onHeaderBlock(s: H2Session, id: number, buf: Buffer, start: number, end
   if (!endStream) return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'a second header block without END_STREAM');
   if (r === HPACK_TOO_LARGE) return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'trailers too large');
   if (head.malformed !== '' || hasPseudo(head)) {
+    stream.malformed = true;
+    // Server role: a malformed request, counted with the malformed heads (bad_request).
+    if (s.isServer && s.owner.onRefusedHead !== undefined) s.owner.onRefusedHead(s, REASONS.badRequest);
     return streamError(s, stream, H2Error.PROTOCOL_ERROR, `malformed trailers: ${head.malformed || 'pseudo header'}`);
   }
   if (stream.contentLength >= 0 && stream.received !== stream.contentLength) {
@@ -1521,6 +1526,7 @@ function responseHead(s: H2Session, stream: H2Stream, head: DecodedHead, r: numb
   if (r === HPACK_TOO_LARGE) return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'response headers too large');
   const status = head.status;
   if (head.malformed !== '' || status < 100 || status > 999 || head.method !== '' || head.path !== '' || head.scheme !== '' || head.authority !== '' || head.protocol !== '') {
+    stream.malformed = true;
     return streamError(s, stream, H2Error.PROTOCOL_ERROR, `malformed response head: ${head.malformed || 'bad pseudo headers'}`);
   }
   if (status < 200) {
@@ -1530,7 +1536,10 @@ function responseHead(s: H2Session, stream: H2Stream, head: DecodedHead, r: numb
   stream.gotHead = true;
   if (!stream.noBody && status !== 204 && status !== 304) {
     const cl = contentLength(head.headers['content-length']);
-    if (cl === -2 || (endStream && cl > 0)) return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'malformed response head: content-length');
+    if (cl === -2 || (endStream && cl > 0)) {
+      stream.malformed = true;
+      return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'malformed response head: content-length');
+    }
     stream.contentLength = cl;
   }
   if (endStream) stream.remoteEnded = true;

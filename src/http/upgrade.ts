@@ -38,10 +38,25 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   const headers = headerMapFromFlat(req.lines, null);
   const table = ctx.routeTable();
   const host = headers.host;
-  const authority = typeof host === 'string' ? host : '';
-  const path = req.url;
+  let authority = typeof host === 'string' ? host : '';
+  let path = req.url;
+  // As the exchange path (Exchange.startH1) has it: `:scheme` matchers see the connection's scheme, or an
+  // absolute-form target's (the client's choice, no proof of TLS), whose authority wins over Host (RFC 9112 §3.2.2)
+  // and whose path is what routes match and what goes upstream (origin-form).
+  let matchScheme = (socket as TLSSocket).encrypted === true ? 'https' : 'http';
+  let absolute = false;
+  if (path.charCodeAt(0) !== 47 /* '/' */ && path !== '*') {
+    const schemeEnd = path.indexOf('://');
+    if (schemeEnd > 0) {
+      absolute = true;
+      matchScheme = path.slice(0, schemeEnd).toLowerCase();
+      const pathStart = path.indexOf('/', schemeEnd + 3);
+      authority = pathStart < 0 ? path.slice(schemeEnd + 3) : path.slice(schemeEnd + 3, pathStart);
+      path = pathStart < 0 ? '/' : path.slice(pathStart);
+    }
+  }
   const dst = originalDstOf(socket);
-  const route = table === null ? null : table.match(authority, req.method, path, headers, (socket as TLSSocket).encrypted === true ? 'https' : 'http', dst);
+  const route = table === null ? null : table.match(authority, req.method, path, headers, matchScheme, dst);
   if (route === null) return refuse(ctx, socket, REASONS.noRoute);
   if (route.directResponse !== undefined) return refuse(ctx, socket, directResponse(route.directResponse.status));
   const cluster = ctx.clusters.get(ctx.pickCluster(route.action));
@@ -76,9 +91,11 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
     socket.setTimeout(idleMs, release);
     let headText = `${req.method} ${path} HTTP/1.1\r\n`;
     const raw = req.lines;
+    // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2), as the exchange path sends it.
+    if (absolute) headText += `host: ${authority}\r\n`;
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const name = raw[i]!.toLowerCase();
-      if (name === 'x-forwarded-for' || TRACE_HEADERS.has(name)) continue;
+      if (name === 'x-forwarded-for' || TRACE_HEADERS.has(name) || (absolute && name === 'host')) continue;
       headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
     }
     // The upgrade request is a span of its trace at this hop too (see src/http/tracing/span.ts).

@@ -3,7 +3,9 @@
 // drain and destroy.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { ERR, F, T, frame, headerBlock, headersFrames, startRawH2Server, type Frame } from '../../test/abuse/util.js';
+import { PassThrough } from 'node:stream';
 import { Http2Pool } from './http2-pool.js';
 import { PendingLimit, type PoolEvents, type UpstreamRequestSpec, type UpstreamSink } from './pool.js';
 import { newHeaderMap, type HeaderMap } from '../http/headers.js';
@@ -189,5 +191,52 @@ describe('Http2Pool', () => {
     expect(held.error?.message).toMatch(/^the upstream HTTP\/2 stream was reset: .*the connection pool was closed/);
     expect(held.connectFailed).toBe(false);
     expect(await until(() => pool.connections === 0)).toBe(true);
+  });
+
+  it('a response complete before the request body ends closes the stream (RST_STREAM) even with the reset budget spent', async () => {
+    // An upstream driven frame by frame, to see how the stream ends: RST_STREAM, or an END_STREAM on a cut body.
+    const frames: Frame[] = [];
+    let upSocket: Socket | null = null;
+    const up = await startRawH2Server((socket, f) => {
+      upSocket = socket;
+      frames.push(f);
+    });
+    // The budget's clock is frozen: no token comes back while the test runs. Sockets and timers stay real.
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const deferred = { n: 0 };
+    const events = { ...counting(), onResetDeferred: () => deferred.n++ };
+    const pool = new Http2Pool(`http://127.0.0.1:${up.port}`, { connectTimeoutMs: 1000, maxConnections: 4, maxIdle: 1, events, pending: new PendingLimit(10) });
+    const body = new PassThrough();
+    const sink = new RecordingSink();
+    let upload: NodeJS.Timeout | null = null;
+    try {
+      pool.request({ method: 'POST', path: '/upload', authority: 'test', scheme: 'http', headers: newHeaderMap(), body }, sink);
+      body.write('first');
+      expect(await until(() => frames.some((f) => f.type === T.DATA && f.stream === 1))).toBe(true);
+      // 200 cancels on the same connection spend its reset budget (200, then 20/s), each within it.
+      for (let i = 0; i < 200; i++) pool.request(get('/hold'), new RecordingSink()).abort();
+      expect(await until(() => frames.filter((f) => f.type === T.RST_STREAM).length === 200)).toBe(true);
+      expect(deferred.n, 'budget spent, not yet exceeded').toBe(0);
+      // The upstream answers the upload whole; the client keeps uploading, slowly.
+      const answer = Buffer.concat([headersFrames(1, headerBlock([[':status', '200']]), false), frame(T.DATA, F.END_STREAM, 1, Buffer.from('answered'))]);
+      upSocket!.write(answer);
+      await sink.done;
+      expect(sink.status).toBe(200);
+      expect(sink.body).toBe('answered');
+      upload = setInterval(() => body.write('more'), 20);
+      const ended = (): Frame | undefined => frames.find((f) => f.stream === 1 && (f.type === T.RST_STREAM || (f.flags & F.END_STREAM) !== 0));
+      expect(await until(() => ended() !== undefined, 2000), 'the upstream stream is closed while the upload goes on').toBe(true);
+      const end = ended()!;
+      expect(end.type, 'RST_STREAM, never an END_STREAM on a truncated body').toBe(T.RST_STREAM);
+      expect(end.payload.readUInt32BE(0)).toBe(ERR.NO_ERROR);
+      // Its slot is given back: the connection, which takes no new streams past the budget, closes once empty.
+      expect(deferred.n).toBe(1);
+      expect(await until(() => pool.connections === 0, 2000), 'the session closes once its streams are done').toBe(true);
+    } finally {
+      if (upload !== null) clearInterval(upload);
+      body.end();
+      pool.destroy();
+      await up.close();
+    }
   });
 });

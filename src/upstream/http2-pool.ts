@@ -6,7 +6,7 @@
 // symbol, so a request allocates no closures.
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
-import { pendingOverflowError, REFUSED_STREAM, requestTrailersOf, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
+import { pendingOverflowError, REFUSED_STREAM, requestTrailersOf, UPSTREAM_MALFORMED, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { dropHopByHop, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
 import { ALPN_H2, isTlsPolicyError, readyEventOf } from '../tls/upstream-tls.js';
@@ -244,7 +244,7 @@ class H2Request implements UpstreamStream, H2StreamOwner {
     this.sink.onUpstreamEnd(trailers === null ? null : dropHopByHop(trailers));
   }
 
-  onReset(_stream: H2Stream, code: number, why: string): void {
+  onReset(stream: H2Stream, code: number, why: string): void {
     this.detachBody();
     this.pool.release(this);
     if (this.finished) return;
@@ -264,6 +264,8 @@ class H2Request implements UpstreamStream, H2StreamOwner {
       failed !== null && (!session.connected || isTlsPolicyError(failed))
         ? failed
         : new Error(`the upstream HTTP/2 stream was reset: ${h2ErrorName(code)} (${code}), ${why}`);
+    // An invalid response (502 upstream_protocol_error, as llhttp's refusals on HTTP/1.1), not a reset (503).
+    if (stream.malformed) (err as NodeJS.ErrnoException).code = UPSTREAM_MALFORMED;
     this.sink.onUpstreamError(err, !session.connected);
   }
 
@@ -364,10 +366,17 @@ export class Http2Pool implements ConnectionPool {
 
   /**
    * The response ended while the request body was still going out (RFC 9113 §8.1 allows it): the rest is not
-   * wanted, RST_STREAM NO_ERROR says so. Past the reset budget the body simply goes on to its end.
+   * wanted, RST_STREAM NO_ERROR says so and gives the stream's slot back (Envoy resets it too). Past the reset
+   * budget as well: left to the body's end, a slow upload would hold one of the upstream's concurrent streams for
+   * nothing. The session then takes no new streams (as in resetCancelled), so what one connection resets stays
+   * within the budget plus the streams open on it, under nghttp2's flood bound.
    */
   responseBeforeBody(req: H2Request, stream: H2Stream): void {
-    if (!req.session!.resets.tryTake(performance.now())) return;
+    const session = req.session!;
+    if (!session.resets.tryTake(performance.now()) && !session.closing) {
+      session.closing = true;
+      this.options.events.onResetDeferred();
+    }
     req.detachBody();
     stream.reset(H2Error.NO_ERROR);
     this.release(req);

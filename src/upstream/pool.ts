@@ -112,6 +112,9 @@ export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS'
  * connection lost before any byte of the response (the upstream closed it as the request went out): safe to send
  * again, but only the router holds the body to do it (a bodyless request is replayed by the pool itself).
  */
+/** The error code of an HTTP/2 response whose head or trailers were malformed (we reset it PROTOCOL_ERROR). */
+export const UPSTREAM_MALFORMED = 'ERR_PILLION_UPSTREAM_MALFORMED';
+
 export const UPSTREAM_UNSEEN = 'ERR_PILLION_UPSTREAM_UNSEEN';
 
 /** The handle of a request that was refused before it started: nothing to steer. */

@@ -208,11 +208,11 @@ describe('an HTTP/2 upstream that sends hop-by-hop fields', () => {
     expect(r.headers.host).toBeUndefined();
   });
 
-  it('a connection-specific field makes the response malformed (RFC 9113 §8.2.2): 503 upstream_reset', async () => {
+  it('a connection-specific field makes the response malformed (RFC 9113 §8.2.2): 502 upstream_protocol_error', async () => {
     upstream.mode = 'connection-field';
     const r = await request(sidecar.outbound, { host: 'hostile', path: '/connection-field' });
-    expect(r.status, r.body).toBe(503);
-    expect(r.headers['x-pillion-reason']).toBe('upstream_reset');
+    expect(r.status, r.body).toBe(502);
+    expect(r.headers['x-pillion-reason']).toBe('upstream_protocol_error');
     expect(r.headers['x-secret']).toBeUndefined();
   });
 });

@@ -3,11 +3,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { echoClient, grpc, startEchoServerWith, type EchoServer } from '../helpers/grpc.js';
 import { h2request, request } from '../helpers/client.js';
-import { ERR, F, FrameReader, T, frame, headerBlock, headersFrames, requestBlock, startRawH2Server, sleep, type Frame, type RawH2Server, RawH2Client } from '../abuse/util.js';
+import { ERR, F, FrameReader, T, eventually, frame, headerBlock, headersFrames, requestBlock, startRawH2Server, sleep, type Frame, type RawH2Server, RawH2Client } from '../abuse/util.js';
 
 let proxy: RunningProxy;
 let port: number;
@@ -23,6 +25,11 @@ let lateData: RawH2Server;
 /** gRPC Chat that answers the first message and ends the call with OK, while the client still streams. */
 let earlyGrpc: EchoServer;
 const lateDataGoaways: number[] = [];
+/** What h1up received: path and its x-a header (latin1 as Node decodes it). */
+const h1upSeen: Array<{ path: string; value: string | undefined }> = [];
+/** Answers with a control character in a response header (mode 'head') or in its trailers ('trailers'). */
+let ctlUp: RawH2Server;
+const ctlUpResets: number[] = [];
 
 interface Echoed {
   body: string;
@@ -47,6 +54,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => h2up.listen(0, '127.0.0.1', () => r()));
   h1up = http.createServer((req, res) => {
+    h1upSeen.push({ path: req.url ?? '', value: req.headers['x-a'] as string | undefined });
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     res.setHeader('x-upstream', 'h1');
@@ -74,6 +82,18 @@ beforeAll(async () => {
     const head = headersFrames(f.stream, headerBlock([[':status', '200']]), false);
     socket.write(Buffer.concat([head, frame(T.DATA, F.END_STREAM, f.stream, Buffer.from('whole'))]));
     setTimeout(() => socket.write(frame(T.DATA, 0, f.stream, Buffer.from('late'))), 50);
+  });
+  ctlUp = await startRawH2Server((socket, f) => {
+    if (f.type === T.RST_STREAM) ctlUpResets.push(f.payload.readUInt32BE(0));
+    if (f.type !== T.HEADERS) return;
+    const path = /\/ctl-[a-z]+/.exec(f.payload.toString('latin1'))?.[0];
+    if (path === '/ctl-head') {
+      socket.write(headersFrames(f.stream, headerBlock([[':status', '200'], ['x-ok', 'fine'], ['x-bad', 'a\x01b']]), true));
+    } else {
+      const head = headersFrames(f.stream, headerBlock([[':status', '200']]), false);
+      const data = frame(T.DATA, 0, f.stream, Buffer.from('partial'));
+      socket.write(Buffer.concat([head, data, headersFrames(f.stream, headerBlock([['grpc-message', 'bell\x07']]), true)]));
+    }
   });
   earlyGrpc = await startEchoServerWith({
     Chat(call: { on(e: string, f: (m: { text: string }) => void): void; write(m: { text: string }): void; end(): void }) {
@@ -107,6 +127,9 @@ services:
   - name: latedata
     ports: [{ port: 8080, protocol: http2 }]
     endpoints: [{ address: 127.0.0.1, port: ${lateData.port} }]
+  - name: ctlup
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${ctlUp.port} }]
   - name: earlygrpc
     ports: [{ port: 50051, protocol: grpc }]
     endpoints: [{ address: 127.0.0.1, port: ${earlyGrpc.port} }]
@@ -140,6 +163,7 @@ afterAll(async () => {
   await new Promise<void>((r) => early.close(() => r()));
   await rstAfter.close();
   await lateData.close();
+  await ctlUp.close();
   await grpcClosed;
 });
 
@@ -459,5 +483,139 @@ describe('frames on closed streams, upstream side', () => {
     expect(r.body).toBe('whole');
     for (let i = 0; i < 200 && lateDataGoaways.length === 0; i++) await sleep(10);
     expect(lateDataGoaways).toEqual([5]); // STREAM_CLOSED
+  });
+});
+
+/** pillion_local_replies_total{reason="bad_request"} from the admin port. */
+async function badRequests(): Promise<number> {
+  const text = (await request(proxy.adminPort, { path: '/metrics' })).body;
+  return Number(/pillion_local_replies_total\{reason="bad_request"\} (\d+)/.exec(text)?.[1] ?? 0);
+}
+
+/** One raw HTTP/1.1 request; resolves with what the proxy answered (latin1). */
+function rawH1(bytes: Buffer): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(text));
+    socket.setTimeout(5_000, () => socket.destroy());
+    socket.write(bytes);
+  });
+}
+
+describe('control characters in field values (nghttp2_check_header_value_rfc9113, as Envoy)', () => {
+  const CTLS = [0x01, 0x08, 0x0b, 0x0c, 0x1b, 0x1f, 0x7f];
+
+  it('an HTTP/2 request with a CTL (not HTAB) or DEL in a header, trailer or pseudo-header value gets RST_STREAM PROTOCOL_ERROR, counted as bad_request; nothing reaches the upstream; the connection serves on', async () => {
+    const before = await badRequests();
+    const seenBefore = h1upSeen.length;
+    const c = new RawH2Client(port);
+    try {
+      await c.ready;
+      let id = 1;
+      const refused: number[] = [];
+      for (const ctl of CTLS) {
+        await c.write(headersFrames(id, requestBlock('h1up', '/ctl-header', 'GET', [['x-a', `a${String.fromCharCode(ctl)}b`]]), true));
+        refused.push(id);
+        id += 2;
+      }
+      // Pseudo headers: :path with a CTL or SP, :authority with a CTL or SP.
+      for (const [authority, path] of [['h1up', '/ctl\x01path'], ['h1up', '/ctl path'], ['h1\x7fup', '/ctl-authority'], ['h1 up', '/ctl-authority']]) {
+        await c.write(headersFrames(id, requestBlock(authority!, path!), true));
+        refused.push(id);
+        id += 2;
+      }
+      for (const sid of refused) {
+        expect(await eventually(() => c.resets.get(sid), (code) => code !== undefined, 3_000), `stream ${sid}`).toBe(ERR.PROTOCOL_ERROR);
+        expect(c.responses.has(sid), `stream ${sid}: no response`).toBe(false);
+      }
+      // Trailers with a CTL: the stream is reset; the upstream never gets a complete request.
+      const trailerId = id;
+      await c.write(headersFrames(trailerId, requestBlock('h1up', '/ctl-trailer', 'POST'), false));
+      await c.write(frame(T.DATA, 0, trailerId, Buffer.from('body')));
+      await c.write(headersFrames(trailerId, headerBlock([['x-checksum', 'a\x1bb']]), true));
+      expect(await eventually(() => c.resets.get(trailerId), (code) => code !== undefined, 3_000)).toBe(ERR.PROTOCOL_ERROR);
+      // HTAB inside and obs-text pass (RFC 9110 §5.5).
+      const okId = trailerId + 2;
+      await c.write(headersFrames(okId, requestBlock('h1up', '/ctl-ok', 'GET', [['x-a', 'a\tb\xe9\xff']]), true));
+      expect(await eventually(() => c.statusByte.get(okId), (b) => b !== undefined, 3_000)).toBe(0x88);
+      expect(c.goaway).toBeNull();
+      const seen = h1upSeen.slice(seenBefore);
+      expect(seen.map((r) => r.path).filter((p) => p !== '/ctl-trailer')).toEqual(['/ctl-ok']);
+      expect(seen.find((r) => r.path === '/ctl-ok')?.value).toBe('a\tb\xe9\xff');
+      expect(await badRequests()).toBe(before + refused.length + 1);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  it('nghttp (an independent client) sending a CTL in a header gets RST_STREAM PROTOCOL_ERROR', async () => {
+    const seenBefore = h1upSeen.length;
+    const out = await new Promise<string>((resolve) => {
+      const child = spawn('nghttp', ['-v', '-t', '5', '-H', ':authority: h1up', '-H', 'x-a: a\x01b', `http://127.0.0.1:${port}/ctl-nghttp`]);
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+      child.on('error', (err) => resolve(String(err)));
+      child.on('close', () => resolve(text));
+    });
+    expect(out).toMatch(/recv RST_STREAM frame <length=4, flags=0x00, stream_id=\d+>\s+\(error_code=PROTOCOL_ERROR\(0x01\)\)/);
+    expect(h1upSeen.slice(seenBefore)).toEqual([]);
+  });
+
+  it('an HTTP/1.1 request with the same bytes is refused by llhttp\'s strict mode: 400 bad_request, nothing upstream; obs-text and HTAB pass', async () => {
+    const seenBefore = h1upSeen.length;
+    for (const ctl of CTLS) {
+      const head = Buffer.concat([Buffer.from('GET /ctl-h1 HTTP/1.1\r\nhost: h1up\r\nx-a: a', 'latin1'), Buffer.from([ctl]), Buffer.from('b\r\n\r\n')]);
+      const text = await rawH1(head);
+      expect(text, `0x${ctl.toString(16)}`).toMatch(/^HTTP\/1\.1 400 /);
+      expect(text).toContain('x-pillion-reason: bad_request');
+    }
+    expect(h1upSeen.slice(seenBefore)).toEqual([]);
+    const ok = await rawH1(Buffer.from('GET /ctl-h1-ok HTTP/1.1\r\nhost: h1up\r\nconnection: close\r\nx-a: a\tb\xe9\xff\r\n\r\n', 'latin1'));
+    expect(ok).toMatch(/^HTTP\/1\.1 200 /);
+    expect(h1upSeen.slice(seenBefore)).toEqual([{ path: '/ctl-h1-ok', value: 'a\tb\xe9\xff' }]);
+  });
+
+  it('an HTTP/2 upstream\'s response head with a CTL: 502 upstream_protocol_error (as llhttp\'s refusals), RST_STREAM PROTOCOL_ERROR to it', async () => {
+    const resetsBefore = ctlUpResets.length;
+    const r = await request(port, { host: 'ctlup', path: '/ctl-head' });
+    expect(r.status, r.body).toBe(502);
+    expect(r.headers['x-pillion-reason']).toBe('upstream_protocol_error');
+    expect(r.headers['x-bad']).toBeUndefined();
+    expect(r.headers['x-ok']).toBeUndefined();
+    expect(await eventually(() => ctlUpResets.slice(resetsBefore), (l) => l.length > 0, 3_000)).toEqual([ERR.PROTOCOL_ERROR]);
+    // HTTP/2 client: the same.
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      const h = await h2request(session, { ':path': '/ctl-head', ':authority': 'ctlup' });
+      expect(h.headers[':status']).toBe(502);
+      expect(h.headers['x-pillion-reason']).toBe('upstream_protocol_error');
+    } finally {
+      session.close();
+    }
+  });
+
+  it('an HTTP/2 upstream\'s trailers with a CTL: the response already going out is broken off, never passed as complete', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      const outcome = await new Promise<{ ended: boolean; code: number; trailers: unknown }>((resolve) => {
+        const stream = session.request({ ':path': '/ctl-trailers', ':authority': 'ctlup' });
+        let trailers: unknown = null;
+        stream.on('trailers', (t) => (trailers = t));
+        stream.on('data', () => {});
+        stream.on('error', () => {});
+        stream.on('close', () => resolve({ ended: stream.readableEnded && stream.rstCode === 0, code: stream.rstCode ?? -1, trailers }));
+      });
+      expect(outcome.ended).toBe(false);
+      expect(outcome.code).not.toBe(0);
+      expect(outcome.trailers).toBeNull();
+    } finally {
+      session.close();
+    }
   });
 });

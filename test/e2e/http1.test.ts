@@ -1,6 +1,8 @@
 // HTTP/1.1 through the outbound listener: routing by Host, absolute-form, headers, bodies, bad input.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as http from 'node:http';
 import * as net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { startHttpBackend, deadPort, type Backend } from '../helpers/backends.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { request } from '../helpers/client.js';
@@ -9,6 +11,27 @@ let backend: Backend;
 let slow: Backend;
 let proxy: RunningProxy;
 let port: number;
+/** Upgrade-capable upstreams: answer an Upgrade with 101 naming themselves and what they saw; a request with JSON. */
+const wsServers: http.Server[] = [];
+
+async function startUpgradeBackend(name: string): Promise<number> {
+  const server = http.createServer((req, res) => {
+    res.setHeader('x-backend', name);
+    res.end(JSON.stringify({ url: req.url, host: req.headers.host }));
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+    socket.on('error', () => {});
+    const seenHosts = req.rawHeaders.filter((_v, i) => i % 2 === 0 && req.rawHeaders[i]!.toLowerCase() === 'host').length;
+    socket.end(
+      `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nx-backend: ${name}\r\n` +
+        `x-seen-url: ${req.url}\r\nx-seen-host: ${req.headers.host}\r\nx-seen-hosts: ${seenHosts}\r\n\r\n`,
+    );
+  });
+  server.on('clientError', (_e, sock) => sock.destroy());
+  wsServers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return (server.address() as AddressInfo).port;
+}
 
 beforeAll(async () => {
   backend = await startHttpBackend('backend');
@@ -16,6 +39,8 @@ beforeAll(async () => {
     setTimeout(() => res.end('late'), 2_000).unref();
   });
   const dead = await deadPort();
+  const wsPlain = await startUpgradeBackend('ws-plain');
+  const wsTls = await startUpgradeBackend('ws-tls');
   proxy = await startProxy(
     `
 services:
@@ -33,6 +58,15 @@ services:
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${dead} }]
     policy: { connectTimeout: 500ms }
+  - name: ws
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${wsPlain} }]
+    routes:
+      - match: { prefix: /chat, headers: [{ name: ":scheme", exact: https }] }
+        to: { service: wstls }
+  - name: wstls
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${wsTls} }]
 `,
     { service: 'frontend' },
   );
@@ -43,7 +77,32 @@ afterAll(async () => {
   await proxy.close();
   await backend.close();
   await slow.close();
+  for (const server of wsServers) {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
 });
+
+/** One raw request head on a fresh connection; resolves with the answer's head lines (lowercased names). */
+function rawHead(head: string): Promise<{ status: number; headers: Record<string, string> }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let text = '';
+    socket.setTimeout(5_000, () => socket.destroy(new Error('no answer')));
+    socket.on('error', reject);
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      socket.destroy();
+      const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const l of lines) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+      resolve({ status: Number(statusLine!.split(' ')[1]), headers });
+    });
+    socket.write(head);
+  });
+}
 
 describe('HTTP/1.1 outbound', () => {
   it.each(['backend', 'backend.default', 'backend.default.svc.cluster.local', 'backend:8080', 'BACKEND.default.svc:8080'])(
@@ -137,3 +196,31 @@ function rawExchange(port: number, text: string): Promise<string> {
     socket.on('error', (err) => (out ? resolve(out) : reject(err)));
   });
 }
+
+describe('HTTP/1.1 Upgrade with an absolute-form target', () => {
+  const upgrade = (target: string, host: string): Promise<{ status: number; headers: Record<string, string> }> =>
+    rawHead(`GET ${target} HTTP/1.1\r\nhost: ${host}\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n`);
+
+  it('routes as a plain request does: the target\'s authority over Host, its path, its scheme for :scheme matchers', async () => {
+    // Origin-form over cleartext: http.
+    let r = await upgrade('/chat', 'ws');
+    expect(r.status).toBe(101);
+    expect(r.headers['x-backend']).toBe('ws-plain');
+    // Absolute-form: authority and path from the target; the upstream gets origin-form and one Host, the target's.
+    r = await upgrade('http://ws/chat?x=1', 'ignored');
+    expect(r.status).toBe(101);
+    expect(r.headers).toMatchObject({ 'x-backend': 'ws-plain', 'x-seen-url': '/chat?x=1', 'x-seen-host': 'ws', 'x-seen-hosts': '1' });
+    // An https target matches `:scheme: https` (the client's choice, as for a plain request).
+    r = await upgrade('https://ws/chat', 'ws');
+    expect(r.status).toBe(101);
+    expect(r.headers).toMatchObject({ 'x-backend': 'ws-tls', 'x-seen-url': '/chat', 'x-seen-host': 'ws' });
+    r = await upgrade('HTTPS://ws:8080', 'ws');
+    expect(r.headers['x-backend'], 'no path: /, which the /chat route does not match').toBe('ws-plain');
+    expect(r.headers['x-seen-url']).toBe('/');
+    // The same targets without Upgrade take the exchange path: the same routes.
+    for (const [target, backend] of [['http://ws/chat', 'ws-plain'], ['https://ws/chat', 'ws-tls']] as const) {
+      const plain = await request(port, { path: target, host: 'ignored' });
+      expect(plain.headers['x-backend'], target).toBe(backend);
+    }
+  });
+});

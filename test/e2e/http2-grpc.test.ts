@@ -58,11 +58,14 @@ services:
 
 afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
+  // The gRPC server first, while the proxy's upstream sessions are alive to take its GOAWAY, and bounded (1 s,
+  // then forceShutdown): after the proxy's close it raced the sessions that close destroyed and could wait for
+  // ever. Then the proxy (its streams go with it), then the other backends.
+  await echo.close();
   await proxy.close();
   await h2backend.close();
   await h1backend.close();
-  await echo.close();
-});
+}, 15_000);
 
 describe('HTTP/2', () => {
   it('multiplexes concurrent streams on one connection to an HTTP/2 upstream', async () => {
@@ -342,6 +345,30 @@ describe('gRPC', () => {
       expect(err.metadata.get('x-pillion-reason')[0]).toBe('no_route');
     } finally {
       client.close();
+    }
+  });
+});
+
+describe('test teardown', () => {
+  it('the gRPC test server closes within its grace even with a call nobody ends (teardown can never hang the suite)', async () => {
+    const server = await startEchoServer('teardown');
+    // A raw HTTP/2 client opens a Chat call and leaves it open: tryShutdown alone waits for it for ever.
+    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    session.on('error', () => {});
+    const stream = session.request({ ':method': 'POST', ':path': '/pillion.test.Echo/Chat', 'content-type': 'application/grpc', te: 'trailers' });
+    stream.on('error', () => {});
+    const frame = Buffer.from([0, 0, 0, 0, 3, 0x0a, 1, 0x61]); // one message: { text: "a" }
+    stream.write(frame);
+    await new Promise<void>((resolve) => stream.once('data', () => resolve())); // the server is in the call
+    try {
+      const started = Date.now();
+      const closed = await Promise.race([server.close(500).then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5_000))]);
+      expect(closed, 'closed within 5 s').toBe(true);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      // forceShutdown ended the call: the client's stream is gone too.
+      expect(await eventually(() => stream.closed, (c) => c, 3_000)).toBe(true);
+    } finally {
+      session.destroy();
     }
   });
 });

@@ -15,7 +15,13 @@ function echoPackage(): Loaded {
 
 export interface EchoServer {
   port: number;
-  close(): Promise<void>;
+  /**
+   * grpc-js's tryShutdown, then forceShutdown after `graceMs` (1 s): resolves within the grace whatever the
+   * peers do. tryShutdown alone waits for every session's 'close', which never comes for a stream nobody ends
+   * (a proxy's upstream stream still open) or for a session destroyed before grpc-js saw it close (Node's
+   * session.close() then neither closes nor calls back): a teardown that hung the suite.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** Unary replies `name:text`; a text of "fail" answers NOT_FOUND with a message. Chat echoes each message. */
@@ -48,7 +54,17 @@ export async function startEchoServerWith(handlers: Record<string, Loaded>): Pro
   );
   return {
     port,
-    close: () => new Promise((resolve) => server.tryShutdown(() => resolve())),
+    close: (graceMs = 1000) =>
+      new Promise((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
   };
 }
 

@@ -8,7 +8,7 @@ import { DEFAULTS, type RetryPolicyModel, type RouteModel } from '../../config/m
 import { REASONS, type Reason } from '../../reasons.js';
 import { CLUSTER_OVERFLOW, type UpstreamCluster } from '../../upstream/cluster-manager.js';
 import { httpOutcome, type CallOutcome } from '../../upstream/outlier.js';
-import { IDEMPOTENT, PENDING_OVERFLOW, UPSTREAM_UNSEEN, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from '../../upstream/pool.js';
+import { IDEMPOTENT, PENDING_OVERFLOW, UPSTREAM_MALFORMED, UPSTREAM_UNSEEN, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from '../../upstream/pool.js';
 import type { EndpointState } from '../../upstream/types.js';
 import type { HttpContext, RequestHeaders } from '../context.js';
 import { buildUpstreamHeaders, newHeaderMap, type HeaderMap } from '../headers.js';
@@ -314,7 +314,7 @@ export class Router implements Expirable {
       ? REASONS.connectFailure
       : code === undefined
         ? REASONS.upstreamReset
-        : code.startsWith('HPE_')
+        : code.startsWith('HPE_') || code === UPSTREAM_MALFORMED
           ? REASONS.upstreamProtocolError
           : code === PENDING_OVERFLOW
             ? REASONS.overflow
