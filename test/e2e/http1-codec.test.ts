@@ -10,6 +10,7 @@ import { request } from '../helpers/client.js';
 const BIG = Buffer.alloc(1 << 20, 'b');
 /** Every byte value, 8 times: a small body (it goes out in one write with the head) that is not text. */
 const ALL_BYTES = Buffer.from(Array.from({ length: 2048 }, (_, i) => i % 256));
+const BYTE_VALUES = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 
 let echo: Backend;
 let framing: Backend;
@@ -86,7 +87,13 @@ beforeAll(async () => {
       // A response followed, in the same write, by a second one nobody asked for (a desync attempt).
       else if (path === '/extra')
         setTimeout(() => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled'), 50);
-      else if (path === '/port') socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nport ${String(socket.remotePort).padStart(6, '0')}`);
+      // A small binary body in three writes: the first piece leaves with the head, the others after it.
+      else if (path === '/pieces') {
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${3 * 256}\r\n\r\n`);
+        socket.write(BYTE_VALUES);
+        setTimeout(() => socket.write(BYTE_VALUES), 20);
+        setTimeout(() => socket.write(BYTE_VALUES), 40);
+      } else if (path === '/port') socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nport ${String(socket.remotePort).padStart(6, '0')}`);
     });
   });
   await new Promise<void>((r) => faulty.listen(0, '127.0.0.1', () => r()));
@@ -210,6 +217,16 @@ describe('HTTP/1.1 framing through the proxy', () => {
       req.on('error', reject);
     });
     expect(body.equals(ALL_BYTES)).toBe(true);
+  });
+
+  it('forwards a small binary body that arrives in pieces byte for byte, and the connection stays usable', async () => {
+    await withRawClient(port, async (c) => {
+      c.send('GET /pieces HTTP/1.1\r\nhost: faulty\r\n\r\nGET /plain HTTP/1.1\r\nhost: framing\r\n\r\n');
+      const text = await c.until((t) => t.endsWith('hello'));
+      const start = text.indexOf('\r\n\r\n') + 4;
+      expect(Buffer.from(text.slice(start, start + 768), 'latin1').equals(Buffer.concat([BYTE_VALUES, BYTE_VALUES, BYTE_VALUES]))).toBe(true);
+      expect(text.slice(start + 768)).toMatch(/^HTTP\/1.1 200 OK\r\n/);
+    });
   });
 
   it('forwards a chunked response with its trailers', async () => {
