@@ -93,7 +93,12 @@ beforeAll(async () => {
         socket.write(BYTE_VALUES);
         setTimeout(() => socket.write(BYTE_VALUES), 20);
         setTimeout(() => socket.write(BYTE_VALUES), 40);
-      } else if (path === '/port') socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nport ${String(socket.remotePort).padStart(6, '0')}`);
+      } else if (path === '/early')
+        // 103 Early Hints, then (in another write) the response.
+        socket.write('HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\n', () =>
+          setTimeout(() => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nafter'), 20),
+        );
+      else if (path === '/port') socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nport ${String(socket.remotePort).padStart(6, '0')}`);
     });
   });
   await new Promise<void>((r) => faulty.listen(0, '127.0.0.1', () => r()));
@@ -393,6 +398,16 @@ describe('an upstream that misbehaves', () => {
       // Fewer bytes than announced, then the close: a client's parser reports the truncation.
       expect(c.text.endsWith('only part')).toBe(true);
     });
+  });
+
+  it('passes over a 103 from the upstream to its final response, and reuses the connection after it', async () => {
+    const early = await request(port, { host: 'faulty', path: '/early' });
+    expect(early.status).toBe(200);
+    expect(early.body).toBe('after');
+    // One connection at most (maxConnections: 1): this request goes on the same one.
+    const next = await request(port, { host: 'faulty', path: '/port' });
+    expect(next.status).toBe(200);
+    expect(next.body).toMatch(/^port \d{6}$/);
   });
 
   it('does not hand bytes the upstream sent unasked to the next request waiting for the connection', async () => {
