@@ -204,6 +204,30 @@ describe('direct writes still queued in libuv', () => {
     expect(directWriteStats.direct - before).toBe(1);
   });
 
+  it('another socket writes directly meanwhile, and queues one of its own: both arrive whole, each drains', async () => {
+    const a = await queued();
+    const b = await pair();
+    b.server.pause();
+    for (let i = 0; i < 100; i++) writeLatin1(b.client, `b${i};`, false);
+    const before = directWriteStats.queued;
+    expect(writeBuffer(b.client, Buffer.alloc(BIG, 0x62), false)).toBe(false);
+    expect(directWriteStats.queued - before).toBe(1);
+    const drained = Promise.all([once(a.client, 'drain'), once(b.client, 'drain')]);
+    a.client.end();
+    b.client.end();
+    const gotA = untilEnd(a.server);
+    const gotB = untilEnd(b.server);
+    a.server.resume();
+    b.server.resume();
+    const [bytesA, bytesB] = await Promise.all([gotA, gotB]);
+    await drained;
+    expect(bytesA.length).toBe(BIG);
+    expect(bytesA.every((c) => c === 0x48)).toBe(true);
+    const small = Array.from({ length: 100 }, (_, i) => `b${i};`).join('');
+    expect(bytesB.subarray(0, small.length).toString()).toBe(small);
+    expect(bytesB.length).toBe(small.length + BIG);
+  });
+
   it('the peer resets: one error event with the code, then close; nothing thrown', async () => {
     const { client, server } = await queued();
     const errors: NodeJS.ErrnoException[] = [];
