@@ -423,8 +423,11 @@ export class H1Connection implements ParserOwner, Downstream {
   /** A reply the proxy makes itself (the exchange picked status and text). */
   reply(status: number, headers: HeaderMap, body: string): void {
     this.respond(status, headers);
-    // A HEAD gets the head only (its content-length says what a GET would carry).
-    writeLatin1(this.socket, this.noBody ? this.head! : this.head! + body, this.encrypted);
+    // A HEAD gets the head only (its content-length says what a GET would carry). The write is latin1 (one char,
+    // one byte): a body with any non-ASCII character (a configured direct_response) goes as its UTF-8 bytes, which
+    // is what content-length counted; written as is, fewer and wrong bytes went out and the client waited.
+    const text = this.noBody ? '' : Buffer.byteLength(body) === body.length ? body : Buffer.from(body, 'utf8').toString('latin1');
+    writeLatin1(this.socket, this.head! + text, this.encrypted);
     this.head = null;
     this.responseEnded();
   }

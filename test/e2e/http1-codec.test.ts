@@ -10,6 +10,7 @@ import { request } from '../helpers/client.js';
 const BIG = Buffer.alloc(1 << 20, 'b');
 /** Every byte value, 8 times: a small body (it goes out in one write with the head) that is not text. */
 const ALL_BYTES = Buffer.from(Array.from({ length: 2048 }, (_, i) => i % 256));
+const BYTE_VALUES = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 
 let echo: Backend;
 let framing: Backend;
@@ -86,6 +87,17 @@ beforeAll(async () => {
       // A response followed, in the same write, by a second one nobody asked for (a desync attempt).
       else if (path === '/extra')
         setTimeout(() => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled'), 50);
+      // A small binary body in three writes: the first piece leaves with the head, the others after it.
+      else if (path === '/pieces') {
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${3 * 256}\r\n\r\n`);
+        socket.write(BYTE_VALUES);
+        setTimeout(() => socket.write(BYTE_VALUES), 20);
+        setTimeout(() => socket.write(BYTE_VALUES), 40);
+      } else if (path === '/early')
+        // 103 Early Hints, then (in another write) the response.
+        socket.write('HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\n', () =>
+          setTimeout(() => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nafter'), 20),
+        );
       else if (path === '/port') socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nport ${String(socket.remotePort).padStart(6, '0')}`);
     });
   });
@@ -210,6 +222,16 @@ describe('HTTP/1.1 framing through the proxy', () => {
       req.on('error', reject);
     });
     expect(body.equals(ALL_BYTES)).toBe(true);
+  });
+
+  it('forwards a small binary body that arrives in pieces byte for byte, and the connection stays usable', async () => {
+    await withRawClient(port, async (c) => {
+      c.send('GET /pieces HTTP/1.1\r\nhost: faulty\r\n\r\nGET /plain HTTP/1.1\r\nhost: framing\r\n\r\n');
+      const text = await c.until((t) => t.endsWith('hello'));
+      const start = text.indexOf('\r\n\r\n') + 4;
+      expect(Buffer.from(text.slice(start, start + 768), 'latin1').equals(Buffer.concat([BYTE_VALUES, BYTE_VALUES, BYTE_VALUES]))).toBe(true);
+      expect(text.slice(start + 768)).toMatch(/^HTTP\/1.1 200 OK\r\n/);
+    });
   });
 
   it('forwards a chunked response with its trailers', async () => {
@@ -376,6 +398,16 @@ describe('an upstream that misbehaves', () => {
       // Fewer bytes than announced, then the close: a client's parser reports the truncation.
       expect(c.text.endsWith('only part')).toBe(true);
     });
+  });
+
+  it('passes over a 103 from the upstream to its final response, and reuses the connection after it', async () => {
+    const early = await request(port, { host: 'faulty', path: '/early' });
+    expect(early.status).toBe(200);
+    expect(early.body).toBe('after');
+    // One connection at most (maxConnections: 1): this request goes on the same one.
+    const next = await request(port, { host: 'faulty', path: '/port' });
+    expect(next.status).toBe(200);
+    expect(next.body).toMatch(/^port \d{6}$/);
   });
 
   it('does not hand bytes the upstream sent unasked to the next request waiting for the connection', async () => {

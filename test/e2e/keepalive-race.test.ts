@@ -35,6 +35,12 @@ beforeAll(async () => {
       const [method = '', path = ''] = buffered.slice(0, end).split(' ');
       buffered = '';
       seen.push({ connection, method, path });
+      // /partial on a reused connection: the start of a response, then (once the proxy read it) a reset.
+      if (path.startsWith('/partial') && answered > 0) {
+        socket.write('HTTP/1.1 200 OK\r\ncontent-le');
+        setTimeout(() => socket.resetAndDestroy(), 100);
+        return;
+      }
       if (path === '/hangup' || answered > 0) {
         socket.destroy();
         return;
@@ -43,6 +49,12 @@ beforeAll(async () => {
       const body = `${method} ${path} on ${connection}`;
       const answer = `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nconnection: keep-alive\r\n\r\n${body}`;
       if (path.startsWith('/slow')) setTimeout(() => socket.write(answer), 100);
+      // /then-extra: answered, then, with the connection idle in the proxy's pool, a response nobody asked for.
+      else if (path === '/then-extra') {
+        socket.write(answer);
+        // Without a body: nothing after it that the proxy's parser could fail on.
+        setTimeout(() => socket.write('HTTP/1.1 204 No Content\r\nx-smuggled: 1\r\n\r\n'), 50);
+      }
       else socket.write(answer);
     });
   });
@@ -57,7 +69,7 @@ beforeAll(async () => {
 services:
   - name: client
     ports: [{ port: 8080, protocol: http }]
-    endpoints: [{ address: 127.0.0.1, port: 1 }]${service('race-get')}${service('race-post')}${service('fresh')}${service('race-twice')}${service('race-post-empty')}${service('race-put')}
+    endpoints: [{ address: 127.0.0.1, port: 1 }]${service('race-get')}${service('race-post')}${service('fresh')}${service('race-twice')}${service('race-post-empty')}${service('race-put')}${service('race-partial')}${service('idle-extra')}
 `;
   proxy = await startProxy(mesh, { service: 'client' });
   port = proxy.port('outbound');
@@ -114,6 +126,29 @@ describe('the keep-alive race upstream', () => {
     expect(reply.status).toBe(503);
     expect(reply.headers['x-pillion-reason']).toBe('upstream_reset');
     expect(seenPaths('/empty-2')).toHaveLength(1);
+  });
+
+  it('does not replay a request whose response had begun (bytes of its head, then a reset): 503, seen once', async () => {
+    expect((await request(port, { host: 'race-partial', path: '/partial-1' })).status).toBe(200);
+    const reply = await request(port, { host: 'race-partial', path: '/partial-2' });
+    expect(reply.status).toBe(503);
+    expect(reply.headers['x-pillion-reason']).toBe('upstream_reset');
+    expect(seenPaths('/partial-2')).toHaveLength(1);
+  });
+
+  it('closes a pooled connection on which the upstream sent a response while it was idle; the next request goes on a new one', async () => {
+    const first = await request(port, { host: 'idle-extra', path: '/then-extra' });
+    expect(first.status).toBe(200);
+    // The unsolicited response arrives 50 ms after the first one, with the connection idle in the pool.
+    await new Promise((r) => setTimeout(r, 200));
+    const next = await request(port, { host: 'idle-extra', path: '/after-extra' });
+    expect(next.status).toBe(200);
+    expect(next.headers['x-smuggled']).toBeUndefined();
+    const [extra] = seenPaths('/then-extra');
+    const after = seenPaths('/after-extra');
+    // Never written on the connection the upstream desynchronised (where it would be lost and replayed).
+    expect(after).toHaveLength(1);
+    expect(after[0]!.connection).not.toBe(extra!.connection);
   });
 
   it('does not replay a request that failed on a fresh connection: 503 upstream_reset, seen once', async () => {
