@@ -141,10 +141,22 @@ function directResponse(d: Plain, field: string): { status: number; body: string
   if (!Number.isInteger(status) || status < 200 || status > 599) invalid(`${field}.status: ${status} is not within 200..599`);
   const b = d.body as Plain | undefined;
   if (b !== undefined && b !== null && b.inline_string === undefined && b.inline_bytes === undefined) invalid(`${field}.body: only inline_string and inline_bytes are supported`);
-  const body = b?.inline_string !== undefined ? String(b.inline_string) : b?.inline_bytes !== undefined ? Buffer.from(b.inline_bytes as Uint8Array).toString('utf8') : '';
-  // Envoy's own limit on an inline direct-response body.
-  if (body.length > 4096) invalid(`${field}.body: ${body.length} bytes is over 4096`);
+  const body = b?.inline_string !== undefined ? String(b.inline_string) : b?.inline_bytes !== undefined ? utf8Body(b.inline_bytes as Uint8Array, `${field}.body.inline_bytes`) : '';
+  // Envoy's own limit on an inline direct-response body (max_direct_response_body_size_bytes' default), in bytes.
+  const bytes = Buffer.byteLength(body, 'utf8');
+  if (bytes > 4096) invalid(`${field}.body: ${bytes} bytes is over 4096`);
   return { status, body };
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Bodies are served as text: bytes that are not UTF-8 would go out changed (U+FFFD), so they are refused instead. */
+function utf8Body(bytes: Uint8Array, field: string): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return invalid(`${field}: not valid UTF-8; Pillion serves a direct-response body as text, so binary bodies are refused rather than altered`);
+  }
 }
 
 function routeMatch(m: Plain, kind: 'prefix' | 'path', field: string): RouteModel['match'] {

@@ -5,10 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
 import * as http2 from 'node:http2';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { routeConfigFromPlain } from '../../src/config/route-config.js';
 import { h2request } from '../helpers/client.js';
 
 const TEXT = 'blocked: café 東京 🚫';
-const BYTES = Buffer.from([0x00, 0x7f, 0x80, 0xc3, 0xa9, 0xff, 0xfe]);
+// Valid UTF-8 with a NUL, DEL and multi-byte characters: served byte for byte. Bytes that are not UTF-8 are refused
+// at config load (below), never altered.
+const BYTES = Buffer.from([0x00, 0x7f, 0xc3, 0xa9, 0xe6, 0x9d, 0xb1, 0xf0, 0x9f, 0x9a, 0xab]);
 
 let proxy: RunningProxy;
 let port: number;
@@ -74,11 +77,10 @@ describe('local replies with a body that is not ASCII', () => {
     expect(got.indexOf('HTTP/1.1 403', 1)).toBe(got.indexOf('\r\n\r\n') + 4 + want.length);
   });
 
-  it('HTTP/1: an inline_bytes direct_response body goes out as the UTF-8 text it was read as, all of it', async () => {
+  it('HTTP/1: an inline_bytes direct_response body goes out byte for byte, all of it', async () => {
     const got = await raw('GET /bytes HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n', (b) => b.includes('\r\n\r\n') && bodyOf(b).body.length === bodyOf(b).length);
     const { body } = bodyOf(got);
-    // The model holds inline_bytes as UTF-8 text (invalid sequences become U+FFFD): those bytes, as many as announced.
-    expect(body.equals(Buffer.from(BYTES.toString('utf8') + '\n'))).toBe(true);
+    expect(body.equals(Buffer.concat([BYTES, Buffer.from('\n')]))).toBe(true);
   });
 
   it('HTTP/2: the same body', async () => {
@@ -91,5 +93,22 @@ describe('local replies with a body that is not ASCII', () => {
     } finally {
       session.close();
     }
+  });
+});
+
+describe('direct_response bodies Pillion would have to alter', () => {
+  const withBody = (body: unknown): unknown => ({
+    name: 'r',
+    virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 200, body } }] }],
+  });
+  it('refuses inline_bytes that are not UTF-8, naming the field, instead of serving U+FFFD', () => {
+    expect(() => routeConfigFromPlain(withBody({ inline_bytes: Buffer.from([0x61, 0xff, 0xfe]) }) as never)).toThrow(
+      /virtual_hosts\[0\]\.routes\[0\]\.direct_response\.body\.inline_bytes: not valid UTF-8/,
+    );
+  });
+  it('counts the 4096-byte limit in bytes, not characters', () => {
+    // 1,366 three-byte characters: 1,366 characters, 4,098 bytes.
+    expect(() => routeConfigFromPlain(withBody({ inline_string: '東'.repeat(1366) }) as never)).toThrow(/4098 bytes is over 4096/);
+    expect(() => routeConfigFromPlain(withBody({ inline_string: '東'.repeat(1365) }) as never)).not.toThrow();
   });
 });
