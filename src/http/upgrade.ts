@@ -25,19 +25,19 @@ export interface UpgradeRequest {
   readonly url: string;
   /** Header lines as received, forwarded as they are (but x-forwarded-for). */
   readonly lines: FlatHeaders;
+  /** HTTP/1.1 or later (an HTTP/1.0 request needs no Host). */
+  readonly http11: boolean;
 }
 
-function refuse(ctx: HttpContext, socket: net.Socket, reason: Reason): void {
+function refuse(ctx: HttpContext, socket: net.Socket, reason: Reason, detail?: string): void {
   ctx.stats.localReply(reason);
-  socket.end(rawLocalReply(reason));
+  socket.end(rawLocalReply(reason, false, detail));
 }
 
 export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.Socket, head: Buffer): void {
   // CONNECT tunnels need a connect matcher, which the config model has not got (Envoy answers 404 then too).
   if (req.method === 'CONNECT') return refuse(ctx, socket, REASONS.noRoute);
-  if (ctx.overload.active) return refuse(ctx, socket, REASONS.overload);
   const headers = headerMapFromFlat(req.lines, null);
-  const table = ctx.routeTable();
   const host = headers.host;
   // As the exchange path (Exchange.startH1) has it: `:scheme` matchers see the connection's scheme, or an
   // absolute-form target's, whose authority wins over Host and whose path is what routes match and goes upstream.
@@ -46,6 +46,11 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   const authority = target !== null ? target.authority : typeof host === 'string' ? host : '';
   const path = target !== null ? target.path : req.url;
   const matchScheme = target !== null ? target.scheme : (socket as TLSSocket).encrypted === true ? 'https' : 'http';
+  // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400, as on the
+  // exchange path. The connection closes, as after any refused Upgrade: the parser has let go of the socket.
+  if (authority === '' && req.http11) return refuse(ctx, socket, REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
+  if (ctx.overload.active) return refuse(ctx, socket, REASONS.overload);
+  const table = ctx.routeTable();
   const dst = originalDstOf(socket);
   const route = table === null ? null : table.match(authority, req.method, path, headers, matchScheme, dst);
   if (route === null) return refuse(ctx, socket, REASONS.noRoute);
