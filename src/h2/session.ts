@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { newHeaderMap, type HeaderMap } from '../http/headers.js';
 import { REASONS, type Reason } from '../reasons.js';
 import { createLogger } from '../observability/logger.js';
-import { DecodedHead, HpackDecoder, HpackEncoder, HpackError, HPACK_TOO_LARGE } from './hpack.js';
+import { DecodedHead, HpackDecoder, HpackEncoder, HpackError, HPACK_TOO_LARGE, hostInvalid } from './hpack.js';
 import {
   DEFAULT_WINDOW,
   Flag,
@@ -1517,6 +1517,8 @@ function newPeerStream(s: H2Session, id: number, buf: Buffer, start: number, end
 
 function validRequest(h: DecodedHead): boolean {
   if (h.protocol !== '' || h.status !== 0 || h.method === '') return false;
+  const host = h.headers.host;
+  if (host !== undefined && hostInvalid(host)) return false;
   if (h.method === 'CONNECT') return h.authority !== '' && h.scheme === '' && h.path === '';
   return h.scheme !== '' && h.path !== '';
 }
