@@ -128,6 +128,16 @@ function valueInvalid(v: string): boolean {
 const AUTHORITY_CHAR = new Uint8Array(256);
 for (const c of "!$%&'()*+,-.0123456789:;=@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]_abcdefghijklmnopqrstuvwxyz~") AUTHORITY_CHAR[c.charCodeAt(0)] = 1;
 
+/**
+ * A request's `host` field judged as :authority is (nghttp2 checks both on the server side): it stands for
+ * :authority when that is absent (RFC 9113 §8.3.1), and each copy must be a valid authority.
+ */
+export function hostInvalid(host: string | string[]): boolean {
+  if (typeof host === 'string') return !allIn(host, AUTHORITY_CHAR);
+  for (const h of host) if (!allIn(h, AUTHORITY_CHAR)) return true;
+  return false;
+}
+
 /** :method is a token (RFC 9110 §9.1): tchar, either case. */
 const METHOD_CHAR = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") METHOD_CHAR[c.charCodeAt(0)] = 1;

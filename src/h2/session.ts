@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { newHeaderMap, type HeaderMap } from '../http/headers.js';
 import { REASONS, type Reason } from '../reasons.js';
 import { createLogger } from '../observability/logger.js';
-import { DecodedHead, HpackDecoder, HpackEncoder, HpackError, HPACK_TOO_LARGE } from './hpack.js';
+import { DecodedHead, HpackDecoder, HpackEncoder, HpackError, HPACK_TOO_LARGE, hostInvalid } from './hpack.js';
 import {
   DEFAULT_WINDOW,
   Flag,
@@ -241,7 +241,7 @@ export class H2Stream {
   received = 0;
   /** Client: a HEAD request (its response has no body whatever its content-length says). */
   noBody = false;
-  /** We reset it PROTOCOL_ERROR for the peer's malformed head or trailers (client role: an invalid response). */
+  /** We reset it PROTOCOL_ERROR for the peer's malformed head or trailers (client role: an invalid or oversized response head). */
   malformed = false;
 
   constructor(
@@ -1517,13 +1517,19 @@ function newPeerStream(s: H2Session, id: number, buf: Buffer, start: number, end
 
 function validRequest(h: DecodedHead): boolean {
   if (h.protocol !== '' || h.status !== 0 || h.method === '') return false;
+  const host = h.headers.host;
+  if (host !== undefined && hostInvalid(host)) return false;
   if (h.method === 'CONNECT') return h.authority !== '' && h.scheme === '' && h.path === '';
   return h.scheme !== '' && h.path !== '';
 }
 
 /** Client role: the response head (1xx skipped). */
 function responseHead(s: H2Session, stream: H2Stream, head: DecodedHead, r: number, endStream: boolean): void {
-  if (r === HPACK_TOO_LARGE) return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'response headers too large');
+  if (r === HPACK_TOO_LARGE) {
+    // A protocol error as Envoy has it (UPE, 502), not a reset: the pool reports it as malformed.
+    stream.malformed = true;
+    return streamError(s, stream, H2Error.PROTOCOL_ERROR, 'response headers too large');
+  }
   const status = head.status;
   if (head.malformed !== '' || status < 100 || status > 999 || head.method !== '' || head.path !== '' || head.scheme !== '' || head.authority !== '' || head.protocol !== '') {
     stream.malformed = true;

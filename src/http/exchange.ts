@@ -21,6 +21,7 @@ import { HopSpan } from './tracing/span.js';
 import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer, XFCC_HEADER } from '../tls/downstream-peer.js';
 import { originalDstOf, type OriginalDestination } from '../listener/original-dst.js';
+import { parseAbsoluteForm } from './request-target.js';
 
 const PROTOCOL_H11 = 'HTTP/1.1';
 const PROTOCOL_H10 = 'HTTP/1.0';
@@ -97,14 +98,11 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     // `:scheme` route matchers see what Envoy sets for HTTP/1: the connection's, or an absolute-form target's.
     let matchScheme = connection.encrypted ? 'https' : 'http';
     // Absolute-form (a client configured with HTTP_PROXY): its authority wins over Host (RFC 9112 §3.2.2).
-    if (url.charCodeAt(0) !== 47 /* '/' */ && url !== '*') {
-      const schemeEnd = url.indexOf('://');
-      if (schemeEnd > 0) {
-        matchScheme = url.slice(0, schemeEnd).toLowerCase();
-        const pathStart = url.indexOf('/', schemeEnd + 3);
-        authority = pathStart < 0 ? url.slice(schemeEnd + 3) : url.slice(schemeEnd + 3, pathStart);
-        url = pathStart < 0 ? '/' : url.slice(pathStart);
-      }
+    const absolute = parseAbsoluteForm(url);
+    if (absolute !== null) {
+      matchScheme = absolute.scheme;
+      authority = absolute.authority;
+      url = absolute.path;
     }
     this.authority = authority;
     this.path = url;

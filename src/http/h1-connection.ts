@@ -200,7 +200,7 @@ export class H1Connection implements ParserOwner, Downstream {
     if (this.closed || this.readStopped) return 0;
     const methodName = METHODS[method] ?? 'GET';
     if (upgrade) {
-      this.upgrade = { method: methodName, url, lines };
+      this.upgrade = { method: methodName, url, lines, http11: major === 1 && minor >= 1 };
       return UPGRADE;
     }
     if (lines.length > 2 * this.ctx.chain.maxHeadersCount) {

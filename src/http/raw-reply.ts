@@ -16,9 +16,12 @@ export function httpDate(): string {
   return dateValue;
 }
 
-/** `toHead`: the reply answers a HEAD request, so it has no body (its content-length is the body's a GET would get). */
-export function rawLocalReply(reason: Reason, toHead = false): string {
-  const body = `${reason.message}\n`;
+/**
+ * `toHead`: the reply answers a HEAD request, so it has no body (its content-length is the body's a GET would get).
+ * `detail` follows the reason's message in the body, as in an exchange's local reply.
+ */
+export function rawLocalReply(reason: Reason, toHead = false, detail?: string): string {
+  const body = detail === undefined ? `${reason.message}\n` : reason.message === '' ? `${detail}\n` : `${reason.message}: ${detail}\n`;
   return (
     `HTTP/1.1 ${reason.httpStatus} ${STATUS_CODES[reason.httpStatus]}\r\ndate: ${httpDate()}\r\n` +
     `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +

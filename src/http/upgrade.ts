@@ -11,6 +11,7 @@ import { CLUSTER_OVERFLOW } from '../upstream/cluster-manager.js';
 import { ALPN_HTTP11, readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
 import { originalDstOf } from '../listener/original-dst.js';
+import { parseAbsoluteForm } from './request-target.js';
 
 /** Why an upstream connection failed before it carried anything, as the reason the client is answered with. */
 function connectReason(err: Error): Reason {
@@ -24,37 +25,32 @@ export interface UpgradeRequest {
   readonly url: string;
   /** Header lines as received, forwarded as they are (but x-forwarded-for). */
   readonly lines: FlatHeaders;
+  /** HTTP/1.1 or later (an HTTP/1.0 request needs no Host). */
+  readonly http11: boolean;
 }
 
-function refuse(ctx: HttpContext, socket: net.Socket, reason: Reason): void {
+function refuse(ctx: HttpContext, socket: net.Socket, reason: Reason, detail?: string): void {
   ctx.stats.localReply(reason);
-  socket.end(rawLocalReply(reason));
+  socket.end(rawLocalReply(reason, false, detail));
 }
 
 export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.Socket, head: Buffer): void {
   // CONNECT tunnels need a connect matcher, which the config model has not got (Envoy answers 404 then too).
   if (req.method === 'CONNECT') return refuse(ctx, socket, REASONS.noRoute);
-  if (ctx.overload.active) return refuse(ctx, socket, REASONS.overload);
   const headers = headerMapFromFlat(req.lines, null);
-  const table = ctx.routeTable();
   const host = headers.host;
-  let authority = typeof host === 'string' ? host : '';
-  let path = req.url;
   // As the exchange path (Exchange.startH1) has it: `:scheme` matchers see the connection's scheme, or an
-  // absolute-form target's (the client's choice, no proof of TLS), whose authority wins over Host (RFC 9112 §3.2.2)
-  // and whose path is what routes match and what goes upstream (origin-form).
-  let matchScheme = (socket as TLSSocket).encrypted === true ? 'https' : 'http';
-  let absolute = false;
-  if (path.charCodeAt(0) !== 47 /* '/' */ && path !== '*') {
-    const schemeEnd = path.indexOf('://');
-    if (schemeEnd > 0) {
-      absolute = true;
-      matchScheme = path.slice(0, schemeEnd).toLowerCase();
-      const pathStart = path.indexOf('/', schemeEnd + 3);
-      authority = pathStart < 0 ? path.slice(schemeEnd + 3) : path.slice(schemeEnd + 3, pathStart);
-      path = pathStart < 0 ? '/' : path.slice(pathStart);
-    }
-  }
+  // absolute-form target's, whose authority wins over Host and whose path is what routes match and goes upstream.
+  const target = parseAbsoluteForm(req.url);
+  const absolute = target !== null;
+  const authority = target !== null ? target.authority : typeof host === 'string' ? host : '';
+  const path = target !== null ? target.path : req.url;
+  const matchScheme = target !== null ? target.scheme : (socket as TLSSocket).encrypted === true ? 'https' : 'http';
+  // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400, as on the
+  // exchange path. The connection closes, as after any refused Upgrade: the parser has let go of the socket.
+  if (authority === '' && req.http11) return refuse(ctx, socket, REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
+  if (ctx.overload.active) return refuse(ctx, socket, REASONS.overload);
+  const table = ctx.routeTable();
   const dst = originalDstOf(socket);
   const route = table === null ? null : table.match(authority, req.method, path, headers, matchScheme, dst);
   if (route === null) return refuse(ctx, socket, REASONS.noRoute);

@@ -1,8 +1,9 @@
 // A hostile or odd HTTP/2 upstream, hand-written frame by frame: a GOAWAY that refuses a stream unprocessed (a
 // bodyless request is sent again on a fresh connection, unseen by the client), a response head past the
 // proxy's limits (decoded size, field count, a CONTINUATION flood), floods of PING and SETTINGS, and DATA far
-// beyond the window the proxy gave. Each time: the proxy lives, the request fails cleanly (503 upstream_reset,
-// or a cut response once one had started), nothing stays in flight, and the next requests work.
+// beyond the window the proxy gave. Each time: the proxy lives, the request fails cleanly (503 upstream_reset, 502
+// upstream_protocol_error for a head too large, or a cut response once one had started), nothing stays in flight,
+// and the next requests work.
 import * as net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
@@ -218,19 +219,21 @@ describe('an HTTP/2 upstream that sends hop-by-hop fields', () => {
 });
 
 describe('an HTTP/2 upstream whose response head is past the limits', () => {
-  for (const [mode, what] of [
-    ['huge-head', '~100 KiB decoded (64 KiB allowed)'],
-    ['many-fields', '300 fields (128 allowed)'],
-    ['continuation-flood', 'a CONTINUATION flood'],
+  // A head past the limits is a protocol error (Envoy: UPE, 502); a CONTINUATION flood ends the connection
+  // (GOAWAY), a reset of the request as any connection loss is (503).
+  for (const [mode, what, status, reason] of [
+    ['huge-head', '~100 KiB decoded (64 KiB allowed)', 502, 'upstream_protocol_error'],
+    ['many-fields', '300 fields (128 allowed)', 502, 'upstream_protocol_error'],
+    ['continuation-flood', 'a CONTINUATION flood', 503, 'upstream_reset'],
   ] as const) {
-    it(`${what}: 503 upstream_reset at once, the proxy refuses it to the upstream`, async () => {
+    it(`${what}: ${status} ${reason} at once, the proxy refuses it to the upstream`, async () => {
       const base = await baseline(sidecar);
       upstream.mode = mode;
       const resets = upstream.resets.length + upstream.goaways.length;
       const started = Date.now();
       const r = await request(sidecar.outbound, { host: 'hostile', path: `/${mode}` });
-      expect(r.status, r.body).toBe(503);
-      expect(r.headers['x-pillion-reason']).toBe('upstream_reset');
+      expect(r.status, r.body).toBe(status);
+      expect(r.headers['x-pillion-reason']).toBe(reason);
       expect(Date.now() - started, 'answered before the route timeout').toBeLessThan(ROUTE_TIMEOUT_MS);
       // RST_STREAM PROTOCOL_ERROR for a head too large, GOAWAY for a flood.
       expect(await eventually(() => upstream.resets.length + upstream.goaways.length, (n) => n > resets, 2_000)).toBeGreaterThan(resets);

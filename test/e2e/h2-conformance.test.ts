@@ -619,3 +619,39 @@ describe('control characters in field values (nghttp2_check_header_value_rfc9113
     }
   });
 });
+
+describe('a request\'s host field is an authority (nghttp2_check_authority on the server side, as :authority)', () => {
+  const block = (host: string, authority?: string): Buffer =>
+    headerBlock([[':method', 'GET'], [':scheme', 'http'], ...(authority === undefined ? [] : [[':authority', authority] as const]), [':path', '/host-check'], ['host', host]]);
+
+  it('a host with SP, a delimiter or obs-text gets RST_STREAM PROTOCOL_ERROR, counted as bad_request, nothing upstream; a good one routes', async () => {
+    const before = await badRequests();
+    const seenBefore = h1upSeen.length;
+    const c = new RawH2Client(port);
+    try {
+      await c.ready;
+      let id = 1;
+      const refused: number[] = [];
+      // Without :authority, host stands for it (RFC 9113 §8.3.1); with it, host is still checked (as nghttp2 does).
+      for (const [host, authority] of [['h1 up', undefined], ['h1up/x', undefined], ['h1up?x', undefined], ['h1up#x', undefined], ['h1"up', undefined], ['h1up\xe9', undefined], ['h1 up', 'h1up']] as const) {
+        await c.write(headersFrames(id, block(host, authority), true));
+        refused.push(id);
+        id += 2;
+      }
+      for (const sid of refused) {
+        expect(await eventually(() => c.resets.get(sid), (code) => code !== undefined, 3_000), `stream ${sid}`).toBe(ERR.PROTOCOL_ERROR);
+        expect(c.responses.has(sid), `stream ${sid}: no response`).toBe(false);
+      }
+      for (const host of ['h1up', 'h1up:8080']) {
+        await c.write(headersFrames(id, block(host), true));
+        expect(await eventually(() => c.statusByte.get(id), (b) => b !== undefined, 3_000), host).toBe(0x88);
+        id += 2;
+      }
+      expect(c.goaway).toBeNull();
+      expect(h1upSeen.slice(seenBefore).map((r) => r.path)).toEqual(['/host-check', '/host-check']);
+      expect(await badRequests()).toBe(before + refused.length);
+    } finally {
+      c.destroy();
+    }
+  });
+});

@@ -224,3 +224,37 @@ describe('HTTP/1.1 Upgrade with an absolute-form target', () => {
     }
   });
 });
+
+/** pillion_local_replies_total{reason="bad_request"} from the admin port. */
+async function badRequests(): Promise<number> {
+  const text = (await request(proxy.adminPort, { path: '/metrics' })).body;
+  return Number(/pillion_local_replies_total\{reason="bad_request"\} (\d+)/.exec(text)?.[1] ?? 0);
+}
+
+describe('HTTP/1.1 Upgrade without exactly one Host (RFC 9112 §3.2)', () => {
+  const UPGRADE = 'upgrade: websocket\r\nconnection: upgrade\r\n';
+
+  it('is answered 400 bad_request as a plain request is, counted, and the connection closes', async () => {
+    // The plain request's answer, for comparison (the exchange path).
+    const plain = await rawHead('GET /chat HTTP/1.1\r\n\r\n');
+    expect(plain.status).toBe(400);
+    expect(plain.headers['x-pillion-reason']).toBe('bad_request');
+    for (const hosts of ['', 'host: ws\r\nhost: ws\r\n']) {
+      const before = await badRequests();
+      const raw = await rawExchange(port, `GET /chat HTTP/1.1\r\n${hosts}${UPGRADE}\r\n`);
+      expect(raw, JSON.stringify(hosts)).toMatch(/^HTTP\/1.1 400 /);
+      expect(raw).toContain('x-pillion-reason: bad_request');
+      expect(raw).toContain('connection: close');
+      expect(raw).toMatch(/\r\n\r\nmalformed request: an HTTP\/1.1 request needs one Host header\n$/);
+      expect(await badRequests()).toBe(before + 1);
+    }
+  });
+
+  it('an absolute-form target needs no Host, as on the exchange path; HTTP/1.0 needs none either', async () => {
+    const r = await rawHead(`GET http://ws/chat HTTP/1.1\r\n${UPGRADE}\r\n`);
+    expect(r.status).toBe(101);
+    expect(r.headers).toMatchObject({ 'x-backend': 'ws-plain', 'x-seen-host': 'ws' });
+    const old = await rawHead(`GET /chat HTTP/1.0\r\n${UPGRADE}\r\n`);
+    expect(old.status).not.toBe(400);
+  });
+});
