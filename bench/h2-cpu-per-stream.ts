@@ -3,7 +3,8 @@
 // run, divided by the streams h2load completed. Targets run back to back in alternating order, so a pair shares
 // the machine's load; on a shared machine this moves far less than req/s does.
 // CLI: node dist/bench/h2-cpu-per-stream.js [--pairs 8] [--requests 40000] [--case h2,grpc]
-//      [--base <other build's dist/src/cli/main.js>] [--no-haproxy] [--concurrent] [--cpu-prof <dir> (Pillion's profile)]
+//      [--base <other build's dist/src/cli/main.js>] [--control <a copy of this build's main.js>] [--no-haproxy]
+//      [--concurrent] [--cpu-prof <dir> (Pillion's profile)]
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -32,6 +33,8 @@ interface Args {
   requests: number;
   cases: string[];
   base: string | undefined;
+  /** A copy of this build, run as a third target: an A/A control for the A/B's noise. */
+  control: string | undefined;
   haproxy: boolean;
   cpuProf: string | undefined;
   concurrent: boolean;
@@ -47,6 +50,7 @@ function parseArgs(argv: readonly string[]): Args {
     requests: Math.min(500_000, Math.max(1_000, Number(get('--requests') ?? 40_000))),
     cases: (get('--case') ?? 'h2,grpc').split(','),
     base: get('--base'),
+    control: get('--control'),
     haproxy: !argv.includes('--no-haproxy') && which('haproxy') !== undefined,
     cpuProf: get('--cpu-prof'),
     concurrent: argv.includes('--concurrent'),
@@ -72,6 +76,7 @@ async function main(): Promise<void> {
           ...(args.cpuProf !== undefined ? { cpuProf: join(args.cpuProf, 'base') } : {}),
         }),
       );
+    if (args.control !== undefined) targets.push(await startPillion(group, dir, ports, { name: 'control', accessLog: 'off', mainJs: args.control }));
     if (args.haproxy) targets.push(await startHaproxy(group, dir, ports));
     const load = (t: Target, kase: string, requests: number): H2Load => {
       const l: H2Load = {
@@ -105,7 +110,8 @@ async function main(): Promise<void> {
         // Concurrent: every target under its own h2load at the same time, so they share the machine's load moment
         // by moment (req/s is then not comparable, CPU per stream is).
         if (args.concurrent) await Promise.all(targets.map(measure));
-        else for (const t of i % 2 === 0 ? targets : [...targets].reverse()) await measure(t);
+        // Each target takes each place in the order in turn (two targets: alternating).
+        else for (let k = 0; k < targets.length; k++) await measure(targets[(i + k) % targets.length]!);
       }
       const line = (vals: readonly number[], d = 2): string =>
         `median ${median(vals).toFixed(d)} [${Math.min(...vals).toFixed(d)}–${Math.max(...vals).toFixed(d)}]`;
@@ -115,6 +121,8 @@ async function main(): Promise<void> {
       }
       const ratio = (a: string, b: string, m: Map<string, number[]>): number[] => m.get(a)!.map((v, i) => v / m.get(b)![i]!);
       if (args.base !== undefined) console.log(`  pillion ÷ base CPU per pair: ${line(ratio('pillion', 'base', cpu), 3)}`);
+      if (args.control !== undefined) console.log(`  control ÷ pillion CPU per pair (A/A): ${line(ratio('control', 'pillion', cpu), 3)}`);
+      if (args.control !== undefined && args.base !== undefined) console.log(`  control ÷ base CPU per pair: ${line(ratio('control', 'base', cpu), 3)}`);
       if (args.haproxy) {
         console.log(`  pillion ÷ haproxy CPU per pair: ${line(ratio('pillion', 'haproxy', cpu), 3)}`);
         console.log(`  pillion ÷ haproxy req/s per pair: ${line(ratio('pillion', 'haproxy', rps), 3)}`);
