@@ -4,7 +4,7 @@
 // the machine's load; on a shared machine this moves far less than req/s does.
 // CLI: node dist/bench/h2-cpu-per-stream.js [--pairs 8] [--requests 40000] [--case h2,grpc]
 //      [--base <other build's dist/src/cli/main.js>] [--control <a copy of this build's main.js>] [--no-haproxy]
-//      [--concurrent] [--cpu-prof <dir> (Pillion's profile)]
+//      [--control-node-arg=<flag> ...] [--control-arg=<proxy argument> ...] [--concurrent] [--cpu-prof <dir> (Pillion's profile)]
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -35,6 +35,10 @@ interface Args {
   base: string | undefined;
   /** A copy of this build, run as a third target: an A/A control for the A/B's noise. */
   control: string | undefined;
+  /** More node flags for the control only (`--control-node-arg=--max-semi-space-size=16`): a flag's A/B. */
+  controlNodeArgs: string[];
+  /** More `pillion proxy` arguments for the control only (`--control-arg=--idle-memory-release --control-arg=off`). */
+  controlArgs: string[];
   haproxy: boolean;
   cpuProf: string | undefined;
   concurrent: boolean;
@@ -51,6 +55,8 @@ function parseArgs(argv: readonly string[]): Args {
     cases: (get('--case') ?? 'h2,grpc').split(','),
     base: get('--base'),
     control: get('--control'),
+    controlArgs: argv.filter((a) => a.startsWith('--control-arg=')).map((a) => a.slice('--control-arg='.length)),
+    controlNodeArgs: argv.filter((a) => a.startsWith('--control-node-arg=')).map((a) => a.slice('--control-node-arg='.length)),
     haproxy: !argv.includes('--no-haproxy') && which('haproxy') !== undefined,
     cpuProf: get('--cpu-prof'),
     concurrent: argv.includes('--concurrent'),
@@ -76,7 +82,7 @@ async function main(): Promise<void> {
           ...(args.cpuProf !== undefined ? { cpuProf: join(args.cpuProf, 'base') } : {}),
         }),
       );
-    if (args.control !== undefined) targets.push(await startPillion(group, dir, ports, { name: 'control', accessLog: 'off', mainJs: args.control }));
+    if (args.control !== undefined) targets.push(await startPillion(group, dir, ports, { name: 'control', accessLog: 'off', mainJs: args.control, nodeArgs: args.controlNodeArgs, proxyArgs: args.controlArgs }));
     if (args.haproxy) targets.push(await startHaproxy(group, dir, ports));
     const load = (t: Target, kase: string, requests: number): H2Load => {
       const l: H2Load = {

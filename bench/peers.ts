@@ -56,6 +56,8 @@ export interface PillionOptions {
   nodeArgs?: readonly string[];
   /** Another build's dist/src/cli/main.js, for an A/B of two builds side by side (default: this build's). */
   mainJs?: string;
+  /** More `pillion proxy` arguments (`--idle-memory-release off`). */
+  proxyArgs?: readonly string[];
 }
 
 /** Retries and outlier detection as a user would turn them on (README's example): what the paired case prices. */
@@ -125,6 +127,7 @@ services:
       'info',
       '--access-log',
       opts.accessLog,
+      ...(opts.proxyArgs ?? []),
     ],
     keepLines: 400,
   });
