@@ -4,7 +4,8 @@
 // the machine's load; on a shared machine this moves far less than req/s does.
 // CLI: node dist/bench/h2-cpu-per-stream.js [--pairs 8] [--requests 40000] [--case h2,grpc]
 //      [--base <other build's dist/src/cli/main.js>] [--control <a copy of this build's main.js>] [--no-haproxy]
-//      [--control-node-arg=<flag> ...] [--control-arg=<proxy argument> ...] [--concurrent] [--cpu-prof <dir> (Pillion's profile)]
+//      [--control-node-arg=<flag> ...] [--control-arg=<proxy argument> ...]
+//      [--pillion-arg=<proxy argument, every Pillion> ...] [--concurrent] [--cpu-prof <dir> (Pillion's profile)]
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -39,6 +40,8 @@ interface Args {
   controlNodeArgs: string[];
   /** More `pillion proxy` arguments for the control only (`--control-arg=--idle-memory-release --control-arg=off`). */
   controlArgs: string[];
+  /** More `pillion proxy` arguments for every Pillion target (`--pillion-arg=--idle-memory-release --pillion-arg=off`). */
+  pillionArgs: string[];
   haproxy: boolean;
   cpuProf: string | undefined;
   concurrent: boolean;
@@ -55,6 +58,7 @@ function parseArgs(argv: readonly string[]): Args {
     cases: (get('--case') ?? 'h2,grpc').split(','),
     base: get('--base'),
     control: get('--control'),
+    pillionArgs: argv.filter((a) => a.startsWith('--pillion-arg=')).map((a) => a.slice('--pillion-arg='.length)),
     controlArgs: argv.filter((a) => a.startsWith('--control-arg=')).map((a) => a.slice('--control-arg='.length)),
     controlNodeArgs: argv.filter((a) => a.startsWith('--control-node-arg=')).map((a) => a.slice('--control-node-arg='.length)),
     haproxy: !argv.includes('--no-haproxy') && which('haproxy') !== undefined,
@@ -72,17 +76,18 @@ async function main(): Promise<void> {
     const dir = group.tempDir('pillion-h2cpu-');
     const { ports } = await startBackend(group);
     const targets: Target[] = [
-      await startPillion(group, dir, ports, { name: 'pillion', accessLog: 'off', ...(args.cpuProf !== undefined ? { cpuProf: join(args.cpuProf, 'pillion') } : {}) }),
+      await startPillion(group, dir, ports, { name: 'pillion', accessLog: 'off', proxyArgs: args.pillionArgs, ...(args.cpuProf !== undefined ? { cpuProf: join(args.cpuProf, 'pillion') } : {}) }),
     ];
     if (args.base !== undefined) targets.push(
         await startPillion(group, dir, ports, {
           name: 'base',
           accessLog: 'off',
           mainJs: args.base,
+          proxyArgs: args.pillionArgs,
           ...(args.cpuProf !== undefined ? { cpuProf: join(args.cpuProf, 'base') } : {}),
         }),
       );
-    if (args.control !== undefined) targets.push(await startPillion(group, dir, ports, { name: 'control', accessLog: 'off', mainJs: args.control, nodeArgs: args.controlNodeArgs, proxyArgs: args.controlArgs }));
+    if (args.control !== undefined) targets.push(await startPillion(group, dir, ports, { name: 'control', accessLog: 'off', mainJs: args.control, nodeArgs: args.controlNodeArgs, proxyArgs: [...args.pillionArgs, ...args.controlArgs] }));
     if (args.haproxy) targets.push(await startHaproxy(group, dir, ports));
     const load = (t: Target, kase: string, requests: number): H2Load => {
       const l: H2Load = {
