@@ -54,6 +54,10 @@ export interface PillionOptions {
   backendPolicy?: string;
   /** More node flags for the proxy process (`--trace-gc`, for a profile). */
   nodeArgs?: readonly string[];
+  /** Another build's dist/src/cli/main.js, for an A/B of two builds side by side (default: this build's). */
+  mainJs?: string;
+  /** More `pillion proxy` arguments (`--idle-memory-release off`). */
+  proxyArgs?: readonly string[];
 }
 
 /** Retries and outlier detection as a user would turn them on (README's example): what the paired case prices. */
@@ -101,7 +105,7 @@ services:
     command: NODE,
     args: [
       ...nodeArgs,
-      resolveFromHere(import.meta.url, '../src/cli/main.js'),
+      opts.mainJs ?? resolveFromHere(import.meta.url, '../src/cli/main.js'),
       'proxy',
       '--config',
       configPath,
@@ -123,6 +127,7 @@ services:
       'info',
       '--access-log',
       opts.accessLog,
+      ...(opts.proxyArgs ?? []),
     ],
     keepLines: 400,
   });

@@ -7,7 +7,7 @@ import type { DecodedHead } from '../h2/hpack.js';
 import type { Reason } from '../reasons.js';
 import { forwardableRequestTrailers, newHeaderMap, type HeaderMap } from './headers.js';
 import { NOT_SENT, type Downstream, type LocalReplyResult } from './downstream.js';
-import { setRequestTrailers } from '../upstream/pool.js';
+import { setDirectSource, setRequestTrailers, type DirectBodyConsumer, type DirectBodySource } from '../upstream/pool.js';
 
 /** What the HTTP/2 side reports back to its exchange. */
 export interface H2Owner {
@@ -15,19 +15,31 @@ export interface H2Owner {
   onDownstreamClosed(): void;
 }
 
-/** A request body as a stream, fed by the stream's DATA; reading it lets the session credit the window again. */
+/**
+ * A request body as a stream, fed by the stream's DATA; reading it lets the session credit the window again. An
+ * HTTP/2 upstream takes the DATA directly instead (DirectBodySource, through the downstream), when it attaches
+ * before anything went through the Readable: no push, flowing-mode nextTicks or listeners per request.
+ */
 class H2RequestBody extends Readable {
-  constructor(private readonly stream: H2Stream) {
+  constructor(
+    private readonly stream: H2Stream,
+    direct: DirectBodySource,
+  ) {
     super();
+    setDirectSource(this, direct);
   }
   override _read(): void {
     if (!this.stream.closed) this.stream.resume();
   }
 }
 
-export class H2Downstream implements Downstream, H2StreamOwner {
+export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource {
   /** The request body's stream; null when the request had none, once its end came, or once we answered. */
   private body: H2RequestBody | null = null;
+  /** The upstream stream taking the body's DATA directly (attachDirect); null on the Readable path. */
+  private direct: DirectBodyConsumer | null = null;
+  /** Something went through the Readable (a chunk or its end): a direct consumer can no longer take over. */
+  private pushed = false;
   /** answered() has run (it also cleared `body`: request bytes still coming are read and dropped). */
   private discard = false;
 
@@ -41,7 +53,7 @@ export class H2Downstream implements Downstream, H2StreamOwner {
     endStream: boolean,
   ) {
     stream.owner = this;
-    if (!endStream) this.body = new H2RequestBody(stream);
+    if (!endStream) this.body = new H2RequestBody(stream, this);
   }
 
   /** A client that asked for `expect: 100-continue` gets it at once, as on HTTP/1.1: it sends, the upstream reads. */
@@ -61,19 +73,30 @@ export class H2Downstream implements Downstream, H2StreamOwner {
   }
 
   onData(stream: H2Stream, chunk: Buffer): void {
+    const direct = this.direct;
+    if (direct !== null) {
+      // The session credits the window after we return unless paused: the upstream's backpressure holds it.
+      if (!direct.directData(chunk)) stream.pause();
+      return;
+    }
     const body = this.body;
     // Answered already, or a body nobody reads any more: dropped, and its window credited after we return.
     if (body === null) return;
+    this.pushed = true;
     // The stream window bounds what push() may buffer past its high-water mark: we stop crediting until _read.
     if (!body.push(chunk)) stream.pause();
   }
 
   onEnd(_stream: H2Stream, trailers: HeaderMap | null): void {
     const body = this.body;
+    const direct = this.direct;
     this.body = null;
+    this.direct = null;
     if (body === null) return;
     // Trailers go upstream with the body's end (the session already refused pseudo headers in them).
     const forwarded = trailers === null ? null : forwardableRequestTrailers(trailers);
+    if (direct !== null) return direct.directEnd(forwarded);
+    this.pushed = true;
     if (forwarded !== null) setRequestTrailers(body, forwarded);
     body.push(null);
   }
@@ -82,7 +105,30 @@ export class H2Downstream implements Downstream, H2StreamOwner {
     // The client reset the stream, or its connection died. The body never gets its end (a truncated request must
     // never pass for a complete one): the exchange cancels the upstream request, which lets go of the body.
     this.body = null;
+    this.direct = null;
     this.owner.onDownstreamClosed();
+  }
+
+  // --- DirectBodySource: an HTTP/2 upstream stream taking the body's DATA ---
+
+  attachDirect(consumer: DirectBodyConsumer): boolean {
+    const body = this.body;
+    // Nothing may have gone through the Readable, nor may anyone else be reading it.
+    if (body === null || this.pushed || this.direct !== null || body.listenerCount('data') !== 0 || body.readableFlowing === true) return false;
+    this.direct = consumer;
+    return true;
+  }
+
+  resumeDirect(): void {
+    if (this.direct !== null && !this.stream.closed) this.stream.resume();
+  }
+
+  detachDirect(consumer: DirectBodyConsumer): void {
+    if (this.direct !== consumer) return;
+    this.direct = null;
+    // As a Readable body left flowing with no reader: what the client still sends is dropped, its window credited.
+    this.body = null;
+    if (!this.stream.closed) this.stream.resume();
   }
 
   onDrain(_stream: H2Stream): void {
@@ -119,6 +165,7 @@ export class H2Downstream implements Downstream, H2StreamOwner {
   reset(_why: string): void {
     // RST_STREAM alone (queued data dropped): the client sees the response broken, never a clean end.
     this.body = null;
+    this.direct = null;
     this.stream.reset(H2Error.INTERNAL_ERROR);
   }
 
@@ -158,6 +205,7 @@ export class H2Downstream implements Downstream, H2StreamOwner {
     if (this.discard) return;
     this.discard = true;
     this.body = null;
+    this.direct = null;
     if (!this.stream.closed) this.stream.resume();
   }
 }

@@ -6,7 +6,7 @@
 // symbol, so a request allocates no closures.
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
-import { pendingOverflowError, REFUSED_STREAM, requestTrailersOf, UPSTREAM_MALFORMED, type ConnectionPool, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
+import { directSourceOf, pendingOverflowError, REFUSED_STREAM, requestTrailersOf, UPSTREAM_MALFORMED, type ConnectionPool, type DirectBodyConsumer, type DirectBodySource, type PoolOptions, type UpstreamRequestSpec, type UpstreamSink, type UpstreamStream } from './pool.js';
 import { dropHopByHop, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
 import { ALPN_H2, isTlsPolicyError, readyEventOf } from '../tls/upstream-tls.js';
@@ -142,7 +142,7 @@ function onBodyEnd(this: BodyOf): void {
 }
 
 /** One request in flight: the owner of its stream and the sink's handle on it. */
-class H2Request implements UpstreamStream, H2StreamOwner {
+class H2Request implements UpstreamStream, H2StreamOwner, DirectBodyConsumer {
   stream: H2Stream | null = null;
   session: Session | null = null;
   /** The sink has had its last callback (end or error), or the request was cancelled: events are dropped. */
@@ -154,8 +154,10 @@ class H2Request implements UpstreamStream, H2StreamOwner {
   remoteEnded = false;
   /** The request went out whole: no body, or END_STREAM after it. */
   localEnded = false;
-  /** The body's listeners are attached. */
+  /** The body's listeners are attached (or its source hands us its chunks directly). */
   private bodyAttached = false;
+  /** The body's source when it hands us its chunks directly (an HTTP/2 downstream); null on the Readable path. */
+  private direct: DirectBodySource | null = null;
   /** Already started again once after the upstream refused it unprocessed (GOAWAY). */
   restarted = false;
 
@@ -188,6 +190,11 @@ class H2Request implements UpstreamStream, H2StreamOwner {
 
   attachBody(body: BodyOf): void {
     this.bodyAttached = true;
+    const direct = directSourceOf(body);
+    if (direct !== null && direct.attachDirect(this)) {
+      this.direct = direct;
+      return;
+    }
     body[kRequest] = this;
     body.on('data', onBodyData);
     body.on('end', onBodyEnd);
@@ -196,6 +203,12 @@ class H2Request implements UpstreamStream, H2StreamOwner {
   detachBody(): void {
     if (!this.bodyAttached) return;
     this.bodyAttached = false;
+    const direct = this.direct;
+    if (direct !== null) {
+      this.direct = null;
+      direct.detachDirect(this);
+      return;
+    }
     const body = this.spec.body as BodyOf;
     body.off('data', onBodyData);
     body.off('end', onBodyEnd);
@@ -212,6 +225,22 @@ class H2Request implements UpstreamStream, H2StreamOwner {
     this.detachBody();
     this.localEnded = true;
     this.stream!.end(requestTrailersOf(this.spec.body!));
+    if (this.remoteEnded) this.pool.release(this);
+  }
+
+  // --- DirectBodyConsumer (the body's chunks straight from an HTTP/2 downstream) ---
+
+  directData(chunk: Buffer): boolean {
+    if (!this.finished) this.sink.onRequestBodyBytes(chunk.length);
+    return this.stream!.write(chunk);
+  }
+
+  directEnd(trailers: HeaderMap | null): void {
+    // The source let go of us already (its end is its last call): nothing to detach.
+    this.direct = null;
+    this.bodyAttached = false;
+    this.localEnded = true;
+    this.stream!.end(trailers);
     if (this.remoteEnded) this.pool.release(this);
   }
 
@@ -270,7 +299,9 @@ class H2Request implements UpstreamStream, H2StreamOwner {
   }
 
   onDrain(): void {
-    if (this.bodyAttached) this.spec.body!.resume();
+    if (!this.bodyAttached) return;
+    if (this.direct !== null) this.direct.resumeDirect();
+    else this.spec.body!.resume();
   }
 }
 

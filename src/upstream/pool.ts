@@ -31,6 +31,40 @@ export function requestTrailersOf(body: Readable): HeaderMap | null {
   return (body as WithTrailers)[kTrailers] ?? null;
 }
 
+/**
+ * A body's one consumer taking its chunks straight from the source, without the Readable in between (no push,
+ * flowing-mode nextTicks, 'data'/'end' listeners): an HTTP/2 downstream's DATA handed to an HTTP/2 upstream
+ * stream. Backpressure is the return value: false stops the source (its window is not credited) until the
+ * consumer calls resume() on the source.
+ */
+export interface DirectBodyConsumer {
+  directData(chunk: Buffer): boolean;
+  /** The body's end, with the request trailers to forward (or null). */
+  directEnd(trailers: HeaderMap | null): void;
+}
+
+/** The source side of a direct hand-off. */
+export interface DirectBodySource {
+  /** Takes `consumer` as the only reader; false (the Readable path then) once anything went through the Readable. */
+  attachDirect(consumer: DirectBodyConsumer): boolean;
+  /** The consumer can take more again. */
+  resumeDirect(): void;
+  /** The consumer lets go: what the client still sends is dropped (and credited) as for a body nobody reads. */
+  detachDirect(consumer: DirectBodyConsumer): void;
+}
+
+const kDirect = Symbol('pillion.directBody');
+type WithDirect = Readable & { [kDirect]?: DirectBodySource };
+
+/** Marks `body` as able to hand its chunks straight to one consumer (see DirectBodyConsumer). */
+export function setDirectSource(body: Readable, source: DirectBodySource): void {
+  (body as WithDirect)[kDirect] = source;
+}
+
+export function directSourceOf(body: Readable): DirectBodySource | null {
+  return (body as WithDirect)[kDirect] ?? null;
+}
+
 /** How a pool reports back; implemented by the HTTP exchange. Methods are called at most once, but data. */
 export interface UpstreamSink {
   /** Response head (1xx excluded). Returns false to pause the body until resume(). */

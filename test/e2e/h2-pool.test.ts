@@ -194,4 +194,37 @@ describe('HTTP/2 upstream pool', () => {
     expect(response).toContain(`${total} ${createHash('sha256').update(body).digest('hex')}`);
     sinkHoldMs = 0;
   });
+
+  it('an HTTP/2 client\'s body to an HTTP/2 upstream waits for it (the client\'s window stays shut) and arrives whole', async () => {
+    // The proxy hands the client's DATA straight to the upstream stream: only the upstream's reading may open the
+    // client's stream window again.
+    const total = 32 << 20;
+    const body = Buffer.alloc(total);
+    for (let i = 0; i < total; i += 4096) body.writeUInt32BE(i, i);
+    sinkHoldMs = 600;
+    const session = http2.connect(`http://127.0.0.1:${proxy.port('outbound')}`);
+    session.on('error', () => {});
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/upload', ':authority': 'sink:8080' });
+      stream.on('error', () => {});
+      let status = 0;
+      let response = '';
+      stream.on('response', (h) => (status = Number(h[':status'])));
+      stream.setEncoding('latin1');
+      stream.on('data', (d: string) => (response += d));
+      const ended = new Promise<void>((r) => stream.on('close', () => r()));
+      stream.end(body);
+      await new Promise((r) => setTimeout(r, 400));
+      // While the upstream reads nothing, what left the client is bounded by the stream windows and the
+      // proxy's per-stream queue: far from the whole body.
+      const inFlight = total - stream.bufferSize;
+      expect(inFlight, `${inFlight} bytes left the client while the upstream read nothing`).toBeLessThan(total / 4);
+      await ended;
+      expect(status).toBe(200);
+      expect(response).toBe(`${total} ${createHash('sha256').update(body).digest('hex')}`);
+    } finally {
+      sinkHoldMs = 0;
+      session.close();
+    }
+  });
 });
