@@ -79,8 +79,9 @@ export interface HeadClock {
 
 export class H1Connection implements ParserOwner, Downstream {
   /**
-   * performance.now() by which the head of the request being received must be complete (0 = none pending): set
-   * at accept for the first request and at each message's first byte after that; the manager's sweep enforces it.
+   * performance.now() by which the head of the request being received must be complete (0 = none set): set at
+   * accept for the first request, and re-armed while reading is paused; the manager's sweep enforces it (headOverdue).
+   * Later heads are timed from their first byte by the parser itself.
    */
   headDeadlineMs = 0;
   readonly socket: SocketOf;
@@ -133,7 +134,9 @@ export class H1Connection implements ParserOwner, Downstream {
     this.encrypted = (socket as TLSSocket).encrypted === true;
     const chain = ctx.chain;
     const headTimeoutMs = chain.requestHeadersTimeoutMs;
-    this.parser = createParser('request', chain.maxRequestHeadersKb * 1024, this, chain.requestTimeoutMs > 0 || headTimeoutMs > 0);
+    // No onMessageBegin for the head timeout alone: a C++ → JS call per request; the sweep reads the parser's own
+    // message clock instead (headOverdue). request_timeout still needs it, for its timer.
+    this.parser = createParser('request', chain.maxRequestHeadersKb * 1024, this, chain.requestTimeoutMs > 0);
     // The first request's head is due from accept: a client that connects and says nothing is not kept for ever.
     if (headTimeoutMs > 0) this.headDeadlineMs = performance.now() + headTimeoutMs;
     socket.on('end', onSocketEnd);
@@ -270,9 +273,19 @@ export class H1Connection implements ParserOwner, Downstream {
     if (request === this.active && request.responseDone) this.next();
   }
 
+  /**
+   * Whether the head being received is past request_headers_timeout (the sweep asks, then calls onHeadersTimeout):
+   * the deadline set at accept or re-armed, else the parser's clock from the current message's first byte.
+   */
+  headOverdue(now: number): boolean {
+    if (this.headDeadlineMs !== 0) return now >= this.headDeadlineMs;
+    const timeoutMs = this.ctx.chain.requestHeadersTimeoutMs;
+    if (timeoutMs === 0 || this.closed || this.readStopped) return false;
+    return !this.parser.headersCompleted() && this.parser.duration() >= timeoutMs;
+  }
+
   onMessageBegin(): void {
     const chain = this.ctx.chain;
-    if (chain.requestHeadersTimeoutMs > 0 && this.headDeadlineMs === 0) this.headDeadlineMs = this.clock.nowMs + chain.requestHeadersTimeoutMs;
     if (chain.requestTimeoutMs > 0) {
       this.clearRequestTimer();
       this.requestTimer = setTimeout(onRequestTimeout, chain.requestTimeoutMs, this);

@@ -24,6 +24,13 @@ export interface NativeParser {
   close(): void;
   free(): void;
   remove(): void;
+  /**
+   * Whether the head of the message last begun is complete. The binding tracks it natively at each message's
+   * first byte, whether or not a JS onMessageBegin is registered; false before the first message too.
+   */
+  headersCompleted(): boolean;
+  /** Milliseconds since the current message's first byte (meaningless before the first message begins). */
+  duration(): number;
   [index: number]: unknown;
 }
 
