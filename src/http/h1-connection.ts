@@ -21,6 +21,7 @@ import {
   consumeSocket,
   createParser,
   headerMapFromFlat,
+  HeaderNames,
   isParseError,
   lastChunkWithTrailers,
   releaseParser,
@@ -39,6 +40,8 @@ import { proxyUpgrade, type UpgradeRequest } from './upgrade.js';
 import { writeLatin1 } from '../tcp/direct-write.js';
 
 const kConnection = Symbol('pillion.h1downstream');
+/** Request heads' names, remembered across requests and connections (see HeaderNames). */
+const REQUEST_NAMES = new HeaderNames(null);
 type SocketOf = Socket & { [kConnection]: H1Connection };
 
 /** What `kOnHeadersComplete` returns to hand the rest of the bytes to an Upgrade/CONNECT handler. */
@@ -216,7 +219,7 @@ export class H1Connection implements ParserOwner, Downstream {
       this.failRequest(REASONS.pipelineOverflow);
       return 0;
     }
-    const headers = headerMapFromFlat(lines, null);
+    const headers = REQUEST_NAMES.map(lines);
     const request = new H1Request(methodName, url, headers, major === 1 && minor >= 1, keepAlive);
     const te = headers['transfer-encoding'];
     const cl = headers['content-length'];
