@@ -124,7 +124,7 @@ export class HttpConnectionManager implements HeadClock {
     const now = performance.now();
     this.nowMs = now;
     for (const connection of this.h1Connections) {
-      if (connection.headDeadlineMs !== 0 && now >= connection.headDeadlineMs) connection.onHeadersTimeout();
+      if (connection.headOverdue(now)) connection.onHeadersTimeout();
     }
     if (this.h2Connections.size > 0) {
       const idleMs = this.context.chain.idleTimeoutMs;

@@ -21,6 +21,7 @@ import {
   consumeSocket,
   createParser,
   headerMapFromFlat,
+  HeaderNames,
   isParseError,
   lastChunkWithTrailers,
   releaseParser,
@@ -39,6 +40,8 @@ import { proxyUpgrade, type UpgradeRequest } from './upgrade.js';
 import { writeLatin1 } from '../tcp/direct-write.js';
 
 const kConnection = Symbol('pillion.h1downstream');
+/** Request heads' names, remembered across requests and connections (see HeaderNames). */
+const REQUEST_NAMES = new HeaderNames(null);
 type SocketOf = Socket & { [kConnection]: H1Connection };
 
 /** What `kOnHeadersComplete` returns to hand the rest of the bytes to an Upgrade/CONNECT handler. */
@@ -79,8 +82,9 @@ export interface HeadClock {
 
 export class H1Connection implements ParserOwner, Downstream {
   /**
-   * performance.now() by which the head of the request being received must be complete (0 = none pending): set
-   * at accept for the first request and at each message's first byte after that; the manager's sweep enforces it.
+   * performance.now() by which the head of the request being received must be complete (0 = none set): set at
+   * accept for the first request, and re-armed while reading is paused; the manager's sweep enforces it (headOverdue).
+   * Later heads are timed from their first byte by the parser itself.
    */
   headDeadlineMs = 0;
   readonly socket: SocketOf;
@@ -133,7 +137,9 @@ export class H1Connection implements ParserOwner, Downstream {
     this.encrypted = (socket as TLSSocket).encrypted === true;
     const chain = ctx.chain;
     const headTimeoutMs = chain.requestHeadersTimeoutMs;
-    this.parser = createParser('request', chain.maxRequestHeadersKb * 1024, this, chain.requestTimeoutMs > 0 || headTimeoutMs > 0);
+    // No onMessageBegin for the head timeout alone: a C++ → JS call per request; the sweep reads the parser's own
+    // message clock instead (headOverdue). request_timeout still needs it, for its timer.
+    this.parser = createParser('request', chain.maxRequestHeadersKb * 1024, this, chain.requestTimeoutMs > 0);
     // The first request's head is due from accept: a client that connects and says nothing is not kept for ever.
     if (headTimeoutMs > 0) this.headDeadlineMs = performance.now() + headTimeoutMs;
     socket.on('end', onSocketEnd);
@@ -213,7 +219,7 @@ export class H1Connection implements ParserOwner, Downstream {
       this.failRequest(REASONS.pipelineOverflow);
       return 0;
     }
-    const headers = headerMapFromFlat(lines, null);
+    const headers = REQUEST_NAMES.map(lines);
     const request = new H1Request(methodName, url, headers, major === 1 && minor >= 1, keepAlive);
     const te = headers['transfer-encoding'];
     const cl = headers['content-length'];
@@ -270,9 +276,19 @@ export class H1Connection implements ParserOwner, Downstream {
     if (request === this.active && request.responseDone) this.next();
   }
 
+  /**
+   * Whether the head being received is past request_headers_timeout (the sweep asks, then calls onHeadersTimeout):
+   * the deadline set at accept or re-armed, else the parser's clock from the current message's first byte.
+   */
+  headOverdue(now: number): boolean {
+    if (this.headDeadlineMs !== 0) return now >= this.headDeadlineMs;
+    const timeoutMs = this.ctx.chain.requestHeadersTimeoutMs;
+    if (timeoutMs === 0 || this.closed || this.readStopped) return false;
+    return !this.parser.headersCompleted() && this.parser.duration() >= timeoutMs;
+  }
+
   onMessageBegin(): void {
     const chain = this.ctx.chain;
-    if (chain.requestHeadersTimeoutMs > 0 && this.headDeadlineMs === 0) this.headDeadlineMs = this.clock.nowMs + chain.requestHeadersTimeoutMs;
     if (chain.requestTimeoutMs > 0) {
       this.clearRequestTimer();
       this.requestTimer = setTimeout(onRequestTimeout, chain.requestTimeoutMs, this);

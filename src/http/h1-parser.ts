@@ -24,6 +24,13 @@ export interface NativeParser {
   close(): void;
   free(): void;
   remove(): void;
+  /**
+   * Whether the head of the message last begun is complete. The binding tracks it natively at each message's
+   * first byte, whether or not a JS onMessageBegin is registered; false before the first message too.
+   */
+  headersCompleted(): boolean;
+  /** Milliseconds since the current message's first byte (meaningless before the first message begins). */
+  duration(): number;
   [index: number]: unknown;
 }
 
@@ -315,6 +322,59 @@ export function headerMapFromFlat(flat: FlatHeaders, drop: ReadonlySet<string> |
     else prev.push(value);
   }
   return out;
+}
+
+/** Positions a HeaderNames memo remembers: heads with more lines than this take the plain path past it. */
+const MEMO_LINES = 48;
+
+/**
+ * headerMapFromFlat for one call site, remembering the last head's names by position. A keep-alive client (or
+ * upstream) sends the same names in the same order head after head, so a name usually equals the one before at
+ * its position: then its lower-case form and whether `drop` has it are known, and the key the map is written
+ * with is one V8 already hashed and internalized, where a fresh string from the parser is lower-cased, hashed
+ * and looked up in the string table on every use as a key or Set member. A miss costs one string compare more
+ * than the plain path, and the slot is overwritten. One memo per call site serves every connection (one head is
+ * converted at a time), bounded at MEMO_LINES positions.
+ */
+export class HeaderNames {
+  private readonly raw: string[] = new Array<string>(MEMO_LINES).fill('');
+  private readonly lower: string[] = new Array<string>(MEMO_LINES).fill('');
+  private readonly dropped = new Uint8Array(MEMO_LINES);
+
+  constructor(private readonly drop: ReadonlySet<string> | null) {}
+
+  /** headerMapFromFlat(flat, drop), the same map. */
+  map(flat: FlatHeaders): HeaderMap {
+    const out = newHeaderMap();
+    const drop = this.drop;
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const raw = flat[i]!;
+      const slot = i >> 1;
+      let name: string;
+      if (slot < MEMO_LINES) {
+        if (this.raw[slot] === raw) {
+          if (this.dropped[slot] === 1) continue;
+          name = this.lower[slot]!;
+        } else {
+          name = raw.toLowerCase();
+          const dropIt = drop !== null && drop.has(name);
+          this.raw[slot] = raw;
+          this.lower[slot] = name;
+          this.dropped[slot] = dropIt ? 1 : 0;
+          if (dropIt) continue;
+        }
+      } else {
+        name = raw.toLowerCase();
+        if (drop !== null && drop.has(name)) continue;
+      }
+      const value = flat[i + 1]!;
+      const prev = out[name];
+      if (prev === undefined) out[name] = value;
+      else if (typeof prev === 'string') out[name] = [prev, value];
+      else prev.push(value);
+    }
+    return out;
+  }
 }
 
 /** Appends `name: value` lines for every header of `headers` (arrays become repeated lines). */

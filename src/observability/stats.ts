@@ -141,7 +141,8 @@ export class ProxyStats implements ListenerStats {
     const reason = ex.reason;
     const span = ex.span;
     const entry: AccessLogEntry = {
-      start_time: isoTime(ex.startMs),
+      // The wall clock now, less the monotonic duration: the start, read only when a line is written.
+      start_time: isoTime(Math.round(Date.now() - seconds * 1e3)),
       duration_ms: Math.round(seconds * 1e6) / 1e3,
       protocol: ex.protocol as 'HTTP/1.1' | 'HTTP/2',
       method: ex.method,

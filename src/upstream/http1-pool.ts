@@ -24,6 +24,7 @@ import {
   pauseReading,
   resumeReading,
   headerMapFromFlat,
+  HeaderNames,
   headerNameIs,
   isParseError,
   releaseParser,
@@ -38,6 +39,8 @@ import { rawBodyStats } from './raw-body-stats.js';
 import { writeLatin1 } from '../tcp/direct-write.js';
 
 const kConnection = Symbol('pillion.h1connection');
+/** Response heads' names, remembered across responses and connections (see HeaderNames). */
+const RESPONSE_NAMES = new HeaderNames(HOP_BY_HOP);
 type SocketOf = net.Socket & { [kConnection]: H1Connection };
 type BodyOf = Readable & { [kConnection]?: H1Connection };
 
@@ -274,7 +277,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     }
     if (!shouldKeepAlive) this.reusable = false;
     else this.readKeepAliveHint(lines);
-    sink.onUpstreamHeaders(status, headerMapFromFlat(lines, HOP_BY_HOP), false);
+    sink.onUpstreamHeaders(status, RESPONSE_NAMES.map(lines), false);
     if (this.skipBody) return SKIP_BODY;
     // A large body of known length is read around the parser, once the head's read is parsed (onExecute). Not
     // when the sink let go of this connection in onUpstreamHeaders (a retried status), nor for 204/304 (no body

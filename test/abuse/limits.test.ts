@@ -103,6 +103,21 @@ describe('request-head deadline (HCM request_headers_timeout; 10 s by default)',
     c.socket.destroy();
   });
 
+  it('answers 408 to a later head on a keep-alive connection that stalls, timed from its first byte', async () => {
+    const c = rawClient(proxy.port('outbound'));
+    c.socket.write('GET / HTTP/1.1\r\nHost: backend\r\n\r\n');
+    // Idle for longer than the deadline first: the wait between requests must not count against the next head.
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(c.received().match(/HTTP\/1\.1 200 /g)?.length).toBe(1);
+    c.socket.once('end', () => c.socket.end());
+    c.socket.write('GET / HTTP/1.1\r\nHo');
+    const ms = await c.closed;
+    expect(c.received()).toMatch(/HTTP\/1\.1 200 [\s\S]*HTTP\/1\.1 408 /);
+    expect(c.received()).toContain('x-pillion-reason: request_header_timeout');
+    // Not before the deadline counted from the second head's first byte (1 s after the 1.5 s idle).
+    expect(ms).toBeGreaterThanOrEqual(2_400);
+  });
+
   it('does not count against a head the time the proxy is not reading it (pipelined requests waiting)', async () => {
     const c = rawClient(proxy.port('outbound'));
     // Two requests and the start of a third in one write: the second waits behind the slow first, so the proxy

@@ -86,14 +86,17 @@ function expirePlain(item: Expirable): void {
   item.onDeadline();
 }
 
-/** Calls `item.onDeadline()` in `ms` milliseconds unless `cancelDeadline(item)` comes first. */
-export function startDeadline(item: Expirable, ms: number): void {
+/**
+ * Calls `item.onDeadline()` in `ms` milliseconds unless `cancelDeadline(item)` comes first. `now`: performance.now(),
+ * when the caller has just read it.
+ */
+export function startDeadline(item: Expirable, ms: number, now = performance.now()): void {
   let list = lists.get(ms);
   if (list === undefined && lists.size < MAX_LISTS) {
     list = new DeadlineList(ms);
     lists.set(ms, list);
   }
-  if (list !== undefined) list.add(item, performance.now());
+  if (list !== undefined) list.add(item, now);
   else item.deadlineTimer = setTimeout(expirePlain, ms, item);
 }
 
