@@ -258,3 +258,23 @@ describe('HTTP/1.1 Upgrade without exactly one Host (RFC 9112 §3.2)', () => {
     expect(old.status).not.toBe(400);
   });
 });
+
+describe('Upgrade in an HTTP/1.0 request (RFC 9110 §7.8: a server MUST ignore it)', () => {
+  it('is proxied as a plain HTTP/1.0 request: no 101, Upgrade not forwarded, the connection then closes', async () => {
+    const raw = await rawExchange(port, 'GET /chat HTTP/1.0\r\nhost: ws\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n');
+    // The upstream answers an Upgrade it sees with 101: a 200 from its request handler means it saw none.
+    expect(raw).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(raw.toLowerCase()).toContain('x-backend: ws-plain');
+    expect(raw.slice(raw.indexOf('\r\n\r\n') + 4)).toBe(JSON.stringify({ url: '/chat', host: 'ws' }));
+    // Asked to keep alive: Node's parser reads nothing past a head that asked for Upgrade, so the connection
+    // closes after the answer rather than hang on a request it would never read.
+    const two = await rawExchange(
+      port,
+      'GET /chat HTTP/1.0\r\nhost: ws\r\nupgrade: websocket\r\nconnection: upgrade, keep-alive\r\n\r\n' +
+        'GET /chat2 HTTP/1.0\r\nhost: ws\r\n\r\n',
+    );
+    expect(two).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(two.toLowerCase()).toContain('connection: close');
+    expect(two.match(/HTTP\/1\.[01] /g)?.length, two).toBe(1);
+  });
+});
