@@ -2,6 +2,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { startHttpBackend, deadPort, type Backend } from '../helpers/backends.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
@@ -10,6 +13,7 @@ import { request } from '../helpers/client.js';
 let backend: Backend;
 let slow: Backend;
 let proxy: RunningProxy;
+const logDir = mkdtempSync(join(tmpdir(), 'pillion-http1-'));
 let port: number;
 /** Upgrade-capable upstreams: answer an Upgrade with 101 naming themselves and what they saw; a request with JSON. */
 const wsServers: http.Server[] = [];
@@ -68,7 +72,7 @@ services:
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${wsTls} }]
 `,
-    { service: 'frontend' },
+    { service: 'frontend', accessLog: join(logDir, 'access.log') },
   );
   port = proxy.port('outbound');
 });
@@ -77,6 +81,7 @@ afterAll(async () => {
   await proxy.close();
   await backend.close();
   await slow.close();
+  rmSync(logDir, { recursive: true, force: true });
   for (const server of wsServers) {
     server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
@@ -277,4 +282,52 @@ describe('Upgrade in an HTTP/1.0 request (RFC 9110 §7.8: a server MUST ignore i
     expect(two.toLowerCase()).toContain('connection: close');
     expect(two.match(/HTTP\/1\.[01] /g)?.length, two).toBe(1);
   });
+});
+
+describe('a refused Upgrade is counted and logged as a refused plain request is', () => {
+  type Line = Record<string, string | number>;
+  /** The access log line of the request to `path` (a unique path each), waiting for the asynchronous write. */
+  async function logLine(path: string): Promise<Line> {
+    const file = join(logDir, 'access.log');
+    for (let i = 0; i < 150; i++) {
+      if (existsSync(file)) {
+        const lines = readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+        const found = lines.find((l) => l.path === path);
+        if (found !== undefined) return found;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`no access log line for ${path}`);
+  }
+  async function counters(status: number, reason: string): Promise<{ requests: number; replies: number }> {
+    const text = (await request(proxy.adminPort, { path: '/metrics' })).body;
+    const requests = new RegExp(`pillion_downstream_requests_total\\{[^}]*response_code="${status}"[^}]*\\} (\\d+)`).exec(text);
+    const replies = new RegExp(`pillion_local_replies_total\\{reason="${reason}"\\} (\\d+)`).exec(text);
+    return { requests: Number(requests?.[1] ?? 0), replies: Number(replies?.[1] ?? 0) };
+  }
+  const UPGRADE = 'upgrade: websocket\r\nconnection: upgrade\r\n';
+  // The fields a refusal sets; start time, duration and ids differ from request to request.
+  const FIELDS = ['protocol', 'method', 'authority', 'status', 'bytes_received', 'bytes_sent', 'upstream_cluster', 'upstream_host', 'attempts', 'response_flags', 'x_pillion_reason', 'downstream_remote'];
+  const pick = (l: Line): Line => Object.fromEntries(FIELDS.map((f) => [f, l[f]!]));
+
+  for (const [what, status, reason, head] of [
+    ['no route', 404, 'no_route', (path: string) => `GET ${path} HTTP/1.1\r\nhost: nowhere\r\n`],
+    ['no Host', 400, 'bad_request', (path: string) => `GET ${path} HTTP/1.1\r\n`],
+    ['upstream refused the connection', 503, 'connect_failure', (path: string) => `GET ${path} HTTP/1.1\r\nhost: dead\r\n`],
+  ] as const) {
+    it(`${what}: ${status} ${reason}, one access log line and the request counters, as without Upgrade`, async () => {
+      const id = `${reason}-${Date.now()}`;
+      const before = await counters(status, reason);
+      const plain = await rawExchange(port, `${head(`/plain-${id}`)}connection: close\r\n\r\n`);
+      const upgrade = await rawExchange(port, `${head(`/upgrade-${id}`)}${UPGRADE}\r\n`);
+      expect(plain).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
+      expect(upgrade).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
+      const plainLine = await logLine(`/plain-${id}`);
+      const upgradeLine = await logLine(`/upgrade-${id}`);
+      expect(pick(upgradeLine)).toEqual(pick(plainLine));
+      expect(upgradeLine).toMatchObject({ status, x_pillion_reason: reason });
+      const after = await counters(status, reason);
+      expect(after).toEqual({ requests: before.requests + 2, replies: before.replies + 2 });
+    });
+  }
 });
