@@ -281,6 +281,10 @@ describe('Upgrade in an HTTP/1.0 request (RFC 9110 §7.8: a server MUST ignore i
     expect(two).toMatch(/^HTTP\/1\.[01] 200 /);
     expect(two.toLowerCase()).toContain('connection: close');
     expect(two.match(/HTTP\/1\.[01] /g)?.length, two).toBe(1);
+    // With a body: read and sent on as the request's (the parser stops only after the message).
+    const post = await rawExchange(port, 'POST /chat HTTP/1.0\r\nhost: ws\r\nupgrade: websocket\r\nconnection: upgrade\r\ncontent-length: 5\r\n\r\nhello');
+    expect(post).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(post.toLowerCase()).toContain('x-backend: ws-plain');
   });
 });
 
