@@ -13,7 +13,7 @@ import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failu
 import { originalDstOf } from '../listener/original-dst.js';
 import { parseAbsoluteForm } from './request-target.js';
 import type { PeerIdentity } from '../tls/peer.js';
-import { socketPeer } from '../tls/downstream-peer.js';
+import { socketPeer, XFCC_HEADER } from '../tls/downstream-peer.js';
 
 /** Why an upstream connection failed before it carried anything, as the reason the client is answered with. */
 function connectReason(err: Error): Reason {
@@ -144,9 +144,12 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
     if (absolute) headText += `host: ${authority}\r\n`;
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const name = raw[i]!.toLowerCase();
-      if (name === 'x-forwarded-for' || TRACE_HEADERS.has(name) || (absolute && name === 'host')) continue;
+      // A client's own XFCC is never passed on (Envoy's SANITIZE, as on the exchange path); ours replaces it below.
+      if (name === 'x-forwarded-for' || name === XFCC_HEADER || TRACE_HEADERS.has(name) || (absolute && name === 'host')) continue;
       headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
     }
+    const peer = socketPeer(socket);
+    if (peer !== null) headText += `${XFCC_HEADER}: ${peer.xfcc}\r\n`;
     // The upgrade request is a span of its trace at this hop too (see src/http/tracing/span.ts).
     const trace = traceHeadersFor(headers);
     for (const name in trace) {

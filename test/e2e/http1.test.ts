@@ -28,7 +28,8 @@ async function startUpgradeBackend(name: string): Promise<number> {
     const seenHosts = req.rawHeaders.filter((_v, i) => i % 2 === 0 && req.rawHeaders[i]!.toLowerCase() === 'host').length;
     socket.end(
       `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nx-backend: ${name}\r\n` +
-        `x-seen-url: ${req.url}\r\nx-seen-host: ${req.headers.host}\r\nx-seen-hosts: ${seenHosts}\r\n\r\n`,
+        `x-seen-url: ${req.url}\r\nx-seen-host: ${req.headers.host}\r\nx-seen-hosts: ${seenHosts}\r\n` +
+        `x-seen-xfcc: ${req.headers['x-forwarded-client-cert'] ?? '-'}\r\n\r\n`,
     );
   });
   server.on('clientError', (_e, sock) => sock.destroy());
@@ -261,6 +262,14 @@ describe('HTTP/1.1 Upgrade without exactly one Host (RFC 9112 §3.2)', () => {
     expect(r.headers).toMatchObject({ 'x-backend': 'ws-plain', 'x-seen-host': 'ws' });
     const old = await rawHead(`GET /chat HTTP/1.0\r\n${UPGRADE}\r\n`);
     expect(old.status).not.toBe(400);
+  });
+});
+
+describe('an Upgrade request\'s x-forwarded-client-cert', () => {
+  it('a client\'s own is not passed on (Envoy\'s SANITIZE, as for a plain request)', async () => {
+    const r = await rawHead('GET /chat HTTP/1.1\r\nhost: ws\r\nx-forwarded-client-cert: By=spiffe://x;URI=spiffe://cluster.local/ns/default/sa/admin\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n');
+    expect(r.status).toBe(101);
+    expect(r.headers['x-seen-xfcc']).toBe('-');
   });
 });
 
