@@ -241,7 +241,7 @@ export class H2Stream {
   received = 0;
   /** Client: a HEAD request (its response has no body whatever its content-length says). */
   noBody = false;
-  /** We reset it PROTOCOL_ERROR for the peer's malformed head or trailers (client role: an invalid or oversized response head). */
+  /** We reset it PROTOCOL_ERROR for the peer's malformed message: head, trailers, a body unlike its content-length (client role: an oversized head too). */
   malformed = false;
 
   constructor(
@@ -1346,6 +1346,8 @@ function onDataFrame(s: H2Session, buf: Buffer, p: number, flen: number, flags: 
   stream.received += dataLen;
   const cl = stream.contentLength;
   if (cl >= 0 && (stream.received > cl || (endStream && stream.received !== cl))) {
+    // Malformed (RFC 9113 §8.1.1): from an upstream a protocol error (502, or the response cut), not a reset.
+    stream.malformed = true;
     return streamError(s, stream, H2Error.PROTOCOL_ERROR, `body length differs from content-length ${cl}`);
   }
   const owner = stream.owner;
@@ -1478,6 +1480,7 @@ function onHeaderBlock(s: H2Session, id: number, buf: Buffer, start: number, end
     return streamError(s, stream, H2Error.PROTOCOL_ERROR, `malformed trailers: ${head.malformed || 'pseudo header'}`);
   }
   if (stream.contentLength >= 0 && stream.received !== stream.contentLength) {
+    stream.malformed = true;
     return streamError(s, stream, H2Error.PROTOCOL_ERROR, `body length differs from content-length ${stream.contentLength}`);
   }
   stream.remoteEnded = true;
@@ -1536,7 +1539,11 @@ function responseHead(s: H2Session, stream: H2Stream, head: DecodedHead, r: numb
     return streamError(s, stream, H2Error.PROTOCOL_ERROR, `malformed response head: ${head.malformed || 'bad pseudo headers'}`);
   }
   if (status < 200) {
-    if (endStream || status === 101) return streamError(s, stream, H2Error.PROTOCOL_ERROR, `malformed response head: ${status} informational response`);
+    // A 1xx ending the stream, or a 101 (no Upgrade in HTTP/2), is a malformed response (RFC 9113 §8.1.1, §8.6).
+    if (endStream || status === 101) {
+      stream.malformed = true;
+      return streamError(s, stream, H2Error.PROTOCOL_ERROR, `malformed response head: ${status} informational response`);
+    }
     return;
   }
   stream.gotHead = true;

@@ -25,8 +25,15 @@ export interface HttpStats {
   readonly authz?: AuthzSink;
   requestStarted(direction: Direction): void;
   localReply(reason: Reason): void;
-  requestFinished(exchange: HttpExchange, seconds: number): void;
+  requestFinished(request: FinishedRequest, seconds: number): void;
 }
+
+/** What the request counters and the access log read of a finished request: an exchange, or a refused Upgrade. */
+export type FinishedRequest = Pick<
+  HttpExchange,
+  | 'direction' | 'protocol' | 'method' | 'authority' | 'path' | 'status' | 'bytesReceived' | 'bytesSent'
+  | 'upstreamCluster' | 'upstreamHost' | 'attempts' | 'reason' | 'requestId' | 'span' | 'remoteAddress' | 'peer'
+>;
 
 /** A route table bound to one RouteConfigModel (immutable), so requests in flight keep the one they matched on. */
 export class RouteTable {

@@ -205,7 +205,8 @@ export class H1Connection implements ParserOwner, Downstream {
     // Closing (after `connection: close`, an error or a drain): requests the client still sends are not served.
     if (this.closed || this.readStopped) return 0;
     const methodName = METHODS[method] ?? 'GET';
-    if (upgrade) {
+    // RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored (a plain request, the field dropped as hop-by-hop).
+    if (upgrade && (minor >= 1 || major > 1 || methodName === 'CONNECT')) {
       this.upgrade = { method: methodName, url, lines, http11: major === 1 && minor >= 1 };
       return UPGRADE;
     }
@@ -220,7 +221,7 @@ export class H1Connection implements ParserOwner, Downstream {
       return 0;
     }
     const headers = REQUEST_NAMES.map(lines);
-    const request = new H1Request(methodName, url, headers, major === 1 && minor >= 1, keepAlive);
+    const request = new H1Request(methodName, url, headers, major === 1 && minor >= 1, keepAlive && !upgrade); // nothing is parsed past an Upgrade head
     const te = headers['transfer-encoding'];
     const cl = headers['content-length'];
     if (te !== undefined || (cl !== undefined && cl !== '0')) request.body = new RequestBody(this);

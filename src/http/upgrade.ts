@@ -3,15 +3,17 @@
 import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { directResponse, REASONS, type Reason } from '../reasons.js';
-import type { HttpContext } from './context.js';
+import type { FinishedRequest, HttpContext } from './context.js';
 import { headerMapFromFlat, type FlatHeaders } from './h1-parser.js';
 import { rawLocalReply } from './raw-reply.js';
-import { TRACE_HEADERS, traceHeadersFor } from './tracing/span.js';
+import { HopSpan, TRACE_HEADERS, traceHeadersFor } from './tracing/span.js';
 import { CLUSTER_OVERFLOW } from '../upstream/cluster-manager.js';
 import { ALPN_HTTP11, readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
 import { originalDstOf } from '../listener/original-dst.js';
 import { parseAbsoluteForm } from './request-target.js';
+import type { PeerIdentity } from '../tls/peer.js';
+import { socketPeer, XFCC_HEADER } from '../tls/downstream-peer.js';
 
 /** Why an upstream connection failed before it carried anything, as the reason the client is answered with. */
 function connectReason(err: Error): Reason {
@@ -29,14 +31,57 @@ export interface UpgradeRequest {
   readonly http11: boolean;
 }
 
-function refuse(ctx: HttpContext, socket: net.Socket, reason: Reason, detail?: string): void {
-  ctx.stats.localReply(reason);
-  socket.end(rawLocalReply(reason, false, detail));
+/**
+ * An Upgrade request as the request counters and the access log see one: a refused Upgrade is counted and logged
+ * through the same stats calls as any request the proxy answers itself (HttpExchange.localReply). One per Upgrade
+ * (not a hot path); an Upgrade that is tunnelled is not logged.
+ */
+class UpgradeRecord implements FinishedRequest {
+  readonly startPerfMs = performance.now();
+  readonly direction: string;
+  readonly protocol: 'HTTP/1.1' | 'HTTP/1.0';
+  readonly method: string;
+  authority = '';
+  path = '';
+  status = 0;
+  readonly bytesReceived = 0;
+  bytesSent = 0;
+  upstreamCluster = '-';
+  upstreamHost = '-';
+  attempts = 0;
+  reason: Reason | null = null;
+  readonly requestId = '';
+  span: HopSpan | null = null;
+  readonly remoteAddress: string;
+  readonly peer: PeerIdentity | null;
+
+  constructor(ctx: HttpContext, req: UpgradeRequest, socket: net.Socket) {
+    this.direction = ctx.direction;
+    this.protocol = req.http11 ? 'HTTP/1.1' : 'HTTP/1.0';
+    this.method = req.method;
+    this.path = req.url;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    this.peer = socketPeer(socket)?.identity ?? null;
+  }
+}
+
+function refuse(ctx: HttpContext, socket: net.Socket, record: UpgradeRecord, reason: Reason, detail?: string): void {
+  const stats = ctx.stats;
+  stats.requestStarted(ctx.direction);
+  stats.localReply(reason);
+  const reply = rawLocalReply(reason, false, detail);
+  socket.end(reply);
+  record.reason = reason;
+  record.status = reason.httpStatus;
+  // The body's bytes, as an exchange counts its local reply's.
+  record.bytesSent = Buffer.byteLength(reply.slice(reply.indexOf('\r\n\r\n') + 4));
+  stats.requestFinished(record, (performance.now() - record.startPerfMs) / 1e3);
 }
 
 export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.Socket, head: Buffer): void {
+  const record = new UpgradeRecord(ctx, req, socket);
   // CONNECT tunnels need a connect matcher, which the config model has not got (Envoy answers 404 then too).
-  if (req.method === 'CONNECT') return refuse(ctx, socket, REASONS.noRoute);
+  if (req.method === 'CONNECT') return refuse(ctx, socket, record, REASONS.noRoute, 'CONNECT is not supported (no connect matcher)');
   const headers = headerMapFromFlat(req.lines, null);
   const host = headers.host;
   // As the exchange path (Exchange.startH1) has it: `:scheme` matchers see the connection's scheme, or an
@@ -46,22 +91,29 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
   const authority = target !== null ? target.authority : typeof host === 'string' ? host : '';
   const path = target !== null ? target.path : req.url;
   const matchScheme = target !== null ? target.scheme : (socket as TLSSocket).encrypted === true ? 'https' : 'http';
+  record.authority = authority;
+  record.path = path;
   // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400, as on the
   // exchange path. The connection closes, as after any refused Upgrade: the parser has let go of the socket.
-  if (authority === '' && req.http11) return refuse(ctx, socket, REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
-  if (ctx.overload.active) return refuse(ctx, socket, REASONS.overload);
+  if (authority === '' && req.http11) return refuse(ctx, socket, record, REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
+  // As Exchange.route: the access log line of a refused request carries the caller's trace id too.
+  record.span = new HopSpan(headers);
+  if (ctx.overload.active) return refuse(ctx, socket, record, REASONS.overload);
   const table = ctx.routeTable();
   const dst = originalDstOf(socket);
   const route = table === null ? null : table.match(authority, req.method, path, headers, matchScheme, dst);
-  if (route === null) return refuse(ctx, socket, REASONS.noRoute);
-  if (route.directResponse !== undefined) return refuse(ctx, socket, directResponse(route.directResponse.status));
-  const cluster = ctx.clusters.get(ctx.pickCluster(route.action));
-  if (cluster === undefined) return refuse(ctx, socket, REASONS.noCluster);
+  if (route === null) return refuse(ctx, socket, record, REASONS.noRoute);
+  const direct = route.directResponse;
+  if (direct !== undefined) return refuse(ctx, socket, record, directResponse(direct.status), direct.body);
+  const clusterName = ctx.pickCluster(route.action);
+  record.upstreamCluster = clusterName;
+  const cluster = ctx.clusters.get(clusterName);
+  if (cluster === undefined) return refuse(ctx, socket, record, REASONS.noCluster);
   const remote = socket.remoteAddress ?? '';
   const hash = route.action.hashPolicies.length === 0 ? undefined : ctx.requestHash(route.action.hashPolicies, headers, authority, remote);
   const endpoint = cluster.startRequestCall(hash, dst);
-  if (endpoint === null) return refuse(ctx, socket, REASONS.noHealthyUpstream);
-  if (endpoint === CLUSTER_OVERFLOW) return refuse(ctx, socket, REASONS.overflow);
+  if (endpoint === null) return refuse(ctx, socket, record, REASONS.noHealthyUpstream);
+  if (endpoint === CLUSTER_OVERFLOW) return refuse(ctx, socket, record, REASONS.overflow);
 
   const upstream =
     cluster.tls === null
@@ -91,9 +143,12 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
     if (absolute) headText += `host: ${authority}\r\n`;
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const name = raw[i]!.toLowerCase();
-      if (name === 'x-forwarded-for' || TRACE_HEADERS.has(name) || (absolute && name === 'host')) continue;
+      // A client's own XFCC is never passed on (Envoy's SANITIZE, as on the exchange path); ours replaces it below.
+      if (name === 'x-forwarded-for' || name === XFCC_HEADER || TRACE_HEADERS.has(name) || (absolute && name === 'host')) continue;
       headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
     }
+    const peer = socketPeer(socket);
+    if (peer !== null) headText += `${XFCC_HEADER}: ${peer.xfcc}\r\n`;
     // The upgrade request is a span of its trace at this hop too (see src/http/tracing/span.ts).
     const trace = traceHeadersFor(headers);
     for (const name in trace) {
@@ -115,7 +170,10 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
         released = true;
         cluster.endCall(endpoint, true, 'localFailure');
         upstream.destroy();
-        refuse(ctx, socket, connectReason(err));
+        // As the router logs a failed attempt: the endpoint tried, and why (in the body too).
+        record.upstreamHost = endpoint.key;
+        record.attempts = 1;
+        refuse(ctx, socket, record, connectReason(err), err.message);
       }
       return;
     }

@@ -2,7 +2,7 @@
 // (through the pre-bound children of ProxyMetrics) and access-log lines.
 import type { Direction } from '../config/model.js';
 import type { Reason } from '../reasons.js';
-import type { HttpExchange } from '../http/exchange.js';
+import type { FinishedRequest } from '../http/context.js';
 import type { TcpSession } from '../tcp/tcp-proxy.js';
 import type { ListenerStats, RejectReason } from '../listener/listener-manager.js';
 import type { ClusterStatsSink, RetrySkip } from '../upstream/cluster-manager.js';
@@ -130,7 +130,7 @@ export class ProxyStats implements ListenerStats {
     this.metrics.localReply(reason);
   }
 
-  requestFinished(ex: HttpExchange, seconds: number): void {
+  requestFinished(ex: FinishedRequest, seconds: number): void {
     const direction = ex.direction as Direction;
     const m = this.metrics;
     m.downstreamActive(direction).dec();

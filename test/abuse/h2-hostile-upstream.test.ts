@@ -4,12 +4,13 @@
 // beyond the window the proxy gave. Each time: the proxy lives, the request fails cleanly (503 upstream_reset, 502
 // upstream_protocol_error for a head too large, or a cut response once one had started), nothing stays in flight,
 // and the next requests work.
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { startAbuseSidecar, type AbuseSidecar, type AbuseSidecarOptions } from './sidecar.js';
-import { baseline, eventually, F, frame, goaway, ping, settings, settleToBaseline, sleep, startRawH2Server, T, type Baseline, type RawH2Server } from './util.js';
+import { baseline, ERR, eventually, F, frame, goaway, ping, settings, settleToBaseline, sleep, startRawH2Server, T, type Baseline, type RawH2Server } from './util.js';
 
 const ROUTE_TIMEOUT_MS = 3_000;
 
@@ -23,7 +24,12 @@ type Mode =
   | 'control-flood'
   | 'data-beyond-window'
   | 'hop-by-hop'
-  | 'connection-field';
+  | 'connection-field'
+  | 'informational-end-stream'
+  | 'status-101'
+  | 'cl-short'
+  | 'cl-long'
+  | 'cl-short-trailers';
 
 const STATUS_200 = Buffer.from([0x88]); // HPACK static table entry 8, `:status: 200`
 
@@ -98,6 +104,23 @@ async function startUpstream(): Promise<Upstream> {
         socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, stream, block), frame(T.DATA, F.END_STREAM, stream, Buffer.from('ok'))]));
         return;
       }
+      case 'informational-end-stream':
+        // A 1xx that ends the stream: malformed (RFC 9113 §8.1.1), no final response can follow.
+        socket.write(frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, stream, Buffer.concat([Buffer.from([0x08, 3]), Buffer.from('103')])));
+        return;
+      case 'status-101':
+        // No Upgrade in HTTP/2 (RFC 9113 §8.6): a 101 is malformed.
+        socket.write(frame(T.HEADERS, F.END_HEADERS, stream, Buffer.concat([Buffer.from([0x08, 3]), Buffer.from('101')])));
+        return;
+      case 'cl-short':
+      case 'cl-long':
+      case 'cl-short-trailers': {
+        // A body shorter or longer than content-length (RFC 9113 §8.1.1): found once the head has gone on.
+        const block = Buffer.concat([STATUS_200, hpackIndexedLiteral('content-length', mode === 'cl-long' ? '1' : '10')]);
+        const end = mode === 'cl-short-trailers' ? [frame(T.DATA, 0, stream, Buffer.from('ok')), frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, stream, hpackIndexedLiteral('x-t', 'v'))] : [frame(T.DATA, F.END_STREAM, stream, Buffer.from('ok'))];
+        socket.write(Buffer.concat([frame(T.HEADERS, F.END_HEADERS, stream, block), ...end]));
+        return;
+      }
       case 'hop-by-hop': {
         const fields = [['trailer', 'x-t'], ['te', 'trailers'], ['host', 'elsewhere'], ['x-kept', 'yes']] as const;
         const block = Buffer.concat([STATUS_200, ...fields.map(([n, v]) => hpackIndexedLiteral(n, v))]);
@@ -129,7 +152,8 @@ beforeAll(async () => {
   app = await startHttpBackend('app');
   upstream = await startUpstream();
   const extra = `  - name: hostile\n    ports: [{ port: 8080, protocol: http2 }]\n    endpoints: [{ address: 127.0.0.1, port: ${upstream.port} }]\n    policy: { timeout: ${ROUTE_TIMEOUT_MS}ms, connectTimeout: 1s }\n`;
-  sidecarOptions = { backendPort: backend.port, appPort: app.port, backendExtra: extra };
+  // The access log on stdout (the last --access-log wins): a cut response's line names why it was cut.
+  sidecarOptions = { backendPort: backend.port, appPort: app.port, backendExtra: extra, extraArgs: ['--access-log', 'stdout'] };
   sidecar = await startAbuseSidecar(sidecarOptions);
 });
 
@@ -282,4 +306,89 @@ describe('an HTTP/2 upstream that sends DATA far beyond the window', () => {
     await sleep(100);
     await expectRecovered(base);
   });
+});
+
+describe('an HTTP/2 upstream whose response is malformed (RFC 9113 §8.1.1)', () => {
+  for (const [mode, what] of [
+    ['informational-end-stream', 'a 1xx with END_STREAM'],
+    ['status-101', 'a 101 (no Upgrade in HTTP/2)'],
+  ] as const) {
+    it(`${what}: 502 upstream_protocol_error, RST_STREAM PROTOCOL_ERROR to the upstream`, async () => {
+      const base = await baseline(sidecar);
+      upstream.mode = mode;
+      const resets = upstream.resets.length;
+      const r = await request(sidecar.outbound, { host: 'hostile', path: `/${mode}` });
+      expect(r.status, r.body).toBe(502);
+      expect(r.headers['x-pillion-reason']).toBe('upstream_protocol_error');
+      expect(await eventually(() => upstream.resets.slice(resets), (l) => l.length > 0, 2_000)).toEqual([ERR.PROTOCOL_ERROR]);
+      await expectRecovered(base);
+    });
+  }
+
+  /** One HTTP/1.1 request on a raw socket: everything the proxy sent until it closed the connection. */
+  function rawH1(path: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const c = net.connect(sidecar.outbound, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      const timer = setTimeout(() => {
+        c.destroy();
+        reject(new Error(`the connection stayed open; got ${Buffer.concat(chunks).toString('latin1')}`));
+      }, 5_000);
+      c.on('error', () => {});
+      c.on('data', (b: Buffer) => chunks.push(b));
+      c.on('close', () => {
+        clearTimeout(timer);
+        resolve(Buffer.concat(chunks).toString('latin1'));
+      });
+      c.write(`GET ${path} HTTP/1.1\r\nhost: hostile\r\n\r\n`);
+    });
+  }
+
+  for (const [mode, what] of [
+    ['cl-short', 'a body shorter than its content-length'],
+    ['cl-long', 'a body longer than its content-length'],
+    ['cl-short-trailers', 'a body shorter than its content-length, then trailers'],
+  ] as const) {
+    it(`${what}: the response already started is cut for HTTP/1.1 and HTTP/2 clients, RST_STREAM PROTOCOL_ERROR upstream`, async () => {
+      const base = await baseline(sidecar);
+      upstream.mode = mode;
+      const resets = upstream.resets.length;
+      // HTTP/1.1: the connection closes before the body the head announced is complete (keep-alive would hold it open).
+      const text = await rawH1(`/${mode}`);
+      // The head is held until the first body bytes go out: a cut before them closes with nothing sent.
+      if (text !== '') {
+        expect(text).toMatch(/^HTTP\/1\.1 200 /);
+        const sep = text.indexOf('\r\n\r\n');
+        const headText = text.slice(0, sep).toLowerCase();
+        const body = text.slice(sep + 4);
+        const cl = /\r\ncontent-length: *(\d+)/.exec(headText);
+        if (cl !== null) expect(body.length, 'a short body').toBeLessThan(Number(cl[1]));
+        else expect(body.endsWith('0\r\n\r\n'), 'no terminating chunk').toBe(false);
+      }
+      // Cut for a protocol error (Envoy: UPE), not for a reset (UR).
+      const line = await sidecar.proc.waitForLine((l) => l.path === `/${mode}`, 3_000);
+      expect(line).toMatchObject({ status: 200, response_flags: 'UPE', x_pillion_reason: 'upstream_protocol_error' });
+      expect(await eventually(() => upstream.resets.slice(resets), (l) => l.length > 0, 2_000)).toEqual([ERR.PROTOCOL_ERROR]);
+      // HTTP/2: the stream is reset, not ended.
+      const session = http2.connect(`http://127.0.0.1:${sidecar.outbound}`);
+      session.on('error', () => {});
+      try {
+        const outcome = await new Promise<{ status: number; ended: boolean; code: number }>((resolve) => {
+          const stream = session.request({ ':path': `/${mode}-h2`, ':authority': 'hostile' });
+          let status = 0;
+          stream.on('response', (h) => (status = Number(h[':status'])));
+          stream.on('data', () => {});
+          stream.on('error', () => {});
+          stream.on('close', () => resolve({ status, ended: stream.readableEnded && stream.rstCode === 0, code: stream.rstCode ?? -1 }));
+        });
+        expect(outcome.status).toBe(200);
+        expect(outcome.ended, 'not completed as if fine').toBe(false);
+        expect(outcome.code).not.toBe(0);
+      } finally {
+        session.close();
+      }
+      expect(await sidecar.proc.waitForLine((l) => l.path === `/${mode}-h2`, 3_000)).toMatchObject({ x_pillion_reason: 'upstream_protocol_error' });
+      await expectRecovered(base);
+    });
+  }
 });

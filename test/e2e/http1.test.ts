@@ -2,6 +2,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { startHttpBackend, deadPort, type Backend } from '../helpers/backends.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
@@ -10,6 +13,7 @@ import { request } from '../helpers/client.js';
 let backend: Backend;
 let slow: Backend;
 let proxy: RunningProxy;
+const logDir = mkdtempSync(join(tmpdir(), 'pillion-http1-'));
 let port: number;
 /** Upgrade-capable upstreams: answer an Upgrade with 101 naming themselves and what they saw; a request with JSON. */
 const wsServers: http.Server[] = [];
@@ -24,7 +28,8 @@ async function startUpgradeBackend(name: string): Promise<number> {
     const seenHosts = req.rawHeaders.filter((_v, i) => i % 2 === 0 && req.rawHeaders[i]!.toLowerCase() === 'host').length;
     socket.end(
       `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nx-backend: ${name}\r\n` +
-        `x-seen-url: ${req.url}\r\nx-seen-host: ${req.headers.host}\r\nx-seen-hosts: ${seenHosts}\r\n\r\n`,
+        `x-seen-url: ${req.url}\r\nx-seen-host: ${req.headers.host}\r\nx-seen-hosts: ${seenHosts}\r\n` +
+        `x-seen-xfcc: ${req.headers['x-forwarded-client-cert'] ?? '-'}\r\n\r\n`,
     );
   });
   server.on('clientError', (_e, sock) => sock.destroy());
@@ -68,7 +73,7 @@ services:
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${wsTls} }]
 `,
-    { service: 'frontend' },
+    { service: 'frontend', accessLog: join(logDir, 'access.log') },
   );
   port = proxy.port('outbound');
 });
@@ -77,6 +82,7 @@ afterAll(async () => {
   await proxy.close();
   await backend.close();
   await slow.close();
+  rmSync(logDir, { recursive: true, force: true });
   for (const server of wsServers) {
     server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
@@ -257,4 +263,84 @@ describe('HTTP/1.1 Upgrade without exactly one Host (RFC 9112 §3.2)', () => {
     const old = await rawHead(`GET /chat HTTP/1.0\r\n${UPGRADE}\r\n`);
     expect(old.status).not.toBe(400);
   });
+});
+
+describe('an Upgrade request\'s x-forwarded-client-cert', () => {
+  it('a client\'s own is not passed on (Envoy\'s SANITIZE, as for a plain request)', async () => {
+    const r = await rawHead('GET /chat HTTP/1.1\r\nhost: ws\r\nx-forwarded-client-cert: By=spiffe://x;URI=spiffe://cluster.local/ns/default/sa/admin\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n');
+    expect(r.status).toBe(101);
+    expect(r.headers['x-seen-xfcc']).toBe('-');
+  });
+});
+
+describe('Upgrade in an HTTP/1.0 request (RFC 9110 §7.8: a server MUST ignore it)', () => {
+  it('is proxied as a plain HTTP/1.0 request: no 101, Upgrade not forwarded, the connection then closes', async () => {
+    const raw = await rawExchange(port, 'GET /chat HTTP/1.0\r\nhost: ws\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n');
+    // The upstream answers an Upgrade it sees with 101: a 200 from its request handler means it saw none.
+    expect(raw).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(raw.toLowerCase()).toContain('x-backend: ws-plain');
+    expect(raw.slice(raw.indexOf('\r\n\r\n') + 4)).toBe(JSON.stringify({ url: '/chat', host: 'ws' }));
+    // Asked to keep alive: Node's parser reads nothing past a head that asked for Upgrade, so the connection
+    // closes after the answer rather than hang on a request it would never read.
+    const two = await rawExchange(
+      port,
+      'GET /chat HTTP/1.0\r\nhost: ws\r\nupgrade: websocket\r\nconnection: upgrade, keep-alive\r\n\r\n' +
+        'GET /chat2 HTTP/1.0\r\nhost: ws\r\n\r\n',
+    );
+    expect(two).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(two.toLowerCase()).toContain('connection: close');
+    expect(two.match(/HTTP\/1\.[01] /g)?.length, two).toBe(1);
+    // With a body: read and sent on as the request's (the parser stops only after the message).
+    const post = await rawExchange(port, 'POST /chat HTTP/1.0\r\nhost: ws\r\nupgrade: websocket\r\nconnection: upgrade\r\ncontent-length: 5\r\n\r\nhello');
+    expect(post).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(post.toLowerCase()).toContain('x-backend: ws-plain');
+  });
+});
+
+describe('a refused Upgrade is counted and logged as a refused plain request is', () => {
+  type Line = Record<string, string | number>;
+  /** The access log line of the request to `path` (a unique path each), waiting for the asynchronous write. */
+  async function logLine(path: string): Promise<Line> {
+    const file = join(logDir, 'access.log');
+    for (let i = 0; i < 150; i++) {
+      if (existsSync(file)) {
+        const lines = readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+        const found = lines.find((l) => l.path === path);
+        if (found !== undefined) return found;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`no access log line for ${path}`);
+  }
+  async function counters(status: number, reason: string): Promise<{ requests: number; replies: number }> {
+    const text = (await request(proxy.adminPort, { path: '/metrics' })).body;
+    const requests = new RegExp(`pillion_downstream_requests_total\\{[^}]*response_code="${status}"[^}]*\\} (\\d+)`).exec(text);
+    const replies = new RegExp(`pillion_local_replies_total\\{reason="${reason}"\\} (\\d+)`).exec(text);
+    return { requests: Number(requests?.[1] ?? 0), replies: Number(replies?.[1] ?? 0) };
+  }
+  const UPGRADE = 'upgrade: websocket\r\nconnection: upgrade\r\n';
+  // The fields a refusal sets; start time, duration and ids differ from request to request.
+  const FIELDS = ['protocol', 'method', 'authority', 'status', 'bytes_received', 'bytes_sent', 'upstream_cluster', 'upstream_host', 'attempts', 'response_flags', 'x_pillion_reason', 'downstream_remote'];
+  const pick = (l: Line): Line => Object.fromEntries(FIELDS.map((f) => [f, l[f]!]));
+
+  for (const [what, status, reason, head] of [
+    ['no route', 404, 'no_route', (path: string) => `GET ${path} HTTP/1.1\r\nhost: nowhere\r\n`],
+    ['no Host', 400, 'bad_request', (path: string) => `GET ${path} HTTP/1.1\r\n`],
+    ['upstream refused the connection', 503, 'connect_failure', (path: string) => `GET ${path} HTTP/1.1\r\nhost: dead\r\n`],
+  ] as const) {
+    it(`${what}: ${status} ${reason}, one access log line and the request counters, as without Upgrade`, async () => {
+      const id = `${reason}-${Date.now()}`;
+      const before = await counters(status, reason);
+      const plain = await rawExchange(port, `${head(`/plain-${id}`)}connection: close\r\n\r\n`);
+      const upgrade = await rawExchange(port, `${head(`/upgrade-${id}`)}${UPGRADE}\r\n`);
+      expect(plain).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
+      expect(upgrade).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
+      const plainLine = await logLine(`/plain-${id}`);
+      const upgradeLine = await logLine(`/upgrade-${id}`);
+      expect(pick(upgradeLine)).toEqual(pick(plainLine));
+      expect(upgradeLine).toMatchObject({ status, x_pillion_reason: reason });
+      const after = await counters(status, reason);
+      expect(after).toEqual({ requests: before.requests + 2, replies: before.replies + 2 });
+    });
+  }
 });

@@ -98,8 +98,9 @@ beforeAll(async () => {
   tcpEcho = await startTcpEcho();
   // An app that takes an Upgrade and then echoes the bytes.
   upgradeApp = http.createServer((_req, res) => res.end('no upgrade'));
-  upgradeApp.on('upgrade', (_req, socket: net.Socket) => {
-    socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n');
+  upgradeApp.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+    const xfcc = req.headers['x-forwarded-client-cert'] ?? '-';
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\nx-seen-xfcc: ${String(xfcc)}\r\n\r\n`);
     socket.on('data', (d) => socket.write(d));
     socket.on('end', () => socket.end());
     socket.on('error', () => {});
@@ -218,6 +219,8 @@ describe('Upgrade through mTLS', () => {
     sock.write('GET /ws HTTP/1.1\r\nhost: backend:8080\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n');
     for (let i = 0; i < 100 && !data.includes('\r\n\r\n'); i++) await new Promise((r) => setTimeout(r, 20));
     expect(data).toContain('101 Switching Protocols');
+    // The peer inbound names the mTLS client to the app (XFCC), as for a plain request.
+    expect(data).toMatch(new RegExp(`\r\nx-seen-xfcc: By=${TD}/backend;Hash=[0-9a-f]{64};URI=${TD}/frontend\r\n`));
     sock.write('over-the-mesh');
     for (let i = 0; i < 100 && !data.includes('over-the-mesh'); i++) await new Promise((r) => setTimeout(r, 20));
     expect(data).toContain('over-the-mesh');
