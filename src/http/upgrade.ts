@@ -1,13 +1,19 @@
-// HTTP/1.1 Upgrade (WebSocket and friends): route the request like any other, then splice the two sockets
-// so the upgraded protocol passes through untouched. The upstream's 101 (or refusal) reaches the client as sent.
+// HTTP/1.1 Upgrade (WebSocket and friends): route the request and run the listener's HTTP filters (RBAC, JWT,
+// rate limit, fault) like any other, then splice the two sockets so the upgraded protocol passes through
+// untouched. The upstream's 101 (or refusal) reaches the client as sent.
 import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { directResponse, REASONS, type Reason } from '../reasons.js';
-import type { FinishedRequest, HttpContext } from './context.js';
+import type { FinishedRequest, HttpContext, RequestHeaders } from './context.js';
+import type { FilteredRequest, HoldTracker, HttpFilter } from './filters/filter.js';
+import type { RouteModel } from '../config/model.js';
+import type { FilterMetadata } from '../authz/model.js';
+import { newRequestId } from './request-id.js';
 import { headerMapFromFlat, type FlatHeaders } from './h1-parser.js';
 import { rawLocalReply } from './raw-reply.js';
 import { HopSpan, TRACE_HEADERS, traceHeadersFor } from './tracing/span.js';
-import { CLUSTER_OVERFLOW } from '../upstream/cluster-manager.js';
+import { CLUSTER_OVERFLOW, type UpstreamCluster } from '../upstream/cluster-manager.js';
+import type { EndpointState } from '../upstream/types.js';
 import { ALPN_HTTP11, readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
 import { originalDstOf } from '../listener/original-dst.js';
@@ -32,11 +38,14 @@ export interface UpgradeRequest {
 }
 
 /**
- * An Upgrade request as the request counters and the access log see one: a refused Upgrade is counted and logged
- * through the same stats calls as any request the proxy answers itself (HttpExchange.localReply). One per Upgrade
- * (not a hot path); an Upgrade that is tunnelled is not logged.
+ * An Upgrade request from its head to the splice. The listener's HTTP filters see it as they see any request
+ * (FilteredRequest): an RBAC deny, a missing JWT, a rate limit or a fault abort answers it before any upstream
+ * connection is made, and a filter's header edits (a JWT filter removing the token) are what goes upstream.
+ * It is also what the request counters and the access log read of a refused Upgrade (FinishedRequest), through the
+ * same stats calls as any request the proxy answers itself; an Upgrade that is tunnelled is not logged. One per
+ * Upgrade (not a hot path).
  */
-class UpgradeRecord implements FinishedRequest {
+class UpgradeExchange implements FinishedRequest, FilteredRequest {
   readonly startPerfMs = performance.now();
   readonly direction: string;
   readonly protocol: 'HTTP/1.1' | 'HTTP/1.0';
@@ -50,71 +59,217 @@ class UpgradeRecord implements FinishedRequest {
   upstreamHost = '-';
   attempts = 0;
   reason: Reason | null = null;
-  readonly requestId = '';
+  requestId = '';
   span: HopSpan | null = null;
   readonly remoteAddress: string;
   readonly peer: PeerIdentity | null;
+  readonly localPort: number;
+  readonly grpc = false;
+  requestHeaders: RequestHeaders | null = null;
+  filterMetadata: FilterMetadata | null = null;
+  /** Refused, spliced, or the client went away: filters must not touch it any more. */
+  ended = false;
+  private filters: readonly HttpFilter[] = [];
+  private filterIndex = 0;
+  private route: RouteModel | null = null;
+  private absolute = false;
+  private holdTimer: NodeJS.Timeout | null = null;
+  private holdTracker: HoldTracker | null = null;
+  private holdThen: Reason | null = null;
 
-  constructor(ctx: HttpContext, req: UpgradeRequest, socket: net.Socket) {
+  constructor(
+    private readonly ctx: HttpContext,
+    private readonly req: UpgradeRequest,
+    private readonly socket: net.Socket,
+    private readonly head: Buffer,
+  ) {
     this.direction = ctx.direction;
     this.protocol = req.http11 ? 'HTTP/1.1' : 'HTTP/1.0';
     this.method = req.method;
     this.path = req.url;
     this.remoteAddress = socket.remoteAddress ?? '';
+    this.localPort = socket.localPort ?? 0;
     this.peer = socketPeer(socket)?.identity ?? null;
+  }
+
+  start(): void {
+    const { ctx, req, socket } = this;
+    // A client that goes away while a filter holds or checks the request ends it (and any hold) there.
+    socket.once('close', () => this.clientGone());
+    // CONNECT tunnels need a connect matcher, which the config model has not got (Envoy answers 404 then too).
+    if (req.method === 'CONNECT') return this.localReply(REASONS.noRoute, 'CONNECT is not supported (no connect matcher)');
+    const headers = headerMapFromFlat(req.lines, null);
+    const host = headers.host;
+    // As the exchange path (Exchange.startH1) has it: `:scheme` matchers see the connection's scheme, or an
+    // absolute-form target's, whose authority wins over Host and whose path is what routes match and goes upstream.
+    const target = parseAbsoluteForm(req.url);
+    this.absolute = target !== null;
+    const authority = target !== null ? target.authority : typeof host === 'string' ? host : '';
+    const path = target !== null ? target.path : req.url;
+    const matchScheme = target !== null ? target.scheme : (socket as TLSSocket).encrypted === true ? 'https' : 'http';
+    this.authority = authority;
+    this.path = path;
+    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400, as on the
+    // exchange path. The connection closes, as after any refused Upgrade: the parser has let go of the socket.
+    if (authority === '' && req.http11) return this.localReply(REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
+    // As Exchange.route: the access log line of a refused request carries the caller's trace id too.
+    this.span = new HopSpan(headers);
+    if (ctx.overload.active) return this.localReply(REASONS.overload);
+    const table = ctx.routeTable();
+    const route = table === null ? null : table.match(authority, req.method, path, headers, matchScheme, originalDstOf(socket));
+    if (route === null) return this.localReply(REASONS.noRoute);
+    this.route = route;
+    this.requestHeaders = headers;
+    this.filters = ctx.filters();
+    this.runFilters();
+  }
+
+  // --- FilteredRequest ---
+
+  continueFilters(): void {
+    if (!this.ended) this.runFilters();
+  }
+
+  localReply(reason: Reason, detail?: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.clearHold();
+    const stats = this.ctx.stats;
+    stats.requestStarted(this.ctx.direction);
+    stats.localReply(reason);
+    const reply = rawLocalReply(reason, false, detail);
+    this.socket.end(reply);
+    this.reason = reason;
+    this.status = reason.httpStatus;
+    // The body's bytes, as an exchange counts its local reply's.
+    this.bytesSent = Buffer.byteLength(reply.slice(reply.indexOf('\r\n\r\n') + 4));
+    stats.requestFinished(this, (performance.now() - this.startPerfMs) / 1e3);
+  }
+
+  hold(ms: number, then: Reason | null, tracker: HoldTracker): void {
+    this.holdThen = then;
+    this.holdTracker = tracker;
+    this.holdTimer = setTimeout(() => {
+      this.holdTimer = null;
+      this.endHold();
+      if (this.ended) return;
+      if (this.holdThen !== null) return this.localReply(this.holdThen);
+      this.runFilters();
+    }, ms);
+  }
+
+  private endHold(): void {
+    const tracker = this.holdTracker;
+    this.holdTracker = null;
+    tracker?.holdEnded();
+  }
+
+  private clearHold(): void {
+    if (this.holdTimer !== null) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = null;
+    }
+    this.endHold();
+  }
+
+  private clientGone(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.clearHold();
+  }
+
+  /** Runs the chain's filters from where it stands; the splice follows the last. */
+  private runFilters(): void {
+    const route = this.route!;
+    while (this.filterIndex < this.filters.length) {
+      if (!this.filters[this.filterIndex++]!.onRequest(this, route)) return;
+    }
+    this.forward(route);
+  }
+
+  private forward(route: RouteModel): void {
+    const { ctx, socket } = this;
+    const direct = route.directResponse;
+    if (direct !== undefined) return this.localReply(directResponse(direct.status), direct.body);
+    const headers = this.requestHeaders!;
+    const clusterName = ctx.pickCluster(route.action);
+    this.upstreamCluster = clusterName;
+    const cluster = ctx.clusters.get(clusterName);
+    if (cluster === undefined) return this.localReply(REASONS.noCluster);
+    const remote = this.remoteAddress;
+    const hash = route.action.hashPolicies.length === 0 ? undefined : ctx.requestHash(route.action.hashPolicies, headers, this.authority, remote);
+    const endpoint = cluster.startRequestCall(hash, originalDstOf(socket));
+    if (endpoint === null) return this.localReply(REASONS.noHealthyUpstream);
+    if (endpoint === CLUSTER_OVERFLOW) return this.localReply(REASONS.overflow);
+    // From here the socket belongs to the splice.
+    this.ended = true;
+    this.requestHeaders = null;
+    spliceUpstream(this, cluster, endpoint, headers);
+  }
+
+  /** The upgrade request as it goes upstream: the filters' view of the headers, with ours added. */
+  upstreamHead(headers: RequestHeaders): string {
+    const remote = this.remoteAddress;
+    let headText = `${this.req.method} ${this.path} HTTP/1.1\r\n`;
+    // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2), as the exchange path sends it.
+    if (this.absolute) headText += `host: ${this.authority}\r\n`;
+    let requestId = '';
+    for (const name in headers) {
+      // A client's own XFCC is never passed on (Envoy's SANITIZE, as on the exchange path); ours replaces it below.
+      if (name === 'x-forwarded-for' || name === XFCC_HEADER || TRACE_HEADERS.has(name) || (this.absolute && name === 'host')) continue;
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (name === 'x-request-id') requestId = typeof value === 'string' ? value : value[0]!;
+      if (typeof value === 'string') headText += `${name}: ${value}\r\n`;
+      else for (const v of value) headText += `${name}: ${v}\r\n`;
+    }
+    if (requestId === '' && this.ctx.chain.generateRequestId) {
+      requestId = newRequestId();
+      headText += `x-request-id: ${requestId}\r\n`;
+    }
+    this.requestId = requestId;
+    const peer = socketPeer(this.socket);
+    if (peer !== null) headText += `${XFCC_HEADER}: ${peer.xfcc}\r\n`;
+    // The upgrade request is a span of its trace at this hop too (see src/http/tracing/span.ts).
+    const trace = traceHeadersFor(headers);
+    for (const name in trace) {
+      const value = trace[name]!;
+      if (typeof value === 'string') headText += `${name}: ${value}\r\n`;
+      else for (const v of value) headText += `${name}: ${v}\r\n`;
+    }
+    const xff = headers['x-forwarded-for'];
+    headText += `x-forwarded-for: ${xff === undefined ? remote : `${String(xff)}, ${remote}`}\r\n\r\n`;
+    return headText;
+  }
+
+  get idleTimeoutMs(): number {
+    return this.ctx.chain.idleTimeoutMs;
+  }
+
+  /** The upstream connection failed before it carried anything: the client is answered (the splice let go). */
+  connectFailed(endpointKey: string, reason: Reason, detail: string): void {
+    this.upstreamHost = endpointKey;
+    this.attempts = 1;
+    this.ended = false;
+    this.localReply(reason, detail);
+  }
+
+  get clientSocket(): net.Socket {
+    return this.socket;
+  }
+
+  get bufferedHead(): Buffer {
+    return this.head;
   }
 }
 
-function refuse(ctx: HttpContext, socket: net.Socket, record: UpgradeRecord, reason: Reason, detail?: string): void {
-  const stats = ctx.stats;
-  stats.requestStarted(ctx.direction);
-  stats.localReply(reason);
-  const reply = rawLocalReply(reason, false, detail);
-  socket.end(reply);
-  record.reason = reason;
-  record.status = reason.httpStatus;
-  // The body's bytes, as an exchange counts its local reply's.
-  record.bytesSent = Buffer.byteLength(reply.slice(reply.indexOf('\r\n\r\n') + 4));
-  stats.requestFinished(record, (performance.now() - record.startPerfMs) / 1e3);
+export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.Socket, head: Buffer): void {
+  new UpgradeExchange(ctx, req, socket, head).start();
 }
 
-export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.Socket, head: Buffer): void {
-  const record = new UpgradeRecord(ctx, req, socket);
-  // CONNECT tunnels need a connect matcher, which the config model has not got (Envoy answers 404 then too).
-  if (req.method === 'CONNECT') return refuse(ctx, socket, record, REASONS.noRoute, 'CONNECT is not supported (no connect matcher)');
-  const headers = headerMapFromFlat(req.lines, null);
-  const host = headers.host;
-  // As the exchange path (Exchange.startH1) has it: `:scheme` matchers see the connection's scheme, or an
-  // absolute-form target's, whose authority wins over Host and whose path is what routes match and goes upstream.
-  const target = parseAbsoluteForm(req.url);
-  const absolute = target !== null;
-  const authority = target !== null ? target.authority : typeof host === 'string' ? host : '';
-  const path = target !== null ? target.path : req.url;
-  const matchScheme = target !== null ? target.scheme : (socket as TLSSocket).encrypted === true ? 'https' : 'http';
-  record.authority = authority;
-  record.path = path;
-  // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400, as on the
-  // exchange path. The connection closes, as after any refused Upgrade: the parser has let go of the socket.
-  if (authority === '' && req.http11) return refuse(ctx, socket, record, REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
-  // As Exchange.route: the access log line of a refused request carries the caller's trace id too.
-  record.span = new HopSpan(headers);
-  if (ctx.overload.active) return refuse(ctx, socket, record, REASONS.overload);
-  const table = ctx.routeTable();
-  const dst = originalDstOf(socket);
-  const route = table === null ? null : table.match(authority, req.method, path, headers, matchScheme, dst);
-  if (route === null) return refuse(ctx, socket, record, REASONS.noRoute);
-  const direct = route.directResponse;
-  if (direct !== undefined) return refuse(ctx, socket, record, directResponse(direct.status), direct.body);
-  const clusterName = ctx.pickCluster(route.action);
-  record.upstreamCluster = clusterName;
-  const cluster = ctx.clusters.get(clusterName);
-  if (cluster === undefined) return refuse(ctx, socket, record, REASONS.noCluster);
-  const remote = socket.remoteAddress ?? '';
-  const hash = route.action.hashPolicies.length === 0 ? undefined : ctx.requestHash(route.action.hashPolicies, headers, authority, remote);
-  const endpoint = cluster.startRequestCall(hash, dst);
-  if (endpoint === null) return refuse(ctx, socket, record, REASONS.noHealthyUpstream);
-  if (endpoint === CLUSTER_OVERFLOW) return refuse(ctx, socket, record, REASONS.overflow);
-
+/** Connects to the endpoint, sends the upgrade request, then pipes the two sockets until either side ends. */
+function spliceUpstream(ex: UpgradeExchange, cluster: UpstreamCluster, endpoint: EndpointState, headers: RequestHeaders): void {
+  const socket = ex.clientSocket;
   const upstream =
     cluster.tls === null
       ? net.connect({ host: endpoint.address, port: endpoint.port })
@@ -134,31 +289,11 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
     connected = true;
     // An upgraded connection (a WebSocket) that goes silent both ways is closed after the listener's idle timeout
     // (1 h by default), as a TCP session is: it must not hold two sockets for ever.
-    const idleMs = ctx.chain.idleTimeoutMs;
+    const idleMs = ex.idleTimeoutMs;
     upstream.setTimeout(idleMs, release);
     socket.setTimeout(idleMs, release);
-    let headText = `${req.method} ${path} HTTP/1.1\r\n`;
-    const raw = req.lines;
-    // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2), as the exchange path sends it.
-    if (absolute) headText += `host: ${authority}\r\n`;
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const name = raw[i]!.toLowerCase();
-      // A client's own XFCC is never passed on (Envoy's SANITIZE, as on the exchange path); ours replaces it below.
-      if (name === 'x-forwarded-for' || name === XFCC_HEADER || TRACE_HEADERS.has(name) || (absolute && name === 'host')) continue;
-      headText += `${raw[i]}: ${raw[i + 1]}\r\n`;
-    }
-    const peer = socketPeer(socket);
-    if (peer !== null) headText += `${XFCC_HEADER}: ${peer.xfcc}\r\n`;
-    // The upgrade request is a span of its trace at this hop too (see src/http/tracing/span.ts).
-    const trace = traceHeadersFor(headers);
-    for (const name in trace) {
-      const value = trace[name]!;
-      if (typeof value === 'string') headText += `${name}: ${value}\r\n`;
-      else for (const v of value) headText += `${name}: ${v}\r\n`;
-    }
-    const xff = headers['x-forwarded-for'];
-    headText += `x-forwarded-for: ${xff === undefined ? remote : `${xff}, ${remote}`}\r\n\r\n`;
-    upstream.write(headText);
+    upstream.write(ex.upstreamHead(headers));
+    const head = ex.bufferedHead;
     if (head.length > 0) upstream.write(head);
     socket.pipe(upstream);
     upstream.pipe(socket);
@@ -171,9 +306,7 @@ export function proxyUpgrade(ctx: HttpContext, req: UpgradeRequest, socket: net.
         cluster.endCall(endpoint, true, 'localFailure');
         upstream.destroy();
         // As the router logs a failed attempt: the endpoint tried, and why (in the body too).
-        record.upstreamHost = endpoint.key;
-        record.attempts = 1;
-        refuse(ctx, socket, record, connectReason(err), err.message);
+        ex.connectFailed(endpoint.key, connectReason(err), err.message);
       }
       return;
     }

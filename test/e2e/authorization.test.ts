@@ -214,3 +214,50 @@ describe('TCP authorization (envoy.filters.network.rbac)', () => {
     expect(r).toEqual({ data: '', closed: true });
   });
 });
+
+/** One raw HTTP/1.1 request on a fresh connection: what came back until the proxy closed it or 2 s passed. */
+function rawRequest(port: number, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    let data = '';
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(data);
+    };
+    const timer = setTimeout(done, 2_000);
+    socket.on('connect', () => socket.write(text));
+    socket.on('data', (c: Buffer) => {
+      data += c.toString('latin1');
+      // The app (no upgrade handler) answers an Upgrade as a plain request: enough once its head is here.
+      if (data.includes('\r\n\r\n') && !data.startsWith('HTTP/1.1 403')) done();
+    });
+    socket.on('error', () => {});
+    socket.on('close', done);
+  });
+}
+
+describe('HTTP authorization on Upgrade requests (WebSocket)', () => {
+  const upgrade = (method: string, path: string): string =>
+    `${method} ${path} HTTP/1.1\r\nhost: api\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n`;
+
+  it('a deny rule refuses an Upgrade as it refuses the plain request: 403 before the app is dialled', async () => {
+    for (const [method, path] of [['DELETE', '/items'], ['GET', '/admin/users'], ['PATCH', '/items']] as const) {
+      const before = app.hits;
+      const reply = await rawRequest(apiPort, upgrade(method, path));
+      expect([method, path, reply.split('\r\n')[0]]).toEqual([method, path, 'HTTP/1.1 403 Forbidden']);
+      expect(reply.toLowerCase()).toContain('x-pillion-reason: unauthorized');
+      expect(app.hits).toBe(before);
+    }
+  });
+
+  it('an allowed Upgrade reaches the app, and is counted under its policy', async () => {
+    const before = counter(await metrics(api), 'http', 'allowed', 'reads');
+    const hits = app.hits;
+    const reply = await rawRequest(apiPort, upgrade('GET', '/items'));
+    expect(reply.startsWith('HTTP/1.1 ')).toBe(true);
+    expect(reply.startsWith('HTTP/1.1 403')).toBe(false);
+    expect(app.hits).toBe(hits + 1);
+    expect(counter(await metrics(api), 'http', 'allowed', 'reads')).toBe(before + 1);
+  });
+});

@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -211,5 +212,52 @@ describe('JWKS from a URL', () => {
     // Cut soon after 1 MiB, far from the 64 MiB the server would send (the socket buffers hold some more).
     expect(hugeBytesSent).toBeLessThan(16 * 1024 * 1024);
     expect((await request(hugeProxy.port('inbound'), { host: 'huge', path: '/public/x' })).status).toBe(200);
+  });
+});
+
+/** One raw HTTP/1.1 Upgrade request: the reply's status line and body, once the app (no upgrade handler) answered. */
+function upgradeRequest(port: number, host: string, path: string, extra: Record<string, string>): Promise<{ status: string; body: string }> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    let data = '';
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      // The body, chunked or not: the app's JSON echo is one object.
+      const end = data.indexOf('\r\n\r\n');
+      const body = end < 0 ? '' : data.slice(end + 4);
+      resolve({ status: data.split('\r\n')[0] ?? '', body: body.slice(body.indexOf('{'), body.lastIndexOf('}') + 1) });
+    };
+    const timer = setTimeout(done, 3_000);
+    let head = `GET ${path} HTTP/1.1\r\nhost: ${host}\r\nconnection: upgrade\r\nupgrade: websocket\r\n`;
+    for (const [k, v] of Object.entries(extra)) head += `${k}: ${v}\r\n`;
+    socket.on('connect', () => socket.write(head + '\r\n'));
+    socket.on('data', (c: Buffer) => {
+      data += c.toString('latin1');
+      // The app's JSON echo is whole (its last chunk, or its closing brace); a refusal closes the connection.
+      if (data.includes('\r\n\r\n') && (data.endsWith('\r\n0\r\n\r\n') || data.trimEnd().endsWith('}'))) done();
+    });
+    socket.on('error', () => {});
+    socket.on('close', done);
+  });
+}
+
+describe('Upgrade requests (WebSocket) go through the same JWT check', () => {
+  it('no token where alice is needed: 403; a bad token: 401; the app never dialled', async () => {
+    const hits = app.hits;
+    expect((await upgradeRequest(fileProxy.port('inbound'), 'file', '/items', {})).status).toBe('HTTP/1.1 403 Forbidden');
+    expect((await upgradeRequest(fileProxy.port('inbound'), 'file', '/public/x', bearer(unsignedToken()))).status).toBe('HTTP/1.1 401 Unauthorized');
+    expect(app.hits).toBe(hits);
+  });
+
+  it('a good token (JWKS file, and JWKS fetched: the async path) reaches the app without the token, with a request id', async () => {
+    for (const [proxy, host] of [[fileProxy, 'file'], [remoteProxy, 'remote']] as const) {
+      const r = await upgradeRequest(proxy.port('inbound'), host, '/items', bearer(await token()));
+      expect([host, r.status]).toEqual([host, 'HTTP/1.1 200 OK']);
+      const seen = JSON.parse(r.body) as { headers: Record<string, string> };
+      expect(seen.headers.authorization).toBeUndefined();
+      expect(seen.headers.upgrade).toBe('websocket');
+      expect(seen.headers['x-request-id']).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    }
   });
 });
