@@ -125,7 +125,7 @@ const CPU_RSS_SAMPLE_AT = 0.75;
 const CPU_TARGET_US = 20;
 const RSS_UNDER_LOAD_TARGET_MIB = 60;
 const ADDED_P99_TARGET_MS = 0.7;
-/** Pillion starts returning memory after one idle second and finishes two seconds later. */
+/** Pillion trims malloc and lets go of the binary's pages after two idle seconds (its GC waits for ten). */
 const IDLE_MEMORY_WAIT_MS = 5000;
 
 const log = (s: string): void => void process.stdout.write(`${s}\n`);

@@ -1,11 +1,17 @@
 // Gives memory back to the kernel when traffic stops. After a burst a Node process keeps its peak: V8 shrinks
 // its heap only after ~10 s of quiet, and glibc keeps freed socket buffers because live ones pin the top of its
-// heap. Once per period, if the event loop was idle and resident memory grew since the last release, start a
-// memory-reducing incremental GC and trim malloc's arenas, then trim again on the next idle periods, once the GC
-// has freed dead Buffers' memory. Envoy's shrink_heap overload action does the same for tcmalloc. Cost: a few
-// milliseconds per burst, spent only while the event loop has nothing else to do.
-// At start and after each release it also lets go of the Node binary's pages that startup touched and serving
-// does not use (under load, ~21 of the ~42 MiB of it a sidecar's RSS counted): see releaseProgramPages in src/native.
+// heap. In two steps, so that a pause between bursts does not make the next burst dear:
+// - after IDLE_PERIODS_BEFORE_TRIM idle periods, if resident memory grew since the last release: trim malloc's
+//   arenas and let go of the Node binary's pages serving does not use (1-5 ms; the burst's scavenges already freed
+//   most dead socket buffers, so this returns most of its growth);
+// - after IDLE_PERIODS_BEFORE_GC idle periods: a memory-reducing incremental GC, then trims on the next idle
+//   periods once it has freed dead Buffers' memory. Envoy's shrink_heap overload action does the same for tcmalloc.
+// The GC is what costs: it shrinks the heap and hands its pages back, so the next burst faults ~14,000 pages in
+// again and grows the heap back (measured, h2load bursts after ~3-7 s pauses: ~2x the CPU per HTTP/2 stream; keeping
+// bytecode, --no-flush-bytecode, took off only ~8 %; malloc_trim and the binary's pages measured no dearer than no
+// release). Hence the longer quiet: V8's own memory reducer does the same after ~8 s anyway.
+// At start, the binary's pages startup touched and serving does not use (under load, ~21 of the ~42 MiB of it a
+// sidecar's RSS counted) are let go too: see releaseProgramPages in src/native.
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { nativeAddon } from './native-addon.js';
@@ -24,12 +30,14 @@ export interface NativeMemory {
 
 /** The GC started on an idle period completes within about one more; a second trim is a margin. */
 const TRIMS_AFTER_GC = 2;
+/** Idle periods in a row before malloc is trimmed and the binary's pages let go (cheap for the next burst). */
+const IDLE_PERIODS_BEFORE_TRIM = 2;
 /**
- * Idle periods in a row before a release. The memory-reducing GC makes the NEXT burst dearer (measured, h2load
- * bursts of 20,000 HTTP/2 streams 1.5 s apart: ~10 -> ~16 µs of CPU per stream, ~100 ms per burst, more
- * scavenging and a heap grown back), so a pause of a second or so between bursts is not "traffic stopped".
+ * Idle periods in a row before the memory-reducing GC. It makes the NEXT burst dearer (measured, h2load bursts
+ * after ~3-5 s of quiet: ~14 -> ~27 µs of CPU per HTTP/2 stream), so only a longer quiet counts as traffic
+ * stopped; V8's own memory reducer waits about as long.
  */
-const IDLE_PERIODS_BEFORE_RELEASE = 2;
+const IDLE_PERIODS_BEFORE_GC = 10;
 
 /** The native helper, or undefined when it was not built (no compiler at install time, or not glibc). */
 export function loadNativeMemory(): NativeMemory | undefined {
@@ -49,8 +57,10 @@ export interface IdleMemoryOptions {
   readonly idleUtilization?: number;
   /** Growth of resident memory since the last release that makes a release worth a GC (default 4 MiB). */
   readonly minGrowthBytes?: number;
-  /** Consecutive idle periods before a release starts (default IDLE_PERIODS_BEFORE_RELEASE). */
+  /** Consecutive idle periods before malloc is trimmed (default IDLE_PERIODS_BEFORE_TRIM). */
   readonly idlePeriods?: number;
+  /** Consecutive idle periods before the memory-reducing GC (default IDLE_PERIODS_BEFORE_GC, at least idlePeriods). */
+  readonly gcIdlePeriods?: number;
 }
 
 export class IdleMemoryReleaser {
@@ -63,7 +73,10 @@ export class IdleMemoryReleaser {
   private rssBeforeRelease = 0;
   /** Idle periods in a row so far. */
   private idleStreak = 0;
+  /** Memory grew since the last GC: one is due once the quiet lasts gcIdlePeriods. */
+  private gcDue = false;
   private readonly idlePeriods: number;
+  private readonly gcIdlePeriods: number;
   private readonly periodMs: number;
   private readonly idleUtilization: number;
   private readonly minGrowthBytes: number;
@@ -75,7 +88,8 @@ export class IdleMemoryReleaser {
     this.periodMs = options.periodMs ?? 1000;
     this.idleUtilization = options.idleUtilization ?? 0.02;
     this.minGrowthBytes = options.minGrowthBytes ?? 4 << 20;
-    this.idlePeriods = Math.max(1, options.idlePeriods ?? IDLE_PERIODS_BEFORE_RELEASE);
+    this.idlePeriods = Math.max(1, options.idlePeriods ?? IDLE_PERIODS_BEFORE_TRIM);
+    this.gcIdlePeriods = Math.max(this.idlePeriods, options.gcIdlePeriods ?? IDLE_PERIODS_BEFORE_GC);
   }
 
   start(): void {
@@ -106,17 +120,26 @@ export class IdleMemoryReleaser {
     this.idleStreak++;
     if (this.trimsPending > 0) {
       this.options.native.trimMalloc();
-      if (--this.trimsPending === 0) this.settle();
+      if (--this.trimsPending === 0) this.settle(true);
+      return;
+    }
+    if (this.gcDue && this.idleStreak >= this.gcIdlePeriods) {
+      this.gcDue = false;
+      this.rssBeforeRelease = this.rss() ?? NaN;
+      this.options.native.startGarbageCollection();
+      this.options.native.trimMalloc();
+      this.trimsPending = TRIMS_AFTER_GC;
       return;
     }
     const rss = this.rss();
     if (rss === undefined) return;
     if (!(rss >= this.floorRss)) this.floorRss = rss;
     if (rss - this.floorRss < this.minGrowthBytes || this.idleStreak < this.idlePeriods) return;
+    // Traffic paused: what costs the next burst nothing now, the GC if the quiet lasts.
+    this.gcDue = true;
     this.rssBeforeRelease = rss;
-    this.options.native.startGarbageCollection();
     this.options.native.trimMalloc();
-    this.trimsPending = TRIMS_AFTER_GC;
+    this.settle(false);
   }
 
   /**
@@ -138,13 +161,13 @@ export class IdleMemoryReleaser {
     }
   }
 
-  private settle(): void {
+  private settle(gc: boolean): void {
     this.options.native.releaseProgramPages();
     const rss = this.rss() ?? NaN;
     this.floorRss = rss;
     this.releases++;
     this.options.logger.debug(
-      { rssBeforeMiB: mib(this.rssBeforeRelease), rssAfterMiB: Number.isNaN(rss) ? null : mib(rss) },
+      { gc, rssBeforeMiB: Number.isNaN(this.rssBeforeRelease) ? null : mib(this.rssBeforeRelease), rssAfterMiB: Number.isNaN(rss) ? null : mib(rss) },
       'traffic stopped: returned unused memory to the kernel',
     );
   }
