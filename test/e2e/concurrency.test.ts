@@ -285,6 +285,9 @@ describe('pillion proxy --concurrency 2', () => {
     expect((await request(inbound, { host: 'web' })).body).toBe('b');
     expect((await request(admin, { path: '/drain?inboundonly', method: 'POST' })).status).toBe(202);
     await until('draining', async () => (await adminGet(s, '/ready')).body === 'DRAINING\n');
+    // /ready flips when the primary starts the drain; each worker closes its listener when its message arrives, and
+    // a connection caught in the backlog meanwhile is reset. Once one is refused, every later one must be.
+    await until('inbound refused', () => request(inbound, { host: 'web' }).then(() => false, (err: Error) => /ECONNREFUSED/.test(err.message)));
     // If either worker still had the shared socket open, some of these would be accepted.
     for (let i = 0; i < 20; i++) await expect(request(inbound, { host: 'web' })).rejects.toThrow(/ECONNREFUSED/);
     expect(new Set(await batch(s))).toEqual(new Set(['200 a']));
