@@ -20,7 +20,7 @@ import { Router, type RouterOwner } from './router/router.js';
 import { HopSpan } from './tracing/span.js';
 import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer, XFCC_HEADER } from '../tls/downstream-peer.js';
-import { originalDstOf, type OriginalDestination } from '../listener/original-dst.js';
+import { destinationPort, originalDstOf, type OriginalDestination } from '../listener/original-dst.js';
 import { parseAbsoluteForm } from './request-target.js';
 import { INVALID_PATH, normalizePath } from './path-normalize.js';
 
@@ -142,7 +142,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.authority = authority;
     const socket = stream.session.socket;
     this.remoteAddress = socket.remoteAddress ?? '';
-    this.localPort = socket.localPort ?? 0;
+    this.localPort = destinationPort(socket);
     this.originalDst = originalDstOf(socket);
     this.takePeer(socket);
     // CONNECT tunnels need a connect matcher, which the config model has not got: 404 as on HTTP/1 (and Envoy).

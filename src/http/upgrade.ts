@@ -16,7 +16,7 @@ import { CLUSTER_OVERFLOW, type UpstreamCluster } from '../upstream/cluster-mana
 import type { EndpointState } from '../upstream/types.js';
 import { ALPN_HTTP11, readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
-import { originalDstOf } from '../listener/original-dst.js';
+import { destinationPort, originalDstOf } from '../listener/original-dst.js';
 import { parseAbsoluteForm } from './request-target.js';
 import { INVALID_PATH, normalizePath } from './path-normalize.js';
 import type { PeerIdentity } from '../tls/peer.js';
@@ -89,7 +89,7 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
     this.method = req.method;
     this.path = req.url;
     this.remoteAddress = socket.remoteAddress ?? '';
-    this.localPort = socket.localPort ?? 0;
+    this.localPort = destinationPort(socket);
     this.peer = socketPeer(socket)?.identity ?? null;
   }
 
