@@ -20,8 +20,9 @@ import { Router, type RouterOwner } from './router/router.js';
 import { HopSpan } from './tracing/span.js';
 import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer, XFCC_HEADER } from '../tls/downstream-peer.js';
-import { originalDstOf, type OriginalDestination } from '../listener/original-dst.js';
+import { destinationPort, originalDstOf, type OriginalDestination } from '../listener/original-dst.js';
 import { parseAbsoluteForm } from './request-target.js';
+import { INVALID_PATH, normalizePath } from './path-normalize.js';
 
 const PROTOCOL_H11 = 'HTTP/1.1';
 const PROTOCOL_H10 = 'HTTP/1.0';
@@ -108,13 +109,15 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
       url = absolute.path;
     }
     this.authority = authority;
-    this.path = url;
+    const path = normalizePath(url);
+    this.path = path ?? url;
     this.remoteAddress = connection.remoteAddress;
     this.localPort = connection.localPort;
     this.originalDst = originalDstOf(connection.socket);
     this.takePeer(connection.socket);
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400.
     if (authority === '' && req.http11) return this.localReply(REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
+    if (path === null) return this.localReply(REASONS.badRequest, INVALID_PATH);
     this.route(req.headers, req.body, 'http', matchScheme);
   }
 
@@ -128,7 +131,8 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     const expect = headers.expect;
     if (typeof expect === 'string' && expect.toLowerCase() === '100-continue') downstream.sendContinue();
     this.method = head.method;
-    this.path = head.path;
+    const path = normalizePath(head.path);
+    this.path = path ?? head.path;
     // The head's fields hold the pseudo headers (the map has none); a client that sends Host alone still names one.
     let authority = head.authority;
     if (authority === '') {
@@ -138,11 +142,12 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.authority = authority;
     const socket = stream.session.socket;
     this.remoteAddress = socket.remoteAddress ?? '';
-    this.localPort = socket.localPort ?? 0;
+    this.localPort = destinationPort(socket);
     this.originalDst = originalDstOf(socket);
     this.takePeer(socket);
     // CONNECT tunnels need a connect matcher, which the config model has not got: 404 as on HTTP/1 (and Envoy).
     if (head.method === 'CONNECT') return this.localReply(REASONS.noRoute, 'CONNECT is not supported (no connect matcher)');
+    if (path === null) return this.localReply(REASONS.badRequest, INVALID_PATH);
     this.route(headers, downstream.requestBody(), head.scheme, head.scheme);
   }
 

@@ -38,6 +38,7 @@ import {
 import { httpDate, rawLocalReply } from './raw-reply.js';
 import { proxyUpgrade, type UpgradeRequest } from './upgrade.js';
 import { writeLatin1 } from '../tcp/direct-write.js';
+import { destinationPort } from '../listener/original-dst.js';
 
 const kConnection = Symbol('pillion.h1downstream');
 /** Request heads' names, remembered across requests and connections (see HeaderNames). */
@@ -133,7 +134,8 @@ export class H1Connection implements ParserOwner, Downstream {
     this.socket = socket as SocketOf;
     this.socket[kConnection] = this;
     this.remoteAddress = socket.remoteAddress ?? '';
-    this.localPort = socket.localPort ?? 0;
+    // Under interception, the port the client dialed, not the redirect listener's (RBAC `ports` rules).
+    this.localPort = destinationPort(socket);
     this.encrypted = (socket as TLSSocket).encrypted === true;
     const chain = ctx.chain;
     const headTimeoutMs = chain.requestHeadersTimeoutMs;

@@ -16,8 +16,9 @@ import { CLUSTER_OVERFLOW, type UpstreamCluster } from '../upstream/cluster-mana
 import type { EndpointState } from '../upstream/types.js';
 import { ALPN_HTTP11, readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
-import { originalDstOf } from '../listener/original-dst.js';
+import { destinationPort, originalDstOf } from '../listener/original-dst.js';
 import { parseAbsoluteForm } from './request-target.js';
+import { INVALID_PATH, normalizePath } from './path-normalize.js';
 import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer, XFCC_HEADER } from '../tls/downstream-peer.js';
 
@@ -88,7 +89,7 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
     this.method = req.method;
     this.path = req.url;
     this.remoteAddress = socket.remoteAddress ?? '';
-    this.localPort = socket.localPort ?? 0;
+    this.localPort = destinationPort(socket);
     this.peer = socketPeer(socket)?.identity ?? null;
   }
 
@@ -105,13 +106,15 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
     const target = parseAbsoluteForm(req.url);
     this.absolute = target !== null;
     const authority = target !== null ? target.authority : typeof host === 'string' ? host : '';
-    const path = target !== null ? target.path : req.url;
+    const raw = target !== null ? target.path : req.url;
+    const path = normalizePath(raw);
     const matchScheme = target !== null ? target.scheme : (socket as TLSSocket).encrypted === true ? 'https' : 'http';
     this.authority = authority;
-    this.path = path;
+    this.path = path ?? raw;
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host (and not in absolute form) is a 400, as on the
     // exchange path. The connection closes, as after any refused Upgrade: the parser has let go of the socket.
     if (authority === '' && req.http11) return this.localReply(REASONS.badRequest, 'an HTTP/1.1 request needs one Host header');
+    if (path === null) return this.localReply(REASONS.badRequest, INVALID_PATH);
     // As Exchange.route: the access log line of a refused request carries the caller's trace id too.
     this.span = new HopSpan(headers);
     if (ctx.overload.active) return this.localReply(REASONS.overload);

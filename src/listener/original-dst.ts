@@ -77,3 +77,13 @@ export function setOriginalDst(socket: net.Socket, dst: OriginalDestination): vo
 export function originalDstOf(socket: net.Socket): OriginalDestination | undefined {
   return (socket as Tagged)[kOriginalDst];
 }
+
+/**
+ * The port the client dialed, which RBAC `ports` rules match (Envoy's destination port: the local address the
+ * original_dst listener filter restored): a redirected connection's original destination port, else the port it
+ * landed on. A TLS socket asks the connection it wraps (Node's `_parent`), which the listener tagged.
+ */
+export function destinationPort(socket: net.Socket): number {
+  const dst = (socket as Tagged)[kOriginalDst] ?? ((socket as { _parent?: unknown })._parent as Tagged | undefined)?.[kOriginalDst];
+  return dst !== undefined ? dst.port : (socket.localPort ?? 0);
+}

@@ -12,7 +12,7 @@ import type { PeerIdentity } from '../tls/peer.js';
 import { socketPeer } from '../tls/downstream-peer.js';
 import { readyEventOf } from '../tls/upstream-tls.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../tls/handshake-failures.js';
-import { originalDstOf, unmapV4 } from '../listener/original-dst.js';
+import { destinationPort, originalDstOf, unmapV4 } from '../listener/original-dst.js';
 import { canReadRaw } from './raw-read.js';
 import { SocketPump } from './socket-pump.js';
 
@@ -95,7 +95,7 @@ export class TcpSession implements AuthzRequest {
   }
 
   get localPort(): number {
-    return this.downstream.localPort ?? 0;
+    return destinationPort(this.downstream);
   }
 
   /** ORIGINAL_DST (PassthroughCluster): the one address dialed is where the client was going; no endpoint state. */

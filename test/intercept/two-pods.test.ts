@@ -49,6 +49,8 @@ async function startTwoPods(
   protocol: 'http' | 'grpc' | 'tcp',
   app: readonly [string, string],
   policy: 'ALLOW_ANY' | 'REGISTRY_ONLY' = 'ALLOW_ANY',
+  /** More YAML for service "server" (indented as its fields), e.g. its authorization. */
+  serverExtra = '',
 ): Promise<TwoPods> {
   const pods = createPodPair(prefix);
   const ca = new TestCa();
@@ -77,7 +79,7 @@ services:
     ports: [{ port: ${port}, protocol: ${protocol} }]
     endpoints: [{ address: ${pods.peerV4}, port: ${port} }, { address: ${pods.peerV6}, port: ${port} }]
     policy: { mtls: STRICT, retries: { attempts: 0 } }
-`,
+${serverExtra}`,
     );
     chmodSync(meshFile, 0o644);
     const startSidecar = (ns: Netns, service: string, uid: number, appPort: number): PillionProcess => {
@@ -233,6 +235,26 @@ describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS
     expect(two.rulesBefore.pod).toContain('-A POSTROUTING -d 192.0.2.1/32 -j RETURN');
     // And the inbound passthrough's IPv6 source that --apply put on lo is gone.
     for (const ns of [pods.pod, pods.peer]) expect(ns.run('ip', ['-6', 'addr', 'show', 'dev', 'lo'])).not.toContain('::6/128');
+  });
+});
+
+describe.skipIf(unavailable !== undefined)('two pods, transparent sidecars, mTLS between them: RBAC port rules', () => {
+  let two: TwoPods;
+
+  beforeAll(async () => {
+    const authz = '    authorization:\n      deny: [{ name: no-8080, ports: [8080] }]\n';
+    two = await startTwoPods('pl-azp', 8080, 'http', ['http', 'server=8080'], 'ALLOW_ANY', authz);
+  }, 30_000);
+
+  afterAll(async () => {
+    await two?.close();
+  });
+
+  // The mTLS connection arrives on the redirect port; the rule names the port the client dialed (the TLS socket's
+  // wrapped connection carries it). Before, the rule never matched and the app answered 200.
+  it('a deny rule on the dialed port refuses an intercepted mTLS request (403)', () => {
+    const out = two.pods.pod.run(process.execPath, [PROBE, 'get', `http://${two.pods.peerV4}:8080/denied`, '5000']).trim();
+    expect(out).toMatch(/^403 \[unauthorized\] /);
   });
 });
 
