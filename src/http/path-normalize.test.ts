@@ -33,7 +33,9 @@ describe('normalizePath', () => {
     expect(normalizePath('/a/../b#')).toBe('/b');
   });
 
-  it('refuses malformed and NUL escapes (null → 400)', () => {
-    for (const p of ['/x%zz', '/x%4', '/x%', '/xyz/.%00../abc', '/xyz/AAAAA%%0000/abc']) expect(normalizePath(p), p).toBeNull();
+  it('refuses NUL escapes (null → 400) and passes malformed ones on as sent, as Envoy does', () => {
+    for (const p of ['/xyz/.%00../abc', '/xyz/AAAAA%%0000/abc']) expect(normalizePath(p), p).toBeNull();
+    for (const p of ['/x%zz', '/x%4', '/x%', '/%/a%(b']) expect(normalizePath(p), p).toBe(p);
+    expect(normalizePath('/a/%zz/../%62')).toBe('/a/b');
   });
 });

@@ -6,10 +6,9 @@
 //   - `\` is `/` (as Envoy's canonicalizer has it: apps on some stacks treat it so);
 //   - dot segments are removed (RFC 3986 §5.2.4), `..` above the root clamped there;
 //   - the fragment is dropped (Envoy's default); the query is left alone.
-// Stricter than Envoy in one way: a malformed escape (`%zz`, `%4`) is refused (400), not passed through, so no
-// app can decode it into something the rules did not see.
+// A malformed escape (`%zz`, `%4`) is passed on as sent, as Envoy does: it decodes to nothing a rule could miss.
 
-/** The normalized request-target; the same string when nothing changes; null when it cannot be normalized (400). */
+/** The normalized request-target; the same string when nothing changes; null for a `%00` in the path (400). */
 export function normalizePath(target: string): string | null {
   // Origin-form only: asterisk-form and anything else are no path a rule names.
   if (target.charCodeAt(0) !== 47 /* '/' */) return target;
@@ -42,7 +41,10 @@ function normalizeSlow(target: string): string | null {
     } else if (c === 37 /* % */) {
       const hi = hexValue(path.charCodeAt(i + 1));
       const lo = hexValue(path.charCodeAt(i + 2));
-      if (hi < 0 || lo < 0) return null;
+      if (hi < 0 || lo < 0) {
+        decoded += '%';
+        continue;
+      }
       const v = hi * 16 + lo;
       if (v === 0) return null;
       decoded += isUnreserved(v) ? String.fromCharCode(v) : path.slice(i, i + 3);
@@ -88,4 +90,4 @@ function isUnreserved(c: number): boolean {
 }
 
 /** The detail of the 400 a path that cannot be normalized gets. */
-export const INVALID_PATH = 'the request path cannot be normalized (malformed or NUL percent-encoding)';
+export const INVALID_PATH = 'the request path cannot be normalized (a NUL percent-encoding)';

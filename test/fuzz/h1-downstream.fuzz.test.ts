@@ -40,6 +40,7 @@ import {
   type RefResult,
 } from './support.js';
 import { byteMutationArbs, insertLine, lineStarts, mutateBytes, type ByteMutation } from './mutations.js';
+import { normalizePath } from '../../src/http/path-normalize.js';
 
 const SEED = 0x5eed_d0;
 /** The listener's max_request_headers_kb (README: 60 KiB, larger → 431). */
@@ -249,7 +250,11 @@ function expectationFor(m: RefMessage): Expectation {
   if (authority === '' && m.major === 1 && m.minor >= 1) return { kind: 'local', status: 400, reason: 'bad_request', msg: m };
   const a = authority.toLowerCase();
   const routed = (domains: Set<string>) => (domains.has(a) || domains.has(stripPort(a))) && url.startsWith('/');
-  if (routed(ECHO_DOMAINS)) return { kind: 'echo', msg: m, path: url };
+  // Paths are normalized before routing (src/http/path-normalize.ts, unit-tested there with Envoy's cases): the
+  // backend sees the normalized path; a `%00` is a 400.
+  const normalized = url.startsWith('/') ? normalizePath(url) : url;
+  if (normalized === null) return { kind: 'local', status: 400, reason: 'bad_request', msg: m };
+  if (routed(ECHO_DOMAINS)) return { kind: 'echo', msg: m, path: normalized };
   if (routed(CLIENT_DOMAINS)) return { kind: 'local', status: 503, reason: 'connect_failure', msg: m };
   return { kind: 'local', status: 404, reason: 'no_route', msg: m };
 }
