@@ -315,13 +315,17 @@ export function headerMapFromFlat(flat: FlatHeaders, drop: ReadonlySet<string> |
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const name = flat[i]!.toLowerCase();
     if (drop !== null && drop.has(name)) continue;
-    const value = flat[i + 1]!;
-    const prev = out[name];
-    if (prev === undefined) out[name] = value;
-    else if (typeof prev === 'string') out[name] = [prev, value];
-    else prev.push(value);
+    addHeader(out, name, flat[i + 1]!);
   }
   return out;
+}
+
+/** Adds one field line to a map: a repeated name's values become an array (set-cookie and friends survive). */
+function addHeader(out: HeaderMap, name: string, value: string): void {
+  const prev = out[name];
+  if (prev === undefined) out[name] = value;
+  else if (typeof prev === 'string') out[name] = [prev, value];
+  else prev.push(value);
 }
 
 /** Positions a HeaderNames memo remembers: heads with more lines than this take the plain path past it. */
@@ -367,11 +371,7 @@ export class HeaderNames {
         name = raw.toLowerCase();
         if (drop !== null && drop.has(name)) continue;
       }
-      const value = flat[i + 1]!;
-      const prev = out[name];
-      if (prev === undefined) out[name] = value;
-      else if (typeof prev === 'string') out[name] = [prev, value];
-      else prev.push(value);
+      addHeader(out, name, flat[i + 1]!);
     }
     return out;
   }

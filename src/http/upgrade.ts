@@ -9,7 +9,7 @@ import type { FilteredRequest, HoldTracker, HttpFilter } from './filters/filter.
 import type { RouteModel } from '../config/model.js';
 import type { FilterMetadata } from '../authz/model.js';
 import { newRequestId } from './request-id.js';
-import { headerMapFromFlat, type FlatHeaders } from './h1-parser.js';
+import { headerMapFromFlat, serializeHeaders, type FlatHeaders } from './h1-parser.js';
 import { rawLocalReply } from './raw-reply.js';
 import { HopSpan, TRACE_HEADERS, traceHeadersFor } from './tracing/span.js';
 import { CLUSTER_OVERFLOW, type UpstreamCluster } from '../upstream/cluster-manager.js';
@@ -234,12 +234,7 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
     const peer = socketPeer(this.socket);
     if (peer !== null) headText += `${XFCC_HEADER}: ${peer.xfcc}\r\n`;
     // The upgrade request is a span of its trace at this hop too (see src/http/tracing/span.ts).
-    const trace = traceHeadersFor(headers);
-    for (const name in trace) {
-      const value = trace[name]!;
-      if (typeof value === 'string') headText += `${name}: ${value}\r\n`;
-      else for (const v of value) headText += `${name}: ${v}\r\n`;
-    }
+    headText = serializeHeaders(headText, traceHeadersFor(headers));
     const xff = headers['x-forwarded-for'];
     headText += `x-forwarded-for: ${xff === undefined ? remote : `${String(xff)}, ${remote}`}\r\n\r\n`;
     return headText;

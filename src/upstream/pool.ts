@@ -35,7 +35,7 @@ export function requestTrailersOf(body: Readable): HeaderMap | null {
  * A body's one consumer taking its chunks straight from the source, without the Readable in between (no push,
  * flowing-mode nextTicks, 'data'/'end' listeners): an HTTP/2 downstream's DATA handed to an HTTP/2 upstream
  * stream. Backpressure is the return value: false stops the source (its window is not credited) until the
- * consumer calls resume() on the source.
+ * consumer calls the source's resumeDirect().
  */
 export interface DirectBodyConsumer {
   directData(chunk: Buffer): boolean;
@@ -146,10 +146,10 @@ export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS'
  * connection lost before any byte of the response (the upstream closed it as the request went out): safe to send
  * again, but only the router holds the body to do it (a bodyless request is replayed by the pool itself).
  */
+export const UPSTREAM_UNSEEN = 'ERR_PILLION_UPSTREAM_UNSEEN';
+
 /** The error code of an HTTP/2 response whose head or trailers were malformed (we reset it PROTOCOL_ERROR). */
 export const UPSTREAM_MALFORMED = 'ERR_PILLION_UPSTREAM_MALFORMED';
-
-export const UPSTREAM_UNSEEN = 'ERR_PILLION_UPSTREAM_UNSEEN';
 
 /** The handle of a request that was refused before it started: nothing to steer. */
 export const REFUSED_STREAM: UpstreamStream = Object.freeze({ resume(): void {}, abort(): void {} });
