@@ -13,6 +13,8 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'j
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { h2request, request } from '../helpers/client.js';
+import { connectH2, StreamRecorder } from '../helpers/h2-peers.js';
+import { newHeaderMap } from '../../src/http/headers.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 
 const ISSUER = 'https://issuer.test';
@@ -164,6 +166,34 @@ describe('JWT from a JWKS file', () => {
     expect(r.body).toContain('Jwt verification fails');
     expect(app.hits).toBe(hits);
     expect(await metric(fileProxy, result)).toBe(before + 1);
+  });
+
+  it('a good token beside a second Authorization header: 401 malformed, over HTTP/1.1 and HTTP/2 (the app could read the other)', async () => {
+    const good = await token();
+    const before = await metric(fileProxy, 'malformed');
+    const hits = app.hits;
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect({ port: fileProxy.port('inbound'), host: '127.0.0.1' });
+      let data = '';
+      socket.on('error', reject);
+      socket.on('data', (d) => (data += d.toString('latin1')));
+      socket.on('end', () => resolve(data));
+      socket.write(`GET /items HTTP/1.1\r\nhost: file\r\nauthorization: Bearer ${good}\r\nauthorization: Bearer forged\r\nconnection: close\r\n\r\n`);
+    });
+    expect(raw.split('\r\n')[0]).toBe('HTTP/1.1 401 Unauthorized');
+    expect(raw.toLowerCase()).toContain('x-pillion-reason: jwt_invalid');
+    // Our own codec as the client: node:http2 refuses to send authorization twice.
+    const { session } = await connectH2(fileProxy.port('inbound'));
+    try {
+      const rec = new StreamRecorder();
+      session.request('GET', 'http', 'file', '/items', Object.assign(newHeaderMap(), { authorization: [`Bearer ${good}`, 'Bearer forged'] }), true, rec);
+      await rec.done;
+      expect(rec.head?.status).toBe(401);
+    } finally {
+      session.destroy();
+    }
+    expect(app.hits).toBe(hits);
+    expect(await metric(fileProxy, 'malformed')).toBe(before + 2);
   });
 
   it('HTTP/2: good token 200, bad token 401', async () => {

@@ -22,6 +22,11 @@ const MAX_TOKEN_LENGTH = 16 * 1024;
 interface Found {
   readonly token: string;
   readonly header: string;
+  /**
+   * How many times the header came. More than once is refused as malformed (Envoy joins the values with commas,
+   * which no token parses as): verifying the first while the app may read another would pass an unverified token.
+   */
+  readonly count: number;
 }
 
 function tokenFor(request: FilteredRequest, provider: JwtProviderModel): Found | null {
@@ -29,12 +34,17 @@ function tokenFor(request: FilteredRequest, provider: JwtProviderModel): Found |
   if (headers === null) return null;
   for (const h of provider.fromHeaders) {
     const raw = headers[h.name];
-    const value = typeof raw === 'string' ? raw : raw?.[0];
-    if (value === undefined || value.length < h.prefix.length) continue;
+    if (raw === undefined) continue;
+    if (typeof raw !== 'string') {
+      if (raw.length > 1) return { token: '', header: h.name, count: raw.length };
+      if (raw.length === 0) continue;
+    }
+    const value = typeof raw === 'string' ? raw : raw[0]!;
+    if (value.length < h.prefix.length) continue;
     // The auth scheme is case-insensitive (RFC 9110 §11.1).
     if (value.slice(0, h.prefix.length).toLowerCase() !== h.prefix.toLowerCase()) continue;
     const token = value.slice(h.prefix.length).trim();
-    if (token !== '') return { token, header: h.name };
+    if (token !== '') return { token, header: h.name, count: 1 };
   }
   return null;
 }
@@ -122,7 +132,9 @@ class JwtCheck {
       return false;
     }
     let outcome: JwtOutcome;
-    if (found.token.length > MAX_TOKEN_LENGTH) {
+    if (found.count > 1) {
+      outcome = { ok: false, result: 'malformed', detail: `${found.count} ${found.header} headers: a token must come in one` };
+    } else if (found.token.length > MAX_TOKEN_LENGTH) {
       outcome = { ok: false, result: 'malformed', detail: `token of ${found.token.length} characters` };
     } else {
       try {
