@@ -126,7 +126,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     const headers = head.headers;
     const contentType = headers['content-type'];
     this.grpc = typeof contentType === 'string' && contentType.startsWith('application/grpc');
-    const downstream = new H2Downstream(stream, this, this.grpc, head.method === 'HEAD', endStream);
+    const downstream = new H2Downstream(stream, this, this.grpc, head.method === 'HEAD', endStream, this.ctx.chain.requestTimeoutMs);
     this.downstream = downstream;
     const expect = headers.expect;
     if (typeof expect === 'string' && expect.toLowerCase() === '100-continue') downstream.sendContinue();

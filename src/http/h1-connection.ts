@@ -349,6 +349,8 @@ export class H1Connection implements ParserOwner, Downstream {
 
   respond(status: number, headers: HeaderMap, _endStream = false): void {
     const request = this.active!;
+    // request_timeout ends where the response starts (Envoy's rule), for the request still being received.
+    if (this.requestTimer !== null && this.parsing === request) this.clearRequestTimer();
     let head = serializeHeaders(statusLine(status), headers);
     if (status === 204 || status === 304) this.noBody = true;
     if (!this.noBody && headers['content-length'] === undefined) {

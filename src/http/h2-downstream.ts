@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import { H2Error, type H2Stream, type H2StreamOwner } from '../h2/session.js';
 import type { DecodedHead } from '../h2/hpack.js';
-import type { Reason } from '../reasons.js';
+import { REASONS, type Reason } from '../reasons.js';
 import { forwardableRequestTrailers, newHeaderMap, type HeaderMap } from './headers.js';
 import { NOT_SENT, type Downstream, type LocalReplyResult } from './downstream.js';
 import { setDirectSource, setRequestTrailers, type DirectBodyConsumer, type DirectBodySource } from '../upstream/pool.js';
@@ -13,6 +13,8 @@ import { setDirectSource, setRequestTrailers, type DirectBodyConsumer, type Dire
 export interface H2Owner {
   resumeUpstream(): void;
   onDownstreamClosed(): void;
+  /** The request did not arrive in time (request_timeout): answer 408, or reset a response already begun. */
+  failDownstream(reason: Reason): void;
 }
 
 /**
@@ -42,6 +44,11 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
   private pushed = false;
   /** answered() has run (it also cleared `body`: request bytes still coming are read and dropped). */
   private discard = false;
+  /**
+   * HCM request_timeout, as Envoy arms it: from the head until the request's end or the response's start,
+   * whichever comes first. Armed only for a request with a body (a head with END_STREAM is the whole request).
+   */
+  private requestTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly stream: H2Stream,
@@ -51,9 +58,23 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
     /** A HEAD request: a local reply states its length but sends no body. */
     private readonly headRequest: boolean,
     endStream: boolean,
+    requestTimeoutMs: number,
   ) {
     stream.owner = this;
-    if (!endStream) this.body = new H2RequestBody(stream, this);
+    if (endStream) return;
+    this.body = new H2RequestBody(stream, this);
+    if (requestTimeoutMs > 0) this.requestTimer = setTimeout(onRequestTimeout, requestTimeoutMs, this);
+  }
+
+  onRequestTimeout(): void {
+    this.requestTimer = null;
+    this.owner.failDownstream(REASONS.requestTimeout);
+  }
+
+  private clearRequestTimer(): void {
+    if (this.requestTimer === null) return;
+    clearTimeout(this.requestTimer);
+    this.requestTimer = null;
   }
 
   /** A client that asked for `expect: 100-continue` gets it at once, as on HTTP/1.1: it sends, the upstream reads. */
@@ -88,6 +109,7 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
   }
 
   onEnd(_stream: H2Stream, trailers: HeaderMap | null): void {
+    this.clearRequestTimer();
     const body = this.body;
     const direct = this.direct;
     this.body = null;
@@ -104,6 +126,7 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
   onReset(_stream: H2Stream, _code: number, _why: string): void {
     // The client reset the stream, or its connection died. The body never gets its end (a truncated request must
     // never pass for a complete one): the exchange cancels the upstream request, which lets go of the body.
+    this.clearRequestTimer();
     this.body = null;
     this.direct = null;
     this.owner.onDownstreamClosed();
@@ -139,6 +162,7 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
 
   respond(status: number, headers: HeaderMap, endStream: boolean): void {
     const stream = this.stream;
+    this.clearRequestTimer();
     if (stream.closed) return;
     stream.respond(status, headers, endStream);
     if (endStream) this.answered();
@@ -164,6 +188,7 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
 
   reset(_why: string): void {
     // RST_STREAM alone (queued data dropped): the client sees the response broken, never a clean end.
+    this.clearRequestTimer();
     this.body = null;
     this.direct = null;
     this.stream.reset(H2Error.INTERNAL_ERROR);
@@ -202,10 +227,15 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
    * dropped, so an answer given before the body arrived (a 404 to a POST) never stalls the client's upload.
    */
   private answered(): void {
+    this.clearRequestTimer();
     if (this.discard) return;
     this.discard = true;
     this.body = null;
     this.direct = null;
     if (!this.stream.closed) this.stream.resume();
   }
+}
+
+function onRequestTimeout(downstream: H2Downstream): void {
+  downstream.onRequestTimeout();
 }
