@@ -42,8 +42,9 @@ export interface UpgradeRequest {
  * An Upgrade request from its head to the splice. The listener's HTTP filters see it as they see any request
  * (FilteredRequest): an RBAC deny, a missing JWT, a rate limit or a fault abort answers it before any upstream
  * connection is made, and a filter's header edits (a JWT filter removing the token) are what goes upstream.
- * It is also what the request counters and the access log read of a refused Upgrade (FinishedRequest), through the
- * same stats calls as any request the proxy answers itself; an Upgrade that is tunnelled is not logged. One per
+ * It is also what the request counters, the active-request gauge and the access log read (FinishedRequest), through
+ * the same stats calls as any request: a refused Upgrade when it is answered, a tunnelled one when the tunnel
+ * closes (Envoy's rule: status as the upstream answered, duration and bytes over the tunnel's life). One per
  * Upgrade (not a hot path).
  */
 class UpgradeExchange implements FinishedRequest, FilteredRequest {
@@ -54,7 +55,7 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
   authority = '';
   path = '';
   status = 0;
-  readonly bytesReceived = 0;
+  bytesReceived = 0;
   bytesSent = 0;
   upstreamCluster = '-';
   upstreamHost = '-';
@@ -70,6 +71,8 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
   filterMetadata: FilterMetadata | null = null;
   /** Refused, spliced, or the client went away: filters must not touch it any more. */
   ended = false;
+  /** Counted as finished (and logged): once, whichever way it ends. */
+  private finished = false;
   private filters: readonly HttpFilter[] = [];
   private filterIndex = 0;
   private route: RouteModel | null = null;
@@ -95,6 +98,7 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
 
   start(): void {
     const { ctx, req, socket } = this;
+    ctx.stats.requestStarted(ctx.direction);
     // A client that goes away while a filter holds or checks the request ends it (and any hold) there.
     socket.once('close', () => this.clientGone());
     // CONNECT tunnels need a connect matcher, which the config model has not got (Envoy answers 404 then too).
@@ -137,16 +141,29 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
     if (this.ended) return;
     this.ended = true;
     this.clearHold();
-    const stats = this.ctx.stats;
-    stats.requestStarted(this.ctx.direction);
-    stats.localReply(reason);
+    this.ctx.stats.localReply(reason);
     const reply = rawLocalReply(reason, false, detail);
     this.socket.end(reply);
     this.reason = reason;
     this.status = reason.httpStatus;
     // The body's bytes, as an exchange counts its local reply's.
     this.bytesSent = Buffer.byteLength(reply.slice(reply.indexOf('\r\n\r\n') + 4));
-    stats.requestFinished(this, (performance.now() - this.startPerfMs) / 1e3);
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.ctx.stats.requestFinished(this, (performance.now() - this.startPerfMs) / 1e3);
+  }
+
+  /** The tunnel is over (either side closed, or it idled out): one log line for its whole life. */
+  tunnelClosed(status: number, bytesFromClient: number, bytesToClient: number, reason: Reason | null): void {
+    this.status = status;
+    this.bytesReceived = bytesFromClient;
+    this.bytesSent = bytesToClient;
+    this.reason = reason;
+    this.finish();
   }
 
   hold(ms: number, then: Reason | null, tracker: HoldTracker): void {
@@ -179,6 +196,9 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
     if (this.ended) return;
     this.ended = true;
     this.clearHold();
+    this.reason = REASONS.downstreamDisconnect;
+    this.status = REASONS.downstreamDisconnect.httpStatus;
+    this.finish();
   }
 
   /** Runs the chain's filters from where it stands; the splice follows the last. */
@@ -252,6 +272,11 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
     this.localReply(reason, detail);
   }
 
+  connected(endpointKey: string): void {
+    this.upstreamHost = endpointKey;
+    this.attempts = 1;
+  }
+
   get clientSocket(): net.Socket {
     return this.socket;
   }
@@ -274,17 +299,38 @@ function spliceUpstream(ex: UpgradeExchange, cluster: UpstreamCluster, endpoint:
       : cluster.tls.connect(endpoint.address, endpoint.port, ALPN_HTTP11, null);
   let connected = false;
   let released = false;
+  // What the access log line says at the end: the upstream's status (its first line), bytes each way.
+  let status = 0;
+  let fromClient = ex.bufferedHead.length;
+  let toClient = 0;
+  let reason: Reason | null = null;
   const release = (): void => {
     if (released) return;
     released = true;
     cluster.endCall(endpoint, true, connected ? 'success' : 'ignored');
     socket.destroy();
     upstream.destroy();
+    ex.tunnelClosed(status === 0 ? (reason?.httpStatus ?? 0) : status, fromClient, toClient, reason);
+  };
+  // A side that closes before the upstream said anything names the log line's reason, as on the exchange path.
+  const clientClosed = (): void => {
+    if (toClient === 0 && reason === null) reason = REASONS.downstreamDisconnect;
+    release();
+  };
+  const upstreamClosed = (): void => {
+    if (toClient === 0 && reason === null) reason = REASONS.upstreamReset;
+    release();
   };
   const connectTimeoutMs = cluster.model.connectTimeoutMs;
   if (connectTimeoutMs > 0) upstream.setTimeout(connectTimeoutMs, () => upstream.destroy(new Error('connect timeout')));
   upstream.once(readyEventOf(upstream), () => {
     connected = true;
+    ex.connected(endpoint.key);
+    socket.on('data', (chunk: Buffer) => (fromClient += chunk.length));
+    upstream.on('data', (chunk: Buffer) => {
+      if (toClient === 0) status = statusOf(chunk);
+      toClient += chunk.length;
+    });
     // An upgraded connection (a WebSocket) that goes silent both ways is closed after the listener's idle timeout
     // (1 h by default), as a TCP session is: it must not hold two sockets for ever.
     const idleMs = ex.idleTimeoutMs;
@@ -308,9 +354,21 @@ function spliceUpstream(ex: UpgradeExchange, cluster: UpstreamCluster, endpoint:
       }
       return;
     }
-    release();
+    upstreamClosed();
   });
-  upstream.on('close', release);
-  socket.on('error', release);
-  socket.on('close', release);
+  upstream.on('close', upstreamClosed);
+  socket.on('error', clientClosed);
+  socket.on('close', clientClosed);
+}
+
+/** The status code of an HTTP/1 response's first bytes ('HTTP/1.1 101 ...'); 0 when they are not one. */
+function statusOf(chunk: Buffer): number {
+  if (chunk.length < 12 || chunk[0] !== 0x48 || chunk[8] !== 0x20) return 0;
+  let code = 0;
+  for (let i = 9; i < 12; i++) {
+    const d = chunk[i]! - 0x30;
+    if (d < 0 || d > 9) return 0;
+    code = code * 10 + d;
+  }
+  return code;
 }

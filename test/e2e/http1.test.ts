@@ -343,4 +343,21 @@ describe('a refused Upgrade is counted and logged as a refused plain request is'
       expect(after).toEqual({ requests: before.requests + 2, replies: before.replies + 2 });
     });
   }
+
+  it('a tunnelled Upgrade gets its line when the tunnel closes: the upstream\'s 101, bytes each way, the endpoint', async () => {
+    const path = `/chat-tunnel-${Date.now()}`;
+    const before = await counters(101, 'none');
+    // The upstream answers 101 and closes: the tunnel carries the client's 5 bytes after the head, then ends.
+    const raw = await rawExchange(port, `GET ${path} HTTP/1.1\r\nhost: ws\r\n${UPGRADE}\r\nhello`);
+    expect(raw).toMatch(/^HTTP\/1.1 101 /);
+    const line = await logLine(path);
+    expect(line).toMatchObject({ method: 'GET', status: 101, upstream_cluster: 'ws.default:8080', attempts: 1, bytes_sent: Buffer.byteLength(raw) });
+    expect(line.upstream_host).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(line.bytes_received).toBe(5);
+    expect(line.x_pillion_reason ?? '-').toBe('-');
+    expect((await counters(101, 'none')).requests).toBe(before.requests + 1);
+    // The active gauge counted it for its life and is back down (nothing else is in flight here).
+    const metrics = (await request(proxy.adminPort, { path: '/metrics' })).body;
+    expect(metrics).toMatch(/pillion_downstream_requests_active\{direction="outbound"\} 0/);
+  });
 });
