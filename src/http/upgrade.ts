@@ -99,8 +99,10 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
   start(): void {
     const { ctx, req, socket } = this;
     ctx.stats.requestStarted(ctx.direction);
-    // A client that goes away while a filter holds or checks the request ends it (and any hold) there.
+    // A client that goes away while a filter holds or checks the request ends it (and any hold) there. Its FIN
+    // counts too: listener sockets allow half-open, and a half-closed client can have no upgraded protocol.
     socket.once('close', () => this.clientGone());
+    socket.once('end', () => this.clientGone());
     // CONNECT tunnels need a connect matcher, which the config model has not got (Envoy answers 404 then too).
     if (req.method === 'CONNECT') return this.localReply(REASONS.noRoute, 'CONNECT is not supported (no connect matcher)');
     const headers = headerMapFromFlat(req.lines, null);
@@ -195,6 +197,7 @@ class UpgradeExchange implements FinishedRequest, FilteredRequest {
   private clientGone(): void {
     if (this.ended) return;
     this.ended = true;
+    this.socket.destroy();
     this.clearHold();
     this.reason = REASONS.downstreamDisconnect;
     this.status = REASONS.downstreamDisconnect.httpStatus;

@@ -1,6 +1,7 @@
 // The HTTP filters before the router, seen from outside: fault injection (abort, delay, per route and per service)
 // on the outbound side, and the service's local rate limit on its inbound side.
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
@@ -89,6 +90,25 @@ describe('fault injection (envoy.filters.http.fault)', () => {
     });
     await new Promise((r) => setTimeout(r, 250));
     expect((await request(port, { host: 'flaky', path: '/slow' })).status).toBe(200);
+  });
+
+  it('an Upgrade whose client goes away during the delay: counted 499 and no longer active', async () => {
+    const metrics = async (): Promise<string> => (await fetch(`http://127.0.0.1:${outbound.adminPort}/metrics`)).text();
+    const before = Number(/pillion_downstream_requests_total\{direction="outbound"[^}]*response_code="499"[^}]*\} (\d+)/.exec(await metrics())?.[1] ?? 0);
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write('GET /slow HTTP/1.1\r\nhost: flaky\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await metrics()).toMatch(/pillion_downstream_requests_active\{direction="outbound"\} 1\n/);
+    socket.destroy();
+    let text = '';
+    for (let i = 0; i < 50; i++) {
+      text = await metrics();
+      if (/pillion_downstream_requests_active\{direction="outbound"\} 0\n/.test(text)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(text).toMatch(/pillion_downstream_requests_active\{direction="outbound"\} 0\n/);
+    expect(Number(/pillion_downstream_requests_total\{direction="outbound"[^}]*response_code="499"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0)).toBe(before + 1);
   });
 });
 
