@@ -29,7 +29,6 @@ import {
   pauseReading,
   resumeReading,
   serializeHeaders,
-  touch,
   type FlatHeaders,
   type NativeParser,
   type ParseError,
@@ -38,6 +37,7 @@ import {
 import { httpDate, rawLocalReply } from './raw-reply.js';
 import { proxyUpgrade, type UpgradeRequest } from './upgrade.js';
 import { writeLatin1 } from '../tcp/direct-write.js';
+import { COARSE_TICK_MS, coarseClock, coarseNow, startCoarseClock, unrefTimer, unsentBytes } from '../tcp/coarse-clock.js';
 import { destinationPort } from '../listener/original-dst.js';
 
 const kConnection = Symbol('pillion.h1downstream');
@@ -124,6 +124,16 @@ export class H1Connection implements ParserOwner, Downstream {
   private reading = true;
   private closed = false;
   private requestTimer: NodeJS.Timeout | null = null;
+  /**
+   * The idle timeout (or, once we closed our side, the linger): one timer that checks lastActivityMs when it fires
+   * and re-arms for what is left (onIdleCheck), instead of a socket timeout refreshed on every read and write.
+   */
+  private idleMs: number;
+  private idleTimer: NodeJS.Timeout | null;
+  /** coarseClock time of the last read, of the connection going idle, or of a drain. */
+  private lastActivityMs: number;
+  /** Bytes still to be written at the last idle check (see unsentBytes). */
+  private unsentAtCheck = 0;
 
   constructor(
     readonly ctx: HttpContext,
@@ -148,8 +158,10 @@ export class H1Connection implements ParserOwner, Downstream {
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
     socket.on('drain', onSocketDrain);
-    socket.on('timeout', onSocketTimeout);
-    socket.setTimeout(chain.idleTimeoutMs > 0 ? chain.idleTimeoutMs : DEFAULT_IDLE_TIMEOUT_MS);
+    startCoarseClock();
+    this.lastActivityMs = coarseClock.nowMs;
+    this.idleMs = chain.idleTimeoutMs > 0 ? chain.idleTimeoutMs : DEFAULT_IDLE_TIMEOUT_MS;
+    this.idleTimer = unrefTimer(onIdleCheck, this.idleMs + COARSE_TICK_MS, this);
   }
 
   /** Starts reading: first what the listener's sniffer already read (pushed back into the stream), then the rest. */
@@ -174,7 +186,7 @@ export class H1Connection implements ParserOwner, Downstream {
     // Closing after a response or an error: whatever else the client sent is ignored, and does not keep the
     // connection alive (the linger timer runs on).
     if (this.closed || this.readStopped) return;
-    touch(this.socket);
+    this.lastActivityMs = coarseClock.nowMs;
     if (isParseError(ret)) {
       this.onParseError(ret);
       return;
@@ -331,6 +343,8 @@ export class H1Connection implements ParserOwner, Downstream {
   /** The active request is answered and read: on to the next one, or close. */
   private next(): void {
     this.active = null;
+    // Idle from here (the response's last bytes went out just now), until the next read.
+    this.lastActivityMs = coarseClock.nowMs;
     if (!this.closeAfterResponse && !this.closed) {
       const queued = this.queue.shift();
       if (queued !== undefined) {
@@ -562,12 +576,37 @@ export class H1Connection implements ParserOwner, Downstream {
     this.socket.destroy();
   }
 
-  onTimeout(): void {
-    // Idle keep-alive connections close; a request in flight is its exchange's timeout to enforce.
-    if (this.active === null) this.socket.destroy();
+  /**
+   * The idle timer fired. Idle keep-alive connections close once nothing was read for the idle time (or the linger)
+   * and no byte left; a request in flight is its exchange's timeout to enforce. Stamps run up to COARSE_TICK_MS
+   * behind, so the wait is that much longer: never before the idle time told to the client (keepAliveHint).
+   */
+  onIdleCheck(): void {
+    this.idleTimer = null;
+    if (this.socket.destroyed) return;
+    const now = coarseNow();
+    // A response still leaving (a slow client reading it): each change of what is left to send is activity.
+    const unsent = unsentBytes(this.socket);
+    if (unsent !== this.unsentAtCheck) {
+      this.unsentAtCheck = unsent;
+      this.lastActivityMs = now;
+    }
+    const waitMs = this.idleMs + COARSE_TICK_MS;
+    if (this.active !== null) {
+      this.idleTimer = unrefTimer(onIdleCheck, waitMs, this);
+      return;
+    }
+    const idle = now - this.lastActivityMs;
+    if (idle < waitMs) {
+      this.idleTimer = unrefTimer(onIdleCheck, waitMs - idle, this);
+      return;
+    }
+    this.socket.destroy();
   }
 
   onDrain(): void {
+    // The client took what was queued: activity, as a completed write is for a socket timeout.
+    this.lastActivityMs = coarseClock.nowMs;
     this.active?.exchange?.resumeUpstream();
   }
 
@@ -575,6 +614,7 @@ export class H1Connection implements ParserOwner, Downstream {
     this.closed = true;
     releaseParser(this.parser);
     this.clearRequestTimer();
+    this.clearIdleTimer();
     const exchange = this.active?.exchange ?? null;
     this.active = null;
     this.queue.length = 0;
@@ -600,7 +640,18 @@ export class H1Connection implements ParserOwner, Downstream {
    */
   private closeSoon(): void {
     this.closed = true;
-    this.socket.setTimeout(CLOSE_LINGER_MS);
+    this.clearIdleTimer();
+    if (this.socket.destroyed) return;
+    this.idleMs = CLOSE_LINGER_MS;
+    this.lastActivityMs = coarseClock.nowMs;
+    this.idleTimer = unrefTimer(onIdleCheck, CLOSE_LINGER_MS + COARSE_TICK_MS, this);
+  }
+
+  private clearIdleTimer(): void {
+    if (this.idleTimer !== null) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
   }
 
   private clearRequestTimer(): void {
@@ -618,6 +669,7 @@ export class H1Connection implements ParserOwner, Downstream {
     }
     this.closed = true;
     this.clearRequestTimer();
+    this.clearIdleTimer();
     // The socket's reads go back to its JS stream, for the upgrade handler to pipe.
     unconsumeSocket(this.parser);
     releaseParser(this.parser);
@@ -626,8 +678,6 @@ export class H1Connection implements ParserOwner, Downstream {
     socket.off('error', onSocketError);
     socket.off('close', onSocketClose);
     socket.off('drain', onSocketDrain);
-    socket.off('timeout', onSocketTimeout);
-    socket.setTimeout(0);
     this.onClosed(this);
     proxyUpgrade(this.ctx, upgrade, socket, head);
   }
@@ -686,8 +736,8 @@ function onSocketClose(this: SocketOf): void {
 function onSocketDrain(this: SocketOf): void {
   this[kConnection].onDrain();
 }
-function onSocketTimeout(this: SocketOf): void {
-  this[kConnection].onTimeout();
+function onIdleCheck(connection: H1Connection): void {
+  connection.onIdleCheck();
 }
 function onRequestTimeout(connection: H1Connection): void {
   connection.onRequestTimeout();

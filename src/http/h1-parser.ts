@@ -264,14 +264,15 @@ interface StreamHandle {
   readStart(): number;
   readStop(): number;
 }
-type HandleSocket = Socket & { _handle: StreamHandle | null; _unrefTimer(): void };
+type HandleSocket = Socket & { _handle: StreamHandle | null };
 
 /**
  * Hands the socket's reads to the parser in C++ (what node:http's server does): each read is parsed from one
  * reused native buffer, with no JS Buffer, stream push or 'data' event. Body chunks still arrive as Buffers of
  * their own. Large bodies went from ~0.6 to ~1.2 GB/s in a prototype, mostly from halving the 64 KiB
  * allocations (each one external memory that drives V8's major GCs). Reads then bypass the JS stream, so
- * pausing means stopping the handle (pauseReading) and the idle timer needs a nudge per read (touch).
+ * pausing means stopping the handle (pauseReading), and a socket timeout would not see them (the owners keep
+ * idle timers of their own: see coarse-clock.ts).
  * Returns false when the socket has no stream handle (then the caller feeds `execute` from 'data').
  */
 export function consumeSocket(parser: NativeParser, socket: Socket): boolean {
@@ -295,11 +296,6 @@ export function resumeReading(socket: Socket): void {
   if (handle === null || handle.reading) return;
   handle.reading = true;
   handle.readStart();
-}
-
-/** Refreshes the socket's timeout as a JS read would have (consumed reads do not). */
-export function touch(socket: Socket): void {
-  (socket as HandleSocket)._unrefTimer();
 }
 
 export function isParseError(ret: number | ParseError | undefined): ret is ParseError {

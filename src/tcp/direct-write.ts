@@ -114,7 +114,8 @@ export function writeBuffer(socket: Socket, data: Buffer, encrypted: boolean): b
 
 function afterWrite(socket: DirectSocket, req: WriteReq, err: number, length: number, buffer: Buffer | null): boolean {
   directWriteStats.direct++;
-  // The idle timeout counts from the last write, as for socket.write.
+  // A socket timeout counts from the last write, as for socket.write (without one set, a cheap no-op: the HTTP/1
+  // connections keep idle timers of their own, see coarse-clock.ts).
   socket._unrefTimer();
   if (err !== 0) {
     // As net.Socket does with a failed write (EPIPE, ECONNRESET): the socket is destroyed with the error.

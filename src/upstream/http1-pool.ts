@@ -37,6 +37,7 @@ import {
 import { canReadRaw, giveReadBuffer, installRawRead, LARGE_READ_BYTES, SMALL_READ_BYTES, takeReadBuffer } from '../tcp/raw-read.js';
 import { rawBodyStats } from './raw-body-stats.js';
 import { writeLatin1 } from '../tcp/direct-write.js';
+import { coarseClock, coarseNow, startCoarseClock, unrefTimer } from '../tcp/coarse-clock.js';
 
 const kConnection = Symbol('pillion.h1connection');
 /** Response heads' names, remembered across responses and connections (see HeaderNames). */
@@ -109,6 +110,13 @@ class H1Connection implements UpstreamStream, ParserOwner {
   private error: Error | null = null;
   private connectTimer: NodeJS.Timeout | null = null;
   private keepAliveMs = DEFAULT_KEEP_ALIVE_MS;
+  /**
+   * The keep-alive idle timer: one timer that checks lastActivityMs when it fires and re-arms for what is left
+   * (onIdleCheck), instead of a socket timeout refreshed on every read and write (see coarse-clock.ts).
+   */
+  private idleTimer: NodeJS.Timeout | null = null;
+  /** coarseClock time of the last read, or of the connection becoming free. */
+  private lastActivityMs = 0;
   /** The last Keep-Alive header value seen here, and the idle time it gave (NaN: none). */
   private hintValue = '';
   private hintMs = Number.NaN;
@@ -168,8 +176,9 @@ class H1Connection implements UpstreamStream, ParserOwner {
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
     socket.on('drain', onSocketDrain);
-    socket.on('timeout', onSocketTimeout);
-    socket.setTimeout(this.keepAliveMs);
+    startCoarseClock();
+    this.lastActivityMs = coarseClock.nowMs;
+    this.idleTimer = unrefTimer(onIdleCheck, this.keepAliveMs, this);
     const connectTimeoutMs = pool.options.connectTimeoutMs;
     if (connectTimeoutMs > 0) this.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, this, connectTimeoutMs);
 
@@ -333,6 +342,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
     // taken for the answer to a request the pool would start on this connection now (a response desync).
     this.spec = null;
     this.served++;
+    // Free from now: the keep-alive idle time counts from here.
+    this.lastActivityMs = coarseClock.nowMs;
     // Idle again: any message that starts now (in the rest of this read, or later) answers no request.
     setMessageBegin(this.parser, true);
     if (this.reusable) this.releasePending = true;
@@ -403,7 +414,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
       else if (hintMs !== this.keepAliveMs) {
         // Shorter or longer than the default: the server said how long it keeps an idle connection (as undici).
         this.keepAliveMs = hintMs;
-        this.socket.setTimeout(hintMs);
+        this.clearIdleTimer();
+        this.idleTimer = unrefTimer(onIdleCheck, hintMs, this);
       }
       return;
     }
@@ -422,6 +434,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
 
   /** After each read the parser took from the socket. */
   onExecute(ret: number | ParseError): void {
+    this.lastActivityMs = coarseClock.nowMs;
     // Bytes read while a request is in flight (a response not complete in this read): the upstream saw it.
     if (this.sink !== null) this.responseStarted = true;
     if (isParseError(ret)) {
@@ -516,9 +529,24 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.error ??= err;
   }
 
-  onTimeout(): void {
-    // Only an idle connection times out here; a slow response is the exchange's timeout to enforce.
-    if (this.sink === null) this.close();
+  /**
+   * The idle timer fired: a connection free for keepAliveMs since its last read closes. Only an idle connection
+   * times out here; a slow response is the exchange's timeout to enforce. Stamps run up to COARSE_TICK_MS behind
+   * (the close may come that much early): the safe side of the server's own Keep-Alive timeout.
+   */
+  onIdleCheck(): void {
+    this.idleTimer = null;
+    if (this.closed) return;
+    const idle = this.sink === null ? coarseNow() - this.lastActivityMs : 0;
+    if (idle < this.keepAliveMs) this.idleTimer = unrefTimer(onIdleCheck, this.keepAliveMs - idle, this);
+    else this.close();
+  }
+
+  private clearIdleTimer(): void {
+    if (this.idleTimer !== null) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
   }
 
   private fail(err: Error): void {
@@ -578,6 +606,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.rawLeft = 0;
     this.detachBody();
     this.clearConnectTimer();
+    this.clearIdleTimer();
     this.stopDiscarding();
     releaseParser(this.parser);
     this.socket.destroy();
@@ -619,6 +648,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
     }
     this.discarding = true;
     this.discardedBytes = 0;
+    this.lastActivityMs = coarseClock.nowMs;
     this.discardTimer = setTimeout(onDiscardTimeout, ABORT_DISCARD_MS, this);
     if (this.paused) this.resume();
   }
@@ -659,8 +689,8 @@ function onSocketClose(this: SocketOf): void {
 function onSocketDrain(this: SocketOf): void {
   this[kConnection].resumeBody();
 }
-function onSocketTimeout(this: SocketOf): void {
-  this[kConnection].onTimeout();
+function onIdleCheck(connection: H1Connection): void {
+  connection.onIdleCheck();
 }
 function onDiscardTimeout(connection: H1Connection): void {
   connection.onDiscardTimeout();
