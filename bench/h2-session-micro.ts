@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import { newHeaderMap } from '../src/http/headers.js';
-import { H2Session, type H2SessionOwner, type H2Stream, type H2StreamOwner } from '../src/h2/session.js';
+import { H2Session, type H2SessionOwner } from '../src/h2/session.js';
+import type { H2Stream, H2StreamOwner } from '../src/h2/stream.js';
 import type { HeaderMap } from '../src/http/headers.js';
 import type { DecodedHead } from '../src/h2/hpack.js';
 

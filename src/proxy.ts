@@ -22,7 +22,7 @@ import { startAdminServer } from './admin/server.js';
 import type { AdminSource, ClusterStatus, ConfigDumpSource, DumpedResource, ListenerStatus, MetricsRegistry, ServerIdentity, ServerState } from './admin/types.js';
 import { ResourceTimes } from './admin/resource-times.js';
 import { OverloadManager, OverloadState, type OverloadThresholds } from './process/overload.js';
-import { setH2Logger } from './h2/session.js';
+import { setH2Logger } from './h2/log.js';
 import type { WorkerFleet, WorkerStatus } from './workers/fleet.js';
 
 export interface ProxyOptions {

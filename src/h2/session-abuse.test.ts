@@ -2,7 +2,9 @@
 // (test/abuse/util.ts). Each asserts the answer the limit gives (GOAWAY code, RST_STREAM code, 431) and, where
 // the connection must survive, that it serves on.
 import { afterEach, describe, expect, it } from 'vitest';
-import { H2Error, type H2Session, type H2Stream } from './session.js';
+import { H2Error } from './errors.js';
+import type { H2Session } from './session.js';
+import type { H2Stream } from './stream.js';
 import type { DecodedHead } from './hpack.js';
 import { listenH2, StreamRecorder, TEST_OPTIONS, type SessionRecorder } from '../../test/helpers/h2-peers.js';
 import {

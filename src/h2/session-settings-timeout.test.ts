@@ -2,7 +2,7 @@
 // sockets on 127.0.0.1; the bound is shortened through H2SessionOptions.settingsTimeoutMs (default 10 s).
 import { afterEach, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
-import { H2Error } from './session.js';
+import { H2Error } from './errors.js';
 import { connectH2, listenH2, TEST_OPTIONS } from '../../test/helpers/h2-peers.js';
 import { FrameReader, PREFACE, RawH2Client, settings, sleep, T, type Frame } from '../../test/abuse/util.js';
 

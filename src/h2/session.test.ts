@@ -7,7 +7,9 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { newHeaderMap } from '../http/headers.js';
-import { H2Error, H2Session, type H2Stream } from './session.js';
+import { H2Error } from './errors.js';
+import { H2Session } from './session.js';
+import type { H2Stream } from './stream.js';
 import { connectH2, echoHandler, listenH2, SessionRecorder, StreamRecorder, TEST_OPTIONS, writeBody } from '../../test/helpers/h2-peers.js';
 
 const cleanups: (() => unknown)[] = [];

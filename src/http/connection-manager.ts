@@ -6,7 +6,8 @@ import type { Socket } from 'node:net';
 import { HttpExchange } from './exchange.js';
 import type { HttpContext } from './context.js';
 import { H1Connection, type HeadClock } from './h1-connection.js';
-import { H2Session, type H2SessionOptions, type H2SessionOwner, type H2Stream } from '../h2/session.js';
+import { H2Session, type H2SessionOptions, type H2SessionOwner } from '../h2/session.js';
+import type { H2Stream } from '../h2/stream.js';
 import type { DecodedHead } from '../h2/hpack.js';
 import type { Reason } from '../reasons.js';
 

@@ -14,7 +14,7 @@ import type { HttpContext, RequestHeaders } from './context.js';
 import type { H1Connection, H1Request } from './h1-connection.js';
 import { NOT_SENT, type Downstream } from './downstream.js';
 import { H2Downstream, type H2Owner } from './h2-downstream.js';
-import type { H2Stream } from '../h2/session.js';
+import type { H2Stream } from '../h2/stream.js';
 import type { DecodedHead } from '../h2/hpack.js';
 import { Router, type RouterOwner } from './router/router.js';
 import { HopSpan } from './tracing/span.js';

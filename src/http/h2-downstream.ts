@@ -2,7 +2,8 @@
 // exchange's Downstream (the response goes out through it) and the stream's owner (the request body and the
 // stream's end come in through it). Local replies to gRPC callers are trailers-only responses.
 import { Readable } from 'node:stream';
-import { H2Error, type H2Stream, type H2StreamOwner } from '../h2/session.js';
+import { H2Error } from '../h2/errors.js';
+import type { H2Stream, H2StreamOwner } from '../h2/stream.js';
 import type { DecodedHead } from '../h2/hpack.js';
 import { REASONS, type Reason } from '../reasons.js';
 import { forwardableRequestTrailers, newHeaderMap, type HeaderMap } from './headers.js';

@@ -10,7 +10,9 @@ import { directSourceOf, pendingOverflowError, REFUSED_STREAM, requestTrailersOf
 import { dropHopByHop, type HeaderMap } from '../http/headers.js';
 import { ResetBudget } from './reset-budget.js';
 import { ALPN_H2, isTlsPolicyError, readyEventOf } from '../tls/upstream-tls.js';
-import { H2Error, H2Session, h2ErrorName, type H2SessionOptions, type H2SessionOwner, type H2Stream, type H2StreamOwner } from '../h2/session.js';
+import { H2Error, h2ErrorName } from '../h2/errors.js';
+import { H2Session, type H2SessionOptions, type H2SessionOwner } from '../h2/session.js';
+import type { H2Stream, H2StreamOwner } from '../h2/stream.js';
 import type { DecodedHead } from '../h2/hpack.js';
 
 const IDLE_SESSION_TIMEOUT_MS = 60_000;

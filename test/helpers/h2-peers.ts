@@ -4,7 +4,8 @@ import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { HeaderMap } from '../../src/http/headers.js';
 import type { DecodedHead } from '../../src/h2/hpack.js';
-import { H2Session, type H2SessionOptions, type H2SessionOwner, type H2Stream, type H2StreamOwner } from '../../src/h2/session.js';
+import { H2Session, type H2SessionOptions, type H2SessionOwner } from '../../src/h2/session.js';
+import type { H2Stream, H2StreamOwner } from '../../src/h2/stream.js';
 import type { Reason } from '../../src/reasons.js';
 
 export const TEST_OPTIONS: H2SessionOptions = { maxConcurrentStreams: 100, maxHeaderListSize: 16_384, maxHeaderCount: 100 };
