@@ -302,12 +302,16 @@ export function headerMapFromFlat(flat: FlatHeaders, drop: ReadonlySet<string> |
   return out;
 }
 
-/** Adds one field line to a map: a repeated name's values become an array (set-cookie and friends survive). */
-function addHeader(out: HeaderMap, name: string, value: string): void {
+/**
+ * Adds one field line to a map: a repeated name's values become an array (set-cookie and friends survive).
+ * Returns whether the name was new to the map.
+ */
+function addHeader(out: HeaderMap, name: string, value: string): boolean {
   const prev = out[name];
   if (prev === undefined) out[name] = value;
   else if (typeof prev === 'string') out[name] = [prev, value];
   else prev.push(value);
+  return prev === undefined;
 }
 
 /** Positions a HeaderNames memo remembers: heads with more lines than this take the plain path past it. */
@@ -319,6 +323,9 @@ const DROPPED = 1;
 const NOTE_CONTENT_LENGTH = 2;
 const NOTE_TRANSFER_ENCODING = 4;
 const NOTE_KEEP_ALIVE = 8;
+const NOTES = NOTE_CONTENT_LENGTH | NOTE_TRANSFER_ENCODING | NOTE_KEEP_ALIVE;
+/** The first line of the head with this name: its value is stored without looking for an earlier one. */
+const FIRST = 16;
 
 function noteOf(lower: string): number {
   switch (lower) {
@@ -367,6 +374,8 @@ export class HeaderNames {
     this.keepAliveAt = -1;
     this.contentLengthAt = -1;
     this.transferEncoding = false;
+    // Every position so far matched the last head's: which names came before is known, so FIRST holds.
+    let same = true;
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const raw = flat[i]!;
       const slot = i >> 1;
@@ -376,6 +385,7 @@ export class HeaderNames {
         name = this.lower[slot]!;
         flags = this.flags[slot]!;
       } else {
+        same = false;
         name = raw.toLowerCase();
         flags = noteOf(name) | (drop !== null && drop.has(name) ? DROPPED : 0);
         if (slot < MEMO_LINES) {
@@ -384,8 +394,11 @@ export class HeaderNames {
           this.flags[slot] = flags;
         }
       }
-      if (flags > DROPPED) this.note(flags, i);
-      if ((flags & DROPPED) === 0) addHeader(out, name, flat[i + 1]!);
+      if ((flags & NOTES) !== 0) this.note(flags, i);
+      if ((flags & DROPPED) !== 0) continue;
+      // A plain store where the name is known to be new: a keyed load less per line (megamorphic: heads differ).
+      if (same && (flags & FIRST) !== 0) out[name] = flat[i + 1]!;
+      else if (addHeader(out, name, flat[i + 1]!) !== ((flags & FIRST) !== 0) && slot < MEMO_LINES) this.flags[slot] = flags ^ FIRST;
     }
     return out;
   }
