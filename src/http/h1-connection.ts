@@ -44,6 +44,8 @@ const kConnection = Symbol('pillion.h1downstream');
 /** Request heads' names, remembered across requests and connections (see HeaderNames). */
 const REQUEST_NAMES = new HeaderNames(null);
 type SocketOf = Socket & { [kConnection]: H1Connection };
+/** Buffer's own latin1 decoder (what toString('latin1') ends in; src/h2/hpack.ts uses it too). */
+type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string };
 
 /** What `kOnHeadersComplete` returns to hand the rest of the bytes to an Upgrade/CONNECT handler. */
 const UPGRADE = 2;
@@ -425,7 +427,8 @@ export class H1Connection implements ParserOwner, Downstream {
       // one native call for the string and one for the write, ~170 ns a response less than a pooled buffer filled
       // by two native copies (microbenchmark, 100-byte body).
       this.head = null;
-      return writeLatin1(socket, head + chunk.toString('latin1'), this.encrypted);
+      // latin1Slice is what toString('latin1') calls after its argument checks and encoding lookup.
+      return writeLatin1(socket, head + (chunk as Latin1Buffer).latin1Slice(0, chunk.length), this.encrypted);
     }
     socket.cork();
     if (head !== null) {

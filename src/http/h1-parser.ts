@@ -165,20 +165,6 @@ export function resetParser(parser: NativeParser): void {
 }
 
 /**
- * The body length a head announces with `content-length` when nothing else frames the body (no
- * transfer-encoding), else -1. llhttp has already refused a malformed or repeated content-length.
- */
-export function contentLengthOf(lines: FlatHeaders): number {
-  let length = -1;
-  for (let i = 0; i < lines.length; i += 2) {
-    const name = lines[i]!;
-    if (name.length === 14 && headerNameIs(name, 'content-length')) length = Number(lines[i + 1]);
-    else if (name.length === 17 && headerNameIs(name, 'transfer-encoding')) return -1;
-  }
-  return Number.isSafeInteger(length) ? length : -1;
-}
-
-/**
  * Whether header `name` is `lower` (lower case letters and '-', same length) in any case, with no lower-cased copy
  * per call. ASCII letters differ from their upper case by 0x20 only; the one other byte that ORs to '-' (CR) is no
  * header-name character, and llhttp has refused those already.
@@ -316,16 +302,43 @@ export function headerMapFromFlat(flat: FlatHeaders, drop: ReadonlySet<string> |
   return out;
 }
 
-/** Adds one field line to a map: a repeated name's values become an array (set-cookie and friends survive). */
-function addHeader(out: HeaderMap, name: string, value: string): void {
+/**
+ * Adds one field line to a map: a repeated name's values become an array (set-cookie and friends survive).
+ * Returns whether the name was new to the map.
+ */
+function addHeader(out: HeaderMap, name: string, value: string): boolean {
   const prev = out[name];
   if (prev === undefined) out[name] = value;
   else if (typeof prev === 'string') out[name] = [prev, value];
   else prev.push(value);
+  return prev === undefined;
 }
 
 /** Positions a HeaderNames memo remembers: heads with more lines than this take the plain path past it. */
 const MEMO_LINES = 48;
+
+// What a HeaderNames memo knows of a name at a position: whether `drop` has it, and whether it is one of the names
+// map() notes for its caller (NOTE_*), so that no caller scans the lines again for them.
+const DROPPED = 1;
+const NOTE_CONTENT_LENGTH = 2;
+const NOTE_TRANSFER_ENCODING = 4;
+const NOTE_KEEP_ALIVE = 8;
+const NOTES = NOTE_CONTENT_LENGTH | NOTE_TRANSFER_ENCODING | NOTE_KEEP_ALIVE;
+/** The first line of the head with this name: its value is stored without looking for an earlier one. */
+const FIRST = 16;
+
+function noteOf(lower: string): number {
+  switch (lower) {
+    case 'content-length':
+      return NOTE_CONTENT_LENGTH;
+    case 'transfer-encoding':
+      return NOTE_TRANSFER_ENCODING;
+    case 'keep-alive':
+      return NOTE_KEEP_ALIVE;
+    default:
+      return 0;
+  }
+}
 
 /**
  * headerMapFromFlat for one call site, remembering the last head's names by position. A keep-alive client (or
@@ -335,11 +348,22 @@ const MEMO_LINES = 48;
  * and looked up in the string table on every use as a key or Set member. A miss costs one string compare more
  * than the plain path, and the slot is overwritten. One memo per call site serves every connection (one head is
  * converted at a time), bounded at MEMO_LINES positions.
+ *
+ * map() also notes where the framing and keep-alive lines of the head are (contentLength, keepAliveAt), even
+ * those `drop` leaves out: the upstream pool reads them per response, and a scan of its own cost a
+ * case-insensitive compare per line each.
  */
 export class HeaderNames {
   private readonly raw: string[] = new Array<string>(MEMO_LINES).fill('');
   private readonly lower: string[] = new Array<string>(MEMO_LINES).fill('');
-  private readonly dropped = new Uint8Array(MEMO_LINES);
+  /** DROPPED | NOTE_* by position. */
+  private readonly flags = new Uint8Array(MEMO_LINES);
+  /** Of the head map() converted last: the index of its first keep-alive line, or -1. */
+  keepAliveAt = -1;
+  /** Of the head map() converted last: the index of its last content-length line, or -1. */
+  private contentLengthAt = -1;
+  /** Of the head map() converted last: whether it has a transfer-encoding line. */
+  private transferEncoding = false;
 
   constructor(private readonly drop: ReadonlySet<string> | null) {}
 
@@ -347,29 +371,52 @@ export class HeaderNames {
   map(flat: FlatHeaders): HeaderMap {
     const out = newHeaderMap();
     const drop = this.drop;
+    this.keepAliveAt = -1;
+    this.contentLengthAt = -1;
+    this.transferEncoding = false;
+    // Every position so far matched the last head's: which names came before is known, so FIRST holds.
+    let same = true;
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const raw = flat[i]!;
       const slot = i >> 1;
       let name: string;
-      if (slot < MEMO_LINES) {
-        if (this.raw[slot] === raw) {
-          if (this.dropped[slot] === 1) continue;
-          name = this.lower[slot]!;
-        } else {
-          name = raw.toLowerCase();
-          const dropIt = drop !== null && drop.has(name);
+      let flags: number;
+      if (slot < MEMO_LINES && this.raw[slot] === raw) {
+        name = this.lower[slot]!;
+        flags = this.flags[slot]!;
+      } else {
+        same = false;
+        name = raw.toLowerCase();
+        flags = noteOf(name) | (drop !== null && drop.has(name) ? DROPPED : 0);
+        if (slot < MEMO_LINES) {
           this.raw[slot] = raw;
           this.lower[slot] = name;
-          this.dropped[slot] = dropIt ? 1 : 0;
-          if (dropIt) continue;
+          this.flags[slot] = flags;
         }
-      } else {
-        name = raw.toLowerCase();
-        if (drop !== null && drop.has(name)) continue;
       }
-      addHeader(out, name, flat[i + 1]!);
+      if ((flags & NOTES) !== 0) this.note(flags, i);
+      if ((flags & DROPPED) !== 0) continue;
+      // A plain store where the name is known to be new: a keyed load less per line (megamorphic: heads differ).
+      if (same && (flags & FIRST) !== 0) out[name] = flat[i + 1]!;
+      else if (addHeader(out, name, flat[i + 1]!) !== ((flags & FIRST) !== 0) && slot < MEMO_LINES) this.flags[slot] = flags ^ FIRST;
     }
     return out;
+  }
+
+  private note(flags: number, i: number): void {
+    if ((flags & NOTE_CONTENT_LENGTH) !== 0) this.contentLengthAt = i;
+    else if ((flags & NOTE_TRANSFER_ENCODING) !== 0) this.transferEncoding = true;
+    else if (this.keepAliveAt < 0) this.keepAliveAt = i;
+  }
+
+  /**
+   * The body length the head map() converted last (`flat`) announces with content-length when nothing else frames
+   * the body (no transfer-encoding), else -1. llhttp has already refused a malformed or repeated content-length.
+   */
+  contentLength(flat: FlatHeaders): number {
+    if (this.transferEncoding || this.contentLengthAt < 0) return -1;
+    const length = Number(flat[this.contentLengthAt + 1]);
+    return Number.isSafeInteger(length) ? length : -1;
   }
 }
 

@@ -17,13 +17,34 @@ function fresh(s: string): string {
 
 function head(rand: () => number, lines: number): string[] {
   const flat: string[] = [];
-  for (let i = 0; i < lines; i++) flat.push(fresh(NAMES[Math.floor(rand() * NAMES.length)]!), fresh(`v${i}`));
+  for (let i = 0; i < lines; i++) {
+    const name = NAMES[Math.floor(rand() * NAMES.length)]!;
+    // Numbers for content-length (what contentLength reads), now and then one that is not.
+    const value = name.toLowerCase() === 'content-length' && rand() < 0.8 ? String(i * 1000) : `v${i}`;
+    flat.push(fresh(name), fresh(value));
+  }
   return flat;
+}
+
+/** What the upstream pool scanned each response head for before HeaderNames noted it. */
+function contentLengthByScan(lines: string[]): number {
+  let length = -1;
+  for (let i = 0; i < lines.length; i += 2) {
+    const name = lines[i]!.toLowerCase();
+    if (name === 'content-length') length = Number(lines[i + 1]);
+    else if (name === 'transfer-encoding') return -1;
+  }
+  return Number.isSafeInteger(length) ? length : -1;
+}
+
+function firstKeepAliveByScan(lines: string[]): number {
+  for (let i = 0; i < lines.length; i += 2) if (lines[i]!.toLowerCase() === 'keep-alive') return i;
+  return -1;
 }
 
 describe('HeaderNames', () => {
   for (const drop of [null, HOP_BY_HOP]) {
-    it(`makes the same map as headerMapFromFlat, head after head (drop: ${drop === null ? 'none' : 'hop-by-hop'})`, () => {
+    it(`makes the same map as headerMapFromFlat and notes framing lines, head after head (drop: ${drop === null ? 'none' : 'hop-by-hop'})`, () => {
       const rand = lcg(7);
       const memo = new HeaderNames(drop);
       let previous: string[] = [];
@@ -37,6 +58,9 @@ describe('HeaderNames', () => {
         expect(Object.keys(got)).toEqual(Object.keys(expected));
         expect({ ...got }).toEqual({ ...expected });
         expect(Object.getPrototypeOf(got)).toBe(Object.getPrototypeOf(expected));
+        // What map() notes of the head, dropped names (keep-alive, transfer-encoding) included.
+        expect(memo.contentLength(flat)).toBe(contentLengthByScan(flat));
+        expect(memo.keepAliveAt).toBe(firstKeepAliveByScan(flat));
       }
     });
   }

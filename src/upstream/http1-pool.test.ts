@@ -2,8 +2,10 @@
 // exchange does (a stand-in for the exchange, which is not network code).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { ABORT_DISCARD_MAX_BYTES, ABORT_DISCARD_MS, Http1Pool } from './http1-pool.js';
+import { ABORT_DISCARD_MAX_BYTES, ABORT_DISCARD_MS, Http1Pool, RAW_BODY_MIN_BYTES } from './http1-pool.js';
+import { rawBodyStats } from './raw-body-stats.js';
 import { PendingLimit, type UpstreamSink } from './pool.js';
 import type { HeaderMap } from '../http/headers.js';
 
@@ -158,4 +160,106 @@ describe('Http1Pool: a request cancelled after it was sent (its client went away
     // The cancelled one is closed, not still waiting beside the new one.
     expect(await abortThenAgain(`/later/${ABORT_DISCARD_MS + 800}`, 30, ABORT_DISCARD_MS + 200)).toEqual({ opened: 1, open: 1 });
   }, 10_000);
+});
+
+describe('Http1Pool: what it reads from a response head (keep-alive hint, body length), whatever the names\' case and order', () => {
+  /**
+   * An upstream that answers its n-th request (over all connections) with heads[n], an empty line and bodies[n];
+   * connections are numbered in order of accept, and each request notes the one it came on.
+   */
+  async function scripted(heads: string[], bodies: string[]): Promise<{ port: number; on: number[]; close(): Promise<void> }> {
+    const on: number[] = [];
+    let accepted = 0;
+    const sockets = new Set<net.Socket>();
+    const srv = net.createServer((socket) => {
+      const id = accepted++;
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => sockets.delete(socket));
+      let buffered = '';
+      socket.on('data', (d) => {
+        buffered += d.toString('latin1');
+        let end: number;
+        while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
+          buffered = buffered.slice(end + 4);
+          const n = on.length;
+          on.push(id);
+          socket.write(heads[n] + '\r\n' + bodies[n], 'latin1');
+        }
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    return {
+      port: (srv.address() as AddressInfo).port,
+      on,
+      close: async () => {
+        for (const socket of sockets) socket.destroy();
+        await new Promise<void>((r) => srv.close(() => r()));
+      },
+    };
+  }
+
+  const newPool = (upstreamPort: number): Http1Pool =>
+    new Http1Pool('127.0.0.1', upstreamPort, {
+      connectTimeoutMs: 1_000,
+      maxConnections: 1,
+      maxIdle: 1,
+      events: { onConnectionOpen() {}, onConnectionClose() {}, onResetDeferred() {}, onPendingOverflow() {} },
+      pending: new PendingLimit(1024),
+    });
+  const spec = () => ({ method: 'GET', path: '/', authority: 'test', scheme: 'http', headers: {}, body: null });
+
+  async function get(pool: Http1Pool): Promise<RecordingSink> {
+    const sink = new RecordingSink(false);
+    pool.request(spec(), sink);
+    await withTimeout(sink.done, 3_000);
+    return sink;
+  }
+
+  it('closes a connection after a response whose Keep-Alive says timeout=0, wherever that line is and in any case', async () => {
+    const upstream = await scripted(
+      [
+        'HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nX-A: 1\r\nContent-Length: 2\r\n',
+        // The position the last head had its keep-alive at now holds another name; the hint comes later, upper case.
+        'HTTP/1.1 200 OK\r\nX-A: 1\r\nCONTENT-LENGTH: 2\r\nKEEP-ALIVE: timeout=0\r\nkeep-alive: timeout=9\r\n',
+        'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n',
+      ],
+      ['aa', 'bb', 'cc'],
+    );
+    const pool = newPool(upstream.port);
+    try {
+      for (const body of ['aa', 'bb', 'cc']) expect((await get(pool)).body).toBe(body);
+      // The first hint kept the connection for the second request; the second's first keep-alive line closed it.
+      expect(upstream.on).toEqual([0, 0, 1]);
+    } finally {
+      pool.destroy();
+      await upstream.close();
+    }
+  });
+
+  it('reads a large body of an upper-case Content-Length around the parser, and a chunked one through it', async () => {
+    const big = RAW_BODY_MIN_BYTES + 1000;
+    const upstream = await scripted(
+      [
+        `HTTP/1.1 200 OK\r\nx-a: 1\r\nCONTENT-LENGTH: ${big}\r\n`,
+        // Chunked framing where the last head had its content-length: the body is not taken for a raw one.
+        'HTTP/1.1 200 OK\r\nx-a: 1\r\nTransfer-Encoding: chunked\r\n',
+        'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n',
+      ],
+      ['a'.repeat(big), `${big.toString(16)}\r\n${'c'.repeat(big)}\r\n0\r\n\r\n`, 'ccc'],
+    );
+    const pool = newPool(upstream.port);
+    const rawBefore = rawBodyStats.responses;
+    try {
+      expect((await get(pool)).body).toBe('a'.repeat(big));
+      expect(rawBodyStats.responses - rawBefore).toBe(1);
+      expect((await get(pool)).body).toBe('c'.repeat(big));
+      expect(rawBodyStats.responses - rawBefore).toBe(1);
+      expect((await get(pool)).body).toBe('ccc');
+      expect(upstream.on).toEqual([0, 0, 0]);
+    } finally {
+      pool.destroy();
+      await upstream.close();
+    }
+  });
 });

@@ -16,7 +16,6 @@ import {
   SKIP_BODY,
   chunkHeader,
   consumeSocket,
-  contentLengthOf,
   createParser,
   resetParser,
   setMessageBegin,
@@ -284,19 +283,18 @@ class H1Connection implements UpstreamStream, ParserOwner {
       this.informational = true;
       return SKIP_BODY;
     }
+    const headers = RESPONSE_NAMES.map(lines);
     if (!shouldKeepAlive) this.reusable = false;
-    else this.readKeepAliveHint(lines);
-    sink.onUpstreamHeaders(status, RESPONSE_NAMES.map(lines), false);
-    if (this.skipBody) return SKIP_BODY;
+    else if (RESPONSE_NAMES.keepAliveAt >= 0) this.readKeepAliveHint(lines[RESPONSE_NAMES.keepAliveAt + 1]!);
     // A large body of known length is read around the parser, once the head's read is parsed (onExecute). Not
-    // when the sink let go of this connection in onUpstreamHeaders (a retried status), nor for 204/304 (no body
-    // whatever content-length says), nor over TLS.
-    if (this.rawCapable && status !== 204 && status !== 304 && this.sink === sink && !this.closed) {
-      const length = contentLengthOf(lines);
-      if (length >= RAW_BODY_MIN_BYTES) {
-        this.rawLeft = length;
-        return PAUSE;
-      }
+    // when the sink lets go of this connection in onUpstreamHeaders (a retried status), nor for 204/304 (no body
+    // whatever content-length says), nor over TLS. Read before the sink's turn: RESPONSE_NAMES notes this head's.
+    const rawLength = this.rawCapable && !this.skipBody && status !== 204 && status !== 304 ? RESPONSE_NAMES.contentLength(lines) : -1;
+    sink.onUpstreamHeaders(status, headers, false);
+    if (this.skipBody) return SKIP_BODY;
+    if (rawLength >= RAW_BODY_MIN_BYTES && this.sink === sink && !this.closed) {
+      this.rawLeft = rawLength;
+      return PAUSE;
     }
     return 0;
   }
@@ -314,8 +312,10 @@ class H1Connection implements UpstreamStream, ParserOwner {
   }
 
   onMessageComplete(): void {
-    const trailerLines = this.pendingHead.takeLines(undefined);
-    this.pendingHead.clear();
+    // Most responses have no trailer lines: no empty array in their place (takeLines makes one).
+    const pending = this.pendingHead;
+    const trailerLines = pending.lines.length === 0 ? null : pending.takeLines(undefined);
+    pending.clear();
     if (this.informational) {
       this.informational = false;
       return;
@@ -326,7 +326,7 @@ class H1Connection implements UpstreamStream, ParserOwner {
       return;
     }
     this.sink = null;
-    const trailers = trailerLines.length === 0 ? null : headerMapFromFlat(trailerLines, HOP_BY_HOP);
+    const trailers = trailerLines === null ? null : headerMapFromFlat(trailerLines, HOP_BY_HOP);
     // A response that ends before its request was fully sent leaves the connection mid-message: not reusable.
     if (!this.requestWritten) {
       this.reusable = false;
@@ -370,7 +370,8 @@ class H1Connection implements UpstreamStream, ParserOwner {
       this.informational = true;
       return SKIP_BODY;
     }
-    this.readKeepAliveHint(lines);
+    const value = firstKeepAlive(lines);
+    if (value !== undefined) this.readKeepAliveHint(value);
     return this.skipBody ? SKIP_BODY : 0;
   }
 
@@ -394,30 +395,24 @@ class H1Connection implements UpstreamStream, ParserOwner {
     if (this.discarding) this.close();
   }
 
-  private readKeepAliveHint(lines: FlatHeaders): void {
-    for (let i = 0; i < lines.length; i += 2) {
-      const name = lines[i]!;
-      // No lower-cased copy per line: "Connection" is 10 characters too, and on every response.
-      if (name.length !== 10 || !headerNameIs(name, 'keep-alive')) continue;
-      const value = lines[i + 1]!;
-      // A server sends the same hint on every response: parsed once per connection, not per response.
-      let hintMs: number;
-      if (value === this.hintValue) hintMs = this.hintMs;
-      else {
-        const at = value.indexOf('timeout=');
-        hintMs = at < 0 ? Number.NaN : Math.min(MAX_KEEP_ALIVE_MS, Math.max(0, Number.parseInt(value.slice(at + 8), 10) * 1000 - KEEP_ALIVE_MARGIN_MS));
-        this.hintValue = value;
-        this.hintMs = hintMs;
-      }
-      if (Number.isNaN(hintMs)) return;
-      if (hintMs === 0) this.reusable = false;
-      else if (hintMs !== this.keepAliveMs) {
-        // Shorter or longer than the default: the server said how long it keeps an idle connection (as undici).
-        this.keepAliveMs = hintMs;
-        this.clearIdleTimer();
-        this.idleTimer = unrefTimer(onIdleCheck, hintMs, this);
-      }
-      return;
+  /** A server's `Keep-Alive` hint (the value of the head's first keep-alive line): how long it keeps us idle. */
+  private readKeepAliveHint(value: string): void {
+    // A server sends the same hint on every response: parsed once per connection, not per response.
+    let hintMs: number;
+    if (value === this.hintValue) hintMs = this.hintMs;
+    else {
+      const at = value.indexOf('timeout=');
+      hintMs = at < 0 ? Number.NaN : Math.min(MAX_KEEP_ALIVE_MS, Math.max(0, Number.parseInt(value.slice(at + 8), 10) * 1000 - KEEP_ALIVE_MARGIN_MS));
+      this.hintValue = value;
+      this.hintMs = hintMs;
+    }
+    if (Number.isNaN(hintMs)) return;
+    if (hintMs === 0) this.reusable = false;
+    else if (hintMs !== this.keepAliveMs) {
+      // Shorter or longer than the default: the server said how long it keeps an idle connection (as undici).
+      this.keepAliveMs = hintMs;
+      this.clearIdleTimer();
+      this.idleTimer = unrefTimer(onIdleCheck, hintMs, this);
     }
   }
 
@@ -659,6 +654,15 @@ class H1Connection implements UpstreamStream, ParserOwner {
     this.close();
     this.replacement?.abort();
   }
+}
+
+/** The value of the first keep-alive line of a head (the discard path; others have RESPONSE_NAMES note it). */
+function firstKeepAlive(lines: FlatHeaders): string | undefined {
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const name = lines[i]!;
+    if (name.length === 10 && headerNameIs(name, 'keep-alive')) return lines[i + 1];
+  }
+  return undefined;
 }
 
 /** The buffer the read onRawRead just took goes on with: Node asks for it right after the callback, unbound. */

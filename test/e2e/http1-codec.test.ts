@@ -63,6 +63,11 @@ beforeAll(async () => {
       setTimeout(() => res.end('slow answer'), 200);
     } else if (req.url === '/big') {
       res.end(BIG);
+    } else if (req.url?.startsWith('/bytes/')) {
+      // /bytes/<n>: n bytes, every byte value from 0xff down, over and over.
+      const body = Buffer.from(Array.from({ length: Number(req.url.slice(7)) }, (_, i) => 255 - (i % 256)));
+      res.setHeader('content-length', String(body.length));
+      res.end(body);
     } else if (req.url === '/bytes') {
       res.setHeader('content-length', String(ALL_BYTES.length));
       res.end(ALL_BYTES);
@@ -222,6 +227,26 @@ describe('HTTP/1.1 framing through the proxy', () => {
       req.on('error', reject);
     });
     expect(body.equals(ALL_BYTES)).toBe(true);
+  });
+
+  it('forwards binary bodies byte for byte on one connection, on either side of the size sent in the write with the head', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (const n of [1, 255, 2047, 2048, 2049, 5000]) {
+        const body = await new Promise<Buffer>((resolve, reject) => {
+          const req = http.get({ host: '127.0.0.1', port, path: `/bytes/${n}`, headers: { host: 'framing' }, agent }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve(Buffer.concat(chunks)));
+            res.on('error', reject);
+          });
+          req.on('error', reject);
+        });
+        expect(body.equals(Buffer.from(Array.from({ length: n }, (_, i) => 255 - (i % 256)))), `${n} bytes`).toBe(true);
+      }
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('forwards a small binary body that arrives in pieces byte for byte, and the connection stays usable', async () => {
