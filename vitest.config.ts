@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 // Where the suite's time goes (2 cores): one file at a time, vitest's default there (cores - 1), left a core idle
 // while most files wait on sockets, timers and child processes, and paid ~0.8 s of fork start-up per file.
 // So the suite runs in two groups, one after the other:
-// - `parallel`: the short files (under ~2.5 s alone), two at a time, in worker threads (cheaper to start than forks);
+// - `parallel`: the short files (under ~2.5 s alone), two at a time, in two worker threads that are reused;
 // - `serial`: files that are long, CPU-heavy, or sensitive to a busy machine (heap, RSS and fd bounds, fd limits,
 //   network namespaces named after process.pid, timing against the proxy's timeouts), one at a time in a forked
 //   process of its own, as before. In vitest 3 all projects share one pool per pool kind, sized from the root
@@ -54,7 +54,12 @@ export default defineConfig({
     testTimeout: 20_000,
     hookTimeout: 20_000,
     poolOptions: {
-      threads: { maxThreads: 2, minThreads: 1 },
+      // isolate: false: a thread runs its files one after another in one module graph, so the src modules a file
+      // imports are loaded once per thread, not once per file (that loading was most of the time between files).
+      // Test files themselves are still evaluated afresh. The price: module-level state in src is shared between
+      // the files of one thread; a file that changes process-wide state (fake timers, env, spies, a library that
+      // reads its setup once, as grpc-js-xds does its bootstrap) must undo it in afterEach/afterAll or go in SERIAL.
+      threads: { maxThreads: 2, minThreads: 1, isolate: false },
       forks: { maxForks: 1, minForks: 1 },
     },
     projects: [
