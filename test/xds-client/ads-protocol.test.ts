@@ -37,7 +37,7 @@ async function metric(p: Proxy, text: string): Promise<number | undefined> {
 }
 
 /** Fire requests at the backend through the proxy until stop() is called; resolves with every status seen. */
-function trafficLoop(port: number): { stop(): Promise<number[]> } {
+function trafficLoop(port: number): { stop(): Promise<number[]>; until(n: number): Promise<void>; count(): number } {
   const statuses: number[] = [];
   let running = true;
   const done = (async () => {
@@ -55,6 +55,18 @@ function trafficLoop(port: number): { stop(): Promise<number[]> } {
       running = false;
       await done;
       return statuses;
+    },
+    count: () => statuses.length,
+    /** Waits until n answers have come back: a count, not a fixed pause, so a busy machine cannot starve it. */
+    async until(n: number) {
+      const deadline = Date.now() + 5_000;
+      while (statuses.length < n) {
+        if (Date.now() > deadline) {
+          running = false;
+          throw new Error(`traffic loop: ${statuses.length} of ${n} answers within 5 s`);
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
     },
   };
 }
@@ -129,10 +141,11 @@ describe('ADS client against a scripted server', () => {
   it('NACKs a Cluster with an unsupported lb_policy (previous version, its nonce, INVALID_ARGUMENT) and keeps serving', async () => {
     const port = outboundPort(x.proxy);
     const loop = trafficLoop(port);
-    await new Promise((r) => setTimeout(r, 50));
+    await loop.until(3);
     server.send(CDS, 'v2', 'c2', [...res.clusters, badCluster()]);
     const nack = await server.waitFor(is(CDS, 'c2'));
-    await new Promise((r) => setTimeout(r, 50));
+    // Traffic on both sides of the NACK: three answers before the update was sent, three more after the NACK.
+    await loop.until(loop.count() + 3);
     const statuses = await loop.stop();
     expect(nack.version_info).toBe('v1');
     expect(nack.error_detail?.code).toBe(3);
