@@ -1,4 +1,6 @@
-// TLS parameters of the mTLS hop, against openssl on both sides (real handshakes): TLS 1.3 between sidecars, and
+// TLS parameters of the mTLS hop, against openssl on both sides (real handshakes): no TLS 1.2 renegotiation a client
+// asks for (Envoy refuses it too: a new handshake, maybe with another certificate, on a connection whose identity
+// was fixed by the first one), TLS 1.3 between sidecars, and
 // for a TLS 1.2 peer only Envoy's default cipher suites (ECDHE with AES-GCM or ChaCha20-Poly1305): a peer that
 // offers, or a server that accepts, only a CBC suite (ECDHE-ECDSA-AES128-SHA: SHA-1 MAC, no AEAD) finds no common
 // cipher. Node's own default list took those, so the hop could be weaker than Envoy's.
@@ -91,7 +93,40 @@ function negotiated(args: string[]): Promise<string> {
   });
 }
 
+/** A TLS 1.2 `openssl s_client` that asks to renegotiate (its `R` command) and then sends a request: its output. */
+function renegotiateThenGet(): Promise<string> {
+  const cert = ca.issue({ spiffeId: `${TD}/frontend` });
+  return new Promise((resolve) => {
+    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${backend.port('inbound')}`, '-tls1_2', '-CAfile', ca.caFile, '-cert', cert.certFile, '-key', cert.keyFile]);
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      const first = !out.includes('Verify return code');
+      out += String(d);
+      // Once the handshake is done: renegotiate, then ask for a page.
+      if (first && out.includes('Verify return code')) {
+        child.stdin.write('R\n');
+        setTimeout(() => child.stdin.write('GET / HTTP/1.1\r\nhost: backend\r\nconnection: close\r\n\r\n'), 300);
+      }
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += String(d)));
+    const timer = setTimeout(() => child.kill(), 5_000);
+    child.on('close', () => {
+      clearTimeout(timer);
+      resolve(out + err);
+    });
+    child.stdin.on('error', () => {});
+  });
+}
+
 describe('TLS parameters of the mTLS hop', () => {
+  it('inbound: a client that asks to renegotiate TLS 1.2 is closed, and the proxy serves on', async () => {
+    const out = await renegotiateThenGet();
+    expect(out).toContain('RENEGOTIATING');
+    expect(out).not.toContain('HTTP/1.1 200');
+    expect(await negotiated(['-tls1_2'])).toMatch(/^TLSv1\.2 ECDHE-ECDSA-/);
+  });
+
   it('inbound: TLS 1.3 by default; TLS 1.2 with an AEAD ECDHE suite; no CBC suite', async () => {
     expect(await negotiated([])).toMatch(/^TLSv1\.3 TLS_/);
     expect(await negotiated(['-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-GCM-SHA256'])).toBe('TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256');
