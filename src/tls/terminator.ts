@@ -104,6 +104,8 @@ export class TlsTerminator {
     const spiffeId = spiffeIdOfSans(sans);
     const identity = spiffeId === null ? null : parseSpiffeId(spiffeId);
     if (identity === null) return this.refuse(socket, 'no_spiffe_id', `the client certificate has no SPIFFE ID (SANs: ${cert.subjectaltname ?? 'none'})`);
+    // An X.509-SVID leaf is no CA (the X.509-SVID spec; Envoy's SPIFFE validator refuses one too).
+    if (cert.ca) return this.refuse(socket, 'no_spiffe_id', `the client certificate of ${identity.spiffeId} is a CA certificate, not an X.509-SVID leaf`);
     if (model.context.sanMatchers.length > 0 && !sansMatch(model.context.sanMatchers, sans)) {
       return this.refuse(socket, 'peer_identity', `the client ${identity.spiffeId} matches none of the listener's SAN matchers`);
     }

@@ -76,4 +76,11 @@ describe('client certificates that are not X.509-SVIDs', () => {
     for (const id of odd) expect(await statusWith(id), id).toBe('');
     expect(await metricValue(backend.proxy, 'pillion_tls_handshake_failures_total', { direction: 'inbound', reason: 'no_spiffe_id' })).toBe(before + odd.length);
   }, 30_000);
+
+  it('refuses a CA certificate as a workload certificate (an X.509-SVID leaf has CA:FALSE)', async () => {
+    const before = await metricValue(backend.proxy, 'pillion_tls_handshake_failures_total', { direction: 'inbound', reason: 'no_spiffe_id' });
+    // TestCa writes the SAN into an openssl extension file; the next lines make it a CA that can sign.
+    expect(await statusWith('spiffe://cluster.local/ns/prod/sa/x\nbasicConstraints=critical,CA:TRUE\nkeyUsage=digitalSignature,keyCertSign')).toBe('');
+    expect(await metricValue(backend.proxy, 'pillion_tls_handshake_failures_total', { direction: 'inbound', reason: 'no_spiffe_id' })).toBe(before + 1);
+  });
 });
