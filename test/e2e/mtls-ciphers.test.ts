@@ -93,18 +93,21 @@ function negotiated(args: string[]): Promise<string> {
   });
 }
 
-/** A TLS 1.2 `openssl s_client` that asks to renegotiate (its `R` command) and then sends a request: its output. */
-function renegotiateThenGet(): Promise<string> {
+/**
+ * An `openssl s_client` that, once connected, sends one of its commands (`R`: TLS 1.2 renegotiation, `k`: TLS 1.3
+ * key update) and then a request: its output.
+ */
+function commandThenGet(version: '-tls1_2' | '-tls1_3', command: 'R' | 'k'): Promise<string> {
   const cert = ca.issue({ spiffeId: `${TD}/frontend` });
   return new Promise((resolve) => {
-    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${backend.port('inbound')}`, '-tls1_2', '-CAfile', ca.caFile, '-cert', cert.certFile, '-key', cert.keyFile]);
+    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${backend.port('inbound')}`, version, '-CAfile', ca.caFile, '-cert', cert.certFile, '-key', cert.keyFile]);
     let out = '';
     child.stdout.on('data', (d: Buffer) => {
       const first = !out.includes('Verify return code');
       out += String(d);
       // Once the handshake is done: renegotiate, then ask for a page.
       if (first && out.includes('Verify return code')) {
-        child.stdin.write('R\n');
+        child.stdin.write(`${command}\n`);
         setTimeout(() => child.stdin.write('GET / HTTP/1.1\r\nhost: backend\r\nconnection: close\r\n\r\n'), 300);
       }
     });
@@ -121,10 +124,14 @@ function renegotiateThenGet(): Promise<string> {
 
 describe('TLS parameters of the mTLS hop', () => {
   it('inbound: a client that asks to renegotiate TLS 1.2 is closed, and the proxy serves on', async () => {
-    const out = await renegotiateThenGet();
+    const out = await commandThenGet('-tls1_2', 'R');
     expect(out).toContain('RENEGOTIATING');
     expect(out).not.toContain('HTTP/1.1 200');
     expect(await negotiated(['-tls1_2'])).toMatch(/^TLSv1\.2 ECDHE-ECDSA-/);
+    // A TLS 1.3 key update is no renegotiation: the connection carries on.
+    const updated = await commandThenGet('-tls1_3', 'k');
+    expect(updated).toContain('KEYUPDATE');
+    expect(updated).toContain('HTTP/1.1 200');
   });
 
   it('inbound: TLS 1.3 by default; TLS 1.2 with an AEAD ECDHE suite; no CBC suite', async () => {
