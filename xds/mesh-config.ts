@@ -421,7 +421,11 @@ export function checkMeshConfig(raw: unknown): { config?: MeshConfig; problems: 
   const c = new Checker();
   const root = c.obj(raw, [], ['trustDomain', 'services', 'outboundTrafficPolicy', 'protocolDetectionTimeout']);
   if (!root) return failed(c);
-  const trustDomain = root.trustDomain === undefined ? 'cluster.local' : c.str(root.trustDomain, ['trustDomain']);
+  let trustDomain = root.trustDomain === undefined ? 'cluster.local' : c.str(root.trustDomain, ['trustDomain']);
+  // The SPIFFE ID spec's trust domain characters: an ID with another one is refused by every peer (src/tls/peer.ts).
+  if (trustDomain !== undefined && !/^[a-z0-9._-]+$/.test(trustDomain)) {
+    trustDomain = c.fail(['trustDomain'], `expected a SPIFFE trust domain (lowercase letters, digits, ".", "-", "_"), got ${JSON.stringify(trustDomain)}`);
+  }
   let outboundTrafficPolicy: MeshConfig['outboundTrafficPolicy'];
   if (root.outboundTrafficPolicy !== undefined) {
     const o = c.obj(root.outboundTrafficPolicy, ['outboundTrafficPolicy'], ['mode']);

@@ -80,7 +80,7 @@ function sdsName(s: Plain, field: string): string {
   return String(s.name);
 }
 
-/** TLS 1.2 and up (src/tls/contexts.ts) with Node's ciphers and curves: a TlsParameters asking for more is told so. */
+/** TLS 1.2 and up with Envoy's default ciphers (src/tls/contexts.ts) and Node's curves: a TlsParameters asking for more is told so. */
 function tlsParams(p: Plain | undefined, field: string): void {
   if (p === undefined || p === null) return;
   const min = String(p.tls_minimum_protocol_version ?? 'TLS_AUTO');
@@ -88,7 +88,7 @@ function tlsParams(p: Plain | undefined, field: string): void {
   const max = String(p.tls_maximum_protocol_version ?? 'TLS_AUTO');
   if (max !== 'TLS_AUTO' && max !== 'TLSv1_3') notEnforced(`${field}.tls_maximum_protocol_version`, 'TLS 1.3 is offered too');
   for (const key of ['cipher_suites', 'ecdh_curves'] as const) {
-    if ((p[key] ?? []).length > 0) notEnforced(`${field}.${key}`, "Node's defaults are used");
+    if ((p[key] ?? []).length > 0) notEnforced(`${field}.${key}`, key === 'cipher_suites' ? "Envoy's default cipher suites are used" : "Node's default curves are used");
   }
 }
 

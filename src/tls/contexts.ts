@@ -31,6 +31,22 @@ interface Entry {
 
 /** TLS 1.2 is the floor Envoy and Istio use for mesh traffic. */
 const MIN_VERSION = 'TLSv1.2';
+/**
+ * Envoy's default cipher suites (server and client, non-FIPS): for TLS 1.2 ECDHE with AES-GCM or ChaCha20-Poly1305
+ * only. Node's default list also takes CBC suites with a SHA-1 MAC (ECDHE-ECDSA-AES128-SHA) and DHE. The TLS 1.3
+ * suites are named so that TLS 1.3 stays on.
+ */
+const CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+].join(':');
 
 export function isUnavailable(r: ResolvedTls | TlsUnavailable): r is TlsUnavailable {
   return (r as TlsUnavailable).unavailable !== undefined;
@@ -63,7 +79,7 @@ function describe(source: SecretSourceModel): string {
 }
 
 function build(model: TlsContextModel, cert: SecretModel | undefined, ca: SecretModel | undefined): ResolvedTls | TlsUnavailable {
-  const options: tls.SecureContextOptions = { minVersion: MIN_VERSION };
+  const options: tls.SecureContextOptions = { minVersion: MIN_VERSION, ciphers: CIPHERS };
   let localSpiffeId = '';
   if (model.certificate !== null) {
     if (cert === undefined) return { unavailable: `${describe(model.certificate)} (certificate and key) is not there yet` };

@@ -12,16 +12,32 @@ export interface PeerIdentity {
 }
 
 const SPIFFE_PREFIX = 'spiffe://';
+/** The SPIFFE ID spec's character sets: trust domain [a-z0-9._-], path segments [A-Za-z0-9._-]. */
+const TRUST_DOMAIN = /^[a-z0-9._-]+$/;
+const SEGMENT = /^[A-Za-z0-9._-]+$/;
+const WORKLOAD_PATH = /^\/ns\/([^/]+)\/sa\/([^/]+)$/;
 
-/** Parses a SPIFFE ID; null when `uri` is not one (wrong scheme, no trust domain). */
+/**
+ * Parses a SPIFFE ID; null when `uri` is not a valid one (the SPIFFE ID spec, as go-spiffe checks it): the scheme
+ * in lower case, a trust domain of [a-z0-9._-] only (no port, no user), and a path of non-empty segments of
+ * [A-Za-z0-9._-] other than `.` and `..` (so no trailing slash, percent-escape, query or fragment). An ID that only
+ * looks like one (`/ns/prod/../default/sa/x`, `/ns/prod//sa/x`) would otherwise meet a namespace rule's prefix.
+ */
 export function parseSpiffeId(uri: string): PeerIdentity | null {
   if (!uri.startsWith(SPIFFE_PREFIX)) return null;
   const rest = uri.slice(SPIFFE_PREFIX.length);
   const slash = rest.indexOf('/');
   const trustDomain = slash < 0 ? rest : rest.slice(0, slash);
-  if (trustDomain === '') return null;
+  if (!TRUST_DOMAIN.test(trustDomain)) return null;
   const path = slash < 0 ? '' : rest.slice(slash);
-  const m = /^\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(path);
+  if (path !== '') {
+    const segments = path.split('/');
+    for (let i = 1; i < segments.length; i++) {
+      const seg = segments[i]!;
+      if (!SEGMENT.test(seg) || seg === '.' || seg === '..') return null;
+    }
+  }
+  const m = WORKLOAD_PATH.exec(path);
   return { spiffeId: uri, trustDomain, namespace: m?.[1] ?? '', serviceAccount: m?.[2] ?? '' };
 }
 

@@ -53,15 +53,18 @@ export function parseSubjectAltNames(subjectaltname: string | undefined): SanEnt
   return out;
 }
 
-/** The certificate's SPIFFE ID: its one URI SAN that parses as one (SPIFFE allows exactly one), else null. */
+/**
+ * The certificate's SPIFFE ID, else null. An X.509-SVID has exactly one URI SAN and it is a valid SPIFFE ID (the
+ * X.509-SVID spec): a certificate with a second URI SAN of any kind, or a malformed ID, names no workload.
+ */
 export function spiffeIdOfSans(sans: readonly SanEntry[]): string | null {
   let found: string | null = null;
   for (const san of sans) {
-    if (san.type !== 'URI' || parseSpiffeId(san.value) === null) continue;
+    if (san.type !== 'URI') continue;
     if (found !== null) return null;
     found = san.value;
   }
-  return found;
+  return found !== null && parseSpiffeId(found) !== null ? found : null;
 }
 
 function matchOne(m: SanMatcherModel, value: string): boolean {

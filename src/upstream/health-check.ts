@@ -5,6 +5,7 @@ import type { HealthCheckModel } from '../config/model.js';
 import { nextDelayMs, recordProbe, type ProbeResult } from './health-check-state.js';
 import { HealthProbe } from './health-probe.js';
 import type { EndpointState } from './types.js';
+import type { UpstreamTlsConnector } from '../tls/upstream-tls.js';
 
 /** What the checker needs from its cluster. */
 export interface HealthCheckHost {
@@ -14,6 +15,8 @@ export interface HealthCheckHost {
   probed(success: boolean): void;
   /** Whether the cluster has carried traffic yet (Envoy probes at no_traffic_interval until it has). */
   hadTraffic(): boolean;
+  /** The cluster's TLS origination now (null: plaintext); probes go through it, as the cluster's connections do. */
+  readonly tls: UpstreamTlsConnector | null;
 }
 
 class Session {
@@ -44,7 +47,7 @@ class Session {
     this.timer = null;
     const cfg = this.checker.config;
     const e = this.endpoint;
-    this.probe = new HealthProbe(e.address, e.port, cfg.timeoutMs, cfg.http, (result) => this.onResult(result));
+    this.probe = new HealthProbe(e.address, e.port, cfg.timeoutMs, cfg.http, (result) => this.onResult(result), this.checker.tls);
     this.probe.start();
   }
 
@@ -66,6 +69,11 @@ export class HealthChecker {
     private readonly random: () => number = Math.random,
   ) {
     this.configKey = JSON.stringify(config);
+  }
+
+  /** The cluster's TLS origination for the next probe (it follows the cluster's transport socket). */
+  get tls(): UpstreamTlsConnector | null {
+    return this.host.tls;
   }
 
   /**

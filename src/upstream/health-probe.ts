@@ -1,9 +1,11 @@
 // One active health-check probe of one endpoint: a TCP connect, or an HTTP/1.1 GET on a fresh connection whose
-// status line decides. Bounded: one timer covers connect and answer, at most MAX_PROBE_READ bytes are read (the
+// status line decides. A cluster with mTLS probes through its transport socket, as Envoy does: the same handshake,
+// client certificate and SPIFFE ID check as its connections (a STRICT peer refuses plaintext). Bounded: one timer covers connect and answer, at most MAX_PROBE_READ bytes are read (the
 // body is never read), and the socket is destroyed as soon as the result is known.
 import * as net from 'node:net';
 import type { StatusRange } from '../config/model.js';
 import { httpResult, type ProbeResult } from './health-check-state.js';
+import { ALPN_HTTP11, readyEventOf, type UpstreamTlsConnector } from '../tls/upstream-tls.js';
 
 /** The most of a response a probe reads: the final status line, and any 1xx heads before it, must fit. */
 export const MAX_PROBE_READ = 4096;
@@ -54,17 +56,21 @@ export class HealthProbe {
     private readonly timeoutMs: number,
     private readonly http: HttpProbeConfig | undefined,
     private readonly done: (result: ProbeResult) => void,
+    /** The cluster's TLS origination, null for plaintext. */
+    private readonly tls: UpstreamTlsConnector | null = null,
   ) {}
 
   start(): void {
     this.timer = setTimeout(() => this.finish('networkFailure'), this.timeoutMs);
     this.timer.unref();
-    const socket = net.connect({ host: this.address, port: this.port, noDelay: true });
+    const tls = this.tls;
+    // With TLS a probe is usable after the handshake (a failed one, or a peer with the wrong identity, fails it).
+    const socket = tls === null ? net.connect({ host: this.address, port: this.port, noDelay: true }) : tls.connect(this.address, this.port, this.http === undefined ? null : ALPN_HTTP11, null);
     this.socket = socket;
     // From the first moment: an unhandled 'error' on a socket ends the process.
     socket.on('error', () => this.finish('networkFailure'));
     socket.on('close', () => this.finish('networkFailure'));
-    socket.once('connect', () => this.onConnect());
+    socket.once(readyEventOf(socket), () => this.onConnect());
     if (this.http !== undefined) socket.on('data', (chunk: Buffer) => this.onData(chunk));
   }
 

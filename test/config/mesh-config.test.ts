@@ -49,6 +49,11 @@ services:
     ]);
   });
 
+  it('takes a trust domain only in SPIFFE ID characters (a certificate for another would be refused by every peer)', () => {
+    for (const td of ['Cluster.local', 'td:8443', 'td/x', 'td x']) expect(problems(`trustDomain: "${td}"\nservices: []\n`).join('\n'), td).toContain('trustDomain: expected a SPIFFE trust domain');
+    expect(parseMeshConfig('trustDomain: prod.example-1_x\nservices: []\n', 'm.yaml').trustDomain).toBe('prod.example-1_x');
+  });
+
   it('lists every problem with its exact path', () => {
     const p = problems(`
 services:

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { parseSubjectAltNames, sansMatch, spiffeIdOfSans } from '../../src/tls/san.js';
 import { classifyHandshakeError, HandshakeFailureReporter, PEER_IDENTITY_ERROR } from '../../src/tls/handshake-failures.js';
 import { xfccValue } from '../../src/tls/downstream-peer.js';
+import { parseSpiffeId } from '../../src/tls/peer.js';
 import type { SanMatcherModel } from '../../src/config/model.js';
 
 describe('subject alternative names', () => {
@@ -22,10 +23,22 @@ describe('subject alternative names', () => {
     expect(parseSubjectAltNames(undefined)).toEqual([]);
   });
 
-  it('finds the one SPIFFE ID, and none when there are two', () => {
-    expect(spiffeIdOfSans(parseSubjectAltNames('DNS:a, URI:https://x, URI:spiffe://td/ns/a/sa/b'))).toBe('spiffe://td/ns/a/sa/b');
+  it('finds the one SPIFFE ID, and none when there are two URI SANs of any kind (an X.509-SVID has exactly one)', () => {
+    expect(spiffeIdOfSans(parseSubjectAltNames('DNS:a, URI:spiffe://td/ns/a/sa/b, email:x@y'))).toBe('spiffe://td/ns/a/sa/b');
+    expect(spiffeIdOfSans(parseSubjectAltNames('DNS:a, URI:https://x, URI:spiffe://td/ns/a/sa/b'))).toBeNull();
     expect(spiffeIdOfSans(parseSubjectAltNames('URI:spiffe://td/ns/a/sa/b, URI:spiffe://td/ns/a/sa/c'))).toBeNull();
     expect(spiffeIdOfSans(parseSubjectAltNames('DNS:a'))).toBeNull();
+  });
+
+  it('takes only valid SPIFFE IDs (the SPIFFE ID spec): no dot or empty segments, escapes, query, port or uppercase trust domain', () => {
+    expect(parseSpiffeId('spiffe://cluster.local/ns/prod/sa/x')).toMatchObject({ trustDomain: 'cluster.local', namespace: 'prod', serviceAccount: 'x' });
+    expect(parseSpiffeId('spiffe://td')).toMatchObject({ trustDomain: 'td', namespace: '' });
+    expect(parseSpiffeId('spiffe://td/Other_Path-1.2')).toMatchObject({ namespace: '' });
+    for (const bad of [
+      'SPIFFE://td/ns/a/sa/b', 'spiffe://', 'spiffe:///ns/a/sa/b', 'spiffe://TD/ns/a/sa/b', 'spiffe://td:8443/ns/a/sa/b', 'spiffe://u@td/ns/a/sa/b',
+      'spiffe://td/', 'spiffe://td/ns/a/sa/b/', 'spiffe://td/ns//sa/b', 'spiffe://td/ns/./a/sa/b', 'spiffe://td/ns/a/../b/sa/c',
+      'spiffe://td/ns/a/sa/%62', 'spiffe://td/ns/a/sa/b?x=1', 'spiffe://td/ns/a/sa/b#f', 'spiffe://td/ns/a/sa/b c',
+    ]) expect(parseSpiffeId(bad), bad).toBeNull();
   });
 
   it("matches Envoy's typed SAN matchers: the type must agree", () => {
