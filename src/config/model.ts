@@ -67,6 +67,18 @@ export interface TlsContextModel {
   /** The peer certificate must have a SAN matching one of these (empty = any certificate the CA signed). */
   readonly sanMatchers: readonly SanMatcherModel[];
   readonly alpn: readonly string[];
+  /** CommonTlsContext.tls_params; null = TLS 1.2 - 1.3, Envoy's default cipher suites, Node's default curves. */
+  readonly params: TlsParamsModel | null;
+}
+
+/** What TlsParameters asks for, as OpenSSL takes it. */
+export interface TlsParamsModel {
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  readonly maxVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** TLS 1.2 cipher suites (OpenSSL names, in order); null = Envoy's default list. TLS 1.3's are not configurable. */
+  readonly cipherSuites: readonly string[] | null;
+  /** ECDHE groups (OpenSSL names, in order); null = Node's default. */
+  readonly ecdhCurves: readonly string[] | null;
 }
 
 export interface UpstreamTlsModel {

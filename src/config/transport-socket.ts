@@ -3,7 +3,8 @@
 // translation time (DataSource.filename, as Envoy reads it); secrets named by SDS are looked up at connection
 // time in the SecretStore, so the model holds only their names.
 import { readFileSync } from 'node:fs';
-import type { DownstreamTlsModel, SanMatcherModel, SecretSourceModel, TlsContextModel, UpstreamTlsModel } from './model.js';
+import { getCiphers } from 'node:tls';
+import type { DownstreamTlsModel, SanMatcherModel, SecretSourceModel, TlsContextModel, TlsParamsModel, UpstreamTlsModel } from './model.js';
 import { decodeAny, decodeMessage, MESSAGE_NAMES, TYPE_URLS } from './protos.js';
 import { invalid, notEnforced, wrapped, type Plain } from './values.js';
 import type { SecretModel } from '../tls/secrets.js';
@@ -80,16 +81,54 @@ function sdsName(s: Plain, field: string): string {
   return String(s.name);
 }
 
-/** TLS 1.2 and up with Envoy's default ciphers (src/tls/contexts.ts) and Node's curves: a TlsParameters asking for more is told so. */
-function tlsParams(p: Plain | undefined, field: string): void {
-  if (p === undefined || p === null) return;
+/** Names OpenSSL knows for TLS 1.2 cipher suites (lower case): a name it does not know is refused, as Envoy does. */
+const KNOWN_CIPHERS: ReadonlySet<string> = new Set(getCiphers());
+/** The ECDHE groups Envoy (BoringSSL) offers, by the names Envoy's config uses; OpenSSL takes the same names. */
+const KNOWN_CURVES: ReadonlySet<string> = new Set(['X25519', 'P-256', 'P-384', 'P-521']);
+
+/**
+ * TlsParameters, enforced: the version range within TLS 1.2 - 1.3 (older versions are never spoken, so asking for
+ * them is said, not done), TLS 1.2 cipher suites and ECDHE curves by name. BoringSSL's equal-preference groups
+ * (`[A|B]`) are read as A then B. TLS 1.3's suites are not configurable, in Envoy as here: naming one is said.
+ */
+function tlsParams(p: Plain | undefined, field: string): TlsParamsModel | null {
+  if (p === undefined || p === null) return null;
   const min = String(p.tls_minimum_protocol_version ?? 'TLS_AUTO');
-  if (min === 'TLSv1_3') notEnforced(`${field}.tls_minimum_protocol_version`, 'TLS 1.2 is accepted too');
   const max = String(p.tls_maximum_protocol_version ?? 'TLS_AUTO');
-  if (max !== 'TLS_AUTO' && max !== 'TLSv1_3') notEnforced(`${field}.tls_maximum_protocol_version`, 'TLS 1.3 is offered too');
-  for (const key of ['cipher_suites', 'ecdh_curves'] as const) {
-    if ((p[key] ?? []).length > 0) notEnforced(`${field}.${key}`, key === 'cipher_suites' ? "Envoy's default cipher suites are used" : "Node's default curves are used");
+  if (min === 'TLSv1_0' || min === 'TLSv1_1') notEnforced(`${field}.tls_minimum_protocol_version`, 'TLS 1.2 is the lowest version spoken');
+  if (max === 'TLSv1_0' || max === 'TLSv1_1') invalid(`${field}.tls_maximum_protocol_version: ${max} is below TLS 1.2, the lowest version spoken`);
+  const minVersion = min === 'TLSv1_3' ? 'TLSv1.3' : 'TLSv1.2';
+  const maxVersion = max === 'TLSv1_2' ? 'TLSv1.2' : 'TLSv1.3';
+  if (minVersion === 'TLSv1.3' && maxVersion === 'TLSv1.2') invalid(`${field}: tls_minimum_protocol_version TLSv1_3 is above tls_maximum_protocol_version TLSv1_2`);
+  let cipherSuites: string[] | null = null;
+  const suites: unknown[] = p.cipher_suites ?? [];
+  if (suites.length > 0) {
+    const named: string[] = [];
+    cipherSuites = named;
+    suites.forEach((entry, i) => {
+      const names = String(entry).replace(/^\[|\]$/g, '').split('|');
+      for (const raw of names) {
+        const name = raw.trim();
+        if (name.startsWith('TLS_')) {
+          notEnforced(`${field}.cipher_suites[${i}]`, `${name} is a TLS 1.3 suite, which are not configurable (as in Envoy)`);
+          continue;
+        }
+        if (!KNOWN_CIPHERS.has(name.toLowerCase())) invalid(`${field}.cipher_suites[${i}]: unknown cipher suite ${JSON.stringify(name)}`);
+        named.push(name);
+      }
+    });
+    if (named.length === 0 && minVersion === 'TLSv1.2') invalid(`${field}.cipher_suites: no TLS 1.2 suite left, so TLS 1.2 peers could not connect (set tls_minimum_protocol_version TLSv1_3)`);
   }
+  let ecdhCurves: string[] | null = null;
+  const curves: unknown[] = p.ecdh_curves ?? [];
+  if (curves.length > 0) {
+    ecdhCurves = curves.map((c, i) => {
+      const name = String(c);
+      if (!KNOWN_CURVES.has(name)) invalid(`${field}.ecdh_curves[${i}]: unknown curve ${JSON.stringify(name)} (X25519, P-256, P-384, P-521)`);
+      return name;
+    });
+  }
+  return { minVersion, maxVersion, cipherSuites, ecdhCurves };
 }
 
 function commonTlsContext(c: Plain | undefined, field: string): TlsContextModel {
@@ -123,9 +162,9 @@ function commonTlsContext(c: Plain | undefined, field: string): TlsContextModel 
       };
     }
   }
-  tlsParams(ctx.tls_params, `${field}.tls_params`);
+  const params = tlsParams(ctx.tls_params, `${field}.tls_params`);
   if (sanMatchers.length > 0 && validation === null) invalid(`${field}: SAN matchers without a trusted CA would match unverified certificates`);
-  return { certificate, validation, sanMatchers, alpn: (ctx.alpn_protocols ?? []).map(String) };
+  return { certificate, validation, sanMatchers, alpn: (ctx.alpn_protocols ?? []).map(String), params };
 }
 
 /** The typed_config of a TLS transport socket, or null for raw_buffer (plaintext). */

@@ -47,6 +47,8 @@ const CIPHERS = [
   'ECDHE-ECDSA-AES256-GCM-SHA384',
   'ECDHE-RSA-AES256-GCM-SHA384',
 ].join(':');
+/** TLS 1.3's suites, always offered (not configurable, in Envoy as here) beside a configured TLS 1.2 list. */
+const TLS13_SUITES = CIPHERS.split(':').filter((c) => c.startsWith('TLS_')).join(':');
 
 export function isUnavailable(r: ResolvedTls | TlsUnavailable): r is TlsUnavailable {
   return (r as TlsUnavailable).unavailable !== undefined;
@@ -79,7 +81,16 @@ function describe(source: SecretSourceModel): string {
 }
 
 function build(model: TlsContextModel, cert: SecretModel | undefined, ca: SecretModel | undefined): ResolvedTls | TlsUnavailable {
-  const options: tls.SecureContextOptions = { minVersion: MIN_VERSION, ciphers: CIPHERS };
+  const params = model.params;
+  const options: tls.SecureContextOptions =
+    params === null
+      ? { minVersion: MIN_VERSION, ciphers: CIPHERS }
+      : {
+          minVersion: params.minVersion,
+          maxVersion: params.maxVersion,
+          ciphers: params.cipherSuites === null ? CIPHERS : [TLS13_SUITES, ...params.cipherSuites].join(':'),
+          ...(params.ecdhCurves === null ? {} : { ecdhCurve: params.ecdhCurves.join(':') }),
+        };
   let localSpiffeId = '';
   if (model.certificate !== null) {
     if (cert === undefined) return { unavailable: `${describe(model.certificate)} (certificate and key) is not there yet` };

@@ -140,19 +140,32 @@ describe('translation', () => {
     expect(noCa.errors[0]!.message).toContain('SAN matchers without a trusted CA');
   });
 
-  it('warns by name about tls_params (versions, cipher suites) and require_sni, which it does not enforce', () => {
+  it('takes tls_params (version range, TLS 1.2 cipher suites, curves), refuses what cannot be served, and warns about require_sni, which it does not enforce', () => {
     const context = (extra: object) =>
       tlsSocket(MESSAGE_NAMES.UpstreamTlsContext, { common_tls_context: { validation_context: { trusted_ca: { inline_string: 'CA' } }, ...extra } });
-    expect(build([clusterWith(context({ tls_params: { tls_minimum_protocol_version: 'TLSv1_2' } }))]).warnings).toEqual([]);
-    const r = build([
-      clusterWith(context({ tls_params: { tls_minimum_protocol_version: 'TLSv1_3', tls_maximum_protocol_version: 'TLSv1_2', cipher_suites: ['ECDHE-RSA-AES128-GCM-SHA256'] } })),
-    ]);
-    expect(r.errors).toEqual([]);
-    const at = 'transport_socket.typed_config.common_tls_context';
-    expect(r.warnings.map((w) => w.message.replace(/ \(.*\)$/, ''))).toEqual([
-      `${at}.tls_params.tls_minimum_protocol_version: accepted but not enforced yet`,
-      `${at}.tls_params.tls_maximum_protocol_version: accepted but not enforced yet`,
-      `${at}.tls_params.cipher_suites: accepted but not enforced yet`,
+    const paramsOf = (params: object) => {
+      const r = build([clusterWith(context({ tls_params: params }))]);
+      return { errors: r.errors.map((e) => e.message), warnings: r.warnings.map((w) => w.message), params: r.snapshot?.clusters.get('c')?.tls?.context.params };
+    };
+    expect(paramsOf({ tls_minimum_protocol_version: 'TLSv1_2' })).toMatchObject({ errors: [], warnings: [], params: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', cipherSuites: null, ecdhCurves: null } });
+    expect(
+      paramsOf({ tls_minimum_protocol_version: 'TLSv1_3', cipher_suites: ['[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]', 'ECDHE-RSA-AES256-GCM-SHA384'], ecdh_curves: ['X25519', 'P-256'] }),
+    ).toMatchObject({
+      errors: [],
+      warnings: [],
+      params: { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', cipherSuites: ['ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-AES256-GCM-SHA384'], ecdhCurves: ['X25519', 'P-256'] },
+    });
+    const at = 'transport_socket.typed_config.common_tls_context.tls_params';
+    expect(paramsOf({ tls_minimum_protocol_version: 'TLSv1_3', tls_maximum_protocol_version: 'TLSv1_2' }).errors[0]).toContain(`${at}: tls_minimum_protocol_version TLSv1_3 is above tls_maximum_protocol_version TLSv1_2`);
+    expect(paramsOf({ tls_maximum_protocol_version: 'TLSv1_1' }).errors[0]).toContain(`${at}.tls_maximum_protocol_version: TLSv1_1 is below TLS 1.2`);
+    expect(paramsOf({ cipher_suites: ['ECDHE-RSA-AES128-GCM-SHA256', 'NOT-A-CIPHER'] }).errors[0]).toContain(`${at}.cipher_suites[1]: unknown cipher suite "NOT-A-CIPHER"`);
+    expect(paramsOf({ cipher_suites: ['TLS_AES_128_GCM_SHA256'] }).errors[0]).toContain(`${at}.cipher_suites: no TLS 1.2 suite left`);
+    expect(paramsOf({ ecdh_curves: ['P-256', 'brainpool'] }).errors[0]).toContain(`${at}.ecdh_curves[1]: unknown curve "brainpool"`);
+    const older = paramsOf({ tls_minimum_protocol_version: 'TLSv1_0', cipher_suites: ['TLS_AES_128_GCM_SHA256', 'ECDHE-RSA-AES128-GCM-SHA256'] });
+    expect(older.errors).toEqual([]);
+    expect(older.warnings.map((w) => w.replace(/ \(.*\)$/, ''))).toEqual([
+      `${at}.tls_minimum_protocol_version: accepted but not enforced yet`,
+      `${at}.cipher_suites[0]: accepted but not enforced yet`,
     ]);
     const server = (requireSni: boolean) =>
       collectWarnings(() =>
