@@ -199,6 +199,8 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
     if (stream.closed || stream.sentHeaders) return NOT_SENT;
     this.answered();
     const headers = newHeaderMap();
+    // As Envoy marks a circuit breaker's refusal: a proxy in front (a peer's outbound sidecar) does not retry it.
+    if (reason === REASONS.overflow) headers['x-envoy-overloaded'] = 'true';
     if (this.grpc) {
       // gRPC callers read status from grpc-status, so reply trailers-only with HTTP 200 (as Envoy does).
       headers['content-type'] = 'application/grpc';

@@ -18,7 +18,7 @@ import type { OriginalDestination } from '../../listener/original-dst.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../../tls/handshake-failures.js';
 import { cancelDeadline, startDeadline, type DeadlineList, type Expirable } from './deadlines.js';
 import { ReplayableBody } from './replay-body.js';
-import { backoffMs, retriableFailure, retriableResponse, type AttemptFailure } from './retry-policy.js';
+import { backoffMs, retriableFailure, retriableResponse, retryForbidden, type AttemptFailure } from './retry-policy.js';
 
 /** The request the router forwards, and where the response it settles on goes (the exchange). */
 export interface RouterOwner {
@@ -264,7 +264,11 @@ export class Router implements Expirable {
     if (retry !== undefined) {
       // A gRPC status in the response head is a trailers-only response: the call ended before any message.
       const grpcStatus = this.owner.grpc && endStream ? headers['grpc-status'] : undefined;
-      if (retriableResponse(retry, status, typeof grpcStatus === 'string' ? grpcStatus : undefined) && this.retryAfter(attempt, httpOutcome(status, false), status)) {
+      if (
+        retriableResponse(retry, status, typeof grpcStatus === 'string' ? grpcStatus : undefined) &&
+        !retryForbidden(headers) &&
+        this.retryAfter(attempt, httpOutcome(status, false), status)
+      ) {
         return;
       }
       // The response is the client's from here on; its own per-try deadline no longer applies (the route's does).

@@ -1,0 +1,83 @@
+// What a retry policy must never do, seen from outside: retry a response an upstream proxy marked overloaded
+// (x-envoy-overloaded) or rate limited (x-envoy-ratelimited), as Envoy never does; and the proxy marks its own
+// circuit breaker refusals so that a proxy in front of it does not retry them either.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHttpBackend, type Backend } from '../helpers/backends.js';
+import { startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { request } from '../helpers/client.js';
+
+const backends: Backend[] = [];
+let proxy: RunningProxy;
+let port: number;
+const hits = { overloaded: 0, ratelimited: 0, plain: 0 };
+
+function refusing(name: keyof typeof hits, status: number, header: string | null): Promise<Backend> {
+  return startHttpBackend(name, (_req, res) => {
+    hits[name]++;
+    res.writeHead(status, header === null ? {} : { [header]: 'true' });
+    res.end(name);
+  });
+}
+
+beforeAll(async () => {
+  const overloaded = await refusing('overloaded', 503, 'x-envoy-overloaded');
+  const ratelimited = await refusing('ratelimited', 429, 'x-envoy-ratelimited');
+  const plain = await refusing('plain', 503, null);
+  const slow = await startHttpBackend('slow', (_req, res) => {
+    setTimeout(() => res.end('slow'), 300);
+  });
+  backends.push(overloaded, ratelimited, plain, slow);
+  const retries = 'retries: { attempts: 2, retryOn: [5xx, 429], backoff: { base: 2ms } }';
+  const svc = (name: string, b: Backend, policy: string) => `
+  - name: ${name}
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${b.port} }]
+    policy: { ${policy} }`;
+  proxy = await startProxy(
+    `
+services:
+  - name: client
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: 1 }]
+${svc('overloaded', overloaded, retries)}
+${svc('ratelimited', ratelimited, retries)}
+${svc('plain', plain, retries)}
+${svc('bulkhead', slow, 'circuitBreakers: { maxRequests: 1 }')}
+`,
+    { service: 'client' },
+  );
+  port = proxy.port('outbound');
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await Promise.all(backends.map((b) => b.close()));
+});
+
+describe('retries an upstream forbids', () => {
+  it('a 503 with x-envoy-overloaded goes to the client after one try; a plain 503 is retried', async () => {
+    const refused = await request(port, { host: 'overloaded' });
+    expect(refused.status).toBe(503);
+    expect(refused.body).toBe('overloaded');
+    expect(hits.overloaded).toBe(1);
+    const plain = await request(port, { host: 'plain' });
+    expect(plain.status).toBe(503);
+    expect(hits.plain).toBe(3);
+  });
+
+  it('a 429 with x-envoy-ratelimited is not retried even when retryOn names 429', async () => {
+    const refused = await request(port, { host: 'ratelimited' });
+    expect(refused.status).toBe(429);
+    expect(hits.ratelimited).toBe(1);
+  });
+
+  it("the proxy's own circuit breaker refusal says x-envoy-overloaded, so a proxy in front does not retry it", async () => {
+    const first = request(port, { host: 'bulkhead' });
+    await new Promise((r) => setTimeout(r, 50));
+    const refused = await request(port, { host: 'bulkhead' });
+    expect(refused.status).toBe(503);
+    expect(refused.headers['x-pillion-reason']).toBe('overflow');
+    expect(refused.headers['x-envoy-overloaded']).toBe('true');
+    expect((await first).status).toBe(200);
+  });
+});
