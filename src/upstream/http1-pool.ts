@@ -766,12 +766,16 @@ export class Http1Pool implements ConnectionPool {
     this.idle.push(connection);
   }
 
-  /** A connection closed: drop it, and let a waiting request have its place. */
+  /**
+   * A connection closed: drop it, and let a waiting request have its place. A drained pool too: it takes no new
+   * requests, but those it queued before the drain are still its to send (else they wait for the route timeout,
+   * or for ever without one). destroy() empties the queue first.
+   */
   forget(connection: H1Connection): void {
     if (!this.all.delete(connection)) return;
     const i = this.idle.indexOf(connection);
     if (i >= 0) this.idle.splice(i, 1);
-    if (this.draining || this.all.size >= this.options.maxConnections) return;
+    if (this.all.size >= this.options.maxConnections) return;
     const next = this.nextWaiting();
     if (next !== undefined) this.startOn(this.open(), next);
   }

@@ -444,8 +444,8 @@ export class Http2Pool implements ConnectionPool {
     const i = this.sessions.indexOf(session);
     if (i >= 0) this.sessions.splice(i, 1);
     if (session.connected) this.options.events.onConnectionClose();
-    // A waiting request may now open a fresh session.
-    if (this.waiting.length > 0 && !this.draining) {
+    // A waiting request may now open a fresh session, in a drained pool too (see sessionWithCapacity).
+    if (this.waiting.length > 0) {
       const next = this.sessionWithCapacity();
       if (next !== null) this.pump(next);
     }
@@ -475,7 +475,9 @@ export class Http2Pool implements ConnectionPool {
 
   private sessionWithCapacity(): Session | null {
     for (const session of this.sessions) if (session.hasCapacity) return session;
-    if (this.draining || this.sessions.length >= this.options.maxConnections) return null;
+    // A drained pool takes no new requests, but those it queued before the drain are still its to send: its
+    // sessions take no new streams, so without a fresh one they would wait for the route timeout, or for ever.
+    if ((this.draining && this.waiting.length === 0) || this.sessions.length >= this.options.maxConnections) return null;
     return this.open();
   }
 
