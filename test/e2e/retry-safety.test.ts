@@ -1,6 +1,7 @@
 // What a retry policy must never do, seen from outside: retry a response an upstream proxy marked overloaded
 // (x-envoy-overloaded) or rate limited (x-envoy-ratelimited), as Envoy never does; and the proxy marks its own
-// circuit breaker refusals so that a proxy in front of it does not retry them either.
+// circuit breaker refusals so that a proxy in front of it does not retry them either. And hedging must not hide
+// a hung endpoint from outlier detection: each per-try timeout counts, as in Envoy.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
@@ -9,7 +10,7 @@ import { request } from '../helpers/client.js';
 const backends: Backend[] = [];
 let proxy: RunningProxy;
 let port: number;
-const hits = { overloaded: 0, ratelimited: 0, plain: 0 };
+const hits = { overloaded: 0, ratelimited: 0, plain: 0, hung: 0 };
 
 function refusing(name: keyof typeof hits, status: number, header: string | null): Promise<Backend> {
   return startHttpBackend(name, (_req, res) => {
@@ -26,7 +27,12 @@ beforeAll(async () => {
   const slow = await startHttpBackend('slow', (_req, res) => {
     setTimeout(() => res.end('slow'), 300);
   });
-  backends.push(overloaded, ratelimited, plain, slow);
+  // Takes requests and never answers: only a per-try timeout (and the hedge beside it) gets past it.
+  const hung = await startHttpBackend('hung', () => {
+    hits.hung++;
+  });
+  const fast = await startHttpBackend('fast', (_req, res) => res.end('fast'));
+  backends.push(overloaded, ratelimited, plain, slow, hung, fast);
   const retries = 'retries: { attempts: 2, retryOn: [5xx, 429], backoff: { base: 2ms } }';
   const svc = (name: string, b: Backend, policy: string) => `
   - name: ${name}
@@ -43,6 +49,14 @@ ${svc('overloaded', overloaded, retries)}
 ${svc('ratelimited', ratelimited, retries)}
 ${svc('plain', plain, retries)}
 ${svc('bulkhead', slow, 'circuitBreakers: { maxRequests: 1 }')}
+  - name: hedged
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${hung.port} }, { address: 127.0.0.1, port: ${fast.port} }]
+    policy:
+      loadBalancer: { policy: round_robin }
+      timeout: 5s
+      retries: { attempts: 1, perTryTimeout: 100ms, hedge: true, retryOn: [5xx], backoff: { base: 2ms } }
+      outlierDetection: { consecutive5xx: 3, consecutiveGatewayFailure: 3, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50 }
 `,
     { service: 'client' },
   );
@@ -79,5 +93,20 @@ describe('retries an upstream forbids', () => {
     expect(refused.headers['x-pillion-reason']).toBe('overflow');
     expect(refused.headers['x-envoy-overloaded']).toBe('true');
     expect((await first).status).toBe(200);
+  });
+});
+
+describe('hedging and outlier detection', () => {
+  it('a hung endpoint that always loses to the hedge is ejected after its per-try timeouts, and then skipped', async () => {
+    for (let i = 0; i < 10; i++) {
+      const reply = await request(port, { host: 'hedged' });
+      expect(reply.status).toBe(200);
+      expect(reply.body).toBe('fast');
+    }
+    const cluster = proxy.proxy.clusters().find((c) => c.name.startsWith('hedged.'))!;
+    const hung = cluster.endpoints.find((e) => e.port === backends[4]!.port)!;
+    expect(hung.ejectionReason).toBe('consecutive_gateway_failure');
+    // Three timeouts eject it; round robin would have sent it five of the ten first tries.
+    expect(hits.hung).toBe(3);
   });
 });

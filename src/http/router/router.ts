@@ -52,6 +52,8 @@ export interface RouterOwner {
 class Attempt implements UpstreamSink {
   upstream: UpstreamStream | null = null;
   tryTimer: NodeJS.Timeout | null = null;
+  /** A hedged try past its per-try timeout: outlier detection counted the timeout already (not again at its end). */
+  timeoutRecorded = false;
 
   constructor(
     readonly router: Router,
@@ -208,7 +210,8 @@ export class Router implements Expirable {
     attempt.upstream = null;
     if (cancel && upstream !== null) upstream.abort();
     const cluster = this.cluster!;
-    cluster.endCall(attempt.endpoint, true, outcome);
+    // A timeout counted at the per-try timeout is not counted again when the route timeout ends the try.
+    cluster.endCall(attempt.endpoint, true, attempt.timeoutRecorded && outcome === 'localFailure' ? 'ignored' : outcome);
     cluster.stats.requestFinished(attempt.endpoint.key, status, (now - attempt.startedAt) / 1000);
   }
 
@@ -369,6 +372,10 @@ export class Router implements Expirable {
     if (this.ended || this.responding) return;
     if (retriableFailure(this.retry!, 'perTryTimeout')) {
       if (this.hedge) {
+        // The try stays in flight, but its endpoint was too slow: outlier detection counts the timeout now, as
+        // Envoy does (else a hung endpoint that always loses to the hedge is never ejected).
+        attempt.timeoutRecorded = true;
+        this.cluster!.recordOutcome(attempt.endpoint, 'localFailure');
         if (this.mayRetry()) this.startAttempt();
         return;
       }
