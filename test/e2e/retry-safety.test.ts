@@ -1,7 +1,9 @@
 // What a retry policy must never do, seen from outside: retry a response an upstream proxy marked overloaded
 // (x-envoy-overloaded) or rate limited (x-envoy-ratelimited), as Envoy never does; and the proxy marks its own
 // circuit breaker refusals so that a proxy in front of it does not retry them either. And hedging must not hide
-// a hung endpoint from outlier detection: each per-try timeout counts, as in Envoy.
+// a hung endpoint from outlier detection: each per-try timeout counts, as in Envoy. The per-try timeout runs from
+// the end of the request, as Envoy's: a client slow to send its body is not retried as a slow endpoint.
+import * as http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
@@ -10,7 +12,7 @@ import { request } from '../helpers/client.js';
 const backends: Backend[] = [];
 let proxy: RunningProxy;
 let port: number;
-const hits = { overloaded: 0, ratelimited: 0, plain: 0, hung: 0 };
+const hits = { overloaded: 0, ratelimited: 0, plain: 0, hung: 0, echo: 0 };
 
 function refusing(name: keyof typeof hits, status: number, header: string | null): Promise<Backend> {
   return startHttpBackend(name, (_req, res) => {
@@ -32,7 +34,14 @@ beforeAll(async () => {
     hits.hung++;
   });
   const fast = await startHttpBackend('fast', (_req, res) => res.end('fast'));
-  backends.push(overloaded, ratelimited, plain, slow, hung, fast);
+  // Answers as soon as the whole request body is in, with the body.
+  const echo = await startHttpBackend('echo', (req, res) => {
+    hits.echo++;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => res.end(Buffer.concat(chunks)));
+  });
+  backends.push(overloaded, ratelimited, plain, slow, hung, fast, echo);
   const retries = 'retries: { attempts: 2, retryOn: [5xx, 429], backoff: { base: 2ms } }';
   const svc = (name: string, b: Backend, policy: string) => `
   - name: ${name}
@@ -49,6 +58,13 @@ ${svc('overloaded', overloaded, retries)}
 ${svc('ratelimited', ratelimited, retries)}
 ${svc('plain', plain, retries)}
 ${svc('bulkhead', slow, 'circuitBreakers: { maxRequests: 1 }')}
+  - name: upload
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${echo.port} }]
+    policy:
+      timeout: 5s
+      retries: { attempts: 2, perTryTimeout: 200ms, retryOn: [5xx], backoff: { base: 2ms } }
+      outlierDetection: { consecutive5xx: 1, consecutiveGatewayFailure: 1, interval: 10s, baseEjectionTime: 30s }
   - name: hedged
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${hung.port} }, { address: 127.0.0.1, port: ${fast.port} }]
@@ -108,5 +124,26 @@ describe('hedging and outlier detection', () => {
     expect(hung.ejectionReason).toBe('consecutive_gateway_failure');
     // Three timeouts eject it; round robin would have sent it five of the ten first tries.
     expect(hits.hung).toBe(3);
+  });
+});
+
+describe('the per-try timeout and a slow client', () => {
+  it('starts when the request body has all arrived: an upload slower than it is answered once, not retried or ejected', async () => {
+    const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/', headers: { host: 'upload' }, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString() }));
+      });
+      req.on('error', reject);
+      // Half the body now, the rest after 2.5 per-try timeouts (well within the 5 s route timeout).
+      req.write('first half, ');
+      setTimeout(() => req.end('second half'), 500);
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.body).toBe('first half, second half');
+    expect(hits.echo).toBe(1);
+    const cluster = proxy.proxy.clusters().find((c) => c.name.startsWith('upload.'))!;
+    expect(cluster.endpoints[0]!.ejectionReason).toBeNull();
   });
 });

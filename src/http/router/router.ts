@@ -148,7 +148,7 @@ export class Router implements Expirable {
     // The body is held for a retry, and for an idempotent request whatever the policy: a reused keep-alive
     // connection the upstream closed as the request went out loses it, and it is sent again (UPSTREAM_UNSEEN).
     if (body !== null && (this.retry !== undefined || IDEMPOTENT.has(owner.method))) {
-      this.replayBody = new ReplayableBody(body, retry?.bufferLimitBytes ?? DEFAULTS.retryBufferLimitBytes);
+      this.replayBody = new ReplayableBody(body, retry?.bufferLimitBytes ?? DEFAULTS.retryBufferLimitBytes, this);
       body = this.replayBody.open();
     }
     this.spec = { method: owner.method, path, authority: action.hostRewrite ?? owner.authority, scheme, headers: upstreamHeaders, body };
@@ -187,9 +187,21 @@ export class Router implements Expirable {
     cluster.stats.requestStarted();
     const attempt = new Attempt(this, endpoint, now);
     this.live.push(attempt);
+    // The per-try timeout runs from the end of the request, as Envoy arms it: a client still sending its body is
+    // not the endpoint being slow (else a slow upload is cut and retried at every try, each counted against a
+    // healthy endpoint by outlier detection). requestBodyEnded() arms it for the tries already in flight.
     const perTryMs = this.retry?.perTryTimeoutMs ?? 0;
-    if (perTryMs > 0) attempt.tryTimer = setTimeout(onTryTimeout, perTryMs, attempt);
+    if (perTryMs > 0 && (this.replayBody === null || this.replayBody.complete)) attempt.tryTimer = setTimeout(onTryTimeout, perTryMs, attempt);
     attempt.upstream = cluster.pool(endpoint).request(this.spec!, attempt);
+  }
+
+  /** ReplayableBody: the client's body has all arrived; the tries in flight start their per-try timeout now. */
+  requestBodyEnded(): void {
+    const perTryMs = this.retry?.perTryTimeoutMs ?? 0;
+    if (perTryMs === 0 || this.ended || this.responding) return;
+    for (const attempt of this.live) {
+      if (attempt.tryTimer === null && attempt.upstream !== null) attempt.tryTimer = setTimeout(onTryTimeout, perTryMs, attempt);
+    }
   }
 
   /**
