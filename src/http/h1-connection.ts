@@ -462,6 +462,10 @@ export class H1Connection implements ParserOwner, Downstream {
     return { status: reason.httpStatus, bytes };
   }
 
+  requestComplete(): boolean {
+    return this.active === null || this.active.requestDone;
+  }
+
   /** The response cannot be completed (upstream failed mid-body, timeout): the client must see a broken one. */
   reset(_why?: string): void {
     this.socket.destroy();

@@ -49,6 +49,8 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
    * whichever comes first. Armed only for a request with a body (a head with END_STREAM is the whole request).
    */
   private requestTimer: NodeJS.Timeout | null = null;
+  /** The request's END_STREAM came (with the head, or after its body). */
+  private requestEnded = false;
 
   constructor(
     private readonly stream: H2Stream,
@@ -61,6 +63,7 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
     requestTimeoutMs: number,
   ) {
     stream.owner = this;
+    this.requestEnded = endStream;
     if (endStream) return;
     this.body = new H2RequestBody(stream, this);
     if (requestTimeoutMs > 0) this.requestTimer = setTimeout(onRequestTimeout, requestTimeoutMs, this);
@@ -109,6 +112,7 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
   }
 
   onEnd(_stream: H2Stream, trailers: HeaderMap | null): void {
+    this.requestEnded = true;
     this.clearRequestTimer();
     const body = this.body;
     const direct = this.direct;
@@ -192,6 +196,10 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
     this.body = null;
     this.direct = null;
     this.stream.reset(H2Error.INTERNAL_ERROR);
+  }
+
+  requestComplete(): boolean {
+    return this.requestEnded;
   }
 
   localReply(reason: Reason, body: string): LocalReplyResult {
