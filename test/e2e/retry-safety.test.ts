@@ -2,7 +2,8 @@
 // (x-envoy-overloaded) or rate limited (x-envoy-ratelimited), as Envoy never does; and the proxy marks its own
 // circuit breaker refusals so that a proxy in front of it does not retry them either. And hedging must not hide
 // a hung endpoint from outlier detection: each per-try timeout counts, as in Envoy. The per-try timeout runs from
-// the end of the request, as Envoy's: a client slow to send its body is not retried as a slow endpoint.
+// the end of the request, as Envoy's: a client slow to send its body is not retried as a slow endpoint. A retry
+// holds its slot (maxRetries, the budget) until its answer starts, not for the whole of a long response.
 import * as http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
@@ -41,7 +42,22 @@ beforeAll(async () => {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => res.end(Buffer.concat(chunks)));
   });
-  backends.push(overloaded, ratelimited, plain, slow, hung, fast, echo);
+  // Each path's first request gets a 503; after that /stream streams for 800 ms and /quick answers at once.
+  const seen = new Set<string>();
+  const streamy = await startHttpBackend('streamy', (req, res) => {
+    const path = req.url!;
+    if (!seen.has(path)) {
+      seen.add(path);
+      res.writeHead(503);
+      res.end();
+      return;
+    }
+    res.writeHead(200);
+    if (!path.startsWith('/stream')) return void res.end('quick');
+    res.write('streaming');
+    setTimeout(() => res.end(' done'), 800);
+  });
+  backends.push(overloaded, ratelimited, plain, slow, hung, fast, echo, streamy);
   const retries = 'retries: { attempts: 2, retryOn: [5xx, 429], backoff: { base: 2ms } }';
   const svc = (name: string, b: Backend, policy: string) => `
   - name: ${name}
@@ -65,6 +81,10 @@ ${svc('bulkhead', slow, 'circuitBreakers: { maxRequests: 1 }')}
       timeout: 5s
       retries: { attempts: 2, perTryTimeout: 200ms, retryOn: [5xx], backoff: { base: 2ms } }
       outlierDetection: { consecutive5xx: 1, consecutiveGatewayFailure: 1, interval: 10s, baseEjectionTime: 30s }
+  - name: streamy
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${streamy.port} }]
+    policy: { circuitBreakers: { maxRetries: 1 }, retries: { attempts: 1, retryOn: [5xx], backoff: { base: 2ms } } }
   - name: hedged
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${hung.port} }, { address: 127.0.0.1, port: ${fast.port} }]
@@ -145,5 +165,19 @@ describe('the per-try timeout and a slow client', () => {
     expect(hits.echo).toBe(1);
     const cluster = proxy.proxy.clusters().find((c) => c.name.startsWith('upload.'))!;
     expect(cluster.endpoints[0]!.ejectionReason).toBeNull();
+  });
+});
+
+describe('retry slots', () => {
+  it('a retried request gives its slot back when its response starts: a long response does not starve other retries', async () => {
+    // maxRetries 1: this request's retry takes the only slot, and its answer streams for 800 ms.
+    const long = request(port, { host: 'streamy', path: '/stream' });
+    await new Promise((r) => setTimeout(r, 200));
+    const other = await request(port, { host: 'streamy', path: '/quick' });
+    expect(other.status).toBe(200);
+    expect(other.body).toBe('quick');
+    const first = await long;
+    expect(first.status).toBe(200);
+    expect(first.body).toBe('streaming done');
   });
 });

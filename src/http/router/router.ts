@@ -259,7 +259,7 @@ export class Router implements Expirable {
       cluster.stats.retrySkipped('body');
       return false;
     }
-    // One slot per request, held from its first retry until it ends.
+    // One slot per request, held from its first retry until its response starts or it ends.
     if (!this.holdsRetry) {
       if (!cluster.tryStartRetry()) {
         cluster.stats.retrySkipped('budget');
@@ -299,6 +299,12 @@ export class Router implements Expirable {
     }
     this.endpoint = attempt.endpoint;
     this.responding = true;
+    // The retry is over once its answer goes to the client: its slot goes back now, as Envoy drops its retry state
+    // at the response head, not when a long (streamed) response ends, which would starve the cluster's retries.
+    if (this.holdsRetry) {
+      this.holdsRetry = false;
+      this.cluster!.retryEnded();
+    }
     this.owner.onResponseHead(status, headers, endStream);
   }
 
