@@ -746,6 +746,7 @@ export class Http1Pool implements ConnectionPool {
     }
     const stream = new QueuedStream(this);
     this.waiting.push({ spec, sink, stream, replay });
+    sink.onUpstreamQueued?.();
     return stream;
   }
 
@@ -809,6 +810,7 @@ export class Http1Pool implements ConnectionPool {
 
   private startOn(connection: H1Connection, waiting: Waiting): void {
     waiting.stream.connection = connection;
+    waiting.sink.onUpstreamDequeued?.();
     connection.start(waiting.spec, waiting.sink, waiting.replay);
   }
 

@@ -360,6 +360,7 @@ export class Http2Pool implements ConnectionPool {
       return false;
     }
     this.waiting.push(req);
+    req.sink.onUpstreamQueued?.();
     return true;
   }
 
@@ -433,7 +434,9 @@ export class Http2Pool implements ConnectionPool {
   pump(session: Session): void {
     while (this.waiting.length > 0 && session.hasCapacity) {
       this.options.pending.remove();
-      this.start(this.waiting.shift()!, session);
+      const req = this.waiting.shift()!;
+      req.sink.onUpstreamDequeued?.();
+      this.start(req, session);
     }
     // Not canOpen: a GOAWAY either way, or its stream ids are used up (2^30 requests: a day and more of a busy
     // sidecar's traffic on one connection); new requests go to a fresh session.

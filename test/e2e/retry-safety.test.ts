@@ -3,7 +3,8 @@
 // circuit breaker refusals so that a proxy in front of it does not retry them either. And hedging must not hide
 // a hung endpoint from outlier detection: each per-try timeout counts, as in Envoy. The per-try timeout runs from
 // the end of the request, as Envoy's: a client slow to send its body is not retried as a slow endpoint. A retry
-// holds its slot (maxRetries, the budget) until its answer starts, not for the whole of a long response.
+// holds its slot (maxRetries, the budget) until its answer starts, not for the whole of a long response. Nor does
+// the per-try timeout run while a try waits for a busy pool's connection (Envoy's starts when the pool is ready).
 import * as http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
@@ -13,7 +14,7 @@ import { request } from '../helpers/client.js';
 const backends: Backend[] = [];
 let proxy: RunningProxy;
 let port: number;
-const hits = { overloaded: 0, ratelimited: 0, plain: 0, hung: 0, echo: 0 };
+const hits = { overloaded: 0, ratelimited: 0, plain: 0, hung: 0, echo: 0, busy: 0 };
 
 function refusing(name: keyof typeof hits, status: number, header: string | null): Promise<Backend> {
   return startHttpBackend(name, (_req, res) => {
@@ -57,7 +58,12 @@ beforeAll(async () => {
     res.write('streaming');
     setTimeout(() => res.end(' done'), 800);
   });
-  backends.push(overloaded, ratelimited, plain, slow, hung, fast, echo, streamy);
+  // Healthy: every answer within 150 ms, well under the 250 ms per-try timeout.
+  const busy = await startHttpBackend('busy', (_req, res) => {
+    hits.busy++;
+    setTimeout(() => res.end('busy'), 150);
+  });
+  backends.push(overloaded, ratelimited, plain, slow, hung, fast, echo, streamy, busy);
   const retries = 'retries: { attempts: 2, retryOn: [5xx, 429], backoff: { base: 2ms } }';
   const svc = (name: string, b: Backend, policy: string) => `
   - name: ${name}
@@ -85,6 +91,14 @@ ${svc('bulkhead', slow, 'circuitBreakers: { maxRequests: 1 }')}
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${streamy.port} }]
     policy: { circuitBreakers: { maxRetries: 1 }, retries: { attempts: 1, retryOn: [5xx], backoff: { base: 2ms } } }
+  - name: busy
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${busy.port} }]
+    policy:
+      timeout: 5s
+      circuitBreakers: { maxConnections: 1 }
+      retries: { attempts: 2, perTryTimeout: 250ms, retryOn: [5xx], backoff: { base: 2ms } }
+      outlierDetection: { consecutive5xx: 2, consecutiveGatewayFailure: 2, interval: 10s, baseEjectionTime: 30s }
   - name: hedged
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${hung.port} }, { address: 127.0.0.1, port: ${fast.port} }]
@@ -179,5 +193,16 @@ describe('retry slots', () => {
     const first = await long;
     expect(first.status).toBe(200);
     expect(first.body).toBe('streaming done');
+  });
+});
+
+describe('the per-try timeout and a busy pool', () => {
+  it('does not run while a try waits for the one connection: every request answered once, nothing ejected', async () => {
+    // maxConnections 1: the fourth request waits 450 ms for the connection, then is answered in 150 ms.
+    const replies = await Promise.all(Array.from({ length: 4 }, () => request(port, { host: 'busy' })));
+    expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    expect(hits.busy).toBe(4);
+    const cluster = proxy.proxy.clusters().find((c) => c.name.startsWith('busy.'))!;
+    expect(cluster.endpoints[0]!.ejectionReason).toBeNull();
   });
 });

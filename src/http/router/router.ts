@@ -54,6 +54,10 @@ class Attempt implements UpstreamSink {
   tryTimer: NodeJS.Timeout | null = null;
   /** A hedged try past its per-try timeout: outlier detection counted the timeout already (not again at its end). */
   timeoutRecorded = false;
+  /** Waiting in the pool's queue: not sent yet, so no per-try timeout runs and the endpoint is not to blame. */
+  queued = false;
+  /** endAttempt ran. */
+  done = false;
 
   constructor(
     readonly router: Router,
@@ -79,6 +83,13 @@ class Attempt implements UpstreamSink {
   }
   onRequestBodyBytes(bytes: number): void {
     this.router.attemptBodyBytes(bytes);
+  }
+  onUpstreamQueued(): void {
+    this.queued = true;
+  }
+  onUpstreamDequeued(): void {
+    this.queued = false;
+    this.router.armTryTimer(this);
   }
 }
 
@@ -187,21 +198,26 @@ export class Router implements Expirable {
     cluster.stats.requestStarted();
     const attempt = new Attempt(this, endpoint, now);
     this.live.push(attempt);
-    // The per-try timeout runs from the end of the request, as Envoy arms it: a client still sending its body is
-    // not the endpoint being slow (else a slow upload is cut and retried at every try, each counted against a
-    // healthy endpoint by outlier detection). requestBodyEnded() arms it for the tries already in flight.
-    const perTryMs = this.retry?.perTryTimeoutMs ?? 0;
-    if (perTryMs > 0 && (this.replayBody === null || this.replayBody.complete)) attempt.tryTimer = setTimeout(onTryTimeout, perTryMs, attempt);
     attempt.upstream = cluster.pool(endpoint).request(this.spec!, attempt);
+    this.armTryTimer(attempt);
+  }
+
+  /**
+   * Starts the try's per-try timeout when it is due: once the try has left the pool's queue and the client's body
+   * has all arrived, as Envoy arms it (when the pool is ready and the request complete). Neither a client still
+   * sending nor a wait for a busy pool's connection is the endpoint being slow: counted, they were cut, retried
+   * into the same saturated pool and charged to a healthy endpoint by outlier detection.
+   */
+  armTryTimer(attempt: Attempt): void {
+    const perTryMs = this.retry?.perTryTimeoutMs ?? 0;
+    if (perTryMs === 0 || attempt.tryTimer !== null || attempt.done || attempt.queued || attempt.timeoutRecorded) return;
+    if (this.ended || this.responding || (this.replayBody !== null && !this.replayBody.complete)) return;
+    attempt.tryTimer = setTimeout(onTryTimeout, perTryMs, attempt);
   }
 
   /** ReplayableBody: the client's body has all arrived; the tries in flight start their per-try timeout now. */
   requestBodyEnded(): void {
-    const perTryMs = this.retry?.perTryTimeoutMs ?? 0;
-    if (perTryMs === 0 || this.ended || this.responding) return;
-    for (const attempt of this.live) {
-      if (attempt.tryTimer === null && attempt.upstream !== null) attempt.tryTimer = setTimeout(onTryTimeout, perTryMs, attempt);
-    }
+    for (const attempt of this.live) this.armTryTimer(attempt);
   }
 
   /**
@@ -218,12 +234,15 @@ export class Router implements Expirable {
       clearTimeout(attempt.tryTimer);
       attempt.tryTimer = null;
     }
+    attempt.done = true;
     const upstream = attempt.upstream;
     attempt.upstream = null;
     if (cancel && upstream !== null) upstream.abort();
     const cluster = this.cluster!;
-    // A timeout counted at the per-try timeout is not counted again when the route timeout ends the try.
-    cluster.endCall(attempt.endpoint, true, attempt.timeoutRecorded && outcome === 'localFailure' ? 'ignored' : outcome);
+    // A timeout counted at the per-try timeout is not counted again when the route timeout ends the try; a try
+    // still in the pool's queue never reached the endpoint.
+    const counted = attempt.queued || (attempt.timeoutRecorded && outcome === 'localFailure') ? 'ignored' : outcome;
+    cluster.endCall(attempt.endpoint, true, counted);
     cluster.stats.requestFinished(attempt.endpoint.key, status, (now - attempt.startedAt) / 1000);
   }
 
