@@ -712,6 +712,14 @@ export class Http1Pool implements ConnectionPool {
     return this.waiting.length;
   }
 
+  /**
+   * maxConnections, but at least one: Envoy always lets a host with no connection open one, so max_connections 0
+   * does not leave every request queued for the route timeout (or for ever without one).
+   */
+  private get maxConnections(): number {
+    return Math.max(1, this.options.maxConnections);
+  }
+
   get connections(): number {
     return this.all.size;
   }
@@ -733,7 +741,7 @@ export class Http1Pool implements ConnectionPool {
   private send(spec: UpstreamRequestSpec, sink: UpstreamSink, replay: boolean): UpstreamStream {
     // LIFO: the most recently used connection is the one least likely to have been closed by the server.
     let connection = this.idle.pop();
-    if (connection === undefined && this.all.size < this.options.maxConnections) connection = this.open();
+    if (connection === undefined && this.all.size < this.maxConnections) connection = this.open();
     if (connection !== undefined) {
       connection.start(spec, sink, replay);
       return connection;
@@ -776,7 +784,7 @@ export class Http1Pool implements ConnectionPool {
     if (!this.all.delete(connection)) return;
     const i = this.idle.indexOf(connection);
     if (i >= 0) this.idle.splice(i, 1);
-    if (this.all.size >= this.options.maxConnections) return;
+    if (this.all.size >= this.maxConnections) return;
     const next = this.nextWaiting();
     if (next !== undefined) this.startOn(this.open(), next);
   }

@@ -480,7 +480,8 @@ export class Http2Pool implements ConnectionPool {
     for (const session of this.sessions) if (session.hasCapacity) return session;
     // A drained pool takes no new requests, but those it queued before the drain are still its to send: its
     // sessions take no new streams, so without a fresh one they would wait for the route timeout, or for ever.
-    if ((this.draining && this.waiting.length === 0) || this.sessions.length >= this.options.maxConnections) return null;
+    // maxConnections, but at least one, as Envoy: max_connections 0 must not queue every request for ever.
+    if ((this.draining && this.waiting.length === 0) || this.sessions.length >= Math.max(1, this.options.maxConnections)) return null;
     return this.open();
   }
 

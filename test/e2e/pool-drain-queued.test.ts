@@ -1,6 +1,7 @@
 // A config change that drains an endpoint's connection pool (its connection shape changed, or the endpoint left)
 // while requests wait in that pool's queue for a connection: the queued requests are still sent, over HTTP/1.1
-// and HTTP/2, instead of waiting for the route timeout (or for ever on a route without one).
+// and HTTP/2, instead of waiting for the route timeout (or for ever on a route without one). And maxConnections 0
+// still lets an endpoint have one connection, as Envoy does, rather than queueing every request.
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +30,14 @@ services:
     ports: [{ port: 8080, protocol: http2 }]
     endpoints: [{ address: 127.0.0.1, port: ${narrowPort} }]
     policy: { timeout: 3s, circuitBreakers: { maxConnections: ${h2MaxConnections} } }
+  - name: zero-h1
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${closer.port} }]
+    policy: { timeout: 3s, circuitBreakers: { maxConnections: 0 } }
+  - name: zero-h2
+    ports: [{ port: 8080, protocol: http2 }]
+    endpoints: [{ address: 127.0.0.1, port: ${narrowPort} }]
+    policy: { timeout: 3s, circuitBreakers: { maxConnections: 0 } }
 `;
 }
 
@@ -97,6 +106,26 @@ describe('requests queued in a pool that a config change drains', () => {
     expect(reply.status).toBe(200);
     expect(reply.body).toBe(host);
     // Answered after the first (≈300 ms) plus its own 300 ms, well inside the 3 s route timeout.
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+});
+
+describe('maxConnections 0', () => {
+  it.each([
+    ['HTTP/1.1', 'zero-h1', 'closer'],
+    ['HTTP/2', 'zero-h2', 'narrow'],
+  ])('%s: the endpoint still gets one connection and the requests are answered', async (_name, host, body) => {
+    const port = proxy.port('outbound');
+    const started = Date.now();
+    const first = request(port, { host });
+    // The second once the connection is up (over HTTP/2, once the peer's SETTINGS say one stream at a time).
+    await new Promise((r) => setTimeout(r, 80));
+    const replies = await Promise.all([first, request(port, { host })]);
+    expect(replies.map((r) => [r.status, r.headers['x-pillion-reason'] ?? r.body])).toEqual([
+      [200, body],
+      [200, body],
+    ]);
+    // One after the other on the one connection (300 ms each), well inside the 3 s route timeout.
     expect(Date.now() - started).toBeLessThan(2000);
   });
 });
