@@ -20,6 +20,8 @@ export interface Downstream {
    * with grpc-status) and the body bytes sent, or status 0 when a response had already started.
    */
   localReply(reason: Reason, body: string): LocalReplyResult;
+  /** Whether the whole request (its body's end) has arrived from the client. */
+  requestComplete(): boolean;
 }
 
 export interface LocalReplyResult {

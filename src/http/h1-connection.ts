@@ -472,12 +472,15 @@ export class H1Connection implements ParserOwner, Downstream {
 
   localReply(reason: Reason, body: string): LocalReplyResult {
     const bytes = Buffer.byteLength(body);
-    this.reply(
-      reason.httpStatus,
-      { date: httpDate(), 'content-type': 'text/plain; charset=utf-8', 'content-length': String(bytes), 'x-pillion-reason': reason.id },
-      body,
-    );
+    const headers: HeaderMap = { date: httpDate(), 'content-type': 'text/plain; charset=utf-8', 'content-length': String(bytes), 'x-pillion-reason': reason.id };
+    // As Envoy marks a circuit breaker's refusal: a proxy in front (a peer's outbound sidecar) does not retry it.
+    if (reason === REASONS.overflow) headers['x-envoy-overloaded'] = 'true';
+    this.reply(reason.httpStatus, headers, body);
     return { status: reason.httpStatus, bytes };
+  }
+
+  requestComplete(): boolean {
+    return this.active === null || this.active.requestDone;
   }
 
   /** The response cannot be completed (upstream failed mid-body, timeout): the client must see a broken one. */

@@ -50,6 +50,8 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
    * whichever comes first. Armed only for a request with a body (a head with END_STREAM is the whole request).
    */
   private requestTimer: NodeJS.Timeout | null = null;
+  /** The request's END_STREAM came (with the head, or after its body). */
+  private requestEnded = false;
 
   constructor(
     private readonly stream: H2Stream,
@@ -62,6 +64,7 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
     requestTimeoutMs: number,
   ) {
     stream.owner = this;
+    this.requestEnded = endStream;
     if (endStream) return;
     this.body = new H2RequestBody(stream, this);
     if (requestTimeoutMs > 0) this.requestTimer = setTimeout(onRequestTimeout, requestTimeoutMs, this);
@@ -110,6 +113,7 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
   }
 
   onEnd(_stream: H2Stream, trailers: HeaderMap | null): void {
+    this.requestEnded = true;
     this.clearRequestTimer();
     const body = this.body;
     const direct = this.direct;
@@ -195,11 +199,17 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
     this.stream.reset(H2Error.INTERNAL_ERROR);
   }
 
+  requestComplete(): boolean {
+    return this.requestEnded;
+  }
+
   localReply(reason: Reason, body: string): LocalReplyResult {
     const stream = this.stream;
     if (stream.closed || stream.sentHeaders) return NOT_SENT;
     this.answered();
     const headers = newHeaderMap();
+    // As Envoy marks a circuit breaker's refusal: a proxy in front (a peer's outbound sidecar) does not retry it.
+    if (reason === REASONS.overflow) headers['x-envoy-overloaded'] = 'true';
     if (this.grpc) {
       // gRPC callers read status from grpc-status, so reply trailers-only with HTTP 200 (as Envoy does).
       headers['content-type'] = 'application/grpc';

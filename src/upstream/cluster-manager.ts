@@ -227,6 +227,14 @@ export class UpstreamCluster implements HealthCheckHost {
     endpoint.activeRequests--;
     if (outcome !== 'success' && outcome !== 'ignored') endpoint.failedRequests++;
     if (isRequest) this.activeRequests--;
+    this.recordOutcome(endpoint, outcome);
+  }
+
+  /**
+   * Feeds outlier detection one outcome of a call still in flight (a hedged try past its per-try timeout: Envoy
+   * counts the timeout then, though the try may still answer); endCall does it for the call's end.
+   */
+  recordOutcome(endpoint: EndpointState, outcome: CallOutcome): void {
     const od = this.model.outlierDetection;
     // An endpoint removed by a config update while the call was in flight is no longer the detector's concern.
     if (od === undefined || this.endpointsByKey.get(endpoint.key) !== endpoint) return;

@@ -746,6 +746,14 @@ export class Http1Pool implements ConnectionPool {
     return this.waiting.length;
   }
 
+  /**
+   * maxConnections, but at least one: Envoy always lets a host with no connection open one, so max_connections 0
+   * does not leave every request queued for the route timeout (or for ever without one).
+   */
+  private get maxConnections(): number {
+    return Math.max(1, this.options.maxConnections);
+  }
+
   get connections(): number {
     return this.all.size;
   }
@@ -767,7 +775,7 @@ export class Http1Pool implements ConnectionPool {
   private send(spec: UpstreamRequestSpec, sink: UpstreamSink, replay: boolean): UpstreamStream {
     // LIFO: the most recently used connection is the one least likely to have been closed by the server.
     let connection = this.idle.pop();
-    if (connection === undefined && this.all.size < this.options.maxConnections) connection = this.open();
+    if (connection === undefined && this.all.size < this.maxConnections) connection = this.open();
     if (connection !== undefined) {
       connection.start(spec, sink, replay);
       return connection;
@@ -780,6 +788,7 @@ export class Http1Pool implements ConnectionPool {
     }
     const stream = new QueuedStream(this);
     this.waiting.push({ spec, sink, stream, replay });
+    sink.onUpstreamQueued?.();
     return stream;
   }
 
@@ -800,12 +809,16 @@ export class Http1Pool implements ConnectionPool {
     this.idle.push(connection);
   }
 
-  /** A connection closed: drop it, and let a waiting request have its place. */
+  /**
+   * A connection closed: drop it, and let a waiting request have its place. A drained pool too: it takes no new
+   * requests, but those it queued before the drain are still its to send (else they wait for the route timeout,
+   * or for ever without one). destroy() empties the queue first.
+   */
   forget(connection: H1Connection): void {
     if (!this.all.delete(connection)) return;
     const i = this.idle.indexOf(connection);
     if (i >= 0) this.idle.splice(i, 1);
-    if (this.draining || this.all.size >= this.options.maxConnections) return;
+    if (this.all.size >= this.maxConnections) return;
     const next = this.nextWaiting();
     if (next !== undefined) this.startOn(this.open(), next);
   }
@@ -839,6 +852,7 @@ export class Http1Pool implements ConnectionPool {
 
   private startOn(connection: H1Connection, waiting: Waiting): void {
     waiting.stream.connection = connection;
+    waiting.sink.onUpstreamDequeued?.();
     connection.start(waiting.spec, waiting.sink, waiting.replay);
   }
 

@@ -362,6 +362,7 @@ export class Http2Pool implements ConnectionPool {
       return false;
     }
     this.waiting.push(req);
+    req.sink.onUpstreamQueued?.();
     return true;
   }
 
@@ -435,7 +436,9 @@ export class Http2Pool implements ConnectionPool {
   pump(session: Session): void {
     while (this.waiting.length > 0 && session.hasCapacity) {
       this.options.pending.remove();
-      this.start(this.waiting.shift()!, session);
+      const req = this.waiting.shift()!;
+      req.sink.onUpstreamDequeued?.();
+      this.start(req, session);
     }
     // Not canOpen: a GOAWAY either way, or its stream ids are used up (2^30 requests: a day and more of a busy
     // sidecar's traffic on one connection); new requests go to a fresh session.
@@ -446,8 +449,8 @@ export class Http2Pool implements ConnectionPool {
     const i = this.sessions.indexOf(session);
     if (i >= 0) this.sessions.splice(i, 1);
     if (session.connected) this.options.events.onConnectionClose();
-    // A waiting request may now open a fresh session.
-    if (this.waiting.length > 0 && !this.draining) {
+    // A waiting request may now open a fresh session, in a drained pool too (see sessionWithCapacity).
+    if (this.waiting.length > 0) {
       const next = this.sessionWithCapacity();
       if (next !== null) this.pump(next);
     }
@@ -477,7 +480,10 @@ export class Http2Pool implements ConnectionPool {
 
   private sessionWithCapacity(): Session | null {
     for (const session of this.sessions) if (session.hasCapacity) return session;
-    if (this.draining || this.sessions.length >= this.options.maxConnections) return null;
+    // A drained pool takes no new requests, but those it queued before the drain are still its to send: its
+    // sessions take no new streams, so without a fresh one they would wait for the route timeout, or for ever.
+    // maxConnections, but at least one, as Envoy: max_connections 0 must not queue every request for ever.
+    if ((this.draining && this.waiting.length === 0) || this.sessions.length >= Math.max(1, this.options.maxConnections)) return null;
     return this.open();
   }
 

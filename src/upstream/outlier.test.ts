@@ -33,6 +33,16 @@ function tick(all: OutlierState[], now: number): boolean {
 }
 
 describe('outlier detection core', () => {
+  it('a consecutive threshold of 0 never ejects (Envoy compares the run with ==): that detector is off', () => {
+    const all = hosts(4);
+    const c = cfg({ consecutive5xx: 0, consecutiveGatewayFailure: 0 });
+    expect(feed(c, all[0]!, all, 'gatewayFailure', 20)).not.toContain(true);
+    expect(feed(c, all[1]!, all, 'http5xx', 20)).not.toContain(true);
+    const split = cfg({ splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailure: 0 });
+    expect(feed(split, all[2]!, all, 'localFailure', 20)).not.toContain(true);
+    expect(ejectedCount(all)).toBe(0);
+  });
+
   it('ejects on the consecutive5xx-th 5xx in a row, not before', () => {
     const all = hosts(4);
     expect(feed(cfg(), all[0]!, all, 'http5xx', 3)).toEqual([false, false, true]);

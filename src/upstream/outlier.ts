@@ -174,7 +174,8 @@ export function recordOutcome(
   if (endpoint.ejectedUntilMs !== null) return false;
   if (outcome === 'localFailure' && split) {
     endpoint.consecutiveLocalOriginFailure++;
-    if (endpoint.consecutiveLocalOriginFailure < cfg.consecutiveLocalOriginFailure) return false;
+    // A threshold of 0 never fires (Envoy compares the run to it with ==, so 0 is never reached): detector off.
+    if (cfg.consecutiveLocalOriginFailure === 0 || endpoint.consecutiveLocalOriginFailure < cfg.consecutiveLocalOriginFailure) return false;
     return consecutiveEjection(cfg, endpoint, all, 'consecutive_local_origin_failure', now, random);
   }
   // With split on, any response means the connection worked: Envoy's local-origin success resets that run.
@@ -190,12 +191,13 @@ export function recordOutcome(
   // Envoy counts the gateway failure before the 5xx, so a call that completes both runs is a gateway ejection,
   // and a 5xx ejection when that one is not enforced.
   if (
+    cfg.consecutiveGatewayFailure > 0 &&
     endpoint.consecutiveGatewayFailure >= cfg.consecutiveGatewayFailure &&
     consecutiveEjection(cfg, endpoint, all, 'consecutive_gateway_failure', now, random)
   ) {
     return true;
   }
-  if (endpoint.consecutive5xx < cfg.consecutive5xx) return false;
+  if (cfg.consecutive5xx === 0 || endpoint.consecutive5xx < cfg.consecutive5xx) return false;
   return consecutiveEjection(cfg, endpoint, all, 'consecutive_5xx', now, random);
 }
 

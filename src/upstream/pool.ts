@@ -81,6 +81,13 @@ export interface UpstreamSink {
   onUpstreamError(err: Error, connectFailed: boolean): void;
   /** Request body bytes as they go upstream (the access log's bytes_received; chunked bodies have no length). */
   onRequestBodyBytes(bytes: number): void;
+  /**
+   * The request waits in the pool's queue for a connection (or HTTP/2 stream capacity): not sent, so not the
+   * endpoint's time yet (the router's per-try timeout waits, as Envoy's starts only once the pool is ready).
+   */
+  onUpstreamQueued?(): void;
+  /** The queued request got a connection and goes out now. */
+  onUpstreamDequeued?(): void;
 }
 
 /** Handle on a request in flight, for the sink to steer it. */

@@ -4,6 +4,8 @@
 // (setTimeout + clearTimeout were ~0.5 - 0.9 µs and ~150 bytes a request). Lengths beyond MAX_LISTS (a gRPC
 // caller's grpc-timeout can be any value) get a plain timer.
 
+import { MAX_TIMER_MS } from '../../config/values.js';
+
 /** What a deadline list holds: the router of one request, through these fields (no wrapper object). */
 export interface Expirable {
   deadlineAt: number;
@@ -71,7 +73,9 @@ export class DeadlineList {
   private arm(delayMs: number): void {
     // Node's timer runs on the loop's millisecond clock, so it may fire a fraction of a millisecond before
     // performance.now() passes the deadline: then the next check is 1 ms later.
-    this.timer = setTimeout(expireList, Math.max(1, Math.ceil(delayMs)), this);
+    // At most MAX_TIMER_MS: deadlineAt - now can round just past it (a 24.8-day timeout), and a longer Node timer
+    // fires after 1 ms, so the list would re-arm every millisecond with a warning each time.
+    this.timer = setTimeout(expireList, Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(delayMs))), this);
     // The request's sockets keep the process alive, not its timeout.
     this.timer.unref();
   }

@@ -2,6 +2,7 @@
 // x-envoy-retry-grpc-on), and how long to wait first. Pure: the router asks, nothing here holds state.
 import type { RetryPolicyModel } from '../../config/model.js';
 import type { Random } from '../../upstream/types.js';
+import type { HeaderMap } from '../headers.js';
 
 /** retry_on conditions as bits, parsed once when the route is translated. */
 export const RETRY_ON = {
@@ -70,6 +71,15 @@ export function retriableResponse(policy: RetryPolicyModel, status: number, grpc
     if (bit !== undefined && (on & bit) !== 0) return true;
   }
   return false;
+}
+
+/**
+ * Whether the upstream's response forbids a retry whatever the policy: `x-envoy-overloaded` (an upstream proxy's
+ * circuit breaker refused it: a retry adds load where there is too much already) or `x-envoy-ratelimited` (only
+ * Envoy's `envoy-ratelimited` condition, not implemented here, retries it). Envoy never retries either.
+ */
+export function retryForbidden(headers: HeaderMap): boolean {
+  return headers['x-envoy-overloaded'] !== undefined || headers['x-envoy-ratelimited'] !== undefined;
 }
 
 /** Whether an attempt that got no response calls for a retry. */

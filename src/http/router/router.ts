@@ -18,7 +18,7 @@ import type { OriginalDestination } from '../../listener/original-dst.js';
 import { PEER_IDENTITY_ERROR, TLS_NOT_READY_ERROR } from '../../tls/handshake-failures.js';
 import { cancelDeadline, startDeadline, type DeadlineList, type Expirable } from './deadlines.js';
 import { ReplayableBody } from './replay-body.js';
-import { backoffMs, retriableFailure, retriableResponse, type AttemptFailure } from './retry-policy.js';
+import { backoffMs, retriableFailure, retriableResponse, retryForbidden, type AttemptFailure } from './retry-policy.js';
 
 /** The request the router forwards, and where the response it settles on goes (the exchange). */
 export interface RouterOwner {
@@ -52,6 +52,12 @@ export interface RouterOwner {
 class Attempt implements UpstreamSink {
   upstream: UpstreamStream | null = null;
   tryTimer: NodeJS.Timeout | null = null;
+  /** A hedged try past its per-try timeout: outlier detection counted the timeout already (not again at its end). */
+  timeoutRecorded = false;
+  /** Waiting in the pool's queue: not sent yet, so no per-try timeout runs and the endpoint is not to blame. */
+  queued = false;
+  /** endAttempt ran. */
+  done = false;
 
   constructor(
     readonly router: Router,
@@ -77,6 +83,13 @@ class Attempt implements UpstreamSink {
   }
   onRequestBodyBytes(bytes: number): void {
     this.router.attemptBodyBytes(bytes);
+  }
+  onUpstreamQueued(): void {
+    this.queued = true;
+  }
+  onUpstreamDequeued(): void {
+    this.queued = false;
+    this.router.armTryTimer(this);
   }
 }
 
@@ -146,7 +159,7 @@ export class Router implements Expirable {
     // The body is held for a retry, and for an idempotent request whatever the policy: a reused keep-alive
     // connection the upstream closed as the request went out loses it, and it is sent again (UPSTREAM_UNSEEN).
     if (body !== null && (this.retry !== undefined || IDEMPOTENT.has(owner.method))) {
-      this.replayBody = new ReplayableBody(body, retry?.bufferLimitBytes ?? DEFAULTS.retryBufferLimitBytes);
+      this.replayBody = new ReplayableBody(body, retry?.bufferLimitBytes ?? DEFAULTS.retryBufferLimitBytes, this);
       body = this.replayBody.open();
     }
     this.spec = { method: owner.method, path, authority: action.hostRewrite ?? owner.authority, scheme, headers: upstreamHeaders, body };
@@ -187,9 +200,26 @@ export class Router implements Expirable {
     // The first try gets an array of one: a push onto the empty one grows it to 17 slots (~76 B a request).
     if (this.live.length === 0) this.live = [attempt];
     else this.live.push(attempt);
-    const perTryMs = this.retry?.perTryTimeoutMs ?? 0;
-    if (perTryMs > 0) attempt.tryTimer = setTimeout(onTryTimeout, perTryMs, attempt);
     attempt.upstream = cluster.pool(endpoint).request(this.spec!, attempt);
+    this.armTryTimer(attempt);
+  }
+
+  /**
+   * Starts the try's per-try timeout when it is due: once the try has left the pool's queue and the client's body
+   * has all arrived, as Envoy arms it (when the pool is ready and the request complete). Neither a client still
+   * sending nor a wait for a busy pool's connection is the endpoint being slow: counted, they were cut, retried
+   * into the same saturated pool and charged to a healthy endpoint by outlier detection.
+   */
+  armTryTimer(attempt: Attempt): void {
+    const perTryMs = this.retry?.perTryTimeoutMs ?? 0;
+    if (perTryMs === 0 || attempt.tryTimer !== null || attempt.done || attempt.queued || attempt.timeoutRecorded) return;
+    if (this.ended || this.responding || (this.replayBody !== null && !this.replayBody.complete)) return;
+    attempt.tryTimer = setTimeout(onTryTimeout, perTryMs, attempt);
+  }
+
+  /** ReplayableBody: the client's body has all arrived; the tries in flight start their per-try timeout now. */
+  requestBodyEnded(): void {
+    for (const attempt of this.live) this.armTryTimer(attempt);
   }
 
   /**
@@ -206,11 +236,15 @@ export class Router implements Expirable {
       clearTimeout(attempt.tryTimer);
       attempt.tryTimer = null;
     }
+    attempt.done = true;
     const upstream = attempt.upstream;
     attempt.upstream = null;
     if (cancel && upstream !== null) upstream.abort();
     const cluster = this.cluster!;
-    cluster.endCall(attempt.endpoint, true, outcome);
+    // A timeout counted at the per-try timeout is not counted again when the route timeout ends the try; a try
+    // still in the pool's queue never reached the endpoint.
+    const counted = attempt.queued || (attempt.timeoutRecorded && outcome === 'localFailure') ? 'ignored' : outcome;
+    cluster.endCall(attempt.endpoint, true, counted);
     cluster.stats.requestFinished(attempt.endpoint.key, status, (now - attempt.startedAt) / 1000);
   }
 
@@ -246,7 +280,7 @@ export class Router implements Expirable {
       cluster.stats.retrySkipped('body');
       return false;
     }
-    // One slot per request, held from its first retry until it ends.
+    // One slot per request, held from its first retry until its response starts or it ends.
     if (!this.holdsRetry) {
       if (!cluster.tryStartRetry()) {
         cluster.stats.retrySkipped('budget');
@@ -266,7 +300,11 @@ export class Router implements Expirable {
     if (retry !== undefined) {
       // A gRPC status in the response head is a trailers-only response: the call ended before any message.
       const grpcStatus = this.owner.grpc && endStream ? headers['grpc-status'] : undefined;
-      if (retriableResponse(retry, status, typeof grpcStatus === 'string' ? grpcStatus : undefined) && this.retryAfter(attempt, httpOutcome(status, false), status)) {
+      if (
+        retriableResponse(retry, status, typeof grpcStatus === 'string' ? grpcStatus : undefined) &&
+        !retryForbidden(headers) &&
+        this.retryAfter(attempt, httpOutcome(status, false), status)
+      ) {
         return;
       }
       // The response is the client's from here on; its own per-try deadline no longer applies (the route's does).
@@ -282,6 +320,12 @@ export class Router implements Expirable {
     }
     this.endpoint = attempt.endpoint;
     this.responding = true;
+    // The retry is over once its answer goes to the client: its slot goes back now, as Envoy drops its retry state
+    // at the response head, not when a long (streamed) response ends, which would starve the cluster's retries.
+    if (this.holdsRetry) {
+      this.holdsRetry = false;
+      this.cluster!.retryEnded();
+    }
     this.owner.onResponseHead(status, headers, endStream);
   }
 
@@ -367,6 +411,10 @@ export class Router implements Expirable {
     if (this.ended || this.responding) return;
     if (retriableFailure(this.retry!, 'perTryTimeout')) {
       if (this.hedge) {
+        // The try stays in flight, but its endpoint was too slow: outlier detection counts the timeout now, as
+        // Envoy does (else a hung endpoint that always loses to the hedge is never ejected).
+        attempt.timeoutRecorded = true;
+        this.cluster!.recordOutcome(attempt.endpoint, 'localFailure');
         if (this.mayRetry()) this.startAttempt();
         return;
       }
