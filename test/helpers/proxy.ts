@@ -31,6 +31,8 @@ export interface StartProxyOptions {
   listener?: Record<string, unknown>;
   /** TcpProxy fields (Envoy's names) set on every TCP chain, e.g. idle_timeout. */
   tcpProxy?: Record<string, unknown>;
+  /** TlsParameters (Envoy's names) set on every TLS transport socket the mesh compiler emits, listeners' and clusters'. */
+  tlsParams?: Record<string, unknown>;
   /** Proxy options beyond what the helper sets (limits, overload thresholds). */
   proxyOptions?: Partial<ProxyOptions>;
   /**
@@ -46,8 +48,23 @@ export function setIdentity(proxy: Proxy, cert: { readonly certPem: string; read
   proxy.secrets.set(ROOT_CA_SECRET, { kind: 'validation_context', trustedCaPem: caPem });
 }
 
+interface AnyField {
+  type_url: string;
+  value: Uint8Array;
+}
 interface FilterChain {
-  filters?: { name: string; typed_config?: { type_url: string; value: Uint8Array } }[];
+  filters?: { name: string; typed_config?: AnyField }[];
+  transport_socket?: { name: string; typed_config?: AnyField };
+}
+
+/** `socket` with `params` as its common_tls_context.tls_params, when it is a TLS socket. */
+function withTlsParams(socket: { typed_config?: AnyField } | undefined, params: Record<string, unknown> | undefined): void {
+  const any = socket?.typed_config;
+  if (params === undefined || any === undefined) return;
+  const kind = any.type_url.endsWith(MESSAGE_NAMES.DownstreamTlsContext) ? MESSAGE_NAMES.DownstreamTlsContext : any.type_url.endsWith(MESSAGE_NAMES.UpstreamTlsContext) ? MESSAGE_NAMES.UpstreamTlsContext : null;
+  if (kind === null) return;
+  const ctx = decodeAny<{ common_tls_context?: Record<string, unknown> }>(any);
+  socket!.typed_config = anyField(kind, { ...ctx, common_tls_context: { ...ctx.common_tls_context, tls_params: params } });
 }
 
 function withFields(
@@ -55,11 +72,13 @@ function withFields(
   hcmFields: Record<string, unknown>,
   listenerFields: Record<string, unknown>,
   tcpFields: Record<string, unknown>,
+  tlsParams?: Record<string, unknown>,
 ): XdsResources {
   const listeners = resources.listeners.map((resource) => {
     const decoded = decodeMessage<{ filter_chains?: FilterChain[] }>(MESSAGE_NAMES.Listener, resource.value);
     const listener = { ...decoded, ...listenerFields };
     for (const chain of listener.filter_chains ?? []) {
+      withTlsParams(chain.transport_socket, tlsParams);
       for (const filter of chain.filters ?? []) {
         if (filter.typed_config === undefined) continue;
         if (filter.typed_config.type_url.endsWith(MESSAGE_NAMES.TcpProxy)) {
@@ -73,7 +92,13 @@ function withFields(
     }
     return { ...resource, value: encodeMessage(MESSAGE_NAMES.Listener, listener) };
   });
-  return { ...resources, listeners };
+  if (tlsParams === undefined) return { ...resources, listeners };
+  const clusters = resources.clusters.map((resource) => {
+    const cluster = decodeMessage<{ transport_socket?: { name: string; typed_config?: AnyField } }>(MESSAGE_NAMES.Cluster, resource.value);
+    withTlsParams(cluster.transport_socket, tlsParams);
+    return { ...resource, value: encodeMessage(MESSAGE_NAMES.Cluster, cluster) };
+  });
+  return { ...resources, listeners, clusters };
 }
 
 export async function startProxy(meshYaml: string, opts: StartProxyOptions): Promise<RunningProxy> {
@@ -102,9 +127,9 @@ export async function startProxy(meshYaml: string, opts: StartProxyOptions): Pro
   if (opts.identity !== undefined) setIdentity(proxy, opts.identity.cert, opts.identity.caPem);
   await proxy.startAdmin();
   const resources =
-    opts.hcm === undefined && opts.listener === undefined && opts.tcpProxy === undefined
+    opts.hcm === undefined && opts.listener === undefined && opts.tcpProxy === undefined && opts.tlsParams === undefined
       ? local.resources
-      : withFields(local.resources, opts.hcm ?? {}, opts.listener ?? {}, opts.tcpProxy ?? {});
+      : withFields(local.resources, opts.hcm ?? {}, opts.listener ?? {}, opts.tcpProxy ?? {}, opts.tlsParams);
   const result = await proxy.apply(resources, 'test');
   if (!result.applied) throw new Error(`config rejected: ${JSON.stringify(result.errors)}`);
   return {
