@@ -12,6 +12,7 @@ import { request } from '../helpers/client.js';
 import type { RunningProxy } from '../helpers/proxy.js';
 import { startMeshProxy } from '../tls/mesh-proxy.js';
 import { TestCa } from '../tls/test-ca.js';
+import { negotiated as negotiatedWith } from '../tls/openssl-client.js';
 
 const TD = 'spiffe://cluster.local/ns/default/sa';
 let ca: TestCa;
@@ -74,23 +75,9 @@ async function waitListening(port: number): Promise<void> {
   throw new Error('openssl s_server did not listen');
 }
 
-/** `openssl s_client` with a mesh certificate and extra flags: the protocol and cipher it negotiated, '' if none. */
+/** `openssl s_client` against the backend sidecar's inbound listener: what it negotiated, '' if nothing. */
 function negotiated(args: string[]): Promise<string> {
-  const cert = ca.issue({ spiffeId: `${TD}/frontend` });
-  return new Promise((resolve) => {
-    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${backend.port('inbound')}`, '-CAfile', ca.caFile, '-cert', cert.certFile, '-key', cert.keyFile, ...args]);
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += String(d)));
-    child.stderr.on('data', () => {});
-    const timer = setTimeout(() => child.kill(), 5_000);
-    child.on('close', () => {
-      clearTimeout(timer);
-      const m = /New, (\S+), Cipher is (\S+)/.exec(out);
-      resolve(m === null || m[2] === '(NONE)' ? '' : `${m[1]} ${m[2]}`);
-    });
-    child.stdin.on('error', () => {});
-    child.stdin.end('GET / HTTP/1.1\r\nhost: backend\r\nconnection: close\r\n\r\n');
-  });
+  return negotiatedWith(ca, `${TD}/frontend`, backend.port('inbound'), 'backend', args);
 }
 
 /**

@@ -1,12 +1,12 @@
 // CommonTlsContext.tls_params from xDS, enforced on real handshakes (openssl s_client against the inbound mTLS
 // listener, and a sidecar's outbound against it): a minimum of TLS 1.3 refuses TLS 1.2 clients, a maximum of TLS 1.2
 // caps the version, a TLS 1.2 cipher suite list and an ECDHE curve list leave out what they do not name.
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpBackend, type Backend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { TestCa } from '../tls/test-ca.js';
+import { negotiated as negotiatedWith } from '../tls/openssl-client.js';
 
 const TD = 'spiffe://cluster.local/ns/default/sa';
 const MESH = (appPort: number) => `
@@ -48,21 +48,7 @@ afterAll(async () => {
 
 /** `openssl s_client` with a mesh certificate: 'TLSv1.x CIPHER' as negotiated, '' when the handshake failed. */
 function negotiated(port: number, args: string[]): Promise<string> {
-  const cert = ca.issue({ spiffeId: `${TD}/frontend` });
-  return new Promise((resolve) => {
-    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', ca.caFile, '-cert', cert.certFile, '-key', cert.keyFile, ...args]);
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += String(d)));
-    child.stderr.on('data', () => {});
-    const timer = setTimeout(() => child.kill(), 5_000);
-    child.on('close', () => {
-      clearTimeout(timer);
-      const m = /New, (\S+), Cipher is (\S+)/.exec(out);
-      resolve(m === null || m[2] === '(NONE)' ? '' : `${m[1]} ${m[2]}`);
-    });
-    child.stdin.on('error', () => {});
-    child.stdin.end('GET / HTTP/1.1\r\nhost: backend\r\nconnection: close\r\n\r\n');
-  });
+  return negotiatedWith(ca, `${TD}/frontend`, port, 'backend', args);
 }
 
 describe('tls_params on the mTLS hop', () => {
