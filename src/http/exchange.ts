@@ -236,7 +236,9 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     const action = route.action;
     const idleMs = action.idleTimeoutMs > 0 ? action.idleTimeoutMs : this.ctx.chain.streamIdleTimeoutMs;
     const timeoutMs = router.timeoutMs(route, headers);
-    if (idleMs > 0 && (timeoutMs === 0 || idleMs < timeoutMs)) {
+    // A request still arriving has no route timeout running yet (it starts at the request's end): the idle timer
+    // is what bounds a client that stops sending mid-body.
+    if (idleMs > 0 && (timeoutMs === 0 || idleMs < timeoutMs || !this.requestComplete())) {
       this.idleMs = idleMs;
       this.lastActivityMs = Date.now();
       this.idleTimer = setTimeout(onIdleCheck, idleMs, this);
@@ -271,6 +273,15 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     if (this.finished) return;
     this.downstream!.end(trailers);
     this.finish();
+  }
+
+  /** The request's last byte arrived: the router starts a route timeout it was holding back. */
+  onRequestComplete(): void {
+    if (!this.finished) this.router?.onRequestComplete();
+  }
+
+  requestComplete(): boolean {
+    return this.downstream === null || this.downstream.requestComplete();
   }
 
   onRequestBodyBytes(bytes: number): void {

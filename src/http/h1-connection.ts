@@ -283,6 +283,8 @@ export class H1Connection implements ParserOwner, Downstream {
       const trailers = trailerLines === null ? null : forwardableRequestTrailers(headerMapFromFlat(trailerLines, null));
       if (trailers !== null) setRequestTrailers(body, trailers);
       body.push(null);
+      // The active request's route timeout starts at its last byte (a queued one's starts when it is begun).
+      request.exchange?.onRequestComplete();
     }
     // The body's reader asks for more through _read, which an ended stream never calls again: a body that filled
     // its buffer in the read that also ended it would otherwise leave the connection paused for good.

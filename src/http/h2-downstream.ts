@@ -16,6 +16,8 @@ export interface H2Owner {
   onDownstreamClosed(): void;
   /** The request did not arrive in time (request_timeout): answer 408, or reset a response already begun. */
   failDownstream(reason: Reason): void;
+  /** The request's last byte arrived (its route timeout starts now, as Envoy's does). */
+  onRequestComplete(): void;
 }
 
 /**
@@ -115,6 +117,7 @@ export class H2Downstream implements Downstream, H2StreamOwner, DirectBodySource
   onEnd(_stream: H2Stream, trailers: HeaderMap | null): void {
     this.requestEnded = true;
     this.clearRequestTimer();
+    this.owner.onRequestComplete();
     const body = this.body;
     const direct = this.direct;
     this.body = null;

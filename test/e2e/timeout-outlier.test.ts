@@ -1,6 +1,8 @@
-// The route timeout and outlier detection with a slow client: a request whose client is still sending its body
-// when the route timeout passes gets its 504, but the endpoint is not blamed (a slow or hostile uploader must not
-// eject healthy endpoints); a timeout after the request arrived whole still counts. HTTP/1.1 and HTTP/2 clients.
+// The route timeout and outlier detection with a slow client. The route timeout starts at the request's last byte,
+// as Envoy's: an upload that takes longer than it completes, and the endpoint is not blamed for the client being
+// slow (a slow or hostile uploader must not eject healthy endpoints); a timeout after the request arrived whole
+// is a 504 and counts. A client that stops sending mid-body is ended by the stream idle timeout. HTTP/1.1 and
+// HTTP/2 clients.
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -37,8 +39,12 @@ services:
     ports: [{ port: 8080, protocol: http }]
     endpoints: [{ address: 127.0.0.1, port: ${mute.port} }]
     policy: { timeout: 300ms, ${od} }
+  - name: idle
+    ports: [{ port: 8080, protocol: http }]
+    endpoints: [{ address: 127.0.0.1, port: ${echo.port} }]
+    policy: { timeout: 300ms }
 `,
-    { service: 'client' },
+    { service: 'client', hcm: { stream_idle_timeout: { nanos: 800_000_000 } } },
   );
   port = proxy.port('outbound');
 });
@@ -84,10 +90,17 @@ function slowPostH2(host: string, gapMs: number): Promise<number> {
 }
 
 describe('the route timeout while the client is still sending', () => {
-  it('HTTP/1.1 and HTTP/2: 504, and the endpoint is not ejected for the client being slow', async () => {
-    expect(await slowPost('upload', 600)).toBe(504);
-    expect(await slowPostH2('upload', 600)).toBe(504);
+  it('HTTP/1.1 and HTTP/2: an upload longer than the route timeout completes (200), and the endpoint is not ejected', async () => {
+    expect(await slowPost('upload', 600)).toBe(200);
+    expect(await slowPostH2('upload', 600)).toBe(200);
     expect(ejection('upload')).toBeNull();
+  });
+
+  it('a client that stops sending mid-body: the stream idle timeout ends it (408), never a hang', async () => {
+    // The second half comes only long after the idle timeout.
+    const started = Date.now();
+    expect(await slowPost('idle', 3_000)).toBe(408);
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it('a timeout after the whole request arrived still counts: the mute endpoint is ejected', async () => {

@@ -43,6 +43,8 @@ export interface RouterOwner {
   onRouterFailure(reason: Reason, detail?: string): void;
   /** Request body bytes going upstream (a replay's too: end() returns the count to keep then). */
   onRequestBodyBytes(bytes: number): void;
+  /** Whether the client's whole request (its body's end) has arrived. */
+  requestComplete(): boolean;
 }
 
 /**
@@ -120,6 +122,8 @@ export class Router implements Expirable {
   /** A response head went to the owner: nothing is retried any more. */
   private responding = false;
   private ended = false;
+  /** The route timeout waiting for the request's last byte (Envoy starts it there); 0 when none waits. */
+  private pendingTimeoutMs = 0;
 
   constructor(
     private readonly ctx: HttpContext,
@@ -165,8 +169,20 @@ export class Router implements Expirable {
     this.spec = { method: owner.method, path, authority: action.hostRewrite ?? owner.authority, scheme, headers: upstreamHeaders, body };
     // One clock read for the route deadline and the first try's start (a read costs ~0.1-0.2 µs).
     const now = performance.now();
-    if (timeoutMs > 0) startDeadline(this, timeoutMs, now);
+    // The route timeout runs from the request's last byte, as Envoy's: an upload longer than it is no timeout.
+    if (timeoutMs > 0) {
+      if (owner.requestComplete()) startDeadline(this, timeoutMs, now);
+      else this.pendingTimeoutMs = timeoutMs;
+    }
     this.startAttempt(now);
+  }
+
+  /** The client's request has all arrived: a route timeout held back for it starts now. */
+  onRequestComplete(): void {
+    const ms = this.pendingTimeoutMs;
+    if (ms === 0 || this.ended) return;
+    this.pendingTimeoutMs = 0;
+    startDeadline(this, ms, performance.now());
   }
 
   /** The route timeout spans every attempt; a gRPC caller's own deadline shortens it (504 / DEADLINE_EXCEEDED). */
