@@ -79,8 +79,6 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
   bytesReceived = 0;
   bytesSent = 0;
   reason: Reason | null = null;
-  /** The upstream timeout fired before the request had all arrived from the client (see onRouterFailure). */
-  private timedOutReceiving = false;
   private headersSent = false;
   private finished = false;
 
@@ -290,10 +288,6 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
   }
 
   onRouterFailure(reason: Reason, detail?: string): void {
-    // The route timeout (or the caller's deadline) passed while the client was still sending its request: the
-    // client's slowness, not the endpoint's, so outlier detection does not count it (a slow or hostile uploader
-    // would eject healthy endpoints). Envoy's route timeout only starts at the request's end.
-    if (reason === REASONS.upstreamTimeout && this.downstream !== null && !this.downstream.requestComplete()) this.timedOutReceiving = true;
     this.fail(reason, detail);
   }
 
@@ -382,7 +376,6 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
   private outcome(): CallOutcome {
     const reason = this.reason;
     if (reason === null) return httpOutcome(this.status, false);
-    if (this.timedOutReceiving) return 'ignored';
     if (reason === REASONS.connectFailure || reason === REASONS.upstreamReset || reason === REASONS.upstreamTimeout || reason === REASONS.upstreamProtocolError) {
       return 'localFailure';
     }

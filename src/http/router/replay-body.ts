@@ -20,11 +20,6 @@ class AttemptBody extends Readable {
   }
 }
 
-/** Told when the client's body has all arrived (the router arms its per-try timeouts then, as Envoy does). */
-export interface BodyEndListener {
-  requestBodyEnded(): void;
-}
-
 export class ReplayableBody {
   /** The body so far; null once it outgrew the limit (or was released). */
   private held: Buffer[] | null = [];
@@ -40,16 +35,10 @@ export class ReplayableBody {
   constructor(
     private readonly source: Readable,
     private readonly limit: number,
-    private readonly endListener: BodyEndListener | null = null,
   ) {
     (source as Source)[kOwner] = this;
     source.on('data', onSourceData);
     source.on('end', onSourceEnd);
-  }
-
-  /** Whether the client's body has all arrived. */
-  get complete(): boolean {
-    return this.ended;
   }
 
   /** Whether another attempt can still get the whole body. */
@@ -105,7 +94,6 @@ export class ReplayableBody {
     this.ended = true;
     this.trailers = requestTrailersOf(this.source);
     if (this.current !== null) this.endAttempt(this.current);
-    this.endListener?.requestBodyEnded();
   }
 
   private endAttempt(body: AttemptBody): void {

@@ -163,7 +163,7 @@ export class Router implements Expirable {
     // The body is held for a retry, and for an idempotent request whatever the policy: a reused keep-alive
     // connection the upstream closed as the request went out loses it, and it is sent again (UPSTREAM_UNSEEN).
     if (body !== null && (this.retry !== undefined || IDEMPOTENT.has(owner.method))) {
-      this.replayBody = new ReplayableBody(body, retry?.bufferLimitBytes ?? DEFAULTS.retryBufferLimitBytes, this);
+      this.replayBody = new ReplayableBody(body, retry?.bufferLimitBytes ?? DEFAULTS.retryBufferLimitBytes);
       body = this.replayBody.open();
     }
     this.spec = { method: owner.method, path, authority: action.hostRewrite ?? owner.authority, scheme, headers: upstreamHeaders, body };
@@ -177,12 +177,18 @@ export class Router implements Expirable {
     this.startAttempt(now);
   }
 
-  /** The client's request has all arrived: a route timeout held back for it starts now. */
+  /**
+   * The client's request has all arrived: the route timeout held back for it starts, and so do the per-try
+   * timeouts of the tries in flight (neither counts a slow client against the endpoint).
+   */
   onRequestComplete(): void {
+    if (this.ended) return;
     const ms = this.pendingTimeoutMs;
-    if (ms === 0 || this.ended) return;
-    this.pendingTimeoutMs = 0;
-    startDeadline(this, ms, performance.now());
+    if (ms > 0) {
+      this.pendingTimeoutMs = 0;
+      startDeadline(this, ms, performance.now());
+    }
+    for (const attempt of this.live) this.armTryTimer(attempt);
   }
 
   /** The route timeout spans every attempt; a gRPC caller's own deadline shortens it (504 / DEADLINE_EXCEEDED). */
@@ -229,13 +235,8 @@ export class Router implements Expirable {
   armTryTimer(attempt: Attempt): void {
     const perTryMs = this.retry?.perTryTimeoutMs ?? 0;
     if (perTryMs === 0 || attempt.tryTimer !== null || attempt.done || attempt.queued || attempt.timeoutRecorded) return;
-    if (this.ended || this.responding || (this.replayBody !== null && !this.replayBody.complete)) return;
+    if (this.ended || this.responding || !this.owner.requestComplete()) return;
     attempt.tryTimer = setTimeout(onTryTimeout, perTryMs, attempt);
-  }
-
-  /** ReplayableBody: the client's body has all arrived; the tries in flight start their per-try timeout now. */
-  requestBodyEnded(): void {
-    for (const attempt of this.live) this.armTryTimer(attempt);
   }
 
   /**
