@@ -273,7 +273,7 @@ export class HttpExchange implements RouterOwner, H2Owner, FilteredRequest {
     this.finish();
   }
 
-  /** The request's last byte arrived: the router starts a route timeout it was holding back. */
+  /** The request's last byte arrived: the router starts the route and per-try timeouts it was holding back. */
   onRequestComplete(): void {
     if (!this.finished) this.router?.onRequestComplete();
   }
